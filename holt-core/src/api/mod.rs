@@ -1,0 +1,15 @@
+//! The public surface of holt-core: everything a caller names lives here.
+
+mod batch;
+mod builder;
+mod range;
+mod stats;
+mod tree;
+
+pub use batch::{AtomicBatch, Batch};
+pub use builder::TreeBuilder;
+pub use range::{RangeBuilder, RangeEntry, RangeIter};
+pub use stats::TreeStats;
+pub use tree::{Record, Tree};
+
+pub(crate) use batch::{check_key, check_value};

@@ -1,0 +1,189 @@
+//! Ordered range scans with prefix, start_after and delimiter rollup.
+//!
+//! The iterator never holds a latch between calls. It asks the engine for a
+//! chunk of keys at or after a lower bound, then moves the bound past the last
+//! key it emitted. Because every refill restarts from a key rather than a
+//! position, a key present for the whole scan is emitted exactly once, however
+//! the tree changes underneath.
+
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::error::Result;
+
+/// Keys fetched from the engine per refill.
+const CHUNK_KEYS_MAX: usize = 128;
+
+/// One item of a range scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RangeEntry {
+    /// A key and its value.
+    Key { key: Vec<u8>, value: Vec<u8> },
+    /// Keys rolled up by the delimiter: the shared prefix including the delimiter.
+    CommonPrefix(Vec<u8>),
+}
+
+impl RangeEntry {
+    /// The key, or the common prefix.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            RangeEntry::Key { key, .. } => key,
+            RangeEntry::CommonPrefix(p) => p,
+        }
+    }
+}
+
+/// Configures a range scan; iterate it to run.
+pub struct RangeBuilder {
+    engine: Arc<Engine>,
+    prefix: Vec<u8>,
+    start_after: Option<Vec<u8>>,
+    delimiter: Option<u8>,
+}
+
+impl RangeBuilder {
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+        RangeBuilder { engine, prefix: Vec::new(), start_after: None, delimiter: None }
+    }
+
+    /// Only keys that start with `prefix`.
+    pub fn prefix(mut self, prefix: &[u8]) -> Self {
+        self.prefix = prefix.to_vec();
+        self
+    }
+
+    /// Only keys (and common prefixes) strictly greater than `key`.
+    pub fn start_after(mut self, key: &[u8]) -> Self {
+        self.start_after = Some(key.to_vec());
+        self
+    }
+
+    /// Roll keys that contain `delim` after the prefix up into one
+    /// [`RangeEntry::CommonPrefix`] each.
+    pub fn delimiter(mut self, delim: u8) -> Self {
+        self.delimiter = Some(delim);
+        self
+    }
+}
+
+impl IntoIterator for RangeBuilder {
+    type Item = Result<RangeEntry>;
+    type IntoIter = RangeIter;
+
+    fn into_iter(self) -> RangeIter {
+        let mut lower = self.prefix.clone();
+        if let Some(after) = &self.start_after {
+            // Smallest key strictly greater than `after` is `after` + 0x00.
+            let mut succ = after.clone();
+            succ.push(0);
+            if succ > lower {
+                lower = succ;
+            }
+        }
+        RangeIter {
+            engine: self.engine,
+            prefix: self.prefix,
+            delimiter: self.delimiter,
+            lower: Some(lower),
+            start_after: self.start_after,
+            chunk: Vec::new(),
+            chunk_pos: 0,
+        }
+    }
+}
+
+/// The iterator behind [`RangeBuilder`].
+pub struct RangeIter {
+    engine: Arc<Engine>,
+    prefix: Vec<u8>,
+    delimiter: Option<u8>,
+    /// Inclusive lower bound of the next refill; `None` once exhausted.
+    lower: Option<Vec<u8>>,
+    start_after: Option<Vec<u8>>,
+    chunk: Vec<(Vec<u8>, Vec<u8>)>,
+    chunk_pos: usize,
+}
+
+/// The smallest byte string greater than every string starting with `p`,
+/// or `None` if no such string exists (`p` is empty or all 0xFF).
+pub(crate) fn prefix_successor(p: &[u8]) -> Option<Vec<u8>> {
+    let mut s = p.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xFF {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+impl RangeIter {
+    fn refill(&mut self) -> Result<bool> {
+        let Some(lower) = self.lower.take() else { return Ok(false) };
+        self.chunk.clear();
+        self.chunk_pos = 0;
+        self.engine.scan(&lower, &self.prefix, CHUNK_KEYS_MAX, &mut self.chunk)?;
+        if self.chunk.len() == CHUNK_KEYS_MAX {
+            let mut next = self.chunk[CHUNK_KEYS_MAX - 1].0.clone();
+            next.push(0);
+            self.lower = Some(next);
+        }
+        Ok(!self.chunk.is_empty())
+    }
+
+    fn rollup(&self, key: &[u8]) -> Option<usize> {
+        let delim = self.delimiter?;
+        let tail = &key[self.prefix.len()..];
+        tail.iter().position(|&b| b == delim).map(|i| self.prefix.len() + i + 1)
+    }
+
+    fn next_entry(&mut self) -> Result<Option<RangeEntry>> {
+        loop {
+            if self.chunk_pos == self.chunk.len() && !self.refill()? {
+                return Ok(None);
+            }
+            let i = self.chunk_pos;
+            self.chunk_pos += 1;
+            let Some(cut) = self.rollup(&self.chunk[i].0) else {
+                let (key, value) = std::mem::take(&mut self.chunk[i]);
+                return Ok(Some(RangeEntry::Key { key, value }));
+            };
+            let common = self.chunk[i].0[..cut].to_vec();
+            if self.start_after.as_deref().is_some_and(|a| common.as_slice() <= a) {
+                // start_after fell inside this rolled-up group: the group
+                // itself is not after it, but keys past the group may be.
+                self.skip_group(&common);
+                continue;
+            }
+            self.skip_group(&common);
+            return Ok(Some(RangeEntry::CommonPrefix(common)));
+        }
+    }
+
+    /// Drop buffered keys inside `common` and move the refill bound past it.
+    fn skip_group(&mut self, common: &[u8]) {
+        while self.chunk_pos < self.chunk.len() && self.chunk[self.chunk_pos].0.starts_with(common) {
+            self.chunk_pos += 1;
+        }
+        if self.chunk_pos == self.chunk.len() {
+            self.lower = prefix_successor(common);
+        }
+    }
+}
+
+impl Iterator for RangeIter {
+    type Item = Result<RangeEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_entry() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => None,
+            Err(e) => {
+                self.lower = None;
+                self.chunk.clear();
+                self.chunk_pos = 0;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `Tree`: the handle callers hold. A thin layer that validates arguments and
+//! turns each call into one engine batch.
+
+use std::sync::Arc;
+
+use super::batch::{check_key, check_value, AtomicBatch, Batch};
+use super::range::RangeBuilder;
+use super::stats::TreeStats;
+use crate::engine::{Applied, Engine};
+use crate::error::Result;
+use crate::op::Op;
+
+/// A value with its version: a number that changes on every write of the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+/// A handle to one store. Cheap to clone; all clones share the same engine,
+/// and dropping the last one closes the store cleanly.
+#[derive(Clone)]
+pub struct Tree {
+    engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree").field("dir", &self.engine.dir()).finish()
+    }
+}
+
+impl Tree {
+    pub(crate) fn from_engine(engine: Arc<Engine>) -> Self {
+        Tree { engine }
+    }
+
+    /// The value stored at `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_record(key)?.map(|r| r.value))
+    }
+
+    /// The value and version stored at `key`.
+    pub fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
+        check_key(key)?;
+        self.engine.get(key)
+    }
+
+    /// Set `key` to `value`.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.insert_op(key, value, false).map(|_| ())
+    }
+
+    /// Set `key` to `value`, returning the previous value.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.insert_op(key, value, true)
+    }
+
+    fn insert_op(&self, key: &[u8], value: &[u8], want_prev: bool) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        check_value(value)?;
+        let op = Op::Put { key: key.to_vec(), value: value.to_vec() };
+        self.single(op, want_prev)
+    }
+
+    /// Remove `key`; true if it was present.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        check_key(key)?;
+        let prev = self.single(Op::Delete { key: key.to_vec() }, false);
+        prev.map(|p| p.is_some())
+    }
+
+    /// Remove `key`, returning its value.
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        self.single(Op::Delete { key: key.to_vec() }, true)
+    }
+
+    fn single(&self, op: Op, want_prev: bool) -> Result<Option<Vec<u8>>> {
+        match self.engine.apply(&[], vec![op], want_prev)? {
+            Applied::Done { mut prev } => Ok(prev.pop().flatten()),
+            Applied::GuardFailed => unreachable!("a batch without guards cannot fail a guard"),
+        }
+    }
+
+    /// Atomically move the value at `src` to `dst`. Without `force`, an
+    /// existing `dst` fails with [`Error::DstExists`]; a missing `src` fails
+    /// with [`Error::NotFound`]. Renaming a key onto itself is a no-op.
+    pub fn rename(&self, src: &[u8], dst: &[u8], force: bool) -> Result<()> {
+        check_key(src)?;
+        check_key(dst)?;
+        let op = Op::Rename { src: src.to_vec(), dst: dst.to_vec(), force };
+        self.single(op, false).map(|_| ())
+    }
+
+    /// Apply every mutation recorded by `build`, all or nothing.
+    pub fn txn<F: FnOnce(&mut Batch)>(&self, build: F) -> Result<()> {
+        let mut batch = Batch::default();
+        build(&mut batch);
+        if let Some(e) = batch.error {
+            return Err(e);
+        }
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        self.engine.apply(&[], batch.ops, false).map(|_| ())
+    }
+
+    /// Check the guards recorded by `build`; if all hold, apply its mutations
+    /// all or nothing and return true. If any guard fails, apply nothing and
+    /// return false.
+    pub fn atomic<F: FnOnce(&mut AtomicBatch)>(&self, build: F) -> Result<bool> {
+        let mut batch = AtomicBatch::default();
+        build(&mut batch);
+        if let Some(e) = batch.inner.error {
+            return Err(e);
+        }
+        match self.engine.apply(&batch.guards, batch.inner.ops, false)? {
+            Applied::Done { .. } => Ok(true),
+            Applied::GuardFailed => Ok(false),
+        }
+    }
+
+    /// An ordered scan over the whole tree; narrow it with the builder.
+    pub fn range(&self) -> RangeBuilder {
+        RangeBuilder::new(Arc::clone(&self.engine))
+    }
+
+    /// Same as `range().prefix(prefix)`.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> RangeBuilder {
+        self.range().prefix(prefix)
+    }
+
+    /// Barrier: every mutation acknowledged so far is on stable storage.
+    pub fn sync(&self) -> Result<()> {
+        self.engine.sync()
+    }
+
+    /// Write dirty frames and trim the WAL.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.engine.checkpoint()
+    }
+
+    /// One bounded step of online maintenance (dead-space compaction and
+    /// merging small child frames back into their parents).
+    pub fn compact(&self) -> Result<()> {
+        self.engine.compact()
+    }
+
+    /// Counters and shape of the tree.
+    pub fn stats(&self) -> Result<TreeStats> {
+        self.engine.stats()
+    }
+
+    /// Check every structural invariant of every frame (slow; for tests and fsck).
+    pub fn check_invariants(&self) -> Result<()> {
+        self.engine.check_invariants()
+    }
+}

@@ -1,0 +1,27 @@
+//! holt-core: an embedded adaptive radix tree for path-shaped keys, laid out
+//! in 512 KiB blob frames.
+//!
+//! ```
+//! use holt_core::{TreeBuilder, RangeEntry};
+//! let tree = TreeBuilder::new("unused").memory().open().unwrap();
+//! tree.put(b"dir/a", b"1").unwrap();
+//! tree.put(b"dir/sub/b", b"2").unwrap();
+//! let names: Vec<_> = tree.scan_prefix(b"dir/").delimiter(b'/').into_iter()
+//!     .map(|e| e.unwrap().key().to_vec()).collect();
+//! assert_eq!(names, vec![b"dir/a".to_vec(), b"dir/sub/".to_vec()]);
+//! ```
+
+mod api;
+mod engine;
+mod error;
+mod op;
+
+pub use api::{AtomicBatch, Batch, RangeBuilder, RangeEntry, RangeIter, Record, Tree, TreeBuilder, TreeStats};
+pub use error::{Error, Result};
+
+/// Longest key accepted, in bytes.
+pub const KEY_BYTES_MAX: usize = 8 * 1024;
+/// Longest value accepted, in bytes (at least Linux's 64 KiB xattr maximum).
+pub const VALUE_BYTES_MAX: usize = 128 * 1024;
+/// Smallest accepted `buffer_pool_size`, in frames.
+pub const POOL_FRAMES_MIN: usize = 8;

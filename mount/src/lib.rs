@@ -1,0 +1,1 @@
+//! holt-fs: filesystem semantics over holt-core.

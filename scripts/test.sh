@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need on Debian, then runs
+# every test of the workspace. Real-mount tests need /dev/fuse and root (or
+# fusermount3); they fail with a message naming what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
+command -v rsync >/dev/null || need_pkgs+=(rsync)
+command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
+command -v git >/dev/null || need_pkgs+=(git)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing: ${need_pkgs[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+    else
+        echo "missing packages: ${need_pkgs[*]} (install them, or run as root on Debian)" >&2
+        exit 1
+    fi
+fi
+
+cargo test --workspace --release -- --test-threads=2

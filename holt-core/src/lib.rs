@@ -14,7 +14,9 @@
 mod api;
 mod engine;
 mod error;
+mod ids;
 mod op;
+mod store;
 
 pub use api::{AtomicBatch, Batch, RangeBuilder, RangeEntry, RangeIter, Record, Tree, TreeBuilder, TreeStats};
 pub use error::{Error, Result};

@@ -36,3 +36,12 @@ impl Guard {
         }
     }
 }
+
+/// A mutation as the journal records it: resolved, so replay never needs to
+/// read the tree (a rename carries the value it moved).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LogOp {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+    Rename { src: Vec<u8>, dst: Vec<u8>, value: Vec<u8> },
+}

@@ -1,0 +1,4 @@
+//! Everything below the tree that touches files: the file-system seam (`vfs`),
+//! and the frame store built on it. Knows nothing of ART nodes.
+
+pub(crate) mod vfs;

@@ -1,5 +1,8 @@
-//! Everything below the tree that touches files: the file-system seam (`vfs`),
-//! and the frame store built on it. Knows nothing of ART nodes.
+//! Everything below the tree that touches memory budgets and files: the
+//! buffer manager (`pool`), the file-system seam (`vfs`), and the frame store
+//! built on it. Knows nothing of ART nodes.
 
+pub(crate) mod pool;
 pub(crate) mod std_vfs;
+pub(crate) mod table;
 pub(crate) mod vfs;

@@ -12,9 +12,12 @@
 //! ```
 
 mod api;
+mod counter;
 mod engine;
 mod error;
 mod ids;
+mod latch;
+mod layout;
 mod op;
 mod store;
 

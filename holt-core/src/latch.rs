@@ -1,0 +1,116 @@
+//! `HybridLatch`: one version word plus a reader-writer lock per frame.
+//!
+//! - Optimistic readers snapshot an even version, read, then `validate`; a
+//!   changed version means the bytes they read may be torn and they restart.
+//!   They never write to the latch, so readers do not contend with each other.
+//! - Writers hold the lock exclusively; the version is odd while they do.
+//! - `wait_unlocked` lets a reader that found the frame locked sleep until the
+//!   writer leaves instead of spinning.
+
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use parking_lot::lock_api::RawRwLock as _;
+use parking_lot::RawRwLock;
+
+pub(crate) struct HybridLatch {
+    version: AtomicU64,
+    lock: RawRwLock,
+}
+
+impl Default for HybridLatch {
+    fn default() -> Self {
+        HybridLatch { version: AtomicU64::new(0), lock: RawRwLock::INIT }
+    }
+}
+
+impl HybridLatch {
+    /// The current version if no writer holds the latch.
+    #[inline]
+    pub(crate) fn optimistic(&self) -> Option<u64> {
+        let v = self.version.load(Ordering::Acquire);
+        (v & 1 == 0).then_some(v)
+    }
+
+    /// True if nothing changed since `optimistic` returned `v`.
+    #[inline]
+    pub(crate) fn validate(&self, v: u64) -> bool {
+        fence(Ordering::Acquire);
+        self.version.load(Ordering::Relaxed) == v
+    }
+
+    /// Block until no writer holds the latch.
+    pub(crate) fn wait_unlocked(&self) {
+        self.lock.lock_shared();
+        // SAFETY: we acquired the shared lock on the line above.
+        unsafe { self.lock.unlock_shared() };
+    }
+
+    fn begin_write(&self) {
+        let v = self.version.load(Ordering::Relaxed);
+        debug_assert!(v & 1 == 0, "latch version odd without a writer");
+        self.version.store(v + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    /// Take the latch exclusively (blocking).
+    pub(crate) fn lock(&self) {
+        self.lock.lock_exclusive();
+        self.begin_write();
+    }
+
+    /// Take the latch exclusively if free.
+    pub(crate) fn try_lock(&self) -> bool {
+        if !self.lock.try_lock_exclusive() {
+            return false;
+        }
+        self.begin_write();
+        true
+    }
+
+    /// Take the latch exclusively only if its version is still `v`.
+    pub(crate) fn try_upgrade(&self, v: u64) -> bool {
+        if !self.lock.try_lock_exclusive() {
+            return false;
+        }
+        if self.version.load(Ordering::Relaxed) != v {
+            // SAFETY: acquired just above.
+            unsafe { self.lock.unlock_exclusive() };
+            return false;
+        }
+        self.begin_write();
+        true
+    }
+
+    /// Release an exclusive hold; readers that saw the old version restart.
+    pub(crate) fn unlock(&self) {
+        let v = self.version.load(Ordering::Relaxed);
+        debug_assert!(v & 1 == 1, "unlock without holding the latch");
+        self.version.store(v + 1, Ordering::Release);
+        // SAFETY: callers pair every unlock with a successful lock/try_lock/try_upgrade.
+        unsafe { self.lock.unlock_exclusive() };
+    }
+
+    /// True while some writer holds the latch.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.version.load(Ordering::Relaxed) & 1 == 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_moves_on_every_write_and_upgrade_checks_it() {
+        let l = HybridLatch::default();
+        let v = l.optimistic().unwrap();
+        assert!(l.try_upgrade(v));
+        assert!(l.optimistic().is_none());
+        assert!(!l.try_lock());
+        l.unlock();
+        assert!(!l.validate(v));
+        assert!(!l.try_upgrade(v), "a stale version must not upgrade");
+        let v2 = l.optimistic().unwrap();
+        assert!(l.validate(v2));
+    }
+}

@@ -1,0 +1,242 @@
+//! `FrameBuf`: the in-memory image of one 512 KiB frame.
+//!
+//! The bytes live in `AtomicU64` words so that optimistic readers may load
+//! them while a writer holds the frame's latch: a torn read is then a value
+//! the reader discards after failing version validation, never undefined
+//! behaviour. Bytes are little-endian within each word. Every accessor is
+//! bounds-safe: a read past the end returns zeros (only a torn optimistic
+//! read can ask for one, and validation rejects it), a write past the end is
+//! an invariant violation.
+
+use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::FRAME_BYTES;
+
+const WORDS: usize = FRAME_BYTES / 8;
+
+pub(crate) struct FrameBuf {
+    words: Box<[AtomicU64]>,
+}
+
+impl FrameBuf {
+    /// A frame of zeros.
+    pub(crate) fn zeroed() -> Self {
+        let words = (0..WORDS).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice();
+        FrameBuf { words }
+    }
+
+    #[inline]
+    fn word(&self, i: usize) -> u64 {
+        match self.words.get(i) {
+            Some(w) => w.load(Relaxed),
+            None => 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn u8(&self, off: usize) -> u8 {
+        (self.word(off >> 3) >> ((off & 7) * 8)) as u8
+    }
+
+    /// Little-endian integer of `n <= 8` bytes at `off`.
+    #[inline]
+    fn le(&self, off: usize, n: usize) -> u64 {
+        let shift = (off & 7) * 8;
+        let lo = self.word(off >> 3) >> shift;
+        let v = if shift + n * 8 <= 64 || shift == 0 {
+            lo
+        } else {
+            lo | (self.word((off >> 3) + 1) << (64 - shift))
+        };
+        if n == 8 {
+            v
+        } else {
+            v & ((1u64 << (n * 8)) - 1)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn u16(&self, off: usize) -> u16 {
+        self.le(off, 2) as u16
+    }
+
+    #[inline]
+    pub(crate) fn u32(&self, off: usize) -> u32 {
+        self.le(off, 4) as u32
+    }
+
+    #[inline]
+    pub(crate) fn u64(&self, off: usize) -> u64 {
+        self.le(off, 8)
+    }
+
+    /// Append `len` bytes starting at `off` to `out`.
+    pub(crate) fn read_into(&self, off: usize, len: usize, out: &mut Vec<u8>) {
+        let len = len.min(FRAME_BYTES.saturating_sub(off));
+        out.reserve(len);
+        let mut i = 0;
+        while i < len && (off + i) & 7 != 0 {
+            out.push(self.u8(off + i));
+            i += 1;
+        }
+        while i + 8 <= len {
+            out.extend_from_slice(&self.word((off + i) >> 3).to_le_bytes());
+            i += 8;
+        }
+        while i < len {
+            out.push(self.u8(off + i));
+            i += 1;
+        }
+    }
+
+    pub(crate) fn read_vec(&self, off: usize, len: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.read_into(off, len, &mut v);
+        v
+    }
+
+    /// Compare the `len` bytes at `off` with `other`, lexicographically.
+    pub(crate) fn cmp_bytes(&self, off: usize, len: usize, other: &[u8]) -> Ordering {
+        let common = len.min(other.len());
+        let mut i = 0;
+        while i + 8 <= common {
+            let mine = self.le(off + i, 8).swap_bytes();
+            let theirs = u64::from_be_bytes(other[i..i + 8].try_into().expect("8-byte slice"));
+            match mine.cmp(&theirs) {
+                Ordering::Equal => i += 8,
+                ord => return ord,
+            }
+        }
+        while i < common {
+            match self.u8(off + i).cmp(&other[i]) {
+                Ordering::Equal => i += 1,
+                ord => return ord,
+            }
+        }
+        len.cmp(&other.len())
+    }
+
+    /// Length of the common prefix of the `len` bytes at `off` and `other`.
+    pub(crate) fn common_prefix(&self, off: usize, len: usize, other: &[u8]) -> usize {
+        let common = len.min(other.len());
+        let mut i = 0;
+        while i + 8 <= common {
+            let x = self.le(off + i, 8) ^ u64::from_le_bytes(other[i..i + 8].try_into().expect("8"));
+            if x != 0 {
+                return i + (x.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+        while i < common && self.u8(off + i) == other[i] {
+            i += 1;
+        }
+        i
+    }
+
+    fn store_word(&self, i: usize, v: u64) {
+        self.words[i].store(v, Relaxed);
+    }
+
+    /// Write `bytes` at `off`. Caller holds the frame exclusively.
+    pub(crate) fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= FRAME_BYTES, "frame write past the end: {off}+{}", bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let pos = off + i;
+            let w = pos >> 3;
+            let shift = (pos & 7) * 8;
+            let n = (8 - (pos & 7)).min(bytes.len() - i);
+            let mut chunk = [0u8; 8];
+            chunk[..n].copy_from_slice(&bytes[i..i + n]);
+            let val = u64::from_le_bytes(chunk) << shift;
+            let mask = if n == 8 { u64::MAX } else { ((1u64 << (n * 8)) - 1) << shift };
+            let old = self.word(w);
+            self.store_word(w, (old & !mask) | val);
+            i += n;
+        }
+    }
+
+    pub(crate) fn set_u8(&self, off: usize, v: u8) {
+        self.write(off, &[v]);
+    }
+
+    pub(crate) fn set_u16(&self, off: usize, v: u16) {
+        self.write(off, &v.to_le_bytes());
+    }
+
+    pub(crate) fn set_u32(&self, off: usize, v: u32) {
+        self.write(off, &v.to_le_bytes());
+    }
+
+    pub(crate) fn set_u64(&self, off: usize, v: u64) {
+        self.write(off, &v.to_le_bytes());
+    }
+
+    /// Copy `len` bytes from `src` to `dst` inside this frame (ranges may overlap).
+    pub(crate) fn copy_within(&self, src: usize, dst: usize, len: usize) {
+        let tmp = self.read_vec(src, len);
+        self.write(dst, &tmp);
+    }
+
+    /// Copy `len` bytes at `src` of `other` to `dst` of this frame.
+    pub(crate) fn copy_from(&self, other: &FrameBuf, src: usize, dst: usize, len: usize) {
+        let tmp = other.read_vec(src, len);
+        self.write(dst, &tmp);
+    }
+
+    /// The whole image as bytes (for checksums and writing to disk).
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        self.read_vec(0, FRAME_BYTES)
+    }
+
+    /// Overwrite the whole image.
+    pub(crate) fn load(&self, bytes: &[u8]) {
+        assert_eq!(bytes.len(), FRAME_BYTES, "frame image must be exactly one frame");
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            self.store_word(i, u64::from_le_bytes(chunk.try_into().expect("8")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unaligned_integers_round_trip() {
+        let b = FrameBuf::zeroed();
+        for off in 0..24 {
+            b.set_u64(100 + off, 0x0102_0304_0506_0708 + off as u64);
+            assert_eq!(b.u64(100 + off), 0x0102_0304_0506_0708 + off as u64);
+            b.set_u32(300 + off, 0xA1B2_C3D4);
+            assert_eq!(b.u32(300 + off), 0xA1B2_C3D4);
+            b.set_u16(500 + off, 0xBEEF);
+            assert_eq!(b.u16(500 + off), 0xBEEF);
+        }
+    }
+
+    #[test]
+    fn bytes_compare_like_slices() {
+        let b = FrameBuf::zeroed();
+        let data = b"hello/world\0abc-long-enough-to-span-words";
+        b.write(13, data);
+        assert_eq!(b.read_vec(13, data.len()), data.to_vec());
+        for cut in 0..data.len() {
+            let other = &data[..cut];
+            assert_eq!(b.cmp_bytes(13, data.len(), other), data.as_slice().cmp(other));
+            assert_eq!(b.common_prefix(13, data.len(), other), cut);
+        }
+        let mut other = data.to_vec();
+        other[20] = b'z';
+        assert_eq!(b.cmp_bytes(13, data.len(), &other), data.as_slice().cmp(&other));
+        assert_eq!(b.common_prefix(13, data.len(), &other), 20);
+    }
+
+    #[test]
+    fn reads_past_the_end_are_zero() {
+        let b = FrameBuf::zeroed();
+        assert_eq!(b.u64(FRAME_BYTES - 2), 0);
+        assert_eq!(b.read_vec(FRAME_BYTES - 4, 100).len(), 4);
+    }
+}

@@ -1,0 +1,153 @@
+//! Byte formats of a blob frame and the ART nodes inside it. Pure: no I/O,
+//! no latches. Every offset here is documented in `doc/FORMAT.md`, and a test
+//! checks the table against these constants.
+//!
+//! A frame is a 64-byte header, a data area growing up from byte 64, and a
+//! slot table growing down from the end. A slot is a stable 4-byte handle to
+//! one node: moving or resizing a node rewrites only its slot entry, so the
+//! node's parent (and any link from another frame) never changes.
+
+mod buf;
+pub(crate) mod node;
+pub(crate) mod space;
+
+pub(crate) use buf::FrameBuf;
+
+use crate::ids::{FrameId, Lsn};
+
+/// Size of one blob frame in memory and on disk.
+pub(crate) const FRAME_BYTES: usize = 512 * 1024;
+/// "HOLF" little-endian.
+pub(crate) const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"HOLF");
+pub(crate) const FRAME_VERSION: u16 = 1;
+
+pub(crate) const HDR_MAGIC: usize = 0;
+pub(crate) const HDR_VERSION: usize = 4;
+pub(crate) const HDR_FLAGS: usize = 6;
+pub(crate) const HDR_FRAME_ID: usize = 8;
+pub(crate) const HDR_LSN: usize = 16;
+pub(crate) const HDR_CHECKSUM: usize = 24;
+pub(crate) const HDR_SLOT_COUNT: usize = 28;
+pub(crate) const HDR_DATA_END: usize = 32;
+pub(crate) const HDR_DEAD_BYTES: usize = 36;
+pub(crate) const HDR_FREE_SLOT: usize = 40;
+pub(crate) const HDR_LIVE_SLOTS: usize = 44;
+pub(crate) const HDR_LIVE_BYTES: usize = 48;
+pub(crate) const HEADER_BYTES: usize = 64;
+
+/// Bytes per slot-table entry.
+pub(crate) const SLOT_BYTES: usize = 4;
+/// Marks a free slot-table entry; the low bits link the free list.
+pub(crate) const SLOT_FREE_BIT: u32 = 0x8000_0000;
+/// "No slot": end of the free list, absent child, absent end leaf.
+pub(crate) const NIL: u32 = 0xFFFF_FFFF;
+
+/// Slot index within one frame.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Slot(pub u32);
+
+/// Offset of slot `s`'s table entry.
+#[inline]
+pub(crate) fn slot_entry_offset(s: Slot) -> usize {
+    FRAME_BYTES - SLOT_BYTES * (s.0 as usize + 1)
+}
+
+/// Typed access to the header fields of a frame image.
+impl FrameBuf {
+    pub(crate) fn frame_id(&self) -> FrameId {
+        FrameId(self.u64(HDR_FRAME_ID))
+    }
+
+    pub(crate) fn lsn(&self) -> Lsn {
+        Lsn(self.u64(HDR_LSN))
+    }
+
+    pub(crate) fn set_lsn(&self, lsn: Lsn) {
+        self.set_u64(HDR_LSN, lsn.0);
+    }
+
+    pub(crate) fn slot_count(&self) -> u32 {
+        self.u32(HDR_SLOT_COUNT)
+    }
+
+    pub(crate) fn data_end(&self) -> usize {
+        self.u32(HDR_DATA_END) as usize
+    }
+
+    pub(crate) fn dead_bytes(&self) -> usize {
+        self.u32(HDR_DEAD_BYTES) as usize
+    }
+
+    pub(crate) fn live_slots(&self) -> u32 {
+        self.u32(HDR_LIVE_SLOTS)
+    }
+
+    pub(crate) fn live_bytes(&self) -> usize {
+        self.u32(HDR_LIVE_BYTES) as usize
+    }
+
+    /// Raw table entry of slot `s` (an offset, or a free-list link).
+    pub(crate) fn slot_entry(&self, s: Slot) -> u32 {
+        if s.0 >= self.slot_count() {
+            return SLOT_FREE_BIT | NIL;
+        }
+        self.u32(slot_entry_offset(s))
+    }
+
+    /// Offset of the node in slot `s`, or `None` for a free or unknown slot.
+    #[inline]
+    pub(crate) fn node_offset(&self, s: Slot) -> Option<usize> {
+        let e = self.slot_entry(s);
+        (e & SLOT_FREE_BIT == 0).then_some(e as usize)
+    }
+
+    /// Initialise an empty frame with the given identity.
+    pub(crate) fn format(&self, id: FrameId) {
+        self.write(0, &[0u8; HEADER_BYTES]);
+        self.set_u32(HDR_MAGIC, FRAME_MAGIC);
+        self.set_u16(HDR_VERSION, FRAME_VERSION);
+        self.set_u64(HDR_FRAME_ID, id.0);
+        self.set_u32(HDR_DATA_END, HEADER_BYTES as u32);
+        self.set_u32(HDR_FREE_SLOT, NIL);
+    }
+
+    /// CRC32C of the image with the checksum field taken as zero.
+    pub(crate) fn compute_checksum(image: &[u8]) -> u32 {
+        let crc = crc32c::crc32c(&image[..HDR_CHECKSUM]);
+        let crc = crc32c::crc32c_append(crc, &[0u8; 4]);
+        crc32c::crc32c_append(crc, &image[HDR_CHECKSUM + 4..])
+    }
+
+    /// The image with its checksum filled in, ready to be written out.
+    pub(crate) fn sealed_image(&self) -> Vec<u8> {
+        let mut img = self.to_bytes();
+        let crc = Self::compute_checksum(&img);
+        img[HDR_CHECKSUM..HDR_CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
+        img
+    }
+}
+
+/// Why a frame image read from a store is unusable.
+pub(crate) fn verify_image(image: &[u8], expect: FrameId) -> Result<(), String> {
+    if image.len() != FRAME_BYTES {
+        return Err(format!("frame image is {} bytes, expected {FRAME_BYTES}", image.len()));
+    }
+    let field = |off: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&image[off..off + n]);
+        u64::from_le_bytes(b)
+    };
+    if field(HDR_MAGIC, 4) as u32 != FRAME_MAGIC {
+        return Err("bad frame magic".into());
+    }
+    if field(HDR_VERSION, 2) as u16 != FRAME_VERSION {
+        return Err(format!("unknown frame version {}", field(HDR_VERSION, 2)));
+    }
+    if field(HDR_CHECKSUM, 4) as u32 != FrameBuf::compute_checksum(image) {
+        return Err("frame checksum mismatch".into());
+    }
+    if field(HDR_FRAME_ID, 8) != expect.0 {
+        return Err(format!("frame holds id {}, expected {}", field(HDR_FRAME_ID, 8), expect.0));
+    }
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! ART node encodings inside a frame's data area.
+//!
+//! Every node starts with `kind: u8, flags: u8`. Leaves hold the FULL key
+//! (not a suffix), so a leaf can move between depths and frames unchanged and
+//! a scan emits keys without rebuilding them. Inner nodes hold a compressed
+//! path prefix of any length, an optional `end` slot (the leaf of the key that
+//! ends exactly at this node, which sorts before every child), and children
+//! keyed by one byte. A link node stands in for a node that lives in another
+//! frame.
+
+use super::{FrameBuf, Slot, NIL};
+use crate::ids::FrameId;
+
+pub(crate) const KIND_LEAF: u8 = 1;
+pub(crate) const KIND_N4: u8 = 2;
+pub(crate) const KIND_N16: u8 = 3;
+pub(crate) const KIND_N48: u8 = 4;
+pub(crate) const KIND_N256: u8 = 5;
+pub(crate) const KIND_LINK: u8 = 6;
+
+/// The node is referenced from outside its frame (by a link, or as the tree
+/// root), so it must keep its slot for as long as it lives.
+pub(crate) const FLAG_ENTRY: u8 = 1;
+
+pub(crate) const OFF_KIND: usize = 0;
+pub(crate) const OFF_FLAGS: usize = 1;
+
+pub(crate) const LEAF_KEY_LEN: usize = 2;
+pub(crate) const LEAF_VAL_LEN: usize = 4;
+pub(crate) const LEAF_VERSION: usize = 8;
+pub(crate) const LEAF_HEADER_BYTES: usize = 16;
+
+pub(crate) const INNER_COUNT: usize = 2;
+pub(crate) const INNER_PREFIX_LEN: usize = 4;
+pub(crate) const INNER_END: usize = 8;
+pub(crate) const INNER_HEADER_BYTES: usize = 12;
+
+pub(crate) const LINK_SLOT: usize = 4;
+pub(crate) const LINK_FRAME: usize = 8;
+pub(crate) const LINK_BYTES: usize = 16;
+
+/// Largest inner node body (Node256's child array).
+pub(crate) const INNER_BODY_BYTES_MAX: usize = 256 * 4;
+
+/// Child capacity and body size of each inner kind.
+pub(crate) fn inner_capacity(kind: u8) -> usize {
+    match kind {
+        KIND_N4 => 4,
+        KIND_N16 => 16,
+        KIND_N48 => 48,
+        _ => 256,
+    }
+}
+
+fn inner_body_bytes(kind: u8) -> usize {
+    match kind {
+        KIND_N4 => 4 + 4 * 4,
+        KIND_N16 => 16 + 16 * 4,
+        KIND_N48 => 256 + 48 * 4,
+        _ => 256 * 4,
+    }
+}
+
+/// Smallest inner kind that holds `children` children.
+pub(crate) fn inner_kind_for(children: usize) -> u8 {
+    match children {
+        0..=4 => KIND_N4,
+        5..=16 => KIND_N16,
+        17..=48 => KIND_N48,
+        _ => KIND_N256,
+    }
+}
+
+pub(crate) fn leaf_bytes(key_len: usize, val_len: usize) -> usize {
+    LEAF_HEADER_BYTES + key_len + val_len
+}
+
+pub(crate) fn inner_bytes(kind: u8, prefix_len: usize) -> usize {
+    INNER_HEADER_BYTES + prefix_len + inner_body_bytes(kind)
+}
+
+/// Size of the node at `off`, derived from its header (bounds-safe on torn bytes).
+pub(crate) fn node_bytes(b: &FrameBuf, off: usize) -> usize {
+    match b.u8(off + OFF_KIND) {
+        KIND_LEAF => leaf_bytes(b.u16(off + LEAF_KEY_LEN) as usize, b.u32(off + LEAF_VAL_LEN) as usize),
+        KIND_LINK => LINK_BYTES,
+        k @ (KIND_N4 | KIND_N16 | KIND_N48 | KIND_N256) => {
+            inner_bytes(k, b.u16(off + INNER_PREFIX_LEN) as usize)
+        }
+        _ => 0,
+    }
+}
+
+pub(crate) fn encode_leaf(key: &[u8], value: &[u8], version: u64, flags: u8) -> Vec<u8> {
+    let mut v = Vec::with_capacity(leaf_bytes(key.len(), value.len()));
+    v.push(KIND_LEAF);
+    v.push(flags);
+    v.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    v.extend_from_slice(&version.to_le_bytes());
+    v.extend_from_slice(key);
+    v.extend_from_slice(value);
+    v
+}
+
+pub(crate) fn encode_link(frame: FrameId, slot: Slot, flags: u8) -> Vec<u8> {
+    let mut v = Vec::with_capacity(LINK_BYTES);
+    v.extend_from_slice(&[KIND_LINK, flags, 0, 0]);
+    v.extend_from_slice(&slot.0.to_le_bytes());
+    v.extend_from_slice(&frame.0.to_le_bytes());
+    v
+}
+
+/// Read-side view of a leaf at a known offset.
+#[derive(Copy, Clone)]
+pub(crate) struct LeafAt(pub usize);
+
+impl LeafAt {
+    pub(crate) fn key_len(self, b: &FrameBuf) -> usize {
+        b.u16(self.0 + LEAF_KEY_LEN) as usize
+    }
+    pub(crate) fn key_off(self) -> usize {
+        self.0 + LEAF_HEADER_BYTES
+    }
+    pub(crate) fn val_len(self, b: &FrameBuf) -> usize {
+        b.u32(self.0 + LEAF_VAL_LEN) as usize
+    }
+    pub(crate) fn val_off(self, b: &FrameBuf) -> usize {
+        self.key_off() + self.key_len(b)
+    }
+    pub(crate) fn version(self, b: &FrameBuf) -> u64 {
+        b.u64(self.0 + LEAF_VERSION)
+    }
+    pub(crate) fn key(self, b: &FrameBuf) -> Vec<u8> {
+        b.read_vec(self.key_off(), self.key_len(b))
+    }
+    pub(crate) fn value(self, b: &FrameBuf) -> Vec<u8> {
+        b.read_vec(self.val_off(b), self.val_len(b))
+    }
+    pub(crate) fn key_is(self, b: &FrameBuf, key: &[u8]) -> bool {
+        self.key_len(b) == key.len() && b.common_prefix(self.key_off(), key.len(), key) == key.len()
+    }
+}
+
+pub(crate) fn link_target(b: &FrameBuf, off: usize) -> (FrameId, Slot) {
+    (FrameId(b.u64(off + LINK_FRAME)), Slot(b.u32(off + LINK_SLOT)))
+}
+
+/// Read-side view of an inner node at a known offset.
+#[derive(Copy, Clone)]
+pub(crate) struct InnerAt(pub usize);
+
+impl InnerAt {
+    pub(crate) fn kind(self, b: &FrameBuf) -> u8 {
+        b.u8(self.0 + OFF_KIND)
+    }
+    pub(crate) fn count(self, b: &FrameBuf) -> usize {
+        b.u16(self.0 + INNER_COUNT) as usize
+    }
+    pub(crate) fn prefix_len(self, b: &FrameBuf) -> usize {
+        b.u16(self.0 + INNER_PREFIX_LEN) as usize
+    }
+    pub(crate) fn prefix_off(self) -> usize {
+        self.0 + INNER_HEADER_BYTES
+    }
+    pub(crate) fn end(self, b: &FrameBuf) -> u32 {
+        b.u32(self.0 + INNER_END)
+    }
+    fn body(self, b: &FrameBuf) -> usize {
+        self.prefix_off() + self.prefix_len(b)
+    }
+
+    /// Slot of the child under `byte`, or `NIL`.
+    pub(crate) fn find_child(self, b: &FrameBuf, byte: u8) -> u32 {
+        let body = self.body(b);
+        match self.kind(b) {
+            k @ (KIND_N4 | KIND_N16) => {
+                let cap = inner_capacity(k);
+                let n = self.count(b).min(cap);
+                (0..n)
+                    .find(|&i| b.u8(body + i) == byte)
+                    .map_or(NIL, |i| b.u32(body + cap + 4 * i))
+            }
+            KIND_N48 => match b.u8(body + byte as usize) {
+                0 => NIL,
+                i => b.u32(body + 256 + 4 * (i as usize - 1)),
+            },
+            _ => b.u32(body + 4 * byte as usize),
+        }
+    }
+
+    /// The child with the smallest key byte `>= from`, if any.
+    pub(crate) fn child_at_or_after(self, b: &FrameBuf, from: u16) -> Option<(u8, u32)> {
+        let body = self.body(b);
+        match self.kind(b) {
+            k @ (KIND_N4 | KIND_N16) => {
+                let cap = inner_capacity(k);
+                let n = self.count(b).min(cap);
+                (0..n)
+                    .map(|i| (b.u8(body + i), i))
+                    .find(|&(key, _)| key as u16 >= from)
+                    .map(|(key, i)| (key, b.u32(body + cap + 4 * i)))
+            }
+            KIND_N48 => (from..256).find_map(|byte| match b.u8(body + byte as usize) {
+                0 => None,
+                i => Some((byte as u8, b.u32(body + 256 + 4 * (i as usize - 1)))),
+            }),
+            _ => (from..256).find_map(|byte| {
+                let c = b.u32(body + 4 * byte as usize);
+                (c != NIL).then_some((byte as u8, c))
+            }),
+        }
+    }
+
+    /// The child with the largest key byte `< before`, if any.
+    pub(crate) fn child_before(self, b: &FrameBuf, before: u16) -> Option<(u8, u32)> {
+        let mut best = None;
+        let mut from = 0u16;
+        while let Some((k, c)) = self.child_at_or_after(b, from) {
+            if k as u16 >= before {
+                break;
+            }
+            best = Some((k, c));
+            from = k as u16 + 1;
+        }
+        best
+    }
+}
+
+/// An inner node decoded for modification. Children are sorted by key byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Inner {
+    pub flags: u8,
+    pub prefix: Vec<u8>,
+    pub end: u32,
+    pub children: Vec<(u8, u32)>,
+}
+
+impl Inner {
+    pub(crate) fn decode(b: &FrameBuf, off: usize) -> Inner {
+        let at = InnerAt(off);
+        let mut children = Vec::with_capacity(at.count(b));
+        let mut from = 0u16;
+        while let Some((k, c)) = at.child_at_or_after(b, from) {
+            children.push((k, c));
+            from = k as u16 + 1;
+        }
+        Inner {
+            flags: b.u8(off + OFF_FLAGS),
+            prefix: b.read_vec(at.prefix_off(), at.prefix_len(b)),
+            end: at.end(b),
+            children,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> u8 {
+        inner_kind_for(self.children.len())
+    }
+
+    pub(crate) fn encoded_bytes(&self) -> usize {
+        inner_bytes(self.kind(), self.prefix.len())
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let kind = self.kind();
+        let mut v = Vec::with_capacity(self.encoded_bytes());
+        v.push(kind);
+        v.push(self.flags);
+        v.extend_from_slice(&(self.children.len() as u16).to_le_bytes());
+        v.extend_from_slice(&(self.prefix.len() as u16).to_le_bytes());
+        v.extend_from_slice(&[0, 0]);
+        v.extend_from_slice(&self.end.to_le_bytes());
+        v.extend_from_slice(&self.prefix);
+        match kind {
+            KIND_N4 | KIND_N16 => {
+                let cap = inner_capacity(kind);
+                let mut keys = vec![0u8; cap];
+                let mut slots = vec![NIL; cap];
+                for (i, &(k, c)) in self.children.iter().enumerate() {
+                    keys[i] = k;
+                    slots[i] = c;
+                }
+                v.extend_from_slice(&keys);
+                slots.iter().for_each(|s| v.extend_from_slice(&s.to_le_bytes()));
+            }
+            KIND_N48 => {
+                let mut index = [0u8; 256];
+                let mut slots = [NIL; 48];
+                for (i, &(k, c)) in self.children.iter().enumerate() {
+                    index[k as usize] = i as u8 + 1;
+                    slots[i] = c;
+                }
+                v.extend_from_slice(&index);
+                slots.iter().for_each(|s| v.extend_from_slice(&s.to_le_bytes()));
+            }
+            _ => {
+                let mut slots = [NIL; 256];
+                self.children.iter().for_each(|&(k, c)| slots[k as usize] = c);
+                slots.iter().for_each(|s| v.extend_from_slice(&s.to_le_bytes()));
+            }
+        }
+        v
+    }
+
+    /// Insert or replace the child under `byte`.
+    pub(crate) fn set_child(&mut self, byte: u8, slot: u32) {
+        match self.children.binary_search_by_key(&byte, |&(k, _)| k) {
+            Ok(i) => self.children[i].1 = slot,
+            Err(i) => self.children.insert(i, (byte, slot)),
+        }
+    }
+
+    pub(crate) fn remove_child(&mut self, byte: u8) -> Option<u32> {
+        let i = self.children.binary_search_by_key(&byte, |&(k, _)| k).ok()?;
+        Some(self.children.remove(i).1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(n: usize) {
+        let b = FrameBuf::zeroed();
+        let mut inner = Inner { flags: FLAG_ENTRY, prefix: b"abc\0/".to_vec(), end: 7, children: vec![] };
+        for i in 0..n {
+            inner.set_child((i * 251 % 256) as u8, i as u32 + 100);
+        }
+        let bytes = inner.encode();
+        assert_eq!(bytes.len(), inner.encoded_bytes());
+        b.write(64, &bytes);
+        assert_eq!(node_bytes(&b, 64), bytes.len());
+        assert_eq!(Inner::decode(&b, 64), inner);
+        let at = InnerAt(64);
+        for &(k, c) in &inner.children {
+            assert_eq!(at.find_child(&b, k), c);
+        }
+        if n < 256 {
+            let missing = (0..=255u8).find(|k| inner.children.iter().all(|&(x, _)| x != *k)).unwrap();
+            assert_eq!(at.find_child(&b, missing), NIL);
+        }
+    }
+
+    #[test]
+    fn inner_nodes_of_every_kind_round_trip() {
+        for n in [0, 1, 4, 5, 16, 17, 48, 49, 200, 256] {
+            roundtrip(n);
+        }
+    }
+
+    #[test]
+    fn leaf_round_trips_with_nul_and_empty_parts() {
+        let b = FrameBuf::zeroed();
+        let bytes = encode_leaf(b"a\0b", b"", 42, 0);
+        b.write(100, &bytes);
+        let leaf = LeafAt(100);
+        assert_eq!(node_bytes(&b, 100), bytes.len());
+        assert_eq!(leaf.key(&b), b"a\0b");
+        assert!(leaf.key_is(&b, b"a\0b"));
+        assert!(!leaf.key_is(&b, b"a\0"));
+        assert_eq!(leaf.value(&b), b"");
+        assert_eq!(leaf.version(&b), 42);
+    }
+}

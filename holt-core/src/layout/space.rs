@@ -1,0 +1,247 @@
+//! Space management inside one frame: slot allocation, bump allocation of
+//! node bytes, dead-space accounting and in-place compaction.
+//!
+//! Invariants (checked by `check_space`):
+//! - `HEADER_BYTES <= data_end <= FRAME_BYTES - SLOT_BYTES * slot_count`;
+//! - `live_bytes` is the sum of the sizes of the nodes of live slots, and
+//!   `data_end - HEADER_BYTES == live_bytes + dead_bytes`;
+//! - free slots form a singly linked list from `HDR_FREE_SLOT`.
+//!
+//! Every function here requires the frame to be held exclusively.
+
+use super::node::node_bytes;
+use super::*;
+
+/// Bytes between the end of the data area and the slot table.
+pub(crate) fn free_bytes(b: &FrameBuf) -> usize {
+    let table = FRAME_BYTES - SLOT_BYTES * b.slot_count() as usize;
+    table.saturating_sub(b.data_end())
+}
+
+/// Bytes a compaction could make available.
+pub(crate) fn reclaimable_bytes(b: &FrameBuf) -> usize {
+    free_bytes(b) + b.dead_bytes()
+}
+
+/// Bytes that `n_nodes` new nodes totalling `node_bytes` may consume, slot
+/// table growth included.
+pub(crate) fn bytes_needed(node_bytes: usize, n_nodes: usize) -> usize {
+    node_bytes + SLOT_BYTES * n_nodes
+}
+
+/// Make `need` contiguous bytes available, compacting if that suffices.
+/// Returns false (frame unchanged) if even compaction would not.
+pub(crate) fn ensure(b: &FrameBuf, need: usize) -> bool {
+    if free_bytes(b) >= need {
+        return true;
+    }
+    if reclaimable_bytes(b) < need {
+        return false;
+    }
+    compact(b);
+    free_bytes(b) >= need
+}
+
+fn set_slot_entry(b: &FrameBuf, s: Slot, v: u32) {
+    b.set_u32(slot_entry_offset(s), v);
+}
+
+fn add_u32(b: &FrameBuf, field: usize, delta: isize) {
+    let v = b.u32(field) as isize + delta;
+    debug_assert!(v >= 0, "header counter at {field} went negative");
+    b.set_u32(field, v as u32);
+}
+
+/// Next free slot after a free entry `e` (`NIL` at the end of the list).
+fn free_link(e: u32) -> u32 {
+    match e & !SLOT_FREE_BIT {
+        FREE_END => NIL,
+        next => next,
+    }
+}
+
+/// Free-list terminator as stored in a free entry (the free bit is set on top).
+const FREE_END: u32 = NIL & !SLOT_FREE_BIT;
+
+fn alloc_slot(b: &FrameBuf) -> Slot {
+    let head = b.u32(HDR_FREE_SLOT);
+    let s = if head != NIL {
+        let s = Slot(head);
+        b.set_u32(HDR_FREE_SLOT, free_link(b.slot_entry(s)));
+        s
+    } else {
+        let s = Slot(b.slot_count());
+        assert!(free_bytes(b) >= SLOT_BYTES, "slot table overflow: caller skipped ensure()");
+        b.set_u32(HDR_SLOT_COUNT, s.0 + 1);
+        s
+    };
+    add_u32(b, HDR_LIVE_SLOTS, 1);
+    s
+}
+
+/// Append `bytes` to the data area; returns their offset.
+fn place(b: &FrameBuf, bytes: &[u8]) -> usize {
+    let off = b.data_end();
+    assert!(free_bytes(b) >= bytes.len(), "frame data overflow: caller skipped ensure()");
+    b.write(off, bytes);
+    b.set_u32(HDR_DATA_END, (off + bytes.len()) as u32);
+    add_u32(b, HDR_LIVE_BYTES, bytes.len() as isize);
+    off
+}
+
+/// Store a new node; returns its slot.
+pub(crate) fn new_node(b: &FrameBuf, bytes: &[u8]) -> Slot {
+    let s = alloc_slot(b);
+    let off = place(b, bytes);
+    set_slot_entry(b, s, off as u32);
+    s
+}
+
+/// Replace the node in slot `s` with `bytes` (in place when the size matches).
+pub(crate) fn replace_node(b: &FrameBuf, s: Slot, bytes: &[u8]) {
+    let old = b.node_offset(s).expect("replace_node on a free slot");
+    let old_len = node_bytes(b, old);
+    if old_len == bytes.len() {
+        b.write(old, bytes);
+        return;
+    }
+    let off = place(b, bytes);
+    set_slot_entry(b, s, off as u32);
+    add_u32(b, HDR_LIVE_BYTES, -(old_len as isize));
+    add_u32(b, HDR_DEAD_BYTES, old_len as isize);
+}
+
+/// Give the node in slot `s` a new slot, leaving `s` holding the same bytes
+/// until the caller stores a node there with `replace_node`-like
+/// `reuse_slot`. Returns the new slot.
+pub(crate) fn relocate(b: &FrameBuf, s: Slot) -> Slot {
+    let off = b.node_offset(s).expect("relocate of a free slot");
+    let fresh = alloc_slot(b);
+    set_slot_entry(b, fresh, off as u32);
+    fresh
+}
+
+/// Store `bytes` in slot `s`, whose previous node was moved by `relocate`.
+pub(crate) fn reuse_slot(b: &FrameBuf, s: Slot, bytes: &[u8]) {
+    let off = place(b, bytes);
+    set_slot_entry(b, s, off as u32);
+}
+
+/// Free slot `s` and account its node as dead space.
+pub(crate) fn free_node(b: &FrameBuf, s: Slot) {
+    let off = b.node_offset(s).expect("free of a free slot");
+    let len = node_bytes(b, off);
+    add_u32(b, HDR_LIVE_BYTES, -(len as isize));
+    add_u32(b, HDR_DEAD_BYTES, len as isize);
+    set_slot_entry(b, s, SLOT_FREE_BIT | b.u32(HDR_FREE_SLOT));
+    b.set_u32(HDR_FREE_SLOT, s.0);
+    add_u32(b, HDR_LIVE_SLOTS, -1);
+}
+
+/// Live slots with their node offsets, sorted by offset.
+pub(crate) fn live_nodes(b: &FrameBuf) -> Vec<(usize, Slot)> {
+    let mut v: Vec<_> = (0..b.slot_count())
+        .filter_map(|i| b.node_offset(Slot(i)).map(|off| (off, Slot(i))))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Slide every live node down over dead space; slots keep their numbers.
+pub(crate) fn compact(b: &FrameBuf) {
+    let mut cursor = HEADER_BYTES;
+    for (off, s) in live_nodes(b) {
+        let len = node_bytes(b, off);
+        if off != cursor {
+            b.copy_within(off, cursor, len);
+            set_slot_entry(b, s, cursor as u32);
+        }
+        cursor += len;
+    }
+    b.set_u32(HDR_DATA_END, cursor as u32);
+    b.set_u32(HDR_DEAD_BYTES, 0);
+}
+
+/// Check the space invariants; `Err` names the first one broken.
+pub(crate) fn check_space(b: &FrameBuf) -> Result<(), String> {
+    let table = FRAME_BYTES.checked_sub(SLOT_BYTES * b.slot_count() as usize);
+    let table = table.ok_or("slot table larger than the frame")?;
+    let end = b.data_end();
+    if end < HEADER_BYTES || end > table {
+        return Err(format!("data_end {end} outside {HEADER_BYTES}..={table}"));
+    }
+    let nodes = live_nodes(b);
+    let mut live = 0usize;
+    let mut prev_end = HEADER_BYTES;
+    for &(off, s) in &nodes {
+        let len = node_bytes(b, off);
+        if len == 0 || off < prev_end || off + len > end {
+            return Err(format!("slot {} node at {off} (+{len}) overlaps or escapes", s.0));
+        }
+        prev_end = off + len;
+        live += len;
+    }
+    if live != b.live_bytes() || end - HEADER_BYTES != live + b.dead_bytes() {
+        return Err(format!(
+            "accounting: live {live} vs header {}, dead {}, data {}",
+            b.live_bytes(),
+            b.dead_bytes(),
+            end - HEADER_BYTES
+        ));
+    }
+    if nodes.len() != b.live_slots() as usize {
+        return Err(format!("live slots {} vs header {}", nodes.len(), b.live_slots()));
+    }
+    let mut free = 0;
+    let mut cur = b.u32(HDR_FREE_SLOT);
+    while cur != NIL {
+        let e = b.slot_entry(Slot(cur));
+        if e & SLOT_FREE_BIT == 0 || free > b.slot_count() {
+            return Err(format!("free list broken at slot {cur}"));
+        }
+        free += 1;
+        cur = free_link(e);
+    }
+    if free as usize + nodes.len() != b.slot_count() as usize {
+        return Err("free list does not cover every free slot".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::node::encode_leaf;
+    use super::*;
+    use crate::ids::FrameId;
+
+    #[test]
+    fn alloc_free_compact_keeps_accounting() {
+        let b = FrameBuf::zeroed();
+        b.format(FrameId(9));
+        let mut slots = Vec::new();
+        for i in 0..100u32 {
+            let key = i.to_be_bytes();
+            slots.push(new_node(&b, &encode_leaf(&key, &vec![7; i as usize], 1, 0)));
+        }
+        check_space(&b).unwrap();
+        for s in slots.iter().step_by(2) {
+            free_node(&b, *s);
+        }
+        replace_node(&b, slots[1], &encode_leaf(b"bigger", &[1; 300], 2, 0));
+        check_space(&b).unwrap();
+        let before: Vec<_> = slots.iter().skip(1).step_by(2).map(|s| {
+            let off = b.node_offset(*s).unwrap();
+            b.read_vec(off, node_bytes(&b, off))
+        }).collect();
+        compact(&b);
+        check_space(&b).unwrap();
+        assert_eq!(b.dead_bytes(), 0);
+        for (s, bytes) in slots.iter().skip(1).step_by(2).zip(before) {
+            let off = b.node_offset(*s).unwrap();
+            assert_eq!(b.read_vec(off, node_bytes(&b, off)), bytes);
+        }
+        let reused = new_node(&b, &encode_leaf(b"x", b"y", 3, 0));
+        assert_eq!(reused, slots[98], "free list hands back the last freed slot");
+        check_space(&b).unwrap();
+    }
+}

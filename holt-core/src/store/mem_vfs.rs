@@ -61,6 +61,9 @@ struct MemState {
     syncs_count: u64,
     /// Directories locked through [`MemVfs::lock_dir`].
     locked_dirs: BTreeSet<PathBuf>,
+    ops_count: u64,
+    crash_point: Option<(u64, CrashMode)>,
+    crash_image: Option<Box<MemState>>,
 }
 
 #[derive(Default)]
@@ -143,32 +146,31 @@ impl MemVfs {
     /// The machine after a power loss. The returned `MemVfs` is independent:
     /// no open handle, no fault, no lock, counters at zero.
     pub(crate) fn crash(&self, mode: CrashMode) -> MemVfs {
-        let st = self.state.lock();
-        let mut rng = match mode {
-            CrashMode::DropUnsynced => None,
-            CrashMode::Torn { seed } => Some(SplitMix64::new(seed)),
-        };
-        let mut inodes = BTreeMap::new();
-        for &ino in st.names_durable.values() {
-            if inodes.contains_key(&ino) {
-                continue;
-            }
-            let inode = &st.inodes[&ino];
-            let bytes = match rng.as_mut() {
-                None => inode.durable.clone(),
-                Some(rng) => torn_image(&inode.durable, &inode.unsynced, rng),
-            };
-            inodes.insert(ino, Inode { current: bytes.clone(), durable: bytes, ..Inode::default() });
-        }
-        let after = MemState {
-            names: st.names_durable.clone(),
-            names_durable: st.names_durable.clone(),
-            dirs: st.dirs.clone(),
-            inodes,
-            ino_next: st.ino_next,
-            ..MemState::default()
-        };
+        let after = self.state.lock().crashed(mode);
         MemVfs { state: Arc::new(Mutex::new(after)) }
+    }
+
+    /// Arrange for a crash image to be taken just before mutating operation
+    /// number `op_index` (0-based; writes, truncations, syncs, creates,
+    /// removes and renames count), so a test can run a protocol to the end
+    /// and then inspect the machine as a power loss at that step left it.
+    pub(crate) fn crash_before_op(&self, op_index: u64, mode: CrashMode) {
+        let mut st = self.state.lock();
+        st.crash_point = Some((op_index, mode));
+        st.crash_image = None;
+    }
+
+    /// The image armed by [`MemVfs::crash_before_op`], if that operation
+    /// was reached.
+    pub(crate) fn take_crash_image(&self) -> Option<MemVfs> {
+        let image = self.state.lock().crash_image.take()?;
+        Some(MemVfs { state: Arc::new(Mutex::new(*image)) })
+    }
+
+    /// Mutating operations performed so far (the index space of
+    /// [`MemVfs::crash_before_op`]).
+    pub(crate) fn ops_count(&self) -> u64 {
+        self.state.lock().ops_count
     }
 
     /// Current bytes of `path` (test inspection), `None` if absent.
@@ -285,6 +287,45 @@ fn parent_of(path: &Path) -> PathBuf {
 }
 
 impl MemState {
+    /// State after a power loss now (see the module doc).
+    fn crashed(&self, mode: CrashMode) -> MemState {
+        let mut rng = match mode {
+            CrashMode::DropUnsynced => None,
+            CrashMode::Torn { seed } => Some(SplitMix64::new(seed)),
+        };
+        let mut inodes = BTreeMap::new();
+        for &ino in self.names_durable.values() {
+            if inodes.contains_key(&ino) {
+                continue;
+            }
+            let inode = &self.inodes[&ino];
+            let bytes = match rng.as_mut() {
+                None => inode.durable.clone(),
+                Some(rng) => torn_image(&inode.durable, &inode.unsynced, rng),
+            };
+            inodes.insert(ino, Inode { current: bytes.clone(), durable: bytes, ..Inode::default() });
+        }
+        MemState {
+            names: self.names_durable.clone(),
+            names_durable: self.names_durable.clone(),
+            dirs: self.dirs.clone(),
+            inodes,
+            ino_next: self.ino_next,
+            ..MemState::default()
+        }
+    }
+
+    /// Called before every mutating operation: counts it and takes the
+    /// armed crash image when its turn comes.
+    fn tick(&mut self) {
+        if let Some((at, mode)) = self.crash_point {
+            if at == self.ops_count {
+                self.crash_image = Some(Box::new(self.crashed(mode)));
+            }
+        }
+        self.ops_count += 1;
+    }
+
     fn check_parent(&self, path: &Path) -> io::Result<()> {
         let parent = parent_of(path);
         if parent.as_os_str().is_empty() || self.dirs.contains(&parent) {
@@ -325,6 +366,7 @@ impl Drop for MemFile {
 impl MemFile {
     fn mutate(&self, p: Pending) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.tick();
         st.writes_count += 1;
         Fault::check(&mut st.write_fault)?;
         let inode = st.inode_mut(self.ino);
@@ -353,6 +395,7 @@ impl FileIo for MemFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.tick();
         st.syncs_count += 1;
         Fault::check(&mut st.sync_fault)?;
         let inode = st.inode_mut(self.ino);
@@ -382,6 +425,7 @@ impl Vfs for MemVfs {
         let ino = match st.names.get(path) {
             Some(&ino) => ino,
             None if create => {
+                st.tick();
                 st.ino_next += 1;
                 let ino = st.ino_next;
                 st.inodes.insert(ino, Inode::default());
@@ -396,6 +440,7 @@ impl Vfs for MemVfs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.tick();
         let ino = st.names.remove(path).ok_or_else(|| enoent(path))?;
         st.collect(ino);
         Ok(())
@@ -403,6 +448,7 @@ impl Vfs for MemVfs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.tick();
         st.check_parent(to)?;
         let ino = st.names.remove(from).ok_or_else(|| enoent(from))?;
         if let Some(replaced) = st.names.insert(to.to_path_buf(), ino) {
@@ -413,6 +459,7 @@ impl Vfs for MemVfs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.tick();
         st.syncs_count += 1;
         Fault::check(&mut st.sync_fault)?;
         if !st.dirs.contains(dir) {
@@ -572,6 +619,21 @@ mod tests {
         vfs.corrupt(&dir.join("f"), 2, &[0xFF]).unwrap();
         f.sync_data().unwrap();
         assert_eq!(read_all(&vfs.crash(CrashMode::DropUnsynced), &dir.join("f"))[2], 0xFF);
+    }
+
+    #[test]
+    fn crash_image_is_taken_before_the_armed_op() {
+        let (vfs, dir, f) = setup();
+        let start = vfs.ops_count();
+        vfs.crash_before_op(start + 2, CrashMode::DropUnsynced);
+        f.write_at(b"a", 0).unwrap();
+        f.sync_data().unwrap();
+        f.write_at(b"b", 0).unwrap();
+        f.sync_data().unwrap();
+        let image = vfs.take_crash_image().expect("op reached");
+        assert_eq!(read_all(&image, &dir.join("f")), b"a");
+        assert!(vfs.take_crash_image().is_none(), "taken once");
+        assert_eq!(vfs.ops_count(), start + 4);
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! `frames.dat`: a fixed header, then an array of frame-sized slots.
+//!
+//! Invariants:
+//! - Slot `i` spans `[HEADER_BYTES + i * FRAME_BYTES, HEADER_BYTES + (i+1) * FRAME_BYTES)`;
+//!   slots are aligned to 4096 bytes so direct or io_uring I/O can be used.
+//! - The file holds no integrity data per slot: the manifest entry that maps a
+//!   frame to a slot carries the slot's checksum, so a slot is only trusted
+//!   through the published manifest (a stale or torn slot fails the check).
+//! - This module never decides which slot is free; the frame store does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::le::{put_u32, put_u64, u32_at, u64_at};
+use super::vfs::{FileIo, Vfs};
+use crate::error::{Error, Result};
+use crate::ids::FrameId;
+
+/// Size of one frame image: one slot holds exactly one frame.
+pub(crate) use crate::layout::FRAME_BYTES;
+pub(crate) const FRAME_FILE_NAME: &str = "frames.dat";
+pub(crate) const FRAME_FILE_VERSION: u32 = 1;
+const FRAME_FILE_MAGIC: [u8; 8] = *b"HOLTFRMS";
+
+/// Bytes before slot 0; the header proper is the first `HEADER_CRC_OFF + 4`.
+pub(crate) const HEADER_BYTES: usize = 4096;
+const HEADER_MAGIC_OFF: usize = 0;
+const HEADER_VERSION_OFF: usize = 8;
+const HEADER_FRAME_BYTES_OFF: usize = 12;
+const HEADER_STORE_ID_OFF: usize = 16;
+const HEADER_SLOTS_OFFSET_OFF: usize = 24;
+const HEADER_RESERVED_OFF: usize = 32;
+/// Fixed for every format version, so a checksum failure is told apart from
+/// an unknown version.
+const HEADER_CRC_OFF: usize = 60;
+const HEADER_PADDING_OFF: usize = 64;
+
+/// The header byte table: (field, offset, size). doc/FORMAT.md mirrors it.
+pub(super) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
+    ("magic", HEADER_MAGIC_OFF, 8),
+    ("version", HEADER_VERSION_OFF, 4),
+    ("frame_bytes", HEADER_FRAME_BYTES_OFF, 4),
+    ("store_id", HEADER_STORE_ID_OFF, 8),
+    ("slots_offset", HEADER_SLOTS_OFFSET_OFF, 8),
+    ("reserved", HEADER_RESERVED_OFF, HEADER_CRC_OFF - HEADER_RESERVED_OFF),
+    ("crc32c", HEADER_CRC_OFF, 4),
+    ("padding", HEADER_PADDING_OFF, HEADER_BYTES - HEADER_PADDING_OFF),
+];
+
+/// One slot: the frame image, nothing else.
+pub(super) const SLOT_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_BYTES)];
+
+/// Byte offset of `slot` in the frame file.
+pub(crate) fn slot_offset(slot: u32) -> u64 {
+    HEADER_BYTES as u64 + u64::from(slot) * FRAME_BYTES as u64
+}
+
+/// Checksum of a frame image as recorded in the manifest: CRC32C over the
+/// frame id (8 bytes, little-endian) followed by the image, so a slot holding
+/// another frame's valid image still fails.
+pub(crate) fn frame_crc(id: FrameId, bytes: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&id.0.to_le_bytes()), bytes)
+}
+
+/// The open frame file. Reads and writes take `&self`; the frame store
+/// guarantees no two writers touch one slot and no reader reads a slot that
+/// is being written.
+pub(crate) struct FrameFile {
+    file: Arc<dyn FileIo>,
+    path: PathBuf,
+}
+
+impl FrameFile {
+    /// Create (or reset) the file: header only, synced. The caller syncs the
+    /// directory.
+    pub(crate) fn create(vfs: &dyn Vfs, path: &Path, store_id: u64) -> Result<FrameFile> {
+        let file = vfs.open(path, true).map_err(|e| Error::io("create", path, e))?;
+        let ff = FrameFile { file, path: path.to_path_buf() };
+        ff.file.set_len(0).map_err(|e| ff.io_err("truncate", e))?;
+        ff.file.write_at(&encode_header(store_id), 0).map_err(|e| ff.io_err("write", e))?;
+        ff.sync()?;
+        Ok(ff)
+    }
+
+    /// Open an existing file and check its header; returns the store id.
+    pub(crate) fn open(vfs: &dyn Vfs, path: &Path) -> Result<(FrameFile, u64)> {
+        let file = vfs.open(path, false).map_err(|e| Error::io("open", path, e))?;
+        let ff = FrameFile { file, path: path.to_path_buf() };
+        let mut header = vec![0u8; HEADER_BYTES];
+        let n = ff.file.read_at(&mut header, 0).map_err(|e| ff.io_err("read", e))?;
+        let store_id = decode_header(&header[..n], path)?;
+        Ok((ff, store_id))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whole slots in the file; a partial slot at the end (an interrupted
+    /// extension) does not count and is overwritten when that slot is used.
+    pub(crate) fn slots_in_file(&self) -> Result<u32> {
+        let len = self.file.len().map_err(|e| self.io_err("stat", e))?;
+        let slots = len.saturating_sub(HEADER_BYTES as u64) / FRAME_BYTES as u64;
+        u32::try_from(slots).map_err(|_| Error::corrupted(&self.path, len, "frame file larger than 2^32 slots"))
+    }
+
+    /// Read `slot` and verify it against the manifest's checksum for `id`.
+    /// Never returns bytes that fail the check.
+    pub(crate) fn read_slot(&self, slot: u32, id: FrameId, crc_expected: u32) -> Result<Vec<u8>> {
+        let offset = slot_offset(slot);
+        let mut buf = vec![0u8; FRAME_BYTES];
+        let n = self.file.read_at(&mut buf, offset).map_err(|e| self.io_err("read", e))?;
+        if n != FRAME_BYTES {
+            return Err(Error::corrupted(&self.path, offset + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
+        }
+        let crc = frame_crc(id, &buf);
+        if crc != crc_expected {
+            let what = format!("frame {} in slot {slot}: checksum {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
+            return Err(Error::corrupted(&self.path, offset, what));
+        }
+        Ok(buf)
+    }
+
+    /// Write a whole frame image into `slot`.
+    pub(crate) fn write_slot(&self, slot: u32, bytes: &[u8]) -> Result<()> {
+        assert_eq!(bytes.len(), FRAME_BYTES, "a slot holds exactly one frame image");
+        self.file.write_at(bytes, slot_offset(slot)).map_err(|e| self.io_err("write", e))
+    }
+
+    /// Drop slots at and past `slots`. Only for slots no manifest references.
+    pub(crate) fn truncate_slots(&self, slots: u32) -> Result<()> {
+        self.file.set_len(slot_offset(slots)).map_err(|e| self.io_err("truncate", e))
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| self.io_err("fdatasync", e))
+    }
+
+    fn io_err(&self, op: &'static str, e: std::io::Error) -> Error {
+        Error::io(op, &self.path, e)
+    }
+}
+
+fn encode_header(store_id: u64) -> Vec<u8> {
+    let mut h = vec![0u8; HEADER_BYTES];
+    h[HEADER_MAGIC_OFF..HEADER_MAGIC_OFF + 8].copy_from_slice(&FRAME_FILE_MAGIC);
+    put_u32(&mut h, HEADER_VERSION_OFF, FRAME_FILE_VERSION);
+    put_u32(&mut h, HEADER_FRAME_BYTES_OFF, FRAME_BYTES as u32);
+    put_u64(&mut h, HEADER_STORE_ID_OFF, store_id);
+    put_u64(&mut h, HEADER_SLOTS_OFFSET_OFF, HEADER_BYTES as u64);
+    let crc = crc32c::crc32c(&h[..HEADER_CRC_OFF]);
+    put_u32(&mut h, HEADER_CRC_OFF, crc);
+    h
+}
+
+/// Check order: length, magic, checksum, then version (so a flipped bit is
+/// `Corrupted`, a newer file is `UnsupportedFormat`), then the fields.
+fn decode_header(h: &[u8], path: &Path) -> Result<u64> {
+    if h.len() < HEADER_PADDING_OFF {
+        return Err(Error::corrupted(path, h.len() as u64, "frame file header truncated"));
+    }
+    if h[HEADER_MAGIC_OFF..HEADER_MAGIC_OFF + 8] != FRAME_FILE_MAGIC {
+        return Err(Error::corrupted(path, HEADER_MAGIC_OFF as u64, "not a holt frame file (bad magic)"));
+    }
+    if crc32c::crc32c(&h[..HEADER_CRC_OFF]) != u32_at(h, HEADER_CRC_OFF) {
+        return Err(Error::corrupted(path, HEADER_CRC_OFF as u64, "frame file header checksum mismatch"));
+    }
+    let version = u32_at(h, HEADER_VERSION_OFF);
+    if version != FRAME_FILE_VERSION {
+        return Err(Error::UnsupportedFormat { path: path.into(), found: version, supported: FRAME_FILE_VERSION });
+    }
+    let frame_bytes = u32_at(h, HEADER_FRAME_BYTES_OFF);
+    if frame_bytes as usize != FRAME_BYTES {
+        let what = format!("frame size {frame_bytes}, this build uses {FRAME_BYTES}");
+        return Err(Error::corrupted(path, HEADER_FRAME_BYTES_OFF as u64, what));
+    }
+    if u64_at(h, HEADER_SLOTS_OFFSET_OFF) != HEADER_BYTES as u64 {
+        return Err(Error::corrupted(path, HEADER_SLOTS_OFFSET_OFF as u64, "unexpected first slot offset"));
+    }
+    if h[HEADER_RESERVED_OFF..HEADER_CRC_OFF].iter().any(|&b| b != 0) {
+        return Err(Error::corrupted(path, HEADER_RESERVED_OFF as u64, "reserved header bytes are not zero"));
+    }
+    Ok(u64_at(h, HEADER_STORE_ID_OFF))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corrupted_at(r: Result<u64>) -> u64 {
+        match r {
+            Err(Error::Corrupted { offset, .. }) => offset,
+            other => panic!("expected Corrupted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = encode_header(0xDEAD_BEEF);
+        assert_eq!(decode_header(&h, Path::new("f")).unwrap(), 0xDEAD_BEEF);
+    }
+
+    #[test]
+    fn every_flipped_header_bit_is_detected() {
+        let h = encode_header(7);
+        for bit in 0..HEADER_PADDING_OFF * 8 {
+            let mut bad = h.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_header(&bad, Path::new("f")).is_err(), "bit {bit} flipped undetected");
+        }
+    }
+
+    #[test]
+    fn newer_version_is_unsupported_not_corrupted() {
+        let mut h = encode_header(7);
+        put_u32(&mut h, HEADER_VERSION_OFF, 2);
+        let crc = crc32c::crc32c(&h[..HEADER_CRC_OFF]);
+        put_u32(&mut h, HEADER_CRC_OFF, crc);
+        match decode_header(&h, Path::new("f")) {
+            Err(Error::UnsupportedFormat { found: 2, supported: 1, .. }) => {}
+            other => panic!("expected UnsupportedFormat, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_or_foreign_header_is_corrupted() {
+        assert_eq!(corrupted_at(decode_header(&[], Path::new("f"))), 0);
+        assert_eq!(corrupted_at(decode_header(&encode_header(1)[..63], Path::new("f"))), 63);
+        assert_eq!(corrupted_at(decode_header(&[0xAB; HEADER_BYTES], Path::new("f"))), 0);
+    }
+
+    #[test]
+    fn frame_crc_binds_the_frame_id() {
+        let img = vec![3u8; 64];
+        assert_ne!(frame_crc(FrameId(1), &img), frame_crc(FrameId(2), &img));
+    }
+
+    #[test]
+    fn slots_are_page_aligned() {
+        assert_eq!(slot_offset(0) % 4096, 0);
+        assert_eq!(slot_offset(3), (HEADER_BYTES + 3 * FRAME_BYTES) as u64);
+    }
+}

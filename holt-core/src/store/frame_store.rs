@@ -1,0 +1,340 @@
+//! The persistent frame store: `frames.dat` slots published through the
+//! `MANIFEST`.
+//!
+//! Invariants:
+//! - A slot referenced by the published manifest is never written. A
+//!   checkpoint writes each frame into a slot that is free in the published
+//!   mapping (shadow slot); the new mapping becomes visible (in memory and on
+//!   disk) only when `commit` has synced `frames.dat` and durably published
+//!   the manifest. Only then do the replaced slots become free.
+//! - One checkpoint at a time: `begin_checkpoint` holds a mutex until the
+//!   transaction commits or drops.
+//! - `read_frame` holds the published mapping's read lock across its I/O;
+//!   `commit` swaps the mapping under the write lock, so a slot cannot be
+//!   freed (let alone rewritten) while a reader is reading it.
+//! - After a failed sync the store is poisoned: reads go on from the last
+//!   published mapping (whose slots stay intact), checkpoints are refused.
+//! - Frames are opaque bytes here; the store knows nothing of their contents.
+//! - The store does not take the directory lock; its owner does
+//!   (see `lock.rs`), because the lock also covers files the store does not own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+
+use super::frame_file::{frame_crc, slot_offset, FrameFile, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
+use super::manifest::{self, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
+use super::splitmix::SplitMix64;
+use super::vfs::Vfs;
+use crate::error::{Error, Result};
+use crate::ids::FrameId;
+
+/// Frames on disk, addressed by `FrameId`. `Send + Sync`.
+pub(crate) struct FrameStore {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    file: FrameFile,
+    published: RwLock<Published>,
+    /// Serialises checkpoints; held by the live `CheckpointTxn`.
+    checkpoint: Mutex<()>,
+    /// Why the store refuses checkpoints, if it does.
+    poisoned: Mutex<Option<String>>,
+}
+
+/// The mapping every reader uses: the last durably published manifest.
+struct Published {
+    manifest: Manifest,
+    /// Invariant: `free` and the manifest's slots partition `0..slots_total`.
+    free: BTreeSet<u32>,
+    slots_total: u32,
+}
+
+impl Published {
+    fn new(manifest: Manifest, slots_total: u32) -> Published {
+        let used: BTreeSet<u32> = manifest.frames.values().map(|r| r.slot).collect();
+        let free = (0..slots_total).filter(|s| !used.contains(s)).collect();
+        Published { manifest, free, slots_total }
+    }
+}
+
+impl FrameStore {
+    /// Open the store in `dir`, creating it if it holds no manifest.
+    /// Returns the metadata of the last committed checkpoint, or `None` for a
+    /// store that has never committed one.
+    pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<(FrameStore, Option<ManifestMeta>)> {
+        vfs.create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        manifest::remove_stale_tmp(&*vfs, dir)?;
+        let (file, manifest) = match manifest::read(&*vfs, dir)? {
+            Some(m) => (open_existing(&*vfs, dir, &m)?, m),
+            None => create_fresh(&*vfs, dir)?,
+        };
+        let slots_total = file.slots_in_file()?;
+        if let Some((id, r)) = manifest.frames.iter().find(|(_, r)| r.slot >= slots_total) {
+            let what = format!("frame {} maps to slot {} but the file holds {slots_total} slots", id.0, r.slot);
+            return Err(Error::corrupted(file.path(), slot_offset(r.slot), what));
+        }
+        let meta = manifest.meta.clone();
+        let store = FrameStore {
+            vfs,
+            dir: dir.to_path_buf(),
+            file,
+            published: RwLock::new(Published::new(manifest, slots_total)),
+            checkpoint: Mutex::new(()),
+            poisoned: Mutex::new(None),
+        };
+        store.check_invariants();
+        Ok((store, meta))
+    }
+
+    /// The frame's image as of the last commit, verified against the
+    /// manifest checksum. `Error::Corrupted` (file, slot offset) on mismatch.
+    pub(crate) fn read_frame(&self, id: FrameId) -> Result<Vec<u8>> {
+        let published = self.published.read();
+        let Some(r) = published.manifest.frames.get(&id) else {
+            let what = format!("frame {} is not in the manifest", id.0);
+            return Err(Error::corrupted(self.dir.join(MANIFEST_NAME), 0, what));
+        };
+        self.file.read_slot(r.slot, id, r.crc)
+    }
+
+    pub(crate) fn contains(&self, id: FrameId) -> bool {
+        self.published.read().manifest.frames.contains_key(&id)
+    }
+
+    /// Ids of all published frames, ascending.
+    pub(crate) fn frame_ids(&self) -> Vec<FrameId> {
+        self.published.read().manifest.frames.keys().copied().collect()
+    }
+
+    /// Slots in `frames.dat` (live and free): the file's size in frames.
+    pub(crate) fn slot_count(&self) -> u32 {
+        self.published.read().slots_total
+    }
+
+    /// Start the next checkpoint; blocks while another one is open.
+    /// `Error::Poisoned` after a failed sync.
+    pub(crate) fn begin_checkpoint(&self) -> Result<CheckpointTxn<'_>> {
+        let serial = self.checkpoint.lock();
+        self.check_poisoned()?;
+        let slots_ext_next = self.published.read().slots_total;
+        Ok(CheckpointTxn {
+            store: self,
+            _serial: serial,
+            written: BTreeMap::new(),
+            dropped: BTreeSet::new(),
+            released: Vec::new(),
+            free_cursor: 0,
+            slots_ext_next,
+            failed: false,
+        })
+    }
+
+    /// Panics if the published mapping breaks an invariant (tests call this
+    /// after every operation).
+    pub(crate) fn check_invariants(&self) {
+        let p = self.published.read();
+        p.manifest.check_invariants();
+        for r in p.manifest.frames.values() {
+            assert!(r.slot < p.slots_total, "slot {} past the end ({})", r.slot, p.slots_total);
+            assert!(!p.free.contains(&r.slot), "slot {} both free and used", r.slot);
+        }
+        assert_eq!(p.free.len() + p.manifest.frames.len(), p.slots_total as usize, "free + used != slots");
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &*self.poisoned.lock() {
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&self, error: &Error) {
+        self.poisoned.lock().get_or_insert_with(|| error.to_string());
+    }
+
+    /// Make `next` the published mapping, then cut free slots off the end of
+    /// the file (best effort: a failed truncation only wastes space).
+    fn install(&self, next: Manifest, slots_total: u32) {
+        let mut p = self.published.write();
+        let slots_used = next.frames.values().map(|r| r.slot + 1).max().unwrap_or(0);
+        let mut slots_total = slots_total.max(p.slots_total);
+        if slots_used < slots_total {
+            match self.file.truncate_slots(slots_used) {
+                Ok(()) => slots_total = slots_used,
+                Err(e) => log::warn!("keeping free slots at the end of the frame file: {e}"),
+            }
+        }
+        *p = Published::new(next, slots_total);
+    }
+}
+
+/// A checkpoint in progress: frames written so far, invisible to readers
+/// until `commit`. Dropping it without `commit` abandons it; its slots stay
+/// free.
+pub(crate) struct CheckpointTxn<'a> {
+    store: &'a FrameStore,
+    _serial: MutexGuard<'a, ()>,
+    /// New images: frame -> its shadow slot. Invariant: each slot here is
+    /// free in the published mapping and appears once.
+    written: BTreeMap<FrameId, SlotRef>,
+    dropped: BTreeSet<FrameId>,
+    /// Shadow slots handed out and given back in this checkpoint.
+    released: Vec<u32>,
+    /// Published free slots below this one are already handed out.
+    free_cursor: u32,
+    /// Next slot past the end of the file to hand out.
+    slots_ext_next: u32,
+    /// A write failed: the checkpoint may lack an image, so it cannot commit.
+    failed: bool,
+}
+
+impl CheckpointTxn<'_> {
+    /// Write `bytes` (one whole frame image) as the new image of `id`, into a
+    /// slot the published manifest does not reference.
+    pub(crate) fn write_frame(&mut self, id: FrameId, bytes: &[u8]) -> Result<()> {
+        if id.0 == 0 || bytes.len() != FRAME_BYTES {
+            let what = format!("frame {} image of {} bytes (want id > 0, {FRAME_BYTES} bytes)", id.0, bytes.len());
+            return Err(Error::InvalidArgument(what));
+        }
+        self.dropped.remove(&id);
+        // Rewriting a frame twice in one checkpoint reuses its shadow slot:
+        // no manifest references it yet.
+        let slot = match self.written.get(&id) {
+            Some(r) => r.slot,
+            None => self.alloc_slot()?,
+        };
+        if let Err(e) = self.store.file.write_slot(slot, bytes) {
+            self.written.remove(&id);
+            self.released.push(slot);
+            self.failed = true;
+            return Err(e);
+        }
+        self.written.insert(id, SlotRef { slot, crc: frame_crc(id, bytes) });
+        Ok(())
+    }
+
+    /// Remove `id` from the store at commit.
+    pub(crate) fn drop_frame(&mut self, id: FrameId) {
+        if let Some(r) = self.written.remove(&id) {
+            self.released.push(r.slot);
+        }
+        self.dropped.insert(id);
+    }
+
+    /// Sync the frame file, then publish the new mapping with `meta`
+    /// durably. On `Ok` the checkpoint is what every later open sees and the
+    /// replaced slots are free. On `Err` the previous mapping stays published
+    /// and readable; a failed sync also poisons the store.
+    pub(crate) fn commit(self, meta: ManifestMeta) -> Result<()> {
+        let store = self.store;
+        store.check_poisoned()?;
+        if self.failed {
+            return Err(Error::InvalidArgument("checkpoint had a failed frame write; start a new one".into()));
+        }
+        if !self.written.is_empty() {
+            if let Err(e) = store.file.sync() {
+                store.poison(&e);
+                return Err(e);
+            }
+        }
+        let next = self.next_manifest(meta);
+        if let Err(PublishError { error, poisons }) = manifest::publish(&*store.vfs, &store.dir, &next) {
+            if poisons {
+                store.poison(&error);
+            }
+            return Err(error);
+        }
+        store.install(next, self.slots_ext_next);
+        Ok(())
+    }
+
+    fn next_manifest(&self, meta: ManifestMeta) -> Manifest {
+        let p = self.store.published.read();
+        let mut frames = p.manifest.frames.clone();
+        for id in &self.dropped {
+            frames.remove(id);
+        }
+        frames.extend(self.written.iter().map(|(id, r)| (*id, *r)));
+        Manifest { store_id: p.manifest.store_id, seq: p.manifest.seq + 1, meta: Some(meta), frames }
+    }
+
+    /// Lowest free slot first (keeps the file dense), then past the end.
+    fn alloc_slot(&mut self) -> Result<u32> {
+        if let Some(slot) = self.released.pop() {
+            return Ok(slot);
+        }
+        if let Some(&slot) = self.store.published.read().free.range(self.free_cursor..).next() {
+            self.free_cursor = slot + 1;
+            return Ok(slot);
+        }
+        let slot = self.slots_ext_next;
+        self.slots_ext_next = slot
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidArgument("frame file reached 2^32 slots".into()))?;
+        Ok(slot)
+    }
+}
+
+/// Validate `frames.dat` against the manifest that references it.
+fn open_existing(vfs: &dyn Vfs, dir: &Path, m: &Manifest) -> Result<FrameFile> {
+    let path = dir.join(FRAME_FILE_NAME);
+    let (file, store_id) = match FrameFile::open(vfs, &path) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::corrupted(path, 0, "frame file missing while MANIFEST exists"));
+        }
+        other => other?,
+    };
+    if store_id != m.store_id {
+        let what = format!("manifest store id {:#x} differs from frame file's {store_id:#x}", m.store_id);
+        return Err(Error::corrupted(dir.join(MANIFEST_NAME), H_STORE_ID as u64, what));
+    }
+    Ok(file)
+}
+
+/// A store with no `MANIFEST`: either never created, or its creation was
+/// interrupted (then `frames.dat` holds at most a header). A `frames.dat`
+/// holding slots without a manifest means the manifest was lost.
+fn create_fresh(vfs: &dyn Vfs, dir: &Path) -> Result<(FrameFile, Manifest)> {
+    let path = dir.join(FRAME_FILE_NAME);
+    match vfs.open(&path, false) {
+        Ok(f) => {
+            let len = f.len().map_err(|e| Error::io("stat", &path, e))?;
+            if len > HEADER_BYTES as u64 {
+                let what = "missing while frames.dat holds frame slots";
+                return Err(Error::corrupted(dir.join(MANIFEST_NAME), 0, what));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("open", path, e)),
+    }
+    let store_id = new_store_id();
+    let file = FrameFile::create(vfs, &path, store_id)?;
+    let m = Manifest { store_id, seq: 0, meta: None, frames: BTreeMap::new() };
+    // The publication's directory sync also makes frames.dat's entry durable.
+    manifest::publish(vfs, dir, &m).map_err(|e| e.error)?;
+    Ok((file, m))
+}
+
+/// A store id that differs between stores with high probability; it ties a
+/// manifest to its frame file.
+fn new_store_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64);
+    SplitMix64::new(seed).next_u64() | 1
+}
+
+#[cfg(test)]
+impl FrameStore {
+    /// The published slot of `id` (tests aim corruption with it).
+    pub(crate) fn slot_of(&self, id: FrameId) -> Option<u32> {
+        self.published.read().manifest.frames.get(&id).map(|r| r.slot)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,478 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::ids::Lsn;
+use crate::store::frame_file::slot_offset;
+use crate::store::manifest::MANIFEST_TMP_NAME;
+use crate::store::mem_vfs::{CrashMode, MemVfs};
+use crate::store::splitmix::SplitMix64;
+use crate::store::std_vfs::StdVfs;
+
+/// A recognisable frame image: (id, generation) in the first 16 bytes, a
+/// fill byte derived from both elsewhere.
+fn image(id: u64, gen: u64) -> Vec<u8> {
+    let mut b = vec![(id.wrapping_mul(13) ^ gen.wrapping_mul(7)) as u8; FRAME_BYTES];
+    b[..8].copy_from_slice(&id.to_le_bytes());
+    b[8..16].copy_from_slice(&gen.to_le_bytes());
+    b
+}
+
+fn gen_of(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes[8..16].try_into().unwrap())
+}
+
+fn meta(n: u64) -> ManifestMeta {
+    ManifestMeta { checkpoint_lsn: Lsn(n * 10), next_frame_id: 1000 + n, root: FrameId(1), user: vec![n as u8; 3] }
+}
+
+#[derive(Copy, Clone, Debug)]
+enum Step {
+    Write(u64, u64),
+    Drop(u64),
+}
+
+/// What the store must hold after a checkpoint: frame -> generation.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Model {
+    frames: BTreeMap<u64, u64>,
+    meta: Option<ManifestMeta>,
+}
+
+impl Model {
+    fn apply(&self, steps: &[Step], n: u64) -> Model {
+        let mut next = self.clone();
+        for s in steps {
+            match *s {
+                Step::Write(id, gen) => next.frames.insert(id, gen),
+                Step::Drop(id) => next.frames.remove(&id),
+            };
+        }
+        next.meta = Some(meta(n));
+        next
+    }
+}
+
+fn checkpoint(store: &FrameStore, steps: &[Step], n: u64) -> Result<()> {
+    let mut txn = store.begin_checkpoint()?;
+    for s in steps {
+        match *s {
+            Step::Write(id, gen) => txn.write_frame(FrameId(id), &image(id, gen))?,
+            Step::Drop(id) => txn.drop_frame(FrameId(id)),
+        }
+    }
+    txn.commit(meta(n))
+}
+
+fn verify(store: &FrameStore, model: &Model) {
+    store.check_invariants();
+    let ids: Vec<u64> = store.frame_ids().iter().map(|f| f.0).collect();
+    assert_eq!(ids, model.frames.keys().copied().collect::<Vec<_>>());
+    for (&id, &gen) in &model.frames {
+        assert!(store.contains(FrameId(id)));
+        assert!(store.read_frame(FrameId(id)).unwrap() == image(id, gen), "frame {id} gen {gen}");
+    }
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from("/store")
+}
+
+fn open_mem(vfs: &MemVfs) -> (FrameStore, Option<ManifestMeta>) {
+    FrameStore::open(Arc::new(vfs.clone()), &dir()).unwrap()
+}
+
+fn open_err(vfs: &MemVfs) -> Error {
+    match FrameStore::open(Arc::new(vfs.clone()), &dir()) {
+        Ok(_) => panic!("open should fail"),
+        Err(e) => e,
+    }
+}
+
+fn corrupted_at(e: Error) -> (PathBuf, u64) {
+    match e {
+        Error::Corrupted { path, offset, .. } => (path, offset),
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+}
+
+/// Creates a store and commits `frames` 1..=n at generation 0 as checkpoint 1.
+fn store_with(vfs: &MemVfs, n: u64) -> (FrameStore, Model) {
+    let (store, meta0) = open_mem(vfs);
+    assert!(meta0.is_none());
+    let steps: Vec<Step> = (1..=n).map(|id| Step::Write(id, 0)).collect();
+    checkpoint(&store, &steps, 1).unwrap();
+    (store, Model::default().apply(&steps, 1))
+}
+
+#[test]
+fn fresh_store_reopens_empty() {
+    let vfs = MemVfs::new();
+    let (store, meta) = open_mem(&vfs);
+    assert!(meta.is_none());
+    verify(&store, &Model::default());
+    drop(store);
+    let (store, meta) = open_mem(&vfs.crash(CrashMode::DropUnsynced));
+    assert!(meta.is_none(), "creation is durable when open returns");
+    assert_eq!(store.slot_count(), 0);
+}
+
+#[test]
+fn many_frames_round_trip_through_std_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
+    let (store, _) = FrameStore::open(Arc::clone(&vfs), tmp.path()).unwrap();
+    let mut model = Model::default();
+    let plans: [Vec<Step>; 3] = [
+        (1..=64).map(|i| Step::Write(i, 0)).collect(),
+        (1..=64).step_by(3).map(|i| Step::Write(i, 1)).chain((60..=64).map(Step::Drop)).collect(),
+        (65..=70).map(|i| Step::Write(i, 2)).collect(),
+    ];
+    for (n, steps) in plans.iter().enumerate() {
+        checkpoint(&store, steps, n as u64 + 1).unwrap();
+        model = model.apply(steps, n as u64 + 1);
+        verify(&store, &model);
+    }
+    drop(store);
+    let (store, meta) = FrameStore::open(vfs, tmp.path()).unwrap();
+    assert_eq!(meta, model.meta);
+    verify(&store, &model);
+}
+
+/// The scenario every crash test runs: creation, then checkpoints that
+/// rewrite, drop, add, and reuse slots freed by earlier ones.
+fn scenario() -> Vec<Vec<Step>> {
+    use Step::*;
+    vec![
+        vec![Write(1, 0), Write(2, 0), Write(3, 0), Write(4, 0)],
+        vec![Write(1, 1), Write(2, 1), Drop(4), Write(5, 1)],
+        vec![Write(1, 2), Write(3, 2), Write(5, 2), Write(5, 3), Write(6, 2), Drop(6)],
+        vec![Drop(1), Drop(2), Write(3, 4)],
+    ]
+}
+
+/// Runs the scenario on `vfs`; returns the models (index 0: fresh store)
+/// and the op count at which each one had been durably published.
+fn run_scenario(vfs: &MemVfs) -> (Vec<Model>, Vec<u64>) {
+    let (store, _) = open_mem(vfs);
+    let mut models = vec![Model::default()];
+    let mut durable_at = vec![vfs.ops_count()];
+    for (i, steps) in scenario().iter().enumerate() {
+        checkpoint(&store, steps, i as u64 + 1).unwrap();
+        models.push(models[i].apply(steps, i as u64 + 1));
+        durable_at.push(vfs.ops_count());
+    }
+    (models, durable_at)
+}
+
+/// Returns whether the image holds the checkpoint that was in flight.
+fn check_crash_image(image: &MemVfs, op: u64, models: &[Model], durable_at: &[u64], mode: CrashMode) -> bool {
+    let (store, found) = open_mem(image);
+    let Some(k) = models.iter().position(|m| m.meta == found) else {
+        panic!("op {op} {mode:?}: reopened to unknown metadata {found:?}");
+    };
+    let last_durable = durable_at.iter().rposition(|&at| at <= op).unwrap_or(0);
+    assert!(k == last_durable || k == last_durable + 1, "op {op} {mode:?}: model {k}, last durable {last_durable}");
+    verify(&store, &models[k]);
+    // The recovered store takes the next checkpoint and keeps it.
+    checkpoint(&store, &[Step::Write(9, 9)], 50).unwrap();
+    drop(store);
+    let (store, reopened) = open_mem(image);
+    assert_eq!(reopened, Some(meta(50)));
+    verify(&store, &models[k].apply(&[Step::Write(9, 9)], 50));
+    k > last_durable
+}
+
+#[test]
+fn crash_at_every_step_reopens_old_or_new_mapping() {
+    let (_, durable_at) = run_scenario(&MemVfs::new());
+    let ops_total = *durable_at.last().unwrap();
+    let mut rng = SplitMix64::new(0xC0FFEE);
+    let mut outcomes = [0u32; 2];
+    for op in 0..ops_total {
+        let mut modes = vec![CrashMode::DropUnsynced];
+        modes.extend((0..4).map(|_| CrashMode::Torn { seed: rng.next_u64() }));
+        for mode in modes {
+            let vfs = MemVfs::new();
+            vfs.crash_before_op(op, mode);
+            let (models, at) = run_scenario(&vfs);
+            assert_eq!(at, durable_at, "the scenario is deterministic");
+            let image = vfs.take_crash_image().expect("op inside the scenario");
+            outcomes[usize::from(check_crash_image(&image, op, &models, &durable_at, mode))] += 1;
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "crashes land both before and after publication: {outcomes:?}");
+}
+
+#[test]
+fn abandoned_checkpoint_changes_nothing() {
+    let vfs = MemVfs::new();
+    let (store, model) = store_with(&vfs, 3);
+    let mut txn = store.begin_checkpoint().unwrap();
+    txn.write_frame(FrameId(1), &image(1, 7)).unwrap();
+    txn.drop_frame(FrameId(2));
+    assert_eq!(gen_of(&store.read_frame(FrameId(1)).unwrap()), 0, "readers see the published image");
+    assert!(store.contains(FrameId(2)));
+    drop(txn);
+    verify(&store, &model);
+    checkpoint(&store, &[Step::Write(1, 8)], 2).unwrap();
+    verify(&store, &model.apply(&[Step::Write(1, 8)], 2));
+}
+
+#[test]
+fn concurrent_readers_see_whole_published_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    let store = Arc::new(store);
+    let ids = [1u64, 2, 3, 4];
+    checkpoint(&store, &ids.map(|i| Step::Write(i, 0)), 1).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for id in ids {
+                        let bytes = store.read_frame(FrameId(id)).expect("published frames always read");
+                        assert!(bytes == image(id, gen_of(&bytes)), "frame {id} image is whole");
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
+    for n in 2..20 {
+        checkpoint(&store, &ids.map(|i| Step::Write(i, n)), n).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(store.slot_count() <= 8, "slots reused: {}", store.slot_count());
+}
+
+#[test]
+fn second_checkpoint_waits_for_the_first() {
+    let vfs = MemVfs::new();
+    let (store, _) = open_mem(&vfs);
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let txn = store.begin_checkpoint().unwrap();
+        let waiter = s.spawn(|| {
+            let txn = store.begin_checkpoint().unwrap();
+            started.store(true, Ordering::SeqCst);
+            txn.commit(meta(2)).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!started.load(Ordering::SeqCst), "one checkpoint at a time");
+        txn.commit(meta(1)).unwrap();
+        waiter.join().unwrap();
+    });
+    drop(store);
+    assert_eq!(open_mem(&vfs).1, Some(meta(2)));
+}
+
+#[test]
+fn slot_reuse_bounds_the_file() {
+    let vfs = MemVfs::new();
+    let (store, mut model) = store_with(&vfs, 8);
+    let mut rng = SplitMix64::new(77);
+    for n in 2..120u64 {
+        let live_before = model.frames.len() as u32;
+        let mut steps: Vec<Step> =
+            model.frames.keys().filter(|_| rng.below(3) != 0).map(|&id| Step::Write(id, n)).collect();
+        match rng.below(4) {
+            0 if live_before > 4 => steps.push(Step::Drop(*model.frames.keys().next().unwrap())),
+            1 => steps.push(Step::Write(100 + n, n)),
+            _ => {}
+        }
+        checkpoint(&store, &steps, n).unwrap();
+        model = model.apply(&steps, n);
+        let live_max = live_before.max(model.frames.len() as u32);
+        assert!(store.slot_count() <= 2 * live_max, "checkpoint {n}: {} slots for {live_max} live", store.slot_count());
+    }
+    verify(&store, &model);
+    let len = vfs.file_bytes(&dir().join(FRAME_FILE_NAME)).unwrap().len() as u64;
+    assert_eq!(len, slot_offset(store.slot_count()), "free tail slots are cut off the file");
+    drop(store);
+    verify(&open_mem(&vfs).0, &model);
+}
+
+#[test]
+fn flipped_bit_in_a_slot_is_corrupted_at_the_slot() {
+    let vfs = MemVfs::new();
+    let (store, _) = store_with(&vfs, 3);
+    let slot = store.slot_of(FrameId(2)).unwrap();
+    let path = dir().join(FRAME_FILE_NAME);
+    for pos in [0u64, 9, 4096, FRAME_BYTES as u64 / 2, FRAME_BYTES as u64 - 1] {
+        let at = slot_offset(slot) + pos;
+        let byte = vfs.file_bytes(&path).unwrap()[at as usize];
+        vfs.corrupt(&path, at, &[byte ^ 0x10]).unwrap();
+        let (p, offset) = corrupted_at(store.read_frame(FrameId(2)).unwrap_err());
+        assert_eq!((p, offset), (path.clone(), slot_offset(slot)), "flip at {pos}");
+        assert_eq!(gen_of(&store.read_frame(FrameId(1)).unwrap()), 0, "other frames unaffected");
+        vfs.corrupt(&path, at, &[byte]).unwrap();
+        assert!(store.read_frame(FrameId(2)).is_ok());
+    }
+}
+
+#[test]
+fn flipped_bit_in_the_manifest_is_corrupted() {
+    let vfs = MemVfs::new();
+    let (store, _) = store_with(&vfs, 3);
+    drop(store);
+    let path = dir().join(MANIFEST_NAME);
+    let good = vfs.file_bytes(&path).unwrap();
+    for bit in 0..good.len() * 8 {
+        let mut bad = good.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        vfs.corrupt(&path, 0, &bad).unwrap();
+        assert_eq!(corrupted_at(open_err(&vfs)).0, path, "bit {bit}");
+    }
+    vfs.corrupt(&path, 0, &good).unwrap();
+    assert!(open_mem(&vfs).1.is_some());
+}
+
+#[test]
+fn stale_manifest_tmp_is_ignored_and_removed() {
+    let vfs = MemVfs::new();
+    let (store, model) = store_with(&vfs, 2);
+    drop(store);
+    let tmp = dir().join(MANIFEST_TMP_NAME);
+    let f = vfs.open(&tmp, true).unwrap();
+    f.write_at(b"HOLTMANF torn", 0).unwrap();
+    f.sync_data().unwrap();
+    vfs.sync_dir(&dir()).unwrap();
+    let (store, meta) = open_mem(&vfs);
+    assert_eq!(meta, model.meta);
+    verify(&store, &model);
+    assert!(vfs.file_bytes(&tmp).is_none());
+}
+
+#[test]
+fn lost_or_mismatched_files_are_corrupted() {
+    let vfs = MemVfs::new();
+    store_with(&vfs, 2);
+    let other = PathBuf::from("/other");
+    FrameStore::open(Arc::new(vfs.clone()), &other).unwrap();
+    let (man, frames) = (dir().join(MANIFEST_NAME), dir().join(FRAME_FILE_NAME));
+    let good_manifest = vfs.file_bytes(&man).unwrap();
+
+    let foreign = vfs.file_bytes(&other.join(MANIFEST_NAME)).unwrap();
+    vfs.corrupt(&man, 0, &foreign).unwrap();
+    vfs.open(&man, false).unwrap().set_len(foreign.len() as u64).unwrap();
+    assert_eq!(corrupted_at(open_err(&vfs)), (man.clone(), manifest::H_STORE_ID as u64));
+
+    vfs.open(&man, false).unwrap().write_at(&good_manifest, 0).unwrap();
+    let f = vfs.open(&frames, false).unwrap();
+    f.set_len(slot_offset(1)).unwrap();
+    assert_eq!(corrupted_at(open_err(&vfs)), (frames.clone(), slot_offset(1)), "frame 2 lies past the end");
+
+    vfs.remove(&frames).unwrap();
+    assert_eq!(corrupted_at(open_err(&vfs)).0, frames);
+    vfs.rename(&other.join(FRAME_FILE_NAME), &frames).unwrap();
+    vfs.remove(&man).unwrap();
+    assert!(open_mem(&vfs).1.is_none(), "header-only frame file without manifest: interrupted creation");
+}
+
+#[test]
+fn manifest_missing_beside_slots_is_corrupted() {
+    let vfs = MemVfs::new();
+    store_with(&vfs, 2);
+    vfs.remove(&dir().join(MANIFEST_NAME)).unwrap();
+    assert_eq!(corrupted_at(open_err(&vfs)), (dir().join(MANIFEST_NAME), 0));
+}
+
+#[test]
+fn newer_manifest_version_is_unsupported() {
+    let vfs = MemVfs::new();
+    store_with(&vfs, 1);
+    let path = dir().join(MANIFEST_NAME);
+    let mut b = vfs.file_bytes(&path).unwrap();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let body = b.len() - 4;
+    let crc = crc32c::crc32c(&b[..body]);
+    b[body..].copy_from_slice(&crc.to_le_bytes());
+    vfs.corrupt(&path, 0, &b).unwrap();
+    assert!(matches!(open_err(&vfs), Error::UnsupportedFormat { found: 2, supported: 1, .. }));
+}
+
+#[test]
+fn bad_write_arguments_are_rejected() {
+    let vfs = MemVfs::new();
+    let (store, _) = open_mem(&vfs);
+    let mut txn = store.begin_checkpoint().unwrap();
+    assert!(matches!(txn.write_frame(FrameId(0), &image(0, 0)), Err(Error::InvalidArgument(_))));
+    assert!(matches!(txn.write_frame(FrameId(1), &[0u8; 10]), Err(Error::InvalidArgument(_))));
+}
+
+fn io_errno(e: Error) -> i32 {
+    match e {
+        Error::Io { source, .. } => source.raw_os_error().expect("injected errno"),
+        other => panic!("expected Io, got {other:?}"),
+    }
+}
+
+/// After a failed checkpoint: the old mapping reads back now, and after a
+/// power loss.
+fn assert_old_mapping_survives(vfs: &MemVfs, store: &FrameStore, model: &Model) {
+    verify(store, model);
+    for mode in [CrashMode::DropUnsynced, CrashMode::Torn { seed: 5 }] {
+        let (after, meta) = open_mem(&vfs.crash(mode));
+        assert_eq!(meta, model.meta);
+        verify(&after, model);
+    }
+}
+
+#[test]
+fn enospc_on_frame_write_keeps_old_mapping() {
+    let vfs = MemVfs::new();
+    let (store, model) = store_with(&vfs, 3);
+    vfs.fail_write_after_with(1, libc::ENOSPC);
+    let mut txn = store.begin_checkpoint().unwrap();
+    txn.write_frame(FrameId(1), &image(1, 1)).unwrap();
+    assert_eq!(io_errno(txn.write_frame(FrameId(2), &image(2, 1)).unwrap_err()), libc::ENOSPC);
+    assert!(matches!(txn.commit(meta(2)), Err(Error::InvalidArgument(_))), "a checkpoint missing a frame never commits");
+    assert_old_mapping_survives(&vfs, &store, &model);
+    vfs.clear_faults();
+    checkpoint(&store, &[Step::Write(2, 1)], 2).unwrap();
+    verify(&store, &model.apply(&[Step::Write(2, 1)], 2));
+}
+
+#[test]
+fn write_error_on_manifest_keeps_old_mapping_and_store_usable() {
+    for errno in [libc::ENOSPC, libc::EIO, libc::EACCES] {
+        let vfs = MemVfs::new();
+        let (store, model) = store_with(&vfs, 3);
+        let mut txn = store.begin_checkpoint().unwrap();
+        txn.write_frame(FrameId(1), &image(1, 1)).unwrap();
+        vfs.fail_write_after_with(0, errno);
+        let err = txn.commit(meta(2)).unwrap_err();
+        assert_eq!(err.errno(), errno, "{err}");
+        assert_old_mapping_survives(&vfs, &store, &model);
+        vfs.clear_faults();
+        checkpoint(&store, &[Step::Write(1, 2)], 2).unwrap();
+        verify(&store, &model.apply(&[Step::Write(1, 2)], 2));
+    }
+}
+
+#[test]
+fn failed_sync_poisons_but_reads_go_on() {
+    // Syncs in a commit: frame file, MANIFEST.tmp, directory.
+    for syncs_ok in 0..3 {
+        let vfs = MemVfs::new();
+        let (store, model) = store_with(&vfs, 3);
+        let mut txn = store.begin_checkpoint().unwrap();
+        txn.write_frame(FrameId(1), &image(1, 1)).unwrap();
+        txn.write_frame(FrameId(4), &image(4, 1)).unwrap();
+        vfs.fail_sync_after(syncs_ok);
+        assert_eq!(io_errno(txn.commit(meta(2)).unwrap_err()), libc::EIO);
+        vfs.clear_faults();
+        assert!(matches!(store.begin_checkpoint(), Err(Error::Poisoned { .. })), "syncs_ok {syncs_ok}");
+        assert_old_mapping_survives(&vfs, &store, &model);
+    }
+}

@@ -1,0 +1,390 @@
+//! The manifest: which slot of `frames.dat` holds each frame, plus the
+//! engine's checkpoint metadata.
+//!
+//! Publication protocol (atomic replace): encode, write `MANIFEST.tmp`,
+//! fdatasync it, rename it over `MANIFEST`, fsync the directory. A crash at
+//! any step leaves either the old or the new `MANIFEST`, each complete and
+//! synced; a torn `MANIFEST.tmp` is never read and is removed on open.
+//! There is exactly one published manifest, so a corrupted one cannot be
+//! replaced by an older one (its slots may have been reused): it is reported
+//! as `Error::Corrupted` with the file and offset.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::le::{put_u32, put_u64, u32_at, u64_at};
+use super::vfs::Vfs;
+use crate::error::{Error, Result};
+use crate::ids::{FrameId, Lsn};
+
+pub(crate) const MANIFEST_NAME: &str = "MANIFEST";
+pub(crate) const MANIFEST_TMP_NAME: &str = "MANIFEST.tmp";
+pub(crate) const MANIFEST_VERSION: u32 = 1;
+const MANIFEST_MAGIC: [u8; 8] = *b"HOLTMANF";
+/// Flag bit: the checkpoint metadata fields are meaningful. Clear only in the
+/// manifest written when the store is created.
+const FLAG_META: u32 = 1;
+
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 8;
+const H_FLAGS: usize = 12;
+pub(super) const H_STORE_ID: usize = 16;
+const H_SEQ: usize = 24;
+const H_CHECKPOINT_LSN: usize = 32;
+const H_NEXT_FRAME_ID: usize = 40;
+const H_ROOT: usize = 48;
+const H_ENTRY_COUNT: usize = 56;
+const H_USER_BYTES: usize = 64;
+const H_FILE_BYTES: usize = 72;
+pub(crate) const MANIFEST_HEADER_BYTES: usize = 80;
+const E_FRAME_ID: usize = 0;
+const E_SLOT: usize = 8;
+const E_CRC: usize = 12;
+pub(crate) const ENTRY_BYTES: usize = 16;
+/// The last 4 bytes of the file, in every format version: CRC32C of the rest.
+pub(crate) const TRAILER_BYTES: usize = 4;
+
+/// Byte tables (field, offset, size); doc/FORMAT.md mirrors them.
+pub(super) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
+    ("magic", H_MAGIC, 8),
+    ("version", H_VERSION, 4),
+    ("flags", H_FLAGS, 4),
+    ("store_id", H_STORE_ID, 8),
+    ("seq", H_SEQ, 8),
+    ("checkpoint_lsn", H_CHECKPOINT_LSN, 8),
+    ("next_frame_id", H_NEXT_FRAME_ID, 8),
+    ("root", H_ROOT, 8),
+    ("entry_count", H_ENTRY_COUNT, 8),
+    ("user_bytes", H_USER_BYTES, 8),
+    ("file_bytes", H_FILE_BYTES, 8),
+];
+pub(super) const ENTRY_FIELDS: &[(&str, usize, usize)] =
+    &[("frame_id", E_FRAME_ID, 8), ("slot", E_SLOT, 4), ("frame_crc32c", E_CRC, 4)];
+pub(super) const TRAILER_FIELDS: &[(&str, usize, usize)] = &[("crc32c", 0, TRAILER_BYTES)];
+
+/// Checkpoint metadata, opaque to the store: the engine gives it to
+/// `commit` and gets it back from `open`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ManifestMeta {
+    pub checkpoint_lsn: Lsn,
+    pub next_frame_id: u64,
+    pub root: FrameId,
+    pub user: Vec<u8>,
+}
+
+/// Where a frame lives and the checksum its slot must match.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SlotRef {
+    pub slot: u32,
+    pub crc: u32,
+}
+
+/// A decoded manifest. Invariants (checked by `decode` and
+/// `check_invariants`): no `FrameId(0)`; no two frames share a slot; no
+/// entries without metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub store_id: u64,
+    /// Publication number: 0 at creation, +1 per committed checkpoint.
+    pub seq: u64,
+    pub meta: Option<ManifestMeta>,
+    pub frames: BTreeMap<FrameId, SlotRef>,
+}
+
+impl Manifest {
+    pub(crate) fn check_invariants(&self) {
+        assert!(!self.frames.contains_key(&FrameId(0)), "FrameId(0) is never stored");
+        let mut slots: Vec<u32> = self.frames.values().map(|r| r.slot).collect();
+        slots.sort_unstable();
+        assert!(slots.windows(2).all(|w| w[0] != w[1]), "two frames share a slot");
+        assert!(self.meta.is_some() || self.frames.is_empty(), "frames without checkpoint metadata");
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let user: &[u8] = self.meta.as_ref().map_or(&[], |m| &m.user);
+        let file_bytes = MANIFEST_HEADER_BYTES + self.frames.len() * ENTRY_BYTES + user.len() + TRAILER_BYTES;
+        let mut b = vec![0u8; MANIFEST_HEADER_BYTES];
+        b[H_MAGIC..H_MAGIC + 8].copy_from_slice(&MANIFEST_MAGIC);
+        put_u32(&mut b, H_VERSION, MANIFEST_VERSION);
+        put_u32(&mut b, H_FLAGS, if self.meta.is_some() { FLAG_META } else { 0 });
+        put_u64(&mut b, H_STORE_ID, self.store_id);
+        put_u64(&mut b, H_SEQ, self.seq);
+        if let Some(m) = &self.meta {
+            put_u64(&mut b, H_CHECKPOINT_LSN, m.checkpoint_lsn.0);
+            put_u64(&mut b, H_NEXT_FRAME_ID, m.next_frame_id);
+            put_u64(&mut b, H_ROOT, m.root.0);
+        }
+        put_u64(&mut b, H_ENTRY_COUNT, self.frames.len() as u64);
+        put_u64(&mut b, H_USER_BYTES, user.len() as u64);
+        put_u64(&mut b, H_FILE_BYTES, file_bytes as u64);
+        for (id, r) in &self.frames {
+            let mut e = [0u8; ENTRY_BYTES];
+            put_u64(&mut e, E_FRAME_ID, id.0);
+            put_u32(&mut e, E_SLOT, r.slot);
+            put_u32(&mut e, E_CRC, r.crc);
+            b.extend_from_slice(&e);
+        }
+        b.extend_from_slice(user);
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        debug_assert_eq!(b.len(), file_bytes);
+        b
+    }
+
+    /// Decode and validate; any bytes give a manifest or an error, never a
+    /// panic. Check order: length, magic, checksum, version, fields.
+    pub(crate) fn decode(b: &[u8], path: &Path) -> Result<Manifest> {
+        let bad = |offset: usize, what: &str| Error::corrupted(path, offset as u64, what);
+        if b.len() < MANIFEST_HEADER_BYTES + TRAILER_BYTES {
+            return Err(bad(b.len(), "manifest truncated"));
+        }
+        if b[H_MAGIC..H_MAGIC + 8] != MANIFEST_MAGIC {
+            return Err(bad(H_MAGIC, "not a holt manifest (bad magic)"));
+        }
+        let body = b.len() - TRAILER_BYTES;
+        if crc32c::crc32c(&b[..body]) != u32_at(b, body) {
+            return Err(bad(body, "manifest checksum mismatch"));
+        }
+        let version = u32_at(b, H_VERSION);
+        if version != MANIFEST_VERSION {
+            return Err(Error::UnsupportedFormat { path: path.into(), found: version, supported: MANIFEST_VERSION });
+        }
+        let (entries, user_len) = decode_lengths(b, &bad)?;
+        let meta = decode_meta(b, entries, user_len, &bad)?;
+        let frames = decode_entries(b, entries, &bad)?;
+        Ok(Manifest { store_id: u64_at(b, H_STORE_ID), seq: u64_at(b, H_SEQ), meta, frames })
+    }
+}
+
+/// Entry count and user-bytes length, checked against the file length.
+fn decode_lengths(b: &[u8], bad: &dyn Fn(usize, &str) -> Error) -> Result<(usize, usize)> {
+    if u64_at(b, H_FILE_BYTES) != b.len() as u64 {
+        return Err(bad(H_FILE_BYTES, "recorded manifest length differs from the file length"));
+    }
+    let room = (b.len() - MANIFEST_HEADER_BYTES - TRAILER_BYTES) as u64;
+    let entries = u64_at(b, H_ENTRY_COUNT);
+    let user_len = u64_at(b, H_USER_BYTES);
+    let fits = entries.checked_mul(ENTRY_BYTES as u64).and_then(|e| e.checked_add(user_len)) == Some(room);
+    if !fits {
+        return Err(bad(H_ENTRY_COUNT, "entry count and user bytes do not fill the manifest"));
+    }
+    Ok((entries as usize, user_len as usize))
+}
+
+fn decode_meta(
+    b: &[u8],
+    entries: usize,
+    user_len: usize,
+    bad: &dyn Fn(usize, &str) -> Error,
+) -> Result<Option<ManifestMeta>> {
+    let flags = u32_at(b, H_FLAGS);
+    if flags & !FLAG_META != 0 {
+        return Err(bad(H_FLAGS, "unknown manifest flags"));
+    }
+    if flags & FLAG_META == 0 {
+        let fields_zero = [H_CHECKPOINT_LSN, H_NEXT_FRAME_ID, H_ROOT].iter().all(|&o| u64_at(b, o) == 0);
+        if !fields_zero || entries != 0 || user_len != 0 {
+            return Err(bad(H_FLAGS, "manifest without checkpoint metadata has contents"));
+        }
+        return Ok(None);
+    }
+    let user_off = MANIFEST_HEADER_BYTES + entries * ENTRY_BYTES;
+    Ok(Some(ManifestMeta {
+        checkpoint_lsn: Lsn(u64_at(b, H_CHECKPOINT_LSN)),
+        next_frame_id: u64_at(b, H_NEXT_FRAME_ID),
+        root: FrameId(u64_at(b, H_ROOT)),
+        user: b[user_off..user_off + user_len].to_vec(),
+    }))
+}
+
+/// Entries must be in strictly increasing frame-id order, never id 0, and
+/// name distinct slots.
+fn decode_entries(
+    b: &[u8],
+    entries: usize,
+    bad: &dyn Fn(usize, &str) -> Error,
+) -> Result<BTreeMap<FrameId, SlotRef>> {
+    let mut frames = BTreeMap::new();
+    let mut slots_seen = std::collections::HashSet::with_capacity(entries);
+    let mut id_prev = 0u64;
+    for i in 0..entries {
+        let off = MANIFEST_HEADER_BYTES + i * ENTRY_BYTES;
+        let id = u64_at(b, off + E_FRAME_ID);
+        if id <= id_prev {
+            return Err(bad(off + E_FRAME_ID, "manifest frame ids not strictly increasing (or zero)"));
+        }
+        let slot = u32_at(b, off + E_SLOT);
+        if !slots_seen.insert(slot) {
+            return Err(bad(off + E_SLOT, "two frames mapped to one slot"));
+        }
+        frames.insert(FrameId(id), SlotRef { slot, crc: u32_at(b, off + E_CRC) });
+        id_prev = id;
+    }
+    Ok(frames)
+}
+
+/// Read `dir/MANIFEST`; `None` if it does not exist.
+pub(crate) fn read(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Manifest>> {
+    let path = dir.join(MANIFEST_NAME);
+    let file = match vfs.open(&path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+    let len = usize::try_from(len).map_err(|_| Error::corrupted(&path, 0, "manifest larger than memory"))?;
+    let mut buf = vec![0u8; len];
+    let n = file.read_at(&mut buf, 0).map_err(|e| Error::io("read", &path, e))?;
+    Manifest::decode(&buf[..n], &path).map(Some)
+}
+
+/// Why a publication failed. `poisons`: a sync failed, so the store must
+/// refuse further checkpoints (after a directory-sync failure which manifest
+/// is durable is unknown; after a file-sync failure what reached the disk
+/// is unknown). Otherwise the published manifest is untouched.
+#[derive(Debug)]
+pub(crate) struct PublishError {
+    pub error: Error,
+    pub poisons: bool,
+}
+
+/// Publish `m` durably as `dir/MANIFEST` (see the module doc for the steps).
+/// On `Ok` the new manifest is the one every later open reads.
+pub(crate) fn publish(vfs: &dyn Vfs, dir: &Path, m: &Manifest) -> std::result::Result<(), PublishError> {
+    m.check_invariants();
+    let tmp = dir.join(MANIFEST_TMP_NAME);
+    let path = dir.join(MANIFEST_NAME);
+    let clean = |error| PublishError { error, poisons: false };
+    let unknown = |error| PublishError { error, poisons: true };
+    let file = vfs.open(&tmp, true).map_err(|e| clean(Error::io("create", &tmp, e)))?;
+    let bytes = m.encode();
+    file.set_len(0).map_err(|e| clean(Error::io("truncate", &tmp, e)))?;
+    file.write_at(&bytes, 0).map_err(|e| clean(Error::io("write", &tmp, e)))?;
+    file.sync_data().map_err(|e| unknown(Error::io("fdatasync", &tmp, e)))?;
+    drop(file);
+    vfs.rename(&tmp, &path).map_err(|e| clean(Error::io("rename", &tmp, e)))?;
+    vfs.sync_dir(dir).map_err(|e| unknown(Error::io("fsync directory", dir, e)))
+}
+
+/// Remove a leftover `MANIFEST.tmp` from an interrupted publication.
+pub(crate) fn remove_stale_tmp(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let tmp: PathBuf = dir.join(MANIFEST_TMP_NAME);
+    match vfs.remove(&tmp) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", tmp, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::mem_vfs::MemVfs;
+    use crate::store::splitmix::SplitMix64;
+
+    fn sample() -> Manifest {
+        let frames = (1..=5u64).map(|i| (FrameId(i * 3), SlotRef { slot: (10 - i) as u32, crc: i as u32 * 77 })).collect();
+        let meta = ManifestMeta { checkpoint_lsn: Lsn(99), next_frame_id: 16, root: FrameId(3), user: b"engine".to_vec() };
+        Manifest { store_id: 0xABCD, seq: 4, meta: Some(meta), frames }
+    }
+
+    fn fresh() -> Manifest {
+        Manifest { store_id: 1, seq: 0, meta: None, frames: BTreeMap::new() }
+    }
+
+    fn path() -> &'static Path {
+        Path::new("/s/MANIFEST")
+    }
+
+    #[test]
+    fn encode_decode_round_trips() {
+        for m in [sample(), fresh()] {
+            let b = m.encode();
+            assert_eq!(Manifest::decode(&b, path()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_corrupted() {
+        let b = sample().encode();
+        for bit in 0..b.len() * 8 {
+            let mut bad = b.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            match Manifest::decode(&bad, path()) {
+                Err(Error::Corrupted { path: p, .. }) => assert_eq!(p, path()),
+                other => panic!("bit {bit}: expected Corrupted, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_corrupted() {
+        let b = sample().encode();
+        for len in 0..b.len() {
+            assert!(matches!(Manifest::decode(&b[..len], path()), Err(Error::Corrupted { .. })), "len {len}");
+        }
+    }
+
+    /// Random bodies behind a valid magic, version and checksum reach the
+    /// field checks; they must fail cleanly or decode to a valid manifest.
+    #[test]
+    fn checksummed_garbage_never_panics() {
+        let mut rng = SplitMix64::new(0x5EED);
+        for round in 0..20_000 {
+            let len = rng.below(160) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            if b.len() >= MANIFEST_HEADER_BYTES + TRAILER_BYTES && round % 2 == 0 {
+                b[..8].copy_from_slice(&MANIFEST_MAGIC);
+                put_u32(&mut b, H_VERSION, MANIFEST_VERSION);
+                put_u32(&mut b, H_FLAGS, (rng.below(3)) as u32);
+                let len = b.len() as u64;
+                let entries = rng.below(6);
+                let room = (b.len() - MANIFEST_HEADER_BYTES - TRAILER_BYTES) as u64;
+                put_u64(&mut b, H_FILE_BYTES, len);
+                put_u64(&mut b, H_ENTRY_COUNT, entries);
+                put_u64(&mut b, H_USER_BYTES, room.saturating_sub(entries * ENTRY_BYTES as u64));
+                let body = b.len() - TRAILER_BYTES;
+                let crc = crc32c::crc32c(&b[..body]);
+                put_u32(&mut b, body, crc);
+            }
+            if let Ok(m) = Manifest::decode(&b, path()) {
+                m.check_invariants();
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_version_is_unsupported() {
+        let mut b = sample().encode();
+        put_u32(&mut b, H_VERSION, 9);
+        let body = b.len() - TRAILER_BYTES;
+        let crc = crc32c::crc32c(&b[..body]);
+        put_u32(&mut b, body, crc);
+        assert!(matches!(
+            Manifest::decode(&b, path()),
+            Err(Error::UnsupportedFormat { found: 9, supported: MANIFEST_VERSION, .. })
+        ));
+    }
+
+    #[test]
+    fn duplicate_slot_or_unordered_ids_are_corrupted() {
+        let mut m = sample();
+        m.frames.insert(FrameId(100), SlotRef { slot: 9, crc: 0 });
+        let b = m.encode();
+        let dup_slot_off = MANIFEST_HEADER_BYTES + 5 * ENTRY_BYTES + E_SLOT;
+        assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == dup_slot_off as u64));
+    }
+
+    #[test]
+    fn publish_replaces_and_read_sees_it() {
+        let vfs = MemVfs::new();
+        let dir = Path::new("/s");
+        vfs.create_dir_all(dir).unwrap();
+        assert!(read(&vfs, dir).unwrap().is_none());
+        publish(&vfs, dir, &fresh()).unwrap();
+        publish(&vfs, dir, &sample()).unwrap();
+        assert_eq!(read(&vfs, dir).unwrap(), Some(sample()));
+        assert!(vfs.file_bytes(&dir.join(MANIFEST_TMP_NAME)).is_none(), "tmp renamed away");
+        remove_stale_tmp(&vfs, dir).unwrap();
+    }
+}

@@ -1,0 +1,184 @@
+//! In-memory data store for `--memory` mounts: each object is a map of 4 KiB
+//! pages, so holes cost nothing and SEEK_DATA/SEEK_HOLE fall out of the map.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{copy_via_buffer, AllocMode, DataStore, SeekKind, Space};
+use crate::schema::Ino;
+
+const PAGE_BYTES: u64 = 4096;
+
+#[derive(Default)]
+struct Object {
+    len: u64,
+    pages: BTreeMap<u64, Box<[u8]>>,
+}
+
+impl Object {
+    fn page_mut(&mut self, index: u64) -> &mut [u8] {
+        self.pages.entry(index).or_insert_with(|| vec![0u8; PAGE_BYTES as usize].into_boxed_slice())
+    }
+
+    /// Zero `[off, end)`, dropping pages that fall wholly inside.
+    fn zero(&mut self, off: u64, end: u64) {
+        let mut pos = off;
+        while pos < end {
+            let index = pos / PAGE_BYTES;
+            let page_start = index * PAGE_BYTES;
+            let stop = end.min(page_start + PAGE_BYTES);
+            if pos == page_start && stop == page_start + PAGE_BYTES {
+                self.pages.remove(&index);
+            } else if let Some(page) = self.pages.get_mut(&index) {
+                page[(pos - page_start) as usize..(stop - page_start) as usize].fill(0);
+            }
+            pos = stop;
+        }
+    }
+}
+
+/// Data held in process memory; lost at unmount.
+#[derive(Default)]
+pub struct MemoryData {
+    objects: RwLock<HashMap<Ino, Arc<Mutex<Object>>>>,
+}
+
+impl MemoryData {
+    pub fn new() -> MemoryData {
+        MemoryData::default()
+    }
+
+    fn object(&self, ino: Ino) -> Option<Arc<Mutex<Object>>> {
+        self.objects.read().get(&ino).cloned()
+    }
+
+    fn object_or_create(&self, ino: Ino) -> Arc<Mutex<Object>> {
+        if let Some(o) = self.object(ino) {
+            return o;
+        }
+        Arc::clone(self.objects.write().entry(ino).or_default())
+    }
+}
+
+impl DataStore for MemoryData {
+    fn read(&self, ino: Ino, off: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(obj) = self.object(ino) else { return Ok(0) };
+        let obj = obj.lock();
+        let end = obj.len.min(off.saturating_add(buf.len() as u64));
+        let mut pos = off;
+        while pos < end {
+            let index = pos / PAGE_BYTES;
+            let in_page = (pos % PAGE_BYTES) as usize;
+            let step = ((PAGE_BYTES as usize - in_page) as u64).min(end - pos) as usize;
+            let out = &mut buf[(pos - off) as usize..(pos - off) as usize + step];
+            match obj.pages.get(&index) {
+                Some(page) => out.copy_from_slice(&page[in_page..in_page + step]),
+                None => out.fill(0),
+            }
+            pos += step as u64;
+        }
+        Ok(end.saturating_sub(off) as usize)
+    }
+
+    fn write(&self, ino: Ino, off: u64, data: &[u8]) -> io::Result<()> {
+        let obj = self.object_or_create(ino);
+        let mut obj = obj.lock();
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = off + done as u64;
+            let in_page = (pos % PAGE_BYTES) as usize;
+            let step = (PAGE_BYTES as usize - in_page).min(data.len() - done);
+            obj.page_mut(pos / PAGE_BYTES)[in_page..in_page + step].copy_from_slice(&data[done..done + step]);
+            done += step;
+        }
+        obj.len = obj.len.max(off + data.len() as u64);
+        Ok(())
+    }
+
+    fn set_len(&self, ino: Ino, len: u64) -> io::Result<()> {
+        let obj = self.object_or_create(ino);
+        let mut obj = obj.lock();
+        if len < obj.len {
+            let old = obj.len;
+            obj.zero(len, old.next_multiple_of(PAGE_BYTES));
+        }
+        obj.len = len;
+        Ok(())
+    }
+
+    fn allocated_bytes(&self, ino: Ino) -> io::Result<u64> {
+        Ok(self.object(ino).map_or(0, |o| o.lock().pages.len() as u64 * PAGE_BYTES))
+    }
+
+    fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()> {
+        let obj = self.object_or_create(ino);
+        let mut obj = obj.lock();
+        let end = off + len;
+        if mode.punch_hole || mode.zero_range {
+            obj.zero(off, end);
+        } else {
+            for index in off / PAGE_BYTES..end.div_ceil(PAGE_BYTES) {
+                obj.page_mut(index);
+            }
+        }
+        if !mode.keep_size && !mode.punch_hole {
+            obj.len = obj.len.max(end);
+        }
+        Ok(())
+    }
+
+    fn seek(&self, ino: Ino, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
+        let Some(obj) = self.object(ino) else { return Ok(None) };
+        let obj = obj.lock();
+        if off >= obj.len {
+            return Ok(None);
+        }
+        let mut index = off / PAGE_BYTES;
+        loop {
+            let pos = (index * PAGE_BYTES).max(off);
+            if pos >= obj.len {
+                return Ok(match kind {
+                    SeekKind::Data => None,
+                    SeekKind::Hole => Some(obj.len),
+                });
+            }
+            let is_data = obj.pages.contains_key(&index);
+            if is_data == (kind == SeekKind::Data) {
+                return Ok(Some(pos));
+            }
+            index = match kind {
+                SeekKind::Data => match obj.pages.range(index..).next() {
+                    Some((&next, _)) => next,
+                    None => return Ok(None),
+                },
+                SeekKind::Hole => index + 1,
+            };
+        }
+    }
+
+    fn copy_range(&self, src: Ino, src_off: u64, dst: Ino, dst_off: u64, len: u64) -> io::Result<()> {
+        copy_via_buffer(self, src, src_off, dst, dst_off, len)
+    }
+
+    fn sync(&self, _ino: Ino) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn remove(&self, ino: Ino) -> io::Result<()> {
+        self.objects.write().remove(&ino);
+        Ok(())
+    }
+
+    fn space(&self) -> io::Result<Space> {
+        // SAFETY: sysinfo fills the zeroed struct it is given.
+        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sysinfo(&mut info) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let unit = u64::from(info.mem_unit.max(1));
+        Ok(Space { total_bytes: info.totalram as u64 * unit, avail_bytes: info.freeram as u64 * unit })
+    }
+}

@@ -1,0 +1,159 @@
+//! Directory streams: opendir, readdir(plus), releasedir, fsyncdir.
+//!
+//! A listing is a scan of `D/<dir>/` resumed with `start_after(last name)`,
+//! never a position in the current listing. Each handle hands out offsets
+//! 1 (`.`), 2 (`..`), then 3, 4, ... per entry emitted, and remembers which
+//! name each recent offset stands for; resuming at an offset resumes after
+//! that name. So an entry present for the whole listing is returned exactly
+//! once however the directory changes, and memory per handle is bounded by
+//! `CURSOR_NAMES_MAX`, not by the directory's size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::Fs;
+use crate::error::{FsError, FsResult};
+use crate::schema::{FileKind, Ino, Inode};
+
+/// Offsets each handle can resume from (a seekdir further back fails with EINVAL).
+const CURSOR_NAMES_MAX: usize = 4096;
+const DOT_OFFSET: u64 = 1;
+const DOTDOT_OFFSET: u64 = 2;
+
+/// One entry of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub name: Vec<u8>,
+    /// Pass this back to resume after this entry.
+    pub offset: u64,
+    /// Attributes, for readdirplus.
+    pub attr: Option<Inode>,
+}
+
+struct Cursor {
+    ino: Ino,
+    next_offset: u64,
+    names: BTreeMap<u64, Vec<u8>>,
+}
+
+#[derive(Default)]
+pub(super) struct DirHandles {
+    cursors: Mutex<HashMap<u64, Arc<Mutex<Cursor>>>>,
+}
+
+/// Where a readdir call starts.
+enum Resume {
+    Dot,
+    DotDot,
+    After(Option<Vec<u8>>),
+}
+
+impl Fs {
+    pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
+        let inode = self.open_inode(ino)?;
+        if inode.kind != FileKind::Dir {
+            self.close_inode(ino)?;
+            return Err(FsError::NotDir);
+        }
+        let fh = self.new_fh();
+        let cursor = Cursor { ino, next_offset: DOTDOT_OFFSET + 1, names: BTreeMap::new() };
+        self.dirs.cursors.lock().insert(fh, Arc::new(Mutex::new(cursor)));
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, ino: Ino, fh: u64) -> FsResult<()> {
+        self.dirs.cursors.lock().remove(&fh).ok_or(FsError::BadHandle(fh))?;
+        self.close_inode(ino)
+    }
+
+    pub fn fsyncdir(&self, _ino: Ino, _fh: u64) -> FsResult<()> {
+        self.meta.sync()
+    }
+
+    /// Emit entries after `offset` until `emit` returns false (its buffer is
+    /// full; that entry was not taken) or the directory ends.
+    pub fn readdir(
+        &self,
+        ino: Ino,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        emit: &mut dyn FnMut(&DirEntry) -> bool,
+    ) -> FsResult<()> {
+        let cursor = self.dirs.cursors.lock().get(&fh).cloned().ok_or(FsError::BadHandle(fh))?;
+        let mut cursor = cursor.lock();
+        if cursor.ino != ino {
+            return Err(FsError::BadHandle(fh));
+        }
+        let dir = self.meta.inode(ino)?;
+        if dir.nlink == 0 {
+            return Ok(());
+        }
+        let resume = match offset {
+            0 => Resume::Dot,
+            DOT_OFFSET => Resume::DotDot,
+            DOTDOT_OFFSET => Resume::After(None),
+            o => Resume::After(Some(cursor.names.get(&o).cloned().ok_or(FsError::Invalid("unknown directory offset"))?)),
+        };
+        if offset == 0 {
+            self.touch_atime(ino)?;
+        }
+        let after = match resume {
+            Resume::Dot | Resume::DotDot => {
+                if !self.emit_dots(ino, &dir, plus, matches!(resume, Resume::Dot), emit)? {
+                    return Ok(());
+                }
+                None
+            }
+            Resume::After(name) => name,
+        };
+        self.emit_names(&mut cursor, after.as_deref(), plus, emit)
+    }
+
+    /// `.` (unless starting at `..`) and `..`; false if the buffer filled.
+    fn emit_dots(&self, ino: Ino, dir: &Inode, plus: bool, with_dot: bool, emit: &mut dyn FnMut(&DirEntry) -> bool) -> FsResult<bool> {
+        let mut dots = Vec::with_capacity(2);
+        if with_dot {
+            dots.push((ino, b".".to_vec(), DOT_OFFSET, dir.clone()));
+        }
+        let parent = if plus { self.meta.inode(dir.parent)? } else { dir.clone() };
+        dots.push((dir.parent, b"..".to_vec(), DOTDOT_OFFSET, parent));
+        for (ino, name, offset, inode) in dots {
+            let entry = DirEntry { ino, kind: FileKind::Dir, name, offset, attr: plus.then_some(inode) };
+            if !emit(&entry) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn emit_names(&self, cursor: &mut Cursor, after: Option<&[u8]>, plus: bool, emit: &mut dyn FnMut(&DirEntry) -> bool) -> FsResult<()> {
+        let dir_ino = cursor.ino;
+        self.meta.scan_dir(dir_ino, after, &mut |name, d| {
+            let attr = if plus {
+                match self.meta.inode(d.ino) {
+                    Ok(inode) => Some(inode),
+                    // Removed since the scan saw its name: as if the scan had missed it.
+                    Err(FsError::NotFound) => return Ok(true),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            let entry = DirEntry { ino: d.ino, kind: d.kind, name: name.to_vec(), offset: cursor.next_offset, attr };
+            if !emit(&entry) {
+                return Ok(false);
+            }
+            cursor.names.insert(entry.offset, entry.name);
+            cursor.next_offset += 1;
+            while cursor.names.len() > CURSOR_NAMES_MAX {
+                cursor.names.pop_first();
+            }
+            Ok(true)
+        })
+    }
+}

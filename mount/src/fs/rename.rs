@@ -1,0 +1,159 @@
+//! rename(2) and renameat2's RENAME_NOREPLACE / RENAME_EXCHANGE as one
+//! transaction. A directory moving to a new parent walks the new parent's
+//! ancestor chain (each step read through the transaction, so guarded); the
+//! batch therefore only applies if no concurrent rename changed that chain,
+//! which rules out cycles without a global rename lock.
+
+use super::namespace::{drop_name, remove_dir_inode};
+use super::Fs;
+use crate::error::{FsError, FsResult};
+use crate::meta::Txn;
+use crate::schema::{check_name, Dentry, FileKind, Ino, Inode, Timespec};
+
+/// Deepest directory nesting the subtree check walks before calling the tree corrupt.
+const DEPTH_MAX: u32 = 1 << 20;
+
+/// renameat2 flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// Fail with EEXIST instead of replacing the destination.
+    pub noreplace: bool,
+    /// Swap source and destination, which must both exist.
+    pub exchange: bool,
+}
+
+/// Read-modify-write of one inode through the transaction (sees earlier writes).
+fn update(t: &mut Txn, ino: Ino, f: impl FnOnce(&mut Inode)) -> FsResult<()> {
+    let mut inode = t.inode(ino)?;
+    f(&mut inode);
+    t.put_inode(ino, &inode);
+    Ok(())
+}
+
+fn live_dir(t: &mut Txn, ino: Ino) -> FsResult<()> {
+    let p = t.inode(ino)?;
+    if p.kind != FileKind::Dir {
+        return Err(FsError::NotDir);
+    }
+    if p.nlink == 0 {
+        return Err(FsError::NotFound);
+    }
+    Ok(())
+}
+
+/// EINVAL if `dir` is `start` or one of its ancestors.
+fn check_not_ancestor(t: &mut Txn, dir: Ino, start: Ino) -> FsResult<()> {
+    let mut cur = start;
+    for _ in 0..DEPTH_MAX {
+        if cur == dir {
+            return Err(FsError::Invalid("moving a directory into its own subtree"));
+        }
+        if cur == Ino::ROOT {
+            return Ok(());
+        }
+        cur = t.inode(cur)?.parent;
+    }
+    Err(FsError::Corrupt { key: crate::schema::inode_key(start), what: "directory parent chain does not reach the root" })
+}
+
+/// Moving directory `ino` from `from` to `to` changes `..` and both parents' nlink.
+fn reparent_dir(t: &mut Txn, ino: Ino, from: Ino, to: Ino) -> FsResult<()> {
+    if from == to {
+        return Ok(());
+    }
+    check_not_ancestor(t, ino, to)?;
+    update(t, ino, |i| i.parent = to)?;
+    update(t, from, |p| p.nlink -= 1)?;
+    update(t, to, |p| p.nlink += 1)
+}
+
+impl Fs {
+    pub fn rename(&self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], flags: RenameFlags) -> FsResult<()> {
+        self.writable()?;
+        check_name(name)?;
+        check_name(new_name)?;
+        if flags.noreplace && flags.exchange {
+            return Err(FsError::Invalid("RENAME_NOREPLACE with RENAME_EXCHANGE"));
+        }
+        let replaced = self.transact(|t| {
+            live_dir(t, parent)?;
+            live_dir(t, new_parent)?;
+            let src = t.dentry(parent, name)?.ok_or(FsError::NotFound)?;
+            let dst = t.dentry(new_parent, new_name)?;
+            let now = Timespec::now();
+            let replaced = match (dst, flags.exchange) {
+                (None, true) => return Err(FsError::NotFound),
+                (Some(d), true) => {
+                    exchange(t, (parent, name, src), (new_parent, new_name, d))?;
+                    None
+                }
+                (Some(d), false) if d.ino == src.ino => return Ok(None),
+                (Some(_), false) if flags.noreplace => return Err(FsError::Exists),
+                (d, false) => move_entry(t, (parent, name, src), (new_parent, new_name, d), now)?,
+            };
+            update(t, src.ino, |i| i.ctime = now)?;
+            for p in [parent, new_parent] {
+                update(t, p, |p| {
+                    p.mtime = now;
+                    p.ctime = now;
+                })?;
+            }
+            Ok(replaced)
+        })?;
+        if let Some(ino) = replaced {
+            self.reclaim_if_unused(ino)?;
+        }
+        Ok(())
+    }
+}
+
+type End<'a> = (Ino, &'a [u8], Dentry);
+
+/// Plain rename; returns the replaced inode if it lost its last name.
+fn move_entry(t: &mut Txn, src: End, dst: (Ino, &[u8], Option<Dentry>), now: Timespec) -> FsResult<Option<Ino>> {
+    let (parent, name, s) = src;
+    let (new_parent, new_name, d) = dst;
+    let mut replaced = None;
+    if let Some(d) = d {
+        match (s.kind == FileKind::Dir, d.kind == FileKind::Dir) {
+            (true, false) => return Err(FsError::NotDir),
+            (false, true) => return Err(FsError::IsDir),
+            (true, true) => {
+                if !t.dir_is_empty(d.ino)? {
+                    return Err(FsError::NotEmpty);
+                }
+                remove_dir_inode(t, d.ino, now)?;
+                update(t, new_parent, |p| p.nlink -= 1)?;
+                replaced = Some(d.ino);
+            }
+            (false, false) => {
+                if drop_name(t, d.ino, now)? {
+                    replaced = Some(d.ino);
+                }
+            }
+        }
+    }
+    if s.kind == FileKind::Dir {
+        reparent_dir(t, s.ino, parent, new_parent)?;
+    }
+    t.delete_dentry(parent, name);
+    t.put_dentry(new_parent, new_name, s);
+    Ok(replaced)
+}
+
+/// RENAME_EXCHANGE: swap two existing entries.
+fn exchange(t: &mut Txn, a: End, b: End) -> FsResult<()> {
+    let (a_parent, a_name, a_d) = a;
+    let (b_parent, b_name, b_d) = b;
+    if a_d.kind == FileKind::Dir {
+        reparent_dir(t, a_d.ino, a_parent, b_parent)?;
+    }
+    if b_d.kind == FileKind::Dir {
+        reparent_dir(t, b_d.ino, b_parent, a_parent)?;
+    }
+    let now = Timespec::now();
+    update(t, b_d.ino, |i| i.ctime = now)?;
+    t.put_dentry(a_parent, a_name, b_d);
+    t.put_dentry(b_parent, b_name, a_d);
+    Ok(())
+}

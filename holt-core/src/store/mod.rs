@@ -11,6 +11,8 @@ pub(crate) mod frame_file;
 pub(crate) mod frame_store;
 mod le;
 #[allow(dead_code)]
+pub(crate) mod lock;
+#[allow(dead_code)]
 pub(crate) mod manifest;
 // Crash simulation and fault injection for tests, the engine's included.
 #[allow(dead_code)]

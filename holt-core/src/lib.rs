@@ -20,6 +20,7 @@ mod latch;
 mod layout;
 mod op;
 mod store;
+mod tree;
 
 pub use api::{AtomicBatch, Batch, RangeBuilder, RangeEntry, RangeIter, Record, Tree, TreeBuilder, TreeStats};
 pub use error::{Error, Result};

@@ -11,5 +11,3 @@ pub use builder::TreeBuilder;
 pub use range::{RangeBuilder, RangeEntry, RangeIter};
 pub use stats::TreeStats;
 pub use tree::{Record, Tree};
-
-pub(crate) use batch::{check_key, check_value};

@@ -97,12 +97,16 @@ pub(crate) fn new_node(b: &FrameBuf, bytes: &[u8]) -> Slot {
     s
 }
 
-/// Replace the node in slot `s` with `bytes` (in place when the size matches).
+/// Replace the node in slot `s` with `bytes` (in place when not larger).
 pub(crate) fn replace_node(b: &FrameBuf, s: Slot, bytes: &[u8]) {
     let old = b.node_offset(s).expect("replace_node on a free slot");
     let old_len = node_bytes(b, old);
-    if old_len == bytes.len() {
+    if bytes.len() <= old_len {
+        // Shrinking in place never needs free space; the tail becomes dead.
         b.write(old, bytes);
+        let shrink = (old_len - bytes.len()) as isize;
+        add_u32(b, HDR_LIVE_BYTES, -shrink);
+        add_u32(b, HDR_DEAD_BYTES, shrink);
         return;
     }
     let off = place(b, bytes);

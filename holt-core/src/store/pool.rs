@@ -84,6 +84,10 @@ pub(crate) struct PoolCounters {
     pub hits: Counter,
     pub misses: Counter,
     pub evictions: Counter,
+    pub restarts: Counter,
+    pub spills: Counter,
+    pub merges: Counter,
+    pub compactions: Counter,
 }
 
 pub(crate) struct Pool {

@@ -1,0 +1,172 @@
+//! Optimistic descent: from the root, through links, to the frame where a
+//! key lands, and point lookups on top of it.
+
+use super::{Owned, Step, RESTARTS_MAX, ROOT_FRAME, ROOT_SLOT};
+use crate::error::{Error, Result};
+use crate::ids::FrameId;
+use crate::layout::node::{link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::{FrameBuf, Slot, NIL};
+use crate::store::pool::{FrameCell, Pool};
+use crate::Record;
+
+/// Most frames one descent may cross before the chain is declared a cycle.
+const FRAME_HOPS_MAX: usize = 4096;
+
+/// A frame as seen by one walk: read optimistically at `version`, or owned.
+#[derive(Clone, Copy)]
+pub(crate) struct FrameView<'p> {
+    pub id: FrameId,
+    pub cell: &'p FrameCell,
+    pub buf: &'p FrameBuf,
+    /// `None` when the walking thread holds the frame exclusively.
+    pub version: Option<u64>,
+}
+
+impl FrameView<'_> {
+    /// Whether everything read from this frame so far is consistent.
+    pub(crate) fn valid(&self) -> bool {
+        self.version.is_none_or(|v| self.cell.latch.validate(v))
+    }
+}
+
+/// Start reading frame `id`: directly if owned, else optimistically. A frame
+/// that is latched or not resident makes this attempt restart (after
+/// waiting for the writer or loading the frame).
+pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Result<Step<FrameView<'p>>> {
+    if let Some(cell) = owned.get(id) {
+        let buf = cell.buf().expect("an owned frame is resident");
+        return Ok(Step::Done(FrameView { id, cell, buf, version: None }));
+    }
+    let cell = pool.cell(id).filter(|c| c.is_live());
+    let Some(cell) = cell else { return Ok(Step::Restart) };
+    let Some(version) = cell.latch.optimistic() else {
+        cell.latch.wait_unlocked();
+        return Ok(Step::Restart);
+    };
+    // The buffer pointer is read after the version, so an eviction in
+    // between is caught by validation.
+    match cell.buf() {
+        Some(buf) => {
+            pool.counters.hits.add(1);
+            Ok(Step::Done(FrameView { id, cell, buf, version: Some(version) }))
+        }
+        None => {
+            pool.resident(id)?;
+            Ok(Step::Restart)
+        }
+    }
+}
+
+/// Where a walk inside one frame ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// The key's leaf, at this offset.
+    Leaf(usize),
+    /// The key is absent; an insert would change this frame.
+    Miss,
+    /// The key continues in another frame, at this slot and key depth.
+    Link(FrameId, Slot, usize),
+    /// The bytes read make no sense: torn by a writer, or corrupt.
+    Torn,
+}
+
+/// Follow `key` inside one frame from `slot` at key depth `depth`.
+pub(crate) fn walk_frame(b: &FrameBuf, mut slot: Slot, mut depth: usize, key: &[u8]) -> Walk {
+    for _ in 0..key.len() + 3 {
+        let Some(off) = b.node_offset(slot) else { return Walk::Torn };
+        match b.u8(off) {
+            KIND_LINK => {
+                let (f, s) = link_target(b, off);
+                return Walk::Link(f, s, depth);
+            }
+            KIND_LEAF => {
+                return if LeafAt(off).key_is(b, key) { Walk::Leaf(off) } else { Walk::Miss };
+            }
+            2..=5 => {
+                let n = InnerAt(off);
+                let plen = n.prefix_len(b);
+                let Some(rest) = key.get(depth..) else { return Walk::Torn };
+                if b.common_prefix(n.prefix_off(), plen, rest) < plen {
+                    return Walk::Miss;
+                }
+                depth += plen;
+                let next = match key.get(depth) {
+                    None => n.end(b),
+                    Some(&byte) => {
+                        depth += 1;
+                        n.find_child(b, byte)
+                    }
+                };
+                if next == NIL {
+                    return Walk::Miss;
+                }
+                slot = Slot(next);
+            }
+            _ => return Walk::Torn,
+        }
+    }
+    Walk::Torn
+}
+
+/// The frame where `key` lands, the walk's result there, and the slot and
+/// depth at which the walk entered that frame.
+pub(crate) struct Landing<'p> {
+    pub view: FrameView<'p>,
+    pub walk: Walk,
+    pub entry: (Slot, usize),
+}
+
+pub(crate) fn corrupt_frame(id: FrameId, what: &str) -> Error {
+    Error::corrupted("frames", id.0, format!("frame {}: {what}", id.0))
+}
+
+/// One optimistic attempt to find where `key` lands.
+pub(crate) fn try_locate<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Step<Landing<'p>>> {
+    let Step::Done(mut view) = enter(pool, owned, ROOT_FRAME)? else { return Ok(Step::Restart) };
+    let (mut slot, mut depth) = (ROOT_SLOT, 0);
+    for _ in 0..FRAME_HOPS_MAX {
+        match walk_frame(view.buf, slot, depth, key) {
+            Walk::Link(f, s, d) => {
+                let Step::Done(next) = enter(pool, owned, f)? else { return Ok(Step::Restart) };
+                if !view.valid() {
+                    return Ok(Step::Restart);
+                }
+                (view, slot, depth) = (next, s, d);
+            }
+            Walk::Torn if view.valid() => return Err(corrupt_frame(view.id, "unreadable node")),
+            Walk::Torn => return Ok(Step::Restart),
+            walk => return Ok(Step::Done(Landing { view, walk, entry: (slot, depth) })),
+        }
+    }
+    if view.valid() {
+        return Err(corrupt_frame(view.id, "link chain too long (cycle?)"));
+    }
+    Ok(Step::Restart)
+}
+
+/// Run `attempt` until it completes, counting restarts.
+pub(crate) fn retry<T>(pool: &Pool, mut attempt: impl FnMut() -> Result<Step<T>>) -> Result<T> {
+    for _ in 0..RESTARTS_MAX {
+        match attempt()? {
+            Step::Done(t) => return Ok(t),
+            Step::Restart => pool.counters.restarts.add(1),
+        }
+    }
+    Err(Error::corrupted("frames", 0, "an operation never validated; a frame is unreadable"))
+}
+
+/// The record stored at `key`.
+pub(crate) fn lookup(pool: &Pool, owned: &Owned<'_>, key: &[u8]) -> Result<Option<Record>> {
+    retry(pool, || {
+        let Step::Done(land) = try_locate(pool, owned, key)? else { return Ok(Step::Restart) };
+        let b = land.view.buf;
+        let rec = match land.walk {
+            Walk::Leaf(off) => {
+                let leaf = LeafAt(off);
+                Some(Record { value: leaf.value(b), version: leaf.version(b) })
+            }
+            _ => None,
+        };
+        Ok(if land.view.valid() { Step::Done(rec) } else { Step::Restart })
+    })
+}

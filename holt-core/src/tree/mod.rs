@@ -1,0 +1,95 @@
+//! The walker: lookup, insert, remove, scan, spill and merge over frames.
+//!
+//! Invariants:
+//! - every mutation changes exactly one frame (the key's landing frame) plus
+//!   frames it creates by spilling; merge is the only operation that edits a
+//!   link's two ends, and it holds both frames;
+//! - a key's landing frame depends only on that frame's contents while the
+//!   frame is unchanged: insertions elsewhere split prefixes above it without
+//!   changing where the key leads, and links are removed only by merge,
+//!   which latches the linked frame. So "version unchanged" means "the key
+//!   still lands here";
+//! - the walker never decides durability: it reports nothing to the journal
+//!   and takes no lock it does not release before returning.
+
+pub(crate) mod check;
+pub(crate) mod descend;
+pub(crate) mod insert;
+pub(crate) mod merge;
+pub(crate) mod remove;
+pub(crate) mod scan;
+pub(crate) mod spill;
+
+use crate::ids::FrameId;
+use crate::layout::Slot;
+use crate::store::pool::FrameCell;
+
+/// The frame holding the tree root, and the root's slot in it. The root is
+/// an inner node with an empty prefix (or a link left by a spill of it).
+pub(crate) const ROOT_FRAME: FrameId = FrameId(1);
+pub(crate) const ROOT_SLOT: Slot = Slot(0);
+
+/// Frames the current thread holds exclusively. Walks read them directly,
+/// without optimistic validation.
+#[derive(Default)]
+pub(crate) struct Owned<'p> {
+    frames: Vec<(FrameId, &'p FrameCell)>,
+}
+
+impl<'p> Owned<'p> {
+    pub(crate) fn get(&self, id: FrameId) -> Option<&'p FrameCell> {
+        self.frames.iter().find(|(f, _)| *f == id).map(|&(_, c)| c)
+    }
+
+    pub(crate) fn contains(&self, id: FrameId) -> bool {
+        self.frames.iter().any(|(f, _)| *f == id)
+    }
+
+    /// Record a frame the caller has just latched exclusively.
+    pub(crate) fn push(&mut self, id: FrameId, cell: &'p FrameCell) {
+        debug_assert!(!self.contains(id), "frame {id:?} owned twice");
+        self.frames.push((id, cell));
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = FrameId> + '_ {
+        self.frames.iter().map(|(f, _)| *f)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Mark every owned frame dirty and release it.
+    pub(crate) fn release_dirty(&mut self) {
+        for (_, cell) in self.frames.drain(..) {
+            cell.mark_dirty();
+            cell.latch.unlock();
+        }
+    }
+
+    /// Release every owned frame without marking it (nothing was changed).
+    pub(crate) fn release_clean(&mut self) {
+        for (_, cell) in self.frames.drain(..) {
+            cell.latch.unlock();
+        }
+    }
+}
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        // A panic between latching and releasing must not leave frames
+        // latched forever; treat them as modified.
+        self.release_dirty();
+    }
+}
+
+/// Outcome of one optimistic attempt.
+pub(crate) enum Step<T> {
+    Done(T),
+    /// A concurrent writer changed something this attempt read; start over.
+    Restart,
+}
+
+/// Upper bound on optimistic attempts before an operation reports the tree
+/// as corrupted rather than spinning forever on bytes that never validate.
+pub(crate) const RESTARTS_MAX: usize = 1_000_000;

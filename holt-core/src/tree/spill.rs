@@ -1,0 +1,159 @@
+//! Spill: move subtrees of a full frame into a new child frame, leaving a
+//! link node in each moved subtree's slot.
+//!
+//! Any node may move, a frame entry included: the link left in its slot
+//! keeps the slot valid for whoever references it (a forwarding link). The
+//! spill packs the largest "maximal" subtrees (those no bigger than
+//! `PACK_BYTES_MAX`, whose parent subtree is bigger) into the new frame, so
+//! the new frame starts at most `PACK_BYTES_MAX` full and the source gets
+//! back at least half its used bytes (or what the pending insert needs).
+
+use std::collections::HashMap;
+
+use super::Owned;
+use crate::ids::FrameId;
+use crate::layout::node::{encode_link, node_bytes, Inner, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
+use crate::layout::space::{free_node, live_nodes, new_node, replace_node};
+use crate::layout::{FrameBuf, Slot, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES};
+use crate::store::pool::Pool;
+
+/// Data-area bytes of an empty frame.
+pub(crate) const FRAME_DATA_BYTES: usize = FRAME_BYTES - HEADER_BYTES;
+/// Most bytes a spill packs into a new frame, leaving it room to grow.
+const PACK_BYTES_MAX: usize = FRAME_DATA_BYTES * 5 / 8;
+/// Subtrees smaller than this are not worth a link.
+const MOVE_BYTES_MIN: usize = 256;
+
+/// Slots reachable from `root` inside this frame, children before parents.
+pub(crate) fn postorder(b: &FrameBuf, root: Slot) -> Vec<Slot> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root, false)];
+    while let Some((slot, expanded)) = stack.pop() {
+        if expanded {
+            out.push(slot);
+            continue;
+        }
+        stack.push((slot, true));
+        stack.extend(child_slots(b, slot).into_iter().map(|c| (c, false)));
+    }
+    out
+}
+
+/// In-frame children of the node in `slot` (end leaf first); none for
+/// leaves and links.
+pub(crate) fn child_slots(b: &FrameBuf, slot: Slot) -> Vec<Slot> {
+    let Some(off) = b.node_offset(slot) else { return Vec::new() };
+    match b.u8(off) {
+        KIND_LEAF | KIND_LINK => Vec::new(),
+        _ => {
+            let n = Inner::decode(b, off);
+            let end = (n.end != NIL).then_some(Slot(n.end));
+            end.into_iter().chain(n.children.iter().map(|&(_, c)| Slot(c))).collect()
+        }
+    }
+}
+
+/// Slots referenced from outside the frame.
+pub(crate) fn entry_slots(b: &FrameBuf) -> Vec<Slot> {
+    live_nodes(b)
+        .into_iter()
+        .filter(|&(off, _)| b.u8(off + OFF_FLAGS) & FLAG_ENTRY != 0)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// Bytes (node plus slot entry) of every subtree rooted in this frame.
+fn subtree_sizes(b: &FrameBuf, entries: &[Slot]) -> HashMap<Slot, usize> {
+    let mut size = HashMap::new();
+    for &e in entries {
+        for s in postorder(b, e) {
+            let own = node_bytes(b, b.node_offset(s).expect("live")) + SLOT_BYTES;
+            let kids: usize = child_slots(b, s).iter().map(|c| size[c]).sum();
+            size.insert(s, own + kids);
+        }
+    }
+    size
+}
+
+/// Maximal subtrees that fit a new frame, largest first.
+fn candidates(b: &FrameBuf, entries: &[Slot], size: &HashMap<Slot, usize>) -> Vec<(usize, Slot)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<Slot> = entries.to_vec();
+    while let Some(s) = stack.pop() {
+        let off = b.node_offset(s).expect("live");
+        if size[&s] <= PACK_BYTES_MAX {
+            if b.u8(off) != KIND_LINK && size[&s] >= MOVE_BYTES_MIN {
+                out.push((size[&s], s));
+            }
+        } else {
+            stack.extend(child_slots(b, s));
+        }
+    }
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out
+}
+
+/// Copy the subtree at `root` of `src` into `dst`; returns its slot in `dst`.
+fn copy_subtree(src: &FrameBuf, root: Slot, dst: &FrameBuf) -> Slot {
+    let mut map: HashMap<u32, u32> = HashMap::new();
+    for s in postorder(src, root) {
+        let off = src.node_offset(s).expect("live");
+        let bytes = match src.u8(off) {
+            KIND_LEAF | KIND_LINK => src.read_vec(off, node_bytes(src, off)),
+            _ => {
+                let mut n = Inner::decode(src, off);
+                if n.end != NIL {
+                    n.end = map[&n.end];
+                }
+                n.children.iter_mut().for_each(|(_, c)| *c = map[c]);
+                n.encode()
+            }
+        };
+        map.insert(s.0, new_node(dst, &bytes).0);
+    }
+    let new_root = Slot(map[&root.0]);
+    let off = dst.node_offset(new_root).expect("just written");
+    dst.set_u8(off + OFF_FLAGS, dst.u8(off + OFF_FLAGS) | FLAG_ENTRY);
+    new_root
+}
+
+/// Move subtrees out of owned frame `src` until it has gained at least
+/// `need` bytes (or half its used bytes). The new frame is added to `owned`.
+/// Returns false if nothing could be moved.
+pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, need: usize) -> bool {
+    let b = owned.get(src).and_then(|c| c.buf()).expect("spill source is owned and resident");
+    let entries = entry_slots(b);
+    let size = subtree_sizes(b, &entries);
+    let cands = candidates(b, &entries, &size);
+    if cands.is_empty() {
+        return false;
+    }
+    let target = need.max(b.live_bytes() / 2);
+    let (id, cell) = pool.create();
+    owned.push(id, cell);
+    let dst = cell.buf().expect("new frame is resident");
+    let mut packed = 0;
+    for (bytes, slot) in cands {
+        if packed + bytes > PACK_BYTES_MAX {
+            continue;
+        }
+        move_subtree(b, slot, dst, id);
+        packed += bytes;
+        if packed >= target {
+            break;
+        }
+    }
+    pool.counters.spills.add(1);
+    true
+}
+
+fn move_subtree(src: &FrameBuf, slot: Slot, dst: &FrameBuf, dst_id: FrameId) {
+    let flags = src.u8(src.node_offset(slot).expect("live") + OFF_FLAGS);
+    let new_slot = copy_subtree(src, slot, dst);
+    for s in postorder(src, slot) {
+        if s != slot {
+            free_node(src, s);
+        }
+    }
+    replace_node(src, slot, &encode_link(dst_id, new_slot, flags & FLAG_ENTRY));
+}

@@ -1,0 +1,120 @@
+//! Concurrency stress: writers on disjoint and shared prefixes, CAS
+//! counters, and scanners checking for skipped, repeated or torn entries.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use holt_core::{RangeEntry, Tree};
+
+use crate::model::memory_tree;
+use crate::rng::Rng;
+
+/// A value whose bytes are all derived from its key and a generation, so a
+/// torn read shows up as a mismatch.
+fn value_for(key: &[u8], gen: u64) -> Vec<u8> {
+    let seed = key.iter().fold(gen, |h, &b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let len = 8 + (seed % 200) as usize;
+    let mut v = gen.to_le_bytes().to_vec();
+    v.extend((0..len).map(|i| (seed as usize + i) as u8));
+    v
+}
+
+fn check_value(key: &[u8], v: &[u8]) {
+    let gen = u64::from_le_bytes(v[..8].try_into().unwrap());
+    assert_eq!(v, value_for(key, gen).as_slice(), "torn value for {key:?}");
+}
+
+fn writer(tree: Tree, me: u64, stop: Arc<AtomicBool>) -> u64 {
+    let mut rng = Rng::new(me * 7919 + 1);
+    let mut gen = 0;
+    while !stop.load(Ordering::Relaxed) {
+        gen += 1;
+        let own = format!("w{me}/{:04}", rng.below(3000)).into_bytes();
+        let shared = format!("shared/{:04}", rng.below(3000)).into_bytes();
+        match rng.below(4) {
+            0 => tree.delete(&own).map(|_| ()).unwrap(),
+            1 => tree.put(&shared, &value_for(&shared, gen)).unwrap(),
+            2 => tree.txn(|b| {
+                b.put(&own, &value_for(&own, gen));
+                b.put(&shared, &value_for(&shared, gen));
+            }).unwrap(),
+            _ => tree.put(&own, &value_for(&own, gen)).unwrap(),
+        }
+    }
+    gen
+}
+
+/// Increment a shared counter with compare-and-put until it succeeds.
+fn bump(tree: &Tree) {
+    loop {
+        let rec = tree.get_record(b"counter").unwrap().unwrap();
+        let n = u64::from_le_bytes(rec.value[..8].try_into().unwrap()) + 1;
+        if tree.atomic(|b| { b.compare_and_put(b"counter", rec.version, &n.to_le_bytes()); }).unwrap() {
+            return;
+        }
+    }
+}
+
+fn scanner(tree: Tree, stable: Arc<BTreeSet<Vec<u8>>>, stop: Arc<AtomicBool>) -> u64 {
+    let mut scans = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let mut last: Option<Vec<u8>> = None;
+        let mut seen_stable = 0;
+        for e in tree.range() {
+            let RangeEntry::Key { key, value } = e.unwrap() else { panic!("no delimiter given") };
+            assert!(last.as_ref().is_none_or(|l| *l < key), "scan repeated or reordered at {key:?}");
+            if key.starts_with(b"stable/") {
+                seen_stable += 1;
+                check_value(&key, &value);
+            } else if key.starts_with(b"w") || key.starts_with(b"shared/") {
+                check_value(&key, &value);
+            }
+            last = Some(key);
+        }
+        assert_eq!(seen_stable, stable.len(), "a scan skipped keys present throughout");
+        scans += 1;
+    }
+    scans
+}
+
+#[test]
+fn writers_and_scanners_never_lose_tear_or_repeat() {
+    let tree = memory_tree();
+    let stable: BTreeSet<Vec<u8>> = (0..5000).map(|i| format!("stable/{i:05}").into_bytes()).collect();
+    for k in &stable {
+        tree.put(k, &value_for(k, 0)).unwrap();
+    }
+    tree.put(b"counter", &0u64.to_le_bytes()).unwrap();
+    let stable = Arc::new(stable);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3).map(|i| {
+        let (t, s) = (tree.clone(), stop.clone());
+        thread::spawn(move || writer(t, i, s))
+    }).collect();
+    let scanners: Vec<_> = (0..2).map(|_| {
+        let (t, st, s) = (tree.clone(), stable.clone(), stop.clone());
+        thread::spawn(move || scanner(t, st, s))
+    }).collect();
+    let bumpers: Vec<_> = (0..2).map(|_| {
+        let t = tree.clone();
+        thread::spawn(move || (0..2000).for_each(|_| bump(&t)))
+    }).collect();
+    for b in bumpers {
+        b.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        assert!(w.join().unwrap() > 0);
+    }
+    for s in scanners {
+        assert!(s.join().unwrap() > 0);
+    }
+    let n = u64::from_le_bytes(tree.get(b"counter").unwrap().unwrap()[..8].try_into().unwrap());
+    assert_eq!(n, 4000, "compare_and_put lost an update");
+    tree.check_invariants().unwrap();
+    for k in stable.iter() {
+        check_value(k, &tree.get(k).unwrap().unwrap());
+    }
+}

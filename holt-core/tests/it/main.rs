@@ -1,0 +1,6 @@
+//! holt-core integration tests, through the public API only.
+
+mod concurrency;
+mod errors;
+mod model;
+mod rng;

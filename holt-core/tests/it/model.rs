@@ -1,0 +1,304 @@
+//! Model-based tests: random operation sequences checked against a
+//! `BTreeMap` after every operation.
+
+use std::collections::BTreeMap;
+
+use holt_core::{RangeEntry, Tree, TreeBuilder};
+
+use crate::rng::Rng;
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Keys from a tiny alphabet with NUL, '/' and 0xFF so that prefixes,
+/// shared paths and keys that are prefixes of each other are common.
+const ALPHABET: &[u8] = &[0x00, b'/', b'a', b'b', 0xFF];
+
+pub fn memory_tree() -> Tree {
+    TreeBuilder::new("unused").memory().open().expect("memory tree opens")
+}
+
+/// What a range scan must return, computed from the model.
+pub fn model_range(model: &Model, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+    let mut out: Vec<RangeEntry> = Vec::new();
+    for (k, v) in model.range(prefix.to_vec()..) {
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if after.is_some_and(|a| k.as_slice() <= a) {
+            continue;
+        }
+        let cut = delim.and_then(|d| k[prefix.len()..].iter().position(|&b| b == d));
+        match cut {
+            Some(i) => {
+                let cp = k[..prefix.len() + i + 1].to_vec();
+                if after.is_some_and(|a| cp.as_slice() <= a) {
+                    continue;
+                }
+                if out.last().is_some_and(|e| e.key() == cp.as_slice()) {
+                    continue;
+                }
+                out.push(RangeEntry::CommonPrefix(cp));
+            }
+            None => out.push(RangeEntry::Key { key: k.clone(), value: v.clone() }),
+        }
+    }
+    out
+}
+
+pub fn tree_range(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+    let mut b = tree.scan_prefix(prefix);
+    if let Some(a) = after {
+        b = b.start_after(a);
+    }
+    if let Some(d) = delim {
+        b = b.delimiter(d);
+    }
+    b.into_iter().collect::<Result<_, _>>().expect("scan succeeds")
+}
+
+pub fn assert_same(tree: &Tree, model: &Model, seed: u64, step: usize) {
+    let all = tree_range(tree, b"", None, None);
+    let expect = model_range(model, b"", None, None);
+    assert_eq!(all.len(), expect.len(), "seed {seed} step {step}: key count");
+    assert!(all == expect, "seed {seed} step {step}: full scan differs");
+    tree.check_invariants().unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+}
+
+fn value(rng: &mut Rng) -> Vec<u8> {
+    let len = if rng.chance(2) { 1000 + rng.below(64 * 1024 - 1000) } else { rng.below(24) };
+    let fill = rng.next() as u8;
+    (0..len).map(|i| fill.wrapping_add(i as u8)).collect()
+}
+
+/// One random operation applied to both the tree and the model.
+pub fn random_op(tree: &Tree, model: &mut Model, rng: &mut Rng, seed: u64, step: usize) {
+    let key = rng.bytes(ALPHABET, 7);
+    let ctx = |what: &str| format!("seed {seed} step {step}: {what} {key:?}");
+    match rng.below(11) {
+        0 | 1 => {
+            let v = value(rng);
+            tree.put(&key, &v).unwrap();
+            model.insert(key.clone(), v);
+        }
+        2 => {
+            let v = value(rng);
+            assert_eq!(tree.insert(&key, &v).unwrap(), model.insert(key.clone(), v), "{}", ctx("insert"));
+        }
+        3 => assert_eq!(tree.delete(&key).unwrap(), model.remove(&key).is_some(), "{}", ctx("delete")),
+        4 => assert_eq!(tree.remove(&key).unwrap(), model.remove(&key), "{}", ctx("remove")),
+        5 => rename(tree, model, rng, &key, &ctx("rename")),
+        6 => txn(tree, model, rng, &ctx("txn")),
+        7 => atomic(tree, model, rng, &ctx("atomic")),
+        8 | 9 => {
+            let after = rng.chance(50).then(|| rng.bytes(ALPHABET, 5));
+            let delim = rng.chance(50).then_some(b'/');
+            let prefix = &key[..key.len().min(rng.below(3) as usize)];
+            let got = tree_range(tree, prefix, after.as_deref(), delim);
+            assert!(got == model_range(model, prefix, after.as_deref(), delim), "{}", ctx("range"));
+        }
+        _ => assert_eq!(tree.get(&key).unwrap().as_ref(), model.get(&key), "{}", ctx("get")),
+    }
+}
+
+fn rename(tree: &Tree, model: &mut Model, rng: &mut Rng, src: &[u8], ctx: &str) {
+    let dst = rng.bytes(ALPHABET, 7);
+    let force = rng.chance(50);
+    let expect = match (model.get(src).cloned(), model.contains_key(&dst)) {
+        (None, _) => Err("not found"),
+        (Some(_), true) if !force && src != dst.as_slice() => Err("exists"),
+        (Some(v), _) => {
+            model.remove(src);
+            model.insert(dst.clone(), v);
+            Ok(())
+        }
+    };
+    match (tree.rename(src, &dst, force), expect) {
+        (Ok(()), Ok(())) => {}
+        (Err(holt_core::Error::NotFound), Err("not found")) => {}
+        (Err(holt_core::Error::DstExists), Err("exists")) => {}
+        (got, want) => panic!("{ctx}: rename to {dst:?} force {force}: got {got:?}, want {want:?}"),
+    }
+}
+
+fn txn(tree: &Tree, model: &mut Model, rng: &mut Rng, ctx: &str) {
+    let mut after = model.clone();
+    let mut ok = true;
+    let mut ops = Vec::new();
+    for _ in 0..1 + rng.below(5) {
+        let k = rng.bytes(ALPHABET, 6);
+        match rng.below(3) {
+            0 => {
+                let v = value(rng);
+                after.insert(k.clone(), v.clone());
+                ops.push((0, k, v));
+            }
+            1 => {
+                after.remove(&k);
+                ops.push((1, k, vec![]));
+            }
+            _ => {
+                let d = rng.bytes(ALPHABET, 6);
+                match after.remove(&k) {
+                    Some(v) => {
+                        after.insert(d.clone(), v);
+                    }
+                    None => ok = false,
+                }
+                ops.push((2, k, d));
+            }
+        }
+    }
+    let r = tree.txn(|b| {
+        for (kind, k, v) in &ops {
+            match kind {
+                0 => b.put(k, v),
+                1 => b.delete(k),
+                _ => b.rename(k, v, true),
+            };
+        }
+    });
+    assert_eq!(r.is_ok(), ok, "{ctx}: {ops:?} gave {r:?}");
+    if ok {
+        *model = after;
+    }
+}
+
+fn atomic(tree: &Tree, model: &mut Model, rng: &mut Rng, ctx: &str) {
+    let k = rng.bytes(ALPHABET, 6);
+    let other = rng.bytes(ALPHABET, 6);
+    let prefix = rng.bytes(ALPHABET, 2);
+    let version = tree.get_record(&k).unwrap().map(|r| r.version);
+    let stale = rng.chance(30);
+    let guard_kind = rng.below(5);
+    let holds = match guard_kind {
+        0 => !model.contains_key(&k),
+        1 => model.contains_key(&k),
+        2 => model.range(prefix.clone()..).next().is_none_or(|(x, _)| !x.starts_with(&prefix)),
+        3 => version.is_some() && !stale,
+        _ => !model.contains_key(&k),
+    };
+    let v = value(rng);
+    let applied = tree
+        .atomic(|b| {
+            match guard_kind {
+                0 => b.assert_absent(&k).put(&other, &v),
+                1 => b.assert_exists(&k).delete(&k).put(&other, &v),
+                2 => b.assert_prefix_empty(&prefix).put(&other, &v),
+                3 => b.compare_and_put(&k, version.unwrap_or(0) + u64::from(stale), &v),
+                _ => b.put_if_absent(&k, &v),
+            };
+        })
+        .unwrap();
+    assert_eq!(applied, holds, "{ctx}: guard {guard_kind}");
+    if holds {
+        match guard_kind {
+            0 | 2 => {
+                model.insert(other, v);
+            }
+            1 => {
+                model.remove(&k);
+                model.insert(other, v);
+            }
+            _ => {
+                model.insert(k, v);
+            }
+        }
+    }
+}
+
+#[test]
+fn random_ops_match_btreemap() {
+    let (mut rng, seed) = Rng::from_env("random_ops_match_btreemap");
+    for round in 0..4 {
+        let tree = memory_tree();
+        let mut model = Model::new();
+        if round >= 2 {
+            // Preload enough 2 KiB values to spread the keys over many frames,
+            // so ops cross links, spill and land in different frames.
+            for _ in 0..20_000 {
+                let k = rng.bytes(ALPHABET, 7);
+                let v = vec![rng.next() as u8; 2048];
+                tree.put(&k, &v).unwrap();
+                model.insert(k, v);
+            }
+            assert!(tree.stats().unwrap().frames > 20, "seed {seed}: preload spans many frames");
+        }
+        for step in 0..3000 {
+            random_op(&tree, &mut model, &mut rng, seed, round * 10_000 + step);
+            if step % 250 == 0 {
+                assert_same(&tree, &model, seed, step);
+            }
+        }
+        assert_same(&tree, &model, seed, usize::MAX);
+    }
+}
+
+/// Filesystem-shaped keys: `D/<parent>/<name>` style, many per directory.
+fn fs_key(dir: u64, name: u64) -> Vec<u8> {
+    let mut k = b"D/".to_vec();
+    k.extend_from_slice(&dir.to_be_bytes());
+    k.push(b'/');
+    k.extend_from_slice(format!("file-{name:06}.txt").as_bytes());
+    k
+}
+
+#[test]
+fn many_frames_with_large_values_spill_compact_and_merge() {
+    let (mut rng, seed) = Rng::from_env("many_frames_with_large_values");
+    let tree = memory_tree();
+    let mut model = Model::new();
+    for i in 0..200_000u64 {
+        let k = fs_key(i % 997, i);
+        let v = (i as u32).to_le_bytes().repeat(1 + (i % 8) as usize);
+        tree.put(&k, &v).unwrap();
+        model.insert(k, v);
+    }
+    // Many 64 KiB values under one hot prefix: the case that made the
+    // original engine fail with "no subtree to migrate".
+    for i in 0..600u64 {
+        let k = format!("hot/{:05}", rng.below(100_000)).into_bytes();
+        let v = vec![(i % 251) as u8; 64 * 1024];
+        tree.put(&k, &v).unwrap();
+        model.insert(k, v);
+    }
+    assert_same(&tree, &model, seed, 1);
+    let grown = tree.stats().unwrap();
+    eprintln!("after load: {grown:?}");
+    assert!(grown.frames > 100, "expected many frames, got {grown:?}");
+    assert!(grown.spills > 0, "{grown:?}");
+    let keys: Vec<_> = model.keys().cloned().collect();
+    for (i, k) in keys.iter().enumerate() {
+        if i % 10 != 0 {
+            assert!(tree.delete(k).unwrap());
+            model.remove(k);
+        }
+    }
+    for _ in 0..200 {
+        tree.compact().unwrap();
+    }
+    assert_same(&tree, &model, seed, 2);
+    let shrunk = tree.stats().unwrap();
+    eprintln!("after deletes and compaction: {shrunk:?}");
+    assert!(shrunk.merges > 0 && shrunk.compactions > 0, "{shrunk:?}");
+    assert!(shrunk.frames < grown.frames, "merges free frames: {grown:?} -> {shrunk:?}");
+    for (k, v) in &model {
+        assert_eq!(tree.get(k).unwrap().as_ref(), Some(v));
+    }
+}
+
+#[test]
+fn keys_that_prefix_each_other_coexist() {
+    let tree = memory_tree();
+    let keys: [&[u8]; 6] = [b"", b"a", b"a\0", b"a\0b", b"ab", b"a\0\0"];
+    for (i, k) in keys.iter().enumerate() {
+        tree.put(k, &[i as u8]).unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(tree.get(k).unwrap(), Some(vec![i as u8]), "{k:?}");
+    }
+    let order: Vec<_> = tree_range(&tree, b"", None, None).iter().map(|e| e.key().to_vec()).collect();
+    let mut sorted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+    sorted.sort();
+    assert_eq!(order, sorted);
+    tree.check_invariants().unwrap();
+}

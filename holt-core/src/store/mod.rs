@@ -9,6 +9,8 @@
 pub(crate) mod frame_file;
 #[allow(dead_code)]
 pub(crate) mod frame_store;
+#[cfg(test)]
+mod format_doc;
 mod le;
 #[allow(dead_code)]
 pub(crate) mod lock;

@@ -1,0 +1,69 @@
+//! Ties the byte tables of doc/FORMAT.md (`## Frame file`, `## Manifest`) to
+//! the layout constants the code encodes with.
+
+use std::collections::BTreeMap;
+
+use super::{frame_file, manifest};
+
+const FORMAT_MD: &str = include_str!("../../../doc/FORMAT.md");
+
+type Table = Vec<(String, usize, usize)>;
+
+/// Tables of the `## {section}` section, keyed by their `### ` heading. A
+/// row counts when its first two cells are numbers: `| offset | size | field | ... |`.
+fn section_tables(section: &str) -> BTreeMap<String, Table> {
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    let mut inside = false;
+    let mut heading = String::new();
+    for line in FORMAT_MD.lines() {
+        if let Some(title) = line.strip_prefix("## ") {
+            inside = title.trim() == section;
+        } else if let Some(title) = line.strip_prefix("### ") {
+            heading = title.trim().to_string();
+        } else if inside && line.starts_with('|') {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if let (Some(Ok(offset)), Some(Ok(size)), Some(field)) =
+                (cells.get(1).map(|c| c.parse()), cells.get(2).map(|c| c.parse()), cells.get(3))
+            {
+                tables.entry(heading.clone()).or_default().push((field.trim_matches('`').to_string(), offset, size));
+            }
+        }
+    }
+    tables
+}
+
+fn owned(fields: &[(&str, usize, usize)]) -> Table {
+    fields.iter().map(|&(name, offset, size)| (name.to_string(), offset, size)).collect()
+}
+
+/// Fields follow each other without gaps or overlaps and fill `total` bytes.
+fn assert_tiles(fields: &[(&str, usize, usize)], total: usize) {
+    let mut end = 0;
+    for &(name, offset, size) in fields {
+        assert_eq!(offset, end, "field {name} does not start where the previous one ends");
+        end = offset + size;
+    }
+    assert_eq!(end, total, "fields do not fill the structure");
+}
+
+#[test]
+fn frame_file_tables_match_code() {
+    let tables = section_tables("Frame file");
+    assert_eq!(tables.get("Header"), Some(&owned(frame_file::HEADER_FIELDS)));
+    assert_eq!(tables.get("Slot"), Some(&owned(frame_file::SLOT_FIELDS)));
+    assert_eq!(tables.len(), 2, "unexpected tables: {:?}", tables.keys());
+    assert_tiles(frame_file::HEADER_FIELDS, frame_file::HEADER_BYTES);
+    assert_tiles(frame_file::SLOT_FIELDS, frame_file::FRAME_BYTES);
+}
+
+#[test]
+fn manifest_tables_match_code() {
+    let tables = section_tables("Manifest");
+    assert_eq!(tables.get("Header"), Some(&owned(manifest::HEADER_FIELDS)));
+    assert_eq!(tables.get("Entry"), Some(&owned(manifest::ENTRY_FIELDS)));
+    assert_eq!(tables.get("Trailer"), Some(&owned(manifest::TRAILER_FIELDS)));
+    assert_eq!(tables.len(), 3, "unexpected tables: {:?}", tables.keys());
+    assert_tiles(manifest::HEADER_FIELDS, manifest::MANIFEST_HEADER_BYTES);
+    assert_tiles(manifest::ENTRY_FIELDS, manifest::ENTRY_BYTES);
+    assert_tiles(manifest::TRAILER_FIELDS, manifest::TRAILER_BYTES);
+}

@@ -1,0 +1,175 @@
+//! The write-ahead log: logical records (`LogOp` batches) numbered by LSN,
+//! appended to segment files, group-committed, recovered at open and trimmed
+//! behind checkpoints.
+//!
+//! Invariants:
+//! - LSNs are assigned in `append` under one lock, contiguous from 1; record
+//!   order in the files is LSN order, and no LSN is ever missing or repeated.
+//! - Only the committer holding the I/O lock writes; it writes the whole
+//!   staged buffer, so one `write` serves every waiting committer. Only the
+//!   committer holding the sync lock fdatasyncs, for everything written, so
+//!   one `fdatasync` serves every waiting syncer.
+//! - `written_lsn <= last_lsn` and `synced_lsn <= written_lsn`: everything
+//!   up to `written_lsn` has been handed to the OS, everything up to
+//!   `synced_lsn` is on stable storage (data and segment name).
+//! - Every sealed segment is durable, data and name: a segment is fsync'd,
+//!   and the directory too, before its successor is created. So only the
+//!   last segment can have a torn tail, and open cuts it off.
+//! - After a failed write or sync the journal is poisoned for good: durability
+//!   of what was staged is unknown, so every later append or commit fails.
+//! - All file access goes through `Vfs`/`FileIo`; the journal never decides
+//!   what a record means (replay belongs to the engine).
+
+// The engine does not open the journal yet; until it does, nothing outside
+// the tests calls it.
+#![allow(dead_code)]
+
+mod codec;
+mod reader;
+mod segment;
+mod writer;
+
+#[cfg(test)]
+mod fault_vfs;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::ids::Lsn;
+use crate::op::LogOp;
+use crate::store::vfs::Vfs;
+use segment::SealedSegment;
+
+/// Largest encoded batch `append` accepts, in bytes.
+#[allow(unused_imports)] // For the engine's batch checks; unused until it is wired.
+pub(crate) use codec::RECORD_PAYLOAD_BYTES_MAX;
+
+/// Records to replay after open: `(lsn, ops)` in LSN order, contiguous.
+pub(crate) type Replay = Vec<(Lsn, Vec<LogOp>)>;
+
+/// Default size at which the active segment is sealed and a new one begun.
+pub(crate) const SEGMENT_BYTES_MAX_DEFAULT: u64 = 16 << 20;
+
+/// How the journal writes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct JournalConfig {
+    /// The active segment is sealed before the first write that finds it
+    /// holding at least this many bytes; a segment therefore exceeds it by at
+    /// most one staged batch.
+    pub segment_bytes_max: u64,
+    /// Every `commit` fdatasyncs (as if called with `sync = true`).
+    pub sync_on_commit: bool,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT, sync_on_commit: false }
+    }
+}
+
+/// The write-ahead log of one store. `Send + Sync`; share it by reference.
+pub(crate) struct Journal {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    cfg: JournalConfig,
+    /// LSN assignment and the records not yet taken by a writer.
+    staging: Mutex<writer::Staging>,
+    /// The active segment; held by the one thread writing (lock order:
+    /// `sync_lock` before `io`, `io` before `staging` and before `sealed`).
+    io: Mutex<writer::WriterIo>,
+    /// Held by the one thread running an fdatasync for all waiting syncers.
+    sync_lock: Mutex<()>,
+    /// Sealed segments in LSN order (trim removes from the front).
+    sealed: Mutex<VecDeque<SealedSegment>>,
+    last_lsn: AtomicU64,
+    written_lsn: AtomicU64,
+    synced_lsn: AtomicU64,
+    /// Bytes in all segment files.
+    bytes: AtomicU64,
+    poisoned: AtomicBool,
+    poison_cause: Mutex<Option<String>>,
+}
+
+impl Journal {
+    /// Open the WAL in `dir` (created if missing): read every record, cut a
+    /// torn tail of the last segment, and return the records with
+    /// lsn > `after` (the checkpoint LSN) in LSN order, ready for replay.
+    /// Appends continue after the last valid record.
+    pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, after: Lsn, cfg: JournalConfig) -> Result<(Journal, Replay)> {
+        if cfg.segment_bytes_max == 0 {
+            return Err(Error::InvalidArgument("WAL segment_bytes_max must be positive".into()));
+        }
+        let rec = reader::recover(&*vfs, dir, after)?;
+        let bytes = rec.sealed.iter().map(|s| s.bytes).sum::<u64>() + rec.active.len;
+        let last = rec.last_lsn.0;
+        let journal = Journal {
+            vfs,
+            dir: dir.to_path_buf(),
+            cfg,
+            staging: Mutex::new(writer::Staging::new(rec.last_lsn.next())),
+            io: Mutex::new(writer::WriterIo::new(rec.active, rec.synced_claimed)),
+            sync_lock: Mutex::new(()),
+            sealed: Mutex::new(rec.sealed),
+            last_lsn: AtomicU64::new(last),
+            written_lsn: AtomicU64::new(last),
+            // `recover` made every record it kept durable.
+            synced_lsn: AtomicU64::new(last),
+            bytes: AtomicU64::new(bytes),
+            poisoned: AtomicBool::new(false),
+            poison_cause: Mutex::new(None),
+        };
+        Ok((journal, rec.records))
+    }
+
+    /// LSN of the last record appended (the checkpoint LSN before any).
+    pub(crate) fn last_lsn(&self) -> Lsn {
+        Lsn(self.last_lsn.load(Ordering::Acquire))
+    }
+
+    /// Bytes currently held in segment files.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Delete whole sealed segments whose records are all <= `upto` (a
+    /// checkpoint covers them). Never touches the active segment. A failed
+    /// removal is returned and does not poison: durability is unaffected.
+    pub(crate) fn trim(&self, upto: Lsn) -> Result<()> {
+        let mut sealed = self.sealed.lock();
+        while let Some(seg) = sealed.front() {
+            if seg.last_lsn > upto {
+                break;
+            }
+            // No directory sync: if a crash undoes this removal, open skips
+            // the segment's records (all <= the checkpoint) and tolerates
+            // the gap they leave.
+            self.vfs.remove(&seg.path).map_err(|e| Error::io("remove", &seg.path, e))?;
+            self.bytes.fetch_sub(seg.bytes, Ordering::Relaxed);
+            sealed.pop_front();
+        }
+        Ok(())
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let cause = self.poison_cause.lock().clone().unwrap_or_default();
+        Err(Error::Poisoned { cause })
+    }
+
+    /// Refuse every later write: `err` left durability unknown.
+    fn poison(&self, err: &Error) {
+        let mut cause = self.poison_cause.lock();
+        if cause.is_none() {
+            *cause = Some(err.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+        log::error!("WAL poisoned: {err}");
+    }
+}

@@ -1,0 +1,491 @@
+//! Appending and group commit.
+//!
+//! `append` encodes a record into the staged buffer under the staging lock
+//! (no syscall). `commit` makes one thread the writer: under the I/O lock it
+//! takes the whole staged buffer and writes it with one `write_at`. A commit
+//! that must sync then becomes the sync leader under the sync lock and
+//! fdatasyncs once for everything written so far, without holding the I/O
+//! lock. Committers that queue on either lock meanwhile usually find their
+//! LSN already written (or synced) when they get it, so a burst of N commits
+//! costs far fewer than N writes and syncs, and writers acknowledged at
+//! `write(2)` never wait for an fdatasync.
+
+use std::sync::atomic::Ordering;
+
+use super::codec::{self, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
+use super::segment::{self, ActiveSegment, SealedSegment};
+use super::Journal;
+use crate::error::{Error, Result};
+use crate::ids::Lsn;
+use crate::op::LogOp;
+
+/// Staged bytes at which `append` writes them out itself instead of waiting
+/// for a commit. Bounds staged memory to this plus one record per
+/// concurrent appender, even for callers that append without committing.
+pub(crate) const STAGED_BYTES_FLUSH: usize = 4 << 20;
+/// A buffer kept for reuse after a write is dropped if its capacity exceeds
+/// this, so one huge batch does not pin memory for the journal's life.
+pub(crate) const SPARE_BYTES_KEEP_MAX: usize = 8 << 20;
+
+/// LSN assignment and records not yet handed to a writer.
+pub(crate) struct Staging {
+    /// LSN the next `append` gets.
+    next_lsn: Lsn,
+    /// Encoded records `(written_lsn, next_lsn)`, in LSN order, that no
+    /// writer has taken yet.
+    buf: Vec<u8>,
+    /// Largest `synced_lsn` claimed by a record in `buf`.
+    buf_synced_claimed: Lsn,
+}
+
+impl Staging {
+    pub(crate) fn new(next_lsn: Lsn) -> Self {
+        Staging { next_lsn, buf: Vec::new(), buf_synced_claimed: Lsn(0) }
+    }
+}
+
+/// What the single writer owns.
+pub(crate) struct WriterIo {
+    active: ActiveSegment,
+    /// The active segment's name may not be durable yet: a sync must fsync
+    /// the directory before it acknowledges records in this segment.
+    dir_dirty: bool,
+    /// Empty buffer swapped with the staged one, so staging keeps capacity.
+    spare: Vec<u8>,
+    /// Largest `synced_lsn` claimed by a record or marker in the active
+    /// segment: a close writes a marker when `synced_lsn` is past it.
+    synced_claimed: Lsn,
+}
+
+impl WriterIo {
+    /// `active` is durable, name included (open synced it).
+    pub(crate) fn new(active: ActiveSegment, synced_claimed: Lsn) -> Self {
+        WriterIo { active, dir_dirty: false, spare: Vec::new(), synced_claimed }
+    }
+}
+
+impl Journal {
+    /// Assign the next LSN to this batch of ops and stage its record in
+    /// memory. No syscall unless the staged bytes exceed
+    /// `STAGED_BYTES_FLUSH`. LSN order is the order of `append` calls, so a
+    /// caller holding the latches of the frames it modified gets LSN order ==
+    /// apply order.
+    pub(crate) fn append(&self, ops: &[LogOp]) -> Result<Lsn> {
+        self.check_poison()?;
+        let len = codec::payload_len(ops);
+        if len > RECORD_PAYLOAD_BYTES_MAX {
+            let what =
+                format!("batch of {len} bytes exceeds the WAL record maximum of {RECORD_PAYLOAD_BYTES_MAX} bytes");
+            return Err(Error::InvalidArgument(what));
+        }
+        let (lsn, staged_bytes) = {
+            let mut st = self.staging.lock();
+            let lsn = st.next_lsn;
+            // Read under the staging lock: a sync can only raise it, so the
+            // claim stays true, and it is below `lsn` (not yet written).
+            let synced = Lsn(self.synced_lsn.load(Ordering::Acquire));
+            codec::encode_record(&mut st.buf, lsn, synced, ops);
+            st.buf_synced_claimed = synced;
+            st.next_lsn = lsn.next();
+            self.last_lsn.store(lsn.0, Ordering::Release);
+            (lsn, st.buf.len())
+        };
+        if staged_bytes >= STAGED_BYTES_FLUSH {
+            self.commit(lsn, false)?;
+        }
+        Ok(lsn)
+    }
+
+    /// Group commit: return once every record up to `lsn` has been handed to
+    /// the OS and, if `sync` or `sync_on_commit`, fdatasync'd.
+    pub(crate) fn commit(&self, lsn: Lsn, sync: bool) -> Result<()> {
+        self.check_poison()?;
+        let sync = sync || self.cfg.sync_on_commit;
+        if lsn > self.last_lsn() {
+            return Err(Error::InvalidArgument(format!(
+                "commit of lsn {} past the last appended lsn {}",
+                lsn.0,
+                self.last_lsn().0
+            )));
+        }
+        if self.written_lsn.load(Ordering::Acquire) < lsn.0 {
+            let mut io = self.io.lock();
+            // The previous holder may have failed, or done our work.
+            self.check_poison()?;
+            if self.written_lsn.load(Ordering::Acquire) < lsn.0 {
+                self.write_staged(&mut io).inspect_err(|e| self.poison(e))?;
+            }
+        }
+        if sync && self.synced_lsn.load(Ordering::Acquire) < lsn.0 {
+            let _leader = self.sync_lock.lock();
+            self.check_poison()?;
+            if self.synced_lsn.load(Ordering::Acquire) < lsn.0 {
+                self.sync_written().inspect_err(|e| self.poison(e))?;
+            }
+        }
+        debug_assert!(self.covers(lsn, sync));
+        Ok(())
+    }
+
+    /// Barrier: everything appended so far is durable on return.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.commit(self.last_lsn(), true)
+    }
+
+    fn covers(&self, lsn: Lsn, sync: bool) -> bool {
+        let done = if sync { &self.synced_lsn } else { &self.written_lsn };
+        done.load(Ordering::Acquire) >= lsn.0
+    }
+
+    /// Take the whole staged buffer and write it at the end of the log.
+    /// Any error leaves the log's end unknown: the caller poisons.
+    fn write_staged(&self, io: &mut WriterIo) -> Result<()> {
+        let first = Lsn(self.written_lsn.load(Ordering::Acquire) + 1);
+        let (mut batch, last, claimed) = {
+            let mut st = self.staging.lock();
+            let empty = std::mem::take(&mut io.spare);
+            (std::mem::replace(&mut st.buf, empty), Lsn(st.next_lsn.0 - 1), st.buf_synced_claimed)
+        };
+        if batch.is_empty() {
+            io.spare = batch;
+            return Ok(());
+        }
+        if io.active.len >= self.cfg.segment_bytes_max && io.active.len > SEGMENT_HEADER_BYTES as u64 {
+            self.rotate(io, first)?;
+        }
+        let at = io.active.len;
+        io.active.file.write_at(&batch, at).map_err(|e| Error::io("write", &io.active.path, e))?;
+        io.active.len += batch.len() as u64;
+        io.synced_claimed = io.synced_claimed.max(claimed);
+        self.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.written_lsn.store(last.0, Ordering::Release);
+        batch.clear();
+        if batch.capacity() <= SPARE_BYTES_KEEP_MAX {
+            io.spare = batch;
+        }
+        Ok(())
+    }
+
+    /// Seal the active segment and start one whose first record is `first`.
+    /// The sealed segment is made durable — data, then its name — before the
+    /// new file exists, so a crash can tear only the last segment, and never
+    /// leaves a later segment behind a lost one.
+    fn rotate(&self, io: &mut WriterIo, first: Lsn) -> Result<()> {
+        let old = &io.active;
+        old.file.sync_data().map_err(|e| Error::io("fdatasync", &old.path, e))?;
+        if io.dir_dirty {
+            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+            io.dir_dirty = false;
+        }
+        // Everything written so far is in the old segment, now durable.
+        self.synced_lsn.fetch_max(self.written_lsn.load(Ordering::Acquire), Ordering::AcqRel);
+        let new = segment::create_segment(&*self.vfs, &self.dir, first)?;
+        self.bytes.fetch_add(new.len, Ordering::Relaxed);
+        let old = std::mem::replace(&mut io.active, new);
+        io.dir_dirty = true;
+        io.synced_claimed = Lsn(0);
+        let sealed =
+            SealedSegment { path: old.path, first_lsn: old.first_lsn, last_lsn: Lsn(first.0 - 1), bytes: old.len };
+        self.sealed.lock().push_back(sealed);
+        Ok(())
+    }
+
+    /// fdatasync the active segment (and the directory if its name is new):
+    /// every record written before is then durable, the sealed segments
+    /// being durable already. Holds the I/O lock only to look at the active
+    /// segment, so writers keep writing during the sync; a rotation meanwhile
+    /// syncs the segment itself before sealing it.
+    fn sync_written(&self) -> Result<()> {
+        let (file, path, upto, dir_dirty) = {
+            let io = self.io.lock();
+            (io.active.file.clone(), io.active.path.clone(), self.written_lsn.load(Ordering::Acquire), io.dir_dirty)
+        };
+        if dir_dirty {
+            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+            let mut io = self.io.lock();
+            if io.active.path == path {
+                io.dir_dirty = false;
+            }
+        }
+        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+        self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// At close, when everything is durable but no record in the active
+    /// segment says so, write a sync marker (unsynced: it only matters if it
+    /// survives) so that recovery can tell later damage to these records
+    /// from a lost tail. Best effort: a failure only weakens that check.
+    fn write_close_marker(&mut self) {
+        let io = self.io.get_mut();
+        let synced = Lsn(self.synced_lsn.load(Ordering::Acquire));
+        let all_durable = synced.0 == self.last_lsn.load(Ordering::Acquire);
+        if self.poisoned.load(Ordering::Acquire) || !all_durable || synced <= io.synced_claimed {
+            return;
+        }
+        let mut marker = Vec::new();
+        codec::encode_marker(&mut marker, synced);
+        if let Err(e) = io.active.file.write_at(&marker, io.active.len) {
+            log::warn!("{}: could not write the WAL close marker: {e}", io.active.path.display());
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.write_close_marker();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::journal::fault_vfs::FaultVfs;
+    use crate::journal::JournalConfig;
+    use crate::store::std_vfs::StdVfs;
+    use crate::store::vfs::Vfs;
+
+    fn cfg(segment_bytes_max: u64, sync_on_commit: bool) -> JournalConfig {
+        JournalConfig { segment_bytes_max, sync_on_commit }
+    }
+
+    fn open(vfs: Arc<dyn Vfs>, dir: &Path, c: JournalConfig) -> (Journal, Vec<(Lsn, Vec<LogOp>)>) {
+        Journal::open(vfs, dir, Lsn(0), c).expect("journal opens")
+    }
+
+    fn put(tag: u64, i: u64) -> Vec<LogOp> {
+        vec![LogOp::Put { key: format!("{tag}/{i}").into_bytes(), value: i.to_le_bytes().to_vec() }]
+    }
+
+    fn segment_count(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn appended_batches_read_back_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = vec![
+            vec![LogOp::Put { key: Vec::new(), value: vec![0; 128 * 1024] }],
+            vec![LogOp::Delete { key: b"a\0".to_vec() }, LogOp::Put { key: b"\0".to_vec(), value: Vec::new() }],
+            vec![LogOp::Rename { src: b"a".to_vec(), dst: b"a\0b".to_vec(), value: b"\0v\0".to_vec() }],
+            Vec::new(),
+        ];
+        let (j, replay) = open(Arc::new(StdVfs), dir.path(), cfg(1 << 20, false));
+        assert!(replay.is_empty());
+        for (i, b) in batches.iter().enumerate() {
+            let lsn = j.append(b).unwrap();
+            assert_eq!(lsn, Lsn(i as u64 + 1));
+            j.commit(lsn, false).unwrap();
+        }
+        drop(j);
+        let (j, replay) = open(Arc::new(StdVfs), dir.path(), cfg(1 << 20, false));
+        let expected: Vec<_> = batches.into_iter().enumerate().map(|(i, b)| (Lsn(i as u64 + 1), b)).collect();
+        assert_eq!(replay, expected);
+        assert_eq!(j.append(&put(0, 0)).unwrap(), Lsn(5), "LSNs continue after reopen");
+    }
+
+    #[test]
+    fn replay_returns_only_records_past_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(1 << 20, false));
+        for i in 0..10 {
+            j.append(&put(0, i)).unwrap();
+        }
+        j.sync().unwrap();
+        drop(j);
+        let (j, replay) = Journal::open(Arc::new(StdVfs), dir.path(), Lsn(7), cfg(1 << 20, false)).unwrap();
+        assert_eq!(replay.iter().map(|r| r.0).collect::<Vec<_>>(), vec![Lsn(8), Lsn(9), Lsn(10)]);
+        assert_eq!(j.last_lsn(), Lsn(10));
+    }
+
+    #[test]
+    fn concurrent_appenders_get_contiguous_lsns_in_file_order() {
+        const THREADS: u64 = 8;
+        const PER_THREAD: u64 = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(64 << 10, false));
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let j = &j;
+                s.spawn(move || {
+                    for i in 0..PER_THREAD {
+                        let lsn = j.append(&put(t, i)).unwrap();
+                        j.commit(lsn, i % 16 == 0).unwrap();
+                        assert!(j.written_lsn.load(Ordering::Acquire) >= lsn.0);
+                    }
+                });
+            }
+        });
+        assert_eq!(j.last_lsn(), Lsn(THREADS * PER_THREAD));
+        assert!(segment_count(dir.path()) > 1, "small segments rotate");
+        drop(j);
+        let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(64 << 10, false));
+        let lsns: Vec<u64> = replay.iter().map(|r| r.0 .0).collect();
+        assert_eq!(lsns, (1..=THREADS * PER_THREAD).collect::<Vec<_>>());
+        // Each thread's batches appear in the order that thread appended them.
+        let mut next = vec![0u64; THREADS as usize];
+        for (_, ops) in &replay {
+            let LogOp::Put { key, .. } = &ops[0] else { panic!("only puts were appended") };
+            let key = String::from_utf8(key.clone()).unwrap();
+            let (t, i) = key.split_once('/').unwrap();
+            let (t, i): (usize, u64) = (t.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[t]);
+            next[t] += 1;
+        }
+        assert!(next.iter().all(|&n| n == PER_THREAD));
+    }
+
+    /// Slow writes make committers queue: one write (and one fdatasync)
+    /// must serve many of them.
+    #[test]
+    fn group_commit_shares_writes_and_syncs() {
+        const THREADS: u64 = 8;
+        const PER_THREAD: u64 = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = Arc::new(FaultVfs::default());
+        let (j, _) = open(vfs.clone(), dir.path(), cfg(16 << 20, true));
+        let counters = vfs.counters.clone();
+        let (writes0, syncs0) = (counters.writes(), counters.syncs());
+        counters.write_delay_micros.store(2000, Ordering::SeqCst);
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let j = &j;
+                s.spawn(move || {
+                    for i in 0..PER_THREAD {
+                        let lsn = j.append(&put(t, i)).unwrap();
+                        j.commit(lsn, false).unwrap();
+                        assert!(j.synced_lsn.load(Ordering::Acquire) >= lsn.0, "sync_on_commit syncs");
+                    }
+                });
+            }
+        });
+        let commits = (THREADS * PER_THREAD) as usize;
+        let (writes, syncs) = (counters.writes() - writes0, counters.syncs() - syncs0);
+        assert!(writes * 2 < commits, "{writes} writes for {commits} commits");
+        assert!(syncs * 2 < commits, "{syncs} syncs for {commits} commits");
+    }
+
+    #[test]
+    fn ack_to_os_mode_writes_without_syncing() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = Arc::new(FaultVfs::default());
+        let (j, _) = open(vfs.clone(), dir.path(), cfg(16 << 20, false));
+        let syncs0 = vfs.counters.syncs();
+        for i in 0..10 {
+            let lsn = j.append(&put(0, i)).unwrap();
+            j.commit(lsn, false).unwrap();
+        }
+        assert_eq!(vfs.counters.syncs(), syncs0);
+        j.sync().unwrap();
+        assert_eq!(vfs.counters.syncs(), syncs0 + 1);
+        j.sync().unwrap();
+        assert_eq!(vfs.counters.syncs(), syncs0 + 1, "nothing new to sync");
+    }
+
+    #[test]
+    fn rotation_makes_the_new_segment_name_durable_before_acking_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = Arc::new(FaultVfs::default());
+        let (j, _) = open(vfs.clone(), dir.path(), cfg(1024, false));
+        let dir_syncs0 = vfs.counters.dir_syncs();
+        for i in 0..40 {
+            let lsn = j.append(&put(0, i)).unwrap();
+            j.commit(lsn, false).unwrap();
+        }
+        assert!(segment_count(dir.path()) > 2);
+        let before_sync = vfs.counters.dir_syncs();
+        assert!(before_sync > dir_syncs0, "sealing a new segment syncs the directory");
+        j.sync().unwrap();
+        assert_eq!(vfs.counters.dir_syncs(), before_sync + 1, "the active segment's name is synced");
+    }
+
+    #[test]
+    fn trim_removes_only_covered_sealed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(1024, false));
+        for i in 0..100 {
+            let lsn = j.append(&put(0, i)).unwrap();
+            j.commit(lsn, false).unwrap();
+        }
+        let sealed: Vec<SealedSegment> = j.sealed.lock().iter().cloned().collect();
+        assert!(sealed.len() >= 3);
+        let on_disk = |p: &Path| p.exists();
+        let bytes0 = j.bytes();
+        assert_eq!(
+            bytes0,
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum::<u64>()
+        );
+        // Up to one LSN short of the second segment's end: only the first goes.
+        j.trim(Lsn(sealed[1].last_lsn.0 - 1)).unwrap();
+        assert!(!on_disk(&sealed[0].path) && on_disk(&sealed[1].path));
+        assert_eq!(j.bytes(), bytes0 - sealed[0].bytes);
+        j.trim(Lsn(u64::MAX)).unwrap();
+        assert_eq!(segment_count(dir.path()), 1, "the active segment stays");
+        assert!(j.sealed.lock().is_empty());
+        let lsn = j.append(&put(1, 0)).unwrap();
+        j.commit(lsn, true).unwrap();
+        drop(j);
+        let (j, replay) = Journal::open(Arc::new(StdVfs), dir.path(), Lsn(100), cfg(1024, false)).unwrap();
+        assert_eq!(replay.iter().map(|r| r.0).collect::<Vec<_>>(), vec![Lsn(101)]);
+        assert_eq!(j.last_lsn(), Lsn(101));
+    }
+
+    #[test]
+    fn failed_sync_poisons_every_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = Arc::new(FaultVfs::default());
+        let (j, _) = open(vfs.clone(), dir.path(), cfg(16 << 20, false));
+        let lsn = j.append(&put(0, 0)).unwrap();
+        j.commit(lsn, false).unwrap();
+        vfs.counters.fail_syncs.store(true, Ordering::SeqCst);
+        assert!(matches!(j.commit(lsn, true), Err(Error::Io { .. })));
+        vfs.counters.fail_syncs.store(false, Ordering::SeqCst);
+        assert!(matches!(j.append(&put(0, 1)), Err(Error::Poisoned { .. })));
+        assert!(matches!(j.commit(lsn, false), Err(Error::Poisoned { .. })));
+        assert!(matches!(j.sync(), Err(Error::Poisoned { .. })));
+    }
+
+    #[test]
+    fn failed_write_poisons_and_reports_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = Arc::new(FaultVfs::default());
+        let (j, _) = open(vfs.clone(), dir.path(), cfg(16 << 20, false));
+        vfs.counters.fail_writes.store(true, Ordering::SeqCst);
+        let lsn = j.append(&put(0, 0)).unwrap();
+        match j.commit(lsn, false) {
+            Err(Error::Io { path, .. }) => assert!(path.starts_with(dir.path())),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        vfs.counters.fail_writes.store(false, Ordering::SeqCst);
+        assert!(matches!(j.append(&put(0, 1)), Err(Error::Poisoned { .. })));
+    }
+
+    #[test]
+    fn staged_bytes_past_the_limit_are_written_by_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+        let big = vec![LogOp::Put { key: b"k".to_vec(), value: vec![7; 100 * 1024] }];
+        let appends = STAGED_BYTES_FLUSH / (100 * 1024) + 1;
+        for _ in 0..appends {
+            j.append(&big).unwrap();
+        }
+        assert_eq!(j.written_lsn.load(Ordering::Acquire), appends as u64, "no commit was needed");
+        assert!(j.staging.lock().buf.is_empty());
+    }
+
+    #[test]
+    fn misuse_is_an_invalid_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+        assert!(matches!(j.commit(Lsn(1), false), Err(Error::InvalidArgument(_))));
+        let huge = vec![LogOp::Put { key: Vec::new(), value: vec![0; RECORD_PAYLOAD_BYTES_MAX] }];
+        assert!(matches!(j.append(&huge), Err(Error::InvalidArgument(_))));
+        assert_eq!(j.last_lsn(), Lsn(0), "a refused batch takes no LSN");
+        let zero = JournalConfig { segment_bytes_max: 0, sync_on_commit: false };
+        assert!(matches!(Journal::open(Arc::new(StdVfs), dir.path(), Lsn(0), zero), Err(Error::InvalidArgument(_))));
+    }
+}

@@ -23,4 +23,8 @@ pub(crate) mod pool;
 pub(crate) mod splitmix;
 pub(crate) mod std_vfs;
 pub(crate) mod table;
+// Optional io_uring file I/O; the engine chooses it at open.
+#[cfg(feature = "io-uring")]
+#[allow(dead_code)]
+pub(crate) mod uring_vfs;
 pub(crate) mod vfs;

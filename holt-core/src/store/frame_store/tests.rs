@@ -121,8 +121,17 @@ fn fresh_store_reopens_empty() {
 
 #[test]
 fn many_frames_round_trip_through_std_files() {
+    round_trip_on(Arc::new(StdVfs));
+}
+
+#[cfg(feature = "io-uring")]
+#[test]
+fn many_frames_round_trip_through_io_uring() {
+    round_trip_on(Arc::new(crate::store::uring_vfs::UringVfs::new().unwrap()));
+}
+
+fn round_trip_on(vfs: Arc<dyn Vfs>) {
     let tmp = tempfile::tempdir().unwrap();
-    let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
     let (store, _) = FrameStore::open(Arc::clone(&vfs), tmp.path()).unwrap();
     let mut model = Model::default();
     let plans: [Vec<Step>; 3] = [
@@ -223,8 +232,18 @@ fn abandoned_checkpoint_changes_nothing() {
 
 #[test]
 fn concurrent_readers_see_whole_published_images() {
+    concurrent_readers_on(Arc::new(StdVfs));
+}
+
+#[cfg(feature = "io-uring")]
+#[test]
+fn concurrent_readers_through_io_uring() {
+    concurrent_readers_on(Arc::new(crate::store::uring_vfs::UringVfs::new().unwrap()));
+}
+
+fn concurrent_readers_on(vfs: Arc<dyn Vfs>) {
     let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    let (store, _) = FrameStore::open(vfs, tmp.path()).unwrap();
     let store = Arc::new(store);
     let ids = [1u64, 2, 3, 4];
     checkpoint(&store, &ids.map(|i| Step::Write(i, 0)), 1).unwrap();

@@ -148,7 +148,10 @@ impl Journal {
             // No directory sync: if a crash undoes this removal, open skips
             // the segment's records (all <= the checkpoint) and tolerates
             // the gap they leave.
-            self.vfs.remove(&seg.path).map_err(|e| Error::io("remove", &seg.path, e))?;
+            match self.vfs.remove(&seg.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove", &seg.path, e)),
+                _ => {}
+            }
             self.bytes.fetch_sub(seg.bytes, Ordering::Relaxed);
             sealed.pop_front();
         }

@@ -53,11 +53,11 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Recovered
     }
     let (first, path) = last_seg;
     let loaded = load_segment(vfs, path, *first, expected, after, true, &mut records)?;
-    let len = cut_tail(&*loaded.file, path, *first, &loaded)?;
     if loaded.last < after {
         let what = format!("log ends at lsn {} before the checkpoint lsn {}", loaded.last.0, after.0);
-        return Err(Error::corrupted(path, len, what));
+        return Err(Error::corrupted(path, loaded.scan.valid_end as u64, what));
     }
+    let len = cut_tail(&*loaded.file, path, *first, &loaded)?;
     // What a crashed process wrote may sit only in the page cache: make it
     // durable so the writer can claim it (sealed segments already are).
     loaded.file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;

@@ -16,6 +16,7 @@ mod counter;
 mod engine;
 mod error;
 mod ids;
+mod journal;
 mod latch;
 mod layout;
 mod op;

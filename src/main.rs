@@ -1,1 +1,66 @@
-fn main() {}
+//! `holt-fs`: the command line. Parses arguments, sets up logging and hands
+//! each verb to its module; the filesystem itself lives in `holt_mount`.
+
+mod background;
+mod mount_cmd;
+mod signals;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A FUSE filesystem whose metadata lives in an embedded adaptive radix tree.
+#[derive(Parser, Debug)]
+#[command(name = "holt-fs", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or env_logger syntax);
+    /// defaults to $RUST_LOG, then "info".
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Mount a filesystem and serve it until unmounted or sent SIGINT/SIGTERM.
+    ///
+    /// The store is created on first use. A dead FUSE mount left at the
+    /// mountpoint by a killed daemon is cleared first.
+    Mount(mount_cmd::MountArgs),
+    /// Unmount a holt-fs filesystem; its daemon then closes the store and exits.
+    Umount {
+        /// The mountpoint to unmount.
+        mountpoint: PathBuf,
+        /// Detach now even if files are in use (umount -l).
+        #[arg(short, long)]
+        lazy: bool,
+    },
+}
+
+fn init_logging(level: Option<&str>) {
+    let mut builder = env_logger::Builder::new();
+    match level.map(str::to_owned).or_else(|| std::env::var("RUST_LOG").ok()) {
+        Some(filter) => builder.parse_filters(&filter),
+        None => builder.parse_filters("info"),
+    };
+    builder.format_timestamp_millis().init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref());
+    let result = match cli.command {
+        Command::Mount(args) => mount_cmd::run(args),
+        Command::Umount { mountpoint, lazy } => holt_mount::mountpoint::unmount(&mountpoint, lazy)
+            .map_err(|e| format!("cannot unmount {}: {e}", mountpoint.display())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("holt-fs: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

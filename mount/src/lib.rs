@@ -20,7 +20,9 @@
 pub mod data;
 mod error;
 mod fs;
+pub mod fuse;
 mod meta;
+pub mod mountpoint;
 pub mod schema;
 mod store;
 
@@ -32,4 +34,4 @@ pub use fs::{
     AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, OpenFlags, RenameFlags, SetAttr, StatFs, TimeSet, XattrFlags,
     XattrReply, BLOCK_BYTES,
 };
-pub use store::{is_store, Store, StoreError, StoreOptions};
+pub use store::{is_store, Store, StoreError, StoreLock, StoreOptions};

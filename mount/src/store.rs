@@ -33,9 +33,11 @@ pub struct StoreOptions {
 pub struct Store {
     pub tree: Tree,
     pub data: Box<dyn DataStore>,
-    /// Held for the life of the store; closing it releases the flock.
-    _lock: Option<File>,
+    pub lock: StoreLock,
 }
+
+/// The store's flock; dropping it (after the tree closes) frees the store.
+pub struct StoreLock(#[allow(dead_code, reason = "held for its Drop, which releases the flock")] Option<File>);
 
 /// Why a store could not be opened.
 #[derive(Debug)]
@@ -73,7 +75,7 @@ impl Store {
             .memory()
             .open()
             .map_err(|source| StoreError::Tree { path: PathBuf::from("(memory)"), source })?;
-        Ok(Store { tree, data: Box::new(MemoryData::new()), _lock: None })
+        Ok(Store { tree, data: Box::new(MemoryData::new()), lock: StoreLock(None) })
     }
 
     /// Open (creating on first use) the store in `dir` and lock it.
@@ -88,7 +90,7 @@ impl Store {
         let data_dir = dir.join("data");
         let fds_max = if opts.fds_max == 0 { crate::data::FDS_CACHED_MAX } else { opts.fds_max };
         let data = FileData::open(&data_dir, fds_max).map_err(io_err("open data directory", &data_dir))?;
-        Ok(Store { tree, data: Box::new(data), _lock: Some(lock) })
+        Ok(Store { tree, data: Box::new(data), lock: StoreLock(Some(lock)) })
     }
 }
 

@@ -25,6 +25,7 @@ use crate::data::DataStore;
 use crate::error::{FsError, FsResult};
 use crate::meta::{Meta, Txn};
 use crate::schema::{self, FileKind, Ino, Inode, Superblock, Timespec, Usage};
+use crate::store::{Store, StoreLock};
 
 pub use attr::{SetAttr, TimeSet};
 pub use dir::DirEntry;
@@ -104,6 +105,8 @@ pub struct Fs {
     opens: OpenTable,
     dirs: DirHandles,
     next_fh: AtomicU64,
+    /// Declared last so it is released after the tree and data store close.
+    _lock: Option<StoreLock>,
 }
 
 impl Fs {
@@ -122,10 +125,18 @@ impl Fs {
             opens: OpenTable::default(),
             dirs: DirHandles::default(),
             next_fh: AtomicU64::new(1),
+            _lock: None,
         };
         if !fs.cfg.read_only {
             fs.sweep_orphans()?;
         }
+        Ok(fs)
+    }
+
+    /// Open the filesystem of an opened store; the store stays locked while `Fs` lives.
+    pub fn from_store(store: Store, cfg: FsConfig) -> FsResult<Fs> {
+        let mut fs = Fs::new(store.tree, store.data, cfg)?;
+        fs._lock = Some(store.lock);
         Ok(fs)
     }
 

@@ -221,6 +221,8 @@ fn new_inode(caller: Caller, parent: &Inode, node: &NewNode, now: Timespec) -> I
     let mut inode = Inode::new(node.kind, perm, caller.uid, gid, now);
     inode.rdev = node.rdev;
     inode.target = node.target.to_vec();
+    // A symlink's size is its target's length, as lstat(2) reports.
+    inode.size = node.target.len() as u64;
     inode
 }
 

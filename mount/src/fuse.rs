@@ -1,0 +1,551 @@
+//! The FUSE adapter: the only file that names fuser types. Each callback
+//! decodes its request into plain values, calls [`Fs`] once, and encodes the
+//! reply; errno comes from [`FsError::errno`] and nowhere else.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags as FuseOpenFlags,
+    RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL,
+    SessionUnmounter, TimeOrNow, WriteFlags,
+};
+use log::{debug, error};
+
+use crate::data::SeekKind;
+use crate::schema::{FileKind, Ino, Timespec};
+use crate::{Attr, Caller, Fs, FsError, OpenFlags, RenameFlags, SetAttr, TimeSet, XattrFlags, XattrReply};
+
+/// Largest write the kernel sends in one request.
+const MAX_WRITE_BYTES: u32 = 1 << 20;
+/// Background requests (readahead, async writes) the kernel may queue.
+const MAX_BACKGROUND: u16 = 64;
+
+/// How the kernel caches what this daemon tells it.
+#[derive(Clone, Debug)]
+pub struct FuseOptions {
+    /// How long a name → inode answer stays valid.
+    pub entry_ttl: Duration,
+    /// How long attributes stay valid.
+    pub attr_ttl: Duration,
+    /// How long "no such name" stays valid (0: not cached).
+    pub negative_ttl: Duration,
+    /// Request-serving threads.
+    pub threads: usize,
+    /// Let other users in (`allow_other`).
+    pub allow_other: bool,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Source name shown in mount tables.
+    pub fsname: String,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        FuseOptions {
+            entry_ttl: Duration::from_secs(60),
+            attr_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            threads: 4,
+            allow_other: false,
+            read_only: false,
+            fsname: "holt-fs".into(),
+        }
+    }
+}
+
+/// A mounted filesystem, handshake done; `run` serves it until unmounted.
+pub struct Mounted {
+    session: Session<Adapter>,
+}
+
+/// Unmounts a [`Mounted`] from another thread (e.g. a signal handler thread).
+pub struct Unmounter(SessionUnmounter);
+
+impl Unmounter {
+    pub fn unmount(&mut self) -> io::Result<()> {
+        self.0.unmount()
+    }
+}
+
+/// Mount `fs` at `mountpoint` and complete the FUSE handshake: when this
+/// returns, the mount is ready for use.
+pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounted> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(opts.fsname.clone()),
+        MountOption::Subtype("holt".into()),
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+        if opts.read_only { MountOption::RO } else { MountOption::RW },
+    ];
+    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(opts.threads.max(1));
+    config.clone_fd = true;
+    let adapter = Adapter { fs: Arc::new(fs), opts: opts.clone() };
+    Ok(Mounted { session: Session::new(adapter, mountpoint, &config)? })
+}
+
+impl Mounted {
+    pub fn unmounter(&mut self) -> Unmounter {
+        Unmounter(self.session.unmount_callable())
+    }
+
+    /// Serve requests until the filesystem is unmounted.
+    pub fn run(self) -> io::Result<()> {
+        self.session.run()
+    }
+}
+
+struct Adapter {
+    fs: Arc<Fs>,
+    opts: FuseOptions,
+}
+
+fn name(n: &OsStr) -> &[u8] {
+    n.as_bytes()
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+/// The errno for `e`; failures that are not the caller's doing are logged.
+fn fail(op: &'static str, e: FsError) -> Errno {
+    if e.is_expected() {
+        debug!("{op}: {e}");
+    } else {
+        error!("{op}: {e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn system_time(t: Timespec) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + Duration::from_nanos(u64::from(t.nsec))
+    }
+}
+
+fn timespec(t: SystemTime) -> Timespec {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+        Err(e) => {
+            let d = e.duration();
+            let nsec = d.subsec_nanos();
+            let sec = -(d.as_secs() as i64) - i64::from(nsec > 0);
+            Timespec { sec, nsec: if nsec > 0 { 1_000_000_000 - nsec } else { 0 } }
+        }
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(st) => TimeSet::At(timespec(st)),
+    }
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDev => FileType::CharDevice,
+        FileKind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(ino: Ino, i: &crate::schema::Inode) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino.0),
+        size: i.size,
+        blocks: i.blocks,
+        atime: system_time(i.atime),
+        mtime: system_time(i.mtime),
+        ctime: system_time(i.ctime),
+        crtime: system_time(i.crtime),
+        kind: file_type(i.kind),
+        perm: i.perm,
+        nlink: i.nlink,
+        uid: i.uid,
+        gid: i.gid,
+        rdev: i.rdev,
+        blksize: crate::BLOCK_BYTES,
+        flags: 0,
+    }
+}
+
+impl Adapter {
+    fn entry(&self, reply: ReplyEntry, op: &'static str, r: Result<Attr, FsError>) {
+        match r {
+            Ok(a) => reply.entry(&self.opts.entry_ttl, &file_attr(a.ino, &a.inode), Generation(0)),
+            Err(FsError::NotFound) if op == "lookup" && !self.opts.negative_ttl.is_zero() => {
+                // Node id 0 is a negative entry the kernel caches for the TTL.
+                let mut attr = file_attr(Ino(0), &crate::schema::Inode::new(FileKind::File, 0, 0, 0, Timespec::default()));
+                attr.ino = INodeNo(0);
+                reply.entry(&self.opts.negative_ttl, &attr, Generation(0))
+            }
+            Err(e) => reply.error(fail(op, e)),
+        }
+    }
+
+    fn empty(&self, reply: ReplyEmpty, op: &'static str, r: Result<(), FsError>) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail(op, e)),
+        }
+    }
+
+    fn attr(&self, reply: ReplyAttr, op: &'static str, r: Result<Attr, FsError>) {
+        match r {
+            Ok(a) => reply.attr(&self.opts.attr_ttl, &file_attr(a.ino, &a.inode)),
+            Err(e) => reply.error(fail(op, e)),
+        }
+    }
+
+    fn xattr(&self, reply: ReplyXattr, op: &'static str, r: Result<XattrReply, FsError>) {
+        match r {
+            Ok(XattrReply::Size(n)) => reply.size(n),
+            Ok(XattrReply::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(fail(op, e)),
+        }
+    }
+}
+
+/// Ask for each capability on its own, so one the kernel lacks does not
+/// take the others down with it.
+fn request_capabilities(config: &mut KernelConfig) {
+    let wanted = [
+        InitFlags::FUSE_DO_READDIRPLUS,
+        InitFlags::FUSE_READDIRPLUS_AUTO,
+        InitFlags::FUSE_PARALLEL_DIROPS,
+        InitFlags::FUSE_CACHE_SYMLINKS,
+        InitFlags::FUSE_ASYNC_DIO,
+        InitFlags::FUSE_BIG_WRITES,
+        InitFlags::FUSE_MAX_PAGES,
+    ];
+    for flag in wanted {
+        if let Err(missing) = config.add_capabilities(flag) {
+            debug!("kernel lacks FUSE capability {missing:?}");
+        }
+    }
+    if let Err(nearest) = config.set_max_write(MAX_WRITE_BYTES) {
+        let _ = config.set_max_write(nearest);
+    }
+    let _ = config.set_max_background(MAX_BACKGROUND);
+}
+
+impl Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        request_capabilities(config);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        self.entry(reply, "lookup", self.fs.lookup(Ino(parent.0), name(n)));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(Ino(ino.0), nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.attr(reply, "getattr", self.fs.getattr(Ino(ino.0)));
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(timespec),
+        };
+        self.attr(reply, "setattr", self.fs.setattr(Ino(ino.0), &set));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(Ino(ino.0)) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(fail("readlink", e)),
+        }
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+        self.entry(reply, "mknod", self.fs.mknod(caller(req), Ino(parent.0), name(n), mode, rdev));
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        self.entry(reply, "mkdir", self.fs.mkdir(caller(req), Ino(parent.0), name(n), mode));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        self.empty(reply, "unlink", self.fs.unlink(Ino(parent.0), name(n)));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        self.empty(reply, "rmdir", self.fs.rmdir(Ino(parent.0), name(n)));
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, n: &OsStr, target: &Path, reply: ReplyEntry) {
+        let target = target.as_os_str().as_bytes();
+        self.entry(reply, "symlink", self.fs.symlink(caller(req), Ino(parent.0), name(n), target));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        new_parent: INodeNo,
+        new_name: &OsStr,
+        flags: FuseRenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(FuseRenameFlags::RENAME_WHITEOUT) {
+            return reply.error(fail("rename", FsError::Invalid("RENAME_WHITEOUT is not supported")));
+        }
+        let flags = RenameFlags {
+            noreplace: flags.contains(FuseRenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(FuseRenameFlags::RENAME_EXCHANGE),
+        };
+        let r = self.fs.rename(Ino(parent.0), name(n), Ino(new_parent.0), name(new_name), flags);
+        self.empty(reply, "rename", r);
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, new_parent: INodeNo, new_name: &OsStr, reply: ReplyEntry) {
+        self.entry(reply, "link", self.fs.link(Ino(ino.0), Ino(new_parent.0), name(new_name)));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
+        match self.fs.open(Ino(ino.0), OpenFlags::from_raw(flags.0)) {
+            // The daemon is the only writer, so cached pages stay valid across opens.
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(fail("open", e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(Ino(ino.0), offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(fail("read", e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(Ino(ino.0), offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", e)),
+        }
+    }
+
+    /// Writes are in the data store before they are acknowledged, so flush
+    /// has nothing to do; ENOSYS tells the kernel to stop sending it, which
+    /// saves a round trip on every close(2).
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.empty(reply, "release", self.fs.release(Ino(ino.0), fh.0));
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        self.empty(reply, "fsync", self.fs.fsync(Ino(ino.0), datasync));
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(Ino(ino.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let r = self.fs.readdir(Ino(ino.0), fh.0, offset, false, &mut |e| {
+            !reply.add(INodeNo(e.ino.0), e.offset, file_type(e.kind), OsStr::from_bytes(&e.name))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("readdir", e)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let ttl = self.opts.entry_ttl;
+        let r = self.fs.readdir(Ino(ino.0), fh.0, offset, true, &mut |e| {
+            let attr = e.attr.as_ref().expect("readdir with plus=true carries attributes");
+            let name = OsStr::from_bytes(&e.name);
+            !reply.add(INodeNo(e.ino.0), e.offset, name, &ttl, &file_attr(e.ino, attr), Generation(0))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("readdirplus", e)),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: FuseOpenFlags, reply: ReplyEmpty) {
+        self.empty(reply, "releasedir", self.fs.releasedir(Ino(ino.0), fh.0));
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.empty(reply, "fsyncdir", self.fs.fsyncdir(Ino(ino.0), fh.0));
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.blocks_free,
+                s.blocks_avail,
+                s.files,
+                s.files_free,
+                s.block_bytes,
+                s.name_bytes_max,
+                s.block_bytes,
+            ),
+            Err(e) => reply.error(fail("statfs", e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        n: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.fs.setxattr(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags));
+        self.empty(reply, "setxattr", r);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
+        self.xattr(reply, "getxattr", self.fs.getxattr(Ino(ino.0), name(n), size));
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.xattr(reply, "listxattr", self.fs.listxattr(Ino(ino.0), size));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        self.empty(reply, "removexattr", self.fs.removexattr(Ino(ino.0), name(n)));
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.empty(reply, "access", self.fs.access(caller(req), Ino(ino.0), mask.bits() as u32));
+    }
+
+    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
+        match self.fs.create(caller(req), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
+            Ok((a, fh)) => reply.created(
+                &self.opts.entry_ttl,
+                &file_attr(a.ino, &a.inode),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(fail("create", e)),
+        }
+    }
+
+    fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+        self.empty(reply, "fallocate", self.fs.fallocate(Ino(ino.0), offset, length, mode));
+    }
+
+    fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        let kind = match whence {
+            libc::SEEK_DATA => SeekKind::Data,
+            libc::SEEK_HOLE => SeekKind::Hole,
+            _ => return reply.error(fail("lseek", FsError::Invalid("lseek whence other than SEEK_DATA/SEEK_HOLE"))),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(fail("lseek", FsError::NoSuchOffset));
+        };
+        match self.fs.lseek(Ino(ino.0), offset, kind) {
+            Ok(pos) => reply.offset(pos as i64),
+            Err(e) => reply.error(fail("lseek", e)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        _fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        _fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.copy_file_range(Ino(ino_in.0), offset_in, Ino(ino_out.0), offset_out, len) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(fail("copy_file_range", e)),
+        }
+    }
+}

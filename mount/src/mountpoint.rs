@@ -1,0 +1,118 @@
+//! Mountpoint housekeeping: finding FUSE mounts, clearing a dead one (its
+//! daemon died, so every access fails with ENOTCONN) and unmounting. Root
+//! unmounts with umount2(2); other users go through `fusermount3 -u`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What is at a mountpoint right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountState {
+    /// Not a mountpoint.
+    Free,
+    /// Something is mounted here and answers.
+    Mounted,
+    /// A FUSE mount whose daemon is gone ("Transport endpoint is not connected").
+    Dead,
+}
+
+/// Mount points listed in /proc/self/mountinfo, unescaped.
+fn mount_points() -> io::Result<Vec<PathBuf>> {
+    let info = std::fs::read("/proc/self/mountinfo")?;
+    let points = info
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_octal(p))))
+        .collect();
+    Ok(points)
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let oct = s.get(i + 1..i + 4).filter(|d| s[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The state of `mountpoint` (an absolute, canonical path compares best).
+pub fn state(mountpoint: &Path) -> io::Result<MountState> {
+    match std::fs::metadata(mountpoint) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Ok(MountState::Dead),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let canonical = std::fs::canonicalize(mountpoint)?;
+    Ok(if mount_points()?.contains(&canonical) { MountState::Mounted } else { MountState::Free })
+}
+
+/// Unmount `mountpoint`; `lazy` detaches it even while files are in use.
+pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
+    let path = CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the mountpoint path"))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: umount2 with a valid C path.
+    if unsafe { libc::umount2(path.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e);
+    }
+    let mut cmd = Command::new("fusermount3");
+    cmd.arg("-u");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let status = cmd.arg(mountpoint).status().map_err(|e| {
+        io::Error::new(e.kind(), format!("umount2 is not permitted and fusermount3 could not run: {e}"))
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("fusermount3 -u {} failed: {status}", mountpoint.display())))
+    }
+}
+
+/// If a dead FUSE mount sits at `mountpoint`, detach it; true if one was cleared.
+pub fn clear_dead(mountpoint: &Path) -> io::Result<bool> {
+    if state(mountpoint)? != MountState::Dead {
+        return Ok(false);
+    }
+    unmount(mountpoint, true)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_octal(br"/tmp/a\040b\134c"), b"/tmp/a b\\c");
+        assert_eq!(unescape_octal(br"/x\04"), br"/x\04");
+    }
+
+    #[test]
+    fn plain_directory_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(state(dir.path()).unwrap(), MountState::Free);
+        assert!(!clear_dead(dir.path()).unwrap());
+        assert_eq!(state(Path::new("/proc")).unwrap(), MountState::Mounted);
+    }
+}

@@ -1,0 +1,181 @@
+//! `holt-fs mount`: options, store, stale-mount cleanup, then serve.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use holt_mount::fuse::{self, FuseOptions};
+use holt_mount::mountpoint::{self, MountState};
+use holt_mount::{AtimeMode, Fs, FsConfig, Store, StoreOptions};
+use log::{info, warn};
+
+use crate::background::{self, Ready};
+use crate::signals;
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Directory to mount the filesystem on.
+    mountpoint: PathBuf,
+    /// Store directory, created on first use (mode 0700): metadata in
+    /// STORE/meta, file contents in STORE/data.
+    #[arg(long, value_name = "DIR", required_unless_present = "memory", conflicts_with = "memory")]
+    store: Option<PathBuf>,
+    /// Keep everything in memory, like tmpfs: nothing survives the unmount.
+    #[arg(long)]
+    memory: bool,
+    /// Return once the mount is ready and serve from a background process.
+    #[arg(short = 'd', long)]
+    background: bool,
+    /// Mount options, comma separated: ro, rw, allow_other, noatime, relatime.
+    #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
+    options: Vec<String>,
+    /// Make every operation durable (on stable storage) before replying.
+    #[arg(long)]
+    sync: bool,
+    /// Seconds the kernel may cache a name lookup.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    entry_ttl: f64,
+    /// Seconds the kernel may cache attributes.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    attr_ttl: f64,
+    /// Seconds the kernel may cache "no such file" (0 disables).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    negative_ttl: f64,
+    /// Threads serving FUSE requests.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    threads: usize,
+    /// With --background: append the daemon's log here (default: discarded).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Write the serving process's pid here once the mount is ready.
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Internal: report readiness of a background daemon on this descriptor.
+    #[arg(long, hide = true)]
+    ready_fd: Option<i32>,
+}
+
+#[derive(Debug)]
+struct MountOptions {
+    read_only: bool,
+    allow_other: bool,
+    atime: AtimeMode,
+}
+
+fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
+    let mut out = MountOptions { read_only: false, allow_other: false, atime: AtimeMode::Relatime };
+    for o in opts.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => out.read_only = true,
+            "rw" => out.read_only = false,
+            "allow_other" => out.allow_other = true,
+            "noatime" => out.atime = AtimeMode::Noatime,
+            "relatime" => out.atime = AtimeMode::Relatime,
+            "default_permissions" => {}
+            other => return Err(format!("unknown mount option '{other}' (known: ro, rw, allow_other, noatime, relatime)")),
+        }
+    }
+    Ok(out)
+}
+
+fn ttl(secs: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("--{what} must be a non-negative number of seconds"))
+}
+
+pub fn run(args: MountArgs) -> Result<(), String> {
+    if args.background && args.ready_fd.is_none() {
+        let pid = background::spawn_and_wait(args.log_file.as_deref())?;
+        info!("holt-fs serving {} from pid {pid}", args.mountpoint.display());
+        return Ok(());
+    }
+    let mut ready = Ready::from_fd(args.ready_fd);
+    let result = serve(&args, &mut ready);
+    if let Err(msg) = &result {
+        ready.failed(msg);
+    }
+    result
+}
+
+/// Clear a dead mount at `mp`, refuse a live one; returns the canonical path.
+fn prepare_mountpoint(mp: &Path) -> Result<PathBuf, String> {
+    let state = mountpoint::state(mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?;
+    match state {
+        MountState::Dead => {
+            warn!("clearing a dead FUSE mount at {} (its daemon is gone)", mp.display());
+            mountpoint::unmount(mp, true).map_err(|e| format!("cannot clear the dead mount at {}: {e}", mp.display()))?;
+        }
+        MountState::Mounted => return Err(format!("{} is already a mountpoint; unmount it first", mp.display())),
+        MountState::Free => {}
+    }
+    let canonical = std::fs::canonicalize(mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?;
+    if !canonical.is_dir() {
+        return Err(format!("mountpoint {} is not a directory", mp.display()));
+    }
+    Ok(canonical)
+}
+
+fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
+    let store = match &args.store {
+        Some(dir) if !args.memory => {
+            Store::open(dir, &StoreOptions { sync: args.sync, fds_max: 0 }).map_err(|e| e.to_string())?
+        }
+        _ => Store::memory().map_err(|e| e.to_string())?,
+    };
+    let cfg = FsConfig { read_only: opts.read_only, sync_data: args.sync, atime: opts.atime };
+    Fs::from_store(store, cfg).map_err(|e| format!("cannot open the filesystem: {e}"))
+}
+
+fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
+    let termination = signals::block();
+    let opts = parse_options(&args.options)?;
+    let fuse_opts = FuseOptions {
+        entry_ttl: ttl(args.entry_ttl, "entry-ttl")?,
+        attr_ttl: ttl(args.attr_ttl, "attr-ttl")?,
+        negative_ttl: ttl(args.negative_ttl, "negative-ttl")?,
+        threads: args.threads.max(1),
+        allow_other: opts.allow_other,
+        read_only: opts.read_only,
+        fsname: match &args.store {
+            Some(dir) => format!("holt-fs:{}", dir.display()),
+            None => "holt-fs:memory".into(),
+        },
+    };
+    let mp = prepare_mountpoint(&args.mountpoint)?;
+    let fs = open_fs(args, &opts)?;
+    let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    let mut unmounter = mounted.unmounter();
+    let shown = mp.display().to_string();
+    termination
+        .on_signal(move |sig| {
+            info!("signal {sig}: unmounting {shown}");
+            if let Err(e) = unmounter.unmount() {
+                warn!("unmount after signal {sig} failed: {e}; trying a lazy unmount");
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    if let Some(p) = &args.pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
+    }
+    info!("mounted {} at {}", fuse_opts.fsname, mp.display());
+    ready.ready();
+    let served = mounted.run();
+    if let Some(p) = &args.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    served.map_err(|e| format!("serving {} failed: {e}", mp.display()))?;
+    info!("unmounted {}; store closed", mp.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_parse_and_reject_unknown() {
+        let o = parse_options(&["ro".into(), "allow_other".into(), "noatime".into()]).unwrap();
+        assert!(o.read_only && o.allow_other && o.atime == AtimeMode::Noatime);
+        assert!(parse_options(&["bogus".into()]).unwrap_err().contains("bogus"));
+        assert!(ttl(-1.0, "entry-ttl").is_err());
+    }
+}

@@ -1,7 +1,6 @@
 //! `TreeBuilder`: options, then `open`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::{Config, Engine};
@@ -70,7 +69,6 @@ impl TreeBuilder {
                 crate::POOL_FRAMES_MIN
             )));
         }
-        let engine = Engine::open(self.cfg)?;
-        Ok(Tree::from_engine(Arc::new(engine)))
+        Ok(Tree::from_engine(Engine::open(self.cfg)?))
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::engine::Engine;
+use super::tree::Handle;
 use crate::error::Result;
 
 /// Keys fetched from the engine per refill.
@@ -35,14 +35,14 @@ impl RangeEntry {
 
 /// Configures a range scan; iterate it to run.
 pub struct RangeBuilder {
-    engine: Arc<Engine>,
+    engine: Arc<Handle>,
     prefix: Vec<u8>,
     start_after: Option<Vec<u8>>,
     delimiter: Option<u8>,
 }
 
 impl RangeBuilder {
-    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+    pub(crate) fn new(engine: Arc<Handle>) -> Self {
         RangeBuilder { engine, prefix: Vec::new(), start_after: None, delimiter: None }
     }
 
@@ -94,7 +94,7 @@ impl IntoIterator for RangeBuilder {
 
 /// The iterator behind [`RangeBuilder`].
 pub struct RangeIter {
-    engine: Arc<Engine>,
+    engine: Arc<Handle>,
     prefix: Vec<u8>,
     delimiter: Option<u8>,
     /// Inclusive lower bound of the next refill; `None` once exhausted.

@@ -18,10 +18,27 @@ pub struct Record {
 }
 
 /// A handle to one store. Cheap to clone; all clones share the same engine,
-/// and dropping the last one closes the store cleanly.
+/// and dropping the last one (iterators count) closes the store cleanly.
 #[derive(Clone)]
 pub struct Tree {
-    engine: Arc<Engine>,
+    engine: Arc<Handle>,
+}
+
+/// Owner of an open engine: its drop is the clean close, synchronous, so a
+/// reopen right after dropping the last `Tree` finds the store unlocked.
+pub(crate) struct Handle(Arc<Engine>);
+
+impl std::ops::Deref for Handle {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.0
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl std::fmt::Debug for Tree {
@@ -32,7 +49,7 @@ impl std::fmt::Debug for Tree {
 
 impl Tree {
     pub(crate) fn from_engine(engine: Arc<Engine>) -> Self {
-        Tree { engine }
+        Tree { engine: Arc::new(Handle(engine)) }
     }
 
     /// The value stored at `key`.

@@ -1,16 +1,25 @@
 //! The engine behind `Tree`: owns the buffer pool and the journal sink, and
 //! runs every mutation through the batch protocol (`batch`).
 
+mod background;
 mod batch;
+mod checkpoint;
 mod config;
+mod durable;
+mod maintenance;
 mod sink;
 mod write;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 pub(crate) use config::Config;
 
+use self::background::Background;
 use self::batch::{footprint, latch, resolve, Resolution};
+use self::durable::{Durable, JournalSink};
 use self::sink::{MemorySink, Sink};
 use crate::api::TreeStats;
 use crate::counter::Counter;
@@ -20,7 +29,10 @@ use crate::layout::node::{Inner, FLAG_ENTRY};
 use crate::layout::space::new_node;
 use crate::layout::{FrameBuf, NIL};
 use crate::op::{Guard, Op};
+use crate::store::lock::StoreLock;
 use crate::store::pool::Pool;
+use crate::store::std_vfs::StdVfs;
+use crate::store::vfs::Vfs;
 use crate::tree::descend::lookup;
 use crate::tree::scan::{scan, Scan};
 use crate::tree::spill::FRAME_DATA_BYTES;
@@ -36,41 +48,79 @@ pub(crate) struct Engine {
     cfg: Config,
     pool: Pool,
     sink: Box<dyn Sink>,
+    durable: Option<Durable>,
+    /// Writers hold the shared side from latching frames to releasing them;
+    /// a checkpoint's capture holds the exclusive side for its consistent cut.
+    gate: RwLock<()>,
+    /// Why the tree refuses writes, once durability became unknown.
+    poisoned: Mutex<Option<String>>,
     keys_added: Counter,
     keys_removed: Counter,
+    checkpoints: Counter,
     maintenance: maintenance::Cursor,
+    background: Background,
 }
 
-mod maintenance;
-
 /// Write the root node into a freshly created root frame.
-fn format_root(b: &FrameBuf) {
+fn format_root(pool: &Pool) {
+    let (id, cell) = pool.create();
+    assert_eq!(id, ROOT_FRAME, "the first frame of a new tree is the root frame");
     let root = Inner { flags: FLAG_ENTRY, prefix: Vec::new(), end: NIL, children: Vec::new() };
-    let slot = new_node(b, &root.encode());
+    let slot = new_node(cell.buf().expect("new frame is resident"), &root.encode());
     debug_assert_eq!(slot, ROOT_SLOT);
+    cell.latch.unlock();
 }
 
 impl Engine {
-    pub fn open(cfg: Config) -> Result<Self> {
-        if !cfg.memory {
-            return Err(Error::InvalidArgument(format!(
-                "persistent mode is not available yet ({}); use TreeBuilder::memory()",
-                cfg.dir.display()
-            )));
-        }
-        let pool = Pool::new(cfg.pool_frames_max, None);
-        let (id, cell) = pool.create();
-        assert_eq!(id, ROOT_FRAME, "the first frame of a new tree is the root frame");
-        format_root(cell.buf().expect("new frame is resident"));
-        cell.latch.unlock();
-        Ok(Engine {
+    fn assemble(cfg: Config, pool: Pool, sink: Box<dyn Sink>, durable: Option<Durable>) -> Self {
+        Engine {
             cfg,
             pool,
-            sink: Box::new(MemorySink::new()),
+            sink,
+            durable,
+            gate: RwLock::new(()),
+            poisoned: Mutex::new(None),
             keys_added: Counter::default(),
             keys_removed: Counter::default(),
+            checkpoints: Counter::default(),
             maintenance: maintenance::Cursor::default(),
-        })
+            background: Background::default(),
+        }
+    }
+
+    /// Open the engine and start its background work.
+    pub fn open(cfg: Config) -> Result<Arc<Self>> {
+        if cfg.memory {
+            let pool = Pool::new(cfg.pool_frames_max, None);
+            format_root(&pool);
+            return Ok(Arc::new(Self::assemble(cfg, pool, Box::new(MemorySink::new()), None)));
+        }
+        let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
+        vfs.create_dir_all(&cfg.dir).map_err(|e| Error::io("create directory", &cfg.dir, e))?;
+        let lock = StoreLock::acquire(&cfg.dir)?;
+        Self::open_durable(cfg, vfs, lock)
+    }
+
+    /// Open a persistent engine on any file system (tests pass a simulated one).
+    pub(crate) fn open_durable(cfg: Config, vfs: Arc<dyn Vfs>, lock: StoreLock) -> Result<Arc<Self>> {
+        let opened = durable::open(vfs, &cfg.dir, lock, cfg.pool_frames_max, cfg.wal_sync_on_commit)?;
+        if opened.fresh {
+            format_root(&opened.pool);
+        }
+        let sink = Box::new(JournalSink { journal: opened.durable.journal.clone() });
+        let engine = Self::assemble(cfg, opened.pool, sink, Some(opened.durable));
+        engine.keys_added.add(opened.keys);
+        for (lsn, ops) in &opened.replay {
+            let mut owned = Owned::default();
+            let delta = write::apply_ops(&engine.pool, &mut owned, ops, *lsn)?;
+            owned.release_dirty();
+            engine.count_keys(delta);
+        }
+        let engine = Arc::new(engine);
+        if let Some(every) = engine.cfg.checkpoint_interval {
+            Background::start(&engine, every);
+        }
+        Ok(engine)
     }
 
     pub fn dir(&self) -> &PathBuf {
@@ -82,12 +132,14 @@ impl Engine {
     }
 
     pub fn apply(&self, guards: &[Guard], ops: Vec<Op>, want_prev: bool) -> Result<Applied> {
+        self.check_poison()?;
         let pool = &self.pool;
         loop {
             let Some(fp) = footprint(pool, guards, &ops)? else {
                 pool.counters.restarts.add(1);
                 continue;
             };
+            let gate = self.gate.read();
             let mut owned = Owned::default();
             if !latch(pool, &fp, &mut owned) {
                 pool.counters.restarts.add(1);
@@ -118,9 +170,47 @@ impl Engine {
             let delta = write::apply_ops(pool, &mut owned, &resolved.log, lsn)?;
             owned.release_dirty();
             self.count_keys(delta);
+            drop(gate);
             self.sink.commit(lsn)?;
+            self.nudge_if_due();
             return Ok(Applied::Done { prev: resolved.prev });
         }
+    }
+
+    fn nudge_if_due(&self) {
+        let Some(d) = &self.durable else { return };
+        if self.pool.over_budget() || d.journal.bytes() >= self.cfg.wal_bytes_target {
+            self.background.nudge();
+        }
+    }
+
+    /// Whether the background checkpointer should run now.
+    pub(crate) fn checkpoint_due(&self, interval_elapsed: bool) -> bool {
+        let Some(d) = &self.durable else { return false };
+        let dirty = self.pool.dirty_count();
+        dirty > 0
+            && (interval_elapsed
+                || dirty >= self.cfg.checkpoint_dirty_frames
+                || self.pool.over_budget()
+                || d.journal.bytes() >= self.cfg.wal_bytes_target)
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        match &*self.poisoned.lock() {
+            None => Ok(()),
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+        }
+    }
+
+    /// After a failed sync nobody knows what reached the disk: refuse writes.
+    pub(crate) fn poison_if_durability_unknown(&self, e: &Error) {
+        if matches!(e, Error::Poisoned { .. } | Error::Io { op: "fdatasync" | "fsync" | "sync", .. }) {
+            self.poisoned.lock().get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    fn key_count(&self) -> u64 {
+        self.keys_added.get().saturating_sub(self.keys_removed.get())
     }
 
     fn count_keys(&self, delta: i64) {
@@ -142,10 +232,12 @@ impl Engine {
     }
 
     pub fn checkpoint(&self) -> Result<()> {
-        self.sink.sync()
+        self.checkpoint_now()
     }
 
     pub fn compact(&self) -> Result<()> {
+        self.check_poison()?;
+        let _gate = self.gate.read();
         maintenance::step(&self.pool, &self.maintenance);
         Ok(())
     }
@@ -153,7 +245,9 @@ impl Engine {
     pub fn stats(&self) -> Result<TreeStats> {
         let c = &self.pool.counters;
         let mut s = TreeStats {
-            keys: self.keys_added.get().saturating_sub(self.keys_removed.get()),
+            keys: self.key_count(),
+            checkpoints: self.checkpoints.get(),
+            wal_bytes: self.durable.as_ref().map_or(0, |d| d.journal.bytes()),
             frames_cached: self.pool.resident_count() as u64,
             spills: c.spills.get(),
             merges: c.merges.get(),
@@ -187,7 +281,7 @@ impl Engine {
 
     pub fn check_invariants(&self) -> Result<()> {
         let census = crate::tree::check::check_tree(&self.pool)?;
-        let expect = self.keys_added.get().saturating_sub(self.keys_removed.get());
+        let expect = self.key_count();
         if census.keys != expect {
             return Err(Error::corrupted(
                 "frames",
@@ -196,5 +290,24 @@ impl Engine {
             ));
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Clean close, run when the last handle goes: stop the checkpointer,
+    /// then checkpoint everything so the next open replays nothing. If that
+    /// fails the WAL still holds every acknowledged write, synced here as a
+    /// last barrier.
+    pub(crate) fn close(&self) {
+        self.background.stop();
+        if self.durable.is_none() || self.check_poison().is_err() {
+            return;
+        }
+        if let Err(e) = self.checkpoint_now() {
+            log::error!("checkpoint at close failed (the WAL keeps every write): {e}");
+            if let Err(e) = self.sink.sync() {
+                log::error!("WAL sync at close failed: {e}");
+            }
+        }
     }
 }

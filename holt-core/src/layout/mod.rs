@@ -118,13 +118,12 @@ impl FrameBuf {
         crc32c::crc32c_append(crc, &image[HDR_CHECKSUM + 4..])
     }
 
-    /// The image with its checksum filled in, ready to be written out.
-    pub(crate) fn sealed_image(&self) -> Vec<u8> {
-        let mut img = self.to_bytes();
-        let crc = Self::compute_checksum(&img);
-        img[HDR_CHECKSUM..HDR_CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
-        img
-    }
+}
+
+/// Fill in the checksum of a captured frame image, ready to be written out.
+pub(crate) fn seal_image(img: &mut [u8]) {
+    let crc = FrameBuf::compute_checksum(img);
+    img[HDR_CHECKSUM..HDR_CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Why a frame image read from a store is unusable.

@@ -24,6 +24,9 @@ use crate::ids::FrameId;
 use crate::latch::HybridLatch;
 use crate::layout::{verify_image, FrameBuf};
 
+/// Fewest evictable frames for which eviction is tried at all.
+const EVICTABLE_MIN: usize = 16;
+
 /// Where evicted frames are read back from.
 pub(crate) trait FrameSource: Send + Sync {
     /// The image of frame `id` as last written by a checkpoint, verified.
@@ -39,6 +42,8 @@ pub(crate) struct FrameCell {
     live: AtomicBool,
     dirty: AtomicBool,
     pins: AtomicU32,
+    /// Set when the frame is used, cleared by the eviction clock hand.
+    referenced: AtomicBool,
 }
 
 impl FrameCell {
@@ -49,6 +54,15 @@ impl FrameCell {
         // SAFETY: buffers are owned by the pool's `all` list and never freed
         // before the pool; see the module invariants.
         (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// Note a use for the eviction clock (a plain store, and only when the
+    /// bit is clear, so hot frames cost readers no shared writes).
+    #[inline]
+    pub(crate) fn touch(&self) {
+        if !self.referenced.load(Ordering::Relaxed) {
+            self.referenced.store(true, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn is_live(&self) -> bool {
@@ -207,6 +221,7 @@ impl Pool {
             // SAFETY: fresh pool-owned buffer.
             unsafe { &*buf }.load(&image);
             cell.buf.store(buf, Ordering::Release);
+            cell.touch();
             self.counters.misses.add(1);
         }
         cell.latch.unlock();
@@ -231,33 +246,63 @@ impl Pool {
         b
     }
 
-    /// Clock sweep over the cells for a clean, unpinned, unlatched frame.
+    /// Clock sweep with a second chance for a clean, unpinned, unlatched
+    /// frame. With fewer than `EVICTABLE_MIN` candidates it gives up (the
+    /// pool grows past its budget until a checkpoint cleans frames), so a
+    /// descent never thrashes by evicting the frames of its own path.
     fn evict_one(&self) -> Option<*mut FrameBuf> {
         let limit = self.id_limit() as usize;
+        let evictable = |c: &FrameCell| {
+            c.buf().is_some() && !c.is_dirty() && c.pins.load(Ordering::Acquire) == 0 && !c.latch.is_locked()
+        };
+        let candidates = (1..limit).filter(|&i| self.cells.get(i).is_some_and(evictable)).count();
+        if candidates < EVICTABLE_MIN {
+            return None;
+        }
         for _ in 0..2 * limit {
             let i = self.clock_hand.fetch_add(1, Ordering::Relaxed) % limit.max(1);
             let Some(cell) = self.cells.get(i) else { continue };
-            if cell.buf().is_none() || cell.is_dirty() || cell.pins.load(Ordering::Acquire) > 0 {
+            if !evictable(cell) || cell.referenced.swap(false, Ordering::AcqRel) {
                 continue;
             }
-            if !cell.latch.try_lock() {
-                continue;
-            }
-            let evictable = !cell.is_dirty() && cell.pins.load(Ordering::Acquire) == 0;
-            let buf = if evictable { cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel) } else { std::ptr::null_mut() };
-            cell.latch.unlock();
-            if !buf.is_null() {
-                self.resident.fetch_sub(1, Ordering::AcqRel);
-                self.counters.evictions.add(1);
+            if let Some(buf) = self.detach(cell) {
                 return Some(buf);
             }
         }
         None
     }
 
+    /// Take the buffer of an evictable frame, latched while we do.
+    fn detach(&self, cell: &FrameCell) -> Option<*mut FrameBuf> {
+        if !cell.latch.try_lock() {
+            return None;
+        }
+        let ok = !cell.is_dirty() && cell.pins.load(Ordering::Acquire) == 0;
+        let buf = if ok { cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel) } else { std::ptr::null_mut() };
+        cell.latch.unlock();
+        if buf.is_null() {
+            return None;
+        }
+        self.resident.fetch_sub(1, Ordering::AcqRel);
+        self.counters.evictions.add(1);
+        Some(buf)
+    }
+
     /// Frames cached in memory.
     pub(crate) fn resident_count(&self) -> usize {
         self.resident.load(Ordering::Acquire)
+    }
+
+    /// Live frames modified since their last capture.
+    pub(crate) fn dirty_count(&self) -> usize {
+        (1..self.id_limit())
+            .filter(|&i| self.cells.get(i as usize).is_some_and(|c| c.is_live() && c.is_dirty()))
+            .count()
+    }
+
+    /// More frames are cached than the budget allows (dirty ones pin them).
+    pub(crate) fn over_budget(&self) -> bool {
+        self.resident_count() > self.capacity
     }
 
     /// Ids of every live frame.

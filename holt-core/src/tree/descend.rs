@@ -38,7 +38,10 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
         return Ok(Step::Done(FrameView { id, cell, buf, version: None }));
     }
     let cell = pool.cell(id).filter(|c| c.is_live());
-    let Some(cell) = cell else { return Ok(Step::Restart) };
+    let Some(cell) = cell else {
+        // Only an error if the link that led here validates (see `follow`).
+        return Err(corrupt_frame(id, "link to a frame that does not exist"));
+    };
     let Some(version) = cell.latch.optimistic() else {
         cell.latch.wait_unlocked();
         return Ok(Step::Restart);
@@ -48,12 +51,28 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
     match cell.buf() {
         Some(buf) => {
             pool.counters.hits.add(1);
+            cell.touch();
             Ok(Step::Done(FrameView { id, cell, buf, version: Some(version) }))
         }
         None => {
             pool.resident(id)?;
             Ok(Step::Restart)
         }
+    }
+}
+
+/// Cross the link read from `from` into frame `to`. Errors count only if
+/// `from` still validates (a torn read can name any frame); and `from` is
+/// validated after entering `to`, so the link was real when we crossed.
+pub(crate) fn follow<'p>(
+    pool: &'p Pool,
+    owned: &Owned<'p>,
+    from: &FrameView<'p>,
+    to: FrameId,
+) -> Result<Step<FrameView<'p>>> {
+    match enter(pool, owned, to) {
+        Err(_) | Ok(Step::Done(_)) if !from.valid() => Ok(Step::Restart),
+        r => r,
     }
 }
 
@@ -127,10 +146,7 @@ pub(crate) fn try_locate<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> R
     for _ in 0..FRAME_HOPS_MAX {
         match walk_frame(view.buf, slot, depth, key) {
             Walk::Link(f, s, d) => {
-                let Step::Done(next) = enter(pool, owned, f)? else { return Ok(Step::Restart) };
-                if !view.valid() {
-                    return Ok(Step::Restart);
-                }
+                let Step::Done(next) = follow(pool, owned, &view, f)? else { return Ok(Step::Restart) };
                 (view, slot, depth) = (next, s, d);
             }
             Walk::Torn if view.valid() => return Err(corrupt_frame(view.id, "unreadable node")),

@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use super::descend::{corrupt_frame, enter, retry, FrameView};
+use super::descend::{corrupt_frame, enter, follow, retry, FrameView};
 use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
 use crate::ids::FrameId;
@@ -94,10 +94,7 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
         match b.u8(off) {
             KIND_LINK => {
                 let (id, s) = link_target(b, off);
-                let Step::Done(next) = enter(pool, owned, id)? else { return Ok(Step::Restart) };
-                if !view.valid() {
-                    return Ok(Step::Restart);
-                }
+                let Step::Done(next) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
                 views.push(next);
                 stack.push(Task::Node { f: views.len() - 1, slot: s, depth, bounded });
             }

@@ -3,4 +3,5 @@
 mod concurrency;
 mod errors;
 mod model;
+mod persist;
 mod rng;

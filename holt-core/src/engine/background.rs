@@ -1,0 +1,84 @@
+//! The background checkpointer: a thread that wakes on a timer or when a
+//! writer nudges it (dirty frames, WAL size or cache budget over their
+//! marks) and runs a checkpoint when one is due. It holds only a weak
+//! reference, so it never keeps a closed tree alive.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::Engine;
+
+/// Longest sleep between checks of the checkpoint triggers.
+const POLL_MAX: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+struct Signal {
+    stop: Mutex<bool>,
+    cv: Condvar,
+    wake: AtomicBool,
+}
+
+#[derive(Default)]
+pub(crate) struct Background {
+    signal: Arc<Signal>,
+    thread: Mutex<Option<(ThreadId, JoinHandle<()>)>>,
+}
+
+impl Background {
+    pub(crate) fn start(engine: &Arc<Engine>, interval: Duration) {
+        let weak = Arc::downgrade(engine);
+        let signal = engine.background.signal.clone();
+        let spawned = thread::Builder::new()
+            .name("holt-checkpointer".into())
+            .spawn(move || run(weak, signal, interval));
+        match spawned {
+            Ok(h) => *engine.background.thread.lock() = Some((h.thread().id(), h)),
+            Err(e) => log::error!("cannot start the background checkpointer: {e}"),
+        }
+    }
+
+    /// Ask the checkpointer to check its triggers now.
+    pub(crate) fn nudge(&self) {
+        if !self.signal.wake.swap(true, Ordering::AcqRel) {
+            self.signal.cv.notify_one();
+        }
+    }
+
+    /// Stop the thread and wait for it, unless called from it.
+    pub(crate) fn stop(&self) {
+        *self.signal.stop.lock() = true;
+        self.signal.cv.notify_all();
+        if let Some((id, handle)) = self.thread.lock().take() {
+            if id != thread::current().id() && handle.join().is_err() {
+                log::error!("the background checkpointer panicked");
+            }
+        }
+    }
+}
+
+fn run(weak: Weak<Engine>, signal: Arc<Signal>, interval: Duration) {
+    let mut last = Instant::now();
+    loop {
+        {
+            let mut stop = signal.stop.lock();
+            if !*stop && !signal.wake.load(Ordering::Acquire) {
+                signal.cv.wait_for(&mut stop, interval.min(POLL_MAX));
+            }
+            if *stop {
+                return;
+            }
+        }
+        signal.wake.store(false, Ordering::Release);
+        let Some(engine) = weak.upgrade() else { return };
+        if engine.checkpoint_due(last.elapsed() >= interval) {
+            match engine.checkpoint_now() {
+                Ok(()) => last = Instant::now(),
+                Err(e) => log::warn!("background checkpoint failed: {e}"),
+            }
+        }
+    }
+}

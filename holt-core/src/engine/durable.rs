@@ -1,0 +1,114 @@
+//! Persistent mode: opening the store (lock, frame store, journal), replaying
+//! the WAL past the last checkpoint, and the journal sink.
+//!
+//! Files in the store directory: `LOCK`, the frame file and manifest
+//! (`store::frame_store`), and WAL segments under `wal/`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::sink::Sink;
+use crate::error::{Error, Result};
+use crate::ids::{FrameId, Lsn};
+use crate::journal::{Journal, JournalConfig, Replay};
+use crate::op::LogOp;
+use crate::store::frame_store::FrameStore;
+use crate::store::lock::StoreLock;
+use crate::store::manifest::ManifestMeta;
+use crate::store::pool::{FrameSource, Pool};
+use crate::store::vfs::Vfs;
+use crate::tree::ROOT_FRAME;
+
+/// Subdirectory of the store holding WAL segments.
+pub(crate) const WAL_DIR: &str = "wal";
+
+/// Everything persistent mode adds to an engine.
+pub(crate) struct Durable {
+    pub store: Arc<FrameStore>,
+    pub journal: Arc<Journal>,
+    /// One checkpoint at a time.
+    pub checkpoint_serial: Mutex<()>,
+    /// Held for the engine's life; dropping it lets another opener in.
+    pub _lock: StoreLock,
+}
+
+/// What `open` found on disk.
+pub(crate) struct Opened {
+    pub pool: Pool,
+    pub durable: Durable,
+    pub replay: Replay,
+    pub keys: u64,
+    /// True when the store held no checkpoint: the caller formats a root.
+    pub fresh: bool,
+}
+
+struct StoreSource(Arc<FrameStore>);
+
+impl FrameSource for StoreSource {
+    fn read_frame(&self, id: FrameId) -> Result<Vec<u8>> {
+        self.0.read_frame(id)
+    }
+}
+
+/// The key count kept in the manifest's user bytes.
+pub(crate) fn encode_user(keys: u64) -> Vec<u8> {
+    keys.to_le_bytes().to_vec()
+}
+
+fn decode_user(meta: &ManifestMeta, dir: &Path) -> Result<u64> {
+    let bytes: [u8; 8] = meta.user.as_slice().try_into().map_err(|_| {
+        Error::corrupted(dir.join("manifest"), 0, format!("checkpoint metadata of {} bytes", meta.user.len()))
+    })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+pub(crate) fn open(
+    vfs: Arc<dyn Vfs>,
+    dir: &Path,
+    lock: StoreLock,
+    pool_frames: usize,
+    sync_on_commit: bool,
+) -> Result<Opened> {
+    let (store, meta) = FrameStore::open(vfs.clone(), dir)?;
+    let store = Arc::new(store);
+    let pool = Pool::new(pool_frames, Some(Arc::new(StoreSource(store.clone()))));
+    let (after, keys, fresh) = match &meta {
+        None => (Lsn(0), 0, true),
+        Some(m) => {
+            if m.root != ROOT_FRAME || !store.contains(ROOT_FRAME) {
+                let what = format!("checkpoint names root frame {} which is not stored", m.root.0);
+                return Err(Error::corrupted(dir.join("manifest"), 0, what));
+            }
+            for id in store.frame_ids() {
+                pool.register_stored(id);
+            }
+            pool.reserve_ids_through(FrameId(m.next_frame_id.saturating_sub(1)));
+            (m.checkpoint_lsn, decode_user(m, dir)?, false)
+        }
+    };
+    let cfg = JournalConfig { sync_on_commit, ..JournalConfig::default() };
+    let (journal, replay) = Journal::open(vfs, &dir.join(WAL_DIR), after, cfg)?;
+    let durable = Durable { store, journal: Arc::new(journal), checkpoint_serial: Mutex::new(()), _lock: lock };
+    Ok(Opened { pool, durable, replay, keys, fresh })
+}
+
+/// Persistent mode: each batch becomes one WAL record.
+pub(crate) struct JournalSink {
+    pub journal: Arc<Journal>,
+}
+
+impl Sink for JournalSink {
+    fn append(&self, ops: &[LogOp]) -> Result<Lsn> {
+        self.journal.append(ops)
+    }
+
+    fn commit(&self, lsn: Lsn) -> Result<()> {
+        self.journal.commit(lsn, false)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.journal.sync()
+    }
+}

@@ -311,3 +311,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod power_loss_tests;

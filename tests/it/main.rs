@@ -1,0 +1,10 @@
+//! Real-mount integration tests: each test mounts holt-fs (the built binary)
+//! on a temporary directory and works through the kernel. Mount guards always
+//! unmount, even when a test fails. Without /dev/fuse these tests fail and
+//! say what is missing; they never skip.
+
+mod bigdir;
+mod harness;
+mod persist;
+mod posix;
+mod tools;

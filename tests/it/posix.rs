@@ -1,0 +1,305 @@
+//! POSIX operations and their error cases through the kernel.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+
+use crate::harness::{cstr, errno, Mount};
+
+fn err_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
+    r.expect_err("operation should fail").raw_os_error().expect("an OS error")
+}
+
+#[test]
+fn files_directories_and_link_counts() {
+    let m = Mount::memory();
+    fs::create_dir_all(m.path("a/b/c")).unwrap();
+    fs::write(m.path("a/f"), b"contents").unwrap();
+    assert_eq!(fs::read(m.path("a/f")).unwrap(), b"contents");
+    assert_eq!(fs::metadata(m.path("a")).unwrap().nlink(), 3);
+    assert_eq!(fs::metadata(m.path("a/b/c")).unwrap().nlink(), 2);
+    fs::hard_link(m.path("a/f"), m.path("a/b/g")).unwrap();
+    fs::hard_link(m.path("a/f"), m.path("h")).unwrap();
+    let meta = fs::metadata(m.path("a/b/g")).unwrap();
+    assert_eq!((meta.nlink(), meta.ino()), (3, fs::metadata(m.path("h")).unwrap().ino()));
+    fs::remove_file(m.path("a/f")).unwrap();
+    assert_eq!(fs::metadata(m.path("h")).unwrap().nlink(), 2);
+    assert_eq!(err_of(fs::create_dir(m.path("a/b"))), libc::EEXIST);
+    assert_eq!(err_of(fs::remove_dir(m.path("a/b"))), libc::ENOTEMPTY);
+    assert_eq!(err_of(fs::read(m.path("missing"))), libc::ENOENT);
+    assert_eq!(err_of(fs::create_dir(m.path("h/x"))), libc::ENOTDIR);
+    assert_eq!(err_of(fs::hard_link(m.path("a"), m.path("alink"))), libc::EPERM);
+    assert_eq!(err_of(fs::remove_file(m.path("a"))), libc::EISDIR);
+    assert_eq!(err_of(fs::remove_dir(m.path("h"))), libc::ENOTDIR);
+    let long = "x".repeat(256);
+    assert_eq!(err_of(fs::write(m.path(&long), b"")), libc::ENAMETOOLONG);
+    fs::write(m.path(&long[..255]), b"").unwrap();
+    fs::remove_dir(m.path("a/b/c")).unwrap();
+    assert_eq!(fs::metadata(m.path("a/b")).unwrap().nlink(), 2);
+    fs::remove_dir_all(m.path("a")).unwrap();
+    assert_eq!(fs::metadata(&m.mountpoint).unwrap().nlink(), 2);
+}
+
+fn renameat2(m: &Mount, from: &str, to: &str, flags: u32) -> i32 {
+    let (a, b) = (cstr(&m.path(from)), cstr(&m.path(to)));
+    // SAFETY: renameat2 with valid C paths.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
+}
+
+#[test]
+fn rename_flags_and_rules() {
+    let m = Mount::memory();
+    fs::create_dir_all(m.path("d1/sub")).unwrap();
+    fs::create_dir(m.path("d2")).unwrap();
+    fs::create_dir(m.path("empty")).unwrap();
+    fs::write(m.path("f"), b"f").unwrap();
+    fs::write(m.path("g"), b"g").unwrap();
+    assert_eq!(renameat2(&m, "f", "g", libc::RENAME_NOREPLACE), libc::EEXIST);
+    assert_eq!(renameat2(&m, "f", "g", libc::RENAME_EXCHANGE), 0);
+    assert_eq!((fs::read(m.path("f")).unwrap(), fs::read(m.path("g")).unwrap()), (b"g".to_vec(), b"f".to_vec()));
+    assert_eq!(renameat2(&m, "f", "nothing", libc::RENAME_EXCHANGE), libc::ENOENT);
+    assert_eq!(renameat2(&m, "d1", "d1/sub/x", 0), libc::EINVAL);
+    assert_eq!(renameat2(&m, "f", "d1", 0), libc::EISDIR);
+    assert_eq!(renameat2(&m, "d2", "f", 0), libc::ENOTDIR);
+    assert_eq!(renameat2(&m, "d2", "d1", 0), libc::ENOTEMPTY);
+    // Directory exchange across parents moves `..` and both link counts.
+    assert_eq!(renameat2(&m, "d1/sub", "d2", libc::RENAME_EXCHANGE), 0);
+    assert_eq!(fs::metadata(m.path("d1")).unwrap().nlink(), 3);
+    assert_eq!(fs::canonicalize(m.path("d1/sub/..")).unwrap(), m.path("d1"));
+    // Over an empty directory; then a plain move to another parent.
+    assert_eq!(renameat2(&m, "d2", "empty", 0), 0);
+    assert_eq!(fs::metadata(&m.mountpoint).unwrap().nlink(), 4);
+    fs::rename(m.path("g"), m.path("d1/sub/g")).unwrap();
+    assert_eq!(fs::read(m.path("d1/sub/g")).unwrap(), b"f");
+    // Two names of one inode: rename is a no-op that keeps both.
+    fs::hard_link(m.path("f"), m.path("f2")).unwrap();
+    fs::rename(m.path("f"), m.path("f2")).unwrap();
+    assert!(m.path("f").exists() && m.path("f2").exists());
+}
+
+fn xattr_set(path: &CString, name: &str, value: &[u8], flags: i32) -> i32 {
+    let n = CString::new(name).unwrap();
+    // SAFETY: setxattr with valid pointers and lengths.
+    let r = unsafe { libc::setxattr(path.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
+}
+
+fn xattr_get(path: &CString, name: &str, size: usize) -> Result<Vec<u8>, i32> {
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; size];
+    // SAFETY: getxattr writes at most `size` bytes into buf.
+    let r = unsafe { libc::getxattr(path.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) };
+    if r < 0 {
+        return Err(errno());
+    }
+    buf.truncate(if size == 0 { 0 } else { r as usize });
+    Ok(if size == 0 { (r as u64).to_le_bytes().to_vec() } else { buf })
+}
+
+#[test]
+fn xattrs_honour_flags_and_the_size_protocol() {
+    let m = Mount::memory();
+    fs::write(m.path("f"), b"").unwrap();
+    let p = cstr(&m.path("f"));
+    assert_eq!(xattr_set(&p, "user.a", b"1", libc::XATTR_REPLACE), libc::ENODATA);
+    assert_eq!(xattr_set(&p, "user.a", b"hello", libc::XATTR_CREATE), 0);
+    assert_eq!(xattr_set(&p, "user.a", b"x", libc::XATTR_CREATE), libc::EEXIST);
+    assert_eq!(xattr_set(&p, "user.b", &vec![7u8; 65536], 0), 0);
+    assert_eq!(xattr_get(&p, "user.a", 0).unwrap(), 5u64.to_le_bytes());
+    assert_eq!(xattr_get(&p, "user.a", 3), Err(libc::ERANGE));
+    assert_eq!(xattr_get(&p, "user.a", 64).unwrap(), b"hello");
+    assert_eq!(xattr_get(&p, "user.b", 65536).unwrap().len(), 65536);
+    let mut list = vec![0u8; 64];
+    // SAFETY: listxattr writes at most 64 bytes.
+    let n = unsafe { libc::listxattr(p.as_ptr(), list.as_mut_ptr().cast(), 64) };
+    assert_eq!(&list[..n as usize], b"user.a\0user.b\0");
+    // SAFETY: a too-small buffer must give ERANGE, not a truncated list.
+    assert_eq!(unsafe { libc::listxattr(p.as_ptr(), list.as_mut_ptr().cast(), 5) }, -1);
+    assert_eq!(errno(), libc::ERANGE);
+    let name = CString::new("user.a").unwrap();
+    // SAFETY: removexattr with valid C strings.
+    assert_eq!(unsafe { libc::removexattr(p.as_ptr(), name.as_ptr()) }, 0);
+    assert_eq!(unsafe { libc::removexattr(p.as_ptr(), name.as_ptr()) }, -1);
+    assert_eq!(errno(), libc::ENODATA);
+    assert_eq!(xattr_get(&p, "user.a", 64), Err(libc::ENODATA));
+}
+
+#[test]
+fn symlinks_resolve_and_report_their_length() {
+    let m = Mount::memory();
+    fs::create_dir(m.path("dir")).unwrap();
+    fs::write(m.path("dir/target"), b"through the link").unwrap();
+    std::os::unix::fs::symlink("dir/target", m.path("link")).unwrap();
+    std::os::unix::fs::symlink("nowhere", m.path("dangling")).unwrap();
+    assert_eq!(fs::read_link(m.path("link")).unwrap().to_str(), Some("dir/target"));
+    assert_eq!(fs::symlink_metadata(m.path("link")).unwrap().len(), 10);
+    assert_eq!(fs::read(m.path("link")).unwrap(), b"through the link");
+    assert_eq!(err_of(fs::read(m.path("dangling"))), libc::ENOENT);
+    let long = "t".repeat(4095);
+    std::os::unix::fs::symlink(&long, m.path("long")).unwrap();
+    assert_eq!(fs::read_link(m.path("long")).unwrap().as_os_str().len(), 4095);
+}
+
+#[test]
+fn sparse_files_seek_data_and_holes() {
+    let m = Mount::memory();
+    let mut f = OpenOptions::new().create(true).read(true).write(true).open(m.path("sparse")).unwrap();
+    f.seek(SeekFrom::Start(10 << 20)).unwrap();
+    f.write_all(b"end").unwrap();
+    f.sync_all().unwrap();
+    let meta = f.metadata().unwrap();
+    assert_eq!(meta.len(), (10 << 20) + 3);
+    assert!(meta.blocks() * 512 < 1 << 20, "a sparse file allocates little: {} blocks", meta.blocks());
+    let fd = f.as_raw_fd();
+    // SAFETY: lseek on an open descriptor.
+    unsafe {
+        assert_eq!(libc::lseek(fd, 0, libc::SEEK_DATA), 10 << 20);
+        assert_eq!(libc::lseek(fd, 0, libc::SEEK_HOLE), 0);
+        assert_eq!(libc::lseek(fd, 10 << 20, libc::SEEK_HOLE), (10 << 20) + 3);
+        assert_eq!(libc::lseek(fd, (10 << 20) + 3, libc::SEEK_DATA), -1);
+    }
+    assert_eq!(errno(), libc::ENXIO);
+    let mut buf = vec![1u8; 4096];
+    f.seek(SeekFrom::Start(4096)).unwrap();
+    f.read_exact(&mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    // SAFETY: fallocate on an open descriptor.
+    unsafe {
+        assert_eq!(libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 10 << 20, 3), 0);
+        assert_eq!(libc::fallocate(fd, 0, 0, 1 << 20), 0);
+    }
+    assert_eq!(f.metadata().unwrap().len(), (10 << 20) + 3);
+    let mut tail = [9u8; 3];
+    f.seek(SeekFrom::Start(10 << 20)).unwrap();
+    f.read_exact(&mut tail).unwrap();
+    assert_eq!(tail, [0, 0, 0]);
+}
+
+#[test]
+fn copy_file_range_copies_within_the_mount() {
+    let m = Mount::memory();
+    fs::write(m.path("src"), (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let src = File::open(m.path("src")).unwrap();
+    let dst = OpenOptions::new().create(true).write(true).open(m.path("dst")).unwrap();
+    let (mut off_in, mut off_out) = (4i64, 0i64);
+    // SAFETY: copy_file_range between two open descriptors with valid offsets.
+    let n = unsafe { libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, 400_000, 0) };
+    assert_eq!(n, 399_996);
+    drop(dst);
+    assert_eq!(fs::read(m.path("dst")).unwrap(), fs::read(m.path("src")).unwrap()[4..]);
+}
+
+#[test]
+fn unlinked_open_file_works_until_closed() {
+    let m = Mount::memory();
+    let base = statvfs_files_used(&m);
+    let mut f = OpenOptions::new().create(true).read(true).write(true).open(m.path("tmp")).unwrap();
+    f.write_all(b"before").unwrap();
+    fs::remove_file(m.path("tmp")).unwrap();
+    assert!(!m.path("tmp").exists());
+    f.write_all(b" and after").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "before and after");
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    assert_eq!(statvfs_files_used(&m), base + 1);
+    drop(f);
+    // release is asynchronous to close(2): give the daemon a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while statvfs_files_used(&m) != base && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(statvfs_files_used(&m), base, "the orphan is reclaimed at its last close");
+}
+
+fn statvfs_files_used(m: &Mount) -> u64 {
+    // SAFETY: statvfs fills a zeroed struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(cstr(&m.mountpoint).as_ptr(), &mut st) }, 0);
+    assert_eq!(st.f_namemax, 255);
+    st.f_files - st.f_ffree
+}
+
+#[test]
+fn setattr_chmod_chown_truncate_and_utimens() {
+    let m = Mount::memory();
+    fs::write(m.path("f"), b"0123456789").unwrap();
+    fs::set_permissions(m.path("f"), fs::Permissions::from_mode(0o4751)).unwrap();
+    assert_eq!(fs::metadata(m.path("f")).unwrap().mode() & 0o7777, 0o4751);
+    let p = cstr(&m.path("f"));
+    // SAFETY: chown with a valid C path.
+    assert_eq!(unsafe { libc::chown(p.as_ptr(), 1234, 5678) }, 0);
+    let meta = fs::metadata(m.path("f")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+    assert_eq!(meta.mode() & 0o4000, 0, "chown clears setuid");
+    OpenOptions::new().write(true).open(m.path("f")).unwrap().set_len(4).unwrap();
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"0123");
+    let times = [
+        libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 123_456_789 },
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+    ];
+    let before = fs::metadata(m.path("f")).unwrap();
+    // SAFETY: utimensat with a valid path and two timespecs.
+    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) }, 0);
+    let after = fs::metadata(m.path("f")).unwrap();
+    assert_eq!((after.atime(), after.atime_nsec()), (1_000_000_000, 123_456_789));
+    assert_eq!((after.mtime(), after.mtime_nsec()), (before.mtime(), before.mtime_nsec()));
+    let now = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }; 2];
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), now.as_ptr(), 0) }, 0);
+    assert!(fs::metadata(m.path("f")).unwrap().atime() > 1_000_000_000);
+}
+
+#[test]
+fn special_files_fifo_socket_and_devices() {
+    let m = Mount::memory();
+    let fifo = cstr(&m.path("fifo"));
+    // SAFETY: mkfifo/mknod with valid C paths.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let dev = cstr(&m.path("null"));
+    assert_eq!(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+    let _sock = std::os::unix::net::UnixListener::bind(m.path("sock")).unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::metadata(m.path("fifo")).unwrap().file_type().is_fifo());
+    assert!(fs::metadata(m.path("sock")).unwrap().file_type().is_socket());
+    let meta = fs::metadata(m.path("null")).unwrap();
+    assert!(meta.file_type().is_char_device());
+    assert_eq!(meta.rdev(), libc::makedev(1, 3));
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, -1);
+    assert_eq!(errno(), libc::EEXIST);
+}
+
+#[test]
+fn open_flags_excl_trunc_and_append() {
+    let m = Mount::memory();
+    fs::write(m.path("f"), b"abc").unwrap();
+    let excl = OpenOptions::new().write(true).create_new(true).open(m.path("f"));
+    assert_eq!(err_of(excl), libc::EEXIST);
+    let mut a = OpenOptions::new().append(true).open(m.path("f")).unwrap();
+    a.write_all(b"def").unwrap();
+    drop(a);
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"abcdef");
+    OpenOptions::new().write(true).truncate(true).open(m.path("f")).unwrap();
+    assert_eq!(fs::metadata(m.path("f")).unwrap().len(), 0);
+    assert_eq!(err_of(OpenOptions::new().write(true).custom_flags(libc::O_DIRECTORY).open(m.path("f"))), libc::ENOTDIR);
+}
+
+#[test]
+fn read_only_mount_refuses_writes() {
+    let m = Mount::memory_with(&["-o", "ro"]);
+    assert_eq!(err_of(fs::write(m.path("f"), b"x")), libc::EROFS);
+    assert_eq!(err_of(fs::create_dir(m.path("d"))), libc::EROFS);
+    assert!(fs::read_dir(&m.mountpoint).unwrap().next().is_none());
+}

@@ -1,0 +1,131 @@
+//! holt-bench: holt-core against the published holt 0.3.0, same data, same
+//! process, engines interleaved per repetition.
+//!
+//! `cargo run --release --manifest-path benches/Cargo.toml -- [--keys N] [--persistent DIR]`
+
+mod cells;
+mod engines;
+mod harness;
+mod mix;
+mod persistent;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Frames of cache for both engines: large enough that the memory cells
+/// measure the engines, not eviction (512 KiB frames: 4 GiB at most).
+const POOL_FRAMES_DEFAULT: usize = 8192;
+const KEYS_DEFAULT: usize = 1_000_000;
+const REPS_DEFAULT: usize = 3;
+
+pub struct Opts {
+    pub keys: usize,
+    pub reps: usize,
+    pub pool_frames: usize,
+    pub mix_ops: usize,
+    pub persistent: Option<PathBuf>,
+    pub skip_memory: bool,
+    /// Cell tags to run (`--cells`); empty runs all.
+    pub cells: Vec<String>,
+}
+
+impl Opts {
+    /// Whether the cell tagged `tag` (insert, get1, get2, update, list1,
+    /// list2, big, mix1, mix2) runs.
+    pub fn wants(&self, tag: &str) -> bool {
+        self.cells.is_empty() || self.cells.iter().any(|c| c == tag)
+    }
+}
+
+const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2]";
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        keys: KEYS_DEFAULT,
+        reps: REPS_DEFAULT,
+        pool_frames: POOL_FRAMES_DEFAULT,
+        mix_ops: 0,
+        persistent: None,
+        skip_memory: false,
+        cells: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |name: &str| -> Result<usize, String> {
+            let v = args.next().ok_or(format!("{name} needs a value\n{USAGE}"))?;
+            v.replace('_', "").parse().map_err(|e| format!("{name} {v}: {e}\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--keys" => o.keys = num("--keys")?,
+            "--reps" => o.reps = num("--reps")?.max(1),
+            "--pool" => o.pool_frames = num("--pool")?,
+            "--mix-ops" => o.mix_ops = num("--mix-ops")?,
+            "--persistent" => o.persistent = Some(args.next().ok_or(USAGE)?.into()),
+            "--skip-memory" => o.skip_memory = true,
+            "--cells" => o.cells = args.next().ok_or(USAGE)?.split(',').map(str::to_string).collect(),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if o.keys < 1000 {
+        return Err(format!("--keys must be at least 1000\n{USAGE}"));
+    }
+    if o.mix_ops == 0 {
+        o.mix_ops = o.keys / 2;
+    }
+    Ok(o)
+}
+
+fn run(opts: &Opts) -> Result<Vec<cells::Cell>, String> {
+    let t = Instant::now();
+    let ds = workload::Dataset::generate(opts.keys);
+    let big = ds.dirs.iter().filter(|d| d.big).count();
+    println!(
+        "data set: {} keys in {} directories ({} big), key bytes avg {:.1}, value bytes avg {:.1}, generated in {:.1}s",
+        ds.keys.len(),
+        ds.dirs.len(),
+        big,
+        ds.key_bytes() as f64 / ds.keys.len() as f64,
+        ds.value_bytes() as f64 / ds.keys.len() as f64,
+        t.elapsed().as_secs_f64()
+    );
+    let mut out = Vec::new();
+    if !opts.skip_memory {
+        let (core, holt) = cells::run(&ds, opts, &mut out)?;
+        let mut model = mix::Model::new(&ds);
+        mix::run(&ds, &mut model, &core, &holt, opts, &mut out);
+        eprintln!("after mix: holt-core {}", engines::Kv::shape(&core));
+        eprintln!("after mix: holt 0.3.0 {}", engines::Kv::shape(&holt));
+    }
+    if let Some(dir) = &opts.persistent {
+        persistent::run(&ds, opts, dir, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn main() {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "holt-bench: keys {} reps {} pool {} frames, mix ops {} per rep, persistent {:?}",
+        opts.keys, opts.reps, opts.pool_frames, opts.mix_ops, opts.persistent
+    );
+    let t = Instant::now();
+    match run(&opts) {
+        Ok(cells) => {
+            println!("\n{}", report::table(&cells));
+            println!("total {:.1}s", t.elapsed().as_secs_f64());
+        }
+        Err(e) => {
+            eprintln!("holt-bench failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Persistent-mode cells (`--persistent DIR`): fresh inserts acknowledged to
+//! the OS, warm gets, checkpoint, on-disk bytes per entry, reopen time, and
+//! updates with an fsync per commit (1 and 2 threads, so group commit shows).
+//! An engine whose persistent mode fails to open reports
+//! "persistent mode unavailable: <error>" in its column instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cells::{gets_checked, load, Better, Cell};
+use crate::engines::{Core, Durability, Holt03, Kv, Res};
+use crate::harness::{parallel, rate, secs, Rates};
+use crate::workload::Dataset;
+use crate::Opts;
+
+const INSERT_ORDER_SEED: u64 = 11;
+const PROBE_ORDER_SEED: u64 = 12;
+/// Keys read back after reopen to check the store survived the close.
+const REOPEN_CHECK_KEYS: usize = 10_000;
+/// Wall time of each fsync-per-commit cell.
+const FSYNC_CELL_TIME: Duration = Duration::from_secs(3);
+
+/// The measurements of one engine, each an error string where unavailable.
+struct Measured {
+    insert: Res<f64>,
+    get: Res<f64>,
+    checkpoint_ms: Res<f64>,
+    bytes_per_entry: Res<f64>,
+    reopen_ms: Res<f64>,
+    fsync: [Res<f64>; 2],
+}
+
+impl Measured {
+    fn failed(e: &str) -> Self {
+        let e = || Err(e.to_string());
+        Measured { insert: e(), get: e(), checkpoint_ms: e(), bytes_per_entry: e(), reopen_ms: e(), fsync: [e(), e()] }
+    }
+}
+
+/// Apparent bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> Res<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).map_err(|e| format!("read_dir {}: {e}", dir.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        let m = e.metadata().map_err(|e| e.to_string())?;
+        total += if m.is_dir() { dir_bytes(&e.path())? } else { m.len() };
+    }
+    Ok(total)
+}
+
+fn fresh_dir(root: &Path, slug: &str) -> Res<PathBuf> {
+    let dir = root.join(slug);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Updates until the deadline; the rate counts only what committed.
+fn fsync_updates<K: Kv>(t: &K, ds: &Dataset, probe: &[u32], threads: usize) -> Res<f64> {
+    parallel(threads, probe, |_, part| {
+        let deadline = Instant::now() + FSYNC_CELL_TIME;
+        let mut done = 0;
+        for &i in part {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let mut v = ds.values[i as usize].clone();
+            v[8] ^= 0x5a;
+            t.put(&ds.keys[i as usize], &v)?;
+            done += 1;
+        }
+        Ok(done)
+    })
+}
+
+fn measure<K: Kv>(open: impl Fn(&Path, Durability) -> Res<K>, dir: &Path, ds: &Dataset) -> Measured {
+    let t = match open(dir, Durability::Ack) {
+        Ok(t) => t,
+        Err(e) => return Measured::failed(&format!("persistent mode unavailable: {e}")),
+    };
+    let order = ds.order(INSERT_ORDER_SEED);
+    let probe = ds.order(PROBE_ORDER_SEED);
+    let insert = rate(|| load(&t, ds, &order));
+    let get = rate(|| gets_checked(&t, ds, &probe));
+    let start = Instant::now();
+    let checkpoint_ms = t.checkpoint().map(|_| secs(start.elapsed()) * 1e3);
+    let bytes_per_entry = dir_bytes(dir).map(|b| b as f64 / ds.keys.len() as f64);
+    eprintln!("persistent after load: {}", t.shape());
+    drop(t);
+    let start = Instant::now();
+    let reopened = open(dir, Durability::Ack).and_then(|t| t.get(&ds.keys[0]).map(|_| t));
+    let reopen_ms = reopened.as_ref().map(|_| secs(start.elapsed()) * 1e3).map_err(|e| format!("reopen: {e}"));
+    let reopen_ms = reopen_ms.and_then(|ms| {
+        let t = reopened.as_ref().map_err(|e| e.to_string())?;
+        let n = probe.len().min(REOPEN_CHECK_KEYS);
+        gets_checked(t, ds, &probe[..n]).map(|_| ms)
+    });
+    drop(reopened);
+    let fsync = match open(dir, Durability::Fsync) {
+        Ok(t) => [fsync_updates(&t, ds, &probe, 1), fsync_updates(&t, ds, &probe, 2)],
+        Err(e) => [Err(e.clone()), Err(e)],
+    };
+    Measured { insert, get, checkpoint_ms, bytes_per_entry, reopen_ms, fsync }
+}
+
+fn cell(name: &str, threads: usize, unit: &'static str, better: Better, c: Res<f64>, h: Res<f64>) -> Cell {
+    let one = |r: Res<f64>| r.map(|x| Rates(vec![x]));
+    Cell { name: name.into(), threads, unit, better, core: one(c), holt: one(h) }
+}
+
+pub fn run(ds: &Dataset, opts: &Opts, root: &Path, out: &mut Vec<Cell>) -> Res<()> {
+    let pool = opts.pool_frames;
+    let c = measure(|d, dur| Core::persistent(d, pool, dur), &fresh_dir(root, "holt-core")?, ds);
+    let h = measure(|d, dur| Holt03::persistent(d, pool, dur), &fresh_dir(root, "holt-0.3.0")?, ds);
+    let [cf1, cf2] = c.fsync;
+    let [hf1, hf2] = h.fsync;
+    out.push(cell("persistent insert fresh, ack-to-OS", 1, "keys/s", Better::Higher, c.insert, h.insert));
+    out.push(cell("persistent get existing (warm)", 1, "ops/s", Better::Higher, c.get, h.get));
+    out.push(cell("persistent checkpoint after load", 1, "ms", Better::Lower, c.checkpoint_ms, h.checkpoint_ms));
+    out.push(cell("on-disk bytes per entry after load+checkpoint", 1, "B/entry", Better::Lower, c.bytes_per_entry, h.bytes_per_entry));
+    out.push(cell("reopen after clean close (open + first get)", 1, "ms", Better::Lower, c.reopen_ms, h.reopen_ms));
+    out.push(cell("persistent update, fsync per commit", 1, "ops/s", Better::Higher, cf1, hf1));
+    out.push(cell("persistent update, fsync per commit", 2, "ops/s", Better::Higher, cf2, hf2));
+    Ok(())
+}

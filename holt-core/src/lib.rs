@@ -15,6 +15,8 @@ mod api;
 mod counter;
 mod engine;
 mod error;
+#[cfg(test)]
+mod format_doc;
 mod ids;
 mod journal;
 mod latch;

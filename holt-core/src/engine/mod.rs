@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::layout::node::{Inner, FLAG_ENTRY};
 use crate::layout::space::new_node;
-use crate::layout::{FrameBuf, NIL};
+use crate::layout::NIL;
 use crate::op::{Guard, Op};
 use crate::store::lock::StoreLock;
 use crate::store::pool::Pool;

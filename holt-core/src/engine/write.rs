@@ -45,8 +45,8 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], value: &[u8], lsn:
     for _ in 0..SPILLS_PER_PUT_MAX {
         let landing = land(pool, owned, key)?;
         let b = landing.view.buf;
-        match put_in_frame(b, landing.entry, key, value, lsn.0, false) {
-            Put::Done { inserted, .. } => return Ok(KeyDelta::from(inserted)),
+        match put_in_frame(b, landing.entry, key, value, lsn.0) {
+            Put::Done { inserted } => return Ok(KeyDelta::from(inserted)),
             Put::NeedSpace(need) => {
                 if !spill(pool, owned, landing.view.id, need) {
                     return Err(corrupt_frame(landing.view.id, "no subtree can move to make room"));

@@ -24,7 +24,7 @@
 // the tests calls it.
 #![allow(dead_code)]
 
-mod codec;
+pub(crate) mod codec;
 mod reader;
 mod segment;
 mod writer;

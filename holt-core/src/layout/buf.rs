@@ -179,12 +179,6 @@ impl FrameBuf {
         self.write(dst, &tmp);
     }
 
-    /// Copy `len` bytes at `src` of `other` to `dst` of this frame.
-    pub(crate) fn copy_from(&self, other: &FrameBuf, src: usize, dst: usize, len: usize) {
-        let tmp = other.read_vec(src, len);
-        self.write(dst, &tmp);
-    }
-
     /// The whole image as bytes (for checksums and writing to disk).
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         self.read_vec(0, FRAME_BYTES)

@@ -23,6 +23,7 @@ pub(crate) const FRAME_VERSION: u16 = 1;
 
 pub(crate) const HDR_MAGIC: usize = 0;
 pub(crate) const HDR_VERSION: usize = 4;
+#[cfg(test)]
 pub(crate) const HDR_FLAGS: usize = 6;
 pub(crate) const HDR_FRAME_ID: usize = 8;
 pub(crate) const HDR_LSN: usize = 16;
@@ -33,7 +34,27 @@ pub(crate) const HDR_DEAD_BYTES: usize = 36;
 pub(crate) const HDR_FREE_SLOT: usize = 40;
 pub(crate) const HDR_LIVE_SLOTS: usize = 44;
 pub(crate) const HDR_LIVE_BYTES: usize = 48;
+#[cfg(test)]
+pub(crate) const HDR_RESERVED: usize = 52;
 pub(crate) const HEADER_BYTES: usize = 64;
+
+/// The header byte table (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
+    ("magic", HDR_MAGIC, 4),
+    ("version", HDR_VERSION, 2),
+    ("flags", HDR_FLAGS, 2),
+    ("frame_id", HDR_FRAME_ID, 8),
+    ("lsn", HDR_LSN, 8),
+    ("checksum", HDR_CHECKSUM, 4),
+    ("slot_count", HDR_SLOT_COUNT, 4),
+    ("data_end", HDR_DATA_END, 4),
+    ("dead_bytes", HDR_DEAD_BYTES, 4),
+    ("free_slot", HDR_FREE_SLOT, 4),
+    ("live_slots", HDR_LIVE_SLOTS, 4),
+    ("live_bytes", HDR_LIVE_BYTES, 4),
+    ("reserved", HDR_RESERVED, HEADER_BYTES - HDR_RESERVED),
+];
 
 /// Bytes per slot-table entry.
 pub(crate) const SLOT_BYTES: usize = 4;
@@ -56,10 +77,6 @@ pub(crate) fn slot_entry_offset(s: Slot) -> usize {
 impl FrameBuf {
     pub(crate) fn frame_id(&self) -> FrameId {
         FrameId(self.u64(HDR_FRAME_ID))
-    }
-
-    pub(crate) fn lsn(&self) -> Lsn {
-        Lsn(self.u64(HDR_LSN))
     }
 
     pub(crate) fn set_lsn(&self, lsn: Lsn) {

@@ -39,8 +39,33 @@ pub(crate) const LINK_SLOT: usize = 4;
 pub(crate) const LINK_FRAME: usize = 8;
 pub(crate) const LINK_BYTES: usize = 16;
 
-/// Largest inner node body (Node256's child array).
-pub(crate) const INNER_BODY_BYTES_MAX: usize = 256 * 4;
+/// Byte tables (field, offset, size) of the node headers; doc/FORMAT.md
+/// mirrors them.
+#[cfg(test)]
+pub(crate) const LEAF_FIELDS: &[(&str, usize, usize)] = &[
+    ("kind", OFF_KIND, 1),
+    ("flags", OFF_FLAGS, 1),
+    ("key_len", LEAF_KEY_LEN, 2),
+    ("value_len", LEAF_VAL_LEN, 4),
+    ("version", LEAF_VERSION, 8),
+];
+#[cfg(test)]
+pub(crate) const INNER_FIELDS: &[(&str, usize, usize)] = &[
+    ("kind", OFF_KIND, 1),
+    ("flags", OFF_FLAGS, 1),
+    ("count", INNER_COUNT, 2),
+    ("prefix_len", INNER_PREFIX_LEN, 2),
+    ("reserved", INNER_PREFIX_LEN + 2, 2),
+    ("end", INNER_END, 4),
+];
+#[cfg(test)]
+pub(crate) const LINK_FIELDS: &[(&str, usize, usize)] = &[
+    ("kind", OFF_KIND, 1),
+    ("flags", OFF_FLAGS, 1),
+    ("reserved", OFF_FLAGS + 1, 2),
+    ("slot", LINK_SLOT, 4),
+    ("frame", LINK_FRAME, 8),
+];
 
 /// Child capacity and body size of each inner kind.
 pub(crate) fn inner_capacity(kind: u8) -> usize {
@@ -210,20 +235,6 @@ impl InnerAt {
                 (c != NIL).then_some((byte as u8, c))
             }),
         }
-    }
-
-    /// The child with the largest key byte `< before`, if any.
-    pub(crate) fn child_before(self, b: &FrameBuf, before: u16) -> Option<(u8, u32)> {
-        let mut best = None;
-        let mut from = 0u16;
-        while let Some((k, c)) = self.child_at_or_after(b, from) {
-            if k as u16 >= before {
-                break;
-            }
-            best = Some((k, c));
-            from = k as u16 + 1;
-        }
-        best
     }
 }
 

@@ -36,7 +36,7 @@ const HEADER_CRC_OFF: usize = 60;
 const HEADER_PADDING_OFF: usize = 64;
 
 /// The header byte table: (field, offset, size). doc/FORMAT.md mirrors it.
-pub(super) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
+pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("magic", HEADER_MAGIC_OFF, 8),
     ("version", HEADER_VERSION_OFF, 4),
     ("frame_bytes", HEADER_FRAME_BYTES_OFF, 4),
@@ -48,7 +48,7 @@ pub(super) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
 ];
 
 /// One slot: the frame image, nothing else.
-pub(super) const SLOT_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_BYTES)];
+pub(crate) const SLOT_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_BYTES)];
 
 /// Byte offset of `slot` in the frame file.
 pub(crate) fn slot_offset(slot: u32) -> u64 {

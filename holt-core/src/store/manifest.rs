@@ -45,7 +45,7 @@ pub(crate) const ENTRY_BYTES: usize = 16;
 pub(crate) const TRAILER_BYTES: usize = 4;
 
 /// Byte tables (field, offset, size); doc/FORMAT.md mirrors them.
-pub(super) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
+pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("magic", H_MAGIC, 8),
     ("version", H_VERSION, 4),
     ("flags", H_FLAGS, 4),
@@ -58,9 +58,9 @@ pub(super) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("user_bytes", H_USER_BYTES, 8),
     ("file_bytes", H_FILE_BYTES, 8),
 ];
-pub(super) const ENTRY_FIELDS: &[(&str, usize, usize)] =
+pub(crate) const ENTRY_FIELDS: &[(&str, usize, usize)] =
     &[("frame_id", E_FRAME_ID, 8), ("slot", E_SLOT, 4), ("frame_crc32c", E_CRC, 4)];
-pub(super) const TRAILER_FIELDS: &[(&str, usize, usize)] = &[("crc32c", 0, TRAILER_BYTES)];
+pub(crate) const TRAILER_FIELDS: &[(&str, usize, usize)] = &[("crc32c", 0, TRAILER_BYTES)];
 
 /// Checkpoint metadata, opaque to the store: the engine gives it to
 /// `commit` and gets it back from `open`.

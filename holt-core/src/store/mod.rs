@@ -9,8 +9,6 @@
 pub(crate) mod frame_file;
 #[allow(dead_code)]
 pub(crate) mod frame_store;
-#[cfg(test)]
-mod format_doc;
 mod le;
 #[allow(dead_code)]
 pub(crate) mod lock;

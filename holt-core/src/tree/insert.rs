@@ -31,7 +31,7 @@ enum Plan {
 
 pub(crate) enum Put {
     /// `inserted`: the key was new.
-    Done { prev: Option<Vec<u8>>, inserted: bool },
+    Done { inserted: bool },
     /// Not enough room even after compaction; spill and retry.
     NeedSpace(usize),
     Redirect,
@@ -100,15 +100,8 @@ fn space_for(b: &FrameBuf, plan: Plan, leaf_len: usize) -> usize {
 }
 
 /// Put `key` = `value` with `version`, starting at the frame's entry slot
-/// and key depth. Returns the previous value if `want_prev`.
-pub(crate) fn put_in_frame(
-    b: &FrameBuf,
-    entry: (Slot, usize),
-    key: &[u8],
-    value: &[u8],
-    version: u64,
-    want_prev: bool,
-) -> Put {
+/// and key depth.
+pub(crate) fn put_in_frame(b: &FrameBuf, entry: (Slot, usize), key: &[u8], value: &[u8], version: u64) -> Put {
     let plan = plan(b, entry, key);
     match plan {
         Plan::Redirect => return Put::Redirect,
@@ -122,14 +115,10 @@ pub(crate) fn put_in_frame(
     // Offsets may have moved in compaction; plans hold only slots.
     let off = |s: Slot| b.node_offset(s).expect("planned slot is live");
     let new_leaf = |flags| encode_leaf(key, value, version, flags);
-    let mut prev = None;
     let inserted = !matches!(plan, Plan::Update { .. });
     match plan {
         Plan::Update { slot } => {
             let leaf = LeafAt(off(slot));
-            if want_prev {
-                prev = Some(leaf.value(b));
-            }
             replace_node(b, slot, &new_leaf(b.u8(leaf.0 + OFF_FLAGS)));
         }
         Plan::SplitLeaf { slot, depth, m } => {
@@ -171,7 +160,7 @@ pub(crate) fn put_in_frame(
         }
         Plan::Redirect | Plan::Corrupt => unreachable!("handled above"),
     }
-    Put::Done { prev, inserted }
+    Put::Done { inserted }
 }
 
 /// Hang `slot` under `byte`, or as the end leaf when the key ends here.

@@ -55,10 +55,6 @@ impl<'p> Owned<'p> {
         self.frames.iter().map(|(f, _)| *f)
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// Mark every owned frame dirty and release it.
     pub(crate) fn release_dirty(&mut self) {
         for (_, cell) in self.frames.drain(..) {

@@ -1,17 +1,19 @@
-//! Ties the byte tables of doc/FORMAT.md (`## Frame file`, `## Manifest`) to
-//! the layout constants the code encodes with.
+//! Ties every byte table of doc/FORMAT.md to the layout constants the code
+//! encodes with: one parser, one test per section.
 
 use std::collections::BTreeMap;
 
-use super::{frame_file, manifest};
+use crate::journal::codec::{RECORD_HEADER_BYTES, RECORD_HEADER_FIELDS, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_FIELDS};
+use crate::layout::{self, node};
+use crate::store::{frame_file, manifest};
 
-const FORMAT_MD: &str = include_str!("../../../doc/FORMAT.md");
+const FORMAT_MD: &str = include_str!("../../doc/FORMAT.md");
 
 type Table = Vec<(String, usize, usize)>;
 
 /// Tables of the `## {section}` section, keyed by their `### ` heading. A
 /// row counts when its first two cells are numbers: `| offset | size | field | ... |`.
-fn section_tables(section: &str) -> BTreeMap<String, Table> {
+pub(crate) fn section_tables(section: &str) -> BTreeMap<String, Table> {
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
     let mut inside = false;
     let mut heading = String::new();
@@ -37,7 +39,7 @@ fn owned(fields: &[(&str, usize, usize)]) -> Table {
 }
 
 /// Fields follow each other without gaps or overlaps and fill `total` bytes.
-fn assert_tiles(fields: &[(&str, usize, usize)], total: usize) {
+pub(crate) fn assert_tiles(fields: &[(&str, usize, usize)], total: usize) {
     let mut end = 0;
     for &(name, offset, size) in fields {
         assert_eq!(offset, end, "field {name} does not start where the previous one ends");
@@ -66,4 +68,39 @@ fn manifest_tables_match_code() {
     assert_tiles(manifest::HEADER_FIELDS, manifest::MANIFEST_HEADER_BYTES);
     assert_tiles(manifest::ENTRY_FIELDS, manifest::ENTRY_BYTES);
     assert_tiles(manifest::TRAILER_FIELDS, manifest::TRAILER_BYTES);
+}
+
+#[test]
+fn wal_tables_match_code() {
+    let tables = section_tables("WAL");
+    let as_rows = |fields: &[crate::journal::codec::Field]| -> Table {
+        fields.iter().map(|f| (f.name.to_string(), f.offset, f.size)).collect()
+    };
+    assert_eq!(tables.get("Segment header"), Some(&as_rows(&SEGMENT_HEADER_FIELDS)));
+    assert_eq!(tables.get("Record header"), Some(&as_rows(&RECORD_HEADER_FIELDS)));
+    let tiles = |fields: &[crate::journal::codec::Field]| -> Vec<(&'static str, usize, usize)> {
+        fields.iter().map(|f| (f.name, f.offset, f.size)).collect()
+    };
+    assert_tiles(&tiles(&SEGMENT_HEADER_FIELDS), SEGMENT_HEADER_BYTES);
+    assert_tiles(&tiles(&RECORD_HEADER_FIELDS), RECORD_HEADER_BYTES);
+}
+
+#[test]
+fn blob_frame_tables_match_code() {
+    let tables = section_tables("Blob frame");
+    assert_eq!(tables.get("Frame header"), Some(&owned(layout::HEADER_FIELDS)));
+    assert_eq!(tables.get("Leaf node"), Some(&owned(node::LEAF_FIELDS)));
+    assert_eq!(tables.get("Inner node"), Some(&owned(node::INNER_FIELDS)));
+    assert_eq!(tables.get("Link node"), Some(&owned(node::LINK_FIELDS)));
+    assert_eq!(tables.len(), 4, "unexpected tables: {:?}", tables.keys());
+    assert_tiles(layout::HEADER_FIELDS, layout::HEADER_BYTES);
+    assert_tiles(node::LEAF_FIELDS, node::LEAF_HEADER_BYTES);
+    assert_tiles(node::INNER_FIELDS, node::INNER_HEADER_BYTES);
+    assert_tiles(node::LINK_FIELDS, node::LINK_BYTES);
+    let text = &FORMAT_MD[FORMAT_MD.find("## Blob frame").expect("section")..];
+    for (kind, name) in [(node::KIND_LEAF, "leaf"), (node::KIND_N4, "Node4"), (node::KIND_N16, "Node16"),
+        (node::KIND_N48, "Node48"), (node::KIND_N256, "Node256"), (node::KIND_LINK, "link")] {
+        assert!(text.contains(&format!("| {kind} | {name} |")), "kind {kind} ({name}) documented");
+    }
+    assert!(text.contains(&format!("{} bytes", layout::FRAME_BYTES)));
 }

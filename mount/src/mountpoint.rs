@@ -51,11 +51,20 @@ fn unescape_octal(s: &[u8]) -> Vec<u8> {
 }
 
 /// The state of `mountpoint` (an absolute, canonical path compares best).
+///
+/// A dead FUSE mount can still answer stat(2) from the kernel's attribute
+/// cache, so the probe is statfs(2), which always reaches the daemon.
 pub fn state(mountpoint: &Path) -> io::Result<MountState> {
-    match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Ok(MountState::Dead),
-        Err(e) => return Err(e),
-        Ok(_) => {}
+    let path = CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the mountpoint path"))?;
+    // SAFETY: statvfs fills a zeroed struct from a valid C path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOTCONN) => Ok(MountState::Dead),
+            _ => Err(e),
+        };
     }
     let canonical = std::fs::canonicalize(mountpoint)?;
     Ok(if mount_points()?.contains(&canonical) { MountState::Mounted } else { MountState::Free })

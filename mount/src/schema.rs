@@ -281,7 +281,7 @@ impl Inode {
         if self.perm & !0o7777 != 0 {
             return Err(corrupt(key, "inode permission bits outside 0o7777"));
         }
-        if (self.kind == FileKind::Symlink) != !self.target.is_empty() {
+        if (self.kind == FileKind::Symlink) == self.target.is_empty() {
             return Err(corrupt(key, "symlink target present exactly when the kind is symlink"));
         }
         if (self.kind == FileKind::Dir) == (self.parent == Ino(0)) {

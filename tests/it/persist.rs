@@ -99,7 +99,6 @@ fn snapshot(root: &Path) -> String {
 }
 
 #[test]
-#[ignore = "needs holt-core persistence (issue 3)"]
 fn remount_preserves_everything() {
     let mut m = Mount::persistent(&[]);
     write_tree(&m);
@@ -121,7 +120,6 @@ fn remount_preserves_everything() {
 }
 
 #[test]
-#[ignore = "needs holt-core persistence (issue 3)"]
 fn second_daemon_on_a_store_is_refused() {
     let m = Mount::persistent(&[]);
     let other = Mount::unstarted(false);
@@ -253,7 +251,6 @@ fn verify(m: &Mount, e: &Expect, round: usize) {
 }
 
 #[test]
-#[ignore = "needs holt-core persistence (issue 3)"]
 fn kill9_and_remount_keeps_every_acknowledged_operation() {
     let mut rng = Rng(seed("kill9_and_remount"));
     let mut m = Mount::persistent(&[]);

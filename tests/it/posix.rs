@@ -154,7 +154,7 @@ fn symlinks_resolve_and_report_their_length() {
 #[test]
 fn sparse_files_seek_data_and_holes() {
     let m = Mount::memory();
-    let mut f = OpenOptions::new().create(true).read(true).write(true).open(m.path("sparse")).unwrap();
+    let mut f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.path("sparse")).unwrap();
     f.seek(SeekFrom::Start(10 << 20)).unwrap();
     f.write_all(b"end").unwrap();
     f.sync_all().unwrap();
@@ -191,7 +191,7 @@ fn copy_file_range_copies_within_the_mount() {
     let m = Mount::memory();
     fs::write(m.path("src"), (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
     let src = File::open(m.path("src")).unwrap();
-    let dst = OpenOptions::new().create(true).write(true).open(m.path("dst")).unwrap();
+    let dst = OpenOptions::new().create(true).truncate(true).write(true).open(m.path("dst")).unwrap();
     let (mut off_in, mut off_out) = (4i64, 0i64);
     // SAFETY: copy_file_range between two open descriptors with valid offsets.
     let n = unsafe { libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, 400_000, 0) };
@@ -204,7 +204,7 @@ fn copy_file_range_copies_within_the_mount() {
 fn unlinked_open_file_works_until_closed() {
     let m = Mount::memory();
     let base = statvfs_files_used(&m);
-    let mut f = OpenOptions::new().create(true).read(true).write(true).open(m.path("tmp")).unwrap();
+    let mut f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.path("tmp")).unwrap();
     f.write_all(b"before").unwrap();
     fs::remove_file(m.path("tmp")).unwrap();
     assert!(!m.path("tmp").exists());

@@ -26,7 +26,7 @@ fn listing(dir: &Path) -> String {
 
 #[test]
 fn cp_a_then_diff_r_of_a_real_tree() {
-    let m = Mount::memory();
+    let m = Mount::persistent(&[]);
     let src = real_tree();
     let dst = m.path("copy");
     run(&m.mountpoint, "cp", &["-a", src.to_str().unwrap(), dst.to_str().unwrap()]);
@@ -55,7 +55,7 @@ fn tar_round_trip() {
 
 #[test]
 fn git_init_add_commit_status_fsck() {
-    let m = Mount::memory();
+    let m = Mount::persistent(&[]);
     let repo = m.path("repo");
     fs::create_dir_all(repo.join("src/deep")).unwrap();
     for i in 0..50 {
@@ -91,7 +91,7 @@ fn rsync_a_reports_nothing_left_to_copy() {
 
 #[test]
 fn sqlite3_database_survives_writes_and_checks_clean() {
-    let m = Mount::memory();
+    let m = Mount::persistent(&[]);
     let sql = "PRAGMA journal_mode=WAL;
         CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000)

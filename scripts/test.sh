@@ -22,3 +22,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --release -- --test-threads=2
+
+# POSIX conformance of a real mount (crates.io pjdfstest), on disk and in memory.
+scripts/pjdfstest.sh
+scripts/pjdfstest.sh --memory

@@ -71,23 +71,41 @@ impl FrameBuf {
         self.le(off, 8)
     }
 
-    /// Append `len` bytes starting at `off` to `out`.
+    /// Append `len` bytes starting at `off` to `out`, a word at a time.
     pub(crate) fn read_into(&self, off: usize, len: usize, out: &mut Vec<u8>) {
         let len = len.min(FRAME_BYTES.saturating_sub(off));
         out.reserve(len);
-        let mut i = 0;
-        while i < len && (off + i) & 7 != 0 {
-            out.push(self.u8(off + i));
-            i += 1;
+        let (mut pos, mut w) = (0usize, off >> 3);
+        let skip = off & 7;
+        if skip != 0 && len > 0 {
+            let bytes = self.word(w).to_le_bytes();
+            let n = (8 - skip).min(len);
+            bytes[skip..skip + n].iter().for_each(|&b| out.push(b));
+            (pos, w) = (n, w + 1);
         }
-        while i + 8 <= len {
-            out.extend_from_slice(&self.word((off + i) >> 3).to_le_bytes());
-            i += 8;
+        while pos + 8 <= len {
+            out.extend_from_slice(&self.word(w).to_le_bytes());
+            (pos, w) = (pos + 8, w + 1);
         }
-        while i < len {
-            out.push(self.u8(off + i));
-            i += 1;
+        if pos < len {
+            let bytes = self.word(w).to_le_bytes();
+            bytes[..len - pos].iter().for_each(|&b| out.push(b));
         }
+    }
+
+    /// Hint the CPU to bring the cache line holding byte `off` in.
+    #[inline]
+    pub(crate) fn prefetch(&self, off: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(w) = self.words.get(off >> 3) {
+            // SAFETY: prefetch is a hint that never faults; the pointer is
+            // in bounds of a live allocation anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(w.as_ptr() as *const i8, std::arch::x86_64::_MM_HINT_T0)
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = off;
     }
 
     pub(crate) fn read_vec(&self, off: usize, len: usize) -> Vec<u8> {

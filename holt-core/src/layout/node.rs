@@ -214,6 +214,38 @@ impl InnerAt {
         }
     }
 
+    /// Every child with key byte `>= from`, in key order, appended to `out`.
+    pub(crate) fn children_from(self, b: &FrameBuf, from: u16, out: &mut Vec<(u8, u32)>) {
+        let body = self.body(b);
+        match self.kind(b) {
+            k @ (KIND_N4 | KIND_N16) => {
+                let cap = inner_capacity(k);
+                for i in 0..self.count(b).min(cap) {
+                    let key = b.u8(body + i);
+                    if key as u16 >= from {
+                        out.push((key, b.u32(body + cap + 4 * i)));
+                    }
+                }
+            }
+            KIND_N48 => {
+                for byte in from..256 {
+                    let i = b.u8(body + byte as usize);
+                    if i != 0 {
+                        out.push((byte as u8, b.u32(body + 256 + 4 * (i as usize - 1))));
+                    }
+                }
+            }
+            _ => {
+                for byte in from..256 {
+                    let c = b.u32(body + 4 * byte as usize);
+                    if c != NIL {
+                        out.push((byte as u8, c));
+                    }
+                }
+            }
+        }
+    }
+
     /// The child with the smallest key byte `>= from`, if any.
     pub(crate) fn child_at_or_after(self, b: &FrameBuf, from: u16) -> Option<(u8, u32)> {
         let body = self.body(b);

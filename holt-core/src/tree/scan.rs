@@ -11,7 +11,7 @@ use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
 use crate::ids::FrameId;
 use crate::layout::node::{link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
-use crate::layout::{Slot, NIL};
+use crate::layout::{FrameBuf, Slot, NIL};
 use crate::store::pool::Pool;
 
 /// Nodes visited between two validations of every frame read so far; bounds
@@ -20,15 +20,21 @@ const STEPS_PER_CHECK: usize = 256;
 /// A scan visiting more nodes than this without finishing reports corruption.
 const STEPS_MAX: usize = 1 << 30;
 
-enum Task {
-    /// Visit the node in `slot` of frame `f` (index into the views), whose
-    /// keys all share the first `depth` bytes; `bounded` means they also
-    /// share them with `lower`, so `lower` still constrains this subtree.
-    Node { f: usize, slot: Slot, depth: usize, bounded: bool },
-    /// Visit the children of an inner node from byte `from`; its prefix ends
-    /// at `depth`. Only the child under `tight` stays bounded.
-    Children { f: usize, slot: Slot, depth: usize, from: u16, tight: Option<u8> },
+/// A node to visit: slot `slot` of frame `f` (index into the views), whose
+/// keys all share their first `depth` bytes; `bounded` means they share them
+/// with `lower` too, so `lower` still constrains the subtree.
+#[derive(Clone, Copy)]
+struct Task {
+    f: usize,
+    slot: Slot,
+    depth: usize,
+    bounded: bool,
 }
+
+/// Children prefetched ahead of the visit: their slot entries when pushed,
+/// the node bytes of the next one when a task is popped, so the dependent
+/// loads of consecutive siblings overlap instead of queueing.
+const PREFETCH_CHILDREN: usize = 8;
 
 pub(crate) struct Scan<'a> {
     pub lower: &'a [u8],
@@ -62,8 +68,9 @@ fn finish(views: &[FrameView<'_>], entries: Vec<(Vec<u8>, Vec<u8>)>) -> Step<Sca
 fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanResult>> {
     let Step::Done(root) = enter(pool, owned, ROOT_FRAME)? else { return Ok(Step::Restart) };
     let mut views = vec![root];
-    let mut out = Vec::new();
-    let mut stack = vec![Task::Node { f: 0, slot: ROOT_SLOT, depth: 0, bounded: true }];
+    let mut out = Vec::with_capacity(q.limit.min(1024));
+    let mut stack = vec![Task { f: 0, slot: ROOT_SLOT, depth: 0, bounded: true }];
+    let mut kids = Vec::new();
     let mut steps = 0usize;
     while let Some(task) = stack.pop() {
         steps += 1;
@@ -73,22 +80,10 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
         if steps > STEPS_MAX {
             return Err(corrupt_frame(views[0].id, "scan never terminates"));
         }
-        let (f, slot, depth, bounded) = match task {
-            Task::Node { f, slot, depth, bounded } => (f, slot, depth, bounded),
-            Task::Children { f, slot, depth, from, tight } => {
-                let b = views[f].buf;
-                let Some(off) = b.node_offset(slot) else { return Ok(Step::Restart) };
-                if let Some((byte, child)) = InnerAt(off).child_at_or_after(b, from) {
-                    stack.push(Task::Children { f, slot, depth, from: byte as u16 + 1, tight });
-                    let bounded = tight == Some(byte);
-                    stack.push(Task::Node { f, slot: Slot(child), depth: depth + 1, bounded });
-                }
-                continue;
-            }
-        };
-        let view = views[f];
+        prefetch_ahead(&views, &stack);
+        let view = views[task.f];
         let b = view.buf;
-        let Some(off) = b.node_offset(slot) else {
+        let Some(off) = b.node_offset(task.slot) else {
             return Ok(if view.valid() { Err(corrupt_frame(view.id, "dangling slot"))? } else { Step::Restart });
         };
         match b.u8(off) {
@@ -96,7 +91,7 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
                 let (id, s) = link_target(b, off);
                 let Step::Done(next) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
                 views.push(next);
-                stack.push(Task::Node { f: views.len() - 1, slot: s, depth, bounded });
+                stack.push(Task { f: views.len() - 1, slot: s, ..task });
             }
             KIND_LEAF => {
                 let leaf = LeafAt(off);
@@ -113,35 +108,57 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
                     return Ok(finish(&views, out));
                 }
             }
-            2..=5 => {
-                let n = InnerAt(off);
-                let plen = n.prefix_len(b);
-                let mut bounded = bounded;
-                if bounded {
-                    let lower_rest = q.lower.get(depth..).unwrap_or(&[]);
-                    let cut = plen.min(lower_rest.len());
-                    match b.cmp_bytes(n.prefix_off(), cut, &lower_rest[..cut]) {
-                        Ordering::Less => continue,
-                        Ordering::Greater => bounded = false,
-                        Ordering::Equal if lower_rest.len() <= plen => bounded = false,
-                        Ordering::Equal => {}
-                    }
-                }
-                let d = depth + plen;
-                if bounded {
-                    let tight = q.lower[d];
-                    stack.push(Task::Children { f, slot, depth: d, from: tight as u16, tight: Some(tight) });
-                } else {
-                    stack.push(Task::Children { f, slot, depth: d, from: 0, tight: None });
-                    let end = n.end(b);
-                    if end != NIL {
-                        stack.push(Task::Node { f, slot: Slot(end), depth: d, bounded: false });
-                    }
-                }
-            }
+            2..=5 => expand(b, off, task, q.lower, &mut kids, &mut stack),
             _ if view.valid() => return Err(corrupt_frame(view.id, "unknown node kind")),
             _ => return Ok(Step::Restart),
         }
     }
     Ok(finish(&views, out))
+}
+
+/// Keep the loads of upcoming siblings in flight: the node of the next
+/// task (its slot entry was fetched earlier) and the slot entry of the task
+/// `PREFETCH_CHILDREN` further down.
+fn prefetch_ahead(views: &[FrameView<'_>], stack: &[Task]) {
+    if let Some(next) = stack.last() {
+        let b = views[next.f].buf;
+        if let Some(off) = b.node_offset(next.slot) {
+            b.prefetch(off);
+        }
+    }
+    if let Some(far) = stack.len().checked_sub(PREFETCH_CHILDREN).and_then(|i| stack.get(i)) {
+        views[far.f].buf.prefetch(crate::layout::slot_entry_offset(far.slot));
+    }
+}
+
+/// Push the children of the inner node at `off` that may hold keys
+/// `>= lower`, so that they pop in key order (end leaf first).
+fn expand(b: &FrameBuf, off: usize, task: Task, lower: &[u8], kids: &mut Vec<(u8, u32)>, stack: &mut Vec<Task>) {
+    let n = InnerAt(off);
+    let plen = n.prefix_len(b);
+    let mut bounded = task.bounded;
+    if bounded {
+        let lower_rest = lower.get(task.depth..).unwrap_or(&[]);
+        let cut = plen.min(lower_rest.len());
+        match b.cmp_bytes(n.prefix_off(), cut, &lower_rest[..cut]) {
+            Ordering::Less => return,
+            Ordering::Greater => bounded = false,
+            Ordering::Equal if lower_rest.len() <= plen => bounded = false,
+            Ordering::Equal => {}
+        }
+    }
+    let d = task.depth + plen;
+    let tight = bounded.then(|| lower[d]);
+    kids.clear();
+    n.children_from(b, tight.map_or(0, u16::from), kids);
+    for &(byte, child) in kids.iter().rev() {
+        stack.push(Task { f: task.f, slot: Slot(child), depth: d + 1, bounded: tight == Some(byte) });
+    }
+    let end = n.end(b);
+    if !bounded && end != NIL {
+        stack.push(Task { f: task.f, slot: Slot(end), depth: d, bounded: false });
+    }
+    for t in stack.iter().rev().take(PREFETCH_CHILDREN).filter(|t| t.f == task.f) {
+        b.prefetch(crate::layout::slot_entry_offset(t.slot));
+    }
 }

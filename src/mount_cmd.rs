@@ -144,12 +144,15 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let fs = open_fs(args, &opts)?;
     let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
     let mut unmounter = mounted.unmounter();
-    let shown = mp.display().to_string();
+    let target = mp.clone();
     termination
         .on_signal(move |sig| {
-            info!("signal {sig}: unmounting {shown}");
+            info!("signal {sig}: unmounting {}", target.display());
             if let Err(e) = unmounter.unmount() {
-                warn!("unmount after signal {sig} failed: {e}; trying a lazy unmount");
+                warn!("unmount after signal {sig} failed: {e}; detaching lazily");
+                if let Err(e) = mountpoint::unmount(&target, true) {
+                    warn!("lazy unmount of {} failed: {e}", target.display());
+                }
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;

@@ -1,21 +1,43 @@
 //! holt-mount: filesystem semantics over holt-core, and the FUSE adapter.
 //!
-//! Module map (each module's invariants are in its own docs):
+//! Module map (each module's own docs hold its details):
 //! - `schema`: the key schema (`S/`, `C/`, `I/`, `D/`, `X/`, `R/`) and value
-//!   codecs. Pure: no I/O.
-//! - `meta`: the only module that talks to the holt-core tree; point reads,
-//!   directory scans and optimistic transactions ([`meta::Txn`]) whose reads
-//!   become the guards of one atomic batch.
+//!   codecs, each value led by a version byte. Pure: no I/O, no tree.
+//! - `meta`: the only module that talks to the holt-core tree: point reads,
+//!   directory scans, and optimistic transactions ([`meta::Txn`]) whose reads
+//!   become the guards of one `Tree::atomic` batch.
 //! - `data`: file contents behind the [`data::DataStore`] trait; a sparse
-//!   file per inode (`FileData`) or pages in memory (`MemoryData`). Knows
-//!   nothing of names or sizes.
+//!   file per inode under `STORE/data/<ino low byte>/` with a bounded
+//!   descriptor cache (`FileData`), or 4 KiB pages in memory (`MemoryData`).
+//!   Knows nothing of names, sizes or times.
 //! - `fs`: the semantics layer [`Fs`]: one method per POSIX operation, plain
 //!   arguments in, [`FsResult`] out. Never names FUSE types.
-//! - `error`: [`FsError`] and its single errno mapping.
-//! - `store`: the store directory layout (`lock`, `meta/`, `data/`) and its lock.
+//! - `error`: [`FsError`], named by cause, and its single errno mapping.
+//! - `store`: the store directory (`lock`, `meta/`, `data/`) and its flock.
 //! - `fuse`: the adapter, the only file that names fuser types: decode a
-//!   request, call `Fs`, encode the reply.
-//! - `mountpoint`: clearing a dead FUSE mount and unmounting.
+//!   request, call `Fs` once, encode the reply.
+//! - `mountpoint`: mount-table queries, dead-mount detection, unmounting.
+//!
+//! Invariants:
+//! - Every mutation of metadata is one `Txn` committed as one atomic batch:
+//!   dentry, inode(s), parent attributes, counters and orphan marker change
+//!   together or not at all; a batch applies only if every key the operation
+//!   read is unchanged, so concurrent operations serialize without locks.
+//! - nlink is exact: a file's equals its dentries; a directory's is 2 plus
+//!   its subdirectories; 0 only for an inode awaiting reclaim in `R/<ino>`.
+//! - Directory inodes record their parent; a directory rename walks the new
+//!   parent's ancestors inside the transaction, so cycles cannot form.
+//! - Inode numbers are never reused (reserved from `C/next_ino` in batches).
+//! - File data reaches the data store before the metadata that exposes it;
+//!   the inode's size is the truth, and bytes past the data object read as zeros.
+//! - An inode is reclaimed only with no names and no open handles; the
+//!   orphan marker makes reclaim crash-safe and the mount-time sweep finishes it.
+//! - readdir offsets name entries, not positions: resuming continues after
+//!   the last name returned, so concurrent changes never repeat or skip an
+//!   entry that exists for the whole listing.
+//! - In-memory state (inode reservation, counter shards, open counts,
+//!   directory cursors) is a cache of the tree or of live handles, rebuilt
+//!   at mount.
 
 pub mod data;
 mod error;

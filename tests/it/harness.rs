@@ -216,3 +216,36 @@ pub fn seed(test: &str) -> u64 {
     println!("{test}: seed {seed} (replay with HOLT_IT_SEED={seed})");
     seed
 }
+
+/// A namespace fsck through the mount: every directory's nlink is 2 plus
+/// its subdirectories, every inode's nlink equals the names it has in the
+/// tree, and readdir's types agree with lstat. Returns the entries checked.
+pub fn check_consistent(root: &Path) -> usize {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    let mut names_per_ino: HashMap<u64, (u64, String)> = HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        let mut subdirs = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display())) {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            assert_eq!(entry.file_type().unwrap(), meta.file_type(), "readdir type of {}", entry.path().display());
+            if meta.is_dir() {
+                subdirs += 1;
+                stack.push(entry.path());
+            } else {
+                let e = names_per_ino.entry(meta.ino()).or_insert((meta.nlink(), entry.path().display().to_string()));
+                e.0 = e.0.checked_sub(1).unwrap_or_else(|| panic!("{} has more names than nlink", e.1));
+            }
+            checked += 1;
+        }
+        let nlink = std::fs::metadata(&dir).unwrap().nlink();
+        assert_eq!(nlink, 2 + subdirs, "nlink of directory {}", dir.display());
+    }
+    for (ino, (left, name)) in names_per_ino {
+        assert_eq!(left, 0, "inode {ino} ({name}) has {left} more links than names");
+    }
+    checked
+}

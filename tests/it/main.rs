@@ -7,4 +7,5 @@ mod bigdir;
 mod harness;
 mod persist;
 mod posix;
+mod stress;
 mod tools;

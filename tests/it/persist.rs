@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{cstr, errno, seed, Mount, Rng};
 
 /// Rounds of the kill -9 test.
-const KILL_ROUNDS: usize = 4;
+const KILL_ROUNDS: usize = 6;
 
 #[test]
 fn sigterm_unmounts_and_exits_cleanly() {
@@ -176,9 +176,14 @@ fn workload_step(m: &Mount, e: &mut Expect, rng: &mut Rng, step: usize) -> (Vec<
         0 | 1 => {
             let path = format!("{dir}/f{step}");
             let data = format!("{step}:{}", rng.next()).repeat(1 + rng.below(300) as usize).into_bytes();
+            // Acknowledged writes survive kill -9 with or without fsync.
+            let fsync = rng.below(2) == 0;
             let r = fs::File::create(m.path(&path)).and_then(|mut f| {
                 f.write_all(&data)?;
-                f.sync_all()
+                if fsync {
+                    f.sync_all()?;
+                }
+                Ok(())
             });
             if r.is_ok() {
                 e.groups.insert(step, data);
@@ -280,6 +285,6 @@ fn kill9_and_remount_keeps_every_acknowledged_operation() {
         m.kill9();
         m.spawn(&[]);
         verify(&m, &e, round);
+        crate::harness::check_consistent(&m.mountpoint);
     }
-    crate::harness::run(&m.mountpoint, "find", &["."]);
 }

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use crate::harness::{run, Mount};
 
 /// A real directory tree to copy: the system's documentation, or the Rust
-/// toolchain's libraries where that is missing.
+/// toolchain's `lib/rustlib` (always installed with rustc) where that is missing.
 fn real_tree() -> PathBuf {
     let doc = PathBuf::from("/usr/share/doc");
     if fs::read_dir(&doc).map(|d| d.count() > 10).unwrap_or(false) {
         return doc;
     }
     let sysroot = run(Path::new("/"), "rustc", &["--print", "sysroot"]);
-    PathBuf::from(sysroot.trim()).join("lib/rustlib/src")
+    PathBuf::from(sysroot.trim()).join("lib/rustlib")
 }
 
 /// Kind, mode, link target and mtime of everything under `dir`, sorted.

@@ -41,6 +41,12 @@ pub struct MountArgs {
     /// Seconds the kernel may cache "no such file" (0 disables).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     negative_ttl: f64,
+    /// Opt-in speed mode: let the kernel cache writes and send them later.
+    /// A write is then acknowledged before it reaches the daemon, so killing
+    /// the daemon can lose writes that were not fsync'd, and the kernel's
+    /// cached ctime/mtime can lag (3 pjdfstest time cases fail in this mode).
+    #[arg(long)]
+    writeback_cache: bool,
     /// Threads serving FUSE requests.
     #[arg(long, value_name = "N", default_value_t = 4)]
     threads: usize,
@@ -135,6 +141,7 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         threads: args.threads.max(1),
         allow_other: opts.allow_other,
         read_only: opts.read_only,
+        writeback_cache: args.writeback_cache,
         fsname: match &args.store {
             Some(dir) => format!("holt-fs:{}", dir.display()),
             None => "holt-fs:memory".into(),

@@ -44,6 +44,10 @@ pub struct FuseOptions {
     pub read_only: bool,
     /// Source name shown in mount tables.
     pub fsname: String,
+    /// Opt-in speed mode: the kernel buffers writes in its page cache and
+    /// sends them later, so a write(2) is acknowledged before the daemon
+    /// has it (kill -9 of the daemon can lose writes not yet fsync'd).
+    pub writeback_cache: bool,
 }
 
 impl Default for FuseOptions {
@@ -56,6 +60,7 @@ impl Default for FuseOptions {
             allow_other: false,
             read_only: false,
             fsname: "holt-fs".into(),
+            writeback_cache: false,
         }
     }
 }
@@ -225,7 +230,12 @@ impl Adapter {
 
 /// Ask for each capability on its own, so one the kernel lacks does not
 /// take the others down with it.
-fn request_capabilities(config: &mut KernelConfig) {
+fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
+    if opts.writeback_cache {
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE) {
+            log::warn!("kernel lacks {missing:?}; writes stay write-through");
+        }
+    }
     let wanted = [
         InitFlags::FUSE_DO_READDIRPLUS,
         InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -248,7 +258,7 @@ fn request_capabilities(config: &mut KernelConfig) {
 
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        request_capabilities(config);
+        request_capabilities(config, &self.opts);
         Ok(())
     }
 

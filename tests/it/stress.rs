@@ -60,3 +60,20 @@ fn sync_mode_mount_serves_and_persists() {
     m.spawn(&["--sync"]);
     assert_eq!(fs::read(m.path("d/f")).unwrap(), b"durable");
 }
+
+#[test]
+fn writeback_cache_mode_keeps_contents_exact() {
+    let mut m = Mount::persistent(&["--writeback-cache"]);
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(m.path("big"), &data).unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(m.path("big")).unwrap();
+    f.write_all(b"tail").unwrap();
+    drop(f);
+    crate::harness::run(&m.mountpoint, "sqlite3", &["db", "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);"]);
+    m.unmount();
+    m.spawn(&[]);
+    let got = fs::read(m.path("big")).unwrap();
+    assert_eq!((got.len(), &got[..data.len()], &got[data.len()..]), (data.len() + 4, &data[..], &b"tail"[..]));
+    let out = crate::harness::run(&m.mountpoint, "sqlite3", &["db", "PRAGMA integrity_check; SELECT sum(x) FROM t;"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["ok", "3"]);
+}

@@ -83,6 +83,11 @@ impl Engine {
     pub(crate) fn checkpoint_now(&self) -> Result<()> {
         let Some(d) = &self.durable else { return Ok(()) };
         let _serial = d.checkpoint_serial.lock();
+        self.checkpoint_locked(d)
+    }
+
+    /// `checkpoint_now` for a caller holding `checkpoint_serial`.
+    pub(crate) fn checkpoint_locked(&self, d: &Durable) -> Result<()> {
         self.check_poison()?;
         let mut cap = self.capture(d);
         let result = self.publish(d, &mut cap);
@@ -98,6 +103,7 @@ impl Engine {
             return Err(e);
         }
         self.checkpoints.add(1);
+        self.pool.shrink_to_budget();
         d.journal.trim(cap.lsn)
     }
 }

@@ -12,11 +12,12 @@ use parking_lot::Mutex;
 use super::sink::Sink;
 use crate::error::{Error, Result};
 use crate::ids::{FrameId, Lsn};
-use crate::journal::{Journal, JournalConfig, Replay};
+use super::Config;
+use crate::journal::{Journal, JournalConfig, Replay, SEGMENT_BYTES_MAX_DEFAULT};
 use crate::op::LogOp;
 use crate::store::frame_store::FrameStore;
 use crate::store::lock::StoreLock;
-use crate::store::manifest::ManifestMeta;
+use crate::store::manifest::{ManifestMeta, MANIFEST_NAME};
 use crate::store::pool::{FrameSource, Pool};
 use crate::store::vfs::Vfs;
 use crate::tree::ROOT_FRAME;
@@ -59,27 +60,27 @@ pub(crate) fn encode_user(keys: u64) -> Vec<u8> {
 
 fn decode_user(meta: &ManifestMeta, dir: &Path) -> Result<u64> {
     let bytes: [u8; 8] = meta.user.as_slice().try_into().map_err(|_| {
-        Error::corrupted(dir.join("manifest"), 0, format!("checkpoint metadata of {} bytes", meta.user.len()))
+        Error::corrupted(dir.join(MANIFEST_NAME), 0, format!("checkpoint metadata of {} bytes", meta.user.len()))
     })?;
     Ok(u64::from_le_bytes(bytes))
 }
 
-pub(crate) fn open(
-    vfs: Arc<dyn Vfs>,
-    dir: &Path,
-    lock: StoreLock,
-    pool_frames: usize,
-    sync_on_commit: bool,
-) -> Result<Opened> {
+/// WAL segment size for a WAL size target: only whole sealed segments can
+/// be trimmed, so a segment must be well below the target.
+fn segment_bytes_for(wal_bytes_target: u64) -> u64 {
+    (wal_bytes_target / 4).clamp(1 << 20, SEGMENT_BYTES_MAX_DEFAULT)
+}
+
+pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, lock: StoreLock, cfg: &Config) -> Result<Opened> {
     let (store, meta) = FrameStore::open(vfs.clone(), dir)?;
     let store = Arc::new(store);
-    let pool = Pool::new(pool_frames, Some(Arc::new(StoreSource(store.clone()))));
+    let pool = Pool::new(cfg.pool_frames_max, Some(Arc::new(StoreSource(store.clone()))));
     let (after, keys, fresh) = match &meta {
         None => (Lsn(0), 0, true),
         Some(m) => {
             if m.root != ROOT_FRAME || !store.contains(ROOT_FRAME) {
                 let what = format!("checkpoint names root frame {} which is not stored", m.root.0);
-                return Err(Error::corrupted(dir.join("manifest"), 0, what));
+                return Err(Error::corrupted(dir.join(MANIFEST_NAME), 0, what));
             }
             for id in store.frame_ids() {
                 pool.register_stored(id);
@@ -88,8 +89,11 @@ pub(crate) fn open(
             (m.checkpoint_lsn, decode_user(m, dir)?, false)
         }
     };
-    let cfg = JournalConfig { sync_on_commit, ..JournalConfig::default() };
-    let (journal, replay) = Journal::open(vfs, &dir.join(WAL_DIR), after, cfg)?;
+    let jcfg = JournalConfig {
+        sync_on_commit: cfg.wal_sync_on_commit,
+        segment_bytes_max: segment_bytes_for(cfg.wal_bytes_target),
+    };
+    let (journal, replay) = Journal::open(vfs, &dir.join(WAL_DIR), after, jcfg)?;
     let durable = Durable { store, journal: Arc::new(journal), checkpoint_serial: Mutex::new(()), _lock: lock };
     Ok(Opened { pool, durable, replay, keys, fresh })
 }

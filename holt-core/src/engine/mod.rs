@@ -103,7 +103,7 @@ impl Engine {
 
     /// Open a persistent engine on any file system (tests pass a simulated one).
     pub(crate) fn open_durable(cfg: Config, vfs: Arc<dyn Vfs>, lock: StoreLock) -> Result<Arc<Self>> {
-        let opened = durable::open(vfs, &cfg.dir, lock, cfg.pool_frames_max, cfg.wal_sync_on_commit)?;
+        let opened = durable::open(vfs, &cfg.dir, lock, &cfg)?;
         if opened.fresh {
             format_root(&opened.pool);
         }
@@ -116,6 +116,8 @@ impl Engine {
             owned.release_dirty();
             engine.count_keys(delta);
         }
+        // The root frame is on every path: never evict it.
+        engine.pool.cell(ROOT_FRAME).expect("root frame has a cell").pin();
         let engine = Arc::new(engine);
         if let Some(every) = engine.cfg.checkpoint_interval {
             Background::start(&engine, every);
@@ -172,16 +174,32 @@ impl Engine {
             self.count_keys(delta);
             drop(gate);
             self.sink.commit(lsn)?;
-            self.nudge_if_due();
+            self.nudge_if_due()?;
             return Ok(Applied::Done { prev: resolved.prev });
         }
     }
 
-    fn nudge_if_due(&self) {
-        let Some(d) = &self.durable else { return };
+    /// Wake the checkpointer when a mark is passed; past twice the WAL
+    /// target or twice the cache budget, make this writer wait for (or run)
+    /// a checkpoint, so neither the log nor the cache outgrows its bound
+    /// however slow checkpoints are.
+    fn nudge_if_due(&self) -> Result<()> {
+        let Some(d) = &self.durable else { return Ok(()) };
         if self.pool.over_budget() || d.journal.bytes() >= self.cfg.wal_bytes_target {
             self.background.nudge();
         }
+        let overdue = || {
+            d.journal.bytes() >= self.cfg.wal_bytes_target.saturating_mul(2)
+                || self.pool.resident_count() >= self.cfg.pool_frames_max.saturating_mul(2)
+        };
+        if !overdue() {
+            return Ok(());
+        }
+        let _serial = d.checkpoint_serial.lock();
+        if overdue() {
+            self.checkpoint_locked(d)?;
+        }
+        Ok(())
     }
 
     /// Whether the background checkpointer should run now.
@@ -303,11 +321,24 @@ impl Engine {
         if self.durable.is_none() || self.check_poison().is_err() {
             return;
         }
-        if let Err(e) = self.checkpoint_now() {
-            log::error!("checkpoint at close failed (the WAL keeps every write): {e}");
-            if let Err(e) = self.sink.sync() {
-                log::error!("WAL sync at close failed: {e}");
+        match self.checkpoint_now() {
+            Ok(()) => self.retire_wal_history(),
+            Err(e) => {
+                log::error!("checkpoint at close failed (the WAL keeps every write): {e}");
+                if let Err(e) = self.sink.sync() {
+                    log::error!("WAL sync at close failed: {e}");
+                }
             }
+        }
+    }
+
+    /// After the closing checkpoint every record is covered: seal the active
+    /// segment and trim it, so the next open reads no history.
+    fn retire_wal_history(&self) {
+        let Some(d) = &self.durable else { return };
+        let sealed = d.journal.seal_active().and_then(|()| d.journal.trim(d.journal.last_lsn()));
+        if let Err(e) = sealed {
+            log::warn!("could not retire the WAL after the closing checkpoint: {e}");
         }
     }
 }

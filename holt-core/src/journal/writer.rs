@@ -166,6 +166,28 @@ impl Journal {
         Ok(())
     }
 
+    /// Seal the active segment now, so a `trim` past its last record can
+    /// remove it, and continue in an empty one. A clean close does this
+    /// after its final checkpoint, so the next open reads no history.
+    pub(crate) fn seal_active(&self) -> Result<()> {
+        self.check_poison()?;
+        let _sync = self.sync_lock.lock();
+        let mut io = self.io.lock();
+        let sealed = self.write_staged(&mut io).and_then(|()| {
+            // A segment holding no record (header, maybe a close marker) has
+            // nothing to seal, and its successor would reuse its name.
+            let first = Lsn(self.written_lsn.load(Ordering::Acquire) + 1);
+            if first <= io.active.first_lsn {
+                return Ok(());
+            }
+            self.rotate(&mut io, first)
+        });
+        if let Err(e) = &sealed {
+            self.poison(e);
+        }
+        sealed
+    }
+
     /// Seal the active segment and start one whose first record is `first`.
     /// The sealed segment is made durable — data, then its name — before the
     /// new file exists, so a crash can tear only the last segment, and never
@@ -508,6 +530,32 @@ mod tests {
         }
         assert_eq!(j.written_lsn.load(Ordering::Acquire), appends as u64, "no commit was needed");
         assert!(j.staging.lock().buf.is_empty());
+    }
+
+    #[test]
+    fn sealing_lets_trim_retire_all_history_and_keeps_one_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
+        {
+            let (j, _) = open(vfs.clone(), dir.path(), cfg(1 << 20, false));
+            for i in 0..10 {
+                let lsn = j.append(&put(1, i)).unwrap();
+                j.commit(lsn, true).unwrap();
+            }
+            for _ in 0..2 {
+                j.seal_active().unwrap();
+                j.trim(j.last_lsn()).unwrap();
+                assert_eq!(segment_count(dir.path()), 1, "history gone, one segment left");
+            }
+        }
+        let (j, replay) = Journal::open(vfs.clone(), dir.path(), Lsn(10), cfg(1 << 20, false)).unwrap();
+        assert!(replay.is_empty());
+        assert_eq!(j.append(&put(1, 10)).unwrap(), Lsn(11));
+        j.seal_active().unwrap();
+        j.trim(j.last_lsn()).unwrap();
+        drop(j);
+        let (j, _) = Journal::open(vfs, dir.path(), Lsn(11), cfg(1 << 20, false)).unwrap();
+        assert_eq!(j.last_lsn(), Lsn(11));
     }
 
     #[test]

@@ -24,8 +24,11 @@ use crate::ids::FrameId;
 use crate::latch::HybridLatch;
 use crate::layout::{verify_image, FrameBuf};
 
-/// Fewest evictable frames for which eviction is tried at all.
-const EVICTABLE_MIN: usize = 16;
+/// Loads of one frame `resident` tries while evictions race it.
+const LOAD_TRIES_MAX: usize = 64;
+
+/// Fewest evictable frames for which eviction on a load is tried at all.
+const EVICTABLE_MIN: usize = 4;
 
 /// Where evicted frames are read back from.
 pub(crate) trait FrameSource: Send + Sync {
@@ -206,9 +209,14 @@ impl Pool {
             self.counters.hits.add(1);
             return Ok((cell, b));
         }
-        self.load(id, cell)?;
-        let b = cell.buf().ok_or_else(|| dangling(id))?;
-        Ok((cell, b))
+        // A concurrent eviction may take the frame again before we look.
+        for _ in 0..LOAD_TRIES_MAX {
+            self.load(id, cell)?;
+            if let Some(b) = cell.buf() {
+                return Ok((cell, b));
+            }
+        }
+        Err(Error::corrupted("frames", id.0, format!("frame {} kept being evicted while loading", id.0)))
     }
 
     fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
@@ -232,14 +240,14 @@ impl Pool {
     /// an evicted frame. Over capacity with nothing evictable, it allocates
     /// anyway (dirty frames must stay until a checkpoint writes them).
     fn alloc_buf(&self) -> *mut FrameBuf {
-        self.resident.fetch_add(1, Ordering::AcqRel);
-        if let Some(b) = self.free_bufs.lock().pop() {
-            return b;
-        }
-        if self.resident.load(Ordering::Acquire) > self.capacity && self.source.is_some() {
+        let resident = self.resident.fetch_add(1, Ordering::AcqRel) + 1;
+        if resident > self.capacity && self.source.is_some() {
             if let Some(b) = self.evict_one() {
                 return b;
             }
+        }
+        if let Some(b) = self.free_bufs.lock().pop() {
+            return b;
         }
         let b = Box::into_raw(Box::new(FrameBuf::zeroed()));
         self.all.lock().push(b);
@@ -286,6 +294,20 @@ impl Pool {
         self.resident.fetch_sub(1, Ordering::AcqRel);
         self.counters.evictions.add(1);
         Some(buf)
+    }
+
+    /// Evict clean frames until the cache is back within its budget (after
+    /// a checkpoint has cleaned frames). Stops early when nothing is evictable.
+    pub(crate) fn shrink_to_budget(&self) {
+        if self.source.is_none() {
+            return;
+        }
+        while self.over_budget() {
+            match self.evict_one() {
+                Some(buf) => self.free_bufs.lock().push(buf),
+                None => return,
+            }
+        }
     }
 
     /// Frames cached in memory.

@@ -11,6 +11,8 @@ use crate::Record;
 
 /// Most frames one descent may cross before the chain is declared a cycle.
 const FRAME_HOPS_MAX: usize = 4096;
+/// Loads of one frame `enter` tries before restarting the whole walk.
+const LOADS_PER_ENTER_MAX: usize = 4;
 
 /// A frame as seen by one walk: read optimistically at `version`, or owned.
 #[derive(Clone, Copy)]
@@ -42,23 +44,24 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
         // Only an error if the link that led here validates (see `follow`).
         return Err(corrupt_frame(id, "link to a frame that does not exist"));
     };
-    let Some(version) = cell.latch.optimistic() else {
-        cell.latch.wait_unlocked();
-        return Ok(Step::Restart);
-    };
-    // The buffer pointer is read after the version, so an eviction in
-    // between is caught by validation.
-    match cell.buf() {
-        Some(buf) => {
+    // A frame just read from the store is used at once rather than after a
+    // restart, so a descent through a small cache makes progress even when
+    // each load evicts another frame.
+    for _ in 0..LOADS_PER_ENTER_MAX {
+        let Some(version) = cell.latch.optimistic() else {
+            cell.latch.wait_unlocked();
+            return Ok(Step::Restart);
+        };
+        // The buffer pointer is read after the version, so an eviction in
+        // between is caught by validation.
+        if let Some(buf) = cell.buf() {
             pool.counters.hits.add(1);
             cell.touch();
-            Ok(Step::Done(FrameView { id, cell, buf, version: Some(version) }))
+            return Ok(Step::Done(FrameView { id, cell, buf, version: Some(version) }));
         }
-        None => {
-            pool.resident(id)?;
-            Ok(Step::Restart)
-        }
+        pool.resident(id)?;
     }
+    Ok(Step::Restart)
 }
 
 /// Cross the link read from `from` into frame `to`. Errors count only if

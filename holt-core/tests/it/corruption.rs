@@ -143,7 +143,9 @@ fn wal_tail_zero_filled_is_cut_and_keeps_acknowledged_data() {
     let len = std::fs::metadata(&seg).unwrap().len();
     modify(&seg, |b| b.resize(b.len() + 1 + rng.below(64 << 10) as usize, 0));
     opens_with(&store, &model, seed);
-    assert!(std::fs::metadata(&seg).unwrap().len() < len + 1024, "the zero tail was cut");
+    // The clean close after the reopen retires the segment altogether.
+    let cut = std::fs::metadata(&seg).map_or(true, |m| m.len() < len + 1024);
+    assert!(cut, "the zero tail was cut");
 }
 
 #[test]

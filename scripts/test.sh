@@ -23,6 +23,9 @@ fi
 
 cargo test --workspace --release -- --test-threads=2
 
+# Frame I/O through io_uring: the same store tests on the other Vfs.
+cargo test -p holt-core --release --features io-uring --lib store -- --test-threads=2
+
 # POSIX conformance of a real mount (crates.io pjdfstest), on disk and in memory.
 scripts/pjdfstest.sh
 scripts/pjdfstest.sh --memory

@@ -108,7 +108,7 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
                     return Ok(finish(&views, out));
                 }
             }
-            2..=5 => expand(b, off, task, q.lower, &mut kids, &mut stack),
+            2..=5 => expand(b, off, task, q, &mut kids, &mut stack),
             _ if view.valid() => return Err(corrupt_frame(view.id, "unknown node kind")),
             _ => return Ok(Step::Restart),
         }
@@ -132,13 +132,22 @@ fn prefetch_ahead(views: &[FrameView<'_>], stack: &[Task]) {
 }
 
 /// Push the children of the inner node at `off` that may hold keys
-/// `>= lower`, so that they pop in key order (end leaf first).
-fn expand(b: &FrameBuf, off: usize, task: Task, lower: &[u8], kids: &mut Vec<(u8, u32)>, stack: &mut Vec<Task>) {
+/// `>= lower` starting with `prefix`, so that they pop in key order (end
+/// leaf first). While the node sits above the end of `prefix`, only the
+/// child on the prefix's path can match, so nothing else is pushed: listing
+/// a small directory costs one path plus its entries.
+fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, kids: &mut Vec<(u8, u32)>, stack: &mut Vec<Task>) {
     let n = InnerAt(off);
     let plen = n.prefix_len(b);
+    let d = task.depth + plen;
+    let want = q.prefix.get(task.depth..).unwrap_or(&[]);
+    let overlap = plen.min(want.len());
+    if b.cmp_bytes(n.prefix_off(), overlap, &want[..overlap]) != Ordering::Equal {
+        return;
+    }
     let mut bounded = task.bounded;
     if bounded {
-        let lower_rest = lower.get(task.depth..).unwrap_or(&[]);
+        let lower_rest = q.lower.get(task.depth..).unwrap_or(&[]);
         let cut = plen.min(lower_rest.len());
         match b.cmp_bytes(n.prefix_off(), cut, &lower_rest[..cut]) {
             Ordering::Less => return,
@@ -147,15 +156,22 @@ fn expand(b: &FrameBuf, off: usize, task: Task, lower: &[u8], kids: &mut Vec<(u8
             Ordering::Equal => {}
         }
     }
-    let d = task.depth + plen;
-    let tight = bounded.then(|| lower[d]);
+    let tight = bounded.then(|| q.lower[d]);
     kids.clear();
-    n.children_from(b, tight.map_or(0, u16::from), kids);
+    match q.prefix.get(d) {
+        Some(&only) => {
+            let child = n.find_child(b, only);
+            if child != NIL && tight.is_none_or(|t| only >= t) {
+                kids.push((only, child));
+            }
+        }
+        None => n.children_from(b, tight.map_or(0, u16::from), kids),
+    }
     for &(byte, child) in kids.iter().rev() {
         stack.push(Task { f: task.f, slot: Slot(child), depth: d + 1, bounded: tight == Some(byte) });
     }
     let end = n.end(b);
-    if !bounded && end != NIL {
+    if !bounded && end != NIL && d >= q.prefix.len() {
         stack.push(Task { f: task.f, slot: Slot(end), depth: d, bounded: false });
     }
     for t in stack.iter().rev().take(PREFETCH_CHILDREN).filter(|t| t.f == task.f) {

@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::op::{Guard, LogOp, Op};
 use crate::store::pool::Pool;
-use crate::tree::descend::{lookup, retry, try_locate};
+use super::write::Hint;
+use crate::layout::node::LeafAt;
+use crate::tree::descend::{lookup, retry, try_locate, walk_frame, Walk};
 use crate::tree::scan::{scan, Scan};
 use crate::tree::Owned;
 
@@ -27,10 +29,11 @@ fn note(fp: &mut Footprint, id: FrameId, version: Option<u64>) -> bool {
     *fp.entry(id).or_insert(v) == v
 }
 
-fn key_footprint(pool: &Pool, key: &[u8], fp: &mut Footprint) -> Result<bool> {
+fn key_footprint(pool: &Pool, key: &[u8], fp: &mut Footprint) -> Result<Option<Hint>> {
     let owned = Owned::default();
     let land = retry(pool, || try_locate(pool, &owned, key))?;
-    Ok(note(fp, land.view.id, land.view.version))
+    let hint = Hint { frame: land.view.id, entry: land.entry };
+    Ok(note(fp, land.view.id, land.view.version).then_some(hint))
 }
 
 /// Frames an empty-prefix answer depends on: the prefix's landing frame and
@@ -43,26 +46,29 @@ fn prefix_footprint(pool: &Pool, prefix: &[u8], fp: &mut Footprint) -> Result<bo
     Ok(r.frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
 }
 
-/// Step 1. `Ok(None)`: frames changed while observed; try again.
-pub(crate) fn footprint(pool: &Pool, guards: &[Guard], ops: &[Op]) -> Result<Option<Footprint>> {
+/// Step 1: the frames to latch, and where the first op's first key lands.
+/// `Ok(None)`: frames changed while observed; try again.
+pub(crate) fn footprint(pool: &Pool, guards: &[Guard], ops: &[Op]) -> Result<Option<(Footprint, Option<Hint>)>> {
     let mut fp = Footprint::new();
     for g in guards {
         let ok = match g {
             Guard::PrefixEmpty(p) => prefix_footprint(pool, p, &mut fp)?,
-            _ => key_footprint(pool, g.key(), &mut fp)?,
+            _ => key_footprint(pool, g.key(), &mut fp)?.is_some(),
         };
         if !ok {
             return Ok(None);
         }
     }
-    for op in ops {
-        for key in op.keys() {
-            if !key_footprint(pool, key, &mut fp)? {
-                return Ok(None);
+    let mut first = None;
+    for (i, op) in ops.iter().enumerate() {
+        for (j, key) in op.keys().enumerate() {
+            let Some(hint) = key_footprint(pool, key, &mut fp)? else { return Ok(None) };
+            if i == 0 && j == 0 {
+                first = Some(hint);
             }
         }
     }
-    Ok(Some(fp))
+    Ok(Some((fp, first)))
 }
 
 /// Step 2. On failure everything taken is released and the frame that
@@ -84,6 +90,9 @@ pub(crate) fn latch<'p>(pool: &'p Pool, fp: &Footprint, owned: &mut Owned<'p>) -
 pub(crate) struct Resolved {
     pub log: Vec<LogOp>,
     pub prev: Vec<Option<Vec<u8>>>,
+    /// The first log op comes from the first op (so the first key's landing
+    /// hint applies to it).
+    pub first_logged: bool,
 }
 
 pub(crate) enum Resolution {
@@ -96,14 +105,24 @@ struct View<'a, 'p> {
     pool: &'p Pool,
     owned: &'a Owned<'p>,
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The first op's first key and where it lands (a latched frame).
+    first: Option<(&'a [u8], Hint)>,
 }
 
 impl View<'_, '_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.overlay.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(lookup(self.pool, self.owned, key)?.map(|r| r.value)),
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
         }
+        if let Some((k, h)) = self.first.filter(|(k, _)| *k == key) {
+            let buf = self.owned.get(h.frame).and_then(|c| c.buf()).expect("hinted frame is latched");
+            match walk_frame(buf, h.entry.0, h.entry.1, k) {
+                Walk::Leaf(off) => return Ok(Some(LeafAt(off).value(buf))),
+                Walk::Miss => return Ok(None),
+                Walk::Link(..) | Walk::Torn => {}
+            }
+        }
+        Ok(lookup(self.pool, self.owned, key)?.map(|r| r.value))
     }
 }
 
@@ -123,15 +142,20 @@ pub(crate) fn resolve(
     guards: &[Guard],
     ops: Vec<Op>,
     want_prev: bool,
+    hint: Option<Hint>,
 ) -> Result<Resolution> {
     for g in guards {
         if !guard_holds(pool, owned, g)? {
             return Ok(Resolution::GuardFailed);
         }
     }
-    let mut view = View { pool, owned, overlay: HashMap::new() };
-    let mut out = Resolved { log: Vec::with_capacity(ops.len()), prev: Vec::with_capacity(ops.len()) };
-    for op in ops {
+    let first_key = ops.first().and_then(|op| op.keys().next()).map(<[u8]>::to_vec);
+    let mut view = View { pool, owned, overlay: HashMap::new(), first: first_key.as_deref().zip(hint) };
+    let mut out = Resolved { log: Vec::with_capacity(ops.len()), prev: Vec::with_capacity(ops.len()), first_logged: false };
+    for (i, op) in ops.into_iter().enumerate() {
+        if i == 1 {
+            out.first_logged = !out.log.is_empty();
+        }
         match op {
             Op::Put { key, value } => {
                 out.prev.push(if want_prev { view.get(&key)? } else { None });
@@ -160,6 +184,9 @@ pub(crate) fn resolve(
                 out.log.push(LogOp::Rename { src, dst, value });
             }
         }
+    }
+    if out.prev.len() == 1 {
+        out.first_logged = !out.log.is_empty();
     }
     Ok(Resolution::Ready(out))
 }

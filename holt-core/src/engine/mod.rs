@@ -112,7 +112,7 @@ impl Engine {
         engine.keys_added.add(opened.keys);
         for (lsn, ops) in &opened.replay {
             let mut owned = Owned::default();
-            let delta = write::apply_ops(&engine.pool, &mut owned, ops, *lsn)?;
+            let delta = write::apply_ops(&engine.pool, &mut owned, ops, *lsn, None)?;
             owned.release_dirty();
             engine.count_keys(delta);
         }
@@ -137,7 +137,7 @@ impl Engine {
         self.check_poison()?;
         let pool = &self.pool;
         loop {
-            let Some(fp) = footprint(pool, guards, &ops)? else {
+            let Some((fp, hint)) = footprint(pool, guards, &ops)? else {
                 pool.counters.restarts.add(1);
                 continue;
             };
@@ -147,7 +147,7 @@ impl Engine {
                 pool.counters.restarts.add(1);
                 continue;
             }
-            let resolved = match resolve(pool, &owned, guards, ops, want_prev) {
+            let resolved = match resolve(pool, &owned, guards, ops, want_prev, hint) {
                 Ok(Resolution::Ready(r)) => r,
                 Ok(Resolution::GuardFailed) => {
                     owned.release_clean();
@@ -169,7 +169,8 @@ impl Engine {
                     return Err(e);
                 }
             };
-            let delta = write::apply_ops(pool, &mut owned, &resolved.log, lsn)?;
+            let hint = hint.filter(|_| resolved.first_logged);
+            let delta = write::apply_ops(pool, &mut owned, &resolved.log, lsn, hint)?;
             owned.release_dirty();
             self.count_keys(delta);
             drop(gate);

@@ -152,20 +152,27 @@ pub(crate) fn resolve(
     let first_key = ops.first().and_then(|op| op.keys().next()).map(<[u8]>::to_vec);
     let mut view = View { pool, owned, overlay: HashMap::new(), first: first_key.as_deref().zip(hint) };
     let mut out = Resolved { log: Vec::with_capacity(ops.len()), prev: Vec::with_capacity(ops.len()), first_logged: false };
+    let n = ops.len();
     for (i, op) in ops.into_iter().enumerate() {
+        // The last op has no later reader: spare it the overlay copies.
+        let last = i + 1 == n;
         if i == 1 {
             out.first_logged = !out.log.is_empty();
         }
         match op {
             Op::Put { key, value } => {
                 out.prev.push(if want_prev { view.get(&key)? } else { None });
-                view.overlay.insert(key.clone(), Some(value.clone()));
+                if !last {
+                    view.overlay.insert(key.clone(), Some(value.clone()));
+                }
                 out.log.push(LogOp::Put { key, value });
             }
             Op::Delete { key } => {
                 let prev = view.get(&key)?;
                 if prev.is_some() {
-                    view.overlay.insert(key.clone(), None);
+                    if !last {
+                        view.overlay.insert(key.clone(), None);
+                    }
                     out.log.push(LogOp::Delete { key });
                 }
                 out.prev.push(prev);
@@ -179,8 +186,10 @@ pub(crate) fn resolve(
                 if !force && view.get(&dst)?.is_some() {
                     return Err(Error::DstExists);
                 }
-                view.overlay.insert(src.clone(), None);
-                view.overlay.insert(dst.clone(), Some(value.clone()));
+                if !last {
+                    view.overlay.insert(src.clone(), None);
+                    view.overlay.insert(dst.clone(), Some(value.clone()));
+                }
                 out.log.push(LogOp::Rename { src, dst, value });
             }
         }

@@ -110,9 +110,6 @@ pub(crate) fn apply_ops<'p>(
         };
         hint = None;
     }
-    for id in owned.ids().collect::<Vec<_>>() {
-        let cell = owned.get(id).expect("owned");
-        cell.buf().expect("owned frame is resident").set_lsn(lsn);
-    }
+    owned.stamp_lsn(lsn);
     Ok(delta)
 }

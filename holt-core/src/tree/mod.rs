@@ -20,7 +20,7 @@ pub(crate) mod remove;
 pub(crate) mod scan;
 pub(crate) mod spill;
 
-use crate::ids::FrameId;
+use crate::ids::{FrameId, Lsn};
 use crate::layout::Slot;
 use crate::store::pool::FrameCell;
 
@@ -51,8 +51,11 @@ impl<'p> Owned<'p> {
         self.frames.push((id, cell));
     }
 
-    pub(crate) fn ids(&self) -> impl Iterator<Item = FrameId> + '_ {
-        self.frames.iter().map(|(f, _)| *f)
+    /// Record on every owned frame that it holds the batch at `lsn`.
+    pub(crate) fn stamp_lsn(&self, lsn: Lsn) {
+        for (_, cell) in &self.frames {
+            cell.buf().expect("an owned frame is resident").set_lsn(lsn);
+        }
     }
 
     /// Mark every owned frame dirty and release it.

@@ -94,13 +94,17 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
                 stack.push(Task { f: views.len() - 1, slot: s, ..task });
             }
             KIND_LEAF => {
+                // A leaf's key extends the path that led to it, so the path
+                // already proves `>= lower` (unbounded subtree) and the
+                // prefix (path at least as long); only the rest is compared.
                 let leaf = LeafAt(off);
                 let klen = leaf.key_len(b);
-                if b.cmp_bytes(leaf.key_off(), klen, q.lower) == Ordering::Less {
+                if task.bounded && b.cmp_bytes(leaf.key_off(), klen, q.lower) == Ordering::Less {
                     continue;
                 }
                 let plen = q.prefix.len();
-                if klen < plen || b.cmp_bytes(leaf.key_off(), plen, q.prefix) != Ordering::Equal {
+                let unproven = task.depth < plen;
+                if unproven && (klen < plen || b.cmp_bytes(leaf.key_off(), plen, q.prefix) != Ordering::Equal) {
                     return Ok(finish(&views, out));
                 }
                 out.push((leaf.key(b), leaf.value(b)));

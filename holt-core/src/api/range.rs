@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::tree::Handle;
+use crate::engine::{Scan, ScanScratch};
 use crate::error::Result;
 
 /// Keys fetched from the engine per refill.
@@ -86,8 +87,9 @@ impl IntoIterator for RangeBuilder {
             delimiter: self.delimiter,
             lower: Some(lower),
             start_after: self.start_after,
-            chunk: Vec::new(),
+            chunk: Vec::with_capacity(CHUNK_KEYS_MAX),
             chunk_pos: 0,
+            scratch: ScanScratch::default(),
         }
     }
 }
@@ -102,6 +104,7 @@ pub struct RangeIter {
     start_after: Option<Vec<u8>>,
     chunk: Vec<(Vec<u8>, Vec<u8>)>,
     chunk_pos: usize,
+    scratch: ScanScratch,
 }
 
 /// The smallest byte string greater than every string starting with `p`,
@@ -122,7 +125,8 @@ impl RangeIter {
         let Some(lower) = self.lower.take() else { return Ok(false) };
         self.chunk.clear();
         self.chunk_pos = 0;
-        self.engine.scan(&lower, &self.prefix, CHUNK_KEYS_MAX, &mut self.chunk)?;
+        let q = Scan { lower: &lower, prefix: &self.prefix, limit: CHUNK_KEYS_MAX };
+        self.engine.scan(&q, &mut self.scratch, &mut self.chunk)?;
         if self.chunk.len() == CHUNK_KEYS_MAX {
             let mut next = self.chunk[CHUNK_KEYS_MAX - 1].0.clone();
             next.push(0);

@@ -18,7 +18,7 @@ use crate::store::pool::Pool;
 use super::write::Hint;
 use crate::layout::node::LeafAt;
 use crate::tree::descend::{lookup, retry, try_locate, walk_frame, Walk};
-use crate::tree::scan::{scan, Scan};
+use crate::tree::scan::{scan, Scan, ScanScratch};
 use crate::tree::Owned;
 
 pub(crate) type Footprint = BTreeMap<FrameId, u64>;
@@ -41,9 +41,9 @@ fn key_footprint(pool: &Pool, key: &[u8], fp: &mut Footprint) -> Result<Option<H
 fn prefix_footprint(pool: &Pool, prefix: &[u8], fp: &mut Footprint) -> Result<bool> {
     let owned = Owned::default();
     let land = retry(pool, || try_locate(pool, &owned, prefix))?;
-    let r = scan(pool, &owned, &Scan { lower: prefix, prefix, limit: 1 })?;
-    let start = r.frames.iter().position(|&(id, _)| id == land.view.id).unwrap_or(0);
-    Ok(r.frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
+    let frames = scan(pool, &owned, &Scan { lower: prefix, prefix, limit: 1 }, &mut ScanScratch::default(), &mut Vec::new())?;
+    let start = frames.iter().position(|&(id, _)| id == land.view.id).unwrap_or(0);
+    Ok(frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
 }
 
 /// Step 1: the frames to latch, and where the first op's first key lands.
@@ -131,7 +131,11 @@ fn guard_holds(pool: &Pool, owned: &Owned<'_>, g: &Guard) -> Result<bool> {
         Guard::Absent(k) => lookup(pool, owned, k)?.is_none(),
         Guard::Exists(k) => lookup(pool, owned, k)?.is_some(),
         Guard::Version(k, v) => lookup(pool, owned, k)?.is_some_and(|r| r.version == *v),
-        Guard::PrefixEmpty(p) => scan(pool, owned, &Scan { lower: p, prefix: p, limit: 1 })?.entries.is_empty(),
+        Guard::PrefixEmpty(p) => {
+            let mut found = Vec::new();
+            scan(pool, owned, &Scan { lower: p, prefix: p, limit: 1 }, &mut ScanScratch::default(), &mut found)?;
+            found.is_empty()
+        }
     })
 }
 

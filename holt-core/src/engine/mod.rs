@@ -34,7 +34,8 @@ use crate::store::pool::Pool;
 use crate::store::std_vfs::StdVfs;
 use crate::store::vfs::Vfs;
 use crate::tree::descend::lookup;
-use crate::tree::scan::{scan, Scan};
+pub(crate) use crate::tree::scan::{Scan, ScanScratch};
+use crate::tree::scan::scan;
 use crate::tree::spill::FRAME_DATA_BYTES;
 use crate::tree::{Owned, ROOT_FRAME, ROOT_SLOT};
 use crate::Record;
@@ -240,10 +241,9 @@ impl Engine {
         }
     }
 
-    pub fn scan(&self, lower: &[u8], prefix: &[u8], limit: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let r = scan(&self.pool, &Owned::default(), &Scan { lower, prefix, limit })?;
-        out.extend(r.entries);
-        Ok(())
+    /// Append up to `limit` entries `>= lower` under `prefix` to `out`.
+    pub fn scan(&self, q: &Scan<'_>, scratch: &mut ScanScratch, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        scan(&self.pool, &Owned::default(), q, scratch, out).map(|_| ())
     }
 
     pub fn sync(&self) -> Result<()> {

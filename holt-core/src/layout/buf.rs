@@ -71,28 +71,6 @@ impl FrameBuf {
         self.le(off, 8)
     }
 
-    /// Append `len` bytes starting at `off` to `out`, a word at a time.
-    pub(crate) fn read_into(&self, off: usize, len: usize, out: &mut Vec<u8>) {
-        let len = len.min(FRAME_BYTES.saturating_sub(off));
-        out.reserve(len);
-        let (mut pos, mut w) = (0usize, off >> 3);
-        let skip = off & 7;
-        if skip != 0 && len > 0 {
-            let bytes = self.word(w).to_le_bytes();
-            let n = (8 - skip).min(len);
-            bytes[skip..skip + n].iter().for_each(|&b| out.push(b));
-            (pos, w) = (n, w + 1);
-        }
-        while pos + 8 <= len {
-            out.extend_from_slice(&self.word(w).to_le_bytes());
-            (pos, w) = (pos + 8, w + 1);
-        }
-        if pos < len {
-            let bytes = self.word(w).to_le_bytes();
-            bytes[..len - pos].iter().for_each(|&b| out.push(b));
-        }
-    }
-
     /// Hint the CPU to bring the cache line holding byte `off` in.
     #[inline]
     pub(crate) fn prefetch(&self, off: usize) {
@@ -108,9 +86,23 @@ impl FrameBuf {
         let _ = off;
     }
 
+    /// The `len` bytes at `off` as a new vector (one exact allocation).
     pub(crate) fn read_vec(&self, off: usize, len: usize) -> Vec<u8> {
-        let mut v = Vec::new();
-        self.read_into(off, len, &mut v);
+        let len = len.min(FRAME_BYTES.saturating_sub(off));
+        let mut v = Vec::with_capacity(len);
+        let skip = off & 7;
+        let mut w = off >> 3;
+        if skip != 0 && len > 0 {
+            let head = (8 - skip).min(len);
+            self.word(w).to_le_bytes()[skip..skip + head].iter().for_each(|&b| v.push(b));
+            w += 1;
+        }
+        while v.len() + 8 <= len {
+            v.extend_from_slice(&self.word(w).to_le_bytes());
+            w += 1;
+        }
+        let rest = len - v.len();
+        self.word(w).to_le_bytes()[..rest].iter().for_each(|&b| v.push(b));
         v
     }
 

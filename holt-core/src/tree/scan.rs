@@ -42,35 +42,57 @@ pub(crate) struct Scan<'a> {
     pub limit: usize,
 }
 
-/// What a scan found, and the frames (in visit order, with the versions it
-/// read) that its answer depends on.
-pub(crate) struct ScanResult {
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-    pub frames: Vec<(FrameId, Option<u64>)>,
+/// Buffers a scan reuses from one chunk to the next (an iterator keeps
+/// one), so listing a directory allocates only the keys and values it returns.
+#[derive(Default)]
+pub(crate) struct ScanScratch {
+    stack: Vec<Task>,
+    kids: Vec<(u8, u32)>,
 }
 
-pub(crate) fn scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<ScanResult> {
-    retry(pool, || try_scan(pool, owned, q))
+/// The frames (in visit order, with the versions read) a scan's answer
+/// depends on.
+pub(crate) type ScanFrames = Vec<(FrameId, Option<u64>)>;
+
+/// Append to `out` up to `q.limit` entries; returns the frames read.
+pub(crate) fn scan(
+    pool: &Pool,
+    owned: &Owned<'_>,
+    q: &Scan<'_>,
+    scratch: &mut ScanScratch,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<ScanFrames> {
+    let start = out.len();
+    retry(pool, || {
+        out.truncate(start);
+        try_scan(pool, owned, q, scratch, out)
+    })
 }
 
 fn all_valid(views: &[FrameView<'_>]) -> bool {
     views.iter().all(|v| v.valid())
 }
 
-fn finish(views: &[FrameView<'_>], entries: Vec<(Vec<u8>, Vec<u8>)>) -> Step<ScanResult> {
+fn finish(views: &[FrameView<'_>]) -> Step<ScanFrames> {
     if !all_valid(views) {
         return Step::Restart;
     }
-    let frames = views.iter().map(|v| (v.id, v.version)).collect();
-    Step::Done(ScanResult { entries, frames })
+    Step::Done(views.iter().map(|v| (v.id, v.version)).collect())
 }
 
-fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanResult>> {
+fn try_scan(
+    pool: &Pool,
+    owned: &Owned<'_>,
+    q: &Scan<'_>,
+    scratch: &mut ScanScratch,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<Step<ScanFrames>> {
     let Step::Done(root) = enter(pool, owned, ROOT_FRAME)? else { return Ok(Step::Restart) };
     let mut views = vec![root];
-    let mut out = Vec::with_capacity(q.limit.min(1024));
-    let mut stack = vec![Task { f: 0, slot: ROOT_SLOT, depth: 0, bounded: true }];
-    let mut kids = Vec::new();
+    let want = out.len() + q.limit;
+    let ScanScratch { stack, kids } = scratch;
+    stack.clear();
+    stack.push(Task { f: 0, slot: ROOT_SLOT, depth: 0, bounded: true });
     let mut steps = 0usize;
     while let Some(task) = stack.pop() {
         steps += 1;
@@ -80,7 +102,7 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
         if steps > STEPS_MAX {
             return Err(corrupt_frame(views[0].id, "scan never terminates"));
         }
-        prefetch_ahead(&views, &stack);
+        prefetch_ahead(&views, stack);
         let view = views[task.f];
         let b = view.buf;
         let Some(off) = b.node_offset(task.slot) else {
@@ -105,19 +127,19 @@ fn try_scan(pool: &Pool, owned: &Owned<'_>, q: &Scan<'_>) -> Result<Step<ScanRes
                 let plen = q.prefix.len();
                 let unproven = task.depth < plen;
                 if unproven && (klen < plen || b.cmp_bytes(leaf.key_off(), plen, q.prefix) != Ordering::Equal) {
-                    return Ok(finish(&views, out));
+                    return Ok(finish(&views));
                 }
                 out.push((leaf.key(b), leaf.value(b)));
-                if out.len() >= q.limit {
-                    return Ok(finish(&views, out));
+                if out.len() >= want {
+                    return Ok(finish(&views));
                 }
             }
-            2..=5 => expand(b, off, task, q, &mut kids, &mut stack),
+            2..=5 => expand(b, off, task, q, kids, stack),
             _ if view.valid() => return Err(corrupt_frame(view.id, "unknown node kind")),
             _ => return Ok(Step::Restart),
         }
     }
-    Ok(finish(&views, out))
+    Ok(finish(&views))
 }
 
 /// Keep the loads of upcoming siblings in flight: the node of the next

@@ -154,15 +154,20 @@ impl FrameBuf {
         let mut i = 0;
         while i < bytes.len() {
             let pos = off + i;
-            let w = pos >> 3;
-            let shift = (pos & 7) * 8;
+            let (w, shift) = (pos >> 3, (pos & 7) * 8);
+            if shift == 0 && bytes.len() - i >= 8 {
+                let v = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8-byte slice"));
+                self.store_word(w, v);
+                i += 8;
+                continue;
+            }
             let n = (8 - (pos & 7)).min(bytes.len() - i);
-            let mut chunk = [0u8; 8];
-            chunk[..n].copy_from_slice(&bytes[i..i + n]);
-            let val = u64::from_le_bytes(chunk) << shift;
+            let mut val = 0u64;
+            for (k, &b) in bytes[i..i + n].iter().enumerate() {
+                val |= (b as u64) << (8 * k);
+            }
             let mask = if n == 8 { u64::MAX } else { ((1u64 << (n * 8)) - 1) << shift };
-            let old = self.word(w);
-            self.store_word(w, (old & !mask) | val);
+            self.store_word(w, (self.word(w) & !mask) | (val << shift));
             i += n;
         }
     }

@@ -28,6 +28,10 @@ pub enum Error {
     UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
     /// A builder option or call argument is not usable.
     InvalidArgument(String),
+    /// Internal: a batch holding frames met another latched frame; the
+    /// engine releases everything and retries, so callers never see it.
+    #[doc(hidden)]
+    Contended,
 }
 
 /// Result alias used across the crate.
@@ -50,7 +54,7 @@ impl Error {
             Error::KeyTooLarge { .. } => libc::ENAMETOOLONG,
             Error::ValueTooLarge { .. } => libc::E2BIG,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            Error::Locked { .. } => libc::EWOULDBLOCK,
+            Error::Locked { .. } | Error::Contended => libc::EWOULDBLOCK,
             Error::InvalidArgument(_) => libc::EINVAL,
             Error::Corrupted { .. } | Error::Poisoned { .. } | Error::UnsupportedFormat { .. } => {
                 libc::EIO
@@ -91,6 +95,7 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::Contended => write!(f, "latch contention (retried internally)"),
         }
     }
 }

@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::op::{Guard, LogOp, Op};
 use crate::store::pool::Pool;
-use super::write::Hint;
+use super::write::{hint_for, land_from, Hint, Hints};
 use crate::layout::node::LeafAt;
-use crate::tree::descend::{lookup, retry, try_locate, walk_frame, Walk};
+use crate::tree::descend::{retry, try_locate, Walk};
 use crate::tree::scan::{scan, Scan, ScanScratch};
 use crate::tree::Owned;
 
@@ -46,29 +46,36 @@ fn prefix_footprint(pool: &Pool, prefix: &[u8], fp: &mut Footprint) -> Result<bo
     Ok(frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
 }
 
-/// Step 1: the frames to latch, and where the first op's first key lands.
+/// Step 1: the frames to latch, and where every key lands.
 /// `Ok(None)`: frames changed while observed; try again.
-pub(crate) fn footprint(pool: &Pool, guards: &[Guard], ops: &[Op]) -> Result<Option<(Footprint, Option<Hint>)>> {
+pub(crate) fn footprint(pool: &Pool, guards: &[Guard], ops: &[Op]) -> Result<Option<(Footprint, Hints)>> {
     let mut fp = Footprint::new();
+    let mut hints = Hints::new();
+    let mut add = |key: &[u8], fp: &mut Footprint| -> Result<bool> {
+        if hint_for(&hints, key).is_some() {
+            return Ok(true);
+        }
+        let Some(h) = key_footprint(pool, key, fp)? else { return Ok(false) };
+        hints.push((key.to_vec(), h));
+        Ok(true)
+    };
     for g in guards {
         let ok = match g {
             Guard::PrefixEmpty(p) => prefix_footprint(pool, p, &mut fp)?,
-            _ => key_footprint(pool, g.key(), &mut fp)?.is_some(),
+            _ => add(g.key(), &mut fp)?,
         };
         if !ok {
             return Ok(None);
         }
     }
-    let mut first = None;
-    for (i, op) in ops.iter().enumerate() {
-        for (j, key) in op.keys().enumerate() {
-            let Some(hint) = key_footprint(pool, key, &mut fp)? else { return Ok(None) };
-            if i == 0 && j == 0 {
-                first = Some(hint);
+    for op in ops {
+        for key in op.keys() {
+            if !add(key, &mut fp)? {
+                return Ok(None);
             }
         }
     }
-    Ok(Some((fp, first)))
+    Ok(Some((fp, hints)))
 }
 
 /// Step 2. On failure everything taken is released and the frame that
@@ -90,79 +97,75 @@ pub(crate) fn latch<'p>(pool: &'p Pool, fp: &Footprint, owned: &mut Owned<'p>) -
 pub(crate) struct Resolved {
     pub log: Vec<LogOp>,
     pub prev: Vec<Option<Vec<u8>>>,
-    /// The first log op comes from the first op (so the first key's landing
-    /// hint applies to it).
-    pub first_logged: bool,
 }
 
-pub(crate) enum Resolution {
-    Ready(Resolved),
-    GuardFailed,
+/// The record at `key`, read from its landing (the batch holds the frame).
+fn read_hinted<'p>(pool: &'p Pool, owned: &mut Owned<'p>, hints: &Hints, key: &[u8]) -> Result<Option<crate::Record>> {
+    let hint = hint_for(hints, key).expect("every key of a batch has a footprint hint");
+    let land = land_from(pool, owned, hint, key)?;
+    Ok(match land.walk {
+        Walk::Leaf(off) => {
+            let leaf = LeafAt(off);
+            Some(crate::Record { value: leaf.value(land.view.buf), version: leaf.version(land.view.buf) })
+        }
+        _ => None,
+    })
+}
+
+/// Step 3a: whether every guard holds. `Err(Contended)` when a prefix scan
+/// met a frame another writer holds: the caller releases and retries.
+pub(crate) fn guards_hold<'p>(pool: &'p Pool, owned: &mut Owned<'p>, guards: &[Guard], hints: &Hints) -> Result<bool> {
+    for g in guards {
+        let holds = match g {
+            Guard::Absent(k) => read_hinted(pool, owned, hints, k)?.is_none(),
+            Guard::Exists(k) => read_hinted(pool, owned, hints, k)?.is_some(),
+            Guard::Version(k, v) => read_hinted(pool, owned, hints, k)?.is_some_and(|r| r.version == *v),
+            Guard::PrefixEmpty(p) => {
+                let mut found = Vec::new();
+                let q = Scan { lower: p, prefix: p, limit: 1 };
+                scan(pool, owned, &q, &mut ScanScratch::default(), &mut found)?;
+                found.is_empty()
+            }
+        };
+        if !holds {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Reads through the batch's own earlier writes.
 struct View<'a, 'p> {
     pool: &'p Pool,
-    owned: &'a Owned<'p>,
+    owned: &'a mut Owned<'p>,
+    hints: &'a Hints,
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    /// The first op's first key and where it lands (a latched frame).
-    first: Option<(&'a [u8], Hint)>,
 }
 
 impl View<'_, '_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.overlay.get(key) {
             return Ok(v.clone());
         }
-        if let Some((k, h)) = self.first.filter(|(k, _)| *k == key) {
-            let buf = self.owned.get(h.frame).and_then(|c| c.buf()).expect("hinted frame is latched");
-            match walk_frame(buf, h.entry.0, h.entry.1, k) {
-                Walk::Leaf(off) => return Ok(Some(LeafAt(off).value(buf))),
-                Walk::Miss => return Ok(None),
-                Walk::Link(..) | Walk::Torn => {}
-            }
-        }
-        Ok(lookup(self.pool, self.owned, key)?.map(|r| r.value))
+        Ok(read_hinted(self.pool, self.owned, self.hints, key)?.map(|r| r.value))
     }
 }
 
-fn guard_holds(pool: &Pool, owned: &Owned<'_>, g: &Guard) -> Result<bool> {
-    Ok(match g {
-        Guard::Absent(k) => lookup(pool, owned, k)?.is_none(),
-        Guard::Exists(k) => lookup(pool, owned, k)?.is_some(),
-        Guard::Version(k, v) => lookup(pool, owned, k)?.is_some_and(|r| r.version == *v),
-        Guard::PrefixEmpty(p) => {
-            let mut found = Vec::new();
-            scan(pool, owned, &Scan { lower: p, prefix: p, limit: 1 }, &mut ScanScratch::default(), &mut found)?;
-            found.is_empty()
-        }
-    })
-}
-
-/// Step 3.
-pub(crate) fn resolve(
-    pool: &Pool,
-    owned: &Owned<'_>,
-    guards: &[Guard],
+/// Step 3b: read what the ops need and turn them into log ops. Reads only
+/// the batch's own frames, so it never contends.
+pub(crate) fn resolve<'p>(
+    pool: &'p Pool,
+    owned: &mut Owned<'p>,
     ops: Vec<Op>,
     want_prev: bool,
-    hint: Option<Hint>,
-) -> Result<Resolution> {
-    for g in guards {
-        if !guard_holds(pool, owned, g)? {
-            return Ok(Resolution::GuardFailed);
-        }
-    }
-    let first_key = ops.first().and_then(|op| op.keys().next()).map(<[u8]>::to_vec);
-    let mut view = View { pool, owned, overlay: HashMap::new(), first: first_key.as_deref().zip(hint) };
-    let mut out = Resolved { log: Vec::with_capacity(ops.len()), prev: Vec::with_capacity(ops.len()), first_logged: false };
+    hints: &Hints,
+) -> Result<Resolved> {
+    let mut view = View { pool, owned, hints, overlay: HashMap::new() };
+    let mut out = Resolved { log: Vec::with_capacity(ops.len()), prev: Vec::with_capacity(ops.len()) };
     let n = ops.len();
     for (i, op) in ops.into_iter().enumerate() {
         // The last op has no later reader: spare it the overlay copies.
         let last = i + 1 == n;
-        if i == 1 {
-            out.first_logged = !out.log.is_empty();
-        }
         match op {
             Op::Put { key, value } => {
                 out.prev.push(if want_prev { view.get(&key)? } else { None });
@@ -198,8 +201,5 @@ pub(crate) fn resolve(
             }
         }
     }
-    if out.prev.len() == 1 {
-        out.first_logged = !out.log.is_empty();
-    }
-    Ok(Resolution::Ready(out))
+    Ok(out)
 }

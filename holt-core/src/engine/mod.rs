@@ -18,7 +18,7 @@ use parking_lot::{Mutex, RwLock};
 pub(crate) use config::Config;
 
 use self::background::Background;
-use self::batch::{footprint, latch, resolve, Resolution};
+use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
 use self::sink::{MemorySink, Sink};
 use crate::api::TreeStats;
@@ -113,7 +113,7 @@ impl Engine {
         engine.keys_added.add(opened.keys);
         for (lsn, ops) in &opened.replay {
             let mut owned = Owned::default();
-            let delta = write::apply_ops(&engine.pool, &mut owned, ops, *lsn, None)?;
+            let delta = write::apply_ops(&engine.pool, &mut owned, ops, *lsn, &Vec::new())?;
             owned.release_dirty();
             engine.count_keys(delta);
         }
@@ -138,7 +138,7 @@ impl Engine {
         self.check_poison()?;
         let pool = &self.pool;
         loop {
-            let Some((fp, hint)) = footprint(pool, guards, &ops)? else {
+            let Some((fp, hints)) = footprint(pool, guards, &ops)? else {
                 pool.counters.restarts.add(1);
                 continue;
             };
@@ -148,12 +148,26 @@ impl Engine {
                 pool.counters.restarts.add(1);
                 continue;
             }
-            let resolved = match resolve(pool, &owned, guards, ops, want_prev, hint) {
-                Ok(Resolution::Ready(r)) => r,
-                Ok(Resolution::GuardFailed) => {
+            match guards_hold(pool, &mut owned, guards, &hints) {
+                Ok(true) => {}
+                Ok(false) => {
                     owned.release_clean();
                     return Ok(Applied::GuardFailed);
                 }
+                Err(Error::Contended) => {
+                    owned.release_clean();
+                    drop(gate);
+                    pool.counters.restarts.add(1);
+                    std::thread::yield_now();
+                    continue;
+                }
+                Err(e) => {
+                    owned.release_clean();
+                    return Err(e);
+                }
+            }
+            let resolved = match resolve(pool, &mut owned, ops, want_prev, &hints) {
+                Ok(r) => r,
                 Err(e) => {
                     owned.release_clean();
                     return Err(e);
@@ -170,8 +184,7 @@ impl Engine {
                     return Err(e);
                 }
             };
-            let hint = hint.filter(|_| resolved.first_logged);
-            let delta = write::apply_ops(pool, &mut owned, &resolved.log, lsn, hint)?;
+            let delta = write::apply_ops(pool, &mut owned, &resolved.log, lsn, &hints)?;
             owned.release_dirty();
             self.count_keys(delta);
             drop(gate);

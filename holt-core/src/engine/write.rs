@@ -7,7 +7,7 @@ use crate::ids::Lsn;
 use crate::op::LogOp;
 use crate::ids::FrameId;
 use crate::layout::Slot;
-use crate::tree::descend::{corrupt_frame, retry, try_locate, FrameView, Landing, Walk};
+use crate::tree::descend::{corrupt_frame, retry, try_locate, walk_frame, FrameView, Landing, Walk};
 use crate::tree::insert::{put_in_frame, Put};
 use crate::tree::remove::{delete_in_frame, Del};
 use crate::tree::spill::spill;
@@ -22,26 +22,60 @@ const LAND_TRIES_MAX: usize = 1_000_000;
 /// Net change in the number of keys.
 pub(crate) type KeyDelta = i64;
 
-/// Where the batch's first key landed during its footprint: still exact
-/// when the batch applies its first op, as the frame is latched at the
-/// version the footprint saw. Saves that op a second descent.
+/// Where a key of the batch landed during its footprint: the frame and the
+/// slot and key depth at which the walk entered it. The frame is latched at
+/// the version the footprint saw, and every later change the batch makes
+/// stays in frames it owns (its landing frames and frames their spills
+/// create), so walking from the hint finds the key's landing without ever
+/// touching a frame another writer may hold.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Hint {
     pub frame: FrameId,
     pub entry: (Slot, usize),
 }
 
-/// Where `key` lands, latching the landing frame if the batch does not own
-/// it yet (possible only for frames a concurrent spill just created from a
-/// frame we did not need; a try-lock keeps this deadlock-free). A hint is
-/// used once, for the batch's first op.
-fn land<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: &mut Option<Hint>) -> Result<Landing<'p>> {
-    if let Some(h) = hint.take() {
-        if let Some(cell) = owned.get(h.frame) {
-            let buf = cell.buf().expect("an owned frame is resident");
-            let view = FrameView { id: h.frame, cell, buf, version: None };
-            return Ok(Landing { view, walk: Walk::Miss, entry: h.entry });
+/// Hints of every key a batch touches.
+pub(crate) type Hints = Vec<(Vec<u8>, Hint)>;
+
+pub(crate) fn hint_for(hints: &Hints, key: &[u8]) -> Option<Hint> {
+    hints.iter().find(|(k, _)| k.as_slice() == key).map(|&(_, h)| h)
+}
+
+/// Walk from `hint` to where `key` lands, following links only into frames
+/// this batch owns (latching, without blocking, a link target it does not
+/// own yet, which the hint invariant says never happens).
+pub(crate) fn land_from<'p>(pool: &'p Pool, owned: &mut Owned<'p>, hint: Hint, key: &[u8]) -> Result<Landing<'p>> {
+    let (mut id, (mut slot, mut depth)) = (hint.frame, hint.entry);
+    for _ in 0..LAND_TRIES_MAX {
+        if !owned.contains(id) {
+            let cell = pool.cell(id).filter(|c| c.is_live()).ok_or_else(|| corrupt_frame(id, "hinted frame is gone"))?;
+            pool.resident(id)?;
+            if !cell.latch.try_lock() {
+                std::thread::yield_now();
+                continue;
+            }
+            owned.push(id, cell);
         }
+        let cell = owned.get(id).expect("owned just above");
+        let buf = cell.buf().expect("an owned frame is resident");
+        match walk_frame(buf, slot, depth, key) {
+            Walk::Link(f, s, d) => (id, slot, depth) = (f, s, d),
+            Walk::Torn => return Err(corrupt_frame(id, "unreadable node under a latch")),
+            walk => {
+                let view = FrameView { id, cell, buf, version: None };
+                return Ok(Landing { view, walk, entry: (slot, depth) });
+            }
+        }
+    }
+    Err(Error::corrupted("frames", 0, "could not latch the frame a batch key lands in"))
+}
+
+/// Where `key` lands: from its hint when the batch has one (always, for a
+/// batch), else by a descent that latches the landing frame (replay at open,
+/// which runs alone).
+fn land<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hints: &Hints) -> Result<Landing<'p>> {
+    if let Some(h) = hint_for(hints, key) {
+        return land_from(pool, owned, h, key);
     }
     for _ in 0..LAND_TRIES_MAX {
         let landing = retry(pool, || try_locate(pool, owned, key))?;
@@ -60,7 +94,7 @@ fn land<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: &mut Option
     Err(Error::corrupted("frames", 0, "could not latch the frame a batch key lands in"))
 }
 
-fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, hint: &mut Option<Hint>) -> Result<KeyDelta> {
+fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, hint: &Hints) -> Result<KeyDelta> {
     let (key, value) = kv;
     for _ in 0..SPILLS_PER_PUT_MAX {
         let landing = land(pool, owned, key, hint)?;
@@ -79,7 +113,7 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
     Err(Error::corrupted("frames", 0, "insert found no room after repeated spills"))
 }
 
-fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: &mut Option<Hint>) -> Result<KeyDelta> {
+fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: &Hints) -> Result<KeyDelta> {
     for _ in 0..SPILLS_PER_PUT_MAX {
         let landing = land(pool, owned, key, hint)?;
         match delete_in_frame(landing.view.buf, landing.entry, key) {
@@ -91,24 +125,17 @@ fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: &mut Opti
     Err(Error::corrupted("frames", 0, "delete kept being redirected"))
 }
 
-/// Apply `ops` in order with version `lsn`; `hint` is where the first op's
-/// first key lands. Returns the net key delta.
-pub(crate) fn apply_ops<'p>(
-    pool: &'p Pool,
-    owned: &mut Owned<'p>,
-    ops: &[LogOp],
-    lsn: Lsn,
-    mut hint: Option<Hint>,
-) -> Result<KeyDelta> {
+/// Apply `ops` in order with version `lsn`, landing each key from its hint.
+/// Returns the net key delta.
+pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp], lsn: Lsn, hints: &Hints) -> Result<KeyDelta> {
     let mut delta = 0;
     for op in ops {
-        let h = &mut hint;
+        let h = hints;
         delta += match op {
             LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, h)?,
             LogOp::Delete { key } => delete(pool, owned, key, h)?,
             LogOp::Rename { src, dst, value } => delete(pool, owned, src, h)? + put(pool, owned, (dst, value), lsn, h)?,
         };
-        hint = None;
     }
     owned.stamp_lsn(lsn);
     Ok(delta)

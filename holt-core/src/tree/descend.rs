@@ -49,6 +49,11 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
     // each load evicts another frame.
     for _ in 0..LOADS_PER_ENTER_MAX {
         let Some(version) = cell.latch.optimistic() else {
+            // Waiting while holding latches could deadlock with a writer
+            // that waits for ours: a batch backs off instead.
+            if !owned.is_empty() {
+                return Err(Error::Contended);
+            }
             cell.latch.wait_unlocked();
             return Ok(Step::Restart);
         };

@@ -41,6 +41,10 @@ impl<'p> Owned<'p> {
         self.frames.iter().find(|(f, _)| *f == id).map(|&(_, c)| c)
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
     pub(crate) fn contains(&self, id: FrameId) -> bool {
         self.frames.iter().any(|(f, _)| *f == id)
     }

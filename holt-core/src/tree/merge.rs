@@ -3,12 +3,12 @@
 //! frames latched; never blocks on the second latch (try-lock), so it cannot
 //! deadlock with batches that latch frames in id order.
 
-use super::spill::{postorder, FRAME_DATA_BYTES};
+use super::spill::{postorder, remapped_node, FRAME_DATA_BYTES};
 use super::Owned;
 use crate::ids::FrameId;
-use crate::layout::node::{link_target, node_bytes, Inner, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
+use crate::layout::node::{link_target, node_bytes, FLAG_ENTRY, KIND_LINK, OFF_FLAGS};
 use crate::layout::space::{bytes_needed, ensure, free_node, new_node, replace_node, reclaimable_bytes};
-use crate::layout::{FrameBuf, Slot, NIL, SLOT_BYTES};
+use crate::layout::{FrameBuf, Slot, SLOT_BYTES};
 use crate::store::pool::Pool;
 
 /// A child frame whose live bytes are below this share of a frame is small
@@ -56,18 +56,7 @@ pub(crate) fn merge_link<'p>(pool: &'p Pool, owned: &mut Owned<'p>, parent: Fram
 fn fold(src: &FrameBuf, root: Slot, dst: &FrameBuf, slot: Slot, flags: u8) {
     let mut map = std::collections::HashMap::new();
     for s in postorder(src, root) {
-        let off = src.node_offset(s).expect("live");
-        let mut bytes = match src.u8(off) {
-            KIND_LEAF | KIND_LINK => src.read_vec(off, node_bytes(src, off)),
-            _ => {
-                let mut n = Inner::decode(src, off);
-                if n.end != NIL {
-                    n.end = map[&n.end];
-                }
-                n.children.iter_mut().for_each(|(_, c)| *c = map[c]);
-                n.encode()
-            }
-        };
+        let mut bytes = remapped_node(src, src.node_offset(s).expect("live"), &map);
         if s == root {
             bytes[OFF_FLAGS] = (bytes[OFF_FLAGS] & !FLAG_ENTRY) | (flags & FLAG_ENTRY);
             replace_node(dst, slot, &bytes);

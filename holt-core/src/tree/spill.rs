@@ -93,22 +93,27 @@ fn candidates(b: &FrameBuf, entries: &[Slot], size: &HashMap<Slot, usize>) -> Ve
     out
 }
 
+/// The bytes of the node at `off` of `src`, its child slots renamed through
+/// `map` (children are copied first, in postorder).
+pub(crate) fn remapped_node(src: &FrameBuf, off: usize, map: &HashMap<u32, u32>) -> Vec<u8> {
+    match src.u8(off) {
+        KIND_LEAF | KIND_LINK => src.read_vec(off, node_bytes(src, off)),
+        _ => {
+            let mut n = Inner::decode(src, off);
+            if n.end != NIL {
+                n.end = map[&n.end];
+            }
+            n.children.iter_mut().for_each(|(_, c)| *c = map[c]);
+            n.encode()
+        }
+    }
+}
+
 /// Copy the subtree at `root` of `src` into `dst`; returns its slot in `dst`.
 fn copy_subtree(src: &FrameBuf, root: Slot, dst: &FrameBuf) -> Slot {
     let mut map: HashMap<u32, u32> = HashMap::new();
     for s in postorder(src, root) {
-        let off = src.node_offset(s).expect("live");
-        let bytes = match src.u8(off) {
-            KIND_LEAF | KIND_LINK => src.read_vec(off, node_bytes(src, off)),
-            _ => {
-                let mut n = Inner::decode(src, off);
-                if n.end != NIL {
-                    n.end = map[&n.end];
-                }
-                n.children.iter_mut().for_each(|(_, c)| *c = map[c]);
-                n.encode()
-            }
-        };
+        let bytes = remapped_node(src, src.node_offset(s).expect("live"), &map);
         map.insert(s.0, new_node(dst, &bytes).0);
     }
     let new_root = Slot(map[&root.0]);

@@ -48,7 +48,7 @@ impl Engine {
             }
             let buf = cell.buf().expect("a dirty frame is never evicted");
             cell.pin();
-            images.push((id, buf.to_bytes()));
+            images.push((id, buf.to_image()));
             cell.mark_clean();
         }
         let dropped = d.store.frame_ids().into_iter().filter(|id| !live.contains(id)).collect();

@@ -79,6 +79,10 @@ impl FileIo for FaultFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.inner.punch_hole(offset, len)
+    }
 }
 
 impl Vfs for FaultVfs {

@@ -194,9 +194,32 @@ impl FrameBuf {
         self.write(dst, &tmp);
     }
 
-    /// The whole image as bytes (for checksums and writing to disk).
-    pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        self.read_vec(0, FRAME_BYTES)
+    /// The image as written to disk: header and data area, zeros in the
+    /// free gap (see `free_gap`), then the slot table. The caller excludes
+    /// writers, so the header's bounds match the bytes copied.
+    pub(crate) fn to_image(&self) -> Vec<u8> {
+        let mut img = vec![0u8; FRAME_BYTES];
+        let head = self.u32(super::HDR_DATA_END) as usize;
+        let head = head.clamp(super::HEADER_BYTES, FRAME_BYTES);
+        let table = (self.u32(super::HDR_SLOT_COUNT) as usize).saturating_mul(super::SLOT_BYTES);
+        let tail = FRAME_BYTES - table.min(FRAME_BYTES - head);
+        self.copy_out(0, &mut img[..head]);
+        self.copy_out(tail, &mut img[tail..]);
+        img
+    }
+
+    /// Copy `dst.len()` bytes starting at byte `off` into `dst`.
+    fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        let mut i = 0;
+        while i < dst.len() && (off + i) % 8 != 0 {
+            dst[i] = self.u8(off + i);
+            i += 1;
+        }
+        for chunk in dst[i..].chunks_mut(8) {
+            let bytes = self.word((off + i) >> 3).to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+            i += chunk.len();
+        }
     }
 
     /// Overwrite the whole image.
@@ -240,6 +263,28 @@ mod tests {
         other[20] = b'z';
         assert_eq!(b.cmp_bytes(13, data.len(), &other), data.as_slice().cmp(&other));
         assert_eq!(b.common_prefix(13, data.len(), &other), 20);
+    }
+
+    #[test]
+    fn image_keeps_data_and_table_and_zeroes_the_gap() {
+        let b = FrameBuf::zeroed();
+        b.format(crate::ids::FrameId(9));
+        let fill: Vec<u8> = (0..FRAME_BYTES).map(|i| (i % 251) as u8 | 1).collect();
+        b.load(&fill);
+        // Odd bounds on both sides exercise the unaligned copy edges.
+        b.set_u32(super::super::HDR_DATA_END, 1003);
+        b.set_u32(super::super::HDR_SLOT_COUNT, 7);
+        let img = b.to_image();
+        let gap = super::super::free_gap(&img);
+        assert_eq!(gap, 1003..FRAME_BYTES - 28);
+        assert!(img[gap.clone()].iter().all(|&x| x == 0));
+        for (i, (&got, &want)) in img.iter().zip(&fill).enumerate() {
+            if i >= 64 && !gap.contains(&i) {
+                assert_eq!(got, want, "byte {i}");
+            }
+        }
+        b.set_u32(super::super::HDR_DATA_END, FRAME_BYTES as u32);
+        assert_eq!(super::super::free_gap(&b.to_image()), 0..0, "an inconsistent header names no gap");
     }
 
     #[test]

@@ -137,6 +137,24 @@ impl FrameBuf {
 
 }
 
+/// The unused bytes between the data area and the slot table, as the
+/// image's own header states them; empty when the header is inconsistent.
+/// Invariant: a captured image holds zeros here (`FrameBuf::to_image`), so
+/// a reader may zero this range of a slot read back from disk (a hole, or
+/// stale bytes from the slot's earlier use) and still match the checksums.
+pub(crate) fn free_gap(image: &[u8]) -> std::ops::Range<usize> {
+    let field = |off: usize| u32::from_le_bytes(image[off..off + 4].try_into().expect("4 bytes")) as usize;
+    if image.len() != FRAME_BYTES {
+        return 0..0;
+    }
+    let start = field(HDR_DATA_END);
+    let end = FRAME_BYTES.saturating_sub(field(HDR_SLOT_COUNT).saturating_mul(SLOT_BYTES));
+    if start < HEADER_BYTES || start >= end {
+        return 0..0;
+    }
+    start..end
+}
+
 /// Fill in the checksum of a captured frame image, ready to be written out.
 pub(crate) fn seal_image(img: &mut [u8]) {
     let crc = FrameBuf::compute_checksum(img);

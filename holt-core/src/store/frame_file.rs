@@ -7,14 +7,20 @@
 //!   frame to a slot carries the slot's checksum, so a slot is only trusted
 //!   through the published manifest (a stale or torn slot fails the check).
 //! - This module never decides which slot is free; the frame store does.
+//! - Slots are sparse: a frame's free gap (`layout::free_gap`) is zeros in
+//!   every image written, so it is not written but punched out, and a read
+//!   zeroes the gap its header names before checking. Whether the disk holds
+//!   a hole, zeros or a stale image there never changes what a read returns.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::le::{put_u32, put_u64, u32_at, u64_at};
 use super::vfs::{FileIo, Vfs};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
+use crate::layout::free_gap;
 
 /// Size of one frame image: one slot holds exactly one frame.
 pub(crate) use crate::layout::FRAME_BYTES;
@@ -50,6 +56,9 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
 /// One slot: the frame image, nothing else.
 pub(crate) const SLOT_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_BYTES)];
 
+/// Granularity of holes: file systems free whole blocks only.
+const HOLE_ALIGN: usize = 4096;
+
 /// Byte offset of `slot` in the frame file.
 pub(crate) fn slot_offset(slot: u32) -> u64 {
     HEADER_BYTES as u64 + u64::from(slot) * FRAME_BYTES as u64
@@ -68,6 +77,8 @@ pub(crate) fn frame_crc(id: FrameId, bytes: &[u8]) -> u32 {
 pub(crate) struct FrameFile {
     file: Arc<dyn FileIo>,
     path: PathBuf,
+    /// The file system refused a hole once; stop asking.
+    no_holes: AtomicBool,
 }
 
 impl FrameFile {
@@ -75,7 +86,7 @@ impl FrameFile {
     /// directory.
     pub(crate) fn create(vfs: &dyn Vfs, path: &Path, store_id: u64) -> Result<FrameFile> {
         let file = vfs.open(path, true).map_err(|e| Error::io("create", path, e))?;
-        let ff = FrameFile { file, path: path.to_path_buf() };
+        let ff = FrameFile { file, path: path.to_path_buf(), no_holes: AtomicBool::new(false) };
         ff.file.set_len(0).map_err(|e| ff.io_err("truncate", e))?;
         ff.file.write_at(&encode_header(store_id), 0).map_err(|e| ff.io_err("write", e))?;
         ff.sync()?;
@@ -85,7 +96,7 @@ impl FrameFile {
     /// Open an existing file and check its header; returns the store id.
     pub(crate) fn open(vfs: &dyn Vfs, path: &Path) -> Result<(FrameFile, u64)> {
         let file = vfs.open(path, false).map_err(|e| Error::io("open", path, e))?;
-        let ff = FrameFile { file, path: path.to_path_buf() };
+        let ff = FrameFile { file, path: path.to_path_buf(), no_holes: AtomicBool::new(false) };
         let mut header = vec![0u8; HEADER_BYTES];
         let n = ff.file.read_at(&mut header, 0).map_err(|e| ff.io_err("read", e))?;
         let store_id = decode_header(&header[..n], path)?;
@@ -113,6 +124,8 @@ impl FrameFile {
         if n != FRAME_BYTES {
             return Err(Error::corrupted(&self.path, offset + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
         }
+        let gap = free_gap(&buf);
+        buf[gap].fill(0);
         let crc = frame_crc(id, &buf);
         if crc != crc_expected {
             let what = format!("frame {} in slot {slot}: checksum {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
@@ -121,10 +134,41 @@ impl FrameFile {
         Ok(buf)
     }
 
-    /// Write a whole frame image into `slot`.
+    /// Write a whole frame image into `slot`: everything but the whole
+    /// blocks of its free gap, which are punched out of the slot.
     pub(crate) fn write_slot(&self, slot: u32, bytes: &[u8]) -> Result<()> {
         assert_eq!(bytes.len(), FRAME_BYTES, "a slot holds exactly one frame image");
-        self.file.write_at(bytes, slot_offset(slot)).map_err(|e| self.io_err("write", e))
+        let gap = free_gap(bytes);
+        debug_assert!(bytes[gap.clone()].iter().all(|&b| b == 0), "an image's free gap is zeros");
+        let hole = gap.start.next_multiple_of(HOLE_ALIGN)..gap.end / HOLE_ALIGN * HOLE_ALIGN;
+        let base = slot_offset(slot);
+        if hole.is_empty() {
+            return self.file.write_at(bytes, base).map_err(|e| self.io_err("write", e));
+        }
+        self.file.write_at(&bytes[..hole.start], base).map_err(|e| self.io_err("write", e))?;
+        self.file.write_at(&bytes[hole.end..], base + hole.end as u64).map_err(|e| self.io_err("write", e))?;
+        self.punch(base + hole.start as u64, hole.len() as u64)
+    }
+
+    /// Free the disk space of a slot no manifest references (best effort).
+    pub(crate) fn release_slot(&self, slot: u32) -> Result<()> {
+        self.punch(slot_offset(slot), FRAME_BYTES as u64)
+    }
+
+    /// Punch a hole; a file system without holes only costs space.
+    fn punch(&self, offset: u64, len: u64) -> Result<()> {
+        if self.no_holes.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.file.punch_hole(offset, len) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                log::warn!("{}: the file system cannot punch holes; free frame space stays allocated", self.path.display());
+                self.no_holes.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(self.io_err("punch hole", e)),
+        }
     }
 
     /// Drop slots at and past `slots`. Only for slots no manifest references.

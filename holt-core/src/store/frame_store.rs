@@ -14,12 +14,14 @@
 //!   freed (let alone rewritten) while a reader is reading it.
 //! - After a failed sync the store is poisoned: reads go on from the last
 //!   published mapping (whose slots stay intact), checkpoints are refused.
-//! - Frames are opaque bytes here; the store knows nothing of their contents.
+//! - Frames are opaque bytes here, except that the frame file reads an
+//!   image's free-gap bounds to keep the gap off the disk (frame_file.rs).
 //! - The store does not take the directory lock; its owner does
 //!   (see `lock.rs`), because the lock also covers files the store does not own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -41,6 +43,8 @@ pub(crate) struct FrameStore {
     checkpoint: Mutex<()>,
     /// Why the store refuses checkpoints, if it does.
     poisoned: Mutex<Option<String>>,
+    /// Every free slot has been punched since open.
+    swept: AtomicBool,
 }
 
 /// The mapping every reader uses: the last durably published manifest.
@@ -83,6 +87,7 @@ impl FrameStore {
             published: RwLock::new(Published::new(manifest, slots_total)),
             checkpoint: Mutex::new(()),
             poisoned: Mutex::new(None),
+            swept: AtomicBool::new(false),
         };
         store.check_invariants();
         Ok((store, meta))
@@ -166,7 +171,29 @@ impl FrameStore {
                 Err(e) => log::warn!("keeping free slots at the end of the frame file: {e}"),
             }
         }
+        let freed: Vec<u32> = match self.swept.swap(true, Ordering::Relaxed) {
+            true => p.manifest.frames.values().map(|r| r.slot).collect(),
+            // A crash between a publication and its punches leaves free
+            // slots allocated: the first commit after open sweeps them all.
+            false => (0..slots_total).collect(),
+        };
         *p = Published::new(next, slots_total);
+        let freed: Vec<u32> = freed.into_iter().filter(|s| p.free.contains(s)).collect();
+        drop(p);
+        self.release_slots(freed.into_iter());
+    }
+
+    /// Give the disk space of free slots back (best effort: a failure only
+    /// costs space). Callers pass slots free in the published mapping; a
+    /// checkpoint may refill one concurrently, but only after this returns
+    /// for it, because checkpoints are serialised with `install`.
+    fn release_slots(&self, slots: impl Iterator<Item = u32>) {
+        for slot in slots {
+            if let Err(e) = self.file.release_slot(slot) {
+                log::warn!("keeping the space of free frame slot {slot}: {e}");
+                return;
+            }
+        }
     }
 }
 

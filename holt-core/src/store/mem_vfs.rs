@@ -416,6 +416,17 @@ impl FileIo for MemFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.mutate(Pending::SetLen(len))
     }
+
+    /// A write of zeros clipped to the current length: a crash may keep or
+    /// drop it, as it may an unsynced punch on a real disk.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        let cur = self.len()?;
+        let end = offset.saturating_add(len).min(cur);
+        if end <= offset {
+            return Ok(());
+        }
+        self.mutate(Pending::Write { offset, bytes: vec![0; to_usize(end - offset)] })
+    }
 }
 
 impl Vfs for MemVfs {

@@ -43,6 +43,31 @@ impl FileIo for StdFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        punch_hole(&self.0, offset, len)
+    }
+}
+
+/// `fallocate(PUNCH_HOLE | KEEP_SIZE)`; EOPNOTSUPP becomes `Unsupported`.
+pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "hole past the largest file offset"));
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    loop {
+        // SAFETY: plain syscall on an fd this `File` owns; no memory is passed.
+        if unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EOPNOTSUPP) => return Err(io::Error::new(io::ErrorKind::Unsupported, e)),
+            _ => return Err(e),
+        }
+    }
 }
 
 impl Vfs for StdVfs {

@@ -170,6 +170,10 @@ impl FileIo for UringFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
     }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        super::std_vfs::punch_hole(&self.file, offset, len)
+    }
 }
 
 impl Vfs for UringVfs {

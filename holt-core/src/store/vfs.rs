@@ -18,6 +18,11 @@ pub(crate) trait FileIo: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     /// Truncate or extend to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Give back the disk space of `[offset, offset + len)`: later reads of
+    /// the range return zeros, the length does not change. Like a write, it
+    /// is durable only after `sync_data`. `ErrorKind::Unsupported` where the
+    /// file system cannot do it; callers treat that as space kept, not data lost.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()>;
 }
 
 /// A directory tree of files.

@@ -495,3 +495,79 @@ fn failed_sync_poisons_but_reads_go_on() {
         assert_old_mapping_survives(&vfs, &store, &model);
     }
 }
+
+/// `image(id, gen)` with a frame header naming `used` bytes of data area
+/// and `slots` table entries, and zeros in the free gap between them.
+fn sparse_image(id: u64, gen: u64, used: usize, slots: u32) -> Vec<u8> {
+    use crate::layout::{HDR_DATA_END, HDR_SLOT_COUNT};
+    let mut b = image(id, gen);
+    b[used..FRAME_BYTES - slots as usize * 4].fill(0);
+    b[HDR_SLOT_COUNT..HDR_SLOT_COUNT + 4].copy_from_slice(&slots.to_le_bytes());
+    b[HDR_DATA_END..HDR_DATA_END + 4].copy_from_slice(&(used as u32).to_le_bytes());
+    b
+}
+
+#[test]
+fn bytes_in_the_free_gap_on_disk_never_matter() {
+    let vfs = MemVfs::new();
+    let (store, _) = open_mem(&vfs);
+    let img = sparse_image(5, 1, 20_000, 100);
+    let mut txn = store.begin_checkpoint().unwrap();
+    txn.write_frame(FrameId(5), &img).unwrap();
+    txn.commit(meta(1)).unwrap();
+    let path = dir().join(FRAME_FILE_NAME);
+    let base = slot_offset(store.slot_of(FrameId(5)).unwrap());
+    // Stale bytes where the gap is (as a file system without holes, or a
+    // reused slot, leaves them) read back as the zeros the image holds.
+    for pos in [20_000u64, 20_001, 200_000, FRAME_BYTES as u64 - 401] {
+        vfs.corrupt(&path, base + pos, &[0xAB; 1]).unwrap();
+    }
+    assert!(store.read_frame(FrameId(5)).unwrap() == img);
+    // Outside the gap (data, slot table, the header bounds) every flip counts.
+    for pos in [19_999u64, FRAME_BYTES as u64 - 400, crate::layout::HDR_DATA_END as u64 + 1] {
+        let byte = vfs.file_bytes(&path).unwrap()[(base + pos) as usize];
+        vfs.corrupt(&path, base + pos, &[byte ^ 0x04]).unwrap();
+        assert_eq!(corrupted_at(store.read_frame(FrameId(5)).unwrap_err()).1, base, "flip at {pos}");
+        vfs.corrupt(&path, base + pos, &[byte]).unwrap();
+    }
+    assert!(store.read_frame(FrameId(5)).unwrap() == img);
+}
+
+#[test]
+fn free_gaps_and_free_slots_give_their_space_back() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    let (frames, used, slots) = (16u64, 40_000usize, 500u32);
+    for n in 1..=4u64 {
+        let mut txn = store.begin_checkpoint().unwrap();
+        for id in 1..=frames {
+            txn.write_frame(FrameId(id), &sparse_image(id, n, used, slots)).unwrap();
+        }
+        txn.commit(meta(n)).unwrap();
+    }
+    assert!(store.slot_count() as u64 > frames, "rewrites moved frames to shadow slots");
+    let m = std::fs::metadata(tmp.path().join(FRAME_FILE_NAME)).unwrap();
+    let allocated = m.blocks() * 512;
+    // Each live frame keeps its data area and slot table (block-rounded);
+    // free slots and gaps hold nothing. Slack covers file-system metadata.
+    let live = frames * (used.next_multiple_of(4096) + (slots as usize * 4).next_multiple_of(4096)) as u64;
+    assert!(allocated <= 4096 + live + live / 4, "{allocated} bytes allocated for {live} live ({} apparent)", m.len());
+    for id in 1..=frames {
+        assert!(store.read_frame(FrameId(id)).unwrap() == sparse_image(id, 4, used, slots));
+    }
+    // A crash between a publication and its punches leaves a free slot
+    // allocated: the first commit after the next open gives it back.
+    let used_slots: Vec<u32> = (1..=frames).map(|id| store.slot_of(FrameId(id)).unwrap()).collect();
+    let free = (0..store.slot_count()).find(|s| !used_slots.contains(s)).expect("a free slot below the end");
+    drop(store);
+    let path = tmp.path().join(FRAME_FILE_NAME);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0xEE; FRAME_BYTES], slot_offset(free)).unwrap();
+    f.sync_all().unwrap();
+    let blocks = || std::fs::metadata(&path).unwrap().blocks() * 512;
+    assert!(blocks() >= allocated + FRAME_BYTES as u64 / 2);
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    checkpoint(&store, &[], 5).unwrap();
+    assert!(blocks() <= 4096 + live + live / 4, "{} bytes allocated after the sweep", blocks());
+}

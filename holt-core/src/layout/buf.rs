@@ -9,26 +9,45 @@
 //! an invariant violation.
 
 use std::cmp::Ordering;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::arena::{alloc_frame, Chunk};
 
 use super::FRAME_BYTES;
 
 const WORDS: usize = FRAME_BYTES / 8;
 
 pub(crate) struct FrameBuf {
-    words: Box<[AtomicU64]>,
+    /// `WORDS` words inside `_chunk` (see `arena`), this frame's alone.
+    base: NonNull<AtomicU64>,
+    _chunk: Arc<Chunk>,
 }
+
+// SAFETY: the buffer is only ever accessed through `AtomicU64`s, and the
+// chunk it lives in is `Send + Sync`.
+unsafe impl Send for FrameBuf {}
+// SAFETY: as above.
+unsafe impl Sync for FrameBuf {}
 
 impl FrameBuf {
     /// A frame of zeros.
     pub(crate) fn zeroed() -> Self {
-        let words = (0..WORDS).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice();
-        FrameBuf { words }
+        let (base, chunk) = alloc_frame();
+        FrameBuf { base, _chunk: chunk }
+    }
+
+    #[inline]
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `base` points at `WORDS` initialised (zeroed) words that
+        // no other frame uses and that live as long as `_chunk`.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), WORDS) }
     }
 
     #[inline]
     fn word(&self, i: usize) -> u64 {
-        match self.words.get(i) {
+        match self.words().get(i) {
             Some(w) => w.load(Relaxed),
             None => 0,
         }
@@ -75,7 +94,7 @@ impl FrameBuf {
     #[inline]
     pub(crate) fn prefetch(&self, off: usize) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(w) = self.words.get(off >> 3) {
+        if let Some(w) = self.words().get(off >> 3) {
             // SAFETY: prefetch is a hint that never faults; the pointer is
             // in bounds of a live allocation anyway.
             unsafe {
@@ -145,7 +164,7 @@ impl FrameBuf {
     }
 
     fn store_word(&self, i: usize, v: u64) {
-        self.words[i].store(v, Relaxed);
+        self.words()[i].store(v, Relaxed);
     }
 
     /// Write `bytes` at `off`. Caller holds the frame exclusively.

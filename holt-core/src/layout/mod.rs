@@ -7,6 +7,7 @@
 //! one node: moving or resizing a node rewrites only its slot entry, so the
 //! node's parent (and any link from another frame) never changes.
 
+mod arena;
 mod buf;
 pub(crate) mod node;
 pub(crate) mod space;

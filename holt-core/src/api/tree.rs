@@ -94,10 +94,7 @@ impl Tree {
     }
 
     fn single(&self, op: Op, want_prev: bool) -> Result<Option<Vec<u8>>> {
-        match self.engine.apply(&[], vec![op], want_prev)? {
-            Applied::Done { mut prev } => Ok(prev.pop().flatten()),
-            Applied::GuardFailed => unreachable!("a batch without guards cannot fail a guard"),
-        }
+        self.engine.apply_one(op, want_prev)
     }
 
     /// Atomically move the value at `src` to `dst`. Without `force`, an

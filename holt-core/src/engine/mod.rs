@@ -7,6 +7,7 @@ mod checkpoint;
 mod config;
 mod durable;
 mod maintenance;
+mod single;
 mod sink;
 mod write;
 

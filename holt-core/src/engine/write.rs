@@ -73,8 +73,8 @@ pub(crate) fn land_from<'p>(pool: &'p Pool, owned: &mut Owned<'p>, hint: Hint, k
 /// Where `key` lands: from its hint when the batch has one (always, for a
 /// batch), else by a descent that latches the landing frame (replay at open,
 /// which runs alone).
-fn land<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hints: &Hints) -> Result<Landing<'p>> {
-    if let Some(h) = hint_for(hints, key) {
+fn land<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: Option<Hint>) -> Result<Landing<'p>> {
+    if let Some(h) = hint {
         return land_from(pool, owned, h, key);
     }
     for _ in 0..LAND_TRIES_MAX {
@@ -94,8 +94,23 @@ fn land<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hints: &Hints) ->
     Err(Error::corrupted("frames", 0, "could not latch the frame a batch key lands in"))
 }
 
-fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, hint: &Hints) -> Result<KeyDelta> {
+/// The hinted frame's buffer when the batch owns it: the key's walk can
+/// start at the hint's entry with no walk to find the landing first (a link
+/// met on the way makes the op redirect, and the caller lands properly).
+fn hinted_buf<'a>(owned: &'a Owned<'_>, hint: Option<Hint>) -> Option<(&'a crate::layout::FrameBuf, Hint)> {
+    let h = hint?;
+    Some((owned.get(h.frame)?.buf()?, h))
+}
+
+fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, hint: Option<Hint>) -> Result<KeyDelta> {
     let (key, value) = kv;
+    if let Some((b, h)) = hinted_buf(owned, hint) {
+        match put_in_frame(b, h.entry, key, value, lsn.0) {
+            Put::Done { inserted } => return Ok(KeyDelta::from(inserted)),
+            Put::Corrupt => return Err(corrupt_frame(h.frame, "unreadable node on insert")),
+            Put::NeedSpace(_) | Put::Redirect => {}
+        }
+    }
     for _ in 0..SPILLS_PER_PUT_MAX {
         let landing = land(pool, owned, key, hint)?;
         let b = landing.view.buf;
@@ -113,7 +128,14 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
     Err(Error::corrupted("frames", 0, "insert found no room after repeated spills"))
 }
 
-fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: &Hints) -> Result<KeyDelta> {
+fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: Option<Hint>) -> Result<KeyDelta> {
+    if let Some((b, h)) = hinted_buf(owned, hint) {
+        match delete_in_frame(b, h.entry, key) {
+            Del::Done { prev } => return Ok(-KeyDelta::from(prev.is_some())),
+            Del::Corrupt => return Err(corrupt_frame(h.frame, "unreadable node on delete")),
+            Del::Redirect => {}
+        }
+    }
     for _ in 0..SPILLS_PER_PUT_MAX {
         let landing = land(pool, owned, key, hint)?;
         match delete_in_frame(landing.view.buf, landing.entry, key) {
@@ -125,18 +147,37 @@ fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: &Hints) -
     Err(Error::corrupted("frames", 0, "delete kept being redirected"))
 }
 
+/// Apply one op, landing from `hint`; no stamp (see `apply_ops`).
+fn apply_op<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, hints: &Hints) -> Result<KeyDelta> {
+    let h = |key: &[u8]| hint_for(hints, key);
+    Ok(match op {
+        LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, h(key))?,
+        LogOp::Delete { key } => delete(pool, owned, key, h(key))?,
+        LogOp::Rename { src, dst, value } => {
+            delete(pool, owned, src, h(src))? + put(pool, owned, (dst, value), lsn, h(dst))?
+        }
+    })
+}
+
 /// Apply `ops` in order with version `lsn`, landing each key from its hint.
 /// Returns the net key delta.
 pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp], lsn: Lsn, hints: &Hints) -> Result<KeyDelta> {
     let mut delta = 0;
     for op in ops {
-        let h = hints;
-        delta += match op {
-            LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, h)?,
-            LogOp::Delete { key } => delete(pool, owned, key, h)?,
-            LogOp::Rename { src, dst, value } => delete(pool, owned, src, h)? + put(pool, owned, (dst, value), lsn, h)?,
-        };
+        delta += apply_op(pool, owned, op, lsn, hints)?;
     }
+    owned.stamp_lsn(lsn);
+    Ok(delta)
+}
+
+/// Apply a single put or delete whose key landed at `hint` (a frame the
+/// caller latched at the version it walked), then stamp `lsn`.
+pub(crate) fn apply_single<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, hint: Hint) -> Result<KeyDelta> {
+    let delta = match op {
+        LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, Some(hint))?,
+        LogOp::Delete { key } => delete(pool, owned, key, Some(hint))?,
+        LogOp::Rename { .. } => unreachable!("a rename has two keys; it goes through apply_ops"),
+    };
     owned.stamp_lsn(lsn);
     Ok(delta)
 }

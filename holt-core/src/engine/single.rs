@@ -1,0 +1,77 @@
+//! The batch protocol for the commonest batch: one put or delete and no
+//! guards (`Tree::put`, `insert`, `delete`, `remove`). Same steps and the
+//! same guarantees as `Engine::apply`, with one landing instead of a
+//! footprint map, hint list and overlay: the key's optimistic walk finds the
+//! frame, the frame is latched at the version walked, so the walk's result
+//! still holds and the op lands from its entry without walking again first.
+
+use super::write::{apply_single, Hint};
+use super::Engine;
+use crate::error::Result;
+use crate::layout::node::LeafAt;
+use crate::op::{LogOp, Op};
+use crate::tree::descend::{retry, try_locate, Walk};
+use crate::tree::Owned;
+
+impl Engine {
+    /// Apply `op` (a put or delete) alone; returns the previous value when
+    /// `want_prev` (a delete always reads it: an absent key logs nothing).
+    pub(crate) fn apply_one(&self, op: Op, want_prev: bool) -> Result<Option<Vec<u8>>> {
+        let op = match op {
+            Op::Put { key, value } => LogOp::Put { key, value },
+            Op::Delete { key } => LogOp::Delete { key },
+            rename @ Op::Rename { .. } => return self.apply_rename(rename, want_prev),
+        };
+        let key = match &op {
+            LogOp::Put { key, .. } | LogOp::Delete { key } => key.as_slice(),
+            LogOp::Rename { .. } => unreachable!("converted above"),
+        };
+        let is_delete = matches!(op, LogOp::Delete { .. });
+        self.check_poison()?;
+        let pool = &self.pool;
+        loop {
+            let land = retry(pool, || try_locate(pool, &Owned::default(), key))?;
+            let version = land.view.version.expect("a walk owning no frame observes versions");
+            let gate = self.gate.read();
+            if !land.view.cell.latch.try_upgrade(version) {
+                drop(gate);
+                pool.counters.restarts.add(1);
+                land.view.cell.latch.wait_unlocked();
+                continue;
+            }
+            let mut owned = Owned::default();
+            owned.push(land.view.id, land.view.cell);
+            // Latched at the version walked: the walk's answer is current.
+            let prev = match land.walk {
+                Walk::Leaf(off) if want_prev || is_delete => Some(LeafAt(off).value(land.view.buf)),
+                _ => None,
+            };
+            if is_delete && prev.is_none() {
+                owned.release_clean();
+                return Ok(None);
+            }
+            let lsn = match self.sink.append(std::slice::from_ref(&op)) {
+                Ok(lsn) => lsn,
+                Err(e) => {
+                    owned.release_clean();
+                    return Err(e);
+                }
+            };
+            let hint = Hint { frame: land.view.id, entry: land.entry };
+            let delta = apply_single(pool, &mut owned, &op, lsn, hint)?;
+            owned.release_dirty();
+            self.count_keys(delta);
+            drop(gate);
+            self.sink.commit(lsn)?;
+            self.nudge_if_due()?;
+            return Ok(prev.filter(|_| want_prev || is_delete));
+        }
+    }
+
+    fn apply_rename(&self, op: Op, want_prev: bool) -> Result<Option<Vec<u8>>> {
+        match self.apply(&[], vec![op], want_prev)? {
+            super::Applied::Done { mut prev } => Ok(prev.pop().flatten()),
+            super::Applied::GuardFailed => unreachable!("a batch without guards cannot fail a guard"),
+        }
+    }
+}

@@ -90,6 +90,12 @@ impl Engine {
     pub(crate) fn checkpoint_locked(&self, d: &Durable) -> Result<()> {
         self.check_poison()?;
         let mut cap = self.capture(d);
+        // Nothing written since the published checkpoint (a clean close of
+        // an idle tree): it already is this checkpoint.
+        let unchanged = cap.images.is_empty() && cap.dropped.is_empty() && d.store.checkpoint_lsn() == Some(cap.lsn);
+        if unchanged {
+            return d.journal.trim(cap.lsn);
+        }
         let result = self.publish(d, &mut cap);
         for (id, _) in &cap.images {
             let cell = self.pool.cell(*id).expect("captured frame has a cell");

@@ -108,6 +108,11 @@ impl FrameStore {
         self.published.read().manifest.frames.contains_key(&id)
     }
 
+    /// The LSN the published checkpoint covers; `None` before the first.
+    pub(crate) fn checkpoint_lsn(&self) -> Option<crate::ids::Lsn> {
+        self.published.read().manifest.meta.as_ref().map(|m| m.checkpoint_lsn)
+    }
+
     /// Ids of all published frames, ascending.
     pub(crate) fn frame_ids(&self) -> Vec<FrameId> {
         self.published.read().manifest.frames.keys().copied().collect()

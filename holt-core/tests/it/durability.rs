@@ -154,6 +154,11 @@ fn clean_close_persists_uncheckpointed_writes_and_replays_nothing() {
     assert!(s.wal_bytes <= SEGMENT_BYTES + (1 << 20), "seed {seed}: WAL beyond one segment after a clean close: {s:?}");
     assert!(clean_open < Duration::from_secs(1), "seed {seed}: clean open took {clean_open:?}");
     assert_same(&tree, &model, seed, 1);
+    // Reads change nothing: closing again publishes no new checkpoint.
+    let manifest = std::fs::read(live.join("MANIFEST")).unwrap();
+    drop(tree);
+    assert!(std::fs::read(live.join("MANIFEST")).unwrap() == manifest, "seed {seed}: an idle close rewrote the manifest");
+    assert_same(&open_quiet(&live).unwrap(), &model, seed, 2);
 }
 
 fn big_key(i: u64) -> Vec<u8> {

@@ -43,9 +43,10 @@ impl TreeBuilder {
         self
     }
 
-    /// Dirty frames that trigger a checkpoint before the interval elapses.
+    /// Dirty frames that trigger a checkpoint before the interval elapses
+    /// (default: half of `buffer_pool_size`).
     pub fn checkpoint_dirty_frames(mut self, frames: usize) -> Self {
-        self.cfg.checkpoint_dirty_frames = frames;
+        self.cfg.checkpoint_dirty_frames = Some(frames);
         self
     }
 

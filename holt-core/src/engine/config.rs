@@ -10,7 +10,8 @@ pub(crate) struct Config {
     pub pool_frames_max: usize,
     pub wal_sync_on_commit: bool,
     pub checkpoint_interval: Option<Duration>,
-    pub checkpoint_dirty_frames: usize,
+    /// `None`: half the cache budget.
+    pub checkpoint_dirty_frames: Option<usize>,
     pub wal_bytes_target: u64,
 }
 
@@ -22,8 +23,16 @@ impl Config {
             pool_frames_max: 1024,
             wal_sync_on_commit: false,
             checkpoint_interval: Some(Duration::from_secs(5)),
-            checkpoint_dirty_frames: 256,
+            checkpoint_dirty_frames: None,
             wal_bytes_target: 64 << 20,
         }
+    }
+
+    /// Dirty frames that start a checkpoint early. Half the cache by
+    /// default: the other half stays evictable, and a write burst that
+    /// dirties every frame of a small tree does not checkpoint back to back
+    /// (the WAL target and the interval still bound the log and its replay).
+    pub fn dirty_frames_mark(&self) -> usize {
+        self.checkpoint_dirty_frames.unwrap_or(self.pool_frames_max / 2)
     }
 }

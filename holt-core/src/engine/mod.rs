@@ -224,7 +224,7 @@ impl Engine {
         let dirty = self.pool.dirty_count();
         dirty > 0
             && (interval_elapsed
-                || dirty >= self.cfg.checkpoint_dirty_frames
+                || dirty >= self.cfg.dirty_frames_mark()
                 || self.pool.over_budget()
                 || d.journal.bytes() >= self.cfg.wal_bytes_target)
     }

@@ -37,7 +37,19 @@ pub struct Store {
 }
 
 /// The store's flock; dropping it (after the tree closes) frees the store.
-pub struct StoreLock(#[allow(dead_code, reason = "held for its Drop, which releases the flock")] Option<File>);
+pub struct StoreLock(Option<File>);
+
+impl Drop for StoreLock {
+    /// Unlock explicitly: a child forked by another thread shares the lock's
+    /// open file description until it execs, so closing alone could keep
+    /// the store locked after this daemon let go of it.
+    fn drop(&mut self) {
+        if let Some(file) = &self.0 {
+            // SAFETY: flock on a descriptor owned by `file`; no memory is passed.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}
 
 /// Why a store could not be opened.
 #[derive(Debug)]

@@ -4,7 +4,8 @@
 //! On real files: `DIR/LOCK` held with `flock(LOCK_EX | LOCK_NB)`. flock locks
 //! belong to open file descriptions, so a second `open()` of `LOCK` in the
 //! same process conflicts just like another process does. The kernel drops
-//! the lock when its holder dies, so a crash never leaves a stale lock.
+//! the lock when its holder dies, so a crash never leaves a stale lock; a
+//! clean release unlocks explicitly (see `Held`'s `Drop`).
 //!
 //! The lock covers the whole directory (frame file, manifest, WAL), so the
 //! directory's owner takes it before opening anything in it; the frame store
@@ -28,9 +29,22 @@ pub(crate) struct StoreLock {
 }
 
 enum Held {
-    /// The open `LOCK` file; closing it releases the flock.
+    /// The open `LOCK` file, flocked; `Drop` unlocks it.
     Flock(File),
     Mem(MemDirLock),
+}
+
+impl Drop for Held {
+    /// Unlock explicitly rather than by closing: a child another thread has
+    /// just forked shares the open file description until it execs, and
+    /// closing our descriptor would leave the lock held through it, so an
+    /// immediate reopen would fail with `Error::Locked`.
+    fn drop(&mut self) {
+        if let Held::Flock(file) = self {
+            // SAFETY: flock on a descriptor this value owns; no memory is passed.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
 }
 
 impl StoreLock {
@@ -122,6 +136,31 @@ mod tests {
         assert!(!child_can_lock(&path));
         drop(held);
         assert!(child_can_lock(&path));
+    }
+
+    #[test]
+    fn release_does_not_wait_for_a_forked_child_to_exec() {
+        let tmp = tempfile::tempdir().unwrap();
+        let held = StoreLock::acquire(tmp.path()).unwrap();
+        // A child forked by another thread (a process spawn) shares the
+        // LOCK description until it execs; this one never does.
+        // SAFETY: the child only sleeps and exits (async-signal-safe).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            unsafe {
+                libc::sleep(30);
+                libc::_exit(0);
+            }
+        }
+        drop(held);
+        let again = StoreLock::acquire(tmp.path());
+        // SAFETY: signalling and reaping the child forked above.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        again.expect("the lock is free as soon as its holder drops it");
     }
 
     #[test]

@@ -109,19 +109,20 @@ impl FrameBuf {
     pub(crate) fn read_vec(&self, off: usize, len: usize) -> Vec<u8> {
         let len = len.min(FRAME_BYTES.saturating_sub(off));
         let mut v = Vec::with_capacity(len);
-        let skip = off & 7;
-        let mut w = off >> 3;
+        let (skip, mut w) = (off & 7, off >> 3);
         if skip != 0 && len > 0 {
-            let head = (8 - skip).min(len);
-            self.word(w).to_le_bytes()[skip..skip + head].iter().for_each(|&b| v.push(b));
+            let n = (8 - skip).min(len);
+            v.extend_from_slice(&self.word(w).to_le_bytes()[skip..skip + n]);
             w += 1;
         }
-        while v.len() + 8 <= len {
+        while len - v.len() >= 8 {
             v.extend_from_slice(&self.word(w).to_le_bytes());
             w += 1;
         }
-        let rest = len - v.len();
-        self.word(w).to_le_bytes()[..rest].iter().for_each(|&b| v.push(b));
+        let n = len - v.len();
+        if n > 0 {
+            v.extend_from_slice(&self.word(w).to_le_bytes()[..n]);
+        }
         v
     }
 
@@ -227,18 +228,25 @@ impl FrameBuf {
         img
     }
 
-    /// Copy `dst.len()` bytes starting at byte `off` into `dst`.
+    /// Copy `dst.len()` bytes starting at byte `off` into `dst`: the
+    /// partial first word, whole words, then the partial last word.
+    #[inline]
     fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        let (skip, mut w) = (off & 7, off >> 3);
         let mut i = 0;
-        while i < dst.len() && (off + i) % 8 != 0 {
-            dst[i] = self.u8(off + i);
-            i += 1;
+        if skip != 0 && !dst.is_empty() {
+            let n = (8 - skip).min(dst.len());
+            dst[..n].copy_from_slice(&self.word(w).to_le_bytes()[skip..skip + n]);
+            (i, w) = (n, w + 1);
         }
-        for chunk in dst[i..].chunks_mut(8) {
-            let bytes = self.word((off + i) >> 3).to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-            i += chunk.len();
+        let mut words = dst[i..].chunks_exact_mut(8);
+        for chunk in &mut words {
+            chunk.copy_from_slice(&self.word(w).to_le_bytes());
+            w += 1;
         }
+        let rest = words.into_remainder();
+        let n = rest.len();
+        rest.copy_from_slice(&self.word(w).to_le_bytes()[..n]);
     }
 
     /// Overwrite the whole image.

@@ -12,8 +12,12 @@ use super::tree::Handle;
 use crate::engine::{Scan, ScanScratch};
 use crate::error::Result;
 
-/// Keys fetched from the engine per refill.
-const CHUNK_KEYS_MAX: usize = 128;
+/// Keys fetched by a scan's first refill; each full refill doubles the next
+/// up to `CHUNK_KEYS_MAX`. Every refill descends again to its lower bound,
+/// so a long scan (a big directory) wants few of them, while a short one
+/// (a typical directory) should not buffer far ahead.
+const CHUNK_KEYS_MIN: usize = 128;
+const CHUNK_KEYS_MAX: usize = 512;
 
 /// One item of a range scan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +94,7 @@ impl IntoIterator for RangeBuilder {
             start_after: self.start_after,
             chunk,
             chunk_pos: 0,
+            chunk_limit: CHUNK_KEYS_MIN,
             scratch,
         }
     }
@@ -106,7 +111,7 @@ thread_local! {
 }
 
 fn take_buffers() -> (Chunk, ScanScratch) {
-    SPARE.with(|s| s.take()).unwrap_or_else(|| (Vec::with_capacity(CHUNK_KEYS_MAX), ScanScratch::default()))
+    SPARE.with(|s| s.take()).unwrap_or_else(|| (Vec::with_capacity(CHUNK_KEYS_MIN), ScanScratch::default()))
 }
 
 impl Drop for RangeIter {
@@ -129,6 +134,8 @@ pub struct RangeIter {
     start_after: Option<Vec<u8>>,
     chunk: Vec<(Vec<u8>, Vec<u8>)>,
     chunk_pos: usize,
+    /// Keys the next refill asks for.
+    chunk_limit: usize,
     scratch: ScanScratch,
 }
 
@@ -150,12 +157,14 @@ impl RangeIter {
         let Some(lower) = self.lower.take() else { return Ok(false) };
         self.chunk.clear();
         self.chunk_pos = 0;
-        let q = Scan { lower: &lower, prefix: &self.prefix, limit: CHUNK_KEYS_MAX };
+        let limit = self.chunk_limit;
+        let q = Scan { lower: &lower, prefix: &self.prefix, limit };
         self.engine.scan(&q, &mut self.scratch, &mut self.chunk)?;
-        if self.chunk.len() == CHUNK_KEYS_MAX {
-            let mut next = self.chunk[CHUNK_KEYS_MAX - 1].0.clone();
+        if self.chunk.len() == limit {
+            let mut next = self.chunk[limit - 1].0.clone();
             next.push(0);
             self.lower = Some(next);
+            self.chunk_limit = (limit * 2).min(CHUNK_KEYS_MAX);
         }
         Ok(!self.chunk.is_empty())
     }

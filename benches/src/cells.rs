@@ -12,8 +12,9 @@ use crate::Opts;
 const INSERT_ORDER_SEED: u64 = 1;
 const PROBE_ORDER_SEED: u64 = 2;
 const LIST_ORDER_SEED: u64 = 3;
-/// Listings of each big directory per repetition.
-const BIG_LISTS_PER_REP: usize = 3;
+/// Listings of each big directory per repetition: a listing takes ~4 ms,
+/// so a repetition must hold many for scheduler noise to average out.
+const BIG_LISTS_PER_REP: usize = 40;
 
 /// Whether a bigger number is the better one (rates) or a smaller (bytes, ms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,9 +32,11 @@ struct Task {
 }
 
 /// Children prefetched ahead of the visit: their slot entries when pushed,
-/// the node bytes of the next one when a task is popped, so the dependent
+/// the node bytes of the next few when a task is popped, so the dependent
 /// loads of consecutive siblings overlap instead of queueing.
 const PREFETCH_CHILDREN: usize = 8;
+/// Upcoming tasks whose nodes are prefetched (see `prefetch_ahead`).
+const PREFETCH_NODES: usize = 3;
 
 pub(crate) struct Scan<'a> {
     pub lower: &'a [u8],
@@ -142,14 +144,17 @@ fn try_scan(
     Ok(finish(&views))
 }
 
-/// Keep the loads of upcoming siblings in flight: the node of the next
-/// task (its slot entry was fetched earlier) and the slot entry of the task
-/// `PREFETCH_CHILDREN` further down.
+/// Keep the loads of upcoming siblings in flight: the first two cache
+/// lines (a leaf's key and value) of the nodes of the next
+/// `PREFETCH_NODES` tasks (their slot entries were fetched earlier), and
+/// the slot entry of the task `PREFETCH_CHILDREN` further down. Visiting a
+/// leaf takes about one memory latency, so one task ahead is too late.
 fn prefetch_ahead(views: &[FrameView<'_>], stack: &[Task]) {
-    if let Some(next) = stack.last() {
+    for next in stack.iter().rev().take(PREFETCH_NODES) {
         let b = views[next.f].buf;
         if let Some(off) = b.node_offset(next.slot) {
             b.prefetch(off);
+            b.prefetch(off + 64);
         }
     }
     if let Some(far) = stack.len().checked_sub(PREFETCH_CHILDREN).and_then(|i| stack.get(i)) {

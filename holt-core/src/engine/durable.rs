@@ -48,8 +48,8 @@ pub(crate) struct Opened {
 struct StoreSource(Arc<FrameStore>);
 
 impl FrameSource for StoreSource {
-    fn read_frame(&self, id: FrameId) -> Result<Vec<u8>> {
-        self.0.read_frame(id)
+    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<()> {
+        self.0.read_frame_into(id, into)
     }
 }
 

@@ -117,21 +117,30 @@ impl FrameFile {
 
     /// Read `slot` and verify it against the manifest's checksum for `id`.
     /// Never returns bytes that fail the check.
+    #[cfg(test)]
     pub(crate) fn read_slot(&self, slot: u32, id: FrameId, crc_expected: u32) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_slot_into(slot, id, crc_expected, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// `read_slot` into `buf` (resized to one frame), so a caller loading
+    /// many frames reuses one buffer. On `Err` the contents are unspecified.
+    pub(crate) fn read_slot_into(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut Vec<u8>) -> Result<()> {
         let offset = slot_offset(slot);
-        let mut buf = vec![0u8; FRAME_BYTES];
-        let n = self.file.read_at(&mut buf, offset).map_err(|e| self.io_err("read", e))?;
+        buf.resize(FRAME_BYTES, 0);
+        let n = self.file.read_at(buf, offset).map_err(|e| self.io_err("read", e))?;
         if n != FRAME_BYTES {
             return Err(Error::corrupted(&self.path, offset + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
         }
-        let gap = free_gap(&buf);
+        let gap = free_gap(buf);
         buf[gap].fill(0);
-        let crc = frame_crc(id, &buf);
+        let crc = frame_crc(id, buf);
         if crc != crc_expected {
             let what = format!("frame {} in slot {slot}: checksum {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
             return Err(Error::corrupted(&self.path, offset, what));
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// Write a whole frame image into `slot`: everything but the whole

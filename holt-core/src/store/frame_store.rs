@@ -9,7 +9,7 @@
 //!   the manifest. Only then do the replaced slots become free.
 //! - One checkpoint at a time: `begin_checkpoint` holds a mutex until the
 //!   transaction commits or drops.
-//! - `read_frame` holds the published mapping's read lock across its I/O;
+//! - `read_frame_into` holds the published mapping's read lock across its I/O;
 //!   `commit` swaps the mapping under the write lock, so a slot cannot be
 //!   freed (let alone rewritten) while a reader is reading it.
 //! - After a failed sync the store is poisoned: reads go on from the last
@@ -95,13 +95,21 @@ impl FrameStore {
 
     /// The frame's image as of the last commit, verified against the
     /// manifest checksum. `Error::Corrupted` (file, slot offset) on mismatch.
+    #[cfg(test)]
     pub(crate) fn read_frame(&self, id: FrameId) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_frame_into(id, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// `read_frame` into a reused buffer (see `FrameFile::read_slot_into`).
+    pub(crate) fn read_frame_into(&self, id: FrameId, buf: &mut Vec<u8>) -> Result<()> {
         let published = self.published.read();
         let Some(r) = published.manifest.frames.get(&id) else {
             let what = format!("frame {} is not in the manifest", id.0);
             return Err(Error::corrupted(self.dir.join(MANIFEST_NAME), 0, what));
         };
-        self.file.read_slot(r.slot, id, r.crc)
+        self.file.read_slot_into(r.slot, id, r.crc, buf)
     }
 
     pub(crate) fn contains(&self, id: FrameId) -> bool {

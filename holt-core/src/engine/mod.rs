@@ -14,7 +14,7 @@ mod write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 pub(crate) use config::Config;
 
@@ -25,11 +25,11 @@ use self::sink::{MemorySink, Sink};
 use crate::api::TreeStats;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
-use crate::ids::FrameId;
+use crate::ids::{FrameId, Lsn};
 use crate::layout::node::{Inner, FLAG_ENTRY};
 use crate::layout::space::new_node;
 use crate::layout::NIL;
-use crate::op::{Guard, Op};
+use crate::op::{Guard, LogOp, Op};
 use crate::store::lock::StoreLock;
 use crate::store::pool::Pool;
 use crate::store::std_vfs::StdVfs;
@@ -178,21 +178,36 @@ impl Engine {
                 owned.release_clean();
                 return Ok(Applied::Done { prev: resolved.prev });
             }
-            let lsn = match self.sink.append(&resolved.log) {
-                Ok(lsn) => lsn,
-                Err(e) => {
-                    owned.release_clean();
-                    return Err(e);
-                }
-            };
-            let delta = write::apply_ops(pool, &mut owned, &resolved.log, lsn, &hints)?;
-            owned.release_dirty();
-            self.count_keys(delta);
-            drop(gate);
-            self.sink.commit(lsn)?;
-            self.nudge_if_due()?;
+            let log = &resolved.log;
+            self.journal_and_apply(owned, gate, log, |owned, lsn| write::apply_ops(pool, owned, log, lsn, &hints))?;
             return Ok(Applied::Done { prev: resolved.prev });
         }
+    }
+
+    /// The last steps of every write, in the order durability needs:
+    /// journal `log` (nothing changed yet if that fails), change the latched
+    /// frames with `apply`, release them dirty, leave the commit gate, then
+    /// wait for the journal's acknowledgement and nudge the checkpointer.
+    fn journal_and_apply<'p>(
+        &'p self,
+        mut owned: Owned<'p>,
+        gate: RwLockReadGuard<'_, ()>,
+        log: &[LogOp],
+        apply: impl FnOnce(&mut Owned<'p>, Lsn) -> Result<write::KeyDelta>,
+    ) -> Result<()> {
+        let lsn = match self.sink.append(log) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                owned.release_clean();
+                return Err(e);
+            }
+        };
+        let delta = apply(&mut owned, lsn)?;
+        owned.release_dirty();
+        self.count_keys(delta);
+        drop(gate);
+        self.sink.commit(lsn)?;
+        self.nudge_if_due()
     }
 
     /// Wake the checkpointer when a mark is passed; past twice the WAL

@@ -50,20 +50,9 @@ impl Engine {
                 owned.release_clean();
                 return Ok(None);
             }
-            let lsn = match self.sink.append(std::slice::from_ref(&op)) {
-                Ok(lsn) => lsn,
-                Err(e) => {
-                    owned.release_clean();
-                    return Err(e);
-                }
-            };
             let hint = Hint { frame: land.view.id, entry: land.entry };
-            let delta = apply_single(pool, &mut owned, &op, lsn, hint)?;
-            owned.release_dirty();
-            self.count_keys(delta);
-            drop(gate);
-            self.sink.commit(lsn)?;
-            self.nudge_if_due()?;
+            let log = std::slice::from_ref(&op);
+            self.journal_and_apply(owned, gate, log, |owned, lsn| apply_single(pool, owned, &op, lsn, hint))?;
             return Ok(prev.filter(|_| want_prev || is_delete));
         }
     }

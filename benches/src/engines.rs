@@ -28,6 +28,42 @@ pub enum Durability {
     Fsync,
 }
 
+/// The `Kv` methods both engines implement alike: their APIs share the
+/// names and shapes; only the crate (`$krate`, for `RangeEntry`) differs.
+macro_rules! forward_kv {
+    ($krate:ident) => {
+        fn get(&self, key: &[u8]) -> Res<Option<Vec<u8>>> {
+            self.0.get(key).map_err(|e| e.to_string())
+        }
+        fn put(&self, key: &[u8], value: &[u8]) -> Res<()> {
+            self.0.put(key, value).map_err(|e| e.to_string())
+        }
+        fn delete(&self, key: &[u8]) -> Res<bool> {
+            self.0.delete(key).map_err(|e| e.to_string())
+        }
+        fn rename(&self, src: &[u8], dst: &[u8]) -> Res<()> {
+            self.0.rename(src, dst, false).map_err(|e| e.to_string())
+        }
+        fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)> {
+            let (mut n, mut bytes) = (0, 0);
+            for e in self.0.scan_prefix(prefix).delimiter(b'/') {
+                // holt's RangeEntry is non-exhaustive; holt-core's is not.
+                #[allow(unreachable_patterns)]
+                match e.map_err(|e| e.to_string())? {
+                    $krate::RangeEntry::Key { key, value } => bytes += key.len() + value.len(),
+                    $krate::RangeEntry::CommonPrefix(p) => bytes += p.len(),
+                    _ => {}
+                }
+                n += 1;
+            }
+            Ok((n, bytes))
+        }
+        fn checkpoint(&self) -> Res<()> {
+            self.0.checkpoint().map_err(|e| e.to_string())
+        }
+    };
+}
+
 #[derive(Clone)]
 pub struct Core(pub holt_core::Tree);
 
@@ -52,32 +88,8 @@ impl Core {
 }
 
 impl Kv for Core {
-    fn get(&self, key: &[u8]) -> Res<Option<Vec<u8>>> {
-        self.0.get(key).map_err(|e| e.to_string())
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Res<()> {
-        self.0.put(key, value).map_err(|e| e.to_string())
-    }
-    fn delete(&self, key: &[u8]) -> Res<bool> {
-        self.0.delete(key).map_err(|e| e.to_string())
-    }
-    fn rename(&self, src: &[u8], dst: &[u8]) -> Res<()> {
-        self.0.rename(src, dst, false).map_err(|e| e.to_string())
-    }
-    fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)> {
-        let (mut n, mut bytes) = (0, 0);
-        for e in self.0.scan_prefix(prefix).delimiter(b'/') {
-            match e.map_err(|e| e.to_string())? {
-                holt_core::RangeEntry::Key { key, value } => bytes += key.len() + value.len(),
-                holt_core::RangeEntry::CommonPrefix(p) => bytes += p.len(),
-            }
-            n += 1;
-        }
-        Ok((n, bytes))
-    }
-    fn checkpoint(&self) -> Res<()> {
-        self.0.checkpoint().map_err(|e| e.to_string())
-    }
+    forward_kv!(holt_core);
+
     fn shape(&self) -> String {
         match self.0.stats() {
             Ok(s) => format!(
@@ -114,33 +126,8 @@ impl Holt03 {
 }
 
 impl Kv for Holt03 {
-    fn get(&self, key: &[u8]) -> Res<Option<Vec<u8>>> {
-        self.0.get(key).map_err(|e| e.to_string())
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Res<()> {
-        self.0.put(key, value).map_err(|e| e.to_string())
-    }
-    fn delete(&self, key: &[u8]) -> Res<bool> {
-        self.0.delete(key).map_err(|e| e.to_string())
-    }
-    fn rename(&self, src: &[u8], dst: &[u8]) -> Res<()> {
-        self.0.rename(src, dst, false).map_err(|e| e.to_string())
-    }
-    fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)> {
-        let (mut n, mut bytes) = (0, 0);
-        for e in self.0.scan_prefix(prefix).delimiter(b'/') {
-            match e.map_err(|e| e.to_string())? {
-                holt::RangeEntry::Key { key, value } => bytes += key.len() + value.len(),
-                holt::RangeEntry::CommonPrefix(p) => bytes += p.len(),
-                _ => {}
-            }
-            n += 1;
-        }
-        Ok((n, bytes))
-    }
-    fn checkpoint(&self) -> Res<()> {
-        self.0.checkpoint().map_err(|e| e.to_string())
-    }
+    forward_kv!(holt);
+
     fn shape(&self) -> String {
         match self.0.stats() {
             Ok(s) => format!(

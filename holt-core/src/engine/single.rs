@@ -53,7 +53,7 @@ impl Engine {
             let hint = Hint { frame: land.view.id, entry: land.entry };
             let log = std::slice::from_ref(&op);
             self.journal_and_apply(owned, gate, log, |owned, lsn| apply_single(pool, owned, &op, lsn, hint))?;
-            return Ok(prev.filter(|_| want_prev || is_delete));
+            return Ok(prev);
         }
     }
 

@@ -23,8 +23,9 @@ fi
 
 cargo test --workspace --release -- --test-threads=2
 
-# Frame I/O through io_uring: the same store tests on the other Vfs.
-cargo test -p holt-core --release --features io-uring --lib store -- --test-threads=2
+# File I/O through io_uring: the store tests on the other Vfs, and a
+# persistent engine opened the way the feature build opens it.
+cargo test -p holt-core --release --features io-uring --lib -- --test-threads=2 store:: engine::tests
 
 # POSIX conformance of a real mount (crates.io pjdfstest), on disk and in memory.
 scripts/pjdfstest.sh

@@ -52,6 +52,11 @@ impl Tree {
         Tree { engine: Arc::new(Handle(engine)) }
     }
 
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The value stored at `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.get_record(key)?.map(|r| r.value))

@@ -33,6 +33,8 @@ pub(crate) struct Durable {
     pub checkpoint_serial: Mutex<()>,
     /// Held for the engine's life; dropping it lets another opener in.
     pub _lock: StoreLock,
+    /// `Vfs::kind` of the files under this store.
+    pub file_io: &'static str,
 }
 
 /// What `open` found on disk.
@@ -93,8 +95,10 @@ pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, lock: StoreLock, cfg: &Config)
         sync_on_commit: cfg.wal_sync_on_commit,
         segment_bytes_max: segment_bytes_for(cfg.wal_bytes_target),
     };
+    let file_io = vfs.kind();
     let (journal, replay) = Journal::open(vfs, &dir.join(WAL_DIR), after, jcfg)?;
-    let durable = Durable { store, journal: Arc::new(journal), checkpoint_serial: Mutex::new(()), _lock: lock };
+    let journal = Arc::new(journal);
+    let durable = Durable { store, journal, checkpoint_serial: Mutex::new(()), _lock: lock, file_io };
     Ok(Opened { pool, durable, replay, keys, fresh })
 }
 

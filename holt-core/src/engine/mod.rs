@@ -63,6 +63,17 @@ pub(crate) struct Engine {
     background: Background,
 }
 
+/// The real file system: through io_uring when the `io-uring` feature is
+/// built and the kernel allows it, else pread/pwrite.
+fn file_system() -> Arc<dyn Vfs> {
+    #[cfg(feature = "io-uring")]
+    match crate::store::uring_vfs::UringVfs::new() {
+        Ok(uring) => return Arc::new(uring),
+        Err(e) => log::info!("io_uring unavailable ({e}); using pread/pwrite"),
+    }
+    Arc::new(StdVfs)
+}
+
 /// Write the root node into a freshly created root frame.
 fn format_root(pool: &Pool) {
     let (id, cell) = pool.create();
@@ -97,7 +108,7 @@ impl Engine {
             format_root(&pool);
             return Ok(Arc::new(Self::assemble(cfg, pool, Box::new(MemorySink::new()), None)));
         }
-        let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
+        let vfs = file_system();
         vfs.create_dir_all(&cfg.dir).map_err(|e| Error::io("create directory", &cfg.dir, e))?;
         let lock = StoreLock::acquire(&cfg.dir)?;
         Self::open_durable(cfg, vfs, lock)
@@ -121,6 +132,7 @@ impl Engine {
         // The root frame is on every path: never evict it.
         engine.pool.cell(ROOT_FRAME).expect("root frame has a cell").pin();
         let engine = Arc::new(engine);
+        log::debug!("{}: opened, file I/O through {}", engine.dir().display(), engine.file_io().unwrap_or("memory"));
         if let Some(every) = engine.cfg.checkpoint_interval {
             Background::start(&engine, every);
         }
@@ -129,6 +141,11 @@ impl Engine {
 
     pub fn dir(&self) -> &PathBuf {
         &self.cfg.dir
+    }
+
+    /// How the store's files are read and written; `None` in memory mode.
+    pub(crate) fn file_io(&self) -> Option<&'static str> {
+        self.durable.as_ref().map(|d| d.file_io)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
@@ -366,7 +383,8 @@ impl Engine {
     /// segment and trim it, so the next open reads no history.
     fn retire_wal_history(&self) {
         let Some(d) = &self.durable else { return };
-        let sealed = d.journal.seal_active().and_then(|()| d.journal.trim(d.journal.last_lsn()));
+        let j = &d.journal;
+        let sealed = j.seal_active().and_then(|()| j.trim(j.last_lsn())).and_then(|()| j.sync_names());
         if let Err(e) = sealed {
             log::warn!("could not retire the WAL after the closing checkpoint: {e}");
         }
@@ -375,3 +393,35 @@ impl Engine {
 
 #[cfg(test)]
 mod power_loss_tests;
+
+#[cfg(test)]
+mod tests {
+    use crate::api::TreeBuilder;
+
+    /// A persistent store does its file I/O the way the build selects
+    /// (io_uring with the `io-uring` feature where the kernel allows it),
+    /// and what it wrote reads back after a reopen.
+    #[test]
+    fn persistent_store_uses_the_built_file_io_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || TreeBuilder::new(dir.path()).checkpoint_interval(None).open().unwrap();
+        let expected = if cfg!(feature = "io-uring") { ["io_uring", "pread/pwrite"] } else { ["pread/pwrite"; 2] };
+        let tree = open();
+        let file_io = tree.engine().file_io();
+        assert!(file_io.is_some_and(|io| expected.contains(&io)), "file I/O {file_io:?}");
+        let key = |i: u32| format!("dir/{i:05}").into_bytes();
+        for i in 0..20_000 {
+            tree.put(&key(i), &i.to_le_bytes()).unwrap();
+        }
+        tree.checkpoint().unwrap();
+        for i in 20_000..25_000 {
+            tree.put(&key(i), &i.to_le_bytes()).unwrap();
+        }
+        tree.sync().unwrap();
+        drop(tree);
+        let tree = open();
+        for i in 0..25_000 {
+            assert_eq!(tree.get(&key(i)).unwrap(), Some(i.to_le_bytes().to_vec()), "key {i}");
+        }
+    }
+}

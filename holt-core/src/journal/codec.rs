@@ -39,6 +39,8 @@ pub(crate) const SEG_CRC: Field = Field::new("crc", 8, 4);
 pub(crate) const SEG_VERSION: Field = Field::new("version", 12, 4);
 pub(crate) const SEG_FIRST_LSN: Field = Field::new("first_lsn", 16, 8);
 pub(crate) const SEGMENT_HEADER_BYTES: usize = 24;
+/// The segment header table of doc/FORMAT.md (checked by `format_doc`).
+#[cfg(test)]
 pub(crate) const SEGMENT_HEADER_FIELDS: [Field; 4] = [SEG_MAGIC, SEG_CRC, SEG_VERSION, SEG_FIRST_LSN];
 
 /// First bytes of every record.
@@ -56,6 +58,8 @@ pub(crate) const REC_LSN: Field = Field::new("lsn", 16, 8);
 /// unsynced writes (a tail) from damage to durable records (corruption).
 pub(crate) const REC_SYNCED_LSN: Field = Field::new("synced_lsn", 24, 8);
 pub(crate) const RECORD_HEADER_BYTES: usize = 32;
+/// The record header table of doc/FORMAT.md (checked by `format_doc`).
+#[cfg(test)]
 pub(crate) const RECORD_HEADER_FIELDS: [Field; 6] =
     [REC_MAGIC, REC_CRC, REC_VERSION, REC_PAYLOAD_LEN, REC_LSN, REC_SYNCED_LSN];
 

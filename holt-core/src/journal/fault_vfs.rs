@@ -86,6 +86,10 @@ impl FileIo for FaultFile {
 }
 
 impl Vfs for FaultVfs {
+    fn kind(&self) -> &'static str {
+        "fault-injecting"
+    }
+
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileIo>> {
         let inner = StdVfs.open(path, create)?;
         Ok(Arc::new(FaultFile { inner, counters: self.counters.clone() }))

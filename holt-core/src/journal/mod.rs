@@ -20,10 +20,7 @@
 //! - All file access goes through `Vfs`/`FileIo`; the journal never decides
 //!   what a record means (replay belongs to the engine).
 
-// The engine does not open the journal yet; until it does, nothing outside
-// the tests calls it.
-#![allow(dead_code)]
-
+mod active;
 pub(crate) mod codec;
 mod reader;
 mod segment;
@@ -44,10 +41,6 @@ use crate::ids::Lsn;
 use crate::op::LogOp;
 use crate::store::vfs::Vfs;
 use segment::SealedSegment;
-
-/// Largest encoded batch `append` accepts, in bytes.
-#[allow(unused_imports)] // For the engine's batch checks; unused until it is wired.
-pub(crate) use codec::RECORD_PAYLOAD_BYTES_MAX;
 
 /// Records to replay after open: `(lsn, ops)` in LSN order, contiguous.
 pub(crate) type Replay = Vec<(Lsn, Vec<LogOp>)>;
@@ -112,7 +105,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             cfg,
             staging: Mutex::new(writer::Staging::new(rec.last_lsn.next())),
-            io: Mutex::new(writer::WriterIo::new(rec.active, rec.synced_claimed)),
+            io: Mutex::new(writer::WriterIo::new(rec.active, rec.synced_claimed, !rec.name_durable)),
             sync_lock: Mutex::new(()),
             sealed: Mutex::new(rec.sealed),
             last_lsn: AtomicU64::new(last),

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::codec;
-use super::segment::{self, ActiveSegment, SealedSegment, SegmentScan};
+use super::active::ActiveSegment;
+use super::segment::{self, SealedSegment, SegmentScan};
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
 use crate::op::LogOp;
@@ -30,6 +31,9 @@ pub(crate) struct Recovered {
     pub last_lsn: Lsn,
     /// Largest `synced_lsn` claimed in the active segment.
     pub synced_claimed: Lsn,
+    /// False when open did not fsync the directory: the active segment's
+    /// name may not be durable yet, and the first sync must make it so.
+    pub name_durable: bool,
 }
 
 /// Open the log in `dir` for a store whose checkpoint covers every LSN up to
@@ -58,13 +62,18 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Recovered
         return Err(Error::corrupted(path, loaded.scan.valid_end as u64, what));
     }
     let len = cut_tail(&*loaded.file, path, *first, &loaded)?;
+    let synced_claimed = loaded.scan.synced_claimed;
     // What a crashed process wrote may sit only in the page cache: make it
     // durable so the writer can claim it (sealed segments already are).
-    loaded.file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
-    vfs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
-    let synced_claimed = loaded.scan.synced_claimed;
-    let active = ActiveSegment { file: loaded.file, path: path.clone(), first_lsn: *first, len };
-    Ok(Recovered { records, sealed, active, last_lsn: loaded.last, synced_claimed })
+    // Records a later record or marker claims durable already are (a
+    // clean close leaves such a claim), so the common reopen syncs nothing.
+    let name_durable = synced_claimed < loaded.last;
+    if name_durable {
+        loaded.file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+        vfs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    let active = ActiveSegment::new(loaded.file, path.clone(), *first, len);
+    Ok(Recovered { records, sealed, active, last_lsn: loaded.last, synced_claimed, name_durable })
 }
 
 /// One segment read and scanned.
@@ -105,7 +114,8 @@ fn start_fresh(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Recovered> {
     }
     let active = segment::create_segment(vfs, dir, after.next())?;
     vfs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
-    Ok(Recovered { records: Vec::new(), sealed: VecDeque::new(), active, last_lsn: after, synced_claimed: Lsn(0) })
+    let (records, sealed) = (Vec::new(), VecDeque::new());
+    Ok(Recovered { records, sealed, active, last_lsn: after, synced_claimed: Lsn(0), name_durable: true })
 }
 
 /// Segments must continue the LSN sequence. A gap is tolerated only where
@@ -158,11 +168,14 @@ fn cut_tail(file: &dyn FileIo, path: &Path, first: Lsn, loaded: &Loaded) -> Resu
         return Ok(codec::SEGMENT_HEADER_BYTES as u64);
     }
     if valid_end < bytes.len() {
-        log::warn!(
-            "{}: cut {} bytes of torn or garbage tail at offset {valid_end}",
-            path.display(),
-            bytes.len() - valid_end
-        );
+        let cut = bytes.len() - valid_end;
+        if bytes[valid_end..].iter().all(|&b| b == 0) {
+            // Space a writer reserved ahead of the log (see `active`), or
+            // an unwritten extension: the ordinary end of a crashed log.
+            log::info!("{}: cut {cut} zero bytes after the last record at offset {valid_end}", path.display());
+        } else {
+            log::warn!("{}: cut {cut} bytes of torn or garbage tail at offset {valid_end}", path.display());
+        }
         file.set_len(valid_end as u64).map_err(|e| Error::io("truncate", path, e))?;
         file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
     }
@@ -380,6 +393,31 @@ mod tests {
         append_n(&j, 1, true);
         drop(j);
         assert_eq!(lsns(&open_std(dir.path(), Lsn(0)).unwrap().1), vec![1]);
+    }
+
+    /// A cleanly closed log proves its records durable, so open syncs
+    /// nothing; the active segment's name may then still be unsynced (the
+    /// close sealed into a new segment), and the first sync after the
+    /// reopen must make it durable with the record it acknowledges.
+    #[test]
+    fn reopen_without_open_syncs_still_makes_the_next_synced_record_durable() {
+        let vfs = MemVfs::new();
+        let dir = Path::new("/store/wal");
+        let cfg = JournalConfig { segment_bytes_max: 1 << 20, sync_on_commit: false };
+        let (j, _) = Journal::open(Arc::new(vfs.clone()), dir, Lsn(0), cfg).unwrap();
+        append_n(&j, 3, true);
+        j.seal_active().unwrap();
+        drop(j);
+        let syncs = vfs.syncs_count();
+        let (j, replay) = Journal::open(Arc::new(vfs.clone()), dir, Lsn(0), cfg).unwrap();
+        assert_eq!(lsns(&replay), vec![1, 2, 3]);
+        assert_eq!(vfs.syncs_count(), syncs, "a cleanly closed log needs no sync at open");
+        let lsn = j.append(&put(4)).unwrap();
+        j.commit(lsn, true).unwrap();
+        let after = Arc::new(vfs.crash(CrashMode::DropUnsynced));
+        drop(j);
+        let (_, replay) = Journal::open(after, dir, Lsn(0), cfg).unwrap();
+        assert_eq!(lsns(&replay), vec![1, 2, 3, 4], "the synced record survives with its segment's name");
     }
 
     /// Power loss under the crate's medium model: unsynced writes dropped or

@@ -10,8 +10,8 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use super::active::ActiveSegment;
 use super::codec::{
     self, HeaderError, RecordRead, FORMAT_VERSION, MARKER_LSN, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES,
 };
@@ -54,15 +54,6 @@ pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(Lsn, PathB
     Ok(segs)
 }
 
-/// The segment being appended to.
-pub(crate) struct ActiveSegment {
-    pub file: Arc<dyn FileIo>,
-    pub path: PathBuf,
-    pub first_lsn: Lsn,
-    /// Bytes in the file; the next record is written at this offset.
-    pub len: u64,
-}
-
 /// A segment no longer appended to; its data and name are durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SealedSegment {
@@ -80,7 +71,7 @@ pub(crate) fn create_segment(vfs: &dyn Vfs, dir: &Path, first: Lsn) -> Result<Ac
     let path = segment_path(dir, first);
     let file = vfs.open(&path, true).map_err(|e| Error::io("create", &path, e))?;
     write_header(&*file, &path, first)?;
-    Ok(ActiveSegment { file, path, first_lsn: first, len: SEGMENT_HEADER_BYTES as u64 })
+    Ok(ActiveSegment::new(file, path, first, SEGMENT_HEADER_BYTES as u64))
 }
 
 /// Replace the file's content with a fresh header (durable on return).

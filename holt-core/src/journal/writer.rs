@@ -13,7 +13,8 @@
 use std::sync::atomic::Ordering;
 
 use super::codec::{self, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
-use super::segment::{self, ActiveSegment, SealedSegment};
+use super::active::{self, ActiveSegment};
+use super::segment::{self, SealedSegment};
 use super::Journal;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
@@ -46,7 +47,7 @@ impl Staging {
 
 /// What the single writer owns.
 pub(crate) struct WriterIo {
-    active: ActiveSegment,
+    pub(super) active: ActiveSegment,
     /// The active segment's name may not be durable yet: a sync must fsync
     /// the directory before it acknowledges records in this segment.
     dir_dirty: bool,
@@ -58,9 +59,9 @@ pub(crate) struct WriterIo {
 }
 
 impl WriterIo {
-    /// `active` is durable, name included (open synced it).
-    pub(crate) fn new(active: ActiveSegment, synced_claimed: Lsn) -> Self {
-        WriterIo { active, dir_dirty: false, spare: Vec::new(), synced_claimed }
+    /// `active`'s records are durable; its name too unless `dir_dirty`.
+    pub(crate) fn new(active: ActiveSegment, synced_claimed: Lsn, dir_dirty: bool) -> Self {
+        WriterIo { active, dir_dirty, spare: Vec::new(), synced_claimed }
     }
 }
 
@@ -153,9 +154,7 @@ impl Journal {
         if io.active.len >= self.cfg.segment_bytes_max && io.active.len > SEGMENT_HEADER_BYTES as u64 {
             self.rotate(io, first)?;
         }
-        let at = io.active.len;
-        io.active.file.write_at(&batch, at).map_err(|e| Error::io("write", &io.active.path, e))?;
-        io.active.len += batch.len() as u64;
+        io.active.append(&batch, self.map_bytes()).map_err(|e| Error::io("write", &io.active.path, e))?;
         io.synced_claimed = io.synced_claimed.max(claimed);
         self.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.written_lsn.store(last.0, Ordering::Release);
@@ -188,12 +187,25 @@ impl Journal {
         sealed
     }
 
+    /// fsync the WAL directory, so every segment creation and removal so far
+    /// is durable: after a clean close's trim, the next open finds exactly
+    /// the retired log. Failure is returned and does not poison (records
+    /// are as durable as before).
+    pub(crate) fn sync_names(&self) -> Result<()> {
+        let _sync = self.sync_lock.lock();
+        let mut io = self.io.lock();
+        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+        io.dir_dirty = false;
+        Ok(())
+    }
+
     /// Seal the active segment and start one whose first record is `first`.
     /// The sealed segment is made durable — data, then its name — before the
     /// new file exists, so a crash can tear only the last segment, and never
     /// leaves a later segment behind a lost one.
     fn rotate(&self, io: &mut WriterIo, first: Lsn) -> Result<()> {
-        let old = &io.active;
+        let old = &mut io.active;
+        old.finish().map_err(|e| Error::io("truncate", &old.path, e))?;
         old.file.sync_data().map_err(|e| Error::io("fdatasync", &old.path, e))?;
         if io.dir_dirty {
             self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
@@ -247,20 +259,33 @@ impl Journal {
         }
         let mut marker = Vec::new();
         codec::encode_marker(&mut marker, synced);
-        if let Err(e) = io.active.file.write_at(&marker, io.active.len) {
+        let map_bytes = self.map_bytes();
+        let io = self.io.get_mut();
+        if let Err(e) = io.active.append(&marker, map_bytes) {
             log::warn!("{}: could not write the WAL close marker: {e}", io.active.path.display());
         }
+    }
+
+    /// Size of the active segment's mapping (see `active`).
+    fn map_bytes(&self) -> u64 {
+        active::map_bytes_for(self.cfg.segment_bytes_max)
     }
 }
 
 impl Drop for Journal {
+    /// Best effort, nothing synced: a lost marker only weakens recovery's
+    /// corruption check, and reserved space left behind is cut at open.
     fn drop(&mut self) {
         self.write_close_marker();
+        let io = self.io.get_mut();
+        if let Err(e) = io.active.finish() {
+            log::warn!("{}: could not cut the WAL's reserved space: {e}", io.active.path.display());
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::Path;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
@@ -271,20 +296,28 @@ mod tests {
     use crate::store::std_vfs::StdVfs;
     use crate::store::vfs::Vfs;
 
-    fn cfg(segment_bytes_max: u64, sync_on_commit: bool) -> JournalConfig {
+    pub(crate) fn cfg(segment_bytes_max: u64, sync_on_commit: bool) -> JournalConfig {
         JournalConfig { segment_bytes_max, sync_on_commit }
     }
 
-    fn open(vfs: Arc<dyn Vfs>, dir: &Path, c: JournalConfig) -> (Journal, Vec<(Lsn, Vec<LogOp>)>) {
+    pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, c: JournalConfig) -> (Journal, Vec<(Lsn, Vec<LogOp>)>) {
         Journal::open(vfs, dir, Lsn(0), c).expect("journal opens")
     }
 
-    fn put(tag: u64, i: u64) -> Vec<LogOp> {
+    pub(crate) fn put(tag: u64, i: u64) -> Vec<LogOp> {
         vec![LogOp::Put { key: format!("{tag}/{i}").into_bytes(), value: i.to_le_bytes().to_vec() }]
     }
 
     fn segment_count(dir: &Path) -> usize {
         std::fs::read_dir(dir).unwrap().count()
+    }
+
+    /// Bytes of the segment files in `dir`, less the space the active
+    /// segment has reserved past the log's end.
+    pub(crate) fn logged_bytes_on_disk(j: &Journal, dir: &Path) -> u64 {
+        let files: u64 = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        let io = j.io.lock();
+        files - (std::fs::metadata(&io.active.path).unwrap().len() - io.active.len)
     }
 
     #[test]
@@ -437,10 +470,7 @@ mod tests {
         assert!(sealed.len() >= 3);
         let on_disk = |p: &Path| p.exists();
         let bytes0 = j.bytes();
-        assert_eq!(
-            bytes0,
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum::<u64>()
-        );
+        assert_eq!(bytes0, logged_bytes_on_disk(&j, dir.path()));
         // Up to one LSN short of the second segment's end: only the first goes.
         j.trim(Lsn(sealed[1].last_lsn.0 - 1)).unwrap();
         assert!(!on_disk(&sealed[0].path) && on_disk(&sealed[1].path));
@@ -481,8 +511,7 @@ mod tests {
             upto
         });
         j.sync().unwrap();
-        let on_disk: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
-        assert_eq!(j.bytes(), on_disk);
+        assert_eq!(j.bytes(), logged_bytes_on_disk(&j, dir.path()));
         drop(j);
         let (_, replay) = Journal::open(Arc::new(StdVfs), dir.path(), trimmed_upto, cfg(2048, false)).unwrap();
         let lsns: Vec<u64> = replay.iter().map(|r| r.0 .0).collect();

@@ -28,6 +28,9 @@ pub(crate) const FRAME_FILE_NAME: &str = "frames.dat";
 pub(crate) const FRAME_FILE_VERSION: u32 = 1;
 const FRAME_FILE_MAGIC: [u8; 8] = *b"HOLTFRMS";
 
+/// A frame read starts with this many bytes (one block, the frame header
+/// in it) to learn which bytes are its free gap.
+const FRAME_HEAD_READ_BYTES: usize = 4096;
 /// Bytes before slot 0; the header proper is the first `HEADER_CRC_OFF + 4`.
 pub(crate) const HEADER_BYTES: usize = 4096;
 const HEADER_MAGIC_OFF: usize = 0;
@@ -42,6 +45,7 @@ const HEADER_CRC_OFF: usize = 60;
 const HEADER_PADDING_OFF: usize = 64;
 
 /// The header byte table: (field, offset, size). doc/FORMAT.md mirrors it.
+#[cfg(test)]
 pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("magic", HEADER_MAGIC_OFF, 8),
     ("version", HEADER_VERSION_OFF, 4),
@@ -54,6 +58,7 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
 ];
 
 /// One slot: the frame image, nothing else.
+#[cfg(test)]
 pub(crate) const SLOT_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_BYTES)];
 
 /// Granularity of holes: file systems free whole blocks only.
@@ -115,30 +120,38 @@ impl FrameFile {
         u32::try_from(slots).map_err(|_| Error::corrupted(&self.path, len, "frame file larger than 2^32 slots"))
     }
 
-    /// Read `slot` and verify it against the manifest's checksum for `id`.
-    /// Never returns bytes that fail the check.
-    #[cfg(test)]
-    pub(crate) fn read_slot(&self, slot: u32, id: FrameId, crc_expected: u32) -> Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        self.read_slot_into(slot, id, crc_expected, &mut buf)?;
-        Ok(buf)
-    }
-
-    /// `read_slot` into `buf` (resized to one frame), so a caller loading
-    /// many frames reuses one buffer. On `Err` the contents are unspecified.
+    /// Read `slot` into `buf` (resized to one frame) and verify it against
+    /// the manifest's checksum for `id`; a caller loading many frames reuses
+    /// one buffer. On `Err` the contents are unspecified, never to be used.
     pub(crate) fn read_slot_into(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut Vec<u8>) -> Result<()> {
         let offset = slot_offset(slot);
         buf.resize(FRAME_BYTES, 0);
-        let n = self.file.read_at(buf, offset).map_err(|e| self.io_err("read", e))?;
-        if n != FRAME_BYTES {
-            return Err(Error::corrupted(&self.path, offset + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
-        }
+        // The first block holds the frame header, which names the free gap;
+        // the gap is zeros by definition, so only the bytes around it are read.
+        self.read_range(slot, id, buf, 0..FRAME_HEAD_READ_BYTES)?;
         let gap = free_gap(buf);
+        let past_head = |at: usize| at.max(FRAME_HEAD_READ_BYTES);
+        self.read_range(slot, id, buf, FRAME_HEAD_READ_BYTES..past_head(gap.start))?;
+        self.read_range(slot, id, buf, past_head(gap.end)..FRAME_BYTES)?;
         buf[gap].fill(0);
         let crc = frame_crc(id, buf);
         if crc != crc_expected {
             let what = format!("frame {} in slot {slot}: checksum {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
             return Err(Error::corrupted(&self.path, offset, what));
+        }
+        Ok(())
+    }
+
+    /// Read `range` of the image in `slot` into the same range of `buf`.
+    fn read_range(&self, slot: u32, id: FrameId, buf: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let at = slot_offset(slot) + range.start as u64;
+        let want = range.len();
+        let n = self.file.read_at(&mut buf[range], at).map_err(|e| self.io_err("read", e))?;
+        if n != want {
+            return Err(Error::corrupted(&self.path, at + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
         }
         Ok(())
     }

@@ -127,6 +127,7 @@ impl FrameStore {
     }
 
     /// Slots in `frames.dat` (live and free): the file's size in frames.
+    #[cfg(test)]
     pub(crate) fn slot_count(&self) -> u32 {
         self.published.read().slots_total
     }

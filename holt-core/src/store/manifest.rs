@@ -45,6 +45,7 @@ pub(crate) const ENTRY_BYTES: usize = 16;
 pub(crate) const TRAILER_BYTES: usize = 4;
 
 /// Byte tables (field, offset, size); doc/FORMAT.md mirrors them.
+#[cfg(test)]
 pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("magic", H_MAGIC, 8),
     ("version", H_VERSION, 4),
@@ -58,8 +59,10 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("user_bytes", H_USER_BYTES, 8),
     ("file_bytes", H_FILE_BYTES, 8),
 ];
+#[cfg(test)]
 pub(crate) const ENTRY_FIELDS: &[(&str, usize, usize)] =
     &[("frame_id", E_FRAME_ID, 8), ("slot", E_SLOT, 4), ("frame_crc32c", E_CRC, 4)];
+#[cfg(test)]
 pub(crate) const TRAILER_FIELDS: &[(&str, usize, usize)] = &[("crc32c", 0, TRAILER_BYTES)];
 
 /// Checkpoint metadata, opaque to the store: the engine gives it to

@@ -430,6 +430,10 @@ impl FileIo for MemFile {
 }
 
 impl Vfs for MemVfs {
+    fn kind(&self) -> &'static str {
+        "simulated"
+    }
+
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileIo>> {
         let mut st = self.state.lock();
         st.check_parent(path)?;

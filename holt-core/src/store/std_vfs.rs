@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::shared_map::{self, SharedMap};
 use super::vfs::{FileIo, Vfs};
 
 /// [`Vfs`] over the operating system's files.
@@ -47,6 +48,14 @@ impl FileIo for StdFile {
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
         punch_hole(&self.0, offset, len)
     }
+
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        shared_map::allocate(&self.0, offset, len)
+    }
+
+    fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {
+        SharedMap::new(&self.0, len).map(Some)
+    }
 }
 
 /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`; EOPNOTSUPP becomes `Unsupported`.
@@ -71,6 +80,10 @@ pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 impl Vfs for StdVfs {
+    fn kind(&self) -> &'static str {
+        "pread/pwrite"
+    }
+
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileIo>> {
         let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
         Ok(Arc::new(StdFile(file)))

@@ -1,6 +1,6 @@
 //! [`Vfs`] whose file reads, writes and fdatasyncs go through io_uring
-//! (feature `io-uring`, Linux). Directory operations, lengths and truncation
-//! use the plain system calls, as [`StdVfs`] does.
+//! (feature `io-uring`, Linux). Directory operations, lengths, truncation,
+//! allocation and mappings use the plain system calls, as [`StdVfs`] does.
 //!
 //! Invariants:
 //! - Each thread has its own ring (created on first use), so threads never
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::shared_map::{self, SharedMap};
 use super::std_vfs::StdVfs;
 use super::vfs::{FileIo, Vfs};
 
@@ -174,9 +175,21 @@ impl FileIo for UringFile {
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
         super::std_vfs::punch_hole(&self.file, offset, len)
     }
+
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        shared_map::allocate(&self.file, offset, len)
+    }
+
+    fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {
+        SharedMap::new(&self.file, len).map(Some)
+    }
 }
 
 impl Vfs for UringVfs {
+    fn kind(&self) -> &'static str {
+        "io_uring"
+    }
+
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileIo>> {
         let file = std::fs::OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
         Ok(Arc::new(UringFile { file }))

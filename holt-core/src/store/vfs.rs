@@ -6,6 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::shared_map::SharedMap;
+
 /// One open file.
 pub(crate) trait FileIo: Send + Sync {
     /// Read up to `buf.len()` bytes at `offset`; returns bytes read (short at EOF).
@@ -23,10 +25,25 @@ pub(crate) trait FileIo: Send + Sync {
     /// is durable only after `sync_data`. `ErrorKind::Unsupported` where the
     /// file system cannot do it; callers treat that as space kept, not data lost.
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Reserve disk space for `[offset, offset + len)` and extend the file
+    /// to cover it (`fallocate`), keeping existing bytes. `Unsupported` for
+    /// files that cannot (every simulated one).
+    fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// A writable shared mapping of the first `len` bytes, where stores are
+    /// writes to the file (see `SharedMap`); `None` for a file whose writes
+    /// must go through `write_at` (every simulated one, so crash simulation
+    /// and fault injection see each write).
+    fn map_shared(&self, _len: usize) -> io::Result<Option<SharedMap>> {
+        Ok(None)
+    }
 }
 
 /// A directory tree of files.
 pub(crate) trait Vfs: Send + Sync {
+    /// How file I/O is done, for logs and tests ("pread/pwrite", "io_uring", ...).
+    fn kind(&self) -> &'static str;
     /// Open `path` for reading and writing; create it (empty) if `create`.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileIo>>;
     /// Remove a file.

@@ -1,0 +1,225 @@
+//! The segment being appended to, and how appended bytes reach the OS.
+//!
+//! Where the file system allows it, the active segment is mapped shared
+//! and writable and appends are memory copies into the page cache: no
+//! system call per commit, and the same guarantee as `write(2)` (a killed
+//! process loses nothing copied; `fdatasync` of the file covers the copied
+//! pages). The space ahead of the log's end is reserved with `fallocate` in
+//! `MAP_GROW_BYTES` steps, so a full disk fails that call rather than a
+//! store into the mapping. Everything else — simulated files, a batch that
+//! does not fit in the mapping, a failed reservation — goes through
+//! `write_at`, which is coherent with the mapping (one page cache).
+//!
+//! Invariants:
+//! - `len` is the log's end in this segment: header plus whole records.
+//!   The file may be longer (reserved zeros past `len`) but never shorter.
+//! - The mapping is only written below `reserved`, and `reserved` never
+//!   exceeds the file's length; the file is shrunk (`finish`) only after
+//!   the mapping is gone.
+//! - A sealed segment is `finish`ed before it is synced: no reserved zeros
+//!   survive in a sealed segment, which the reader requires to be whole.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::ids::Lsn;
+use crate::store::shared_map::SharedMap;
+use crate::store::vfs::FileIo;
+
+/// Disk space reserved ahead of the log's end at a time; also the headroom
+/// a mapping has past the segment size, for the batch that crosses it.
+pub(crate) const MAP_GROW_BYTES: u64 = 1 << 20;
+
+/// Bytes to map for segments sealed at `segment_bytes_max`: whole
+/// `MAP_GROW_BYTES` steps (a multiple of every page size) with one step of
+/// headroom.
+pub(crate) fn map_bytes_for(segment_bytes_max: u64) -> u64 {
+    (segment_bytes_max.div_ceil(MAP_GROW_BYTES) + 1) * MAP_GROW_BYTES
+}
+
+enum Mapping {
+    /// Not attempted yet: the first append maps.
+    Untried,
+    /// Appends below `reserved` are copies into `map`.
+    Mapped { map: SharedMap, reserved: u64 },
+    /// Every append is a `write_at`.
+    Off,
+}
+
+pub(crate) struct ActiveSegment {
+    pub file: Arc<dyn FileIo>,
+    pub path: PathBuf,
+    pub first_lsn: Lsn,
+    /// The log's end in this file: the next record goes at this offset.
+    pub len: u64,
+    mapping: Mapping,
+}
+
+impl ActiveSegment {
+    /// `file` holds exactly `len` bytes of header and records (or more only
+    /// if it was reserved by a previous writer).
+    pub(crate) fn new(file: Arc<dyn FileIo>, path: PathBuf, first_lsn: Lsn, len: u64) -> Self {
+        ActiveSegment { file, path, first_lsn, len, mapping: Mapping::Untried }
+    }
+
+    /// Hand `bytes` to the OS at the log's end and advance it. `map_bytes`
+    /// sizes the mapping if this is the first append. An error leaves
+    /// `len` unchanged (the caller poisons the log: what reached the file is
+    /// unknown).
+    pub(crate) fn append(&mut self, bytes: &[u8], map_bytes: u64) -> io::Result<()> {
+        if !self.copy_into_map(bytes, map_bytes) {
+            self.file.write_at(bytes, self.len)?;
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Whether appends are copies into a mapping.
+    #[cfg(test)]
+    pub(crate) fn is_mapped(&self) -> bool {
+        matches!(self.mapping, Mapping::Mapped { .. })
+    }
+
+    /// Copy `bytes` in at `len` if the mapping can take them.
+    fn copy_into_map(&mut self, bytes: &[u8], map_bytes: u64) -> bool {
+        if let Mapping::Untried = self.mapping {
+            self.mapping = self.try_map(map_bytes);
+        }
+        let Mapping::Mapped { map, reserved } = &mut self.mapping else {
+            return false;
+        };
+        let end = self.len + bytes.len() as u64;
+        if end > map.len() as u64 {
+            return false;
+        }
+        if end > *reserved {
+            let to = end.div_ceil(MAP_GROW_BYTES).saturating_mul(MAP_GROW_BYTES).min(map.len() as u64);
+            if let Err(e) = self.file.allocate(*reserved, to - *reserved) {
+                log::debug!("{}: reserving WAL space failed ({e}); writing instead", self.path.display());
+                return false;
+            }
+            *reserved = to;
+        }
+        let at = usize::try_from(self.len).expect("offset below the mapping's length fits in usize");
+        map.copy_in(at, bytes);
+        true
+    }
+
+    fn try_map(&self, map_bytes: u64) -> Mapping {
+        let Ok(bytes) = usize::try_from(map_bytes) else {
+            return Mapping::Off;
+        };
+        match self.file.map_shared(bytes) {
+            // The file holds at least `len` bytes (see `new`).
+            Ok(Some(map)) => Mapping::Mapped { map, reserved: self.len },
+            Ok(None) => Mapping::Off,
+            Err(e) => {
+                log::warn!("{}: cannot map the WAL ({e}); appending with write(2)", self.path.display());
+                Mapping::Off
+            }
+        }
+    }
+
+    /// Stop appending: drop the mapping and cut reserved space past `len`,
+    /// so the file ends at its last record. Not synced here.
+    pub(crate) fn finish(&mut self) -> io::Result<()> {
+        if matches!(std::mem::replace(&mut self.mapping, Mapping::Off), Mapping::Untried | Mapping::Off) {
+            return Ok(());
+        }
+        if self.file.len()? > self.len {
+            self.file.set_len(self.len)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::ids::Lsn;
+    use crate::journal::writer::tests::{cfg, logged_bytes_on_disk, open, put};
+    use crate::op::LogOp;
+    use crate::store::std_vfs::StdVfs;
+
+    fn file_len(p: &Path) -> u64 {
+        std::fs::metadata(p).unwrap().len()
+    }
+
+    fn lsns(replay: &[(Lsn, Vec<LogOp>)]) -> Vec<u64> {
+        replay.iter().map(|r| r.0 .0).collect()
+    }
+
+    /// The mapping is the page cache: a writer that vanishes without
+    /// unmapping, syncing or writing anything else (as a killed process
+    /// does) has still handed every committed record to the OS.
+    #[test]
+    fn committed_copies_are_in_the_file_without_unmap_or_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+        for i in 0..1000 {
+            let lsn = j.append(&put(0, i)).unwrap();
+            j.commit(lsn, false).unwrap();
+        }
+        let path = {
+            let io = j.io.lock();
+            assert!(io.active.is_mapped(), "a real file appends through its mapping");
+            assert!(file_len(&io.active.path) > io.active.len, "space is reserved ahead of the log");
+            io.active.path.clone()
+        };
+        std::mem::forget(j);
+        let (j, replay) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+        assert_eq!(lsns(&replay), (1..=1000).collect::<Vec<_>>());
+        let io = j.io.lock();
+        assert_eq!(file_len(&path), io.active.len, "open cut the reserved zeros");
+    }
+
+    /// Sealed segments must be whole (no reserved zeros), and a clean close
+    /// leaves the active one ending at its last record.
+    #[test]
+    fn sealed_and_closed_segments_end_at_their_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(64 << 10, false));
+        for i in 0..5000 {
+            let lsn = j.append(&put(0, i)).unwrap();
+            j.commit(lsn, i % 1000 == 0).unwrap();
+        }
+        let sealed = j.sealed.lock().clone();
+        assert!(sealed.len() >= 3, "the log rotated");
+        for seg in &sealed {
+            assert_eq!(file_len(&seg.path), seg.bytes, "{} is cut to its records", seg.path.display());
+        }
+        assert_eq!(j.bytes(), logged_bytes_on_disk(&j, dir.path()));
+        let bytes = j.bytes();
+        drop(j);
+        let on_disk: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert!(on_disk >= bytes && on_disk <= bytes + 64, "closed log holds its records and a marker");
+        let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(64 << 10, false));
+        assert_eq!(lsns(&replay), (1..=5000).collect::<Vec<_>>());
+    }
+
+    /// A batch larger than the mapping is written with `write_at` into the
+    /// same file, in order with the copies around it.
+    #[test]
+    fn batch_larger_than_the_mapping_is_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(1 << 20, false);
+        let map_bytes = super::map_bytes_for(c.segment_bytes_max) as usize;
+        let big: Vec<LogOp> = (0..map_bytes / (100 << 10) + 1)
+            .map(|i| LogOp::Put { key: format!("big/{i}").into_bytes(), value: vec![i as u8; 100 << 10] })
+            .collect();
+        let (j, _) = open(Arc::new(StdVfs), dir.path(), c);
+        let mut batches = Vec::new();
+        for (n, batch) in [put(0, 0), big, put(0, 1), put(0, 2)].into_iter().enumerate() {
+            let lsn = j.append(&batch).unwrap();
+            j.commit(lsn, false).unwrap();
+            assert_eq!(lsn, Lsn(n as u64 + 1));
+            batches.push((lsn, batch));
+        }
+        std::mem::forget(j);
+        let (_, replay) = open(Arc::new(StdVfs), dir.path(), c);
+        assert_eq!(replay, batches);
+    }
+}

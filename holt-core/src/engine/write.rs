@@ -10,6 +10,7 @@ use crate::layout::Slot;
 use crate::tree::descend::{corrupt_frame, retry, try_locate, walk_frame, FrameView, Landing, Walk};
 use crate::tree::insert::{put_in_frame, Put};
 use crate::tree::remove::{delete_in_frame, Del};
+use crate::tree::merge::bypass_forwards;
 use crate::tree::spill::spill;
 use crate::tree::Owned;
 use crate::store::pool::Pool;
@@ -166,6 +167,7 @@ pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp]
     for op in ops {
         delta += apply_op(pool, owned, op, lsn, hints)?;
     }
+    bypass_forwards(pool, owned);
     owned.stamp_lsn(lsn);
     Ok(delta)
 }
@@ -178,6 +180,7 @@ pub(crate) fn apply_single<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp
         LogOp::Delete { key } => delete(pool, owned, key, Some(hint))?,
         LogOp::Rename { .. } => unreachable!("a rename has two keys; it goes through apply_ops"),
     };
+    bypass_forwards(pool, owned);
     owned.stamp_lsn(lsn);
     Ok(delta)
 }

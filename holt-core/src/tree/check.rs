@@ -3,7 +3,7 @@
 //!
 //! Checked: each frame's space accounting; every live slot is reachable
 //! from the frame's entry slots exactly once; every link points at an entry
-//! of a live frame; every leaf's key extends the path that leads to it; keys
+//! of a live frame, and every entry but the root has exactly one link to it; every leaf's key extends the path that leads to it; keys
 //! come out strictly increasing; inner nodes are well formed.
 
 use std::collections::{HashMap, HashSet};
@@ -26,23 +26,28 @@ fn fail(id: FrameId, what: String) -> Error {
 pub(crate) struct Census {
     pub keys: u64,
     pub frames: u64,
+    /// Most links crossed from the root to a leaf: frames on a path, less one.
+    pub link_hops_max: usize,
 }
 
 pub(crate) fn check_tree(pool: &Pool) -> Result<Census> {
     let mut census = Census::default();
     let mut seen_frames = HashSet::new();
+    let mut entries: HashMap<(FrameId, Slot), usize> = HashMap::new();
     for id in pool.live_ids() {
         let (_, b) = pool.resident(id)?;
         check_frame(id, b)?;
+        entries.extend(entry_slots(b).into_iter().map(|s| ((id, s), 0)));
         seen_frames.insert(id);
         census.frames += 1;
     }
     let mut last_key: Option<Vec<u8>> = None;
-    let mut stack = vec![(ROOT_FRAME, ROOT_SLOT, Vec::<u8>::new())];
+    let mut stack = vec![(ROOT_FRAME, ROOT_SLOT, Vec::<u8>::new(), 0)];
     let mut reached = HashSet::new();
-    while let Some((id, slot, path)) = stack.pop() {
+    while let Some((id, slot, path, hops)) = stack.pop() {
         let (_, b) = pool.resident(id)?;
         reached.insert(id);
+        census.link_hops_max = census.link_hops_max.max(hops);
         let off = b.node_offset(slot).ok_or_else(|| fail(id, format!("dead slot {}", slot.0)))?;
         match b.u8(off) {
             KIND_LINK => {
@@ -52,7 +57,8 @@ pub(crate) fn check_tree(pool: &Pool) -> Result<Census> {
                 if tb.u8(toff + OFF_FLAGS) & FLAG_ENTRY == 0 {
                     return Err(fail(to, format!("link target slot {} is not an entry", s.0)));
                 }
-                stack.push((to, s, path));
+                *entries.entry((to, s)).or_default() += 1;
+                stack.push((to, s, path, hops + 1));
             }
             KIND_LEAF => {
                 let key = LeafAt(off).key(b);
@@ -65,29 +71,37 @@ pub(crate) fn check_tree(pool: &Pool) -> Result<Census> {
                 last_key = Some(key);
                 census.keys += 1;
             }
-            _ => push_children(b, off, &path, id, &mut stack),
+            _ => push_children(b, off, &path, hops, id, &mut stack),
         }
     }
     if let Some(orphan) = seen_frames.difference(&reached).next() {
         return Err(fail(*orphan, "live frame unreachable from the root".into()));
     }
+    for (&(id, s), &links) in &entries {
+        let expect = usize::from((id, s) != (ROOT_FRAME, ROOT_SLOT));
+        if links != expect {
+            return Err(fail(id, format!("entry slot {} has {links} links to it, expected {expect}", s.0)));
+        }
+    }
     Ok(census)
 }
 
 /// Push an inner node's children so they pop in key order (end leaf first).
-fn push_children(b: &FrameBuf, off: usize, path: &[u8], id: FrameId, stack: &mut Vec<(FrameId, Slot, Vec<u8>)>) {
+type Pending = Vec<(FrameId, Slot, Vec<u8>, usize)>;
+
+fn push_children(b: &FrameBuf, off: usize, path: &[u8], hops: usize, id: FrameId, stack: &mut Pending) {
     let n = InnerAt(off);
     let mut base = path.to_vec();
     base.extend(b.read_vec(n.prefix_off(), n.prefix_len(b)));
     let mut kids = Vec::new();
     if n.end(b) != NIL {
-        kids.push((id, Slot(n.end(b)), base.clone()));
+        kids.push((id, Slot(n.end(b)), base.clone(), hops));
     }
     let mut from = 0u16;
     while let Some((byte, c)) = n.child_at_or_after(b, from) {
         let mut p = base.clone();
         p.push(byte);
-        kids.push((id, Slot(c), p));
+        kids.push((id, Slot(c), p, hops));
         from = byte as u16 + 1;
     }
     stack.extend(kids.into_iter().rev());

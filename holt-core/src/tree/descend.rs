@@ -10,7 +10,7 @@ use crate::store::pool::{FrameCell, Pool};
 use crate::Record;
 
 /// Most frames one descent may cross before the chain is declared a cycle.
-const FRAME_HOPS_MAX: usize = 4096;
+pub(crate) const FRAME_HOPS_MAX: usize = 4096;
 /// Loads of one frame `enter` tries before restarting the whole walk.
 const LOADS_PER_ENTER_MAX: usize = 4;
 
@@ -98,23 +98,32 @@ pub(crate) enum Walk {
 }
 
 /// Follow `key` inside one frame from `slot` at key depth `depth`.
-pub(crate) fn walk_frame(b: &FrameBuf, mut slot: Slot, mut depth: usize, key: &[u8]) -> Walk {
+#[inline]
+pub(crate) fn walk_frame(b: &FrameBuf, slot: Slot, depth: usize, key: &[u8]) -> Walk {
+    walk_frame_at(b, slot, depth, key).0
+}
+
+/// `walk_frame`, also returning the slot of the node the walk stopped at
+/// (for `Walk::Link`, the link node's own slot).
+#[inline(always)]
+pub(crate) fn walk_frame_at(b: &FrameBuf, mut slot: Slot, mut depth: usize, key: &[u8]) -> (Walk, Slot) {
     for _ in 0..key.len() + 3 {
-        let Some(off) = b.node_offset(slot) else { return Walk::Torn };
+        let Some(off) = b.node_offset(slot) else { return (Walk::Torn, slot) };
         match b.u8(off) {
             KIND_LINK => {
                 let (f, s) = link_target(b, off);
-                return Walk::Link(f, s, depth);
+                return (Walk::Link(f, s, depth), slot);
             }
             KIND_LEAF => {
-                return if LeafAt(off).key_is(b, key) { Walk::Leaf(off) } else { Walk::Miss };
+                let walk = if LeafAt(off).key_is(b, key) { Walk::Leaf(off) } else { Walk::Miss };
+                return (walk, slot);
             }
             2..=5 => {
                 let n = InnerAt(off);
                 let plen = n.prefix_len(b);
-                let Some(rest) = key.get(depth..) else { return Walk::Torn };
+                let Some(rest) = key.get(depth..) else { return (Walk::Torn, slot) };
                 if b.common_prefix(n.prefix_off(), plen, rest) < plen {
-                    return Walk::Miss;
+                    return (Walk::Miss, slot);
                 }
                 depth += plen;
                 let next = match key.get(depth) {
@@ -125,14 +134,14 @@ pub(crate) fn walk_frame(b: &FrameBuf, mut slot: Slot, mut depth: usize, key: &[
                     }
                 };
                 if next == NIL {
-                    return Walk::Miss;
+                    return (Walk::Miss, slot);
                 }
                 slot = Slot(next);
             }
-            _ => return Walk::Torn,
+            _ => return (Walk::Torn, slot),
         }
     }
-    Walk::Torn
+    (Walk::Torn, slot)
 }
 
 /// The frame where `key` lands, the walk's result there, and the slot and

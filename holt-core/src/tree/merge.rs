@@ -2,11 +2,15 @@
 //! to it, and shorten forwarding chains. Runs from `Tree::compact` with both
 //! frames latched; never blocks on the second latch (try-lock), so it cannot
 //! deadlock with batches that latch frames in id order.
+//!
+//! Bypass: right after a write, redirect the links that lead to forwarding
+//! links its spills left (see `bypass_forwards`), with the same try-lock rule.
 
+use super::descend::{enter, follow, walk_frame_at, Walk, FRAME_HOPS_MAX};
 use super::spill::{postorder, remapped_node, FRAME_DATA_BYTES};
-use super::Owned;
+use super::{Forward, Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::ids::FrameId;
-use crate::layout::node::{link_target, node_bytes, FLAG_ENTRY, KIND_LINK, OFF_FLAGS};
+use crate::layout::node::{encode_link, link_target, node_bytes, FLAG_ENTRY, KIND_LINK, OFF_FLAGS};
 use crate::layout::space::{bytes_needed, ensure, free_node, new_node, replace_node, reclaimable_bytes};
 use crate::layout::{FrameBuf, Slot, SLOT_BYTES};
 use crate::store::pool::Pool;
@@ -78,4 +82,69 @@ pub(crate) fn link_slots(b: &FrameBuf, entries: &[Slot]) -> Vec<Slot> {
         }
     }
     out
+}
+
+/// Point each link that leads to a forwarding link left by this holder's
+/// spills (`owned.forwards`) straight at the forwarding link's target, and
+/// free the forwarding link. Without this, every spill of an entry subtree
+/// puts one more frame on the path of every key under it, and frame chains
+/// grow one spill at a time (a cold lookup loads each frame on the way).
+/// The referring frame is found by an optimistic walk for a key under the
+/// forwarding link and latched at the version walked, never waiting; where
+/// that fails the forwarding link stays (correct, one frame longer). Call
+/// once every op of the batch has landed: ops land from hints that may name
+/// a forwarding slot. Every key keeps its landing frame.
+pub(crate) fn bypass_forwards<'p>(pool: &'p Pool, owned: &mut Owned<'p>) {
+    for fwd in std::mem::take(&mut owned.forwards) {
+        bypass(pool, owned, &fwd);
+    }
+}
+
+fn bypass<'p>(pool: &'p Pool, owned: &mut Owned<'p>, fwd: &Forward) -> bool {
+    let fcell = owned.get(fwd.frame).expect("a spilled frame stays owned");
+    let fb = fcell.buf().expect("an owned frame is resident");
+    // A frame left holding only this link stays as it is: freeing the link
+    // would leave a live frame nothing reaches.
+    if fb.live_slots() <= 1 {
+        return false;
+    }
+    let Some((referrer, link_slot, version)) = referrer(pool, owned, fwd) else { return false };
+    if referrer == fwd.frame {
+        return false;
+    }
+    if let Some(v) = version {
+        let Some(cell) = pool.cell(referrer) else { return false };
+        if !cell.latch.try_upgrade(v) {
+            return false;
+        }
+        owned.push(referrer, cell);
+    }
+    let rb = owned.get(referrer).and_then(|c| c.buf()).expect("referrer is owned and resident");
+    let foff = fb.node_offset(fwd.slot).expect("a forwarding link stays until bypassed");
+    debug_assert_eq!(fb.u8(foff), KIND_LINK, "forwarding slot holds a link");
+    let (to, to_slot) = link_target(fb, foff);
+    let roff = rb.node_offset(link_slot).expect("the referring link was just read");
+    let flags = rb.u8(roff + OFF_FLAGS);
+    replace_node(rb, link_slot, &encode_link(to, to_slot, flags & FLAG_ENTRY));
+    free_node(fb, fwd.slot);
+    true
+}
+
+/// The frame holding the link to `fwd`'s slot, that link's slot, and the
+/// version the frame was read at (`None` if owned): found by walking a key
+/// stored under the forwarding link from the root. `None` when the walk
+/// meets contention or does not pass that link.
+fn referrer<'p>(pool: &'p Pool, owned: &Owned<'p>, fwd: &Forward) -> Option<(FrameId, Slot, Option<u64>)> {
+    let Ok(Step::Done(mut view)) = enter(pool, owned, ROOT_FRAME) else { return None };
+    let (mut slot, mut depth) = (ROOT_SLOT, 0);
+    for _ in 0..FRAME_HOPS_MAX {
+        let (walk, at) = walk_frame_at(view.buf, slot, depth, &fwd.key);
+        let Walk::Link(to, to_slot, d) = walk else { return None };
+        if (to, to_slot) == (fwd.frame, fwd.slot) {
+            return view.valid().then_some((view.id, at, view.version));
+        }
+        let Ok(Step::Done(next)) = follow(pool, owned, &view, to) else { return None };
+        (view, slot, depth) = (next, to_slot, d);
+    }
+    None
 }

@@ -2,12 +2,15 @@
 //!
 //! Invariants:
 //! - every mutation changes exactly one frame (the key's landing frame) plus
-//!   frames it creates by spilling; merge is the only operation that edits a
-//!   link's two ends, and it holds both frames;
+//!   frames it creates by spilling, and, after a spill, the frames whose
+//!   links it redirects past the forwarding links it left (latched without
+//!   blocking, see `merge::bypass_forwards`); only merge and that bypass
+//!   edit a link's two ends, and each holds both frames;
 //! - a key's landing frame depends only on that frame's contents while the
 //!   frame is unchanged: insertions elsewhere split prefixes above it without
-//!   changing where the key leads, and links are removed only by merge,
-//!   which latches the linked frame. So "version unchanged" means "the key
+//!   changing where the key leads, and links are removed only by merge or
+//!   a bypass, which latch the linked frame (a bypass leaves every key's
+//!   landing frame as it was). So "version unchanged" means "the key
 //!   still lands here";
 //! - the walker never decides durability: it reports nothing to the journal
 //!   and takes no lock it does not release before returning.
@@ -34,6 +37,16 @@ pub(crate) const ROOT_SLOT: Slot = Slot(0);
 #[derive(Default)]
 pub(crate) struct Owned<'p> {
     frames: Vec<(FrameId, &'p FrameCell)>,
+    /// Forwarding links this holder's spills left, for `merge::bypass_forwards`.
+    pub(crate) forwards: Vec<Forward>,
+}
+
+/// A forwarding link a spill left in slot `slot` of frame `frame`, in
+/// place of an entry subtree it moved; `key` is a key stored under it.
+pub(crate) struct Forward {
+    pub frame: FrameId,
+    pub slot: Slot,
+    pub key: Vec<u8>,
 }
 
 impl<'p> Owned<'p> {

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 
-use super::Owned;
+use super::{Forward, Owned};
 use crate::ids::FrameId;
-use crate::layout::node::{encode_link, node_bytes, Inner, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
+use crate::layout::node::{encode_link, node_bytes, Inner, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
 use crate::layout::space::{free_node, live_nodes, new_node, replace_node};
 use crate::layout::{FrameBuf, Slot, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES};
 use crate::store::pool::Pool;
@@ -142,7 +142,9 @@ pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, nee
         if packed + bytes > PACK_BYTES_MAX {
             continue;
         }
-        move_subtree(b, slot, dst, id);
+        if let Some(fwd) = move_subtree(b, slot, dst, id, src) {
+            owned.forwards.push(fwd);
+        }
         packed += bytes;
         if packed >= target {
             break;
@@ -152,13 +154,22 @@ pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, nee
     true
 }
 
-fn move_subtree(src: &FrameBuf, slot: Slot, dst: &FrameBuf, dst_id: FrameId) {
+/// Move the subtree at `slot` of frame `src_id` into `dst`, leaving a link.
+/// Moving an entry leaves a forwarding link (another frame links to the
+/// slot): returned, with a key under it, so the referrer can be redirected.
+fn move_subtree(src: &FrameBuf, slot: Slot, dst: &FrameBuf, dst_id: FrameId, src_id: FrameId) -> Option<Forward> {
     let flags = src.u8(src.node_offset(slot).expect("live") + OFF_FLAGS);
     let new_slot = copy_subtree(src, slot, dst);
+    let key = postorder(src, slot).into_iter().find_map(|s| {
+        let off = src.node_offset(s).expect("live");
+        (src.u8(off) == KIND_LEAF).then(|| LeafAt(off).key(src))
+    });
     for s in postorder(src, slot) {
         if s != slot {
             free_node(src, s);
         }
     }
     replace_node(src, slot, &encode_link(dst_id, new_slot, flags & FLAG_ENTRY));
+    let key = key.filter(|_| flags & FLAG_ENTRY != 0)?;
+    Some(Forward { frame: src_id, slot, key })
 }

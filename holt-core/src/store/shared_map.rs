@@ -8,7 +8,7 @@
 //! - The mapping covers `[0, len)` of the file; only offsets below the
 //!   file's current length may be touched (past it the kernel raises
 //!   SIGBUS). Callers make the range they copy into part of the file first
-//!   (`fallocate`), and never shrink the file while the mapping lives.
+//!   (`std_vfs::allocate`), and never shrink the file while the mapping lives.
 //! - The owner of a `SharedMap` is its only writer (`copy_in` takes
 //!   `&mut self`); the mapping is unmapped on drop.
 
@@ -69,33 +69,12 @@ impl Drop for SharedMap {
     }
 }
 
-/// `fallocate(mode 0)`: reserve disk blocks for `[offset, offset + len)` and
-/// extend the file to cover it, so later stores into a mapping of the range
-/// need no allocation (a full disk fails here, not as SIGBUS). Existing
-/// bytes are kept. EOPNOTSUPP becomes `ErrorKind::Unsupported`.
-pub(crate) fn allocate(file: &impl AsRawFd, offset: u64, len: u64) -> io::Result<()> {
-    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "allocation past the largest file offset"));
-    };
-    loop {
-        // SAFETY: plain syscall on an open fd; no memory is passed.
-        if unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EOPNOTSUPP) => return Err(io::Error::new(io::ErrorKind::Unsupported, e)),
-            _ => return Err(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::FileExt;
 
     use super::*;
+    use crate::store::std_vfs::allocate;
 
     #[test]
     fn bytes_copied_into_the_mapping_are_the_files_bytes() {

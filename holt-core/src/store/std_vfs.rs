@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::shared_map::{self, SharedMap};
+use super::shared_map::SharedMap;
 use super::vfs::{FileIo, Vfs};
 
 /// [`Vfs`] over the operating system's files.
@@ -50,7 +50,7 @@ impl FileIo for StdFile {
     }
 
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        shared_map::allocate(&self.0, offset, len)
+        allocate(&self.0, offset, len)
     }
 
     fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {
@@ -58,13 +58,25 @@ impl FileIo for StdFile {
     }
 }
 
-/// `fallocate(PUNCH_HOLE | KEEP_SIZE)`; EOPNOTSUPP becomes `Unsupported`.
+/// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: give back the blocks of the range.
 pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    fallocate(file, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
+}
+
+/// `fallocate(mode 0)`: reserve disk blocks for `[offset, offset + len)` and
+/// extend the file to cover it, so later stores into a mapping of the range
+/// need no allocation (a full disk fails here, not as SIGBUS). Existing
+/// bytes are kept.
+pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    fallocate(file, 0, offset, len)
+}
+
+/// `fallocate(2)`, retried on EINTR; EOPNOTSUPP becomes `Unsupported`.
+fn fallocate(file: &File, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "hole past the largest file offset"));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
     };
-    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
     loop {
         // SAFETY: plain syscall on an fd this `File` owns; no memory is passed.
         if unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) } == 0 {

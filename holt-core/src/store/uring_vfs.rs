@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::shared_map::{self, SharedMap};
+use super::shared_map::SharedMap;
 use super::std_vfs::StdVfs;
 use super::vfs::{FileIo, Vfs};
 
@@ -177,7 +177,7 @@ impl FileIo for UringFile {
     }
 
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        shared_map::allocate(&self.file, offset, len)
+        super::std_vfs::allocate(&self.file, offset, len)
     }
 
     fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {

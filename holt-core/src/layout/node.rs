@@ -246,6 +246,47 @@ impl InnerAt {
         }
     }
 
+    /// Hang `slot` under `byte` (which has no child) without moving the
+    /// node, when its kind is the one `Inner::encode` would pick for one
+    /// more child: the node then reads exactly as the re-encoded one would.
+    /// Returns false, changing nothing, when the node must be re-encoded.
+    /// Caller holds the frame exclusively.
+    pub(crate) fn add_child_in_place(self, b: &FrameBuf, byte: u8, slot: u32) -> bool {
+        let (kind, n) = (self.kind(b), self.count(b));
+        if inner_kind_for(n + 1) != kind {
+            return false;
+        }
+        let body = self.body(b);
+        match kind {
+            KIND_N4 | KIND_N16 => {
+                let cap = inner_capacity(kind);
+                let at = (0..n).find(|&i| b.u8(body + i) > byte).unwrap_or(n);
+                if at < n {
+                    b.copy_within(body + at, body + at + 1, n - at);
+                    b.copy_within(body + cap + 4 * at, body + cap + 4 * (at + 1), 4 * (n - at));
+                }
+                b.set_u8(body + at, byte);
+                b.set_u32(body + cap + 4 * at, slot);
+            }
+            KIND_N48 => {
+                // `encode` packs children at positions 0..count.
+                if b.u32(body + 256 + 4 * n) != NIL {
+                    return false;
+                }
+                b.set_u32(body + 256 + 4 * n, slot);
+                b.set_u8(body + byte as usize, n as u8 + 1);
+            }
+            _ => b.set_u32(body + 4 * byte as usize, slot),
+        }
+        b.set_u16(self.0 + INNER_COUNT, n as u16 + 1);
+        true
+    }
+
+    /// Set the end leaf's slot in place (the node's size does not change).
+    pub(crate) fn set_end(self, b: &FrameBuf, slot: u32) {
+        b.set_u32(self.0 + INNER_END, slot);
+    }
+
     /// The child with the smallest key byte `>= from`, if any.
     pub(crate) fn child_at_or_after(self, b: &FrameBuf, from: u16) -> Option<(u8, u32)> {
         let body = self.body(b);
@@ -381,6 +422,33 @@ mod tests {
         if n < 256 {
             let missing = (0..=255u8).find(|k| inner.children.iter().all(|&(x, _)| x != *k)).unwrap();
             assert_eq!(at.find_child(&b, missing), NIL);
+        }
+    }
+
+    /// Adding a child in place reads back exactly as decode + `set_child` +
+    /// encode, at every fill of every kind; a node that must grow is left
+    /// untouched.
+    #[test]
+    fn child_added_in_place_matches_the_reencoded_node() {
+        for n in 0..256usize {
+            let b = FrameBuf::zeroed();
+            let mut inner = Inner { flags: 0, prefix: b"p/".to_vec(), end: NIL, children: vec![] };
+            for i in 0..n {
+                inner.set_child((i * 167 % 256) as u8, i as u32 + 100);
+            }
+            let bytes = inner.encode();
+            b.write(64, &bytes);
+            let byte = (0..=255u8).rev().find(|k| inner.children.iter().all(|&(x, _)| x != *k)).unwrap();
+            let grows = inner_kind_for(n + 1) != inner.kind();
+            assert_eq!(InnerAt(64).add_child_in_place(&b, byte, 9999), !grows, "n {n}");
+            if grows {
+                assert_eq!(b.read_vec(64, bytes.len()), bytes, "n {n}: a node that must grow is untouched");
+                continue;
+            }
+            inner.set_child(byte, 9999);
+            assert_eq!(Inner::decode(&b, 64), inner, "n {n}");
+            assert_eq!(InnerAt(64).find_child(&b, byte), 9999, "n {n}");
+            assert_eq!(node_bytes(&b, 64), inner.encoded_bytes(), "n {n}");
         }
     }
 

@@ -91,8 +91,10 @@ fn space_for(b: &FrameBuf, plan: Plan, leaf_len: usize) -> usize {
         }
         Plan::SetEnd { .. } => bytes_needed(leaf_len, 1),
         Plan::AddChild { slot, .. } => {
+            // A node whose kind already fits one more child changes in place.
             let n = InnerAt(off(slot));
-            let grown = inner_bytes(inner_kind_for(n.count(b) + 1), n.prefix_len(b));
+            let next = inner_kind_for(n.count(b) + 1);
+            let grown = if next > n.kind(b) { inner_bytes(next, n.prefix_len(b)) } else { 0 };
             bytes_needed(leaf_len + grown, 1)
         }
         Plan::Redirect | Plan::Corrupt => 0,
@@ -148,15 +150,15 @@ pub(crate) fn put_in_frame(b: &FrameBuf, entry: (Slot, usize), key: &[u8], value
         }
         Plan::SetEnd { slot } => {
             let fresh = new_node(b, &new_leaf(0));
-            let mut node = Inner::decode(b, off(slot));
-            node.end = fresh.0;
-            replace_node(b, slot, &node.encode());
+            InnerAt(off(slot)).set_end(b, fresh.0);
         }
         Plan::AddChild { slot, byte } => {
             let fresh = new_node(b, &new_leaf(0));
-            let mut node = Inner::decode(b, off(slot));
-            node.set_child(byte, fresh.0);
-            replace_node(b, slot, &node.encode());
+            if !InnerAt(off(slot)).add_child_in_place(b, byte, fresh.0) {
+                let mut node = Inner::decode(b, off(slot));
+                node.set_child(byte, fresh.0);
+                replace_node(b, slot, &node.encode());
+            }
         }
         Plan::Redirect | Plan::Corrupt => unreachable!("handled above"),
     }

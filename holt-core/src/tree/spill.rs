@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use super::{Forward, Owned};
 use crate::ids::FrameId;
-use crate::layout::node::{encode_link, node_bytes, Inner, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
-use crate::layout::space::{free_node, live_nodes, new_node, replace_node};
+use crate::layout::node::{encode_link, node_bytes, Inner, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
+use crate::layout::space::{free_node, new_node, replace_node};
 use crate::layout::{FrameBuf, Slot, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES};
 use crate::store::pool::Pool;
 
@@ -28,13 +28,15 @@ const MOVE_BYTES_MIN: usize = 256;
 pub(crate) fn postorder(b: &FrameBuf, root: Slot) -> Vec<Slot> {
     let mut out = Vec::new();
     let mut stack = vec![(root, false)];
+    let mut kids = Vec::new();
     while let Some((slot, expanded)) = stack.pop() {
         if expanded {
             out.push(slot);
             continue;
         }
         stack.push((slot, true));
-        stack.extend(child_slots(b, slot).into_iter().map(|c| (c, false)));
+        children_into(b, slot, &mut kids);
+        stack.extend(kids.drain(..).map(|c| (Slot(c), false)));
     }
     out
 }
@@ -42,48 +44,62 @@ pub(crate) fn postorder(b: &FrameBuf, root: Slot) -> Vec<Slot> {
 /// In-frame children of the node in `slot` (end leaf first); none for
 /// leaves and links.
 pub(crate) fn child_slots(b: &FrameBuf, slot: Slot) -> Vec<Slot> {
-    let Some(off) = b.node_offset(slot) else { return Vec::new() };
-    match b.u8(off) {
-        KIND_LEAF | KIND_LINK => Vec::new(),
-        _ => {
-            let n = Inner::decode(b, off);
-            let end = (n.end != NIL).then_some(Slot(n.end));
-            end.into_iter().chain(n.children.iter().map(|&(_, c)| Slot(c))).collect()
-        }
+    let mut kids = Vec::new();
+    children_into(b, slot, &mut kids);
+    kids.into_iter().map(Slot).collect()
+}
+
+/// `child_slots` as raw slot numbers appended to `out` (no allocation once
+/// `out` has grown).
+fn children_into(b: &FrameBuf, slot: Slot, out: &mut Vec<u32>) {
+    let Some(off) = b.node_offset(slot) else { return };
+    if matches!(b.u8(off), KIND_LEAF | KIND_LINK) {
+        return;
+    }
+    let n = InnerAt(off);
+    if n.end(b) != NIL {
+        out.push(n.end(b));
+    }
+    let mut from = 0u16;
+    while let Some((byte, c)) = n.child_at_or_after(b, from) {
+        out.push(c);
+        from = byte as u16 + 1;
     }
 }
 
 /// Slots referenced from outside the frame.
 pub(crate) fn entry_slots(b: &FrameBuf) -> Vec<Slot> {
-    live_nodes(b)
-        .into_iter()
-        .filter(|&(off, _)| b.u8(off + OFF_FLAGS) & FLAG_ENTRY != 0)
-        .map(|(_, s)| s)
+    (0..b.slot_count())
+        .map(Slot)
+        .filter(|&s| b.node_offset(s).is_some_and(|off| b.u8(off + OFF_FLAGS) & FLAG_ENTRY != 0))
         .collect()
 }
 
-/// Bytes (node plus slot entry) of every subtree rooted in this frame.
-fn subtree_sizes(b: &FrameBuf, entries: &[Slot]) -> HashMap<Slot, usize> {
-    let mut size = HashMap::new();
+/// Bytes (node plus slot entry) of every subtree rooted in this frame,
+/// indexed by slot number.
+fn subtree_sizes(b: &FrameBuf, entries: &[Slot]) -> Vec<usize> {
+    let mut size = vec![0; b.slot_count() as usize];
+    let mut kids = Vec::new();
     for &e in entries {
         for s in postorder(b, e) {
             let own = node_bytes(b, b.node_offset(s).expect("live")) + SLOT_BYTES;
-            let kids: usize = child_slots(b, s).iter().map(|c| size[c]).sum();
-            size.insert(s, own + kids);
+            children_into(b, s, &mut kids);
+            let below: usize = kids.drain(..).map(|c| size[c as usize]).sum();
+            size[s.0 as usize] = own + below;
         }
     }
     size
 }
 
 /// Maximal subtrees that fit a new frame, largest first.
-fn candidates(b: &FrameBuf, entries: &[Slot], size: &HashMap<Slot, usize>) -> Vec<(usize, Slot)> {
+fn candidates(b: &FrameBuf, entries: &[Slot], size: &[usize]) -> Vec<(usize, Slot)> {
     let mut out = Vec::new();
     let mut stack: Vec<Slot> = entries.to_vec();
     while let Some(s) = stack.pop() {
         let off = b.node_offset(s).expect("live");
-        if size[&s] <= PACK_BYTES_MAX {
-            if b.u8(off) != KIND_LINK && size[&s] >= MOVE_BYTES_MIN {
-                out.push((size[&s], s));
+        if size[s.0 as usize] <= PACK_BYTES_MAX {
+            if b.u8(off) != KIND_LINK && size[s.0 as usize] >= MOVE_BYTES_MIN {
+                out.push((size[s.0 as usize], s));
             }
         } else {
             stack.extend(child_slots(b, s));

@@ -11,6 +11,7 @@ use crate::tree::descend::{corrupt_frame, retry, try_locate, walk_frame, FrameVi
 use crate::tree::insert::{put_in_frame, Put};
 use crate::tree::remove::{delete_in_frame, Del};
 use crate::tree::merge::bypass_forwards;
+use crate::layout::space::ensure;
 use crate::tree::spill::spill;
 use crate::tree::Owned;
 use crate::store::pool::Pool;
@@ -118,7 +119,9 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
         match put_in_frame(b, landing.entry, key, value, lsn.0) {
             Put::Done { inserted } => return Ok(KeyDelta::from(inserted)),
             Put::NeedSpace(need) => {
-                if !spill(pool, owned, landing.view.id, need) {
+                // A frame with nothing movable may still have dead bytes
+                // that an insert would not compact for on its own.
+                if !spill(pool, owned, landing.view.id, need) && !ensure(b, need) {
                     return Err(corrupt_frame(landing.view.id, "no subtree can move to make room"));
                 }
             }

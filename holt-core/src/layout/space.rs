@@ -29,6 +29,20 @@ pub(crate) fn bytes_needed(node_bytes: usize, n_nodes: usize) -> usize {
     node_bytes + SLOT_BYTES * n_nodes
 }
 
+/// Dead bytes an insert's compaction must win back at least. Below it a full
+/// frame spills instead: compacting for a few dead bytes moves the whole
+/// data area and is needed again a few inserts later.
+pub(crate) const INSERT_COMPACT_DEAD_BYTES_MIN: usize = (FRAME_BYTES - HEADER_BYTES) / 16;
+
+/// `ensure` for an insert: compacts only when that wins back at least
+/// `INSERT_COMPACT_DEAD_BYTES_MIN`; otherwise false, and the caller spills.
+pub(crate) fn ensure_for_insert(b: &FrameBuf, need: usize) -> bool {
+    if free_bytes(b) >= need {
+        return true;
+    }
+    b.dead_bytes() >= INSERT_COMPACT_DEAD_BYTES_MIN && ensure(b, need)
+}
+
 /// Make `need` contiguous bytes available, compacting if that suffices.
 /// Returns false (frame unchanged) if even compaction would not.
 pub(crate) fn ensure(b: &FrameBuf, need: usize) -> bool {

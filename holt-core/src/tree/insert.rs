@@ -6,7 +6,7 @@ use crate::layout::node::{
     encode_leaf, inner_bytes, inner_kind_for, leaf_bytes, Inner, InnerAt, LeafAt, FLAG_ENTRY,
     KIND_LEAF, KIND_LINK, KIND_N4, OFF_FLAGS,
 };
-use crate::layout::space::{bytes_needed, ensure, new_node, relocate, replace_node, reuse_slot};
+use crate::layout::space::{bytes_needed, ensure_for_insert, new_node, relocate, replace_node, reuse_slot};
 use crate::layout::{FrameBuf, Slot, NIL};
 
 /// What an insert found to do.
@@ -111,7 +111,7 @@ pub(crate) fn put_in_frame(b: &FrameBuf, entry: (Slot, usize), key: &[u8], value
         _ => {}
     }
     let need = space_for(b, plan, leaf_bytes(key.len(), value.len()));
-    if !ensure(b, need) {
+    if !ensure_for_insert(b, need) {
         return Put::NeedSpace(need);
     }
     // Offsets may have moved in compaction; plans hold only slots.

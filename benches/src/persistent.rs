@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::cells::{gets_checked, load, Better, Cell};
 use crate::engines::{Core, Durability, Holt03, Kv, Res};
-use crate::harness::{parallel, rate, secs, Rates};
+use crate::harness::{parallel, profiled, rate, secs, Rates};
 use crate::workload::Dataset;
 use crate::Opts;
 
@@ -110,13 +110,19 @@ fn fsync_updates<K: Kv>(t: &K, ds: &Dataset, probe: &[u32], threads: usize) -> R
 /// the store of the last rep, still open.
 type Loaded<K> = Res<(Vec<f64>, Vec<f64>, K)>;
 
+/// How to open an engine's store, where, and its tag ("core" or "holt").
+type Engine<'a, K> = (&'a dyn Fn(&Path, Durability) -> Res<K>, &'a Path, &'static str);
+
 /// One load of a fresh, emptied store in `dir`, then a timed checkpoint
 /// (before any background checkpoint can take its work), then `settle`.
-fn load_fresh<K: Kv>(open: &impl Fn(&Path, Durability) -> Res<K>, dir: &Path, ds: &Dataset) -> Res<(f64, f64, K)> {
+/// `engine` names it for the profiling hook (`HOLT_BENCH_PROFILE=pload:core`).
+fn load_fresh<K: Kv>(e: &Engine<'_, K>, ds: &Dataset) -> Res<(f64, f64, K)> {
+    let (open, dir, engine) = *e;
     std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let t = open(dir, Durability::Ack)?;
-    let rate = rate(|| load(&t, ds, &ds.order(INSERT_ORDER_SEED)))?;
+    let order = ds.order(INSERT_ORDER_SEED);
+    let rate = profiled("pload", engine, || rate(|| load(&t, ds, &order)))?;
     let start = Instant::now();
     t.checkpoint()?;
     let checkpoint_ms = secs(start.elapsed()) * 1e3;
@@ -137,28 +143,22 @@ fn settle() {
 /// cells are, so the writeback and cache state one load leaves behind falls
 /// on both engines alike. Each engine's previous store is closed before it
 /// is emptied; the last ones stay open for the other cells.
-fn loads<A: Kv, B: Kv>(
-    a: (&impl Fn(&Path, Durability) -> Res<A>, &Path),
-    b: (&impl Fn(&Path, Durability) -> Res<B>, &Path),
-    ds: &Dataset,
-    reps: usize,
-) -> (Loaded<A>, Loaded<B>) {
-    fn next<K: Kv>(acc: Loaded<K>, open: &impl Fn(&Path, Durability) -> Res<K>, dir: &Path, ds: &Dataset) -> Loaded<K> {
+fn loads<A: Kv, B: Kv>(a: &Engine<'_, A>, b: &Engine<'_, B>, ds: &Dataset, reps: usize) -> (Loaded<A>, Loaded<B>) {
+    fn next<K: Kv>(acc: Loaded<K>, e: &Engine<'_, K>, ds: &Dataset) -> Loaded<K> {
         let (mut rates, mut checkpoints, previous) = acc?;
         drop(previous);
-        let (rate, checkpoint_ms, t) = load_fresh(open, dir, ds)?;
+        let (rate, checkpoint_ms, t) = load_fresh(e, ds)?;
         rates.push(rate);
         checkpoints.push(checkpoint_ms);
         Ok((rates, checkpoints, t))
     }
-    fn first<K: Kv>(open: &impl Fn(&Path, Durability) -> Res<K>, dir: &Path, ds: &Dataset) -> Loaded<K> {
-        load_fresh(open, dir, ds).map(|(rate, ms, t)| (vec![rate], vec![ms], t))
+    fn first<K: Kv>(e: &Engine<'_, K>, ds: &Dataset) -> Loaded<K> {
+        load_fresh(e, ds).map(|(rate, checkpoint_ms, t)| (vec![rate], vec![checkpoint_ms], t))
     }
-    let mut ra = first(a.0, a.1, ds);
-    let mut rb = first(b.0, b.1, ds);
+    let (mut ra, mut rb) = (first(a, ds), first(b, ds));
     for _ in 1..reps {
-        ra = next(ra, a.0, a.1, ds);
-        rb = next(rb, b.0, b.1, ds);
+        ra = next(ra, a, ds);
+        rb = next(rb, b, ds);
     }
     (ra, rb)
 }
@@ -200,7 +200,7 @@ pub fn run(ds: &Dataset, opts: &Opts, root: &Path, out: &mut Vec<Cell>) -> Res<(
     let open_c = |d: &Path, dur| Core::persistent(d, pool, dur);
     let open_h = |d: &Path, dur| Holt03::persistent(d, pool, dur);
     let (dir_c, dir_h) = (fresh_dir(root, "holt-core")?, fresh_dir(root, "holt-0.3.0")?);
-    let (loaded_c, loaded_h) = loads((&open_c, &dir_c), (&open_h, &dir_h), ds, opts.reps);
+    let (loaded_c, loaded_h) = loads(&(&open_c, &dir_c, "core"), &(&open_h, &dir_h, "holt"), ds, opts.reps);
     let c = measure(open_c, &dir_c, ds, loaded_c);
     let h = measure(open_h, &dir_h, ds, loaded_h);
     let [cf1, cf2] = c.fsync;

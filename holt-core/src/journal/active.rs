@@ -54,13 +54,15 @@ pub(crate) struct ActiveSegment {
     /// The log's end in this file: the next record goes at this offset.
     pub len: u64,
     mapping: Mapping,
+    /// Space was reserved past `len` at some point: `finish` must cut it.
+    reserved_any: bool,
 }
 
 impl ActiveSegment {
     /// `file` holds exactly `len` bytes of header and records (or more only
     /// if it was reserved by a previous writer).
     pub(crate) fn new(file: Arc<dyn FileIo>, path: PathBuf, first_lsn: Lsn, len: u64) -> Self {
-        ActiveSegment { file, path, first_lsn, len, mapping: Mapping::Untried }
+        ActiveSegment { file, path, first_lsn, len, mapping: Mapping::Untried, reserved_any: false }
     }
 
     /// Hand `bytes` to the OS at the log's end and advance it. `map_bytes`
@@ -96,10 +98,14 @@ impl ActiveSegment {
         if end > *reserved {
             let to = end.div_ceil(MAP_GROW_BYTES).saturating_mul(MAP_GROW_BYTES).min(map.len() as u64);
             if let Err(e) = self.file.allocate(*reserved, to - *reserved) {
-                log::debug!("{}: reserving WAL space failed ({e}); writing instead", self.path.display());
+                // Unsupported here, or the disk is full: this segment goes on
+                // with write(2), which reports a full disk itself.
+                log::debug!("{}: reserving WAL space failed ({e}); appending with write(2)", self.path.display());
+                self.mapping = Mapping::Off;
                 return false;
             }
             *reserved = to;
+            self.reserved_any = true;
         }
         let at = usize::try_from(self.len).expect("offset below the mapping's length fits in usize");
         map.copy_in(at, bytes);
@@ -124,7 +130,8 @@ impl ActiveSegment {
     /// Stop appending: drop the mapping and cut reserved space past `len`,
     /// so the file ends at its last record. Not synced here.
     pub(crate) fn finish(&mut self) -> io::Result<()> {
-        if matches!(std::mem::replace(&mut self.mapping, Mapping::Off), Mapping::Untried | Mapping::Off) {
+        self.mapping = Mapping::Off;
+        if !self.reserved_any {
             return Ok(());
         }
         if self.file.len()? > self.len {
@@ -139,8 +146,11 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
+    use super::{map_bytes_for, ActiveSegment};
     use crate::ids::Lsn;
     use crate::journal::writer::tests::{cfg, logged_bytes_on_disk, open, put};
+    use crate::store::shared_map::SharedMap;
+    use crate::store::vfs::FileIo;
     use crate::op::LogOp;
     use crate::store::std_vfs::StdVfs;
 
@@ -150,6 +160,65 @@ mod tests {
 
     fn lsns(replay: &[(Lsn, Vec<LogOp>)]) -> Vec<u64> {
         replay.iter().map(|r| r.0 .0).collect()
+    }
+
+    /// A real file whose space reservation stops working after `allowed`
+    /// calls (a file system without `fallocate`, or a full disk).
+    struct ReserveFails {
+        file: std::fs::File,
+        allowed: std::sync::atomic::AtomicUsize,
+    }
+
+    impl FileIo for ReserveFails {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.file.sync_data()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.file.metadata()?.len())
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.file.set_len(len)
+        }
+        fn punch_hole(&self, _: u64, _: u64) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
+            let left = self.allowed.load(std::sync::atomic::Ordering::SeqCst);
+            if left == 0 {
+                return Err(std::io::ErrorKind::Unsupported.into());
+            }
+            self.allowed.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            crate::store::std_vfs::allocate(&self.file, offset, len)
+        }
+        fn map_shared(&self, len: usize) -> std::io::Result<Option<SharedMap>> {
+            SharedMap::new(&self.file, len).map(Some)
+        }
+    }
+
+    /// When reserving space fails, the segment goes on with `write_at`:
+    /// every byte lands in order, and the file ends at the log's end.
+    #[test]
+    fn failed_reservation_falls_back_to_write_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).open(&path).unwrap();
+        let io = Arc::new(ReserveFails { file, allowed: 1.into() });
+        let mut seg = ActiveSegment::new(io, path.clone(), Lsn(1), 0);
+        let mut expected = Vec::new();
+        for i in 0..6u8 {
+            let chunk = vec![i + 1; 300_000];
+            seg.append(&chunk, map_bytes_for(1 << 20)).unwrap();
+            expected.extend(chunk);
+            assert_eq!(seg.is_mapped(), i < 3, "chunk {i}: mapped only while the first reservation lasts");
+        }
+        seg.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
     }
 
     /// The mapping is the page cache: a writer that vanishes without

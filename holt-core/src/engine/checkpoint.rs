@@ -23,7 +23,7 @@ use super::durable::{encode_user, Durable};
 use super::Engine;
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
-use crate::layout::seal_image;
+use crate::layout::{seal_image, FRAME_BYTES};
 use crate::store::manifest::ManifestMeta;
 use crate::tree::ROOT_FRAME;
 
@@ -35,10 +35,24 @@ struct Capture {
     next_frame_id: u64,
 }
 
+/// A zeroed frame image buffer with every page already touched (a store the
+/// optimizer cannot drop), so its page faults happen now.
+fn faulted_image() -> Vec<u8> {
+    let mut img = vec![0u8; FRAME_BYTES];
+    for page in img.chunks_mut(4096) {
+        std::hint::black_box(page)[0] = 0;
+    }
+    img
+}
+
 impl Engine {
     fn capture(&self, d: &Durable) -> Capture {
-        let _cut = self.gate.write();
         let pool = &self.pool;
+        // Image buffers are allocated and faulted in before the cut: done
+        // under the gate, the kernel's page faults and zeroing stalled every
+        // writer for ~0.4 ms per dirty frame (100-140 ms at 1M keys).
+        let mut spare: Vec<Vec<u8>> = (0..pool.dirty_count()).map(|_| faulted_image()).collect();
+        let _cut = self.gate.write();
         let live: HashSet<FrameId> = pool.live_ids().into_iter().collect();
         let mut images = Vec::new();
         for &id in &live {
@@ -48,7 +62,9 @@ impl Engine {
             }
             let buf = cell.buf().expect("a dirty frame is never evicted");
             cell.pin();
-            images.push((id, buf.to_image()));
+            let mut img = spare.pop().unwrap_or_else(|| vec![0; FRAME_BYTES]);
+            buf.image_into(&mut img);
+            images.push((id, img));
             cell.mark_clean();
         }
         let dropped = d.store.frame_ids().into_iter().filter(|id| !live.contains(id)).collect();

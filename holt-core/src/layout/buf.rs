@@ -217,15 +217,23 @@ impl FrameBuf {
     /// The image as written to disk: header and data area, zeros in the
     /// free gap (see `free_gap`), then the slot table. The caller excludes
     /// writers, so the header's bounds match the bytes copied.
+    #[cfg(test)]
     pub(crate) fn to_image(&self) -> Vec<u8> {
         let mut img = vec![0u8; FRAME_BYTES];
+        self.image_into(&mut img);
+        img
+    }
+
+    /// `to_image` into `img`, which must be `FRAME_BYTES` of zeros (the
+    /// free gap is left as it is).
+    pub(crate) fn image_into(&self, img: &mut [u8]) {
+        assert_eq!(img.len(), FRAME_BYTES, "an image buffer holds one frame");
         let head = self.u32(super::HDR_DATA_END) as usize;
         let head = head.clamp(super::HEADER_BYTES, FRAME_BYTES);
         let table = (self.u32(super::HDR_SLOT_COUNT) as usize).saturating_mul(super::SLOT_BYTES);
         let tail = FRAME_BYTES - table.min(FRAME_BYTES - head);
         self.copy_out(0, &mut img[..head]);
         self.copy_out(tail, &mut img[tail..]);
-        img
     }
 
     /// Copy `dst.len()` bytes starting at byte `off` into `dst`: the

@@ -402,8 +402,8 @@ mod tests {
     /// Spills that move whole entry subtrees out of a child frame leave
     /// forwarding links; bypassing them keeps the frames on a lookup path
     /// near the tree's real fan-out instead of growing one per spill
-    /// generation (7 deep at 1M keys before the bypass). The tree check
-    /// also proves no forwarding link is left orphaned.
+    /// generation (this load: 7 links without the bypass, 2 with). The tree
+    /// check also proves no forwarding link is left orphaned.
     #[test]
     fn random_fs_load_keeps_frame_chains_short() {
         let tree = TreeBuilder::new("unused").memory().open().unwrap();

@@ -3,18 +3,17 @@
 //! frames it creates to the owned set.
 
 use crate::error::{Error, Result};
-use crate::ids::Lsn;
-use crate::op::LogOp;
-use crate::ids::FrameId;
+use crate::ids::{FrameId, Lsn};
+use crate::layout::space::ensure;
 use crate::layout::Slot;
+use crate::op::LogOp;
+use crate::store::pool::Pool;
 use crate::tree::descend::{corrupt_frame, retry, try_locate, walk_frame, FrameView, Landing, Walk};
 use crate::tree::insert::{put_in_frame, Put};
-use crate::tree::remove::{delete_in_frame, Del};
 use crate::tree::merge::bypass_forwards;
-use crate::layout::space::ensure;
+use crate::tree::remove::{delete_in_frame, Del};
 use crate::tree::spill::spill;
 use crate::tree::Owned;
-use crate::store::pool::Pool;
 
 /// Spill rounds one insert may need before the frame is declared unusable.
 const SPILLS_PER_PUT_MAX: usize = 64;
@@ -170,8 +169,7 @@ pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp]
     for op in ops {
         delta += apply_op(pool, owned, op, lsn, hints)?;
     }
-    bypass_forwards(pool, owned);
-    owned.stamp_lsn(lsn);
+    finish(pool, owned, lsn);
     Ok(delta)
 }
 
@@ -183,7 +181,14 @@ pub(crate) fn apply_single<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp
         LogOp::Delete { key } => delete(pool, owned, key, Some(hint))?,
         LogOp::Rename { .. } => unreachable!("a rename has two keys; it goes through apply_ops"),
     };
+    finish(pool, owned, lsn);
+    Ok(delta)
+}
+
+/// Once every op of a batch has landed: cut out the forwarding links its
+/// spills left (no hint is used after this), then stamp `lsn` on every
+/// frame the batch holds.
+fn finish<'p>(pool: &'p Pool, owned: &mut Owned<'p>, lsn: Lsn) {
     bypass_forwards(pool, owned);
     owned.stamp_lsn(lsn);
-    Ok(delta)
 }

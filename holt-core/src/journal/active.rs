@@ -148,7 +148,7 @@ mod tests {
 
     use super::{map_bytes_for, ActiveSegment};
     use crate::ids::Lsn;
-    use crate::journal::writer::tests::{cfg, logged_bytes_on_disk, open, put};
+    use crate::journal::writer::tests::{cfg, commit_puts, logged_bytes_on_disk, open, put};
     use crate::store::shared_map::SharedMap;
     use crate::store::vfs::FileIo;
     use crate::op::LogOp;
@@ -228,10 +228,7 @@ mod tests {
     fn committed_copies_are_in_the_file_without_unmap_or_sync() {
         let dir = tempfile::tempdir().unwrap();
         let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
-        for i in 0..1000 {
-            let lsn = j.append(&put(0, i)).unwrap();
-            j.commit(lsn, false).unwrap();
-        }
+        commit_puts(&j, 0, 1000, |_| false);
         let path = {
             let io = j.io.lock();
             assert!(io.active.is_mapped(), "a real file appends through its mapping");
@@ -251,10 +248,7 @@ mod tests {
     fn sealed_and_closed_segments_end_at_their_last_record() {
         let dir = tempfile::tempdir().unwrap();
         let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(64 << 10, false));
-        for i in 0..5000 {
-            let lsn = j.append(&put(0, i)).unwrap();
-            j.commit(lsn, i % 1000 == 0).unwrap();
-        }
+        commit_puts(&j, 0, 5000, |i| i % 1000 == 0);
         let sealed = j.sealed.lock().clone();
         assert!(sealed.len() >= 3, "the log rotated");
         for seg in &sealed {

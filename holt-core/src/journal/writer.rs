@@ -304,6 +304,15 @@ pub(super) mod tests {
         Journal::open(vfs, dir, Lsn(0), c).expect("journal opens")
     }
 
+    /// Append and commit `put(tag, i)` for `i` in `0..n`, syncing each
+    /// commit where `sync(i)`.
+    pub(crate) fn commit_puts(j: &Journal, tag: u64, n: u64, sync: impl Fn(u64) -> bool) {
+        for i in 0..n {
+            let lsn = j.append(&put(tag, i)).unwrap();
+            j.commit(lsn, sync(i)).unwrap();
+        }
+    }
+
     pub(crate) fn put(tag: u64, i: u64) -> Vec<LogOp> {
         vec![LogOp::Put { key: format!("{tag}/{i}").into_bytes(), value: i.to_le_bytes().to_vec() }]
     }

@@ -192,7 +192,8 @@ pub(crate) fn verify_header(image: &[u8], expect: FrameId) -> Result<(), String>
 #[cfg(test)]
 pub(crate) fn verify_image(image: &[u8], expect: FrameId) -> Result<(), String> {
     verify_header(image, expect)?;
-    if u32::from_le_bytes(image[HDR_CHECKSUM..HDR_CHECKSUM + 4].try_into().expect("4 bytes")) != FrameBuf::compute_checksum(image) {
+    let stored = u32::from_le_bytes(image[HDR_CHECKSUM..HDR_CHECKSUM + 4].try_into().expect("4 bytes"));
+    if stored != FrameBuf::compute_checksum(image) {
         return Err("frame checksum mismatch".into());
     }
     Ok(())

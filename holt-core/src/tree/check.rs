@@ -3,8 +3,9 @@
 //!
 //! Checked: each frame's space accounting; every live slot is reachable
 //! from the frame's entry slots exactly once; every link points at an entry
-//! of a live frame, and every entry but the root has exactly one link to it; every leaf's key extends the path that leads to it; keys
-//! come out strictly increasing; inner nodes are well formed.
+//! of a live frame, and every entry but the root has exactly one link to
+//! it; every leaf's key extends the path that leads to it; keys come out
+//! strictly increasing; inner nodes are well formed.
 
 use std::collections::{HashMap, HashSet};
 

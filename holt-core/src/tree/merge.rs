@@ -100,22 +100,22 @@ pub(crate) fn bypass_forwards<'p>(pool: &'p Pool, owned: &mut Owned<'p>) {
     }
 }
 
-fn bypass<'p>(pool: &'p Pool, owned: &mut Owned<'p>, fwd: &Forward) -> bool {
+fn bypass<'p>(pool: &'p Pool, owned: &mut Owned<'p>, fwd: &Forward) {
     let fcell = owned.get(fwd.frame).expect("a spilled frame stays owned");
     let fb = fcell.buf().expect("an owned frame is resident");
     // A frame left holding only this link stays as it is: freeing the link
     // would leave a live frame nothing reaches.
     if fb.live_slots() <= 1 {
-        return false;
+        return;
     }
-    let Some((referrer, link_slot, version)) = referrer(pool, owned, fwd) else { return false };
+    let Some((referrer, link_slot, version)) = referrer(pool, owned, fwd) else { return };
     if referrer == fwd.frame {
-        return false;
+        return;
     }
     if let Some(v) = version {
-        let Some(cell) = pool.cell(referrer) else { return false };
+        let Some(cell) = pool.cell(referrer) else { return };
         if !cell.latch.try_upgrade(v) {
-            return false;
+            return;
         }
         owned.push(referrer, cell);
     }
@@ -127,7 +127,6 @@ fn bypass<'p>(pool: &'p Pool, owned: &mut Owned<'p>, fwd: &Forward) -> bool {
     let flags = rb.u8(roff + OFF_FLAGS);
     replace_node(rb, link_slot, &encode_link(to, to_slot, flags & FLAG_ENTRY));
     free_node(fb, fwd.slot);
-    true
 }
 
 /// The frame holding the link to `fwd`'s slot, that link's slot, and the

@@ -97,9 +97,10 @@ fn candidates(b: &FrameBuf, entries: &[Slot], size: &[usize]) -> Vec<(usize, Slo
     let mut stack: Vec<Slot> = entries.to_vec();
     while let Some(s) = stack.pop() {
         let off = b.node_offset(s).expect("live");
-        if size[s.0 as usize] <= PACK_BYTES_MAX {
-            if b.u8(off) != KIND_LINK && size[s.0 as usize] >= MOVE_BYTES_MIN {
-                out.push((size[s.0 as usize], s));
+        let bytes = size[s.0 as usize];
+        if bytes <= PACK_BYTES_MAX {
+            if b.u8(off) != KIND_LINK && bytes >= MOVE_BYTES_MIN {
+                out.push((bytes, s));
             }
         } else {
             stack.extend(child_slots(b, s));
@@ -125,13 +126,15 @@ pub(crate) fn remapped_node(src: &FrameBuf, off: usize, map: &HashMap<u32, u32>)
     }
 }
 
-/// Copy the subtree at `root` of `src` into `dst`; returns its slot in `dst`.
-fn copy_subtree(src: &FrameBuf, root: Slot, dst: &FrameBuf) -> Slot {
+/// Copy the subtree whose nodes are `nodes` (in postorder, root last) of
+/// `src` into `dst`; returns the root's slot in `dst`.
+fn copy_subtree(src: &FrameBuf, nodes: &[Slot], dst: &FrameBuf) -> Slot {
     let mut map: HashMap<u32, u32> = HashMap::new();
-    for s in postorder(src, root) {
+    for &s in nodes {
         let bytes = remapped_node(src, src.node_offset(s).expect("live"), &map);
         map.insert(s.0, new_node(dst, &bytes).0);
     }
+    let root = nodes.last().expect("a subtree has its root");
     let new_root = Slot(map[&root.0]);
     let off = dst.node_offset(new_root).expect("just written");
     dst.set_u8(off + OFF_FLAGS, dst.u8(off + OFF_FLAGS) | FLAG_ENTRY);
@@ -175,17 +178,22 @@ pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, nee
 /// slot): returned, with a key under it, so the referrer can be redirected.
 fn move_subtree(src: &FrameBuf, slot: Slot, dst: &FrameBuf, dst_id: FrameId, src_id: FrameId) -> Option<Forward> {
     let flags = src.u8(src.node_offset(slot).expect("live") + OFF_FLAGS);
-    let new_slot = copy_subtree(src, slot, dst);
-    let key = postorder(src, slot).into_iter().find_map(|s| {
-        let off = src.node_offset(s).expect("live");
-        (src.u8(off) == KIND_LEAF).then(|| LeafAt(off).key(src))
-    });
-    for s in postorder(src, slot) {
+    let nodes = postorder(src, slot);
+    let new_slot = copy_subtree(src, &nodes, dst);
+    let forward = (flags & FLAG_ENTRY != 0).then(|| first_key(src, &nodes)).flatten();
+    for &s in &nodes {
         if s != slot {
             free_node(src, s);
         }
     }
     replace_node(src, slot, &encode_link(dst_id, new_slot, flags & FLAG_ENTRY));
-    let key = key.filter(|_| flags & FLAG_ENTRY != 0)?;
-    Some(Forward { frame: src_id, slot, key })
+    forward.map(|key| Forward { frame: src_id, slot, key })
+}
+
+/// The key of the first leaf among `nodes`, if any.
+fn first_key(b: &FrameBuf, nodes: &[Slot]) -> Option<Vec<u8>> {
+    nodes.iter().find_map(|&s| {
+        let off = b.node_offset(s).expect("live");
+        (b.u8(off) == KIND_LEAF).then(|| LeafAt(off).key(b))
+    })
 }

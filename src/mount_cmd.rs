@@ -121,13 +121,12 @@ fn prepare_mountpoint(mp: &Path) -> Result<PathBuf, String> {
 }
 
 fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
+    let store_opts = StoreOptions { sync: args.sync, fds_max: 0, noatime: opts.atime == AtimeMode::Noatime };
     let store = match &args.store {
-        Some(dir) if !args.memory => {
-            Store::open(dir, &StoreOptions { sync: args.sync, fds_max: 0 }).map_err(|e| e.to_string())?
-        }
-        _ => Store::memory().map_err(|e| e.to_string())?,
+        Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
+        _ => Store::memory(&store_opts).map_err(|e| e.to_string())?,
     };
-    let cfg = FsConfig { read_only: opts.read_only, sync_data: args.sync, atime: opts.atime };
+    let cfg = FsConfig { read_only: opts.read_only, sync_data: args.sync, atime: opts.atime, boot_id: None };
     Fs::from_store(store, cfg).map_err(|e| format!("cannot open the filesystem: {e}"))
 }
 

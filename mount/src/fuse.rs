@@ -68,6 +68,7 @@ impl Default for FuseOptions {
 /// A mounted filesystem, handshake done; `run` serves it until unmounted.
 pub struct Mounted {
     session: Session<Adapter>,
+    fs: Arc<Fs>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (e.g. a signal handler thread).
@@ -94,8 +95,10 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
     config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
-    let adapter = Adapter { fs: Arc::new(fs), opts: opts.clone() };
-    Ok(Mounted { session: Session::new(adapter, mountpoint, &config)? })
+    let fs = Arc::new(fs);
+    Fs::start_reclaimer(&fs)?;
+    let adapter = Adapter { fs: Arc::clone(&fs), opts: opts.clone() };
+    Ok(Mounted { session: Session::new(adapter, mountpoint, &config)?, fs })
 }
 
 impl Mounted {
@@ -103,9 +106,15 @@ impl Mounted {
         Unmounter(self.session.unmount_callable())
     }
 
-    /// Serve requests until the filesystem is unmounted.
+    /// Serve requests until the filesystem is unmounted, then close the
+    /// filesystem (queued reclaims done, clean close recorded) before
+    /// returning, so the caller can release the store right after.
     pub fn run(self) -> io::Result<()> {
-        self.session.run()
+        let served = self.session.run();
+        if let Err(e) = self.fs.shutdown() {
+            error!("closing the filesystem: {e} (the next mount finishes the work)");
+        }
+        served
     }
 }
 

@@ -4,6 +4,7 @@
 //! | key                     | value                                   |
 //! |-------------------------|-----------------------------------------|
 //! | `S/format`              | [`Superblock`]                          |
+//! | `S/session`             | [`Session`]: last mount, clean or not   |
 //! | `C/next_ino`            | u64 LE: first inode number not reserved |
 //! | `C/used/<shard u8>`     | [`Usage`] of one counter shard          |
 //! | `I/<ino be64>`          | [`Inode`]                               |
@@ -34,14 +35,16 @@ pub const NAME_BYTES_MAX: usize = 255;
 pub const SYMLINK_TARGET_BYTES_MAX: usize = 4095;
 /// Version byte of every value this build writes.
 const VALUE_VERSION: u8 = 1;
-/// `S/format` format number this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// `S/format` format number this build writes. Format 1 kept file sizes in
+/// the inode and is upgraded at mount (see `fs::format`).
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const SUPERBLOCK_KEY: &[u8] = b"S/format";
+pub const SESSION_KEY: &[u8] = b"S/session";
 pub const NEXT_INO_KEY: &[u8] = b"C/next_ino";
 pub const USAGE_PREFIX: &[u8] = b"C/used/";
 pub const ORPHAN_PREFIX: &[u8] = b"R/";
-const INODE_PREFIX: &[u8] = b"I/";
+pub const INODE_PREFIX: &[u8] = b"I/";
 const DENTRY_PREFIX: &[u8] = b"D/";
 const XATTR_PREFIX: &[u8] = b"X/";
 
@@ -90,9 +93,17 @@ pub fn usage_key(shard: u8) -> Vec<u8> {
 
 /// The inode number at the end of an `R/<ino>` key.
 pub fn orphan_ino(key: &[u8]) -> FsResult<Ino> {
-    let tail = key.strip_prefix(ORPHAN_PREFIX).filter(|t| t.len() == 8);
-    let tail = tail.ok_or_else(|| corrupt(key, "orphan key is not R/<8-byte ino>"))?;
-    Ok(Ino(u64::from_be_bytes(tail.try_into().expect("length checked to be 8"))))
+    key_ino(ORPHAN_PREFIX, key).ok_or_else(|| corrupt(key, "orphan key is not R/<8-byte ino>"))
+}
+
+/// The inode number of an `I/<ino>` key.
+pub fn inode_ino(key: &[u8]) -> FsResult<Ino> {
+    key_ino(INODE_PREFIX, key).ok_or_else(|| corrupt(key, "inode key is not I/<8-byte ino>"))
+}
+
+fn key_ino(family: &[u8], key: &[u8]) -> Option<Ino> {
+    let tail: [u8; 8] = key.strip_prefix(family)?.try_into().ok()?;
+    Some(Ino(u64::from_be_bytes(tail)))
 }
 
 /// A key made printable for messages: ASCII kept, other bytes as `\xNN`.
@@ -117,6 +128,30 @@ impl Timespec {
         // SAFETY: clock_gettime writes one timespec into the valid pointer.
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
         Timespec { sec: ts.tv_sec, nsec: ts.tv_nsec as u32 }
+    }
+}
+
+/// relatime refreshes an atime older than this even if newer than mtime/ctime.
+const RELATIME_SECS: i64 = 24 * 3600;
+
+/// Whether a read at `now` refreshes an access time (Linux's relatime).
+pub fn relatime_due(atime: Timespec, mtime: Timespec, ctime: Timespec, now: Timespec) -> bool {
+    atime <= mtime || atime <= ctime || now.sec - atime.sec >= RELATIME_SECS
+}
+
+/// A time to set: the current time (UTIME_NOW) or a given one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSet {
+    Now,
+    At(Timespec),
+}
+
+impl TimeSet {
+    pub fn resolve(self, now: Timespec) -> Timespec {
+        match self {
+            TimeSet::Now => now,
+            TimeSet::At(ts) => ts,
+        }
     }
 }
 
@@ -351,11 +386,12 @@ impl OrphanReason {
     }
 }
 
-/// Per-shard usage counters: the value of `C/used/<shard>`.
+/// Per-shard usage counter: the value of `C/used/<shard>`. Its second
+/// field (file bytes in format 1) is written as zero: sizes live in the
+/// data objects, and `statfs` asks the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub inodes: i64,
-    pub bytes: i64,
 }
 
 impl Usage {
@@ -363,7 +399,6 @@ impl Usage {
         let mut v = [0u8; 17];
         v[0] = VALUE_VERSION;
         v[1..9].copy_from_slice(&self.inodes.to_le_bytes());
-        v[9..].copy_from_slice(&self.bytes.to_le_bytes());
         v
     }
 
@@ -372,8 +407,44 @@ impl Usage {
             return Err(corrupt(key, "usage counter has a bad length or version"));
         }
         let inodes = i64::from_le_bytes(v[1..9].try_into().expect("length checked"));
-        let bytes = i64::from_le_bytes(v[9..].try_into().expect("length checked"));
-        Ok(Usage { inodes, bytes })
+        Ok(Usage { inodes })
+    }
+}
+
+/// The last mount of the store: the value of `S/session`. A mount that
+/// finds `clean` unset was killed; if the boot differs too, the machine
+/// may have lost power, which is the one case that can strand data objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// `/proc/sys/kernel/random/boot_id` of the mounting kernel.
+    pub boot_id: [u8; 16],
+    /// Set by a clean unmount, cleared at mount.
+    pub clean: bool,
+    pub mounted: Timespec,
+}
+
+const SESSION_BYTES: usize = 1 + 16 + 1 + 12;
+
+impl Session {
+    pub fn encode(&self) -> [u8; SESSION_BYTES] {
+        let mut v = [0u8; SESSION_BYTES];
+        v[0] = VALUE_VERSION;
+        v[1..17].copy_from_slice(&self.boot_id);
+        v[17] = u8::from(self.clean);
+        v[18..26].copy_from_slice(&self.mounted.sec.to_le_bytes());
+        v[26..30].copy_from_slice(&self.mounted.nsec.to_le_bytes());
+        v
+    }
+
+    pub fn decode(key: &[u8], v: &[u8]) -> FsResult<Session> {
+        if v.len() != SESSION_BYTES || v[0] != VALUE_VERSION || v[17] > 1 {
+            return Err(corrupt(key, "session record has a bad length, version or flag"));
+        }
+        let mounted = Timespec {
+            sec: i64::from_le_bytes(v[18..26].try_into().expect("length checked")),
+            nsec: u32::from_le_bytes(v[26..30].try_into().expect("length checked")),
+        };
+        Ok(Session { boot_id: v[1..17].try_into().expect("length checked"), clean: v[17] == 1, mounted })
     }
 }
 
@@ -471,8 +542,10 @@ mod tests {
     fn dentry_and_usage_round_trip() {
         let d = Dentry { ino: Ino(0x2f2f), kind: FileKind::Fifo };
         assert_eq!(Dentry::decode(b"k", &d.encode()).unwrap(), d);
-        let u = Usage { inodes: -3, bytes: 1 << 40 };
+        let u = Usage { inodes: -3 };
         assert_eq!(Usage::decode(b"k", &u.encode()).unwrap(), u);
+        let session = Session { boot_id: [9; 16], clean: true, mounted: Timespec { sec: -1, nsec: 3 } };
+        assert_eq!(Session::decode(b"k", &session.encode()).unwrap(), session);
         let s = Superblock { format: FORMAT_VERSION, uuid: [7; 16], created: Timespec { sec: 1, nsec: 2 } };
         assert_eq!(Superblock::decode(b"k", &s.encode()).unwrap(), s);
     }

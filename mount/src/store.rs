@@ -27,6 +27,8 @@ pub struct StoreOptions {
     pub sync: bool,
     /// Cached open data files (0: the default).
     pub fds_max: usize,
+    /// Reads leave file access times alone.
+    pub noatime: bool,
 }
 
 /// An opened store: the metadata tree, the data store, and the held lock.
@@ -82,12 +84,12 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
 
 impl Store {
     /// A store that keeps everything in memory.
-    pub fn memory() -> Result<Store, StoreError> {
+    pub fn memory(opts: &StoreOptions) -> Result<Store, StoreError> {
         let tree = TreeBuilder::new("memory")
             .memory()
             .open()
             .map_err(|source| StoreError::Tree { path: PathBuf::from("(memory)"), source })?;
-        Ok(Store { tree, data: Box::new(MemoryData::new()), lock: StoreLock(None) })
+        Ok(Store { tree, data: Box::new(MemoryData::new(opts.noatime)), lock: StoreLock(None) })
     }
 
     /// Open (creating on first use) the store in `dir` and lock it.
@@ -101,7 +103,7 @@ impl Store {
             .map_err(|source| StoreError::Tree { path: meta_dir.clone(), source })?;
         let data_dir = dir.join("data");
         let fds_max = if opts.fds_max == 0 { crate::data::FDS_CACHED_MAX } else { opts.fds_max };
-        let data = FileData::open(&data_dir, fds_max).map_err(io_err("open data directory", &data_dir))?;
+        let data = FileData::open(&data_dir, fds_max, opts.noatime).map_err(io_err("open data directory", &data_dir))?;
         Ok(Store { tree, data: Box::new(data), lock: StoreLock(Some(lock)) })
     }
 }

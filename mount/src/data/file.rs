@@ -1,6 +1,7 @@
 //! Data store on the local filesystem: `DIR/<ino low byte, hex>/<ino, hex>`,
-//! one sparse file per inode, created on first write, reached through a
-//! bounded cache of open descriptors.
+//! one sparse file per inode, reached through a bounded cache of open
+//! descriptors. Objects are opened with `O_NOFOLLOW`: a symlink planted in
+//! the store is an error, never followed.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
@@ -14,8 +15,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{copy_via_buffer, AllocMode, DataStore, SeekKind, Space};
-use crate::schema::Ino;
+use super::{copy_via_buffer, AllocMode, DataStore, ObjectStat, SeekKind, Space};
+use crate::schema::{Ino, TimeSet, Timespec};
 
 /// Default bound on cached open descriptors.
 pub const FDS_CACHED_MAX: usize = 512;
@@ -31,6 +32,8 @@ struct FdCache {
 pub struct FileData {
     dir: PathBuf,
     cache: Mutex<FdCache>,
+    /// Extra open flags of every object (`O_NOATIME` for noatime mounts).
+    open_flags: libc::c_int,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -42,13 +45,16 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 impl FileData {
-    /// A store rooted at `dir` (created if missing), caching up to `fds_max` descriptors.
-    pub fn open(dir: &Path, fds_max: usize) -> io::Result<FileData> {
+    /// A store rooted at `dir` (created if missing), caching up to `fds_max`
+    /// descriptors; with `noatime`, reads leave objects' access times alone.
+    pub fn open(dir: &Path, fds_max: usize, noatime: bool) -> io::Result<FileData> {
         fs::create_dir_all(dir)?;
         let files_max = fds_max.max(1);
+        let noatime_flag = if noatime { libc::O_NOATIME } else { 0 };
         Ok(FileData {
             dir: dir.to_path_buf(),
             cache: Mutex::new(FdCache { files: HashMap::new(), order: VecDeque::new(), files_max }),
+            open_flags: libc::O_CLOEXEC | libc::O_NOFOLLOW | noatime_flag,
         })
     }
 
@@ -65,20 +71,37 @@ impl FileData {
         if let Some(f) = self.cache.lock().files.get(&ino) {
             return Ok(Some(Arc::clone(f)));
         }
+        match self.open_object(ino, create, false) {
+            Ok(file) => Ok(Some(self.cache_insert(ino, file, false))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open the object file, making its shard directory on first use.
+    fn open_object(&self, ino: Ino, create: bool, truncate: bool) -> io::Result<File> {
         let path = self.path(ino);
         let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(create).mode(0o600).custom_flags(libc::O_CLOEXEC);
-        let file = match opts.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        opts.read(true).write(true).create(create).truncate(truncate).mode(0o600).custom_flags(self.open_flags);
+        match opts.open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 fs::create_dir_all(self.shard_dir(ino))?;
-                opts.open(&path)?
+                opts.open(&path)
             }
-            Err(e) => return Err(e),
-        };
+            other => other.map_err(|e| symlink_refused(e, &path)),
+        }
+    }
+
+    /// Cache `file` as `ino`'s descriptor (replacing a cached one if
+    /// `replace`) and return the cached descriptor.
+    fn cache_insert(&self, ino: Ino, file: File, replace: bool) -> Arc<File> {
         let mut cache = self.cache.lock();
-        let file = Arc::clone(cache.files.entry(ino).or_insert_with(|| Arc::new(file)));
+        let file = if replace {
+            cache.files.insert(ino, Arc::new(file));
+            Arc::clone(&cache.files[&ino])
+        } else {
+            Arc::clone(cache.files.entry(ino).or_insert_with(|| Arc::new(file)))
+        };
         cache.order.push_back(ino);
         while cache.files.len() > cache.files_max {
             let Some(old) = cache.order.pop_front() else { break };
@@ -91,7 +114,7 @@ impl FileData {
             let FdCache { files, order, .. } = &mut *cache;
             order.retain(|i| files.contains_key(i));
         }
-        Ok(Some(file))
+        file
     }
 
     fn fallocate_raw(file: &File, flags: libc::c_int, off: u64, len: u64) -> io::Result<()> {
@@ -122,7 +145,47 @@ impl FileData {
     }
 }
 
+/// `O_NOFOLLOW` on a symlink fails with ELOOP: say what it means here.
+fn symlink_refused(e: io::Error, path: &Path) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return io::Error::new(e.kind(), format!("{} is a symlink, which a store never holds", path.display()));
+    }
+    e
+}
+
+fn timespec(sec: libc::time_t, nsec: libc::c_long) -> Timespec {
+    Timespec { sec, nsec: nsec as u32 }
+}
+
+fn object_stat(st: &libc::stat) -> ObjectStat {
+    ObjectStat {
+        size: st.st_size as u64,
+        allocated_bytes: st.st_blocks as u64 * 512,
+        atime: timespec(st.st_atime, st.st_atime_nsec),
+        mtime: timespec(st.st_mtime, st.st_mtime_nsec),
+        ctime: timespec(st.st_ctime, st.st_ctime_nsec),
+    }
+}
+
+fn utime(t: Option<TimeSet>) -> libc::timespec {
+    match t {
+        None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        Some(TimeSet::Now) => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+        Some(TimeSet::At(t)) => libc::timespec { tv_sec: t.sec, tv_nsec: libc::c_long::from(t.nsec as i32) },
+    }
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a store path"))
+}
+
 impl DataStore for FileData {
+    fn create(&self, ino: Ino) -> io::Result<()> {
+        let file = self.open_object(ino, true, true)?;
+        self.cache_insert(ino, file, true);
+        Ok(())
+    }
+
     fn read(&self, ino: Ino, off: u64, buf: &mut [u8]) -> io::Result<usize> {
         let Some(file) = self.file(ino, false)? else { return Ok(0) };
         let mut done = 0;
@@ -143,23 +206,43 @@ impl DataStore for FileData {
     }
 
     fn set_len(&self, ino: Ino, len: u64) -> io::Result<()> {
-        match self.file(ino, len > 0)? {
-            Some(file) => file.set_len(len),
-            None => Ok(()),
-        }
+        let file = self.file(ino, true)?.expect("create=true always yields a file");
+        file.set_len(len)
     }
 
-    fn allocated_bytes(&self, ino: Ino) -> io::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        match self.file(ino, false)? {
-            Some(file) => Ok(file.metadata()?.blocks() * 512),
-            None => Ok(0),
+    fn stat(&self, ino: Ino) -> io::Result<Option<ObjectStat>> {
+        // SAFETY: the stat calls fill the zeroed struct; the descriptor or
+        // C path they are given stays valid for the call.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let cached = self.cache.lock().files.get(&ino).cloned();
+        let ret = match cached {
+            Some(file) => unsafe { libc::fstat(file.as_raw_fd(), &mut st) },
+            None => {
+                let path = c_path(&self.path(ino))?;
+                unsafe { libc::fstatat(libc::AT_FDCWD, path.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }
+            }
+        };
+        if ret != 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) };
         }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            let what = format!("{} is not a regular file, which every object is", self.path(ino).display());
+            return Err(io::Error::new(io::ErrorKind::InvalidData, what));
+        }
+        Ok(Some(object_stat(&st)))
+    }
+
+    fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()> {
+        let file = self.file(ino, true)?.expect("create=true always yields a file");
+        let times = [utime(atime), utime(mtime)];
+        // SAFETY: futimens on an open descriptor with a two-element array.
+        cvt(unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) }).map(|_| ())
     }
 
     fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()> {
-        let create = !(mode.punch_hole || mode.zero_range);
-        let Some(file) = self.file(ino, create)? else { return Ok(()) };
+        // Punching a missing (empty) object changes nothing.
+        let Some(file) = self.file(ino, !mode.punch_hole)? else { return Ok(()) };
         let keep = if mode.keep_size { libc::FALLOC_FL_KEEP_SIZE } else { 0 };
         if mode.punch_hole {
             return Self::fallocate_raw(&file, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off, len);
@@ -228,14 +311,39 @@ impl DataStore for FileData {
     }
 
     fn space(&self) -> io::Result<Space> {
-        let path = CString::new(self.dir.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the data directory path"))?;
+        let path = c_path(&self.dir)?;
         // SAFETY: statvfs fills the zeroed struct from a valid C path.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         cvt(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
         let frsize = st.f_frsize as u64;
-        Ok(Space { total_bytes: st.f_blocks as u64 * frsize, avail_bytes: st.f_bavail as u64 * frsize })
+        Ok(Space {
+            total_bytes: st.f_blocks as u64 * frsize,
+            free_bytes: st.f_bfree as u64 * frsize,
+            avail_bytes: st.f_bavail as u64 * frsize,
+        })
     }
+
+    fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {
+        for shard in fs::read_dir(&self.dir)? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() || parse_hex(&shard.file_name(), 2).is_none() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                if let Some(ino) = parse_hex(&entry?.file_name(), 16) {
+                    visit(Ino(ino));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `digits` lowercase hex digits as a number; `None` for any other name.
+fn parse_hex(name: &std::ffi::OsStr, digits: usize) -> Option<u64> {
+    let name = name.as_bytes();
+    let hex = name.len() == digits && name.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u64::from_str_radix(std::str::from_utf8(name).ok()?, 16).ok()).flatten()
 }
 
 #[cfg(test)]
@@ -245,7 +353,7 @@ mod tests {
     #[test]
     fn sparse_file_store_reads_writes_punches_and_seeks() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileData::open(dir.path(), 2).unwrap();
+        let store = FileData::open(dir.path(), 2, false).unwrap();
         let ino = Ino(0x1_0203);
         store.write(ino, 1 << 20, b"tail").unwrap();
         let mut buf = [9u8; 8];

@@ -1,5 +1,7 @@
 //! In-memory data store for `--memory` mounts: each object is a map of 4 KiB
 //! pages, so holes cost nothing and SEEK_DATA/SEEK_HOLE fall out of the map.
+//! Times follow what a local filesystem does: writes and size changes set
+//! mtime and ctime, reads set atime by the relatime rule unless `noatime`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -7,18 +9,32 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{copy_via_buffer, AllocMode, DataStore, SeekKind, Space};
-use crate::schema::Ino;
+use super::{copy_via_buffer, AllocMode, DataStore, ObjectStat, SeekKind, Space};
+use crate::schema::{relatime_due, Ino, TimeSet, Timespec};
 
 const PAGE_BYTES: u64 = 4096;
 
-#[derive(Default)]
 struct Object {
     len: u64,
     pages: BTreeMap<u64, Box<[u8]>>,
+    atime: Timespec,
+    mtime: Timespec,
+    ctime: Timespec,
 }
 
 impl Object {
+    fn new() -> Object {
+        let now = Timespec::now();
+        Object { len: 0, pages: BTreeMap::new(), atime: now, mtime: now, ctime: now }
+    }
+
+    /// Contents changed: mtime and ctime.
+    fn modified(&mut self) {
+        let now = Timespec::now();
+        self.mtime = now;
+        self.ctime = now;
+    }
+
     fn page_mut(&mut self, index: u64) -> &mut [u8] {
         self.pages.entry(index).or_insert_with(|| vec![0u8; PAGE_BYTES as usize].into_boxed_slice())
     }
@@ -44,11 +60,13 @@ impl Object {
 #[derive(Default)]
 pub struct MemoryData {
     objects: RwLock<HashMap<Ino, Arc<Mutex<Object>>>>,
+    noatime: bool,
 }
 
 impl MemoryData {
-    pub fn new() -> MemoryData {
-        MemoryData::default()
+    /// An empty store; with `noatime`, reads leave access times alone.
+    pub fn new(noatime: bool) -> MemoryData {
+        MemoryData { objects: RwLock::default(), noatime }
     }
 
     fn object(&self, ino: Ino) -> Option<Arc<Mutex<Object>>> {
@@ -59,14 +77,23 @@ impl MemoryData {
         if let Some(o) = self.object(ino) {
             return o;
         }
-        Arc::clone(self.objects.write().entry(ino).or_default())
+        Arc::clone(self.objects.write().entry(ino).or_insert_with(|| Arc::new(Mutex::new(Object::new()))))
     }
 }
 
 impl DataStore for MemoryData {
+    fn create(&self, ino: Ino) -> io::Result<()> {
+        self.objects.write().insert(ino, Arc::new(Mutex::new(Object::new())));
+        Ok(())
+    }
+
     fn read(&self, ino: Ino, off: u64, buf: &mut [u8]) -> io::Result<usize> {
         let Some(obj) = self.object(ino) else { return Ok(0) };
-        let obj = obj.lock();
+        let mut obj = obj.lock();
+        let now = Timespec::now();
+        if !self.noatime && relatime_due(obj.atime, obj.mtime, obj.ctime, now) {
+            obj.atime = now;
+        }
         let end = obj.len.min(off.saturating_add(buf.len() as u64));
         let mut pos = off;
         while pos < end {
@@ -95,6 +122,7 @@ impl DataStore for MemoryData {
             done += step;
         }
         obj.len = obj.len.max(off + data.len() as u64);
+        obj.modified();
         Ok(())
     }
 
@@ -105,12 +133,33 @@ impl DataStore for MemoryData {
             let old = obj.len;
             obj.zero(len, old.next_multiple_of(PAGE_BYTES));
         }
+        if len != obj.len {
+            obj.modified();
+        }
         obj.len = len;
         Ok(())
     }
 
-    fn allocated_bytes(&self, ino: Ino) -> io::Result<u64> {
-        Ok(self.object(ino).map_or(0, |o| o.lock().pages.len() as u64 * PAGE_BYTES))
+    fn stat(&self, ino: Ino) -> io::Result<Option<ObjectStat>> {
+        Ok(self.object(ino).map(|o| {
+            let o = o.lock();
+            let allocated_bytes = o.pages.len() as u64 * PAGE_BYTES;
+            ObjectStat { size: o.len, allocated_bytes, atime: o.atime, mtime: o.mtime, ctime: o.ctime }
+        }))
+    }
+
+    fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()> {
+        let obj = self.object_or_create(ino);
+        let mut obj = obj.lock();
+        let now = Timespec::now();
+        if let Some(a) = atime {
+            obj.atime = a.resolve(now);
+        }
+        if let Some(m) = mtime {
+            obj.mtime = m.resolve(now);
+        }
+        obj.ctime = now;
+        Ok(())
     }
 
     fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()> {
@@ -119,13 +168,15 @@ impl DataStore for MemoryData {
         let end = off + len;
         if mode.punch_hole || mode.zero_range {
             obj.zero(off, end);
+            obj.modified();
         } else {
             for index in off / PAGE_BYTES..end.div_ceil(PAGE_BYTES) {
                 obj.page_mut(index);
             }
         }
-        if !mode.keep_size && !mode.punch_hole {
-            obj.len = obj.len.max(end);
+        if !mode.keep_size && !mode.punch_hole && end > obj.len {
+            obj.len = end;
+            obj.modified();
         }
         Ok(())
     }
@@ -179,6 +230,12 @@ impl DataStore for MemoryData {
             return Err(io::Error::last_os_error());
         }
         let unit = u64::from(info.mem_unit.max(1));
-        Ok(Space { total_bytes: info.totalram as u64 * unit, avail_bytes: info.freeram as u64 * unit })
+        let free_bytes = info.freeram as u64 * unit;
+        Ok(Space { total_bytes: info.totalram as u64 * unit, free_bytes, avail_bytes: free_bytes })
+    }
+
+    fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {
+        self.objects.read().keys().for_each(|&ino| visit(ino));
+        Ok(())
     }
 }

@@ -1,10 +1,14 @@
 //! File contents, kept beside the metadata tree: one sparse object per inode.
 //!
-//! The semantics layer owns sizes: a data object may be shorter than the
-//! inode's size (the tail reads as zeros) and is never trusted to say how
-//! long the file is. Data is written here before the metadata that makes it
-//! visible, so a crash between the two leaves unreachable bytes, never
-//! garbage inside a file.
+//! The object is the one authority for a regular file's size, allocated
+//! blocks, atime and mtime (and a lower bound of its ctime): every change
+//! of contents is a single operation on the object, atomic with respect to
+//! a crash of the daemon, with no metadata step to keep in step. That is
+//! also what lets the kernel write objects directly (FUSE passthrough).
+//! A live regular file whose object is missing is empty, with the times
+//! its inode records (a create killed between its two steps).
+//! Objects are created only after their inode is committed and removed
+//! only once the inode's orphan marker is durable (see `fs::open`).
 
 mod file;
 mod memory;
@@ -14,7 +18,7 @@ pub use memory::MemoryData;
 
 use std::io;
 
-use crate::schema::Ino;
+use crate::schema::{Ino, TimeSet, Timespec};
 
 /// Which boundary `seek` looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,21 +39,43 @@ pub struct AllocMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Space {
     pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// Free to an unprivileged user (`f_bavail`).
     pub avail_bytes: u64,
 }
 
-/// Storage for file contents. Offsets and lengths are in bytes.
+/// What an object says about its file: the authority for these facts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectStat {
+    pub size: u64,
+    /// Bytes allocated on the device (`st_blocks * 512`).
+    pub allocated_bytes: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    /// Last change of the object; the file's ctime is the later of this
+    /// and its inode's.
+    pub ctime: Timespec,
+}
+
+/// Storage for file contents. Offsets and lengths are in bytes. Every
+/// method is one step that a crash leaves done or not done, except that a
+/// write or copy of several pages may land page by page.
 pub trait DataStore: Send + Sync {
+    /// Make an empty object for a new inode, replacing any object of that number.
+    fn create(&self, ino: Ino) -> io::Result<()>;
     /// Fill `buf` from `off`; returns the bytes read, short at the object's end.
     fn read(&self, ino: Ino, off: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// Write all of `data` at `off`, creating the object if needed.
     fn write(&self, ino: Ino, off: u64, data: &[u8]) -> io::Result<()>;
-    /// Cut or extend (sparsely) the object to `len` bytes.
+    /// Cut or extend (sparsely) the object to `len` bytes, creating it if needed.
     fn set_len(&self, ino: Ino, len: u64) -> io::Result<()>;
-    /// Bytes actually allocated to the object.
-    fn allocated_bytes(&self, ino: Ino) -> io::Result<u64>;
-    /// Allocate, punch or zero `[off, off + len)`; never changes the logical size
-    /// of the inode, which the caller owns.
+    /// The object's size, allocation and times; `None` if it does not exist.
+    fn stat(&self, ino: Ino) -> io::Result<Option<ObjectStat>>;
+    /// Set access and modification times (`None` leaves one as it is),
+    /// creating the object if needed.
+    fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()>;
+    /// Allocate, punch or zero `[off, off + len)`; without `keep_size` the
+    /// object grows to cover the range.
     fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()>;
     /// The first offset `>= off` that starts data (or a hole), if any before
     /// the object's end; past the end everything is a hole.
@@ -63,6 +89,8 @@ pub trait DataStore: Send + Sync {
     fn remove(&self, ino: Ino) -> io::Result<()>;
     /// Size and free space of the backing device.
     fn space(&self) -> io::Result<Space>;
+    /// Every object's inode number, in no particular order.
+    fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()>;
 }
 
 /// Bytes copied per step when a store copies through a buffer.

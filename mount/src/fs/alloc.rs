@@ -2,7 +2,9 @@
 //!
 //! Inode numbers are reserved from `C/next_ino` in ranges of
 //! `INO_BATCH`; a range unused at exit is skipped, never reused, so numbers
-//! are unique for the life of the filesystem. Usage counters are split into
+//! are unique for the life of the filesystem. A reservation is synced before
+//! any number of it is handed out, so not even a power loss can roll
+//! `C/next_ino` back under a number whose data object reached the disk. Usage counters are split into
 //! `USAGE_SHARDS` keys so that concurrent creates do not all conflict on one
 //! counter; a shard's mutex is held across the transaction that rewrites it,
 //! so its in-memory copy always equals the stored value.
@@ -47,6 +49,7 @@ fn reserve(meta: &Meta) -> FsResult<(u64, u64)> {
         let end = next + INO_BATCH;
         txn.put(key.to_vec(), schema::encode_u64(end).to_vec());
         if txn.commit()? {
+            meta.sync()?;
             return Ok((next, end));
         }
     }
@@ -84,7 +87,7 @@ impl UsageShards {
     pub fn total(&self) -> Usage {
         self.shards.iter().fold(Usage::default(), |acc, s| {
             let u = *s.lock();
-            Usage { inodes: acc.inodes + u.inodes, bytes: acc.bytes + u.bytes }
+            Usage { inodes: acc.inodes + u.inodes }
         })
     }
 }

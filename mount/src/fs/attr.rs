@@ -3,19 +3,10 @@
 
 use super::{AtimeMode, Attr, Caller, Fs};
 use crate::error::{FsError, FsResult};
-use crate::schema::{FileKind, Ino, Inode, Timespec};
+use crate::schema::{relatime_due, FileKind, Ino, Inode, TimeSet, Timespec};
 
 /// Largest file size accepted (the kernel's `loff_t` maximum).
 pub(super) const FILE_BYTES_MAX: u64 = i64::MAX as u64;
-/// relatime refreshes an atime older than this even if it is newer than mtime/ctime.
-const RELATIME_SECS: i64 = 24 * 3600;
-
-/// A time to set: the current time (UTIME_NOW) or a given one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeSet {
-    Now,
-    At(Timespec),
-}
 
 /// The attributes a setattr changes; `None` leaves one as it is (UTIME_OMIT).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,28 +20,44 @@ pub struct SetAttr {
     pub ctime: Option<Timespec>,
 }
 
-fn resolve(t: TimeSet, now: Timespec) -> Timespec {
-    match t {
-        TimeSet::Now => now,
-        TimeSet::At(ts) => ts,
-    }
-}
-
 impl Fs {
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
-        Ok(Attr { ino, inode: self.meta.inode(ino)? })
+        self.attr(ino, self.meta.inode(ino)?)
     }
 
+    /// The attributes of `ino` as stat(2) shows them: a regular file's size,
+    /// blocks, atime and mtime come from its data object (see `data`).
+    pub(super) fn attr(&self, ino: Ino, mut inode: Inode) -> FsResult<Attr> {
+        if inode.kind == FileKind::File {
+            if let Some(st) = self.data.stat(ino).map_err(|e| FsError::data("stat", ino, e))? {
+                inode.size = st.size;
+                inode.blocks = st.allocated_bytes.div_ceil(512);
+                inode.atime = st.atime;
+                inode.mtime = st.mtime;
+                inode.ctime = inode.ctime.max(st.ctime);
+            }
+        }
+        Ok(Attr { ino, inode })
+    }
+
+    /// Each change goes to the store that owns it: a file's size and times
+    /// to its object (one step each), the rest to one metadata batch, made
+    /// only if something the inode owns changes.
     pub fn setattr(&self, ino: Ino, set: &SetAttr) -> FsResult<Attr> {
         self.writable()?;
+        let kind = self.meta.inode(ino)?.kind;
+        let file_times = kind == FileKind::File && (set.atime.is_some() || set.mtime.is_some());
         if let Some(size) = set.size {
-            self.resize_data(ino, size)?;
+            self.resize_data(ino, kind, size)?;
         }
-        let blocks = match set.size {
-            Some(_) => Some(self.allocated_blocks(ino)?),
-            None => None,
-        };
-        self.transact_counted(|t, usage| {
+        if file_times {
+            self.data.set_times(ino, set.atime, set.mtime).map_err(|e| FsError::data("utimens", ino, e))?;
+        }
+        let inode_changes = set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.ctime.is_some();
+        if !inode_changes && (kind == FileKind::File || (set.atime.is_none() && set.mtime.is_none())) {
+            return self.getattr(ino);
+        }
+        let inode = self.transact(|t| {
             let mut inode = t.inode(ino)?;
             let now = Timespec::now();
             if let Some(mode) = set.mode {
@@ -58,24 +65,15 @@ impl Fs {
             }
             inode.uid = set.uid.unwrap_or(inode.uid);
             inode.gid = set.gid.unwrap_or(inode.gid);
-            if let (Some(size), Some(blocks)) = (set.size, blocks) {
-                usage.bytes += size as i64 - inode.size as i64;
-                if size != inode.size {
-                    inode.mtime = now;
-                }
-                inode.size = size;
-                inode.blocks = blocks;
-            }
-            if let Some(a) = set.atime {
-                inode.atime = resolve(a, now);
-            }
-            if let Some(m) = set.mtime {
-                inode.mtime = resolve(m, now);
+            if kind != FileKind::File {
+                inode.atime = set.atime.map_or(inode.atime, |a| a.resolve(now));
+                inode.mtime = set.mtime.map_or(inode.mtime, |m| m.resolve(now));
             }
             inode.ctime = set.ctime.unwrap_or(now);
             t.put_inode(ino, &inode);
-            Ok(Attr { ino, inode })
-        })
+            Ok(inode)
+        })?;
+        self.attr(ino, inode)
     }
 
     /// Set a regular file's size (O_TRUNC, truncate).
@@ -83,9 +81,9 @@ impl Fs {
         self.setattr(ino, &SetAttr { size: Some(size), mtime: Some(TimeSet::Now), ..SetAttr::default() })
     }
 
-    /// Cut or extend the data object ahead of the metadata that exposes the size.
-    fn resize_data(&self, ino: Ino, size: u64) -> FsResult<()> {
-        match self.meta.inode(ino)?.kind {
+    /// Cut or extend the data object: one step, which is the whole truncate.
+    fn resize_data(&self, ino: Ino, kind: FileKind, size: u64) -> FsResult<()> {
+        match kind {
             FileKind::File => {}
             FileKind::Dir => return Err(FsError::IsDir),
             _ => return Err(FsError::Invalid("truncate of a special file")),
@@ -94,11 +92,6 @@ impl Fs {
             return Err(FsError::FileTooBig);
         }
         self.data.set_len(ino, size).map_err(|e| FsError::data("truncate", ino, e))
-    }
-
-    pub(super) fn allocated_blocks(&self, ino: Ino) -> FsResult<u64> {
-        let bytes = self.data.allocated_bytes(ino).map_err(|e| FsError::data("stat", ino, e))?;
-        Ok(bytes.div_ceil(512))
     }
 
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
@@ -133,7 +126,7 @@ impl Fs {
         let mut txn = self.meta.txn();
         let mut inode = txn.inode(ino)?;
         let now = Timespec::now();
-        if !relatime_due(&inode, now) {
+        if !relatime_due(inode.atime, inode.mtime, inode.ctime, now) {
             return Ok(());
         }
         inode.atime = now;
@@ -141,10 +134,6 @@ impl Fs {
         txn.commit()?;
         Ok(())
     }
-}
-
-fn relatime_due(inode: &Inode, now: Timespec) -> bool {
-    inode.atime <= inode.mtime || inode.atime <= inode.ctime || now.sec - inode.atime.sec >= RELATIME_SECS
 }
 
 /// Whether `caller` may access `inode` for every bit of `mask` (R=4, W=2, X=1).

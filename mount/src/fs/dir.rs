@@ -135,8 +135,8 @@ impl Fs {
         let dir_ino = cursor.ino;
         self.meta.scan_dir(dir_ino, after, &mut |name, d| {
             let attr = if plus {
-                match self.meta.inode(d.ino) {
-                    Ok(inode) => Some(inode),
+                match self.meta.inode(d.ino).and_then(|inode| self.attr(d.ino, inode)) {
+                    Ok(attr) => Some(attr.inode),
                     // Removed since the scan saw its name: as if the scan had missed it.
                     Err(FsError::NotFound) => return Ok(true),
                     Err(e) => return Err(e),

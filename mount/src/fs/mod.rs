@@ -12,22 +12,26 @@ mod alloc;
 mod attr;
 mod dir;
 mod file;
+mod format;
 mod namespace;
 mod open;
+mod reclaim;
 mod rename;
 mod xattr;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
-use log::{info, warn};
+use log::warn;
 
 use crate::data::DataStore;
 use crate::error::{FsError, FsResult};
 use crate::meta::{Meta, Txn};
-use crate::schema::{self, FileKind, Ino, Inode, Superblock, Timespec, Usage};
+use crate::schema::{self, Ino, Inode, Usage};
 use crate::store::{Store, StoreLock};
 
-pub use attr::{SetAttr, TimeSet};
+pub use attr::SetAttr;
+pub use crate::schema::TimeSet;
 pub use dir::DirEntry;
 pub use file::OpenFlags;
 pub use rename::RenameFlags;
@@ -36,6 +40,7 @@ pub use xattr::{XattrFlags, XattrReply};
 use alloc::{InoAlloc, UsageShards};
 use dir::DirHandles;
 use open::OpenTable;
+use reclaim::ReclaimQueue;
 
 /// Attempts of one operation's transaction before it gives up (EIO).
 const TXN_ATTEMPTS_MAX: u32 = 1000;
@@ -58,6 +63,8 @@ pub struct FsConfig {
     /// Make file data durable before acknowledging each write.
     pub sync_data: bool,
     pub atime: AtimeMode,
+    /// Boot id the session record compares with; `None`: the running kernel's.
+    pub boot_id: Option<[u8; 16]>,
 }
 
 /// Who is asking: owner of new inodes and subject of permission checks.
@@ -104,17 +111,19 @@ pub struct Fs {
     usage: UsageShards,
     opens: OpenTable,
     dirs: DirHandles,
+    reclaims: Arc<ReclaimQueue>,
     next_fh: AtomicU64,
+    closed: AtomicBool,
     /// Declared last so it is released after the tree and data store close.
     _lock: Option<StoreLock>,
 }
 
 impl Fs {
-    /// Open the filesystem in `tree`, formatting it if empty, and reclaim the
-    /// orphans a previous daemon left behind.
+    /// Open the filesystem in `tree`, formatting it if empty, and finish
+    /// what a previous daemon left (see `format`).
     pub fn new(tree: holt_core::Tree, data: Box<dyn DataStore>, cfg: FsConfig) -> FsResult<Fs> {
         let meta = Meta::new(tree);
-        format_if_empty(&meta)?;
+        let format = format::format_if_empty(&meta)?;
         let usage = UsageShards::load(&meta)?;
         let fs = Fs {
             meta,
@@ -124,13 +133,34 @@ impl Fs {
             usage,
             opens: OpenTable::default(),
             dirs: DirHandles::default(),
+            reclaims: Arc::default(),
             next_fh: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
             _lock: None,
         };
-        if !fs.cfg.read_only {
-            fs.sweep_orphans()?;
+        if fs.cfg.read_only {
+            if format != schema::FORMAT_VERSION {
+                return Err(FsError::Unsupported("a format 1 store mounted read-only (mount it read-write once to upgrade)"));
+            }
+            fs.closed.store(true, Ordering::Relaxed);
+            return Ok(fs);
         }
+        if format != schema::FORMAT_VERSION {
+            fs.upgrade_format_1()?;
+        }
+        fs.begin_session()?;
         Ok(fs)
+    }
+
+    /// Finish queued reclaims and record a clean close; later calls do
+    /// nothing. Dropping `Fs` does the same.
+    pub fn shutdown(&self) -> FsResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.stop_reclaimer();
+        self.drain_reclaims()?;
+        self.end_session()
     }
 
     /// Open the filesystem of an opened store; the store stays locked while `Fs` lives.
@@ -187,18 +217,17 @@ impl Fs {
         Err(FsError::Contention { attempts: TXN_ATTEMPTS_MAX })
     }
 
-    /// Filesystem statistics from the usage counters and the data store's device.
+    /// Filesystem statistics: blocks as the store's device has them (what
+    /// files really take, holes excluded), inodes from the usage counters.
     pub fn statfs(&self) -> FsResult<StatFs> {
         let used = self.usage.total();
         let space = self.data.space().map_err(|e| FsError::data("statfs", Ino::ROOT, e))?;
         let bs = u64::from(BLOCK_BYTES);
-        let used_blocks = (used.bytes.max(0) as u64).div_ceil(bs);
-        let avail = space.avail_bytes / bs;
         Ok(StatFs {
             block_bytes: BLOCK_BYTES,
-            blocks: used_blocks + avail,
-            blocks_free: avail,
-            blocks_avail: avail,
+            blocks: space.total_bytes / bs,
+            blocks_free: space.free_bytes / bs,
+            blocks_avail: space.avail_bytes / bs,
             files: used.inodes.max(0) as u64 + FILES_FREE_REPORTED,
             files_free: FILES_FREE_REPORTED,
             name_bytes_max: schema::NAME_BYTES_MAX as u32,
@@ -219,46 +248,10 @@ fn backoff(attempt: u32) {
     }
 }
 
-/// Write the superblock, the root directory and the counters into an empty tree.
-fn format_if_empty(meta: &Meta) -> FsResult<()> {
-    if let Some(v) = meta.get(schema::SUPERBLOCK_KEY)? {
-        let sb = Superblock::decode(schema::SUPERBLOCK_KEY, &v)?;
-        if sb.format != schema::FORMAT_VERSION {
-            return Err(FsError::Corrupt { key: schema::SUPERBLOCK_KEY.to_vec(), what: "unsupported format version" });
+impl Drop for Fs {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            warn!("closing the filesystem: {e} (the next mount finishes the work)");
         }
-        return Ok(());
     }
-    let now = Timespec::now();
-    // SAFETY: geteuid/getegid cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let mut root = Inode::new(FileKind::Dir, 0o755, uid, gid, now);
-    root.parent = Ino::ROOT;
-    let sb = Superblock { format: schema::FORMAT_VERSION, uuid: random_uuid(), created: now };
-    let mut txn = meta.txn();
-    if txn.get(schema::SUPERBLOCK_KEY)?.is_some() {
-        return Ok(());
-    }
-    txn.put(schema::SUPERBLOCK_KEY.to_vec(), sb.encode());
-    txn.put(schema::NEXT_INO_KEY.to_vec(), schema::encode_u64(Ino::FIRST_FREE.0).to_vec());
-    txn.put(schema::usage_key(0), Usage { inodes: 1, bytes: 0 }.encode().to_vec());
-    txn.put_inode(Ino::ROOT, &root);
-    if !txn.commit()? {
-        warn!("another process formatted the store concurrently");
-    } else {
-        info!("formatted a new filesystem");
-    }
-    Ok(())
-}
-
-fn random_uuid() -> [u8; 16] {
-    let mut uuid = [0u8; 16];
-    // SAFETY: getrandom writes at most 16 bytes into the buffer.
-    let n = unsafe { libc::getrandom(uuid.as_mut_ptr().cast(), uuid.len(), 0) };
-    if n != 16 {
-        let t = Timespec::now();
-        uuid[..8].copy_from_slice(&t.sec.to_le_bytes());
-        uuid[8..12].copy_from_slice(&t.nsec.to_le_bytes());
-        uuid[12..].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    uuid
 }

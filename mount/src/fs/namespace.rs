@@ -41,7 +41,7 @@ impl Fs {
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Attr> {
         check_name(name)?;
         match self.meta.dentry(parent, name)? {
-            Some(d) => Ok(Attr { ino: d.ino, inode: self.meta.inode(d.ino)? }),
+            Some(d) => self.attr(d.ino, self.meta.inode(d.ino)?),
             None => match self.meta.inode(parent)?.kind {
                 FileKind::Dir => Err(FsError::NotFound),
                 _ => Err(FsError::NotDir),
@@ -99,13 +99,31 @@ impl Fs {
             Err(e) => return Err(e),
         };
         let fh = self.open(attr.ino, flags)?;
-        Ok((Attr { ino: attr.ino, inode: self.meta.inode(attr.ino)? }, fh))
+        Ok((self.getattr(attr.ino)?, fh))
     }
 
+    /// The inode goes first, then (for a regular file) its empty data
+    /// object. A crash in between leaves an inode without an object, which
+    /// reads as the empty file the create made; never an object without an
+    /// inode (except by a power loss, which the next mount sweeps up).
     fn make_node(&self, caller: Caller, parent: Ino, name: &[u8], node: NewNode) -> FsResult<Attr> {
         self.writable()?;
         check_name(name)?;
         let ino = self.inos.alloc(&self.meta)?;
+        let kind = node.kind;
+        let attr = self.make_inode(caller, parent, name, node, ino)?;
+        if kind == FileKind::File {
+            // Failure leaves the empty file without its object: still the
+            // file the create promised; the first write makes the object.
+            if let Err(e) = self.data.create(ino) {
+                log::debug!("data object of new inode {} not created yet: {e}", ino.0);
+            }
+            return self.attr(ino, attr.inode);
+        }
+        Ok(attr)
+    }
+
+    fn make_inode(&self, caller: Caller, parent: Ino, name: &[u8], node: NewNode, ino: Ino) -> FsResult<Attr> {
         self.transact_counted(|t, usage| {
             let mut p = parent_dir(t, parent)?;
             if t.dentry(parent, name)?.is_some() {
@@ -155,8 +173,9 @@ impl Fs {
             t.put_inode(ino, &inode);
             t.put_inode(new_parent, &p);
             t.put_dentry(new_parent, new_name, Dentry { ino, kind: inode.kind });
-            Ok(Attr { ino, inode })
+            Ok(inode)
         })
+        .and_then(|inode| self.attr(ino, inode))
     }
 
     /// Remove a non-directory name.

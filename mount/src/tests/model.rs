@@ -292,5 +292,6 @@ fn random_namespace_ops_match_reference_model() {
         }
     }
     compare(&fs, &m, 0);
+    fs.drain_reclaims().unwrap();
     assert_eq!(fs.usage().inodes, m.nodes.len() as i64, "used-inode counter after reclaim");
 }

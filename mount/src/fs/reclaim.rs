@@ -1,0 +1,219 @@
+//! Reclaim of unlinked inodes, and the one ordering rule between the two
+//! stores that removal needs.
+//!
+//! An inode whose last name goes away gets `R/<ino>` in the same batch, so a
+//! crash at any point leaves a record of what to reclaim. It is reclaimed
+//! (data object, xattrs, inode, orphan key) once no handle holds it open.
+//!
+//! Invariants:
+//! - A data object is removed only after the batch that orphaned its inode
+//!   is durable (`Meta::sync`): a power loss may roll the tree back to
+//!   before the unlink, and the name must then find its contents. Files are
+//!   therefore queued and reclaimed in groups, one tree sync per group, off
+//!   the request path; inodes without an object are reclaimed at once.
+//! - An open increments the count under the shard lock before it reads the
+//!   inode, and reclaim holds the same lock while it checks the count and
+//!   deletes, so an inode is never reclaimed under an open handle.
+//! - The object goes before the keys: a crash in between leaves `R/<ino>`
+//!   to finish the work at the next mount.
+
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use parking_lot::{Condvar, Mutex};
+
+use super::Fs;
+use crate::error::{FsError, FsResult};
+use crate::schema::{self, FileKind, Ino};
+
+/// How long a queued file waits at most before its group is reclaimed.
+const RECLAIM_DELAY: Duration = Duration::from_millis(100);
+/// Queued files that wake the reclaimer before the delay is up.
+const RECLAIM_GROUP_MAX: usize = 1024;
+
+/// Files waiting for reclaim, and the background thread that drains them.
+#[derive(Default)]
+pub(super) struct ReclaimQueue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+    /// Serializes drains, so a caller that drains knows every file queued
+    /// before it started is handled when it returns.
+    draining: Mutex<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    inos: Vec<Ino>,
+    stopping: bool,
+}
+
+impl ReclaimQueue {
+    fn push(&self, ino: Ino) {
+        let mut st = self.state.lock();
+        st.inos.push(ino);
+        if st.inos.len() >= RECLAIM_GROUP_MAX {
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.lock().inos.len()
+    }
+
+    /// Wait until there is work (or the delay passed, or a stop); false on stop.
+    fn wait(&self) -> bool {
+        let mut st = self.state.lock();
+        if !st.stopping && st.inos.len() < RECLAIM_GROUP_MAX {
+            self.wake.wait_for(&mut st, RECLAIM_DELAY);
+        }
+        !st.stopping
+    }
+}
+
+impl Fs {
+    /// Start the background reclaimer of a shared filesystem. Without it,
+    /// queued files wait for [`Fs::drain_reclaims`] or the close.
+    pub fn start_reclaimer(fs: &Arc<Fs>) -> std::io::Result<()> {
+        let weak: Weak<Fs> = Arc::downgrade(fs);
+        let queue = Arc::clone(&fs.reclaims);
+        let handle = std::thread::Builder::new().name("reclaim".into()).spawn(move || loop {
+            if !queue.wait() {
+                return;
+            }
+            let Some(fs) = weak.upgrade() else { return };
+            if let Err(e) = fs.drain_reclaims() {
+                warn!("reclaiming unlinked files failed (retried later, and at the next mount): {e}");
+            }
+        })?;
+        *fs.reclaims.thread.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Stop the background reclaimer, if any, and wait for it.
+    pub(super) fn stop_reclaimer(&self) {
+        self.reclaims.state.lock().stopping = true;
+        self.reclaims.wake.notify_all();
+        let handle = self.reclaims.thread.lock().take();
+        if let Some(h) = handle.filter(|h| h.thread().id() != std::thread::current().id()) {
+            let _ = h.join();
+        }
+    }
+
+    /// Reclaim every queued file now: one tree sync, then each object and its keys.
+    pub fn drain_reclaims(&self) -> FsResult<()> {
+        let _one_at_a_time = self.reclaims.draining.lock();
+        let inos = std::mem::take(&mut self.reclaims.state.lock().inos);
+        if inos.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.meta.sync() {
+            self.reclaims.state.lock().inos.extend_from_slice(&inos);
+            return Err(e);
+        }
+        for (i, &ino) in inos.iter().enumerate() {
+            if let Err(e) = self.reclaim_now(ino) {
+                self.reclaims.state.lock().inos.extend_from_slice(&inos[i..]);
+                return Err(e);
+            }
+        }
+        debug!("reclaimed {} unlinked files", inos.len());
+        Ok(())
+    }
+
+    /// Reclaim `ino` if it has no names and no opens: at once if it has no
+    /// data object, else through the queue.
+    pub(super) fn reclaim_if_unused(&self, ino: Ino) -> FsResult<()> {
+        if self.opens.is_open(ino) {
+            return Ok(());
+        }
+        match self.meta.inode(ino) {
+            Ok(i) if i.nlink == 0 && i.kind == FileKind::File => {
+                self.reclaims.push(ino);
+                Ok(())
+            }
+            Ok(_) | Err(FsError::NotFound) => self.reclaim_now(ino),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delete `ino` and everything it owns if it has no names and no opens.
+    /// For a file, the caller has made the orphaning batch durable.
+    fn reclaim_now(&self, ino: Ino) -> FsResult<()> {
+        let shard = self.opens.shard(ino);
+        if shard.contains_key(&ino) {
+            return Ok(());
+        }
+        let inode = match self.meta.inode(ino) {
+            Ok(i) if i.nlink > 0 => return self.drop_orphan_key(ino),
+            Ok(i) => i,
+            Err(FsError::NotFound) => return self.drop_orphan_key(ino),
+            Err(e) => return Err(e),
+        };
+        if inode.kind == FileKind::File {
+            self.data.remove(ino).map_err(|e| FsError::data("remove", ino, e))?;
+        }
+        let xattrs = self.meta.scan(&schema::xattr_prefix(ino))?;
+        self.transact_counted(|t, usage| {
+            if t.inode(ino)?.nlink > 0 {
+                return Err(FsError::Invalid("an orphan regained a name"));
+            }
+            for (key, _) in &xattrs {
+                t.delete(key.clone());
+            }
+            t.delete_inode(ino);
+            t.delete(schema::orphan_key(ino));
+            usage.inodes -= 1;
+            Ok(())
+        })?;
+        drop(shard);
+        debug!("reclaimed inode {}", ino.0);
+        Ok(())
+    }
+
+    fn drop_orphan_key(&self, ino: Ino) -> FsResult<()> {
+        let key = schema::orphan_key(ino);
+        self.transact(|t| {
+            if t.get(&key)?.is_some() {
+                t.delete(key.clone());
+            }
+            Ok(())
+        })
+    }
+
+    /// Reclaim every orphan left by a previous daemon (nothing is open yet).
+    pub(super) fn sweep_orphans(&self) -> FsResult<()> {
+        let orphans = self.meta.scan(schema::ORPHAN_PREFIX)?;
+        for (key, _) in &orphans {
+            self.reclaim_if_unused(schema::orphan_ino(key)?)?;
+        }
+        self.drain_reclaims()?;
+        if !orphans.is_empty() {
+            info!("reclaimed {} orphaned inodes", orphans.len());
+        }
+        Ok(())
+    }
+
+    /// Remove data objects whose inode is not a live regular file. Only a
+    /// power loss leaves them (the tree lost a create whose object reached
+    /// the disk), so mount runs this only after one (see `session`).
+    pub(super) fn sweep_stray_objects(&self) -> FsResult<u64> {
+        let mut inos = Vec::new();
+        self.data.list(&mut |ino| inos.push(ino)).map_err(|e| FsError::data("list", Ino::ROOT, e))?;
+        let mut removed = 0;
+        for ino in inos {
+            let is_file = match self.meta.inode(ino) {
+                Ok(inode) => inode.kind == FileKind::File,
+                Err(FsError::NotFound) => false,
+                Err(e) => return Err(e),
+            };
+            if !is_file {
+                self.data.remove(ino).map_err(|e| FsError::data("remove", ino, e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -23,6 +23,8 @@ mod latch;
 mod layout;
 mod op;
 mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod tree;
 
 pub use api::{AtomicBatch, Batch, RangeBuilder, RangeEntry, RangeIter, Record, Tree, TreeBuilder, TreeStats};

@@ -63,6 +63,11 @@ impl TreeBuilder {
 
     /// Open (or create) the tree.
     pub fn open(self) -> Result<Tree> {
+        Ok(Tree::from_engine(Engine::open(self.checked()?)?))
+    }
+
+    /// The options, once checked.
+    pub(crate) fn checked(self) -> Result<Config> {
         if self.cfg.pool_frames_max < crate::POOL_FRAMES_MIN {
             return Err(Error::InvalidArgument(format!(
                 "buffer_pool_size({}) is below the minimum of {} frames",
@@ -70,6 +75,6 @@ impl TreeBuilder {
                 crate::POOL_FRAMES_MIN
             )));
         }
-        Ok(Tree::from_engine(Engine::open(self.cfg)?))
+        Ok(self.cfg)
     }
 }

@@ -18,6 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+#[cfg(any(test, feature = "testing"))]
 use super::mem_vfs::{MemDirLock, MemVfs};
 use crate::error::{Error, Result};
 
@@ -31,7 +32,9 @@ pub(crate) struct StoreLock {
 enum Held {
     /// The open `LOCK` file, flocked; `Drop` unlocks it.
     Flock(File),
-    Mem(MemDirLock),
+    /// A simulated file system's lock, released by its own `Drop`.
+    #[cfg(any(test, feature = "testing"))]
+    Mem { _guard: MemDirLock },
 }
 
 impl Drop for Held {
@@ -40,9 +43,14 @@ impl Drop for Held {
     /// closing our descriptor would leave the lock held through it, so an
     /// immediate reopen would fail with `Error::Locked`.
     fn drop(&mut self) {
-        if let Held::Flock(file) = self {
+        match self {
             // SAFETY: flock on a descriptor this value owns; no memory is passed.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            Held::Flock(file) => unsafe {
+                libc::flock(file.as_raw_fd(), libc::LOCK_UN);
+            },
+            // The simulated lock releases itself when its guard drops.
+            #[cfg(any(test, feature = "testing"))]
+            Held::Mem { .. } => {}
         }
     }
 }
@@ -75,9 +83,10 @@ impl StoreLock {
     }
 
     /// Lock `dir` of a simulated file system.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn acquire_mem(vfs: &MemVfs, dir: &Path) -> Result<StoreLock> {
         match vfs.lock_dir(dir) {
-            Ok(held) => Ok(StoreLock { _held: Held::Mem(held) }),
+            Ok(guard) => Ok(StoreLock { _held: Held::Mem { _guard: guard } }),
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Err(Error::Locked { path: dir.join(LOCK_NAME) }),
             Err(e) => Err(Error::io("lock", dir, e)),
         }

@@ -30,11 +30,11 @@ pub(crate) const SECTOR_BYTES: u64 = 512;
 
 /// What survives a simulated power loss.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum CrashMode {
+pub enum CrashMode {
     /// Only what was synced.
     DropUnsynced,
     /// What was synced plus a random subset of unsynced writes, each possibly
-    /// torn at [`SECTOR_BYTES`] granularity; replayable from `seed`.
+    /// torn at 512-byte sector granularity; replayable from `seed`.
     Torn { seed: u64 },
 }
 
@@ -107,18 +107,14 @@ impl MemVfs {
     }
 
     /// After `n` more successful writes (or truncations), every write fails
-    /// with EIO until [`MemVfs::clear_faults`].
-    pub(crate) fn fail_write_after(&self, n: u64) {
-        self.fail_write_after_with(n, libc::EIO);
-    }
-
-    /// Like [`MemVfs::fail_write_after`] with another errno (ENOSPC, EACCES).
+    /// with `errno` until [`MemVfs::clear_faults`].
     pub(crate) fn fail_write_after_with(&self, n: u64, errno: i32) {
         self.state.lock().write_fault = Some(Fault { ok_left: n, errno });
     }
 
     /// After `n` more successful syncs (`sync_data` or `sync_dir`), every sync
     /// fails with EIO until [`MemVfs::clear_faults`].
+    #[cfg(test)]
     pub(crate) fn fail_sync_after(&self, n: u64) {
         self.fail_sync_after_with(n, libc::EIO);
     }
@@ -134,11 +130,13 @@ impl MemVfs {
     }
 
     /// Write and truncate calls attempted so far (failed ones included).
+    #[cfg(test)]
     pub(crate) fn writes_count(&self) -> u64 {
         self.state.lock().writes_count
     }
 
     /// `sync_data` and `sync_dir` calls attempted so far (failed ones included).
+    #[cfg(test)]
     pub(crate) fn syncs_count(&self) -> u64 {
         self.state.lock().syncs_count
     }
@@ -174,6 +172,7 @@ impl MemVfs {
     }
 
     /// Current bytes of `path` (test inspection), `None` if absent.
+    #[cfg(test)]
     pub(crate) fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
         let st = self.state.lock();
         st.names.get(path).map(|ino| st.inodes[ino].current.clone())
@@ -181,6 +180,7 @@ impl MemVfs {
 
     /// Overwrite bytes of `path` as if the medium had changed them, durably
     /// and without counting as a write (bit rot, for corruption tests).
+    #[cfg(test)]
     pub(crate) fn corrupt(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
         let ino = *st.names.get(path).ok_or_else(|| enoent(path))?;
@@ -269,6 +269,7 @@ fn apply_write(buf: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
 }
 
 /// Copies the part of (`src_offset`, `src`) that overlaps (`dst_offset`, `dst`).
+#[cfg(test)]
 fn overlay(dst: &mut [u8], dst_offset: u64, src_offset: u64, src: &[u8]) {
     let lo = dst_offset.max(src_offset);
     let hi = (dst_offset + dst.len() as u64).min(src_offset + src.len() as u64);

@@ -6,12 +6,11 @@
 pub(crate) mod frame_file;
 pub(crate) mod frame_store;
 mod le;
-// Store locks in simulated file systems serve the crash tests only.
-#[allow(dead_code)]
 pub(crate) mod lock;
 pub(crate) mod manifest;
-// Crash simulation and fault injection for tests, the engine's included.
-#[allow(dead_code)]
+// Crash simulation and fault injection, for this crate's tests and, through
+// `testing`, for the tests of crates built on it.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) mod mem_vfs;
 pub(crate) mod pool;
 pub(crate) mod shared_map;

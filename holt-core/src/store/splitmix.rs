@@ -22,12 +22,14 @@ impl SplitMix64 {
     }
 
     /// Uniform-enough value in `0..bound`; `bound` must be non-zero.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn below(&mut self, bound: u64) -> u64 {
         assert!(bound > 0, "SplitMix64::below needs a non-zero bound");
         self.next_u64() % bound
     }
 
     /// True with probability 1/2.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn coin(&mut self) -> bool {
         self.next_u64() & 1 == 1
     }

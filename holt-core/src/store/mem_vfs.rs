@@ -36,6 +36,10 @@ pub enum CrashMode {
     /// What was synced plus a random subset of unsynced writes, each possibly
     /// torn at 512-byte sector granularity; replayable from `seed`.
     Torn { seed: u64 },
+    /// The process was killed, the machine kept running: every completed
+    /// write and name change is there (the page cache survives), and what
+    /// was not yet synced is still exposed to a later power loss.
+    KillProcess,
 }
 
 /// Handle to one simulated machine's files. Clones share the same files.
@@ -76,6 +80,7 @@ struct Inode {
     handles_open: usize,
 }
 
+#[derive(Clone)]
 enum Pending {
     Write { offset: u64, bytes: Vec<u8> },
     SetLen(u64),
@@ -293,6 +298,7 @@ impl MemState {
         let mut rng = match mode {
             CrashMode::DropUnsynced => None,
             CrashMode::Torn { seed } => Some(SplitMix64::new(seed)),
+            CrashMode::KillProcess => return self.killed(),
         };
         let mut inodes = BTreeMap::new();
         for &ino in self.names_durable.values() {
@@ -308,6 +314,28 @@ impl MemState {
         }
         MemState {
             names: self.names_durable.clone(),
+            names_durable: self.names_durable.clone(),
+            dirs: self.dirs.clone(),
+            inodes,
+            ino_next: self.ino_next,
+            ..MemState::default()
+        }
+    }
+
+    /// State after the owning process is killed (see `CrashMode::KillProcess`).
+    fn killed(&self) -> MemState {
+        let mut inodes = BTreeMap::new();
+        for &ino in self.names.values().chain(self.names_durable.values()) {
+            let i = &self.inodes[&ino];
+            inodes.entry(ino).or_insert_with(|| Inode {
+                current: i.current.clone(),
+                durable: i.durable.clone(),
+                unsynced: i.unsynced.clone(),
+                handles_open: 0,
+            });
+        }
+        MemState {
+            names: self.names.clone(),
             names_durable: self.names_durable.clone(),
             dirs: self.dirs.clone(),
             inodes,

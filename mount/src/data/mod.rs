@@ -12,9 +12,13 @@
 
 mod file;
 mod memory;
+#[cfg(test)]
+mod sim;
 
 pub use file::{FileData, FDS_CACHED_MAX};
 pub use memory::MemoryData;
+#[cfg(test)]
+pub(crate) use sim::SimData;
 
 use std::io;
 

@@ -53,6 +53,9 @@ impl Fs {
         if file_times {
             self.data.set_times(ino, set.atime, set.mtime).map_err(|e| FsError::data("utimens", ino, e))?;
         }
+        if set.size.is_some() || file_times {
+            self.data_step_done(ino)?;
+        }
         let inode_changes = set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.ctime.is_some();
         if !inode_changes && (kind == FileKind::File || (set.atime.is_none() && set.mtime.is_none())) {
             return self.getattr(ino);

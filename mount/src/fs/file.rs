@@ -70,10 +70,16 @@ impl Fs {
         off.checked_add(data.len() as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FileTooBig)?;
         let written = u32::try_from(data.len()).map_err(|_| FsError::Invalid("write larger than 4 GiB"))?;
         self.with_space(|| self.data.write(ino, off, data)).map_err(|e| FsError::data("write", ino, e))?;
+        self.data_step_done(ino)?;
+        Ok(written)
+    }
+
+    /// With `sync_data`, make a data step durable before it is answered.
+    pub(super) fn data_step_done(&self, ino: Ino) -> FsResult<()> {
         if self.cfg.sync_data {
             self.data.sync(ino).map_err(|e| FsError::data("sync", ino, e))?;
         }
-        Ok(written)
+        Ok(())
     }
 
     /// Run a data step; if the device is full and unlinked files await
@@ -117,7 +123,8 @@ impl Fs {
             FileKind::Dir => return Err(FsError::IsDir),
             _ => return Err(FsError::Unsupported("fallocate of a special file")),
         }
-        self.with_space(|| self.data.fallocate(ino, mode, off, len)).map_err(|e| FsError::data("fallocate", ino, e))
+        self.with_space(|| self.data.fallocate(ino, mode, off, len)).map_err(|e| FsError::data("fallocate", ino, e))?;
+        self.data_step_done(ino)
     }
 
     /// lseek(2) with SEEK_DATA or SEEK_HOLE: the object's own answer (its
@@ -140,6 +147,7 @@ impl Fs {
         dst_off.checked_add(n).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FileTooBig)?;
         self.with_space(|| self.data.copy_range(src, src_off, dst, dst_off, n))
             .map_err(|e| FsError::data("copy_file_range", dst, e))?;
+        self.data_step_done(dst)?;
         Ok(n)
     }
 }

@@ -1,7 +1,9 @@
 //! Semantics tests: the fs layer called directly, no kernel involved.
 
+mod crash;
 mod model;
 mod ops;
+mod power_loss;
 
 use crate::{Caller, Fs, FsConfig, Store};
 
@@ -10,4 +12,21 @@ pub(crate) const USER: Caller = Caller { uid: 1000, gid: 1000 };
 pub(crate) fn memory_fs() -> Fs {
     let store = Store::memory(&crate::StoreOptions::default()).expect("memory store opens");
     Fs::new(store.tree, store.data, FsConfig::default()).expect("formatting an empty tree works")
+}
+
+/// SplitMix64: seeded, replayable choices for the randomized tests.
+pub(crate) struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
 }

@@ -8,28 +8,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{memory_fs, USER};
+use super::{memory_fs, Rng, USER};
 use crate::schema::{FileKind, Ino};
 use crate::{Fs, RenameFlags};
 
 const STEPS: usize = 4000;
 const NAMES: [&[u8]; 6] = [b"a", b"b", b"c", b"dd", b"e\xff", b"f g"];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 struct Node {
     kind: FileKind,

@@ -130,6 +130,22 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
     Fs::from_store(store, cfg).map_err(|e| format!("cannot open the filesystem: {e}"))
 }
 
+/// The mount table's source column: the store's absolute path (what
+/// `holt-fs umount` waits on), or `holt-fs:memory`.
+fn source_name(args: &MountArgs) -> Result<String, String> {
+    match &args.store {
+        Some(dir) if !args.memory => {
+            let path = std::fs::canonicalize(dir).map_err(|e| format!("store {}: {e}", dir.display()))?;
+            let name = path.to_str().ok_or_else(|| format!("store path {} is not UTF-8", path.display()))?;
+            if name.contains(',') {
+                return Err(format!("store path {name} contains ',', which mount options cannot carry"));
+            }
+            Ok(name.to_string())
+        }
+        _ => Ok(mountpoint::MEMORY_SOURCE.into()),
+    }
+}
+
 fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let termination = signals::block();
     let opts = parse_options(&args.options)?;
@@ -141,13 +157,11 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         allow_other: opts.allow_other,
         read_only: opts.read_only,
         writeback_cache: args.writeback_cache,
-        fsname: match &args.store {
-            Some(dir) => format!("holt-fs:{}", dir.display()),
-            None => "holt-fs:memory".into(),
-        },
+        fsname: mountpoint::MEMORY_SOURCE.into(),
     };
     let mp = prepare_mountpoint(&args.mountpoint)?;
     let fs = open_fs(args, &opts)?;
+    let fuse_opts = FuseOptions { fsname: source_name(args)?, ..fuse_opts };
     let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
     let mut unmounter = mounted.unmounter();
     let target = mp.clone();

@@ -86,7 +86,7 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
-        MountOption::Subtype("holt".into()),
+        MountOption::Subtype(crate::mountpoint::FS_TYPE["fuse.".len()..].into()),
         MountOption::DefaultPermissions,
         MountOption::Dev,
         MountOption::Suid,

@@ -56,4 +56,4 @@ pub use fs::{
     AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, OpenFlags, RenameFlags, SetAttr, StatFs, TimeSet, XattrFlags,
     XattrReply, BLOCK_BYTES,
 };
-pub use store::{is_store, Store, StoreError, StoreLock, StoreOptions};
+pub use store::{is_store, wait_closed, Store, StoreError, StoreLock, StoreOptions};

@@ -131,6 +131,11 @@ impl Mount {
         self.wait_exit();
     }
 
+    /// Hand over the running daemon's process without waiting for it.
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+
     /// Wait for the daemon to exit by itself (after an unmount or a signal).
     pub fn wait_exit(&mut self) {
         let Some(mut child) = self.child.take() else { return };

@@ -47,6 +47,12 @@ pub struct MountArgs {
     /// cached ctime/mtime can lag (3 pjdfstest time cases fail in this mode).
     #[arg(long)]
     writeback_cache: bool,
+    /// Serve every read and write through the daemon instead of letting the
+    /// kernel use the data objects directly (FUSE passthrough, used by
+    /// default where the kernel offers it, except with --sync and
+    /// --writeback-cache).
+    #[arg(long)]
+    no_passthrough: bool,
     /// Threads serving FUSE requests.
     #[arg(long, value_name = "N", default_value_t = 4)]
     threads: usize,
@@ -157,6 +163,9 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         allow_other: opts.allow_other,
         read_only: opts.read_only,
         writeback_cache: args.writeback_cache,
+        // --sync needs every write to reach the daemon (it syncs each one);
+        // the writeback cache is the kernel's own alternative data path.
+        passthrough: !(args.no_passthrough || args.sync || args.writeback_cache || args.memory),
         fsname: mountpoint::MEMORY_SOURCE.into(),
     };
     let mp = prepare_mountpoint(&args.mountpoint)?;

@@ -6,6 +6,7 @@
 mod bigdir;
 mod direct_io;
 mod harness;
+mod passthrough;
 mod persist;
 mod posix;
 mod stress;

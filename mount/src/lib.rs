@@ -43,6 +43,7 @@
 
 pub mod data;
 mod error;
+#[cfg(test)] mod format_doc;
 mod fs;
 pub mod fuse;
 mod meta;

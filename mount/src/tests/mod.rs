@@ -1,5 +1,6 @@
 //! Semantics tests: the fs layer called directly, no kernel involved.
 
+mod fsck;
 mod model;
 mod ops;
 

@@ -110,26 +110,11 @@ impl fmt::Display for Named<'_> {
 }
 
 impl fmt::Display for Problem {
+    /// Problems of the namespace here; those of keys, counters and the
+    /// store in `fmt_store`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Problem::*;
         match self {
-            Engine { message } => write!(f, "metadata engine check failed: {message}"),
-            SuperblockMissing => {
-                write!(f, "no superblock (S/format): not a holt-fs filesystem, or it lost its superblock")
-            }
-            SuperblockUnreadable { what } => write!(f, "superblock (S/format) unreadable: {what}"),
-            FormatUnsupported { format } => write!(
-                f,
-                "filesystem format {format} is not checked by this build (format {} is; \
-                 a read-write mount upgrades format 1)",
-                crate::schema::FORMAT_VERSION
-            ),
-            SessionUnreadable { what } => write!(f, "session record (S/session) unreadable: {what}"),
-            UnknownKey { key } => write!(f, "key {} belongs to no known family", show_key(key)),
-            MalformedKey { key } => write!(f, "key {} does not have its family's shape", show_key(key)),
-            RootMissing => write!(f, "the root directory (inode 1) is missing"),
-            RootNotDir { kind } => write!(f, "the root (inode 1) is a {}, not a directory", kind_name(*kind)),
-            InodeUnreadable { ino, what } => write!(f, "inode {} unreadable: {what}", ino.0),
             DentryUnreadable { at, what } => write!(f, "{at}: entry unreadable: {what}"),
             DentryOutsideDir { at, ino, dir_kind: None } => {
                 write!(f, "{at}: entry (inode {}) in directory inode {}, which does not exist", ino.0, at.dir.0)
@@ -176,6 +161,32 @@ impl fmt::Display for Problem {
                 "{}: inode records size {size} and {blocks} blocks; a regular file's data object owns them",
                 Named(*ino, path)
             ),
+            _ => self.fmt_store(f),
+        }
+    }
+}
+
+impl Problem {
+    fn fmt_store(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Problem::*;
+        match self {
+            Engine { message } => write!(f, "metadata engine check failed: {message}"),
+            SuperblockMissing => {
+                write!(f, "no superblock (S/format): not a holt-fs filesystem, or it lost its superblock")
+            }
+            SuperblockUnreadable { what } => write!(f, "superblock (S/format) unreadable: {what}"),
+            FormatUnsupported { format } => write!(
+                f,
+                "filesystem format {format} is not checked by this build (format {} is; \
+                 a read-write mount upgrades format 1)",
+                crate::schema::FORMAT_VERSION
+            ),
+            SessionUnreadable { what } => write!(f, "session record (S/session) unreadable: {what}"),
+            UnknownKey { key } => write!(f, "key {} belongs to no known family", show_key(key)),
+            MalformedKey { key } => write!(f, "key {} does not have its family's shape", show_key(key)),
+            RootMissing => write!(f, "the root directory (inode 1) is missing"),
+            RootNotDir { kind } => write!(f, "the root (inode 1) is a {}, not a directory", kind_name(*kind)),
+            InodeUnreadable { ino, what } => write!(f, "inode {} unreadable: {what}", ino.0),
             XattrOfMissingInode { ino, name } => {
                 write!(f, "extended attribute '{}' of inode {}, which does not exist", show_name(name), ino.0)
             }
@@ -205,6 +216,7 @@ impl fmt::Display for Problem {
             NextInoTooLow { next: Some(n), max } => {
                 write!(f, "next inode number (C/next_ino) is {n}, not above the largest inode {}", max.0)
             }
+            _ => write!(f, "{self:?}"),
         }
     }
 }

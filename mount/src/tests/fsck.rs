@@ -576,3 +576,44 @@ fn many_kinds_of_damage_at_once_repair_into_a_working_filesystem() {
     drop(fs);
     assert_clean(&w);
 }
+
+#[test]
+fn every_problem_reads_as_words() {
+    let at = || crate::fsck::Place { dir: Ino(5), name: b"n".to_vec(), path: None };
+    let (ino, kind, key) = (Ino(7), FileKind::File, b"K/x".to_vec());
+    let all = [
+        Problem::Engine { message: "m".into() },
+        Problem::SuperblockMissing,
+        Problem::SuperblockUnreadable { what: "w" },
+        Problem::FormatUnsupported { format: 9 },
+        Problem::SessionUnreadable { what: "w" },
+        Problem::UnknownKey { key: key.clone() },
+        Problem::MalformedKey { key: key.clone() },
+        Problem::RootMissing,
+        Problem::RootNotDir { kind },
+        Problem::InodeUnreadable { ino, what: "w" },
+        Problem::DentryUnreadable { at: at(), what: "w" },
+        Problem::DentryOutsideDir { at: at(), ino, dir_kind: None },
+        Problem::DentryToMissingInode { at: at(), ino },
+        Problem::DentryNameInvalid { at: at(), ino },
+        Problem::DentryKindWrong { at: at(), ino, recorded: kind, actual: FileKind::Dir },
+        Problem::RootHasName { at: at() },
+        Problem::DirExtraName { ino, at: at() },
+        Problem::DirParentWrong { ino, path: None, recorded: ino, actual: ino },
+        Problem::DirCycle { ino, at: at() },
+        Problem::Unreachable { ino, kind, nlink: 1 },
+        Problem::NlinkWrong { ino, kind, path: None, nlink: 1, expected: 2 },
+        Problem::FileSizeInInode { ino, path: None, size: 1, blocks: 1 },
+        Problem::XattrOfMissingInode { ino, name: b"user.k".to_vec() },
+        Problem::OrphanMarkerStale { ino, nlink: None, names: 0 },
+        Problem::OrphanMarkerUnreadable { ino },
+        Problem::StrayObject { ino, owner: None },
+        Problem::CounterUnreadable { key, what: "w" },
+        Problem::InodeCountWrong { counted: 1, actual: 2 },
+        Problem::NextInoTooLow { next: None, max: ino },
+    ];
+    for p in all {
+        let words = p.to_string();
+        assert!(!words.contains('{') && words != format!("{p:?}"), "{p:?} has no message: {words}");
+    }
+}

@@ -150,3 +150,20 @@ impl Bar {
         self.last = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "orphan"), "0 orphans");
+        assert_eq!(count(2, "directory"), "2 directories");
+        let clean = FsckReport { inodes: 3, dirs: 2, files: 1, objects: 1, ..FsckReport::default() };
+        assert_eq!(
+            summary(&clean),
+            "3 inodes (2 directories, 1 file, 0 symlinks, 0 others), 0 orphans awaiting reclaim, 1 data object: clean"
+        );
+    }
+}

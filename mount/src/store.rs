@@ -129,7 +129,8 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
     let mut said = false;
     while !try_flock(&file, libc::LOCK_EX).map_err(|source| StoreError::Io { what: "lock", path: path.clone(), source })? {
         let holder = holder(&mut file);
-        if crate::mountpoint::store_mounted(&canonical) || Instant::now() >= deadline {
+        let ours = holder == format!("pid {}", std::process::id());
+        if ours || crate::mountpoint::store_mounted(&canonical) || Instant::now() >= deadline {
             return Err(StoreError::Locked { path: dir.to_path_buf(), holder });
         }
         if !said {

@@ -5,6 +5,7 @@
 
 mod bigdir;
 mod direct_io;
+mod fsck;
 mod harness;
 mod passthrough;
 mod persist;

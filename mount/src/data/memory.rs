@@ -162,6 +162,11 @@ impl DataStore for MemoryData {
         Ok(())
     }
 
+    fn touch_ctime(&self, ino: Ino) -> io::Result<()> {
+        self.object_or_create(ino).lock().ctime = Timespec::now();
+        Ok(())
+    }
+
     fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()> {
         let obj = self.object_or_create(ino);
         let mut obj = obj.lock();

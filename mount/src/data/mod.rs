@@ -1,7 +1,7 @@
 //! File contents, kept beside the metadata tree: one sparse object per inode.
 //!
 //! The object is the one authority for a regular file's size, allocated
-//! blocks, atime and mtime (and a lower bound of its ctime): every change
+//! blocks, atime, mtime and ctime: every change
 //! of contents is a single operation on the object, atomic with respect to
 //! a crash of the daemon, with no metadata step to keep in step. That is
 //! also what lets the kernel write objects directly (FUSE passthrough).
@@ -56,8 +56,7 @@ pub struct ObjectStat {
     pub allocated_bytes: u64,
     pub atime: Timespec,
     pub mtime: Timespec,
-    /// Last change of the object; the file's ctime is the later of this
-    /// and its inode's.
+    /// Last change of the file's contents or status: its ctime.
     pub ctime: Timespec,
 }
 
@@ -78,6 +77,10 @@ pub trait DataStore: Send + Sync {
     /// Set access and modification times (`None` leaves one as it is),
     /// creating the object if needed.
     fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()>;
+    /// Mark a change of the file's status (its ctime becomes now), creating
+    /// the object if needed: the object keeps the file's ctime, so a
+    /// change made in the metadata (chmod, link, rename, xattrs) reaches it.
+    fn touch_ctime(&self, ino: Ino) -> io::Result<()>;
     /// Allocate, punch or zero `[off, off + len)`; without `keep_size` the
     /// object grows to cover the range.
     fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()>;
@@ -100,6 +103,55 @@ pub trait DataStore: Send + Sync {
     /// objects are not files.
     fn open_backing(&self, _ino: Ino, _writable: bool) -> io::Result<Option<std::fs::File>> {
         Ok(None)
+    }
+}
+
+/// A shared store is a store (tests hand one to the filesystem and keep one).
+impl<D: DataStore + ?Sized> DataStore for std::sync::Arc<D> {
+    fn create(&self, ino: Ino) -> io::Result<()> {
+        (**self).create(ino)
+    }
+    fn read(&self, ino: Ino, off: u64, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).read(ino, off, buf)
+    }
+    fn write(&self, ino: Ino, off: u64, data: &[u8]) -> io::Result<()> {
+        (**self).write(ino, off, data)
+    }
+    fn set_len(&self, ino: Ino, len: u64) -> io::Result<()> {
+        (**self).set_len(ino, len)
+    }
+    fn stat(&self, ino: Ino) -> io::Result<Option<ObjectStat>> {
+        (**self).stat(ino)
+    }
+    fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()> {
+        (**self).set_times(ino, atime, mtime)
+    }
+    fn touch_ctime(&self, ino: Ino) -> io::Result<()> {
+        (**self).touch_ctime(ino)
+    }
+    fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()> {
+        (**self).fallocate(ino, mode, off, len)
+    }
+    fn seek(&self, ino: Ino, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
+        (**self).seek(ino, off, kind)
+    }
+    fn copy_range(&self, src: Ino, src_off: u64, dst: Ino, dst_off: u64, len: u64) -> io::Result<()> {
+        (**self).copy_range(src, src_off, dst, dst_off, len)
+    }
+    fn sync(&self, ino: Ino) -> io::Result<()> {
+        (**self).sync(ino)
+    }
+    fn remove(&self, ino: Ino) -> io::Result<()> {
+        (**self).remove(ino)
+    }
+    fn space(&self) -> io::Result<Space> {
+        (**self).space()
+    }
+    fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {
+        (**self).list(visit)
+    }
+    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<std::fs::File>> {
+        (**self).open_backing(ino, writable)
     }
 }
 

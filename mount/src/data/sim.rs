@@ -127,6 +127,12 @@ impl DataStore for SimData {
         Ok(())
     }
 
+    fn touch_ctime(&self, ino: Ino) -> io::Result<()> {
+        self.created(ino)?;
+        self.touch(ino, false);
+        Ok(())
+    }
+
     fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()> {
         let Some(file) = self.file(ino, !mode.punch_hole)? else { return Ok(()) };
         if mode.punch_hole || mode.zero_range {

@@ -26,7 +26,7 @@ impl Fs {
     }
 
     /// The attributes of `ino` as stat(2) shows them: a regular file's size,
-    /// blocks, atime and mtime come from its data object (see `data`).
+    /// blocks and times come from its data object (see `data`).
     pub(super) fn attr(&self, ino: Ino, mut inode: Inode) -> FsResult<Attr> {
         if inode.kind == FileKind::File {
             if let Some(st) = self.data.stat(ino).map_err(|e| FsError::data("stat", ino, e))? {
@@ -34,7 +34,7 @@ impl Fs {
                 inode.blocks = st.allocated_bytes.div_ceil(512);
                 inode.atime = st.atime;
                 inode.mtime = st.mtime;
-                inode.ctime = inode.ctime.max(st.ctime);
+                inode.ctime = st.ctime;
             }
         }
         Ok(Attr { ino, inode })
@@ -76,7 +76,21 @@ impl Fs {
             t.put_inode(ino, &inode);
             Ok(inode)
         })?;
+        self.status_changed(ino, kind);
         self.attr(ino, inode)
+    }
+
+    /// After a committed change of `ino`'s status (mode, owner, names,
+    /// xattrs): a regular file's ctime lives in its object, so stamp it
+    /// there too. The change is already made; a failure here only leaves
+    /// the ctime older, which is logged.
+    pub(super) fn status_changed(&self, ino: Ino, kind: FileKind) {
+        if kind != FileKind::File {
+            return;
+        }
+        if let Err(e) = self.data.touch_ctime(ino) {
+            log::warn!("ctime of inode {} not updated: {e}", ino.0);
+        }
     }
 
     /// Set a regular file's size (O_TRUNC, truncate).

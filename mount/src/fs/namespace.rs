@@ -151,7 +151,7 @@ impl Fs {
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> FsResult<Attr> {
         self.writable()?;
         check_name(new_name)?;
-        self.transact(|t| {
+        let inode = self.transact(|t| {
             let mut inode = t.inode(ino)?;
             if inode.kind == FileKind::Dir {
                 return Err(FsError::NotPermitted("hard link to a directory"));
@@ -174,15 +174,16 @@ impl Fs {
             t.put_inode(new_parent, &p);
             t.put_dentry(new_parent, new_name, Dentry { ino, kind: inode.kind });
             Ok(inode)
-        })
-        .and_then(|inode| self.attr(ino, inode))
+        })?;
+        self.status_changed(ino, inode.kind);
+        self.attr(ino, inode)
     }
 
     /// Remove a non-directory name.
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
         self.writable()?;
         check_name(name)?;
-        let (ino, last) = self.transact(|t| {
+        let (d, last) = self.transact(|t| {
             let mut p = parent_dir(t, parent)?;
             let d = t.dentry(parent, name)?.ok_or(FsError::NotFound)?;
             if d.kind == FileKind::Dir {
@@ -193,11 +194,12 @@ impl Fs {
             t.delete_dentry(parent, name);
             touch_dir(&mut p, now);
             t.put_inode(parent, &p);
-            Ok((d.ino, last))
+            Ok((d, last))
         })?;
         if last {
-            self.reclaim_if_unused(ino)?;
+            return self.reclaim_if_unused(d.ino);
         }
+        self.status_changed(d.ino, d.kind);
         Ok(())
     }
 

@@ -75,7 +75,7 @@ impl Fs {
         if flags.noreplace && flags.exchange {
             return Err(FsError::Invalid("RENAME_NOREPLACE with RENAME_EXCHANGE"));
         }
-        let replaced = self.transact(|t| {
+        let (src, replaced) = self.transact(|t| {
             live_dir(t, parent)?;
             live_dir(t, new_parent)?;
             let src = t.dentry(parent, name)?.ok_or(FsError::NotFound)?;
@@ -85,9 +85,9 @@ impl Fs {
                 (None, true) => return Err(FsError::NotFound),
                 (Some(d), true) => {
                     exchange(t, (parent, name, src), (new_parent, new_name, d))?;
-                    None
+                    Some(Replaced::Kept(d))
                 }
-                (Some(d), false) if d.ino == src.ino => return Ok(None),
+                (Some(d), false) if d.ino == src.ino => return Ok((src, None)),
                 (Some(_), false) if flags.noreplace => return Err(FsError::Exists),
                 (d, false) => move_entry(t, (parent, name, src), (new_parent, new_name, d), now)?,
             };
@@ -98,10 +98,13 @@ impl Fs {
                     p.ctime = now;
                 })?;
             }
-            Ok(replaced)
+            Ok((src, replaced))
         })?;
-        if let Some(ino) = replaced {
-            self.reclaim_if_unused(ino)?;
+        self.status_changed(src.ino, src.kind);
+        match replaced {
+            Some(Replaced::Gone(ino)) => self.reclaim_if_unused(ino)?,
+            Some(Replaced::Kept(d)) => self.status_changed(d.ino, d.kind),
+            None => {}
         }
         Ok(())
     }
@@ -109,8 +112,17 @@ impl Fs {
 
 type End<'a> = (Ino, &'a [u8], Dentry);
 
-/// Plain rename; returns the replaced inode if it lost its last name.
-fn move_entry(t: &mut Txn, src: End, dst: (Ino, &[u8], Option<Dentry>), now: Timespec) -> FsResult<Option<Ino>> {
+/// What a rename did to the inode its destination named.
+enum Replaced {
+    /// It lost its last name and awaits reclaim.
+    Gone(Ino),
+    /// It keeps a name (another link, or the other side of an exchange);
+    /// its status changed.
+    Kept(Dentry),
+}
+
+/// Plain rename; says what became of the inode the destination named.
+fn move_entry(t: &mut Txn, src: End, dst: (Ino, &[u8], Option<Dentry>), now: Timespec) -> FsResult<Option<Replaced>> {
     let (parent, name, s) = src;
     let (new_parent, new_name, d) = dst;
     let mut replaced = None;
@@ -124,12 +136,13 @@ fn move_entry(t: &mut Txn, src: End, dst: (Ino, &[u8], Option<Dentry>), now: Tim
                 }
                 remove_dir_inode(t, d.ino, now)?;
                 update(t, new_parent, |p| p.nlink -= 1)?;
-                replaced = Some(d.ino);
+                replaced = Some(Replaced::Gone(d.ino));
             }
             (false, false) => {
-                if drop_name(t, d.ino, now)? {
-                    replaced = Some(d.ino);
-                }
+                replaced = Some(match drop_name(t, d.ino, now)? {
+                    true => Replaced::Gone(d.ino),
+                    false => Replaced::Kept(d),
+                });
             }
         }
     }

@@ -64,7 +64,7 @@ impl Fs {
             return Err(FsError::TooBig);
         }
         let key = schema::xattr_key(ino, name);
-        self.transact(|t| {
+        let kind = self.transact(|t| {
             let mut inode = t.inode(ino)?;
             let exists = t.get(&key)?.is_some();
             if exists && flags.create {
@@ -76,8 +76,10 @@ impl Fs {
             inode.ctime = Timespec::now();
             t.put_inode(ino, &inode);
             t.put(key.clone(), value.to_vec());
-            Ok(())
-        })
+            Ok(inode.kind)
+        })?;
+        self.status_changed(ino, kind);
+        Ok(())
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8], size: u32) -> FsResult<XattrReply> {
@@ -103,7 +105,7 @@ impl Fs {
         self.writable()?;
         check_xattr_name(name)?;
         let key = schema::xattr_key(ino, name);
-        self.transact(|t| {
+        let kind = self.transact(|t| {
             let mut inode = t.inode(ino)?;
             if t.get(&key)?.is_none() {
                 return Err(FsError::NoXattr);
@@ -111,7 +113,9 @@ impl Fs {
             inode.ctime = Timespec::now();
             t.put_inode(ino, &inode);
             t.delete(key.clone());
-            Ok(())
-        })
+            Ok(inode.kind)
+        })?;
+        self.status_changed(ino, kind);
+        Ok(())
     }
 }

@@ -2,62 +2,18 @@
 //! for each kind of damage injected into the tree or the data store:
 //! found (with its path), repaired, and clean on a second run.
 
-use std::io;
 use std::sync::Arc;
 
 use holt_core::Tree;
 
 use super::USER;
-use crate::data::{AllocMode, DataStore, MemoryData, ObjectStat, SeekKind, Space};
+use crate::data::{DataStore, MemoryData};
 use crate::fsck::{fsck, FsckOptions, FsckReport, Problem, Progress};
-use crate::schema::{self, Dentry, FileKind, Ino, Inode, Superblock, TimeSet, Timespec, Usage};
+use crate::schema::{self, Dentry, FileKind, Ino, Inode, Superblock, Timespec, Usage};
 use crate::{Fs, FsConfig, OpenFlags, RenameFlags, SetAttr, Store, StoreOptions, XattrFlags};
 
 /// One data store seen by both the filesystem and fsck.
-#[derive(Clone)]
-struct Shared(Arc<MemoryData>);
-
-impl DataStore for Shared {
-    fn create(&self, ino: Ino) -> io::Result<()> {
-        self.0.create(ino)
-    }
-    fn read(&self, ino: Ino, off: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(ino, off, buf)
-    }
-    fn write(&self, ino: Ino, off: u64, data: &[u8]) -> io::Result<()> {
-        self.0.write(ino, off, data)
-    }
-    fn set_len(&self, ino: Ino, len: u64) -> io::Result<()> {
-        self.0.set_len(ino, len)
-    }
-    fn stat(&self, ino: Ino) -> io::Result<Option<ObjectStat>> {
-        self.0.stat(ino)
-    }
-    fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()> {
-        self.0.set_times(ino, atime, mtime)
-    }
-    fn fallocate(&self, ino: Ino, mode: AllocMode, off: u64, len: u64) -> io::Result<()> {
-        self.0.fallocate(ino, mode, off, len)
-    }
-    fn seek(&self, ino: Ino, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
-        self.0.seek(ino, off, kind)
-    }
-    fn copy_range(&self, src: Ino, src_off: u64, dst: Ino, dst_off: u64, len: u64) -> io::Result<()> {
-        self.0.copy_range(src, src_off, dst, dst_off, len)
-    }
-    fn sync(&self, ino: Ino) -> io::Result<()> {
-        self.0.sync(ino)
-    }
-    fn remove(&self, ino: Ino) -> io::Result<()> {
-        self.0.remove(ino)
-    }
-    fn space(&self) -> io::Result<Space> {
-        self.0.space()
-    }
-    fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {
-        self.0.list(visit)
-    }
-}
+type Shared = Arc<MemoryData>;
 
 /// A store after varied work, with the inodes the tests damage.
 ///
@@ -94,7 +50,7 @@ fn dir(fs: &Fs, parent: Ino, name: &str) -> Ino {
 
 fn populated() -> World {
     let store = Store::memory(&StoreOptions::default()).unwrap();
-    let data = Shared(Arc::new(MemoryData::new(false)));
+    let data = Arc::new(MemoryData::new(false));
     let tree = store.tree.clone();
     let fs = Fs::new(store.tree, Box::new(data.clone()), FsConfig::default()).unwrap();
     let root = Ino::ROOT;
@@ -213,7 +169,7 @@ fn varied_operations_leave_a_clean_store() {
 #[test]
 fn progress_reports_every_phase_and_counts_up() {
     let store = Store::memory(&StoreOptions::default()).unwrap();
-    let data = Shared(Arc::new(MemoryData::new(false)));
+    let data = Arc::new(MemoryData::new(false));
     let fs = Fs::new(store.tree.clone(), Box::new(data.clone()), FsConfig::default()).unwrap();
     for i in 0..4200 {
         fs.mknod(USER, Ino::ROOT, format!("n{i}").as_bytes(), libc::S_IFREG | 0o644, 0).unwrap();

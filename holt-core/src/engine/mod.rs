@@ -295,6 +295,22 @@ impl Engine {
         Ok(())
     }
 
+    /// The store's space reserve is spent: its own writes found the disk
+    /// full and were let through by releasing it. One atomic load; always
+    /// false in memory mode.
+    pub fn space_low(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.reserve.is_low())
+    }
+
+    /// Try to make the space reserve whole again (one allocation); true if
+    /// the store is not low on space on return.
+    pub fn restore_space_reserve(&self) -> bool {
+        match &self.durable {
+            Some(d) if d.reserve.is_low() => d.reserve.establish(),
+            _ => true,
+        }
+    }
+
     /// Whether the background checkpointer should run now.
     pub(crate) fn checkpoint_due(&self, interval_elapsed: bool) -> bool {
         let Some(d) = &self.durable else { return false };
@@ -445,6 +461,8 @@ impl Engine {
 mod apply_fault_tests;
 #[cfg(test)]
 mod power_loss_tests;
+#[cfg(test)]
+mod space_tests;
 
 #[cfg(test)]
 mod tests {

@@ -172,6 +172,26 @@ fn reopen_on_a_full_disk_spends_the_reserve_to_delete() {
 }
 
 #[test]
+fn a_failed_checkpoint_after_a_commit_does_not_fail_the_write() {
+    let disk = SimDisk::new();
+    let tree = disk.open_tree(builder(RESERVE_BYTES).wal_bytes_target(64 << 10)).unwrap();
+    let mut model = Model::new();
+    // Past twice the WAL target every write runs a checkpoint itself.
+    let next = put_until(&tree, &mut model, 0, 400, |t| t.stats().unwrap().wal_bytes >= 128 << 10);
+    disk.fail_syncs_after(0, libc::EIO);
+    let checkpoints = tree.stats().unwrap().checkpoints;
+    tree.put(&key(next), &value(next)).expect("the write was committed before its checkpoint failed");
+    assert_eq!(tree.stats().unwrap().checkpoints, checkpoints, "the write's own checkpoint failed");
+    model.insert(key(next), value(next));
+    assert_eq!(tree.get(&key(next)).unwrap(), Some(value(next)));
+    assert!(matches!(tree.put(b"after", b"x"), Err(Error::Poisoned { .. })), "the failed sync poisons");
+    let image = disk.crash(CrashMode::KillProcess);
+    std::mem::forget(tree);
+    let tree = image.open_tree(builder(RESERVE_BYTES)).unwrap();
+    assert_holds(&tree, &model);
+}
+
+#[test]
 fn reserve_file_follows_the_configured_size_on_a_real_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("RESERVE");

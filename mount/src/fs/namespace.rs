@@ -196,7 +196,7 @@ impl Fs {
             Ok((d.ino, last))
         })?;
         if last {
-            self.reclaim_if_unused(ino)?;
+            self.reclaim_after_commit(ino);
         }
         Ok(())
     }
@@ -222,7 +222,8 @@ impl Fs {
             t.put_inode(parent, &p);
             Ok(d.ino)
         })?;
-        self.reclaim_if_unused(ino)
+        self.reclaim_after_commit(ino);
+        Ok(())
     }
 }
 

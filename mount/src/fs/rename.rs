@@ -101,7 +101,7 @@ impl Fs {
             Ok(replaced)
         })?;
         if let Some(ino) = replaced {
-            self.reclaim_if_unused(ino)?;
+            self.reclaim_after_commit(ino);
         }
         Ok(())
     }

@@ -50,3 +50,20 @@ fn listings_and_reads_work_on_a_store_that_refuses_writes() {
     assert_eq!(fs.read(f, 0, 100).unwrap(), b"contents");
     assert_eq!(fs.getattr(f).unwrap().inode.size, 8);
 }
+
+#[test]
+fn a_removal_stands_when_the_reclaim_after_it_fails() {
+    let disk = SimDisk::new();
+    let fs = open_fs(&disk, BOOT, false);
+    let d = fs.mkdir(USER, Ino::ROOT, b"d", 0o755).unwrap().ino;
+    // The rmdir's batch is the next write (the WAL has space reserved
+    // ahead); the batch that reclaims the inode after it fails.
+    disk.fail_writes_after(1, libc::EIO);
+    fs.rmdir(Ino::ROOT, b"d").expect("the rmdir committed; its reclaim failing does not undo it");
+    assert_eq!(errno(fs.lookup(Ino::ROOT, b"d")), libc::ENOENT);
+    let image = disk.crash(holt_core::testing::CrashMode::KillProcess);
+    std::mem::forget(fs);
+    let fs = open_fs(&image, BOOT, false);
+    assert_eq!(errno(fs.lookup(Ino::ROOT, b"d")), libc::ENOENT);
+    assert_eq!(errno(fs.getattr(d)), libc::ENOENT, "the mount reclaimed the orphan");
+}

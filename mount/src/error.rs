@@ -94,10 +94,11 @@ impl FsError {
         FsError::Data { op, ino, source }
     }
 
-    /// True for errors that are the caller's doing rather than a fault of
-    /// the filesystem; the adapter logs the others.
+    /// True for errors that are the caller's doing, or a full device,
+    /// rather than a fault of the filesystem; the adapter logs the others.
     pub fn is_expected(&self) -> bool {
-        !matches!(
+        let full = matches!(self.errno(), libc::ENOSPC | libc::EDQUOT);
+        full || !matches!(
             self,
             FsError::Contention { .. } | FsError::Corrupt { .. } | FsError::Store(_) | FsError::Data { .. }
         )

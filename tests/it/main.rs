@@ -5,6 +5,7 @@
 
 mod bigdir;
 mod direct_io;
+mod full_disk;
 mod harness;
 mod persist;
 mod posix;

@@ -19,6 +19,7 @@ use super::Journal;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
 use crate::op::LogOp;
+use crate::store::reserve::SpaceReserve;
 
 /// Staged bytes at which `append` writes them out itself instead of waiting
 /// for a commit. Bounds staged memory to this plus one record per
@@ -261,7 +262,8 @@ impl Journal {
         codec::encode_marker(&mut marker, synced);
         let map_bytes = self.map_bytes();
         let io = self.io.get_mut();
-        if let Err(e) = io.active.append(&marker, map_bytes, &self.reserve) {
+        // Not worth the space reserve: a full disk just loses the marker.
+        if let Err(e) = io.active.append(&marker, map_bytes, &SpaceReserve::none()) {
             log::warn!("{}: could not write the WAL close marker: {e}", io.active.path.display());
         }
     }

@@ -208,3 +208,96 @@ fn fill(file: &dyn FileIo, from: u64, to: u64) -> io::Result<()> {
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::store::mem_vfs::MemVfs;
+
+    const BYTES: u64 = 64 << 10;
+
+    fn setup() -> (MemVfs, SpaceReserve, Arc<dyn FileIo>) {
+        let vfs = MemVfs::new();
+        let dir = Path::new("/s");
+        vfs.create_dir_all(dir).unwrap();
+        let reserve = SpaceReserve::new(Arc::new(vfs.clone()), dir, BYTES);
+        reserve.establish_at_open();
+        let other = vfs.open(&dir.join("other"), true).unwrap();
+        (vfs, reserve, other)
+    }
+
+    fn reserve_len(vfs: &MemVfs) -> usize {
+        vfs.file_bytes(Path::new("/s/RESERVE")).map_or(0, |b| b.len())
+    }
+
+    #[test]
+    fn a_step_out_of_space_releases_the_reserve_and_runs_again() {
+        let (vfs, reserve, other) = setup();
+        assert_eq!(reserve_len(&vfs), BYTES as usize);
+        assert!(!reserve.is_low());
+        vfs.set_capacity(Some(vfs.used_bytes()));
+        let calls = AtomicUsize::new(0);
+        reserve
+            .retry_io("test write", || {
+                calls.fetch_add(1, Ordering::Relaxed);
+                other.write_at(&[1; 1000], 0)
+            })
+            .expect("the released reserve makes room");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert!(reserve.is_low());
+        assert_eq!(reserve_len(&vfs), 0);
+        // Still full: the next failure is retried once and returned.
+        let err = reserve.retry_io("test write", || other.write_at(&vec![2; BYTES as usize], 1000)).unwrap_err();
+        assert!(io_is_no_space(&err));
+    }
+
+    #[test]
+    fn other_errors_are_not_retried_and_keep_the_reserve() {
+        let (vfs, reserve, _) = setup();
+        let calls = AtomicUsize::new(0);
+        let failed = reserve.retry_io("test", || -> io::Result<()> {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        });
+        assert!(failed.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert!(!reserve.is_low());
+        assert_eq!(reserve_len(&vfs), BYTES as usize);
+        let none = SpaceReserve::none();
+        let calls = AtomicUsize::new(0);
+        let failed = none.retry_io("test", || -> io::Result<()> {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        });
+        assert!(failed.is_err() && !none.is_low());
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "no reserve, no retry");
+    }
+
+    #[test]
+    fn the_reserve_comes_back_only_with_a_quarter_to_spare() {
+        let (vfs, reserve, _) = setup();
+        reserve.release(&"test");
+        assert!(reserve.is_low());
+        vfs.set_capacity(Some(vfs.used_bytes() + BYTES + BYTES / 4 - 1));
+        assert!(!reserve.establish());
+        assert_eq!(reserve_len(&vfs), 0, "a failed attempt leaves nothing allocated");
+        vfs.set_capacity(Some(vfs.used_bytes() + BYTES + BYTES / 4));
+        assert!(reserve.establish());
+        assert!(!reserve.is_low());
+        assert_eq!(reserve_len(&vfs), BYTES as usize);
+    }
+
+    #[test]
+    fn opening_without_room_starts_low() {
+        let vfs = MemVfs::new();
+        let dir = Path::new("/s");
+        vfs.create_dir_all(dir).unwrap();
+        vfs.set_capacity(Some(BYTES));
+        let reserve = SpaceReserve::new(Arc::new(vfs.clone()), dir, BYTES);
+        reserve.establish_at_open();
+        assert!(reserve.is_low());
+        assert_eq!(reserve_len(&vfs), 0);
+    }
+}

@@ -29,7 +29,8 @@ impl Tmpfs {
         let opts = cstr(Path::new(&format!("size={bytes},mode=0700")));
         let kind = cstr(Path::new("tmpfs"));
         // SAFETY: mount(2) with valid C strings; `opts` is a NUL-terminated option string.
-        let rc = unsafe { libc::mount(kind.as_ptr(), cstr(dir.path()).as_ptr(), kind.as_ptr(), 0, opts.as_ptr().cast()) };
+        let rc =
+            unsafe { libc::mount(kind.as_ptr(), cstr(dir.path()).as_ptr(), kind.as_ptr(), 0, opts.as_ptr().cast()) };
         assert_eq!(rc, 0, "mounting a {bytes}-byte tmpfs needs root (errno {})", errno());
         Tmpfs { dir }
     }

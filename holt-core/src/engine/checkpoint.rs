@@ -14,6 +14,7 @@
 //!    force, and replay from its LSN rebuilds everything; after it, replay
 //!    starts at the cut.
 //! 4. trim WAL segments wholly at or below the cut.
+//!
 //! On failure the captured frames are marked dirty again, so nothing is lost
 //! from memory and the next checkpoint retries them. A publication that
 //! finds the disk full releases the store's space reserve and is retried

@@ -195,7 +195,8 @@ fn a_failed_checkpoint_after_a_commit_does_not_fail_the_write() {
 fn reserve_file_follows_the_configured_size_on_a_real_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("RESERVE");
-    let open = |bytes| TreeBuilder::new(dir.path()).checkpoint_interval(None).space_reserve_bytes(bytes).open().unwrap();
+    let open =
+        |bytes| TreeBuilder::new(dir.path()).checkpoint_interval(None).space_reserve_bytes(bytes).open().unwrap();
     let tree = TreeBuilder::new(dir.path()).checkpoint_interval(None).open().unwrap();
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), 16 << 20, "16 MiB by default");

@@ -155,7 +155,9 @@ impl Journal {
         if io.active.len >= self.cfg.segment_bytes_max && io.active.len > SEGMENT_HEADER_BYTES as u64 {
             self.rotate(io, first)?;
         }
-        io.active.append(&batch, self.map_bytes(), &self.reserve).map_err(|e| Error::io("write", &io.active.path, e))?;
+        io.active
+            .append(&batch, self.map_bytes(), &self.reserve)
+            .map_err(|e| Error::io("write", &io.active.path, e))?;
         io.synced_claimed = io.synced_claimed.max(claimed);
         self.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.written_lsn.store(last.0, Ordering::Release);
@@ -214,7 +216,8 @@ impl Journal {
         }
         // Everything written so far is in the old segment, now durable.
         self.synced_lsn.fetch_max(self.written_lsn.load(Ordering::Acquire), Ordering::AcqRel);
-        let new = self.reserve.retry("WAL segment creation", || segment::create_segment(&*self.vfs, &self.dir, first))?;
+        let new =
+            self.reserve.retry("WAL segment creation", || segment::create_segment(&*self.vfs, &self.dir, first))?;
         self.bytes.fetch_add(new.len, Ordering::Relaxed);
         let old = std::mem::replace(&mut io.active, new);
         io.dir_dirty = true;

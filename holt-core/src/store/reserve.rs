@@ -161,7 +161,9 @@ impl SpaceReserve {
                 self.path.display(),
                 mib(freed)
             ),
-            Err(e) => log::warn!("{}: out of disk space ({why}) and cannot release the reserve: {e}", self.path.display()),
+            Err(e) => {
+                log::warn!("{}: out of disk space ({why}) and cannot release the reserve: {e}", self.path.display())
+            }
         }
     }
 

@@ -20,9 +20,10 @@
 //! Invariants:
 //! - `len` is the log's end in this segment: header plus whole records.
 //!   The file may be longer (reserved zeros past `len`) but never shorter.
-//! - `len <= reserved <= ` the file's length; the mapping is only written
-//!   below `reserved`, and the file is shrunk (`finish`) only after the
-//!   mapping is gone.
+//! - `reserved` never exceeds the file's length (`len` may pass it after a
+//!   `write_at` the disk had no reservation for); the mapping is only
+//!   written below `reserved`, and the file is shrunk (`finish`) only after
+//!   the mapping is gone.
 //! - A sealed segment is `finish`ed before it is synced: no reserved zeros
 //!   survive in a sealed segment, which the reader requires to be whole.
 
@@ -31,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::ids::Lsn;
-use crate::store::reserve::SpaceReserve;
+use crate::store::reserve::{io_is_no_space, SpaceReserve};
 use crate::store::shared_map::SharedMap;
 use crate::store::vfs::FileIo;
 
@@ -111,9 +112,10 @@ impl ActiveSegment {
     }
 
     /// Make sure disk space is allocated below `end`, reserving whole
-    /// `MAP_GROW_BYTES` steps. False when it is not: the file system cannot
-    /// (then the mapping is given up too: nothing could keep its stores off
-    /// unallocated pages), or the disk stays full after the reserve went.
+    /// `MAP_GROW_BYTES` steps. False when it is not: the disk stays full
+    /// after the reserve went (the next append tries again), or the file
+    /// system cannot (then this segment stops trying, and gives up the
+    /// mapping: nothing could keep its stores off unallocated pages).
     fn reserve_through(&mut self, end: u64, reserve: &SpaceReserve) -> bool {
         if end <= self.reserved {
             return true;
@@ -129,13 +131,16 @@ impl ActiveSegment {
                 self.reserved_any = true;
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                self.allocates = false;
-                self.mapping = Mapping::Off;
+            Err(e) if io_is_no_space(&e) => {
+                log::debug!("{}: no disk space to reserve for the WAL; appending with write(2)", self.path.display());
                 false
             }
             Err(e) => {
-                log::debug!("{}: reserving WAL space failed ({e}); appending with write(2)", self.path.display());
+                if e.kind() != io::ErrorKind::Unsupported {
+                    log::warn!("{}: cannot reserve WAL space ({e}); appending with write(2)", self.path.display());
+                }
+                self.allocates = false;
+                self.mapping = Mapping::Off;
                 false
             }
         }

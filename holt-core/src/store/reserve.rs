@@ -15,7 +15,9 @@
 //! - Nothing reads the file and nothing syncs it: only its allocated size
 //!   matters. A crash leaves it at some size; the next open re-establishes it.
 //! - `low` is true from a release, or a failed attempt to establish the
-//!   reserve, until an attempt succeeds. It is one atomic load to check.
+//!   reserve, until an attempt succeeds. It is one atomic load to check,
+//!   and changed only under the file mutex, so a release racing a
+//!   successful attempt always leaves it true.
 //! - Growing the reserve needs `bytes + bytes / 4` free: that much is
 //!   allocated and the quarter given back. So the reserve is not re-made
 //!   out of the last free bytes only to be released by the next write.
@@ -77,7 +79,8 @@ impl SpaceReserve {
             }
             return;
         }
-        if let Err(e) = self.try_establish() {
+        let mut slot = self.file.lock();
+        if let Err(e) = self.try_establish(&mut slot) {
             self.low.store(true, Ordering::Release);
             log::warn!(
                 "{}: cannot reserve {} of disk space ({e}); the store opens low on space",
@@ -97,7 +100,8 @@ impl SpaceReserve {
         if self.bytes == 0 {
             return true;
         }
-        match self.try_establish() {
+        let mut slot = self.file.lock();
+        match self.try_establish(&mut slot) {
             Ok(()) => {
                 if self.low.swap(false, Ordering::AcqRel) {
                     log::info!("{}: space reserve of {} re-established", self.path.display(), mib(self.bytes));
@@ -112,9 +116,10 @@ impl SpaceReserve {
         }
     }
 
-    fn try_establish(&self) -> io::Result<()> {
+    /// Grow (or fill) the file to the reserve's size; the caller holds the
+    /// file mutex, and sets `low` under it, so a release cannot interleave.
+    fn try_establish(&self, slot: &mut Option<Arc<dyn FileIo>>) -> io::Result<()> {
         let vfs = self.vfs.as_ref().expect("a reserve of some bytes has a file system");
-        let mut slot = self.file.lock();
         let file = match &*slot {
             Some(f) => Arc::clone(f),
             None => Arc::clone(slot.insert(vfs.open(&self.path, true)?)),
@@ -147,8 +152,8 @@ impl SpaceReserve {
         if self.bytes == 0 {
             return;
         }
-        let was_low = self.low.swap(true, Ordering::AcqRel);
         let slot = self.file.lock();
+        let was_low = self.low.swap(true, Ordering::AcqRel);
         let cut = match &*slot {
             Some(f) => f.len().and_then(|len| if len > 0 { f.set_len(0).map(|()| len) } else { Ok(0) }),
             None => Ok(0),

@@ -50,11 +50,16 @@ impl Measured {
 
 /// Bytes of every file under `dir`: (allocated on disk as `du` counts
 /// them, apparent length as `ls -l` shows it). They differ for sparse files.
+/// holt-core's `RESERVE` is left out: free space held for a full disk, the
+/// same 16 MiB whatever the data, not bytes the entries take.
 fn dir_bytes(dir: &Path) -> Res<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let (mut allocated, mut apparent) = (0, 0);
     for e in std::fs::read_dir(dir).map_err(|e| format!("read_dir {}: {e}", dir.display()))? {
         let e = e.map_err(|e| e.to_string())?;
+        if e.file_name() == "RESERVE" {
+            continue;
+        }
         let m = e.metadata().map_err(|e| e.to_string())?;
         let (al, ap) = if m.is_dir() { dir_bytes(&e.path())? } else { (m.blocks() * 512, m.len()) };
         allocated += al;

@@ -50,6 +50,11 @@ impl Error {
         Error::Corrupted { path: path.into(), offset, what: what.into() }
     }
 
+    /// The disk or the quota is full: an `Io` error with ENOSPC or EDQUOT.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if crate::store::reserve::io_is_no_space(source))
+    }
+
     /// The errno a filesystem layer should report for this error.
     pub fn errno(&self) -> i32 {
         match self {

@@ -22,6 +22,11 @@
 //!   ([`CrashMode::Torn`]).
 //! - A failed sync makes nothing durable; a failed write applies nothing.
 //! - A punched hole is a write of zeros: unsynced, a crash may keep or drop it.
+//! - A disk may be given a capacity ([`SimDisk::set_capacity`]): the bytes
+//!   of the files reachable by name or open handle are capped, and growth
+//!   past the cap fails with ENOSPC and applies nothing, as on a full disk.
+//!   A tree's `fallocate` (reserving WAL space, its space reserve) extends
+//!   a file with zeros and counts as a write.
 //!
 //! Mutating operations, counted by [`SimDisk::ops_count`] and indexed by
 //! [`SimDisk::crash_before_op`]: writes, truncations, punched holes,
@@ -107,9 +112,23 @@ impl SimDisk {
         self.vfs.fail_sync_after_with(n, errno);
     }
 
-    /// Remove the write and sync faults.
+    /// Remove the write and sync faults (the capacity stays).
     pub fn clear_faults(&self) {
         self.vfs.clear_faults();
+    }
+
+    /// Cap the bytes the disk's live files may hold (`None`: no cap, the
+    /// default): a write, truncation or allocation that would grow them
+    /// past it fails with ENOSPC and applies nothing. Shrinking and
+    /// removing files gives space back. A crash image has no cap.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.vfs.set_capacity(bytes);
+    }
+
+    /// Bytes held now by files reachable by name or by an open handle
+    /// (what [`SimDisk::set_capacity`] caps).
+    pub fn used_bytes(&self) -> u64 {
+        self.vfs.used_bytes()
     }
 
     /// Open `path` for reading and writing; create it (empty) if `create`.

@@ -44,6 +44,9 @@ pub enum FsError {
     Unsupported(&'static str),
     /// An arithmetic limit such as the maximum file size was exceeded (EFBIG).
     FileTooBig,
+    /// The store's device is full and the operation would take space
+    /// (ENOSPC); operations that free space still run (see `fs::space`).
+    NoSpace,
     /// Guarded batches kept failing under contention; the operation gave up.
     Contention { attempts: u32 },
     /// Metadata bytes failed to decode.
@@ -75,6 +78,7 @@ impl FsError {
             FsError::BadHandle(_) => libc::EBADF,
             FsError::Unsupported(_) => libc::EOPNOTSUPP,
             FsError::FileTooBig => libc::EFBIG,
+            FsError::NoSpace => libc::ENOSPC,
             FsError::Contention { .. } | FsError::Corrupt { .. } => libc::EIO,
             FsError::Store(e) => match e {
                 holt_core::Error::KeyTooLarge { .. } => libc::ENAMETOOLONG,
@@ -90,10 +94,11 @@ impl FsError {
         FsError::Data { op, ino, source }
     }
 
-    /// True for errors that are the caller's doing rather than a fault of
-    /// the filesystem; the adapter logs the others.
+    /// True for errors that are the caller's doing, or a full device,
+    /// rather than a fault of the filesystem; the adapter logs the others.
     pub fn is_expected(&self) -> bool {
-        !matches!(
+        let full = matches!(self.errno(), libc::ENOSPC | libc::EDQUOT);
+        full || !matches!(
             self,
             FsError::Contention { .. } | FsError::Corrupt { .. } | FsError::Store(_) | FsError::Data { .. }
         )
@@ -126,6 +131,9 @@ impl fmt::Display for FsError {
             FsError::BadHandle(fh) => write!(f, "unknown handle {fh}"),
             FsError::Unsupported(what) => write!(f, "not supported: {what}"),
             FsError::FileTooBig => write!(f, "file too large"),
+            FsError::NoSpace => {
+                write!(f, "no space left on the store's device (removing files, truncating and renaming still work)")
+            }
             FsError::Contention { attempts } => {
                 write!(f, "gave up after {attempts} conflicting metadata batches")
             }

@@ -42,6 +42,11 @@
 //! - In-memory state (inode reservation, counter shards, open counts,
 //!   directory cursors) is a cache of the tree or of live handles, rebuilt
 //!   at mount.
+//! - On a full store (the tree's space reserve spent) operations that take
+//!   space are refused with ENOSPC before they change anything, and those
+//!   that free space proceed (`fs/space.rs`). A follow-up or best-effort
+//!   write (the reclaim after a removal, a listing's atime) never turns the
+//!   operation it follows into an error.
 
 pub mod data;
 mod error;

@@ -98,6 +98,19 @@ impl Meta {
         Txn { meta: self, seen: BTreeMap::new(), writes: BTreeMap::new(), empty_prefixes: Vec::new() }
     }
 
+    /// The tree spent its space reserve on a full device (see holt-core's
+    /// `Tree::space_low`): work that takes space should be refused. One
+    /// atomic load.
+    pub fn space_low(&self) -> bool {
+        self.tree.space_low()
+    }
+
+    /// Try to make the tree's space reserve whole again; true if it is not
+    /// low on space on return.
+    pub fn restore_space(&self) -> bool {
+        self.tree.restore_space_reserve()
+    }
+
     /// Barrier: every committed transaction is on stable storage.
     pub fn sync(&self) -> FsResult<()> {
         Ok(self.tree.sync()?)

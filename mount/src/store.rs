@@ -11,9 +11,9 @@
 
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -139,10 +139,12 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Overwritten in place, then cut: emptying the file first would give
+    // its block back and need a new one, which a full disk refuses.
     let write_pid = |f: &mut File| -> io::Result<()> {
-        f.set_len(0)?;
-        f.seek(io::SeekFrom::Start(0))?;
-        writeln!(f, "{}", std::process::id())
+        let text = format!("{}\n", std::process::id());
+        f.write_all_at(text.as_bytes(), 0)?;
+        f.set_len(text.len() as u64)
     };
     write_pid(&mut file).map_err(io_err("write lock file", &path))?;
     Ok(file)

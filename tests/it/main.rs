@@ -6,6 +6,7 @@
 mod bigdir;
 mod direct_io;
 mod fsck;
+mod full_disk;
 mod harness;
 mod passthrough;
 mod persist;

@@ -56,6 +56,17 @@ impl TreeBuilder {
         self
     }
 
+    /// Disk space (default 16 MiB) the store keeps in its `RESERVE` file for
+    /// its own use when the disk fills: a WAL append or checkpoint that
+    /// finds the disk full releases it and goes on, and [`Tree::space_low`]
+    /// turns true until a checkpoint (or [`Tree::restore_space_reserve`])
+    /// makes it whole again. 0: no reserve, and a full disk fails such a
+    /// step at once. Memory trees have none.
+    pub fn space_reserve_bytes(mut self, bytes: u64) -> Self {
+        self.cfg.space_reserve_bytes = bytes;
+        self
+    }
+
     /// The directory this builder opens.
     pub fn dir(&self) -> &PathBuf {
         &self.cfg.dir

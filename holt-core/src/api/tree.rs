@@ -166,6 +166,23 @@ impl Tree {
         self.engine.compact()
     }
 
+    /// The store's space reserve is spent: the disk filled, and the
+    /// engine's own writes (WAL appends, checkpoints) went on by releasing
+    /// it (see [`TreeBuilder::space_reserve_bytes`](crate::TreeBuilder::space_reserve_bytes)). A user should refuse
+    /// work that consumes space until it is false again and let work that
+    /// frees space through. One atomic load; always false for memory trees.
+    pub fn space_low(&self) -> bool {
+        self.engine.space_low()
+    }
+
+    /// Try to make the space reserve whole again now (checkpoints also
+    /// do); true if the tree is not low on space on return. Growing the
+    /// reserve needs a quarter more than its size free, so it is not
+    /// re-made out of the last free bytes.
+    pub fn restore_space_reserve(&self) -> bool {
+        self.engine.restore_space_reserve()
+    }
+
     /// Counters and shape of the tree.
     pub fn stats(&self) -> Result<TreeStats> {
         self.engine.stats()

@@ -1,7 +1,9 @@
 //! The background checkpointer: a thread that wakes on a timer or when a
 //! writer nudges it (dirty frames, WAL size or cache budget over their
-//! marks) and runs a checkpoint when one is due. It holds only a weak
-//! reference, so it never keeps a closed tree alive.
+//! marks) and runs a checkpoint when one is due. Once per interval while
+//! the space reserve is spent, it tries to make it whole again even when no
+//! checkpoint is due (space may come back without any write to the tree).
+//! It holds only a weak reference, so it never keeps a closed tree alive.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -62,6 +64,7 @@ impl Background {
 
 fn run(weak: Weak<Engine>, signal: Arc<Signal>, interval: Duration) {
     let mut last = Instant::now();
+    let mut last_space_try = Instant::now();
     loop {
         {
             let mut stop = signal.stop.lock();
@@ -79,6 +82,10 @@ fn run(weak: Weak<Engine>, signal: Arc<Signal>, interval: Duration) {
                 Ok(()) => last = Instant::now(),
                 Err(e) => log::warn!("background checkpoint failed: {e}"),
             }
+        }
+        if engine.space_low() && last_space_try.elapsed() >= interval {
+            engine.restore_space_reserve();
+            last_space_try = Instant::now();
         }
     }
 }

@@ -14,8 +14,13 @@
 //!    force, and replay from its LSN rebuilds everything; after it, replay
 //!    starts at the cut.
 //! 4. trim WAL segments wholly at or below the cut.
+//!
 //! On failure the captured frames are marked dirty again, so nothing is lost
-//! from memory and the next checkpoint retries them.
+//! from memory and the next checkpoint retries them. A publication that
+//! finds the disk full releases the store's space reserve and is retried
+//! once (it writes only shadow slots and a new manifest, so repeating it is
+//! safe); a checkpoint that succeeds while the reserve is spent tries to
+//! make it whole again, after the trim has given back the WAL's space.
 
 use std::collections::HashSet;
 
@@ -108,6 +113,14 @@ impl Engine {
 
     /// `checkpoint_now` for a caller holding `checkpoint_serial`.
     pub(crate) fn checkpoint_locked(&self, d: &Durable) -> Result<()> {
+        let done = self.checkpoint_and_trim(d);
+        if done.is_ok() && d.reserve.is_low() {
+            d.reserve.establish();
+        }
+        done
+    }
+
+    fn checkpoint_and_trim(&self, d: &Durable) -> Result<()> {
         self.check_poison()?;
         let mut cap = self.capture(d)?;
         // Nothing written since the published checkpoint (a clean close of
@@ -116,7 +129,7 @@ impl Engine {
         if unchanged {
             return d.journal.trim(cap.lsn);
         }
-        let result = self.publish(d, &mut cap);
+        let result = d.reserve.retry("checkpoint", || self.publish(d, &mut cap));
         for (id, _) in &cap.images {
             let cell = self.pool.cell(*id).expect("captured frame has a cell");
             if result.is_err() {

@@ -13,7 +13,13 @@ pub(crate) struct Config {
     /// `None`: half the cache budget.
     pub checkpoint_dirty_frames: Option<usize>,
     pub wal_bytes_target: u64,
+    /// Disk space held in `RESERVE` for the engine's own use when the disk
+    /// fills (see `store::reserve`); 0: none.
+    pub space_reserve_bytes: u64,
 }
+
+/// Default `space_reserve_bytes`.
+pub(crate) const SPACE_RESERVE_BYTES_DEFAULT: u64 = 16 << 20;
 
 impl Config {
     pub fn new(dir: PathBuf) -> Self {
@@ -25,6 +31,7 @@ impl Config {
             checkpoint_interval: Some(Duration::from_secs(5)),
             checkpoint_dirty_frames: None,
             wal_bytes_target: 64 << 20,
+            space_reserve_bytes: SPACE_RESERVE_BYTES_DEFAULT,
         }
     }
 

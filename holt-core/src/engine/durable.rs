@@ -2,7 +2,8 @@
 //! the WAL past the last checkpoint, and the journal sink.
 //!
 //! Files in the store directory: `LOCK`, the frame file and manifest
-//! (`store::frame_store`), and WAL segments under `wal/`.
+//! (`store::frame_store`), WAL segments under `wal/`, and the space reserve
+//! `RESERVE` (`store::reserve`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::store::frame_store::FrameStore;
 use crate::store::lock::StoreLock;
 use crate::store::manifest::{ManifestMeta, MANIFEST_NAME};
 use crate::store::pool::{FrameSource, Pool};
+use crate::store::reserve::SpaceReserve;
 use crate::store::vfs::Vfs;
 use crate::tree::ROOT_FRAME;
 
@@ -29,6 +31,8 @@ pub(crate) const WAL_DIR: &str = "wal";
 pub(crate) struct Durable {
     pub store: Arc<FrameStore>,
     pub journal: Arc<Journal>,
+    /// Disk space released when the store's own writes find the disk full.
+    pub reserve: Arc<SpaceReserve>,
     /// One checkpoint at a time.
     pub checkpoint_serial: Mutex<()>,
     /// Held for the engine's life; dropping it lets another opener in.
@@ -96,9 +100,11 @@ pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, lock: StoreLock, cfg: &Config)
         segment_bytes_max: segment_bytes_for(cfg.wal_bytes_target),
     };
     let file_io = vfs.kind();
+    let reserve = Arc::new(SpaceReserve::new(vfs.clone(), dir, cfg.space_reserve_bytes));
     let (journal, replay) = Journal::open(vfs, &dir.join(WAL_DIR), after, jcfg)?;
-    let journal = Arc::new(journal);
-    let durable = Durable { store, journal, checkpoint_serial: Mutex::new(()), _lock: lock, file_io };
+    let journal = Arc::new(journal.with_space_reserve(reserve.clone()));
+    reserve.establish_at_open();
+    let durable = Durable { store, journal, reserve, checkpoint_serial: Mutex::new(()), _lock: lock, file_io };
     Ok(Opened { pool, durable, replay, keys, fresh })
 }
 

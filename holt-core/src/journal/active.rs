@@ -4,17 +4,25 @@
 //! and writable and appends are memory copies into the page cache: no
 //! system call per commit, and the same guarantee as `write(2)` (a killed
 //! process loses nothing copied; `fdatasync` of the file covers the copied
-//! pages). The space ahead of the log's end is reserved with `fallocate` in
-//! `MAP_GROW_BYTES` steps, so a full disk fails that call rather than a
-//! store into the mapping. Everything else — simulated files, a batch that
-//! does not fit in the mapping, a failed reservation — goes through
-//! `write_at`, which is coherent with the mapping (one page cache).
+//! pages). Everything else — simulated files, a batch that does not fit in
+//! the mapping, space that could not be reserved — goes through `write_at`,
+//! which is coherent with the mapping (one page cache).
+//!
+//! Space ahead of the log's end is reserved with `fallocate` in
+//! `MAP_GROW_BYTES` steps before any append lands there, mapped or not. So
+//! a full disk fails the reservation, which writes nothing, rather than a
+//! store into the mapping (SIGBUS) or a `write` that may have written part
+//! of a batch. A reservation or write that fails for space is retried once
+//! after the store's space reserve is released (`SpaceReserve`); a
+//! reservation that still fails leaves the append to `write_at`, which
+//! reports a full disk itself.
 //!
 //! Invariants:
 //! - `len` is the log's end in this segment: header plus whole records.
 //!   The file may be longer (reserved zeros past `len`) but never shorter.
-//! - The mapping is only written below `reserved`, and `reserved` never
-//!   exceeds the file's length; the file is shrunk (`finish`) only after
+//! - `reserved` never exceeds the file's length (`len` may pass it after a
+//!   `write_at` the disk had no reservation for); the mapping is only
+//!   written below `reserved`, and the file is shrunk (`finish`) only after
 //!   the mapping is gone.
 //! - A sealed segment is `finish`ed before it is synced: no reserved zeros
 //!   survive in a sealed segment, which the reader requires to be whole.
@@ -24,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::ids::Lsn;
+use crate::store::reserve::{io_is_no_space, SpaceReserve};
 use crate::store::shared_map::SharedMap;
 use crate::store::vfs::FileIo;
 
@@ -41,8 +50,8 @@ pub(crate) fn map_bytes_for(segment_bytes_max: u64) -> u64 {
 enum Mapping {
     /// Not attempted yet: the first append maps.
     Untried,
-    /// Appends below `reserved` are copies into `map`.
-    Mapped { map: SharedMap, reserved: u64 },
+    /// Appends below the reserved space and the mapping's end are copies.
+    Mapped(SharedMap),
     /// Every append is a `write_at`.
     Off,
 }
@@ -54,6 +63,10 @@ pub(crate) struct ActiveSegment {
     /// The log's end in this file: the next record goes at this offset.
     pub len: u64,
     mapping: Mapping,
+    /// Disk space is allocated below this offset.
+    reserved: u64,
+    /// `fallocate` works on this file (false once it said `Unsupported`).
+    allocates: bool,
     /// Space was reserved past `len` at some point: `finish` must cut it.
     reserved_any: bool,
 }
@@ -62,50 +75,89 @@ impl ActiveSegment {
     /// `file` holds exactly `len` bytes of header and records (or more only
     /// if it was reserved by a previous writer).
     pub(crate) fn new(file: Arc<dyn FileIo>, path: PathBuf, first_lsn: Lsn, len: u64) -> Self {
-        ActiveSegment { file, path, first_lsn, len, mapping: Mapping::Untried, reserved_any: false }
+        ActiveSegment {
+            file,
+            path,
+            first_lsn,
+            len,
+            mapping: Mapping::Untried,
+            reserved: len,
+            allocates: true,
+            reserved_any: false,
+        }
     }
 
     /// Hand `bytes` to the OS at the log's end and advance it. `map_bytes`
-    /// sizes the mapping if this is the first append. An error leaves
-    /// `len` unchanged (the caller poisons the log: what reached the file is
-    /// unknown).
-    pub(crate) fn append(&mut self, bytes: &[u8], map_bytes: u64) -> io::Result<()> {
-        if !self.copy_into_map(bytes, map_bytes) {
-            self.file.write_at(bytes, self.len)?;
+    /// sizes the mapping if this is the first append; `reserve` is released
+    /// if the disk is full. An error leaves `len` unchanged (the caller
+    /// poisons the log: a failed `write_at` may have written part of
+    /// `bytes`, so what follows `len` is unknown).
+    pub(crate) fn append(&mut self, bytes: &[u8], map_bytes: u64, reserve: &SpaceReserve) -> io::Result<()> {
+        let end = self.len + bytes.len() as u64;
+        let copied = self.reserve_through(end, reserve) && self.copy_into_map(bytes, end, map_bytes);
+        if !copied {
+            // Repeating the write after a failure is safe: it writes the
+            // same bytes at the same offset.
+            let (file, at) = (&self.file, self.len);
+            reserve.retry_io("WAL write", || file.write_at(bytes, at))?;
         }
-        self.len += bytes.len() as u64;
+        self.len = end;
         Ok(())
     }
 
     /// Whether appends are copies into a mapping.
     #[cfg(test)]
     pub(crate) fn is_mapped(&self) -> bool {
-        matches!(self.mapping, Mapping::Mapped { .. })
+        matches!(self.mapping, Mapping::Mapped(_))
     }
 
-    /// Copy `bytes` in at `len` if the mapping can take them.
-    fn copy_into_map(&mut self, bytes: &[u8], map_bytes: u64) -> bool {
+    /// Make sure disk space is allocated below `end`, reserving whole
+    /// `MAP_GROW_BYTES` steps. False when it is not: the disk stays full
+    /// after the reserve went (the next append tries again), or the file
+    /// system cannot (then this segment stops trying, and gives up the
+    /// mapping: nothing could keep its stores off unallocated pages).
+    fn reserve_through(&mut self, end: u64, reserve: &SpaceReserve) -> bool {
+        if end <= self.reserved {
+            return true;
+        }
+        if !self.allocates {
+            return false;
+        }
+        let to = end.div_ceil(MAP_GROW_BYTES).saturating_mul(MAP_GROW_BYTES);
+        let (file, from) = (&self.file, self.reserved);
+        match reserve.retry_io("WAL space reservation", || file.allocate(from, to - from)) {
+            Ok(()) => {
+                self.reserved = to;
+                self.reserved_any = true;
+                true
+            }
+            Err(e) if io_is_no_space(&e) => {
+                log::debug!("{}: no disk space to reserve for the WAL; appending with write(2)", self.path.display());
+                false
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Unsupported {
+                    log::warn!("{}: cannot reserve WAL space ({e}); appending with write(2)", self.path.display());
+                }
+                self.allocates = false;
+                self.mapping = Mapping::Off;
+                false
+            }
+        }
+    }
+
+    /// Copy `bytes` in at `len` (ending at `end`, reserved) if the mapping
+    /// can take them.
+    fn copy_into_map(&mut self, bytes: &[u8], end: u64, map_bytes: u64) -> bool {
+        debug_assert!(end <= self.reserved, "the mapping is only written where space is reserved");
         if let Mapping::Untried = self.mapping {
             self.mapping = self.try_map(map_bytes);
         }
-        let Mapping::Mapped { map, reserved } = &mut self.mapping else {
+        let Mapping::Mapped(map) = &mut self.mapping else {
             return false;
         };
-        let end = self.len + bytes.len() as u64;
         if end > map.len() as u64 {
             return false;
-        }
-        if end > *reserved {
-            let to = end.div_ceil(MAP_GROW_BYTES).saturating_mul(MAP_GROW_BYTES).min(map.len() as u64);
-            if let Err(e) = self.file.allocate(*reserved, to - *reserved) {
-                // Unsupported here, or the disk is full: this segment goes on
-                // with write(2), which reports a full disk itself.
-                log::debug!("{}: reserving WAL space failed ({e}); appending with write(2)", self.path.display());
-                self.mapping = Mapping::Off;
-                return false;
-            }
-            *reserved = to;
-            self.reserved_any = true;
         }
         let at = usize::try_from(self.len).expect("offset below the mapping's length fits in usize");
         map.copy_in(at, bytes);
@@ -117,8 +169,7 @@ impl ActiveSegment {
             return Mapping::Off;
         };
         match self.file.map_shared(bytes) {
-            // The file holds at least `len` bytes (see `new`).
-            Ok(Some(map)) => Mapping::Mapped { map, reserved: self.len },
+            Ok(Some(map)) => Mapping::Mapped(map),
             Ok(None) => Mapping::Off,
             Err(e) => {
                 log::warn!("{}: cannot map the WAL ({e}); appending with write(2)", self.path.display());
@@ -137,6 +188,7 @@ impl ActiveSegment {
         if self.file.len()? > self.len {
             self.file.set_len(self.len)?;
         }
+        self.reserved = self.len;
         Ok(())
     }
 }
@@ -149,9 +201,10 @@ mod tests {
     use super::{map_bytes_for, ActiveSegment};
     use crate::ids::Lsn;
     use crate::journal::writer::tests::{cfg, commit_puts, logged_bytes_on_disk, open, put};
+    use crate::op::LogOp;
+    use crate::store::reserve::SpaceReserve;
     use crate::store::shared_map::SharedMap;
     use crate::store::vfs::FileIo;
-    use crate::op::LogOp;
     use crate::store::std_vfs::StdVfs;
 
     fn file_len(p: &Path) -> u64 {
@@ -213,7 +266,7 @@ mod tests {
         let mut expected = Vec::new();
         for i in 0..6u8 {
             let chunk = vec![i + 1; 300_000];
-            seg.append(&chunk, map_bytes_for(1 << 20)).unwrap();
+            seg.append(&chunk, map_bytes_for(1 << 20), &SpaceReserve::none()).unwrap();
             expected.extend(chunk);
             assert_eq!(seg.is_mapped(), i < 3, "chunk {i}: mapped only while the first reservation lasts");
         }

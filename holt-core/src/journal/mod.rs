@@ -20,6 +20,9 @@
 //!   The engine poisons it too when a batch fails after its `append`, so
 //!   that a staged record of a batch not applied whole is never written by
 //!   a commit starting afterwards.
+//! - A step that runs out of disk space (reserving space ahead of the log,
+//!   writing, creating a segment) releases the store's space reserve and is
+//!   retried once before it counts as failed.
 //! - All file access goes through `Vfs`/`FileIo`; the journal never decides
 //!   what a record means (replay belongs to the engine).
 
@@ -42,6 +45,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
 use crate::op::LogOp;
+use crate::store::reserve::SpaceReserve;
 use crate::store::vfs::Vfs;
 use segment::SealedSegment;
 
@@ -89,6 +93,8 @@ pub(crate) struct Journal {
     bytes: AtomicU64,
     poisoned: AtomicBool,
     poison_cause: Mutex<Option<String>>,
+    /// Released when the disk is too full for the log to go on.
+    reserve: Arc<SpaceReserve>,
 }
 
 impl Journal {
@@ -118,8 +124,16 @@ impl Journal {
             bytes: AtomicU64::new(bytes),
             poisoned: AtomicBool::new(false),
             poison_cause: Mutex::new(None),
+            reserve: Arc::new(SpaceReserve::none()),
         };
         Ok((journal, rec.records))
+    }
+
+    /// Release `reserve` and retry once when the log runs out of disk space
+    /// (see `store::reserve`); without one, a full disk fails at once.
+    pub(crate) fn with_space_reserve(mut self, reserve: Arc<SpaceReserve>) -> Journal {
+        self.reserve = reserve;
+        self
     }
 
     /// LSN of the last record appended (the checkpoint LSN before any).

@@ -19,6 +19,7 @@ use super::Journal;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
 use crate::op::LogOp;
+use crate::store::reserve::SpaceReserve;
 
 /// Staged bytes at which `append` writes them out itself instead of waiting
 /// for a commit. Bounds staged memory to this plus one record per
@@ -154,7 +155,9 @@ impl Journal {
         if io.active.len >= self.cfg.segment_bytes_max && io.active.len > SEGMENT_HEADER_BYTES as u64 {
             self.rotate(io, first)?;
         }
-        io.active.append(&batch, self.map_bytes()).map_err(|e| Error::io("write", &io.active.path, e))?;
+        io.active
+            .append(&batch, self.map_bytes(), &self.reserve)
+            .map_err(|e| Error::io("write", &io.active.path, e))?;
         io.synced_claimed = io.synced_claimed.max(claimed);
         self.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.written_lsn.store(last.0, Ordering::Release);
@@ -213,7 +216,8 @@ impl Journal {
         }
         // Everything written so far is in the old segment, now durable.
         self.synced_lsn.fetch_max(self.written_lsn.load(Ordering::Acquire), Ordering::AcqRel);
-        let new = segment::create_segment(&*self.vfs, &self.dir, first)?;
+        let new =
+            self.reserve.retry("WAL segment creation", || segment::create_segment(&*self.vfs, &self.dir, first))?;
         self.bytes.fetch_add(new.len, Ordering::Relaxed);
         let old = std::mem::replace(&mut io.active, new);
         io.dir_dirty = true;
@@ -261,7 +265,8 @@ impl Journal {
         codec::encode_marker(&mut marker, synced);
         let map_bytes = self.map_bytes();
         let io = self.io.get_mut();
-        if let Err(e) = io.active.append(&marker, map_bytes) {
+        // Not worth the space reserve: a full disk just loses the marker.
+        if let Err(e) = io.active.append(&marker, map_bytes, &SpaceReserve::none()) {
             log::warn!("{}: could not write the WAL close marker: {e}", io.active.path.display());
         }
     }

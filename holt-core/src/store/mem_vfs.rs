@@ -14,6 +14,12 @@
 //! - A failed `sync_data` makes nothing durable (like Linux after an fsync
 //!   error, the caller cannot know what reached the disk).
 //! - A failed write applies nothing.
+//! - `allocate` extends a file with zeros, like `fallocate` mode 0; it
+//!   counts as a write (faults and the operation count apply to it).
+//! - A disk may be given a capacity: the files reachable by name or by an
+//!   open handle hold at most that many bytes (their lengths; there are no
+//!   holes), and a write, truncation or allocation that would grow them
+//!   past it fails with ENOSPC and applies nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -61,6 +67,8 @@ struct MemState {
     ino_next: u64,
     write_fault: Option<Fault>,
     sync_fault: Option<Fault>,
+    /// Most bytes the live files may hold; `None`: unbounded.
+    capacity_bytes: Option<u64>,
     writes_count: u64,
     syncs_count: u64,
     /// Directories locked through [`MemVfs::lock_dir`].
@@ -126,6 +134,17 @@ impl MemVfs {
 
     pub(crate) fn fail_sync_after_with(&self, n: u64, errno: i32) {
         self.state.lock().sync_fault = Some(Fault { ok_left: n, errno });
+    }
+
+    /// Let the live files hold at most `bytes` (`None`: no limit); growth
+    /// past it fails with ENOSPC. Not a fault: `clear_faults` keeps it.
+    pub(crate) fn set_capacity(&self, bytes: Option<u64>) {
+        self.state.lock().capacity_bytes = bytes;
+    }
+
+    /// Bytes held by files reachable by name or by an open handle.
+    pub(crate) fn used_bytes(&self) -> u64 {
+        self.state.lock().used_bytes()
     }
 
     pub(crate) fn clear_faults(&self) {
@@ -374,6 +393,23 @@ impl MemState {
         }
     }
 
+    /// See [`MemVfs::used_bytes`].
+    fn used_bytes(&self) -> u64 {
+        let named: BTreeSet<u64> = self.names.values().copied().collect();
+        let live = self.inodes.iter().filter(|(ino, i)| i.handles_open > 0 || named.contains(ino));
+        live.map(|(_, i)| i.current.len() as u64).sum()
+    }
+
+    /// ENOSPC if growing a file by `bytes` would pass the capacity.
+    fn check_space(&self, bytes: u64) -> io::Result<()> {
+        match self.capacity_bytes {
+            Some(cap) if bytes > 0 && self.used_bytes().saturating_add(bytes) > cap => {
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn inode_mut(&mut self, ino: u64) -> &mut Inode {
         self.inodes.get_mut(&ino).expect("an open handle keeps its inode alive")
     }
@@ -398,6 +434,12 @@ impl MemFile {
         st.tick();
         st.writes_count += 1;
         Fault::check(&mut st.write_fault)?;
+        let len = st.inode_mut(self.ino).current.len() as u64;
+        let grown_len = match &p {
+            Pending::Write { offset, bytes } => offset + bytes.len() as u64,
+            Pending::SetLen(new_len) => *new_len,
+        };
+        st.check_space(grown_len.saturating_sub(len))?;
         let inode = st.inode_mut(self.ino);
         match &p {
             Pending::Write { offset, bytes } => apply_write(&mut inode.current, *offset, bytes),
@@ -444,6 +486,13 @@ impl FileIo for MemFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.mutate(Pending::SetLen(len))
+    }
+
+    /// An extension with zeros to cover the range (never a shrink).
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let to = offset.checked_add(len).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let cur = self.len()?;
+        self.mutate(Pending::SetLen(to.max(cur)))
     }
 
     /// A write of zeros clipped to the current length: a crash may keep or

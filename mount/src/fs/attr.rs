@@ -135,11 +135,20 @@ impl Fs {
     }
 
     /// Apply the atime rule after a read of `ino`. Best effort: one attempt,
-    /// dropped if it races with another update of the inode.
-    pub(super) fn touch_atime(&self, ino: Ino) -> FsResult<()> {
-        if self.cfg.atime == AtimeMode::Noatime || self.cfg.read_only {
-            return Ok(());
+    /// dropped if it races with another update of the inode, and dropped
+    /// (logged at debug) if it cannot be written: a read or listing never
+    /// fails for want of an atime (a full or poisoned store). Skipped while
+    /// the tree is low on space, whose last bytes are for freeing space.
+    pub(super) fn touch_atime(&self, ino: Ino) {
+        if self.cfg.atime == AtimeMode::Noatime || self.cfg.read_only || self.meta.space_low() {
+            return;
         }
+        if let Err(e) = self.try_touch_atime(ino) {
+            log::debug!("atime of inode {} not updated: {e}", ino.0);
+        }
+    }
+
+    fn try_touch_atime(&self, ino: Ino) -> FsResult<()> {
         let mut txn = self.meta.txn();
         let mut inode = txn.inode(ino)?;
         let now = Timespec::now();

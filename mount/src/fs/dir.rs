@@ -100,7 +100,7 @@ impl Fs {
             o => Resume::After(Some(cursor.names.get(&o).cloned().ok_or(FsError::Invalid("unknown directory offset"))?)),
         };
         if offset == 0 {
-            self.touch_atime(ino)?;
+            self.touch_atime(ino);
         }
         let after = match resume {
             Resume::Dot | Resume::DotDot => {

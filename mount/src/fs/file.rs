@@ -78,6 +78,7 @@ impl Fs {
         self.writable()?;
         off.checked_add(data.len() as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FileTooBig)?;
         let written = u32::try_from(data.len()).map_err(|_| FsError::Invalid("write larger than 4 GiB"))?;
+        self.space_for_range(ino, off, data.len() as u64)?;
         self.with_space(|| self.data.write(ino, off, data)).map_err(|e| FsError::data("write", ino, e))?;
         self.data_step_done(ino)?;
         Ok(written)
@@ -132,6 +133,9 @@ impl Fs {
             FileKind::Dir => return Err(FsError::IsDir),
             _ => return Err(FsError::Unsupported("fallocate of a special file")),
         }
+        if !mode.punch_hole {
+            self.space_for_range(ino, off, len)?;
+        }
         self.with_space(|| self.data.fallocate(ino, mode, off, len)).map_err(|e| FsError::data("fallocate", ino, e))?;
         self.data_step_done(ino)
     }
@@ -154,6 +158,7 @@ impl Fs {
         }
         let n = len.min(src_size - src_off).min(COPY_RANGE_BYTES_MAX);
         dst_off.checked_add(n).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FileTooBig)?;
+        self.space_for_range(dst, dst_off, n)?;
         self.with_space(|| self.data.copy_range(src, src_off, dst, dst_off, n))
             .map_err(|e| FsError::data("copy_file_range", dst, e))?;
         self.data_step_done(dst)?;

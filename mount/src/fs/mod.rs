@@ -17,6 +17,7 @@ mod namespace;
 mod open;
 mod reclaim;
 mod rename;
+mod space;
 mod xattr;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -232,6 +233,13 @@ impl Fs {
             files_free: FILES_FREE_REPORTED,
             name_bytes_max: schema::NAME_BYTES_MAX as u32,
         })
+    }
+
+    /// The metadata tree spent its space reserve on a full device:
+    /// operations that take space are refused with ENOSPC until it is
+    /// whole again (see `space`).
+    pub fn space_low(&self) -> bool {
+        self.meta.space_low()
     }
 
     /// Number of inodes and bytes the counters account for.

@@ -109,6 +109,7 @@ impl Fs {
     fn make_node(&self, caller: Caller, parent: Ino, name: &[u8], node: NewNode) -> FsResult<Attr> {
         self.writable()?;
         check_name(name)?;
+        self.space_for_name(parent, name)?;
         let ino = self.inos.alloc(&self.meta)?;
         let kind = node.kind;
         let attr = self.make_inode(caller, parent, name, node, ino)?;
@@ -151,6 +152,7 @@ impl Fs {
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> FsResult<Attr> {
         self.writable()?;
         check_name(new_name)?;
+        self.space_for_name(new_parent, new_name)?;
         let inode = self.transact(|t| {
             let mut inode = t.inode(ino)?;
             if inode.kind == FileKind::Dir {
@@ -197,7 +199,8 @@ impl Fs {
             Ok((d, last))
         })?;
         if last {
-            return self.reclaim_if_unused(d.ino);
+            self.reclaim_after_commit(d.ino);
+            return Ok(());
         }
         self.status_changed(d.ino, d.kind);
         Ok(())
@@ -224,7 +227,8 @@ impl Fs {
             t.put_inode(parent, &p);
             Ok(d.ino)
         })?;
-        self.reclaim_if_unused(ino)
+        self.reclaim_after_commit(ino);
+        Ok(())
     }
 }
 

@@ -71,7 +71,7 @@ impl Fs {
     /// Drop one open handle; the last one reclaims an unlinked inode.
     pub(super) fn close_inode(&self, ino: Ino) -> FsResult<()> {
         if self.opens.release(ino) && !self.cfg.read_only {
-            self.reclaim_if_unused(ino)?;
+            self.reclaim_after_commit(ino);
         }
         Ok(())
     }

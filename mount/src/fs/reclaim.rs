@@ -123,6 +123,16 @@ impl Fs {
         Ok(())
     }
 
+    /// `reclaim_if_unused` once the operation that made `ino` unused (its
+    /// last name or handle went) has happened: a failure is logged, not
+    /// returned, since the operation stands; `R/<ino>` keeps the work for
+    /// a later reclaim or the next mount.
+    pub(super) fn reclaim_after_commit(&self, ino: Ino) {
+        if let Err(e) = self.reclaim_if_unused(ino) {
+            warn!("reclaim of unused inode {} failed (finished later, at the latest by the next mount): {e}", ino.0);
+        }
+    }
+
     /// Reclaim `ino` if it has no names and no opens: at once if it has no
     /// data object, else through the queue.
     pub(super) fn reclaim_if_unused(&self, ino: Ino) -> FsResult<()> {

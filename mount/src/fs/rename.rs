@@ -102,7 +102,7 @@ impl Fs {
         })?;
         self.status_changed(src.ino, src.kind);
         match replaced {
-            Some(Replaced::Gone(ino)) => self.reclaim_if_unused(ino)?,
+            Some(Replaced::Gone(ino)) => self.reclaim_after_commit(ino),
             Some(Replaced::Kept(d)) => self.status_changed(d.ino, d.kind),
             None => {}
         }

@@ -63,6 +63,7 @@ impl Fs {
         if value.len() > XATTR_VALUE_BYTES_MAX {
             return Err(FsError::TooBig);
         }
+        self.space_for_growth()?;
         let key = schema::xattr_key(ino, name);
         let kind = self.transact(|t| {
             let mut inode = t.inode(ino)?;

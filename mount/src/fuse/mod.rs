@@ -233,8 +233,9 @@ impl Adapter {
     }
 
     /// The passthrough backing for handle `fh` of `ino`, if passthrough is
-    /// on and `ino` is a regular file; `None` serves the handle through the
-    /// daemon. A kernel that refuses a backing turns passthrough off.
+    /// on, `ino` is a regular file and the store has its space reserve;
+    /// `None` serves the handle through the daemon. A kernel that refuses a
+    /// backing turns passthrough off.
     fn backing(
         &self,
         ino: Ino,
@@ -242,7 +243,9 @@ impl Adapter {
         kind: FileKind,
         register: impl FnOnce(&std::fs::File) -> io::Result<fuser::BackingId>,
     ) -> Option<Arc<fuser::BackingId>> {
-        if kind != FileKind::File || !self.passthrough.load(Ordering::Relaxed) {
+        // With the space reserve spent, writes must come through the daemon,
+        // which refuses those that would take the space deletes need.
+        if kind != FileKind::File || !self.passthrough.load(Ordering::Relaxed) || self.fs.space_low() {
             return None;
         }
         let open = || self.fs.backing_file(ino).map_err(|e| io::Error::from_raw_os_error(e.errno()));

@@ -25,9 +25,17 @@ const STORE_DATA: &str = "/store/data";
 pub(super) const BOOT: [u8; 16] = [1; 16];
 pub(super) const REBOOTED: [u8; 16] = [2; 16];
 
+/// Space reserve of the simulated stores: small, because a simulated file
+/// is bytes in memory that each crash image copies.
+pub(super) const RESERVE_BYTES: u64 = 1 << 20;
+
 /// The filesystem of `disk`, as a daemon booted in `boot` mounts it.
 pub(super) fn open_fs(disk: &SimDisk, boot: [u8; 16], sync: bool) -> Fs {
-    let builder = TreeBuilder::new(STORE_META).wal_sync_on_commit(sync).checkpoint_interval(None).buffer_pool_size(64);
+    let builder = TreeBuilder::new(STORE_META)
+        .wal_sync_on_commit(sync)
+        .checkpoint_interval(None)
+        .buffer_pool_size(64)
+        .space_reserve_bytes(RESERVE_BYTES);
     let tree = disk.open_tree(builder).expect("the simulated store opens");
     let data = SimData::new(disk.clone(), Path::new(STORE_DATA)).expect("the data directory opens");
     let cfg = FsConfig { sync_data: sync, boot_id: Some(boot), ..FsConfig::default() };

@@ -2,6 +2,7 @@
 
 mod crash;
 mod fsck;
+mod full;
 mod model;
 mod ops;
 mod power_loss;

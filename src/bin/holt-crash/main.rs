@@ -163,7 +163,8 @@ impl Tally {
     fn print(&self) {
         let cells: Vec<String> =
             self.0.iter().map(|(name, [no, yes, part])| format!("{name} {no}/{yes}/{part}")).collect();
-        println!("in flight at the kill (not happened/happened/in part): {}", cells.join(", "));
+        let cells = if cells.is_empty() { "none".to_string() } else { cells.join(", ") };
+        println!("in flight at the kill (not happened/happened/in part): {cells}");
     }
 }
 

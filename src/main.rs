@@ -2,6 +2,7 @@
 //! each verb to its module; the filesystem itself lives in `holt_mount`.
 
 mod background;
+mod fsck_cmd;
 mod mount_cmd;
 mod signals;
 
@@ -37,6 +38,14 @@ enum Command {
         #[arg(short, long)]
         lazy: bool,
     },
+    /// Check a store's metadata and data objects; with --repair, fix them.
+    ///
+    /// The store must not be mounted: fsck takes its lock and refuses a
+    /// store a daemon serves. It runs none of a mount's recovery, so files
+    /// unlinked while open are counted as orphans, not problems. Each
+    /// problem is printed on its own line, then a summary.
+    #[command(after_help = fsck_cmd::EXIT_STATUS_HELP)]
+    Fsck(fsck_cmd::FsckArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -53,6 +62,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {
         Command::Mount(args) => mount_cmd::run(args),
+        Command::Fsck(args) => return fsck_cmd::run(args),
         Command::Umount { mountpoint, lazy } => holt_mount::mountpoint::unmount(&mountpoint, lazy)
             .map_err(|e| format!("cannot unmount {}: {e}", mountpoint.display())),
     };

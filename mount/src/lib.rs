@@ -17,6 +17,8 @@
 //! - `fuse`: the adapter, the only file that names fuser types: decode a
 //!   request, call `Fs` once, encode the reply.
 //! - `mountpoint`: mount-table queries, dead-mount detection, unmounting.
+//! - `fsck`: checks a store that is not mounted against these invariants
+//!   and repairs what is safe, without constructing `Fs`.
 //!
 //! Invariants:
 //! - Every mutation of metadata is one `Txn` committed as one atomic batch:
@@ -42,6 +44,7 @@
 pub mod data;
 mod error;
 mod fs;
+pub mod fsck;
 pub mod fuse;
 mod meta;
 pub mod mountpoint;

@@ -4,6 +4,7 @@
 //! say what is missing; they never skip.
 
 mod bigdir;
+mod fsck;
 mod harness;
 mod persist;
 mod posix;

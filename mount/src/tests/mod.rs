@@ -1,6 +1,7 @@
 //! Semantics tests: the fs layer called directly, no kernel involved.
 
 mod crash;
+mod fsck;
 mod model;
 mod ops;
 mod power_loss;

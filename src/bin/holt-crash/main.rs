@@ -171,11 +171,13 @@ impl Tally {
 fn print_round(round: u64, rounds: u64, r: &Report) {
     let landed = r.in_flight.iter().filter(|(_, f)| matches!(f, Found::After | Found::Partial)).count();
     println!(
-        "round {round}/{rounds}: {} ops acknowledged, {} in flight ({landed} happened), killed after {} ms, verify {} ms, round {:.1} s",
+        "round {round}/{rounds}: {} ops acknowledged, {} in flight ({landed} happened), killed after {} ms, \
+         verify {} ms, fsck {} ms, round {:.1} s",
         r.acked,
         r.in_flight.len(),
         r.kill_ms,
         r.verify.as_millis(),
+        r.fsck.as_millis(),
         r.total.as_secs_f64()
     );
 }

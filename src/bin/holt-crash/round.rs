@@ -33,6 +33,8 @@ pub struct Report {
     pub in_flight: Vec<(&'static str, Found)>,
     pub kill_ms: u64,
     pub verify: Duration,
+    /// The fsck after the unmount (zero when skipped).
+    pub fsck: Duration,
     pub total: Duration,
 }
 
@@ -58,10 +60,19 @@ pub fn run(run: &Run, models: &mut [Model], round: u64) -> Result<Report, String
     let in_flight = verify_all(mount, models, &outcomes)?;
     let verify = verify_start.elapsed();
     daemon.unmount()?;
+    let fsck_start = Instant::now();
     if run.fsck {
         daemon::fsck(&run.setup)?;
     }
-    Ok(Report { acked: outcomes.iter().map(|o| o.acked).sum(), in_flight, kill_ms, verify, total: start.elapsed() })
+    let fsck = fsck_start.elapsed();
+    Ok(Report {
+        acked: outcomes.iter().map(|o| o.acked).sum(),
+        in_flight,
+        kill_ms,
+        verify,
+        fsck,
+        total: start.elapsed(),
+    })
 }
 
 /// Each thread's own directory, made before the first workload.

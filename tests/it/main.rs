@@ -4,6 +4,7 @@
 //! say what is missing; they never skip.
 
 mod bigdir;
+mod crash_script;
 mod fsck;
 mod harness;
 mod persist;

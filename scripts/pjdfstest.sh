@@ -3,16 +3,22 @@
 # holt-fs mount, prints its pass/fail counts, and fails on any failure not
 # listed (with a reason) in scripts/pjdfstest-exclude.txt.
 #
-#   scripts/pjdfstest.sh [--memory] [TEST_PATTERN...]
+#   scripts/pjdfstest.sh [--memory | --no-passthrough] [TEST_PATTERN...]
 #
-# The filesystem runs on a fresh store on disk, or with --memory in memory.
+# The filesystem runs on a fresh store on disk (file data through FUSE
+# passthrough where the kernel offers it; through the daemon with
+# --no-passthrough), or with --memory in memory.
 # Needs root (the suite switches users and creates device nodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 exclude="$root/scripts/pjdfstest-exclude.txt"
 memory=0
-if [ "${1:-}" = --memory ]; then memory=1; shift; fi
+extra_args=()
+case "${1:-}" in
+    --memory) memory=1; shift ;;
+    --no-passthrough) extra_args=(--no-passthrough); shift ;;
+esac
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 if [ "$(id -u)" != 0 ]; then
@@ -56,7 +62,7 @@ trap cleanup EXIT
 
 store_args=(--store "$work/store")
 [ "$memory" = 1 ] && store_args=(--memory)
-"$bin" mount "$mnt" "${store_args[@]}" -o allow_other -d --pid-file "$work/pid" --log-file "$work/daemon.log" --log-level warn
+"$bin" mount "$mnt" "${store_args[@]}" "${extra_args[@]}" -o allow_other -d --pid-file "$work/pid" --log-file "$work/daemon.log" --log-level warn
 
 cat > "$work/pjdfstest.toml" <<TOML
 [features]
@@ -87,7 +93,7 @@ grep -E '^[^[:space:]]+ +FAILED$' "$work/plain.txt" | awk '{print $1}' | sort -u
 comm -23 "$work/failed.txt" "$work/excluded.txt" > "$work/unexpected.txt"
 
 summary=$(grep -E '^Summary:' "$work/plain.txt" || true)
-echo "pjdfstest (${store_args[*]}): ${summary:-no summary (exit status $status)}"
+echo "pjdfstest (${store_args[*]} ${extra_args[*]}): ${summary:-no summary (exit status $status)}"
 echo "pjdfstest: $(wc -l < "$work/failed.txt") failed, $(wc -l < "$work/excluded.txt") excluded in $(basename "$exclude")"
 if [ -z "$summary" ]; then
     tail -n 30 "$work/plain.txt" >&2

@@ -23,10 +23,16 @@ fi
 
 cargo test --workspace --release -- --test-threads=2
 
+# The real-mount tests once more with file data through the daemon: the
+# run above used FUSE passthrough wherever the kernel offers it.
+HOLT_IT_MOUNT_ARGS=--no-passthrough cargo test --release --test it -- --test-threads=2
+
 # File I/O through io_uring: the store tests on the other Vfs, and a
 # persistent engine opened the way the feature build opens it.
 cargo test -p holt-core --release --features io-uring --lib -- --test-threads=2 store:: engine::tests
 
-# POSIX conformance of a real mount (crates.io pjdfstest), on disk and in memory.
+# POSIX conformance of a real mount (crates.io pjdfstest): on disk with
+# passthrough, on disk through the daemon, and in memory.
 scripts/pjdfstest.sh
+scripts/pjdfstest.sh --no-passthrough
 scripts/pjdfstest.sh --memory

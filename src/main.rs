@@ -5,6 +5,7 @@ mod background;
 mod fsck_cmd;
 mod mount_cmd;
 mod signals;
+mod umount_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ enum Command {
     /// The store is created on first use. A dead FUSE mount left at the
     /// mountpoint by a killed daemon is cleared first.
     Mount(mount_cmd::MountArgs),
-    /// Unmount a holt-fs filesystem; its daemon then closes the store and exits.
+    /// Unmount a holt-fs filesystem and wait until its daemon has closed the store.
     Umount {
         /// The mountpoint to unmount.
         mountpoint: PathBuf,
@@ -63,8 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount(args) => mount_cmd::run(args),
         Command::Fsck(args) => return fsck_cmd::run(args),
-        Command::Umount { mountpoint, lazy } => holt_mount::mountpoint::unmount(&mountpoint, lazy)
-            .map_err(|e| format!("cannot unmount {}: {e}", mountpoint.display())),
+        Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,12 @@ pub struct MountArgs {
     /// cached ctime/mtime can lag (3 pjdfstest time cases fail in this mode).
     #[arg(long)]
     writeback_cache: bool,
+    /// Serve every read and write through the daemon instead of letting the
+    /// kernel use the data objects directly (FUSE passthrough, used by
+    /// default where the kernel offers it, except with --sync and
+    /// --writeback-cache).
+    #[arg(long)]
+    no_passthrough: bool,
     /// Threads serving FUSE requests.
     #[arg(long, value_name = "N", default_value_t = 4)]
     threads: usize,
@@ -130,6 +136,22 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
     Fs::from_store(store, cfg).map_err(|e| format!("cannot open the filesystem: {e}"))
 }
 
+/// The mount table's source column: the store's absolute path (what
+/// `holt-fs umount` waits on), or `holt-fs:memory`.
+fn source_name(args: &MountArgs) -> Result<String, String> {
+    match &args.store {
+        Some(dir) if !args.memory => {
+            let path = std::fs::canonicalize(dir).map_err(|e| format!("store {}: {e}", dir.display()))?;
+            let name = path.to_str().ok_or_else(|| format!("store path {} is not UTF-8", path.display()))?;
+            if name.contains(',') {
+                return Err(format!("store path {name} contains ',', which mount options cannot carry"));
+            }
+            Ok(name.to_string())
+        }
+        _ => Ok(mountpoint::MEMORY_SOURCE.into()),
+    }
+}
+
 fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let termination = signals::block();
     let opts = parse_options(&args.options)?;
@@ -141,13 +163,14 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         allow_other: opts.allow_other,
         read_only: opts.read_only,
         writeback_cache: args.writeback_cache,
-        fsname: match &args.store {
-            Some(dir) => format!("holt-fs:{}", dir.display()),
-            None => "holt-fs:memory".into(),
-        },
+        // --sync needs every write to reach the daemon (it syncs each one);
+        // the writeback cache is the kernel's own alternative data path.
+        passthrough: !(args.no_passthrough || args.sync || args.writeback_cache || args.memory),
+        fsname: mountpoint::MEMORY_SOURCE.into(),
     };
     let mp = prepare_mountpoint(&args.mountpoint)?;
     let fs = open_fs(args, &opts)?;
+    let fuse_opts = FuseOptions { fsname: source_name(args)?, ..fuse_opts };
     let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
     let mut unmounter = mounted.unmounter();
     let target = mp.clone();

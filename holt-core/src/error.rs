@@ -22,7 +22,11 @@ pub enum Error {
     Corrupted { path: PathBuf, offset: u64, what: String },
     /// Another process (or handle) holds the store's lock file.
     Locked { path: PathBuf },
-    /// An earlier failed sync left durability unknown; the tree refuses writes.
+    /// An earlier error left the tree's state unknown: after a failed WAL
+    /// write or sync (durability unknown) the tree refuses writes; after a
+    /// batch failed while being applied (frames may hold part of it) it
+    /// refuses reads too. `cause` names the error. Reopening the store
+    /// recovers it to its last durable state.
     Poisoned { cause: String },
     /// The store was written by a format version this build does not read.
     UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
@@ -85,10 +89,9 @@ impl fmt::Display for Error {
                 "store is in use: {} is locked by another process or handle",
                 path.display()
             ),
-            Error::Poisoned { cause } => write!(
-                f,
-                "tree refuses writes after a failed sync (durability unknown): {cause}"
-            ),
+            Error::Poisoned { cause } => {
+                write!(f, "tree poisoned (an earlier error left durability or frames unknown): {cause}")
+            }
             Error::UnsupportedFormat { path, found, supported } => write!(
                 f,
                 "{} has format version {found}; this build reads version {supported}",

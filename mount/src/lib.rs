@@ -9,7 +9,7 @@
 //! - `data`: file contents behind the [`data::DataStore`] trait; a sparse
 //!   file per inode under `STORE/data/<ino low byte>/` with a bounded
 //!   descriptor cache (`FileData`), or 4 KiB pages in memory (`MemoryData`).
-//!   Knows nothing of names, sizes or times.
+//!   The authority for a file's size and data times; knows nothing of names.
 //! - `fs`: the semantics layer [`Fs`]: one method per POSIX operation, plain
 //!   arguments in, [`FsResult`] out. Never names FUSE types.
 //! - `error`: [`FsError`], named by cause, and its single errno mapping.
@@ -30,8 +30,10 @@
 //! - Directory inodes record their parent; a directory rename walks the new
 //!   parent's ancestors inside the transaction, so cycles cannot form.
 //! - Inode numbers are never reused (reserved from `C/next_ino` in batches).
-//! - File data reaches the data store before the metadata that exposes it;
-//!   the inode's size is the truth, and bytes past the data object read as zeros.
+//! - A regular file's size, blocks, atime and mtime belong to its data
+//!   object, so a change of contents is one step on the object; the steps
+//!   that span both stores follow the crash protocol in doc/ARCHITECTURE.md
+//!   (inode before object, object removed only once its orphaning is durable).
 //! - An inode is reclaimed only with no names and no open handles; the
 //!   orphan marker makes reclaim crash-safe and the mount-time sweep finishes it.
 //! - readdir offsets name entries, not positions: resuming continues after
@@ -43,6 +45,7 @@
 
 pub mod data;
 mod error;
+#[cfg(test)] mod format_doc;
 mod fs;
 pub mod fsck;
 pub mod fuse;
@@ -59,4 +62,4 @@ pub use fs::{
     AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, OpenFlags, RenameFlags, SetAttr, StatFs, TimeSet, XattrFlags,
     XattrReply, BLOCK_BYTES,
 };
-pub use store::{is_store, Store, StoreError, StoreLock, StoreOptions};
+pub use store::{is_store, wait_closed, Store, StoreError, StoreLock, StoreOptions};

@@ -19,15 +19,62 @@ pub enum MountState {
     Dead,
 }
 
-/// Mount points listed in /proc/self/mountinfo, unescaped.
-fn mount_points() -> io::Result<Vec<PathBuf>> {
+/// The filesystem type of a holt-fs mount made by libfuse-style mounters
+/// (`fuse.` + the subtype); fuser's own mount(2) shows plain `fuse`.
+pub const FS_TYPE: &str = "fuse.holt-fs";
+/// The source of a `--memory` mount.
+pub const MEMORY_SOURCE: &str = "holt-fs:memory";
+
+/// One line of /proc/self/mountinfo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mountpoint: PathBuf,
+    pub fs_type: String,
+    /// The source column: a holt-fs mount's store directory.
+    pub source: PathBuf,
+}
+
+/// Parse one mountinfo line: fields 5 (mount point) and, after the ` - `
+/// separator, the type and the source; octal escapes undone.
+fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
+    let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let sep = fields.iter().position(|f| *f == b"-")?;
+    let path = |f: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_octal(f)));
+    Some(MountEntry {
+        mountpoint: path(fields.get(4)?),
+        fs_type: String::from_utf8_lossy(fields.get(sep + 1)?).into_owned(),
+        source: path(fields.get(sep + 2)?),
+    })
+}
+
+/// Every mount in this process's mount namespace.
+pub fn mounts() -> io::Result<Vec<MountEntry>> {
     let info = std::fs::read("/proc/self/mountinfo")?;
-    let points = info
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_octal(p))))
-        .collect();
-    Ok(points)
+    Ok(info.split(|&b| b == b'\n').filter_map(parse_mountinfo_line).collect())
+}
+
+fn mount_points() -> io::Result<Vec<PathBuf>> {
+    Ok(mounts()?.into_iter().map(|m| m.mountpoint).collect())
+}
+
+/// The mount at `mountpoint` (canonical path), if any; the last one wins
+/// when several are stacked.
+pub fn entry(mountpoint: &Path) -> io::Result<Option<MountEntry>> {
+    Ok(mounts()?.into_iter().rev().find(|m| m.mountpoint == mountpoint))
+}
+
+impl MountEntry {
+    /// Whether holt-fs serves this mount: a FUSE mount whose source is a
+    /// store directory or the memory marker.
+    pub fn is_holt(&self) -> bool {
+        let fuse = self.fs_type == "fuse" || self.fs_type == FS_TYPE;
+        fuse && (self.source == Path::new(MEMORY_SOURCE) || crate::store::is_store(&self.source))
+    }
+}
+
+/// Whether a holt-fs mount serves the store in `store` (canonical path).
+pub fn store_mounted(store: &Path) -> bool {
+    mounts().is_ok_and(|all| all.iter().any(|m| m.source == store && m.is_holt()))
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.
@@ -110,6 +157,16 @@ pub fn clear_dead(mountpoint: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_lines_give_point_type_and_source() {
+        let line = br"36 35 0:52 / /mnt/a\040b rw,nosuid,nodev - fuse.holt-fs /var/holt\040s rw,user_id=0";
+        let e = parse_mountinfo_line(line).unwrap();
+        assert_eq!(e.mountpoint, Path::new("/mnt/a b"));
+        assert_eq!((e.fs_type.as_str(), e.source.as_path()), (FS_TYPE, Path::new("/var/holt s")));
+        assert!(parse_mountinfo_line(b"garbage").is_none());
+        assert!(mounts().unwrap().iter().any(|m| m.mountpoint == Path::new("/proc") && m.fs_type == "proc"));
+    }
 
     #[test]
     fn mountinfo_escapes_are_undone() {

@@ -14,7 +14,9 @@
 //!
 //! Inode numbers are fixed-width big-endian so that `D/<ino>/` is a prefix of
 //! exactly one directory's entries and keys sort by inode number. Every value
-//! starts with a version byte; decoders reject versions they do not know.
+//! but the `C/next_ino` counter and raw xattr values starts with a version
+//! byte; decoders reject versions they do not know. Byte layouts: section
+//! `holt-fs store` of doc/FORMAT.md, mirrored by the `*_FIELDS` constants.
 
 use crate::error::{FsError, FsResult};
 
@@ -230,7 +232,32 @@ pub struct Inode {
 }
 
 /// Bytes of an encoded inode before the symlink target.
-const INODE_FIXED_BYTES: usize = 1 + 1 + 2 + 4 * 5 + 8 * 2 + 12 * 4 + 4 + 8 + 2;
+pub(crate) const INODE_FIXED_BYTES: usize = 1 + 1 + 2 + 4 * 5 + 8 * 2 + 12 * 4 + 4 + 8 + 2;
+/// Byte table of an inode's fixed part (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const INODE_FIELDS: &[(&str, usize, usize)] = &[
+    ("version", 0, 1),
+    ("kind", 1, 1),
+    ("perm", 2, 2),
+    ("uid", 4, 4),
+    ("gid", 8, 4),
+    ("rdev", 12, 4),
+    ("nlink", 16, 4),
+    ("flags", 20, 4),
+    ("size", 24, 8),
+    ("blocks", 32, 8),
+    ("atime_sec", 40, 8),
+    ("atime_nsec", 48, 4),
+    ("mtime_sec", 52, 8),
+    ("mtime_nsec", 60, 4),
+    ("ctime_sec", 64, 8),
+    ("ctime_nsec", 72, 4),
+    ("crtime_sec", 76, 8),
+    ("crtime_nsec", 84, 4),
+    ("reserved", 88, 4),
+    ("parent", 92, 8),
+    ("target_len", 100, 2),
+];
 
 impl Inode {
     /// A fresh inode of `kind` owned by `uid:gid`, all times `now`.
@@ -349,7 +376,10 @@ pub struct Dentry {
     pub kind: FileKind,
 }
 
-const DENTRY_BYTES: usize = 1 + 1 + 8;
+pub(crate) const DENTRY_BYTES: usize = 1 + 1 + 8;
+/// Byte table of a dentry (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const DENTRY_FIELDS: &[(&str, usize, usize)] = &[("version", 0, 1), ("kind", 1, 1), ("ino", 2, 8)];
 
 impl Dentry {
     pub fn encode(&self) -> [u8; DENTRY_BYTES] {
@@ -380,8 +410,13 @@ pub enum OrphanReason {
     Unlinked = 1,
 }
 
+pub(crate) const ORPHAN_BYTES: usize = 1 + 1;
+/// Byte table of an orphan marker (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const ORPHAN_FIELDS: &[(&str, usize, usize)] = &[("version", 0, 1), ("reason", 1, 1)];
+
 impl OrphanReason {
-    pub fn encode(self) -> [u8; 2] {
+    pub fn encode(self) -> [u8; ORPHAN_BYTES] {
         [VALUE_VERSION, self as u8]
     }
 }
@@ -394,16 +429,21 @@ pub struct Usage {
     pub inodes: i64,
 }
 
+pub(crate) const USAGE_BYTES: usize = 1 + 8 + 8;
+/// Byte table of a usage counter (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const USAGE_FIELDS: &[(&str, usize, usize)] = &[("version", 0, 1), ("inodes", 1, 8), ("reserved", 9, 8)];
+
 impl Usage {
-    pub fn encode(&self) -> [u8; 17] {
-        let mut v = [0u8; 17];
+    pub fn encode(&self) -> [u8; USAGE_BYTES] {
+        let mut v = [0u8; USAGE_BYTES];
         v[0] = VALUE_VERSION;
         v[1..9].copy_from_slice(&self.inodes.to_le_bytes());
         v
     }
 
     pub fn decode(key: &[u8], v: &[u8]) -> FsResult<Usage> {
-        if v.len() != 17 || v[0] != VALUE_VERSION {
+        if v.len() != USAGE_BYTES || v[0] != VALUE_VERSION {
             return Err(corrupt(key, "usage counter has a bad length or version"));
         }
         let inodes = i64::from_le_bytes(v[1..9].try_into().expect("length checked"));
@@ -423,7 +463,11 @@ pub struct Session {
     pub mounted: Timespec,
 }
 
-const SESSION_BYTES: usize = 1 + 16 + 1 + 12;
+pub(crate) const SESSION_BYTES: usize = 1 + 16 + 1 + 12;
+/// Byte table of a session record (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const SESSION_FIELDS: &[(&str, usize, usize)] =
+    &[("version", 0, 1), ("boot_id", 1, 16), ("clean", 17, 1), ("mounted_sec", 18, 8), ("mounted_nsec", 26, 4)];
 
 impl Session {
     pub fn encode(&self) -> [u8; SESSION_BYTES] {
@@ -448,12 +492,18 @@ impl Session {
     }
 }
 
-pub fn encode_u64(x: u64) -> [u8; 8] {
+/// A u64 counter (`C/next_ino`): the bare integer, no version byte.
+pub(crate) const COUNTER_BYTES: usize = 8;
+/// Byte table of a u64 counter (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const COUNTER_FIELDS: &[(&str, usize, usize)] = &[("value", 0, 8)];
+
+pub fn encode_u64(x: u64) -> [u8; COUNTER_BYTES] {
     x.to_le_bytes()
 }
 
 pub fn decode_u64(key: &[u8], v: &[u8]) -> FsResult<u64> {
-    let b: [u8; 8] = v.try_into().map_err(|_| corrupt(key, "counter is not 8 bytes"))?;
+    let b: [u8; COUNTER_BYTES] = v.try_into().map_err(|_| corrupt(key, "counter is not 8 bytes"))?;
     Ok(u64::from_le_bytes(b))
 }
 
@@ -464,6 +514,12 @@ pub struct Superblock {
     pub uuid: [u8; 16],
     pub created: Timespec,
 }
+
+pub(crate) const SUPERBLOCK_BYTES: usize = 1 + 4 + 16 + 12;
+/// Byte table of a superblock (field, offset, size); doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const SUPERBLOCK_FIELDS: &[(&str, usize, usize)] =
+    &[("version", 0, 1), ("format", 1, 4), ("uuid", 5, 16), ("created_sec", 21, 8), ("created_nsec", 29, 4)];
 
 impl Superblock {
     pub fn encode(&self) -> Vec<u8> {
@@ -476,7 +532,7 @@ impl Superblock {
     }
 
     pub fn decode(key: &[u8], v: &[u8]) -> FsResult<Superblock> {
-        if v.len() != 1 + 4 + 16 + 12 || v[0] != VALUE_VERSION {
+        if v.len() != SUPERBLOCK_BYTES || v[0] != VALUE_VERSION {
             return Err(corrupt(key, "superblock has a bad length or version"));
         }
         let mut r = Reader { v, pos: 1 };

@@ -15,6 +15,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use holt_core::{Tree, TreeBuilder};
 
@@ -108,7 +109,12 @@ impl Store {
     }
 }
 
-/// flock `dir/lock` without waiting and record our pid in it.
+/// How long a mount waits for a previous daemon that is still closing the store.
+const CLOSING_WAIT: Duration = Duration::from_secs(60);
+
+/// flock `dir/lock` and record our pid in it. A lock held by a daemon that
+/// no longer serves a mount of this store (it is closing: unmounted, still
+/// making its last changes durable) is waited for, up to `CLOSING_WAIT`.
 fn take_lock(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("lock");
     let mut file = OpenOptions::new()
@@ -118,19 +124,20 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
         .truncate(false)
         .open(&path)
         .map_err(io_err("open lock file", &path))?;
-    // SAFETY: flock on a descriptor owned by `file`.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = match holder.trim() {
-                "" => "pid unknown".to_string(),
-                pid => format!("pid {pid}"),
-            };
+    let canonical = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let deadline = Instant::now() + CLOSING_WAIT;
+    let mut said = false;
+    while !try_flock(&file, libc::LOCK_EX).map_err(|source| StoreError::Io { what: "lock", path: path.clone(), source })? {
+        let holder = holder(&mut file);
+        let ours = holder == format!("pid {}", std::process::id());
+        if ours || crate::mountpoint::store_mounted(&canonical) || Instant::now() >= deadline {
             return Err(StoreError::Locked { path: dir.to_path_buf(), holder });
         }
-        return Err(StoreError::Io { what: "lock", path, source: e });
+        if !said {
+            log::info!("waiting for the previous holt-fs daemon ({holder}) to finish closing {}", dir.display());
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let write_pid = |f: &mut File| -> io::Result<()> {
         f.set_len(0)?;
@@ -139,6 +146,53 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
     };
     write_pid(&mut file).map_err(io_err("write lock file", &path))?;
     Ok(file)
+}
+
+/// flock without waiting: false if someone else holds a conflicting lock.
+fn try_flock(file: &File, op: libc::c_int) -> io::Result<bool> {
+    // SAFETY: flock on a descriptor owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Who holds the lock, as its file says.
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.seek(io::SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut text));
+    match text.trim() {
+        "" => "pid unknown".to_string(),
+        pid => format!("pid {pid}"),
+    }
+}
+
+/// Wait until no daemon holds the store in `dir` (it closed it), up to
+/// `limit`; false if it still holds it then. A directory without a lock
+/// file holds nothing.
+pub fn wait_closed(dir: &Path, limit: Duration) -> io::Result<bool> {
+    let file = match File::open(dir.join("lock")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        if try_flock(&file, libc::LOCK_SH)? {
+            // SAFETY: flock on a descriptor owned by `file`.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Whether `dir` looks like a store (for messages; opening checks for real).

@@ -18,6 +18,13 @@ pub fn require_fuse() {
     );
 }
 
+/// Extra `holt-fs mount` arguments for every mount of the suite, from
+/// `HOLT_IT_MOUNT_ARGS` (split at spaces): scripts/test.sh runs the suite
+/// once more with `--no-passthrough` to cover both data paths.
+fn suite_mount_args() -> Vec<String> {
+    std::env::var("HOLT_IT_MOUNT_ARGS").unwrap_or_default().split_whitespace().map(str::to_owned).collect()
+}
+
 /// A running holt-fs daemon mounted on a temporary directory.
 pub struct Mount {
     pub mountpoint: PathBuf,
@@ -101,7 +108,12 @@ impl Mount {
             Some(s) => cmd.arg("--store").arg(s),
             None => cmd.arg("--memory"),
         };
-        cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn()
+        cmd.args(extra).args(suite_mount_args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn()
+    }
+
+    /// Whether this daemon serves file data through FUSE passthrough.
+    pub fn passthrough(&self) -> bool {
+        self.log_text().contains("data path: FUSE passthrough")
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -129,6 +141,11 @@ impl Mount {
         let status = Command::new(env!("CARGO_BIN_EXE_holt-fs")).arg("umount").arg(&self.mountpoint).status().unwrap();
         assert!(status.success(), "holt-fs umount failed; log:\n{}", self.log_text());
         self.wait_exit();
+    }
+
+    /// Hand over the running daemon's process without waiting for it.
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
     }
 
     /// Wait for the daemon to exit by itself (after an unmount or a signal).

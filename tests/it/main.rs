@@ -5,8 +5,10 @@
 
 mod bigdir;
 mod crash_script;
+mod direct_io;
 mod fsck;
 mod harness;
+mod passthrough;
 mod persist;
 mod posix;
 mod stress;

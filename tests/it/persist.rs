@@ -120,6 +120,44 @@ fn remount_preserves_everything() {
 }
 
 #[test]
+fn umount_then_mount_in_a_tight_loop_never_finds_the_store_busy() {
+    let mut m = Mount::persistent(&[]);
+    let store = fs::canonicalize(m.store.as_ref().unwrap()).unwrap();
+    let mut closing = Vec::new();
+    for round in 0..12 {
+        fs::write(m.path(&format!("f{round}")), format!("round {round}")).unwrap();
+        if round % 2 == 0 {
+            let status = Command::new(env!("CARGO_BIN_EXE_holt-fs")).arg("umount").arg(&m.mountpoint).status().unwrap();
+            assert!(status.success(), "round {round}: holt-fs umount failed; log:\n{}", m.log_text());
+            assert!(holt_mount::wait_closed(&store, Duration::ZERO).unwrap(), "round {round}: umount returned before the store closed");
+            m.wait_exit();
+        } else {
+            // As umount(8) does: return at once; the next mount waits for the closing daemon.
+            // SAFETY: umount2 with a valid C path of our own mount.
+            assert_eq!(unsafe { libc::umount2(cstr(&m.mountpoint).as_ptr(), 0) }, 0, "round {round}");
+            closing.extend(m.take_child());
+        }
+        m.spawn(&[]);
+        for r in 0..=round {
+            assert_eq!(fs::read_to_string(m.path(&format!("f{r}"))).unwrap(), format!("round {r}"), "round {round}");
+        }
+    }
+    for mut child in closing {
+        assert!(child.wait().unwrap().success(), "a daemon unmounted by umount2 exits cleanly");
+    }
+}
+
+#[test]
+fn umount_of_something_else_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_holt-fs")).args(["umount", "/proc"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a holt-fs mount"), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_holt-fs")).arg("umount").arg(dir.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a mountpoint"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn second_daemon_on_a_store_is_refused() {
     let m = Mount::persistent(&[]);
     let other = Mount::unstarted(false);

@@ -2,12 +2,16 @@
 //! 1. footprint: find, optimistically, each frame the batch's keys land in
 //!    (and, for a prefix guard, every frame its emptiness depends on);
 //! 2. latch: upgrade each footprint frame at the version observed, in id
-//!    order, never blocking while holding one; any change restarts;
+//!    order, never blocking while holding one; any change restarts; with
+//!    every frame held, a poisoned engine refuses (see step 4);
 //! 3. resolve: check guards and read what ops need, against latched frames;
 //! 4. apply: journal the resolved ops, then change the frames.
+//!
 //! Nothing is written before step 4, so a failed guard or a missing rename
 //! source leaves the tree untouched, and no reader sees half a batch of
-//! any frame.
+//! any frame. A failure inside step 4, after the journal append, poisons
+//! the engine instead (`Engine::abandon_half_applied`): a batch is never
+//! published, read or recovered in part.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -46,13 +46,17 @@ fn faulted_image() -> Vec<u8> {
 }
 
 impl Engine {
-    fn capture(&self, d: &Durable) -> Capture {
+    /// `Err(Poisoned)` if the engine was poisoned by the time the cut is
+    /// taken: a batch that failed half applied held the gate until it had
+    /// raised the poison, so no capture can hold a frame of it.
+    fn capture(&self, d: &Durable) -> Result<Capture> {
         let pool = &self.pool;
         // Image buffers are allocated and faulted in before the cut: done
         // under the gate, the kernel's page faults and zeroing stalled every
         // writer for ~0.4 ms per dirty frame (100-140 ms at 1M keys).
         let mut spare: Vec<Vec<u8>> = (0..pool.dirty_count()).map(|_| faulted_image()).collect();
         let _cut = self.gate.write();
+        self.check_poison()?;
         let live: HashSet<FrameId> = pool.live_ids().into_iter().collect();
         let mut images = Vec::new();
         for &id in &live {
@@ -68,13 +72,13 @@ impl Engine {
             cell.mark_clean();
         }
         let dropped = d.store.frame_ids().into_iter().filter(|id| !live.contains(id)).collect();
-        Capture {
+        Ok(Capture {
             lsn: d.journal.last_lsn(),
             images,
             dropped,
             keys: self.key_count(),
             next_frame_id: pool.id_limit(),
-        }
+        })
     }
 
     fn publish(&self, d: &Durable, cap: &mut Capture) -> Result<()> {
@@ -105,7 +109,7 @@ impl Engine {
     /// `checkpoint_now` for a caller holding `checkpoint_serial`.
     pub(crate) fn checkpoint_locked(&self, d: &Durable) -> Result<()> {
         self.check_poison()?;
-        let mut cap = self.capture(d);
+        let mut cap = self.capture(d)?;
         // Nothing written since the published checkpoint (a clean close of
         // an idle tree): it already is this checkpoint.
         let unchanged = cap.images.is_empty() && cap.dropped.is_empty() && d.store.checkpoint_lsn() == Some(cap.lsn);

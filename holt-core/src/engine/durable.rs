@@ -119,4 +119,8 @@ impl Sink for JournalSink {
     fn sync(&self) -> Result<()> {
         self.journal.sync()
     }
+
+    fn abandon(&self, cause: &Error) {
+        self.journal.poison(cause);
+    }
 }

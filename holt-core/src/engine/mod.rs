@@ -6,7 +6,9 @@ mod batch;
 mod checkpoint;
 mod config;
 mod durable;
+mod fault;
 mod maintenance;
+mod poison;
 mod single;
 mod sink;
 mod write;
@@ -14,13 +16,14 @@ mod write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use parking_lot::{RwLock, RwLockReadGuard};
 
 pub(crate) use config::Config;
 
 use self::background::Background;
 use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
+use self::poison::{Poison, Refuse};
 use self::sink::{MemorySink, Sink};
 use crate::api::TreeStats;
 use crate::counter::Counter;
@@ -54,8 +57,8 @@ pub(crate) struct Engine {
     /// Writers hold the shared side from latching frames to releasing them;
     /// a checkpoint's capture holds the exclusive side for its consistent cut.
     gate: RwLock<()>,
-    /// Why the tree refuses writes, once durability became unknown.
-    poisoned: Mutex<Option<String>>,
+    /// What the tree refuses, once durability or its frames became unknown.
+    poison: Poison,
     keys_added: Counter,
     keys_removed: Counter,
     checkpoints: Counter,
@@ -92,7 +95,7 @@ impl Engine {
             sink,
             durable,
             gate: RwLock::new(()),
-            poisoned: Mutex::new(None),
+            poison: Poison::default(),
             keys_added: Counter::default(),
             keys_removed: Counter::default(),
             checkpoints: Counter::default(),
@@ -149,7 +152,9 @@ impl Engine {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
-        lookup(&self.pool, &Owned::default(), key)
+        let found = lookup(&self.pool, &Owned::default(), key);
+        self.poison.check_reads()?;
+        found
     }
 
     pub fn apply(&self, guards: &[Guard], ops: Vec<Op>, want_prev: bool) -> Result<Applied> {
@@ -165,6 +170,10 @@ impl Engine {
             if !latch(pool, &fp, &mut owned) {
                 pool.counters.restarts.add(1);
                 continue;
+            }
+            if let Err(e) = self.check_poison() {
+                owned.release_clean();
+                return Err(e);
             }
             match guards_hold(pool, &mut owned, guards, &hints) {
                 Ok(true) => {}
@@ -205,6 +214,7 @@ impl Engine {
     /// journal `log` (nothing changed yet if that fails), change the latched
     /// frames with `apply`, release them dirty, leave the commit gate, then
     /// wait for the journal's acknowledgement and nudge the checkpointer.
+    /// The caller has checked the poison with every frame latched.
     fn journal_and_apply<'p>(
         &'p self,
         mut owned: Owned<'p>,
@@ -219,12 +229,47 @@ impl Engine {
                 return Err(e);
             }
         };
-        let delta = apply(&mut owned, lsn)?;
+        let delta = match apply(&mut owned, lsn) {
+            Ok(delta) => delta,
+            Err(e) => return Err(self.abandon_half_applied(owned, lsn, e)),
+        };
         owned.release_dirty();
         self.count_keys(delta);
         drop(gate);
         self.sink.commit(lsn)?;
         self.nudge_if_due()
+    }
+
+    /// `apply` failed after the batch's record was staged, so the frames
+    /// may hold part of the batch, and the record may still be written by
+    /// the next commit (anyone's). Neither may be published half:
+    /// - the engine refuses reads and writes from now on. The poison is
+    ///   raised while this batch still holds its frames and the commit gate,
+    ///   so a writer latching the frames later, a read validating against
+    ///   them (`Poison::check_reads`) and a checkpoint's capture (which
+    ///   checks under the exclusive gate) all find it: no checkpoint ever
+    ///   holds a frame of this batch, and the last published one is cut
+    ///   before it;
+    /// - the journal refuses further appends and commits, so no commit
+    ///   starting later writes this record (nor any other not yet written,
+    ///   none of them acknowledged). One written already, or taken by a
+    ///   commit under way (another writer's, a checkpoint's WAL sync, the
+    ///   staging flush in `append`), is whole, and recovery (manifest +
+    ///   whole records) replays the whole batch. Either way recovery finds
+    ///   it wholly absent or wholly present, and every acknowledged batch
+    ///   present.
+    ///
+    /// Doing every fallible step before the append instead would need a dry
+    /// run of each batch: a spill's outcome depends on the ops before it,
+    /// and a frame can be found corrupt only by walking it under the latch.
+    /// Returns `cause`, for the failing call.
+    fn abandon_half_applied(&self, mut owned: Owned<'_>, lsn: Lsn, cause: Error) -> Error {
+        let lsn = lsn.0;
+        let why = format!("batch at lsn {lsn} failed after it was journaled ({cause}); its frames may hold part of it");
+        self.poison.raise(Refuse::ReadsAndWrites, &why);
+        self.sink.abandon(&Error::Poisoned { cause: why });
+        owned.release_dirty();
+        cause
     }
 
     /// Wake the checkpointer when a mark is passed; past twice the WAL
@@ -255,23 +300,22 @@ impl Engine {
         let Some(d) = &self.durable else { return false };
         let dirty = self.pool.dirty_count();
         dirty > 0
+            && self.check_poison().is_ok()
             && (interval_elapsed
                 || dirty >= self.cfg.dirty_frames_mark()
                 || self.pool.over_budget()
                 || d.journal.bytes() >= self.cfg.wal_bytes_target)
     }
 
+    /// `Err(Poisoned)` once writes are refused.
     pub(crate) fn check_poison(&self) -> Result<()> {
-        match &*self.poisoned.lock() {
-            None => Ok(()),
-            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
-        }
+        self.poison.check_writes()
     }
 
     /// After a failed sync nobody knows what reached the disk: refuse writes.
     pub(crate) fn poison_if_durability_unknown(&self, e: &Error) {
         if matches!(e, Error::Poisoned { .. } | Error::Io { op: "fdatasync" | "fsync" | "sync", .. }) {
-            self.poisoned.lock().get_or_insert_with(|| e.to_string());
+            self.poison.raise(Refuse::Writes, e);
         }
     }
 
@@ -289,7 +333,15 @@ impl Engine {
 
     /// Append up to `limit` entries `>= lower` under `prefix` to `out`.
     pub fn scan(&self, q: &Scan<'_>, scratch: &mut ScanScratch, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        scan(&self.pool, &Owned::default(), q, scratch, out).map(|_| ())
+        // Checked before too: a chunk is heavy work to throw away.
+        self.poison.check_reads()?;
+        let kept = out.len();
+        let scanned = scan(&self.pool, &Owned::default(), q, scratch, out);
+        if let Err(e) = self.poison.check_reads() {
+            out.truncate(kept);
+            return Err(e);
+        }
+        scanned.map(|_| ())
     }
 
     pub fn sync(&self) -> Result<()> {
@@ -391,6 +443,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod apply_fault_tests;
 #[cfg(test)]
 mod power_loss_tests;
 

@@ -25,7 +25,7 @@ fn open_on(vfs: &MemVfs) -> crate::Result<Tree> {
     Ok(Tree::from_engine(Engine::open_durable(cfg, Arc::new(vfs.clone()), lock)?))
 }
 
-fn contents(tree: &Tree) -> Model {
+pub(super) fn contents(tree: &Tree) -> Model {
     tree.range()
         .into_iter()
         .map(|e| match e.expect("scan of a recovered tree") {

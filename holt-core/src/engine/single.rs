@@ -41,6 +41,10 @@ impl Engine {
             }
             let mut owned = Owned::default();
             owned.push(land.view.id, land.view.cell);
+            if let Err(e) = self.check_poison() {
+                owned.release_clean();
+                return Err(e);
+            }
             // Latched at the version walked: the walk's answer is current.
             let prev = match land.walk {
                 Walk::Leaf(off) if want_prev || is_delete => Some(LeafAt(off).value(land.view.buf)),

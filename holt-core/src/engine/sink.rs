@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::Lsn;
 use crate::op::LogOp;
 
@@ -16,6 +16,10 @@ pub(crate) trait Sink: Send + Sync {
     fn commit(&self, lsn: Lsn) -> Result<()>;
     /// Barrier: everything appended so far is on stable storage.
     fn sync(&self) -> Result<()>;
+    /// A batch appended here will not be applied whole (`cause`): refuse
+    /// every later append and commit, so that records not yet written stay
+    /// unwritten. Records already written stay as they are.
+    fn abandon(&self, cause: &Error);
 }
 
 /// Memory mode: LSNs only number versions; nothing is written.
@@ -41,4 +45,7 @@ impl Sink for MemorySink {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Nothing is written, so nothing to stop; the engine's poison refuses.
+    fn abandon(&self, _cause: &Error) {}
 }

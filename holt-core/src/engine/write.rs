@@ -2,6 +2,7 @@
 //! in owned frames (see the landing invariant in `tree`); a spill adds the
 //! frames it creates to the owned set.
 
+use super::fault::{self, Step};
 use crate::error::{Error, Result};
 use crate::ids::{FrameId, Lsn};
 use crate::layout::space::ensure;
@@ -123,6 +124,7 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
                 if !spill(pool, owned, landing.view.id, need) && !ensure(b, need) {
                     return Err(corrupt_frame(landing.view.id, "no subtree can move to make room"));
                 }
+                fault::point(Step::AfterSpill)?;
             }
             Put::Redirect => continue,
             Put::Corrupt => return Err(corrupt_frame(landing.view.id, "unreadable node on insert")),
@@ -157,18 +159,23 @@ fn apply_op<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, hin
         LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, h(key))?,
         LogOp::Delete { key } => delete(pool, owned, key, h(key))?,
         LogOp::Rename { src, dst, value } => {
-            delete(pool, owned, src, h(src))? + put(pool, owned, (dst, value), lsn, h(dst))?
+            let removed = delete(pool, owned, src, h(src))?;
+            fault::point(Step::RenameHalfDone)?;
+            removed + put(pool, owned, (dst, value), lsn, h(dst))?
         }
     })
 }
 
 /// Apply `ops` in order with version `lsn`, landing each key from its hint.
-/// Returns the net key delta.
+/// Returns the net key delta. An error leaves the ops before it applied
+/// (the engine poisons, see `Engine::abandon_half_applied`).
 pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp], lsn: Lsn, hints: &Hints) -> Result<KeyDelta> {
     let mut delta = 0;
     for op in ops {
+        fault::point(Step::BeforeOp)?;
         delta += apply_op(pool, owned, op, lsn, hints)?;
     }
+    fault::point(Step::BeforeFinish)?;
     finish(pool, owned, lsn);
     Ok(delta)
 }
@@ -176,11 +183,13 @@ pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp]
 /// Apply a single put or delete whose key landed at `hint` (a frame the
 /// caller latched at the version it walked), then stamp `lsn`.
 pub(crate) fn apply_single<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, hint: Hint) -> Result<KeyDelta> {
+    fault::point(Step::BeforeOp)?;
     let delta = match op {
         LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, Some(hint))?,
         LogOp::Delete { key } => delete(pool, owned, key, Some(hint))?,
         LogOp::Rename { .. } => unreachable!("a rename has two keys; it goes through apply_ops"),
     };
+    fault::point(Step::BeforeFinish)?;
     finish(pool, owned, lsn);
     Ok(delta)
 }

@@ -17,6 +17,9 @@
 //!   last segment can have a torn tail, and open cuts it off.
 //! - After a failed write or sync the journal is poisoned for good: durability
 //!   of what was staged is unknown, so every later append or commit fails.
+//!   The engine poisons it too when a batch fails after its `append`, so
+//!   that a staged record of a batch not applied whole is never written by
+//!   a commit starting afterwards.
 //! - All file access goes through `Vfs`/`FileIo`; the journal never decides
 //!   what a record means (replay belongs to the engine).
 
@@ -159,8 +162,10 @@ impl Journal {
         Err(Error::Poisoned { cause })
     }
 
-    /// Refuse every later write: `err` left durability unknown.
-    fn poison(&self, err: &Error) {
+    /// Refuse every later append, commit, sync and seal: `err` left
+    /// durability unknown, or (from the engine) a staged record belongs to
+    /// a batch that was not applied whole and must not be written.
+    pub(crate) fn poison(&self, err: &Error) {
         let mut cause = self.poison_cause.lock();
         if cause.is_none() {
             *cause = Some(err.to_string());

@@ -80,9 +80,13 @@ impl FileData {
 
     /// Open the object file, making its shard directory on first use.
     fn open_object(&self, ino: Ino, create: bool, truncate: bool) -> io::Result<File> {
+        self.open_object_as(ino, true, create, truncate)
+    }
+
+    fn open_object_as(&self, ino: Ino, write: bool, create: bool, truncate: bool) -> io::Result<File> {
         let path = self.path(ino);
         let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(create).truncate(truncate).mode(0o600).custom_flags(self.open_flags);
+        opts.read(true).write(write).create(create).truncate(truncate).mode(0o600).custom_flags(self.open_flags);
         match opts.open(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 fs::create_dir_all(self.shard_dir(ino))?;
@@ -321,6 +325,14 @@ impl DataStore for FileData {
             free_bytes: st.f_bfree as u64 * frsize,
             avail_bytes: st.f_bavail as u64 * frsize,
         })
+    }
+
+    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<File>> {
+        match self.open_object_as(ino, writable, writable, false) {
+            // A read-only mount cannot make the missing object of an empty file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {

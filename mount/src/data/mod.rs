@@ -95,6 +95,12 @@ pub trait DataStore: Send + Sync {
     fn space(&self) -> io::Result<Space>;
     /// Every object's inode number, in no particular order.
     fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()>;
+    /// A new descriptor of the object (created if missing), readable and,
+    /// if `writable`, writable, for the kernel to use directly; `None` if
+    /// objects are not files.
+    fn open_backing(&self, _ino: Ino, _writable: bool) -> io::Result<Option<std::fs::File>> {
+        Ok(None)
+    }
 }
 
 /// Bytes copied per step when a store copies through a buffer.

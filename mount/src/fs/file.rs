@@ -32,7 +32,8 @@ impl OpenFlags {
 
 impl Fs {
     /// Open a file; the inode lives at least until the matching `release`.
-    pub fn open(&self, ino: Ino, flags: OpenFlags) -> FsResult<u64> {
+    /// Returns the handle and the inode's kind.
+    pub fn open(&self, ino: Ino, flags: OpenFlags) -> FsResult<(u64, FileKind)> {
         if flags.write {
             self.writable()?;
         }
@@ -41,7 +42,15 @@ impl Fs {
             self.close_inode(ino)?;
             return Err(FsError::IsDir);
         }
-        Ok(self.new_fh())
+        Ok((self.new_fh(), inode.kind))
+    }
+
+    /// A descriptor of regular file `ino`'s data object for the kernel to
+    /// read and write directly (FUSE passthrough); `None` where the data
+    /// store has no such file (memory). Sizes and times stay right however
+    /// the object is written: the object owns them.
+    pub fn backing_file(&self, ino: Ino) -> FsResult<Option<std::fs::File>> {
+        self.data.open_backing(ino, !self.cfg.read_only).map_err(|e| FsError::data("open", ino, e))
     }
 
     /// Writes reach the data store before they are acknowledged, so a flush

@@ -98,7 +98,7 @@ impl Fs {
             }
             Err(e) => return Err(e),
         };
-        let fh = self.open(attr.ino, flags)?;
+        let (fh, _) = self.open(attr.ino, flags)?;
         Ok((self.getattr(attr.ino)?, fh))
     }
 

@@ -34,6 +34,16 @@ pub(super) fn open_fs(disk: &SimDisk, boot: [u8; 16], sync: bool) -> Fs {
     Fs::new(tree, Box::new(data), cfg).expect("the filesystem mounts after a crash")
 }
 
+/// fsck of the store on `disk` (no daemon holds it) finds nothing.
+pub(super) fn assert_fsck_clean(disk: &SimDisk, ctx: &str) {
+    let builder = TreeBuilder::new(STORE_META).checkpoint_interval(None).buffer_pool_size(64);
+    let tree = disk.open_tree(builder).expect("the simulated store opens for fsck");
+    let data = SimData::new(disk.clone(), Path::new(STORE_DATA)).expect("the data directory opens");
+    let report = crate::fsck::fsck(&tree, &data, &crate::fsck::FsckOptions { repair: false }, &mut |_| {}).expect("fsck runs");
+    let found: Vec<String> = report.findings.iter().map(|f| f.problem.to_string()).collect();
+    assert!(report.is_clean(), "{ctx}: fsck found {found:#?}");
+}
+
 /// `ino`'s size and whole contents as a reader sees them.
 fn contents(fs: &Fs, ino: Ino) -> (u64, Vec<u8>) {
     let size = fs.getattr(ino).expect("the file exists").inode.size;
@@ -118,7 +128,9 @@ fn data_ops_killed_at_every_step_are_before_or_after() {
                 let image = disk.take_crash_image().unwrap_or_else(|| disk.crash(mode));
                 let boot = if mode == CrashMode::KillProcess { BOOT } else { REBOOTED };
                 let ctx = format!("{name}, {mode:?} before disk op {step} of {first}..{last}");
+                assert_fsck_clean(&image, &format!("{ctx}, before the mount"));
                 check_before_or_after(&open_fs(&image, boot, false), f, &before, &after, &ctx);
+                assert_fsck_clean(&image, &ctx);
             }
         }
     }
@@ -154,6 +166,8 @@ fn a_killed_create_leaves_an_empty_file_and_no_stray_object() {
             for ino in objects {
                 assert!(fs.getattr(ino).is_ok(), "{ctx}: object {} has no inode after the mount", ino.0);
             }
+            drop(fs);
+            assert_fsck_clean(&image, &ctx);
         }
     }
 }

@@ -8,7 +8,7 @@
 //! - every file whose contents an fsync covered, and that was not changed
 //!   after it, reads back exactly;
 //! - every file reads up to its size and no further; no data object lacks
-//!   a live file.
+//!   a live file; fsck finds nothing.
 //!
 //! Replay a failure with `HOLT_CRASH_SEED=<seed>` (printed on failure).
 
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use holt_core::testing::{CrashMode, SimDisk};
 
-use super::crash::{open_fs, BOOT, REBOOTED};
+use super::crash::{assert_fsck_clean, open_fs, BOOT, REBOOTED};
 use super::{Rng, USER};
 use crate::data::{DataStore, SimData};
 use crate::schema::{FileKind, Ino};
@@ -306,7 +306,9 @@ fn run_seed(seed: u64) {
         let history = workload(&disk, seed, sync, Some((at, mode)));
         let image = disk.take_crash_image().unwrap_or_else(|| disk.crash(mode));
         let boot = if mode == CrashMode::KillProcess { BOOT } else { REBOOTED };
-        check_recovered(&open_fs(&image, boot, sync), &image, &history, at, &format!("seed {seed}, {mode:?} before disk op {at}"));
+        let ctx = format!("seed {seed}, {mode:?} before disk op {at}");
+        check_recovered(&open_fs(&image, boot, sync), &image, &history, at, &ctx);
+        assert_fsck_clean(&image, &ctx);
     }
 }
 

@@ -1,11 +1,15 @@
-//! The FUSE adapter: the only file that names fuser types. Each callback
+//! The FUSE adapter: the only module that names fuser types. Each callback
 //! decodes its request into plain values, calls [`Fs`] once, and encodes the
-//! reply; errno comes from [`FsError::errno`] and nowhere else.
+//! reply; errno comes from [`FsError::errno`] and nowhere else. `backing`
+//! holds the kernel's passthrough handles for open regular files.
+
+mod backing;
 
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +20,9 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL,
     SessionUnmounter, TimeOrNow, WriteFlags,
 };
-use log::{debug, error};
+use log::{debug, error, info, warn};
+
+use backing::Backings;
 
 use crate::data::SeekKind;
 use crate::schema::{FileKind, Ino, Timespec};
@@ -48,6 +54,9 @@ pub struct FuseOptions {
     /// sends them later, so a write(2) is acknowledged before the daemon
     /// has it (kill -9 of the daemon can lose writes not yet fsync'd).
     pub writeback_cache: bool,
+    /// Let the kernel read and write data objects directly (FUSE
+    /// passthrough) where it can; else every read and write is a request.
+    pub passthrough: bool,
 }
 
 impl Default for FuseOptions {
@@ -61,6 +70,7 @@ impl Default for FuseOptions {
             read_only: false,
             fsname: "holt-fs".into(),
             writeback_cache: false,
+            passthrough: true,
         }
     }
 }
@@ -86,7 +96,7 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
-        MountOption::Subtype("holt".into()),
+        MountOption::Subtype(crate::mountpoint::FS_TYPE["fuse.".len()..].into()),
         MountOption::DefaultPermissions,
         MountOption::Dev,
         MountOption::Suid,
@@ -97,7 +107,12 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
     config.clone_fd = true;
     let fs = Arc::new(fs);
     Fs::start_reclaimer(&fs)?;
-    let adapter = Adapter { fs: Arc::clone(&fs), opts: opts.clone() };
+    let adapter = Adapter {
+        fs: Arc::clone(&fs),
+        opts: opts.clone(),
+        passthrough: AtomicBool::new(false),
+        backings: Backings::default(),
+    };
     Ok(Mounted { session: Session::new(adapter, mountpoint, &config)?, fs })
 }
 
@@ -121,6 +136,9 @@ impl Mounted {
 struct Adapter {
     fs: Arc<Fs>,
     opts: FuseOptions,
+    /// Passthrough granted by the kernel and not yet found unusable.
+    passthrough: AtomicBool,
+    backings: Backings,
 }
 
 fn name(n: &OsStr) -> &[u8] {
@@ -214,6 +232,31 @@ impl Adapter {
         }
     }
 
+    /// The passthrough backing for handle `fh` of `ino`, if passthrough is
+    /// on and `ino` is a regular file; `None` serves the handle through the
+    /// daemon. A kernel that refuses a backing turns passthrough off.
+    fn backing(
+        &self,
+        ino: Ino,
+        fh: u64,
+        kind: FileKind,
+        register: impl FnOnce(&std::fs::File) -> io::Result<fuser::BackingId>,
+    ) -> Option<Arc<fuser::BackingId>> {
+        if kind != FileKind::File || !self.passthrough.load(Ordering::Relaxed) {
+            return None;
+        }
+        let open = || self.fs.backing_file(ino).map_err(|e| io::Error::from_raw_os_error(e.errno()));
+        match self.backings.attach(ino, fh, open, register) {
+            Ok(b) => b,
+            Err(e) => {
+                if self.passthrough.swap(false, Ordering::Relaxed) {
+                    warn!("FUSE passthrough refused for inode {} ({e}); data now goes through the daemon", ino.0);
+                }
+                None
+            }
+        }
+    }
+
     fn empty(&self, reply: ReplyEmpty, op: &'static str, r: Result<(), FsError>) {
         match r {
             Ok(()) => reply.ok(),
@@ -235,6 +278,17 @@ impl Adapter {
             Err(e) => reply.error(fail(op, e)),
         }
     }
+}
+
+/// Ask for FUSE passthrough; true if the kernel grants it.
+fn request_passthrough(config: &mut KernelConfig) -> bool {
+    let granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
+    if granted {
+        info!("data path: FUSE passthrough (the kernel reads and writes data objects directly)");
+    } else {
+        info!("data path: through the daemon (the kernel does not offer FUSE passthrough)");
+    }
+    granted
 }
 
 /// Ask for each capability on its own, so one the kernel lacks does not
@@ -268,6 +322,14 @@ fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         request_capabilities(config, &self.opts);
+        let granted = match self.opts.passthrough {
+            true => request_passthrough(config),
+            false => {
+                info!("data path: through the daemon (passthrough off for this mount)");
+                false
+            }
+        };
+        self.passthrough.store(granted, Ordering::Relaxed);
         Ok(())
     }
 
@@ -367,10 +429,14 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
-        match self.fs.open(Ino(ino.0), OpenFlags::from_raw(flags.0)) {
+        let (fh, kind) = match self.fs.open(Ino(ino.0), OpenFlags::from_raw(flags.0)) {
+            Ok(opened) => opened,
+            Err(e) => return reply.error(fail("open", e)),
+        };
+        match self.backing(Ino(ino.0), fh, kind, |f| reply.open_backing(f)) {
+            Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
             // The daemon is the only writer, so cached pages stay valid across opens.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(fail("open", e)),
+            None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
         }
     }
 
@@ -426,6 +492,7 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.backings.release(Ino(ino.0), fh.0);
         self.empty(reply, "release", self.fs.release(Ino(ino.0), fh.0));
     }
 
@@ -518,15 +585,14 @@ impl Filesystem for Adapter {
     }
 
     fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        match self.fs.create(caller(req), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
-            Ok((a, fh)) => reply.created(
-                &self.opts.entry_ttl,
-                &file_attr(a.ino, &a.inode),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Err(e) => reply.error(fail("create", e)),
+        let (a, fh) = match self.fs.create(caller(req), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
+            Ok(created) => created,
+            Err(e) => return reply.error(fail("create", e)),
+        };
+        let (ttl, attr, fh) = (&self.opts.entry_ttl, file_attr(a.ino, &a.inode), FileHandle(fh));
+        match self.backing(a.ino, fh.0, a.inode.kind, |f| reply.open_backing(f)) {
+            Some(b) => reply.created_passthrough(ttl, &attr, Generation(0), fh, FopenFlags::empty(), &b),
+            None => reply.created(ttl, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE),
         }
     }
 

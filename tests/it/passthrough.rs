@@ -1,0 +1,58 @@
+//! File data through FUSE passthrough: the kernel writes data objects
+//! directly and the daemon never sees the write, yet sizes and times stay
+//! right and every completed write survives kill -9 of the daemon, because
+//! the object is the only authority for them.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use crate::harness::Mount;
+
+/// Write through a shared mapping of `file`'s first `len` bytes.
+fn write_mapped(file: &fs::File, len: usize, byte: u8) {
+    // SAFETY: a shared mapping of an open file of at least `len` bytes,
+    // written within bounds and unmapped before return.
+    unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0);
+        assert_ne!(p, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        std::ptr::write_bytes(p.cast::<u8>(), byte, len);
+        assert_eq!(libc::munmap(p, len), 0);
+    }
+}
+
+#[test]
+fn passthrough_writes_keep_sizes_and_survive_kill9() {
+    let mut m = Mount::persistent(&[]);
+    if std::env::var("HOLT_IT_MOUNT_ARGS").unwrap_or_default().contains("--no-passthrough") {
+        assert!(!m.passthrough(), "--no-passthrough serves data through the daemon");
+    } else {
+        assert!(m.passthrough(), "a store mount uses FUSE passthrough where the kernel has it; log:\n{}", m.log_text());
+    }
+    let mut appended = OpenOptions::new().create(true).append(true).open(m.path("log")).unwrap();
+    for i in 0..100u32 {
+        writeln!(appended, "line {i}").unwrap();
+    }
+    let expect_log: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(fs::metadata(m.path("log")).unwrap().len(), expect_log.len() as u64, "stat sees appends at once");
+
+    let mapped = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(m.path("mapped")).unwrap();
+    mapped.set_len(64 * 1024).unwrap();
+    write_mapped(&mapped, 64 * 1024, b'M');
+    let sparse = OpenOptions::new().write(true).create(true).truncate(true).open(m.path("sparse")).unwrap();
+    sparse.write_all_at(b"tail", 10 << 20).unwrap();
+    let before = fs::metadata(m.path("sparse")).unwrap();
+    assert_eq!(before.len(), (10 << 20) + 4);
+    assert!(before.blocks() * 512 < 1 << 20, "a hole stays a hole");
+    drop((appended, mapped, sparse));
+
+    m.kill9();
+    m.spawn(&[]);
+    assert_eq!(fs::read_to_string(m.path("log")).unwrap(), expect_log);
+    assert_eq!(fs::read(m.path("mapped")).unwrap(), vec![b'M'; 64 * 1024], "stores through a mapping survive");
+    let after = fs::metadata(m.path("sparse")).unwrap();
+    assert_eq!((after.len(), after.mtime(), after.mtime_nsec()), (before.len(), before.mtime(), before.mtime_nsec()));
+    let data = fs::read(m.path("sparse")).unwrap();
+    assert!(data[..10 << 20].iter().all(|&b| b == 0) && &data[10 << 20..] == b"tail");
+}

@@ -1,5 +1,5 @@
 //! The kill-and-remount driver that `scripts/crash-test.sh` runs
-//! (`holt-crash`), for a few rounds in each durability mode.
+//! (`holt-crash`), for a few rounds in each durability mode and data path.
 
 use std::process::Command;
 
@@ -32,6 +32,13 @@ fn crash_rounds_pass(test: &str, extra: &[&str]) {
 #[test]
 fn crash_rounds_keep_every_acknowledged_operation() {
     crash_rounds_pass("crash_rounds_default", &[]);
+}
+
+/// Writes through the daemon rather than FUSE passthrough (the default
+/// where the kernel offers it), so that kills cut writes off in flight.
+#[test]
+fn crash_rounds_keep_every_acknowledged_operation_without_passthrough() {
+    crash_rounds_pass("crash_rounds_no_passthrough", &["--daemon-arg=--no-passthrough"]);
 }
 
 #[test]

@@ -99,7 +99,7 @@ impl Daemon {
     /// `holt-fs umount`, then wait for the daemon to close the store and exit 0.
     pub fn unmount(mut self) -> Result<(), String> {
         let status = Command::new(&self.setup.holt_fs)
-            .arg("umount")
+            .args(["umount", "--log-level", "warn"])
             .arg(&self.setup.mountpoint)
             .status()
             .map_err(|e| format!("cannot run holt-fs umount: {e}"))?;

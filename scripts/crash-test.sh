@@ -7,6 +7,7 @@
 #
 #   scripts/crash-test.sh [--rounds N] [--sync] [--seed S] [--store DIR]
 #                         [--threads T] [--kill-ms-max MS] [--no-fsck]
+#                         [--daemon-arg=ARG ...]   (e.g. --daemon-arg=--no-passthrough)
 #
 # A failing round prints its seed, the command that replays it and the
 # store it leaves for inspection, and the script exits non-zero. Needs

@@ -4,6 +4,7 @@
 //! say what is missing; they never skip.
 
 mod bigdir;
+mod crash_script;
 mod direct_io;
 mod fsck;
 mod full_disk;

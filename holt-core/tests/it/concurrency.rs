@@ -29,7 +29,9 @@ fn check_value(key: &[u8], v: &[u8]) {
 fn writer(tree: Tree, me: u64, stop: Arc<AtomicBool>) -> u64 {
     let mut rng = Rng::new(me * 7919 + 1);
     let mut gen = 0;
-    while !stop.load(Ordering::Relaxed) {
+    // At least one op even if the scheduler starts this thread after the
+    // stop (seen on a loaded 2-core machine).
+    while gen == 0 || !stop.load(Ordering::Relaxed) {
         gen += 1;
         let own = format!("w{me}/{:04}", rng.below(3000)).into_bytes();
         let shared = format!("shared/{:04}", rng.below(3000)).into_bytes();
@@ -59,7 +61,7 @@ fn bump(tree: &Tree) {
 
 fn scanner(tree: Tree, stable: Arc<BTreeSet<Vec<u8>>>, stop: Arc<AtomicBool>) -> u64 {
     let mut scans = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while scans == 0 || !stop.load(Ordering::Relaxed) {
         let mut last: Option<Vec<u8>> = None;
         let mut seen_stable = 0;
         for e in tree.range() {

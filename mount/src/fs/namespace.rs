@@ -84,20 +84,27 @@ impl Fs {
     /// opened instead (the kernel may ask to create a name it has not seen).
     pub fn create(&self, caller: Caller, parent: Ino, name: &[u8], mode: u32, flags: OpenFlags) -> FsResult<(Attr, u64)> {
         let node = NewNode { kind: FileKind::File, perm: mode as u16, rdev: 0, target: b"" };
-        let attr = match self.make_node(caller, parent, name, node) {
-            Ok(attr) => attr,
-            Err(FsError::Exists) if !flags.exclusive => {
-                let attr = self.lookup(parent, name)?;
-                if attr.inode.kind == FileKind::Dir {
-                    return Err(FsError::IsDir);
-                }
-                if flags.truncate && attr.inode.kind == FileKind::File {
-                    self.truncate(attr.ino, 0)?;
-                }
-                attr
+        match self.make_node(caller, parent, name, node) {
+            Ok(attr) => {
+                // The new inode's attributes are in hand: count the handle
+                // without reading them back.
+                self.opens.acquire(attr.ino);
+                Ok((attr, self.new_fh()))
             }
-            Err(e) => return Err(e),
-        };
+            Err(FsError::Exists) if !flags.exclusive => self.open_existing(parent, name, flags),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// create(2) of a name that exists: open it (truncated with `O_TRUNC`).
+    fn open_existing(&self, parent: Ino, name: &[u8], flags: OpenFlags) -> FsResult<(Attr, u64)> {
+        let attr = self.lookup(parent, name)?;
+        if attr.inode.kind == FileKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if flags.truncate && attr.inode.kind == FileKind::File {
+            self.truncate(attr.ino, 0)?;
+        }
         let (fh, _) = self.open(attr.ino, flags)?;
         Ok((self.getattr(attr.ino)?, fh))
     }

@@ -31,7 +31,7 @@ impl OpenTable {
         self.shard(ino).contains_key(&ino)
     }
 
-    fn acquire(&self, ino: Ino) {
+    pub(super) fn acquire(&self, ino: Ino) {
         *self.shard(ino).entry(ino).or_insert(0) += 1;
     }
 

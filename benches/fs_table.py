@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Tables from `holt-fs bench --json` outputs, as Markdown.
+
+    fs_table.py [--ratio SPEC]... LABEL=FILE[,FILE...] ...
+
+Each LABEL names one filesystem (or build); several FILEs of a label are
+repeated runs: the cell shows their median ops/s with (min-max). A ratio
+SPEC `A/B` divides A's median by B's; `A/B|C` divides by the best of B and
+C ("the best peer"). A `-` cell: the phase did not run for that label.
+"""
+import json
+import statistics
+import sys
+
+
+def load(spec):
+    label, _, files = spec.partition("=")
+    if not files:
+        sys.exit(f"fs_table.py: expected LABEL=FILE[,FILE...], got {spec!r}")
+    runs = []
+    for path in files.split(","):
+        with open(path) as f:
+            doc = json.load(f)
+        runs.append({(r["phase"], r["threads"]): r["ops_per_s"] for r in doc["results"]})
+    return label, runs
+
+
+def fmt(v):
+    if v >= 100_000:
+        return f"{v / 1000:.0f} k"
+    if v >= 10_000:
+        return f"{v / 1000:.1f} k"
+    return f"{v:.0f}"
+
+
+def cell(values):
+    if not values:
+        return "-"
+    med = fmt(statistics.median(values))
+    if len(values) == 1:
+        return med
+    return f"{med} ({fmt(min(values))}–{fmt(max(values))})"
+
+
+def ratio(spec, medians):
+    num, _, dens = spec.partition("/")
+    top = medians.get(num)
+    bottom = [medians[d] for d in dens.split("|") if medians.get(d)]
+    if not top or not bottom:
+        return "-"
+    return f"{top / max(bottom):.2f}"
+
+
+def main(argv):
+    ratios, specs = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--ratio":
+            ratios.append(next(it))
+        else:
+            specs.append(arg)
+    labels = [load(s) for s in specs]
+    keys = []
+    for _, runs in labels:
+        for run in runs:
+            keys += [k for k in run if k not in keys]
+    print("| phase | threads | " + " | ".join(l for l, _ in labels) + "".join(f" | {r}" for r in ratios) + " |")
+    print("|---|---:|" + "---:|" * (len(labels) + len(ratios)))
+    for phase, threads in keys:
+        values = {l: [run[(phase, threads)] for run in runs if (phase, threads) in run] for l, runs in labels}
+        medians = {l: statistics.median(v) for l, v in values.items() if v}
+        row = [phase, str(threads)] + [cell(values[l]) for l, _ in labels] + [ratio(r, medians) for r in ratios]
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -2,8 +2,10 @@
 # Two holt-fs builds (daemons) under one bench client, interleaved:
 # each round mounts OLD and NEW, store on disk and store on tmpfs, one
 # `holt-fs bench` each, the order flipping every round (old new, new old,
-# ...) so a drift in the machine's speed hits both alike. A table of the
-# median ops/s per phase, (min-max) over the rounds, and new/old follows.
+# ...) so a drift in the machine's speed hits both alike. Two tables follow:
+# the median ops/s per phase, (min-max) over the rounds, and new/old; and
+# the CPU time per operation of bench client plus daemon, which a loaded
+# machine disturbs much less than the rate (there new/old > 1 is worse).
 #
 # usage: benches/fs-before-after.sh OLD_BIN NEW_BIN [--rounds N] [--files N]
 #            [--size MIB] [--threads N] [--phases LIST] [--mount-args "ARGS"]
@@ -15,7 +17,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/benches/fs-lib.sh"
 
-[[ $# -ge 2 ]] || { sed -n '8,11p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '10,13p' "$0" >&2; exit 2; }
 OLD=$(realpath "$1") NEW=$(realpath "$2")
 shift 2
 ROUNDS=3 FILES=5000 SIZE=128 THREADS=2 PHASES=all MOUNT_ARGS=""
@@ -31,7 +33,7 @@ while [[ $# -gt 0 ]]; do
         --mount-args) MOUNT_ARGS=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        *) sed -n '8,11p' "$0" >&2; exit 2 ;;
+        *) sed -n '10,13p' "$0" >&2; exit 2 ;;
     esac
 done
 CLIENT=${HOLT_BENCH:-$NEW}
@@ -54,7 +56,7 @@ one() {
     # shellcheck disable=SC2086 # MOUNT_ARGS is a list of words
     holt_mount "$bin" "$mp" --store "$store" $MOUNT_ARGS
     say "round $5: $label"
-    "$CLIENT" bench "$mp" --files "$FILES" --size "$SIZE" --threads "$THREADS" --phases "$PHASES" --json \
+    "$CLIENT" bench "$mp" --daemon-pid "$(cat "$mp.pid")" --files "$FILES" --size "$SIZE" --threads "$THREADS" --phases "$PHASES" --json \
         >"$OUT/$label.$5.json" 2>"$OUT/$label.$5.log"
     holt_unmount "$mp"
     FS_MOUNTS=() FS_PIDS=()
@@ -81,7 +83,13 @@ files() { local f=("$OUT/$1".*.json); local IFS=,; echo "${f[*]}"; }
     echo "new: $NEW"
     echo "holt-fs bench --files $FILES --size $SIZE --threads $THREADS, mount args '$MOUNT_ARGS', $ROUNDS rounds ($(uname -r), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg))"
     echo
-    python3 "$ROOT/benches/fs_table.py" "old-disk=$(files old-disk)" "new-disk=$(files new-disk)" \
-        "old-tmpfs=$(files old-tmpfs)" "new-tmpfs=$(files new-tmpfs)" --ratio new-disk/old-disk --ratio new-tmpfs/old-tmpfs
+    runs=("old-disk=$(files old-disk)" "new-disk=$(files new-disk)" "old-tmpfs=$(files old-tmpfs)" "new-tmpfs=$(files new-tmpfs)")
+    echo "ops/s, median (min-max) of the rounds:"
+    echo
+    python3 "$ROOT/benches/fs_table.py" "${runs[@]}" --ratio new-disk/old-disk --ratio new-tmpfs/old-tmpfs
+    echo
+    echo "CPU us per op (bench + daemon), median (min-max); lower is better:"
+    echo
+    python3 "$ROOT/benches/fs_table.py" --cpu "${runs[@]}" --ratio new-disk/old-disk --ratio new-tmpfs/old-tmpfs
 } | tee "$OUT/table.md"
 say "results in $OUT"

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Tables from `holt-fs bench --json` outputs, as Markdown.
 
-    fs_table.py [--ratio SPEC]... LABEL=FILE[,FILE...] ...
+    fs_table.py [--cpu] [--ratio SPEC]... LABEL=FILE[,FILE...] ...
 
 Each LABEL names one filesystem (or build); several FILEs of a label are
-repeated runs: the cell shows their median ops/s with (min-max). A ratio
+repeated runs: the cell shows their median ops/s with (min-max). With
+--cpu the cells are CPU microseconds per operation instead (the bench's
+plus the daemon's, when it was run with --daemon-pid; lower is better). A ratio
 SPEC `A/B` divides A's median by B's; `A/B|C` divides by the best of B and
 C ("the best peer"). A `-` cell: the phase did not run for that label.
 """
@@ -13,7 +15,13 @@ import statistics
 import sys
 
 
-def load(spec):
+def value(r, cpu):
+    if not cpu:
+        return r["ops_per_s"]
+    return r["client_cpu_us_per_op"] + r.get("daemon_cpu_us_per_op", 0.0)
+
+
+def load(spec, cpu):
     label, _, files = spec.partition("=")
     if not files:
         sys.exit(f"fs_table.py: expected LABEL=FILE[,FILE...], got {spec!r}")
@@ -21,11 +29,13 @@ def load(spec):
     for path in files.split(","):
         with open(path) as f:
             doc = json.load(f)
-        runs.append({(r["phase"], r["threads"]): r["ops_per_s"] for r in doc["results"]})
+        runs.append({(r["phase"], r["threads"]): value(r, cpu) for r in doc["results"]})
     return label, runs
 
 
 def fmt(v):
+    if v < 100:
+        return f"{v:.3g}"
     if v >= 100_000:
         return f"{v / 1000:.0f} k"
     if v >= 10_000:
@@ -52,14 +62,16 @@ def ratio(spec, medians):
 
 
 def main(argv):
-    ratios, specs = [], []
+    ratios, specs, cpu = [], [], False
     it = iter(argv)
     for arg in it:
-        if arg == "--ratio":
+        if arg == "--cpu":
+            cpu = True
+        elif arg == "--ratio":
             ratios.append(next(it))
         else:
             specs.append(arg)
-    labels = [load(s) for s in specs]
+    labels = [load(s, cpu) for s in specs]
     keys = []
     for _, runs in labels:
         for run in runs:

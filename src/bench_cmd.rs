@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// seqwrite-fsync, bigdir-create, bigdir-ls, bigdir-rm.
     #[arg(long, value_name = "LIST", default_value = "all")]
     phases: String,
+    /// Also report the CPU time this process (the FUSE daemon) spends per
+    /// operation, beside the bench's own.
+    #[arg(long, value_name = "PID")]
+    daemon_pid: Option<u32>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -77,7 +81,7 @@ fn plan(args: &BenchArgs) -> Result<Plan, String> {
         return Err("--threads, --files and --size must be at least 1".into());
     }
     let threads = if args.threads == 1 { vec![1] } else { vec![1, args.threads] };
-    Ok(Plan { phases: phases::select(&args.phases)?, threads, files: args.files, seq_mib: args.size })
+    Ok(Plan { phases: phases::select(&args.phases)?, threads, files: args.files, seq_mib: args.size, daemon_pid: args.daemon_pid })
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {

@@ -20,6 +20,11 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
+/// Microseconds of CPU per operation.
+fn us_per_op(ns: u64, ops: u64) -> f64 {
+    us(ns) / ops.max(1) as f64
+}
+
 /// A right-aligned number with 3 significant digits at most after the point.
 fn num(v: f64) -> String {
     match v {
@@ -40,21 +45,31 @@ pub fn text(h: &Header, rows: &[Row]) -> String {
         p.files * super::phases::BIGDIR_FACTOR,
         p.seq_mib
     );
-    let _ = writeln!(out, "{:<15} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9}", "phase", "threads", "ops", "ops/s", "p50 us", "p99 us", "max us");
+    let _ = writeln!(
+        out,
+        "{:<15} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9} {:>10}",
+        "phase", "threads", "ops", "ops/s", "p50 us", "p99 us", "max us", "cpu us/op"
+    );
     for r in rows {
         let s = &r.stats;
         let _ = writeln!(
             out,
-            "{:<15} {:>7} {:>8} {:>10.0} {:>9} {:>9} {:>9}",
+            "{:<15} {:>7} {:>8} {:>10.0} {:>9} {:>9} {:>9} {:>10}",
             r.phase.name,
             r.threads,
             s.ops,
             s.ops_per_sec(),
             num(us(s.p50_ns)),
             num(us(s.p99_ns)),
-            num(us(s.max_ns))
+            num(us(s.max_ns)),
+            num(us_per_op(r.cpu.client_ns + r.cpu.daemon_ns.unwrap_or(0), s.ops))
         );
     }
+    let daemon = match p.daemon_pid {
+        Some(pid) => format!("this process plus daemon {pid}"),
+        None => "this process only".into(),
+    };
+    let _ = writeln!(out, "\ncpu us/op: user + system CPU time per op of {daemon}, over the whole phase");
     out.push_str("\none op:\n");
     for phase in PHASES.iter().filter(|ph| rows.iter().any(|r| r.phase.name == ph.name)) {
         let _ = writeln!(out, "  {:<15} {}", phase.name, phase.op);
@@ -104,7 +119,7 @@ pub fn json(h: &Header, rows: &[Row]) -> String {
         let s = &r.stats;
         let _ = write!(
             out,
-            "{}{{\"phase\":{},\"threads\":{},\"ops\":{},\"secs\":{:.6},\"ops_per_s\":{:.1},\"p50_us\":{:.2},\"p99_us\":{:.2},\"max_us\":{:.2}}}",
+            "{}{{\"phase\":{},\"threads\":{},\"ops\":{},\"secs\":{:.6},\"ops_per_s\":{:.1},\"p50_us\":{:.2},\"p99_us\":{:.2},\"max_us\":{:.2}",
             if i > 0 { "," } else { "" },
             json_str(r.phase.name),
             r.threads,
@@ -115,6 +130,11 @@ pub fn json(h: &Header, rows: &[Row]) -> String {
             us(s.p99_ns),
             us(s.max_ns)
         );
+        let _ = write!(out, ",\"client_cpu_us_per_op\":{:.3}", us_per_op(r.cpu.client_ns, s.ops));
+        if let Some(ns) = r.cpu.daemon_ns {
+            let _ = write!(out, ",\"daemon_cpu_us_per_op\":{:.3}", us_per_op(ns, s.ops));
+        }
+        out.push('}');
     }
     out.push_str("]}");
     out

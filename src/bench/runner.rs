@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Barrier;
 
+use super::cpu::{CpuMark, CpuUse};
 use super::phases::{self, Ctx, Fixture, Phase, BIGDIR_FACTOR};
 use super::record::{PhaseStats, Recorder};
 
@@ -17,6 +18,8 @@ pub struct Plan {
     pub threads: Vec<usize>,
     pub files: usize,
     pub seq_mib: usize,
+    /// A process whose CPU time each phase also reports (the FUSE daemon).
+    pub daemon_pid: Option<u32>,
 }
 
 /// One line of the report.
@@ -24,6 +27,7 @@ pub struct Row {
     pub phase: &'static Phase,
     pub threads: usize,
     pub stats: PhaseStats,
+    pub cpu: CpuUse,
 }
 
 /// Fixtures present in the thread directories right now.
@@ -108,10 +112,13 @@ fn run_threads(dir: &Path, plan: &Plan, threads: usize, stop: &AtomicBool, out: 
     let mut present = Present::default();
     for &phase in &plan.phases {
         ensure(phase.needs, &mut present, &ctxs, stop)?;
+        let cpu_error = |e: std::io::Error| format!("cannot read CPU times: {e}");
+        let mark = CpuMark::now(plan.daemon_pid).map_err(cpu_error)?;
         let stats = run_phase(phase, &ctxs, stop)?;
+        let cpu = mark.since(plan.daemon_pid).map_err(cpu_error)?;
         log::info!("{} x{threads}: {:.0} ops/s", phase.name, stats.ops_per_sec());
         present.after(phase);
-        out.push(Row { phase, threads, stats });
+        out.push(Row { phase, threads, stats, cpu });
     }
     fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))
 }
@@ -140,7 +147,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let picked = phases::select("unlink,read4k,seqread,bigdir-rm").unwrap();
-        let plan = Plan { phases: picked, threads: vec![1, 2], files: 7, seq_mib: 3 };
+        let plan = Plan { phases: picked, threads: vec![1, 2], files: 7, seq_mib: 3, daemon_pid: None };
         let rows = run(tmp.path(), &plan, &stop).unwrap();
         let got: Vec<(&str, usize, u64)> = rows.iter().map(|r| (r.phase.name, r.threads, r.stats.ops)).collect();
         let want = [("unlink", 1, 7), ("read4k", 1, 7), ("seqread", 1, 3), ("bigdir-rm", 1, 70)];
@@ -153,7 +160,7 @@ mod tests {
     fn every_phase_runs_and_counts_its_operations() {
         let tmp = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
-        let plan = Plan { phases: phases::select("all").unwrap(), threads: vec![2], files: 5, seq_mib: 2 };
+        let plan = Plan { phases: phases::select("all").unwrap(), threads: vec![2], files: 5, seq_mib: 2, daemon_pid: None };
         let rows = run(tmp.path(), &plan, &stop).unwrap();
         assert_eq!(rows.len(), phases::PHASES.len());
         for r in &rows {

@@ -9,7 +9,8 @@
 #
 # usage: benches/fs-before-after.sh OLD_BIN NEW_BIN [--rounds N] [--files N]
 #            [--size MIB] [--threads N] [--phases LIST] [--mount-args "ARGS"]
-#            [--work DIR] [--out DIR]
+#            [--stores "disk tmpfs"] [--work DIR] [--out DIR]
+# The disk store lives in --work (on whatever filesystem holds it).
 # The client is NEW_BIN's `bench` (HOLT_BENCH=path overrides): a program
 # making system calls, the same for both daemons. Needs root (mounts).
 set -euo pipefail
@@ -17,10 +18,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/benches/fs-lib.sh"
 
-[[ $# -ge 2 ]] || { sed -n '10,13p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '10,14p' "$0" >&2; exit 2; }
 OLD=$(realpath "$1") NEW=$(realpath "$2")
 shift 2
-ROUNDS=3 FILES=5000 SIZE=128 THREADS=2 PHASES=all MOUNT_ARGS=""
+ROUNDS=3 FILES=5000 SIZE=128 THREADS=2 PHASES=all MOUNT_ARGS="" STORES="disk tmpfs"
 WORK=/var/tmp/holt-fs-before-after.$$
 OUT=/var/tmp/holt-fs-before-after-results.$(date -u +%Y%m%dT%H%M%S)
 while [[ $# -gt 0 ]]; do
@@ -31,9 +32,10 @@ while [[ $# -gt 0 ]]; do
         --threads) THREADS=$2; shift 2 ;;
         --phases) PHASES=$2; shift 2 ;;
         --mount-args) MOUNT_ARGS=$2; shift 2 ;;
+        --stores) STORES=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        *) sed -n '10,13p' "$0" >&2; exit 2 ;;
+        *) sed -n '10,14p' "$0" >&2; exit 2 ;;
     esac
 done
 CLIENT=${HOLT_BENCH:-$NEW}
@@ -66,7 +68,7 @@ one() {
 for ((r = 1; r <= ROUNDS; r++)); do
     order=(old new)
     ((r % 2 == 0)) && order=(new old)
-    for where in disk tmpfs; do
+    for where in $STORES; do
         parent=$WORK
         [[ $where == tmpfs ]] && parent=$WORK/tmpfs
         for b in "${order[@]}"; do
@@ -83,13 +85,17 @@ files() { local f=("$OUT/$1".*.json); local IFS=,; echo "${f[*]}"; }
     echo "new: $NEW"
     echo "holt-fs bench --files $FILES --size $SIZE --threads $THREADS, mount args '$MOUNT_ARGS', $ROUNDS rounds ($(uname -r), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg))"
     echo
-    runs=("old-disk=$(files old-disk)" "new-disk=$(files new-disk)" "old-tmpfs=$(files old-tmpfs)" "new-tmpfs=$(files new-tmpfs)")
+    runs=() ratios=()
+    for where in $STORES; do
+        runs+=("old-$where=$(files "old-$where")" "new-$where=$(files "new-$where")")
+        ratios+=(--ratio "new-$where/old-$where")
+    done
     echo "ops/s, median (min-max) of the rounds:"
     echo
-    python3 "$ROOT/benches/fs_table.py" "${runs[@]}" --ratio new-disk/old-disk --ratio new-tmpfs/old-tmpfs
+    python3 "$ROOT/benches/fs_table.py" "${runs[@]}" "${ratios[@]}"
     echo
     echo "CPU us per op (bench + daemon), median (min-max); lower is better:"
     echo
-    python3 "$ROOT/benches/fs_table.py" --cpu "${runs[@]}" --ratio new-disk/old-disk --ratio new-tmpfs/old-tmpfs
+    python3 "$ROOT/benches/fs_table.py" --cpu "${runs[@]}" "${ratios[@]}"
 } | tee "$OUT/table.md"
 say "results in $OUT"

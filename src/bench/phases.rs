@@ -117,7 +117,7 @@ fn close(file: File) -> io::Result<()> {
 }
 
 fn create_empty(p: &Path) -> io::Result<()> {
-    close(OpenOptions::new().write(true).create(true).open(p)?)
+    close(OpenOptions::new().write(true).create(true).truncate(false).open(p)?)
 }
 
 fn for_each_path(c: &Ctx, rec: &mut Recorder<'_>, sub: &str, n: usize, op: impl Fn(&Path) -> io::Result<()>) -> io::Result<()> {
@@ -188,7 +188,7 @@ fn rmdir(c: &Ctx, rec: &mut Recorder<'_>) -> io::Result<()> {
 fn write_small(c: &Ctx, rec: &mut Recorder<'_>) -> io::Result<()> {
     let buf = [0x5au8; SMALL_FILE_BYTES];
     for_each_path(c, rec, "w", c.files, |p| {
-        let mut f = OpenOptions::new().write(true).create(true).open(p)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(false).open(p)?;
         f.write_all(&buf)?;
         close(f)
     })
@@ -272,7 +272,7 @@ pub fn maker_of(fixture: Fixture) -> &'static Phase {
 /// The phases named in `list` (comma separated, or "all"), in run order.
 pub fn select(list: &str) -> Result<Vec<&'static Phase>, String> {
     let names: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    if names.iter().any(|n| *n == "all") {
+    if names.contains(&"all") {
         return Ok(PHASES.iter().collect());
     }
     if let Some(bad) = names.iter().find(|n| !PHASES.iter().any(|p| p.name == **n)) {

@@ -129,7 +129,11 @@ mod tests {
         for _ in 0..3 {
             a.op(|| Ok(())).unwrap();
         }
-        b.op(|| Ok(std::thread::sleep(Duration::from_millis(2)))).unwrap();
+        b.op(|| {
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(())
+        })
+        .unwrap();
         b.step(|| Ok(())).unwrap();
         assert_eq!(b.op_if_some(|| Ok(None::<()>)).unwrap(), None);
         let s = PhaseStats::merge(vec![a, b]);

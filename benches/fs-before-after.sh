@@ -61,7 +61,6 @@ one() {
     "$CLIENT" bench "$mp" --daemon-pid "$(cat "$mp.pid")" --files "$FILES" --size "$SIZE" --threads "$THREADS" --phases "$PHASES" --json \
         >"$OUT/$label.$5.json" 2>"$OUT/$label.$5.log"
     holt_unmount "$mp"
-    FS_MOUNTS=() FS_PIDS=()
     rm -rf "$store"
 }
 

@@ -89,7 +89,7 @@ one_round() {
 
 LABELS=(ext4 holt-disk tmpfs holt-tmpfs holt-memory)
 HAVE_BINDFS=0
-if bindfs_mount "$WORK/bindfs-src" "$WORK/mnt-bindfs"; then
+if bindfs_mount "$WORK/bindfs-src" "$WORK/mnt-bindfs"; then # unmounted by the cleanup
     HAVE_BINDFS=1
     LABELS+=(bindfs)
 fi

@@ -61,6 +61,15 @@ holt_mount() {
     FS_PIDS+=("$(cat "$pid_file")")
 }
 
+# Forget a mountpoint and a pid once they are undone, so the cleanup never
+# touches a pid that another process may have been given since.
+fs_forget() {
+    local mp=$1 pid=$2 m p keep_mounts=() keep_pids=()
+    for m in "${FS_MOUNTS[@]}"; do [[ $m == "$mp" ]] || keep_mounts+=("$m"); done
+    for p in "${FS_PIDS[@]}"; do [[ $p == "$pid" ]] || keep_pids+=("$p"); done
+    FS_MOUNTS=("${keep_mounts[@]}") FS_PIDS=("${keep_pids[@]}")
+}
+
 # Unmount a holt-fs mount and wait for its daemon to close the store (by
 # its pid, so this works for builds whose `umount` does not wait).
 holt_unmount() {
@@ -68,6 +77,7 @@ holt_unmount() {
     pid=$(cat "$mp.pid")
     fs_unmount "$mp"
     fs_reap "$pid"
+    fs_forget "$mp" "$pid"
 }
 
 # bindfs SRC over MOUNTPOINT, installing bindfs through apt when we are

@@ -3,6 +3,8 @@
 
 mod background;
 mod fsck_cmd;
+mod bench;
+mod bench_cmd;
 mod mount_cmd;
 mod signals;
 mod umount_cmd;
@@ -31,6 +33,10 @@ enum Command {
     /// The store is created on first use. A dead FUSE mount left at the
     /// mountpoint by a killed daemon is cleared first.
     Mount(mount_cmd::MountArgs),
+    /// Measure a filesystem: creates, stats, listings, renames, unlinks,
+    /// small and sequential reads and writes, a big directory; at 1 thread
+    /// and at N threads, in a fresh subdirectory of DIR removed at the end.
+    Bench(bench_cmd::BenchArgs),
     /// Unmount a holt-fs filesystem and wait until its daemon has closed the store.
     Umount {
         /// The mountpoint to unmount.
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount(args) => mount_cmd::run(args),
         Command::Fsck(args) => return fsck_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
     };
     match result {

@@ -1,4 +1,5 @@
-//! Real tools on the mount: cp -a, diff, tar, git, rsync, find, du, sqlite3.
+//! Real tools on the mount: cp -a, diff, tar, git, rsync, find, du, sqlite3,
+//! and `holt-fs bench` itself.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -122,4 +123,15 @@ fn find_and_du_walk_the_tree() {
     let du = run(&m.mountpoint, "du", &["-s", "--apparent-size", "-B1", "."]);
     let bytes: u64 = du.split_whitespace().next().unwrap().parse().unwrap();
     assert!(bytes >= 20 * 45_000, "du counts every file: {du}");
+}
+
+#[test]
+fn holt_fs_bench_runs_every_phase_on_a_mount_and_removes_its_directory() {
+    let m = Mount::persistent(&[]);
+    let (mp, pid) = (m.mountpoint.to_str().unwrap().to_owned(), m.pid().to_string());
+    let args = ["bench", &mp, "--files", "20", "--size", "2", "--json", "--daemon-pid", &pid];
+    let out = run(&m.mountpoint, env!("CARGO_BIN_EXE_holt-fs"), &args);
+    assert_eq!(out.matches("\"phase\":").count(), 30, "15 phases at 1 and 2 threads: {out}");
+    assert_eq!(out.matches("\"daemon_cpu_us_per_op\":").count(), 30, "{out}");
+    assert_eq!(fs::read_dir(&m.mountpoint).unwrap().count(), 0, "the bench removes its directory");
 }

@@ -65,6 +65,7 @@ impl StoreLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
         loop {
@@ -170,6 +171,20 @@ mod tests {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
         again.expect("the lock is free as soon as its holder drops it");
+    }
+
+    #[test]
+    fn symlinked_lock_file_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join(LOCK_NAME)).unwrap();
+        match StoreLock::acquire(tmp.path()) {
+            Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::ELOOP)),
+            Err(e) => panic!("expected ELOOP, got {e}"),
+            Ok(_) => panic!("a symlinked LOCK must not be locked"),
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     }
 
     #[test]

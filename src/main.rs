@@ -4,6 +4,7 @@
 mod background;
 mod fsck_cmd;
 mod mount_cmd;
+mod pid_file;
 mod signals;
 mod umount_cmd;
 
@@ -28,8 +29,10 @@ struct Cli {
 enum Command {
     /// Mount a filesystem and serve it until unmounted or sent SIGINT/SIGTERM.
     ///
-    /// The store is created on first use. A dead FUSE mount left at the
-    /// mountpoint by a killed daemon is cleared first.
+    /// The store is created on first use (an existing directory must be
+    /// empty or a holt-fs store, owned by you and writable by no one else).
+    /// A dead FUSE mount left at the mountpoint by a killed daemon is
+    /// cleared first. SIGHUP reopens the log file and leaves the mount.
     Mount(mount_cmd::MountArgs),
     /// Unmount a holt-fs filesystem and wait until its daemon has closed the store.
     Umount {

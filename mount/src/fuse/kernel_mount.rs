@@ -53,7 +53,12 @@ fn c_string(bytes: &[u8], what: &str) -> io::Result<CString> {
 /// `None` where mount(2) is not permitted (EPERM).
 pub(super) fn mount(mountpoint: &Path, opts: &FuseOptions) -> io::Result<Option<OwnedFd>> {
     let dev = OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(DEV_FUSE).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot open {DEV_FUSE}: {e} (is the fuse module loaded? modprobe fuse)"))
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => "is the fuse module loaded? modprobe fuse",
+            io::ErrorKind::PermissionDenied => "mounting as a user needs it readable and writable by all, as distributions ship it, and fusermount3",
+            _ => "the FUSE device",
+        };
+        io::Error::new(e.kind(), format!("cannot open {DEV_FUSE}: {e} ({hint})"))
     })?;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };

@@ -331,8 +331,16 @@ impl Adapter {
     }
 }
 
-/// Ask for FUSE passthrough; true if the kernel grants it.
+/// Ask for FUSE passthrough; true if the kernel grants it. The kernel
+/// registers backing files only for a privileged daemon (CAP_SYS_ADMIN), so
+/// another user's daemon does not ask, rather than be refused at its first
+/// open (and log a warning for it).
 fn request_passthrough(config: &mut KernelConfig) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        debug!("FUSE passthrough needs a root daemon; data goes through the daemon");
+        return false;
+    }
     let granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
     if !granted {
         debug!("the kernel does not offer FUSE passthrough; data goes through the daemon");

@@ -199,7 +199,11 @@ fn mounted_line(source: &str, mp: &Path, args: &MountArgs, opts: &MountOptions, 
         (None, true) if !args.memory => "; read-only: nothing recovered, the WAL replayed in memory".to_string(),
         (None, _) => String::new(),
     };
-    format!("mounted {source} at {} ({mode}, {durability}, {}, data path: {data_path}{recovery})", mp.display(), opts.flags())
+    format!(
+        "mounted {source} at {} ({mode}, {durability}, {}, data path: {data_path}{recovery})",
+        mp.display(),
+        opts.flags()
+    )
 }
 
 /// What the line needs to know of the filesystem once it is mounted.
@@ -210,7 +214,12 @@ struct FsSummary {
 
 /// Unmount on SIGINT/SIGTERM (lazily if that fails); on SIGHUP reopen the
 /// log file of a background daemon.
-fn handle_signals(signals: signals::Signals, mp: &Path, mut unmounter: Unmounter, log_file: Option<PathBuf>) -> Result<(), String> {
+fn handle_signals(
+    signals: signals::Signals,
+    mp: &Path,
+    mut unmounter: Unmounter,
+    log_file: Option<PathBuf>,
+) -> Result<(), String> {
     let target = mp.to_path_buf();
     let mut unmounted = false;
     let on_terminate = move |sig| {

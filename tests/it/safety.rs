@@ -65,9 +65,13 @@ fn mount_shows_type_fuse_holt_fs_and_the_absolute_store_path() {
     assert!(status.success());
     let table = run(&dir, "mount", &[]);
     let on = format!(" on {} type ", m.mountpoint.display());
-    let line = table.lines().find(|l| l.contains(&on)).unwrap_or_else(|| panic!("no mount at the mountpoint:\n{table}"));
+    let line =
+        table.lines().find(|l| l.contains(&on)).unwrap_or_else(|| panic!("no mount at the mountpoint:\n{table}"));
     let store = m.store.clone().unwrap();
-    assert!(line.starts_with(&format!("{} on {} type fuse.holt-fs (", store.display(), m.mountpoint.display())), "{line}");
+    assert!(
+        line.starts_with(&format!("{} on {} type fuse.holt-fs (", store.display(), m.mountpoint.display())),
+        "{line}"
+    );
     assert!(line.contains("nosuid") && line.contains("nodev") && !line.contains("noexec"), "{line}");
     let status = holt().current_dir(&dir).args(["umount", "mnt"]).status().unwrap();
     assert!(status.success(), "holt-fs umount finds the mount by its type and store");
@@ -82,7 +86,10 @@ fn foreign_owned_or_world_writable_store_is_refused_with_the_fix() {
     fs::create_dir(&store).unwrap();
     fs::set_permissions(&store, fs::Permissions::from_mode(0o777)).unwrap();
     let msg = refused(&m, &store);
-    assert!(msg.contains("writable by its group or others") && msg.contains(&format!("chmod 700 {}", store.display())), "{msg}");
+    assert!(
+        msg.contains("writable by its group or others") && msg.contains(&format!("chmod 700 {}", store.display())),
+        "{msg}"
+    );
     fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&store, Some(NOBODY), Some(NOBODY)).unwrap();
     let msg = refused(&m, &store);
@@ -192,7 +199,11 @@ fn sighup_keeps_the_mount_and_reopens_the_log() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !fs::read_to_string(&log).is_ok_and(|t| t.contains("reopened log file")) {
-        assert!(Instant::now() < deadline, "no new log after SIGHUP; old log:\n{}", fs::read_to_string(&rotated).unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "no new log after SIGHUP; old log:\n{}",
+            fs::read_to_string(&rotated).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(mounted(&m.mountpoint), "SIGHUP must not unmount");
@@ -200,7 +211,10 @@ fn sighup_keeps_the_mount_and_reopens_the_log() {
     let status = holt().arg("umount").arg(&m.mountpoint).status().unwrap();
     assert!(status.success());
     let (new, old) = (fs::read_to_string(&log).unwrap(), fs::read_to_string(&rotated).unwrap());
-    assert!(new.contains("unmounted") && !old.contains("unmounted"), "later lines go to the new file:\nnew:\n{new}\nold:\n{old}");
+    assert!(
+        new.contains("unmounted") && !old.contains("unmounted"),
+        "later lines go to the new file:\nnew:\n{new}\nold:\n{old}"
+    );
     assert!(old.contains("mounted "), "{old}");
 }
 

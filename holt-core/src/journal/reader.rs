@@ -13,9 +13,9 @@ use std::sync::Arc;
 use super::codec;
 use super::active::ActiveSegment;
 use super::segment::{self, SealedSegment, SegmentScan};
+use super::Replay;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
-use super::Replay;
 use crate::op::LogOp;
 use crate::store::vfs::{FileIo, Vfs};
 

@@ -55,7 +55,9 @@ pub(super) fn mount(mountpoint: &Path, opts: &FuseOptions) -> io::Result<Option<
     let dev = OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(DEV_FUSE).map_err(|e| {
         let hint = match e.kind() {
             io::ErrorKind::NotFound => "is the fuse module loaded? modprobe fuse",
-            io::ErrorKind::PermissionDenied => "mounting as a user needs it readable and writable by all, as distributions ship it, and fusermount3",
+            io::ErrorKind::PermissionDenied => {
+                "mounting as a user needs it readable and writable by all, as distributions ship it, and fusermount3"
+            }
             _ => "the FUSE device",
         };
         io::Error::new(e.kind(), format!("cannot open {DEV_FUSE}: {e} ({hint})"))
@@ -67,7 +69,8 @@ pub(super) fn mount(mountpoint: &Path, opts: &FuseOptions) -> io::Result<Option<
     let target = c_string(mountpoint.as_os_str().as_bytes(), "mountpoint")?;
     let fstype = c_string(crate::mountpoint::FS_TYPE.as_bytes(), "type")?;
     // SAFETY: mount(2) with valid C strings; `data` is a NUL-terminated string.
-    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags(opts), data.as_ptr().cast()) };
+    let rc =
+        unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags(opts), data.as_ptr().cast()) };
     if rc == 0 {
         return Ok(Some(dev.into()));
     }

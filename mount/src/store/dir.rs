@@ -28,7 +28,11 @@ pub(super) const DATA_NAME: &str = "data";
 pub(super) fn prepare(dir: &Path, read_only: bool) -> Result<(), StoreError> {
     let meta = match fs::metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && !read_only => {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(super::io_err("create store directory", dir))?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(super::io_err("create store directory", dir))?;
             fs::metadata(dir)
         }
         other => other,
@@ -54,7 +58,9 @@ fn holds_a_store(dir: &Path) -> Result<bool, StoreError> {
         match fs::symlink_metadata(dir.join(name)) {
             Ok(_) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::Io { what: "look into store directory", path: dir.to_path_buf(), source: e }),
+            Err(e) => {
+                return Err(StoreError::Io { what: "look into store directory", path: dir.to_path_buf(), source: e })
+            }
         }
     }
     Ok(false)
@@ -82,7 +88,9 @@ fn check_owner(dir: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
 fn refuse_symlink(path: &Path) -> Result<(), StoreError> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(StoreError::Symlink { path: path.to_path_buf() }),
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { what: "look at", path: path.to_path_buf(), source: e }),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(StoreError::Io { what: "look at", path: path.to_path_buf(), source: e })
+        }
         _ => Ok(()),
     }
 }

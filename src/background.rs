@@ -3,11 +3,12 @@
 //! /dev/null) and waits on a pipe until the child reports "ready" (mount
 //! usable) or an error, so the parent's exit status tells whether the mount
 //! worked. Re-executing, rather than forking, keeps the child free of the
-//! parent's threads and locks.
+//! parent's threads and locks. On SIGHUP the daemon reopens its log file
+//! (`reopen_log`), so logrotate can move it away.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,9 +26,7 @@ pub fn spawn_and_wait(log_file: Option<&Path>) -> Result<u32, String> {
     // SAFETY: FD_CLOEXEC on our own read end.
     unsafe { libc::fcntl(fds[0], libc::F_SETFD, libc::FD_CLOEXEC) };
     let stderr = match log_file {
-        Some(p) => Stdio::from(
-            OpenOptions::new().create(true).append(true).open(p).map_err(|e| format!("cannot open log file {}: {e}", p.display()))?,
-        ),
+        Some(p) => Stdio::from(open_log(p).map_err(|e| format!("cannot open log file {}: {e}", p.display()))?),
         None => Stdio::null(),
     };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find our own executable: {e}"))?;
@@ -56,6 +55,22 @@ pub fn spawn_and_wait(log_file: Option<&Path>) -> Result<u32, String> {
             Err(msg.strip_prefix("error: ").unwrap_or(msg).to_string())
         }
     }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Point stderr, where the log goes, at a newly opened `path` (the old
+/// file was renamed away, or not): dup2 replaces descriptor 2 in one step,
+/// so no log line is lost or split between the two files.
+pub fn reopen_log(path: &Path) -> std::io::Result<()> {
+    let file = open_log(path)?;
+    // SAFETY: dup2 of a descriptor we own onto stderr.
+    if unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The child's side of the pipe: one report, then the pipe closes.

@@ -6,6 +6,7 @@ mod fsck_cmd;
 mod bench;
 mod bench_cmd;
 mod mount_cmd;
+mod pid_file;
 mod signals;
 mod umount_cmd;
 
@@ -30,8 +31,10 @@ struct Cli {
 enum Command {
     /// Mount a filesystem and serve it until unmounted or sent SIGINT/SIGTERM.
     ///
-    /// The store is created on first use. A dead FUSE mount left at the
-    /// mountpoint by a killed daemon is cleared first.
+    /// The store is created on first use (an existing directory must be
+    /// empty or a holt-fs store, owned by you and writable by no one else).
+    /// A dead FUSE mount left at the mountpoint by a killed daemon is
+    /// cleared first. SIGHUP reopens the log file and leaves the mount.
     Mount(mount_cmd::MountArgs),
     /// Measure a filesystem: creates, stats, listings, renames, unlinks,
     /// small and sequential reads and writes, a big directory; at 1 thread

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use holt_mount::fuse::{self, FuseOptions};
+use holt_mount::fuse::{self, FuseOptions, Unmounter};
 use holt_mount::mountpoint::{self, MountState};
-use holt_mount::{AtimeMode, Fs, FsConfig, Store, StoreOptions};
+use holt_mount::{AtimeMode, Fs, FsConfig, Recovery, Store, StoreOptions};
 use log::{info, warn};
 
 use crate::background::{self, Ready};
-use crate::signals;
+use crate::{pid_file, signals};
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
@@ -26,7 +26,9 @@ pub struct MountArgs {
     /// Return once the mount is ready and serve from a background process.
     #[arg(short = 'd', long)]
     background: bool,
-    /// Mount options, comma separated: ro, rw, allow_other, noatime, relatime.
+    /// Mount options, comma separated: ro, rw, allow_other, noatime,
+    /// relatime, suid, nosuid, dev, nodev, exec, noexec. The mount is
+    /// nosuid,nodev unless suid or dev is given.
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     options: Vec<String>,
     /// Make every operation durable (on stable storage) before replying.
@@ -56,7 +58,8 @@ pub struct MountArgs {
     /// Threads serving FUSE requests.
     #[arg(long, value_name = "N", default_value_t = 4)]
     threads: usize,
-    /// With --background: append the daemon's log here (default: discarded).
+    /// With --background: append the daemon's log here (default:
+    /// discarded); SIGHUP reopens it, for logrotate.
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
     /// Write the serving process's pid here once the mount is ready.
@@ -72,22 +75,46 @@ struct MountOptions {
     read_only: bool,
     allow_other: bool,
     atime: AtimeMode,
+    /// Honour setuid/setgid bits; off by default (nosuid).
+    suid: bool,
+    /// Honour device files; off by default (nodev).
+    dev: bool,
+    exec: bool,
 }
 
+const KNOWN_OPTIONS: &str = "ro, rw, allow_other, noatime, relatime, suid, nosuid, dev, nodev, exec, noexec";
+
 fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
-    let mut out = MountOptions { read_only: false, allow_other: false, atime: AtimeMode::Relatime };
+    let mut out = MountOptions {
+        read_only: false,
+        allow_other: false,
+        atime: AtimeMode::Relatime,
+        suid: false,
+        dev: false,
+        exec: true,
+    };
     for o in opts.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
         match o {
-            "ro" => out.read_only = true,
-            "rw" => out.read_only = false,
+            "ro" | "rw" => out.read_only = o == "ro",
             "allow_other" => out.allow_other = true,
             "noatime" => out.atime = AtimeMode::Noatime,
             "relatime" => out.atime = AtimeMode::Relatime,
+            "suid" | "nosuid" => out.suid = o == "suid",
+            "dev" | "nodev" => out.dev = o == "dev",
+            "exec" | "noexec" => out.exec = o == "exec",
             "default_permissions" => {}
-            other => return Err(format!("unknown mount option '{other}' (known: ro, rw, allow_other, noatime, relatime)")),
+            other => return Err(format!("unknown mount option '{other}' (known: {KNOWN_OPTIONS})")),
         }
     }
     Ok(out)
+}
+
+impl MountOptions {
+    /// The security flags as mount(8) shows them.
+    fn flags(&self) -> String {
+        let words = [(self.suid, "suid", "nosuid"), (self.dev, "dev", "nodev"), (self.exec, "exec", "noexec")];
+        words.iter().map(|&(on, yes, no)| if on { yes } else { no }).collect::<Vec<_>>().join(",")
+    }
 }
 
 fn ttl(secs: f64, what: &str) -> Result<Duration, String> {
@@ -127,7 +154,12 @@ fn prepare_mountpoint(mp: &Path) -> Result<PathBuf, String> {
 }
 
 fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
-    let store_opts = StoreOptions { sync: args.sync, fds_max: 0, noatime: opts.atime == AtimeMode::Noatime };
+    let store_opts = StoreOptions {
+        sync: args.sync,
+        fds_max: 0,
+        noatime: opts.atime == AtimeMode::Noatime,
+        read_only: opts.read_only,
+    };
     let store = match &args.store {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
         _ => Store::memory(&store_opts).map_err(|e| e.to_string())?,
@@ -152,9 +184,78 @@ fn source_name(args: &MountArgs) -> Result<String, String> {
     }
 }
 
+/// The one line a mount logs: what is mounted where, in which mode, and
+/// what it recovered from the last mount.
+fn mounted_line(source: &str, mp: &Path, args: &MountArgs, opts: &MountOptions, fs: &FsSummary) -> String {
+    let mode = if opts.read_only { "ro" } else { "rw" };
+    let durability = match (args.memory, args.sync) {
+        (true, _) => "in memory",
+        (false, true) => "sync",
+        (false, false) => "async",
+    };
+    let data_path = if fs.passthrough { "FUSE passthrough" } else { "through the daemon" };
+    let recovery = match (&fs.recovery, opts.read_only) {
+        (Some(r), _) => format!("; {r}"),
+        (None, true) if !args.memory => "; read-only: nothing recovered, the WAL replayed in memory".to_string(),
+        (None, _) => String::new(),
+    };
+    format!(
+        "mounted {source} at {} ({mode}, {durability}, {}, data path: {data_path}{recovery})",
+        mp.display(),
+        opts.flags()
+    )
+}
+
+/// What the line needs to know of the filesystem once it is mounted.
+struct FsSummary {
+    passthrough: bool,
+    recovery: Option<Recovery>,
+}
+
+/// Unmount on SIGINT/SIGTERM (lazily if that fails); on SIGHUP reopen the
+/// log file of a background daemon.
+fn handle_signals(
+    signals: signals::Signals,
+    mp: &Path,
+    mut unmounter: Unmounter,
+    log_file: Option<PathBuf>,
+) -> Result<(), String> {
+    let target = mp.to_path_buf();
+    let mut unmounted = false;
+    let on_terminate = move |sig| {
+        if unmounted {
+            info!("signal {sig}: already unmounting {}", target.display());
+            return;
+        }
+        info!("signal {sig}: unmounting {}", target.display());
+        if let Err(e) = unmounter.unmount(false) {
+            warn!("unmount after signal {sig} failed: {e}; detaching lazily");
+            if let Err(e) = unmounter.unmount(true) {
+                warn!("lazy unmount of {} failed: {e}", target.display());
+                return;
+            }
+        }
+        unmounted = true;
+    };
+    let on_hangup = move || match &log_file {
+        Some(path) => match background::reopen_log(path) {
+            Ok(()) => info!("SIGHUP: reopened log file {}", path.display()),
+            Err(e) => warn!("SIGHUP: cannot reopen log file {}: {e}; still logging to the old one", path.display()),
+        },
+        None => info!("SIGHUP: no log file to reopen; the mount stays"),
+    };
+    signals.handle(on_terminate, on_hangup).map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
 fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
-    let termination = signals::block();
+    let signals = signals::block();
     let opts = parse_options(&args.options)?;
+    // A background daemon's stderr is its log file; resolve it now so a
+    // reopen finds the same path.
+    let log_file = match (&args.log_file, args.ready_fd) {
+        (Some(p), Some(_)) => Some(std::path::absolute(p).map_err(|e| format!("log file {}: {e}", p.display()))?),
+        _ => None,
+    };
     let fuse_opts = FuseOptions {
         entry_ttl: ttl(args.entry_ttl, "entry-ttl")?,
         attr_ttl: ttl(args.attr_ttl, "attr-ttl")?,
@@ -162,6 +263,10 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         threads: args.threads.max(1),
         allow_other: opts.allow_other,
         read_only: opts.read_only,
+        suid: opts.suid,
+        dev: opts.dev,
+        exec: opts.exec,
+        noatime: opts.atime == AtimeMode::Noatime,
         writeback_cache: args.writeback_cache,
         // --sync needs every write to reach the daemon (it syncs each one);
         // the writeback cache is the kernel's own alternative data path.
@@ -170,29 +275,19 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     };
     let mp = prepare_mountpoint(&args.mountpoint)?;
     let fs = open_fs(args, &opts)?;
+    let recovery = fs.recovery().copied();
     let fuse_opts = FuseOptions { fsname: source_name(args)?, ..fuse_opts };
-    let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
-    let mut unmounter = mounted.unmounter();
-    let target = mp.clone();
-    termination
-        .on_signal(move |sig| {
-            info!("signal {sig}: unmounting {}", target.display());
-            if let Err(e) = unmounter.unmount() {
-                warn!("unmount after signal {sig} failed: {e}; detaching lazily");
-                if let Err(e) = mountpoint::unmount(&target, true) {
-                    warn!("lazy unmount of {} failed: {e}", target.display());
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    handle_signals(signals, &mp, mounted.unmounter(), log_file)?;
     if let Some(p) = &args.pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
+        pid_file::write(p).map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
     }
-    info!("mounted {} at {}", fuse_opts.fsname, mp.display());
+    let summary = FsSummary { passthrough: mounted.passthrough(), recovery };
+    info!("{}", mounted_line(&fuse_opts.fsname, &mp, args, &opts, &summary));
     ready.ready();
     let served = mounted.run();
     if let Some(p) = &args.pid_file {
-        let _ = std::fs::remove_file(p);
+        pid_file::remove(p);
     }
     served.map_err(|e| format!("serving {} failed: {e}", mp.display()))?;
     info!("unmounted {}; store closed", mp.display());
@@ -207,6 +302,11 @@ mod tests {
     fn mount_options_parse_and_reject_unknown() {
         let o = parse_options(&["ro".into(), "allow_other".into(), "noatime".into()]).unwrap();
         assert!(o.read_only && o.allow_other && o.atime == AtimeMode::Noatime);
+        assert_eq!(o.flags(), "nosuid,nodev,exec", "safe by default");
+        let o = parse_options(&["suid".into(), "dev".into(), "noexec".into()]).unwrap();
+        assert_eq!(o.flags(), "suid,dev,noexec");
+        let o = parse_options(&["suid".into(), "nosuid".into(), "nodev".into(), "exec".into()]).unwrap();
+        assert_eq!(o.flags(), "nosuid,nodev,exec", "the last word wins");
         assert!(parse_options(&["bogus".into()]).unwrap_err().contains("bogus"));
         assert!(ttl(-1.0, "entry-ttl").is_err());
     }

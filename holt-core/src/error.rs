@@ -32,6 +32,8 @@ pub enum Error {
     UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
     /// A builder option or call argument is not usable.
     InvalidArgument(String),
+    /// A write to a tree opened with `TreeBuilder::read_only`.
+    ReadOnly,
     /// Internal: a batch holding frames met another latched frame; the
     /// engine releases everything and retries, so callers never see it.
     #[doc(hidden)]
@@ -65,6 +67,7 @@ impl Error {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::Locked { .. } | Error::Contended => libc::EWOULDBLOCK,
             Error::InvalidArgument(_) => libc::EINVAL,
+            Error::ReadOnly => libc::EROFS,
             Error::Corrupted { .. } | Error::Poisoned { .. } | Error::UnsupportedFormat { .. } => {
                 libc::EIO
             }
@@ -103,6 +106,7 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::ReadOnly => write!(f, "the tree was opened read-only"),
             Error::Contended => write!(f, "latch contention (retried internally)"),
         }
     }

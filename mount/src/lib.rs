@@ -13,9 +13,11 @@
 //! - `fs`: the semantics layer [`Fs`]: one method per POSIX operation, plain
 //!   arguments in, [`FsResult`] out. Never names FUSE types.
 //! - `error`: [`FsError`], named by cause, and its single errno mapping.
-//! - `store`: the store directory (`lock`, `meta/`, `data/`) and its flock.
-//! - `fuse`: the adapter, the only file that names fuser types: decode a
-//!   request, call `Fs` once, encode the reply.
+//! - `store`: the store directory (`lock`, `meta/`, `data/`), the checks
+//!   that make it safe to open (type, owner, mode, no symlinks), its flock.
+//! - `fuse`: the adapter, the only module that names fuser types: decode a
+//!   request, call `Fs` once, encode the reply; and the mount itself
+//!   (mount(2) as `fuse.holt-fs` where permitted, else fusermount3).
 //! - `mountpoint`: mount-table queries, dead-mount detection, unmounting.
 //! - `fsck`: checks a store that is not mounted against these invariants
 //!   and repairs what is safe, without constructing `Fs`.
@@ -39,6 +41,8 @@
 //! - readdir offsets name entries, not positions: resuming continues after
 //!   the last name returned, so concurrent changes never repeat or skip an
 //!   entry that exists for the whole listing.
+//! - Nothing under a store is resolved through a symlink, and a read-only
+//!   store is never written.
 //! - In-memory state (inode reservation, counter shards, open counts,
 //!   directory cursors) is a cache of the tree or of live handles, rebuilt
 //!   at mount.
@@ -64,7 +68,7 @@ mod tests;
 
 pub use error::{FsError, FsResult};
 pub use fs::{
-    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, OpenFlags, RenameFlags, SetAttr, StatFs, TimeSet, XattrFlags,
-    XattrReply, BLOCK_BYTES,
+    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, StatFs,
+    TimeSet, XattrFlags, XattrReply, BLOCK_BYTES,
 };
 pub use store::{is_store, wait_closed, Store, StoreError, StoreLock, StoreOptions};

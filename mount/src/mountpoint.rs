@@ -19,8 +19,9 @@ pub enum MountState {
     Dead,
 }
 
-/// The filesystem type of a holt-fs mount made by libfuse-style mounters
-/// (`fuse.` + the subtype); fuser's own mount(2) shows plain `fuse`.
+/// The filesystem type of a holt-fs mount (`fuse.` + the subtype), as both
+/// our own mount(2) and fusermount3 make it; mounts made by older builds
+/// through fuser's mount(2) show plain `fuse`, which `is_holt` accepts too.
 pub const FS_TYPE: &str = "fuse.holt-fs";
 /// The source of a `--memory` mount.
 pub const MEMORY_SOURCE: &str = "holt-fs:memory";

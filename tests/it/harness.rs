@@ -138,8 +138,9 @@ impl Mount {
 
     /// Unmount cleanly with `holt-fs umount` and wait for the daemon to exit.
     pub fn unmount(&mut self) {
-        let status = Command::new(env!("CARGO_BIN_EXE_holt-fs")).arg("umount").arg(&self.mountpoint).status().unwrap();
-        assert!(status.success(), "holt-fs umount failed; log:\n{}", self.log_text());
+        let out = Command::new(env!("CARGO_BIN_EXE_holt-fs")).arg("umount").arg(&self.mountpoint).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "holt-fs umount failed: {stderr}\ndaemon log:\n{}", self.log_text());
         self.wait_exit();
     }
 

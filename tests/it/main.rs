@@ -12,5 +12,6 @@ mod harness;
 mod passthrough;
 mod persist;
 mod posix;
+mod safety;
 mod stress;
 mod tools;

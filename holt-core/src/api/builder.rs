@@ -25,6 +25,17 @@ impl TreeBuilder {
         self
     }
 
+    /// Open an existing store without writing to it: the last checkpoint
+    /// plus the WAL replayed in memory, a shared lock on `LOCK` (which must
+    /// exist; it is opened for reading, so media mounted read-only work),
+    /// no checkpoint, WAL append, manifest or file created. Every write is
+    /// refused with [`Error::ReadOnly`]; other read-only openers may share
+    /// the store, a writer may not.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.cfg.read_only = on;
+        self
+    }
+
     /// Cache budget in 512 KiB frames (at least 8).
     pub fn buffer_pool_size(mut self, frames: usize) -> Self {
         self.cfg.pool_frames_max = frames;
@@ -79,6 +90,9 @@ impl TreeBuilder {
 
     /// The options, once checked.
     pub(crate) fn checked(self) -> Result<Config> {
+        if self.cfg.memory && self.cfg.read_only {
+            return Err(Error::InvalidArgument("a memory tree cannot be read-only: it has nothing to read".into()));
+        }
         if self.cfg.pool_frames_max < crate::POOL_FRAMES_MIN {
             return Err(Error::InvalidArgument(format!(
                 "buffer_pool_size({}) is below the minimum of {} frames",

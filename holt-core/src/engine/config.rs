@@ -7,6 +7,8 @@ use std::time::Duration;
 pub(crate) struct Config {
     pub dir: PathBuf,
     pub memory: bool,
+    /// Replay in memory and write nothing (`TreeBuilder::read_only`).
+    pub read_only: bool,
     pub pool_frames_max: usize,
     pub wal_sync_on_commit: bool,
     pub checkpoint_interval: Option<Duration>,
@@ -26,6 +28,7 @@ impl Config {
         Config {
             dir,
             memory: false,
+            read_only: false,
             pool_frames_max: 1024,
             wal_sync_on_commit: false,
             checkpoint_interval: Some(Duration::from_secs(5)),

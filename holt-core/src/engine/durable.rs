@@ -77,24 +77,40 @@ fn segment_bytes_for(wal_bytes_target: u64) -> u64 {
     (wal_bytes_target / 4).clamp(1 << 20, SEGMENT_BYTES_MAX_DEFAULT)
 }
 
+/// The published checkpoint of a frame store, its frames registered in a
+/// new pool that loads them on demand.
+pub(crate) struct Checkpoint {
+    pub pool: Pool,
+    /// Every record up to this LSN is in the frames; replay starts after it.
+    pub lsn: Lsn,
+    pub keys: u64,
+    /// True when the store held no checkpoint: the caller formats a root.
+    pub fresh: bool,
+}
+
+pub(crate) fn load_checkpoint(
+    store: &Arc<FrameStore>,
+    meta: Option<&ManifestMeta>,
+    dir: &Path,
+    cfg: &Config,
+) -> Result<Checkpoint> {
+    let pool = Pool::new(cfg.pool_frames_max, Some(Arc::new(StoreSource(store.clone()))));
+    let Some(m) = meta else { return Ok(Checkpoint { pool, lsn: Lsn(0), keys: 0, fresh: true }) };
+    if m.root != ROOT_FRAME || !store.contains(ROOT_FRAME) {
+        let what = format!("checkpoint names root frame {} which is not stored", m.root.0);
+        return Err(Error::corrupted(dir.join(MANIFEST_NAME), 0, what));
+    }
+    for id in store.frame_ids() {
+        pool.register_stored(id);
+    }
+    pool.reserve_ids_through(FrameId(m.next_frame_id.saturating_sub(1)));
+    Ok(Checkpoint { pool, lsn: m.checkpoint_lsn, keys: decode_user(m, dir)?, fresh: false })
+}
+
 pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, lock: StoreLock, cfg: &Config) -> Result<Opened> {
     let (store, meta) = FrameStore::open(vfs.clone(), dir)?;
     let store = Arc::new(store);
-    let pool = Pool::new(cfg.pool_frames_max, Some(Arc::new(StoreSource(store.clone()))));
-    let (after, keys, fresh) = match &meta {
-        None => (Lsn(0), 0, true),
-        Some(m) => {
-            if m.root != ROOT_FRAME || !store.contains(ROOT_FRAME) {
-                let what = format!("checkpoint names root frame {} which is not stored", m.root.0);
-                return Err(Error::corrupted(dir.join(MANIFEST_NAME), 0, what));
-            }
-            for id in store.frame_ids() {
-                pool.register_stored(id);
-            }
-            pool.reserve_ids_through(FrameId(m.next_frame_id.saturating_sub(1)));
-            (m.checkpoint_lsn, decode_user(m, dir)?, false)
-        }
-    };
+    let Checkpoint { pool, lsn: after, keys, fresh } = load_checkpoint(&store, meta.as_ref(), dir, cfg)?;
     let jcfg = JournalConfig {
         sync_on_commit: cfg.wal_sync_on_commit,
         segment_bytes_max: segment_bytes_for(cfg.wal_bytes_target),

@@ -9,6 +9,7 @@ mod durable;
 mod fault;
 mod maintenance;
 mod poison;
+mod read_only;
 mod single;
 mod sink;
 mod write;
@@ -29,6 +30,7 @@ use crate::api::TreeStats;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::ids::{FrameId, Lsn};
+use crate::journal::Replay;
 use crate::layout::node::{Inner, FLAG_ENTRY};
 use crate::layout::space::new_node;
 use crate::layout::NIL;
@@ -111,6 +113,9 @@ impl Engine {
             format_root(&pool);
             return Ok(Arc::new(Self::assemble(cfg, pool, Box::new(MemorySink::new()), None)));
         }
+        if cfg.read_only {
+            return Self::open_read_only(cfg);
+        }
         let vfs = file_system();
         vfs.create_dir_all(&cfg.dir).map_err(|e| Error::io("create directory", &cfg.dir, e))?;
         let lock = StoreLock::acquire(&cfg.dir)?;
@@ -125,21 +130,28 @@ impl Engine {
         }
         let sink = Box::new(JournalSink { journal: opened.durable.journal.clone() });
         let engine = Self::assemble(cfg, opened.pool, sink, Some(opened.durable));
-        engine.keys_added.add(opened.keys);
-        for (lsn, ops) in &opened.replay {
-            let mut owned = Owned::default();
-            let delta = write::apply_ops(&engine.pool, &mut owned, ops, *lsn, &Vec::new())?;
-            owned.release_dirty();
-            engine.count_keys(delta);
-        }
-        // The root frame is on every path: never evict it.
-        engine.pool.cell(ROOT_FRAME).expect("root frame has a cell").pin();
+        engine.recover(opened.keys, &opened.replay)?;
         let engine = Arc::new(engine);
         log::debug!("{}: opened, file I/O through {}", engine.dir().display(), engine.file_io().unwrap_or("memory"));
         if let Some(every) = engine.cfg.checkpoint_interval {
             Background::start(&engine, every);
         }
         Ok(engine)
+    }
+
+    /// Bring the frames of the last checkpoint (holding `keys` keys) up to
+    /// date by applying the WAL records past it, in LSN order.
+    fn recover(&self, keys: u64, replay: &Replay) -> Result<()> {
+        self.keys_added.add(keys);
+        for (lsn, ops) in replay {
+            let mut owned = Owned::default();
+            let delta = write::apply_ops(&self.pool, &mut owned, ops, *lsn, &Vec::new())?;
+            owned.release_dirty();
+            self.count_keys(delta);
+        }
+        // The root frame is on every path: never evict it.
+        self.pool.cell(ROOT_FRAME).expect("root frame has a cell").pin();
+        Ok(())
     }
 
     pub fn dir(&self) -> &PathBuf {

@@ -49,6 +49,8 @@ use crate::store::reserve::SpaceReserve;
 use crate::store::vfs::Vfs;
 use segment::SealedSegment;
 
+pub(crate) use reader::read_records;
+
 /// Records to replay after open: `(lsn, ops)` in LSN order, contiguous.
 pub(crate) type Replay = Vec<(Lsn, Vec<LogOp>)>;
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::codec;
 use super::active::ActiveSegment;
 use super::segment::{self, SealedSegment, SegmentScan};
+use super::Replay;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
 use crate::op::LogOp;
@@ -74,6 +75,29 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Recovered
     }
     let active = ActiveSegment::new(loaded.file, path.clone(), *first, len);
     Ok(Recovered { records, sealed, active, last_lsn: loaded.last, synced_claimed, name_durable })
+}
+
+/// The records past `after` for a read-only open, checked as `recover`
+/// checks them, with nothing written: a torn tail is left in place (no
+/// record past it is read), nothing is synced, no segment is created.
+pub(crate) fn read_records(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Replay> {
+    let segs = segment::list_segments(vfs, dir)?;
+    if segs.is_empty() && after != Lsn(0) {
+        let what = format!("no WAL segment although the checkpoint is at lsn {}", after.0);
+        return Err(Error::corrupted(dir, 0, what));
+    }
+    let mut records = Vec::new();
+    let mut expected: Option<Lsn> = None;
+    for (i, (first, path)) in segs.iter().enumerate() {
+        let is_last = i + 1 == segs.len();
+        let loaded = load_segment(vfs, path, *first, expected, after, is_last, &mut records)?;
+        if is_last && loaded.last < after {
+            let what = format!("log ends at lsn {} before the checkpoint lsn {}", loaded.last.0, after.0);
+            return Err(Error::corrupted(path, loaded.scan.valid_end as u64, what));
+        }
+        expected = Some(loaded.last.next());
+    }
+    Ok(records)
 }
 
 /// One segment read and scanned.

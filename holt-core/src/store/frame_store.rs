@@ -74,6 +74,26 @@ impl FrameStore {
             Some(m) => (open_existing(&*vfs, dir, &m)?, m),
             None => create_fresh(&*vfs, dir)?,
         };
+        Self::from_parts(vfs, dir, file, manifest)
+    }
+
+    /// Open the store in `dir` without writing: no stale `MANIFEST.tmp` is
+    /// removed and a store without a manifest is an error, not created.
+    pub(crate) fn open_read_only(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<(FrameStore, Option<ManifestMeta>)> {
+        let Some(manifest) = manifest::read(&*vfs, dir)? else {
+            let what = "missing: the store was never opened for writing";
+            return Err(Error::corrupted(dir.join(MANIFEST_NAME), 0, what));
+        };
+        let file = open_existing(&*vfs, dir, &manifest)?;
+        Self::from_parts(vfs, dir, file, manifest)
+    }
+
+    fn from_parts(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        file: FrameFile,
+        manifest: Manifest,
+    ) -> Result<(FrameStore, Option<ManifestMeta>)> {
         let slots_total = file.slots_in_file()?;
         if let Some((id, r)) = manifest.frames.iter().find(|(_, r)| r.slot >= slots_total) {
             let what = format!("frame {} maps to slot {} but the file holds {slots_total} slots", id.0, r.slot);

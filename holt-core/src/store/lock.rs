@@ -1,7 +1,8 @@
 //! The store directory's lock, held for the life of an open store so that a
 //! second opener gets `Error::Locked` instead of corrupting the first.
 //!
-//! On real files: `DIR/LOCK` held with `flock(LOCK_EX | LOCK_NB)`. flock locks
+//! On real files: `DIR/LOCK` held with `flock(LOCK_EX | LOCK_NB)`, or
+//! `LOCK_SH` by read-only opens, which share it with each other only. flock locks
 //! belong to open file descriptions, so a second `open()` of `LOCK` in the
 //! same process conflicts just like another process does. The kernel drops
 //! the lock when its holder dies, so a crash never leaves a stale lock; a
@@ -65,11 +66,30 @@ impl StoreLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
+        Self::flock(file, path, libc::LOCK_EX)
+    }
+
+    /// Share the lock of the real directory `dir` with other read-only
+    /// openers, for a read-only open: `LOCK` must exist and is opened for
+    /// reading only, so this works on read-only media. A writer's exclusive
+    /// lock and a shared one exclude each other.
+    pub(crate) fn acquire_shared(dir: &Path) -> Result<StoreLock> {
+        let path = dir.join(LOCK_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        Self::flock(file, path, libc::LOCK_SH)
+    }
+
+    fn flock(file: File, path: std::path::PathBuf, op: libc::c_int) -> Result<StoreLock> {
         loop {
             // SAFETY: flock on a descriptor this function owns; no memory is passed.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) };
             if rc == 0 {
                 return Ok(StoreLock { _held: Held::Flock(file) });
             }
@@ -170,6 +190,34 @@ mod tests {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
         again.expect("the lock is free as soon as its holder drops it");
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclude_the_writer() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(StoreLock::acquire_shared(tmp.path()), Err(Error::Io { .. })), "LOCK must exist");
+        drop(StoreLock::acquire(tmp.path()).unwrap());
+        let a = StoreLock::acquire_shared(tmp.path()).unwrap();
+        let b = StoreLock::acquire_shared(tmp.path()).unwrap();
+        assert_eq!(locked_path(StoreLock::acquire(tmp.path())), tmp.path().join(LOCK_NAME));
+        drop((a, b));
+        let writer = StoreLock::acquire(tmp.path()).unwrap();
+        assert_eq!(locked_path(StoreLock::acquire_shared(tmp.path())), tmp.path().join(LOCK_NAME));
+        drop(writer);
+    }
+
+    #[test]
+    fn symlinked_lock_file_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join(LOCK_NAME)).unwrap();
+        match StoreLock::acquire(tmp.path()) {
+            Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::ELOOP)),
+            Err(e) => panic!("expected ELOOP, got {e}"),
+            Ok(_) => panic!("a symlinked LOCK must not be locked"),
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     }
 
     #[test]

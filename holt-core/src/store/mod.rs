@@ -1,8 +1,8 @@
 //! Everything below the tree that touches memory budgets and files: the
 //! buffer manager (`pool`), the file-system seam (`vfs`) with its real
-//! (`std_vfs`) and crash-simulating (`mem_vfs`) implementations, the
-//! frame store built on it, and the space reserve (`reserve`). Knows
-//! nothing of ART nodes.
+//! (`std_vfs`), read-only (`read_only_vfs`) and crash-simulating
+//! (`mem_vfs`) implementations, the frame store built on it, and the space
+//! reserve (`reserve`). Knows nothing of ART nodes.
 
 pub(crate) mod frame_file;
 pub(crate) mod frame_store;
@@ -14,6 +14,7 @@ pub(crate) mod manifest;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod mem_vfs;
 pub(crate) mod pool;
+pub(crate) mod read_only_vfs;
 pub(crate) mod reserve;
 pub(crate) mod shared_map;
 pub(crate) mod splitmix;

@@ -1,8 +1,12 @@
 //! The real file system: pread/pwrite/fdatasync on std files.
+//!
+//! Every file and directory is opened with `O_NOFOLLOW`: a store never holds
+//! a symlink, so one planted in it is an error (ELOOP), never a way to make
+//! the engine read or write a file outside the store.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,6 +62,19 @@ impl FileIo for StdFile {
     }
 }
 
+/// Options that open a store file without following a symlink in its last
+/// component; read-write unless `write` is false.
+pub(crate) fn open_options(write: bool, create: bool) -> OpenOptions {
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(write).create(create).truncate(false).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    opts
+}
+
+/// Open directory `dir` (not a symlink to one), e.g. to fsync it.
+pub(crate) fn open_dir(dir: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC).open(dir)
+}
+
 /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: give back the blocks of the range.
 pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     fallocate(file, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
@@ -97,7 +114,7 @@ impl Vfs for StdVfs {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileIo>> {
-        let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
+        let file = open_options(true, create).open(path)?;
         Ok(Arc::new(StdFile(file)))
     }
 
@@ -110,7 +127,7 @@ impl Vfs for StdVfs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        open_dir(dir)?.sync_all()
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -126,5 +143,28 @@ impl Vfs for StdVfs {
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         fs::create_dir_all(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_in_the_store_are_refused_and_their_targets_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("outside");
+        fs::write(&target, b"keep").unwrap();
+        let link = tmp.path().join("frames.dat");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for create in [false, true] {
+            let err = StdVfs.open(&link, create).err().expect("a symlinked store file must not open");
+            assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "create={create}");
+        }
+        let dir_link = tmp.path().join("wal");
+        std::os::unix::fs::symlink(tmp.path(), &dir_link).unwrap();
+        // O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR.
+        assert_eq!(StdVfs.sync_dir(&dir_link).unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
     }
 }

@@ -191,7 +191,7 @@ impl Vfs for UringVfs {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileIo>> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+        let file = super::std_vfs::open_options(true, create).open(path)?;
         Ok(Arc::new(UringFile { file }))
     }
 

@@ -1,17 +1,23 @@
 //! Data store on the local filesystem: `DIR/<ino low byte, hex>/<ino, hex>`,
 //! one sparse file per inode, reached through a bounded cache of open
-//! descriptors. Objects are opened with `O_NOFOLLOW`: a symlink planted in
-//! the store is an error, never followed.
+//! descriptors.
+//!
+//! No path under `DIR` is ever resolved through a symlink: `DIR` itself is
+//! opened `O_DIRECTORY | O_NOFOLLOW`, each shard directory is opened the
+//! same way relative to it (and its descriptor kept), and every object is
+//! opened, stat'ed and unlinked relative to its shard's descriptor with
+//! `O_NOFOLLOW` / `AT_SYMLINK_NOFOLLOW`. A symlink planted in the store is
+//! an error, never followed, and its target is never touched.
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{CStr, CString};
+use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -20,6 +26,8 @@ use crate::schema::{Ino, TimeSet, Timespec};
 
 /// Default bound on cached open descriptors.
 pub const FDS_CACHED_MAX: usize = 512;
+/// Shard directories: one per value of an inode number's low byte.
+const SHARDS: usize = 256;
 
 struct FdCache {
     files: HashMap<Ino, Arc<File>>,
@@ -30,10 +38,16 @@ struct FdCache {
 
 /// File contents as sparse files under one directory.
 pub struct FileData {
+    /// For messages only: every access goes through `dir_fd`.
     dir: PathBuf,
+    dir_fd: OwnedFd,
+    /// Each shard directory's descriptor, opened on first use.
+    shards: Box<[OnceLock<OwnedFd>]>,
     cache: Mutex<FdCache>,
     /// Extra open flags of every object (`O_NOATIME` for noatime mounts).
     open_flags: libc::c_int,
+    /// Objects are opened for reading only and never created.
+    read_only: bool,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -44,17 +58,53 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// `openat(2)` relative to `dir`, never following a symlink in `name`.
+fn open_at(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    loop {
+        // SAFETY: openat with a live directory descriptor and a C string; a
+        // returned descriptor is new and owned by the caller.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, libc::c_uint::from(mode)) };
+        if fd >= 0 {
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn shard_name(ino: Ino) -> CString {
+    CString::new(format!("{:02x}", ino.0 & 0xff)).expect("hex digits hold no NUL")
+}
+
+fn object_name(ino: Ino) -> CString {
+    CString::new(format!("{:016x}", ino.0)).expect("hex digits hold no NUL")
+}
+
 impl FileData {
-    /// A store rooted at `dir` (created if missing), caching up to `fds_max`
-    /// descriptors; with `noatime`, reads leave objects' access times alone.
-    pub fn open(dir: &Path, fds_max: usize, noatime: bool) -> io::Result<FileData> {
-        fs::create_dir_all(dir)?;
+    /// A store rooted at `dir` (created if missing, unless `read_only`),
+    /// caching up to `fds_max` descriptors; with `noatime`, reads leave
+    /// objects' access times alone. `dir` must not be a symlink.
+    pub fn open(dir: &Path, fds_max: usize, noatime: bool, read_only: bool) -> io::Result<FileData> {
+        if !read_only {
+            match fs::DirBuilder::new().mode(0o700).create(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+        let dir_fd = open_at(at_cwd(), &c_path(dir)?, flags, 0).map_err(|e| symlink_refused(e, dir))?;
         let files_max = fds_max.max(1);
         let noatime_flag = if noatime { libc::O_NOATIME } else { 0 };
         Ok(FileData {
             dir: dir.to_path_buf(),
+            dir_fd,
+            shards: (0..SHARDS).map(|_| OnceLock::new()).collect(),
             cache: Mutex::new(FdCache { files: HashMap::new(), order: VecDeque::new(), files_max }),
-            open_flags: libc::O_CLOEXEC | libc::O_NOFOLLOW | noatime_flag,
+            open_flags: noatime_flag,
+            read_only,
         })
     }
 
@@ -64,6 +114,33 @@ impl FileData {
 
     fn path(&self, ino: Ino) -> PathBuf {
         self.shard_dir(ino).join(format!("{:016x}", ino.0))
+    }
+
+    /// The descriptor of `ino`'s shard directory, made (mode 0700) if
+    /// missing and `create`; `None` if it is missing and not `create`.
+    fn shard(&self, ino: Ino, create: bool) -> io::Result<Option<BorrowedFd<'_>>> {
+        let cell = &self.shards[(ino.0 & 0xff) as usize];
+        if let Some(fd) = cell.get() {
+            return Ok(Some(fd.as_fd()));
+        }
+        let name = shard_name(ino);
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+        let opened = match open_at(self.dir_fd.as_fd(), &name, flags, 0) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                // SAFETY: mkdirat with a live directory descriptor and a C string.
+                match cvt(unsafe { libc::mkdirat(self.dir_fd.as_raw_fd(), name.as_ptr(), 0o700) }) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+                open_at(self.dir_fd.as_fd(), &name, flags, 0)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other,
+        };
+        let fd = opened.map_err(|e| symlink_refused(e, &self.shard_dir(ino)))?;
+        // A racing opener may have set it first: either descriptor names the directory.
+        let _ = cell.set(fd);
+        Ok(cell.get().map(|fd| fd.as_fd()))
     }
 
     /// The open file of `ino`; `None` if it does not exist and `create` is false.
@@ -80,20 +157,25 @@ impl FileData {
 
     /// Open the object file, making its shard directory on first use.
     fn open_object(&self, ino: Ino, create: bool, truncate: bool) -> io::Result<File> {
-        self.open_object_as(ino, true, create, truncate)
+        self.open_object_as(ino, !self.read_only, create, truncate)
     }
 
     fn open_object_as(&self, ino: Ino, write: bool, create: bool, truncate: bool) -> io::Result<File> {
-        let path = self.path(ino);
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(write).create(create).truncate(truncate).mode(0o600).custom_flags(self.open_flags);
-        match opts.open(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                fs::create_dir_all(self.shard_dir(ino))?;
-                opts.open(&path)
-            }
-            other => other.map_err(|e| symlink_refused(e, &path)),
+        if self.read_only && (write || create || truncate) {
+            return Err(io::Error::from_raw_os_error(libc::EROFS));
         }
+        let Some(shard) = self.shard(ino, create)? else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        let mut flags = self.open_flags | if write { libc::O_RDWR } else { libc::O_RDONLY };
+        if create {
+            flags |= libc::O_CREAT;
+        }
+        if truncate {
+            flags |= libc::O_TRUNC;
+        }
+        let fd = open_at(shard, &object_name(ino), flags, 0o600).map_err(|e| symlink_refused(e, &self.path(ino)))?;
+        Ok(File::from(fd))
     }
 
     /// Cache `file` as `ino`'s descriptor (replacing a cached one if
@@ -163,12 +245,24 @@ impl FileData {
     }
 }
 
-/// `O_NOFOLLOW` on a symlink fails with ELOOP: say what it means here.
+/// `O_NOFOLLOW` on a symlink fails with ELOOP (ENOTDIR with
+/// `O_DIRECTORY`): say what it means here.
 fn symlink_refused(e: io::Error, path: &Path) -> io::Error {
-    if e.raw_os_error() == Some(libc::ELOOP) {
-        return io::Error::new(e.kind(), format!("{} is a symlink, which a store never holds", path.display()));
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => {
+            io::Error::new(e.kind(), format!("{} is a symlink, which a store never holds", path.display()))
+        }
+        Some(libc::ENOTDIR) => io::Error::new(
+            e.kind(),
+            format!("{} is a symlink or not a directory, which a store never holds", path.display()),
+        ),
+        _ => e,
     }
-    e
+}
+
+fn at_cwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is valid for the whole process as a dirfd argument.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD as RawFd) }
 }
 
 fn timespec(sec: libc::time_t, nsec: libc::c_long) -> Timespec {
@@ -234,8 +328,9 @@ impl DataStore for FileData {
         let ret = match cached {
             Some(file) => unsafe { libc::fstat(file.as_raw_fd(), &mut st) },
             None => {
-                let path = c_path(&self.path(ino))?;
-                unsafe { libc::fstatat(libc::AT_FDCWD, path.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }
+                let Some(shard) = self.shard(ino, false)? else { return Ok(None) };
+                let name = object_name(ino);
+                unsafe { libc::fstatat(shard.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }
             }
         };
         if ret != 0 {
@@ -325,22 +420,27 @@ impl DataStore for FileData {
         let Some(file) = self.file(ino, false)? else { return Ok(()) };
         file.sync_data()?;
         // The file's own directory entry must survive a power loss too.
-        File::open(self.shard_dir(ino))?.sync_all()
+        let shard = self.shard(ino, false)?.ok_or(io::ErrorKind::NotFound)?;
+        // SAFETY: fsync on a live directory descriptor.
+        cvt(unsafe { libc::fsync(shard.as_raw_fd()) }).map(|_| ())
     }
 
     fn remove(&self, ino: Ino) -> io::Result<()> {
         self.cache.lock().files.remove(&ino);
-        match fs::remove_file(self.path(ino)) {
+        let Some(shard) = self.shard(ino, false)? else { return Ok(()) };
+        let name = object_name(ino);
+        // SAFETY: unlinkat with a live directory descriptor and a C string;
+        // unlink never follows a symlink, it removes the name itself.
+        match cvt(unsafe { libc::unlinkat(shard.as_raw_fd(), name.as_ptr(), 0) }) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
     fn space(&self) -> io::Result<Space> {
-        let path = c_path(&self.dir)?;
-        // SAFETY: statvfs fills the zeroed struct from a valid C path.
+        // SAFETY: fstatvfs fills the zeroed struct from a live descriptor.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        cvt(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+        cvt(unsafe { libc::fstatvfs(self.dir_fd.as_raw_fd(), &mut st) })?;
         let frsize = st.f_frsize as u64;
         Ok(Space {
             total_bytes: st.f_blocks as u64 * frsize,
@@ -350,6 +450,7 @@ impl DataStore for FileData {
     }
 
     fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<File>> {
+        let writable = writable && !self.read_only;
         match self.open_object_as(ino, writable, writable, false) {
             // A read-only mount cannot make the missing object of an empty file.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -387,7 +488,7 @@ mod tests {
     #[test]
     fn sparse_file_store_reads_writes_punches_and_seeks() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileData::open(dir.path(), 2, false).unwrap();
+        let store = FileData::open(dir.path(), 2, false, false).unwrap();
         let ino = Ino(0x1_0203);
         store.write(ino, 1 << 20, b"tail").unwrap();
         let mut buf = [9u8; 8];
@@ -420,5 +521,79 @@ mod tests {
         assert_eq!(store.read(ino, 0, &mut buf).unwrap(), 0);
         assert!(dir.path().join("03").join(format!("{:016x}", 0x1_0203)).metadata().is_err());
         assert!(store.space().unwrap().total_bytes > 0);
+    }
+}
+
+#[cfg(test)]
+mod symlink_tests {
+    use super::*;
+
+    /// A data store in `tmp/data` and a file outside it that must survive.
+    fn setup(tmp: &Path) -> (FileData, PathBuf) {
+        let victim = tmp.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        (FileData::open(&tmp.join("data"), 4, false, false).unwrap(), victim)
+    }
+
+    #[test]
+    fn symlinked_object_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, victim) = setup(tmp.path());
+        store.write(Ino(0x101), 0, b"x").unwrap();
+        std::os::unix::fs::symlink(&victim, tmp.path().join("data/01/0000000000000201")).unwrap();
+        let ino = Ino(0x201);
+        let mut buf = [0u8; 8];
+        let err = store.read(ino, 0, &mut buf).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert!(store.write(ino, 0, b"evil").is_err() && store.set_len(ino, 0).is_err() && store.create(ino).is_err());
+        assert!(store.stat(ino).is_err(), "an object that is a symlink is not a regular file");
+        store.remove(ino).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn symlinked_shard_directory_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, victim) = setup(tmp.path());
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let planted = elsewhere.join("0000000000000302");
+        fs::copy(&victim, &planted).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, tmp.path().join("data/02")).unwrap();
+        let ino = Ino(0x302);
+        let mut buf = [0u8; 8];
+        let err = store.read(ino, 0, &mut buf).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(store.write(ino, 0, b"evil").is_err() && store.create(ino).is_err() && store.stat(ino).is_err());
+        assert!(store.remove(ino).is_err() && store.sync(ino).is_err());
+        assert_eq!(fs::read(&planted).unwrap(), b"precious", "nothing reached through the planted shard");
+        let mut seen = Vec::new();
+        store.list(&mut |i| seen.push(i)).unwrap();
+        assert!(seen.is_empty(), "listing skips a symlinked shard: {seen:?}");
+    }
+
+    #[test]
+    fn symlinked_data_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(tmp.path(), tmp.path().join("data")).unwrap();
+        assert!(FileData::open(&tmp.path().join("data"), 4, false, false).is_err());
+        assert!(FileData::open(&tmp.path().join("data"), 4, false, true).is_err());
+    }
+
+    #[test]
+    fn read_only_store_reads_and_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = setup(tmp.path());
+        store.write(Ino(5), 0, b"kept").unwrap();
+        drop(store);
+        let ro = FileData::open(&tmp.path().join("data"), 4, false, true).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(ro.read(Ino(5), 0, &mut buf).unwrap(), 4);
+        assert_eq!(&buf, b"kept");
+        assert_eq!(ro.read(Ino(6), 0, &mut buf).unwrap(), 0, "a missing object reads empty");
+        assert!(ro.open_backing(Ino(5), true).unwrap().is_some(), "a read-only backing file");
+        assert!(ro.write(Ino(6), 0, b"x").is_err() && ro.create(Ino(7)).is_err());
+        assert!(!tmp.path().join("data/06").exists() && !tmp.path().join("data/07").exists());
+        assert!(FileData::open(&tmp.path().join("absent"), 4, false, true).is_err(), "read-only never creates");
     }
 }

@@ -8,7 +8,9 @@
 //! clean. A kill -9 leaves no stray object behind: objects are created
 //! after their inode is committed and removed before its keys.
 
-use log::{info, warn};
+use std::fmt;
+
+use log::{debug, info, warn};
 
 use super::Fs;
 use crate::error::{FsError, FsResult};
@@ -45,7 +47,7 @@ pub(super) fn format_if_empty(meta: &Meta) -> FsResult<u32> {
     if !txn.commit()? {
         warn!("another process formatted the store concurrently");
     } else {
-        info!("formatted a new filesystem");
+        debug!("formatted a new filesystem");
     }
     Ok(schema::FORMAT_VERSION)
 }
@@ -61,6 +63,48 @@ fn random_uuid() -> [u8; 16] {
         uuid[12..].copy_from_slice(&std::process::id().to_le_bytes());
     }
     uuid
+}
+
+/// How the mount before this one ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastMount {
+    /// There was none: a new filesystem.
+    None,
+    Clean,
+    /// Its daemon was killed; the machine (and its page cache) stayed up.
+    Killed,
+    /// The machine went down under it (power loss or reboot).
+    PowerLoss,
+}
+
+/// What a read-write mount found of the last one and did about it before
+/// serving, for the mount's log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    pub last_mount: LastMount,
+    /// Inodes unlinked while open (or whose reclaim was cut short) reclaimed.
+    pub orphans_reclaimed: usize,
+    /// Data objects no live file owned, removed after a power loss.
+    pub stray_objects_removed: u64,
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.last_mount {
+            LastMount::None => write!(f, "new filesystem")?,
+            LastMount::Clean => write!(f, "last mount closed cleanly")?,
+            LastMount::Killed => write!(f, "last mount was killed, its work recovered")?,
+            LastMount::PowerLoss => write!(
+                f,
+                "last mount ended with the machine (power loss or reboot), {} stray data objects removed",
+                self.stray_objects_removed
+            )?,
+        }
+        match self.orphans_reclaimed {
+            0 => Ok(()),
+            n => write!(f, ", {n} orphaned inodes reclaimed"),
+        }
+    }
 }
 
 /// The running kernel's boot id; a random one if it cannot be read (every
@@ -113,20 +157,23 @@ impl Fs {
 
     /// Recovery work a read-write mount does before serving, then the record
     /// that this mount is live.
-    pub(super) fn begin_session(&self) -> FsResult<()> {
+    pub(super) fn begin_session(&self) -> FsResult<Recovery> {
         let boot_id = self.cfg.boot_id.unwrap_or_else(current_boot_id);
         let last = self.last_session()?;
-        self.sweep_orphans()?;
-        if let Some(last) = last.filter(|s| !s.clean) {
-            if last.boot_id != boot_id {
-                let removed = self.sweep_stray_objects()?;
-                info!("the last mount ended with the machine (power loss or reboot): removed {removed} stray data objects");
-            } else {
-                info!("the last mount was killed; its work was recovered");
+        let orphans_reclaimed = self.sweep_orphans()?;
+        let mut recovery = Recovery { last_mount: LastMount::None, orphans_reclaimed, stray_objects_removed: 0 };
+        recovery.last_mount = match last {
+            None => LastMount::None,
+            Some(s) if s.clean => LastMount::Clean,
+            Some(s) if s.boot_id == boot_id => LastMount::Killed,
+            Some(_) => {
+                recovery.stray_objects_removed = self.sweep_stray_objects()?;
+                LastMount::PowerLoss
             }
-        }
+        };
         self.write_session(Session { boot_id, clean: false, mounted: Timespec::now() })?;
-        self.meta.sync()
+        self.meta.sync()?;
+        Ok(recovery)
     }
 
     /// Record a clean close (after every queued reclaim is done).

@@ -35,6 +35,7 @@ pub use attr::SetAttr;
 pub use crate::schema::TimeSet;
 pub use dir::DirEntry;
 pub use file::OpenFlags;
+pub use format::{LastMount, Recovery};
 pub use rename::RenameFlags;
 pub use xattr::{XattrFlags, XattrReply};
 
@@ -115,6 +116,8 @@ pub struct Fs {
     reclaims: Arc<ReclaimQueue>,
     next_fh: AtomicU64,
     closed: AtomicBool,
+    /// What opening did about the last mount; `None` for a read-only mount.
+    recovery: Option<Recovery>,
     /// Declared last so it is released after the tree and data store close.
     _lock: Option<StoreLock>,
 }
@@ -126,7 +129,7 @@ impl Fs {
         let meta = Meta::new(tree);
         let format = format::format_if_empty(&meta)?;
         let usage = UsageShards::load(&meta)?;
-        let fs = Fs {
+        let mut fs = Fs {
             meta,
             data,
             cfg,
@@ -137,6 +140,7 @@ impl Fs {
             reclaims: Arc::default(),
             next_fh: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            recovery: None,
             _lock: None,
         };
         if fs.cfg.read_only {
@@ -149,7 +153,7 @@ impl Fs {
         if format != schema::FORMAT_VERSION {
             fs.upgrade_format_1()?;
         }
-        fs.begin_session()?;
+        fs.recovery = Some(fs.begin_session()?);
         Ok(fs)
     }
 
@@ -173,6 +177,12 @@ impl Fs {
 
     pub fn config(&self) -> &FsConfig {
         &self.cfg
+    }
+
+    /// What this mount found of the last one and did about it before
+    /// serving; `None` for a read-only mount, which recovers nothing.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
     }
 
     fn writable(&self) -> FsResult<()> {

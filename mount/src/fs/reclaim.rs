@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use parking_lot::{Condvar, Mutex};
 
 use super::Fs;
@@ -193,17 +193,15 @@ impl Fs {
         })
     }
 
-    /// Reclaim every orphan left by a previous daemon (nothing is open yet).
-    pub(super) fn sweep_orphans(&self) -> FsResult<()> {
+    /// Reclaim every orphan left by a previous daemon (nothing is open yet);
+    /// returns how many there were.
+    pub(super) fn sweep_orphans(&self) -> FsResult<usize> {
         let orphans = self.meta.scan(schema::ORPHAN_PREFIX)?;
         for (key, _) in &orphans {
             self.reclaim_if_unused(schema::orphan_ino(key)?)?;
         }
         self.drain_reclaims()?;
-        if !orphans.is_empty() {
-            info!("reclaimed {} orphaned inodes", orphans.len());
-        }
-        Ok(())
+        Ok(orphans.len())
     }
 
     /// Remove data objects whose inode is not a live regular file. Only a

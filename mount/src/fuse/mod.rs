@@ -1,26 +1,28 @@
 //! The FUSE adapter: the only module that names fuser types. Each callback
 //! decodes its request into plain values, calls [`Fs`] once, and encodes the
 //! reply; errno comes from [`FsError::errno`] and nowhere else. `backing`
-//! holds the kernel's passthrough handles for open regular files.
+//! holds the kernel's passthrough handles for open regular files;
+//! `kernel_mount` mounts through mount(2) where we may.
 
 mod backing;
+mod kernel_mount;
 
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags as FuseOpenFlags,
-    RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL,
-    SessionUnmounter, TimeOrNow, WriteFlags,
+    FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, MountOption,
+    OpenFlags as FuseOpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, Session, SessionACL, TimeOrNow, WriteFlags,
 };
-use log::{debug, error, info, warn};
+use log::{debug, error, warn};
 
 use backing::Backings;
 
@@ -48,6 +50,14 @@ pub struct FuseOptions {
     pub allow_other: bool,
     /// Mount read-only.
     pub read_only: bool,
+    /// Honour setuid/setgid bits (`suid`); off: the mount is `nosuid`.
+    pub suid: bool,
+    /// Honour device files (`dev`); off: the mount is `nodev`.
+    pub dev: bool,
+    /// Allow executing files (`exec`); off: the mount is `noexec`.
+    pub exec: bool,
+    /// The mount is `noatime` (the kernel shows it; the daemon keeps atimes alone).
+    pub noatime: bool,
     /// Source name shown in mount tables.
     pub fsname: String,
     /// Opt-in speed mode: the kernel buffers writes in its page cache and
@@ -68,6 +78,10 @@ impl Default for FuseOptions {
             threads: 4,
             allow_other: false,
             read_only: false,
+            suid: false,
+            dev: false,
+            exec: true,
+            noatime: false,
             fsname: "holt-fs".into(),
             writeback_cache: false,
             passthrough: true,
@@ -79,46 +93,80 @@ impl Default for FuseOptions {
 pub struct Mounted {
     session: Session<Adapter>,
     fs: Arc<Fs>,
+    mountpoint: PathBuf,
+    /// The adapter's passthrough flag, as the handshake left it.
+    passthrough: Arc<AtomicBool>,
 }
 
-/// Unmounts a [`Mounted`] from another thread (e.g. a signal handler thread).
-pub struct Unmounter(SessionUnmounter);
+/// Unmounts a [`Mounted`] from another thread (e.g. the signal thread),
+/// with umount2(2), or fusermount3 where that is not permitted.
+pub struct Unmounter(PathBuf);
 
 impl Unmounter {
-    pub fn unmount(&mut self) -> io::Result<()> {
-        self.0.unmount()
+    /// Unmount; `lazy` detaches even while files are in use.
+    pub fn unmount(&mut self, lazy: bool) -> io::Result<()> {
+        crate::mountpoint::unmount(&self.0, lazy)
     }
+}
+
+/// fuser's session settings, and its mount options for the fusermount3
+/// path (the mount(2) path passes the same through `kernel_mount`).
+fn session_config(opts: &FuseOptions) -> Config {
+    let mut config = Config::default();
+    let pick = |on: bool, yes: MountOption, no: MountOption| if on { yes } else { no };
+    config.mount_options = vec![
+        MountOption::FSName(opts.fsname.clone()),
+        MountOption::Subtype(crate::mountpoint::FS_TYPE["fuse.".len()..].into()),
+        MountOption::DefaultPermissions,
+        pick(opts.dev, MountOption::Dev, MountOption::NoDev),
+        pick(opts.suid, MountOption::Suid, MountOption::NoSuid),
+        pick(opts.exec, MountOption::Exec, MountOption::NoExec),
+        pick(opts.read_only, MountOption::RO, MountOption::RW),
+    ];
+    if opts.noatime {
+        config.mount_options.push(MountOption::NoAtime);
+    }
+    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(opts.threads.max(1));
+    config.clone_fd = true;
+    config
 }
 
 /// Mount `fs` at `mountpoint` and complete the FUSE handshake: when this
 /// returns, the mount is ready for use.
 pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounted> {
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(opts.fsname.clone()),
-        MountOption::Subtype(crate::mountpoint::FS_TYPE["fuse.".len()..].into()),
-        MountOption::DefaultPermissions,
-        MountOption::Dev,
-        MountOption::Suid,
-        if opts.read_only { MountOption::RO } else { MountOption::RW },
-    ];
-    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
-    config.n_threads = Some(opts.threads.max(1));
-    config.clone_fd = true;
+    let config = session_config(opts);
     let fs = Arc::new(fs);
     Fs::start_reclaimer(&fs)?;
+    let passthrough = Arc::new(AtomicBool::new(false));
     let adapter = Adapter {
         fs: Arc::clone(&fs),
         opts: opts.clone(),
-        passthrough: AtomicBool::new(false),
+        passthrough: Arc::clone(&passthrough),
         backings: Backings::default(),
     };
-    Ok(Mounted { session: Session::new(adapter, mountpoint, &config)?, fs })
+    let session = match kernel_mount::mount(mountpoint, opts)? {
+        Some(fd) => Session::from_fd(adapter, fd, config.acl, config).inspect_err(|_| {
+            // The handshake failed: leave no dead mount behind.
+            let _ = crate::mountpoint::unmount(mountpoint, true);
+        })?,
+        None => {
+            debug!("mount(2) is not permitted; mounting through fusermount3");
+            Session::new(adapter, mountpoint, &config)?
+        }
+    };
+    Ok(Mounted { session, fs, mountpoint: mountpoint.to_path_buf(), passthrough })
 }
 
 impl Mounted {
-    pub fn unmounter(&mut self) -> Unmounter {
-        Unmounter(self.session.unmount_callable())
+    pub fn unmounter(&self) -> Unmounter {
+        Unmounter(self.mountpoint.clone())
+    }
+
+    /// Whether the kernel reads and writes data objects directly (FUSE
+    /// passthrough granted at the handshake).
+    pub fn passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
     }
 
     /// Serve requests until the filesystem is unmounted, then close the
@@ -137,7 +185,7 @@ struct Adapter {
     fs: Arc<Fs>,
     opts: FuseOptions,
     /// Passthrough granted by the kernel and not yet found unusable.
-    passthrough: AtomicBool,
+    passthrough: Arc<AtomicBool>,
     backings: Backings,
 }
 
@@ -283,13 +331,19 @@ impl Adapter {
     }
 }
 
-/// Ask for FUSE passthrough; true if the kernel grants it.
+/// Ask for FUSE passthrough; true if the kernel grants it. The kernel
+/// registers backing files only for a privileged daemon (CAP_SYS_ADMIN), so
+/// another user's daemon does not ask, rather than be refused at its first
+/// open (and log a warning for it).
 fn request_passthrough(config: &mut KernelConfig) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        debug!("FUSE passthrough needs a root daemon; data goes through the daemon");
+        return false;
+    }
     let granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
-    if granted {
-        info!("data path: FUSE passthrough (the kernel reads and writes data objects directly)");
-    } else {
-        info!("data path: through the daemon (the kernel does not offer FUSE passthrough)");
+    if !granted {
+        debug!("the kernel does not offer FUSE passthrough; data goes through the daemon");
     }
     granted
 }
@@ -325,13 +379,7 @@ fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         request_capabilities(config, &self.opts);
-        let granted = match self.opts.passthrough {
-            true => request_passthrough(config),
-            false => {
-                info!("data path: through the daemon (passthrough off for this mount)");
-                false
-            }
-        };
+        let granted = self.opts.passthrough && request_passthrough(config);
         self.passthrough.store(granted, Ordering::Relaxed);
         Ok(())
     }
@@ -597,6 +645,23 @@ impl Filesystem for Adapter {
             Some(b) => reply.created_passthrough(ttl, &attr, Generation(0), fh, FopenFlags::empty(), &b),
             None => reply.created(ttl, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE),
         }
+    }
+
+    /// No ioctl is supported: ENOTTY, as for any file without ioctls, and
+    /// quietly (every Python open asks whether the file is a terminal).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        debug!("ioctl {cmd:#x} on inode {}: ENOTTY", ino.0);
+        reply.error(Errno::ENOTTY);
     }
 
     fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {

@@ -69,9 +69,15 @@ struct Args {
     work_dir: Option<PathBuf>,
 }
 
-/// A directory the run may fill: created if absent, refused if not empty.
-fn empty_dir(dir: &Path, what: &str) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the {what} {}: {e}", dir.display()))?;
+/// A directory the run may fill: created (with `mode`) if absent, refused
+/// if not empty.
+fn empty_dir(dir: &Path, what: &str, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| format!("cannot create the {what} {}: {e}", dir.display()))?;
     let mut entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the {what} {}: {e}", dir.display()))?;
     match entries.next() {
         None => Ok(()),
@@ -93,9 +99,10 @@ fn setup(args: &Args, seed: u64) -> Result<Setup, String> {
         Some(w) => w.clone(),
         None => std::env::temp_dir().join(format!("holt-crash-{seed}-{}", std::process::id())),
     };
-    empty_dir(&work, "work directory")?;
+    empty_dir(&work, "work directory", 0o777)?;
     let store = args.store.clone().unwrap_or_else(|| work.join("store"));
-    empty_dir(&store, "store")?;
+    // holt-fs refuses a store others may write (the umask here is 0).
+    empty_dir(&store, "store", 0o700)?;
     let mountpoint = work.join("mnt");
     std::fs::create_dir(&mountpoint).map_err(|e| format!("cannot create {}: {e}", mountpoint.display()))?;
     let canonical = |p: &Path| std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()));

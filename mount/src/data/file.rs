@@ -451,6 +451,13 @@ impl DataStore for FileData {
 
     fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<File>> {
         let writable = writable && !self.read_only;
+        // A cached descriptor is open for reading and writing on a writable
+        // store: sharing it costs a dup, not a path lookup (a create hands
+        // the kernel the object it has just made).
+        let cached = self.cache.lock().files.get(&ino).cloned();
+        if let Some(file) = cached.filter(|_| writable) {
+            return file.try_clone().map(Some);
+        }
         match self.open_object_as(ino, writable, writable, false) {
             // A read-only mount cannot make the missing object of an empty file.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -85,7 +85,9 @@ fn plan(args: &BenchArgs) -> Result<Plan, String> {
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
-    signals::block().on_signal(|_| STOP.store(true, Ordering::Relaxed)).map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    signals::block()
+        .handle(|_| STOP.store(true, Ordering::Relaxed), || STOP.store(true, Ordering::Relaxed))
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let plan = plan(&args)?;
     let dir = std::fs::canonicalize(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     if !dir.is_dir() {

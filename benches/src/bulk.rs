@@ -20,8 +20,8 @@ const BATCHES: [(&str, usize); 3] = [("batch1", 1), ("batch1k", 1_000), ("batch1
 const ROLLUP_TOPS: usize = 100;
 const ROLLUP_SUBDIRS: usize = 10;
 const ROLLUP_ENTRIES: usize = 300;
-/// Listings of every top directory per repetition.
-const ROLLUP_ROUNDS: usize = 200;
+/// Listings of every top directory per repetition (`--rollup-rounds`).
+pub const ROLLUP_ROUNDS_DEFAULT: usize = 200;
 const ROLLUP_SEED: u64 = 5;
 
 fn load_batched<K: Kv>(t: &K, ds: &Dataset, order: &[u32], size: usize) -> Res<u64> {
@@ -78,8 +78,8 @@ fn rollup_load<K: Kv>(t: &K) -> Res<()> {
     Ok(())
 }
 
-fn rollup_lists<K: Kv>(t: &K) -> Res<u64> {
-    for _ in 0..ROLLUP_ROUNDS {
+fn rollup_lists<K: Kv>(t: &K, rounds: usize) -> Res<u64> {
+    for _ in 0..rounds {
         for top in 0..ROLLUP_TOPS {
             let (n, _) = t.list_dir(&rollup_prefix(top))?;
             if n != ROLLUP_SUBDIRS {
@@ -87,7 +87,7 @@ fn rollup_lists<K: Kv>(t: &K) -> Res<u64> {
             }
         }
     }
-    Ok((ROLLUP_ROUNDS * ROLLUP_TOPS) as u64)
+    Ok((rounds * ROLLUP_TOPS) as u64)
 }
 
 /// Listing directories whose children are directories (untimed load).
@@ -99,7 +99,12 @@ pub fn run_rollup(opts: &Opts, out: &mut Vec<Cell>) -> Res<()> {
     rollup_load(&core).map_err(|e| format!("holt-core: {e}"))?;
     let holt = Holt03::memory(opts.pool_frames)?;
     rollup_load(&holt).map_err(|e| format!("holt 0.3.0: {e}"))?;
-    let (c, h) = interleave("rollup", opts.reps, |_| rate(|| rollup_lists(&core)), |_| rate(|| rollup_lists(&holt)));
+    let (c, h) = interleave(
+        "rollup",
+        opts.reps,
+        |_| rate(|| rollup_lists(&core, opts.rollup_rounds)),
+        |_| rate(|| rollup_lists(&holt, opts.rollup_rounds)),
+    );
     let name = format!("list_dir rollup: dir of {ROLLUP_SUBDIRS} subdirs x {ROLLUP_ENTRIES} entries");
     out.push(Cell { name, threads: 1, unit: "dirs/s", better: Better::Higher, core: c, holt: h });
     Ok(())

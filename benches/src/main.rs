@@ -28,6 +28,8 @@ pub struct Opts {
     pub reps: usize,
     pub pool_frames: usize,
     pub mix_ops: usize,
+    /// Listings of every rollup top directory per repetition.
+    pub rollup_rounds: usize,
     pub persistent: Option<PathBuf>,
     pub skip_memory: bool,
     /// Cell tags to run (`--cells`); empty runs all.
@@ -42,7 +44,7 @@ impl Opts {
     }
 }
 
-const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup]";
+const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup]";
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -50,6 +52,7 @@ fn parse_args() -> Result<Opts, String> {
         reps: REPS_DEFAULT,
         pool_frames: POOL_FRAMES_DEFAULT,
         mix_ops: 0,
+        rollup_rounds: bulk::ROLLUP_ROUNDS_DEFAULT,
         persistent: None,
         skip_memory: false,
         cells: Vec::new(),
@@ -65,6 +68,7 @@ fn parse_args() -> Result<Opts, String> {
             "--reps" => o.reps = num("--reps")?.max(1),
             "--pool" => o.pool_frames = num("--pool")?,
             "--mix-ops" => o.mix_ops = num("--mix-ops")?,
+            "--rollup-rounds" => o.rollup_rounds = num("--rollup-rounds")?.max(1),
             "--persistent" => o.persistent = Some(args.next().ok_or(USAGE)?.into()),
             "--skip-memory" => o.skip_memory = true,
             "--cells" => o.cells = args.next().ok_or(USAGE)?.split(',').map(str::to_string).collect(),

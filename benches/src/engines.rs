@@ -11,6 +11,8 @@ pub trait Kv: Clone + Send + Sync + 'static {
     fn put(&self, key: &[u8], value: &[u8]) -> Res<()>;
     fn delete(&self, key: &[u8]) -> Res<bool>;
     fn rename(&self, src: &[u8], dst: &[u8]) -> Res<()>;
+    /// Put every pair in one atomic batch (`txn`).
+    fn put_batch(&self, pairs: &[(&[u8], &[u8])]) -> Res<()>;
     /// Full listing of `prefix` with delimiter `/`; returns entries seen and
     /// their summed key+value bytes (so nothing can be optimized away).
     fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)>;
@@ -43,6 +45,15 @@ macro_rules! forward_kv {
         }
         fn rename(&self, src: &[u8], dst: &[u8]) -> Res<()> {
             self.0.rename(src, dst, false).map_err(|e| e.to_string())
+        }
+        fn put_batch(&self, pairs: &[(&[u8], &[u8])]) -> Res<()> {
+            self.0
+                .txn(|b| {
+                    for (k, v) in pairs {
+                        b.put(k, v);
+                    }
+                })
+                .map_err(|e| e.to_string())
         }
         fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)> {
             let (mut n, mut bytes) = (0, 0);

@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release --manifest-path benches/Cargo.toml -- [--keys N] [--persistent DIR]`
 
+mod bulk;
 mod cells;
 mod engines;
 mod harness;
@@ -19,12 +20,16 @@ use std::time::Instant;
 const POOL_FRAMES_DEFAULT: usize = 8192;
 const KEYS_DEFAULT: usize = 1_000_000;
 const REPS_DEFAULT: usize = 3;
+/// Cells that need the data set loaded into both engines (`cells::run`).
+const MEMORY_TAGS: [&str; 9] = ["insert", "get1", "get2", "update", "list1", "list2", "big", "mix1", "mix2"];
 
 pub struct Opts {
     pub keys: usize,
     pub reps: usize,
     pub pool_frames: usize,
     pub mix_ops: usize,
+    /// Listings of every rollup top directory per repetition.
+    pub rollup_rounds: usize,
     pub persistent: Option<PathBuf>,
     pub skip_memory: bool,
     /// Cell tags to run (`--cells`); empty runs all.
@@ -33,13 +38,13 @@ pub struct Opts {
 
 impl Opts {
     /// Whether the cell tagged `tag` (insert, get1, get2, update, list1,
-    /// list2, big, mix1, mix2) runs.
+    /// list2, big, mix1, mix2, batch1, batch1k, batch10k, rollup) runs.
     pub fn wants(&self, tag: &str) -> bool {
         self.cells.is_empty() || self.cells.iter().any(|c| c == tag)
     }
 }
 
-const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2]";
+const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup]";
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -47,6 +52,7 @@ fn parse_args() -> Result<Opts, String> {
         reps: REPS_DEFAULT,
         pool_frames: POOL_FRAMES_DEFAULT,
         mix_ops: 0,
+        rollup_rounds: bulk::ROLLUP_ROUNDS_DEFAULT,
         persistent: None,
         skip_memory: false,
         cells: Vec::new(),
@@ -62,6 +68,7 @@ fn parse_args() -> Result<Opts, String> {
             "--reps" => o.reps = num("--reps")?.max(1),
             "--pool" => o.pool_frames = num("--pool")?,
             "--mix-ops" => o.mix_ops = num("--mix-ops")?,
+            "--rollup-rounds" => o.rollup_rounds = num("--rollup-rounds")?.max(1),
             "--persistent" => o.persistent = Some(args.next().ok_or(USAGE)?.into()),
             "--skip-memory" => o.skip_memory = true,
             "--cells" => o.cells = args.next().ok_or(USAGE)?.split(',').map(str::to_string).collect(),
@@ -93,6 +100,10 @@ fn run(opts: &Opts) -> Result<Vec<cells::Cell>, String> {
     );
     let mut out = Vec::new();
     if !opts.skip_memory {
+        bulk::run_batches(&ds, opts, &mut out);
+        bulk::run_rollup(opts, &mut out)?;
+    }
+    if !opts.skip_memory && MEMORY_TAGS.iter().any(|t| opts.wants(t)) {
         let (core, holt) = cells::run(&ds, opts, &mut out)?;
         let mut model = mix::Model::new(&ds);
         mix::run(&ds, &mut model, &core, &holt, opts, &mut out);

@@ -1,18 +1,21 @@
 //! Ordered range scans with prefix, start_after and delimiter rollup.
 //!
 //! The iterator never holds a latch between calls. It asks the engine for a
-//! chunk of keys at or after a lower bound, then moves the bound past the last
-//! key it emitted. Because every refill restarts from a key rather than a
-//! position, a key present for the whole scan is emitted exactly once, however
-//! the tree changes underneath.
+//! chunk of entries at or after a lower bound, then moves the bound past the
+//! last entry it emitted: past the last key, or past every key of the last
+//! group. Because every refill restarts from a key rather than a position, a
+//! key present for the whole scan is emitted exactly once, and a group once,
+//! however the tree changes underneath. The rollup itself happens in the
+//! tree walk (`tree::scan`), which steps over each group's keys.
 
 use std::sync::Arc;
 
 use super::tree::Handle;
 use crate::engine::{Scan, ScanScratch};
 use crate::error::Result;
+use crate::tree::scan::Hit;
 
-/// Keys fetched by a scan's first refill; each full refill doubles the next
+/// Entries fetched by a scan's first refill; each full refill doubles the next
 /// up to `CHUNK_KEYS_MAX`. Every refill descends again to its lower bound,
 /// so a long scan (a big directory) wants few of them, while a short one
 /// (a typical directory) should not buffer far ahead.
@@ -38,17 +41,27 @@ impl RangeEntry {
     }
 }
 
+impl From<Hit> for RangeEntry {
+    fn from(hit: Hit) -> Self {
+        match hit {
+            Hit::Key { key, value } => RangeEntry::Key { key, value },
+            Hit::Group(p) => RangeEntry::CommonPrefix(p),
+        }
+    }
+}
+
 /// Configures a range scan; iterate it to run.
 pub struct RangeBuilder {
     engine: Arc<Handle>,
     prefix: Vec<u8>,
     start_after: Option<Vec<u8>>,
     delimiter: Option<u8>,
+    keys_only: bool,
 }
 
 impl RangeBuilder {
     pub(crate) fn new(engine: Arc<Handle>) -> Self {
-        RangeBuilder { engine, prefix: Vec::new(), start_after: None, delimiter: None }
+        RangeBuilder { engine, prefix: Vec::new(), start_after: None, delimiter: None, keys_only: false }
     }
 
     /// Only keys that start with `prefix`.
@@ -64,9 +77,19 @@ impl RangeBuilder {
     }
 
     /// Roll keys that contain `delim` after the prefix up into one
-    /// [`RangeEntry::CommonPrefix`] each.
+    /// [`RangeEntry::CommonPrefix`] each: the key up to and including the
+    /// first `delim` past the prefix. The scan steps over each group by a
+    /// descent (O(depth)) without visiting its keys.
     pub fn delimiter(mut self, delim: u8) -> Self {
         self.delimiter = Some(delim);
+        self
+    }
+
+    /// Yield keys without their values: every [`RangeEntry::Key`] has an
+    /// empty `value`, and no value is read or copied (for listings that
+    /// need names only, such as readdir). Common prefixes are unchanged.
+    pub fn keys_only(mut self) -> Self {
+        self.keys_only = true;
         self
     }
 }
@@ -90,8 +113,8 @@ impl IntoIterator for RangeBuilder {
             engine: self.engine,
             prefix: self.prefix,
             delimiter: self.delimiter,
+            keys_only: self.keys_only,
             lower: Some(lower),
-            start_after: self.start_after,
             chunk,
             chunk_pos: 0,
             chunk_limit: CHUNK_KEYS_MIN,
@@ -100,7 +123,7 @@ impl IntoIterator for RangeBuilder {
     }
 }
 
-type Chunk = Vec<(Vec<u8>, Vec<u8>)>;
+type Chunk = Vec<Hit>;
 
 thread_local! {
     /// The buffers of the thread's last finished scan. A directory listing
@@ -129,12 +152,14 @@ pub struct RangeIter {
     engine: Arc<Handle>,
     prefix: Vec<u8>,
     delimiter: Option<u8>,
+    keys_only: bool,
     /// Inclusive lower bound of the next refill; `None` once exhausted.
+    /// A group is emitted only if its bytes are `>= lower`, so a
+    /// `start_after` inside a group skips that group.
     lower: Option<Vec<u8>>,
-    start_after: Option<Vec<u8>>,
-    chunk: Vec<(Vec<u8>, Vec<u8>)>,
+    chunk: Chunk,
     chunk_pos: usize,
-    /// Keys the next refill asks for.
+    /// Entries the next refill asks for.
     chunk_limit: usize,
     scratch: ScanScratch,
 }
@@ -158,54 +183,31 @@ impl RangeIter {
         self.chunk.clear();
         self.chunk_pos = 0;
         let limit = self.chunk_limit;
-        let q = Scan { lower: &lower, prefix: &self.prefix, limit };
+        let q = Scan { lower: &lower, prefix: &self.prefix, limit, delimiter: self.delimiter, keys_only: self.keys_only };
         self.engine.scan(&q, &mut self.scratch, &mut self.chunk)?;
         if self.chunk.len() == limit {
-            let mut next = self.chunk[limit - 1].0.clone();
-            next.push(0);
-            self.lower = Some(next);
+            self.lower = match &self.chunk[limit - 1] {
+                Hit::Key { key, .. } => {
+                    let mut next = Vec::with_capacity(key.len() + 1);
+                    next.extend_from_slice(key);
+                    next.push(0);
+                    Some(next)
+                }
+                // Past every key of the group (none if it is all 0xFF).
+                Hit::Group(p) => prefix_successor(p),
+            };
             self.chunk_limit = (limit * 2).min(CHUNK_KEYS_MAX);
         }
         Ok(!self.chunk.is_empty())
     }
 
-    fn rollup(&self, key: &[u8]) -> Option<usize> {
-        let delim = self.delimiter?;
-        let tail = &key[self.prefix.len()..];
-        tail.iter().position(|&b| b == delim).map(|i| self.prefix.len() + i + 1)
-    }
-
     fn next_entry(&mut self) -> Result<Option<RangeEntry>> {
-        loop {
-            if self.chunk_pos == self.chunk.len() && !self.refill()? {
-                return Ok(None);
-            }
-            let i = self.chunk_pos;
-            self.chunk_pos += 1;
-            let Some(cut) = self.rollup(&self.chunk[i].0) else {
-                let (key, value) = std::mem::take(&mut self.chunk[i]);
-                return Ok(Some(RangeEntry::Key { key, value }));
-            };
-            let common = self.chunk[i].0[..cut].to_vec();
-            if self.start_after.as_deref().is_some_and(|a| common.as_slice() <= a) {
-                // start_after fell inside this rolled-up group: the group
-                // itself is not after it, but keys past the group may be.
-                self.skip_group(&common);
-                continue;
-            }
-            self.skip_group(&common);
-            return Ok(Some(RangeEntry::CommonPrefix(common)));
+        if self.chunk_pos == self.chunk.len() && !self.refill()? {
+            return Ok(None);
         }
-    }
-
-    /// Drop buffered keys inside `common` and move the refill bound past it.
-    fn skip_group(&mut self, common: &[u8]) {
-        while self.chunk_pos < self.chunk.len() && self.chunk[self.chunk_pos].0.starts_with(common) {
-            self.chunk_pos += 1;
-        }
-        if self.chunk_pos == self.chunk.len() {
-            self.lower = prefix_successor(common);
-        }
+        let hit = std::mem::replace(&mut self.chunk[self.chunk_pos], Hit::Group(Vec::new()));
+        self.chunk_pos += 1;
+        Ok(Some(hit.into()))
     }
 }
 
@@ -225,3 +227,7 @@ impl Iterator for RangeIter {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "range_tests.rs"]
+mod tests;

@@ -45,7 +45,7 @@ fn key_footprint(pool: &Pool, key: &[u8], fp: &mut Footprint) -> Result<Option<H
 fn prefix_footprint(pool: &Pool, prefix: &[u8], fp: &mut Footprint) -> Result<bool> {
     let owned = Owned::default();
     let land = retry(pool, || try_locate(pool, &owned, prefix))?;
-    let frames = scan(pool, &owned, &Scan { lower: prefix, prefix, limit: 1 }, &mut ScanScratch::default(), &mut Vec::new())?;
+    let frames = scan(pool, &owned, &Scan::first_key(prefix), &mut ScanScratch::default(), &mut Vec::new())?;
     let start = frames.iter().position(|&(id, _)| id == land.view.id).unwrap_or(0);
     Ok(frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
 }
@@ -126,8 +126,7 @@ pub(crate) fn guards_hold<'p>(pool: &'p Pool, owned: &mut Owned<'p>, guards: &[G
             Guard::Version(k, v) => read_hinted(pool, owned, hints, k)?.is_some_and(|r| r.version == *v),
             Guard::PrefixEmpty(p) => {
                 let mut found = Vec::new();
-                let q = Scan { lower: p, prefix: p, limit: 1 };
-                scan(pool, owned, &q, &mut ScanScratch::default(), &mut found)?;
+                scan(pool, owned, &Scan::first_key(p), &mut ScanScratch::default(), &mut found)?;
                 found.is_empty()
             }
         };

@@ -365,7 +365,7 @@ impl Engine {
     }
 
     /// Append up to `limit` entries `>= lower` under `prefix` to `out`.
-    pub fn scan(&self, q: &Scan<'_>, scratch: &mut ScanScratch, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    pub fn scan(&self, q: &Scan<'_>, scratch: &mut ScanScratch, out: &mut Vec<crate::tree::scan::Hit>) -> Result<()> {
         // Checked before too: a chunk is heavy work to throw away.
         self.poison.check_reads()?;
         let kept = out.len();

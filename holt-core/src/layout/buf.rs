@@ -147,6 +147,29 @@ impl FrameBuf {
         len.cmp(&other.len())
     }
 
+    /// Index (from `off`) of the first byte equal to `byte` among the `len`
+    /// bytes at `off`, eight bytes at a time.
+    pub(crate) fn find_byte(&self, off: usize, len: usize, byte: u8) -> Option<usize> {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        let pattern = LO * u64::from(byte);
+        let mut i = 0;
+        while i < len {
+            let n = (len - i).min(8);
+            // Zero bytes of `x` are matches. The lowest flagged byte is
+            // always a true zero (a false flag needs a borrow from below),
+            // so bytes past the range never hide or fake one inside it.
+            let x = self.le(off + i, 8) ^ pattern;
+            let flags = x.wrapping_sub(LO) & !x & HI;
+            let at = (flags.trailing_zeros() / 8) as usize;
+            if at < n {
+                return Some(i + at);
+            }
+            i += n;
+        }
+        None
+    }
+
     /// Length of the common prefix of the `len` bytes at `off` and `other`.
     pub(crate) fn common_prefix(&self, off: usize, len: usize, other: &[u8]) -> usize {
         let common = len.min(other.len());
@@ -298,6 +321,21 @@ mod tests {
         other[20] = b'z';
         assert_eq!(b.cmp_bytes(13, data.len(), &other), data.as_slice().cmp(&other));
         assert_eq!(b.common_prefix(13, data.len(), &other), 20);
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_match_only_inside_the_range() {
+        let b = FrameBuf::zeroed();
+        let data = b"ab/cd\0ef/\xffgh-long-enough/to-span\xffwords";
+        b.write(13, data);
+        for byte in [b'/', 0, 0xFF, b'a', b'z', b's'] {
+            for start in 0..data.len() {
+                for len in 0..=data.len() - start {
+                    let want = data[start..start + len].iter().position(|&x| x == byte);
+                    assert_eq!(b.find_byte(13 + start, len, byte), want, "byte {byte} start {start} len {len}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -206,3 +206,81 @@ fn concurrent_growth_keeps_every_key_and_link() {
     }
     assert!(tree.stats().unwrap().frames > 50, "the load spans many frames");
 }
+
+/// Delimiter scans while writers fill and empty the groups they roll up
+/// (spilling them over many frames): every group holding a key throughout
+/// is listed exactly once, entries come strictly in order, keys are never
+/// torn, nothing inside a group leaks out as a key, and a `start_after`
+/// inside a group skips that group.
+#[test]
+fn rollup_scans_under_writers_list_each_lasting_group_once() {
+    let tree = memory_tree();
+    let (_, seed) = Rng::from_env("rollup_scans_under_writers_list_each_lasting_group_once");
+    let group = |g: u64| format!("g/{g:03}/").into_bytes();
+    let lasting: BTreeSet<Vec<u8>> = (0..100).step_by(2).map(group).collect();
+    for g in &lasting {
+        let k = [g.as_slice(), b"lasting"].concat();
+        tree.put(&k, &value_for(&k, 0)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        for t in 0..2u64 {
+            let (tree, stop, mut rng) = (tree.clone(), &stop, Rng::new(seed.wrapping_add(t)));
+            s.spawn(move || {
+                let mut gen = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    gen += 1;
+                    let g = rng.below(100);
+                    let k = match rng.below(5) {
+                        0 => format!("g/{g:03}x").into_bytes(),
+                        _ => format!("g/{g:03}/{:04}", rng.below(2000)).into_bytes(),
+                    };
+                    match rng.below(3) {
+                        0 => drop(tree.delete(&k).unwrap()),
+                        _ => tree.put(&k, &[&value_for(&k, gen)[..], &[0; 900]].concat()[..]).unwrap(),
+                    }
+                }
+            });
+        }
+        let (tree, stop, lasting) = (tree.clone(), &stop, &lasting);
+        s.spawn(move || {
+            let mut rng = Rng::new(seed ^ 0x9011);
+            for scan in 0..300 {
+                let after = rng.chance(50).then(|| format!("g/{:03}/{:04}", rng.below(100), rng.below(2000)).into_bytes());
+                let mut b = tree.scan_prefix(b"g/").delimiter(b'/');
+                if let Some(a) = &after {
+                    b = b.start_after(a);
+                }
+                if rng.chance(30) {
+                    b = b.keys_only();
+                }
+                let mut last: Option<Vec<u8>> = None;
+                let mut listed = BTreeSet::new();
+                for e in b {
+                    let e = e.unwrap();
+                    assert!(last.as_deref().is_none_or(|l| l < e.key()), "seed {seed} scan {scan}: repeated or reordered at {:?}", e.key());
+                    assert!(after.as_deref().is_none_or(|a| a < e.key()), "seed {seed}: entry {:?} not after {after:?}", e.key());
+                    match &e {
+                        RangeEntry::CommonPrefix(p) => {
+                            assert!(p.len() == 6 && p.ends_with(b"/"), "seed {seed}: bad group {p:?}");
+                            listed.insert(p.clone());
+                        }
+                        RangeEntry::Key { key, value } => {
+                            assert!(!key[2..].contains(&b'/'), "seed {seed}: key {key:?} escaped its group");
+                            if !value.is_empty() {
+                                check_value(key, &value[..value.len() - 900]);
+                            }
+                        }
+                    }
+                    last = Some(e.key().to_vec());
+                }
+                let want: BTreeSet<_> = lasting.iter().filter(|g| after.as_deref().is_none_or(|a| g.as_slice() > a)).cloned().collect();
+                let missing: Vec<_> = want.difference(&listed).collect();
+                assert!(missing.is_empty(), "seed {seed} scan {scan}: lasting groups not listed: {missing:?}");
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+    assert!(tree.stats().unwrap().frames > 10, "the groups spread over many frames");
+    tree.check_invariants().unwrap();
+}

@@ -1,0 +1,239 @@
+//! Range scans against a `BTreeMap` oracle: delimiter rollup with prefixes,
+//! `start_after` before, at and inside groups, keys that prefix each other,
+//! NUL and 0xFF bytes, chunk refills that end on a group, groups spread
+//! over many frames; and the cost of a rollup in visited nodes.
+
+use std::collections::BTreeMap;
+
+use super::{prefix_successor, RangeEntry, CHUNK_KEYS_MIN};
+use crate::api::{Tree, TreeBuilder};
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn memory_tree() -> Tree {
+    TreeBuilder::new("unused").memory().open().expect("memory tree opens")
+}
+
+/// What a scan must return: every key `> after` under `prefix`, keys that
+/// contain `delim` past the prefix replaced by their group once, a group
+/// only if its bytes are `> after`.
+fn expected(model: &Model, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+    let mut out: Vec<RangeEntry> = Vec::new();
+    for (k, v) in model.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        if after.is_some_and(|a| k.as_slice() <= a) {
+            continue;
+        }
+        match delim.and_then(|d| k[prefix.len()..].iter().position(|&b| b == d)) {
+            Some(i) => {
+                let group = k[..prefix.len() + i + 1].to_vec();
+                let fresh = out.last().is_none_or(|e| e.key() != group.as_slice());
+                if fresh && after.is_none_or(|a| group.as_slice() > a) {
+                    out.push(RangeEntry::CommonPrefix(group));
+                }
+            }
+            None => out.push(RangeEntry::Key { key: k.clone(), value: v.clone() }),
+        }
+    }
+    out
+}
+
+fn scanned(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+    let mut b = tree.scan_prefix(prefix);
+    if let Some(a) = after {
+        b = b.start_after(a);
+    }
+    if let Some(d) = delim {
+        b = b.delimiter(d);
+    }
+    b.into_iter().collect::<crate::Result<_>>().expect("scan succeeds")
+}
+
+fn put_all(tree: &Tree, model: &mut Model, keys: impl IntoIterator<Item = Vec<u8>>, value_bytes: usize) {
+    for (i, k) in keys.into_iter().enumerate() {
+        let v = vec![i as u8; value_bytes];
+        tree.put(&k, &v).unwrap();
+        model.insert(k, v);
+    }
+}
+
+/// Every `start_after` worth trying: each key, each group, the bytes just
+/// before and after each, and a few strict prefixes of them.
+fn interesting_afters(model: &Model, delim: u8) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new()];
+    for k in model.keys() {
+        out.push(k.clone());
+        out.push([k.as_slice(), &[0]].concat());
+        out.extend(prefix_successor(k));
+        if let Some(i) = k.iter().position(|&b| b == delim) {
+            out.push(k[..=i].to_vec());
+            out.push(k[..i].to_vec());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn check_all(tree: &Tree, model: &Model, prefixes: &[&[u8]], delims: &[u8]) {
+    for &prefix in prefixes {
+        for &delim in delims {
+            for after in interesting_afters(model, delim) {
+                for d in [None, Some(delim)] {
+                    let got = scanned(tree, prefix, Some(&after), d);
+                    let want = expected(model, prefix, Some(&after), d);
+                    assert!(got == want, "prefix {prefix:?} after {after:?} delim {d:?}:\n got {got:?}\nwant {want:?}");
+                }
+            }
+            let got = scanned(tree, prefix, None, Some(delim));
+            assert_eq!(got, expected(model, prefix, None, Some(delim)), "prefix {prefix:?} delim {delim}");
+        }
+    }
+}
+
+#[test]
+fn rollup_with_start_after_before_at_and_inside_groups_matches_model() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    let keys: [&[u8]; 22] = [
+        b"", b"a", b"a/", b"a/b", b"a/b/", b"a/b/c", b"a/c", b"a\0", b"a\0/", b"a\0/x", b"ab", b"ab/", b"ab/\xff",
+        b"b/\xff\xff", b"b/\xff\xff/z", b"b\xff", b"b\xff/", b"b\xff\xff", b"\xff", b"\xff/", b"\xff\xff/", b"\xff\xff\xff",
+    ];
+    put_all(&tree, &mut model, keys.iter().map(|k| k.to_vec()), 3);
+    check_all(&tree, &model, &[b"", b"a", b"a/", b"b", b"\xff", b"\xff\xff", b"zz"], &[b'/', 0, 0xFF]);
+}
+
+#[test]
+fn keys_that_prefix_each_other_roll_up_once_per_group() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    // `d`, `d/`, `d/x`, `d/x/`, ... at every depth, with NUL and 0xFF twins.
+    let mut keys = Vec::new();
+    for stem in [&b"d"[..], b"d\0", b"d\xff"] {
+        let mut k = stem.to_vec();
+        for part in [&b"/"[..], b"x", b"/", b"\0", b"/", b"\xff"] {
+            k.extend_from_slice(part);
+            keys.push(k.clone());
+        }
+    }
+    put_all(&tree, &mut model, keys, 1);
+    check_all(&tree, &model, &[b"", b"d", b"d/", b"d/x/"], &[b'/', 0, 0xFF]);
+}
+
+/// A refill after a full chunk restarts past the chunk's last entry; when
+/// that entry is a group, past every key of it (with the 0xFF carry).
+#[test]
+fn refills_that_end_on_a_group_continue_after_it() {
+    for before in CHUNK_KEYS_MIN - 2..=CHUNK_KEYS_MIN + 1 {
+        for delim in [b'/', 0xFF, 0] {
+            let tree = memory_tree();
+            let mut model = Model::new();
+            let plain = (0..before).map(|i| format!("k{i:04}").into_bytes());
+            let group = |stem: &[u8], i: usize| [stem, &[delim], format!("{i:03}").as_bytes()].concat();
+            let grouped = (0..300).flat_map(|i| [group(b"m", i), group(b"m\xff", i), group(b"\xff\xff", i)]);
+            put_all(&tree, &mut model, plain.chain(grouped).chain([b"m\xff\xff\xffz".to_vec(), b"n".to_vec()]), 2);
+            let got = scanned(&tree, b"", None, Some(delim));
+            assert_eq!(got, expected(&model, b"", None, Some(delim)), "{before} keys before, delim {delim}");
+        }
+    }
+}
+
+/// Groups of 2 KiB values spill into frames of their own, so a group's
+/// first leaf sits behind links and its keys span several frames.
+#[test]
+fn groups_spread_over_many_frames_match_model() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    let keys = (0..12u32).flat_map(|g| (0..400u32).map(move |e| format!("top/g{g:02}/e{e:04}").into_bytes()));
+    put_all(&tree, &mut model, keys, 2048);
+    put_all(&tree, &mut model, ["top/g05".into(), "top/g05\0".into(), "top/h".into(), "top/".into()], 10);
+    assert!(tree.stats().unwrap().frames > 12, "the groups span many frames");
+    for after in ["", "top/", "top/g00", "top/g03/", "top/g03/e0100", "top/g05", "top/g05/", "top/g05\0", "top/g11/zz", "top/h"] {
+        for prefix in ["", "top/", "top/g0"] {
+            let after = Some(after.as_bytes());
+            let got = scanned(&tree, prefix.as_bytes(), after, Some(b'/'));
+            assert_eq!(got, expected(&model, prefix.as_bytes(), after, Some(b'/')), "prefix {prefix} after {after:?}");
+        }
+    }
+}
+
+/// Removing every key of a spilled group leaves its frame's entry as an
+/// empty inner node: the group has no key and must not be listed.
+#[test]
+fn a_group_emptied_by_removals_is_not_listed() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    let group: Vec<Vec<u8>> = (0..3000u32).map(|e| format!("dir/gone/e{e:05}").into_bytes()).collect();
+    put_all(&tree, &mut model, group.iter().cloned(), 1024);
+    put_all(&tree, &mut model, ["dir/a/1".into(), "dir/z/1".into()], 10);
+    let frames = tree.stats().unwrap().frames;
+    for k in &group {
+        assert!(tree.delete(k).unwrap());
+        model.remove(k);
+    }
+    assert_eq!(tree.stats().unwrap().frames, frames, "no merge ran: the emptied entries are still linked");
+    let got = scanned(&tree, b"dir/", None, Some(b'/'));
+    let want = vec![RangeEntry::CommonPrefix(b"dir/a/".to_vec()), RangeEntry::CommonPrefix(b"dir/z/".to_vec())];
+    assert_eq!(got, want);
+    assert_eq!(got, expected(&model, b"dir/", None, Some(b'/')));
+    tree.check_invariants().unwrap();
+}
+
+#[test]
+fn keys_only_yields_every_key_with_an_empty_value() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    put_all(&tree, &mut model, (0..1000u32).map(|i| format!("d/{:03}{}", i % 300, if i % 3 == 0 { "/x" } else { "" }).into_bytes()), 50);
+    let strip = |e: RangeEntry| match e {
+        RangeEntry::Key { key, .. } => RangeEntry::Key { key, value: Vec::new() },
+        group => group,
+    };
+    for delim in [None, Some(b'/')] {
+        let mut b = tree.scan_prefix(b"d/").keys_only();
+        if let Some(d) = delim {
+            b = b.delimiter(d);
+        }
+        let got: Vec<RangeEntry> = b.into_iter().collect::<crate::Result<_>>().unwrap();
+        let want: Vec<RangeEntry> = expected(&model, b"d/", None, delim).into_iter().map(strip).collect();
+        assert_eq!(got, want, "delimiter {delim:?}");
+    }
+}
+
+/// Nodes a full listing of `prefix` visits (restarts included).
+fn visits(tree: &Tree, prefix: &[u8], delim: Option<u8>) -> (usize, u64) {
+    let mut b = tree.scan_prefix(prefix);
+    if let Some(d) = delim {
+        b = b.delimiter(d);
+    }
+    let mut it = b.into_iter();
+    // The scratch (and its count) is recycled from the thread's last scan.
+    let before = it.scratch.visits;
+    let n = it.by_ref().map(|e| e.unwrap()).count();
+    (n, it.scratch.visits - before)
+}
+
+/// A directory of 10 subdirectories rolls up in O(groups x depth) visited
+/// nodes: the count does not grow with the subdirectories' size, while a
+/// listing without delimiter visits every key.
+#[test]
+fn rollup_visits_groups_times_depth_not_keys() {
+    let mut seen = Vec::new();
+    for entries in [300u32, 3000] {
+        let tree = memory_tree();
+        for top in ["a", "b", "c"] {
+            for sub in 0..10 {
+                for e in 0..entries {
+                    tree.put(format!("{top}/sub{sub:02}/file_{e:05}.dat").as_bytes(), &[7; 70]).unwrap();
+                }
+            }
+        }
+        let (groups, rolled) = visits(&tree, b"b/", Some(b'/'));
+        let (keys, flat) = visits(&tree, b"b/", None);
+        assert_eq!((groups, keys), (10, 10 * entries as usize));
+        eprintln!("10 subdirs x {entries}: rollup visits {rolled} nodes, flat listing {flat}");
+        assert!(rolled <= 10 * 12, "rollup of 10 groups visited {rolled} nodes");
+        assert!(flat >= keys as u64);
+        seen.push(rolled);
+    }
+    // Deeper trees add a level or two per group, never a key's worth.
+    assert!(seen[1] <= seen[0] + 2 * 10, "visits grew with group size: {seen:?}");
+}

@@ -50,34 +50,27 @@ fn prefix_footprint(pool: &Pool, prefix: &[u8], fp: &mut Footprint) -> Result<bo
     Ok(frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
 }
 
-/// Step 1: the frames to latch, and where every key lands.
+/// Step 1: the frames to latch, and where every key lands (hints sorted
+/// by key, each key once). Keys are walked in key order, so neighbours
+/// share the cache lines of their common path.
 /// `Ok(None)`: frames changed while observed; try again.
 pub(crate) fn footprint(pool: &Pool, guards: &[Guard], ops: &[Op]) -> Result<Option<(Footprint, Hints)>> {
     let mut fp = Footprint::new();
-    let mut hints = Hints::new();
-    let mut add = |key: &[u8], fp: &mut Footprint| -> Result<bool> {
-        if hint_for(&hints, key).is_some() {
-            return Ok(true);
-        }
-        let Some(h) = key_footprint(pool, key, fp)? else { return Ok(false) };
-        hints.push((key.to_vec(), h));
-        Ok(true)
-    };
     for g in guards {
-        let ok = match g {
-            Guard::PrefixEmpty(p) => prefix_footprint(pool, p, &mut fp)?,
-            _ => add(g.key(), &mut fp)?,
-        };
-        if !ok {
-            return Ok(None);
-        }
-    }
-    for op in ops {
-        for key in op.keys() {
-            if !add(key, &mut fp)? {
+        if let Guard::PrefixEmpty(p) = g {
+            if !prefix_footprint(pool, p, &mut fp)? {
                 return Ok(None);
             }
         }
+    }
+    let guard_keys = guards.iter().filter(|g| !matches!(g, Guard::PrefixEmpty(_))).map(Guard::key);
+    let mut keys: Vec<&[u8]> = guard_keys.chain(ops.iter().flat_map(Op::keys)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut hints = Hints::with_capacity(keys.len());
+    for key in keys {
+        let Some(h) = key_footprint(pool, key, &mut fp)? else { return Ok(None) };
+        hints.push((key.to_vec(), h));
     }
     Ok(Some((fp, hints)))
 }
@@ -165,14 +158,18 @@ pub(crate) fn resolve<'p>(
 ) -> Result<Resolved> {
     let mut view = View { pool, owned, hints, overlay: HashMap::new() };
     let mut out = Resolved { log: Vec::with_capacity(ops.len()), prev: Vec::with_capacity(ops.len()) };
+    // Only a delete, a rename or a put asked for its previous value reads
+    // the tree; with none of them (a bulk load) no op needs the overlay.
+    let reads = want_prev || ops.iter().any(|op| !matches!(op, Op::Put { .. }));
     let n = ops.len();
     for (i, op) in ops.into_iter().enumerate() {
-        // The last op has no later reader: spare it the overlay copies.
-        let last = i + 1 == n;
+        // No later op reads what this one writes (it is the last, or
+        // nothing reads): spare it the overlay copies.
+        let unread = !reads || i + 1 == n;
         match op {
             Op::Put { key, value } => {
                 out.prev.push(if want_prev { view.get(&key)? } else { None });
-                if !last {
+                if !unread {
                     view.overlay.insert(key.clone(), Some(value.clone()));
                 }
                 out.log.push(LogOp::Put { key, value });
@@ -180,7 +177,7 @@ pub(crate) fn resolve<'p>(
             Op::Delete { key } => {
                 let prev = view.get(&key)?;
                 if prev.is_some() {
-                    if !last {
+                    if !unread {
                         view.overlay.insert(key.clone(), None);
                     }
                     out.log.push(LogOp::Delete { key });
@@ -196,7 +193,7 @@ pub(crate) fn resolve<'p>(
                 if !force && view.get(&dst)?.is_some() {
                     return Err(Error::DstExists);
                 }
-                if !last {
+                if !unread {
                     view.overlay.insert(src.clone(), None);
                     view.overlay.insert(dst.clone(), Some(value.clone()));
                 }

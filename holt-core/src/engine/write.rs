@@ -36,11 +36,13 @@ pub(crate) struct Hint {
     pub entry: (Slot, usize),
 }
 
-/// Hints of every key a batch touches.
+/// Hints of every key a batch touches, sorted by key, each key once
+/// (`batch::footprint`), so a lookup is a binary search.
 pub(crate) type Hints = Vec<(Vec<u8>, Hint)>;
 
 pub(crate) fn hint_for(hints: &Hints, key: &[u8]) -> Option<Hint> {
-    hints.iter().find(|(k, _)| k.as_slice() == key).map(|&(_, h)| h)
+    let i = hints.binary_search_by(|(k, _)| k.as_slice().cmp(key)).ok()?;
+    Some(hints[i].1)
 }
 
 /// Walk from `hint` to where `key` lands, following links only into frames

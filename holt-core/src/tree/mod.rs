@@ -36,6 +36,8 @@ pub(crate) const ROOT_SLOT: Slot = Slot(0);
 /// without optimistic validation.
 #[derive(Default)]
 pub(crate) struct Owned<'p> {
+    /// Sorted by id: a batch looks its frames up once per op and may hold
+    /// hundreds, so lookups are binary searches (a frame is added once).
     frames: Vec<(FrameId, &'p FrameCell)>,
     /// Forwarding links this holder's spills left, for `merge::bypass_forwards`.
     pub(crate) forwards: Vec<Forward>,
@@ -50,8 +52,12 @@ pub(crate) struct Forward {
 }
 
 impl<'p> Owned<'p> {
+    fn position(&self, id: FrameId) -> std::result::Result<usize, usize> {
+        self.frames.binary_search_by_key(&id, |&(f, _)| f)
+    }
+
     pub(crate) fn get(&self, id: FrameId) -> Option<&'p FrameCell> {
-        self.frames.iter().find(|(f, _)| *f == id).map(|&(_, c)| c)
+        self.position(id).ok().map(|i| self.frames[i].1)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -59,13 +65,15 @@ impl<'p> Owned<'p> {
     }
 
     pub(crate) fn contains(&self, id: FrameId) -> bool {
-        self.frames.iter().any(|(f, _)| *f == id)
+        self.position(id).is_ok()
     }
 
     /// Record a frame the caller has just latched exclusively.
     pub(crate) fn push(&mut self, id: FrameId, cell: &'p FrameCell) {
-        debug_assert!(!self.contains(id), "frame {id:?} owned twice");
-        self.frames.push((id, cell));
+        match self.position(id) {
+            Ok(_) => panic!("frame {id:?} owned twice"),
+            Err(i) => self.frames.insert(i, (id, cell)),
+        }
     }
 
     /// Record on every owned frame that it holds the batch at `lsn`.

@@ -382,3 +382,73 @@ fn rollup_listings_over_many_frames_match_btreemap() {
     }
     assert_same(&tree, &model, seed, usize::MAX);
 }
+
+/// Batches of 10k and 50k ops (puts over new and existing keys, deletes,
+/// the same key several times, with and without renames) apply whole, as
+/// if in op order: the tree matches a model that applied them one by one.
+/// Per-op lookups in a batch are binary searches, so these run in time
+/// linear in the batch (they were quadratic).
+#[test]
+fn batches_of_10k_and_50k_ops_match_btreemap() {
+    let (mut rng, seed) = Rng::from_env("batches_of_10k_and_50k_ops_match_btreemap");
+    let tree = memory_tree();
+    let mut model = Model::new();
+    let key = |rng: &mut Rng| format!("D/{:04}/f{:06}", rng.below(500), rng.below(60_000)).into_bytes();
+    for (size, renames) in [(10_000usize, false), (50_000, true), (10_000, true), (50_000, false)] {
+        let mut after = model.clone();
+        let mut ops: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::with_capacity(size);
+        for _ in 0..size {
+            let k = key(&mut rng);
+            match rng.below(10) {
+                0 => {
+                    after.remove(&k);
+                    ops.push((1, k, Vec::new()));
+                }
+                1 if !ops.is_empty() => {
+                    // A key this batch wrote earlier, written again.
+                    let (_, again, _) = ops[rng.below(ops.len() as u64) as usize].clone();
+                    let v = vec![rng.next() as u8; 1 + rng.below(100) as usize];
+                    after.insert(again.clone(), v.clone());
+                    ops.push((0, again, v));
+                }
+                2 if renames => {
+                    if let Some(src) = after.range(k.clone()..).next().map(|(s, _)| s.clone()) {
+                        let dst = key(&mut rng);
+                        let v = after.remove(&src).expect("src is in the model");
+                        after.insert(dst.clone(), v);
+                        ops.push((2, src, dst));
+                    }
+                }
+                _ => {
+                    let v = vec![rng.next() as u8; 1 + rng.below(100) as usize];
+                    after.insert(k.clone(), v.clone());
+                    ops.push((0, k, v));
+                }
+            }
+        }
+        tree.txn(|b| {
+            for (kind, k, v) in &ops {
+                match kind {
+                    0 => b.put(k, v),
+                    1 => b.delete(k),
+                    _ => b.rename(k, v, true),
+                };
+            }
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: batch of {size}: {e}"));
+        model = after;
+        assert_same(&tree, &model, seed, size);
+    }
+    // A guarded batch of 10k: a failed guard applies none of it.
+    let present = model.keys().next().cloned().expect("the model holds keys");
+    let applied = tree
+        .atomic(|b| {
+            b.assert_absent(&present);
+            for i in 0..10_000u32 {
+                b.put(format!("new/{i:05}").as_bytes(), b"x");
+            }
+        })
+        .unwrap();
+    assert!(!applied, "seed {seed}: the guard fails");
+    assert_same(&tree, &model, seed, 1);
+}

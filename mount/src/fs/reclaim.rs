@@ -140,7 +140,10 @@ impl Fs {
             return Ok(());
         }
         match self.meta.inode(ino) {
-            Ok(i) if i.nlink == 0 && i.kind == FileKind::File => {
+            // A linked inode has nothing to reclaim (the last close of any
+            // file lands here).
+            Ok(i) if i.nlink > 0 => Ok(()),
+            Ok(i) if i.kind == FileKind::File => {
                 self.reclaims.push(ino);
                 Ok(())
             }
@@ -183,12 +186,22 @@ impl Fs {
         Ok(())
     }
 
+    /// Remove a stale `R/<ino>` (its inode is gone or linked). The inode is
+    /// read in the same batch: an unlink of its last name committing
+    /// meanwhile (which writes the marker) fails the batch, and the retry
+    /// keeps the marker; else the orphan would never be reclaimed.
     fn drop_orphan_key(&self, ino: Ino) -> FsResult<()> {
         let key = schema::orphan_key(ino);
         self.transact(|t| {
-            if t.get(&key)?.is_some() {
-                t.delete(key.clone());
+            if t.get(&key)?.is_none() {
+                return Ok(());
             }
+            match t.inode(ino) {
+                Ok(i) if i.nlink == 0 => return Ok(()),
+                Ok(_) | Err(FsError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            t.delete(key.clone());
             Ok(())
         })
     }

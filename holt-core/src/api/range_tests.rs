@@ -207,7 +207,7 @@ fn visits(tree: &Tree, prefix: &[u8], delim: Option<u8>) -> (usize, u64) {
     let mut it = b.into_iter();
     // The scratch (and its count) is recycled from the thread's last scan.
     let before = it.scratch.visits;
-    let n = it.by_ref().map(|e| e.unwrap()).count();
+    let n = it.by_ref().inspect(|e| assert!(e.is_ok(), "{e:?}")).count();
     (n, it.scratch.visits - before)
 }
 

@@ -168,18 +168,73 @@ fn apply_op<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, hin
     })
 }
 
-/// Apply `ops` in order with version `lsn`, landing each key from its hint.
-/// Returns the net key delta. An error leaves the ops before it applied
-/// (the engine poisons, see `Engine::abandon_half_applied`).
+/// Apply `ops` with version `lsn`, landing each key from its hint.
+/// Returns the net key delta. An error leaves some ops applied (the engine
+/// poisons, see `Engine::abandon_half_applied`).
 pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp], lsn: Lsn, hints: &Hints) -> Result<KeyDelta> {
     let mut delta = 0;
-    for op in ops {
-        fault::point(Step::BeforeOp)?;
-        delta += apply_op(pool, owned, op, lsn, hints)?;
+    match key_order(ops, hints) {
+        Some(order) => {
+            for (i, hint) in order {
+                fault::point(Step::BeforeOp)?;
+                delta += match &ops[i] {
+                    LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, Some(hint))?,
+                    LogOp::Delete { key } => delete(pool, owned, key, Some(hint))?,
+                    LogOp::Rename { .. } => unreachable!("key_order refuses batches with renames"),
+                };
+            }
+        }
+        None => {
+            for op in ops {
+                fault::point(Step::BeforeOp)?;
+                delta += apply_op(pool, owned, op, lsn, hints)?;
+            }
+        }
     }
     fault::point(Step::BeforeFinish)?;
     finish(pool, owned, lsn);
     Ok(delta)
+}
+
+/// Batches with fewer ops are applied in op order. Key order made 10k-op
+/// bulk-load batches 9-13% faster and 1k-op ones 3-5% slower (two quiet
+/// interleaved runs each, benches cells batch1k/batch10k): below a few
+/// thousand keys, neighbours in key order share little of their paths.
+const KEY_ORDER_OPS_MIN: usize = 4096;
+
+/// The order to apply a large batch of puts and deletes in: by key,
+/// stably (each key's ops keep their order), each with its hint. Ops are
+/// resolved before they are applied (nothing is read while applying), so
+/// ops on different keys commute and the result is the op-order one (the
+/// journal keeps op order; replay gets the same tree). In key order
+/// consecutive ops walk neighbouring paths. A counting sort over the
+/// hints' ranks (the hints are sorted by key). `None` (op order) for a
+/// small batch, one with a rename (two keys per op), or replay (no hints).
+fn key_order(ops: &[LogOp], hints: &Hints) -> Option<Vec<(usize, Hint)>> {
+    if ops.len() < KEY_ORDER_OPS_MIN || hints.is_empty() {
+        return None;
+    }
+    let mut ranks = Vec::with_capacity(ops.len());
+    for op in ops {
+        let key = match op {
+            LogOp::Put { key, .. } | LogOp::Delete { key } => key,
+            LogOp::Rename { .. } => return None,
+        };
+        ranks.push(hints.binary_search_by(|(k, _)| k.as_slice().cmp(key)).ok()?);
+    }
+    let mut next = vec![0usize; hints.len() + 1];
+    for &r in &ranks {
+        next[r + 1] += 1;
+    }
+    for r in 1..next.len() {
+        next[r] += next[r - 1];
+    }
+    let mut order = vec![(0, hints[0].1); ops.len()];
+    for (i, &r) in ranks.iter().enumerate() {
+        order[next[r]] = (i, hints[r].1);
+        next[r] += 1;
+    }
+    Some(order)
 }
 
 /// Apply a single put or delete whose key landed at `hint` (a frame the

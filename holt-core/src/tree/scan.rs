@@ -129,7 +129,7 @@ fn tick(steps: &mut usize, views: &[FrameView<'_>]) -> Result<bool> {
     if *steps > STEPS_MAX {
         return Err(corrupt_frame(views[0].id, "scan never terminates"));
     }
-    Ok(*steps % STEPS_PER_CHECK != 0 || all_valid(views))
+    Ok(!steps.is_multiple_of(STEPS_PER_CHECK) || all_valid(views))
 }
 
 /// What unreadable bytes mean: corruption if everything read validates,

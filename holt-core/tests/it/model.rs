@@ -386,6 +386,7 @@ fn rollup_listings_over_many_frames_match_btreemap() {
 /// Batches of 10k and 50k ops (puts over new and existing keys, deletes,
 /// the same key several times, with and without renames) apply whole, as
 /// if in op order: the tree matches a model that applied them one by one.
+/// Batches without renames are applied in key order (`write::key_order`).
 /// Per-op lookups in a batch are binary searches, so these run in time
 /// linear in the batch (they were quadratic).
 #[test]

@@ -479,6 +479,8 @@ impl Engine {
 #[cfg(test)]
 mod apply_fault_tests;
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod power_loss_tests;
 #[cfg(test)]
 mod space_tests;

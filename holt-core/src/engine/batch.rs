@@ -33,32 +33,34 @@ fn note(fp: &mut Footprint, id: FrameId, version: Option<u64>) -> bool {
     *fp.entry(id).or_insert(v) == v
 }
 
-fn key_footprint(pool: &Pool, key: &[u8], fp: &mut Footprint) -> Result<Option<Hint>> {
-    let owned = Owned::default();
-    let land = retry(pool, || try_locate(pool, &owned, key))?;
+fn key_footprint(reader: &Owned<'_>, key: &[u8], fp: &mut Footprint) -> Result<Option<Hint>> {
+    let land = retry(reader, || try_locate(reader.pool(), reader, key))?;
     let hint = Hint { frame: land.view.id, entry: land.entry };
     Ok(note(fp, land.view.id, land.view.version).then_some(hint))
 }
 
 /// Frames an empty-prefix answer depends on: the prefix's landing frame and
 /// every frame the scan entered after it.
-fn prefix_footprint(pool: &Pool, prefix: &[u8], fp: &mut Footprint) -> Result<bool> {
-    let owned = Owned::default();
-    let land = retry(pool, || try_locate(pool, &owned, prefix))?;
-    let frames = scan(pool, &owned, &Scan::first_key(prefix), &mut ScanScratch::default(), &mut Vec::new())?;
+fn prefix_footprint(reader: &Owned<'_>, prefix: &[u8], fp: &mut Footprint) -> Result<bool> {
+    let pool = reader.pool();
+    let land = retry(reader, || try_locate(pool, reader, prefix))?;
+    let frames = scan(pool, reader, &Scan::first_key(prefix), &mut ScanScratch::default(), &mut Vec::new())?;
     let start = frames.iter().position(|&(id, _)| id == land.view.id).unwrap_or(0);
     Ok(frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
 }
 
 /// Step 1: the frames to latch, and where every key lands (hints sorted
 /// by key, each key once). Keys are walked in key order, so neighbours
-/// share the cache lines of their common path.
+/// share the cache lines of their common path. The walks use `reader`,
+/// which the caller keeps across its retries until the frames are latched:
+/// once it pins, a footprint larger than the pool's clean part keeps its
+/// frames (and their versions) instead of evicting them itself.
 /// `Ok(None)`: frames changed while observed; try again.
-pub(crate) fn footprint(pool: &Pool, guards: &[Guard], ops: &[Op]) -> Result<Option<(Footprint, Hints)>> {
+pub(crate) fn footprint(reader: &Owned<'_>, guards: &[Guard], ops: &[Op]) -> Result<Option<(Footprint, Hints)>> {
     let mut fp = Footprint::new();
     for g in guards {
         if let Guard::PrefixEmpty(p) = g {
-            if !prefix_footprint(pool, p, &mut fp)? {
+            if !prefix_footprint(reader, p, &mut fp)? {
                 return Ok(None);
             }
         }
@@ -69,7 +71,7 @@ pub(crate) fn footprint(pool: &Pool, guards: &[Guard], ops: &[Op]) -> Result<Opt
     keys.dedup();
     let mut hints = Hints::with_capacity(keys.len());
     for key in keys {
-        let Some(h) = key_footprint(pool, key, &mut fp)? else { return Ok(None) };
+        let Some(h) = key_footprint(reader, key, &mut fp)? else { return Ok(None) };
         hints.push((key.to_vec(), h));
     }
     Ok(Some((fp, hints)))

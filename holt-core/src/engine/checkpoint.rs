@@ -22,19 +22,20 @@
 //! safe); a checkpoint that succeeds while the reserve is spent tries to
 //! make it whole again, after the trim has given back the WAL's space.
 
-use std::collections::HashSet;
-
 use super::durable::{encode_user, Durable};
 use super::Engine;
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::{seal_image, FRAME_BYTES};
 use crate::store::manifest::ManifestMeta;
+use crate::store::pool::FrameCell;
 use crate::tree::ROOT_FRAME;
 
-struct Capture {
+struct Capture<'p> {
     lsn: Lsn,
-    images: Vec<(FrameId, Vec<u8>)>,
+    /// The captured frames, pinned and marked clean until `release_captured`.
+    frames: Vec<(FrameId, &'p FrameCell)>,
+    images: Vec<Vec<u8>>,
     dropped: Vec<FrameId>,
     keys: u64,
     next_frame_id: u64,
@@ -54,7 +55,7 @@ impl Engine {
     /// `Err(Poisoned)` if the engine was poisoned by the time the cut is
     /// taken: a batch that failed half applied held the gate until it had
     /// raised the poison, so no capture can hold a frame of it.
-    fn capture(&self, d: &Durable) -> Result<Capture> {
+    fn capture(&self, d: &Durable) -> Result<Capture<'_>> {
         let pool = &self.pool;
         // Image buffers are allocated and faulted in before the cut: done
         // under the gate, the kernel's page faults and zeroing stalled every
@@ -62,23 +63,18 @@ impl Engine {
         let mut spare: Vec<Vec<u8>> = (0..pool.dirty_count()).map(|_| faulted_image()).collect();
         let _cut = self.gate.write();
         self.check_poison()?;
-        let live: HashSet<FrameId> = pool.live_ids().into_iter().collect();
-        let mut images = Vec::new();
-        for &id in &live {
-            let cell = pool.cell(id).expect("live frame has a cell");
-            if !cell.is_dirty() {
-                continue;
-            }
-            let buf = cell.buf().expect("a dirty frame is never evicted");
-            cell.pin();
+        let frames = pool.capture_dirty();
+        let mut images = Vec::with_capacity(frames.len());
+        for (_, cell) in &frames {
+            let buf = cell.buf().expect("a dirty frame is never evicted, and a captured one is pinned");
             let mut img = spare.pop().unwrap_or_else(|| vec![0; FRAME_BYTES]);
             buf.image_into(&mut img);
-            images.push((id, img));
-            cell.mark_clean();
+            images.push(img);
         }
-        let dropped = d.store.frame_ids().into_iter().filter(|id| !live.contains(id)).collect();
+        let dropped = d.store.frame_ids().into_iter().filter(|&id| !pool.is_live(id)).collect();
         Ok(Capture {
             lsn: d.journal.last_lsn(),
+            frames,
             images,
             dropped,
             keys: self.key_count(),
@@ -86,12 +82,12 @@ impl Engine {
         })
     }
 
-    fn publish(&self, d: &Durable, cap: &mut Capture) -> Result<()> {
+    fn publish(&self, d: &Durable, cap: &mut Capture<'_>) -> Result<()> {
         d.journal.sync()?;
         let mut txn = d.store.begin_checkpoint()?;
-        for (id, img) in &mut cap.images {
+        for (&(id, _), img) in cap.frames.iter().zip(&mut cap.images) {
             seal_image(img);
-            txn.write_frame(*id, img)?;
+            txn.write_frame(id, img)?;
         }
         for &id in &cap.dropped {
             txn.drop_frame(id);
@@ -125,24 +121,17 @@ impl Engine {
         let mut cap = self.capture(d)?;
         // Nothing written since the published checkpoint (a clean close of
         // an idle tree): it already is this checkpoint.
-        let unchanged = cap.images.is_empty() && cap.dropped.is_empty() && d.store.checkpoint_lsn() == Some(cap.lsn);
+        let unchanged = cap.frames.is_empty() && cap.dropped.is_empty() && d.store.checkpoint_lsn() == Some(cap.lsn);
         if unchanged {
             return d.journal.trim(cap.lsn);
         }
         let result = d.reserve.retry("checkpoint", || self.publish(d, &mut cap));
-        for (id, _) in &cap.images {
-            let cell = self.pool.cell(*id).expect("captured frame has a cell");
-            if result.is_err() {
-                cell.mark_dirty();
-            }
-            cell.unpin();
-        }
+        self.pool.release_captured(&cap.frames, result.is_ok());
         if let Err(e) = result {
             self.poison_if_durability_unknown(&e);
             return Err(e);
         }
         self.checkpoints.add(1);
-        self.pool.shrink_to_budget();
         d.journal.trim(cap.lsn)
     }
 }

@@ -54,7 +54,7 @@ pub(crate) struct Opened {
 struct StoreSource(Arc<FrameStore>);
 
 impl FrameSource for StoreSource {
-    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<()> {
+    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64> {
         self.0.read_frame_into(id, into)
     }
 }

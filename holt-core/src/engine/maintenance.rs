@@ -36,15 +36,12 @@ pub(crate) fn step(pool: &Pool, cursor: &Cursor) {
 
 fn visit(pool: &Pool, id: FrameId) {
     let Some(cell) = pool.cell(id).filter(|c| c.is_live()) else { return };
-    if pool.resident(id).is_err() || !cell.latch.try_lock() {
+    if !pool.try_lock_resident(id, cell).unwrap_or(false) {
         return;
     }
-    let mut owned = Owned::default();
+    let mut owned = Owned::new(pool);
     owned.push(id, cell);
-    let Some(b) = cell.buf() else {
-        owned.release_clean();
-        return;
-    };
+    let b = cell.buf().expect("a latched frame loaded under its latch is resident");
     let mut changed = false;
     if b.dead_bytes() > DEAD_BYTES_COMPACT {
         compact(b);

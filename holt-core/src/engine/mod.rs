@@ -43,7 +43,7 @@ use crate::tree::descend::lookup;
 pub(crate) use crate::tree::scan::{Scan, ScanScratch};
 use crate::tree::scan::scan;
 use crate::tree::spill::FRAME_DATA_BYTES;
-use crate::tree::{Owned, ROOT_FRAME, ROOT_SLOT};
+use crate::tree::{Owned, RESTARTS_MAX, ROOT_FRAME, ROOT_SLOT};
 use crate::Record;
 
 pub(crate) enum Applied {
@@ -77,6 +77,13 @@ fn file_system() -> Arc<dyn Vfs> {
         Err(e) => log::info!("io_uring unavailable ({e}); using pread/pwrite"),
     }
     Arc::new(StdVfs)
+}
+
+/// A write whose frames changed under it `RESTARTS_MAX` times in a row.
+/// Each restart is another writer's progress, so this only happens when a
+/// frame never validates: corruption, as `tree::descend::retry` reports it.
+fn never_latched() -> Error {
+    Error::corrupted("frames", 0, "a write never latched its frames at the versions it read")
 }
 
 /// Write the root node into a freshly created root frame.
@@ -144,13 +151,13 @@ impl Engine {
     fn recover(&self, keys: u64, replay: &Replay) -> Result<()> {
         self.keys_added.add(keys);
         for (lsn, ops) in replay {
-            let mut owned = Owned::default();
+            let mut owned = Owned::new(&self.pool);
             let delta = write::apply_ops(&self.pool, &mut owned, ops, *lsn, &Vec::new())?;
             owned.release_dirty();
             self.count_keys(delta);
         }
         // The root frame is on every path: never evict it.
-        self.pool.cell(ROOT_FRAME).expect("root frame has a cell").pin();
+        self.pool.pin(self.pool.cell(ROOT_FRAME).expect("root frame has a cell"));
         Ok(())
     }
 
@@ -164,7 +171,7 @@ impl Engine {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
-        let found = lookup(&self.pool, &Owned::default(), key);
+        let found = lookup(&self.pool, &Owned::new(&self.pool), key);
         self.poison.check_reads()?;
         found
     }
@@ -172,15 +179,19 @@ impl Engine {
     pub fn apply(&self, guards: &[Guard], ops: Vec<Op>, want_prev: bool) -> Result<Applied> {
         self.check_poison()?;
         let pool = &self.pool;
-        loop {
-            let Some((fp, hints)) = footprint(pool, guards, &ops)? else {
+        // Kept across restarts: a restart after a miss makes it pin.
+        let reader = Owned::new(pool);
+        for _ in 0..RESTARTS_MAX {
+            let Some((fp, hints)) = footprint(&reader, guards, &ops)? else {
                 pool.counters.restarts.add(1);
+                reader.pins.after_restart();
                 continue;
             };
             let gate = self.gate.read();
-            let mut owned = Owned::default();
+            let mut owned = Owned::new(pool);
             if !latch(pool, &fp, &mut owned) {
                 pool.counters.restarts.add(1);
+                reader.pins.after_restart();
                 continue;
             }
             if let Err(e) = self.check_poison() {
@@ -197,6 +208,7 @@ impl Engine {
                     owned.release_clean();
                     drop(gate);
                     pool.counters.restarts.add(1);
+                    reader.pins.after_restart();
                     std::thread::yield_now();
                     continue;
                 }
@@ -220,6 +232,7 @@ impl Engine {
             self.journal_and_apply(owned, gate, log, |owned, lsn| write::apply_ops(pool, owned, log, lsn, &hints))?;
             return Ok(Applied::Done { prev: resolved.prev });
         }
+        Err(never_latched())
     }
 
     /// The last steps of every write, in the order durability needs:
@@ -369,7 +382,7 @@ impl Engine {
         // Checked before too: a chunk is heavy work to throw away.
         self.poison.check_reads()?;
         let kept = out.len();
-        let scanned = scan(&self.pool, &Owned::default(), q, scratch, out);
+        let scanned = scan(&self.pool, &Owned::new(&self.pool), q, scratch, out);
         if let Err(e) = self.poison.check_reads() {
             out.truncate(kept);
             return Err(e);

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::layout::node::LeafAt;
 use crate::op::{LogOp, Op};
 use crate::tree::descend::{retry, try_locate, Walk};
-use crate::tree::Owned;
+use crate::tree::{Owned, RESTARTS_MAX};
 
 impl Engine {
     /// Apply `op` (a put or delete) alone; returns the previous value when
@@ -29,17 +29,20 @@ impl Engine {
         let is_delete = matches!(op, LogOp::Delete { .. });
         self.check_poison()?;
         let pool = &self.pool;
-        loop {
-            let land = retry(pool, || try_locate(pool, &Owned::default(), key))?;
+        // Kept across restarts: a restart after a miss makes it pin.
+        let reader = Owned::new(pool);
+        for _ in 0..RESTARTS_MAX {
+            let land = retry(&reader, || try_locate(pool, &reader, key))?;
             let version = land.view.version.expect("a walk owning no frame observes versions");
             let gate = self.gate.read();
             if !land.view.cell.latch.try_upgrade(version) {
                 drop(gate);
                 pool.counters.restarts.add(1);
+                reader.pins.after_restart();
                 land.view.cell.latch.wait_unlocked();
                 continue;
             }
-            let mut owned = Owned::default();
+            let mut owned = Owned::new(pool);
             owned.push(land.view.id, land.view.cell);
             if let Err(e) = self.check_poison() {
                 owned.release_clean();
@@ -59,6 +62,7 @@ impl Engine {
             self.journal_and_apply(owned, gate, log, |owned, lsn| apply_single(pool, owned, &op, lsn, hint))?;
             return Ok(prev);
         }
+        Err(super::never_latched())
     }
 
     fn apply_rename(&self, op: Op, want_prev: bool) -> Result<Option<Vec<u8>>> {

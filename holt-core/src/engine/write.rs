@@ -53,8 +53,7 @@ pub(crate) fn land_from<'p>(pool: &'p Pool, owned: &mut Owned<'p>, hint: Hint, k
     for _ in 0..LAND_TRIES_MAX {
         if !owned.contains(id) {
             let cell = pool.cell(id).filter(|c| c.is_live()).ok_or_else(|| corrupt_frame(id, "hinted frame is gone"))?;
-            pool.resident(id)?;
-            if !cell.latch.try_lock() {
+            if !pool.try_lock_resident(id, cell)? {
                 std::thread::yield_now();
                 continue;
             }
@@ -82,7 +81,7 @@ fn land<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: Option<Hint
         return land_from(pool, owned, h, key);
     }
     for _ in 0..LAND_TRIES_MAX {
-        let landing = retry(pool, || try_locate(pool, owned, key))?;
+        let landing = retry(owned, || try_locate(pool, owned, key))?;
         if landing.view.version.is_none() {
             return Ok(landing);
         }

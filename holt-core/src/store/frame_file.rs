@@ -122,8 +122,9 @@ impl FrameFile {
 
     /// Read `slot` into `buf` (resized to one frame) and verify it against
     /// the manifest's checksum for `id`; a caller loading many frames reuses
-    /// one buffer. On `Err` the contents are unspecified, never to be used.
-    pub(crate) fn read_slot_into(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut Vec<u8>) -> Result<()> {
+    /// one buffer. Returns the bytes read from the file (the free gap is
+    /// not read). On `Err` the contents are unspecified, never to be used.
+    pub(crate) fn read_slot_into(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut Vec<u8>) -> Result<u64> {
         let offset = slot_offset(slot);
         buf.resize(FRAME_BYTES, 0);
         // The first block holds the frame header, which names the free gap;
@@ -131,15 +132,17 @@ impl FrameFile {
         self.read_range(slot, id, buf, 0..FRAME_HEAD_READ_BYTES)?;
         let gap = free_gap(buf);
         let past_head = |at: usize| at.max(FRAME_HEAD_READ_BYTES);
-        self.read_range(slot, id, buf, FRAME_HEAD_READ_BYTES..past_head(gap.start))?;
-        self.read_range(slot, id, buf, past_head(gap.end)..FRAME_BYTES)?;
+        let (before, after) = (FRAME_HEAD_READ_BYTES..past_head(gap.start), past_head(gap.end)..FRAME_BYTES);
+        let bytes_read = (FRAME_HEAD_READ_BYTES + before.len() + after.len()) as u64;
+        self.read_range(slot, id, buf, before)?;
+        self.read_range(slot, id, buf, after)?;
         buf[gap].fill(0);
         let crc = frame_crc(id, buf);
         if crc != crc_expected {
             let what = format!("frame {} in slot {slot}: checksum {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
             return Err(Error::corrupted(&self.path, offset, what));
         }
-        Ok(())
+        Ok(bytes_read)
     }
 
     /// Read `range` of the image in `slot` into the same range of `buf`.

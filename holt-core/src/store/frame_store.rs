@@ -122,8 +122,9 @@ impl FrameStore {
         Ok(buf)
     }
 
-    /// `read_frame` into a reused buffer (see `FrameFile::read_slot_into`).
-    pub(crate) fn read_frame_into(&self, id: FrameId, buf: &mut Vec<u8>) -> Result<()> {
+    /// `read_frame` into a reused buffer (see `FrameFile::read_slot_into`);
+    /// returns the bytes read from the file (the free gap is not read).
+    pub(crate) fn read_frame_into(&self, id: FrameId, buf: &mut Vec<u8>) -> Result<u64> {
         let published = self.published.read();
         let Some(r) = published.manifest.frames.get(&id) else {
             let what = format!("frame {} is not in the manifest", id.0);

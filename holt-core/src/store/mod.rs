@@ -1,9 +1,12 @@
 //! Everything below the tree that touches memory budgets and files: the
-//! buffer manager (`pool`), the file-system seam (`vfs`) with its real
+//! buffer manager (`pool`, with its frame cells, eviction `clock` and
+//! `pins`), the file-system seam (`vfs`) with its real
 //! (`std_vfs`), read-only (`read_only_vfs`) and crash-simulating
 //! (`mem_vfs`) implementations, the frame store built on it, and the space
 //! reserve (`reserve`). Knows nothing of ART nodes.
 
+mod cell;
+mod clock;
 pub(crate) mod frame_file;
 pub(crate) mod frame_store;
 mod le;
@@ -13,6 +16,7 @@ pub(crate) mod manifest;
 // `testing`, for the tests of crates built on it.
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod mem_vfs;
+pub(crate) mod pins;
 pub(crate) mod pool;
 pub(crate) mod read_only_vfs;
 pub(crate) mod reserve;

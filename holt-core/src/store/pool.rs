@@ -4,31 +4,39 @@
 //!
 //! Invariants:
 //! - a buffer is never freed while the pool lives: an evicted buffer goes to
-//!   the free list and may be reused for another frame, so an optimistic
-//!   reader holding a stale pointer reads bytes it will then reject, since
-//!   detaching a buffer bumps the frame's latch version;
-//! - a frame is evicted only when clean, unpinned, and latched exclusively
-//!   by the evictor;
+//!   the free list and may be reused for another frame. A frame's buffer is
+//!   detached (evicted, retired) only under its exclusive latch, which bumps
+//!   its version; an optimistic reader reads the version before the buffer
+//!   pointer and validates after reading, so it never uses bytes of a buffer
+//!   recycled under it: it may read them (they are atomics, and the memory
+//!   stays mapped), then fails validation and restarts;
+//! - a frame is evicted only when live, clean, unpinned, and latched
+//!   exclusively by the evictor: never a frame a writer holds, never a
+//!   frame whose only copy is in memory;
+//! - every miss makes progress: an operation that lost a frame it loaded
+//!   pins the frames of its next attempts (`store::pins`), and with nothing
+//!   evictable the pool allocates past its budget rather than wait. It
+//!   comes back to the budget as pins are released (`shrink_to_budget`) and
+//!   as checkpoints clean dirty frames (the engine checkpoints when half the
+//!   budget is dirty, and makes writers checkpoint at twice the budget);
+//! - no whole-pool scan on the hot path: eviction is a CLOCK over evictable
+//!   frames only (`store::clock`), and the resident and dirty counts and
+//!   the list of dirty frames are kept as they change;
 //! - without a backing source (memory mode) nothing is ever evicted: the
 //!   cached image is the only copy.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub(crate) use super::cell::FrameCell;
+use super::clock::Clock;
 use super::table::{CellTable, CELLS_MAX};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::latch::HybridLatch;
 use crate::layout::{verify_header, FrameBuf};
-
-/// Loads of one frame `resident` tries while evictions race it.
-const LOAD_TRIES_MAX: usize = 64;
-
-/// Fewest evictable frames for which eviction on a load is tried at all.
-const EVICTABLE_MIN: usize = 4;
 
 thread_local! {
     /// The image buffer of this thread's frame loads.
@@ -39,78 +47,35 @@ thread_local! {
 pub(crate) trait FrameSource: Send + Sync {
     /// Put into `into` the image of frame `id` as last written by a
     /// checkpoint, verified against a checksum over every byte of it.
-    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<()>;
+    /// Returns the bytes read from storage.
+    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64>;
 }
 
-/// Per-frame state. Lives for the pool's life; `live` says whether the id
-/// names a frame of the tree right now.
-#[derive(Default)]
-pub(crate) struct FrameCell {
-    pub(crate) latch: HybridLatch,
-    buf: AtomicPtr<FrameBuf>,
-    live: AtomicBool,
-    dirty: AtomicBool,
-    pins: AtomicU32,
-    /// Set when the frame is used, cleared by the eviction clock hand.
-    referenced: AtomicBool,
-}
-
-impl FrameCell {
-    /// The resident image, if any. Readers must validate the latch after use.
-    #[inline]
-    pub(crate) fn buf(&self) -> Option<&FrameBuf> {
-        let p = self.buf.load(Ordering::Acquire);
-        // SAFETY: buffers are owned by the pool's `all` list and never freed
-        // before the pool; see the module invariants.
-        (!p.is_null()).then(|| unsafe { &*p })
-    }
-
-    /// Note a use for the eviction clock (a plain store, and only when the
-    /// bit is clear, so hot frames cost readers no shared writes).
-    #[inline]
-    pub(crate) fn touch(&self) {
-        if !self.referenced.load(Ordering::Relaxed) {
-            self.referenced.store(true, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty.load(Ordering::Acquire)
-    }
-
-    /// Record a modification. Caller holds the latch exclusively.
-    pub(crate) fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
-    }
-
-    /// Clear the dirty mark after the image was captured for writing.
-    pub(crate) fn mark_clean(&self) {
-        self.dirty.store(false, Ordering::Release);
-    }
-
-    pub(crate) fn pin(&self) {
-        self.pins.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(crate) fn unpin(&self) {
-        let before = self.pins.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(before > 0, "unpin without pin");
-    }
-}
-
+/// Activity counters, sharded per thread (see `counter`).
 #[derive(Default)]
 pub(crate) struct PoolCounters {
+    /// Frames entered that were resident.
     pub hits: Counter,
+    /// Frames loaded into the cache (a read that lost a race to load the
+    /// same frame is not a miss, but counts in `frames_read`).
     pub misses: Counter,
+    pub frames_read: Counter,
+    pub bytes_read: Counter,
     pub evictions: Counter,
+    /// Operations that went on pinning their frames after losing one.
+    pub pinned_retries: Counter,
     pub restarts: Counter,
     pub spills: Counter,
     pub merges: Counter,
     pub compactions: Counter,
+}
+
+/// Live dirty frames: their number, and every frame dirtied since the last
+/// capture (it may also name frames cleaned or retired since).
+#[derive(Default)]
+struct Dirty {
+    count: AtomicUsize,
+    ids: Mutex<Vec<FrameId>>,
 }
 
 pub(crate) struct Pool {
@@ -122,7 +87,8 @@ pub(crate) struct Pool {
     next_id: AtomicU64,
     resident: AtomicUsize,
     capacity: usize,
-    clock_hand: AtomicUsize,
+    clock: Clock,
+    dirty: Dirty,
     source: Option<Arc<dyn FrameSource>>,
     pub(crate) counters: PoolCounters,
 }
@@ -143,7 +109,8 @@ impl Pool {
             next_id: AtomicU64::new(1),
             resident: AtomicUsize::new(0),
             capacity,
-            clock_hand: AtomicUsize::new(0),
+            clock: Clock::default(),
+            dirty: Dirty::default(),
             source,
             counters: PoolCounters::default(),
         }
@@ -185,20 +152,23 @@ impl Pool {
         let id = self.fresh_id();
         let cell = self.cells.get_or_create(id.0 as usize);
         cell.latch.lock();
+        debug_assert!(!cell.is_live() && !cell.is_dirty(), "a fresh id names no frame");
         let buf = self.alloc_buf();
         // SAFETY: `alloc_buf` returns a pool-owned buffer nobody else uses.
         unsafe { &*buf }.format(id);
         cell.buf.store(buf, Ordering::Release);
         cell.live.store(true, Ordering::Release);
-        cell.mark_dirty();
+        self.mark_dirty(id, cell);
         (id, cell)
     }
 
     /// Retire frame `id`, which the caller holds exclusively and which no
     /// node references any more. Its id may be reused.
     pub(crate) fn retire(&self, id: FrameId, cell: &FrameCell) {
+        if cell.dirty.swap(false, Ordering::AcqRel) {
+            self.dirty.count.fetch_sub(1, Ordering::AcqRel);
+        }
         cell.live.store(false, Ordering::Release);
-        cell.mark_dirty();
         let buf = cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel);
         if !buf.is_null() {
             self.free_bufs.lock().push(buf);
@@ -207,55 +177,131 @@ impl Pool {
         self.free_ids.lock().push(id);
     }
 
-    /// The buffer of live frame `id`, reading it from the source on a miss.
-    /// The returned buffer is valid until the caller's latch validation.
-    pub(crate) fn resident(&self, id: FrameId) -> Result<(&FrameCell, &FrameBuf)> {
-        let cell = self.cell(id).filter(|c| c.is_live()).ok_or_else(|| dangling(id))?;
-        if let Some(b) = cell.buf() {
-            self.counters.hits.add(1);
-            return Ok((cell, b));
+    /// Record a modification of frame `id`. The caller holds its latch
+    /// exclusively. A retired frame stays clean: its id is free.
+    pub(crate) fn mark_dirty(&self, id: FrameId, cell: &FrameCell) {
+        if !cell.is_live() || cell.dirty.swap(true, Ordering::AcqRel) {
+            return;
         }
-        // A concurrent eviction may take the frame again before we look.
-        for _ in 0..LOAD_TRIES_MAX {
-            self.load(id, cell)?;
-            if let Some(b) = cell.buf() {
-                return Ok((cell, b));
+        self.dirty.count.fetch_add(1, Ordering::AcqRel);
+        self.dirty.ids.lock().push(id);
+    }
+
+    /// Take every dirty frame for a checkpoint: each is pinned (its image
+    /// must stay while it is written) and marked clean. The caller holds the
+    /// commit gate exclusively, so no writer holds a latch, and releases
+    /// them with `release_captured`.
+    pub(crate) fn capture_dirty(&self) -> Vec<(FrameId, &FrameCell)> {
+        let ids = std::mem::take(&mut *self.dirty.ids.lock());
+        let mut captured = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(cell) = self.cell(id) else { continue };
+            // An id twice in the list was cleaned at its first occurrence.
+            if cell.is_live() && cell.dirty.swap(false, Ordering::AcqRel) {
+                self.dirty.count.fetch_sub(1, Ordering::AcqRel);
+                cell.pin();
+                captured.push((id, cell));
             }
         }
-        Err(Error::corrupted("frames", id.0, format!("frame {} kept being evicted while loading", id.0)))
+        captured
     }
 
-    fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
+    /// After a checkpoint wrote (or failed to write) the captured frames:
+    /// a failure makes them dirty again; then unpin them.
+    pub(crate) fn release_captured(&self, captured: &[(FrameId, &FrameCell)], written: bool) {
+        for &(id, cell) in captured {
+            if !written {
+                cell.latch.lock();
+                self.mark_dirty(id, cell);
+                cell.latch.unlock();
+            }
+            self.unpin(id, cell);
+        }
+        if written {
+            self.shrink_to_budget();
+        }
+    }
+
+    /// Keep frame `id` resident until `unpin` (the root frame, for good).
+    pub(crate) fn pin(&self, cell: &FrameCell) {
+        cell.pin();
+    }
+
+    pub(crate) fn unpin(&self, id: FrameId, cell: &FrameCell) {
+        if cell.unpin() {
+            self.clock.enqueue(id, cell);
+        }
+    }
+
+    /// Read live frame `id` from the source and install it unless another
+    /// thread did first. The frame may be evicted again before the caller
+    /// looks, unless the caller pinned it.
+    pub(crate) fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
+        IMAGE.with_borrow_mut(|image| {
+            self.read_image(id, image)?;
+            cell.latch.lock();
+            self.install(cell, image);
+            cell.latch.unlock();
+            self.clock.enqueue(id, cell);
+            Ok(())
+        })
+    }
+
+    /// Latch live frame `id` exclusively if no one holds it, loading it
+    /// under the latch if it is not resident: `Ok(true)` when latched and
+    /// resident (a latched frame is never evicted).
+    pub(crate) fn try_lock_resident(&self, id: FrameId, cell: &FrameCell) -> Result<bool> {
+        if !cell.latch.try_lock() {
+            return Ok(false);
+        }
+        if cell.buf().is_some() {
+            return Ok(true);
+        }
+        let loaded = IMAGE.with_borrow_mut(|image| {
+            self.read_image(id, image)?;
+            self.install(cell, image);
+            Ok(())
+        });
+        if let Err(e) = loaded {
+            cell.latch.unlock();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// The image of frame `id` from the source, its header checked. The
+    /// thread's buffer is reused: a fresh 512 KiB allocation per load costs
+    /// page faults, zeroing and unmapping.
+    fn read_image(&self, id: FrameId, image: &mut Vec<u8>) -> Result<()> {
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
-        IMAGE.with_borrow_mut(|image| self.install(id, cell, source.as_ref(), image))
-    }
-
-    /// `load` with the thread's image buffer: reusing it spares each load a
-    /// fresh 512 KiB allocation (page faults, zeroing, unmapping).
-    fn install(&self, id: FrameId, cell: &FrameCell, source: &dyn FrameSource, image: &mut Vec<u8>) -> Result<()> {
-        source.read_frame(id, image)?;
+        let bytes = source.read_frame(id, image)?;
+        self.counters.frames_read.add(1);
+        self.counters.bytes_read.add(bytes);
         // The source checked a checksum over the whole image; the frame's own
         // checksum could only repeat that, so only its header is checked.
-        verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
-        cell.latch.lock();
-        if cell.buf().is_none() {
-            let buf = self.alloc_buf();
-            // SAFETY: fresh pool-owned buffer.
-            unsafe { &*buf }.load(image);
-            cell.buf.store(buf, Ordering::Release);
-            cell.touch();
-            self.counters.misses.add(1);
-        }
-        cell.latch.unlock();
-        Ok(())
+        verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))
     }
 
-    /// A free buffer: recycled, newly allocated under capacity, or taken from
-    /// an evicted frame. Over capacity with nothing evictable, it allocates
-    /// anyway (dirty frames must stay until a checkpoint writes them).
+    /// Make `image` the frame's buffer if it has none. Caller holds the latch.
+    fn install(&self, cell: &FrameCell, image: &[u8]) {
+        if cell.buf().is_some() {
+            return;
+        }
+        let buf = self.alloc_buf();
+        // SAFETY: fresh pool-owned buffer.
+        unsafe { &*buf }.load(image);
+        cell.buf.store(buf, Ordering::Release);
+        cell.touch();
+        self.counters.misses.add(1);
+    }
+
+    /// A free buffer: taken from an evicted frame when over capacity, else
+    /// recycled or newly allocated. Over capacity with nothing evictable, it
+    /// allocates anyway: dirty frames stay until a checkpoint writes them,
+    /// pinned ones until released.
     fn alloc_buf(&self) -> *mut FrameBuf {
         let resident = self.resident.fetch_add(1, Ordering::AcqRel) + 1;
-        if resident > self.capacity && self.source.is_some() {
+        if resident > self.capacity {
             if let Some(b) = self.evict_one() {
                 return b;
             }
@@ -268,54 +314,19 @@ impl Pool {
         b
     }
 
-    /// Clock sweep with a second chance for a clean, unpinned, unlatched
-    /// frame. With fewer than `EVICTABLE_MIN` candidates it gives up (the
-    /// pool grows past its budget until a checkpoint cleans frames), so a
-    /// descent never thrashes by evicting the frames of its own path.
+    /// Detach the buffer of one evictable frame (never in memory mode).
     fn evict_one(&self) -> Option<*mut FrameBuf> {
-        let limit = self.id_limit() as usize;
-        let evictable = |c: &FrameCell| {
-            c.buf().is_some() && !c.is_dirty() && c.pins.load(Ordering::Acquire) == 0 && !c.latch.is_locked()
-        };
-        let candidates = (1..limit).filter(|&i| self.cells.get(i).is_some_and(evictable)).count();
-        if candidates < EVICTABLE_MIN {
-            return None;
-        }
-        for _ in 0..2 * limit {
-            let i = self.clock_hand.fetch_add(1, Ordering::Relaxed) % limit.max(1);
-            let Some(cell) = self.cells.get(i) else { continue };
-            if !evictable(cell) || cell.referenced.swap(false, Ordering::AcqRel) {
-                continue;
-            }
-            if let Some(buf) = self.detach(cell) {
-                return Some(buf);
-            }
-        }
-        None
-    }
-
-    /// Take the buffer of an evictable frame, latched while we do.
-    fn detach(&self, cell: &FrameCell) -> Option<*mut FrameBuf> {
-        if !cell.latch.try_lock() {
-            return None;
-        }
-        let ok = !cell.is_dirty() && cell.pins.load(Ordering::Acquire) == 0;
-        let buf = if ok { cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel) } else { std::ptr::null_mut() };
-        cell.latch.unlock();
-        if buf.is_null() {
-            return None;
-        }
+        self.source.as_ref()?;
+        let buf = self.clock.evict(&self.cells)?;
         self.resident.fetch_sub(1, Ordering::AcqRel);
         self.counters.evictions.add(1);
         Some(buf)
     }
 
     /// Evict clean frames until the cache is back within its budget (after
-    /// a checkpoint has cleaned frames). Stops early when nothing is evictable.
+    /// a checkpoint cleaned frames, or pins were released). Stops early when
+    /// nothing is evictable.
     pub(crate) fn shrink_to_budget(&self) {
-        if self.source.is_none() {
-            return;
-        }
         while self.over_budget() {
             match self.evict_one() {
                 Some(buf) => self.free_bufs.lock().push(buf),
@@ -329,11 +340,14 @@ impl Pool {
         self.resident.load(Ordering::Acquire)
     }
 
-    /// Live frames modified since their last capture.
+    /// The cache budget, in frames.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Live frames modified since their last capture (one atomic load).
     pub(crate) fn dirty_count(&self) -> usize {
-        (1..self.id_limit())
-            .filter(|&i| self.cells.get(i as usize).is_some_and(|c| c.is_live() && c.is_dirty()))
-            .count()
+        self.dirty.count.load(Ordering::Acquire)
     }
 
     /// More frames are cached than the budget allows (dirty ones pin them).
@@ -341,16 +355,18 @@ impl Pool {
         self.resident_count() > self.capacity
     }
 
-    /// Ids of every live frame.
+    pub(crate) fn is_live(&self, id: FrameId) -> bool {
+        self.cell(id).is_some_and(FrameCell::is_live)
+    }
+
+    /// Ids of every live frame: a walk over every id, for reports and
+    /// maintenance, never for a read or a write.
     pub(crate) fn live_ids(&self) -> Vec<FrameId> {
-        (1..self.id_limit())
-            .filter(|&i| self.cells.get(i as usize).is_some_and(|c| c.is_live()))
-            .map(FrameId)
-            .collect()
+        (1..self.id_limit()).map(FrameId).filter(|&id| self.is_live(id)).collect()
     }
 }
 
-fn dangling(id: FrameId) -> Error {
+pub(super) fn dangling(id: FrameId) -> Error {
     Error::corrupted("frames", id.0, format!("link to frame {} which does not exist", id.0))
 }
 

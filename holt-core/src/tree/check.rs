@@ -16,6 +16,7 @@ use crate::ids::FrameId;
 use crate::layout::node::{link_target, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
 use crate::layout::space::{check_space, live_nodes};
 use crate::layout::{FrameBuf, Slot, NIL};
+use crate::store::pins::Held;
 use crate::store::pool::Pool;
 
 fn fail(id: FrameId, what: String) -> Error {
@@ -36,7 +37,8 @@ pub(crate) fn check_tree(pool: &Pool) -> Result<Census> {
     let mut seen_frames = HashSet::new();
     let mut entries: HashMap<(FrameId, Slot), usize> = HashMap::new();
     for id in pool.live_ids() {
-        let (_, b) = pool.resident(id)?;
+        let held = Held::new(pool, id)?;
+        let b = held.buf();
         check_frame(id, b)?;
         entries.extend(entry_slots(b).into_iter().map(|s| ((id, s), 0)));
         seen_frames.insert(id);
@@ -46,14 +48,16 @@ pub(crate) fn check_tree(pool: &Pool) -> Result<Census> {
     let mut stack = vec![(ROOT_FRAME, ROOT_SLOT, Vec::<u8>::new(), 0)];
     let mut reached = HashSet::new();
     while let Some((id, slot, path, hops)) = stack.pop() {
-        let (_, b) = pool.resident(id)?;
+        let held = Held::new(pool, id)?;
+        let b = held.buf();
         reached.insert(id);
         census.link_hops_max = census.link_hops_max.max(hops);
         let off = b.node_offset(slot).ok_or_else(|| fail(id, format!("dead slot {}", slot.0)))?;
         match b.u8(off) {
             KIND_LINK => {
                 let (to, s) = link_target(b, off);
-                let (_, tb) = pool.resident(to)?;
+                let target = Held::new(pool, to)?;
+                let tb = target.buf();
                 let toff = tb.node_offset(s).ok_or_else(|| fail(to, format!("link to dead slot {}", s.0)))?;
                 if tb.u8(toff + OFF_FLAGS) & FLAG_ENTRY == 0 {
                     return Err(fail(to, format!("link target slot {} is not an entry", s.0)));

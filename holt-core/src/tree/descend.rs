@@ -44,9 +44,11 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
         // Only an error if the link that led here validates (see `follow`).
         return Err(corrupt_frame(id, "link to a frame that does not exist"));
     };
+    // Pinned before its version is read: a frame pinned and then loaded stays.
+    owned.pins.enter(id, cell);
     // A frame just read from the store is used at once rather than after a
-    // restart, so a descent through a small cache makes progress even when
-    // each load evicts another frame.
+    // restart, so a descent through a small cache usually makes progress
+    // even when each load evicts another frame (and always once it pins).
     for _ in 0..LOADS_PER_ENTER_MAX {
         let Some(version) = cell.latch.optimistic() else {
             // Waiting while holding latches could deadlock with a writer
@@ -64,7 +66,8 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
             cell.touch();
             return Ok(Step::Done(FrameView { id, cell, buf, version: Some(version) }));
         }
-        pool.resident(id)?;
+        owned.pins.note_miss();
+        pool.load(id, cell)?;
     }
     Ok(Step::Restart)
 }
@@ -177,20 +180,26 @@ pub(crate) fn try_locate<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> R
     Ok(Step::Restart)
 }
 
-/// Run `attempt` until it completes, counting restarts.
-pub(crate) fn retry<T>(pool: &Pool, mut attempt: impl FnMut() -> Result<Step<T>>) -> Result<T> {
+/// Run `attempt`, whose walks use `owned`, until it completes, counting
+/// restarts. An attempt that restarted after loading a frame makes the next
+/// ones pin what they read (`store::pins`), so the loop ends: each restart
+/// after that is a writer's change.
+pub(crate) fn retry<T>(owned: &Owned<'_>, mut attempt: impl FnMut() -> Result<Step<T>>) -> Result<T> {
     for _ in 0..RESTARTS_MAX {
         match attempt()? {
             Step::Done(t) => return Ok(t),
-            Step::Restart => pool.counters.restarts.add(1),
+            Step::Restart => {
+                owned.pool().counters.restarts.add(1);
+                owned.pins.after_restart();
+            }
         }
     }
     Err(Error::corrupted("frames", 0, "an operation never validated; a frame is unreadable"))
 }
 
 /// The record stored at `key`.
-pub(crate) fn lookup(pool: &Pool, owned: &Owned<'_>, key: &[u8]) -> Result<Option<Record>> {
-    retry(pool, || {
+pub(crate) fn lookup<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Option<Record>> {
+    retry(owned, || {
         let Step::Done(land) = try_locate(pool, owned, key)? else { return Ok(Step::Restart) };
         let b = land.view.buf;
         let rec = match land.walk {

@@ -33,7 +33,7 @@ pub(crate) fn merge_link<'p>(pool: &'p Pool, owned: &mut Owned<'p>, parent: Fram
         return false;
     }
     let Some(cell) = pool.cell(child).filter(|c| c.is_live()) else { return false };
-    if pool.resident(child).is_err() || !cell.latch.try_lock() {
+    if !pool.try_lock_resident(child, cell).unwrap_or(false) {
         return false;
     }
     owned.push(child, cell);

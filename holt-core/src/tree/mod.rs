@@ -25,22 +25,26 @@ pub(crate) mod spill;
 
 use crate::ids::{FrameId, Lsn};
 use crate::layout::Slot;
-use crate::store::pool::FrameCell;
+use crate::store::pins::Pins;
+use crate::store::pool::{FrameCell, Pool};
 
 /// The frame holding the tree root, and the root's slot in it. The root is
 /// an inner node with an empty prefix (or a link left by a spill of it).
 pub(crate) const ROOT_FRAME: FrameId = FrameId(1);
 pub(crate) const ROOT_SLOT: Slot = Slot(0);
 
-/// Frames the current thread holds exclusively. Walks read them directly,
-/// without optimistic validation.
-#[derive(Default)]
+/// What one operation holds in the pool: frames latched exclusively, which
+/// walks read directly, without optimistic validation; and the pins that
+/// keep the frames it reads resident once it has lost one to eviction
+/// (`store::pins`). Both are released when it ends.
 pub(crate) struct Owned<'p> {
+    pool: &'p Pool,
     /// Sorted by id: a batch looks its frames up once per op and may hold
     /// hundreds, so lookups are binary searches (a frame is added once).
     frames: Vec<(FrameId, &'p FrameCell)>,
     /// Forwarding links this holder's spills left, for `merge::bypass_forwards`.
     pub(crate) forwards: Vec<Forward>,
+    pub(crate) pins: Pins<'p>,
 }
 
 /// A forwarding link a spill left in slot `slot` of frame `frame`, in
@@ -52,6 +56,14 @@ pub(crate) struct Forward {
 }
 
 impl<'p> Owned<'p> {
+    pub(crate) fn new(pool: &'p Pool) -> Self {
+        Owned { pool, frames: Vec::new(), forwards: Vec::new(), pins: Pins::new(pool) }
+    }
+
+    pub(crate) fn pool(&self) -> &'p Pool {
+        self.pool
+    }
+
     fn position(&self, id: FrameId) -> std::result::Result<usize, usize> {
         self.frames.binary_search_by_key(&id, |&(f, _)| f)
     }
@@ -85,8 +97,8 @@ impl<'p> Owned<'p> {
 
     /// Mark every owned frame dirty and release it.
     pub(crate) fn release_dirty(&mut self) {
-        for (_, cell) in self.frames.drain(..) {
-            cell.mark_dirty();
+        for (id, cell) in self.frames.drain(..) {
+            self.pool.mark_dirty(id, cell);
             cell.latch.unlock();
         }
     }

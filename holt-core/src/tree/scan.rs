@@ -98,15 +98,15 @@ pub(crate) struct ScanScratch {
 pub(crate) type ScanFrames = Vec<(FrameId, Option<u64>)>;
 
 /// Append to `out` up to `q.limit` entries; returns the frames read.
-pub(crate) fn scan(
-    pool: &Pool,
-    owned: &Owned<'_>,
+pub(crate) fn scan<'p>(
+    pool: &'p Pool,
+    owned: &Owned<'p>,
     q: &Scan<'_>,
     scratch: &mut ScanScratch,
     out: &mut Vec<Hit>,
 ) -> Result<ScanFrames> {
     let start = out.len();
-    retry(pool, || {
+    retry(owned, || {
         out.truncate(start);
         try_scan(pool, owned, q, scratch, out)
     })
@@ -141,9 +141,9 @@ fn unreadable<T>(views: &[FrameView<'_>], at: &FrameView<'_>, what: &str) -> Res
     Ok(Step::Restart)
 }
 
-fn try_scan(
-    pool: &Pool,
-    owned: &Owned<'_>,
+fn try_scan<'p>(
+    pool: &'p Pool,
+    owned: &Owned<'p>,
     q: &Scan<'_>,
     scratch: &mut ScanScratch,
     out: &mut Vec<Hit>,

@@ -1,0 +1,125 @@
+//! `FrameCell`: the per-frame state the buffer manager keeps for every
+//! frame id, resident or not, for the pool's whole life.
+//!
+//! Who changes what (the pool's invariants rest on this):
+//! - `buf` is set and cleared only under the frame's exclusive latch, so
+//!   every change of it bumps the latch version;
+//! - `live` changes under the exclusive latch (create, retire) or before the
+//!   pool is shared (open);
+//! - `dirty` changes under the exclusive latch, or under the exclusive side
+//!   of the engine's commit gate (a checkpoint's capture, when no writer
+//!   holds a latch): so the pool's dirty count, kept beside it, is exact;
+//! - `queued` is read and written only under the eviction clock's mutex;
+//! - `pins` and `referenced` are plain atomics anyone may change.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
+
+use crate::latch::HybridLatch;
+use crate::layout::FrameBuf;
+
+/// Per-frame state. `live` says whether the id names a frame of the tree.
+#[derive(Default)]
+pub(crate) struct FrameCell {
+    pub(crate) latch: HybridLatch,
+    pub(super) buf: AtomicPtr<FrameBuf>,
+    pub(super) live: AtomicBool,
+    pub(super) dirty: AtomicBool,
+    /// Holders that need the frame to stay resident (see `store::pins`).
+    pins: AtomicU32,
+    /// Set when the frame is used, cleared by the eviction clock's hand.
+    pub(super) referenced: AtomicBool,
+    /// The frame has an entry in the eviction clock's ring.
+    pub(super) queued: AtomicBool,
+}
+
+/// What the eviction clock may do with a frame it meets.
+pub(super) enum Fate {
+    /// Evicted: here is its buffer, detached under the frame's latch.
+    Evicted(*mut FrameBuf),
+    /// Not evictable now, but may be soon (latched, or used since the
+    /// hand last passed): keep its entry.
+    Spared,
+    /// Not evictable until a transition that enqueues it again (dirty,
+    /// pinned, not resident, retired): drop its entry.
+    Dropped,
+}
+
+impl FrameCell {
+    /// The resident image, if any. Readers must validate the latch after use.
+    #[inline]
+    pub(crate) fn buf(&self) -> Option<&FrameBuf> {
+        let p = self.buf.load(Ordering::Acquire);
+        // SAFETY: buffers are owned by the pool's `all` list and never freed
+        // before the pool; see the pool's module invariants.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// Note a use for the eviction clock (a plain store, and only when the
+    /// bit is clear, so hot frames cost readers no shared writes).
+    #[inline]
+    pub(crate) fn touch(&self) {
+        if !self.referenced.load(Ordering::Relaxed) {
+            self.referenced.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    pub(super) fn is_pinned(&self) -> bool {
+        self.pins.load(Ordering::SeqCst) != 0
+    }
+
+    /// Keep the frame resident until the matching `Pool::unpin`. SeqCst,
+    /// with the fence in `detach`: either the evictor sees this pin, or the
+    /// pinner's next latch read sees the eviction (and loads again).
+    pub(super) fn pin(&self) {
+        self.pins.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// True when this was the last pin.
+    pub(super) fn unpin(&self) -> bool {
+        let before = self.pins.fetch_sub(1, Ordering::SeqCst);
+        assert!(before > 0, "unpin without pin");
+        before == 1
+    }
+
+    /// Could the clock evict this frame, its latch aside?
+    pub(super) fn evictable(&self) -> bool {
+        self.is_live() && self.buf().is_some() && !self.is_dirty() && !self.is_pinned()
+    }
+
+    /// The clock hand's visit: second chance for a used frame, and the
+    /// buffer of one that is evictable and free to latch.
+    pub(super) fn visit(&self) -> Fate {
+        if !self.evictable() {
+            return Fate::Dropped;
+        }
+        if self.latch.is_locked() || self.referenced.swap(false, Ordering::Relaxed) {
+            return Fate::Spared;
+        }
+        self.detach()
+    }
+
+    /// Take the buffer under the exclusive latch (bumping the version, so
+    /// optimistic readers of the old buffer fail validation).
+    fn detach(&self) -> Fate {
+        if !self.latch.try_lock() {
+            return Fate::Spared;
+        }
+        // Pairs with the SeqCst `pin`: a pin made before this point is seen.
+        fence(Ordering::SeqCst);
+        let fate = if self.evictable() {
+            Fate::Evicted(self.buf.swap(std::ptr::null_mut(), Ordering::AcqRel))
+        } else {
+            Fate::Dropped
+        };
+        self.latch.unlock();
+        fate
+    }
+}

@@ -1,0 +1,69 @@
+//! The eviction clock: a ring of frame ids the hand sweeps, giving each
+//! used frame a second chance (CLOCK).
+//!
+//! Only frames that may become evictable are in the ring. Every transition
+//! that makes a frame evictable (loaded, pins dropping to zero; a frame
+//! gets clean only while a checkpoint pins it) calls `enqueue`, and the
+//! transitions out of evictability (dirtied, pinned, retired) cost nothing
+//! there: the hand drops such an entry when it meets it. So:
+//! - every evictable frame has exactly one entry (`FrameCell::queued` says
+//!   which have one; it and the ring change only under the ring's mutex,
+//!   and each enqueue looks at the frame after the transition it follows);
+//! - eviction is O(1) amortised per miss: each entry the hand drops was
+//!   paid for by its enqueue, each reference bit it clears by the use that
+//!   set it; dirty frames cost nothing, however many there are;
+//! - a sweep is bounded: it visits at most twice the entries it started
+//!   with, then gives up (the pool then grows past its budget).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use parking_lot::Mutex;
+
+use super::cell::{Fate, FrameCell};
+use super::table::CellTable;
+use crate::ids::FrameId;
+use crate::layout::FrameBuf;
+
+#[derive(Default)]
+pub(super) struct Clock {
+    ring: Mutex<VecDeque<FrameId>>,
+}
+
+impl Clock {
+    /// Give frame `id` an entry if it is evictable and has none. Call after
+    /// any transition that may have made it evictable.
+    pub(super) fn enqueue(&self, id: FrameId, cell: &FrameCell) {
+        let mut ring = self.ring.lock();
+        if !cell.queued.load(Ordering::Relaxed) && cell.evictable() {
+            cell.queued.store(true, Ordering::Relaxed);
+            ring.push_back(id);
+        }
+    }
+
+    /// Sweep for one frame to evict and detach its buffer; `None` if no
+    /// frame was evictable within the sweep's bound.
+    pub(super) fn evict(&self, cells: &CellTable<FrameCell>) -> Option<*mut FrameBuf> {
+        let mut ring = self.ring.lock();
+        let visits_max = 2 * ring.len() + 1;
+        for _ in 0..visits_max {
+            let id = ring.pop_front()?;
+            let Some(cell) = cells.get(id.0 as usize) else { continue };
+            match cell.visit() {
+                Fate::Evicted(buf) => {
+                    cell.queued.store(false, Ordering::Relaxed);
+                    return Some(buf);
+                }
+                Fate::Spared => ring.push_back(id),
+                Fate::Dropped => cell.queued.store(false, Ordering::Relaxed),
+            }
+        }
+        None
+    }
+
+    /// Entries in the ring (stale ones included).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.ring.lock().len()
+    }
+}

@@ -38,3 +38,43 @@ pub struct TreeStats {
     /// Checkpoints completed since open.
     pub checkpoints: u64,
 }
+
+/// The buffer pool's counters since open: cheap to read (no walk over the
+/// tree), for a hit rate or a cache-size report. Memory mode never misses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The cache budget (`buffer_pool_size`), in frames.
+    pub capacity_frames: u64,
+    /// Frames cached in memory now (above the budget while dirty or pinned
+    /// frames leave nothing to evict).
+    pub frames_cached: u64,
+    /// Frames modified since the last checkpoint.
+    pub frames_dirty: u64,
+    /// Frame lookups served from the cache.
+    pub hits: u64,
+    /// Frames loaded into the cache from the store.
+    pub misses: u64,
+    /// Frame images read from the store: `misses` plus reads that lost a
+    /// race to load the same frame. `frames_read / misses` is the frames
+    /// read per miss.
+    pub frames_read: u64,
+    /// Bytes read from the store for those frames (a frame's free gap is
+    /// not read).
+    pub bytes_read: u64,
+    /// Frames evicted from the cache.
+    pub evictions: u64,
+    /// Reads and writes that lost a frame they had loaded to eviction and
+    /// went on pinning their frames until done.
+    pub pinned_retries: u64,
+}
+
+impl PoolStats {
+    /// Hits over lookups, 0.0..=1.0 (1.0 before any lookup).
+    pub fn hit_ratio(&self) -> f64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 {
+            return 1.0;
+        }
+        self.hits as f64 / lookups as f64
+    }
+}

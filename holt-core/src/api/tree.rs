@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::batch::{check_key, check_value, AtomicBatch, Batch};
 use super::range::RangeBuilder;
-use super::stats::TreeStats;
+use super::stats::{PoolStats, TreeStats};
 use crate::engine::{Applied, Engine};
 use crate::error::Result;
 use crate::op::Op;
@@ -186,6 +186,12 @@ impl Tree {
     /// Counters and shape of the tree.
     pub fn stats(&self) -> Result<TreeStats> {
         self.engine.stats()
+    }
+
+    /// The buffer pool's counters: a few atomic loads, no walk over the
+    /// tree (unlike `stats`).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.engine.pool_stats()
     }
 
     /// Check every structural invariant of every frame (slow; for tests and fsck).

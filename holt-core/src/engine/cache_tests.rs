@@ -5,9 +5,11 @@
 //! spin forever) and agree with a `BTreeMap` model.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::splitmix::SplitMix64;
 use crate::testing::{CrashMode, SimDisk};
 use crate::{RangeEntry, Tree, TreeBuilder};
 
@@ -41,7 +43,10 @@ fn finishes<T: Send + 'static>(what: &str, tree: &Tree, f: impl FnOnce() -> T + 
     });
     match rx.recv_timeout(PATIENCE) {
         Ok(t) => t,
-        Err(_) => panic!("{what} did not finish within {PATIENCE:?}: livelock? {:?}", tree.stats()),
+        Err(RecvTimeoutError::Timeout) => {
+            panic!("{what} did not finish within {PATIENCE:?}: livelock? {:?}", tree.pool_stats())
+        }
+        Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked (see above)"),
     }
 }
 
@@ -91,4 +96,126 @@ fn scan_after_reopen_with_a_mostly_dirty_pool_finishes() {
     let scanner = tree.clone();
     let got = finishes("a full scan", &tree, move || contents(&scanner));
     assert!(got == model, "the scan after reopen differs from the model");
+}
+
+fn random_key(rng: &mut SplitMix64) -> Vec<u8> {
+    format!("d/{:02}/{:05}", rng.below(40), rng.below(40_000)).into_bytes()
+}
+
+/// Entries of `range` under `prefix` (rolled up at '/' if `delimited`), as
+/// the model says they must come out.
+fn model_listing(model: &Model, prefix: &[u8], delimited: bool) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for k in model.keys().filter(|k| k.starts_with(prefix)) {
+        let rest = &k[prefix.len()..];
+        let entry = match rest.iter().position(|&b| b == b'/') {
+            Some(at) if delimited => k[..prefix.len() + at + 1].to_vec(),
+            _ => k.clone(),
+        };
+        if out.last() != Some(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+fn listing(tree: &Tree, prefix: &[u8], delimited: bool) -> Vec<Vec<u8>> {
+    let range = tree.scan_prefix(prefix);
+    let range = if delimited { range.delimiter(b'/') } else { range };
+    range.into_iter().map(|e| e.expect("listing").key().to_vec()).collect()
+}
+
+/// One random operation on tree and model, checked where it reads.
+fn random_step(tree: &Tree, model: &mut Model, rng: &mut SplitMix64) {
+    let k = random_key(rng);
+    match rng.below(10) {
+        0..=3 => {
+            let v = vec![rng.next_u64() as u8; 1500 + rng.below(1000) as usize];
+            tree.put(&k, &v).unwrap();
+            model.insert(k, v);
+        }
+        4 => assert_eq!(tree.delete(&k).unwrap(), model.remove(&k).is_some()),
+        5 => {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..32).map(|_| (random_key(rng), vec![7; 1800])).collect();
+            tree.txn(|b| {
+                for (k, v) in &pairs {
+                    b.put(k, v);
+                }
+            })
+            .unwrap();
+            model.extend(pairs);
+        }
+        6..=8 => assert!(tree.get(&k).unwrap() == model.get(&k).cloned(), "get {k:?}"),
+        _ => {
+            let prefix = format!("d/{:02}/", rng.below(40)).into_bytes();
+            assert_eq!(listing(tree, &prefix, false), model_listing(model, &prefix, false));
+        }
+    }
+}
+
+/// A tree eight times the pool: random gets, puts, deletes, batches and
+/// listings all agree with the model while frames are evicted and read
+/// back, the cache stays near its budget, and a reopen finds everything.
+#[test]
+fn tree_eight_times_the_pool_agrees_with_the_model() {
+    let disk = SimDisk::new();
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(0x8f00);
+    let mut model = Model::new();
+    let mut steps = 0u64;
+    while tree.stats().unwrap().frames < 8 * POOL_FRAMES as u64 || steps < 3_000 {
+        random_step(&tree, &mut model, &mut rng);
+        steps += 1;
+        let p = tree.pool_stats();
+        // Writers checkpoint at twice the budget; pins add a chunk's frames.
+        assert!(p.frames_cached <= 3 * POOL_FRAMES as u64, "step {steps}: {p:?}");
+    }
+    assert_eq!(listing(&tree, b"", true), model_listing(&model, b"", true));
+    assert_eq!(listing(&tree, b"d/", true), model_listing(&model, b"d/", true));
+    assert!(contents(&tree) == model, "full scan differs from the model");
+    let p = tree.pool_stats();
+    eprintln!("{steps} steps, {} keys, {:?}, {p:?}", model.len(), tree.stats().unwrap());
+    assert!(p.evictions > 1000 && p.misses > 1000, "the pool was exercised: {p:?}");
+    assert!(p.frames_read >= p.misses && p.bytes_read > 0, "{p:?}");
+    tree.check_invariants().unwrap();
+    drop(tree);
+    let tree = disk.open_tree(builder()).unwrap();
+    assert!(contents(&tree) == model, "contents after reopen differ from the model");
+    tree.check_invariants().unwrap();
+}
+
+/// Readers and a writer racing through a pool an eighth of the tree: every
+/// read of a key nobody changes finds its value, every listing of a prefix
+/// nobody changes is whole, and all of it finishes (eviction under one
+/// thread's reads never starves another's).
+#[test]
+fn readers_and_a_writer_share_a_small_pool_without_starving() {
+    let disk = SimDisk::new();
+    let tree = disk.open_tree(builder()).unwrap();
+    let n = 16_000;
+    let model = Arc::new(load(&tree, n));
+    assert!(tree.stats().unwrap().frames >= 8 * POOL_FRAMES as u64);
+    let mut threads = Vec::new();
+    for t in 0..2u64 {
+        let (tree, model) = (tree.clone(), model.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut rng = SplitMix64::new(t);
+            for round in 0..2_000 {
+                let i = rng.below(n);
+                assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)), "thread {t}: key {i}");
+                if round % 100 == 0 {
+                    let prefix = format!("k/{:03}/", rng.below(97)).into_bytes();
+                    assert_eq!(listing(&tree, &prefix, false), model_listing(&model, &prefix, false));
+                }
+            }
+        }));
+    }
+    let writer = tree.clone();
+    threads.push(std::thread::spawn(move || {
+        for i in 0..3_000u64 {
+            writer.put(format!("w/{i:05}").as_bytes(), &[9; 3000]).unwrap();
+        }
+    }));
+    finishes("readers and a writer", &tree, move || threads.into_iter().for_each(|t| t.join().unwrap()));
+    tree.check_invariants().unwrap();
 }

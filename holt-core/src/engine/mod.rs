@@ -26,7 +26,7 @@ use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
 use self::poison::{Poison, Refuse};
 use self::sink::{MemorySink, Sink};
-use crate::api::TreeStats;
+use crate::api::{PoolStats, TreeStats};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::ids::{FrameId, Lsn};
@@ -427,6 +427,21 @@ impl Engine {
         let capacity = s.frames as f64 * FRAME_DATA_BYTES as f64;
         s.fill_factor = if capacity > 0.0 { s.live_bytes as f64 / capacity } else { 0.0 };
         Ok(s)
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let (p, c) = (&self.pool, &self.pool.counters);
+        PoolStats {
+            capacity_frames: p.capacity() as u64,
+            frames_cached: p.resident_count() as u64,
+            frames_dirty: p.dirty_count() as u64,
+            hits: c.hits.get(),
+            misses: c.misses.get(),
+            frames_read: c.frames_read.get(),
+            bytes_read: c.bytes_read.get(),
+            evictions: c.evictions.get(),
+            pinned_retries: c.pinned_retries.get(),
+        }
     }
 
     fn add_frame_stats(&self, id: FrameId, s: &mut TreeStats) {

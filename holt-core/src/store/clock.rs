@@ -27,7 +27,14 @@ use crate::layout::FrameBuf;
 
 #[derive(Default)]
 pub(super) struct Clock {
-    ring: Mutex<VecDeque<FrameId>>,
+    ring: Mutex<Ring>,
+}
+
+#[derive(Default)]
+struct Ring {
+    ids: VecDeque<FrameId>,
+    /// Entries the hand has looked at, ever (the cost of eviction).
+    visits: u64,
 }
 
 impl Clock {
@@ -37,33 +44,35 @@ impl Clock {
         let mut ring = self.ring.lock();
         if !cell.queued.load(Ordering::Relaxed) && cell.evictable() {
             cell.queued.store(true, Ordering::Relaxed);
-            ring.push_back(id);
+            ring.ids.push_back(id);
         }
     }
 
     /// Sweep for one frame to evict and detach its buffer; `None` if no
     /// frame was evictable within the sweep's bound.
     pub(super) fn evict(&self, cells: &CellTable<FrameCell>) -> Option<*mut FrameBuf> {
-        let mut ring = self.ring.lock();
-        let visits_max = 2 * ring.len() + 1;
+        let ring = &mut *self.ring.lock();
+        let visits_max = 2 * ring.ids.len() + 1;
         for _ in 0..visits_max {
-            let id = ring.pop_front()?;
+            let id = ring.ids.pop_front()?;
+            ring.visits += 1;
             let Some(cell) = cells.get(id.0 as usize) else { continue };
             match cell.visit() {
                 Fate::Evicted(buf) => {
                     cell.queued.store(false, Ordering::Relaxed);
                     return Some(buf);
                 }
-                Fate::Spared => ring.push_back(id),
+                Fate::Spared => ring.ids.push_back(id),
                 Fate::Dropped => cell.queued.store(false, Ordering::Relaxed),
             }
         }
         None
     }
 
-    /// Entries in the ring (stale ones included).
+    /// Entries in the ring (stale ones included), and the hand's visits.
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.ring.lock().len()
+    pub(super) fn census(&self) -> (usize, u64) {
+        let ring = self.ring.lock();
+        (ring.ids.len(), ring.visits)
     }
 }

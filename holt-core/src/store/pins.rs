@@ -123,5 +123,6 @@ impl<'p> Held<'p> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.pool.unpin(self.id, self.cell);
+        self.pool.shrink_to_budget();
     }
 }

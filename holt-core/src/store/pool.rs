@@ -359,6 +359,12 @@ impl Pool {
         self.cell(id).is_some_and(FrameCell::is_live)
     }
 
+    /// The clock's entries and the hand's visits so far.
+    #[cfg(test)]
+    pub(super) fn clock_census(&self) -> (usize, u64) {
+        self.clock.census()
+    }
+
     /// Ids of every live frame: a walk over every id, for reports and
     /// maintenance, never for a read or a write.
     pub(crate) fn live_ids(&self) -> Vec<FrameId> {
@@ -379,3 +385,7 @@ impl Drop for Pool {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;

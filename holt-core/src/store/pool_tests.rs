@@ -1,0 +1,152 @@
+//! The pool alone, over a source of formatted frame images: eviction stays
+//! within the budget, never takes a dirty or pinned frame, costs O(1) hand
+//! visits per miss however many frames are dirty, and a pool that nothing
+//! can be evicted from grows instead of spinning, then shrinks back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{FrameSource, Pool};
+use crate::error::Result;
+use crate::ids::FrameId;
+use crate::layout::{FrameBuf, FRAME_BYTES};
+use crate::store::pins::Held;
+
+/// Stored frames have ids from here on; ids below are created in memory.
+const STORED_BASE: u64 = 10_000;
+
+struct Images(HashMap<FrameId, Vec<u8>>);
+
+impl FrameSource for Images {
+    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64> {
+        into.clear();
+        into.extend_from_slice(&self.0[&id]);
+        Ok(FRAME_BYTES as u64)
+    }
+}
+
+/// A pool of `capacity` frames over `stored` frames kept by its source.
+fn pool_over(capacity: usize, stored: u64) -> (Pool, Vec<FrameId>) {
+    let ids: Vec<FrameId> = (0..stored).map(|i| FrameId(STORED_BASE + i)).collect();
+    let images = ids
+        .iter()
+        .map(|&id| {
+            let b = FrameBuf::zeroed();
+            b.format(id);
+            (id, b.to_image())
+        })
+        .collect();
+    let pool = Pool::new(capacity, Some(Arc::new(Images(images))));
+    for &id in &ids {
+        pool.register_stored(id);
+    }
+    (pool, ids)
+}
+
+/// Read frame `id` through the pool as a reader does (load unless resident).
+fn touch(pool: &Pool, id: FrameId) {
+    Held::new(pool, id).unwrap();
+}
+
+/// `n` frames created in memory: resident, dirty, never written anywhere.
+fn dirty_frames(pool: &Pool, n: usize) -> Vec<FrameId> {
+    (0..n)
+        .map(|_| {
+            let (id, cell) = pool.create();
+            cell.latch.unlock();
+            id
+        })
+        .collect()
+}
+
+#[test]
+fn eviction_keeps_the_budget_and_spares_dirty_and_pinned_frames() {
+    let (pool, ids) = pool_over(8, 64);
+    let dirty = dirty_frames(&pool, 3);
+    let pinned = Held::new(&pool, ids[0]).unwrap();
+    for round in 0..5 {
+        for &id in &ids[1..] {
+            touch(&pool, id);
+            assert!(pool.resident_count() <= 8, "round {round}: {} resident", pool.resident_count());
+        }
+    }
+    assert_eq!(pool.dirty_count(), 3);
+    for id in dirty {
+        assert!(pool.cell(id).unwrap().buf().is_some(), "dirty frame {id:?} was evicted");
+    }
+    assert!(pool.cell(ids[0]).unwrap().buf().is_some(), "the pinned frame was evicted");
+    drop(pinned);
+    let misses = pool.counters.misses.get();
+    assert!(misses >= 5 * 63, "every round reloads the frames: {misses}");
+    assert_eq!(pool.counters.evictions.get(), misses - (8 - 3), "a miss past the budget evicts one frame");
+    assert_eq!(pool.counters.frames_read.get(), misses);
+    assert_eq!(pool.counters.bytes_read.get(), misses * FRAME_BYTES as u64);
+    let (entries, _) = pool.clock_census();
+    assert!(entries <= 8, "the ring holds each evictable frame once: {entries}");
+}
+
+/// The old pool counted every frame's state on each miss; the clock only
+/// visits evictable frames, so the work per miss stays flat with 1000 dirty.
+#[test]
+fn eviction_work_per_miss_is_constant_however_many_frames_are_dirty() {
+    let (pool, ids) = pool_over(1000 + 8, 64);
+    dirty_frames(&pool, 1000);
+    for &id in ids.iter().cycle().take(20 * ids.len()) {
+        touch(&pool, id);
+    }
+    let evictions = pool.counters.evictions.get();
+    let (_, visits) = pool.clock_census();
+    assert!(evictions > 1000, "{evictions}");
+    assert!(visits <= 3 * evictions, "{visits} hand visits for {evictions} evictions");
+}
+
+#[test]
+fn a_pool_full_of_dirty_frames_grows_then_shrinks_after_a_checkpoint() {
+    let (pool, ids) = pool_over(8, 16);
+    dirty_frames(&pool, 8);
+    for &id in &ids {
+        touch(&pool, id);
+    }
+    // Nothing but the clean frames loaded since was evictable: each load
+    // after the first evicted the one before it.
+    assert!(pool.resident_count() <= 9, "{}", pool.resident_count());
+    let held: Vec<Held<'_>> = ids.iter().map(|&id| Held::new(&pool, id).unwrap()).collect();
+    assert_eq!(pool.resident_count(), 8 + 16, "pinned frames stay: the pool grew past its budget");
+    drop(held);
+    assert!(pool.resident_count() <= 9, "released pins shrink it back: {}", pool.resident_count());
+    let captured = pool.capture_dirty();
+    assert_eq!((captured.len(), pool.dirty_count()), (8, 0));
+    pool.release_captured(&captured, true);
+    for &id in &ids {
+        touch(&pool, id);
+        assert!(pool.resident_count() <= 8, "a checkpoint's frames became evictable");
+    }
+}
+
+#[test]
+fn a_failed_checkpoint_leaves_its_frames_dirty_and_resident() {
+    let (pool, _) = pool_over(4, 0);
+    let dirty = dirty_frames(&pool, 6);
+    let captured = pool.capture_dirty();
+    assert_eq!(pool.dirty_count(), 0);
+    pool.release_captured(&captured, false);
+    assert_eq!(pool.dirty_count(), 6);
+    pool.shrink_to_budget();
+    assert_eq!(pool.resident_count(), 6, "dirty frames are never evicted");
+    let again = pool.capture_dirty();
+    assert_eq!(again.iter().map(|&(id, _)| id).collect::<Vec<_>>(), dirty, "each dirty frame once");
+}
+
+#[test]
+fn a_retired_frame_is_not_dirty_and_its_reused_id_is_counted_once() {
+    let (pool, _) = pool_over(4, 0);
+    let (id, cell) = pool.create();
+    pool.retire(id, cell);
+    pool.mark_dirty(id, cell);
+    cell.latch.unlock();
+    assert_eq!(pool.dirty_count(), 0, "a retired frame is never dirty");
+    let (again, cell) = pool.create();
+    cell.latch.unlock();
+    assert_eq!((again, pool.dirty_count()), (id, 1));
+    assert_eq!(pool.capture_dirty().len(), 1);
+}

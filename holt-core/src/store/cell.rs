@@ -10,9 +10,9 @@
 //!   of the engine's commit gate (a checkpoint's capture, when no writer
 //!   holds a latch): so the pool's dirty count, kept beside it, is exact;
 //! - `queued` is read and written only under the eviction clock's mutex;
-//! - `pins` and `referenced` are plain atomics anyone may change.
+//! - `pins` and `uses` are plain atomics anyone may change.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 use crate::latch::HybridLatch;
 use crate::layout::FrameBuf;
@@ -26,11 +26,20 @@ pub(crate) struct FrameCell {
     pub(super) dirty: AtomicBool,
     /// Holders that need the frame to stay resident (see `store::pins`).
     pins: AtomicU32,
-    /// Set when the frame is used, cleared by the eviction clock's hand.
-    pub(super) referenced: AtomicBool,
+    /// Recent uses, up to `USES_MAX`: raised by readers, lowered by the
+    /// eviction clock's hand, which takes the frame only at zero.
+    uses: AtomicU8,
     /// The frame has an entry in the eviction clock's ring.
     pub(super) queued: AtomicBool,
 }
+
+/// Most uses a frame remembers: a frame on every path (an inner frame)
+/// survives this many sweeps of the hand more than one used once (a leaf
+/// frame read by one lookup), so a burst of evictions (shrinking the pool
+/// after a checkpoint) takes the cold frames first. Counting like this
+/// (GCLOCK) instead of one bit keeps eviction O(1) amortised: each
+/// decrement is paid for by the use that raised it.
+pub(super) const USES_MAX: u8 = 3;
 
 /// What the eviction clock may do with a frame it meets.
 pub(super) enum Fate {
@@ -54,12 +63,14 @@ impl FrameCell {
         (!p.is_null()).then(|| unsafe { &*p })
     }
 
-    /// Note a use for the eviction clock (a plain store, and only when the
-    /// bit is clear, so hot frames cost readers no shared writes).
+    /// Note a use for the eviction clock: a plain load and store, and no
+    /// store at all once at `USES_MAX`, so hot frames cost readers no shared
+    /// writes (a lost update between racing readers only loses a count).
     #[inline]
     pub(crate) fn touch(&self) {
-        if !self.referenced.load(Ordering::Relaxed) {
-            self.referenced.store(true, Ordering::Relaxed);
+        let uses = self.uses.load(Ordering::Relaxed);
+        if uses < USES_MAX {
+            self.uses.store(uses + 1, Ordering::Relaxed);
         }
     }
 
@@ -94,13 +105,18 @@ impl FrameCell {
         self.is_live() && self.buf().is_some() && !self.is_dirty() && !self.is_pinned()
     }
 
-    /// The clock hand's visit: second chance for a used frame, and the
-    /// buffer of one that is evictable and free to latch.
+    /// The clock hand's visit: one use fewer for a used frame, and the
+    /// buffer of one unused, evictable and free to latch.
     pub(super) fn visit(&self) -> Fate {
         if !self.evictable() {
             return Fate::Dropped;
         }
-        if self.latch.is_locked() || self.referenced.swap(false, Ordering::Relaxed) {
+        if self.latch.is_locked() {
+            return Fate::Spared;
+        }
+        let uses = self.uses.load(Ordering::Relaxed);
+        if uses > 0 {
+            self.uses.store(uses - 1, Ordering::Relaxed);
             return Fate::Spared;
         }
         self.detach()

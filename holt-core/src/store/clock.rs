@@ -1,5 +1,6 @@
-//! The eviction clock: a ring of frame ids the hand sweeps, giving each
-//! used frame a second chance (CLOCK).
+//! The eviction clock: a ring of frame ids the hand sweeps, sparing each
+//! frame once per recent use (GCLOCK: CLOCK with a small use count instead
+//! of one reference bit, see `cell::USES_MAX`).
 //!
 //! Only frames that may become evictable are in the ring. Every transition
 //! that makes a frame evictable (loaded, pins dropping to zero; a frame
@@ -10,17 +11,18 @@
 //!   which have one; it and the ring change only under the ring's mutex,
 //!   and each enqueue looks at the frame after the transition it follows);
 //! - eviction is O(1) amortised per miss: each entry the hand drops was
-//!   paid for by its enqueue, each reference bit it clears by the use that
-//!   set it; dirty frames cost nothing, however many there are;
-//! - a sweep is bounded: it visits at most twice the entries it started
-//!   with, then gives up (the pool then grows past its budget).
+//!   paid for by its enqueue, each use it takes off by the use that
+//!   counted it; dirty frames cost nothing, however many there are;
+//! - a sweep is bounded: it visits each entry it started with at most
+//!   `USES_MAX + 1` times, then gives up (the pool then grows past its
+//!   budget).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
-use super::cell::{Fate, FrameCell};
+use super::cell::{Fate, FrameCell, USES_MAX};
 use super::table::CellTable;
 use crate::ids::FrameId;
 use crate::layout::FrameBuf;
@@ -52,7 +54,7 @@ impl Clock {
     /// frame was evictable within the sweep's bound.
     pub(super) fn evict(&self, cells: &CellTable<FrameCell>) -> Option<*mut FrameBuf> {
         let ring = &mut *self.ring.lock();
-        let visits_max = 2 * ring.ids.len() + 1;
+        let visits_max = (USES_MAX as usize + 1) * ring.ids.len() + 1;
         for _ in 0..visits_max {
             let id = ring.ids.pop_front()?;
             ring.visits += 1;

@@ -19,7 +19,7 @@
 //! pinner's version check sees the eviction, and its next load stays.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::cell::FrameCell;
 use super::pool::Pool;
@@ -34,7 +34,7 @@ const HOLD_LOADS_MAX: usize = 4;
 /// The pins of one operation, released when it ends (drop).
 pub(crate) struct Pins<'p> {
     pool: &'p Pool,
-    held: RefCell<HashMap<FrameId, &'p FrameCell>>,
+    held: RefCell<BTreeMap<FrameId, &'p FrameCell>>,
     /// Pin every frame entered from now on.
     on: Cell<bool>,
     /// A frame was loaded since the last restart.
@@ -43,7 +43,7 @@ pub(crate) struct Pins<'p> {
 
 impl<'p> Pins<'p> {
     pub(crate) fn new(pool: &'p Pool) -> Self {
-        Pins { pool, held: RefCell::new(HashMap::new()), on: Cell::new(false), missed: Cell::new(false) }
+        Pins { pool, held: RefCell::new(BTreeMap::new()), on: Cell::new(false), missed: Cell::new(false) }
     }
 
     /// Before reading frame `id`: pin it if this operation pins.

@@ -104,13 +104,23 @@ impl Kv for Core {
     fn shape(&self) -> String {
         match self.0.stats() {
             Ok(s) => format!(
-                "keys {} frames {} fill {:.2} live {} B dead {} B spills {} merges {} compactions {} restarts {}",
+                "keys {} frames {} fill {:.2} live {} B dead {} B spills {} merges {} compactions {} restarts {} checkpoints {} evictions {}{}",
                 s.keys, s.frames, s.fill_factor, s.live_bytes, s.dead_bytes, s.spills, s.merges,
-                s.compactions, s.optimistic_restarts
+                s.compactions, s.optimistic_restarts, s.checkpoints, s.evictions, pool_line(&self.0)
             ),
             Err(e) => format!("stats failed: {e}"),
         }
     }
+}
+
+#[cfg(feature = "pool-stats")]
+fn pool_line(t: &holt_core::Tree) -> String {
+    format!(" pool {:?}", t.pool_stats())
+}
+
+#[cfg(not(feature = "pool-stats"))]
+fn pool_line(_: &holt_core::Tree) -> String {
+    String::new()
 }
 
 #[derive(Clone)]

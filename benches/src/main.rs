@@ -7,6 +7,7 @@ mod bulk;
 mod cells;
 mod engines;
 mod harness;
+mod ltm;
 mod mix;
 mod persistent;
 mod report;
@@ -34,6 +35,12 @@ pub struct Opts {
     pub skip_memory: bool,
     /// Cell tags to run (`--cells`); empty runs all.
     pub cells: Vec<String>,
+    /// Run only the larger-than-memory cells, in this directory (`--ltm`).
+    pub ltm: Option<PathBuf>,
+    /// The ltm pool is 1/`ltm_share` of the tree.
+    pub ltm_share: usize,
+    /// Gets per ltm get cell (listings and inserts: a tenth of it).
+    pub ltm_ops: usize,
 }
 
 impl Opts {
@@ -44,7 +51,9 @@ impl Opts {
     }
 }
 
-const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup]";
+const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup] [--ltm DIR [--ltm-share N] [--ltm-ops N]]";
+const LTM_SHARE_DEFAULT: usize = 8;
+const LTM_OPS_DEFAULT: usize = 200_000;
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -56,6 +65,9 @@ fn parse_args() -> Result<Opts, String> {
         persistent: None,
         skip_memory: false,
         cells: Vec::new(),
+        ltm: None,
+        ltm_share: LTM_SHARE_DEFAULT,
+        ltm_ops: LTM_OPS_DEFAULT,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -72,6 +84,9 @@ fn parse_args() -> Result<Opts, String> {
             "--persistent" => o.persistent = Some(args.next().ok_or(USAGE)?.into()),
             "--skip-memory" => o.skip_memory = true,
             "--cells" => o.cells = args.next().ok_or(USAGE)?.split(',').map(str::to_string).collect(),
+            "--ltm" => o.ltm = Some(args.next().ok_or(USAGE)?.into()),
+            "--ltm-share" => o.ltm_share = num("--ltm-share")?.max(1),
+            "--ltm-ops" => o.ltm_ops = num("--ltm-ops")?.max(10),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -99,6 +114,11 @@ fn run(opts: &Opts) -> Result<Vec<cells::Cell>, String> {
         t.elapsed().as_secs_f64()
     );
     let mut out = Vec::new();
+    if let Some(dir) = &opts.ltm {
+        let rows = ltm::run(&ds, opts, dir)?;
+        println!("\nlarger than memory (holt-core alone):\n\n{}", ltm::table(&rows));
+        return Ok(out);
+    }
     if !opts.skip_memory {
         bulk::run_batches(&ds, opts, &mut out);
         bulk::run_rollup(opts, &mut out)?;
@@ -131,7 +151,9 @@ fn main() {
     let t = Instant::now();
     match run(&opts) {
         Ok(cells) => {
-            println!("\n{}", report::table(&cells));
+            if !cells.is_empty() {
+                println!("\n{}", report::table(&cells));
+            }
             println!("total {:.1}s", t.elapsed().as_secs_f64());
         }
         Err(e) => {

@@ -1,0 +1,277 @@
+//! Larger than memory (`--ltm DIR`): holt-core alone, persistent, with a
+//! buffer pool a fraction of the tree (1/8 by default, `--ltm-share`), so
+//! most operations miss the cache. Each cell reports its rate and what the
+//! misses cost: hit ratio, frames loaded per operation, frames read per
+//! miss, and bytes read per operation, as the engine counts them
+//! (`Tree::pool_stats`, feature `pool-stats`) and as the kernel counts the
+//! process's reads (`rchar` of /proc/self/io: page-cache hits included, so
+//! it measures the engine's reads, not the disk's), and bytes written
+//! (`wchar`: checkpoints' frame writes; not WAL appends through its mapping).
+//!
+//! Cells: bulk load in creation order (an untar), checkpoint, then after a
+//! clean close and reopen (cold cache): uniform random gets, Zipfian gets
+//! (YCSB's constant 0.99, hot keys scattered over the key space), listings
+//! of random directories, and fresh inserts into random directories.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::engines::{Core, Durability, Kv, Res};
+use crate::harness::secs;
+use crate::workload::{inode_value, Dataset, Rng};
+use crate::Opts;
+
+const PROBE_SEED: u64 = 21;
+const ZIPF_SEED: u64 = 22;
+const LIST_SEED: u64 = 23;
+const INSERT_SEED: u64 = 24;
+/// YCSB's Zipfian constant.
+const ZIPF_THETA: f64 = 0.99;
+/// The calibration tree holds every this-many-th key (memory mode).
+const CALIBRATION_STRIDE: usize = 8;
+
+/// What one cell measured.
+pub struct Row {
+    name: String,
+    /// The rate's unit ("keys/s"); `None`: show the time taken instead.
+    unit: Option<&'static str>,
+    ops: u64,
+    secs: f64,
+    delta: Reads,
+}
+
+/// Counters sampled around a cell.
+#[derive(Clone, Copy, Default)]
+struct Reads {
+    hits: u64,
+    misses: u64,
+    /// Frames and bytes the engine read (`None` where it cannot say).
+    engine: Option<(u64, u64)>,
+    rchar: u64,
+    wchar: u64,
+}
+
+impl Reads {
+    fn sample(t: &Core) -> Res<Reads> {
+        let s = t.0.stats().map_err(|e| e.to_string())?;
+        let (rchar, wchar) = io_bytes()?;
+        Ok(Reads { hits: s.cache_hits, misses: s.cache_misses, engine: engine_reads(t), rchar, wchar })
+    }
+
+    fn since(self, before: Reads) -> Reads {
+        let engine = match (self.engine, before.engine) {
+            (Some((f, b)), Some((f0, b0))) => Some((f - f0, b - b0)),
+            _ => None,
+        };
+        Reads {
+            hits: self.hits - before.hits,
+            misses: self.misses - before.misses,
+            engine,
+            rchar: self.rchar - before.rchar,
+            wchar: self.wchar - before.wchar,
+        }
+    }
+}
+
+#[cfg(feature = "pool-stats")]
+fn engine_reads(t: &Core) -> Option<(u64, u64)> {
+    let p = t.0.pool_stats();
+    Some((p.frames_read, p.bytes_read))
+}
+
+/// Built against a holt-core without `pool_stats` (a "before" binary).
+#[cfg(not(feature = "pool-stats"))]
+fn engine_reads(_: &Core) -> Option<(u64, u64)> {
+    None
+}
+
+/// Bytes this process has read and written through read(2)- and
+/// write(2)-like calls (WAL appends through its mapping do not count).
+fn io_bytes() -> Res<(u64, u64)> {
+    let io = std::fs::read_to_string("/proc/self/io").map_err(|e| format!("/proc/self/io: {e}"))?;
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no {name} in /proc/self/io"))
+    };
+    Ok((field("rchar:")?, field("wchar:")?))
+}
+
+/// Run `work` (returning its operation count) on `t` and measure it.
+fn measure(t: &Core, name: String, unit: Option<&'static str>, work: impl FnOnce() -> Res<u64>) -> Res<Row> {
+    let before = Reads::sample(t)?;
+    let start = Instant::now();
+    let ops = work()?;
+    let secs = secs(start.elapsed());
+    let delta = Reads::sample(t)?.since(before);
+    let row = Row { name, unit, ops, secs, delta };
+    eprintln!("ltm: {}", row_line(&row));
+    Ok(row)
+}
+
+/// Zipfian ranks in `0..n` (Gray et al., "Quickly generating billion-record
+/// synthetic databases", as YCSB draws them): rank 0 is the hottest.
+struct Zipf {
+    n: f64,
+    alpha: f64,
+    zetan: f64,
+    eta: f64,
+}
+
+impl Zipf {
+    fn new(n: usize) -> Zipf {
+        let zeta = |k: usize| (1..=k).map(|i| 1.0 / (i as f64).powf(ZIPF_THETA)).sum::<f64>();
+        let (zetan, zeta2) = (zeta(n), zeta(2));
+        let nf = n as f64;
+        let eta = (1.0 - (2.0 / nf).powf(1.0 - ZIPF_THETA)) / (1.0 - zeta2 / zetan);
+        Zipf { n: nf, alpha: 1.0 / (1.0 - ZIPF_THETA), zetan, eta }
+    }
+
+    fn next(&self, rng: &mut Rng) -> usize {
+        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let uz = u * self.zetan;
+        if uz < 1.0 {
+            return 0;
+        }
+        if uz < 1.0 + 0.5f64.powf(ZIPF_THETA) {
+            return 1;
+        }
+        let rank = self.n * (self.eta * u - self.eta + 1.0).powf(self.alpha);
+        (rank as usize).min(self.n as usize - 1)
+    }
+}
+
+/// Frames the whole data set will take, from a memory tree holding every
+/// `CALIBRATION_STRIDE`-th key, and the pool that is `share` of it.
+fn pool_for(ds: &Dataset, share: usize) -> Res<(u64, usize)> {
+    let t = Core::memory(1 << 20)?;
+    for i in (0..ds.keys.len()).step_by(CALIBRATION_STRIDE) {
+        t.put(&ds.keys[i], &ds.values[i])?;
+    }
+    let frames = t.0.stats().map_err(|e| e.to_string())?.frames * CALIBRATION_STRIDE as u64;
+    Ok((frames, (frames as usize / share).max(holt_core::POOL_FRAMES_MIN)))
+}
+
+fn gets(t: &Core, ds: &Dataset, indices: impl Iterator<Item = usize>) -> Res<u64> {
+    let mut n = 0;
+    for i in indices {
+        match t.get(&ds.keys[i])? {
+            Some(v) if v == ds.values[i] => n += 1,
+            _ => return Err(format!("key {:?} missing or wrong", ds.keys[i])),
+        }
+    }
+    Ok(n)
+}
+
+fn lists(t: &Core, ds: &Dataset, count: usize) -> Res<u64> {
+    let mut rng = Rng::new(LIST_SEED);
+    for _ in 0..count {
+        let dir = &ds.dirs[rng.below(ds.dirs.len())];
+        let (n, _) = t.list_dir(&dir.prefix)?;
+        if n != dir.len {
+            return Err(format!("list_dir {:?}: {n} entries, expected {}", dir.prefix, dir.len));
+        }
+    }
+    Ok(count as u64)
+}
+
+fn inserts(t: &Core, ds: &Dataset, count: usize) -> Res<u64> {
+    let mut rng = Rng::new(INSERT_SEED);
+    for i in 0..count {
+        let mut key = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
+        key.extend_from_slice(format!("ltm-new-{i:08}").as_bytes());
+        t.put(&key, &inode_value(&mut rng, i as u64))?;
+    }
+    Ok(count as u64)
+}
+
+/// Every cell, in order, on a fresh store in `root/holt-core-ltm`.
+pub fn run(ds: &Dataset, opts: &Opts, root: &Path) -> Res<Vec<Row>> {
+    let (frames_est, pool) = pool_for(ds, opts.ltm_share)?;
+    let dir = root.join("holt-core-ltm");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
+    }
+    let open = || Core::persistent(&dir, pool, Durability::Ack);
+    let mut rows = Vec::new();
+    let t = open()?;
+    let all = ds.keys.len() as u64;
+    let creation = |t: &Core| crate::cells::load(t, ds, &(0..all as u32).collect::<Vec<_>>());
+    rows.push(measure(&t, "bulk load (creation order, like an untar)".into(), Some("keys/s"), || creation(&t))?);
+    rows.push(measure(&t, "checkpoint after the load".into(), None, || t.checkpoint().map(|()| 1))?);
+    let frames = t.0.stats().map_err(|e| e.to_string())?.frames;
+    println!(
+        "ltm: pool {pool} frames ({} MiB) for a tree of {frames} frames (estimated {frames_est}): 1/{:.1}",
+        pool / 2,
+        frames as f64 / pool as f64
+    );
+    drop(t);
+    let t = open()?;
+    let ops = opts.ltm_ops;
+    let probe = ds.order(PROBE_SEED);
+    let uniform = probe.iter().cycle().take(ops).map(|&i| i as usize);
+    let name = "get, uniform random (cold cache after reopen)".to_string();
+    rows.push(measure(&t, name, Some("ops/s"), || gets(&t, ds, uniform))?);
+    let zipf = Zipf::new(ds.keys.len());
+    let mut rng = Rng::new(ZIPF_SEED);
+    let skewed: Vec<usize> = (0..ops).map(|_| probe[zipf.next(&mut rng)] as usize).collect();
+    rows.push(measure(&t, format!("get, Zipfian {ZIPF_THETA}"), Some("ops/s"), || gets(&t, ds, skewed.into_iter()))?);
+    rows.push(measure(&t, "list_dir of a random directory".into(), Some("dirs/s"), || lists(&t, ds, ops / 10))?);
+    let name = "insert fresh into random directories".to_string();
+    rows.push(measure(&t, name, Some("keys/s"), || inserts(&t, ds, ops / 10))?);
+    eprintln!("ltm: after the cells: {}", t.shape());
+    Ok(rows)
+}
+
+fn per_op(x: u64, ops: u64) -> f64 {
+    x as f64 / ops.max(1) as f64
+}
+
+fn human(x: f64) -> String {
+    match x {
+        x if x >= 1e6 => format!("{:.2} M", x / 1e6),
+        x if x >= 1e4 => format!("{:.1} k", x / 1e3),
+        x if x >= 100.0 => format!("{x:.0}"),
+        x => format!("{x:.2}"),
+    }
+}
+
+fn row_line(r: &Row) -> String {
+    let d = &r.delta;
+    let lookups = d.hits + d.misses;
+    let hit = if lookups == 0 { 1.0 } else { d.hits as f64 / lookups as f64 };
+    let (per_miss, engine_bytes) = match d.engine {
+        Some((frames, bytes)) => (format!("{:.2}", per_op(frames, d.misses)), human(per_op(bytes, r.ops))),
+        None => ("n/a".into(), "n/a".into()),
+    };
+    let rate = match r.unit {
+        Some(unit) => format!("{} {unit}", human(r.ops as f64 / r.secs)),
+        None => format!("{:.0} ms", r.secs * 1e3),
+    };
+    format!(
+        "| {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} |",
+        r.name,
+        r.ops,
+        rate,
+        hit,
+        per_op(d.misses, r.ops),
+        per_miss,
+        engine_bytes,
+        human(per_op(d.rchar, r.ops)),
+        human(per_op(d.wchar, r.ops)),
+    )
+}
+
+/// The Markdown table of the cells, as it goes into RESULTS.md.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| cell | ops | rate | hit ratio | frames loaded / op | frames read / miss | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s += &row_line(r);
+        s.push('\n');
+    }
+    s
+}

@@ -9,8 +9,9 @@
 #
 # usage: benches/fs-before-after.sh OLD_BIN NEW_BIN [--rounds N] [--files N]
 #            [--size MIB] [--threads N] [--phases LIST] [--mount-args "ARGS"]
-#            [--stores "disk tmpfs"] [--work DIR] [--out DIR]
-# The disk store lives in --work (on whatever filesystem holds it).
+#            [--stores "disk ext4 tmpfs"] [--work DIR] [--out DIR]
+# The disk store lives in --work (on whatever filesystem holds it); ext4
+# is a fresh journaled ext4 image loop-mounted in --work; tmpfs a tmpfs.
 # The client is NEW_BIN's `bench` (HOLT_BENCH=path overrides): a program
 # making system calls, the same for both daemons. Needs root (mounts).
 set -euo pipefail
@@ -51,6 +52,7 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$WORK" "$OUT"
 mount_tmpfs "$WORK/tmpfs" $((2 * SIZE + 1024))
+[[ " $STORES " == *" ext4 "* ]] && mount_ext4_image "$WORK/ext4" $((4 * SIZE + 2048))
 
 # one BUILD-NAME BIN STORE-PARENT LABEL ROUND: a fresh store, mount, bench, unmount.
 one() {
@@ -69,7 +71,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     ((r % 2 == 0)) && order=(new old)
     for where in $STORES; do
         parent=$WORK
-        [[ $where == tmpfs ]] && parent=$WORK/tmpfs
+        [[ $where == tmpfs || $where == ext4 ]] && parent=$WORK/$where
         for b in "${order[@]}"; do
             bin=$OLD
             [[ $b == new ]] && bin=$NEW

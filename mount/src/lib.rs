@@ -41,6 +41,9 @@
 //! - readdir offsets name entries, not positions: resuming continues after
 //!   the last name returned, so concurrent changes never repeat or skip an
 //!   entry that exists for the whole listing.
+//! - No passthrough backing outlives its object: `Fs` tells the adapter
+//!   (its object-removal hook) before removing an object, and the adapter's
+//!   list of kept backings lets go of it (`fuse/backing.rs`).
 //! - Nothing under a store is resolved through a symlink, and a read-only
 //!   store is never written.
 //! - In-memory state (inode reservation, counter shards, open counts,

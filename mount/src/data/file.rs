@@ -449,19 +449,18 @@ impl DataStore for FileData {
         })
     }
 
-    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<File>> {
-        let writable = writable && !self.read_only;
-        // A cached descriptor is open for reading and writing on a writable
-        // store: sharing it costs a dup, not a path lookup (a create hands
-        // the kernel the object it has just made).
-        let cached = self.cache.lock().files.get(&ino).cloned();
-        if let Some(file) = cached.filter(|_| writable) {
-            return file.try_clone().map(Some);
+    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<Arc<File>>> {
+        // On a writable store the kept descriptor is open for reading and
+        // writing: the kernel takes its own reference to it, so handing it
+        // over costs no path lookup (a create hands over the object it has
+        // just made).
+        if writable && !self.read_only {
+            return self.file(ino, true);
         }
-        match self.open_object_as(ino, writable, writable, false) {
+        match self.open_object_as(ino, false, false, false) {
             // A read-only mount cannot make the missing object of an empty file.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            other => other.map(Some),
+            other => other.map(|f| Some(Arc::new(f))),
         }
     }
 

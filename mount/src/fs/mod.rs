@@ -21,7 +21,7 @@ mod space;
 mod xattr;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use log::warn;
 
@@ -68,6 +68,9 @@ pub struct FsConfig {
     /// Boot id the session record compares with; `None`: the running kernel's.
     pub boot_id: Option<[u8; 16]>,
 }
+
+/// What [`Fs::on_object_removal`] installs.
+type RemovalHook = Box<dyn Fn(Ino) + Send + Sync>;
 
 /// Who is asking: owner of new inodes and subject of permission checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +121,9 @@ pub struct Fs {
     closed: AtomicBool,
     /// What opening did about the last mount; `None` for a read-only mount.
     recovery: Option<Recovery>,
+    /// Told of each data object just before it is removed (see
+    /// [`Fs::on_object_removal`]).
+    removal_hook: OnceLock<RemovalHook>,
     /// Declared last so it is released after the tree and data store close.
     _lock: Option<StoreLock>,
 }
@@ -141,6 +147,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             recovery: None,
+            removal_hook: OnceLock::new(),
             _lock: None,
         };
         if fs.cfg.read_only {

@@ -166,7 +166,7 @@ impl Fs {
             Err(e) => return Err(e),
         };
         if inode.kind == FileKind::File {
-            self.data.remove(ino).map_err(|e| FsError::data("remove", ino, e))?;
+            self.remove_object(ino)?;
         }
         let xattrs = self.meta.scan(&schema::xattr_prefix(ino))?;
         self.transact_counted(|t, usage| {
@@ -184,6 +184,23 @@ impl Fs {
         drop(shard);
         debug!("reclaimed inode {}", ino.0);
         Ok(())
+    }
+
+    /// Tell the removal hook, then remove `ino`'s data object. The caller
+    /// holds `ino`'s open-table shard and has found no open handle.
+    fn remove_object(&self, ino: Ino) -> FsResult<()> {
+        if let Some(hook) = self.removal_hook.get() {
+            hook(ino);
+        }
+        self.data.remove(ino).map_err(|e| FsError::data("remove", ino, e))
+    }
+
+    /// Install `hook`, called with each inode whose data object is about
+    /// to be removed; it runs with no handle of the inode open and none
+    /// able to open until the inode is gone. One hook per filesystem: a
+    /// second is refused.
+    pub fn on_object_removal(&self, hook: impl Fn(Ino) + Send + Sync + 'static) -> Result<(), &'static str> {
+        self.removal_hook.set(Box::new(hook)).map_err(|_| "an object removal hook is already installed")
     }
 
     /// Remove a stale `R/<ino>` (its inode is gone or linked). The inode is
@@ -231,7 +248,7 @@ impl Fs {
                 Err(e) => return Err(e),
             };
             if !is_file {
-                self.data.remove(ino).map_err(|e| FsError::data("remove", ino, e))?;
+                self.remove_object(ino)?;
                 removed += 1;
             }
         }

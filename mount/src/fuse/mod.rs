@@ -139,12 +139,10 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
     let fs = Arc::new(fs);
     Fs::start_reclaimer(&fs)?;
     let passthrough = Arc::new(AtomicBool::new(false));
-    let adapter = Adapter {
-        fs: Arc::clone(&fs),
-        opts: opts.clone(),
-        passthrough: Arc::clone(&passthrough),
-        backings: Backings::default(),
-    };
+    let backings = Arc::new(Backings::default());
+    let kept = Arc::clone(&backings);
+    fs.on_object_removal(move |ino| kept.forget(ino)).map_err(io::Error::other)?;
+    let adapter = Adapter { fs: Arc::clone(&fs), opts: opts.clone(), passthrough: Arc::clone(&passthrough), backings };
     let session = match kernel_mount::mount(mountpoint, opts)? {
         Some(fd) => Session::from_fd(adapter, fd, config.acl, config).inspect_err(|_| {
             // The handshake failed: leave no dead mount behind.
@@ -186,7 +184,8 @@ struct Adapter {
     opts: FuseOptions,
     /// Passthrough granted by the kernel and not yet found unusable.
     passthrough: Arc<AtomicBool>,
-    backings: Backings,
+    /// Shared with the filesystem's object removal hook.
+    backings: Arc<Backings>,
 }
 
 fn name(n: &OsStr) -> &[u8] {

@@ -58,6 +58,7 @@ mod error;
 mod fs;
 pub mod fsck;
 pub mod fuse;
+pub mod info;
 mod meta;
 pub mod mountpoint;
 pub mod schema;

@@ -94,6 +94,25 @@ impl Meta {
         Ok(out)
     }
 
+    /// Every key and value under `prefix`, in order, passed to `visit`
+    /// until it returns false. Holds no latch between the scan's refills
+    /// (holt-core's `RangeIter`), so a long walk never blocks a writer.
+    pub fn scan_each(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> FsResult<bool>) -> FsResult<()> {
+        for entry in self.tree.scan_prefix(prefix) {
+            if let RangeEntry::Key { key, value } = entry? {
+                if !visit(&key, &value)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's shape and counters (frames, fill, cache, WAL).
+    pub fn stats(&self) -> FsResult<holt_core::TreeStats> {
+        Ok(self.tree.stats()?)
+    }
+
     pub fn txn(&self) -> Txn<'_> {
         Txn { meta: self, seen: BTreeMap::new(), writes: BTreeMap::new(), empty_prefixes: Vec::new() }
     }

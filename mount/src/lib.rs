@@ -52,6 +52,7 @@
 //!   write (the reclaim after a removal, a listing's atime) never turns the
 //!   operation it follows into an error.
 
+pub mod ctl;
 pub mod data;
 mod error;
 #[cfg(test)] mod format_doc;

@@ -22,6 +22,8 @@ pub const LINE_BYTES_MAX: usize = 1 << 20;
 
 /// The request names this build knows.
 pub const REQUEST_INFO: &str = "info";
+/// Every request name above (doc/FORMAT.md lists the same).
+pub const REQUESTS: [&str; 1] = [REQUEST_INFO];
 
 /// Error codes of a reply (`error.code`). A client treats a code it does
 /// not know like `failed`.
@@ -38,6 +40,8 @@ pub mod code {
     pub const STOPPING: &str = "stopping";
     /// The request was valid but failed; `message` says why.
     pub const FAILED: &str = "failed";
+    /// Every code above (doc/FORMAT.md lists the same).
+    pub const ALL: [&str; 6] = [BAD_REQUEST, UNSUPPORTED_VERSION, UNKNOWN_REQUEST, BUSY, STOPPING, FAILED];
 }
 
 /// One request line.

@@ -22,6 +22,9 @@ pub struct Meta {
     tree: Tree,
 }
 
+/// Called with each key and value of a scan; false stops it.
+pub type ScanVisit<'v> = dyn FnMut(&[u8], &[u8]) -> FsResult<bool> + 'v;
+
 /// What a transaction saw when it read a key.
 #[derive(Clone, Copy, Debug)]
 enum Seen {
@@ -97,7 +100,7 @@ impl Meta {
     /// Every key and value under `prefix`, in order, passed to `visit`
     /// until it returns false. Holds no latch between the scan's refills
     /// (holt-core's `RangeIter`), so a long walk never blocks a writer.
-    pub fn scan_each(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> FsResult<bool>) -> FsResult<()> {
+    pub fn scan_each(&self, prefix: &[u8], visit: &mut ScanVisit<'_>) -> FsResult<()> {
         for entry in self.tree.scan_prefix(prefix) {
             if let RangeEntry::Key { key, value } = entry? {
                 if !visit(&key, &value)? {

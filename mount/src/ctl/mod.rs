@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use client::{ask, connect, info, CtlError};
-pub use server::{Handler, Server};
+pub use server::{Handler, SendReply, Server};
 
 use crate::info::InfoError;
 use crate::Fs;
@@ -46,12 +46,7 @@ pub struct DaemonHandler {
 }
 
 impl Handler for DaemonHandler {
-    fn handle(
-        &self,
-        request: &Request,
-        stopping: &dyn Fn() -> bool,
-        send: &mut dyn FnMut(&Reply) -> io::Result<()>,
-    ) -> io::Result<()> {
+    fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()> {
         let reply = match request.request.as_str() {
             proto::REQUEST_INFO => self.info(stopping),
             other => Reply::error(code::UNKNOWN_REQUEST, format!("unknown request '{other}'; this daemon knows: info")),

@@ -50,18 +50,16 @@ const REPLY_WAIT: Duration = Duration::from_secs(30);
 /// Nice value of the control threads (the FUSE threads keep 0).
 const CONTROL_NICE: libc::c_int = 10;
 
+/// Writes one reply line to the client.
+pub type SendReply<'s> = dyn FnMut(&Reply) -> io::Result<()> + 's;
+
 /// Answers the requests of one connection.
 pub trait Handler: Send + Sync {
     /// Answer `request` by passing its replies to `send`, the last one
     /// final. `stopping` turns true when the daemon unmounts: a long
     /// answer should then end early with `code::STOPPING`. An error from
     /// `send` (the client left) is returned as it is.
-    fn handle(
-        &self,
-        request: &Request,
-        stopping: &dyn Fn() -> bool,
-        send: &mut dyn FnMut(&Reply) -> io::Result<()>,
-    ) -> io::Result<()>;
+    fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()>;
 }
 
 /// A listening control socket; dropping it stops serving and removes it.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::proto::{self, code, Reply, Request};
-use super::{ask, connect, CtlError, Handler, Server, SOCKET_NAME};
+use super::{ask, connect, CtlError, Handler, SendReply, Server, SOCKET_NAME};
 use crate::info::SocketState;
 
 /// Answers `echo` with its request, `stream` with two items and an end,
@@ -20,12 +20,7 @@ use crate::info::SocketState;
 struct Echo;
 
 impl Handler for Echo {
-    fn handle(
-        &self,
-        request: &Request,
-        stopping: &dyn Fn() -> bool,
-        send: &mut dyn FnMut(&Reply) -> io::Result<()>,
-    ) -> io::Result<()> {
+    fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()> {
         match request.request.as_str() {
             "echo" => send(&Reply::ok(json!({ "request": request.request }))),
             "stream" => {

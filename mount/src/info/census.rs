@@ -27,7 +27,7 @@ pub(crate) fn count(meta: &Meta, data: &dyn DataStore, stop: &dyn Fn() -> bool) 
         if inode.kind == FileKind::File {
             counts.file_bytes += file_size(data, key)?;
         }
-        if counts.inodes % CHUNK_INODES == 0 {
+        if counts.inodes.is_multiple_of(CHUNK_INODES) {
             stopped = stop();
             std::thread::yield_now();
         }

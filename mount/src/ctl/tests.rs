@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ use crate::info::SocketState;
 /// `wait` by polling `stopping` until it turns true.
 struct Echo;
 
+/// `wait` requests being answered (only one test sends them).
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
 impl Handler for Echo {
     fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()> {
         match request.request.as_str() {
@@ -29,6 +33,7 @@ impl Handler for Echo {
                 send(&Reply::ok(json!("end")))
             }
             "wait" => {
+                WAITING.fetch_add(1, Ordering::SeqCst);
                 while !stopping() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -122,7 +127,9 @@ fn stop_cuts_a_long_request_short_and_does_not_hang() {
         let dir = tmp.path().to_path_buf();
         std::thread::spawn(move || ask(connect(&dir).unwrap(), "wait", &mut |_| {}))
     };
-    std::thread::sleep(Duration::from_millis(50));
+    while WAITING.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let began = Instant::now();
     drop(server);
     assert!(began.elapsed() < Duration::from_secs(3), "stopping took {:?}", began.elapsed());
@@ -135,8 +142,9 @@ fn connections_past_the_limit_are_told_busy() {
     let tmp = tempfile::tempdir().unwrap();
     let _server = start(tmp.path());
     // Idle connections hold their threads until the request wait runs out.
+    // The accept thread takes connections in order and counts each as it
+    // takes it, so the fifth is over the limit whatever the timing.
     let held: Vec<UnixStream> = (0..4).map(|_| connect(tmp.path()).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(100));
     let err = ask(connect(tmp.path()).unwrap(), "echo", &mut |_| {}).unwrap_err();
     assert!(matches!(&err, CtlError::Refused(e) if e.code == code::BUSY), "{err}");
     drop(held);

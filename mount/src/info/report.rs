@@ -27,7 +27,7 @@ pub struct StoreInfo {
     /// Mounts of the store in the mount table (empty: not mounted).
     #[serde(default)]
     pub mounts: Vec<MountInfo>,
-    /// How the read-write mount before the current (or last) one ended.
+    /// How the last read-write mount ended (see [`LastShutdown`]).
     pub last_shutdown: LastShutdown,
     /// The control socket as `info` found it.
     pub control_socket: SocketState,
@@ -69,7 +69,8 @@ pub enum MountState {
     Dead,
 }
 
-/// How the last read-write mount before the one that matters ended.
+/// How the last read-write mount ended; for a store being served
+/// read-write, the mount before the current one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LastShutdown {

@@ -1,10 +1,12 @@
 //! `holt-fs mount`: options, store, stale-mount cleanup, then serve.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use holt_mount::fuse::{self, FuseOptions, Unmounter};
+use holt_mount::ctl::{self, DaemonHandler};
+use holt_mount::fuse::{self, FuseOptions, Mounted, Unmounter};
 use holt_mount::mountpoint::{self, MountState};
 use holt_mount::{AtimeMode, Fs, FsConfig, Recovery, Store, StoreOptions};
 use log::{info, warn};
@@ -247,6 +249,20 @@ fn handle_signals(
     signals.handle(on_terminate, on_hangup).map_err(|e| format!("cannot start the signal thread: {e}"))
 }
 
+/// Listen on the store's control socket (`holt-fs info`). A read-write
+/// mount without one still serves files, so a failure is only a warning.
+fn start_control(mounted: &mut Mounted, store: &Path, mp: &Path) {
+    let handler =
+        DaemonHandler { fs: Arc::clone(mounted.fs()), store: store.to_path_buf(), mountpoint: mp.to_path_buf() };
+    match ctl::Server::start(store, Arc::new(handler)) {
+        Ok(server) => mounted.attach_control(server),
+        Err(e) => warn!(
+            "cannot listen on the control socket {}: {e}; holt-fs info will not reach this daemon",
+            store.join(ctl::SOCKET_NAME).display()
+        ),
+    }
+}
+
 fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let signals = signals::block();
     let opts = parse_options(&args.options)?;
@@ -277,7 +293,10 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let fs = open_fs(args, &opts)?;
     let recovery = fs.recovery().copied();
     let fuse_opts = FuseOptions { fsname: source_name(args)?, ..fuse_opts };
-    let mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    if !args.memory && !opts.read_only {
+        start_control(&mut mounted, Path::new(&fuse_opts.fsname), &mp);
+    }
     handle_signals(signals, &mp, mounted.unmounter(), log_file)?;
     if let Some(p) = &args.pid_file {
         pid_file::write(p).map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;

@@ -1,7 +1,8 @@
 //! Ties the `## holt-fs store` section of doc/FORMAT.md to the code: each
 //! byte table to its `*_FIELDS` constant in `schema.rs` and to the bytes the
 //! codecs write, the key table to the key families of `schema.rs`, and the
-//! directory layout to a store that `Store::open` creates.
+//! directory layout to a store that `Store::open` creates; `ctl` ties the
+//! `## holt-fs control socket` section to the protocol's messages.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -31,16 +32,25 @@ const VALUES: &[(&str, Fields, usize)] = &[
 
 /// The section's text, from its heading up to the next `## ` heading.
 fn section() -> &'static str {
-    let start = FORMAT_MD.find(SECTION_HEADING).expect("doc/FORMAT.md has a holt-fs store section") + 1;
+    section_at(SECTION_HEADING)
+}
+
+/// The text of the section under `heading` (`\n## title\n`), up to the next `## ` heading.
+fn section_at(heading: &str) -> &'static str {
+    let start = FORMAT_MD.find(heading).unwrap_or_else(|| panic!("doc/FORMAT.md has a section {heading:?}")) + 1;
     let body = &FORMAT_MD[start..];
-    let end = body[SECTION_HEADING.len()..].find("\n## ").map_or(body.len(), |i| i + SECTION_HEADING.len());
+    let end = body[heading.len() - 1..].find("\n## ").map_or(body.len(), |i| i + heading.len() - 1);
     &body[..end]
 }
 
 /// The section's lines, each with the `### ` heading it sits under.
 fn lines_under_headings() -> impl Iterator<Item = (&'static str, &'static str)> {
+    lines_under_headings_of(section())
+}
+
+fn lines_under_headings_of(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {
     let mut heading = "";
-    section().lines().filter_map(move |line| match line.strip_prefix("### ") {
+    text.lines().filter_map(move |line| match line.strip_prefix("### ") {
         Some(title) => {
             heading = title.trim();
             None
@@ -327,3 +337,5 @@ fn store_directory_matches_the_documented_layout() {
     let mut buf = [0u8; 1];
     assert!(store.data.read(Ino(0x2a2b), 0, &mut buf).is_err(), "an object symlink is refused, not followed");
 }
+
+mod ctl;

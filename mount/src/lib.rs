@@ -21,6 +21,12 @@
 //! - `mountpoint`: mount-table queries, dead-mount detection, unmounting.
 //! - `fsck`: checks a store that is not mounted against these invariants
 //!   and repairs what is safe, without constructing `Fs`.
+//! - `info`: the `holt-fs info` report (counts, file bytes, space on disk,
+//!   engine statistics, mounts, last shutdown), gathered by a serving
+//!   daemon or from a read-only open; reads only.
+//! - `ctl`: the control socket `STORE/ctl.sock` of a read-write daemon:
+//!   a versioned JSON-line protocol, the server (made safely, removed at
+//!   a clean stop) and the client. Requests never change the filesystem.
 //!
 //! Invariants:
 //! - Every mutation of metadata is one `Txn` committed as one atomic batch:
@@ -55,12 +61,14 @@
 //!   write (the reclaim after a removal, a listing's atime) never turns the
 //!   operation it follows into an error.
 
+pub mod ctl;
 pub mod data;
 mod error;
 #[cfg(test)] mod format_doc;
 mod fs;
 pub mod fsck;
 pub mod fuse;
+pub mod info;
 mod meta;
 pub mod mountpoint;
 pub mod schema;

@@ -9,6 +9,7 @@ mod direct_io;
 mod fsck;
 mod full_disk;
 mod harness;
+mod info;
 mod passthrough;
 mod persist;
 mod posix;

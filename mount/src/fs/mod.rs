@@ -36,6 +36,7 @@ pub use crate::schema::TimeSet;
 pub use dir::DirEntry;
 pub use file::OpenFlags;
 pub use format::{LastMount, Recovery};
+pub(crate) use format::current_boot_id;
 pub use rename::RenameFlags;
 pub use xattr::{XattrFlags, XattrReply};
 
@@ -190,6 +191,16 @@ impl Fs {
     /// serving; `None` for a read-only mount, which recovers nothing.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
+    }
+
+    /// The metadata seam, for reports that read the tree (`info`).
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The file contents, for reports that stat objects (`info`).
+    pub(crate) fn data(&self) -> &dyn DataStore {
+        self.data.as_ref()
     }
 
     fn writable(&self) -> FsResult<()> {

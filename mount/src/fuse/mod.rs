@@ -96,6 +96,8 @@ pub struct Mounted {
     mountpoint: PathBuf,
     /// The adapter's passthrough flag, as the handshake left it.
     passthrough: Arc<AtomicBool>,
+    /// The control socket, stopped (and removed) before the filesystem closes.
+    control: Option<crate::ctl::Server>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (e.g. the signal thread),
@@ -153,7 +155,7 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
             Session::new(adapter, mountpoint, &config)?
         }
     };
-    Ok(Mounted { session, fs, mountpoint: mountpoint.to_path_buf(), passthrough })
+    Ok(Mounted { session, fs, mountpoint: mountpoint.to_path_buf(), passthrough, control: None })
 }
 
 impl Mounted {
@@ -167,11 +169,23 @@ impl Mounted {
         self.passthrough.load(Ordering::Relaxed)
     }
 
-    /// Serve requests until the filesystem is unmounted, then close the
-    /// filesystem (queued reclaims done, clean close recorded) before
-    /// returning, so the caller can release the store right after.
-    pub fn run(self) -> io::Result<()> {
+    /// The filesystem being served (for the control socket's handler).
+    pub fn fs(&self) -> &Arc<Fs> {
+        &self.fs
+    }
+
+    /// Keep `server` running while the filesystem is served.
+    pub fn attach_control(&mut self, server: crate::ctl::Server) {
+        self.control = Some(server);
+    }
+
+    /// Serve requests until the filesystem is unmounted, then stop the
+    /// control socket (removing it, while the store is still ours) and
+    /// close the filesystem (queued reclaims done, clean close recorded)
+    /// before returning, so the caller can release the store right after.
+    pub fn run(mut self) -> io::Result<()> {
         let served = self.session.run();
+        drop(self.control.take());
         if let Err(e) = self.fs.shutdown() {
             error!("closing the filesystem: {e} (the next mount finishes the work)");
         }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use holt_core::{Tree, TreeBuilder};
 
 pub use self::lock::{is_store, wait_closed, StoreLock};
+pub(crate) use dir::{DATA_NAME, META_NAME};
 use crate::data::{DataStore, FileData, MemoryData};
 
 /// How to open a store.

@@ -260,8 +260,7 @@ impl Fs {
 mod tests {
     use crate::fs::OpenFlags;
     use crate::schema::{self, Ino};
-    use crate::tests::USER;
-    use crate::{Fs, FsConfig, Store, StoreOptions};
+    use crate::tests::{memory_fs_and_tree, USER};
 
     /// A reclaim that read its inode linked, and so went to drop a stale
     /// `R/<ino>`, may run after an unlink of the last name committed and
@@ -269,9 +268,7 @@ mod tests {
     /// never reclaimed. Deterministic: the late drop is called directly.
     #[test]
     fn a_late_stale_marker_drop_keeps_the_marker_of_a_fresh_orphan() {
-        let store = Store::memory(&StoreOptions::default()).unwrap();
-        let tree = store.tree.clone();
-        let fs = Fs::new(store.tree, store.data, FsConfig::default()).unwrap();
+        let (fs, tree) = memory_fs_and_tree();
         let (a, fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::from_raw(libc::O_RDWR)).unwrap();
         fs.unlink(Ino::ROOT, b"f").unwrap();
         let marker = schema::orphan_key(a.ino);
@@ -287,9 +284,7 @@ mod tests {
     /// stale, and dropping it is right.
     #[test]
     fn a_stale_marker_of_a_linked_inode_is_dropped() {
-        let store = Store::memory(&StoreOptions::default()).unwrap();
-        let tree = store.tree.clone();
-        let fs = Fs::new(store.tree, store.data, FsConfig::default()).unwrap();
+        let (fs, tree) = memory_fs_and_tree();
         let (a, fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::from_raw(libc::O_RDWR)).unwrap();
         fs.release(a.ino, fh).unwrap();
         let marker = schema::orphan_key(a.ino);

@@ -1,6 +1,6 @@
 //! Behaviour of single operations and their error cases.
 
-use super::{memory_fs, USER};
+use super::{memory_fs, memory_fs_and_tree, USER};
 use crate::data::SeekKind;
 use crate::schema::{self, FileKind, Ino, Timespec};
 use crate::{Caller, Fs, FsConfig, FsError, OpenFlags, RenameFlags, SetAttr, Store, StoreOptions, TimeSet, XattrFlags, XattrReply};
@@ -140,9 +140,7 @@ fn rename_exchange_swaps_directories_across_parents() {
 
 #[test]
 fn unlinked_open_file_lives_until_release() {
-    let store = Store::memory(&StoreOptions::default()).unwrap();
-    let tree = store.tree.clone();
-    let fs = Fs::new(store.tree, store.data, FsConfig::default()).unwrap();
+    let (fs, tree) = memory_fs_and_tree();
     let (a, fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::from_raw(libc::O_RDWR)).unwrap();
     fs.write(a.ino, 0, b"still here").unwrap();
     fs.unlink(Ino::ROOT, b"f").unwrap();
@@ -158,9 +156,7 @@ fn unlinked_open_file_lives_until_release() {
 
 #[test]
 fn orphans_left_open_are_swept_at_mount() {
-    let store = Store::memory(&StoreOptions::default()).unwrap();
-    let tree = store.tree.clone();
-    let fs = Fs::new(store.tree, store.data, FsConfig::default()).unwrap();
+    let (fs, tree) = memory_fs_and_tree();
     let (a, _fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::from_raw(libc::O_RDWR)).unwrap();
     fs.setxattr(a.ino, b"user.k", b"v", XattrFlags::default()).unwrap();
     fs.unlink(Ino::ROOT, b"f").unwrap();

@@ -46,7 +46,9 @@
 //!   orphan marker makes reclaim crash-safe and the mount-time sweep finishes it.
 //! - readdir offsets name entries, not positions: resuming continues after
 //!   the last name returned, so concurrent changes never repeat or skip an
-//!   entry that exists for the whole listing.
+//!   entry that exists for the whole listing; a handle remembers the name
+//!   of every offset it handed out, so each stays valid (seekdir) for the
+//!   handle's life.
 //! - No passthrough backing outlives its object: `Fs` tells the adapter
 //!   (its object-removal hook) before removing an object, and the adapter's
 //!   list of kept backings lets go of it (`fuse/backing.rs`).

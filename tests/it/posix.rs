@@ -303,3 +303,47 @@ fn read_only_mount_refuses_writes() {
     assert_eq!(err_of(fs::create_dir(m.path("d"))), libc::EROFS);
     assert!(fs::read_dir(&m.mountpoint).unwrap().next().is_none());
 }
+
+/// telldir/seekdir through the kernel: every position a directory stream
+/// reported stays usable, also far back in a big directory and after
+/// entries were removed; reading there continues with the first name that
+/// still exists after the one read at that position.
+#[test]
+fn seekdir_returns_to_any_earlier_position_after_removals() {
+    let m = Mount::memory();
+    let d = m.path("big");
+    fs::create_dir(&d).unwrap();
+    let names: Vec<String> = (0..6000).map(|i| format!("n{i:05}")).collect();
+    for n in &names {
+        File::create(d.join(n)).unwrap();
+    }
+    // SAFETY: a directory stream opened, read and closed here; the dirent
+    // pointers are read before the next readdir call.
+    unsafe {
+        let dir = libc::opendir(cstr(&d).as_ptr());
+        assert!(!dir.is_null(), "opendir: errno {}", errno());
+        let mut marks = Vec::new(); // (name just read, position after it)
+        loop {
+            let e = libc::readdir(dir);
+            if e.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*e).d_name.as_ptr()).to_string_lossy().into_owned();
+            if name.starts_with('n') {
+                marks.push((name, libc::telldir(dir)));
+            }
+        }
+        assert_eq!(marks.len(), names.len());
+        for n in names.iter().skip(1).step_by(3) {
+            fs::remove_file(d.join(n)).unwrap();
+        }
+        for (i, (name, pos)) in marks.iter().enumerate().step_by(499) {
+            libc::seekdir(dir, *pos);
+            let e = libc::readdir(dir);
+            let next = (!e.is_null()).then(|| std::ffi::CStr::from_ptr((*e).d_name.as_ptr()).to_string_lossy().into_owned());
+            let want = (i + 1..names.len()).find(|j| j % 3 != 1).map(|j| names[j].clone());
+            assert_eq!(next, want, "after seekdir to the position after {name} (errno {})", errno());
+        }
+        libc::closedir(dir);
+    }
+}

@@ -11,6 +11,7 @@
 mod alloc;
 mod attr;
 mod dir;
+mod dir_offsets;
 mod file;
 mod format;
 mod namespace;

@@ -167,6 +167,50 @@ fn orphans_left_open_are_swept_at_mount() {
     assert!(tree.scan_prefix(&schema::xattr_prefix(a.ino)).into_iter().next().is_none());
 }
 
+/// Every offset a handle handed out stays valid for its life (telldir and
+/// seekdir back to any earlier position), also after entries are removed:
+/// resuming there continues with the first surviving name after it.
+#[test]
+fn every_readdir_offset_stays_valid_after_removals() {
+    let fs = memory_fs();
+    let d = dir(&fs, Ino::ROOT, "d");
+    let names: Vec<String> = (0..10_000).map(|i| format!("n{i:05}")).collect();
+    for n in &names {
+        file(&fs, d, n);
+    }
+    let fh = fs.opendir(d).unwrap();
+    let mut listed = Vec::new();
+    let mut offset = 2; // after `..`
+    loop {
+        let before = listed.len();
+        fs.readdir(d, fh, offset, false, &mut |e| {
+            listed.push((e.name.clone(), e.offset));
+            listed.len() - before < 100
+        })
+        .unwrap();
+        match listed.last() {
+            Some(&(_, o)) if listed.len() > before => offset = o,
+            _ => break,
+        }
+    }
+    assert_eq!(listed.len(), names.len());
+    for n in names.iter().skip(1).step_by(3) {
+        fs.unlink(d, n.as_bytes()).unwrap();
+    }
+    let survives = |i: usize| i % 3 != 1;
+    for (i, (name, offset)) in listed.iter().enumerate().step_by(997) {
+        let mut next = None;
+        fs.readdir(d, fh, *offset, false, &mut |e| {
+            next = Some(e.name.clone());
+            false
+        })
+        .unwrap_or_else(|e| panic!("seekdir back to the offset of {} failed: {e}", String::from_utf8_lossy(name)));
+        let want = (i + 1..names.len()).find(|&j| survives(j)).map(|j| names[j].clone().into_bytes());
+        assert_eq!(next, want, "resuming after {}", String::from_utf8_lossy(name));
+    }
+    fs.releasedir(d, fh).unwrap();
+}
+
 #[test]
 fn readdir_resumes_by_name_while_the_directory_changes() {
     let fs = memory_fs();

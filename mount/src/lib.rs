@@ -81,7 +81,7 @@ mod tests;
 
 pub use error::{FsError, FsResult};
 pub use fs::{
-    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, StatFs,
+    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, Setter, StatFs,
     TimeSet, XattrFlags, XattrReply, BLOCK_BYTES,
 };
 pub use store::{is_store, wait_closed, Store, StoreError, StoreLock, StoreOptions};

@@ -347,3 +347,38 @@ fn seekdir_returns_to_any_earlier_position_after_removals() {
         libc::closedir(dir);
     }
 }
+
+/// A write, fallocate, hole punch or zero-range by a user outside a setgid
+/// file's group drops the setgid bit, as on ext4 and tmpfs, also where the
+/// group may not execute; a member keeps it.
+#[test]
+fn setgid_is_dropped_when_an_outsider_changes_the_contents() {
+    let m = Mount::persistent(&["-o", "allow_other"]);
+    fs::set_permissions(&m.mountpoint, fs::Permissions::from_mode(0o777)).unwrap();
+    let f = m.path("f");
+    fs::write(&f, vec![7u8; 16384]).unwrap();
+    let path = f.to_str().unwrap();
+    let as_nobody = |groups: &str, cmd: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups])
+            .args(cmd)
+            .output()
+            .expect("setpriv (util-linux) runs");
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let changes: [&[&str]; 4] = [
+        &["sh", "-c", &format!("printf x >> {path}")],
+        &["fallocate", "-l", "32768", path],
+        &["fallocate", "-p", "-o", "0", "-l", "4096", path],
+        &["fallocate", "-z", "-o", "4096", "-l", "4096", path],
+    ];
+    for cmd in changes {
+        for (groups, kept) in [("--clear-groups", false), ("--groups=0", true)] {
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o2666)).unwrap();
+            as_nobody(groups, cmd);
+            let mode = fs::metadata(&f).unwrap().mode() & 0o7777;
+            let want = if kept { 0o2666 } else { 0o666 };
+            assert_eq!(mode, want, "{cmd:?} as nobody with {groups}: mode {mode:o}");
+        }
+    }
+}

@@ -32,7 +32,7 @@ use crate::meta::{Meta, Txn};
 use crate::schema::{self, Ino, Inode, Usage};
 use crate::store::{Store, StoreLock};
 
-pub use attr::SetAttr;
+pub use attr::{SetAttr, Setter};
 pub use crate::schema::TimeSet;
 pub use dir::DirEntry;
 pub use file::OpenFlags;

@@ -28,7 +28,7 @@ use backing::Backings;
 
 use crate::data::SeekKind;
 use crate::schema::{FileKind, Ino, Timespec};
-use crate::{Attr, Caller, Fs, FsError, OpenFlags, RenameFlags, SetAttr, TimeSet, XattrFlags, XattrReply};
+use crate::{Attr, Caller, Fs, FsError, OpenFlags, RenameFlags, SetAttr, Setter, TimeSet, XattrFlags, XattrReply};
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE_BYTES: u32 = 1 << 20;
@@ -200,6 +200,14 @@ struct Adapter {
     passthrough: Arc<AtomicBool>,
     /// Shared with the filesystem's object removal hook.
     backings: Arc<Backings>,
+}
+
+/// The supplementary groups of process `pid` (empty if it is gone or its
+/// status cannot be read, which errs towards dropping a setgid bit).
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap_or("");
+    line.split_whitespace().filter_map(|g| g.parse().ok()).collect()
 }
 
 fn name(n: &OsStr) -> &[u8] {
@@ -411,7 +419,7 @@ impl Filesystem for Adapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -436,7 +444,9 @@ impl Filesystem for Adapter {
             mtime: mtime.map(time_set),
             ctime: ctime.map(timespec),
         };
-        self.attr(reply, "setattr", self.fs.setattr(Ino(ino.0), &set));
+        let in_group = |gid: u32| gid == req.gid() || supplementary_groups(req.pid()).contains(&gid);
+        let who = Setter { uid: req.uid(), in_group: &in_group };
+        self.attr(reply, "setattr", self.fs.setattr_as(Ino(ino.0), &set, &who));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {

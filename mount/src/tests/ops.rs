@@ -406,3 +406,33 @@ fn concurrent_creates_in_one_directory_all_land() {
     let err = FsError::Contention { attempts: 3 };
     assert_eq!(err.errno(), libc::EIO);
 }
+
+/// A write, truncate or fallocate by a caller outside a setgid file's
+/// group drops the bit (the kernel sends an empty setattr, or one that
+/// clears only setuid); a member, root, and directories keep it.
+#[test]
+fn setattr_as_an_outsider_drops_setgid() {
+    use crate::Setter;
+    let fs = memory_fs();
+    let f = file(&fs, Ino::ROOT, "f");
+    let d = dir(&fs, Ino::ROOT, "d");
+    let outsider = Setter { uid: 1000, in_group: &|_| false };
+    let member = Setter { uid: 1000, in_group: &|gid| gid == 0 };
+    let root = Setter { uid: 0, in_group: &|_| false };
+    let chmod = |ino, mode| fs.setattr(ino, &SetAttr { mode: Some(mode), gid: Some(0), ..SetAttr::default() }).unwrap();
+    let perm = |ino| fs.getattr(ino).unwrap().inode.perm;
+    for who in [&member, &root] {
+        chmod(f, 0o2666);
+        fs.setattr_as(f, &SetAttr::default(), who).unwrap();
+        assert_eq!(perm(f), 0o2666);
+    }
+    chmod(f, 0o2666);
+    fs.setattr_as(f, &SetAttr::default(), &outsider).unwrap();
+    assert_eq!(perm(f), 0o666, "an empty kill request from an outsider");
+    chmod(f, 0o6766);
+    fs.setattr_as(f, &SetAttr { mode: Some(0o2766), ..SetAttr::default() }, &outsider).unwrap();
+    assert_eq!(perm(f), 0o766, "setuid cleared by the kernel, setgid by the rule");
+    chmod(d, 0o2777);
+    fs.setattr_as(d, &SetAttr::default(), &outsider).unwrap();
+    assert_eq!(perm(d), 0o2777, "directories keep it");
+}

@@ -27,7 +27,7 @@ pub struct Setter<'a> {
     pub in_group: &'a dyn Fn(u32) -> bool,
 }
 
-const SET_GID: u32 = libc::S_ISGID as u32;
+const SET_GID: u32 = libc::S_ISGID;
 
 impl Fs {
     /// [`Fs::setattr`] for `who`, with the part of the kernel's privilege

@@ -39,6 +39,11 @@ fn touch_dir(p: &mut Inode, now: Timespec) {
 impl Fs {
     /// The inode named `name` in `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Attr> {
+        match name {
+            b"." => return self.lookup_self(parent),
+            b".." => return self.lookup_parent(parent),
+            _ => {}
+        }
         check_name(name)?;
         match self.meta.dentry(parent, name)? {
             Some(d) => self.attr(d.ino, self.meta.inode(d.ino)?),
@@ -47,6 +52,28 @@ impl Fs {
                 _ => Err(FsError::NotDir),
             },
         }
+    }
+
+    /// `ino` itself, as long as it has a name: what the kernel asks when it
+    /// turns a file handle (name_to_handle_at, NFS) into an inode it no
+    /// longer caches. Inode numbers are never reused, so a handle of a
+    /// removed inode finds nothing (ESTALE), never another file.
+    fn lookup_self(&self, ino: Ino) -> FsResult<Attr> {
+        let inode = self.meta.inode(ino)?;
+        if inode.nlink == 0 {
+            return Err(FsError::NotFound);
+        }
+        self.attr(ino, inode)
+    }
+
+    /// The parent of directory `dir` (the root's is itself): how the
+    /// kernel reconnects a directory found by its handle to the tree.
+    fn lookup_parent(&self, dir: Ino) -> FsResult<Attr> {
+        let inode = self.meta.inode(dir)?;
+        if inode.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        self.lookup_self(inode.parent)
     }
 
     /// The kernel dropped `nlookup` references to `ino`. Inode lifetime here

@@ -385,6 +385,10 @@ fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
         InitFlags::FUSE_ASYNC_DIO,
         InitFlags::FUSE_BIG_WRITES,
         InitFlags::FUSE_MAX_PAGES,
+        // File handles (name_to_handle_at, NFS export): the kernel looks up
+        // `.` and `..` by inode number; inode numbers are never reused, so
+        // generation 0 is stable across remounts.
+        InitFlags::FUSE_EXPORT_SUPPORT,
     ];
     for flag in wanted {
         if let Err(missing) = config.add_capabilities(flag) {

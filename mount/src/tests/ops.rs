@@ -436,3 +436,18 @@ fn setattr_as_an_outsider_drops_setgid() {
     fs.setattr_as(d, &SetAttr::default(), &outsider).unwrap();
     assert_eq!(perm(d), 0o2777, "directories keep it");
 }
+
+/// What the kernel asks to turn a file handle back into an inode: `.` of
+/// any live inode and `..` of a directory (the root is its own parent).
+#[test]
+fn lookup_of_dot_and_dotdot_by_inode_number() {
+    let fs = memory_fs();
+    let d = dir(&fs, Ino::ROOT, "d");
+    let f = file(&fs, d, "f");
+    assert_eq!(fs.lookup(f, b".").unwrap().ino, f);
+    assert_eq!(fs.lookup(d, b"..").unwrap().ino, Ino::ROOT);
+    assert_eq!(fs.lookup(Ino::ROOT, b"..").unwrap().ino, Ino::ROOT);
+    assert_eq!(errno(fs.lookup(f, b"..")), libc::ENOTDIR);
+    fs.unlink(d, b"f").unwrap();
+    assert_eq!(errno(fs.lookup(f, b".")), libc::ENOENT, "a removed inode is stale");
+}

@@ -28,8 +28,9 @@ pub struct MountArgs {
     /// Return once the mount is ready and serve from a background process.
     #[arg(short = 'd', long)]
     background: bool,
-    /// Mount options, comma separated: ro, rw, allow_other, noatime,
-    /// relatime, suid, nosuid, dev, nodev, exec, noexec. The mount is
+    /// Mount options, comma separated: ro, rw, allow_other, relatime (or
+    /// atime), noatime, strictatime, nodiratime, diratime, lazytime,
+    /// nolazytime, suid, nosuid, dev, nodev, exec, noexec. The mount is
     /// nosuid,nodev unless suid or dev is given.
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     options: Vec<String>,
@@ -77,6 +78,10 @@ struct MountOptions {
     read_only: bool,
     allow_other: bool,
     atime: AtimeMode,
+    /// Listings leave directory atimes alone.
+    nodiratime: bool,
+    /// Shown in the mount table; nothing to do otherwise.
+    lazytime: bool,
     /// Honour setuid/setgid bits; off by default (nosuid).
     suid: bool,
     /// Honour device files; off by default (nodev).
@@ -84,13 +89,16 @@ struct MountOptions {
     exec: bool,
 }
 
-const KNOWN_OPTIONS: &str = "ro, rw, allow_other, noatime, relatime, suid, nosuid, dev, nodev, exec, noexec";
+const KNOWN_OPTIONS: &str = "ro, rw, allow_other, atime, relatime, noatime, strictatime, diratime, nodiratime, \
+                             lazytime, nolazytime, suid, nosuid, dev, nodev, exec, noexec";
 
 fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
     let mut out = MountOptions {
         read_only: false,
         allow_other: false,
         atime: AtimeMode::Relatime,
+        nodiratime: false,
+        lazytime: false,
         suid: false,
         dev: false,
         exec: true,
@@ -100,7 +108,10 @@ fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
             "ro" | "rw" => out.read_only = o == "ro",
             "allow_other" => out.allow_other = true,
             "noatime" => out.atime = AtimeMode::Noatime,
-            "relatime" => out.atime = AtimeMode::Relatime,
+            "relatime" | "atime" => out.atime = AtimeMode::Relatime,
+            "strictatime" => out.atime = AtimeMode::Strictatime,
+            "nodiratime" | "diratime" => out.nodiratime = o == "nodiratime",
+            "lazytime" | "nolazytime" => out.lazytime = o == "lazytime",
             "suid" | "nosuid" => out.suid = o == "suid",
             "dev" | "nodev" => out.dev = o == "dev",
             "exec" | "noexec" => out.exec = o == "exec",
@@ -159,14 +170,20 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
     let store_opts = StoreOptions {
         sync: args.sync,
         fds_max: 0,
-        noatime: opts.atime == AtimeMode::Noatime,
+        atime: opts.atime,
         read_only: opts.read_only,
     };
     let store = match &args.store {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
         _ => Store::memory(&store_opts).map_err(|e| e.to_string())?,
     };
-    let cfg = FsConfig { read_only: opts.read_only, sync_data: args.sync, atime: opts.atime, boot_id: None };
+    let cfg = FsConfig {
+        read_only: opts.read_only,
+        sync_data: args.sync,
+        atime: opts.atime,
+        nodiratime: opts.nodiratime,
+        boot_id: None,
+    };
     Fs::from_store(store, cfg).map_err(|e| format!("cannot open the filesystem: {e}"))
 }
 
@@ -282,7 +299,9 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         suid: opts.suid,
         dev: opts.dev,
         exec: opts.exec,
-        noatime: opts.atime == AtimeMode::Noatime,
+        atime: opts.atime,
+        nodiratime: opts.nodiratime,
+        lazytime: opts.lazytime,
         writeback_cache: args.writeback_cache,
         // --sync needs every write to reach the daemon (it syncs each one);
         // the writeback cache is the kernel's own alternative data path.

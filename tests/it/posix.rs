@@ -382,3 +382,49 @@ fn setgid_is_dropped_when_an_outsider_changes_the_contents() {
         }
     }
 }
+
+fn atime_of(path: &std::path::Path) -> (i64, i64) {
+    let m = fs::metadata(path).unwrap();
+    (m.atime(), m.atime_nsec())
+}
+
+/// Read `path` after a pause long enough for any atime update to show.
+fn read_later(path: &std::path::Path) {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::read(path).unwrap();
+}
+
+/// The atime options hold for file reads on both data paths (with
+/// passthrough the kernel reads data objects itself) and for listings:
+/// noatime never updates, relatime updates a read atime once per change,
+/// strictatime on every read; nodiratime leaves directories alone.
+#[test]
+fn atime_options_hold_for_reads_and_listings() {
+    for (opts, first_read_updates, second_read_updates) in
+        [("noatime", false, false), ("relatime", true, false), ("strictatime", true, true)]
+    {
+        let m = Mount::persistent(&["-o", opts]);
+        let f = m.path("f");
+        fs::write(&f, b"data").unwrap();
+        let written = atime_of(&f);
+        read_later(&f);
+        let first = atime_of(&f);
+        read_later(&f);
+        let second = atime_of(&f);
+        assert_eq!(first != written, first_read_updates, "-o {opts}: first read");
+        assert_eq!(second != first, second_read_updates, "-o {opts}: second read");
+        let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let line = table.lines().find(|l| l.contains(m.mountpoint.to_str().unwrap())).unwrap();
+        // The table names relatime and noatime; strictatime is the absence of both.
+        let shown = if opts == "strictatime" { !line.contains("atime,") } else { line.contains(opts) };
+        assert!(shown, "-o {opts}: {line}");
+    }
+    let m = Mount::persistent(&["-o", "nodiratime,lazytime"]);
+    let d = m.path("d");
+    fs::create_dir(&d).unwrap();
+    fs::write(d.join("x"), b"").unwrap();
+    let before = atime_of(&d);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+    assert_eq!(atime_of(&d), before, "nodiratime: a listing leaves the directory's atime");
+}

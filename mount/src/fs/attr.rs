@@ -3,7 +3,7 @@
 
 use super::{AtimeMode, Attr, Caller, Fs};
 use crate::error::{FsError, FsResult};
-use crate::schema::{relatime_due, FileKind, Ino, Inode, TimeSet, Timespec};
+use crate::schema::{FileKind, Ino, Inode, TimeSet, Timespec};
 
 /// Largest file size accepted (the kernel's `loff_t` maximum).
 pub(super) const FILE_BYTES_MAX: u64 = i64::MAX as u64;
@@ -173,7 +173,7 @@ impl Fs {
     /// fails for want of an atime (a full or poisoned store). Skipped while
     /// the tree is low on space, whose last bytes are for freeing space.
     pub(super) fn touch_atime(&self, ino: Ino) {
-        if self.cfg.atime == AtimeMode::Noatime || self.cfg.read_only || self.meta.space_low() {
+        if self.cfg.atime == AtimeMode::Noatime || self.cfg.nodiratime || self.cfg.read_only || self.meta.space_low() {
             return;
         }
         if let Err(e) = self.try_touch_atime(ino) {
@@ -185,7 +185,7 @@ impl Fs {
         let mut txn = self.meta.txn();
         let mut inode = txn.inode(ino)?;
         let now = Timespec::now();
-        if !relatime_due(inode.atime, inode.mtime, inode.ctime, now) {
+        if !self.cfg.atime.due(inode.atime, inode.mtime, inode.ctime, now) {
             return Ok(());
         }
         inode.atime = now;

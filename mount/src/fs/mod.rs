@@ -33,7 +33,7 @@ use crate::schema::{self, Ino, Inode, Usage};
 use crate::store::{Store, StoreLock};
 
 pub use attr::{SetAttr, Setter};
-pub use crate::schema::TimeSet;
+pub use crate::schema::{AtimeMode, TimeSet};
 pub use dir::DirEntry;
 pub use file::OpenFlags;
 pub use format::{LastMount, Recovery};
@@ -49,16 +49,6 @@ use reclaim::ReclaimQueue;
 /// Attempts of one operation's transaction before it gives up (EIO).
 const TXN_ATTEMPTS_MAX: u32 = 1000;
 
-/// How reads update access times.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AtimeMode {
-    /// Update atime when it is not newer than mtime/ctime or older than a day.
-    #[default]
-    Relatime,
-    /// Never update atime on reads.
-    Noatime,
-}
-
 /// Mount-wide behaviour of the semantics layer.
 #[derive(Clone, Debug, Default)]
 pub struct FsConfig {
@@ -67,6 +57,8 @@ pub struct FsConfig {
     /// Make file data durable before acknowledging each write.
     pub sync_data: bool,
     pub atime: AtimeMode,
+    /// Listings leave directories' access times alone (`nodiratime`).
+    pub nodiratime: bool,
     /// Boot id the session record compares with; `None`: the running kernel's.
     pub boot_id: Option<[u8; 16]>,
 }

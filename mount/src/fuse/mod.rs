@@ -56,8 +56,13 @@ pub struct FuseOptions {
     pub dev: bool,
     /// Allow executing files (`exec`); off: the mount is `noexec`.
     pub exec: bool,
-    /// The mount is `noatime` (the kernel shows it; the daemon keeps atimes alone).
-    pub noatime: bool,
+    /// The atime option (the kernel shows it; the daemon keeps atimes).
+    pub atime: crate::AtimeMode,
+    /// `nodiratime` (shown; the daemon leaves directory atimes alone).
+    pub nodiratime: bool,
+    /// `lazytime` (shown; the daemon makes no timestamp durable before the
+    /// next sync anyway).
+    pub lazytime: bool,
     /// Source name shown in mount tables.
     pub fsname: String,
     /// Opt-in speed mode: the kernel buffers writes in its page cache and
@@ -81,7 +86,9 @@ impl Default for FuseOptions {
             suid: false,
             dev: false,
             exec: true,
-            noatime: false,
+            atime: crate::AtimeMode::Relatime,
+            nodiratime: false,
+            lazytime: false,
             fsname: "holt-fs".into(),
             writeback_cache: false,
             passthrough: true,
@@ -125,7 +132,7 @@ fn session_config(opts: &FuseOptions) -> Config {
         pick(opts.exec, MountOption::Exec, MountOption::NoExec),
         pick(opts.read_only, MountOption::RO, MountOption::RW),
     ];
-    if opts.noatime {
+    if opts.atime == crate::AtimeMode::Noatime {
         config.mount_options.push(MountOption::NoAtime);
     }
     config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
@@ -329,6 +336,18 @@ impl Adapter {
         }
     }
 
+    /// Open flags of a handle served through the daemon. The daemon is the
+    /// only writer, so cached pages stay valid across opens; but with
+    /// strictatime each open reads through the daemon again, whose reads
+    /// update the atime (a read within one open may still hit the cache).
+    fn cache_flags(&self) -> FopenFlags {
+        if self.opts.atime == crate::AtimeMode::Strictatime {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        }
+    }
+
     fn empty(&self, reply: ReplyEmpty, op: &'static str, r: Result<(), FsError>) {
         match r {
             Ok(()) => reply.ok(),
@@ -513,8 +532,7 @@ impl Filesystem for Adapter {
         };
         match self.backing(Ino(ino.0), fh, kind, |f| reply.open_backing(f)) {
             Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
-            // The daemon is the only writer, so cached pages stay valid across opens.
-            None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.opened(FileHandle(fh), self.cache_flags()),
         }
     }
 
@@ -670,7 +688,7 @@ impl Filesystem for Adapter {
         let (ttl, attr, fh) = (&self.opts.entry_ttl, file_attr(a.ino, &a.inode), FileHandle(fh));
         match self.backing(a.ino, fh.0, a.inode.kind, |f| reply.open_backing(f)) {
             Some(b) => reply.created_passthrough(ttl, &attr, Generation(0), fh, FopenFlags::empty(), &b),
-            None => reply.created(ttl, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.created(ttl, &attr, Generation(0), fh, self.cache_flags()),
         }
     }
 

@@ -161,7 +161,7 @@ fn orphans_left_open_are_swept_at_mount() {
     fs.setxattr(a.ino, b"user.k", b"v", XattrFlags::default()).unwrap();
     fs.unlink(Ino::ROOT, b"f").unwrap();
     drop(fs); // the daemon dies with the file open
-    let again = Fs::new(tree.clone(), Box::new(crate::data::MemoryData::new(false)), FsConfig::default()).unwrap();
+    let again = Fs::new(tree.clone(), Box::new(crate::data::MemoryData::new(crate::AtimeMode::Relatime)), FsConfig::default()).unwrap();
     assert_eq!(errno(again.getattr(a.ino)), libc::ENOENT);
     assert!(tree.scan_prefix(b"R/").into_iter().next().is_none());
     assert!(tree.scan_prefix(&schema::xattr_prefix(a.ino)).into_iter().next().is_none());

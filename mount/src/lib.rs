@@ -49,6 +49,8 @@
 //!   entry that exists for the whole listing; a handle remembers the name
 //!   of every offset it handed out, so each stays valid (seekdir) for the
 //!   handle's life.
+//! - A POSIX access ACL and its inode's mode never disagree: every change of
+//!   one rewrites the other in the same batch (`fs/acl.rs`).
 //! - No passthrough backing outlives its object: `Fs` tells the adapter
 //!   (its object-removal hook) before removing an object, and the adapter's
 //!   list of kept backings lets go of it (`fuse/backing.rs`).

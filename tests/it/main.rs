@@ -3,6 +3,7 @@
 //! unmount, even when a test fails. Without /dev/fuse these tests fail and
 //! say what is missing; they never skip.
 
+mod acl;
 mod bigdir;
 mod crash_script;
 mod direct_io;

@@ -1,6 +1,7 @@
 //! Attributes: getattr, setattr (chmod, chown, truncate, utimens), readlink,
 //! access, and the relatime rule for reads.
 
+use super::acl::{self, Acl};
 use super::{AtimeMode, Attr, Caller, Fs};
 use crate::error::{FsError, FsResult};
 use crate::schema::{FileKind, Ino, Inode, TimeSet, Timespec};
@@ -98,6 +99,7 @@ impl Fs {
             let now = Timespec::now();
             if let Some(mode) = set.mode {
                 inode.perm = (mode & 0o7777) as u16;
+                chmod_acl(t, ino, inode.perm)?;
             }
             inode.uid = set.uid.unwrap_or(inode.uid);
             inode.gid = set.gid.unwrap_or(inode.gid);
@@ -193,6 +195,17 @@ impl Fs {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Keep `ino`'s access ACL, if any, in step with new permission bits.
+fn chmod_acl(t: &mut crate::meta::Txn, ino: Ino, perm: u16) -> FsResult<()> {
+    let key = crate::schema::xattr_key(ino, acl::ACCESS);
+    if let Some(bytes) = t.get(&key)? {
+        let mut acl = Acl::decode(&bytes)?;
+        acl.chmod(perm & 0o777);
+        t.put(key, acl.encode());
+    }
+    Ok(())
 }
 
 /// Whether `caller` may access `inode` for every bit of `mask` (R=4, W=2, X=1).

@@ -8,6 +8,7 @@
 //! mount: the inode-number reservation, usage counter shards, open counts and
 //! directory cursors.
 
+pub(crate) mod acl;
 mod alloc;
 mod attr;
 mod dir;
@@ -71,10 +72,13 @@ type RemovalHook = Box<dyn Fn(Ino) + Send + Sync>;
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The umask of a create, mkdir or mknod, applied unless the parent
+    /// has a default ACL (0 where the kernel applied it already).
+    pub umask: u32,
 }
 
 impl Caller {
-    pub const ROOT: Caller = Caller { uid: 0, gid: 0 };
+    pub const ROOT: Caller = Caller { uid: 0, gid: 0, umask: 0 };
 }
 
 /// An inode with its number: what every entry-returning operation replies.

@@ -209,6 +209,12 @@ struct Adapter {
     backings: Arc<Backings>,
 }
 
+/// Whether the caller of `req` is in a group: its own, or one of its
+/// process's supplementary groups.
+fn in_group_of(req: &Request) -> impl Fn(u32) -> bool + '_ {
+    |gid: u32| gid == req.gid() || supplementary_groups(req.pid()).contains(&gid)
+}
+
 /// The supplementary groups of process `pid` (empty if it is gone or its
 /// status cannot be read, which errs towards dropping a setgid bit).
 fn supplementary_groups(pid: u32) -> Vec<u32> {
@@ -222,7 +228,13 @@ fn name(n: &OsStr) -> &[u8] {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid() }
+    Caller { uid: req.uid(), gid: req.gid(), umask: 0 }
+}
+
+/// The caller of a create, mkdir or mknod: with POSIX ACLs the kernel
+/// leaves the umask to the filesystem (a default ACL replaces it).
+fn creator(req: &Request, umask: u32) -> Caller {
+    Caller { umask, ..caller(req) }
 }
 
 /// The errno for `e`; failures that are not the caller's doing are logged.
@@ -408,6 +420,9 @@ fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
         // `.` and `..` by inode number; inode numbers are never reused, so
         // generation 0 is stable across remounts.
         InitFlags::FUSE_EXPORT_SUPPORT,
+        // The kernel enforces POSIX ACLs (stored as system.posix_acl_*
+        // xattrs, see fs/acl.rs) and leaves the umask to the daemon.
+        InitFlags::FUSE_POSIX_ACL,
     ];
     for flag in wanted {
         if let Err(missing) = config.add_capabilities(flag) {
@@ -467,7 +482,7 @@ impl Filesystem for Adapter {
             mtime: mtime.map(time_set),
             ctime: ctime.map(timespec),
         };
-        let in_group = |gid: u32| gid == req.gid() || supplementary_groups(req.pid()).contains(&gid);
+        let in_group = in_group_of(req);
         let who = Setter { uid: req.uid(), in_group: &in_group };
         self.attr(reply, "setattr", self.fs.setattr_as(Ino(ino.0), &set, &who));
     }
@@ -479,12 +494,12 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
-        self.entry(reply, "mknod", self.fs.mknod(caller(req), Ino(parent.0), name(n), mode, rdev));
+    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        self.entry(reply, "mknod", self.fs.mknod(creator(req, umask), Ino(parent.0), name(n), mode, rdev));
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        self.entry(reply, "mkdir", self.fs.mkdir(caller(req), Ino(parent.0), name(n), mode));
+    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        self.entry(reply, "mkdir", self.fs.mkdir(creator(req, umask), Ino(parent.0), name(n), mode));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -652,7 +667,7 @@ impl Filesystem for Adapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         n: &OsStr,
         value: &[u8],
@@ -660,7 +675,9 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let r = self.fs.setxattr(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags));
+        let in_group = in_group_of(req);
+        let who = Setter { uid: req.uid(), in_group: &in_group };
+        let r = self.fs.setxattr_as(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags), &who);
         self.empty(reply, "setxattr", r);
     }
 
@@ -668,8 +685,9 @@ impl Filesystem for Adapter {
         self.xattr(reply, "getxattr", self.fs.getxattr(Ino(ino.0), name(n), size));
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.xattr(reply, "listxattr", self.fs.listxattr(Ino(ino.0), size));
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        // trusted.* names are listed to root only, as ext4 lists them.
+        self.xattr(reply, "listxattr", self.fs.listxattr_as(Ino(ino.0), size, req.uid() == 0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -680,8 +698,8 @@ impl Filesystem for Adapter {
         self.empty(reply, "access", self.fs.access(caller(req), Ino(ino.0), mask.bits() as u32));
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        let (a, fh) = match self.fs.create(caller(req), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
+    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let (a, fh) = match self.fs.create(creator(req, umask), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
             Ok(created) => created,
             Err(e) => return reply.error(fail("create", e)),
         };

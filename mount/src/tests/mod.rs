@@ -9,7 +9,7 @@ mod power_loss;
 
 use crate::{Caller, Fs, FsConfig, Store};
 
-pub(crate) const USER: Caller = Caller { uid: 1000, gid: 1000 };
+pub(crate) const USER: Caller = Caller { uid: 1000, gid: 1000, umask: 0 };
 
 pub(crate) fn memory_fs() -> Fs {
     memory_fs_and_tree().0

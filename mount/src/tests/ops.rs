@@ -451,3 +451,54 @@ fn lookup_of_dot_and_dotdot_by_inode_number() {
     fs.unlink(d, b"f").unwrap();
     assert_eq!(errno(fs.lookup(f, b".")), libc::ENOENT, "a removed inode is stale");
 }
+
+/// An ACL in the kernel's xattr encoding from (tag, perm, id) entries.
+fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn access_acls_set_the_mode_and_follow_chmod() {
+    let fs = memory_fs();
+    let f = file(&fs, Ino::ROOT, "f");
+    let any = u32::MAX;
+    let mode_only = acl_bytes(&[(0x01, 7, any), (0x04, 5, any), (0x20, 0, any)]);
+    fs.setxattr(f, b"system.posix_acl_access", &mode_only, XattrFlags::default()).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().inode.perm, 0o750, "the ACL's bits become the mode");
+    assert_eq!(errno(fs.getxattr(f, b"system.posix_acl_access", 0)), libc::ENODATA, "a mode-only ACL is not kept");
+    let named = acl_bytes(&[(0x01, 6, any), (0x02, 6, 2000), (0x04, 4, any), (0x10, 6, any), (0x20, 4, any)]);
+    fs.setxattr(f, b"system.posix_acl_access", &named, XattrFlags::default()).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().inode.perm, 0o664, "the mask is the group class");
+    fs.setattr(f, &SetAttr { mode: Some(0o600), ..SetAttr::default() }).unwrap();
+    let XattrReply::Data(kept) = fs.getxattr(f, b"system.posix_acl_access", 4096).unwrap() else { panic!() };
+    assert_eq!(kept, acl_bytes(&[(0x01, 6, any), (0x02, 6, 2000), (0x04, 4, any), (0x10, 0, any), (0x20, 0, any)]));
+    let bad = acl_bytes(&[(0x01, 6, any), (0x02, 6, 2000), (0x04, 4, any), (0x20, 4, any)]);
+    assert_eq!(errno(fs.setxattr(f, b"system.posix_acl_access", &bad, XattrFlags::default())), libc::EINVAL);
+    assert_eq!(errno(fs.setxattr(f, b"system.posix_acl_default", &named, XattrFlags::default())), libc::EACCES);
+    assert_eq!(errno(fs.setxattr(f, b"system.other", b"1", XattrFlags::default())), libc::EOPNOTSUPP);
+    assert_eq!(errno(fs.setxattr(f, b"bogus.x", b"1", XattrFlags::default())), libc::EOPNOTSUPP);
+}
+
+#[test]
+fn new_inodes_inherit_a_default_acl_or_take_the_umask() {
+    let fs = memory_fs();
+    let d = dir(&fs, Ino::ROOT, "d");
+    let masked = Caller { umask: 0o077, ..USER };
+    let plain = fs.mknod(masked, Ino::ROOT, b"plain", libc::S_IFREG | 0o666, 0).unwrap();
+    assert_eq!(plain.inode.perm, 0o600, "no default ACL: the umask applies");
+    let any = u32::MAX;
+    let default = acl_bytes(&[(0x01, 7, any), (0x02, 7, 2000), (0x04, 5, any), (0x10, 7, any), (0x20, 5, any)]);
+    fs.setxattr(d, b"system.posix_acl_default", &default, XattrFlags::default()).unwrap();
+    let f = fs.mknod(masked, d, b"f", libc::S_IFREG | 0o640, 0).unwrap();
+    assert_eq!(f.inode.perm, 0o640, "the create mode masks the default ACL; no umask");
+    assert!(fs.getxattr(f.ino, b"system.posix_acl_access", 0).is_ok());
+    let sub = fs.mkdir(masked, d, b"sub", 0o777).unwrap();
+    assert_eq!(sub.inode.perm, 0o775);
+    assert!(fs.getxattr(sub.ino, b"system.posix_acl_default", 0).is_ok(), "directories inherit the default ACL");
+}

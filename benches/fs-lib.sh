@@ -5,6 +5,7 @@
 FS_MOUNTS=()   # mountpoints we mounted, unmounted in reverse order
 FS_PIDS=()     # daemons we started, waited for (then killed) after unmounting
 FS_TMPFS=""    # the tmpfs we mounted, if any
+FS_IMAGE=""    # the loop-mounted ext4 image we mounted, if any
 
 say() { echo "== $*" >&2; }
 
@@ -39,6 +40,7 @@ fs_unmount_all() {
 fs_cleanup() {
     fs_unmount_all
     if [[ -n $FS_TMPFS ]]; then fs_unmount "$FS_TMPFS"; fi
+    if [[ -n $FS_IMAGE ]]; then fs_unmount "$FS_IMAGE"; fi
 }
 
 # Mount a size-limited tmpfs of SIZE_MIB at DIR.
@@ -47,6 +49,19 @@ mount_tmpfs() {
     mkdir -p "$dir"
     mount -t tmpfs -o "size=${size_mib}m,mode=0700" holt-bench-tmpfs "$dir"
     FS_TMPFS=$dir
+}
+
+# Mount a fresh ext4 image of SIZE_MIB (mkfs defaults, so with a journal,
+# as most disks are formatted) at DIR, the image file beside DIR. A root
+# filesystem made without a journal makes ext4 search recently deleted
+# inodes on every create, which no common setup does.
+mount_ext4_image() {
+    local dir=$1 size_mib=$2
+    mkdir -p "$dir"
+    truncate -s "${size_mib}M" "$dir.img"
+    mkfs.ext4 -q -F "$dir.img"
+    mount -o loop "$dir.img" "$dir"
+    FS_IMAGE=$dir
 }
 
 # holt_mount BIN MOUNTPOINT (--store DIR | --memory) [mount options...]:

@@ -105,7 +105,7 @@ fn summary(r: &FsckReport) -> String {
 }
 
 /// "1 file", "2 files", "2 directories".
-fn count(n: u64, one: &str) -> String {
+pub fn count(n: u64, one: &str) -> String {
     match (n, one.strip_suffix('y')) {
         (1, _) => format!("1 {one}"),
         (_, Some(stem)) => format!("{n} {stem}ies"),

@@ -5,6 +5,8 @@ mod background;
 mod fsck_cmd;
 mod bench;
 mod bench_cmd;
+mod info_cmd;
+mod info_text;
 mod mount_cmd;
 mod pid_file;
 mod signals;
@@ -56,6 +58,13 @@ enum Command {
     /// problem is printed on its own line, then a summary.
     #[command(after_help = fsck_cmd::EXIT_STATUS_HELP)]
     Fsck(fsck_cmd::FsckArgs),
+    /// Report on a store: format and uuid, counts, file bytes, space on
+    /// disk, engine statistics, mounts, how the last mount ended.
+    ///
+    /// Given a mountpoint or a store that a daemon serves read-write, the
+    /// daemon answers over its control socket (STORE/ctl.sock); a store no
+    /// daemon serves read-write is opened read-only, writing nothing.
+    Info(info_cmd::InfoArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
         Command::Mount(args) => mount_cmd::run(args),
         Command::Fsck(args) => return fsck_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Info(args) => info_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
     };
     match result {

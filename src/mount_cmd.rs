@@ -1,10 +1,12 @@
 //! `holt-fs mount`: options, store, stale-mount cleanup, then serve.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use holt_mount::fuse::{self, FuseOptions, Unmounter};
+use holt_mount::ctl::{self, DaemonHandler};
+use holt_mount::fuse::{self, FuseOptions, Mounted, Unmounter};
 use holt_mount::mountpoint::{self, MountState};
 use holt_mount::{AtimeMode, Fs, FsConfig, Recovery, Store, StoreOptions};
 use log::{info, warn};
@@ -26,8 +28,9 @@ pub struct MountArgs {
     /// Return once the mount is ready and serve from a background process.
     #[arg(short = 'd', long)]
     background: bool,
-    /// Mount options, comma separated: ro, rw, allow_other, noatime,
-    /// relatime, suid, nosuid, dev, nodev, exec, noexec. The mount is
+    /// Mount options, comma separated: ro, rw, allow_other, relatime (or
+    /// atime), noatime, strictatime, nodiratime, diratime, lazytime,
+    /// nolazytime, suid, nosuid, dev, nodev, exec, noexec. The mount is
     /// nosuid,nodev unless suid or dev is given.
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     options: Vec<String>,
@@ -75,6 +78,10 @@ struct MountOptions {
     read_only: bool,
     allow_other: bool,
     atime: AtimeMode,
+    /// Listings leave directory atimes alone.
+    nodiratime: bool,
+    /// Shown in the mount table; nothing to do otherwise.
+    lazytime: bool,
     /// Honour setuid/setgid bits; off by default (nosuid).
     suid: bool,
     /// Honour device files; off by default (nodev).
@@ -82,13 +89,16 @@ struct MountOptions {
     exec: bool,
 }
 
-const KNOWN_OPTIONS: &str = "ro, rw, allow_other, noatime, relatime, suid, nosuid, dev, nodev, exec, noexec";
+const KNOWN_OPTIONS: &str = "ro, rw, allow_other, atime, relatime, noatime, strictatime, diratime, nodiratime, \
+                             lazytime, nolazytime, suid, nosuid, dev, nodev, exec, noexec";
 
 fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
     let mut out = MountOptions {
         read_only: false,
         allow_other: false,
         atime: AtimeMode::Relatime,
+        nodiratime: false,
+        lazytime: false,
         suid: false,
         dev: false,
         exec: true,
@@ -98,7 +108,10 @@ fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
             "ro" | "rw" => out.read_only = o == "ro",
             "allow_other" => out.allow_other = true,
             "noatime" => out.atime = AtimeMode::Noatime,
-            "relatime" => out.atime = AtimeMode::Relatime,
+            "relatime" | "atime" => out.atime = AtimeMode::Relatime,
+            "strictatime" => out.atime = AtimeMode::Strictatime,
+            "nodiratime" | "diratime" => out.nodiratime = o == "nodiratime",
+            "lazytime" | "nolazytime" => out.lazytime = o == "lazytime",
             "suid" | "nosuid" => out.suid = o == "suid",
             "dev" | "nodev" => out.dev = o == "dev",
             "exec" | "noexec" => out.exec = o == "exec",
@@ -157,14 +170,20 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
     let store_opts = StoreOptions {
         sync: args.sync,
         fds_max: 0,
-        noatime: opts.atime == AtimeMode::Noatime,
+        atime: opts.atime,
         read_only: opts.read_only,
     };
     let store = match &args.store {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
         _ => Store::memory(&store_opts).map_err(|e| e.to_string())?,
     };
-    let cfg = FsConfig { read_only: opts.read_only, sync_data: args.sync, atime: opts.atime, boot_id: None };
+    let cfg = FsConfig {
+        read_only: opts.read_only,
+        sync_data: args.sync,
+        atime: opts.atime,
+        nodiratime: opts.nodiratime,
+        boot_id: None,
+    };
     Fs::from_store(store, cfg).map_err(|e| format!("cannot open the filesystem: {e}"))
 }
 
@@ -247,6 +266,20 @@ fn handle_signals(
     signals.handle(on_terminate, on_hangup).map_err(|e| format!("cannot start the signal thread: {e}"))
 }
 
+/// Listen on the store's control socket (`holt-fs info`). A read-write
+/// mount without one still serves files, so a failure is only a warning.
+fn start_control(mounted: &mut Mounted, store: &Path, mp: &Path) {
+    let handler =
+        DaemonHandler { fs: Arc::clone(mounted.fs()), store: store.to_path_buf(), mountpoint: mp.to_path_buf() };
+    match ctl::Server::start(store, Arc::new(handler)) {
+        Ok(server) => mounted.attach_control(server),
+        Err(e) => warn!(
+            "cannot listen on the control socket {}: {e}; holt-fs info will not reach this daemon",
+            store.join(ctl::SOCKET_NAME).display()
+        ),
+    }
+}
+
 fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let signals = signals::block();
     let opts = parse_options(&args.options)?;
@@ -266,7 +299,9 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         suid: opts.suid,
         dev: opts.dev,
         exec: opts.exec,
-        noatime: opts.atime == AtimeMode::Noatime,
+        atime: opts.atime,
+        nodiratime: opts.nodiratime,
+        lazytime: opts.lazytime,
         writeback_cache: args.writeback_cache,
         // --sync needs every write to reach the daemon (it syncs each one);
         // the writeback cache is the kernel's own alternative data path.
@@ -277,7 +312,10 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let fs = open_fs(args, &opts)?;
     let recovery = fs.recovery().copied();
     let fuse_opts = FuseOptions { fsname: source_name(args)?, ..fuse_opts };
-    let mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    if !args.memory && !opts.read_only {
+        start_control(&mut mounted, Path::new(&fuse_opts.fsname), &mp);
+    }
     handle_signals(signals, &mp, mounted.unmounter(), log_file)?;
     if let Some(p) = &args.pid_file {
         pid_file::write(p).map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;

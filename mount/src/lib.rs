@@ -21,6 +21,12 @@
 //! - `mountpoint`: mount-table queries, dead-mount detection, unmounting.
 //! - `fsck`: checks a store that is not mounted against these invariants
 //!   and repairs what is safe, without constructing `Fs`.
+//! - `info`: the `holt-fs info` report (counts, file bytes, space on disk,
+//!   engine statistics, mounts, last shutdown), gathered by a serving
+//!   daemon or from a read-only open; reads only.
+//! - `ctl`: the control socket `STORE/ctl.sock` of a read-write daemon:
+//!   a versioned JSON-line protocol, the server (made safely, removed at
+//!   a clean stop) and the client. Requests never change the filesystem.
 //!
 //! Invariants:
 //! - Every mutation of metadata is one `Txn` committed as one atomic batch:
@@ -40,7 +46,14 @@
 //!   orphan marker makes reclaim crash-safe and the mount-time sweep finishes it.
 //! - readdir offsets name entries, not positions: resuming continues after
 //!   the last name returned, so concurrent changes never repeat or skip an
-//!   entry that exists for the whole listing.
+//!   entry that exists for the whole listing; a handle remembers the name
+//!   of every offset it handed out, so each stays valid (seekdir) for the
+//!   handle's life.
+//! - A POSIX access ACL and its inode's mode never disagree: every change of
+//!   one rewrites the other in the same batch (`fs/acl.rs`).
+//! - No passthrough backing outlives its object: `Fs` tells the adapter
+//!   (its object-removal hook) before removing an object, and the adapter's
+//!   list of kept backings lets go of it (`fuse/backing.rs`).
 //! - Nothing under a store is resolved through a symlink, and a read-only
 //!   store is never written.
 //! - In-memory state (inode reservation, counter shards, open counts,
@@ -52,12 +65,14 @@
 //!   write (the reclaim after a removal, a listing's atime) never turns the
 //!   operation it follows into an error.
 
+pub mod ctl;
 pub mod data;
 mod error;
 #[cfg(test)] mod format_doc;
 mod fs;
 pub mod fsck;
 pub mod fuse;
+pub mod info;
 mod meta;
 pub mod mountpoint;
 pub mod schema;
@@ -68,7 +83,7 @@ mod tests;
 
 pub use error::{FsError, FsResult};
 pub use fs::{
-    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, StatFs,
+    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, Setter, StatFs,
     TimeSet, XattrFlags, XattrReply, BLOCK_BYTES,
 };
 pub use store::{is_store, wait_closed, Store, StoreError, StoreLock, StoreOptions};

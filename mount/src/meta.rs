@@ -22,6 +22,9 @@ pub struct Meta {
     tree: Tree,
 }
 
+/// Called with each key and value of a scan; false stops it.
+pub type ScanVisit<'v> = dyn FnMut(&[u8], &[u8]) -> FsResult<bool> + 'v;
+
 /// What a transaction saw when it read a key.
 #[derive(Clone, Copy, Debug)]
 enum Seen {
@@ -92,6 +95,25 @@ impl Meta {
             }
         }
         Ok(out)
+    }
+
+    /// Every key and value under `prefix`, in order, passed to `visit`
+    /// until it returns false. Holds no latch between the scan's refills
+    /// (holt-core's `RangeIter`), so a long walk never blocks a writer.
+    pub fn scan_each(&self, prefix: &[u8], visit: &mut ScanVisit<'_>) -> FsResult<()> {
+        for entry in self.tree.scan_prefix(prefix) {
+            if let RangeEntry::Key { key, value } = entry? {
+                if !visit(&key, &value)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's shape and counters (frames, fill, cache, WAL).
+    pub fn stats(&self) -> FsResult<holt_core::TreeStats> {
+        Ok(self.tree.stats()?)
     }
 
     pub fn txn(&self) -> Txn<'_> {

@@ -33,10 +33,13 @@ pub struct MountEntry {
     pub fs_type: String,
     /// The source column: a holt-fs mount's store directory.
     pub source: PathBuf,
+    /// The mount's own options start with `ro`.
+    pub read_only: bool,
 }
 
-/// Parse one mountinfo line: fields 5 (mount point) and, after the ` - `
-/// separator, the type and the source; octal escapes undone.
+/// Parse one mountinfo line: fields 5 (mount point) and 6 (mount
+/// options) and, after the ` - ` separator, the type and the source;
+/// octal escapes undone.
 fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
     let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     let sep = fields.iter().position(|f| *f == b"-")?;
@@ -45,6 +48,7 @@ fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
         mountpoint: path(fields.get(4)?),
         fs_type: String::from_utf8_lossy(fields.get(sep + 1)?).into_owned(),
         source: path(fields.get(sep + 2)?),
+        read_only: fields.get(5)?.split(|&b| b == b',').next() == Some(b"ro"),
     })
 }
 
@@ -165,6 +169,9 @@ mod tests {
         let e = parse_mountinfo_line(line).unwrap();
         assert_eq!(e.mountpoint, Path::new("/mnt/a b"));
         assert_eq!((e.fs_type.as_str(), e.source.as_path()), (FS_TYPE, Path::new("/var/holt s")));
+        assert!(!e.read_only);
+        let ro = br"36 35 0:52 / /mnt/r ro,nosuid,nodev - fuse.holt-fs /s rw,user_id=0";
+        assert!(parse_mountinfo_line(ro).unwrap().read_only, "the mount's own options, not the superblock's");
         assert!(parse_mountinfo_line(b"garbage").is_none());
         assert!(mounts().unwrap().iter().any(|m| m.mountpoint == Path::new("/proc") && m.fs_type == "proc"));
     }

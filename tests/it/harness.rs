@@ -267,3 +267,44 @@ pub fn check_consistent(root: &Path) -> usize {
     }
     checked
 }
+
+/// A tmpfs mounted on a temporary directory, unmounted when dropped (also
+/// when a test fails). Declare it before the `Mount` whose store it holds,
+/// so the daemon is gone before the unmount.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(bytes: u64) -> Tmpfs {
+        let dir = tempfile::Builder::new().prefix("holt-full-").tempdir_in("/tmp").expect("temp dir under /tmp");
+        let opts = cstr(Path::new(&format!("size={bytes},mode=0700")));
+        let kind = cstr(Path::new("tmpfs"));
+        // SAFETY: mount(2) with valid C strings; `opts` is a NUL-terminated option string.
+        let rc =
+            unsafe { libc::mount(kind.as_ptr(), cstr(dir.path()).as_ptr(), kind.as_ptr(), 0, opts.as_ptr().cast()) };
+        assert_eq!(rc, 0, "mounting a {bytes}-byte tmpfs needs root (errno {})", errno());
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let dir = cstr(self.dir.path());
+        // SAFETY: umount2 with a valid C path; a busy mount is detached instead.
+        if unsafe { libc::umount2(dir.as_ptr(), 0) } != 0 {
+            unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+pub fn statvfs(path: &Path) -> libc::statvfs {
+    // SAFETY: statvfs into a zeroed struct, with a valid C path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(cstr(path).as_ptr(), &mut st) }, 0, "statfs: errno {}", errno());
+    st
+}

@@ -3,12 +3,14 @@
 //! unmount, even when a test fails. Without /dev/fuse these tests fail and
 //! say what is missing; they never skip.
 
+mod acl;
 mod bigdir;
 mod crash_script;
 mod direct_io;
 mod fsck;
 mod full_disk;
 mod harness;
+mod info;
 mod passthrough;
 mod persist;
 mod posix;

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
-use crate::harness::Mount;
+use std::time::{Duration, Instant};
+
+use crate::harness::{statvfs, Mount, Tmpfs};
 
 /// Write through a shared mapping of `file`'s first `len` bytes.
 fn write_mapped(file: &fs::File, len: usize, byte: u8) {
@@ -55,4 +57,41 @@ fn passthrough_writes_keep_sizes_and_survive_kill9() {
     assert_eq!((after.len(), after.mtime(), after.mtime_nsec()), (before.len(), before.mtime(), before.mtime_nsec()));
     let data = fs::read(m.path("sparse")).unwrap();
     assert!(data[..10 << 20].iter().all(|&b| b == 0) && &data[10 << 20..] == b"tail");
+}
+
+/// Free bytes of the filesystem holding `path`.
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let st = statvfs(path);
+    st.f_bavail * st.f_frsize
+}
+
+/// Released passthrough backings are kept for a quick reopen; removing the
+/// file must still give its space back. The store sits on a tmpfs that
+/// holds one big file but not two: each round writes one, reads it back
+/// (a reopen through the kept backing) and removes it, and the next round
+/// only fits if the kept backing let go of the removed object.
+#[test]
+fn removing_a_file_frees_its_space_although_its_backing_was_kept() {
+    const DISK: u64 = 96 << 20;
+    const BIG: usize = 48 << 20;
+    let disk = Tmpfs::mount(DISK);
+    let mut m = Mount::unstarted(true);
+    m.store = Some(disk.path().join("store"));
+    m.spawn(&[]);
+    let body: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    for round in 0..3 {
+        let free_before = free_bytes(disk.path());
+        let path = m.path(&format!("big{round}"));
+        fs::write(&path, &body).unwrap_or_else(|e| panic!("round {round}: writing {BIG} bytes: {e}"));
+        assert!(fs::read(&path).unwrap() == body, "round {round}: read back");
+        assert!(fs::read(&path).unwrap() == body, "round {round}: read back through a reopen");
+        fs::remove_file(&path).unwrap();
+        // The object goes once the unlink is durable, in the background.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while free_bytes(disk.path()) + (1 << 20) < free_before {
+            assert!(Instant::now() < deadline, "round {round}: the removed file's space never came back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    m.unmount();
 }

@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::{copy_via_buffer, AllocMode, DataStore, ObjectStat, SeekKind, Space};
-use crate::schema::{Ino, TimeSet, Timespec};
+use super::{atime_view, copy_via_buffer, AllocMode, DataStore, ObjectStat, SeekKind, Space};
+use crate::schema::{AtimeMode, Ino, TimeSet, Timespec};
 
 /// Default bound on cached open descriptors.
 pub const FDS_CACHED_MAX: usize = 512;
@@ -87,7 +87,9 @@ impl FileData {
     /// A store rooted at `dir` (created if missing, unless `read_only`),
     /// caching up to `fds_max` descriptors; with `noatime`, reads leave
     /// objects' access times alone. `dir` must not be a symlink.
-    pub fn open(dir: &Path, fds_max: usize, noatime: bool, read_only: bool) -> io::Result<FileData> {
+    /// Objects are reached through a private mount of `dir` with `atime`'s
+    /// rule where the daemon may make one (see `atime_view`).
+    pub fn open(dir: &Path, fds_max: usize, atime: AtimeMode, read_only: bool) -> io::Result<FileData> {
         if !read_only {
             match fs::DirBuilder::new().mode(0o700).create(dir) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
@@ -96,8 +98,15 @@ impl FileData {
         }
         let flags = libc::O_RDONLY | libc::O_DIRECTORY;
         let dir_fd = open_at(at_cwd(), &c_path(dir)?, flags, 0).map_err(|e| symlink_refused(e, dir))?;
+        let dir_fd = match atime_view::open(dir_fd.as_fd(), atime) {
+            Ok(view) => view,
+            Err(e) => {
+                log::debug!("data objects keep the atime rule of the filesystem holding {}: {e}", dir.display());
+                dir_fd
+            }
+        };
         let files_max = fds_max.max(1);
-        let noatime_flag = if noatime { libc::O_NOATIME } else { 0 };
+        let noatime_flag = if atime == AtimeMode::Noatime { libc::O_NOATIME } else { 0 };
         Ok(FileData {
             dir: dir.to_path_buf(),
             dir_fd,
@@ -449,19 +458,18 @@ impl DataStore for FileData {
         })
     }
 
-    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<File>> {
-        let writable = writable && !self.read_only;
-        // A cached descriptor is open for reading and writing on a writable
-        // store: sharing it costs a dup, not a path lookup (a create hands
-        // the kernel the object it has just made).
-        let cached = self.cache.lock().files.get(&ino).cloned();
-        if let Some(file) = cached.filter(|_| writable) {
-            return file.try_clone().map(Some);
+    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<Arc<File>>> {
+        // On a writable store the kept descriptor is open for reading and
+        // writing: the kernel takes its own reference to it, so handing it
+        // over costs no path lookup (a create hands over the object it has
+        // just made).
+        if writable && !self.read_only {
+            return self.file(ino, true);
         }
-        match self.open_object_as(ino, writable, writable, false) {
+        match self.open_object_as(ino, false, false, false) {
             // A read-only mount cannot make the missing object of an empty file.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            other => other.map(Some),
+            other => other.map(|f| Some(Arc::new(f))),
         }
     }
 
@@ -495,7 +503,7 @@ mod tests {
     #[test]
     fn sparse_file_store_reads_writes_punches_and_seeks() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileData::open(dir.path(), 2, false, false).unwrap();
+        let store = FileData::open(dir.path(), 2, AtimeMode::Relatime, false).unwrap();
         let ino = Ino(0x1_0203);
         store.write(ino, 1 << 20, b"tail").unwrap();
         let mut buf = [9u8; 8];
@@ -539,7 +547,7 @@ mod symlink_tests {
     fn setup(tmp: &Path) -> (FileData, PathBuf) {
         let victim = tmp.join("victim");
         fs::write(&victim, b"precious").unwrap();
-        (FileData::open(&tmp.join("data"), 4, false, false).unwrap(), victim)
+        (FileData::open(&tmp.join("data"), 4, AtimeMode::Relatime, false).unwrap(), victim)
     }
 
     #[test]
@@ -583,8 +591,8 @@ mod symlink_tests {
     fn symlinked_data_directory_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("data")).unwrap();
-        assert!(FileData::open(&tmp.path().join("data"), 4, false, false).is_err());
-        assert!(FileData::open(&tmp.path().join("data"), 4, false, true).is_err());
+        assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, false).is_err());
+        assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, true).is_err());
     }
 
     #[test]
@@ -593,7 +601,7 @@ mod symlink_tests {
         let (store, _) = setup(tmp.path());
         store.write(Ino(5), 0, b"kept").unwrap();
         drop(store);
-        let ro = FileData::open(&tmp.path().join("data"), 4, false, true).unwrap();
+        let ro = FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, true).unwrap();
         let mut buf = [0u8; 4];
         assert_eq!(ro.read(Ino(5), 0, &mut buf).unwrap(), 4);
         assert_eq!(&buf, b"kept");
@@ -601,6 +609,6 @@ mod symlink_tests {
         assert!(ro.open_backing(Ino(5), true).unwrap().is_some(), "a read-only backing file");
         assert!(ro.write(Ino(6), 0, b"x").is_err() && ro.create(Ino(7)).is_err());
         assert!(!tmp.path().join("data/06").exists() && !tmp.path().join("data/07").exists());
-        assert!(FileData::open(&tmp.path().join("absent"), 4, false, true).is_err(), "read-only never creates");
+        assert!(FileData::open(&tmp.path().join("absent"), 4, AtimeMode::Relatime, true).is_err(), "read-only never creates");
     }
 }

@@ -10,6 +10,7 @@
 //! Objects are created only after their inode is committed and removed
 //! only once the inode's orphan marker is durable (see `fs::open`).
 
+mod atime_view;
 mod file;
 mod memory;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub use memory::MemoryData;
 pub(crate) use sim::SimData;
 
 use std::io;
+use std::sync::Arc;
 
 use crate::schema::{Ino, TimeSet, Timespec};
 
@@ -98,10 +100,10 @@ pub trait DataStore: Send + Sync {
     fn space(&self) -> io::Result<Space>;
     /// Every object's inode number, in no particular order.
     fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()>;
-    /// A new descriptor of the object (created if missing), readable and,
-    /// if `writable`, writable, for the kernel to use directly; `None` if
-    /// objects are not files.
-    fn open_backing(&self, _ino: Ino, _writable: bool) -> io::Result<Option<std::fs::File>> {
+    /// A descriptor of the object (created if missing), readable and, if
+    /// `writable`, writable, for the kernel to use directly (it may be one
+    /// the store keeps open); `None` if objects are not files.
+    fn open_backing(&self, _ino: Ino, _writable: bool) -> io::Result<Option<Arc<std::fs::File>>> {
         Ok(None)
     }
 }
@@ -150,7 +152,7 @@ impl<D: DataStore + ?Sized> DataStore for std::sync::Arc<D> {
     fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {
         (**self).list(visit)
     }
-    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<std::fs::File>> {
+    fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<Arc<std::fs::File>>> {
         (**self).open_backing(ino, writable)
     }
 }

@@ -1,9 +1,10 @@
 //! Attributes: getattr, setattr (chmod, chown, truncate, utimens), readlink,
 //! access, and the relatime rule for reads.
 
+use super::acl::{self, Acl};
 use super::{AtimeMode, Attr, Caller, Fs};
 use crate::error::{FsError, FsResult};
-use crate::schema::{relatime_due, FileKind, Ino, Inode, TimeSet, Timespec};
+use crate::schema::{FileKind, Ino, Inode, TimeSet, Timespec};
 
 /// Largest file size accepted (the kernel's `loff_t` maximum).
 pub(super) const FILE_BYTES_MAX: u64 = i64::MAX as u64;
@@ -20,7 +21,40 @@ pub struct SetAttr {
     pub ctime: Option<Timespec>,
 }
 
+/// Who asks for a setattr: the setgid rule below needs the caller.
+pub struct Setter<'a> {
+    pub uid: u32,
+    /// Whether the caller is in group `gid` (its own or a supplementary one).
+    pub in_group: &'a dyn Fn(u32) -> bool,
+}
+
+const SET_GID: u32 = libc::S_ISGID;
+
 impl Fs {
+    /// [`Fs::setattr`] for `who`, with the part of the kernel's privilege
+    /// rule its FUSE client leaves out: a write, truncate or fallocate of a
+    /// regular file by a caller outside the file's group (and without
+    /// CAP_FSETID, taken to be root) drops the setgid bit even where the
+    /// group may not execute. The kernel then sends either an empty
+    /// setattr or one that clears only the setuid bit; a chmod that keeps
+    /// the bit for such a caller never arrives (the kernel clears it first),
+    /// so applying the rule to every setattr of a regular file from a
+    /// caller outside the group is exact.
+    pub fn setattr_as(&self, ino: Ino, set: &SetAttr, who: &Setter<'_>) -> FsResult<Attr> {
+        let keeps_sgid = set.mode.is_none_or(|m| m & SET_GID != 0);
+        if who.uid == 0 || !keeps_sgid {
+            return self.setattr(ino, set);
+        }
+        let inode = self.meta.inode(ino)?;
+        let mode = set.mode.unwrap_or(u32::from(inode.perm));
+        let gid = set.gid.unwrap_or(inode.gid);
+        if inode.kind != FileKind::File || mode & SET_GID == 0 || (who.in_group)(gid) {
+            return self.setattr(ino, set);
+        }
+        let set = SetAttr { mode: Some(mode & !SET_GID), ..set.clone() };
+        self.setattr(ino, &set)
+    }
+
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         self.attr(ino, self.meta.inode(ino)?)
     }
@@ -65,6 +99,7 @@ impl Fs {
             let now = Timespec::now();
             if let Some(mode) = set.mode {
                 inode.perm = (mode & 0o7777) as u16;
+                chmod_acl(t, ino, inode.perm)?;
             }
             inode.uid = set.uid.unwrap_or(inode.uid);
             inode.gid = set.gid.unwrap_or(inode.gid);
@@ -140,7 +175,7 @@ impl Fs {
     /// fails for want of an atime (a full or poisoned store). Skipped while
     /// the tree is low on space, whose last bytes are for freeing space.
     pub(super) fn touch_atime(&self, ino: Ino) {
-        if self.cfg.atime == AtimeMode::Noatime || self.cfg.read_only || self.meta.space_low() {
+        if self.cfg.atime == AtimeMode::Noatime || self.cfg.nodiratime || self.cfg.read_only || self.meta.space_low() {
             return;
         }
         if let Err(e) = self.try_touch_atime(ino) {
@@ -152,7 +187,7 @@ impl Fs {
         let mut txn = self.meta.txn();
         let mut inode = txn.inode(ino)?;
         let now = Timespec::now();
-        if !relatime_due(inode.atime, inode.mtime, inode.ctime, now) {
+        if !self.cfg.atime.due(inode.atime, inode.mtime, inode.ctime, now) {
             return Ok(());
         }
         inode.atime = now;
@@ -160,6 +195,17 @@ impl Fs {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Keep `ino`'s access ACL, if any, in step with new permission bits.
+fn chmod_acl(t: &mut crate::meta::Txn, ino: Ino, perm: u16) -> FsResult<()> {
+    let key = crate::schema::xattr_key(ino, acl::ACCESS);
+    if let Some(bytes) = t.get(&key)? {
+        let mut acl = Acl::decode(&bytes)?;
+        acl.chmod(perm & 0o777);
+        t.put(key, acl.encode());
+    }
+    Ok(())
 }
 
 /// Whether `caller` may access `inode` for every bit of `mask` (R=4, W=2, X=1).

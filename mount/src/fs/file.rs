@@ -49,7 +49,7 @@ impl Fs {
     /// read and write directly (FUSE passthrough); `None` where the data
     /// store has no such file (memory). Sizes and times stay right however
     /// the object is written: the object owns them.
-    pub fn backing_file(&self, ino: Ino) -> FsResult<Option<std::fs::File>> {
+    pub fn backing_file(&self, ino: Ino) -> FsResult<Option<std::sync::Arc<std::fs::File>>> {
         self.data.open_backing(ino, !self.cfg.read_only).map_err(|e| FsError::data("open", ino, e))
     }
 

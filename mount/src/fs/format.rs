@@ -77,6 +77,20 @@ pub enum LastMount {
     PowerLoss,
 }
 
+impl LastMount {
+    /// How the mount recorded in `session` ended, as seen from the kernel
+    /// booted as `boot_id`: a record still marked unclean was killed, or
+    /// went down with the machine if the boot changed since.
+    pub fn of(session: Option<&Session>, boot_id: [u8; 16]) -> LastMount {
+        match session {
+            None => LastMount::None,
+            Some(s) if s.clean => LastMount::Clean,
+            Some(s) if s.boot_id == boot_id => LastMount::Killed,
+            Some(_) => LastMount::PowerLoss,
+        }
+    }
+}
+
 /// What a read-write mount found of the last one and did about it before
 /// serving, for the mount's log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,15 +176,10 @@ impl Fs {
         let last = self.last_session()?;
         let orphans_reclaimed = self.sweep_orphans()?;
         let mut recovery = Recovery { last_mount: LastMount::None, orphans_reclaimed, stray_objects_removed: 0 };
-        recovery.last_mount = match last {
-            None => LastMount::None,
-            Some(s) if s.clean => LastMount::Clean,
-            Some(s) if s.boot_id == boot_id => LastMount::Killed,
-            Some(_) => {
-                recovery.stray_objects_removed = self.sweep_stray_objects()?;
-                LastMount::PowerLoss
-            }
-        };
+        recovery.last_mount = LastMount::of(last.as_ref(), boot_id);
+        if recovery.last_mount == LastMount::PowerLoss {
+            recovery.stray_objects_removed = self.sweep_stray_objects()?;
+        }
         self.write_session(Session { boot_id, clean: false, mounted: Timespec::now() })?;
         self.meta.sync()?;
         Ok(recovery)

@@ -8,9 +8,11 @@
 //! mount: the inode-number reservation, usage counter shards, open counts and
 //! directory cursors.
 
+pub(crate) mod acl;
 mod alloc;
 mod attr;
 mod dir;
+mod dir_offsets;
 mod file;
 mod format;
 mod namespace;
@@ -21,7 +23,7 @@ mod space;
 mod xattr;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use log::warn;
 
@@ -31,11 +33,12 @@ use crate::meta::{Meta, Txn};
 use crate::schema::{self, Ino, Inode, Usage};
 use crate::store::{Store, StoreLock};
 
-pub use attr::SetAttr;
-pub use crate::schema::TimeSet;
+pub use attr::{SetAttr, Setter};
+pub use crate::schema::{AtimeMode, TimeSet};
 pub use dir::DirEntry;
 pub use file::OpenFlags;
 pub use format::{LastMount, Recovery};
+pub(crate) use format::current_boot_id;
 pub use rename::RenameFlags;
 pub use xattr::{XattrFlags, XattrReply};
 
@@ -47,16 +50,6 @@ use reclaim::ReclaimQueue;
 /// Attempts of one operation's transaction before it gives up (EIO).
 const TXN_ATTEMPTS_MAX: u32 = 1000;
 
-/// How reads update access times.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AtimeMode {
-    /// Update atime when it is not newer than mtime/ctime or older than a day.
-    #[default]
-    Relatime,
-    /// Never update atime on reads.
-    Noatime,
-}
-
 /// Mount-wide behaviour of the semantics layer.
 #[derive(Clone, Debug, Default)]
 pub struct FsConfig {
@@ -65,19 +58,27 @@ pub struct FsConfig {
     /// Make file data durable before acknowledging each write.
     pub sync_data: bool,
     pub atime: AtimeMode,
+    /// Listings leave directories' access times alone (`nodiratime`).
+    pub nodiratime: bool,
     /// Boot id the session record compares with; `None`: the running kernel's.
     pub boot_id: Option<[u8; 16]>,
 }
+
+/// What [`Fs::on_object_removal`] installs.
+type RemovalHook = Box<dyn Fn(Ino) + Send + Sync>;
 
 /// Who is asking: owner of new inodes and subject of permission checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The umask of a create, mkdir or mknod, applied unless the parent
+    /// has a default ACL (0 where the kernel applied it already).
+    pub umask: u32,
 }
 
 impl Caller {
-    pub const ROOT: Caller = Caller { uid: 0, gid: 0 };
+    pub const ROOT: Caller = Caller { uid: 0, gid: 0, umask: 0 };
 }
 
 /// An inode with its number: what every entry-returning operation replies.
@@ -118,6 +119,9 @@ pub struct Fs {
     closed: AtomicBool,
     /// What opening did about the last mount; `None` for a read-only mount.
     recovery: Option<Recovery>,
+    /// Told of each data object just before it is removed (see
+    /// [`Fs::on_object_removal`]).
+    removal_hook: OnceLock<RemovalHook>,
     /// Declared last so it is released after the tree and data store close.
     _lock: Option<StoreLock>,
 }
@@ -141,6 +145,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             recovery: None,
+            removal_hook: OnceLock::new(),
             _lock: None,
         };
         if fs.cfg.read_only {
@@ -183,6 +188,16 @@ impl Fs {
     /// serving; `None` for a read-only mount, which recovers nothing.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
+    }
+
+    /// The metadata seam, for reports that read the tree (`info`).
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The file contents, for reports that stat objects (`info`).
+    pub(crate) fn data(&self) -> &dyn DataStore {
+        self.data.as_ref()
     }
 
     fn writable(&self) -> FsResult<()> {

@@ -176,7 +176,7 @@ impl<'p> Ticker<'p> {
 
     fn tick(&mut self) {
         self.done += 1;
-        if self.done % PROGRESS_EVERY == 0 {
+        if self.done.is_multiple_of(PROGRESS_EVERY) {
             (self.report)(Progress { phase: self.phase, done: self.done, total: self.total });
         }
     }

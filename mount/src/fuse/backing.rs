@@ -3,14 +3,23 @@
 //!
 //! The kernel wants one backing file per inode while any handle of it is
 //! open, so backings are shared by inode: each open handle holds a strong
-//! reference, the inode table a weak one, and the kernel's backing id is
-//! closed when the last handle of the inode is released.
+//! reference and the inode table a weak one. The most recently released
+//! backings are also kept (strongly) in a bounded idle list, so reopening
+//! a file soon after closing it costs neither an `openat` of its object
+//! nor a registration with the kernel; the kernel's backing id is closed
+//! when the last reference goes.
+//!
+//! Invariant: no backing outlives its object. The filesystem calls
+//! [`Backings::forget`] before it removes an object, and it removes one
+//! only when the inode has no open handle (so no handle reference is left
+//! and no new handle can attach until the inode is gone). A kept backing
+//! would otherwise pin a removed object's blocks.
 //!
 //! This needs no cooperation from the filesystem layer beyond a descriptor
 //! of the object: the object owns the file's size and times, so whatever
 //! the kernel writes is reported right by the next getattr.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::sync::{Arc, Weak};
 
@@ -19,44 +28,188 @@ use parking_lot::Mutex;
 
 use crate::schema::Ino;
 
-#[derive(Default)]
-pub(super) struct Backings {
-    by_handle: Mutex<HashMap<u64, Arc<BackingId>>>,
-    by_inode: Mutex<HashMap<Ino, Weak<BackingId>>>,
+/// Released backings kept for a quick reopen (a build reopens the same
+/// headers thousands of times). Each holds a kernel file open on its
+/// object, which pins the object's inode in the kernel's cache: about
+/// 1.5 KiB of kernel memory each, 6 MiB for the whole list, and no
+/// descriptor of the daemon's.
+pub(super) const IDLE_MAX: usize = 4096;
+
+/// Backings by handle and inode; `B` is the kernel's `BackingId` (another
+/// type in tests, which have no kernel channel).
+pub(super) struct Backings<B = BackingId> {
+    state: Mutex<State<B>>,
 }
 
-impl Backings {
+impl<B> Default for Backings<B> {
+    fn default() -> Self {
+        Backings { state: Mutex::new(State { by_handle: HashMap::new(), by_inode: HashMap::new(), idle: Idle::default() }) }
+    }
+}
+
+struct State<B> {
+    by_handle: HashMap<u64, Arc<B>>,
+    by_inode: HashMap<Ino, Weak<B>>,
+    idle: Idle<B>,
+}
+
+/// A bounded list of recently released backings, least recent first.
+struct Idle<B> {
+    /// Each kept backing with the stamp of its latest release.
+    kept: HashMap<Ino, (Arc<B>, u64)>,
+    /// Releases in order; an entry whose stamp is not its inode's latest
+    /// is stale and skipped.
+    order: VecDeque<(Ino, u64)>,
+    stamp: u64,
+}
+
+impl<B> Default for Idle<B> {
+    fn default() -> Self {
+        Idle { kept: HashMap::new(), order: VecDeque::new(), stamp: 0 }
+    }
+}
+
+impl<B> Idle<B> {
+    /// Keep `backing` as the most recently released; returns the inodes
+    /// whose backings fell off the end.
+    fn keep(&mut self, ino: Ino, backing: Arc<B>) -> Vec<Ino> {
+        self.stamp += 1;
+        self.kept.insert(ino, (backing, self.stamp));
+        self.order.push_back((ino, self.stamp));
+        let mut dropped = Vec::new();
+        while self.kept.len() > IDLE_MAX {
+            let Some((old, stamp)) = self.order.pop_front() else { break };
+            if self.kept.get(&old).is_some_and(|(_, s)| *s == stamp) {
+                self.kept.remove(&old);
+                dropped.push(old);
+            }
+        }
+        // Stale entries pile up in `order` only while `kept` is small.
+        if self.order.len() > 4 * IDLE_MAX {
+            let kept = &self.kept;
+            self.order.retain(|(i, s)| kept.get(i).is_some_and(|(_, k)| k == s));
+        }
+        dropped
+    }
+}
+
+impl<B> State<B> {
+    /// Drop the inode table's entry of `ino` once nothing holds its backing.
+    fn prune(&mut self, ino: Ino) {
+        if self.by_inode.get(&ino).is_some_and(|w| w.strong_count() == 0) {
+            self.by_inode.remove(&ino);
+        }
+    }
+}
+
+impl<B> Backings<B> {
     /// The backing of `ino`, registering `open()`'s descriptor with the
-    /// kernel through `register` if no handle of `ino` has one; handle `fh`
-    /// keeps it alive until [`Backings::release`].
+    /// kernel through `register` if neither a handle of `ino` nor the idle
+    /// list has one; handle `fh` keeps it alive until [`Backings::release`].
     pub fn attach(
         &self,
         ino: Ino,
         fh: u64,
-        open: impl FnOnce() -> std::io::Result<Option<File>>,
-        register: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> std::io::Result<Option<Arc<BackingId>>> {
-        let mut by_inode = self.by_inode.lock();
-        let backing = match by_inode.get(&ino).and_then(Weak::upgrade) {
+        open: impl FnOnce() -> std::io::Result<Option<Arc<File>>>,
+        register: impl FnOnce(&File) -> std::io::Result<B>,
+    ) -> std::io::Result<Option<Arc<B>>> {
+        let mut state = self.state.lock();
+        let backing = match state.by_inode.get(&ino).and_then(Weak::upgrade) {
             Some(b) => b,
             None => {
                 let Some(file) = open()? else { return Ok(None) };
                 let b = Arc::new(register(&file)?);
-                by_inode.insert(ino, Arc::downgrade(&b));
+                state.by_inode.insert(ino, Arc::downgrade(&b));
                 b
             }
         };
-        self.by_handle.lock().insert(fh, Arc::clone(&backing));
+        state.by_handle.insert(fh, Arc::clone(&backing));
         Ok(Some(backing))
     }
 
-    /// Drop handle `fh`'s reference; the last one closes the kernel's backing id.
+    /// Drop handle `fh`'s reference; its backing stays in the idle list.
+    /// Called before the filesystem learns of the release, so the backing
+    /// is kept before the inode can become unused and be reclaimed.
     pub fn release(&self, ino: Ino, fh: u64) {
-        let Some(backing) = self.by_handle.lock().remove(&fh) else { return };
-        let mut by_inode = self.by_inode.lock();
-        drop(backing);
-        if by_inode.get(&ino).is_some_and(|w| w.strong_count() == 0) {
-            by_inode.remove(&ino);
+        let mut state = self.state.lock();
+        let Some(backing) = state.by_handle.remove(&fh) else { return };
+        for old in state.idle.keep(ino, backing) {
+            state.prune(old);
         }
+    }
+
+    /// Close `ino`'s kept backing: its object is about to be removed, and
+    /// no handle of it is open.
+    pub fn forget(&self, ino: Ino) {
+        let mut state = self.state.lock();
+        if state.idle.kept.remove(&ino).is_some() {
+            state.prune(ino);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stands for a kernel backing id; counts the live ones.
+    struct Fake {
+        _live: Arc<()>,
+    }
+
+    fn attach(b: &Backings<Fake>, ino: u64, fh: u64, live: &Arc<()>) -> Arc<Fake> {
+        let open = || Ok(Some(Arc::new(tempfile::tempfile()?)));
+        b.attach(Ino(ino), fh, open, |_| Ok(Fake { _live: Arc::clone(live) })).unwrap().unwrap()
+    }
+
+    fn registered(live: &Arc<()>) -> usize {
+        Arc::strong_count(live) - 1
+    }
+
+    #[test]
+    fn handles_of_an_inode_share_one_backing_and_a_reopen_reuses_it() {
+        let (b, live) = (Backings::default(), Arc::new(()));
+        let one = attach(&b, 7, 1, &live);
+        let two = attach(&b, 7, 2, &live);
+        assert!(Arc::ptr_eq(&one, &two));
+        drop((one, two));
+        b.release(Ino(7), 1);
+        b.release(Ino(7), 2);
+        assert_eq!(registered(&live), 1, "kept after the last release");
+        let mut opened = false;
+        let again = b.attach(Ino(7), 3, || { opened = true; Ok(None) }, |_| unreachable!()).unwrap();
+        assert!(again.is_some() && !opened, "a reopen needs no object and no registration");
+    }
+
+    #[test]
+    fn the_idle_list_is_bounded_and_closes_the_least_recently_released() {
+        let (b, live) = (Backings::default(), Arc::new(()));
+        for ino in 0..IDLE_MAX as u64 + 10 {
+            drop(attach(&b, ino, ino, &live));
+            b.release(Ino(ino), ino);
+        }
+        assert_eq!(registered(&live), IDLE_MAX);
+        // A reopened and released inode moves to the back of the list.
+        drop(attach(&b, 10, 9000, &live));
+        b.release(Ino(10), 9000);
+        for ino in 5000..5002 {
+            drop(attach(&b, ino, ino, &live));
+            b.release(Ino(ino), ino);
+        }
+        let state = b.state.lock();
+        assert!(state.idle.kept.contains_key(&Ino(10)));
+        assert!(!state.idle.kept.contains_key(&Ino(11)) && !state.idle.kept.contains_key(&Ino(12)));
+        assert_eq!(state.by_inode.len(), IDLE_MAX, "closed backings leave the inode table");
+        assert!(state.idle.order.len() <= 4 * IDLE_MAX + 1);
+    }
+
+    #[test]
+    fn forget_closes_a_kept_backing() {
+        let (b, live) = (Backings::default(), Arc::new(()));
+        drop(attach(&b, 7, 1, &live));
+        b.release(Ino(7), 1);
+        b.forget(Ino(7));
+        assert_eq!(registered(&live), 0);
+        assert!(b.state.lock().by_inode.is_empty());
     }
 }

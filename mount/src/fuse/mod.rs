@@ -28,7 +28,7 @@ use backing::Backings;
 
 use crate::data::SeekKind;
 use crate::schema::{FileKind, Ino, Timespec};
-use crate::{Attr, Caller, Fs, FsError, OpenFlags, RenameFlags, SetAttr, TimeSet, XattrFlags, XattrReply};
+use crate::{Attr, Caller, Fs, FsError, OpenFlags, RenameFlags, SetAttr, Setter, TimeSet, XattrFlags, XattrReply};
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE_BYTES: u32 = 1 << 20;
@@ -56,8 +56,13 @@ pub struct FuseOptions {
     pub dev: bool,
     /// Allow executing files (`exec`); off: the mount is `noexec`.
     pub exec: bool,
-    /// The mount is `noatime` (the kernel shows it; the daemon keeps atimes alone).
-    pub noatime: bool,
+    /// The atime option (the kernel shows it; the daemon keeps atimes).
+    pub atime: crate::AtimeMode,
+    /// `nodiratime` (shown; the daemon leaves directory atimes alone).
+    pub nodiratime: bool,
+    /// `lazytime` (shown; the daemon makes no timestamp durable before the
+    /// next sync anyway).
+    pub lazytime: bool,
     /// Source name shown in mount tables.
     pub fsname: String,
     /// Opt-in speed mode: the kernel buffers writes in its page cache and
@@ -81,7 +86,9 @@ impl Default for FuseOptions {
             suid: false,
             dev: false,
             exec: true,
-            noatime: false,
+            atime: crate::AtimeMode::Relatime,
+            nodiratime: false,
+            lazytime: false,
             fsname: "holt-fs".into(),
             writeback_cache: false,
             passthrough: true,
@@ -96,6 +103,8 @@ pub struct Mounted {
     mountpoint: PathBuf,
     /// The adapter's passthrough flag, as the handshake left it.
     passthrough: Arc<AtomicBool>,
+    /// The control socket, stopped (and removed) before the filesystem closes.
+    control: Option<crate::ctl::Server>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (e.g. the signal thread),
@@ -123,7 +132,7 @@ fn session_config(opts: &FuseOptions) -> Config {
         pick(opts.exec, MountOption::Exec, MountOption::NoExec),
         pick(opts.read_only, MountOption::RO, MountOption::RW),
     ];
-    if opts.noatime {
+    if opts.atime == crate::AtimeMode::Noatime {
         config.mount_options.push(MountOption::NoAtime);
     }
     config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
@@ -139,12 +148,10 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
     let fs = Arc::new(fs);
     Fs::start_reclaimer(&fs)?;
     let passthrough = Arc::new(AtomicBool::new(false));
-    let adapter = Adapter {
-        fs: Arc::clone(&fs),
-        opts: opts.clone(),
-        passthrough: Arc::clone(&passthrough),
-        backings: Backings::default(),
-    };
+    let backings = Arc::new(Backings::default());
+    let kept = Arc::clone(&backings);
+    fs.on_object_removal(move |ino| kept.forget(ino)).map_err(io::Error::other)?;
+    let adapter = Adapter { fs: Arc::clone(&fs), opts: opts.clone(), passthrough: Arc::clone(&passthrough), backings };
     let session = match kernel_mount::mount(mountpoint, opts)? {
         Some(fd) => Session::from_fd(adapter, fd, config.acl, config).inspect_err(|_| {
             // The handshake failed: leave no dead mount behind.
@@ -155,7 +162,7 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
             Session::new(adapter, mountpoint, &config)?
         }
     };
-    Ok(Mounted { session, fs, mountpoint: mountpoint.to_path_buf(), passthrough })
+    Ok(Mounted { session, fs, mountpoint: mountpoint.to_path_buf(), passthrough, control: None })
 }
 
 impl Mounted {
@@ -169,11 +176,23 @@ impl Mounted {
         self.passthrough.load(Ordering::Relaxed)
     }
 
-    /// Serve requests until the filesystem is unmounted, then close the
-    /// filesystem (queued reclaims done, clean close recorded) before
-    /// returning, so the caller can release the store right after.
-    pub fn run(self) -> io::Result<()> {
+    /// The filesystem being served (for the control socket's handler).
+    pub fn fs(&self) -> &Arc<Fs> {
+        &self.fs
+    }
+
+    /// Keep `server` running while the filesystem is served.
+    pub fn attach_control(&mut self, server: crate::ctl::Server) {
+        self.control = Some(server);
+    }
+
+    /// Serve requests until the filesystem is unmounted, then stop the
+    /// control socket (removing it, while the store is still ours) and
+    /// close the filesystem (queued reclaims done, clean close recorded)
+    /// before returning, so the caller can release the store right after.
+    pub fn run(mut self) -> io::Result<()> {
         let served = self.session.run();
+        drop(self.control.take());
         if let Err(e) = self.fs.shutdown() {
             error!("closing the filesystem: {e} (the next mount finishes the work)");
         }
@@ -186,7 +205,22 @@ struct Adapter {
     opts: FuseOptions,
     /// Passthrough granted by the kernel and not yet found unusable.
     passthrough: Arc<AtomicBool>,
-    backings: Backings,
+    /// Shared with the filesystem's object removal hook.
+    backings: Arc<Backings>,
+}
+
+/// Whether the caller of `req` is in a group: its own, or one of its
+/// process's supplementary groups.
+fn in_group_of(req: &Request) -> impl Fn(u32) -> bool + '_ {
+    |gid: u32| gid == req.gid() || supplementary_groups(req.pid()).contains(&gid)
+}
+
+/// The supplementary groups of process `pid` (empty if it is gone or its
+/// status cannot be read, which errs towards dropping a setgid bit).
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap_or("");
+    line.split_whitespace().filter_map(|g| g.parse().ok()).collect()
 }
 
 fn name(n: &OsStr) -> &[u8] {
@@ -194,7 +228,13 @@ fn name(n: &OsStr) -> &[u8] {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid() }
+    Caller { uid: req.uid(), gid: req.gid(), umask: 0 }
+}
+
+/// The caller of a create, mkdir or mknod: with POSIX ACLs the kernel
+/// leaves the umask to the filesystem (a default ACL replaces it).
+fn creator(req: &Request, umask: u32) -> Caller {
+    Caller { umask, ..caller(req) }
 }
 
 /// The errno for `e`; failures that are not the caller's doing are logged.
@@ -308,6 +348,18 @@ impl Adapter {
         }
     }
 
+    /// Open flags of a handle served through the daemon. The daemon is the
+    /// only writer, so cached pages stay valid across opens; but with
+    /// strictatime each open reads through the daemon again, whose reads
+    /// update the atime (a read within one open may still hit the cache).
+    fn cache_flags(&self) -> FopenFlags {
+        if self.opts.atime == crate::AtimeMode::Strictatime {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        }
+    }
+
     fn empty(&self, reply: ReplyEmpty, op: &'static str, r: Result<(), FsError>) {
         match r {
             Ok(()) => reply.ok(),
@@ -364,6 +416,13 @@ fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
         InitFlags::FUSE_ASYNC_DIO,
         InitFlags::FUSE_BIG_WRITES,
         InitFlags::FUSE_MAX_PAGES,
+        // File handles (name_to_handle_at, NFS export): the kernel looks up
+        // `.` and `..` by inode number; inode numbers are never reused, so
+        // generation 0 is stable across remounts.
+        InitFlags::FUSE_EXPORT_SUPPORT,
+        // The kernel enforces POSIX ACLs (stored as system.posix_acl_*
+        // xattrs, see fs/acl.rs) and leaves the umask to the daemon.
+        InitFlags::FUSE_POSIX_ACL,
     ];
     for flag in wanted {
         if let Err(missing) = config.add_capabilities(flag) {
@@ -398,7 +457,7 @@ impl Filesystem for Adapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -423,7 +482,9 @@ impl Filesystem for Adapter {
             mtime: mtime.map(time_set),
             ctime: ctime.map(timespec),
         };
-        self.attr(reply, "setattr", self.fs.setattr(Ino(ino.0), &set));
+        let in_group = in_group_of(req);
+        let who = Setter { uid: req.uid(), in_group: &in_group };
+        self.attr(reply, "setattr", self.fs.setattr_as(Ino(ino.0), &set, &who));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -433,12 +494,12 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
-        self.entry(reply, "mknod", self.fs.mknod(caller(req), Ino(parent.0), name(n), mode, rdev));
+    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        self.entry(reply, "mknod", self.fs.mknod(creator(req, umask), Ino(parent.0), name(n), mode, rdev));
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        self.entry(reply, "mkdir", self.fs.mkdir(caller(req), Ino(parent.0), name(n), mode));
+    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        self.entry(reply, "mkdir", self.fs.mkdir(creator(req, umask), Ino(parent.0), name(n), mode));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -486,8 +547,7 @@ impl Filesystem for Adapter {
         };
         match self.backing(Ino(ino.0), fh, kind, |f| reply.open_backing(f)) {
             Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
-            // The daemon is the only writer, so cached pages stay valid across opens.
-            None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.opened(FileHandle(fh), self.cache_flags()),
         }
     }
 
@@ -607,7 +667,7 @@ impl Filesystem for Adapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         n: &OsStr,
         value: &[u8],
@@ -615,7 +675,9 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let r = self.fs.setxattr(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags));
+        let in_group = in_group_of(req);
+        let who = Setter { uid: req.uid(), in_group: &in_group };
+        let r = self.fs.setxattr_as(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags), &who);
         self.empty(reply, "setxattr", r);
     }
 
@@ -623,8 +685,9 @@ impl Filesystem for Adapter {
         self.xattr(reply, "getxattr", self.fs.getxattr(Ino(ino.0), name(n), size));
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.xattr(reply, "listxattr", self.fs.listxattr(Ino(ino.0), size));
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        // trusted.* names are listed to root only, as ext4 lists them.
+        self.xattr(reply, "listxattr", self.fs.listxattr_as(Ino(ino.0), size, req.uid() == 0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -635,15 +698,15 @@ impl Filesystem for Adapter {
         self.empty(reply, "access", self.fs.access(caller(req), Ino(ino.0), mask.bits() as u32));
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        let (a, fh) = match self.fs.create(caller(req), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
+    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let (a, fh) = match self.fs.create(creator(req, umask), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
             Ok(created) => created,
             Err(e) => return reply.error(fail("create", e)),
         };
         let (ttl, attr, fh) = (&self.opts.entry_ttl, file_attr(a.ino, &a.inode), FileHandle(fh));
         match self.backing(a.ino, fh.0, a.inode.kind, |f| reply.open_backing(f)) {
             Some(b) => reply.created_passthrough(ttl, &attr, Generation(0), fh, FopenFlags::empty(), &b),
-            None => reply.created(ttl, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.created(ttl, &attr, Generation(0), fh, self.cache_flags()),
         }
     }
 

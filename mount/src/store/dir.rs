@@ -17,11 +17,11 @@ use std::path::Path;
 use super::StoreError;
 
 /// The lock file: flock'd by the daemon serving the store.
-pub(super) const LOCK_NAME: &str = "lock";
+pub(crate) const LOCK_NAME: &str = "lock";
 /// The holt-core tree.
-pub(super) const META_NAME: &str = "meta";
+pub(crate) const META_NAME: &str = "meta";
 /// File contents.
-pub(super) const DATA_NAME: &str = "data";
+pub(crate) const DATA_NAME: &str = "data";
 
 /// Make sure `dir` is safe to use as a store, creating it (mode 0700) if
 /// it is missing and the store is opened for writing.

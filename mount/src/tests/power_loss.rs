@@ -78,7 +78,7 @@ impl Model {
         std::iter::once(Vec::new()).chain(self.ns.iter().filter(|(_, n)| **n == Node::Dir).map(|(p, _)| p.clone())).collect()
     }
 
-    fn pick<'a>(&self, rng: &mut Rng, keep: impl Fn(&Node) -> bool) -> Option<(Vec<u8>, Node)> {
+    fn pick(&self, rng: &mut Rng, keep: impl Fn(&Node) -> bool) -> Option<(Vec<u8>, Node)> {
         let all: Vec<_> = self.ns.iter().filter(|(_, n)| keep(n)).collect();
         (!all.is_empty()).then(|| {
             let (p, n) = all[rng.below(all.len())];

@@ -192,7 +192,7 @@ fn torn(old: &[u8], off: usize, new: &[u8], got: &[u8]) -> Result<(), String> {
     let old_at = |i: usize| old.get(i).copied().unwrap_or(0);
     let size = got.len();
     let grew = size > old.len();
-    if size < old.len() || (grew && (size <= off || size > end || (size != end && size % PAGE_BYTES != 0))) {
+    if size < old.len() || (grew && (size <= off || size > end || (size != end && !size.is_multiple_of(PAGE_BYTES)))) {
         return Err(format!("size {size} after an in-flight write of [{off}, {end}) to a file of {} bytes", old.len()));
     }
     if let Some(i) = (0..size).find(|&i| (i < off || i >= end) && got[i] != old_at(i)) {

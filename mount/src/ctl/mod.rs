@@ -1,0 +1,66 @@
+//! The control socket: how a tool talks to the daemon serving a store
+//! (`holt-fs info` now; `dump` and `stats` later). A read-write daemon
+//! listens on `STORE/ctl.sock` (mode 0600) from before the mount is
+//! reported ready until it unmounts; the protocol is one JSON line per
+//! request and per reply (`proto`, documented in doc/FORMAT.md).
+//!
+//! - `proto`: the messages and their line codec. Pure.
+//! - `server`: making the socket safely, the accept thread, removal.
+//! - `client`: connect, send one request, read the replies.
+//! - [`DaemonHandler`] (here): the requests a daemon answers.
+//!
+//! Invariants:
+//! - Only the holder of the store's exclusive lock makes or removes the
+//!   socket, and it removes it before it closes the store and lets the
+//!   lock go; read-only mounts, which must write nothing to the store,
+//!   have none.
+//! - A request never changes the filesystem; the control threads run at
+//!   a lowered CPU priority, so the FUSE threads go first.
+
+mod client;
+pub mod proto;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use client::{ask, connect, info, CtlError};
+pub use server::{Handler, SendReply, Server};
+
+use crate::info::InfoError;
+use crate::Fs;
+use proto::{code, Reply, Request};
+
+/// The socket's name in the store directory.
+pub const SOCKET_NAME: &str = "ctl.sock";
+
+/// What a serving daemon answers: `info`.
+pub struct DaemonHandler {
+    pub fs: Arc<Fs>,
+    /// The store directory (absolute) and the mountpoint, as reported.
+    pub store: PathBuf,
+    pub mountpoint: PathBuf,
+}
+
+impl Handler for DaemonHandler {
+    fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()> {
+        let reply = match request.request.as_str() {
+            proto::REQUEST_INFO => self.info(stopping),
+            other => Reply::error(code::UNKNOWN_REQUEST, format!("unknown request '{other}'; this daemon knows: info")),
+        };
+        send(&reply)
+    }
+}
+
+impl DaemonHandler {
+    fn info(&self, stopping: &dyn Fn() -> bool) -> Reply {
+        match crate::info::live(&self.fs, &self.store, &self.mountpoint, stopping) {
+            Ok(info) => Reply::ok(serde_json::to_value(info).expect("a report serializes: string keys, finite numbers")),
+            Err(InfoError::Stopped) => Reply::error(code::STOPPING, InfoError::Stopped.to_string()),
+            Err(e) => Reply::error(code::FAILED, e.to_string()),
+        }
+    }
+}

@@ -266,7 +266,8 @@ fn row_line(r: &Row) -> String {
 /// The Markdown table of the cells, as it goes into RESULTS.md.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| cell | ops | rate | hit ratio | frames loaded / op | frames read / miss | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) |\n\
+        "| cell | ops | rate | hit ratio | frames loaded / op | frames read / miss \
+         | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {

@@ -8,6 +8,7 @@ use clap::Args;
 use holt_mount::ctl::{self, DaemonHandler};
 use holt_mount::fuse::{self, FuseOptions, Mounted, Unmounter};
 use holt_mount::mountpoint::{self, MountState};
+use holt_mount::{cache_frames, default_cache_bytes, parse_size, CACHE_BYTES_MIN};
 use holt_mount::{AtimeMode, Fs, FsConfig, Recovery, Store, StoreOptions};
 use log::{info, warn};
 
@@ -37,6 +38,12 @@ pub struct MountArgs {
     /// Make every operation durable (on stable storage) before replying.
     #[arg(long)]
     sync: bool,
+    /// Memory for the metadata cache, in bytes with an optional K, M, G or
+    /// T suffix (e.g. 512M, 2G); file data never goes through it. Default:
+    /// an eighth of the memory this process may use (MemTotal, or its
+    /// cgroup's limit), between 64M and 4G.
+    #[arg(long, value_name = "SIZE", value_parser = cache_size)]
+    cache_size: Option<u64>,
     /// Seconds the kernel may cache a name lookup.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     entry_ttl: f64,
@@ -130,6 +137,15 @@ impl MountOptions {
     }
 }
 
+/// `--cache-size`: a size no smaller than the cache can usefully be.
+fn cache_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_size(s)?;
+    if bytes < CACHE_BYTES_MIN {
+        return Err(format!("{s} is below the smallest cache, {}M", CACHE_BYTES_MIN >> 20));
+    }
+    Ok(bytes)
+}
+
 fn ttl(secs: f64, what: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("--{what} must be a non-negative number of seconds"))
 }
@@ -167,11 +183,16 @@ fn prepare_mountpoint(mp: &Path) -> Result<PathBuf, String> {
 }
 
 fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
+    let cache_bytes = args.cache_size.unwrap_or_else(default_cache_bytes);
+    if !args.memory {
+        info!("metadata cache: {} MiB ({} frames)", cache_bytes >> 20, cache_frames(cache_bytes));
+    }
     let store_opts = StoreOptions {
         sync: args.sync,
         fds_max: 0,
         atime: opts.atime,
         read_only: opts.read_only,
+        cache_bytes,
     };
     let store = match &args.store {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
@@ -347,5 +368,13 @@ mod tests {
         assert_eq!(o.flags(), "nosuid,nodev,exec", "the last word wins");
         assert!(parse_options(&["bogus".into()]).unwrap_err().contains("bogus"));
         assert!(ttl(-1.0, "entry-ttl").is_err());
+    }
+
+    #[test]
+    fn cache_size_takes_suffixes_and_refuses_a_useless_cache() {
+        assert_eq!(cache_size("2G"), Ok(2 << 30));
+        assert_eq!(cache_size("64M"), Ok(64 << 20));
+        assert!(cache_size("1M").unwrap_err().contains("smallest"));
+        assert!(cache_size("lots").is_err());
     }
 }

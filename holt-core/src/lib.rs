@@ -36,3 +36,6 @@ pub const KEY_BYTES_MAX: usize = 8 * 1024;
 pub const VALUE_BYTES_MAX: usize = 128 * 1024;
 /// Smallest accepted `buffer_pool_size`, in frames.
 pub const POOL_FRAMES_MIN: usize = 8;
+/// Bytes of one frame, the unit of `buffer_pool_size` (a cache of N bytes
+/// is `N / FRAME_BYTES` frames).
+pub const FRAME_BYTES: usize = layout::FRAME_BYTES;

@@ -86,4 +86,7 @@ pub use fs::{
     AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, Setter, StatFs,
     TimeSet, XattrFlags, XattrReply, BLOCK_BYTES,
 };
-pub use store::{is_store, wait_closed, Store, StoreError, StoreLock, StoreOptions};
+pub use store::{
+    cache_frames, default_cache_bytes, is_store, parse_size, wait_closed, Store, StoreError, StoreLock, StoreOptions,
+    CACHE_BYTES_MIN,
+};

@@ -34,7 +34,7 @@ use crate::{Fs, LastMount, Store, StoreError, StoreOptions};
 
 /// holt-core's frame size (doc/FORMAT.md, "Blob frame"): what a cached
 /// frame costs in memory.
-const FRAME_BYTES: u64 = 512 * 1024;
+const FRAME_BYTES: u64 = holt_core::FRAME_BYTES as u64;
 
 /// Why a report could not be made.
 #[derive(Debug)]

@@ -11,8 +11,9 @@
 //! holds the flock. A read-only store is opened without writing anything:
 //! a shared lock on `lock`, a read-only tree, data objects opened
 //! read-only. `--memory` mounts have no store: the tree and the data live
-//! in memory.
+//! in memory. `cache` sizes the tree's cache (`--cache-size`).
 
+mod cache;
 mod dir;
 mod lock;
 
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use holt_core::{Tree, TreeBuilder};
 
+pub use self::cache::{cache_frames, default_cache_bytes, parse_size, CACHE_BYTES_MIN};
 pub use self::lock::{is_store, wait_closed, StoreLock};
 pub(crate) use dir::{DATA_NAME, META_NAME};
 use crate::data::{DataStore, FileData, MemoryData};
@@ -37,6 +39,8 @@ pub struct StoreOptions {
     pub atime: crate::schema::AtimeMode,
     /// Write nothing (the store may sit on read-only media).
     pub read_only: bool,
+    /// The metadata tree's cache, in bytes (0: `default_cache_bytes()`).
+    pub cache_bytes: u64,
 }
 
 /// An opened store: the metadata tree, the data store, and the held lock.
@@ -125,7 +129,9 @@ impl Store {
         dir::prepare(dir, opts.read_only)?;
         let lock = lock::take(dir, opts.read_only)?;
         let meta_dir = dir.join(dir::META_NAME);
+        let cache_bytes = if opts.cache_bytes == 0 { default_cache_bytes() } else { opts.cache_bytes };
         let tree = TreeBuilder::new(&meta_dir)
+            .buffer_pool_size(cache_frames(cache_bytes))
             .wal_sync_on_commit(opts.sync)
             .read_only(opts.read_only)
             .open()

@@ -5,8 +5,10 @@
 //! miss, and bytes read per operation, as the engine counts them
 //! (`Tree::pool_stats`, feature `pool-stats`) and as the kernel counts the
 //! process's reads (`rchar` of /proc/self/io: page-cache hits included, so
-//! it measures the engine's reads, not the disk's), and bytes written
-//! (`wchar`: checkpoints' frame writes; not WAL appends through its mapping).
+//! it measures the engine's reads, not the disk's), bytes written
+//! (`wchar`: checkpoints' frame writes; not WAL appends through its mapping)
+//! and CPU time per operation (all threads), which a loaded machine's
+//! waits do not inflate as they do the rate.
 //!
 //! Cells: bulk load in creation order (an untar), checkpoint, then after a
 //! clean close and reopen (cold cache): uniform random gets, Zipfian gets
@@ -49,13 +51,17 @@ struct Reads {
     engine: Option<(u64, u64)>,
     rchar: u64,
     wchar: u64,
+    /// CPU time of every thread of the process (checkpointer included), in
+    /// clock ticks: the work a cell cost, whatever it waited for.
+    cpu_ticks: u64,
 }
 
 impl Reads {
     fn sample(t: &Core) -> Res<Reads> {
         let s = t.0.stats().map_err(|e| e.to_string())?;
         let (rchar, wchar) = io_bytes()?;
-        Ok(Reads { hits: s.cache_hits, misses: s.cache_misses, engine: engine_reads(t), rchar, wchar })
+        let (hits, misses, engine) = (s.cache_hits, s.cache_misses, engine_reads(t));
+        Ok(Reads { hits, misses, engine, rchar, wchar, cpu_ticks: cpu_ticks()? })
     }
 
     fn since(self, before: Reads) -> Reads {
@@ -69,6 +75,7 @@ impl Reads {
             engine,
             rchar: self.rchar - before.rchar,
             wchar: self.wchar - before.wchar,
+            cpu_ticks: self.cpu_ticks - before.cpu_ticks,
         }
     }
 }
@@ -96,6 +103,19 @@ fn io_bytes() -> Res<(u64, u64)> {
             .ok_or_else(|| format!("no {name} in /proc/self/io"))
     };
     Ok((field("rchar:")?, field("wchar:")?))
+}
+
+/// Clock ticks per second of /proc times (USER_HZ: 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// User plus system CPU time of this process so far, in clock ticks.
+fn cpu_ticks() -> Res<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("/proc/self/stat: {e}"))?;
+    // Fields after the command name (which may hold spaces) in parentheses:
+    // state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| "no ')' in /proc/self/stat".to_string())?;
+    let field = |n: usize| rest.split_whitespace().nth(n - 3).and_then(|v| v.parse::<u64>().ok());
+    field(14).zip(field(15)).map(|(u, s)| u + s).ok_or_else(|| "no utime/stime in /proc/self/stat".to_string())
 }
 
 /// Run `work` (returning its operation count) on `t` and measure it.
@@ -249,11 +269,13 @@ fn row_line(r: &Row) -> String {
         Some(unit) => format!("{} {unit}", human(r.ops as f64 / r.secs)),
         None => format!("{:.0} ms", r.secs * 1e3),
     };
+    let cpu_us = d.cpu_ticks as f64 / TICKS_PER_SEC * 1e6 / r.ops.max(1) as f64;
     format!(
-        "| {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} |",
         r.name,
         r.ops,
         rate,
+        human(cpu_us),
         hit,
         per_op(d.misses, r.ops),
         per_miss,
@@ -266,9 +288,9 @@ fn row_line(r: &Row) -> String {
 /// The Markdown table of the cells, as it goes into RESULTS.md.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| cell | ops | rate | hit ratio | frames loaded / op | frames read / miss \
+        "| cell | ops | rate | CPU µs / op | hit ratio | frames loaded / op | frames read / miss \
          | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s += &row_line(r);

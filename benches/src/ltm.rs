@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use crate::engines::{Core, Durability, Kv, Res};
 use crate::harness::secs;
+use crate::report::human;
 use crate::workload::{inode_value, Dataset, Rng};
 use crate::Opts;
 
@@ -246,15 +247,6 @@ pub fn run(ds: &Dataset, opts: &Opts, root: &Path) -> Res<Vec<Row>> {
 
 fn per_op(x: u64, ops: u64) -> f64 {
     x as f64 / ops.max(1) as f64
-}
-
-fn human(x: f64) -> String {
-    match x {
-        x if x >= 1e6 => format!("{:.2} M", x / 1e6),
-        x if x >= 1e4 => format!("{:.1} k", x / 1e3),
-        x if x >= 100.0 => format!("{x:.0}"),
-        x => format!("{x:.2}"),
-    }
 }
 
 fn row_line(r: &Row) -> String {

@@ -4,7 +4,8 @@ use crate::cells::{Better, Cell};
 use crate::engines::Res;
 use crate::harness::Rates;
 
-fn human(x: f64) -> String {
+/// A number as the tables show it: 1.23 M, 45.6 k, 789, 1.5.
+pub fn human(x: f64) -> String {
     match x {
         x if x >= 1e6 => format!("{:.2} M", x / 1e6),
         x if x >= 1e4 => format!("{:.1} k", x / 1e3),

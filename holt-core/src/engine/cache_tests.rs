@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::store::splitmix::SplitMix64;
 use crate::testing::{CrashMode, SimDisk};
-use crate::{RangeEntry, Tree, TreeBuilder};
+use super::power_loss_tests::contents;
+use crate::{Tree, TreeBuilder};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -48,16 +49,6 @@ fn finishes<T: Send + 'static>(what: &str, tree: &Tree, f: impl FnOnce() -> T + 
         }
         Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked (see above)"),
     }
-}
-
-fn contents(tree: &Tree) -> Model {
-    tree.range()
-        .into_iter()
-        .map(|e| match e.expect("scan") {
-            RangeEntry::Key { key, value } => (key, value),
-            RangeEntry::CommonPrefix(p) => panic!("no delimiter, got prefix {p:?}"),
-        })
-        .collect()
 }
 
 /// Put keys `0..n` and checkpoint; returns the model.

@@ -17,6 +17,7 @@ mod file;
 mod format;
 mod namespace;
 mod open;
+mod privs;
 mod reclaim;
 mod rename;
 mod space;
@@ -33,7 +34,8 @@ use crate::meta::{Meta, Txn};
 use crate::schema::{self, Ino, Inode, Usage};
 use crate::store::{Store, StoreLock};
 
-pub use attr::{SetAttr, Setter};
+pub use attr::SetAttr;
+pub use privs::Setter;
 pub use crate::schema::{AtimeMode, TimeSet};
 pub use dir::DirEntry;
 pub use file::OpenFlags;

@@ -423,6 +423,10 @@ fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
         // The kernel enforces POSIX ACLs (stored as system.posix_acl_*
         // xattrs, see fs/acl.rs) and leaves the umask to the daemon.
         InitFlags::FUSE_POSIX_ACL,
+        // The daemon drops setuid/setgid on writes, truncates and chowns
+        // (fs/privs.rs), so the kernel need not ask for security.capability
+        // before every write.
+        InitFlags::FUSE_HANDLE_KILLPRIV_V2,
     ];
     for flag in wanted {
         if let Err(missing) = config.add_capabilities(flag) {
@@ -570,16 +574,23 @@ impl Filesystem for Adapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: FuseOpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            let in_group = in_group_of(req);
+            let who = Setter { uid: req.uid(), in_group: &in_group };
+            if let Err(e) = self.fs.drop_privileges(Ino(ino.0), &who) {
+                return reply.error(fail("write", e));
+            }
+        }
         match self.fs.write(Ino(ino.0), offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(fail("write", e)),

@@ -79,8 +79,30 @@ fn shard_name(ino: Ino) -> CString {
     CString::new(format!("{:02x}", ino.0 & 0xff)).expect("hex digits hold no NUL")
 }
 
-fn object_name(ino: Ino) -> CString {
-    CString::new(format!("{:016x}", ino.0)).expect("hex digits hold no NUL")
+/// An object's file name, `<ino as 16 hex digits>` and a NUL, built on the
+/// stack: it is made for every object operation.
+struct ObjectName([u8; 17]);
+
+impl ObjectName {
+    fn as_c_str(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.0).expect("16 hex digits and a NUL")
+    }
+}
+
+impl std::ops::Deref for ObjectName {
+    type Target = CStr;
+    fn deref(&self) -> &CStr {
+        self.as_c_str()
+    }
+}
+
+fn object_name(ino: Ino) -> ObjectName {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut name = [0u8; 17];
+    for (i, byte) in name[..16].iter_mut().enumerate() {
+        *byte = HEX[((ino.0 >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    ObjectName(name)
 }
 
 impl FileData {
@@ -593,6 +615,13 @@ mod symlink_tests {
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("data")).unwrap();
         assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, false).is_err());
         assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, true).is_err());
+    }
+
+    #[test]
+    fn object_names_are_sixteen_hex_digits() {
+        assert_eq!(object_name(Ino(0x1_0203)).to_bytes(), b"0000000000010203");
+        assert_eq!(object_name(Ino(u64::MAX)).to_bytes(), b"ffffffffffffffff");
+        assert_eq!(object_name(Ino(0xabc)).to_bytes(), format!("{:016x}", 0xabc).as_bytes());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bench_cmd;
 mod info_cmd;
 mod info_text;
 mod mount_cmd;
+mod mount_helper;
 mod pid_file;
 mod signals;
 mod umount_cmd;
@@ -77,6 +78,10 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
+    // Started as mount(8)'s helper (a link named mount.holt-fs).
+    if mount_helper::invoked_as_helper() {
+        return mount_helper::main();
+    }
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {

@@ -2,6 +2,7 @@
 //! each verb to its module; the filesystem itself lives in `holt_mount`.
 
 mod background;
+mod docs_cmd;
 mod fsck_cmd;
 mod bench;
 mod bench_cmd;
@@ -16,7 +17,7 @@ mod umount_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// A FUSE filesystem whose metadata lives in an embedded adaptive radix tree.
 #[derive(Parser, Debug)]
@@ -66,6 +67,10 @@ enum Command {
     /// daemon answers over its control socket (STORE/ctl.sock); a store no
     /// daemon serves read-write is opened read-only, writing nothing.
     Info(info_cmd::InfoArgs),
+    /// Print the manual page (or write every page into a directory).
+    Man(docs_cmd::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -90,6 +95,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Info(args) => info_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
+        Command::Man(args) => docs_cmd::man(args, Cli::command()),
+        Command::Completions(args) => docs_cmd::completions(args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,8 +17,9 @@ pub struct ManArgs {
     /// mount(8) helper's) instead of holt-fs.1.
     #[arg(value_name = "VERB", conflicts_with = "out_dir")]
     verb: Option<String>,
-    /// Write every page (holt-fs.1, one holt-fs-VERB.1 per verb and
-    /// mount.holt-fs.8) into DIR instead of printing holt-fs.1.
+    /// Write every page into the man directory DIR (such as
+    /// /usr/local/share/man): holt-fs.1 and one holt-fs-VERB.1 per verb
+    /// into DIR/man1, mount.holt-fs.8 into DIR/man8.
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
 }
@@ -63,18 +64,38 @@ fn verb_names(cli: &clap::Command) -> Vec<&str> {
     cli.get_subcommands().map(|s| s.get_name()).collect()
 }
 
+/// man(1) finds a section-N page only under manN/, so each page goes
+/// into the directory of its section.
 fn write_pages(dir: &Path, cli: clap::Command) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    clap_mangen::generate_to(cli, dir)?;
-    Man::new(HelperArgs::command()).section("8").generate_to(dir)?;
+    let (man1, man8) = (dir.join("man1"), dir.join("man8"));
+    std::fs::create_dir_all(&man1)?;
+    std::fs::create_dir_all(&man8)?;
+    clap_mangen::generate_to(cli, &man1)?;
+    Man::new(HelperArgs::command()).section("8").generate_to(&man8)?;
     Ok(())
 }
 
 /// Print the completion script for one shell.
-pub fn completions(args: CompletionsArgs, mut cli: clap::Command) -> Result<(), String> {
+pub fn completions(args: CompletionsArgs, cli: clap::Command) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cli, "holt-fs", &mut out);
-    out.flush().map_err(|e| format!("cannot print: {e}"))
+    out.write_all(&script(args.shell, cli)).and_then(|()| out.flush()).map_err(|e| format!("cannot print: {e}"))
+}
+
+const BIN_NAME: &str = "holt-fs";
+
+fn script(shell: Shell, mut cli: clap::Command) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cli, BIN_NAME, &mut out);
+    if shell != Shell::Bash {
+        return out;
+    }
+    // clap_complete's bash script spells a verb's state `holt__fs__subcmd__V`
+    // where it tracks the words typed, but labels the verb's case arm
+    // `holt__subcmd__fs__subcmd__V` (the '-' of a bin name escaped twice),
+    // so no verb's options would ever complete. Spell the arms as the
+    // tracking does (clap-rs/clap issue 6421).
+    let text = String::from_utf8(out).expect("clap_complete writes UTF-8");
+    text.replace("holt__subcmd__fs__", "holt__fs__").into_bytes()
 }
 
 #[cfg(test)]
@@ -113,8 +134,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         man(ManArgs { verb: None, out_dir: Some(dir.path().to_path_buf()) }, Cli::command()).unwrap();
         let cli = Cli::command();
-        let mut want: Vec<String> = verb_names(&cli).iter().map(|v| format!("holt-fs-{v}.1")).collect();
-        want.extend(["holt-fs.1".to_string(), format!("{HELPER_PAGE}.8")]);
+        let mut want: Vec<String> = verb_names(&cli).iter().map(|v| format!("man1/holt-fs-{v}.1")).collect();
+        want.extend(["man1/holt-fs.1".to_string(), format!("man8/{HELPER_PAGE}.8")]);
         for name in want {
             assert!(dir.path().join(&name).is_file(), "{name} not written");
         }
@@ -123,10 +144,33 @@ mod tests {
     #[test]
     fn completions_name_the_verbs_for_each_shell() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "holt-fs", &mut out);
-            let script = String::from_utf8(out).unwrap();
+            let script = String::from_utf8(script(shell, Cli::command())).unwrap();
             assert!(script.contains("holt-fs") && script.contains("umount") && script.contains("store"), "{shell}");
         }
+    }
+
+    /// What bash offers for `holt-fs WORDS...` with the cursor on the last word.
+    fn bash_complete(words: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("holt-fs.bash");
+        std::fs::write(&file, script(Shell::Bash, Cli::command())).unwrap();
+        let (cur, prev) = (words[words.len() - 1], words[words.len() - 2]);
+        let program = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; _holt__fs holt-fs '{cur}' '{prev}'; echo \"${{COMPREPLY[*]}}\"",
+            file.display(),
+            words.join(" "),
+            words.len() - 1
+        );
+        let out = std::process::Command::new("bash").arg("-c").arg(program).output().expect("bash runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    // Regression: with clap_complete's own script, a verb's options never completed.
+    #[test]
+    fn bash_completes_verbs_and_their_options() {
+        assert_eq!(bash_complete(&["holt-fs", "um"]), "umount");
+        assert_eq!(bash_complete(&["holt-fs", "mount", "--st"]), "--store");
+        assert_eq!(bash_complete(&["holt-fs", "fsck", "--rep"]), "--repair");
     }
 }

@@ -164,6 +164,9 @@ fn classify(word: &str) -> Result<Word<'_>, String> {
     if IGNORED.contains(&word) || IGNORED_PREFIXES.iter().any(|p| word.starts_with(p)) {
         return Ok(Word::Ignored);
     }
+    if word == "remount" {
+        return Err("a holt-fs mount cannot be remounted; unmount it and mount it again".into());
+    }
     let (name, value) = match word.split_once('=') {
         Some((name, value)) => (name, Some(value)),
         None => (word, None),
@@ -272,6 +275,7 @@ mod tests {
         assert!(err.contains("unknown mount option 'bogus'"), "{err}");
         assert!(plan_words(&["/s", "/m", "-o", "threads"]).unwrap_err().contains("'threads' needs a value"));
         assert!(plan_words(&["/s", "/m", "-o", "sync=1"]).unwrap_err().contains("'sync' takes no value"));
+        assert!(plan_words(&["/s", "/m", "-o", "remount,ro"]).unwrap_err().contains("cannot be remounted"));
         assert!(plan_words(&["/s", "/m", "-t", "ext4"]).unwrap_err().contains("'ext4'"));
         assert!(plan_words(&["/s", "/m", "-N", "1"]).unwrap_err().contains("-N 1"));
     }

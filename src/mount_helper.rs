@@ -60,14 +60,16 @@ By hand:  mount -t fuse.holt-fs -o noatime /var/holt /mnt/holt";
 /// Mount a holt-fs store: the helper mount(8) runs for type fuse.holt-fs.
 ///
 /// It returns once the filesystem is mounted and served by a background
-/// daemon, or exits non-zero saying why not. Options, comma separated: the mount options of `holt-fs mount -o` (ro,
-/// rw, allow_other, noatime, relatime, suid, nosuid, dev, nodev, exec,
-/// noexec; the mount is nosuid,nodev unless suid or dev is given); sync;
-/// writeback_cache; no_passthrough; entry_ttl=SECS, attr_ttl=SECS,
-/// negative_ttl=SECS, threads=N, log_file=PATH, pid_file=PATH,
-/// log_level=LEVEL. mount(8)'s and systemd's own words (defaults, auto,
-/// noauto, nofail, _netdev, user, users, async, comment=..., x-...) are
-/// ignored. Any other option is an error.
+/// daemon, or exits non-zero saying why not.
+///
+/// Options, comma separated: the mount options of `holt-fs mount -o` (ro,
+/// rw, allow_other, the atime options, suid, dev, exec and their no- forms:
+/// see holt-fs-mount(1); the mount is nosuid,nodev unless suid or dev is
+/// given); sync; writeback_cache; no_passthrough; entry_ttl=SECS,
+/// attr_ttl=SECS, negative_ttl=SECS, threads=N, log_file=PATH,
+/// pid_file=PATH, log_level=LEVEL. mount(8)'s and systemd's own words
+/// (defaults, auto, noauto, nofail, _netdev, user, users, async,
+/// comment=..., x-...) are ignored. Any other option is an error.
 #[derive(Parser, Debug)]
 #[command(name = "mount.holt-fs", version, after_long_help = EXAMPLES)]
 pub struct HelperArgs {
@@ -251,11 +253,11 @@ mod tests {
             "/m",
             "-sfnv",
             "-o",
-            "ro,sync,threads=8,entry_ttl=1.5,log_file=/var/log/h.log,allow_other,x-systemd.automount,comment=a=b",
+            "ro,sync,threads=8,entry_ttl=1.5,log_file=/var/log/h.log,allow_other,nodiratime,x-systemd.automount,comment=a=b",
         ])
         .unwrap();
         let want = "mount /m --store /s --background --sync --threads 8 --entry-ttl 1.5 --log-file /var/log/h.log \
-                    -o ro,allow_other";
+                    -o ro,allow_other,nodiratime";
         assert_eq!(words.join(" "), want);
     }
 

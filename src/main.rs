@@ -2,12 +2,14 @@
 //! each verb to its module; the filesystem itself lives in `holt_mount`.
 
 mod background;
+mod docs_cmd;
 mod fsck_cmd;
 mod bench;
 mod bench_cmd;
 mod info_cmd;
 mod info_text;
 mod mount_cmd;
+mod mount_helper;
 mod pid_file;
 mod signals;
 mod umount_cmd;
@@ -15,7 +17,7 @@ mod umount_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// A FUSE filesystem whose metadata lives in an embedded adaptive radix tree.
 #[derive(Parser, Debug)]
@@ -65,6 +67,10 @@ enum Command {
     /// daemon answers over its control socket (STORE/ctl.sock); a store no
     /// daemon serves read-write is opened read-only, writing nothing.
     Info(info_cmd::InfoArgs),
+    /// Print the manual page (or write every page into a directory).
+    Man(docs_cmd::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -77,6 +83,10 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
+    // Started as mount(8)'s helper (a link named mount.holt-fs).
+    if mount_helper::invoked_as_helper() {
+        return mount_helper::main();
+    }
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {
@@ -85,6 +95,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Info(args) => info_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
+        Command::Man(args) => docs_cmd::man(args, Cli::command()),
+        Command::Completions(args) => docs_cmd::completions(args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -74,7 +74,7 @@ pub struct MountArgs {
 }
 
 #[derive(Debug)]
-struct MountOptions {
+pub(crate) struct MountOptions {
     read_only: bool,
     allow_other: bool,
     atime: AtimeMode,
@@ -92,7 +92,7 @@ struct MountOptions {
 const KNOWN_OPTIONS: &str = "ro, rw, allow_other, atime, relatime, noatime, strictatime, diratime, nodiratime, \
                              lazytime, nolazytime, suid, nosuid, dev, nodev, exec, noexec";
 
-fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
+pub(crate) fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
     let mut out = MountOptions {
         read_only: false,
         allow_other: false,

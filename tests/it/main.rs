@@ -5,6 +5,7 @@
 
 mod acl;
 mod bigdir;
+mod boot;
 mod crash_script;
 mod direct_io;
 mod fsck;

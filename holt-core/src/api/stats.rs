@@ -38,3 +38,42 @@ pub struct TreeStats {
     /// Checkpoints completed since open.
     pub checkpoints: u64,
 }
+
+/// Activity counters since open, read in O(1): unlike [`TreeStats`], no
+/// frame is visited, so a monitor may read them as often as it likes.
+/// Each is a sum of per-thread shards or one atomic, read without a
+/// common cut: two counters read together may be a few operations apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeCounters {
+    /// Live keys.
+    pub keys: u64,
+    /// Frames currently cached in memory.
+    pub frames_cached: u64,
+    /// Frame lookups served from the cache.
+    pub cache_hits: u64,
+    /// Frame lookups that had to read the store; each loads one frame.
+    pub cache_misses: u64,
+    /// Frames evicted from the cache.
+    pub evictions: u64,
+    /// Optimistic reads, and batches, that started over after a
+    /// concurrent change to a frame they had read.
+    pub optimistic_restarts: u64,
+    /// Subtrees moved into a new child frame.
+    pub spills: u64,
+    /// Child frames folded back into their parent.
+    pub merges: u64,
+    /// In-frame compactions of dead space.
+    pub compactions: u64,
+    /// Bytes the write-ahead log holds now (0 in memory mode).
+    pub wal_bytes: u64,
+    /// Bytes of WAL records handed to the OS since open.
+    pub wal_bytes_written: u64,
+    /// fdatasyncs of the WAL since open (one serves every committer waiting).
+    pub wal_syncs: u64,
+    /// Checkpoints that published frames since open.
+    pub checkpoints: u64,
+    /// Nanoseconds those checkpoints took, summed (capture, writes, publication, trim).
+    pub checkpoint_nanos: u64,
+    /// Nanoseconds the last of them took; 0 before the first.
+    pub checkpoint_last_nanos: u64,
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::batch::{check_key, check_value, AtomicBatch, Batch};
 use super::range::RangeBuilder;
-use super::stats::TreeStats;
+use super::stats::{TreeCounters, TreeStats};
 use crate::engine::{Applied, Engine};
 use crate::error::Result;
 use crate::op::Op;
@@ -183,9 +183,15 @@ impl Tree {
         self.engine.restore_space_reserve()
     }
 
-    /// Counters and shape of the tree.
+    /// Counters and shape of the tree. Visits every frame (O(frames));
+    /// for a frequent reading of activity use [`Tree::counters`].
     pub fn stats(&self) -> Result<TreeStats> {
         self.engine.stats()
+    }
+
+    /// Activity counters since open, in O(1) (no frame is visited).
+    pub fn counters(&self) -> TreeCounters {
+        self.engine.counters()
     }
 
     /// Check every structural invariant of every frame (slow; for tests and fsck).

@@ -5,6 +5,7 @@ mod background;
 mod batch;
 mod checkpoint;
 mod config;
+mod counters;
 mod durable;
 mod fault;
 mod maintenance;
@@ -64,6 +65,7 @@ pub(crate) struct Engine {
     keys_added: Counter,
     keys_removed: Counter,
     checkpoints: Counter,
+    checkpoint_time: counters::CheckpointTime,
     maintenance: maintenance::Cursor,
     background: Background,
 }
@@ -101,6 +103,7 @@ impl Engine {
             keys_added: Counter::default(),
             keys_removed: Counter::default(),
             checkpoints: Counter::default(),
+            checkpoint_time: counters::CheckpointTime::default(),
             maintenance: maintenance::Cursor::default(),
             background: Background::default(),
         }

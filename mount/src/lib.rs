@@ -73,6 +73,7 @@ mod fs;
 pub mod fsck;
 pub mod fuse;
 pub mod info;
+mod listen;
 mod meta;
 pub mod mountpoint;
 pub mod schema;

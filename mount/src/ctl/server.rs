@@ -27,7 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,6 +36,7 @@ use log::{debug, warn};
 
 use super::proto::{self, code, Reply, Request, LINE_BYTES_MAX, PROTOCOL_VERSION};
 use super::SOCKET_NAME;
+use crate::listen::{self, Policy};
 
 /// The private directory a socket is bound in before it is moved into place.
 const STAGING_NAME: &str = "ctl.sock.tmp";
@@ -47,8 +48,6 @@ const CONNECTIONS_MAX: usize = 4;
 const REQUEST_WAIT: Duration = Duration::from_secs(5);
 /// How long a client may leave a reply unread before the daemon gives up.
 const REPLY_WAIT: Duration = Duration::from_secs(30);
-/// Nice value of the control threads (the FUSE threads keep 0).
-const CONTROL_NICE: libc::c_int = 10;
 
 /// Writes one reply line to the client.
 pub type SendReply<'s> = dyn FnMut(&Reply) -> io::Result<()> + 's;
@@ -185,48 +184,13 @@ impl Drop for Server {
     }
 }
 
-/// Lower the calling thread's CPU priority (threads it starts inherit it).
-fn lower_priority() {
-    // SAFETY: gettid and setpriority touch no memory; failure leaves the priority as it was.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, CONTROL_NICE);
-    }
-}
-
 fn accept_loop(listener: &UnixListener, handler: &dyn Handler, stop: &AtomicBool) {
-    lower_priority();
-    let live = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for conn in listener.incoming() {
-            if stop.load(Ordering::Acquire) {
-                break;
-            }
-            let stream = match conn {
-                Ok(stream) => stream,
-                Err(e) => {
-                    // Out of descriptors, or a peer gone before accept: wait a little.
-                    debug!("control socket: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            if live.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_MAX {
-                live.fetch_sub(1, Ordering::AcqRel);
-                let _ = send_line(&stream, &Reply::error(code::BUSY, "the daemon serves its limit of connections"));
-                continue;
-            }
-            let live = &live;
-            let spawned = std::thread::Builder::new().name("holt-ctl-conn".into()).spawn_scoped(scope, move || {
-                serve_connection(&stream, handler, stop);
-                live.fetch_sub(1, Ordering::AcqRel);
-            });
-            if let Err(e) = spawned {
-                warn!("control socket: cannot start a connection thread: {e}");
-                live.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-    });
+    let busy = |stream: UnixStream| {
+        let _ = send_line(&stream, &Reply::error(code::BUSY, "the daemon serves its limit of connections"));
+    };
+    let serve = |stream: UnixStream| serve_connection(&stream, handler, stop);
+    let policy = Policy { thread_name: "holt-ctl-conn", connections_max: CONNECTIONS_MAX, busy: &busy, serve: &serve };
+    listen::accept_loop(listener.incoming(), stop, &policy);
 }
 
 fn send_line(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {

@@ -27,6 +27,13 @@
 //! - `ctl`: the control socket `STORE/ctl.sock` of a read-write daemon:
 //!   a versioned JSON-line protocol, the server (made safely, removed at
 //!   a clean stop) and the client. Requests never change the filesystem.
+//! - `metrics`: what a serving daemon counts (FUSE requests by opcode,
+//!   with latency histograms and errors by errno; data bytes; the
+//!   engine's O(1) counters), reported over `ctl` (`stats`) and as
+//!   Prometheus text over HTTP. Counting takes no lock; reading walks
+//!   nothing.
+//! - `listen`: the accept loop `ctl` and the metrics endpoint share
+//!   (lowered priority, a bound on connections served at once).
 //!
 //! Invariants:
 //! - Every mutation of metadata is one `Txn` committed as one atomic batch:
@@ -75,6 +82,7 @@ pub mod fuse;
 pub mod info;
 mod listen;
 mod meta;
+pub mod metrics;
 pub mod mountpoint;
 pub mod schema;
 mod store;

@@ -46,6 +46,11 @@ impl Meta {
         Meta { tree }
     }
 
+    /// The engine's activity counters, in O(1).
+    pub fn counters(&self) -> holt_core::TreeCounters {
+        self.tree.counters()
+    }
+
     pub fn get(&self, key: &[u8]) -> FsResult<Option<Vec<u8>>> {
         Ok(self.tree.get(key)?)
     }

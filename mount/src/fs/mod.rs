@@ -119,6 +119,9 @@ pub struct Fs {
     reclaims: Arc<ReclaimQueue>,
     next_fh: AtomicU64,
     closed: AtomicBool,
+    /// Transactions re-run because a key they read changed before they
+    /// committed (a failed guard); rare, so one shared counter.
+    txn_conflicts: AtomicU64,
     /// What opening did about the last mount; `None` for a read-only mount.
     recovery: Option<Recovery>,
     /// Told of each data object just before it is removed (see
@@ -146,6 +149,7 @@ impl Fs {
             reclaims: Arc::default(),
             next_fh: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            txn_conflicts: AtomicU64::new(0),
             recovery: None,
             removal_hook: OnceLock::new(),
             _lock: None,
@@ -192,6 +196,11 @@ impl Fs {
         self.recovery.as_ref()
     }
 
+    /// Transactions re-run after a conflict since the mount.
+    pub(crate) fn txn_conflicts(&self) -> u64 {
+        self.txn_conflicts.load(Ordering::Relaxed)
+    }
+
     /// The metadata seam, for reports that read the tree (`info`).
     pub(crate) fn meta(&self) -> &Meta {
         &self.meta
@@ -221,6 +230,7 @@ impl Fs {
             if txn.commit()? {
                 return Ok(out);
             }
+            self.txn_conflicts.fetch_add(1, Ordering::Relaxed);
             backoff(attempt);
         }
         Err(FsError::Contention { attempts: TXN_ATTEMPTS_MAX })
@@ -240,6 +250,7 @@ impl Fs {
                 *held = usage;
                 return Ok(out);
             }
+            self.txn_conflicts.fetch_add(1, Ordering::Relaxed);
             backoff(attempt);
         }
         Err(FsError::Contention { attempts: TXN_ATTEMPTS_MAX })

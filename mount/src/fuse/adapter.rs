@@ -1,6 +1,7 @@
 //! The request callbacks: each decodes its request into plain values,
 //! calls [`Fs`] once, and encodes the reply; errno comes from
-//! [`FsError::errno`] and nowhere else.
+//! [`FsError::errno`] and nowhere else. Each starts a [`Call`] first, so
+//! every request it answers is counted with its time and errno.
 
 use std::ffi::OsStr;
 use std::io;
@@ -12,16 +13,19 @@ use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags as FuseOpenFlags, RenameFlags as FuseRenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags as FuseOpenFlags, PollEvents, PollFlags, PollNotifier,
+    RenameFlags as FuseRenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
-use log::{debug, error, warn};
+use log::{debug, warn};
 
 use super::backing::Backings;
+use super::call::Call;
 use super::convert::{caller, creator, file_attr, file_type, in_group_of, name, time_set, timespec};
 use super::FuseOptions;
 use crate::data::SeekKind;
+use crate::metrics::{Op, Requests};
 use crate::schema::{FileKind, Ino, Timespec};
 use crate::{Attr, Fs, FsError, OpenFlags, RenameFlags, SetAttr, Setter, XattrFlags, XattrReply};
 
@@ -37,29 +41,28 @@ pub(super) struct Adapter {
     pub(super) passthrough: Arc<AtomicBool>,
     /// Shared with the filesystem's object removal hook.
     pub(super) backings: Arc<Backings>,
-}
-
-/// The errno for `e`; failures that are not the caller's doing are logged.
-fn fail(op: &'static str, e: FsError) -> Errno {
-    if e.is_expected() {
-        debug!("{op}: {e}");
-    } else {
-        error!("{op}: {e}");
-    }
-    Errno::from_i32(e.errno())
+    /// Where every request is counted (`call::Call`).
+    pub(super) requests: Arc<Requests>,
 }
 
 impl Adapter {
-    fn entry(&self, reply: ReplyEntry, op: &'static str, r: Result<Attr, FsError>) {
+    /// Start counting a request of `op`.
+    fn call(&self, op: Op) -> Call<'_> {
+        Call::start(&self.requests, op)
+    }
+
+    fn entry(&self, reply: ReplyEntry, call: &Call, r: Result<Attr, FsError>) {
         match r {
             Ok(a) => reply.entry(&self.opts.entry_ttl, &file_attr(a.ino, &a.inode), Generation(0)),
-            Err(FsError::NotFound) if op == "lookup" && !self.opts.negative_ttl.is_zero() => {
-                // Node id 0 is a negative entry the kernel caches for the TTL.
+            Err(FsError::NotFound) if call.op() == Op::Lookup && !self.opts.negative_ttl.is_zero() => {
+                // Node id 0 is a negative entry the kernel caches for the TTL;
+                // counted as the ENOENT it stands for.
+                call.refuse(Errno::ENOENT);
                 let mut attr = file_attr(Ino(0), &crate::schema::Inode::new(FileKind::File, 0, 0, 0, Timespec::default()));
                 attr.ino = INodeNo(0);
                 reply.entry(&self.opts.negative_ttl, &attr, Generation(0))
             }
-            Err(e) => reply.error(fail(op, e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
@@ -103,25 +106,25 @@ impl Adapter {
         }
     }
 
-    fn empty(&self, reply: ReplyEmpty, op: &'static str, r: Result<(), FsError>) {
+    fn empty(&self, reply: ReplyEmpty, call: &Call, r: Result<(), FsError>) {
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(op, e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
-    fn attr(&self, reply: ReplyAttr, op: &'static str, r: Result<Attr, FsError>) {
+    fn attr(&self, reply: ReplyAttr, call: &Call, r: Result<Attr, FsError>) {
         match r {
             Ok(a) => reply.attr(&self.opts.attr_ttl, &file_attr(a.ino, &a.inode)),
-            Err(e) => reply.error(fail(op, e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
-    fn xattr(&self, reply: ReplyXattr, op: &'static str, r: Result<XattrReply, FsError>) {
+    fn xattr(&self, reply: ReplyXattr, call: &Call, r: Result<XattrReply, FsError>) {
         match r {
             Ok(XattrReply::Size(n)) => reply.size(n),
             Ok(XattrReply::Data(d)) => reply.data(&d),
-            Err(e) => reply.error(fail(op, e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 }
@@ -191,15 +194,20 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
-        self.entry(reply, "lookup", self.fs.lookup(Ino(parent.0), name(n)));
+        let call = self.call(Op::Lookup);
+        self.entry(reply, &call, self.fs.lookup(Ino(parent.0), name(n)));
     }
 
+    /// fuser hands a BATCH_FORGET request over as one call per inode
+    /// (its item type is private), so each counts as a `forget`.
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _call = self.call(Op::Forget);
         self.fs.forget(Ino(ino.0), nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.attr(reply, "getattr", self.fs.getattr(Ino(ino.0)));
+        let call = self.call(Op::Getattr);
+        self.attr(reply, &call, self.fs.getattr(Ino(ino.0)));
     }
 
     fn setattr(
@@ -220,6 +228,7 @@ impl Filesystem for Adapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let call = self.call(Op::Setattr);
         let set = SetAttr {
             mode,
             uid,
@@ -231,35 +240,41 @@ impl Filesystem for Adapter {
         };
         let in_group = in_group_of(req);
         let who = Setter { uid: req.uid(), in_group: &in_group };
-        self.attr(reply, "setattr", self.fs.setattr_as(Ino(ino.0), &set, &who));
+        self.attr(reply, &call, self.fs.setattr_as(Ino(ino.0), &set, &who));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let call = self.call(Op::Readlink);
         match self.fs.readlink(Ino(ino.0)) {
             Ok(target) => reply.data(&target),
-            Err(e) => reply.error(fail("readlink", e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        self.entry(reply, "mknod", self.fs.mknod(creator(req, umask), Ino(parent.0), name(n), mode, rdev));
+        let call = self.call(Op::Mknod);
+        self.entry(reply, &call, self.fs.mknod(creator(req, umask), Ino(parent.0), name(n), mode, rdev));
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        self.entry(reply, "mkdir", self.fs.mkdir(creator(req, umask), Ino(parent.0), name(n), mode));
+        let call = self.call(Op::Mkdir);
+        self.entry(reply, &call, self.fs.mkdir(creator(req, umask), Ino(parent.0), name(n), mode));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        self.empty(reply, "unlink", self.fs.unlink(Ino(parent.0), name(n)));
+        let call = self.call(Op::Unlink);
+        self.empty(reply, &call, self.fs.unlink(Ino(parent.0), name(n)));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        self.empty(reply, "rmdir", self.fs.rmdir(Ino(parent.0), name(n)));
+        let call = self.call(Op::Rmdir);
+        self.empty(reply, &call, self.fs.rmdir(Ino(parent.0), name(n)));
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, n: &OsStr, target: &Path, reply: ReplyEntry) {
+        let call = self.call(Op::Symlink);
         let target = target.as_os_str().as_bytes();
-        self.entry(reply, "symlink", self.fs.symlink(caller(req), Ino(parent.0), name(n), target));
+        self.entry(reply, &call, self.fs.symlink(caller(req), Ino(parent.0), name(n), target));
     }
 
     fn rename(
@@ -272,25 +287,28 @@ impl Filesystem for Adapter {
         flags: FuseRenameFlags,
         reply: ReplyEmpty,
     ) {
+        let call = self.call(Op::Rename);
         if flags.contains(FuseRenameFlags::RENAME_WHITEOUT) {
-            return reply.error(fail("rename", FsError::Invalid("RENAME_WHITEOUT is not supported")));
+            return reply.error(call.fail(FsError::Invalid("RENAME_WHITEOUT is not supported")));
         }
         let flags = RenameFlags {
             noreplace: flags.contains(FuseRenameFlags::RENAME_NOREPLACE),
             exchange: flags.contains(FuseRenameFlags::RENAME_EXCHANGE),
         };
         let r = self.fs.rename(Ino(parent.0), name(n), Ino(new_parent.0), name(new_name), flags);
-        self.empty(reply, "rename", r);
+        self.empty(reply, &call, r);
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, new_parent: INodeNo, new_name: &OsStr, reply: ReplyEntry) {
-        self.entry(reply, "link", self.fs.link(Ino(ino.0), Ino(new_parent.0), name(new_name)));
+        let call = self.call(Op::Link);
+        self.entry(reply, &call, self.fs.link(Ino(ino.0), Ino(new_parent.0), name(new_name)));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
+        let call = self.call(Op::Open);
         let (fh, kind) = match self.fs.open(Ino(ino.0), OpenFlags::from_raw(flags.0)) {
             Ok(opened) => opened,
-            Err(e) => return reply.error(fail("open", e)),
+            Err(e) => return reply.error(call.fail(e)),
         };
         match self.backing(Ino(ino.0), fh, kind, |f| reply.open_backing(f)) {
             Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
@@ -309,9 +327,13 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let call = self.call(Op::Read);
         match self.fs.read(Ino(ino.0), offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(fail("read", e)),
+            Ok(data) => {
+                self.requests.add_read_bytes(data.len() as u64);
+                reply.data(&data)
+            }
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
@@ -327,16 +349,20 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let call = self.call(Op::Write);
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
             let in_group = in_group_of(req);
             let who = Setter { uid: req.uid(), in_group: &in_group };
             if let Err(e) = self.fs.drop_privileges(Ino(ino.0), &who) {
-                return reply.error(fail("write", e));
+                return reply.error(call.fail(e));
             }
         }
         match self.fs.write(Ino(ino.0), offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", e)),
+            Ok(n) => {
+                self.requests.add_write_bytes(u64::from(n));
+                reply.written(n)
+            }
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
@@ -344,7 +370,8 @@ impl Filesystem for Adapter {
     /// has nothing to do; ENOSYS tells the kernel to stop sending it, which
     /// saves a round trip on every close(2).
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+        let call = self.call(Op::Flush);
+        reply.error(call.refuse(Errno::ENOSYS));
     }
 
     fn release(
@@ -357,32 +384,37 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let call = self.call(Op::Release);
         self.backings.release(Ino(ino.0), fh.0);
-        self.empty(reply, "release", self.fs.release(Ino(ino.0), fh.0));
+        self.empty(reply, &call, self.fs.release(Ino(ino.0), fh.0));
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        self.empty(reply, "fsync", self.fs.fsync(Ino(ino.0), datasync));
+        let call = self.call(Op::Fsync);
+        self.empty(reply, &call, self.fs.fsync(Ino(ino.0), datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
+        let call = self.call(Op::Opendir);
         match self.fs.opendir(Ino(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(fail("opendir", e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let call = self.call(Op::Readdir);
         let r = self.fs.readdir(Ino(ino.0), fh.0, offset, false, &mut |e| {
             !reply.add(INodeNo(e.ino.0), e.offset, file_type(e.kind), OsStr::from_bytes(&e.name))
         });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdir", e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let call = self.call(Op::Readdirplus);
         let ttl = self.opts.entry_ttl;
         let r = self.fs.readdir(Ino(ino.0), fh.0, offset, true, &mut |e| {
             let attr = e.attr.as_ref().expect("readdir with plus=true carries attributes");
@@ -391,19 +423,22 @@ impl Filesystem for Adapter {
         });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdirplus", e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
     fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: FuseOpenFlags, reply: ReplyEmpty) {
-        self.empty(reply, "releasedir", self.fs.releasedir(Ino(ino.0), fh.0));
+        let call = self.call(Op::Releasedir);
+        self.empty(reply, &call, self.fs.releasedir(Ino(ino.0), fh.0));
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.empty(reply, "fsyncdir", self.fs.fsyncdir(Ino(ino.0), fh.0));
+        let call = self.call(Op::Fsyncdir);
+        self.empty(reply, &call, self.fs.fsyncdir(Ino(ino.0), fh.0));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let call = self.call(Op::Statfs);
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -415,7 +450,7 @@ impl Filesystem for Adapter {
                 s.name_bytes_max,
                 s.block_bytes,
             ),
-            Err(e) => reply.error(fail("statfs", e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
@@ -429,33 +464,39 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let call = self.call(Op::Setxattr);
         let in_group = in_group_of(req);
         let who = Setter { uid: req.uid(), in_group: &in_group };
         let r = self.fs.setxattr_as(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags), &who);
-        self.empty(reply, "setxattr", r);
+        self.empty(reply, &call, r);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
-        self.xattr(reply, "getxattr", self.fs.getxattr(Ino(ino.0), name(n), size));
+        let call = self.call(Op::Getxattr);
+        self.xattr(reply, &call, self.fs.getxattr(Ino(ino.0), name(n), size));
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let call = self.call(Op::Listxattr);
         // trusted.* names are listed to root only, as ext4 lists them.
-        self.xattr(reply, "listxattr", self.fs.listxattr_as(Ino(ino.0), size, req.uid() == 0));
+        self.xattr(reply, &call, self.fs.listxattr_as(Ino(ino.0), size, req.uid() == 0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        self.empty(reply, "removexattr", self.fs.removexattr(Ino(ino.0), name(n)));
+        let call = self.call(Op::Removexattr);
+        self.empty(reply, &call, self.fs.removexattr(Ino(ino.0), name(n)));
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.empty(reply, "access", self.fs.access(caller(req), Ino(ino.0), mask.bits() as u32));
+        let call = self.call(Op::Access);
+        self.empty(reply, &call, self.fs.access(caller(req), Ino(ino.0), mask.bits() as u32));
     }
 
     fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let call = self.call(Op::Create);
         let (a, fh) = match self.fs.create(creator(req, umask), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
             Ok(created) => created,
-            Err(e) => return reply.error(fail("create", e)),
+            Err(e) => return reply.error(call.fail(e)),
         };
         let (ttl, attr, fh) = (&self.opts.entry_ttl, file_attr(a.ino, &a.inode), FileHandle(fh));
         match self.backing(a.ino, fh.0, a.inode.kind, |f| reply.open_backing(f)) {
@@ -477,26 +518,29 @@ impl Filesystem for Adapter {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        let call = self.call(Op::Ioctl);
         debug!("ioctl {cmd:#x} on inode {}: ENOTTY", ino.0);
-        reply.error(Errno::ENOTTY);
+        reply.error(call.refuse(Errno::ENOTTY));
     }
 
     fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
-        self.empty(reply, "fallocate", self.fs.fallocate(Ino(ino.0), offset, length, mode));
+        let call = self.call(Op::Fallocate);
+        self.empty(reply, &call, self.fs.fallocate(Ino(ino.0), offset, length, mode));
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        let call = self.call(Op::Lseek);
         let kind = match whence {
             libc::SEEK_DATA => SeekKind::Data,
             libc::SEEK_HOLE => SeekKind::Hole,
-            _ => return reply.error(fail("lseek", FsError::Invalid("lseek whence other than SEEK_DATA/SEEK_HOLE"))),
+            _ => return reply.error(call.fail(FsError::Invalid("lseek whence other than SEEK_DATA/SEEK_HOLE"))),
         };
         let Ok(offset) = u64::try_from(offset) else {
-            return reply.error(fail("lseek", FsError::NoSuchOffset));
+            return reply.error(call.fail(FsError::NoSuchOffset));
         };
         match self.fs.lseek(Ino(ino.0), offset, kind) {
             Ok(pos) => reply.offset(pos as i64),
-            Err(e) => reply.error(fail("lseek", e)),
+            Err(e) => reply.error(call.fail(e)),
         }
     }
 
@@ -513,9 +557,66 @@ impl Filesystem for Adapter {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        let call = self.call(Op::CopyFileRange);
         match self.fs.copy_file_range(Ino(ino_in.0), offset_in, Ino(ino_out.0), offset_out, len) {
             Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(fail("copy_file_range", e)),
+            Err(e) => reply.error(call.fail(e)),
         }
+    }
+
+    /// Locks are left to the kernel (single host): it sends none unless
+    /// asked to, so these four are answered ENOSYS as fuser would, but
+    /// counted, and without fuser's warning.
+    fn getlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        let call = self.call(Op::Getlk);
+        reply.error(call.refuse(Errno::ENOSYS));
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        _sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let call = self.call(Op::Setlk);
+        reply.error(call.refuse(Errno::ENOSYS));
+    }
+
+    fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
+        let call = self.call(Op::Bmap);
+        reply.error(call.refuse(Errno::ENOSYS));
+    }
+
+    /// ENOSYS makes the kernel stop asking and treat files as always ready.
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        let call = self.call(Op::Poll);
+        reply.error(call.refuse(Errno::ENOSYS));
     }
 }

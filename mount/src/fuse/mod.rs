@@ -1,7 +1,8 @@
 //! The FUSE adapter: the only module that names fuser types. `adapter`
 //! holds the callbacks: each decodes its request into plain values, calls
 //! [`Fs`] once, and encodes the reply; errno comes from
-//! [`FsError::errno`](crate::FsError::errno) and nowhere else. `convert`
+//! [`FsError::errno`](crate::FsError::errno) and nowhere else. `call`
+//! counts each request in the daemon's metrics as it ends. `convert`
 //! turns fuser's types into plain ones and back; `backing` holds the
 //! kernel's passthrough handles for open regular files; `kernel_mount`
 //! mounts through mount(2) where we may. This file: the options, the
@@ -9,6 +10,7 @@
 
 mod adapter;
 mod backing;
+mod call;
 mod convert;
 mod kernel_mount;
 
@@ -24,6 +26,8 @@ use log::{debug, error};
 use adapter::Adapter;
 use backing::Backings;
 
+use crate::metrics::http::HttpServer;
+use crate::metrics::{Requests, StatsSource};
 use crate::Fs;
 
 /// How the kernel caches what this daemon tells it.
@@ -94,8 +98,12 @@ pub struct Mounted {
     mountpoint: PathBuf,
     /// The adapter's passthrough flag, as the handshake left it.
     passthrough: Arc<AtomicBool>,
+    /// What the request counters and the engine say, for reports.
+    stats: StatsSource,
     /// The control socket, stopped (and removed) before the filesystem closes.
     control: Option<crate::ctl::Server>,
+    /// The metrics endpoint, stopped with the control socket.
+    metrics: Option<HttpServer>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (e.g. the signal thread),
@@ -142,7 +150,10 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
     let backings = Arc::new(Backings::default());
     let kept = Arc::clone(&backings);
     fs.on_object_removal(move |ino| kept.forget(ino)).map_err(io::Error::other)?;
-    let adapter = Adapter { fs: Arc::clone(&fs), opts: opts.clone(), passthrough: Arc::clone(&passthrough), backings };
+    let requests = Arc::new(Requests::default());
+    let stats = StatsSource::new(Arc::clone(&fs), Arc::clone(&requests), Arc::clone(&passthrough));
+    let adapter =
+        Adapter { fs: Arc::clone(&fs), opts: opts.clone(), passthrough: Arc::clone(&passthrough), backings, requests };
     let session = match kernel_mount::mount(mountpoint, opts)? {
         Some(fd) => Session::from_fd(adapter, fd, config.acl, config).inspect_err(|_| {
             // The handshake failed: leave no dead mount behind.
@@ -153,7 +164,8 @@ pub fn mount(fs: Fs, mountpoint: &Path, opts: &FuseOptions) -> io::Result<Mounte
             Session::new(adapter, mountpoint, &config)?
         }
     };
-    Ok(Mounted { session, fs, mountpoint: mountpoint.to_path_buf(), passthrough, control: None })
+    let mountpoint = mountpoint.to_path_buf();
+    Ok(Mounted { session, fs, mountpoint, passthrough, stats, control: None, metrics: None })
 }
 
 impl Mounted {
@@ -172,17 +184,29 @@ impl Mounted {
         &self.fs
     }
 
+    /// The daemon's counters, for the control socket and the metrics endpoint.
+    pub fn stats(&self) -> &StatsSource {
+        &self.stats
+    }
+
     /// Keep `server` running while the filesystem is served.
     pub fn attach_control(&mut self, server: crate::ctl::Server) {
         self.control = Some(server);
     }
 
+    /// Keep the metrics endpoint running while the filesystem is served.
+    pub fn attach_metrics(&mut self, server: HttpServer) {
+        self.metrics = Some(server);
+    }
+
     /// Serve requests until the filesystem is unmounted, then stop the
-    /// control socket (removing it, while the store is still ours) and
+    /// metrics endpoint and the control socket (removing it, while the
+    /// store is still ours) and
     /// close the filesystem (queued reclaims done, clean close recorded)
     /// before returning, so the caller can release the store right after.
     pub fn run(mut self) -> io::Result<()> {
         let served = self.session.run();
+        drop(self.metrics.take());
         drop(self.control.take());
         if let Err(e) = self.fs.shutdown() {
             error!("closing the filesystem: {e} (the next mount finishes the work)");

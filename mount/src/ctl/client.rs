@@ -13,6 +13,7 @@ use super::proto::{self, code, DecodeError, Reply, ReplyError, Request, Status, 
 use super::server::open_dir;
 use super::SOCKET_NAME;
 use crate::info::{SocketState, StoreInfo};
+use crate::metrics::StatsReport;
 
 /// How long a client waits for a reply line: an `info` of a very large
 /// store walks every inode first.
@@ -88,6 +89,16 @@ pub fn ask(stream: UnixStream, request: &str, item: &mut dyn FnMut(Value)) -> Re
 
 /// The `info` report of the daemon serving `store`.
 pub fn info(store: &Path) -> Result<StoreInfo, CtlError> {
-    let body = ask(connect(store)?, proto::REQUEST_INFO, &mut |_| {})?;
+    ask_for(store, proto::REQUEST_INFO)
+}
+
+/// The counters of the daemon serving `store`.
+pub fn stats(store: &Path) -> Result<StatsReport, CtlError> {
+    ask_for(store, proto::REQUEST_STATS)
+}
+
+/// Ask `request` of the daemon serving `store`; its answer as a `T`.
+fn ask_for<T: serde::de::DeserializeOwned>(store: &Path, request: &str) -> Result<T, CtlError> {
+    let body = ask(connect(store)?, request, &mut |_| {})?;
     serde_json::from_value(body).map_err(|e| CtlError::Decode(DecodeError::Json(e)))
 }

@@ -1,5 +1,5 @@
 //! The control socket: how a tool talks to the daemon serving a store
-//! (`holt-fs info` now; `dump` and `stats` later). A read-write daemon
+//! (`holt-fs info` and `holt-fs stats`; `dump` later). A read-write daemon
 //! listens on `STORE/ctl.sock` (mode 0600) from before the mount is
 //! reported ready until it unmounts; the protocol is one JSON line per
 //! request and per reply (`proto`, documented in doc/FORMAT.md).
@@ -27,19 +27,22 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use client::{ask, connect, info, CtlError};
+pub use client::{ask, connect, info, stats, CtlError};
 pub use server::{Handler, SendReply, Server};
 
 use crate::info::InfoError;
+use crate::metrics::StatsSource;
 use crate::Fs;
 use proto::{code, Reply, Request};
 
 /// The socket's name in the store directory.
 pub const SOCKET_NAME: &str = "ctl.sock";
 
-/// What a serving daemon answers: `info`.
+/// What a serving daemon answers: `info` and `stats`.
 pub struct DaemonHandler {
     pub fs: Arc<Fs>,
+    /// The daemon's counters (`stats`).
+    pub stats: StatsSource,
     /// The store directory (absolute) and the mountpoint, as reported.
     pub store: PathBuf,
     pub mountpoint: PathBuf,
@@ -49,13 +52,22 @@ impl Handler for DaemonHandler {
     fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()> {
         let reply = match request.request.as_str() {
             proto::REQUEST_INFO => self.info(stopping),
-            other => Reply::error(code::UNKNOWN_REQUEST, format!("unknown request '{other}'; this daemon knows: info")),
+            proto::REQUEST_STATS => Reply::ok(self.stats()),
+            other => {
+                let known = proto::REQUESTS.join(", ");
+                Reply::error(code::UNKNOWN_REQUEST, format!("unknown request '{other}'; this daemon knows: {known}"))
+            }
         };
         send(&reply)
     }
 }
 
 impl DaemonHandler {
+    /// Atomic loads only: answered at once, whatever the store's size.
+    fn stats(&self) -> serde_json::Value {
+        serde_json::to_value(self.stats.report()).expect("a report serializes: string keys, finite numbers")
+    }
+
     fn info(&self, stopping: &dyn Fn() -> bool) -> Reply {
         match crate::info::live(&self.fs, &self.store, &self.mountpoint, stopping) {
             Ok(info) => Reply::ok(serde_json::to_value(info).expect("a report serializes: string keys, finite numbers")),

@@ -22,8 +22,9 @@ pub const LINE_BYTES_MAX: usize = 1 << 20;
 
 /// The request names this build knows.
 pub const REQUEST_INFO: &str = "info";
+pub const REQUEST_STATS: &str = "stats";
 /// Every request name above (doc/FORMAT.md lists the same).
-pub const REQUESTS: [&str; 1] = [REQUEST_INFO];
+pub const REQUESTS: [&str; 2] = [REQUEST_INFO, REQUEST_STATS];
 
 /// Error codes of a reply (`error.code`). A client treats a code it does
 /// not know like `failed`.
@@ -49,7 +50,7 @@ pub mod code {
 pub struct Request {
     /// The client's protocol version.
     pub v: u32,
-    /// What is asked: `info`.
+    /// What is asked: one of [`REQUESTS`].
     pub request: String,
 }
 

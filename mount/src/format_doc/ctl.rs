@@ -11,6 +11,7 @@ use crate::ctl::proto::{self, code, Reply, ReplyError, Request, Status, PROTOCOL
 use crate::info::{
     AnsweredBy, Counts, DiskUsage, EngineInfo, LastShutdown, MountInfo, MountState, SocketState, StoreInfo,
 };
+use crate::metrics::{Op, Requests, StatsReport};
 
 const SECTION_HEADING: &str = "\n## holt-fs control socket\n";
 
@@ -154,6 +155,25 @@ fn info_report_tables_match_the_serialized_report() {
     let sockets = [SocketState::Answering, SocketState::Stale, SocketState::Absent];
     assert_values("Info report", "control_socket", &sockets);
     assert_values("Info report: mounts", "state", &[MountState::Serving, MountState::Dead]);
+}
+
+fn stats_report() -> StatsReport {
+    let requests = Requests::default();
+    requests.record(Op::Lookup, 2000, libc::ENOENT);
+    let daemon = crate::metrics::report::Daemon { pid: 1, started_sec: 2, uptime_sec: 0.5, passthrough: false, txn_conflicts: 0 };
+    StatsReport::new(daemon, &requests.totals(), holt_core::TreeCounters::default())
+}
+
+#[test]
+fn stats_report_tables_match_the_serialized_report() {
+    let report = to_json(&stats_report());
+    assert_table("Stats report", &report, &report);
+    let lookup = &report["requests"][0];
+    assert_eq!(lookup["op"], "lookup");
+    assert_table("Stats report: requests", lookup, lookup);
+    assert_table("Stats report: engine", &report["engine"], &report["engine"]);
+    let doc = rows("Stats report: requests").into_iter().find(|r| r.0 == "errors").expect("errors documented");
+    assert!(doc.2.contains(&format!("`{}`", lookup["errors"].as_object().unwrap().keys().next().unwrap())));
 }
 
 #[test]

@@ -12,6 +12,9 @@ mod mount_cmd;
 mod mount_helper;
 mod pid_file;
 mod signals;
+mod stats_cmd;
+mod stats_text;
+mod target;
 mod umount_cmd;
 
 use std::path::PathBuf;
@@ -67,6 +70,15 @@ enum Command {
     /// daemon answers over its control socket (STORE/ctl.sock); a store no
     /// daemon serves read-write is opened read-only, writing nothing.
     Info(info_cmd::InfoArgs),
+    /// Watch the daemon serving a store: requests per second by FUSE
+    /// opcode, latencies, data bytes, cache hit rate, WAL and checkpoints.
+    ///
+    /// Refreshed every second (like `juicefs stats`); --once and --json for
+    /// scripts. The daemon answers over its control socket, which read-write
+    /// mounts of a store have; for --memory and read-only mounts, use
+    /// `holt-fs mount --metrics ADDR` (Prometheus). doc/METRICS.md says what
+    /// each number counts.
+    Stats(stats_cmd::StatsArgs),
     /// Print the manual page (or write every page into a directory).
     Man(docs_cmd::ManArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -94,6 +106,7 @@ fn main() -> ExitCode {
         Command::Fsck(args) => return fsck_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Info(args) => info_cmd::run(args),
+        Command::Stats(args) => stats_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
         Command::Man(args) => docs_cmd::man(args, Cli::command()),
         Command::Completions(args) => docs_cmd::completions(args, Cli::command()),

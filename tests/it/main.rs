@@ -12,6 +12,7 @@ mod fsck;
 mod full_disk;
 mod harness;
 mod info;
+mod metrics;
 mod passthrough;
 mod persist;
 mod posix;

@@ -211,28 +211,55 @@ mod tests {
         assert_eq!(g.nanos, 12 * (0..1000).sum::<u64>());
     }
 
+    /// CPU nanoseconds this thread has run.
+    fn thread_cpu_ns() -> u64 {
+        // SAFETY: clock_gettime fills the timespec we pass.
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// Thread CPU nanoseconds per iteration of `f`, on each of `threads`
+    /// threads at once (CPU time, so a loaded machine's waits are not in it).
+    fn cost_ns(threads: usize, f: &(dyn Fn() + Sync)) -> Vec<f64> {
+        const N: u64 = 2_000_000;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let started = thread_cpu_ns();
+                        for _ in 0..N {
+                            f();
+                        }
+                        (thread_cpu_ns() - started) as f64 / N as f64
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
     /// The cost a request pays for being counted: the two clock reads of
-    /// its timer and `record`. Run with
+    /// its timer and `record`, apart and together, at 1 to 4 threads all
+    /// counting the same op. Run with
     /// `cargo test --release -p holt-mount --lib record_cost -- --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement, not a check"]
     fn record_cost() {
-        const N: u64 = 2_000_000;
-        let r = Arc::new(Requests::default());
-        for threads in [1usize, 2, 4] {
-            let started = Instant::now();
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(|| {
-                        for _ in 0..N {
-                            let t = Instant::now();
-                            std::hint::black_box(&r).record(Op::Lookup, t.elapsed().as_nanos() as u64, 0);
-                        }
-                    });
-                }
-            });
-            let ns = started.elapsed().as_nanos() as f64 / N as f64;
-            println!("record_cost: {threads} thread(s), all on one op: {ns:.1} ns per counted request (wall, per thread)");
+        let r = Requests::default();
+        let clock = || {
+            std::hint::black_box(Instant::now().elapsed());
+        };
+        let record = || std::hint::black_box(&r).record(Op::Lookup, std::hint::black_box(5000), 0);
+        let both = || {
+            let t = Instant::now();
+            std::hint::black_box(&r).record(Op::Lookup, t.elapsed().as_nanos() as u64, 0);
+        };
+        for (what, f) in [("clock reads", &clock as &(dyn Fn() + Sync)), ("record", &record), ("clock + record", &both)] {
+            for threads in [1usize, 2, 4] {
+                let ns: Vec<String> = cost_ns(threads, f).iter().map(|ns| format!("{ns:.1}")).collect();
+                println!("record_cost: {what:<15} {threads} thread(s): {} ns of CPU per request", ns.join(" / "));
+            }
         }
     }
 }

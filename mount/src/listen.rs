@@ -1,5 +1,6 @@
 //! The accept loop of the daemon's side servers (the control socket, the
-//! metrics endpoint): one thread accepts at a lowered CPU priority, which
+//! metrics endpoint), and [`Acceptor`], the thread that runs it and how it
+//! is stopped: one thread accepts at a lowered CPU priority, which
 //! the connection threads it starts inherit, so the FUSE threads go
 //! first; at most a set number of connections are served at once, each
 //! on its own thread; more are turned away at once. The loop ends at the
@@ -8,7 +9,10 @@
 //! thread has finished.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -70,4 +74,44 @@ pub(crate) fn accept_loop<S: Send>(incoming: impl Iterator<Item = io::Result<S>>
             }
         }
     });
+}
+
+/// A listener's accept thread; stopping it (or dropping it) ends the
+/// accept loop and waits for it and its connections to finish.
+pub(crate) struct Acceptor {
+    listener: Arc<dyn AsRawFd + Send + Sync>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    /// Run `serve(listener, stop)` on a thread named `name`; `serve` is
+    /// expected to return soon after `stop` is set and an accept returns.
+    pub(crate) fn spawn<L: AsRawFd + Send + Sync + 'static>(
+        name: &str,
+        listener: Arc<L>,
+        serve: impl FnOnce(&L, &AtomicBool) + Send + 'static,
+    ) -> io::Result<Acceptor> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (Arc::clone(&listener), Arc::clone(&stop));
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || serve(&l, &s))?;
+        Ok(Acceptor { listener, stop, thread: Some(thread) })
+    }
+
+    /// Stop accepting and wait for the loop and its connections; later calls do nothing.
+    pub(crate) fn stop(&mut self) {
+        let Some(thread) = self.thread.take() else { return };
+        self.stop.store(true, Ordering::Release);
+        // SAFETY: shutdown on the listener's live descriptor (the Arc keeps
+        // it open); on Linux it makes a blocked accept(2) return, which
+        // ends the accept loop.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

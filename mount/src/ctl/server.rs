@@ -29,14 +29,13 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use log::{debug, warn};
 
 use super::proto::{self, code, Reply, Request, LINE_BYTES_MAX, PROTOCOL_VERSION};
 use super::SOCKET_NAME;
-use crate::listen::{self, Policy};
+use crate::listen::{self, Acceptor, Policy};
 
 /// The private directory a socket is bound in before it is moved into place.
 const STAGING_NAME: &str = "ctl.sock.tmp";
@@ -64,9 +63,7 @@ pub trait Handler: Send + Sync {
 /// A listening control socket; dropping it stops serving and removes it.
 pub struct Server {
     dir: Arc<OwnedFd>,
-    listener: Arc<UnixListener>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
     /// `(st_dev, st_ino)` of the socket this server made.
     socket_id: (u64, u64),
 }
@@ -152,27 +149,18 @@ impl Server {
         let dir = Arc::new(open_dir(store)?);
         let listener = Arc::new(bind_in_place(&dir)?);
         let socket_id = identity(&dir, SOCKET_NAME)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (Arc::clone(&listener), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
-            .name("holt-ctl".into())
-            .spawn(move || accept_loop(&l, handler.as_ref(), &s))
+        let acceptor = Acceptor::spawn("holt-ctl", listener, move |l, stop| accept_loop(l, handler.as_ref(), stop))
             .inspect_err(|_| {
                 let _ = unlink_at(&dir, SOCKET_NAME, 0);
             })?;
-        Ok(Server { dir, listener, stop, thread: Some(thread), socket_id })
+        Ok(Server { dir, acceptor, socket_id })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // SAFETY: shutdown on the listener's live descriptor; on Linux it
-        // makes a blocked accept(2) return, which ends the accept loop.
-        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        // Nothing serves from the socket once it is removed.
+        self.acceptor.stop();
         match identity(&self.dir, SOCKET_NAME) {
             Ok(id) if id == self.socket_id => {
                 if let Err(e) = unlink_at(&self.dir, SOCKET_NAME, 0) {

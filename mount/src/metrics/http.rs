@@ -16,15 +16,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::listen::{self, Policy};
+use crate::listen::{self, Acceptor, Policy};
 
 /// Renders the body of `GET /metrics`.
 pub type Render = dyn Fn() -> String + Send + Sync;
@@ -57,9 +54,9 @@ impl Limits {
 
 /// A listening metrics endpoint; dropping it stops serving.
 pub struct HttpServer {
-    listener: Arc<TcpListener>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+    /// Stopped when dropped.
+    _acceptor: Acceptor,
 }
 
 /// Bind `addr` (before the mount, so a bad address fails the mount
@@ -71,10 +68,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 impl HttpServer {
     /// Serve `render`'s text on `listener` until dropped.
     pub fn start(listener: TcpListener, render: Arc<Render>, limits: Limits) -> io::Result<HttpServer> {
-        let listener = Arc::new(listener);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (Arc::clone(&listener), Arc::clone(&stop));
-        let thread = std::thread::Builder::new().name("holt-metrics".into()).spawn(move || {
+        let addr = listener.local_addr()?;
+        let acceptor = Acceptor::spawn("holt-metrics", Arc::new(listener), move |l: &TcpListener, stop| {
             let busy = |stream: TcpStream| {
                 // On the accept thread: short bounds, so a flood delays accepting little.
                 let _ = stream.set_write_timeout(Some(DRAIN_BUSY));
@@ -85,25 +80,13 @@ impl HttpServer {
             let serve = |stream: TcpStream| serve_connection(&stream, render.as_ref(), &limits);
             let policy =
                 Policy { thread_name: "holt-metrics-conn", connections_max: limits.connections_max, busy: &busy, serve: &serve };
-            listen::accept_loop(l.incoming(), &s, &policy);
+            listen::accept_loop(l.incoming(), stop, &policy);
         })?;
-        Ok(HttpServer { listener, stop, thread: Some(thread) })
+        Ok(HttpServer { addr, _acceptor: acceptor })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // SAFETY: shutdown on the listener's live descriptor; on Linux it
-        // makes a blocked accept(2) return, which ends the accept loop.
-        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 

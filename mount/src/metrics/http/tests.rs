@@ -1,6 +1,6 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 
 use super::*;
@@ -14,7 +14,7 @@ fn server(limits: Limits) -> (HttpServer, SocketAddr, Arc<AtomicUsize>) {
     });
     let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server = HttpServer::start(listener, render, limits).unwrap();
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     (server, addr, renders)
 }
 

@@ -63,6 +63,7 @@
 
 pub mod ctl;
 pub mod data;
+pub mod dump;
 mod error;
 #[cfg(test)] mod format_doc;
 mod fs;

@@ -160,7 +160,7 @@ fn info_report_tables_match_the_serialized_report() {
 fn store_layout_documents_the_socket_the_server_makes() {
     struct Silent;
     impl crate::ctl::Handler for Silent {
-        fn handle(&self, _: &Request, _: &dyn Fn() -> bool, _: &mut crate::ctl::SendReply) -> std::io::Result<()> {
+        fn handle(&self, _: &Request, _: &mut crate::ctl::Responder) -> std::io::Result<()> {
             Ok(())
         }
     }

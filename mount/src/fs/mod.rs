@@ -35,6 +35,7 @@ pub use attr::SetAttr;
 pub use crate::schema::TimeSet;
 pub use dir::DirEntry;
 pub use file::OpenFlags;
+pub use reclaim::ReclaimHold;
 pub use format::{LastMount, Recovery};
 pub(crate) use format::current_boot_id;
 pub use rename::RenameFlags;

@@ -1,0 +1,243 @@
+//! Dump and load through the fs layer, no kernel: a tree with every kind
+//! of inode round-trips byte for byte; a dump taken while another thread
+//! renames is one moment's namespace; bad input and non-empty stores are
+//! refused.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::format::{Record, StreamReader};
+use super::*;
+use crate::schema::{FileKind, TimeSet, Timespec};
+use crate::tests::USER;
+use crate::{Caller, OpenFlags, RenameFlags, SetAttr, XattrFlags};
+
+const MIB: u64 = 1 << 20;
+const NO_CTIME: DumpOptions = DumpOptions { meta_only: false, no_ctime: true };
+
+fn open_fs(dir: &Path) -> Fs {
+    let store = Store::open(dir, &StoreOptions::default()).expect("store opens");
+    Fs::from_store(store, FsConfig::default()).expect("filesystem opens")
+}
+
+fn file(fs: &Fs, parent: Ino, name: &[u8], perm: u32, chunks: &[(u64, &[u8])]) -> Ino {
+    let flags = OpenFlags { write: true, exclusive: true, truncate: false };
+    let (attr, fh) = fs.create(USER, parent, name, perm, flags).unwrap();
+    for (off, bytes) in chunks {
+        fs.write(attr.ino, *off, bytes).unwrap();
+    }
+    fs.release(attr.ino, fh).unwrap();
+    attr.ino
+}
+
+fn at(sec: i64, nsec: u32) -> Option<TimeSet> {
+    Some(TimeSet::At(Timespec { sec, nsec }))
+}
+
+/// Every kind of inode, hard links (one to a symlink), xattrs, a sparse
+/// file with a trailing hole, odd names, a setgid directory whose
+/// children the loader must correct, and times to the nanosecond.
+fn build(fs: &Fs) {
+    let root = Ino::ROOT;
+    let dir = fs.mkdir(USER, root, b"dir", 0o2755).unwrap().ino;
+    let plain = file(fs, dir, b"plain", 0o640, &[(0, b"hello")]);
+    fs.setattr(plain, &SetAttr { gid: Some(5), ..SetAttr::default() }).unwrap();
+    let sub = fs.mkdir(USER, dir, b"sub", 0o755).unwrap().ino;
+    fs.setattr(sub, &SetAttr { mode: Some(0o700), ..SetAttr::default() }).unwrap();
+    fs.link(plain, root, b"hardlink").unwrap();
+    fs.link(plain, sub, b"third").unwrap();
+    let sparse = file(fs, root, b"sparse", 0o600, &[(0, &[b'a'; 4096]), (8 * MIB, &[b'b'; 4096])]);
+    fs.setattr(sparse, &SetAttr { size: Some(16 * MIB), ..SetAttr::default() }).unwrap();
+    let sym = fs.symlink(USER, root, b"sym", b"dir/plain").unwrap().ino;
+    fs.link(sym, sub, b"sym2").unwrap();
+    fs.mknod(USER, root, b"fifo", libc::S_IFIFO | 0o644, 0).unwrap();
+    fs.mknod(USER, root, b"sock", libc::S_IFSOCK | 0o600, 0).unwrap();
+    fs.mknod(Caller::ROOT, root, b"chr", libc::S_IFCHR | 0o600, 0x0501).unwrap();
+    fs.mknod(Caller::ROOT, root, b"blk", libc::S_IFBLK | 0o660, 0x0801).unwrap();
+    for name in [&b"new\nline"[..], b"\xff\xfe not utf-8", &[b'x'; 255], b" spaced out "] {
+        file(fs, root, name, 0o644, &[(0, name)]);
+    }
+    fs.setxattr(plain, b"user.a", &[0, 1, 2, 255], XattrFlags::default()).unwrap();
+    fs.setxattr(dir, b"user.big", &vec![7; 65536], XattrFlags::default()).unwrap();
+    fs.setxattr(root, b"trusted.root", b"r", XattrFlags::default()).unwrap();
+    fs.setxattr(sym, b"user.on-link", b"", XattrFlags::default()).unwrap();
+    let times = SetAttr { atime: at(1_000_000_000, 1), mtime: at(1_600_000_000, 999_999_999), ..SetAttr::default() };
+    for ino in [plain, sparse, sym, sub, dir] {
+        fs.setattr(ino, &times).unwrap();
+    }
+}
+
+fn dump_to_vec(fs: &Fs, opts: DumpOptions) -> Vec<u8> {
+    let mut out = Vec::new();
+    dump_live(fs, &mut out, opts, &mut |_| {}, &|| false).unwrap();
+    out
+}
+
+fn lookup_path(fs: &Fs, path: &[&[u8]]) -> crate::Attr {
+    path.iter().fold(fs.getattr(Ino::ROOT).unwrap(), |dir, name| fs.lookup(dir.ino, name).unwrap())
+}
+
+#[test]
+fn every_kind_of_inode_round_trips_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let first = {
+        let fs = open_fs(&a);
+        build(&fs);
+        dump_to_vec(&fs, NO_CTIME)
+    };
+    let totals = load_store(&b, &first[..], &mut |_| {}).unwrap();
+    assert_eq!((totals.inodes, totals.names), (14, 16), "{totals:?}");
+    let mut again = Vec::new();
+    dump_store(&b, &mut again, NO_CTIME, &mut |_| {}).unwrap();
+    assert!(again == first, "dump -> load -> dump gives the same bytes");
+    let fs = open_fs(&b);
+    let sparse = lookup_path(&fs, &[b"sparse"]);
+    assert_eq!(sparse.inode.size, 16 * MIB);
+    assert!(sparse.inode.blocks * 512 < MIB, "holes stay holes: {} blocks", sparse.inode.blocks);
+    assert_eq!(fs.read(sparse.ino, 8 * MIB, 4).unwrap(), b"bbbb");
+    let plain = lookup_path(&fs, &[b"dir", b"sub", b"third"]);
+    assert_eq!((plain.inode.nlink, plain.inode.gid, plain.inode.perm), (3, 5, 0o640));
+    assert_eq!(lookup_path(&fs, &[b"dir", b"sub"]).inode.perm, 0o700, "setgid inheritance undone");
+    assert_eq!(lookup_path(&fs, &[b"chr"]).inode.rdev, 0x0501);
+    assert_eq!(fs.readlink(lookup_path(&fs, &[b"dir", b"sub", b"sym2"]).ino).unwrap(), b"dir/plain");
+}
+
+#[test]
+fn dumps_with_ctimes_and_meta_only_load_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = open_fs(&tmp.path().join("a"));
+    build(&fs);
+    let full = dump_to_vec(&fs, DumpOptions::default());
+    assert_ne!(full, dump_to_vec(&fs, NO_CTIME), "ctimes are recorded unless asked not to be");
+    assert_eq!(full, dump_to_vec(&fs, DumpOptions::default()), "two dumps of one moment are identical");
+    load_store(&tmp.path().join("b"), &full[..], &mut |_| {}).unwrap();
+    let meta_only = DumpOptions { meta_only: true, no_ctime: true };
+    let first = dump_to_vec(&fs, meta_only);
+    load_store(&tmp.path().join("c"), &first[..], &mut |_| {}).unwrap();
+    let mut again = Vec::new();
+    dump_store(&tmp.path().join("c"), &mut again, meta_only, &mut |_| {}).unwrap();
+    assert!(again == first, "a meta-only dump round-trips too");
+    let c = open_fs(&tmp.path().join("c"));
+    let sparse = lookup_path(&c, &[b"sparse"]);
+    assert_eq!((sparse.inode.size, sparse.inode.blocks), (16 * MIB, 0), "contents left out: all hole");
+}
+
+#[test]
+fn load_refuses_a_store_with_files_and_bad_streams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = open_fs(&tmp.path().join("a"));
+    build(&fs);
+    let good = dump_to_vec(&fs, DumpOptions::default());
+    let err = load_store(&tmp.path().join("a"), &good[..], &mut |_| {}).unwrap_err();
+    assert!(matches!(err, DumpError::Store(StoreError::Locked { .. })), "a store in use is refused: {err}");
+    drop(fs);
+    let err = load_store(&tmp.path().join("a"), &good[..], &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("already holds files"), "{err}");
+    let cut = &good[..good.len() - 10];
+    let err = load_store(&tmp.path().join("b"), cut, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x10;
+    let err = load_store(&tmp.path().join("c"), &flipped[..], &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    let err = load_store(&tmp.path().join("d"), &b"not a dump at all"[..], &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("not a holt-fs dump"), "{err}");
+}
+
+/// Each path of a stream with its stream id.
+fn paths(stream: &[u8]) -> BTreeMap<Vec<u8>, u64> {
+    let mut reader = StreamReader::new(stream).unwrap();
+    let (mut dirs, mut out): (Vec<Vec<u8>>, BTreeMap<Vec<u8>, u64>) = (Vec::new(), BTreeMap::new());
+    while let Some(record) = reader.next().unwrap() {
+        let path = |name: &[u8], dirs: &[Vec<u8>]| [dirs.concat(), name.to_vec()].concat();
+        match record {
+            Record::Inode(r) => {
+                out.insert(path(&r.name, &dirs), r.id);
+                if r.kind == FileKind::Dir {
+                    dirs.push([r.name.as_slice(), b"/"].concat());
+                }
+            }
+            Record::Link { id, name } => {
+                out.insert(path(&name, &dirs), id);
+            }
+            Record::End => {
+                dirs.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A file renamed back and forth between two directories, and a whole
+/// tree moved from one parent to another, while dumps run: every dump
+/// holds the file exactly once and the tree whole in one place.
+#[test]
+fn a_dump_is_one_moment_while_renames_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = Arc::new(open_fs(&tmp.path().join("a")));
+    let root = Ino::ROOT;
+    let (x, y) = (fs.mkdir(USER, root, b"x", 0o755).unwrap().ino, fs.mkdir(USER, root, b"y", 0o755).unwrap().ino);
+    file(&fs, x, b"f", 0o644, &[(0, b"f")]);
+    let tree = fs.mkdir(USER, x, b"tree", 0o755).unwrap().ino;
+    for i in 0..300 {
+        file(&fs, tree, format!("t{i:03}").as_bytes(), 0o644, &[]);
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let mover = {
+        let (fs, done) = (Arc::clone(&fs), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut moves = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                let (from, to) = if moves % 2 == 0 { (x, y) } else { (y, x) };
+                fs.rename(from, b"f", to, b"f", RenameFlags::default()).unwrap();
+                fs.rename(from, b"tree", to, b"tree", RenameFlags::default()).unwrap();
+                moves += 1;
+            }
+            moves
+        })
+    };
+    for _ in 0..20 {
+        let found = paths(&dump_to_vec(&fs, DumpOptions::default()));
+        let files: Vec<String> =
+            found.keys().filter(|p| p.ends_with(b"/f")).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+        assert_eq!(files.len(), 1, "the renamed file appears exactly once: {files:?}");
+        let in_x = found.keys().filter(|p| p.starts_with(b"/x/tree/")).count();
+        let in_y = found.keys().filter(|p| p.starts_with(b"/y/tree/")).count();
+        assert!((in_x, in_y) == (300, 0) || (in_x, in_y) == (0, 300), "the tree moved whole: {in_x} {in_y}");
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(mover.join().unwrap() > 0, "renames ran while dumping");
+}
+
+/// A file deleted after the snapshot is still dumped with its bytes: its
+/// object outlives its last name until the dump ends.
+#[test]
+fn objects_of_files_deleted_during_a_dump_are_kept_until_it_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = open_fs(&tmp.path().join("a"));
+    let gone = file(&fs, Ino::ROOT, b"gone", 0o644, &[(0, b"still here")]);
+    let hold = fs.hold_reclaims();
+    fs.unlink(Ino::ROOT, b"gone").unwrap();
+    fs.drain_reclaims().unwrap();
+    assert!(fs.data().stat(gone).unwrap().is_some(), "the object is kept while held");
+    drop(hold);
+    fs.drain_reclaims().unwrap();
+    assert!(fs.data().stat(gone).unwrap().is_none(), "and reclaimed once the hold is gone");
+}
+
+#[test]
+fn a_stop_request_aborts_the_stream_with_its_reason() {
+    let fs = crate::tests::memory_fs();
+    for i in 0..2100 {
+        fs.mknod(USER, Ino::ROOT, format!("p{i}").as_bytes(), libc::S_IFIFO | 0o644, 0).unwrap();
+    }
+    let mut out = Vec::new();
+    let err = dump_live(&fs, &mut out, DumpOptions::default(), &mut |_| {}, &|| true).unwrap_err();
+    assert!(matches!(err, DumpError::Stopped));
+    let loaded = load_store(&tempfile::tempdir().unwrap().path().join("s"), &out[..], &mut |_| {});
+    assert!(loaded.unwrap_err().to_string().contains("unmounting"), "the reader is told why");
+}

@@ -49,7 +49,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use format::{StreamError, Totals};
-pub use remote::dump_remote;
+pub use remote::{dump_remote, STREAM_NAME};
 pub(crate) use remote::serve;
 
 use crate::ctl::CtlError;

@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use client::{ask, connect, info, CtlError};
+pub(crate) use client::{read_reply, send};
 pub use server::{Handler, Responder, Server};
 
 use crate::info::InfoError;

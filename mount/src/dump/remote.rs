@@ -17,26 +17,22 @@
 //! mid-stream leaves a stream without its Trailer, which no load accepts.
 //! The cost is one copy through the client.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::format::{Record, StreamReader, VERSION};
 use super::walk::write_dump;
 use super::{live_view, DumpError, DumpOptions, DumpReport, Progress};
-use crate::ctl::proto::{self, code, Reply, ReplyError, Request, Status, LINE_BYTES_MAX};
-use crate::ctl::{connect, CtlError, Responder};
+use crate::ctl::proto::{self, code, Reply, ReplyError, Request, Status};
+use crate::ctl::{connect, read_reply, send, CtlError, Responder};
 use crate::Fs;
 
 /// The `stream` value of the reply that announces a dump stream.
 pub const STREAM_NAME: &str = "holt-dump";
-/// How long the client waits for a byte: the daemon's snapshot is one
-/// checkpoint, and a file is read between two records.
-const READ_WAIT: Duration = Duration::from_secs(600);
 
 /// The daemon's side: answer a `dump` request on `conn`.
 pub(crate) fn serve(fs: &Fs, request: &Request, conn: &mut Responder) -> io::Result<()> {
@@ -89,17 +85,16 @@ pub fn dump_remote(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<DumpReport, DumpError> {
     let stream = connect(store).map_err(DumpError::Ctl)?;
-    stream.set_read_timeout(Some(READ_WAIT))?;
     let args = serde_json::to_value(opts).expect("options serialize");
     let request = Request { args: Some(args), ..Request::new(proto::REQUEST_DUMP) };
-    (&stream).write_all(&proto::encode(&request))?;
+    let mut sent = send(&stream, &request).map_err(DumpError::Ctl)?;
     let mut reader = BufReader::new(&stream);
-    let announced = read_reply(&mut reader)?;
+    let announced = answer(read_reply(&mut reader).map_err(|e| sent.blame(e)))?;
     if announced.body.as_ref().and_then(|b| b.get("stream")).and_then(Value::as_str) != Some(STREAM_NAME) {
         return Err(unexpected("a reply announcing the dump stream"));
     }
     let copied = copy_stream(&mut reader, out, progress);
-    let last = read_reply(&mut reader);
+    let last = answer(read_reply(&mut reader));
     match (copied, last) {
         (Ok(()), Ok(reply)) if reply.status == Status::Ok => {
             serde_json::from_value(reply.body.unwrap_or(Value::Null)).map_err(|e| unexpected_json(&e))
@@ -113,7 +108,11 @@ pub fn dump_remote(
 }
 
 /// Read records (copied to `out`) up to and including the Trailer.
-fn copy_stream(reader: &mut BufReader<&UnixStream>, out: &mut dyn Write, progress: &mut dyn FnMut(Progress)) -> Result<(), DumpError> {
+fn copy_stream(
+    reader: &mut BufReader<&UnixStream>,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), DumpError> {
     let mut records = StreamReader::new(Tee { input: reader, out })?;
     let mut shown = Progress::default();
     while let Some(record) = records.next()? {
@@ -124,13 +123,9 @@ fn copy_stream(reader: &mut BufReader<&UnixStream>, out: &mut dyn Write, progres
     Ok(())
 }
 
-/// One reply line; an `error` reply is `CtlError::Refused`.
-fn read_reply(reader: &mut BufReader<&UnixStream>) -> Result<Reply, DumpError> {
-    let mut line = Vec::new();
-    if reader.take(LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut line)? == 0 {
-        return Err(DumpError::Ctl(CtlError::Closed));
-    }
-    let reply: Reply = proto::decode(&line).map_err(|e| DumpError::Ctl(CtlError::Decode(e)))?;
+/// A reply; an `error` reply as `CtlError::Refused`.
+fn answer(reply: Result<Reply, CtlError>) -> Result<Reply, DumpError> {
+    let reply = reply.map_err(DumpError::Ctl)?;
     if reply.status == Status::Error {
         let unknown = || ReplyError { code: code::FAILED.into(), message: "no reason given".into() };
         return Err(DumpError::Ctl(CtlError::Refused(reply.error.unwrap_or_else(unknown))));

@@ -12,6 +12,7 @@ use super::format::{Record, StreamReader};
 use super::*;
 use crate::schema::{FileKind, TimeSet, Timespec};
 use crate::tests::USER;
+use crate::ctl::proto::{self, Request};
 use crate::{Caller, OpenFlags, RenameFlags, SetAttr, XattrFlags};
 
 const MIB: u64 = 1 << 20;
@@ -240,4 +241,27 @@ fn a_stop_request_aborts_the_stream_with_its_reason() {
     assert!(matches!(err, DumpError::Stopped));
     let loaded = load_store(&tempfile::tempdir().unwrap().path().join("s"), &out[..], &mut |_| {});
     assert!(loaded.unwrap_err().to_string().contains("unmounting"), "the reader is told why");
+}
+
+/// The daemon's answer over a real control socket is the same stream as
+/// a dump made in process; bad arguments are refused before any stream.
+#[test]
+fn a_dump_over_the_control_socket_is_the_filesystem_s_dump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let fs = Arc::new(open_fs(&dir));
+    build(&fs);
+    let handler = crate::ctl::DaemonHandler { fs: Arc::clone(&fs), store: dir.clone(), mountpoint: "/mnt".into() };
+    let _server = crate::ctl::Server::start(&dir, Arc::new(handler)).unwrap();
+    let mut out = Vec::new();
+    let mut shown = Progress::default();
+    let report = dump_remote(&dir, &mut out, NO_CTIME, &mut |p| shown = p).unwrap();
+    assert!(out == dump_to_vec(&fs, NO_CTIME), "the socket carries the filesystem's dump");
+    assert_eq!((report.totals.inodes, report.stream_bytes), (14, out.len() as u64));
+    assert_eq!((shown.inodes, shown.bytes), (14, out.len() as u64), "progress counts what passed");
+    let stream = crate::ctl::connect(&dir).unwrap();
+    let bad = Request { args: Some(serde_json::json!({"meta_only": "yes"})), ..Request::new(proto::REQUEST_DUMP) };
+    std::io::Write::write_all(&mut &stream, &proto::encode(&bad)).unwrap();
+    let reply = crate::ctl::read_reply(&mut std::io::BufReader::new(&stream)).unwrap();
+    assert_eq!(reply.error.map(|e| e.code).as_deref(), Some(proto::code::BAD_REQUEST));
 }

@@ -249,7 +249,7 @@ fn handle_signals(
     signals.handle(on_terminate, on_hangup).map_err(|e| format!("cannot start the signal thread: {e}"))
 }
 
-/// Listen on the store's control socket (`holt-fs info`). A read-write
+/// Listen on the store's control socket (`holt-fs info`, `dump`). A read-write
 /// mount without one still serves files, so a failure is only a warning.
 fn start_control(mounted: &mut Mounted, store: &Path, mp: &Path) {
     let handler =
@@ -257,7 +257,7 @@ fn start_control(mounted: &mut Mounted, store: &Path, mp: &Path) {
     match ctl::Server::start(store, Arc::new(handler)) {
         Ok(server) => mounted.attach_control(server),
         Err(e) => warn!(
-            "cannot listen on the control socket {}: {e}; holt-fs info will not reach this daemon",
+            "cannot listen on the control socket {}: {e}; holt-fs info and dump will not reach this daemon",
             store.join(ctl::SOCKET_NAME).display()
         ),
     }

@@ -26,8 +26,8 @@ const OUTPUT_BUFFER_BYTES: usize = 2 << 20;
 pub struct DumpArgs {
     /// A store directory, or the mountpoint of a holt-fs mount.
     path: PathBuf,
-    /// Write the dump to FILE (made afresh; removed if the dump fails);
-    /// `-` or none: stdout.
+    /// Write the dump to FILE (put in place once whole: a failed dump
+    /// leaves FILE as it was); `-` or none: stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Leave file contents out: names, attributes, links and xattrs only
@@ -142,10 +142,15 @@ fn read_failed(store: &Path, socket: SocketState, e: DumpError) -> String {
     }
 }
 
-/// Where the stream goes: a file made afresh, or stdout.
+/// Where the stream goes.
 enum Sink {
     Stdout(io::Stdout),
-    File { file: File, path: PathBuf },
+    /// Something that is not a regular file (a pipe, a device): written
+    /// as it is, never synced, truncated or removed.
+    Special(File),
+    /// A regular file: the stream goes to `staged` beside it, renamed over
+    /// `path` once whole, so a failed dump leaves `path` as it was.
+    Staged { file: File, staged: PathBuf, path: PathBuf },
 }
 
 struct Output(BufWriter<Sink>);
@@ -158,27 +163,38 @@ impl Output {
                 return Err("refusing to write a binary dump to a terminal: give -o FILE or redirect stdout".into())
             }
             None => Sink::Stdout(io::stdout()),
+            Some(p) if std::fs::metadata(p).is_ok_and(|m| !m.is_file()) => {
+                let file = File::options().write(true).open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+                Sink::Special(file)
+            }
             Some(p) => {
-                let file = File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
-                Sink::File { file, path: p.to_path_buf() }
+                let name = p.file_name().ok_or_else(|| format!("{} names no file", p.display()))?;
+                let staged = p.with_file_name(format!(".{}.dump-{}", name.to_string_lossy(), std::process::id()));
+                let file = File::options().write(true).create_new(true).open(&staged);
+                let file = file.map_err(|e| format!("cannot create {}: {e}", staged.display()))?;
+                Sink::Staged { file, staged, path: p.to_path_buf() }
             }
         };
         Ok(Output(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, sink)))
     }
 
-    /// Everything written reaches the file and, for a file, the disk.
+    /// Everything written reaches its destination; a file is synced and
+    /// put in place.
     fn finish(&mut self) -> Result<(), String> {
         self.0.flush().map_err(|e| format!("writing the dump: {e}"))?;
-        if let Sink::File { file, path } = self.0.get_ref() {
-            file.sync_all().map_err(|e| format!("syncing {}: {e}", path.display()))?;
+        if let Sink::Staged { file, staged, path } = self.0.get_ref() {
+            file.sync_all().map_err(|e| format!("syncing {}: {e}", staged.display()))?;
+            std::fs::rename(staged, path).map_err(|e| format!("renaming {} to {}: {e}", staged.display(), path.display()))?;
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("syncing {}: {e}", dir.display()))?;
         }
         Ok(())
     }
 
-    /// A failed dump leaves no file that looks like one.
+    /// A failed dump leaves its destination as it was: the staged file goes.
     fn discard(self) {
-        if let Sink::File { path, .. } = self.0.get_ref() {
-            let _ = std::fs::remove_file(path);
+        if let Sink::Staged { staged, .. } = self.0.get_ref() {
+            let _ = std::fs::remove_file(staged);
         }
     }
 }
@@ -197,14 +213,14 @@ impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sink::Stdout(s) => s.write(buf),
-            Sink::File { file, .. } => file.write(buf),
+            Sink::Special(file) | Sink::Staged { file, .. } => file.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sink::Stdout(s) => s.flush(),
-            Sink::File { file, .. } => file.flush(),
+            Sink::Special(file) | Sink::Staged { file, .. } => file.flush(),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod bigdir;
 mod crash_script;
 mod direct_io;
+mod dump;
 mod fsck;
 mod full_disk;
 mod harness;

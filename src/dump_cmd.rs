@@ -16,8 +16,9 @@ use holt_mount::info::SocketState;
 use holt_mount::mountpoint::{self, MountEntry, MountState};
 use holt_mount::StoreError;
 
-use crate::status_line::{human_bytes, transfer_line, StatusLine};
-use crate::target::{locate, socket_words, Target};
+use crate::info_text::bytes;
+use crate::status_line::{transfer_line, StatusLine};
+use crate::target::{held_by_a_silent_daemon, locate, socket_words, Target};
 
 /// Output buffer: large enough that a 1 MiB Data record is one write.
 const OUTPUT_BUFFER_BYTES: usize = 2 << 20;
@@ -67,8 +68,8 @@ pub fn run(args: DumpArgs) -> Result<(), String> {
             "dumped {} inodes ({} names, {} of file data): {} in {secs:.1} s",
             report.totals.inodes,
             report.totals.names,
-            human_bytes(report.totals.data_bytes),
-            human_bytes(report.stream_bytes)
+            bytes(report.totals.data_bytes),
+            bytes(report.stream_bytes)
         );
     }
     Ok(())
@@ -133,11 +134,7 @@ fn dump_store(
 
 fn read_failed(store: &Path, socket: SocketState, e: DumpError) -> String {
     match e {
-        DumpError::Store(StoreError::Locked { holder, .. }) => format!(
-            "{} is in use by a holt-fs daemon ({holder}) that does not answer: {}",
-            store.display(),
-            socket_words(socket)
-        ),
+        DumpError::Store(StoreError::Locked { holder, .. }) => held_by_a_silent_daemon(store, &holder, socket),
         e => format!("dumping {}: {e}", store.display()),
     }
 }

@@ -13,7 +13,8 @@ use clap::Args;
 use holt_mount::dump::{self, DumpError, Progress};
 use holt_mount::StoreError;
 
-use crate::status_line::{human_bytes, transfer_line, StatusLine};
+use crate::info_text::bytes;
+use crate::status_line::{transfer_line, StatusLine};
 use crate::target::mount_at;
 
 /// Input buffer: a 1 MiB Data record in one read.
@@ -53,7 +54,7 @@ pub fn run(args: LoadArgs) -> Result<(), String> {
             "loaded {} inodes ({} names, {} of file data) into {} in {:.1} s",
             totals.inodes,
             totals.names,
-            human_bytes(totals.data_bytes),
+            bytes(totals.data_bytes),
             store.display(),
             line.elapsed().as_secs_f64()
         );

@@ -161,6 +161,7 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
         fds_max: 0,
         noatime: opts.atime == AtimeMode::Noatime,
         read_only: opts.read_only,
+        cache_frames: 0,
     };
     let store = match &args.store {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,

@@ -5,6 +5,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use crate::info_text;
+
 /// Least time between two redraws.
 const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -54,25 +56,10 @@ impl StatusLine {
     }
 }
 
-/// `bytes` for a person: `812 B`, `3.1 MiB`, `2.0 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 /// `what`'s progress: `dump: 12034 inodes, 1.2 GiB, 85.3 MiB/s`.
 pub fn transfer_line(what: &str, inodes: u64, bytes: u64, elapsed: Duration) -> String {
     let rate = bytes as f64 / elapsed.as_secs_f64().max(1e-3);
-    format!("{what}: {inodes} inodes, {}, {}/s", human_bytes(bytes), human_bytes(rate as u64))
+    format!("{what}: {inodes} inodes, {}, {}/s", info_text::bytes(bytes), info_text::bytes(rate as u64))
 }
 
 #[cfg(test)]
@@ -80,9 +67,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_rates_read_as_a_person_would_write_them() {
-        assert_eq!(human_bytes(812), "812 B");
-        assert_eq!(human_bytes(3 * 1024 * 1024 + 100 * 1024), "3.1 MiB");
+    fn rates_read_as_a_person_would_write_them() {
         assert_eq!(transfer_line("dump", 7, 2 << 20, Duration::from_secs(2)), "dump: 7 inodes, 2.0 MiB, 1.0 MiB/s");
     }
 }

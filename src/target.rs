@@ -64,6 +64,12 @@ pub fn locate(path: &Path) -> Result<Target, String> {
     ))
 }
 
+/// What to say of a store whose lock a daemon holds although it did not
+/// answer on the control socket (found in `socket`).
+pub fn held_by_a_silent_daemon(store: &Path, holder: &str, socket: SocketState) -> String {
+    format!("{} is in use by a holt-fs daemon ({holder}) that does not answer: {}", store.display(), socket_words(socket))
+}
+
 /// `its control socket ctl.sock is stale (...)`, for messages.
 pub fn socket_words(socket: SocketState) -> String {
     let what = match socket {

@@ -27,6 +27,10 @@
 //! - `ctl`: the control socket `STORE/ctl.sock` of a read-write daemon:
 //!   a versioned JSON-line protocol, the server (made safely, removed at
 //!   a clean stop) and the client. Requests never change the filesystem.
+//! - `dump`: `holt-fs dump` / `load`: the dump stream's codec, the walk of
+//!   a fixed view (a read-only open, or a daemon's tree snapshot) that
+//!   writes it, and the load that replays it through `Fs` into an empty
+//!   store.
 //!
 //! Invariants:
 //! - Every mutation of metadata is one `Txn` committed as one atomic batch:
@@ -55,6 +59,10 @@
 //! - In-memory state (inode reservation, counter shards, open counts,
 //!   directory cursors) is a cache of the tree or of live handles, rebuilt
 //!   at mount.
+//! - A dump sees one moment's metadata (a snapshot or a read-only open)
+//!   and reads objects quietly (no atime, no cached descriptor); while it
+//!   runs, objects of deleted files are held from reclaim. A load writes
+//!   only through `Fs`, and only into a store with nothing in its root.
 //! - On a full store (the tree's space reserve spent) operations that take
 //!   space are refused with ENOSPC before they change anything, and those
 //!   that free space proceed (`fs/space.rs`). A follow-up or best-effort

@@ -238,7 +238,7 @@ fn assert_same(before: &BTreeMap<Vec<u8>, Seen>, after: &BTreeMap<Vec<u8>, Seen>
 fn paths(stream: &[u8]) -> Vec<Vec<u8>> {
     let mut reader = StreamReader::new(stream).expect("a dump");
     let (mut dirs, mut out): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
-    while let Some(record) = reader.next().expect("a whole dump") {
+    while let Some(record) = reader.next_record().expect("a whole dump") {
         let name = match record {
             Record::Inode(r) => {
                 let path = [dirs.concat(), r.name.clone()].concat();
@@ -278,7 +278,7 @@ fn a_dump_through_the_mountpoint_is_one_moment_while_renames_run() {
         std::thread::spawn(move || {
             let mut moves = 0u32;
             while !done.load(Ordering::Relaxed) {
-                let (from, to) = if moves % 2 == 0 { ("x", "y") } else { ("y", "x") };
+                let (from, to) = if moves.is_multiple_of(2) { ("x", "y") } else { ("y", "x") };
                 fs::rename(root.join(from).join("f"), root.join(to).join("f")).unwrap();
                 fs::rename(root.join(from).join("tree"), root.join(to).join("tree")).unwrap();
                 moves += 1;

@@ -15,20 +15,19 @@
 //!   snapshot (`Tree::snapshot` hands back a clone).
 //!
 //! A snapshot engine has no `Durable` part and a sink that refuses every
-//! batch, like a read-only open. It holds a handle to the tree it was
-//! taken from, so that tree is closed only after the snapshot is dropped.
+//! batch, like a read-only open; the sink holds a handle to the tree it
+//! was taken from, so that tree is closed only after the snapshot is dropped.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::durable::{decode_user, Durable};
-use super::sink::Sink;
+use super::sink::RefusingSink;
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::ids::{FrameId, Lsn};
+use crate::ids::FrameId;
 use crate::layout::FRAME_BYTES;
-use crate::op::LogOp;
 use crate::store::frame_store::FrameStore;
 use crate::store::manifest::{SlotRef, MANIFEST_NAME};
 use crate::store::pool::{FrameSource, Pool};
@@ -37,28 +36,6 @@ use crate::tree::ROOT_FRAME;
 /// Frames a snapshot caches: a scan visits each frame about once, so a
 /// small cache serves it, and it adds little to the tree's own.
 const SNAPSHOT_POOL_FRAMES: usize = 64;
-
-/// Refuses every write; keeps the origin tree open while the snapshot lives.
-struct SnapshotSink {
-    _origin: Box<dyn Any + Send + Sync>,
-}
-
-impl Sink for SnapshotSink {
-    fn append(&self, _ops: &[LogOp]) -> Result<Lsn> {
-        Err(Error::ReadOnly)
-    }
-
-    fn commit(&self, _lsn: Lsn) -> Result<()> {
-        Err(Error::ReadOnly)
-    }
-
-    /// Nothing is ever written.
-    fn sync(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn abandon(&self, _cause: &Error) {}
-}
 
 /// The frames of a pinned published mapping; dropping it unpins them.
 struct PinnedFrames {
@@ -120,7 +97,7 @@ impl Engine {
         if pool.cell(ROOT_FRAME).is_none_or(|c| !c.is_live()) {
             return Err(Error::corrupted(MANIFEST_NAME, 0, "the snapshot holds no root frame"));
         }
-        let engine = Self::assemble(cfg, pool, Box::new(SnapshotSink { _origin: origin }), None);
+        let engine = Self::assemble(cfg, pool, Box::new(RefusingSink { _keep: origin }), None);
         engine.recover(keys, &Vec::new())?;
         Ok(Arc::new(engine))
     }
@@ -169,7 +146,7 @@ mod tests {
     }
 
     fn count(t: &Tree) -> usize {
-        t.scan_prefix(b"k/").into_iter().map(|e| e.unwrap()).count()
+        t.scan_prefix(b"k/").into_iter().inspect(|e| assert!(e.is_ok(), "{e:?}")).count()
     }
 
     /// A snapshot keeps the tree of its moment while the origin changes

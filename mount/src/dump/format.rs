@@ -477,7 +477,7 @@ impl<R: Read> StreamReader<R> {
 
     /// The next record; `None` once the Trailer has been returned. An
     /// Abort record is returned as `StreamError::Aborted`.
-    pub fn next(&mut self) -> Result<Option<Record>, StreamError> {
+    pub fn next_record(&mut self) -> Result<Option<Record>, StreamError> {
         if self.ended {
             return Ok(None);
         }

@@ -51,9 +51,10 @@ pub(super) fn load<R: Read>(
     reader: &mut StreamReader<R>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Totals, DumpError> {
-    let flags = match reader.next()? {
+    let flags = match reader.next_record()? {
         Some(Record::Header { flags }) => flags,
-        _ => unreachable!("the reader returns a header first or fails"),
+        // The reader returns a header first or fails; say so if it did not.
+        _ => return Err(corrupt("the stream does not open with a header".into())),
     };
     let mut l = Loader {
         fs,
@@ -65,7 +66,7 @@ pub(super) fn load<R: Read>(
         trailer: None,
         progress,
     };
-    while let Some(record) = reader.next()? {
+    while let Some(record) = reader.next_record()? {
         let at = reader.offset();
         l.apply(record).map_err(|e| e.locate(at, reader.records()))?;
         (l.progress)(Progress { inodes: l.totals.inodes, bytes: at });
@@ -108,7 +109,8 @@ impl Loader<'_> {
                     false => Err(corrupt("the trailer comes before every directory is closed".into())),
                 }
             }
-            Record::Header { .. } | Record::Abort { .. } => unreachable!("the reader handles these"),
+            // The reader refuses a second header and returns an abort as an error.
+            Record::Header { .. } | Record::Abort { .. } => Err(corrupt("a header or abort inside the stream".into())),
         }
     }
 

@@ -169,6 +169,11 @@ impl DumpError {
     }
 }
 
+/// The tree cache of a dump's read-only open: a walk touches each frame
+/// about once, so a small cache serves it, and memory stays flat however
+/// large the store (the engine's default is sized for serving).
+const DUMP_CACHE_FRAMES: usize = 64;
+
 /// Dump the store in `dir`, which no daemon serves read-write, to `out`:
 /// a read-only open (shared lock, read-only tree and objects), so nothing
 /// changes while it runs and nothing is written.
@@ -178,8 +183,8 @@ pub fn dump_store(
     opts: DumpOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<DumpReport, DumpError> {
-    let store = Store::open(dir, &StoreOptions { read_only: true, ..StoreOptions::default() })
-        .map_err(DumpError::Store)?;
+    let ro = StoreOptions { read_only: true, cache_frames: DUMP_CACHE_FRAMES, ..StoreOptions::default() };
+    let store = Store::open(dir, &ro).map_err(DumpError::Store)?;
     let meta = Meta::new(store.tree.clone());
     walk::write_dump(&meta, store.data.as_ref(), out, opts, progress, &|| false)
 }

@@ -115,7 +115,7 @@ fn copy_stream(
 ) -> Result<(), DumpError> {
     let mut records = StreamReader::new(Tee { input: reader, out })?;
     let mut shown = Progress::default();
-    while let Some(record) = records.next()? {
+    while let Some(record) = records.next_record()? {
         shown.inodes += u64::from(matches!(record, Record::Inode(_)));
         shown.bytes = records.offset();
         progress(shown);

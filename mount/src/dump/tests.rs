@@ -152,7 +152,7 @@ fn load_refuses_a_store_with_files_and_bad_streams() {
 fn paths(stream: &[u8]) -> BTreeMap<Vec<u8>, u64> {
     let mut reader = StreamReader::new(stream).unwrap();
     let (mut dirs, mut out): (Vec<Vec<u8>>, BTreeMap<Vec<u8>, u64>) = (Vec::new(), BTreeMap::new());
-    while let Some(record) = reader.next().unwrap() {
+    while let Some(record) = reader.next_record().unwrap() {
         let path = |name: &[u8], dirs: &[Vec<u8>]| [dirs.concat(), name.to_vec()].concat();
         match record {
             Record::Inode(r) => {
@@ -193,7 +193,7 @@ fn a_dump_is_one_moment_while_renames_run() {
         std::thread::spawn(move || {
             let mut moves = 0u32;
             while !done.load(Ordering::Relaxed) {
-                let (from, to) = if moves % 2 == 0 { (x, y) } else { (y, x) };
+                let (from, to) = if moves.is_multiple_of(2) { (x, y) } else { (y, x) };
                 fs.rename(from, b"f", to, b"f", RenameFlags::default()).unwrap();
                 fs.rename(from, b"tree", to, b"tree", RenameFlags::default()).unwrap();
                 moves += 1;

@@ -86,7 +86,7 @@ pub(super) fn write_dump<W: Write>(
         progress,
         stop,
     };
-    let flags = u32::from(opts.meta_only) * FLAG_META_ONLY | u32::from(opts.no_ctime) * FLAG_NO_CTIME;
+    let flags = (u32::from(opts.meta_only) * FLAG_META_ONLY) | (u32::from(opts.no_ctime) * FLAG_NO_CTIME);
     w.out.write(&Record::Header { flags })?;
     if let Err(e) = w.walk() {
         // Say why in the stream, so its reader reports the cause rather

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{byte_row, lines_under_headings_of, section_at, Row};
+use super::{byte_row, le, lines_under_headings_of, section_at, time, Row};
 use crate::dump::format::{self, fields, InodeRecord, Record, StreamWriter, Totals};
-use crate::schema::{FileKind, Timespec};
+use crate::schema::FileKind;
 
 const SECTION_HEADING: &str = "\n## holt-fs dump stream\n";
 
@@ -103,15 +103,6 @@ fn assert_at(heading: &str, body: &[u8], expected: &[(&str, Vec<u8>)]) {
     for (&(name, offset, size), (_, bytes)) in fields.iter().zip(expected) {
         assert_eq!(&body[offset..offset + size], &bytes[..], "{heading}: {name} at offset {offset}");
     }
-}
-
-fn time(first: u8) -> Timespec {
-    let sec: [u8; 8] = std::array::from_fn(|i| first + i as u8);
-    Timespec { sec: i64::from_be_bytes(sec), nsec: u32::from_be_bytes([0x0b, first + 8, first + 9, first + 10]) }
-}
-
-fn le(bytes: impl AsRef<[u8]>) -> Vec<u8> {
-    bytes.as_ref().to_vec()
 }
 
 #[test]

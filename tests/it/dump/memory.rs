@@ -9,7 +9,9 @@
 //! 0 to 63 bytes in directories of 1000, every hundredth with a second
 //! name in the root. The dump of a store no daemon serves runs in the
 //! `holt-fs dump` process itself, so its peak RSS (from wait4) is the
-//! walker's; it is compared with the dump of a store of 2000 files.
+//! walker's; it is compared with the dump of a store of 2000 files. Then
+//! the store is mounted and dumped through its daemon, whose peak RSS
+//! (`VmHWM`) is read before and after.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,6 +20,8 @@ use std::time::Instant;
 
 use holt_mount::dump::format::{InodeRecord, Record, StreamWriter, Totals};
 use holt_mount::schema::{FileKind, Timespec};
+
+use crate::harness::Mount;
 
 const FILES_PER_DIR: u64 = 1000;
 const LINK_EVERY: u64 = 100;
@@ -46,7 +50,7 @@ fn generate(files: u64, out: impl Write) {
         record(&mut w, inode(t.inodes, FileKind::Dir, format!("d{d:05}").into_bytes(), 2, 0));
         for f in 0..FILES_PER_DIR.min(files - d * FILES_PER_DIR) {
             let n = d * FILES_PER_DIR + f;
-            let (size, nlink) = (n % 64, if n % LINK_EVERY == 0 { 2 } else { 1 });
+            let (size, nlink) = (n % 64, if n.is_multiple_of(LINK_EVERY) { 2 } else { 1 });
             t.inodes += 1;
             t.names += 1;
             record(&mut w, inode(t.inodes, FileKind::File, format!("f{f:03}").into_bytes(), nlink, size));
@@ -70,6 +74,7 @@ fn generate(files: u64, out: impl Write) {
 }
 
 /// Run `holt-fs` with `args` to completion; its peak RSS in KiB.
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which also reports its peak RSS")]
 fn peak_rss_kib(args: &[&str], stdin: Stdio) -> u64 {
     let child = Command::new(env!("CARGO_BIN_EXE_holt-fs")).args(args).stdin(stdin).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
@@ -118,4 +123,25 @@ fn dump_memory_stays_bounded_for_many_files() {
         large_kib < small_kib + 64 * 1024,
         "a dump of {files} files peaks at {large_kib} KiB, 2000 files at {small_kib} KiB: memory grows with the store"
     );
+    let (before_kib, after_kib) = live_dump_peak_kib(&large);
+    println!("dump memory: {files} files through the daemon: its peak RSS {before_kib} KiB mounted, {after_kib} KiB after the dump");
+    assert!(after_kib < before_kib + 64 * 1024, "the daemon's dump of {files} files grew its peak by more than 64 MiB");
+}
+
+/// The daemon's peak RSS once mounted (and its root listed) and after a
+/// dump through its mountpoint.
+fn live_dump_peak_kib(store: &Path) -> (u64, u64) {
+    let mut m = Mount::unstarted(false);
+    m.store = Some(store.to_path_buf());
+    m.spawn(&[]);
+    let peak = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/pid/status").to_string();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    assert!(std::fs::read_dir(&m.mountpoint).unwrap().count() > 0);
+    let before = peak(m.pid());
+    let mp = m.mountpoint.to_str().unwrap().to_string();
+    peak_rss_kib(&["dump", &mp, "-o", "/dev/null"], Stdio::null());
+    (before, peak(m.pid()))
 }

@@ -54,7 +54,7 @@ fn encode(records: &[Record]) -> Vec<u8> {
 fn decode(bytes: &[u8]) -> Result<Vec<Record>, StreamError> {
     let mut r = StreamReader::new(bytes)?;
     let mut out = Vec::new();
-    while let Some(rec) = r.next()? {
+    while let Some(rec) = r.next_record()? {
         out.push(rec);
     }
     if !matches!(out.last(), Some(Record::Trailer(_))) {

@@ -15,8 +15,10 @@
 //!   snapshot (`Tree::snapshot` hands back a clone).
 //!
 //! A snapshot engine has no `Durable` part and a sink that refuses every
-//! batch, like a read-only open; the sink holds a handle to the tree it
-//! was taken from, so that tree is closed only after the snapshot is dropped.
+//! batch, like a read-only open. Its frame source holds a handle to the
+//! tree it was taken from, dropped only after the pin is released: so the
+//! origin is closed (its lock released) only after the snapshot has
+//! stopped touching the store.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -37,11 +39,13 @@ use crate::tree::ROOT_FRAME;
 /// small cache serves it, and it adds little to the tree's own.
 const SNAPSHOT_POOL_FRAMES: usize = 64;
 
-/// The frames of a pinned published mapping; dropping it unpins them.
+/// The frames of a pinned published mapping; dropping it unpins them,
+/// then lets the origin go (fields drop after `Drop::drop`).
 struct PinnedFrames {
     store: Arc<FrameStore>,
     pin: u64,
     frames: BTreeMap<FrameId, SlotRef>,
+    _origin: Box<dyn Any + Send + Sync>,
 }
 
 impl FrameSource for PinnedFrames {
@@ -76,12 +80,13 @@ impl FrameSource for CopiedFrames {
 }
 
 impl Engine {
-    /// A read-only engine holding this one's contents as of now; it keeps
-    /// `origin` (a handle to this engine) until it is dropped.
+    /// A read-only engine holding this one's contents as of now; a
+    /// persistent one keeps `origin` (a handle to this engine) until it
+    /// is dropped (a memory one has no store to keep).
     pub(crate) fn snapshot(&self, origin: Box<dyn Any + Send + Sync>) -> Result<Arc<Engine>> {
         self.poison.check_reads()?;
         let (source, ids, keys) = match &self.durable {
-            Some(d) => self.pin_checkpoint(d)?,
+            Some(d) => self.pin_checkpoint(d, origin)?,
             None if self.cfg.memory => self.copy_frames()?,
             None => return Err(Error::InvalidArgument("a read-only tree is its own snapshot".into())),
         };
@@ -97,17 +102,22 @@ impl Engine {
         if pool.cell(ROOT_FRAME).is_none_or(|c| !c.is_live()) {
             return Err(Error::corrupted(MANIFEST_NAME, 0, "the snapshot holds no root frame"));
         }
-        let engine = Self::assemble(cfg, pool, Box::new(RefusingSink { _keep: origin }), None);
+        let engine = Self::assemble(cfg, pool, Box::new(RefusingSink { _keep: Box::new(()) }), None);
         engine.recover(keys, &Vec::new())?;
         Ok(Arc::new(engine))
     }
 
     /// Checkpoint, then pin what was published, with no checkpoint between.
-    fn pin_checkpoint(&self, d: &Durable) -> Result<(Arc<dyn FrameSource>, Vec<FrameId>, u64)> {
+    fn pin_checkpoint(
+        &self,
+        d: &Durable,
+        origin: Box<dyn Any + Send + Sync>,
+    ) -> Result<(Arc<dyn FrameSource>, Vec<FrameId>, u64)> {
         let _serial = d.checkpoint_serial.lock();
         self.checkpoint_locked(d)?;
         let pinned = d.store.pin_published();
-        let source = PinnedFrames { store: Arc::clone(&d.store), pin: pinned.id, frames: pinned.frames };
+        let source =
+            PinnedFrames { store: Arc::clone(&d.store), pin: pinned.id, frames: pinned.frames, _origin: origin };
         let Some(meta) = pinned.meta else {
             return Err(Error::corrupted(self.cfg.dir.join(MANIFEST_NAME), 0, "no checkpoint after a checkpoint"));
         };

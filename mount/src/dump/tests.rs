@@ -265,3 +265,34 @@ fn a_dump_over_the_control_socket_is_the_filesystem_s_dump() {
     let reply = crate::ctl::read_reply(&mut std::io::BufReader::new(&stream)).unwrap();
     assert_eq!(reply.error.map(|e| e.code).as_deref(), Some(proto::code::BAD_REQUEST));
 }
+
+/// A file written while the dump reads it is dumped as read and named in
+/// the report; the others are not.
+#[test]
+fn a_file_written_while_read_is_reported_by_path() {
+    let fs = Arc::new(crate::tests::memory_fs());
+    let dir = fs.mkdir(USER, Ino::ROOT, b"d", 0o755).unwrap().ino;
+    file(&fs, Ino::ROOT, b"quiet", 0o644, &[(0, b"still")]);
+    let busy = file(&fs, dir, b"busy", 0o644, &[(0, &vec![1; 8 << 20])]);
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (fs, done) = (Arc::clone(&fs), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                fs.write(busy, 0, b"x").unwrap();
+            }
+        })
+    };
+    let mut report = DumpReport::default();
+    for _ in 0..50 {
+        let mut out = Vec::new();
+        report = dump_live(&fs, &mut out, DumpOptions::default(), &mut |_| {}, &|| false).unwrap();
+        if report.changed_while_read > 0 {
+            break;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(report.changed_while_read, 1, "{report:?}");
+    assert_eq!(report.changed_paths, vec!["/d/busy".to_string()]);
+}

@@ -296,3 +296,16 @@ fn a_file_written_while_read_is_reported_by_path() {
     assert_eq!(report.changed_while_read, 1, "{report:?}");
     assert_eq!(report.changed_paths, vec!["/d/busy".to_string()]);
 }
+
+/// A damaged tree whose directory names the root again would send a
+/// walk round forever; the dump refuses it and says to run fsck.
+#[test]
+fn a_directory_cycle_in_a_damaged_tree_is_refused() {
+    let fs = crate::tests::memory_fs();
+    let sub = fs.mkdir(USER, Ino::ROOT, b"sub", 0o755).unwrap().ino;
+    let mut txn = fs.meta().txn();
+    txn.put_dentry(sub, b"loop", crate::schema::Dentry { ino: Ino::ROOT, kind: FileKind::Dir });
+    assert!(txn.commit().unwrap());
+    let err = dump_live(&fs, std::io::sink(), DumpOptions::default(), &mut |_| {}, &|| false).unwrap_err();
+    assert!(err.to_string().contains("run holt-fs fsck"), "{err}");
+}

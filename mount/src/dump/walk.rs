@@ -42,6 +42,15 @@ struct Level {
     drained: bool,
 }
 
+/// What the walk meets next.
+enum Step {
+    Entry(Vec<u8>, Dentry),
+    /// The innermost directory has no more entries.
+    EndOfDir,
+    /// The root is closed.
+    Done,
+}
+
 impl Level {
     fn new(dir: Ino) -> Level {
         Level { dir, name: Vec::new(), pending: VecDeque::new(), drained: false }
@@ -109,11 +118,15 @@ impl<W: Write> Walker<'_, W> {
         let root = self.view.inode(Ino::ROOT)?;
         self.inode(Ino::ROOT, &root, b"")?;
         self.stack.push(Level::new(Ino::ROOT));
-        while let Some(entry) = self.next_entry()? {
-            let Some((name, d)) = entry else {
-                self.out.write(&Record::End)?;
-                self.stack.pop();
-                continue;
+        loop {
+            let (name, d) = match self.next_step()? {
+                Step::Done => return Ok(()),
+                Step::EndOfDir => {
+                    self.out.write(&Record::End)?;
+                    self.stack.pop();
+                    continue;
+                }
+                Step::Entry(name, d) => (name, d),
             };
             self.totals.names += 1;
             if let Some(id) = self.another_name(d.ino) {
@@ -121,20 +134,31 @@ impl<W: Write> Walker<'_, W> {
                 continue;
             }
             let inode = self.view.inode(d.ino).map_err(|e| self.dangling(e, d.ino))?;
+            self.check_reached(d.ino, &inode)?;
             self.inode(d.ino, &inode, &name)?;
             if inode.kind == FileKind::Dir {
                 self.stack.push(Level::new(d.ino));
             }
         }
-        Ok(())
     }
 
-    /// The next entry of the innermost directory (`Some(None)`: it has no
-    /// more), refilling its read-ahead; `None` once the root is closed.
-    #[allow(clippy::type_complexity)]
-    fn next_entry(&mut self) -> Result<Option<Option<(Vec<u8>, Dentry)>>, DumpError> {
+    /// A directory is entered only from the parent it records, and the
+    /// root never: so a damaged tree cannot send the walk round a cycle.
+    fn check_reached(&self, ino: Ino, inode: &Inode) -> Result<(), DumpError> {
+        let from = self.stack.last().map(|l| l.dir);
+        if inode.kind != FileKind::Dir || (ino != Ino::ROOT && Some(inode.parent) == from) {
+            return Ok(());
+        }
+        Err(DumpError::Fs(FsError::Corrupt {
+            key: schema::inode_key(ino),
+            what: "a directory named in a directory it does not record as its parent (run holt-fs fsck)",
+        }))
+    }
+
+    /// The next entry of the innermost directory, refilling its read-ahead.
+    fn next_step(&mut self) -> Result<Step, DumpError> {
         let view = self.view;
-        let Some(level) = self.stack.last_mut() else { return Ok(None) };
+        let Some(level) = self.stack.last_mut() else { return Ok(Step::Done) };
         if level.pending.is_empty() && !level.drained {
             let after = (!level.name.is_empty()).then_some(level.name.as_slice());
             let pending = &mut level.pending;
@@ -144,9 +168,9 @@ impl<W: Write> Walker<'_, W> {
             })?;
             level.drained = level.pending.len() < ENTRIES_PER_REFILL;
         }
-        let Some((name, d)) = level.pending.pop_front() else { return Ok(Some(None)) };
+        let Some((name, d)) = level.pending.pop_front() else { return Ok(Step::EndOfDir) };
         level.name.clone_from(&name);
-        Ok(Some(Some((name, d))))
+        Ok(Step::Entry(name, d))
     }
 
     /// The stream id of `ino` if it was met before under another name.

@@ -77,7 +77,7 @@ fn failed(store: &Path, e: DumpError, made_here: bool) -> String {
             format!("{shown} is in use by a holt-fs daemon ({holder}): load fills only a store no daemon serves")
         }
         DumpError::NotEmpty => format!("refusing to load into {shown}: {}", DumpError::NotEmpty),
-        e if made_here => match std::fs::remove_dir_all(store) {
+        e if made_here && store.exists() => match std::fs::remove_dir_all(store) {
             Ok(()) => format!("loading into {shown}: {e} (the store it was making is removed)"),
             Err(r) => format!("loading into {shown}: {e} (and the partial store could not be removed: {r})"),
         },

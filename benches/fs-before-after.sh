@@ -9,9 +9,11 @@
 #
 # usage: benches/fs-before-after.sh OLD_BIN NEW_BIN [--rounds N] [--files N]
 #            [--size MIB] [--threads N] [--phases LIST] [--mount-args "ARGS"]
-#            [--stores "disk ext4 tmpfs"] [--work DIR] [--out DIR]
+#            [--stores "disk ext4 tmpfs"] [--tree DIR] [--work DIR] [--out DIR]
 # The disk store lives in --work (on whatever filesystem holds it); ext4
 # is a fresh journaled ext4 image loop-mounted in --work; tmpfs a tmpfs.
+# --tree DIR adds whole jobs on a real tree (fs_tool_phases.py): untar of
+# DIR's tarball, cp -a, rm -rf; e.g. --tree ~/.cargo/registry/src.
 # The client is NEW_BIN's `bench` (HOLT_BENCH=path overrides): a program
 # making system calls, the same for both daemons. Needs root (mounts).
 set -euo pipefail
@@ -19,10 +21,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/benches/fs-lib.sh"
 
-[[ $# -ge 2 ]] || { sed -n '10,14p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '10,16p' "$0" >&2; exit 2; }
 OLD=$(realpath "$1") NEW=$(realpath "$2")
 shift 2
-ROUNDS=3 FILES=5000 SIZE=128 THREADS=2 PHASES=all MOUNT_ARGS="" STORES="disk tmpfs"
+ROUNDS=3 FILES=5000 SIZE=128 THREADS=2 PHASES=all MOUNT_ARGS="" STORES="disk tmpfs" TREE=""
 WORK=/var/tmp/holt-fs-before-after.$$
 OUT=/var/tmp/holt-fs-before-after-results.$(date -u +%Y%m%dT%H%M%S)
 while [[ $# -gt 0 ]]; do
@@ -34,9 +36,10 @@ while [[ $# -gt 0 ]]; do
         --phases) PHASES=$2; shift 2 ;;
         --mount-args) MOUNT_ARGS=$2; shift 2 ;;
         --stores) STORES=$2; shift 2 ;;
+        --tree) TREE=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        *) sed -n '10,14p' "$0" >&2; exit 2 ;;
+        *) sed -n '10,16p' "$0" >&2; exit 2 ;;
     esac
 done
 CLIENT=${HOLT_BENCH:-$NEW}
@@ -53,6 +56,10 @@ trap 'exit 130' INT TERM
 mkdir -p "$WORK" "$OUT"
 mount_tmpfs "$WORK/tmpfs" $((2 * SIZE + 1024))
 [[ " $STORES " == *" ext4 "* ]] && mount_ext4_image "$WORK/ext4" $((4 * SIZE + 2048))
+if [[ -n $TREE ]]; then
+    say "packing $TREE for the untar, cp -a and rm -rf phases"
+    tar -C "$TREE" -cf "$WORK/tree.tar" .
+fi
 
 # one BUILD-NAME BIN STORE-PARENT LABEL ROUND: a fresh store, mount, bench, unmount.
 one() {
@@ -62,6 +69,9 @@ one() {
     say "round $5: $label"
     "$CLIENT" bench "$mp" --daemon-pid "$(cat "$mp.pid")" --files "$FILES" --size "$SIZE" --threads "$THREADS" --phases "$PHASES" --json \
         >"$OUT/$label.$5.json" 2>"$OUT/$label.$5.log"
+    if [[ -n $TREE ]]; then
+        python3 "$ROOT/benches/fs_tool_phases.py" "$mp" "$WORK/tree.tar" "$OUT/$label.$5.json" --daemon-pid "$(cat "$mp.pid")"
+    fi
     holt_unmount "$mp"
     rm -rf "$store"
 }

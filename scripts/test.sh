@@ -10,6 +10,8 @@ command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
 command -v rsync >/dev/null || need_pkgs+=(rsync)
 command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
 command -v git >/dev/null || need_pkgs+=(git)
+command -v setfacl >/dev/null || need_pkgs+=(acl)
+command -v setfattr >/dev/null || need_pkgs+=(attr)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing: ${need_pkgs[*]}"

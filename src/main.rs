@@ -2,6 +2,7 @@
 //! each verb to its module; the filesystem itself lives in `holt_mount`.
 
 mod background;
+mod docs_cmd;
 mod fsck_cmd;
 mod bench;
 mod bench_cmd;
@@ -10,6 +11,7 @@ mod info_cmd;
 mod info_text;
 mod load_cmd;
 mod mount_cmd;
+mod mount_helper;
 mod pid_file;
 mod signals;
 mod status_line;
@@ -19,7 +21,7 @@ mod umount_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// A FUSE filesystem whose metadata lives in an embedded adaptive radix tree.
 #[derive(Parser, Debug)]
@@ -84,6 +86,10 @@ enum Command {
     /// corrupt or aborted stream is refused with the byte where it went
     /// wrong. ctimes are not restored: the kernel stamps them.
     Load(load_cmd::LoadArgs),
+    /// Print the manual page (or write every page into a directory).
+    Man(docs_cmd::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -96,6 +102,10 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
+    // Started as mount(8)'s helper (a link named mount.holt-fs).
+    if mount_helper::invoked_as_helper() {
+        return mount_helper::main();
+    }
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {
@@ -106,6 +116,8 @@ fn main() -> ExitCode {
         Command::Dump(args) => dump_cmd::run(args),
         Command::Load(args) => load_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
+        Command::Man(args) => docs_cmd::man(args, Cli::command()),
+        Command::Completions(args) => docs_cmd::completions(args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

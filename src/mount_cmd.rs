@@ -28,8 +28,9 @@ pub struct MountArgs {
     /// Return once the mount is ready and serve from a background process.
     #[arg(short = 'd', long)]
     background: bool,
-    /// Mount options, comma separated: ro, rw, allow_other, noatime,
-    /// relatime, suid, nosuid, dev, nodev, exec, noexec. The mount is
+    /// Mount options, comma separated: ro, rw, allow_other, relatime (or
+    /// atime), noatime, strictatime, nodiratime, diratime, lazytime,
+    /// nolazytime, suid, nosuid, dev, nodev, exec, noexec. The mount is
     /// nosuid,nodev unless suid or dev is given.
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     options: Vec<String>,
@@ -73,10 +74,14 @@ pub struct MountArgs {
 }
 
 #[derive(Debug)]
-struct MountOptions {
+pub(crate) struct MountOptions {
     read_only: bool,
     allow_other: bool,
     atime: AtimeMode,
+    /// Listings leave directory atimes alone.
+    nodiratime: bool,
+    /// Shown in the mount table; nothing to do otherwise.
+    lazytime: bool,
     /// Honour setuid/setgid bits; off by default (nosuid).
     suid: bool,
     /// Honour device files; off by default (nodev).
@@ -84,13 +89,16 @@ struct MountOptions {
     exec: bool,
 }
 
-const KNOWN_OPTIONS: &str = "ro, rw, allow_other, noatime, relatime, suid, nosuid, dev, nodev, exec, noexec";
+const KNOWN_OPTIONS: &str = "ro, rw, allow_other, atime, relatime, noatime, strictatime, diratime, nodiratime, \
+                             lazytime, nolazytime, suid, nosuid, dev, nodev, exec, noexec";
 
-fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
+pub(crate) fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
     let mut out = MountOptions {
         read_only: false,
         allow_other: false,
         atime: AtimeMode::Relatime,
+        nodiratime: false,
+        lazytime: false,
         suid: false,
         dev: false,
         exec: true,
@@ -100,7 +108,10 @@ fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
             "ro" | "rw" => out.read_only = o == "ro",
             "allow_other" => out.allow_other = true,
             "noatime" => out.atime = AtimeMode::Noatime,
-            "relatime" => out.atime = AtimeMode::Relatime,
+            "relatime" | "atime" => out.atime = AtimeMode::Relatime,
+            "strictatime" => out.atime = AtimeMode::Strictatime,
+            "nodiratime" | "diratime" => out.nodiratime = o == "nodiratime",
+            "lazytime" | "nolazytime" => out.lazytime = o == "lazytime",
             "suid" | "nosuid" => out.suid = o == "suid",
             "dev" | "nodev" => out.dev = o == "dev",
             "exec" | "noexec" => out.exec = o == "exec",
@@ -155,11 +166,31 @@ fn prepare_mountpoint(mp: &Path) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
+/// Raise the soft limit on open descriptors to the hard one, and return
+/// how many data objects the daemon may keep open: half of the limit past
+/// 1024 left for everything else, between 512 and 16384. A kept descriptor
+/// spares an object's path lookup on every stat and change of it.
+fn object_descriptors() -> usize {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, ..lim };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    let spare = usize::try_from(lim.rlim_cur.saturating_sub(1024)).unwrap_or(usize::MAX);
+    (spare / 2).clamp(512, 16384)
+}
+
 fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
     let store_opts = StoreOptions {
         sync: args.sync,
-        fds_max: 0,
-        noatime: opts.atime == AtimeMode::Noatime,
+        fds_max: object_descriptors(),
+        atime: opts.atime,
         read_only: opts.read_only,
         cache_frames: 0,
     };
@@ -167,7 +198,13 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
         _ => Store::memory(&store_opts).map_err(|e| e.to_string())?,
     };
-    let cfg = FsConfig { read_only: opts.read_only, sync_data: args.sync, atime: opts.atime, boot_id: None };
+    let cfg = FsConfig {
+        read_only: opts.read_only,
+        sync_data: args.sync,
+        atime: opts.atime,
+        nodiratime: opts.nodiratime,
+        boot_id: None,
+    };
     Fs::from_store(store, cfg).map_err(|e| format!("cannot open the filesystem: {e}"))
 }
 
@@ -283,7 +320,9 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         suid: opts.suid,
         dev: opts.dev,
         exec: opts.exec,
-        noatime: opts.atime == AtimeMode::Noatime,
+        atime: opts.atime,
+        nodiratime: opts.nodiratime,
+        lazytime: opts.lazytime,
         writeback_cache: args.writeback_cache,
         // --sync needs every write to reach the daemon (it syncs each one);
         // the writeback cache is the kernel's own alternative data path.

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
+use crate::fs::acl;
 use crate::schema::{self, Dentry, FileKind, Ino, Inode, OrphanReason, Session, Superblock, Timespec, Usage};
 
 const FORMAT_MD: &str = include_str!("../../doc/FORMAT.md");
@@ -28,6 +29,8 @@ const VALUES: &[(&str, Fields, usize)] = &[
     ("Dentry", schema::DENTRY_FIELDS, schema::DENTRY_BYTES),
     ("Orphan marker", schema::ORPHAN_FIELDS, schema::ORPHAN_BYTES),
     ("Usage counter", schema::USAGE_FIELDS, schema::USAGE_BYTES),
+    ("ACL header", acl::HEADER_FIELDS, acl::HEADER_BYTES),
+    ("ACL entry", acl::ENTRY_FIELDS, acl::ENTRY_BYTES),
     ("u64 counter", schema::COUNTER_FIELDS, schema::COUNTER_BYTES),
 ];
 
@@ -227,6 +230,29 @@ fn usage_sample() -> (Vec<u8>, Expected) {
     (u.encode().to_vec(), vec![("version", vec![1]), ("inodes", le(u.inodes.to_le_bytes())), ("reserved", vec![0; 8])])
 }
 
+/// A valid ACL whose first entry is a named user, as the kernel encodes it.
+fn acl_encoded() -> Vec<u8> {
+    let mut bytes = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [(acl::USER, 6u16, 0x0102_0304u32), (acl::USER_OBJ, 7, u32::MAX), (0x04, 4, u32::MAX), (0x10, 6, u32::MAX), (0x20, 0, u32::MAX)] {
+        bytes.extend_from_slice(&tag.to_le_bytes());
+        bytes.extend_from_slice(&perm.to_le_bytes());
+        bytes.extend_from_slice(&id.to_le_bytes());
+    }
+    let decoded = acl::Acl::decode(&bytes).expect("sample decodes");
+    assert_eq!(decoded.encode(), bytes);
+    bytes
+}
+
+fn acl_header_sample() -> (Vec<u8>, Expected) {
+    (acl_encoded()[..acl::HEADER_BYTES].to_vec(), vec![("version", le(2u32.to_le_bytes()))])
+}
+
+fn acl_entry_sample() -> (Vec<u8>, Expected) {
+    let first = acl_encoded()[acl::HEADER_BYTES..acl::HEADER_BYTES + acl::ENTRY_BYTES].to_vec();
+    let expected = vec![("tag", vec![2, 0]), ("perm", vec![6, 0]), ("id", le(0x0102_0304u32.to_le_bytes()))];
+    (first, expected)
+}
+
 fn counter_sample() -> (Vec<u8>, Expected) {
     let x = 0x0102_0304_0506_0708u64;
     assert_eq!(schema::decode_u64(schema::NEXT_INO_KEY, &schema::encode_u64(x)).expect("sample decodes"), x);
@@ -255,6 +281,8 @@ fn encoded_values_hold_each_field_at_its_documented_offset() {
         ("Dentry", dentry_sample()),
         ("Orphan marker", orphan_sample()),
         ("Usage counter", usage_sample()),
+        ("ACL header", acl_header_sample()),
+        ("ACL entry", acl_entry_sample()),
         ("u64 counter", counter_sample()),
     ];
     assert_eq!(samples.len(), VALUES.len(), "one sample per documented value");

@@ -50,7 +50,11 @@
 //!   orphan marker makes reclaim crash-safe and the mount-time sweep finishes it.
 //! - readdir offsets name entries, not positions: resuming continues after
 //!   the last name returned, so concurrent changes never repeat or skip an
-//!   entry that exists for the whole listing.
+//!   entry that exists for the whole listing; a handle remembers the name
+//!   of every offset it handed out, so each stays valid (seekdir) for the
+//!   handle's life.
+//! - A POSIX access ACL and its inode's mode never disagree: every change of
+//!   one rewrites the other in the same batch (`fs/acl.rs`).
 //! - No passthrough backing outlives its object: `Fs` tells the adapter
 //!   (its object-removal hook) before removing an object, and the adapter's
 //!   list of kept backings lets go of it (`fuse/backing.rs`).
@@ -88,7 +92,7 @@ mod tests;
 
 pub use error::{FsError, FsResult};
 pub use fs::{
-    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, StatFs,
+    AtimeMode, Attr, Caller, DirEntry, Fs, FsConfig, LastMount, OpenFlags, Recovery, RenameFlags, SetAttr, Setter, StatFs,
     TimeSet, XattrFlags, XattrReply, BLOCK_BYTES,
 };
 pub use store::{is_store, wait_closed, Store, StoreError, StoreLock, StoreOptions};

@@ -137,6 +137,29 @@ impl Timespec {
 const RELATIME_SECS: i64 = 24 * 3600;
 
 /// Whether a read at `now` refreshes an access time (Linux's relatime).
+/// How reads update access times (the mount's atime option).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AtimeMode {
+    /// Update atime when it is not newer than mtime/ctime or older than a day.
+    #[default]
+    Relatime,
+    /// Never update atime on reads.
+    Noatime,
+    /// Update atime on every read.
+    Strictatime,
+}
+
+impl AtimeMode {
+    /// Whether a read now updates an atime, given the inode's times.
+    pub fn due(self, atime: Timespec, mtime: Timespec, ctime: Timespec, now: Timespec) -> bool {
+        match self {
+            AtimeMode::Relatime => relatime_due(atime, mtime, ctime, now),
+            AtimeMode::Noatime => false,
+            AtimeMode::Strictatime => true,
+        }
+    }
+}
+
 pub fn relatime_due(atime: Timespec, mtime: Timespec, ctime: Timespec, now: Timespec) -> bool {
     atime <= mtime || atime <= ctime || now.sec - atime.sec >= RELATIME_SECS
 }

@@ -121,9 +121,7 @@ fn build(root: &Path) {
 
 /// What the kernel shows of one name, as text: lstat but ino, dev and
 /// ctime, and xattr names with their values' lengths and checksums.
-/// Nothing is read: reads through FUSE passthrough move a file's atime
-/// even on a noatime mount (the kernel reads the object through a file
-/// of its own), and the comparison is of atimes too.
+/// Nothing is read, so that nothing moves an atime the comparison sees.
 type Seen = String;
 
 fn digest(bytes: &[u8]) -> String {

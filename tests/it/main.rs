@@ -3,7 +3,9 @@
 //! unmount, even when a test fails. Without /dev/fuse these tests fail and
 //! say what is missing; they never skip.
 
+mod acl;
 mod bigdir;
+mod boot;
 mod crash_script;
 mod direct_io;
 mod dump;

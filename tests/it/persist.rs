@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -330,4 +331,62 @@ fn kill9_and_remount_keeps_every_acknowledged_operation() {
         verify(&m, &e, round);
         crate::harness::check_consistent(&m.mountpoint);
     }
+}
+
+/// A file handle of the file, the name a handle for a path.
+fn handle_of(path: &std::path::Path) -> Vec<u8> {
+    const MAX: usize = 128;
+    // SAFETY: name_to_handle_at fills a buffer laid out as struct
+    // file_handle with room for MAX handle bytes, and a mount id.
+    unsafe {
+        let mut buf = vec![0u8; std::mem::size_of::<libc::file_handle>() + MAX];
+        let fh = buf.as_mut_ptr().cast::<libc::file_handle>();
+        (*fh).handle_bytes = MAX as u32;
+        let mut mount_id = 0;
+        let rc = libc::name_to_handle_at(libc::AT_FDCWD, cstr(path).as_ptr(), fh, &mut mount_id, 0);
+        assert_eq!(rc, 0, "name_to_handle_at {}: errno {}", path.display(), errno());
+        buf.truncate(std::mem::size_of::<libc::file_handle>() + (*fh).handle_bytes as usize);
+        buf
+    }
+}
+
+/// Open a handle from `handle_of` through the mount at `mountpoint`.
+fn open_handle(mountpoint: &std::path::Path, handle: &[u8]) -> Result<std::fs::File, i32> {
+    use std::os::fd::FromRawFd;
+    let dir = std::fs::File::open(mountpoint).unwrap();
+    let mut buf = handle.to_vec();
+    // SAFETY: `buf` holds a struct file_handle as name_to_handle_at wrote it.
+    let fd = unsafe { libc::open_by_handle_at(dir.as_raw_fd(), buf.as_mut_ptr().cast(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: a new descriptor we own.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// File handles (what an NFS export hands out) of a file, a directory and
+/// the root still open the same objects after a remount, once the kernel
+/// has forgotten every inode; a handle of a removed file is stale.
+#[test]
+fn file_handles_survive_a_remount() {
+    let mut m = Mount::persistent(&[]);
+    std::fs::create_dir_all(m.path("a/b")).unwrap();
+    std::fs::write(m.path("a/b/f"), b"by handle").unwrap();
+    std::fs::write(m.path("gone"), b"x").unwrap();
+    let handles: Vec<(&str, Vec<u8>)> =
+        ["a/b/f", "a/b", "", "gone"].iter().map(|p| (*p, handle_of(&m.path(p)))).collect();
+    std::fs::remove_file(m.path("gone")).unwrap();
+    m.unmount();
+    m.spawn(&[]);
+    let mut f = open_handle(&m.mountpoint, &handles[0].1).expect("the file's handle after a remount");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut f, &mut text).unwrap();
+    assert_eq!(text, "by handle");
+    for (path, handle) in &handles[1..3] {
+        let dir = open_handle(&m.mountpoint, handle).unwrap_or_else(|e| panic!("handle of '{path}': errno {e}"));
+        let meta = dir.metadata().unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.ino(), std::fs::metadata(m.path(path)).unwrap().ino(), "{path}");
+    }
+    assert_eq!(open_handle(&m.mountpoint, &handles[3].1).err(), Some(libc::ESTALE), "a removed file's handle");
 }

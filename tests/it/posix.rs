@@ -303,3 +303,177 @@ fn read_only_mount_refuses_writes() {
     assert_eq!(err_of(fs::create_dir(m.path("d"))), libc::EROFS);
     assert!(fs::read_dir(&m.mountpoint).unwrap().next().is_none());
 }
+
+/// telldir/seekdir through the kernel: every position a directory stream
+/// reported stays usable, also far back in a big directory and after
+/// entries were removed; reading there continues with the first name that
+/// still exists after the one read at that position.
+#[test]
+fn seekdir_returns_to_any_earlier_position_after_removals() {
+    let m = Mount::memory();
+    let d = m.path("big");
+    fs::create_dir(&d).unwrap();
+    let names: Vec<String> = (0..6000).map(|i| format!("n{i:05}")).collect();
+    for n in &names {
+        File::create(d.join(n)).unwrap();
+    }
+    // SAFETY: a directory stream opened, read and closed here; the dirent
+    // pointers are read before the next readdir call.
+    unsafe {
+        let dir = libc::opendir(cstr(&d).as_ptr());
+        assert!(!dir.is_null(), "opendir: errno {}", errno());
+        let mut marks = Vec::new(); // (name just read, position after it)
+        loop {
+            let e = libc::readdir(dir);
+            if e.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*e).d_name.as_ptr()).to_string_lossy().into_owned();
+            if name.starts_with('n') {
+                marks.push((name, libc::telldir(dir)));
+            }
+        }
+        assert_eq!(marks.len(), names.len());
+        for n in names.iter().skip(1).step_by(3) {
+            fs::remove_file(d.join(n)).unwrap();
+        }
+        for (i, (name, pos)) in marks.iter().enumerate().step_by(499) {
+            libc::seekdir(dir, *pos);
+            let e = libc::readdir(dir);
+            let next = (!e.is_null()).then(|| std::ffi::CStr::from_ptr((*e).d_name.as_ptr()).to_string_lossy().into_owned());
+            let want = (i + 1..names.len()).find(|j| j % 3 != 1).map(|j| names[j].clone());
+            assert_eq!(next, want, "after seekdir to the position after {name} (errno {})", errno());
+        }
+        libc::closedir(dir);
+    }
+}
+
+/// A write, fallocate, hole punch or zero-range by a user outside a setgid
+/// file's group drops the setgid bit, as on ext4 and tmpfs, also where the
+/// group may not execute; a member keeps it.
+#[test]
+fn setgid_is_dropped_when_an_outsider_changes_the_contents() {
+    let m = Mount::persistent(&["-o", "allow_other"]);
+    fs::set_permissions(&m.mountpoint, fs::Permissions::from_mode(0o777)).unwrap();
+    let f = m.path("f");
+    fs::write(&f, vec![7u8; 16384]).unwrap();
+    let path = f.to_str().unwrap();
+    let as_nobody = |groups: &str, cmd: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups])
+            .args(cmd)
+            .output()
+            .expect("setpriv (util-linux) runs");
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let changes: [&[&str]; 4] = [
+        &["sh", "-c", &format!("printf x >> {path}")],
+        &["fallocate", "-l", "32768", path],
+        &["fallocate", "-p", "-o", "0", "-l", "4096", path],
+        &["fallocate", "-z", "-o", "4096", "-l", "4096", path],
+    ];
+    for cmd in changes {
+        for (groups, kept) in [("--clear-groups", false), ("--groups=0", true)] {
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o2666)).unwrap();
+            as_nobody(groups, cmd);
+            let mode = fs::metadata(&f).unwrap().mode() & 0o7777;
+            let want = if kept { 0o2666 } else { 0o666 };
+            assert_eq!(mode, want, "{cmd:?} as nobody with {groups}: mode {mode:o}");
+        }
+    }
+}
+
+fn atime_of(path: &std::path::Path) -> (i64, i64) {
+    let m = fs::metadata(path).unwrap();
+    (m.atime(), m.atime_nsec())
+}
+
+/// Read `path` after a pause long enough for any atime update to show.
+fn read_later(path: &std::path::Path) {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::read(path).unwrap();
+}
+
+/// The atime options hold for file reads on both data paths (with
+/// passthrough the kernel reads data objects itself) and for listings:
+/// noatime never updates, relatime updates a read atime once per change,
+/// strictatime on every read; nodiratime leaves directories alone.
+#[test]
+fn atime_options_hold_for_reads_and_listings() {
+    for (opts, first_read_updates, second_read_updates) in
+        [("noatime", false, false), ("relatime", true, false), ("strictatime", true, true)]
+    {
+        let m = Mount::persistent(&["-o", opts]);
+        let f = m.path("f");
+        fs::write(&f, b"data").unwrap();
+        let written = atime_of(&f);
+        read_later(&f);
+        let first = atime_of(&f);
+        read_later(&f);
+        let second = atime_of(&f);
+        assert_eq!(first != written, first_read_updates, "-o {opts}: first read");
+        assert_eq!(second != first, second_read_updates, "-o {opts}: second read");
+        let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let line = table.lines().find(|l| l.contains(m.mountpoint.to_str().unwrap())).unwrap();
+        // The table names relatime and noatime; strictatime is the absence of both.
+        let shown = if opts == "strictatime" { !line.contains("atime,") } else { line.contains(opts) };
+        assert!(shown, "-o {opts}: {line}");
+    }
+    let m = Mount::persistent(&["-o", "nodiratime,lazytime"]);
+    let d = m.path("d");
+    fs::create_dir(&d).unwrap();
+    fs::write(d.join("x"), b"").unwrap();
+    let before = atime_of(&d);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+    assert_eq!(atime_of(&d), before, "nodiratime: a listing leaves the directory's atime");
+}
+
+/// Setuid and setgid go as on ext4 when a file changes: a write, truncate,
+/// O_TRUNC open or fallocate by an unprivileged user drops setuid, and
+/// setgid where the group may execute; root's writes keep them; a chown
+/// drops setuid even for root. (The daemon applies this rule itself:
+/// FUSE_HANDLE_KILLPRIV_V2.)
+#[test]
+fn setuid_and_setgid_are_dropped_by_unprivileged_changes() {
+    let m = Mount::persistent(&["-o", "allow_other"]);
+    fs::set_permissions(&m.mountpoint, fs::Permissions::from_mode(0o777)).unwrap();
+    let f = m.path("f");
+    fs::write(&f, vec![1u8; 8192]).unwrap();
+    let path = f.to_str().unwrap();
+    let mode = || fs::metadata(&f).unwrap().mode() & 0o7777;
+    let as_nobody = |cmd: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(cmd)
+            .output()
+            .expect("setpriv (util-linux) runs");
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let append = format!("printf x >> {path}");
+    let overwrite = format!("printf y 1<> {path}");
+    let o_trunc = format!("printf z > {path}");
+    let changes: [&[&str]; 5] = [
+        &["sh", "-c", &append],
+        &["sh", "-c", &overwrite],
+        &["sh", "-c", &o_trunc],
+        &["truncate", "-s", "100", path],
+        &["fallocate", "-l", "16384", path],
+    ];
+    for cmd in changes {
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).unwrap();
+        as_nobody(cmd);
+        assert_eq!(mode(), 0o777, "{cmd:?} as nobody");
+        // Twice: a second change of the now plain file must not restore or fail anything.
+        as_nobody(cmd);
+        assert_eq!(mode(), 0o777, "{cmd:?} as nobody, again");
+    }
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).unwrap();
+    fs::OpenOptions::new().append(true).open(&f).unwrap().write_all(b"root").unwrap();
+    assert_eq!(mode(), 0o6777, "root's writes keep both bits");
+    std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
+    assert_eq!(mode(), 0o0777, "a chown drops setuid, and setgid with group execute");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o2767)).unwrap();
+    std::os::unix::fs::chown(&f, Some(0), None).unwrap();
+    assert_eq!(mode(), 0o2767, "setgid without group execute survives root's chown");
+}

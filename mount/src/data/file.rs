@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::{copy_via_buffer, AllocMode, DataStore, ObjectReader, ObjectStat, SeekKind, Space};
-use crate::schema::{Ino, TimeSet, Timespec};
+use super::{atime_view, copy_via_buffer, AllocMode, DataStore, ObjectReader, ObjectStat, SeekKind, Space};
+use crate::schema::{AtimeMode, Ino, TimeSet, Timespec};
 
 /// Default bound on cached open descriptors.
 pub const FDS_CACHED_MAX: usize = 512;
@@ -79,15 +79,39 @@ fn shard_name(ino: Ino) -> CString {
     CString::new(format!("{:02x}", ino.0 & 0xff)).expect("hex digits hold no NUL")
 }
 
-fn object_name(ino: Ino) -> CString {
-    CString::new(format!("{:016x}", ino.0)).expect("hex digits hold no NUL")
+/// An object's file name, `<ino as 16 hex digits>` and a NUL, built on the
+/// stack: it is made for every object operation.
+struct ObjectName([u8; 17]);
+
+impl ObjectName {
+    fn as_c_str(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.0).expect("16 hex digits and a NUL")
+    }
+}
+
+impl std::ops::Deref for ObjectName {
+    type Target = CStr;
+    fn deref(&self) -> &CStr {
+        self.as_c_str()
+    }
+}
+
+fn object_name(ino: Ino) -> ObjectName {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut name = [0u8; 17];
+    for (i, byte) in name[..16].iter_mut().enumerate() {
+        *byte = HEX[((ino.0 >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    ObjectName(name)
 }
 
 impl FileData {
     /// A store rooted at `dir` (created if missing, unless `read_only`),
     /// caching up to `fds_max` descriptors; with `noatime`, reads leave
     /// objects' access times alone. `dir` must not be a symlink.
-    pub fn open(dir: &Path, fds_max: usize, noatime: bool, read_only: bool) -> io::Result<FileData> {
+    /// Objects are reached through a private mount of `dir` with `atime`'s
+    /// rule where the daemon may make one (see `atime_view`).
+    pub fn open(dir: &Path, fds_max: usize, atime: AtimeMode, read_only: bool) -> io::Result<FileData> {
         if !read_only {
             match fs::DirBuilder::new().mode(0o700).create(dir) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
@@ -96,8 +120,15 @@ impl FileData {
         }
         let flags = libc::O_RDONLY | libc::O_DIRECTORY;
         let dir_fd = open_at(at_cwd(), &c_path(dir)?, flags, 0).map_err(|e| symlink_refused(e, dir))?;
+        let dir_fd = match atime_view::open(dir_fd.as_fd(), atime) {
+            Ok(view) => view,
+            Err(e) => {
+                log::debug!("data objects keep the atime rule of the filesystem holding {}: {e}", dir.display());
+                dir_fd
+            }
+        };
         let files_max = fds_max.max(1);
-        let noatime_flag = if noatime { libc::O_NOATIME } else { 0 };
+        let noatime_flag = if atime == AtimeMode::Noatime { libc::O_NOATIME } else { 0 };
         Ok(FileData {
             dir: dir.to_path_buf(),
             dir_fd,
@@ -551,7 +582,7 @@ mod tests {
     #[test]
     fn sparse_file_store_reads_writes_punches_and_seeks() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileData::open(dir.path(), 2, false, false).unwrap();
+        let store = FileData::open(dir.path(), 2, AtimeMode::Relatime, false).unwrap();
         let ino = Ino(0x1_0203);
         store.write(ino, 1 << 20, b"tail").unwrap();
         let mut buf = [9u8; 8];
@@ -596,7 +627,7 @@ mod reader_tests {
     #[test]
     fn reader_sees_holes_and_leaves_atime_and_cache_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileData::open(dir.path(), 4, false, false).unwrap();
+        let store = FileData::open(dir.path(), 4, AtimeMode::Relatime, false).unwrap();
         let ino = Ino(0x42);
         store.write(ino, 1 << 20, b"tail").unwrap();
         let old = Timespec { sec: Timespec::now().sec - 7 * 86_400, nsec: 5 };
@@ -622,7 +653,7 @@ mod symlink_tests {
     fn setup(tmp: &Path) -> (FileData, PathBuf) {
         let victim = tmp.join("victim");
         fs::write(&victim, b"precious").unwrap();
-        (FileData::open(&tmp.join("data"), 4, false, false).unwrap(), victim)
+        (FileData::open(&tmp.join("data"), 4, AtimeMode::Relatime, false).unwrap(), victim)
     }
 
     #[test]
@@ -666,8 +697,15 @@ mod symlink_tests {
     fn symlinked_data_directory_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("data")).unwrap();
-        assert!(FileData::open(&tmp.path().join("data"), 4, false, false).is_err());
-        assert!(FileData::open(&tmp.path().join("data"), 4, false, true).is_err());
+        assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, false).is_err());
+        assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, true).is_err());
+    }
+
+    #[test]
+    fn object_names_are_sixteen_hex_digits() {
+        assert_eq!(object_name(Ino(0x1_0203)).to_bytes(), b"0000000000010203");
+        assert_eq!(object_name(Ino(u64::MAX)).to_bytes(), b"ffffffffffffffff");
+        assert_eq!(object_name(Ino(0xabc)).to_bytes(), format!("{:016x}", 0xabc).as_bytes());
     }
 
     #[test]
@@ -676,7 +714,7 @@ mod symlink_tests {
         let (store, _) = setup(tmp.path());
         store.write(Ino(5), 0, b"kept").unwrap();
         drop(store);
-        let ro = FileData::open(&tmp.path().join("data"), 4, false, true).unwrap();
+        let ro = FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, true).unwrap();
         let mut buf = [0u8; 4];
         assert_eq!(ro.read(Ino(5), 0, &mut buf).unwrap(), 4);
         assert_eq!(&buf, b"kept");
@@ -684,6 +722,6 @@ mod symlink_tests {
         assert!(ro.open_backing(Ino(5), true).unwrap().is_some(), "a read-only backing file");
         assert!(ro.write(Ino(6), 0, b"x").is_err() && ro.create(Ino(7)).is_err());
         assert!(!tmp.path().join("data/06").exists() && !tmp.path().join("data/07").exists());
-        assert!(FileData::open(&tmp.path().join("absent"), 4, false, true).is_err(), "read-only never creates");
+        assert!(FileData::open(&tmp.path().join("absent"), 4, AtimeMode::Relatime, true).is_err(), "read-only never creates");
     }
 }

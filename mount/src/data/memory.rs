@@ -1,7 +1,7 @@
 //! In-memory data store for `--memory` mounts: each object is a map of 4 KiB
 //! pages, so holes cost nothing and SEEK_DATA/SEEK_HOLE fall out of the map.
 //! Times follow what a local filesystem does: writes and size changes set
-//! mtime and ctime, reads set atime by the relatime rule unless `noatime`.
+//! mtime and ctime, reads set atime by the mount's atime rule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::{copy_via_buffer, AllocMode, DataStore, ObjectReader, ObjectStat, SeekKind, Space};
-use crate::schema::{relatime_due, Ino, TimeSet, Timespec};
+use crate::schema::{AtimeMode, Ino, TimeSet, Timespec};
 
 const PAGE_BYTES: u64 = 4096;
 
@@ -107,13 +107,13 @@ impl Object {
 #[derive(Default)]
 pub struct MemoryData {
     objects: RwLock<HashMap<Ino, Arc<Mutex<Object>>>>,
-    noatime: bool,
+    atime: AtimeMode,
 }
 
 impl MemoryData {
-    /// An empty store; with `noatime`, reads leave access times alone.
-    pub fn new(noatime: bool) -> MemoryData {
-        MemoryData { objects: RwLock::default(), noatime }
+    /// An empty store whose reads update access times by `atime`'s rule.
+    pub fn new(atime: AtimeMode) -> MemoryData {
+        MemoryData { objects: RwLock::default(), atime }
     }
 
     fn object(&self, ino: Ino) -> Option<Arc<Mutex<Object>>> {
@@ -138,7 +138,7 @@ impl DataStore for MemoryData {
         let Some(obj) = self.object(ino) else { return Ok(0) };
         let mut obj = obj.lock();
         let now = Timespec::now();
-        if !self.noatime && relatime_due(obj.atime, obj.mtime, obj.ctime, now) {
+        if self.atime.due(obj.atime, obj.mtime, obj.ctime, now) {
             obj.atime = now;
         }
         Ok(obj.read_into(off, buf))

@@ -10,6 +10,7 @@
 //! Objects are created only after their inode is committed and removed
 //! only once the inode's orphan marker is durable (see `fs::open`).
 
+mod atime_view;
 mod file;
 mod memory;
 #[cfg(test)]

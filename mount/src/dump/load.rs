@@ -11,6 +11,12 @@
 //! chose otherwise (a setgid parent). ctimes are never set: the kernel
 //! stamps a file's, the operations stamp the others'.
 //!
+//! Nothing is inherited: a directory's default ACL is set at its End,
+//! after its entries exist, so no entry is created under a default ACL
+//! (which would give it ACLs and a mode the stream does not hold), and
+//! creates pass umask 0. Each inode gets exactly the xattrs its records
+//! carry.
+//!
 //! Memory: the stack of open directories and the inodes whose names are
 //! still to come (`links`, dropped at their last name).
 
@@ -20,8 +26,16 @@ use std::io::Read;
 use super::format::{InodeRecord, Record, StreamError, StreamReader, Totals, FLAG_META_ONLY};
 use super::{DumpError, Progress};
 use crate::error::{FsError, FsResult};
-use crate::fs::{Attr, Caller, Fs, OpenFlags, SetAttr, TimeSet, XattrFlags};
+use crate::fs::{Attr, Caller, Fs, OpenFlags, SetAttr, TimeSet, XattrFlags, DEFAULT_ACL_XATTR};
 use crate::schema::{FileKind, Ino};
+
+/// An open directory: its record (attributes set at End; the name makes
+/// paths for messages) and its default ACL, also set at End.
+struct OpenDir {
+    ino: Ino,
+    record: InodeRecord,
+    default_acl: Option<Vec<u8>>,
+}
 
 /// A node whose records are being read: its Xattr and Data records follow.
 struct Node {
@@ -34,9 +48,8 @@ struct Node {
 struct Loader<'a> {
     fs: &'a Fs,
     meta_only: bool,
-    /// Open directories, the root first, with their records (attributes
-    /// set at End; the names make paths for messages).
-    dirs: Vec<(Ino, InodeRecord)>,
+    /// Open directories, the root first.
+    dirs: Vec<OpenDir>,
     current: Option<Node>,
     /// Stream ids of inodes with names to come: their inode, how many.
     links: HashMap<u64, (Ino, u32)>,
@@ -117,9 +130,9 @@ impl Loader<'_> {
     /// The path of `name` in the innermost open directory, for messages.
     fn path(&self, name: &[u8]) -> String {
         let mut path = Vec::new();
-        for (_, r) in self.dirs.iter().skip(1) {
+        for dir in self.dirs.iter().skip(1) {
             path.push(b'/');
-            path.extend_from_slice(&r.name);
+            path.extend_from_slice(&dir.record.name);
         }
         path.push(b'/');
         path.extend_from_slice(name);
@@ -138,7 +151,8 @@ impl Loader<'_> {
             None if self.totals.inodes == 0 && r.kind == FileKind::Dir && r.name.is_empty() => Ino::ROOT,
             None => return Err(corrupt("the first inode is not the root directory, or a second root".into())),
             Some(_) if r.name.is_empty() => return Err(corrupt("an inode without a name below the root".into())),
-            Some(&(parent, _)) => {
+            Some(dir) => {
+                let parent = dir.ino;
                 let attr = self.create(parent, &r).map_err(|e| self.failed("create", &r.name, e))?;
                 self.fix_owner_and_mode(&attr, &r).map_err(|e| self.failed("chown/chmod", &r.name, e))?;
                 self.totals.names += 1;
@@ -150,7 +164,7 @@ impl Loader<'_> {
             self.links.insert(r.id, (ino, r.nlink - 1));
         }
         if r.kind == FileKind::Dir {
-            self.dirs.push((ino, r.clone()));
+            self.dirs.push(OpenDir { ino, record: r.clone(), default_acl: None });
         }
         self.current = Some(Node { ino, record: r, data_end: 0 });
         Ok(())
@@ -159,7 +173,7 @@ impl Loader<'_> {
     /// Make the node, owned by the record's owner with its mode.
     fn create(&self, parent: Ino, r: &InodeRecord) -> FsResult<Attr> {
         let fs = self.fs;
-        let caller = Caller { uid: r.uid, gid: r.gid };
+        let caller = Caller { uid: r.uid, gid: r.gid, umask: 0 };
         let perm = u32::from(r.perm);
         match r.kind {
             FileKind::Dir => fs.mkdir(caller, parent, &r.name, perm),
@@ -187,7 +201,7 @@ impl Loader<'_> {
     }
 
     fn link(&mut self, id: u64, name: &[u8]) -> Result<(), DumpError> {
-        let Some(&(parent, _)) = self.dirs.last() else {
+        let Some(parent) = self.dirs.last().map(|d| d.ino) else {
             return Err(corrupt("a link outside every directory".into()));
         };
         let Some((ino, left)) = self.links.get_mut(&id) else {
@@ -207,6 +221,11 @@ impl Loader<'_> {
         let Some(node) = &self.current else {
             return Err(corrupt("an xattr record that follows no inode record".into()));
         };
+        if name == DEFAULT_ACL_XATTR && node.record.kind == FileKind::Dir {
+            let dir = self.dirs.last_mut().expect("a directory's inode record opened it");
+            dir.default_acl = Some(value.to_vec());
+            return Ok(());
+        }
         let set = self.fs.setxattr(node.ino, name, value, XattrFlags::default());
         set.map_err(|e| self.failed("setxattr", &node.record.name, e))
     }
@@ -242,13 +261,19 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// Close the innermost directory: its times, now that its entries exist.
+    /// Close the innermost directory: its default ACL and times, now that
+    /// its entries exist.
     fn end(&mut self) -> Result<(), DumpError> {
-        let Some((ino, r)) = self.dirs.pop() else {
+        let Some(dir) = self.dirs.pop() else {
             return Err(corrupt("an End with no directory open".into()));
         };
-        let set = self.fs.setattr(ino, &times(&r));
-        set.map_err(|e| self.failed("utimens", &r.name, e)).map(|_| ())
+        let name = &dir.record.name;
+        if let Some(acl) = &dir.default_acl {
+            let set = self.fs.setxattr(dir.ino, DEFAULT_ACL_XATTR, acl, XattrFlags::default());
+            set.map_err(|e| self.failed("setxattr", name, e))?;
+        }
+        let set = self.fs.setattr(dir.ino, &times(&dir.record));
+        set.map_err(|e| self.failed("utimens", name, e)).map(|_| ())
     }
 }
 

@@ -325,3 +325,49 @@ fn a_directory_cycle_in_a_damaged_tree_is_refused() {
     let err = dump_live(&fs, std::io::sink(), DumpOptions::default(), &mut |_| {}, &|| false).unwrap_err();
     assert!(err.to_string().contains("run holt-fs fsck"), "{err}");
 }
+
+/// A POSIX ACL in the kernel's xattr encoding: version 2, then (tag,
+/// permission bits, id) entries; ids of unnamed entries are -1.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut b = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&perm.to_le_bytes());
+        b.extend_from_slice(&id.to_le_bytes());
+    }
+    b
+}
+
+/// ACLs come back exactly as they were: a directory's default ACL is set
+/// only after its entries are made, so none inherits one it did not have
+/// (here: a file whose inherited ACL was removed, and entries made
+/// before the default ACL was set).
+#[test]
+fn acls_round_trip_and_nothing_is_inherited_twice() {
+    const NONE: u32 = u32::MAX;
+    let access = acl(&[(0x01, 7, NONE), (0x02, 5, 1234), (0x04, 5, NONE), (0x10, 5, NONE), (0x20, 4, NONE)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let first = {
+        let fs = open_fs(&tmp.path().join("a"));
+        let root = Ino::ROOT;
+        let dir = fs.mkdir(USER, root, b"acl", 0o755).unwrap().ino;
+        file(&fs, dir, b"before", 0o644, &[]);
+        fs.setxattr(dir, b"system.posix_acl_default", &access, XattrFlags::default()).unwrap();
+        file(&fs, dir, b"inherits", 0o644, &[]);
+        fs.mkdir(USER, dir, b"sub", 0o755).unwrap();
+        let stripped = file(&fs, dir, b"stripped", 0o644, &[]);
+        fs.removexattr(stripped, b"system.posix_acl_access").unwrap();
+        let own = file(&fs, root, b"own", 0o640, &[]);
+        fs.setxattr(own, b"system.posix_acl_access", &access, XattrFlags::default()).unwrap();
+        dump_to_vec(&fs, NO_CTIME)
+    };
+    let xattr_names = |stream: &[u8]| {
+        without_ctimes(stream).iter().filter(|r| matches!(r, Record::Xattr { .. })).count()
+    };
+    assert_eq!(xattr_names(&first), 5, "default on acl/, access+default on sub/, access on inherits and own");
+    load_store(&tmp.path().join("b"), &first[..], &mut |_| {}).unwrap();
+    let mut again = Vec::new();
+    dump_store(&tmp.path().join("b"), &mut again, NO_CTIME, &mut |_| {}).unwrap();
+    assert_eq!(without_ctimes(&again), without_ctimes(&first));
+    assert!(again == first, "byte-identical");
+}

@@ -1,9 +1,10 @@
 //! Attributes: getattr, setattr (chmod, chown, truncate, utimens), readlink,
 //! access, and the relatime rule for reads.
 
+use super::acl::{self, Acl};
 use super::{AtimeMode, Attr, Caller, Fs};
 use crate::error::{FsError, FsResult};
-use crate::schema::{relatime_due, FileKind, Ino, Inode, TimeSet, Timespec};
+use crate::schema::{FileKind, Ino, Inode, TimeSet, Timespec};
 
 /// Largest file size accepted (the kernel's `loff_t` maximum).
 pub(super) const FILE_BYTES_MAX: u64 = i64::MAX as u64;
@@ -65,6 +66,7 @@ impl Fs {
             let now = Timespec::now();
             if let Some(mode) = set.mode {
                 inode.perm = (mode & 0o7777) as u16;
+                chmod_acl(t, ino, inode.perm)?;
             }
             inode.uid = set.uid.unwrap_or(inode.uid);
             inode.gid = set.gid.unwrap_or(inode.gid);
@@ -91,11 +93,6 @@ impl Fs {
         if let Err(e) = self.data.touch_ctime(ino) {
             log::warn!("ctime of inode {} not updated: {e}", ino.0);
         }
-    }
-
-    /// Set a regular file's size (O_TRUNC, truncate).
-    pub(super) fn truncate(&self, ino: Ino, size: u64) -> FsResult<Attr> {
-        self.setattr(ino, &SetAttr { size: Some(size), mtime: Some(TimeSet::Now), ..SetAttr::default() })
     }
 
     /// Cut or extend the data object: one step, which is the whole truncate.
@@ -140,7 +137,7 @@ impl Fs {
     /// fails for want of an atime (a full or poisoned store). Skipped while
     /// the tree is low on space, whose last bytes are for freeing space.
     pub(super) fn touch_atime(&self, ino: Ino) {
-        if self.cfg.atime == AtimeMode::Noatime || self.cfg.read_only || self.meta.space_low() {
+        if self.cfg.atime == AtimeMode::Noatime || self.cfg.nodiratime || self.cfg.read_only || self.meta.space_low() {
             return;
         }
         if let Err(e) = self.try_touch_atime(ino) {
@@ -152,7 +149,7 @@ impl Fs {
         let mut txn = self.meta.txn();
         let mut inode = txn.inode(ino)?;
         let now = Timespec::now();
-        if !relatime_due(inode.atime, inode.mtime, inode.ctime, now) {
+        if !self.cfg.atime.due(inode.atime, inode.mtime, inode.ctime, now) {
             return Ok(());
         }
         inode.atime = now;
@@ -160,6 +157,17 @@ impl Fs {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Keep `ino`'s access ACL, if any, in step with new permission bits.
+fn chmod_acl(t: &mut crate::meta::Txn, ino: Ino, perm: u16) -> FsResult<()> {
+    let key = crate::schema::xattr_key(ino, acl::ACCESS);
+    if let Some(bytes) = t.get(&key)? {
+        let mut acl = Acl::decode(&bytes)?;
+        acl.chmod(perm & 0o777);
+        t.put(key, acl.encode());
+    }
+    Ok(())
 }
 
 /// Whether `caller` may access `inode` for every bit of `mask` (R=4, W=2, X=1).

@@ -2,23 +2,22 @@
 //!
 //! A listing is a scan of `D/<dir>/` resumed with `start_after(last name)`,
 //! never a position in the current listing. Each handle hands out offsets
-//! 1 (`.`), 2 (`..`), then 3, 4, ... per entry emitted, and remembers which
-//! name each recent offset stands for; resuming at an offset resumes after
+//! 1 (`.`), 2 (`..`), then one per name (`dir_offsets`), and remembers the
+//! name of every offset it handed out; resuming at an offset resumes after
 //! that name. So an entry present for the whole listing is returned exactly
-//! once however the directory changes, and memory per handle is bounded by
-//! `CURSOR_NAMES_MAX`, not by the directory's size.
+//! once however the directory changes, and every offset stays valid for the
+//! handle's life (telldir/seekdir back to any earlier position works).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::dir_offsets::NameLog;
 use super::Fs;
 use crate::error::{FsError, FsResult};
 use crate::schema::{FileKind, Ino, Inode};
 
-/// Offsets each handle can resume from (a seekdir further back fails with EINVAL).
-const CURSOR_NAMES_MAX: usize = 4096;
 const DOT_OFFSET: u64 = 1;
 const DOTDOT_OFFSET: u64 = 2;
 
@@ -36,8 +35,7 @@ pub struct DirEntry {
 
 struct Cursor {
     ino: Ino,
-    next_offset: u64,
-    names: BTreeMap<u64, Vec<u8>>,
+    names: NameLog,
 }
 
 #[derive(Default)]
@@ -45,11 +43,12 @@ pub(super) struct DirHandles {
     cursors: Mutex<HashMap<u64, Arc<Mutex<Cursor>>>>,
 }
 
-/// Where a readdir call starts.
+/// Where a readdir call starts: `After` the name of an offset (`None`:
+/// the first name), with that offset.
 enum Resume {
     Dot,
     DotDot,
-    After(Option<Vec<u8>>),
+    After(Option<(u64, Vec<u8>)>),
 }
 
 impl Fs {
@@ -60,7 +59,7 @@ impl Fs {
             return Err(FsError::NotDir);
         }
         let fh = self.new_fh();
-        let cursor = Cursor { ino, next_offset: DOTDOT_OFFSET + 1, names: BTreeMap::new() };
+        let cursor = Cursor { ino, names: NameLog::default() };
         self.dirs.cursors.lock().insert(fh, Arc::new(Mutex::new(cursor)));
         Ok(fh)
     }
@@ -97,7 +96,7 @@ impl Fs {
             0 => Resume::Dot,
             DOT_OFFSET => Resume::DotDot,
             DOTDOT_OFFSET => Resume::After(None),
-            o => Resume::After(Some(cursor.names.get(&o).cloned().ok_or(FsError::Invalid("unknown directory offset"))?)),
+            o => Resume::After(Some((o, cursor.names.name(o).ok_or(FsError::Invalid("unknown directory offset"))?.to_vec()))),
         };
         if offset == 0 {
             self.touch_atime(ino);
@@ -111,7 +110,7 @@ impl Fs {
             }
             Resume::After(name) => name,
         };
-        self.emit_names(&mut cursor, after.as_deref(), plus, emit)
+        self.emit_names(&mut cursor, after, plus, emit)
     }
 
     /// `.` (unless starting at `..`) and `..`; false if the buffer filled.
@@ -131,9 +130,13 @@ impl Fs {
         Ok(true)
     }
 
-    fn emit_names(&self, cursor: &mut Cursor, after: Option<&[u8]>, plus: bool, emit: &mut dyn FnMut(&DirEntry) -> bool) -> FsResult<()> {
+    fn emit_names(&self, cursor: &mut Cursor, after: Option<(u64, Vec<u8>)>, plus: bool, emit: &mut dyn FnMut(&DirEntry) -> bool) -> FsResult<()> {
         let dir_ino = cursor.ino;
-        self.meta.scan_dir(dir_ino, after, &mut |name, d| {
+        let (mut prev, after) = match after {
+            Some((offset, name)) => (Some(offset), Some(name)),
+            None => (None, None),
+        };
+        self.meta.scan_dir(dir_ino, after.as_deref(), &mut |name, d| {
             let attr = if plus {
                 match self.meta.inode(d.ino).and_then(|inode| self.attr(d.ino, inode)) {
                     Ok(attr) => Some(attr.inode),
@@ -144,15 +147,12 @@ impl Fs {
             } else {
                 None
             };
-            let entry = DirEntry { ino: d.ino, kind: d.kind, name: name.to_vec(), offset: cursor.next_offset, attr };
+            let offset = cursor.names.record(prev, name);
+            let entry = DirEntry { ino: d.ino, kind: d.kind, name: name.to_vec(), offset, attr };
             if !emit(&entry) {
                 return Ok(false);
             }
-            cursor.names.insert(entry.offset, entry.name);
-            cursor.next_offset += 1;
-            while cursor.names.len() > CURSOR_NAMES_MAX {
-                cursor.names.pop_first();
-            }
+            prev = Some(offset);
             Ok(true)
         })
     }

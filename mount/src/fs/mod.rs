@@ -8,13 +8,16 @@
 //! mount: the inode-number reservation, usage counter shards, open counts and
 //! directory cursors.
 
+pub(crate) mod acl;
 mod alloc;
 mod attr;
 mod dir;
+mod dir_offsets;
 mod file;
 mod format;
 mod namespace;
 mod open;
+mod privs;
 mod reclaim;
 mod rename;
 mod space;
@@ -32,7 +35,8 @@ use crate::schema::{self, Ino, Inode, Usage};
 use crate::store::{Store, StoreLock};
 
 pub use attr::SetAttr;
-pub use crate::schema::TimeSet;
+pub use privs::Setter;
+pub use crate::schema::{AtimeMode, TimeSet};
 pub use dir::DirEntry;
 pub use file::OpenFlags;
 pub use reclaim::ReclaimHold;
@@ -40,6 +44,7 @@ pub use format::{LastMount, Recovery};
 pub(crate) use format::current_boot_id;
 pub use rename::RenameFlags;
 pub use xattr::{XattrFlags, XattrReply};
+pub(crate) use acl::DEFAULT as DEFAULT_ACL_XATTR;
 
 use alloc::{InoAlloc, UsageShards};
 use dir::DirHandles;
@@ -49,16 +54,6 @@ use reclaim::ReclaimQueue;
 /// Attempts of one operation's transaction before it gives up (EIO).
 const TXN_ATTEMPTS_MAX: u32 = 1000;
 
-/// How reads update access times.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AtimeMode {
-    /// Update atime when it is not newer than mtime/ctime or older than a day.
-    #[default]
-    Relatime,
-    /// Never update atime on reads.
-    Noatime,
-}
-
 /// Mount-wide behaviour of the semantics layer.
 #[derive(Clone, Debug, Default)]
 pub struct FsConfig {
@@ -67,6 +62,8 @@ pub struct FsConfig {
     /// Make file data durable before acknowledging each write.
     pub sync_data: bool,
     pub atime: AtimeMode,
+    /// Listings leave directories' access times alone (`nodiratime`).
+    pub nodiratime: bool,
     /// Boot id the session record compares with; `None`: the running kernel's.
     pub boot_id: Option<[u8; 16]>,
 }
@@ -79,10 +76,13 @@ type RemovalHook = Box<dyn Fn(Ino) + Send + Sync>;
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The umask of a create, mkdir or mknod, applied unless the parent
+    /// has a default ACL (0 where the kernel applied it already).
+    pub umask: u32,
 }
 
 impl Caller {
-    pub const ROOT: Caller = Caller { uid: 0, gid: 0 };
+    pub const ROOT: Caller = Caller { uid: 0, gid: 0, umask: 0 };
 }
 
 /// An inode with its number: what every entry-returning operation replies.

@@ -2,11 +2,12 @@
 //! unlink and rmdir. Each mutation is one transaction touching the dentry,
 //! the child inode, the parent inode and, when a last name goes, `R/<ino>`.
 
+use super::acl::{self, Acl};
 use super::file::OpenFlags;
-use super::{Attr, Caller, Fs};
+use super::{Attr, Caller, Fs, SetAttr, Setter};
 use crate::error::{FsError, FsResult};
 use crate::meta::Txn;
-use crate::schema::{self, check_name, Dentry, FileKind, Ino, Inode, OrphanReason, Timespec};
+use crate::schema::{self, check_name, Dentry, FileKind, Ino, Inode, OrphanReason, TimeSet, Timespec};
 
 /// Most names one inode may have (ext4's limit; also caps a directory's subdirectories).
 const LINKS_MAX: u32 = 65_000;
@@ -39,6 +40,11 @@ fn touch_dir(p: &mut Inode, now: Timespec) {
 impl Fs {
     /// The inode named `name` in `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Attr> {
+        match name {
+            b"." => return self.lookup_self(parent),
+            b".." => return self.lookup_parent(parent),
+            _ => {}
+        }
         check_name(name)?;
         match self.meta.dentry(parent, name)? {
             Some(d) => self.attr(d.ino, self.meta.inode(d.ino)?),
@@ -47,6 +53,28 @@ impl Fs {
                 _ => Err(FsError::NotDir),
             },
         }
+    }
+
+    /// `ino` itself, as long as it has a name: what the kernel asks when it
+    /// turns a file handle (name_to_handle_at, NFS) into an inode it no
+    /// longer caches. Inode numbers are never reused, so a handle of a
+    /// removed inode finds nothing (ESTALE), never another file.
+    fn lookup_self(&self, ino: Ino) -> FsResult<Attr> {
+        let inode = self.meta.inode(ino)?;
+        if inode.nlink == 0 {
+            return Err(FsError::NotFound);
+        }
+        self.attr(ino, inode)
+    }
+
+    /// The parent of directory `dir` (the root's is itself): how the
+    /// kernel reconnects a directory found by its handle to the tree.
+    fn lookup_parent(&self, dir: Ino) -> FsResult<Attr> {
+        let inode = self.meta.inode(dir)?;
+        if inode.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        self.lookup_self(inode.parent)
     }
 
     /// The kernel dropped `nlookup` references to `ino`. Inode lifetime here
@@ -91,19 +119,26 @@ impl Fs {
                 self.opens.acquire(attr.ino);
                 Ok((attr, self.new_fh()))
             }
-            Err(FsError::Exists) if !flags.exclusive => self.open_existing(parent, name, flags),
+            Err(FsError::Exists) if !flags.exclusive => self.open_existing(caller, parent, name, flags),
             Err(e) => Err(e),
         }
     }
 
     /// create(2) of a name that exists: open it (truncated with `O_TRUNC`).
-    fn open_existing(&self, parent: Ino, name: &[u8], flags: OpenFlags) -> FsResult<(Attr, u64)> {
+    /// A truncating open drops setuid/setgid as a truncate does (`privs`;
+    /// the caller's supplementary groups are not known here, so only its
+    /// primary group counts as membership).
+    fn open_existing(&self, caller: Caller, parent: Ino, name: &[u8], flags: OpenFlags) -> FsResult<(Attr, u64)> {
         let attr = self.lookup(parent, name)?;
         if attr.inode.kind == FileKind::Dir {
             return Err(FsError::IsDir);
         }
         if flags.truncate && attr.inode.kind == FileKind::File {
-            self.truncate(attr.ino, 0)?;
+            let in_group = |gid: u32| gid == caller.gid;
+            let who = Setter { uid: caller.uid, in_group: &in_group };
+            // O_TRUNC marks the file modified even where it was empty.
+            let truncate = SetAttr { size: Some(0), mtime: Some(TimeSet::Now), ..SetAttr::default() };
+            self.setattr_as(attr.ino, &truncate, &who)?;
         }
         let (fh, _) = self.open(attr.ino, flags)?;
         Ok((self.getattr(attr.ino)?, fh))
@@ -139,6 +174,7 @@ impl Fs {
             }
             let now = Timespec::now();
             let mut inode = new_inode(caller, &p, &node, now);
+            inherit_acls(t, parent, ino, &mut inode, caller.umask)?;
             if node.kind == FileKind::Dir {
                 if p.nlink >= LINKS_MAX {
                     return Err(FsError::NotPermitted("too many subdirectories"));
@@ -237,6 +273,28 @@ impl Fs {
         self.reclaim_after_commit(ino);
         Ok(())
     }
+}
+
+/// The ACLs and permission bits of new inode `ino` under `parent`: from
+/// the parent's default ACL if it has one (no umask), else the umask.
+fn inherit_acls(t: &mut Txn, parent: Ino, ino: Ino, inode: &mut Inode, umask: u32) -> FsResult<()> {
+    if inode.kind == FileKind::Symlink {
+        return Ok(());
+    }
+    let Some(bytes) = t.get(&schema::xattr_key(parent, acl::DEFAULT))? else {
+        inode.perm &= !((umask & 0o777) as u16);
+        return Ok(());
+    };
+    let default = Acl::decode(&bytes)?;
+    let access = default.inherit(inode.perm & 0o777);
+    inode.perm = (inode.perm & !0o777) | access.mode_bits();
+    if !access.is_mode_only() {
+        t.put(schema::xattr_key(ino, acl::ACCESS), access.encode());
+    }
+    if inode.kind == FileKind::Dir {
+        t.put(schema::xattr_key(ino, acl::DEFAULT), bytes);
+    }
+    Ok(())
 }
 
 fn new_inode(caller: Caller, parent: &Inode, node: &NewNode, now: Timespec) -> Inode {

@@ -1,9 +1,14 @@
 //! Extended attributes under `X/<ino>/<name>`. Changing one also updates the
-//! inode's ctime, in the same batch.
+//! inode's ctime, in the same batch. The namespaces are ext4's: `user.`,
+//! `trusted.` (the kernel lets only CAP_SYS_ADMIN read or write them; they
+//! are listed to root only), `security.`, and in `system.` only the POSIX
+//! ACLs (`acl`); any other name is refused with EOPNOTSUPP.
 
+use super::acl::{self, Acl};
+use super::privs::Setter;
 use super::Fs;
 use crate::error::{FsError, FsResult};
-use crate::schema::{self, Ino, Timespec};
+use crate::schema::{self, FileKind, Ino, Timespec};
 
 /// Longest xattr name (XATTR_NAME_MAX).
 const XATTR_NAME_BYTES_MAX: usize = 255;
@@ -40,11 +45,15 @@ fn check_xattr_name(name: &[u8]) -> FsResult<()> {
     if name.contains(&0) {
         return Err(FsError::Invalid("NUL in an xattr name"));
     }
-    // POSIX ACLs would need enforcing, which this filesystem does not do.
-    if name.starts_with(b"system.") {
-        return Err(FsError::Unsupported("system.* extended attributes"));
+    if name == acl::ACCESS || name == acl::DEFAULT {
+        return Ok(());
     }
-    Ok(())
+    let known = [&b"user."[..], b"trusted.", b"security."];
+    match known.iter().find(|p| name.starts_with(p)) {
+        Some(prefix) if name.len() > prefix.len() => Ok(()),
+        Some(_) => Err(FsError::Invalid("an xattr name with nothing after its namespace")),
+        None => Err(FsError::Unsupported("extended attributes outside user., trusted., security. and the POSIX ACLs")),
+    }
 }
 
 fn sized(data: Vec<u8>, size: u32) -> FsResult<XattrReply> {
@@ -56,8 +65,34 @@ fn sized(data: Vec<u8>, size: u32) -> FsResult<XattrReply> {
     }
 }
 
+/// The bits an access ACL sets in a mode, and whether it is stored at all.
+struct AclMode {
+    bits: u16,
+    stored: bool,
+}
+
+/// Check an ACL value for `kind` and say what it does to the mode.
+fn acl_effect(name: &[u8], value: &[u8], kind: FileKind) -> FsResult<Option<AclMode>> {
+    if name != acl::ACCESS && name != acl::DEFAULT {
+        return Ok(None);
+    }
+    let parsed = Acl::decode(value)?;
+    if name == acl::DEFAULT {
+        return if kind == FileKind::Dir { Ok(None) } else { Err(FsError::AccessDenied) };
+    }
+    Ok(Some(AclMode { bits: parsed.mode_bits(), stored: !parsed.is_mode_only() }))
+}
+
 impl Fs {
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: XattrFlags) -> FsResult<()> {
+        self.setxattr_as(ino, name, value, flags, &Setter::ROOT)
+    }
+
+    /// Set an xattr for `who`. An access ACL also sets the permission bits
+    /// it implies (and is not kept if the mode says it all); set by a
+    /// caller outside the file's group it drops the setgid bit, as
+    /// ext4's ACL code does.
+    pub fn setxattr_as(&self, ino: Ino, name: &[u8], value: &[u8], flags: XattrFlags, who: &Setter<'_>) -> FsResult<()> {
         self.writable()?;
         check_xattr_name(name)?;
         if value.len() > XATTR_VALUE_BYTES_MAX {
@@ -75,8 +110,21 @@ impl Fs {
                 return Err(FsError::NoXattr);
             }
             inode.ctime = Timespec::now();
+            match acl_effect(name, value, inode.kind)? {
+                Some(m) => {
+                    inode.perm = (inode.perm & !0o777) | m.bits;
+                    if who.uid != 0 && !(who.in_group)(inode.gid) {
+                        inode.perm &= !(libc::S_ISGID as u16);
+                    }
+                    if m.stored {
+                        t.put(key.clone(), value.to_vec());
+                    } else {
+                        t.delete(key.clone());
+                    }
+                }
+                None => t.put(key.clone(), value.to_vec()),
+            }
             t.put_inode(ino, &inode);
-            t.put(key.clone(), value.to_vec());
             Ok(inode.kind)
         })?;
         self.status_changed(ino, kind);
@@ -92,12 +140,20 @@ impl Fs {
 
     /// Names as consecutive NUL-terminated strings.
     pub fn listxattr(&self, ino: Ino, size: u32) -> FsResult<XattrReply> {
+        self.listxattr_as(ino, size, true)
+    }
+
+    /// [`Fs::listxattr`], with `trusted.` names left out unless `privileged`.
+    pub fn listxattr_as(&self, ino: Ino, size: u32, privileged: bool) -> FsResult<XattrReply> {
         self.meta.inode(ino)?;
         let prefix = schema::xattr_prefix(ino);
         let mut names = Vec::new();
         for (key, _) in self.meta.scan(&prefix)? {
-            names.extend_from_slice(&key[prefix.len()..]);
-            names.push(0);
+            let name = &key[prefix.len()..];
+            if privileged || !name.starts_with(b"trusted.") {
+                names.extend_from_slice(name);
+                names.push(0);
+            }
         }
         sized(names, size)
     }

@@ -16,6 +16,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::FuseOptions;
+use crate::AtimeMode;
 
 /// The FUSE device; each open is a new connection.
 const DEV_FUSE: &str = "/dev/fuse";
@@ -23,14 +24,17 @@ const DEV_FUSE: &str = "/dev/fuse";
 const ROOT_MODE: u32 = libc::S_IFDIR;
 
 /// The mount(2) flags `opts` ask for: nosuid, nodev and noexec unless
-/// allowed, ro, noatime.
+/// allowed, ro, and the atime options.
 fn flags(opts: &FuseOptions) -> libc::c_ulong {
     let set = [
         (!opts.suid, libc::MS_NOSUID),
         (!opts.dev, libc::MS_NODEV),
         (!opts.exec, libc::MS_NOEXEC),
         (opts.read_only, libc::MS_RDONLY),
-        (opts.noatime, libc::MS_NOATIME),
+        (opts.atime == AtimeMode::Noatime, libc::MS_NOATIME),
+        (opts.atime == AtimeMode::Strictatime, libc::MS_STRICTATIME),
+        (opts.nodiratime, libc::MS_NODIRATIME),
+        (opts.lazytime, libc::MS_LAZYTIME),
     ];
     set.iter().filter(|(on, _)| *on).fold(0, |acc, (_, flag)| acc | flag)
 }
@@ -89,8 +93,11 @@ mod tests {
     fn safe_flags_unless_asked_otherwise() {
         let safe = FuseOptions::default();
         assert_eq!(flags(&safe), libc::MS_NOSUID | libc::MS_NODEV);
-        let opts = FuseOptions { suid: true, dev: true, exec: false, read_only: true, noatime: true, ..safe };
+        let opts = FuseOptions { suid: true, dev: true, exec: false, read_only: true, atime: AtimeMode::Noatime, ..safe };
         assert_eq!(flags(&opts), libc::MS_NOEXEC | libc::MS_RDONLY | libc::MS_NOATIME);
+        let opts = FuseOptions { atime: AtimeMode::Strictatime, nodiratime: true, lazytime: true, ..FuseOptions::default() };
+        let atimes = libc::MS_STRICTATIME | libc::MS_NODIRATIME | libc::MS_LAZYTIME;
+        assert_eq!(flags(&opts), libc::MS_NOSUID | libc::MS_NODEV | atimes);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use backing::Backings;
 
 use crate::data::SeekKind;
 use crate::schema::{FileKind, Ino, Timespec};
-use crate::{Attr, Caller, Fs, FsError, OpenFlags, RenameFlags, SetAttr, TimeSet, XattrFlags, XattrReply};
+use crate::{Attr, Caller, Fs, FsError, OpenFlags, RenameFlags, SetAttr, Setter, TimeSet, XattrFlags, XattrReply};
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE_BYTES: u32 = 1 << 20;
@@ -56,8 +56,13 @@ pub struct FuseOptions {
     pub dev: bool,
     /// Allow executing files (`exec`); off: the mount is `noexec`.
     pub exec: bool,
-    /// The mount is `noatime` (the kernel shows it; the daemon keeps atimes alone).
-    pub noatime: bool,
+    /// The atime option (the kernel shows it; the daemon keeps atimes).
+    pub atime: crate::AtimeMode,
+    /// `nodiratime` (shown; the daemon leaves directory atimes alone).
+    pub nodiratime: bool,
+    /// `lazytime` (shown; the daemon makes no timestamp durable before the
+    /// next sync anyway).
+    pub lazytime: bool,
     /// Source name shown in mount tables.
     pub fsname: String,
     /// Opt-in speed mode: the kernel buffers writes in its page cache and
@@ -81,7 +86,9 @@ impl Default for FuseOptions {
             suid: false,
             dev: false,
             exec: true,
-            noatime: false,
+            atime: crate::AtimeMode::Relatime,
+            nodiratime: false,
+            lazytime: false,
             fsname: "holt-fs".into(),
             writeback_cache: false,
             passthrough: true,
@@ -125,7 +132,7 @@ fn session_config(opts: &FuseOptions) -> Config {
         pick(opts.exec, MountOption::Exec, MountOption::NoExec),
         pick(opts.read_only, MountOption::RO, MountOption::RW),
     ];
-    if opts.noatime {
+    if opts.atime == crate::AtimeMode::Noatime {
         config.mount_options.push(MountOption::NoAtime);
     }
     config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
@@ -202,12 +209,32 @@ struct Adapter {
     backings: Arc<Backings>,
 }
 
+/// Whether the caller of `req` is in a group: its own, or one of its
+/// process's supplementary groups.
+fn in_group_of(req: &Request) -> impl Fn(u32) -> bool + '_ {
+    |gid: u32| gid == req.gid() || supplementary_groups(req.pid()).contains(&gid)
+}
+
+/// The supplementary groups of process `pid` (empty if it is gone or its
+/// status cannot be read, which errs towards dropping a setgid bit).
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap_or("");
+    line.split_whitespace().filter_map(|g| g.parse().ok()).collect()
+}
+
 fn name(n: &OsStr) -> &[u8] {
     n.as_bytes()
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid() }
+    Caller { uid: req.uid(), gid: req.gid(), umask: 0 }
+}
+
+/// The caller of a create, mkdir or mknod: with POSIX ACLs the kernel
+/// leaves the umask to the filesystem (a default ACL replaces it).
+fn creator(req: &Request, umask: u32) -> Caller {
+    Caller { umask, ..caller(req) }
 }
 
 /// The errno for `e`; failures that are not the caller's doing are logged.
@@ -321,6 +348,18 @@ impl Adapter {
         }
     }
 
+    /// Open flags of a handle served through the daemon. The daemon is the
+    /// only writer, so cached pages stay valid across opens; but with
+    /// strictatime each open reads through the daemon again, whose reads
+    /// update the atime (a read within one open may still hit the cache).
+    fn cache_flags(&self) -> FopenFlags {
+        if self.opts.atime == crate::AtimeMode::Strictatime {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        }
+    }
+
     fn empty(&self, reply: ReplyEmpty, op: &'static str, r: Result<(), FsError>) {
         match r {
             Ok(()) => reply.ok(),
@@ -377,6 +416,17 @@ fn request_capabilities(config: &mut KernelConfig, opts: &FuseOptions) {
         InitFlags::FUSE_ASYNC_DIO,
         InitFlags::FUSE_BIG_WRITES,
         InitFlags::FUSE_MAX_PAGES,
+        // File handles (name_to_handle_at, NFS export): the kernel looks up
+        // `.` and `..` by inode number; inode numbers are never reused, so
+        // generation 0 is stable across remounts.
+        InitFlags::FUSE_EXPORT_SUPPORT,
+        // The kernel enforces POSIX ACLs (stored as system.posix_acl_*
+        // xattrs, see fs/acl.rs) and leaves the umask to the daemon.
+        InitFlags::FUSE_POSIX_ACL,
+        // The daemon drops setuid/setgid on writes, truncates and chowns
+        // (fs/privs.rs), so the kernel need not ask for security.capability
+        // before every write.
+        InitFlags::FUSE_HANDLE_KILLPRIV_V2,
     ];
     for flag in wanted {
         if let Err(missing) = config.add_capabilities(flag) {
@@ -411,7 +461,7 @@ impl Filesystem for Adapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -436,7 +486,9 @@ impl Filesystem for Adapter {
             mtime: mtime.map(time_set),
             ctime: ctime.map(timespec),
         };
-        self.attr(reply, "setattr", self.fs.setattr(Ino(ino.0), &set));
+        let in_group = in_group_of(req);
+        let who = Setter { uid: req.uid(), in_group: &in_group };
+        self.attr(reply, "setattr", self.fs.setattr_as(Ino(ino.0), &set, &who));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -446,12 +498,12 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
-        self.entry(reply, "mknod", self.fs.mknod(caller(req), Ino(parent.0), name(n), mode, rdev));
+    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        self.entry(reply, "mknod", self.fs.mknod(creator(req, umask), Ino(parent.0), name(n), mode, rdev));
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        self.entry(reply, "mkdir", self.fs.mkdir(caller(req), Ino(parent.0), name(n), mode));
+    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        self.entry(reply, "mkdir", self.fs.mkdir(creator(req, umask), Ino(parent.0), name(n), mode));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -499,8 +551,7 @@ impl Filesystem for Adapter {
         };
         match self.backing(Ino(ino.0), fh, kind, |f| reply.open_backing(f)) {
             Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
-            // The daemon is the only writer, so cached pages stay valid across opens.
-            None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.opened(FileHandle(fh), self.cache_flags()),
         }
     }
 
@@ -523,16 +574,23 @@ impl Filesystem for Adapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: FuseOpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            let in_group = in_group_of(req);
+            let who = Setter { uid: req.uid(), in_group: &in_group };
+            if let Err(e) = self.fs.drop_privileges(Ino(ino.0), &who) {
+                return reply.error(fail("write", e));
+            }
+        }
         match self.fs.write(Ino(ino.0), offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(fail("write", e)),
@@ -620,7 +678,7 @@ impl Filesystem for Adapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         n: &OsStr,
         value: &[u8],
@@ -628,7 +686,9 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let r = self.fs.setxattr(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags));
+        let in_group = in_group_of(req);
+        let who = Setter { uid: req.uid(), in_group: &in_group };
+        let r = self.fs.setxattr_as(Ino(ino.0), name(n), value, XattrFlags::from_raw(flags), &who);
         self.empty(reply, "setxattr", r);
     }
 
@@ -636,8 +696,9 @@ impl Filesystem for Adapter {
         self.xattr(reply, "getxattr", self.fs.getxattr(Ino(ino.0), name(n), size));
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.xattr(reply, "listxattr", self.fs.listxattr(Ino(ino.0), size));
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        // trusted.* names are listed to root only, as ext4 lists them.
+        self.xattr(reply, "listxattr", self.fs.listxattr_as(Ino(ino.0), size, req.uid() == 0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -648,15 +709,15 @@ impl Filesystem for Adapter {
         self.empty(reply, "access", self.fs.access(caller(req), Ino(ino.0), mask.bits() as u32));
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        let (a, fh) = match self.fs.create(caller(req), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
+    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let (a, fh) = match self.fs.create(creator(req, umask), Ino(parent.0), name(n), mode, OpenFlags::from_raw(flags)) {
             Ok(created) => created,
             Err(e) => return reply.error(fail("create", e)),
         };
         let (ttl, attr, fh) = (&self.opts.entry_ttl, file_attr(a.ino, &a.inode), FileHandle(fh));
         match self.backing(a.ino, fh.0, a.inode.kind, |f| reply.open_backing(f)) {
             Some(b) => reply.created_passthrough(ttl, &attr, Generation(0), fh, FopenFlags::empty(), &b),
-            None => reply.created(ttl, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.created(ttl, &attr, Generation(0), fh, self.cache_flags()),
         }
     }
 

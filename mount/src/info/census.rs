@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn counts_match_what_was_made_and_stop_ends_the_walk() {
         let tree = holt_core::TreeBuilder::new("m").memory().open().unwrap();
-        let data = Arc::new(MemoryData::new(false));
+        let data = Arc::new(MemoryData::new(crate::AtimeMode::Relatime));
         let fs = Fs::new(tree, Box::new(Arc::clone(&data)), FsConfig::default()).unwrap();
         let root = schema::Ino::ROOT;
         let dir = fs.mkdir(Caller::ROOT, root, b"d", 0o755).unwrap().ino;

@@ -33,8 +33,8 @@ pub struct StoreOptions {
     pub sync: bool,
     /// Cached open data files (0: the default).
     pub fds_max: usize,
-    /// Reads leave file access times alone.
-    pub noatime: bool,
+    /// How reads update file access times.
+    pub atime: crate::schema::AtimeMode,
     /// Write nothing (the store may sit on read-only media).
     pub read_only: bool,
     /// The tree's cache budget in 512 KiB frames (0: the engine's default).
@@ -118,7 +118,7 @@ impl Store {
             .memory()
             .open()
             .map_err(|source| StoreError::Tree { path: PathBuf::from("(memory)"), source })?;
-        Ok(Store { tree, data: Box::new(MemoryData::new(opts.noatime)), lock: StoreLock(None) })
+        Ok(Store { tree, data: Box::new(MemoryData::new(opts.atime)), lock: StoreLock(None) })
     }
 
     /// Open (creating on first use, unless read-only) the store in `dir`
@@ -136,7 +136,7 @@ impl Store {
             .map_err(|source| StoreError::Tree { path: meta_dir.clone(), source })?;
         let data_dir = dir.join(dir::DATA_NAME);
         let fds_max = if opts.fds_max == 0 { crate::data::FDS_CACHED_MAX } else { opts.fds_max };
-        let data = FileData::open(&data_dir, fds_max, opts.noatime, opts.read_only)
+        let data = FileData::open(&data_dir, fds_max, opts.atime, opts.read_only)
             .map_err(io_err("open data directory", &data_dir))?;
         Ok(Store { tree, data: Box::new(data), lock })
     }

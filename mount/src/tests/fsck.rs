@@ -9,7 +9,7 @@ use holt_core::Tree;
 use super::USER;
 use crate::data::{DataStore, MemoryData};
 use crate::fsck::{fsck, FsckOptions, FsckReport, Problem, Progress};
-use crate::schema::{self, Dentry, FileKind, Ino, Inode, Superblock, Timespec, Usage};
+use crate::schema::{self, AtimeMode, Dentry, FileKind, Ino, Inode, Superblock, Timespec, Usage};
 use crate::{Fs, FsConfig, OpenFlags, RenameFlags, SetAttr, Store, StoreOptions, XattrFlags};
 
 /// One data store seen by both the filesystem and fsck.
@@ -50,7 +50,7 @@ fn dir(fs: &Fs, parent: Ino, name: &str) -> Ino {
 
 fn populated() -> World {
     let store = Store::memory(&StoreOptions::default()).unwrap();
-    let data = Arc::new(MemoryData::new(false));
+    let data = Arc::new(MemoryData::new(AtimeMode::Relatime));
     let tree = store.tree.clone();
     let fs = Fs::new(store.tree, Box::new(data.clone()), FsConfig::default()).unwrap();
     let root = Ino::ROOT;
@@ -169,7 +169,7 @@ fn varied_operations_leave_a_clean_store() {
 #[test]
 fn progress_reports_every_phase_and_counts_up() {
     let store = Store::memory(&StoreOptions::default()).unwrap();
-    let data = Arc::new(MemoryData::new(false));
+    let data = Arc::new(MemoryData::new(AtimeMode::Relatime));
     let fs = Fs::new(store.tree.clone(), Box::new(data.clone()), FsConfig::default()).unwrap();
     for i in 0..4200 {
         fs.mknod(USER, Ino::ROOT, format!("n{i}").as_bytes(), libc::S_IFREG | 0o644, 0).unwrap();

@@ -9,11 +9,17 @@ mod power_loss;
 
 use crate::{Caller, Fs, FsConfig, Store};
 
-pub(crate) const USER: Caller = Caller { uid: 1000, gid: 1000 };
+pub(crate) const USER: Caller = Caller { uid: 1000, gid: 1000, umask: 0 };
 
 pub(crate) fn memory_fs() -> Fs {
+    memory_fs_and_tree().0
+}
+
+/// A fresh in-memory filesystem and its tree, for tests that look at keys.
+pub(crate) fn memory_fs_and_tree() -> (Fs, holt_core::Tree) {
     let store = Store::memory(&crate::StoreOptions::default()).expect("memory store opens");
-    Fs::new(store.tree, store.data, FsConfig::default()).expect("formatting an empty tree works")
+    let tree = store.tree.clone();
+    (Fs::new(store.tree, store.data, FsConfig::default()).expect("formatting an empty tree works"), tree)
 }
 
 /// SplitMix64: seeded, replayable choices for the randomized tests.

@@ -1,6 +1,6 @@
 //! Behaviour of single operations and their error cases.
 
-use super::{memory_fs, USER};
+use super::{memory_fs, memory_fs_and_tree, USER};
 use crate::data::SeekKind;
 use crate::schema::{self, FileKind, Ino, Timespec};
 use crate::{Caller, Fs, FsConfig, FsError, OpenFlags, RenameFlags, SetAttr, Store, StoreOptions, TimeSet, XattrFlags, XattrReply};
@@ -140,9 +140,7 @@ fn rename_exchange_swaps_directories_across_parents() {
 
 #[test]
 fn unlinked_open_file_lives_until_release() {
-    let store = Store::memory(&StoreOptions::default()).unwrap();
-    let tree = store.tree.clone();
-    let fs = Fs::new(store.tree, store.data, FsConfig::default()).unwrap();
+    let (fs, tree) = memory_fs_and_tree();
     let (a, fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::from_raw(libc::O_RDWR)).unwrap();
     fs.write(a.ino, 0, b"still here").unwrap();
     fs.unlink(Ino::ROOT, b"f").unwrap();
@@ -158,17 +156,59 @@ fn unlinked_open_file_lives_until_release() {
 
 #[test]
 fn orphans_left_open_are_swept_at_mount() {
-    let store = Store::memory(&StoreOptions::default()).unwrap();
-    let tree = store.tree.clone();
-    let fs = Fs::new(store.tree, store.data, FsConfig::default()).unwrap();
+    let (fs, tree) = memory_fs_and_tree();
     let (a, _fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::from_raw(libc::O_RDWR)).unwrap();
     fs.setxattr(a.ino, b"user.k", b"v", XattrFlags::default()).unwrap();
     fs.unlink(Ino::ROOT, b"f").unwrap();
     drop(fs); // the daemon dies with the file open
-    let again = Fs::new(tree.clone(), Box::new(crate::data::MemoryData::new(false)), FsConfig::default()).unwrap();
+    let again = Fs::new(tree.clone(), Box::new(crate::data::MemoryData::new(crate::AtimeMode::Relatime)), FsConfig::default()).unwrap();
     assert_eq!(errno(again.getattr(a.ino)), libc::ENOENT);
     assert!(tree.scan_prefix(b"R/").into_iter().next().is_none());
     assert!(tree.scan_prefix(&schema::xattr_prefix(a.ino)).into_iter().next().is_none());
+}
+
+/// Every offset a handle handed out stays valid for its life (telldir and
+/// seekdir back to any earlier position), also after entries are removed:
+/// resuming there continues with the first surviving name after it.
+#[test]
+fn every_readdir_offset_stays_valid_after_removals() {
+    let fs = memory_fs();
+    let d = dir(&fs, Ino::ROOT, "d");
+    let names: Vec<String> = (0..10_000).map(|i| format!("n{i:05}")).collect();
+    for n in &names {
+        file(&fs, d, n);
+    }
+    let fh = fs.opendir(d).unwrap();
+    let mut listed = Vec::new();
+    let mut offset = 2; // after `..`
+    loop {
+        let before = listed.len();
+        fs.readdir(d, fh, offset, false, &mut |e| {
+            listed.push((e.name.clone(), e.offset));
+            listed.len() - before < 100
+        })
+        .unwrap();
+        match listed.last() {
+            Some(&(_, o)) if listed.len() > before => offset = o,
+            _ => break,
+        }
+    }
+    assert_eq!(listed.len(), names.len());
+    for n in names.iter().skip(1).step_by(3) {
+        fs.unlink(d, n.as_bytes()).unwrap();
+    }
+    let survives = |i: usize| i % 3 != 1;
+    for (i, (name, offset)) in listed.iter().enumerate().step_by(997) {
+        let mut next = None;
+        fs.readdir(d, fh, *offset, false, &mut |e| {
+            next = Some(e.name.clone());
+            false
+        })
+        .unwrap_or_else(|e| panic!("seekdir back to the offset of {} failed: {e}", String::from_utf8_lossy(name)));
+        let want = (i + 1..names.len()).find(|&j| survives(j)).map(|j| names[j].clone().into_bytes());
+        assert_eq!(next, want, "resuming after {}", String::from_utf8_lossy(name));
+    }
+    fs.releasedir(d, fh).unwrap();
 }
 
 #[test]
@@ -365,4 +405,100 @@ fn concurrent_creates_in_one_directory_all_land() {
     assert_eq!(fs.usage().inodes, 801);
     let err = FsError::Contention { attempts: 3 };
     assert_eq!(err.errno(), libc::EIO);
+}
+
+/// A write, truncate or fallocate by a caller outside a setgid file's
+/// group drops the bit (the kernel sends an empty setattr, or one that
+/// clears only setuid); a member, root, and directories keep it.
+#[test]
+fn setattr_as_an_outsider_drops_setgid() {
+    use crate::Setter;
+    let fs = memory_fs();
+    let f = file(&fs, Ino::ROOT, "f");
+    let d = dir(&fs, Ino::ROOT, "d");
+    let outsider = Setter { uid: 1000, in_group: &|_| false };
+    let member = Setter { uid: 1000, in_group: &|gid| gid == 0 };
+    let root = Setter { uid: 0, in_group: &|_| false };
+    let chmod = |ino, mode| fs.setattr(ino, &SetAttr { mode: Some(mode), gid: Some(0), ..SetAttr::default() }).unwrap();
+    let perm = |ino| fs.getattr(ino).unwrap().inode.perm;
+    for who in [&member, &root] {
+        chmod(f, 0o2666);
+        fs.setattr_as(f, &SetAttr::default(), who).unwrap();
+        assert_eq!(perm(f), 0o2666);
+    }
+    chmod(f, 0o2666);
+    fs.setattr_as(f, &SetAttr::default(), &outsider).unwrap();
+    assert_eq!(perm(f), 0o666, "an empty kill request from an outsider");
+    chmod(f, 0o6766);
+    fs.setattr_as(f, &SetAttr { mode: Some(0o2766), ..SetAttr::default() }, &outsider).unwrap();
+    assert_eq!(perm(f), 0o766, "setuid cleared by the kernel, setgid by the rule");
+    chmod(d, 0o2777);
+    fs.setattr_as(d, &SetAttr::default(), &outsider).unwrap();
+    assert_eq!(perm(d), 0o2777, "directories keep it");
+}
+
+/// What the kernel asks to turn a file handle back into an inode: `.` of
+/// any live inode and `..` of a directory (the root is its own parent).
+#[test]
+fn lookup_of_dot_and_dotdot_by_inode_number() {
+    let fs = memory_fs();
+    let d = dir(&fs, Ino::ROOT, "d");
+    let f = file(&fs, d, "f");
+    assert_eq!(fs.lookup(f, b".").unwrap().ino, f);
+    assert_eq!(fs.lookup(d, b"..").unwrap().ino, Ino::ROOT);
+    assert_eq!(fs.lookup(Ino::ROOT, b"..").unwrap().ino, Ino::ROOT);
+    assert_eq!(errno(fs.lookup(f, b"..")), libc::ENOTDIR);
+    fs.unlink(d, b"f").unwrap();
+    assert_eq!(errno(fs.lookup(f, b".")), libc::ENOENT, "a removed inode is stale");
+}
+
+/// An ACL in the kernel's xattr encoding from (tag, perm, id) entries.
+fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn access_acls_set_the_mode_and_follow_chmod() {
+    let fs = memory_fs();
+    let f = file(&fs, Ino::ROOT, "f");
+    let any = u32::MAX;
+    let mode_only = acl_bytes(&[(0x01, 7, any), (0x04, 5, any), (0x20, 0, any)]);
+    fs.setxattr(f, b"system.posix_acl_access", &mode_only, XattrFlags::default()).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().inode.perm, 0o750, "the ACL's bits become the mode");
+    assert_eq!(errno(fs.getxattr(f, b"system.posix_acl_access", 0)), libc::ENODATA, "a mode-only ACL is not kept");
+    let named = acl_bytes(&[(0x01, 6, any), (0x02, 6, 2000), (0x04, 4, any), (0x10, 6, any), (0x20, 4, any)]);
+    fs.setxattr(f, b"system.posix_acl_access", &named, XattrFlags::default()).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().inode.perm, 0o664, "the mask is the group class");
+    fs.setattr(f, &SetAttr { mode: Some(0o600), ..SetAttr::default() }).unwrap();
+    let XattrReply::Data(kept) = fs.getxattr(f, b"system.posix_acl_access", 4096).unwrap() else { panic!() };
+    assert_eq!(kept, acl_bytes(&[(0x01, 6, any), (0x02, 6, 2000), (0x04, 4, any), (0x10, 0, any), (0x20, 0, any)]));
+    let bad = acl_bytes(&[(0x01, 6, any), (0x02, 6, 2000), (0x04, 4, any), (0x20, 4, any)]);
+    assert_eq!(errno(fs.setxattr(f, b"system.posix_acl_access", &bad, XattrFlags::default())), libc::EINVAL);
+    assert_eq!(errno(fs.setxattr(f, b"system.posix_acl_default", &named, XattrFlags::default())), libc::EACCES);
+    assert_eq!(errno(fs.setxattr(f, b"system.other", b"1", XattrFlags::default())), libc::EOPNOTSUPP);
+    assert_eq!(errno(fs.setxattr(f, b"bogus.x", b"1", XattrFlags::default())), libc::EOPNOTSUPP);
+}
+
+#[test]
+fn new_inodes_inherit_a_default_acl_or_take_the_umask() {
+    let fs = memory_fs();
+    let d = dir(&fs, Ino::ROOT, "d");
+    let masked = Caller { umask: 0o077, ..USER };
+    let plain = fs.mknod(masked, Ino::ROOT, b"plain", libc::S_IFREG | 0o666, 0).unwrap();
+    assert_eq!(plain.inode.perm, 0o600, "no default ACL: the umask applies");
+    let any = u32::MAX;
+    let default = acl_bytes(&[(0x01, 7, any), (0x02, 7, 2000), (0x04, 5, any), (0x10, 7, any), (0x20, 5, any)]);
+    fs.setxattr(d, b"system.posix_acl_default", &default, XattrFlags::default()).unwrap();
+    let f = fs.mknod(masked, d, b"f", libc::S_IFREG | 0o640, 0).unwrap();
+    assert_eq!(f.inode.perm, 0o640, "the create mode masks the default ACL; no umask");
+    assert!(fs.getxattr(f.ino, b"system.posix_acl_access", 0).is_ok());
+    let sub = fs.mkdir(masked, d, b"sub", 0o777).unwrap();
+    assert_eq!(sub.inode.perm, 0o775);
+    assert!(fs.getxattr(sub.ino, b"system.posix_acl_default", 0).is_ok(), "directories inherit the default ACL");
 }

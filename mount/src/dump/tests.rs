@@ -326,18 +326,6 @@ fn a_directory_cycle_in_a_damaged_tree_is_refused() {
     assert!(err.to_string().contains("run holt-fs fsck"), "{err}");
 }
 
-/// A POSIX ACL in the kernel's xattr encoding: version 2, then (tag,
-/// permission bits, id) entries; ids of unnamed entries are -1.
-fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
-    let mut b = 2u32.to_le_bytes().to_vec();
-    for &(tag, perm, id) in entries {
-        b.extend_from_slice(&tag.to_le_bytes());
-        b.extend_from_slice(&perm.to_le_bytes());
-        b.extend_from_slice(&id.to_le_bytes());
-    }
-    b
-}
-
 /// ACLs come back exactly as they were: a directory's default ACL is set
 /// only after its entries are made, so none inherits one it did not have
 /// (here: a file whose inherited ACL was removed, and entries made
@@ -345,7 +333,7 @@ fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
 #[test]
 fn acls_round_trip_and_nothing_is_inherited_twice() {
     const NONE: u32 = u32::MAX;
-    let access = acl(&[(0x01, 7, NONE), (0x02, 5, 1234), (0x04, 5, NONE), (0x10, 5, NONE), (0x20, 4, NONE)]);
+    let access = crate::tests::acl_bytes(&[(0x01, 7, NONE), (0x02, 5, 1234), (0x04, 5, NONE), (0x10, 5, NONE), (0x20, 4, NONE)]);
     let tmp = tempfile::tempdir().unwrap();
     let first = {
         let fs = open_fs(&tmp.path().join("a"));

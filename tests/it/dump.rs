@@ -74,13 +74,28 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
 }
 
+/// The id of an ACL entry that names no one.
+const NO_ID: u32 = u32::MAX;
+
+/// A POSIX ACL in the kernel's xattr encoding, from (tag, perm, id) entries.
+fn posix_acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
 /// Names no path-as-string tool survives.
 fn odd_names() -> Vec<Vec<u8>> {
     vec![b"new\nline".to_vec(), b"\xff\xfe not utf-8".to_vec(), vec![b'x'; 255], b" lead and trail ".to_vec()]
 }
 
 /// Every kind of file, hard links (one to a symlink, one across
-/// directories), user and trusted xattrs, a sparse file with a trailing
+/// directories), user and trusted xattrs, POSIX ACLs (an access ACL, a
+/// default ACL and what it gave a file made under it), a sparse file with a trailing
 /// hole, odd names, owners, setuid/sticky modes, times to the nanosecond
 /// (set last, directories after their entries).
 fn build(root: &Path) {
@@ -103,6 +118,12 @@ fn build(root: &Path) {
     for name in odd_names() {
         fs::write(root.join(OsStr::from_bytes(&name)), &name).unwrap();
     }
+    let acl = posix_acl(&[(0x01, 7, NO_ID), (0x02, 5, 1234), (0x04, 5, NO_ID), (0x10, 5, NO_ID), (0x20, 4, NO_ID)]);
+    fs::create_dir(root.join("acl-dir")).unwrap();
+    setxattr(&root.join("acl-dir"), "system.posix_acl_default", &acl);
+    fs::write(root.join("acl-dir/inherited"), b"i").unwrap();
+    fs::write(root.join("acl-file"), b"a").unwrap();
+    setxattr(&root.join("acl-file"), "system.posix_acl_access", &acl);
     setxattr(&dir.join("plain"), "user.a", &[0, 1, 2, 255]);
     setxattr(&dir, "user.big", &vec![7; 60_000]);
     setxattr(&root.join("sym"), "trusted.on-link", b"t");
@@ -196,6 +217,9 @@ fn every_kind_of_file_round_trips_through_dump_and_load() {
     let mut a = Mount::persistent(&["-o", "noatime,dev"]);
     build(&a.mountpoint);
     let before = seen(&a.mountpoint);
+    for (name, acl) in [(&b"acl-file"[..], "access"), (b"acl-dir", "default"), (b"acl-dir/inherited", "access")] {
+        assert!(before[name].contains(&format!("system.posix_acl_{acl}")), "{}", before[name]);
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (first, again) = (tmp.path().join("first.dump"), tmp.path().join("again.dump"));
     dump_to(&a.mountpoint, &first);

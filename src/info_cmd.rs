@@ -15,7 +15,7 @@ use holt_mount::mountpoint::{self, MountEntry, MountState};
 use holt_mount::StoreError;
 
 use crate::info_text;
-use crate::target::{self, Target};
+use crate::target::{self, held_by_a_silent_daemon, socket_words, Target};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -77,20 +77,7 @@ fn ask_store(store: &Path) -> Result<StoreInfo, String> {
 
 fn read_failed(store: &Path, socket: SocketState, e: InfoError) -> String {
     match e {
-        InfoError::Store(StoreError::Locked { holder, .. }) => format!(
-            "{} is in use by a holt-fs daemon ({holder}) that does not answer: {}",
-            store.display(),
-            socket_words(socket)
-        ),
+        InfoError::Store(StoreError::Locked { holder, .. }) => held_by_a_silent_daemon(store, &holder, socket),
         e => format!("cannot report on {}: {e}", store.display()),
     }
-}
-
-fn socket_words(socket: SocketState) -> String {
-    let what = match socket {
-        SocketState::Stale => "is stale (nothing listens: its daemon was killed)",
-        SocketState::Absent => "is missing",
-        SocketState::Answering => "answers",
-    };
-    format!("its control socket {} {what}", ctl::SOCKET_NAME)
 }

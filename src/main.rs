@@ -6,14 +6,17 @@ mod docs_cmd;
 mod fsck_cmd;
 mod bench;
 mod bench_cmd;
+mod dump_cmd;
 mod info_cmd;
 mod info_text;
+mod load_cmd;
 mod mount_cmd;
 mod mount_helper;
 mod pid_file;
 mod signals;
 mod stats_cmd;
 mod stats_text;
+mod status_line;
 mod target;
 mod umount_cmd;
 
@@ -79,6 +82,21 @@ enum Command {
     /// `holt-fs mount --metrics ADDR` (Prometheus). doc/METRICS.md says what
     /// each number counts.
     Stats(stats_cmd::StatsArgs),
+    /// Write the whole filesystem (names, attributes, hard links, xattrs,
+    /// symlinks, devices, sparse contents) as one portable binary stream.
+    ///
+    /// Given a mountpoint or a store a daemon serves read-write, the
+    /// daemon dumps a snapshot of its metadata over its control socket
+    /// (file contents are read as they are when reached); a store no
+    /// daemon serves read-write is opened read-only, writing nothing.
+    /// Format: doc/FORMAT.md, "holt-fs dump stream".
+    Dump(dump_cmd::DumpArgs),
+    /// Recreate a dumped filesystem in a new or empty, unmounted store.
+    ///
+    /// `holt-fs dump A | holt-fs load B` copies a filesystem. A truncated,
+    /// corrupt or aborted stream is refused with the byte where it went
+    /// wrong. ctimes are not restored: the kernel stamps them.
+    Load(load_cmd::LoadArgs),
     /// Print the manual page (or write every page into a directory).
     Man(docs_cmd::ManArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -107,6 +125,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Info(args) => info_cmd::run(args),
         Command::Stats(args) => stats_cmd::run(args),
+        Command::Dump(args) => dump_cmd::run(args),
+        Command::Load(args) => load_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
         Command::Man(args) => docs_cmd::man(args, Cli::command()),
         Command::Completions(args) => docs_cmd::completions(args, Cli::command()),

@@ -210,6 +210,7 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
         fds_max: object_descriptors(),
         atime: opts.atime,
         read_only: opts.read_only,
+        cache_frames: 0,
     };
     let store = match &args.store {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
@@ -304,7 +305,7 @@ fn handle_signals(
     signals.handle(on_terminate, on_hangup).map_err(|e| format!("cannot start the signal thread: {e}"))
 }
 
-/// Listen on the store's control socket (`holt-fs info`). A read-write
+/// Listen on the store's control socket (`holt-fs info`, `dump`). A read-write
 /// mount without one still serves files, so a failure is only a warning.
 fn start_control(mounted: &mut Mounted, store: &Path, mp: &Path) {
     let handler = DaemonHandler {
@@ -316,7 +317,7 @@ fn start_control(mounted: &mut Mounted, store: &Path, mp: &Path) {
     match ctl::Server::start(store, Arc::new(handler)) {
         Ok(server) => mounted.attach_control(server),
         Err(e) => warn!(
-            "cannot listen on the control socket {}: {e}; holt-fs info will not reach this daemon",
+            "cannot listen on the control socket {}: {e}; holt-fs info and dump will not reach this daemon",
             store.join(ctl::SOCKET_NAME).display()
         ),
     }

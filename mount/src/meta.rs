@@ -116,6 +116,13 @@ impl Meta {
         Ok(())
     }
 
+    /// The metadata as of now, unchanging however the tree changes after
+    /// (holt-core's `Tree::snapshot`: one checkpoint, then its frames
+    /// pinned), for walks that must see one moment (`dump`).
+    pub fn snapshot(&self) -> FsResult<Meta> {
+        Ok(Meta { tree: self.tree.snapshot()? })
+    }
+
     /// The engine's shape and counters (frames, fill, cache, WAL).
     pub fn stats(&self) -> FsResult<holt_core::TreeStats> {
         Ok(self.tree.stats()?)

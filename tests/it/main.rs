@@ -8,6 +8,7 @@ mod bigdir;
 mod boot;
 mod crash_script;
 mod direct_io;
+mod dump;
 mod fsck;
 mod full_disk;
 mod harness;

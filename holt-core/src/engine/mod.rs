@@ -13,6 +13,7 @@ mod poison;
 mod read_only;
 mod single;
 mod sink;
+mod snapshot;
 mod write;
 
 use std::path::PathBuf;
@@ -155,6 +156,12 @@ impl Engine {
         // The root frame is on every path: never evict it.
         self.pool.cell(ROOT_FRAME).expect("root frame has a cell").pin();
         Ok(())
+    }
+
+    /// Refuses every write: a read-only open or a snapshot, which never
+    /// change.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.cfg.read_only
     }
 
     pub fn dir(&self) -> &PathBuf {

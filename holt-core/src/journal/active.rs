@@ -260,7 +260,7 @@ mod tests {
     fn failed_reservation_falls_back_to_write_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).open(&path).unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
         let io = Arc::new(ReserveFails { file, allowed: 1.into() });
         let mut seg = ActiveSegment::new(io, path.clone(), Lsn(1), 0);
         let mut expected = Vec::new();

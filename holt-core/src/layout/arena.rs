@@ -107,7 +107,7 @@ mod tests {
         }
         for (p, chunk) in &frames {
             let off = p.as_ptr() as usize - chunk.base.as_ptr() as usize;
-            assert!(off % FRAME_BYTES == 0 && off < CHUNK_BYTES);
+            assert!(off.is_multiple_of(FRAME_BYTES) && off < CHUNK_BYTES);
             assert_eq!(chunk.base.as_ptr() as usize % CHUNK_BYTES, 0);
         }
     }

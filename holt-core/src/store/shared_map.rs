@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn bytes_copied_into_the_mapping_are_the_files_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).open(dir.path().join("f")).unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.path().join("f")).unwrap();
         file.write_all_at(b"head", 0).unwrap();
         allocate(&file, 0, 8192).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 8192, "allocation extends the file");
@@ -101,7 +101,7 @@ mod tests {
     #[should_panic(expected = "past a")]
     fn copy_past_the_mapping_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).open(dir.path().join("f")).unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.path().join("f")).unwrap();
         allocate(&file, 0, 4096).unwrap();
         let mut map = SharedMap::new(&file, 4096).unwrap();
         map.copy_in(4000, &[1; 100]);

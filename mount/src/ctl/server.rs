@@ -45,19 +45,70 @@ const STAGED_NAME: &str = "s";
 const CONNECTIONS_MAX: usize = 4;
 /// How long a client may take to send its request line.
 const REQUEST_WAIT: Duration = Duration::from_secs(5);
-/// How long a client may leave a reply unread before the daemon gives up.
-const REPLY_WAIT: Duration = Duration::from_secs(30);
+/// How long a client may read nothing of a reply (or of a dump stream,
+/// whose reader may be a slow pipeline) before the daemon gives up.
+const REPLY_WAIT: Duration = Duration::from_secs(120);
+/// How often a write blocked on a slow client looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(250);
 
-/// Writes one reply line to the client.
-pub type SendReply<'s> = dyn FnMut(&Reply) -> io::Result<()> + 's;
+/// The daemon's end of one connection: reply lines, and for a request
+/// that streams bytes (`dump`), those bytes between two of them. A write
+/// that finds the client not reading waits for it, up to `REPLY_WAIT`
+/// without progress, and gives up at once when the daemon stops.
+pub struct Responder<'s> {
+    stream: &'s UnixStream,
+    stop: &'s AtomicBool,
+}
+
+impl<'s> Responder<'s> {
+    /// The flag `stopping` reads, for a closure that outlives a borrow of
+    /// the responder (one that writes through it meanwhile).
+    pub fn stop_flag(&self) -> &'s AtomicBool {
+        self.stop
+    }
+
+    /// Write one reply line.
+    pub fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        self.write_all(&proto::encode(reply))
+    }
+
+    /// True once the daemon unmounts: a long answer should then end early
+    /// with `code::STOPPING`.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+impl Write for Responder<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let began = std::time::Instant::now();
+        loop {
+            match (&*self.stream).write(buf) {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if self.stopping() {
+                        return Err(io::Error::other("the daemon is unmounting"));
+                    }
+                    if began.elapsed() >= REPLY_WAIT {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Answers the requests of one connection.
 pub trait Handler: Send + Sync {
-    /// Answer `request` by passing its replies to `send`, the last one
-    /// final. `stopping` turns true when the daemon unmounts: a long
-    /// answer should then end early with `code::STOPPING`. An error from
-    /// `send` (the client left) is returned as it is.
-    fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()>;
+    /// Answer `request` through `conn`, the last reply final; watch
+    /// `conn.stopping()` in a long answer. An error from `conn` (the
+    /// client left) is returned as it is.
+    fn handle(&self, request: &Request, conn: &mut Responder) -> io::Result<()>;
 }
 
 /// A listening control socket; dropping it stops serving and removes it.
@@ -181,6 +232,7 @@ fn accept_loop(listener: &UnixListener, handler: &dyn Handler, stop: &AtomicBool
     listen::accept_loop(listener.incoming(), stop, &policy);
 }
 
+/// A reply on a connection no handler serves (`busy`).
 fn send_line(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
     stream.write_all(&proto::encode(reply))
 }
@@ -189,7 +241,7 @@ fn send_line(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
 /// sending one (a probe) gets nothing.
 fn serve_connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
     let _ = stream.set_read_timeout(Some(REQUEST_WAIT));
-    let _ = stream.set_write_timeout(Some(REPLY_WAIT));
+    let _ = stream.set_write_timeout(Some(STOP_POLL));
     let mut line = Vec::new();
     let limit = LINE_BYTES_MAX as u64 + 1;
     if let Err(e) = BufReader::new(stream).take(limit).read_until(b'\n', &mut line) {
@@ -199,14 +251,14 @@ fn serve_connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBoo
     if line.is_empty() {
         return;
     }
-    let mut send = |reply: &Reply| send_line(stream, reply);
+    let mut conn = Responder { stream, stop };
     let sent = match proto::decode::<Request>(&line) {
-        Err(e) => send(&Reply::error(code::BAD_REQUEST, e.to_string())),
-        Ok(req) if req.v > PROTOCOL_VERSION => send(&Reply::error(
+        Err(e) => conn.send(&Reply::error(code::BAD_REQUEST, e.to_string())),
+        Ok(req) if req.v > PROTOCOL_VERSION => conn.send(&Reply::error(
             code::UNSUPPORTED_VERSION,
             format!("request of protocol version {}; this daemon speaks version {PROTOCOL_VERSION}", req.v),
         )),
-        Ok(req) => handler.handle(&req, &|| stop.load(Ordering::Acquire), &mut send),
+        Ok(req) => handler.handle(&req, &mut conn),
     };
     if let Err(e) = sent {
         debug!("control socket: the client left before its reply was sent: {e}");

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::{lines_under_headings_of, section_at};
 use crate::ctl::proto::{self, code, Reply, ReplyError, Request, Status, PROTOCOL_VERSION};
+use crate::dump::{DumpOptions, DumpReport};
 use crate::info::{
     AnsweredBy, Counts, DiskUsage, EngineInfo, LastShutdown, MountInfo, MountState, SocketState, StoreInfo,
 };
@@ -117,8 +118,8 @@ fn store_info(some: bool) -> StoreInfo {
 
 #[test]
 fn message_tables_match_the_serialized_messages() {
-    let request = to_json(&Request::new(proto::REQUEST_INFO));
-    assert_table("Request", &request, &request);
+    let with_args = Request { args: Some(json!({})), ..Request::new(proto::REQUEST_DUMP) };
+    assert_table("Request", &to_json(&with_args), &to_json(&Request::new(proto::REQUEST_INFO)));
     let full = Reply {
         error: Some(ReplyError { code: code::FAILED.into(), message: "m".into() }),
         ..Reply::ok(json!({}))
@@ -177,10 +178,23 @@ fn stats_report_tables_match_the_serialized_report() {
 }
 
 #[test]
+fn dump_tables_match_the_serialized_arguments_announcement_and_report() {
+    let args = to_json(&DumpOptions { meta_only: true, no_ctime: true });
+    assert_table("Dump arguments", &args, &args);
+    let none: DumpOptions = serde_json::from_value(json!({})).expect("every argument has a default");
+    assert_eq!(none, DumpOptions::default());
+    let announced = json!({ "stream": crate::dump::STREAM_NAME, "version": crate::dump::format::VERSION });
+    assert_table("Dump announcement", &announced, &announced);
+    assert_values("Dump announcement", "stream", &[crate::dump::STREAM_NAME]);
+    let report = to_json(&DumpReport { changed_paths: vec!["/a".into()], ..DumpReport::default() });
+    assert_table("Dump report", &report, &report);
+}
+
+#[test]
 fn store_layout_documents_the_socket_the_server_makes() {
     struct Silent;
     impl crate::ctl::Handler for Silent {
-        fn handle(&self, _: &Request, _: &dyn Fn() -> bool, _: &mut crate::ctl::SendReply) -> std::io::Result<()> {
+        fn handle(&self, _: &Request, _: &mut crate::ctl::Responder) -> std::io::Result<()> {
             Ok(())
         }
     }

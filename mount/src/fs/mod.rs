@@ -39,10 +39,12 @@ pub use privs::Setter;
 pub use crate::schema::{AtimeMode, TimeSet};
 pub use dir::DirEntry;
 pub use file::OpenFlags;
+pub use reclaim::ReclaimHold;
 pub use format::{LastMount, Recovery};
 pub(crate) use format::current_boot_id;
 pub use rename::RenameFlags;
 pub use xattr::{XattrFlags, XattrReply};
+pub(crate) use acl::DEFAULT as DEFAULT_ACL_XATTR;
 
 use alloc::{InoAlloc, UsageShards};
 use dir::DirHandles;

@@ -37,6 +37,8 @@ pub struct StoreOptions {
     pub atime: crate::schema::AtimeMode,
     /// Write nothing (the store may sit on read-only media).
     pub read_only: bool,
+    /// The tree's cache budget in 512 KiB frames (0: the engine's default).
+    pub cache_frames: usize,
 }
 
 /// An opened store: the metadata tree, the data store, and the held lock.
@@ -125,9 +127,11 @@ impl Store {
         dir::prepare(dir, opts.read_only)?;
         let lock = lock::take(dir, opts.read_only)?;
         let meta_dir = dir.join(dir::META_NAME);
-        let tree = TreeBuilder::new(&meta_dir)
-            .wal_sync_on_commit(opts.sync)
-            .read_only(opts.read_only)
+        let mut builder = TreeBuilder::new(&meta_dir).wal_sync_on_commit(opts.sync).read_only(opts.read_only);
+        if opts.cache_frames > 0 {
+            builder = builder.buffer_pool_size(opts.cache_frames.max(holt_core::POOL_FRAMES_MIN));
+        }
+        let tree = builder
             .open()
             .map_err(|source| StoreError::Tree { path: meta_dir.clone(), source })?;
         let data_dir = dir.join(dir::DATA_NAME);

@@ -2,7 +2,7 @@
 # The larger-than-memory cells (`holt-bench --ltm`) on two holt-cores,
 # interleaved (before, after, before, after, ...): BEFORE_REV's holt-core
 # with this checkout's bench (built --no-default-features, so it needs no
-# `Tree::pool_stats`), and this checkout's. Each run's table goes to
+# the frame-read counters of `Tree::counters`), and this checkout's. Each run's table goes to
 # OUT/<name>-<round>.log; compare the deterministic columns (frames and
 # bytes per op) and CPU per op, which a loaded machine disturbs less than
 # the rate.

@@ -9,6 +9,7 @@ use holt_mount::mountpoint;
 use log::warn;
 
 use crate::bench::report::{self, Header};
+use crate::bench::requests::Probe;
 use crate::bench::runner::{self, Plan};
 use crate::bench::phases;
 use crate::signals;
@@ -32,13 +33,15 @@ pub struct BenchArgs {
     /// MiB of the sequential phases' file, split over the threads.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     size: usize,
-    /// Phases to run, comma separated, or "all": create, stat, ls-l, rename,
+    /// Phases to run, comma separated, or "all": create, stat, ls-l, open, rename,
     /// unlink, mkdir, rmdir, write4k, read4k, seqwrite, seqread,
     /// seqwrite-fsync, bigdir-create, bigdir-ls, bigdir-rm.
     #[arg(long, value_name = "LIST", default_value = "all")]
     phases: String,
     /// Also report the CPU time this process (the FUSE daemon) spends per
-    /// operation, beside the bench's own.
+    /// operation, beside the bench's own; and, when it is the holt-fs
+    /// daemon serving a store, the FUSE requests per operation of each
+    /// phase, by opcode (its counters, read over its control socket).
     #[arg(long, value_name = "PID")]
     daemon_pid: Option<u32>,
     /// Print one JSON object instead of the table.
@@ -76,24 +79,34 @@ fn filesystem_of(dir: &Path) -> (String, String) {
     }
 }
 
-fn plan(args: &BenchArgs) -> Result<Plan, String> {
+/// The request counter probe, when the daemon is holt-fs's; else none,
+/// with a warning saying why.
+fn probe(daemon_pid: Option<u32>, fs_type: &str, fs_source: &str) -> Option<Probe> {
+    let pid = daemon_pid?;
+    Probe::connect(fs_type, fs_source, pid)
+        .inspect_err(|e| warn!("FUSE requests per operation are not reported: {e}"))
+        .ok()
+}
+
+fn plan(args: &BenchArgs, requests: Option<Probe>) -> Result<Plan, String> {
     if args.threads == 0 || args.files == 0 || args.size == 0 {
         return Err("--threads, --files and --size must be at least 1".into());
     }
     let threads = if args.threads == 1 { vec![1] } else { vec![1, args.threads] };
-    Ok(Plan { phases: phases::select(&args.phases)?, threads, files: args.files, seq_mib: args.size, daemon_pid: args.daemon_pid })
+    let phases = phases::select(&args.phases)?;
+    Ok(Plan { phases, threads, files: args.files, seq_mib: args.size, daemon_pid: args.daemon_pid, requests })
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
     signals::block()
         .handle(|_| STOP.store(true, Ordering::Relaxed), || STOP.store(true, Ordering::Relaxed))
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    let plan = plan(&args)?;
     let dir = std::fs::canonicalize(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
     let (fs_type, fs_source) = filesystem_of(&dir);
+    let plan = plan(&args, probe(args.daemon_pid, &fs_type, &fs_source))?;
     let run_dir = RunDir::create(&dir)?;
     let rows = runner::run(&run_dir.0, &plan, &STOP)?;
     drop(run_dir);

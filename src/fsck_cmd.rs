@@ -1,14 +1,14 @@
 //! `holt-fs fsck`: check a store that no daemon serves, and with
 //! `--repair` fix what is safe and check again.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::Args;
 use holt_mount::fsck::{self, FsckOptions, FsckReport, Progress};
 use holt_mount::{Store, StoreError, StoreOptions};
+
+use crate::status_line::StatusLine;
 
 /// The exit statuses, for `--help`.
 pub const EXIT_STATUS_HELP: &str = "Exit status:
@@ -19,8 +19,6 @@ pub const EXIT_STATUS_HELP: &str = "Exit status:
 const EXIT_CLEAN: u8 = 0;
 const EXIT_PROBLEMS: u8 = 1;
 const EXIT_FAILED: u8 = 2;
-/// Least time between two redraws of the progress line.
-const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Args, Debug)]
 pub struct FsckArgs {
@@ -113,41 +111,25 @@ pub fn count(n: u64, one: &str) -> String {
     }
 }
 
-/// A one-line progress display on stderr, only when stderr is a terminal.
-struct Bar {
-    enabled: bool,
-    drawn: bool,
-    last: Option<Instant>,
-}
+/// fsck's phases on the status line.
+struct Bar(StatusLine);
 
 impl Bar {
     fn new() -> Bar {
-        Bar { enabled: std::io::stderr().is_terminal(), drawn: false, last: None }
+        Bar(StatusLine::new())
     }
 
     fn show(&mut self, p: Progress) {
-        if !self.enabled || self.last.is_some_and(|t| t.elapsed() < REDRAW_INTERVAL) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let line = match p.total {
+        self.0.show(|_| match p.total {
             Some(total) if total > 0 => {
                 format!("fsck: {:<8} {}/{} ({}%)", p.phase, p.done, total, p.done.min(total) * 100 / total)
             }
             _ => format!("fsck: {:<8} {}", p.phase, p.done),
-        };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{line}");
-        let _ = err.flush();
-        self.drawn = true;
+        });
     }
 
     fn clear(&mut self) {
-        if self.drawn {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
-            self.drawn = false;
-        }
-        self.last = None;
+        self.0.clear();
     }
 }
 

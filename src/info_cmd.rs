@@ -6,7 +6,6 @@
 //! writes nothing. A mountpoint whose daemon is gone is an error, since
 //! nothing serves it; its store can still be asked about directly.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -16,6 +15,7 @@ use holt_mount::mountpoint::{self, MountEntry, MountState};
 use holt_mount::StoreError;
 
 use crate::info_text;
+use crate::target::{self, held_by_a_silent_daemon, socket_words, Target};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -27,14 +27,8 @@ pub struct InfoArgs {
     json: bool,
 }
 
-/// What the path names.
-enum Target {
-    Mount(MountEntry),
-    Store(PathBuf),
-}
-
 pub fn run(args: InfoArgs) -> Result<(), String> {
-    let report = match locate(&args.path)? {
+    let report = match target::locate(&args.path)? {
         Target::Mount(entry) => ask_mount(&entry)?,
         Target::Store(store) => ask_store(&store)?,
     };
@@ -44,44 +38,6 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
         print!("{}", info_text::render(&report));
     }
     Ok(())
-}
-
-/// The canonical form of `path`; for a path that cannot be resolved (a
-/// dead FUSE mount answers ENOTCONN), its canonical parent joined with its
-/// name, and the error.
-fn resolve(path: &Path) -> (PathBuf, Option<io::Error>) {
-    match std::fs::canonicalize(path) {
-        Ok(p) => (p, None),
-        Err(e) => {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let guess = std::fs::canonicalize(parent).map(|p| p.join(path.file_name().unwrap_or_default()));
-            (guess.unwrap_or_else(|_| path.to_path_buf()), Some(e))
-        }
-    }
-}
-
-fn locate(path: &Path) -> Result<Target, String> {
-    let (canonical, unresolved) = resolve(path);
-    let entry = mountpoint::entry(&canonical).map_err(|e| format!("cannot read the mount table: {e}"))?;
-    let shown = path.display();
-    if let Some(entry) = entry {
-        if entry.source == Path::new(mountpoint::MEMORY_SOURCE) {
-            return Err(format!("{shown} is a --memory mount: it has no store to report on"));
-        }
-        if !entry.is_holt() {
-            return Err(format!("{shown} is a mountpoint of another filesystem (type {}), not of holt-fs", entry.fs_type));
-        }
-        return Ok(Target::Mount(entry));
-    }
-    if let Some(e) = unresolved {
-        return Err(format!("{shown}: {e}"));
-    }
-    if holt_mount::is_store(&canonical) {
-        return Ok(Target::Store(canonical));
-    }
-    Err(format!(
-        "{shown} is neither a holt-fs store (it has no lock file) nor the mountpoint of a holt-fs mount"
-    ))
 }
 
 /// Ask the daemon serving the mount; a read-only mount has no control
@@ -121,20 +77,7 @@ fn ask_store(store: &Path) -> Result<StoreInfo, String> {
 
 fn read_failed(store: &Path, socket: SocketState, e: InfoError) -> String {
     match e {
-        InfoError::Store(StoreError::Locked { holder, .. }) => format!(
-            "{} is in use by a holt-fs daemon ({holder}) that does not answer: {}",
-            store.display(),
-            socket_words(socket)
-        ),
+        InfoError::Store(StoreError::Locked { holder, .. }) => held_by_a_silent_daemon(store, &holder, socket),
         e => format!("cannot report on {}: {e}", store.display()),
     }
-}
-
-fn socket_words(socket: SocketState) -> String {
-    let what = match socket {
-        SocketState::Stale => "is stale (nothing listens: its daemon was killed)",
-        SocketState::Absent => "is missing",
-        SocketState::Answering => "answers",
-    };
-    format!("its control socket {} {what}", ctl::SOCKET_NAME)
 }

@@ -119,7 +119,7 @@ fn answered_by(i: &StoreInfo) -> String {
 }
 
 /// Bytes in binary units with one decimal: "512 B", "10.5 MiB".
-fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
         return format!("{n} B");

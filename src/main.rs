@@ -2,20 +2,28 @@
 //! each verb to its module; the filesystem itself lives in `holt_mount`.
 
 mod background;
+mod docs_cmd;
 mod fsck_cmd;
 mod bench;
 mod bench_cmd;
+mod dump_cmd;
 mod info_cmd;
 mod info_text;
+mod load_cmd;
 mod mount_cmd;
+mod mount_helper;
 mod pid_file;
 mod signals;
+mod stats_cmd;
+mod stats_text;
+mod status_line;
+mod target;
 mod umount_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// A FUSE filesystem whose metadata lives in an embedded adaptive radix tree.
 #[derive(Parser, Debug)]
@@ -65,6 +73,34 @@ enum Command {
     /// daemon answers over its control socket (STORE/ctl.sock); a store no
     /// daemon serves read-write is opened read-only, writing nothing.
     Info(info_cmd::InfoArgs),
+    /// Watch the daemon serving a store: requests per second by FUSE
+    /// opcode, latencies, data bytes, cache hit rate, WAL and checkpoints.
+    ///
+    /// Refreshed every second (like `juicefs stats`); --once and --json for
+    /// scripts. The daemon answers over its control socket, which read-write
+    /// mounts of a store have; for --memory and read-only mounts, use
+    /// `holt-fs mount --metrics ADDR` (Prometheus). doc/METRICS.md says what
+    /// each number counts.
+    Stats(stats_cmd::StatsArgs),
+    /// Write the whole filesystem (names, attributes, hard links, xattrs,
+    /// symlinks, devices, sparse contents) as one portable binary stream.
+    ///
+    /// Given a mountpoint or a store a daemon serves read-write, the
+    /// daemon dumps a snapshot of its metadata over its control socket
+    /// (file contents are read as they are when reached); a store no
+    /// daemon serves read-write is opened read-only, writing nothing.
+    /// Format: doc/FORMAT.md, "holt-fs dump stream".
+    Dump(dump_cmd::DumpArgs),
+    /// Recreate a dumped filesystem in a new or empty, unmounted store.
+    ///
+    /// `holt-fs dump A | holt-fs load B` copies a filesystem. A truncated,
+    /// corrupt or aborted stream is refused with the byte where it went
+    /// wrong. ctimes are not restored: the kernel stamps them.
+    Load(load_cmd::LoadArgs),
+    /// Print the manual page (or write every page into a directory).
+    Man(docs_cmd::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -77,6 +113,10 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
+    // Started as mount(8)'s helper (a link named mount.holt-fs).
+    if mount_helper::invoked_as_helper() {
+        return mount_helper::main();
+    }
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {
@@ -84,7 +124,12 @@ fn main() -> ExitCode {
         Command::Fsck(args) => return fsck_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Info(args) => info_cmd::run(args),
+        Command::Stats(args) => stats_cmd::run(args),
+        Command::Dump(args) => dump_cmd::run(args),
+        Command::Load(args) => load_cmd::run(args),
         Command::Umount { mountpoint, lazy } => umount_cmd::run(&mountpoint, lazy),
+        Command::Man(args) => docs_cmd::man(args, Cli::command()),
+        Command::Completions(args) => docs_cmd::completions(args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! `holt-fs mount`: options, store, stale-mount cleanup, then serve.
 
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use holt_mount::ctl::{self, DaemonHandler};
 use holt_mount::fuse::{self, FuseOptions, Mounted, Unmounter};
+use holt_mount::metrics::http::{self, HttpServer, Limits};
+use holt_mount::metrics::prometheus;
 use holt_mount::mountpoint::{self, MountState};
 use holt_mount::{cache_frames, default_cache_bytes, parse_size, CACHE_BYTES_MIN};
 use holt_mount::{AtimeMode, Fs, FsConfig, Recovery, Store, StoreOptions};
@@ -72,6 +75,13 @@ pub struct MountArgs {
     /// discarded); SIGHUP reopens it, for logrotate.
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
+    /// Serve the daemon's counters in the Prometheus text format at
+    /// http://ADDR/metrics (doc/METRICS.md). ADDR: HOST:PORT as given, or
+    /// a bare PORT on 127.0.0.1 (e.g. 9567). No authentication: an
+    /// address other hosts can reach shows them request counts and
+    /// latencies.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Write the serving process's pid here once the mount is ready.
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
@@ -80,8 +90,16 @@ pub struct MountArgs {
     ready_fd: Option<i32>,
 }
 
+/// The address `--metrics` names: a bare port is one on loopback.
+fn metrics_addr(arg: &str) -> Result<SocketAddr, String> {
+    let with_host = if arg.bytes().all(|b| b.is_ascii_digit()) { format!("127.0.0.1:{arg}") } else { arg.to_string() };
+    let bad = |why: String| format!("--metrics {arg}: {why} (expected HOST:PORT or PORT)");
+    let mut addrs = with_host.to_socket_addrs().map_err(|e| bad(e.to_string()))?;
+    addrs.next().ok_or_else(|| bad("names no address".into()))
+}
+
 #[derive(Debug)]
-struct MountOptions {
+pub(crate) struct MountOptions {
     read_only: bool,
     allow_other: bool,
     atime: AtimeMode,
@@ -99,7 +117,7 @@ struct MountOptions {
 const KNOWN_OPTIONS: &str = "ro, rw, allow_other, atime, relatime, noatime, strictatime, diratime, nodiratime, \
                              lazytime, nolazytime, suid, nosuid, dev, nodev, exec, noexec";
 
-fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
+pub(crate) fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
     let mut out = MountOptions {
         read_only: false,
         allow_other: false,
@@ -182,6 +200,26 @@ fn prepare_mountpoint(mp: &Path) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
+/// Raise the soft limit on open descriptors to the hard one, and return
+/// how many data objects the daemon may keep open: half of the limit past
+/// 1024 left for everything else, between 512 and 16384. A kept descriptor
+/// spares an object's path lookup on every stat and change of it.
+fn object_descriptors() -> usize {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, ..lim };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    let spare = usize::try_from(lim.rlim_cur.saturating_sub(1024)).unwrap_or(usize::MAX);
+    (spare / 2).clamp(512, 16384)
+}
+
 fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
     let cache_bytes = args.cache_size.unwrap_or_else(default_cache_bytes);
     if !args.memory {
@@ -189,10 +227,10 @@ fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {
     }
     let store_opts = StoreOptions {
         sync: args.sync,
-        fds_max: 0,
+        fds_max: object_descriptors(),
         atime: opts.atime,
         read_only: opts.read_only,
-        cache_bytes,
+        cache_frames: cache_frames(cache_bytes),
     };
     let store = match &args.store {
         Some(dir) if !args.memory => Store::open(dir, &store_opts).map_err(|e| e.to_string())?,
@@ -287,18 +325,44 @@ fn handle_signals(
     signals.handle(on_terminate, on_hangup).map_err(|e| format!("cannot start the signal thread: {e}"))
 }
 
-/// Listen on the store's control socket (`holt-fs info`). A read-write
+/// Listen on the store's control socket (`holt-fs info`, `dump`). A read-write
 /// mount without one still serves files, so a failure is only a warning.
 fn start_control(mounted: &mut Mounted, store: &Path, mp: &Path) {
-    let handler =
-        DaemonHandler { fs: Arc::clone(mounted.fs()), store: store.to_path_buf(), mountpoint: mp.to_path_buf() };
+    let handler = DaemonHandler {
+        fs: Arc::clone(mounted.fs()),
+        stats: mounted.stats().clone(),
+        store: store.to_path_buf(),
+        mountpoint: mp.to_path_buf(),
+    };
     match ctl::Server::start(store, Arc::new(handler)) {
         Ok(server) => mounted.attach_control(server),
         Err(e) => warn!(
-            "cannot listen on the control socket {}: {e}; holt-fs info will not reach this daemon",
+            "cannot listen on the control socket {}: {e}; holt-fs info and dump will not reach this daemon",
             store.join(ctl::SOCKET_NAME).display()
         ),
     }
+}
+
+/// Bind the metrics address, if asked for: before the mount, so a bad
+/// or busy address fails the command instead of leaving a mount without
+/// its endpoint.
+fn bind_metrics(args: &MountArgs) -> Result<Option<TcpListener>, String> {
+    let Some(arg) = &args.metrics else { return Ok(None) };
+    let addr = metrics_addr(arg)?;
+    let listener = http::bind(addr).map_err(|e| format!("cannot listen for --metrics on {addr}: {e}"))?;
+    Ok(Some(listener))
+}
+
+/// Serve the Prometheus text on `listener` while the filesystem is served.
+fn start_metrics(mounted: &mut Mounted, listener: TcpListener) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| format!("--metrics: {e}"))?;
+    let stats = mounted.stats().clone();
+    let render = Arc::new(move || prometheus::render(&stats.report()));
+    let server = HttpServer::start(listener, render, Limits::DEFAULT).map_err(|e| format!("--metrics on {addr}: {e}"))?;
+    let reach = if addr.ip().is_loopback() { "this host only" } else { "other hosts too, without authentication" };
+    info!("metrics at http://{addr}{} ({reach})", http::METRICS_PATH);
+    mounted.attach_metrics(server);
+    Ok(())
 }
 
 fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
@@ -329,6 +393,7 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
         passthrough: !(args.no_passthrough || args.sync || args.writeback_cache || args.memory),
         fsname: mountpoint::MEMORY_SOURCE.into(),
     };
+    let metrics = bind_metrics(args)?;
     let mp = prepare_mountpoint(&args.mountpoint)?;
     let fs = open_fs(args, &opts)?;
     let recovery = fs.recovery().copied();
@@ -336,6 +401,9 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> Result<(), String> {
     let mut mounted = fuse::mount(fs, &mp, &fuse_opts).map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
     if !args.memory && !opts.read_only {
         start_control(&mut mounted, Path::new(&fuse_opts.fsname), &mp);
+    }
+    if let Some(listener) = metrics {
+        start_metrics(&mut mounted, listener)?;
     }
     handle_signals(signals, &mp, mounted.unmounter(), log_file)?;
     if let Some(p) = &args.pid_file {
@@ -376,5 +444,17 @@ mod tests {
         assert_eq!(cache_size("64M"), Ok(64 << 20));
         assert!(cache_size("1M").unwrap_err().contains("smallest"));
         assert!(cache_size("lots").is_err());
+    }
+
+    #[test]
+    fn metrics_addresses_default_to_loopback_and_take_any_given() {
+        assert_eq!(metrics_addr("127.0.0.1:9567").unwrap(), "127.0.0.1:9567".parse().unwrap());
+        assert_eq!(metrics_addr("9100").unwrap(), "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(metrics_addr("0.0.0.0:9100").unwrap(), "0.0.0.0:9100".parse().unwrap());
+        assert_eq!(metrics_addr("[::1]:9100").unwrap(), "[::1]:9100".parse().unwrap());
+        assert!(metrics_addr("localhost:9100").unwrap().ip().is_loopback());
+        for bad in ["", "host", "127.0.0.1", "1.2.3.4:99999", "99999"] {
+            assert!(metrics_addr(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -113,12 +113,12 @@ impl Kv for Core {
     }
 }
 
-#[cfg(feature = "pool-stats")]
+#[cfg(feature = "read-counters")]
 fn pool_line(t: &holt_core::Tree) -> String {
-    format!(" pool {:?}", t.pool_stats())
+    format!(" counters {:?}", t.counters())
 }
 
-#[cfg(not(feature = "pool-stats"))]
+#[cfg(not(feature = "read-counters"))]
 fn pool_line(_: &holt_core::Tree) -> String {
     String::new()
 }

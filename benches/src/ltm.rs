@@ -3,7 +3,7 @@
 //! most operations miss the cache. Each cell reports its rate and what the
 //! misses cost: hit ratio, frames loaded per operation, frames read per
 //! miss, and bytes read per operation, as the engine counts them
-//! (`Tree::pool_stats`, feature `pool-stats`) and as the kernel counts the
+//! (`TreeCounters::frames_read`, feature `read-counters`) and as the kernel counts the
 //! process's reads (`rchar` of /proc/self/io: page-cache hits included, so
 //! it measures the engine's reads, not the disk's), bytes written
 //! (`wchar`: checkpoints' frame writes; not WAL appends through its mapping)
@@ -81,14 +81,14 @@ impl Reads {
     }
 }
 
-#[cfg(feature = "pool-stats")]
+#[cfg(feature = "read-counters")]
 fn engine_reads(t: &Core) -> Option<(u64, u64)> {
-    let p = t.0.pool_stats();
-    Some((p.frames_read, p.bytes_read))
+    let c = t.0.counters();
+    Some((c.frames_read, c.frame_bytes_read))
 }
 
-/// Built against a holt-core without `pool_stats` (a "before" binary).
-#[cfg(not(feature = "pool-stats"))]
+/// Built against a holt-core whose counters lack frame reads (a "before" binary).
+#[cfg(not(feature = "read-counters"))]
 fn engine_reads(_: &Core) -> Option<(u64, u64)> {
     None
 }

@@ -27,7 +27,7 @@ mod store;
 pub mod testing;
 mod tree;
 
-pub use api::{AtomicBatch, Batch, PoolStats, RangeBuilder, RangeEntry, RangeIter, Record, Tree, TreeBuilder, TreeStats};
+pub use api::{AtomicBatch, Batch, RangeBuilder, RangeEntry, RangeIter, Record, Tree, TreeBuilder, TreeCounters, TreeStats};
 pub use error::{Error, Result};
 
 /// Longest key accepted, in bytes.

@@ -2,7 +2,8 @@
 //! byte table to its `*_FIELDS` constant in `schema.rs` and to the bytes the
 //! codecs write, the key table to the key families of `schema.rs`, and the
 //! directory layout to a store that `Store::open` creates; `ctl` ties the
-//! `## holt-fs control socket` section to the protocol's messages.
+//! `## holt-fs control socket` section to the protocol's messages, `dump`
+//! the `## holt-fs dump stream` section to the stream codec.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -367,3 +368,4 @@ fn store_directory_matches_the_documented_layout() {
 }
 
 mod ctl;
+mod dump;

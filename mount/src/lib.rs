@@ -27,6 +27,17 @@
 //! - `ctl`: the control socket `STORE/ctl.sock` of a read-write daemon:
 //!   a versioned JSON-line protocol, the server (made safely, removed at
 //!   a clean stop) and the client. Requests never change the filesystem.
+//! - `metrics`: what a serving daemon counts (FUSE requests by opcode,
+//!   with latency histograms and errors by errno; data bytes; the
+//!   engine's O(1) counters), reported over `ctl` (`stats`) and as
+//!   Prometheus text over HTTP. Counting takes no lock; reading walks
+//!   nothing.
+//! - `listen`: the accept loop `ctl` and the metrics endpoint share
+//!   (lowered priority, a bound on connections served at once).
+//! - `dump`: `holt-fs dump` / `load`: the dump stream's codec, the walk of
+//!   a fixed view (a read-only open, or a daemon's tree snapshot) that
+//!   writes it, and the load that replays it through `Fs` into an empty
+//!   store.
 //!
 //! Invariants:
 //! - Every mutation of metadata is one `Txn` committed as one atomic batch:
@@ -59,6 +70,10 @@
 //! - In-memory state (inode reservation, counter shards, open counts,
 //!   directory cursors) is a cache of the tree or of live handles, rebuilt
 //!   at mount.
+//! - A dump sees one moment's metadata (a snapshot or a read-only open)
+//!   and reads objects quietly (no atime, no cached descriptor); while it
+//!   runs, objects of deleted files are held from reclaim. A load writes
+//!   only through `Fs`, and only into a store with nothing in its root.
 //! - On a full store (the tree's space reserve spent) operations that take
 //!   space are refused with ENOSPC before they change anything, and those
 //!   that free space proceed (`fs/space.rs`). A follow-up or best-effort
@@ -67,13 +82,16 @@
 
 pub mod ctl;
 pub mod data;
+pub mod dump;
 mod error;
 #[cfg(test)] mod format_doc;
 mod fs;
 pub mod fsck;
 pub mod fuse;
 pub mod info;
+mod listen;
 mod meta;
+pub mod metrics;
 pub mod mountpoint;
 pub mod schema;
 mod store;

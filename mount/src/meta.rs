@@ -46,6 +46,11 @@ impl Meta {
         Meta { tree }
     }
 
+    /// The engine's activity counters, in O(1).
+    pub fn counters(&self) -> holt_core::TreeCounters {
+        self.tree.counters()
+    }
+
     pub fn get(&self, key: &[u8]) -> FsResult<Option<Vec<u8>>> {
         Ok(self.tree.get(key)?)
     }
@@ -109,6 +114,13 @@ impl Meta {
             }
         }
         Ok(())
+    }
+
+    /// The metadata as of now, unchanging however the tree changes after
+    /// (holt-core's `Tree::snapshot`: one checkpoint, then its frames
+    /// pinned), for walks that must see one moment (`dump`).
+    pub fn snapshot(&self) -> FsResult<Meta> {
+        Ok(Meta { tree: self.tree.snapshot()? })
     }
 
     /// The engine's shape and counters (frames, fill, cache, WAL).

@@ -220,11 +220,12 @@ impl FileKind {
         }
     }
 
-    fn to_byte(self) -> u8 {
+    /// The kind's byte in stored values (and in dump streams).
+    pub(crate) fn to_byte(self) -> u8 {
         FileKind::ALL.iter().position(|&k| k == self).expect("every kind is in ALL") as u8 + 1
     }
 
-    fn from_byte(b: u8) -> Option<FileKind> {
+    pub(crate) fn from_byte(b: u8) -> Option<FileKind> {
         FileKind::ALL.get((b as usize).checked_sub(1)?).copied()
     }
 }

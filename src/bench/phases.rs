@@ -75,10 +75,11 @@ const fn phase(name: &'static str, op: &'static str, needs: Option<Fixture>, con
 use Fixture::*;
 
 /// Every phase, in the order they run.
-pub static PHASES: [Phase; 15] = [
+pub static PHASES: [Phase; 16] = [
     phase("create", "open(O_CREAT) + close, empty file", None, false, Some(Created), create),
     phase("stat", "stat of a file just created", Some(Created), false, None, stat),
     phase("ls-l", "readdir step + lstat, per entry", Some(Created), false, None, ls_l),
+    phase("open", "open(O_RDONLY) + close of a file just created", Some(Created), false, None, open_close),
     phase("rename", "rename to another directory", Some(Created), true, Some(Renamed), rename),
     phase("unlink", "unlink", Some(Renamed), true, None, unlink),
     phase("mkdir", "mkdir", None, false, Some(Dirs), mkdir),
@@ -159,6 +160,10 @@ fn list(dir: &Path, rec: &mut Recorder<'_>, long: bool, expect: usize) -> io::Re
         return Err(io::Error::other(format!("{}: listed {seen} entries, expected {expect}", dir.display())));
     }
     Ok(())
+}
+
+fn open_close(c: &Ctx, rec: &mut Recorder<'_>) -> io::Result<()> {
+    for_each_path(c, rec, "a", c.files, |p| close(File::open(p)?))
 }
 
 fn ls_l(c: &Ctx, rec: &mut Recorder<'_>) -> io::Result<()> {

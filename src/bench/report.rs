@@ -70,6 +70,7 @@ pub fn text(h: &Header, rows: &[Row]) -> String {
         None => "this process only".into(),
     };
     let _ = writeln!(out, "\ncpu us/op: user + system CPU time per op of {daemon}, over the whole phase");
+    requests_text(&mut out, rows);
     out.push_str("\none op:\n");
     for phase in PHASES.iter().filter(|ph| rows.iter().any(|r| r.phase.name == ph.name)) {
         let _ = writeln!(out, "  {:<15} {}", phase.name, phase.op);
@@ -83,6 +84,22 @@ pub fn text(h: &Header, rows: &[Row]) -> String {
         SEQ_OP_BYTES / 1024
     );
     out
+}
+
+/// FUSE requests per op by opcode, for the rows that have them.
+fn requests_text(out: &mut String, rows: &[Row]) {
+    if rows.iter().all(|r| r.requests.is_none()) {
+        return;
+    }
+    out.push_str("\nFUSE requests per op (the daemon's counters over the phase; forget comes when the kernel drops inodes):\n");
+    let _ = writeln!(out, "{:<15} {:>7} {:>7}  by opcode", "phase", "threads", "total");
+    for r in rows {
+        let Some(p) = &r.requests else { continue };
+        let shown = p.by_op.iter().filter(|(_, n)| *n >= 0.005);
+        let by_op: Vec<String> = shown.map(|(op, n)| format!("{op} {n:.2}")).collect();
+        let by_op = if by_op.is_empty() { "-".to_string() } else { by_op.join(", ") };
+        let _ = writeln!(out, "{:<15} {:>7} {:>7.2}  {by_op}", r.phase.name, r.threads, p.total);
+    }
 }
 
 fn json_str(s: &str) -> String {
@@ -133,6 +150,13 @@ pub fn json(h: &Header, rows: &[Row]) -> String {
         let _ = write!(out, ",\"client_cpu_us_per_op\":{:.3}", us_per_op(r.cpu.client_ns, s.ops));
         if let Some(ns) = r.cpu.daemon_ns {
             let _ = write!(out, ",\"daemon_cpu_us_per_op\":{:.3}", us_per_op(ns, s.ops));
+        }
+        if let Some(p) = &r.requests {
+            let _ = write!(out, ",\"requests_per_op\":{{\"total\":{:.4}", p.total);
+            for (op, n) in &p.by_op {
+                let _ = write!(out, ",{}:{n:.4}", json_str(op));
+            }
+            out.push('}');
         }
         out.push('}');
     }

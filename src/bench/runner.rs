@@ -10,6 +10,7 @@ use std::sync::Barrier;
 use super::cpu::{CpuMark, CpuUse};
 use super::phases::{self, Ctx, Fixture, Phase, BIGDIR_FACTOR};
 use super::record::{PhaseStats, Recorder};
+use super::requests::{self, PerOp, Probe};
 
 /// What to run; `files` and `seq_mib` are totals, split over the threads.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct Plan {
     pub seq_mib: usize,
     /// A process whose CPU time each phase also reports (the FUSE daemon).
     pub daemon_pid: Option<u32>,
+    /// The holt-fs daemon whose request counters each phase reads.
+    pub requests: Option<Probe>,
 }
 
 /// One line of the report.
@@ -28,6 +31,8 @@ pub struct Row {
     pub threads: usize,
     pub stats: PhaseStats,
     pub cpu: CpuUse,
+    /// FUSE requests per operation, when the plan has a probe.
+    pub requests: Option<PerOp>,
 }
 
 /// Fixtures present in the thread directories right now.
@@ -112,13 +117,17 @@ fn run_threads(dir: &Path, plan: &Plan, threads: usize, stop: &AtomicBool, out: 
     let mut present = Present::default();
     for &phase in &plan.phases {
         ensure(phase.needs, &mut present, &ctxs, stop)?;
+        // Counters outside the CPU window: answering them costs the daemon CPU.
+        let before = plan.requests.as_ref().map(Probe::read).transpose()?;
         let cpu_error = |e: std::io::Error| format!("cannot read CPU times: {e}");
         let mark = CpuMark::now(plan.daemon_pid).map_err(cpu_error)?;
         let stats = run_phase(phase, &ctxs, stop)?;
         let cpu = mark.since(plan.daemon_pid).map_err(cpu_error)?;
+        let after = plan.requests.as_ref().map(Probe::read).transpose()?;
+        let requests = before.zip(after).map(|(b, a)| requests::per_op(&b, &a, stats.ops));
         log::info!("{} x{threads}: {:.0} ops/s", phase.name, stats.ops_per_sec());
         present.after(phase);
-        out.push(Row { phase, threads, stats, cpu });
+        out.push(Row { phase, threads, stats, cpu, requests });
     }
     fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))
 }
@@ -147,7 +156,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let picked = phases::select("unlink,read4k,seqread,bigdir-rm").unwrap();
-        let plan = Plan { phases: picked, threads: vec![1, 2], files: 7, seq_mib: 3, daemon_pid: None };
+        let plan = Plan { phases: picked, threads: vec![1, 2], files: 7, seq_mib: 3, daemon_pid: None, requests: None };
         let rows = run(tmp.path(), &plan, &stop).unwrap();
         let got: Vec<(&str, usize, u64)> = rows.iter().map(|r| (r.phase.name, r.threads, r.stats.ops)).collect();
         let want = [("unlink", 1, 7), ("read4k", 1, 7), ("seqread", 1, 3), ("bigdir-rm", 1, 70)];
@@ -160,7 +169,8 @@ mod tests {
     fn every_phase_runs_and_counts_its_operations() {
         let tmp = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
-        let plan = Plan { phases: phases::select("all").unwrap(), threads: vec![2], files: 5, seq_mib: 2, daemon_pid: None };
+        let all = phases::select("all").unwrap();
+        let plan = Plan { phases: all, threads: vec![2], files: 5, seq_mib: 2, daemon_pid: None, requests: None };
         let rows = run(tmp.path(), &plan, &stop).unwrap();
         assert_eq!(rows.len(), phases::PHASES.len());
         for r in &rows {

@@ -5,12 +5,15 @@
 
 mod acl;
 mod bigdir;
+mod boot;
 mod crash_script;
 mod direct_io;
+mod dump;
 mod fsck;
 mod full_disk;
 mod harness;
 mod info;
+mod metrics;
 mod passthrough;
 mod persist;
 mod posix;

@@ -428,3 +428,52 @@ fn atime_options_hold_for_reads_and_listings() {
     assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
     assert_eq!(atime_of(&d), before, "nodiratime: a listing leaves the directory's atime");
 }
+
+/// Setuid and setgid go as on ext4 when a file changes: a write, truncate,
+/// O_TRUNC open or fallocate by an unprivileged user drops setuid, and
+/// setgid where the group may execute; root's writes keep them; a chown
+/// drops setuid even for root. (The daemon applies this rule itself:
+/// FUSE_HANDLE_KILLPRIV_V2.)
+#[test]
+fn setuid_and_setgid_are_dropped_by_unprivileged_changes() {
+    let m = Mount::persistent(&["-o", "allow_other"]);
+    fs::set_permissions(&m.mountpoint, fs::Permissions::from_mode(0o777)).unwrap();
+    let f = m.path("f");
+    fs::write(&f, vec![1u8; 8192]).unwrap();
+    let path = f.to_str().unwrap();
+    let mode = || fs::metadata(&f).unwrap().mode() & 0o7777;
+    let as_nobody = |cmd: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(cmd)
+            .output()
+            .expect("setpriv (util-linux) runs");
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let append = format!("printf x >> {path}");
+    let overwrite = format!("printf y 1<> {path}");
+    let o_trunc = format!("printf z > {path}");
+    let changes: [&[&str]; 5] = [
+        &["sh", "-c", &append],
+        &["sh", "-c", &overwrite],
+        &["sh", "-c", &o_trunc],
+        &["truncate", "-s", "100", path],
+        &["fallocate", "-l", "16384", path],
+    ];
+    for cmd in changes {
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).unwrap();
+        as_nobody(cmd);
+        assert_eq!(mode(), 0o777, "{cmd:?} as nobody");
+        // Twice: a second change of the now plain file must not restore or fail anything.
+        as_nobody(cmd);
+        assert_eq!(mode(), 0o777, "{cmd:?} as nobody, again");
+    }
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).unwrap();
+    fs::OpenOptions::new().append(true).open(&f).unwrap().write_all(b"root").unwrap();
+    assert_eq!(mode(), 0o6777, "root's writes keep both bits");
+    std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
+    assert_eq!(mode(), 0o0777, "a chown drops setuid, and setgid with group execute");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o2767)).unwrap();
+    std::os::unix::fs::chown(&f, Some(0), None).unwrap();
+    assert_eq!(mode(), 0o2767, "setgid without group execute survives root's chown");
+}

@@ -131,7 +131,9 @@ fn holt_fs_bench_runs_every_phase_on_a_mount_and_removes_its_directory() {
     let (mp, pid) = (m.mountpoint.to_str().unwrap().to_owned(), m.pid().to_string());
     let args = ["bench", &mp, "--files", "20", "--size", "2", "--json", "--daemon-pid", &pid];
     let out = run(&m.mountpoint, env!("CARGO_BIN_EXE_holt-fs"), &args);
-    assert_eq!(out.matches("\"phase\":").count(), 30, "15 phases at 1 and 2 threads: {out}");
-    assert_eq!(out.matches("\"daemon_cpu_us_per_op\":").count(), 30, "{out}");
+    assert_eq!(out.matches("\"phase\":").count(), 32, "16 phases at 1 and 2 threads: {out}");
+    assert_eq!(out.matches("\"daemon_cpu_us_per_op\":").count(), 32, "{out}");
+    assert_eq!(out.matches("\"requests_per_op\":").count(), 32, "a holt-fs daemon's requests per op: {out}");
+    assert!(out.contains("{\"phase\":\"open\",\"threads\":1,\"ops\":20,"), "{out}");
     assert_eq!(fs::read_dir(&m.mountpoint).unwrap().count(), 0, "the bench removes its directory");
 }

@@ -9,5 +9,5 @@ mod tree;
 pub use batch::{AtomicBatch, Batch};
 pub use builder::TreeBuilder;
 pub use range::{RangeBuilder, RangeEntry, RangeIter};
-pub use stats::{PoolStats, TreeStats};
+pub use stats::{TreeCounters, TreeStats};
 pub use tree::{Record, Tree};

@@ -39,42 +39,56 @@ pub struct TreeStats {
     pub checkpoints: u64,
 }
 
-/// The buffer pool's counters since open: cheap to read (no walk over the
-/// tree), for a hit rate or a cache-size report. Memory mode never misses.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// The cache budget (`buffer_pool_size`), in frames.
-    pub capacity_frames: u64,
-    /// Frames cached in memory now (above the budget while dirty or pinned
-    /// frames leave nothing to evict).
+/// Activity counters since open, read in O(1): unlike [`TreeStats`], no
+/// frame is visited, so a monitor may read them as often as it likes.
+/// Each is a sum of per-thread shards or one atomic, read without a
+/// common cut: two counters read together may be a few operations apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeCounters {
+    /// Live keys.
+    pub keys: u64,
+    /// Frames currently cached in memory.
     pub frames_cached: u64,
-    /// Frames modified since the last checkpoint.
-    pub frames_dirty: u64,
     /// Frame lookups served from the cache.
-    pub hits: u64,
-    /// Frames loaded into the cache from the store.
-    pub misses: u64,
-    /// Frame images read from the store: `misses` plus reads that lost a
-    /// race to load the same frame. `frames_read / misses` is the frames
-    /// read per miss.
+    pub cache_hits: u64,
+    /// Frame lookups that had to read the store; each loads one frame.
+    pub cache_misses: u64,
+    /// Frame images read from the store: `cache_misses` plus reads that
+    /// lost a race to load the same frame (`frames_read / cache_misses` is
+    /// the frames read per miss).
     pub frames_read: u64,
     /// Bytes read from the store for those frames (a frame's free gap is
-    /// not read).
-    pub bytes_read: u64,
+    /// not read, so this is less than `frames_read` whole frames).
+    pub frame_bytes_read: u64,
     /// Frames evicted from the cache.
     pub evictions: u64,
+    /// The cache budget (`buffer_pool_size`), in frames. `frames_cached`
+    /// exceeds it while dirty or pinned frames leave nothing to evict.
+    pub cache_capacity_frames: u64,
+    /// Frames modified since the last checkpoint (they cannot be evicted).
+    pub frames_dirty: u64,
     /// Reads and writes that lost a frame they had loaded to eviction and
-    /// went on pinning their frames until done.
+    /// went on pinning their frames until done (a small pool's cost).
     pub pinned_retries: u64,
-}
-
-impl PoolStats {
-    /// Hits over lookups, 0.0..=1.0 (1.0 before any lookup).
-    pub fn hit_ratio(&self) -> f64 {
-        let lookups = self.hits + self.misses;
-        if lookups == 0 {
-            return 1.0;
-        }
-        self.hits as f64 / lookups as f64
-    }
+    /// Optimistic reads, and batches, that started over after a
+    /// concurrent change to a frame they had read.
+    pub optimistic_restarts: u64,
+    /// Subtrees moved into a new child frame.
+    pub spills: u64,
+    /// Child frames folded back into their parent.
+    pub merges: u64,
+    /// In-frame compactions of dead space.
+    pub compactions: u64,
+    /// Bytes the write-ahead log holds now (0 in memory mode).
+    pub wal_bytes: u64,
+    /// Bytes of WAL records handed to the OS since open.
+    pub wal_bytes_written: u64,
+    /// fdatasyncs of the WAL since open (one serves every committer waiting).
+    pub wal_syncs: u64,
+    /// Checkpoints that published frames since open.
+    pub checkpoints: u64,
+    /// Nanoseconds those checkpoints took, summed (capture, writes, publication, trim).
+    pub checkpoint_nanos: u64,
+    /// Nanoseconds the last of them took; 0 before the first.
+    pub checkpoint_last_nanos: u64,
 }

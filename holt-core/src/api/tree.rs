@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::batch::{check_key, check_value, AtomicBatch, Batch};
 use super::range::RangeBuilder;
-use super::stats::{PoolStats, TreeStats};
+use super::stats::{TreeCounters, TreeStats};
 use crate::engine::{Applied, Engine};
 use crate::error::Result;
 use crate::op::Op;
@@ -155,6 +155,27 @@ impl Tree {
         self.engine.sync()
     }
 
+    /// A read-only tree holding this tree's keys and values as of one
+    /// moment, however this tree changes after; writes to it fail with
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly). For consistent scans
+    /// (backups) of a tree in use.
+    ///
+    /// Persistent trees: costs one checkpoint (writers wait only for its
+    /// capture, as for any checkpoint); the snapshot then reads that
+    /// checkpoint's frame images from the store, through a cache of its
+    /// own of a few frames, and while it lives their slots in the frame
+    /// file are not reused, so the file may grow by the frames later
+    /// checkpoints rewrite. Memory trees: every frame is copied, writers
+    /// waiting for the copy. A read-only tree is its own snapshot.
+    /// The snapshot keeps this tree open: the store is closed when both
+    /// are dropped.
+    pub fn snapshot(&self) -> Result<Tree> {
+        if self.engine.is_read_only() {
+            return Ok(self.clone());
+        }
+        Ok(Tree::from_engine(self.engine.snapshot(Box::new(self.clone()))?))
+    }
+
     /// Write dirty frames and trim the WAL.
     pub fn checkpoint(&self) -> Result<()> {
         self.engine.checkpoint()
@@ -183,15 +204,15 @@ impl Tree {
         self.engine.restore_space_reserve()
     }
 
-    /// Counters and shape of the tree.
+    /// Counters and shape of the tree. Visits every frame (O(frames));
+    /// for a frequent reading of activity use [`Tree::counters`].
     pub fn stats(&self) -> Result<TreeStats> {
         self.engine.stats()
     }
 
-    /// The buffer pool's counters: a few atomic loads, no walk over the
-    /// tree (unlike `stats`).
-    pub fn pool_stats(&self) -> PoolStats {
-        self.engine.pool_stats()
+    /// Activity counters since open, in O(1) (no frame is visited).
+    pub fn counters(&self) -> TreeCounters {
+        self.engine.counters()
     }
 
     /// Check every structural invariant of every frame (slow; for tests and fsck).

@@ -45,7 +45,7 @@ fn finishes<T: Send + 'static>(what: &str, tree: &Tree, f: impl FnOnce() -> T + 
     match rx.recv_timeout(PATIENCE) {
         Ok(t) => t,
         Err(RecvTimeoutError::Timeout) => {
-            panic!("{what} did not finish within {PATIENCE:?}: livelock? {:?}", tree.pool_stats())
+            panic!("{what} did not finish within {PATIENCE:?}: livelock? {:?}", tree.counters())
         }
         Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked (see above)"),
     }
@@ -157,17 +157,17 @@ fn tree_eight_times_the_pool_agrees_with_the_model() {
     while tree.stats().unwrap().frames < 8 * POOL_FRAMES as u64 || steps < 3_000 {
         random_step(&tree, &mut model, &mut rng);
         steps += 1;
-        let p = tree.pool_stats();
+        let p = tree.counters();
         // Writers checkpoint at twice the budget; pins add a chunk's frames.
         assert!(p.frames_cached <= 3 * POOL_FRAMES as u64, "step {steps}: {p:?}");
     }
     assert_eq!(listing(&tree, b"", true), model_listing(&model, b"", true));
     assert_eq!(listing(&tree, b"d/", true), model_listing(&model, b"d/", true));
     assert!(contents(&tree) == model, "full scan differs from the model");
-    let p = tree.pool_stats();
+    let p = tree.counters();
     eprintln!("{steps} steps, {} keys, {:?}, {p:?}", model.len(), tree.stats().unwrap());
-    assert!(p.evictions > 1000 && p.misses > 1000, "the pool was exercised: {p:?}");
-    assert!(p.frames_read >= p.misses && p.bytes_read > 0, "{p:?}");
+    assert!(p.evictions > 1000 && p.cache_misses > 1000, "the pool was exercised: {p:?}");
+    assert!(p.frames_read >= p.cache_misses && p.frame_bytes_read > 0, "{p:?}");
     tree.check_invariants().unwrap();
     drop(tree);
     let tree = disk.open_tree(builder()).unwrap();

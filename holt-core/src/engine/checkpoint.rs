@@ -109,7 +109,9 @@ impl Engine {
 
     /// `checkpoint_now` for a caller holding `checkpoint_serial`.
     pub(crate) fn checkpoint_locked(&self, d: &Durable) -> Result<()> {
+        let timer = self.checkpoint_time.start(&self.checkpoints);
         let done = self.checkpoint_and_trim(d);
+        timer.stop(&self.checkpoints);
         if done.is_ok() && d.reserve.is_low() {
             d.reserve.establish();
         }

@@ -64,7 +64,7 @@ pub(crate) fn encode_user(keys: u64) -> Vec<u8> {
     keys.to_le_bytes().to_vec()
 }
 
-fn decode_user(meta: &ManifestMeta, dir: &Path) -> Result<u64> {
+pub(crate) fn decode_user(meta: &ManifestMeta, dir: &Path) -> Result<u64> {
     let bytes: [u8; 8] = meta.user.as_slice().try_into().map_err(|_| {
         Error::corrupted(dir.join(MANIFEST_NAME), 0, format!("checkpoint metadata of {} bytes", meta.user.len()))
     })?;

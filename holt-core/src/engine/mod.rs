@@ -5,6 +5,7 @@ mod background;
 mod batch;
 mod checkpoint;
 mod config;
+mod counters;
 mod durable;
 mod fault;
 mod maintenance;
@@ -12,6 +13,7 @@ mod poison;
 mod read_only;
 mod single;
 mod sink;
+mod snapshot;
 mod write;
 
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
 use self::poison::{Poison, Refuse};
 use self::sink::{MemorySink, Sink};
-use crate::api::{PoolStats, TreeStats};
+use crate::api::TreeStats;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::ids::{FrameId, Lsn};
@@ -64,6 +66,7 @@ pub(crate) struct Engine {
     keys_added: Counter,
     keys_removed: Counter,
     checkpoints: Counter,
+    checkpoint_time: counters::CheckpointTime,
     maintenance: maintenance::Cursor,
     background: Background,
 }
@@ -108,6 +111,7 @@ impl Engine {
             keys_added: Counter::default(),
             keys_removed: Counter::default(),
             checkpoints: Counter::default(),
+            checkpoint_time: counters::CheckpointTime::default(),
             maintenance: maintenance::Cursor::default(),
             background: Background::default(),
         }
@@ -159,6 +163,12 @@ impl Engine {
         // The root frame is on every path: never evict it.
         self.pool.pin(self.pool.cell(ROOT_FRAME).expect("root frame has a cell"));
         Ok(())
+    }
+
+    /// Refuses every write: a read-only open or a snapshot, which never
+    /// change.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.cfg.read_only
     }
 
     pub fn dir(&self) -> &PathBuf {
@@ -433,21 +443,6 @@ impl Engine {
         let capacity = s.frames as f64 * FRAME_DATA_BYTES as f64;
         s.fill_factor = if capacity > 0.0 { s.live_bytes as f64 / capacity } else { 0.0 };
         Ok(s)
-    }
-
-    pub fn pool_stats(&self) -> PoolStats {
-        let (p, c) = (&self.pool, &self.pool.counters);
-        PoolStats {
-            capacity_frames: p.capacity() as u64,
-            frames_cached: p.resident_count() as u64,
-            frames_dirty: p.dirty_count() as u64,
-            hits: c.hits.get(),
-            misses: c.misses.get(),
-            frames_read: c.frames_read.get(),
-            bytes_read: c.bytes_read.get(),
-            evictions: c.evictions.get(),
-            pinned_retries: c.pinned_retries.get(),
-        }
     }
 
     fn add_frame_stats(&self, id: FrameId, s: &mut TreeStats) {

@@ -13,38 +13,14 @@
 use std::sync::Arc;
 
 use super::durable::{load_checkpoint, Checkpoint, WAL_DIR};
-use super::sink::Sink;
+use super::sink::RefusingSink;
 use super::{format_root, Config, Engine};
-use crate::error::{Error, Result};
-use crate::ids::Lsn;
+use crate::error::Result;
 use crate::journal;
-use crate::op::LogOp;
 use crate::store::frame_store::FrameStore;
 use crate::store::lock::StoreLock;
 use crate::store::read_only_vfs::ReadOnlyVfs;
 use crate::store::vfs::Vfs;
-
-/// Refuses every write; holds the shared store lock for the engine's life.
-struct ReadOnlySink {
-    _lock: StoreLock,
-}
-
-impl Sink for ReadOnlySink {
-    fn append(&self, _ops: &[LogOp]) -> Result<Lsn> {
-        Err(Error::ReadOnly)
-    }
-
-    fn commit(&self, _lsn: Lsn) -> Result<()> {
-        Err(Error::ReadOnly)
-    }
-
-    /// Nothing is ever written, so everything is as durable as it gets.
-    fn sync(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn abandon(&self, _cause: &Error) {}
-}
 
 impl Engine {
     pub(super) fn open_read_only(cfg: Config) -> Result<Arc<Self>> {
@@ -57,7 +33,7 @@ impl Engine {
             // Never checkpointed: the root a writer formats lives in memory only.
             format_root(&pool);
         }
-        let engine = Self::assemble(cfg, pool, Box::new(ReadOnlySink { _lock: lock }), None);
+        let engine = Self::assemble(cfg, pool, Box::new(RefusingSink { _keep: Box::new(lock) }), None);
         engine.recover(keys, &replay)?;
         log::debug!("{}: opened read-only, {} WAL records replayed in memory", engine.dir().display(), replay.len());
         Ok(Arc::new(engine))

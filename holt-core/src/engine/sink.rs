@@ -49,3 +49,27 @@ impl Sink for MemorySink {
     /// Nothing is written, so nothing to stop; the engine's poison refuses.
     fn abandon(&self, _cause: &Error) {}
 }
+
+/// Read-only engines (a read-only open, a snapshot): every batch is
+/// refused before a frame changes. Holds what must live as long as the
+/// engine (the shared store lock; a snapshot's origin tree).
+pub(crate) struct RefusingSink {
+    pub _keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl Sink for RefusingSink {
+    fn append(&self, _ops: &[LogOp]) -> Result<Lsn> {
+        Err(Error::ReadOnly)
+    }
+
+    fn commit(&self, _lsn: Lsn) -> Result<()> {
+        Err(Error::ReadOnly)
+    }
+
+    /// Nothing is ever written, so everything is as durable as it gets.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn abandon(&self, _cause: &Error) {}
+}

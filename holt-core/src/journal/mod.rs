@@ -93,6 +93,10 @@ pub(crate) struct Journal {
     synced_lsn: AtomicU64,
     /// Bytes in all segment files.
     bytes: AtomicU64,
+    /// Bytes of records handed to the OS since open (never decreases).
+    bytes_written: AtomicU64,
+    /// fdatasyncs of a segment since open.
+    syncs: AtomicU64,
     poisoned: AtomicBool,
     poison_cause: Mutex<Option<String>>,
     /// Released when the disk is too full for the log to go on.
@@ -124,6 +128,8 @@ impl Journal {
             // `recover` made every record it kept durable.
             synced_lsn: AtomicU64::new(last),
             bytes: AtomicU64::new(bytes),
+            bytes_written: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             poison_cause: Mutex::new(None),
             reserve: Arc::new(SpaceReserve::none()),
@@ -146,6 +152,17 @@ impl Journal {
     /// Bytes currently held in segment files.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of records written since open: what the log cost in writes,
+    /// whatever trimming gave back since.
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// fdatasyncs of a segment since open (one per group of committers).
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Delete whole sealed segments whose records are all <= `upto` (a

@@ -160,6 +160,7 @@ impl Journal {
             .map_err(|e| Error::io("write", &io.active.path, e))?;
         io.synced_claimed = io.synced_claimed.max(claimed);
         self.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.bytes_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.written_lsn.store(last.0, Ordering::Release);
         batch.clear();
         if batch.capacity() <= SPARE_BYTES_KEEP_MAX {
@@ -246,6 +247,7 @@ impl Journal {
             }
         }
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }

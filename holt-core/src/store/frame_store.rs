@@ -14,6 +14,11 @@
 //!   freed (let alone rewritten) while a reader is reading it.
 //! - After a failed sync the store is poisoned: reads go on from the last
 //!   published mapping (whose slots stay intact), checkpoints are refused.
+//! - A pinned mapping (`pin_published`, for a snapshot) keeps its slots
+//!   out of `free` until it is unpinned: no checkpoint writes, punches or
+//!   truncates them, so its images stay readable whatever is published
+//!   after it. Unpinning frees the slots no other mapping holds, under the
+//!   checkpoint mutex (no checkpoint is handing slots out meanwhile).
 //! - Frames are opaque bytes here, except that the frame file reads an
 //!   image's free-gap bounds to keep the gap off the disk (frame_file.rs).
 //! - The store does not take the directory lock; its owner does
@@ -50,17 +55,52 @@ pub(crate) struct FrameStore {
 /// The mapping every reader uses: the last durably published manifest.
 struct Published {
     manifest: Manifest,
-    /// Invariant: `free` and the manifest's slots partition `0..slots_total`.
+    /// Invariant: `free`, the manifest's slots and the pinned slots cover
+    /// `0..slots_total`, and `free` holds none of the others.
     free: BTreeSet<u32>,
     slots_total: u32,
+    /// Slots of earlier mappings that snapshots still read, by pin id.
+    pins: BTreeMap<u64, BTreeSet<u32>>,
+    next_pin: u64,
 }
 
 impl Published {
     fn new(manifest: Manifest, slots_total: u32) -> Published {
-        let used: BTreeSet<u32> = manifest.frames.values().map(|r| r.slot).collect();
-        let free = (0..slots_total).filter(|s| !used.contains(s)).collect();
-        Published { manifest, free, slots_total }
+        let mut p = Published { manifest, free: BTreeSet::new(), slots_total, pins: BTreeMap::new(), next_pin: 1 };
+        p.refree();
+        p
     }
+
+    /// `manifest` published over `self`, the pins carried over.
+    fn replaced_by(&mut self, manifest: Manifest, slots_total: u32) {
+        self.manifest = manifest;
+        self.slots_total = slots_total;
+        self.refree();
+    }
+
+    /// Recompute `free`: every slot neither published nor pinned.
+    fn refree(&mut self) {
+        let used = self.used_slots();
+        self.free = (0..self.slots_total).filter(|s| !used.contains(s)).collect();
+    }
+
+    fn used_slots(&self) -> BTreeSet<u32> {
+        let mut used: BTreeSet<u32> = self.manifest.frames.values().map(|r| r.slot).collect();
+        used.extend(self.pins.values().flatten());
+        used
+    }
+
+    /// One past the highest slot a pin holds (0 without pins).
+    fn pinned_end(&self) -> u32 {
+        self.pins.values().filter_map(|s| s.last()).map(|s| s + 1).max().unwrap_or(0)
+    }
+}
+
+/// A published mapping kept readable for a snapshot (`FrameStore::pin_published`).
+pub(crate) struct PinnedMapping {
+    pub id: u64,
+    pub frames: BTreeMap<FrameId, SlotRef>,
+    pub meta: Option<ManifestMeta>,
 }
 
 impl FrameStore {
@@ -133,6 +173,37 @@ impl FrameStore {
         self.file.read_slot_into(r.slot, id, r.crc, buf)
     }
 
+    /// Keep the published mapping's slots from reuse until `unpin(id)`,
+    /// and return it: a snapshot reads its frames with `read_pinned`.
+    pub(crate) fn pin_published(&self) -> PinnedMapping {
+        let mut p = self.published.write();
+        let id = p.next_pin;
+        p.next_pin += 1;
+        let slots = p.manifest.frames.values().map(|r| r.slot).collect();
+        p.pins.insert(id, slots);
+        PinnedMapping { id, frames: p.manifest.frames.clone(), meta: p.manifest.meta.clone() }
+    }
+
+    /// The image of frame `id` in slot `r` of a pinned mapping, verified
+    /// against its checksum; returns the bytes read.
+    pub(crate) fn read_pinned(&self, id: FrameId, r: SlotRef, buf: &mut Vec<u8>) -> Result<u64> {
+        self.file.read_slot_into(r.slot, id, r.crc, buf)
+    }
+
+    /// Let the slots of pin `id` go: those no mapping holds become free
+    /// and their space is given back. Waits for a running checkpoint, which
+    /// hands out free slots.
+    pub(crate) fn unpin(&self, id: u64) {
+        let _serial = self.checkpoint.lock();
+        let mut p = self.published.write();
+        let Some(slots) = p.pins.remove(&id) else { return };
+        let used = p.used_slots();
+        let freed: Vec<u32> = slots.into_iter().filter(|s| !used.contains(s) && *s < p.slots_total).collect();
+        p.free.extend(&freed);
+        drop(p);
+        self.release_slots(freed.into_iter());
+    }
+
     pub(crate) fn contains(&self, id: FrameId) -> bool {
         self.published.read().manifest.frames.contains_key(&id)
     }
@@ -176,11 +247,12 @@ impl FrameStore {
     pub(crate) fn check_invariants(&self) {
         let p = self.published.read();
         p.manifest.check_invariants();
-        for r in p.manifest.frames.values() {
-            assert!(r.slot < p.slots_total, "slot {} past the end ({})", r.slot, p.slots_total);
-            assert!(!p.free.contains(&r.slot), "slot {} both free and used", r.slot);
+        let used = p.used_slots();
+        for &slot in &used {
+            assert!(slot < p.slots_total, "slot {slot} past the end ({})", p.slots_total);
+            assert!(!p.free.contains(&slot), "slot {slot} both free and used");
         }
-        assert_eq!(p.free.len() + p.manifest.frames.len(), p.slots_total as usize, "free + used != slots");
+        assert_eq!(p.free.len() + used.len(), p.slots_total as usize, "free + used != slots");
     }
 
     fn check_poisoned(&self) -> Result<()> {
@@ -198,7 +270,7 @@ impl FrameStore {
     /// the file (best effort: a failed truncation only wastes space).
     fn install(&self, next: Manifest, slots_total: u32) {
         let mut p = self.published.write();
-        let slots_used = next.frames.values().map(|r| r.slot + 1).max().unwrap_or(0);
+        let slots_used = next.frames.values().map(|r| r.slot + 1).max().unwrap_or(0).max(p.pinned_end());
         let mut slots_total = slots_total.max(p.slots_total);
         if slots_used < slots_total {
             match self.file.truncate_slots(slots_used) {
@@ -212,7 +284,7 @@ impl FrameStore {
             // slots allocated: the first commit after open sweeps them all.
             false => (0..slots_total).collect(),
         };
-        *p = Published::new(next, slots_total);
+        p.replaced_by(next, slots_total);
         let freed: Vec<u32> = freed.into_iter().filter(|s| p.free.contains(s)).collect();
         drop(p);
         self.release_slots(freed.into_iter());

@@ -13,9 +13,10 @@ use super::proto::{self, code, DecodeError, Reply, ReplyError, Request, Status, 
 use super::server::open_dir;
 use super::SOCKET_NAME;
 use crate::info::{SocketState, StoreInfo};
+use crate::metrics::StatsReport;
 
-/// How long a client waits for a reply line: an `info` of a very large
-/// store walks every inode first.
+/// How long a client waits for a reply line (or a byte of a dump
+/// stream): an `info` of a very large store walks every inode first.
 const REPLY_WAIT: Duration = Duration::from_secs(600);
 
 /// Why a request got no answer.
@@ -65,16 +66,10 @@ pub fn connect(store: &Path) -> Result<UnixStream, CtlError> {
 /// Send `request` on `stream`; pass each `more` item to `item` and return
 /// the final answer's body.
 pub fn ask(stream: UnixStream, request: &str, item: &mut dyn FnMut(Value)) -> Result<Value, CtlError> {
-    stream.set_read_timeout(Some(REPLY_WAIT)).map_err(CtlError::Io)?;
-    (&stream).write_all(&proto::encode(&Request::new(request))).map_err(CtlError::Io)?;
+    let mut sent = send(&stream, &Request::new(request))?;
     let mut reader = BufReader::new(&stream);
     loop {
-        let mut line = Vec::new();
-        let read = (&mut reader).take(LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut line);
-        if read.map_err(CtlError::Io)? == 0 {
-            return Err(CtlError::Closed);
-        }
-        let reply: Reply = proto::decode(&line).map_err(CtlError::Decode)?;
+        let reply = read_reply(&mut reader).map_err(|e| sent.blame(e))?;
         match reply.status {
             Status::More => item(reply.body.unwrap_or(Value::Null)),
             Status::Ok => return Ok(reply.body.unwrap_or(Value::Null)),
@@ -86,8 +81,50 @@ pub fn ask(stream: UnixStream, request: &str, item: &mut dyn FnMut(Value)) -> Re
     }
 }
 
+/// How sending a request went. A daemon at its connection limit answers
+/// `busy` and closes without reading, so the request's write can fail
+/// (EPIPE) with the answer already waiting: the reply is read anyway,
+/// and the write's error reported only if there is none.
+pub(crate) struct Sent(Option<io::Error>);
+
+impl Sent {
+    /// The error to report when no reply could be read: the write's, if it failed.
+    pub(crate) fn blame(&mut self, read: CtlError) -> CtlError {
+        match (self.0.take(), read) {
+            (Some(write), CtlError::Closed | CtlError::Io(_)) => CtlError::Io(write),
+            (_, read) => read,
+        }
+    }
+}
+
+/// Send `request` on `stream`, whose replies are then waited for up to
+/// `REPLY_WAIT` per read.
+pub(crate) fn send(stream: &UnixStream, request: &Request) -> Result<Sent, CtlError> {
+    stream.set_read_timeout(Some(REPLY_WAIT)).map_err(CtlError::Io)?;
+    Ok(Sent((&*stream).write_all(&proto::encode(request)).err()))
+}
+
+/// One reply line.
+pub(crate) fn read_reply(reader: &mut impl BufRead) -> Result<Reply, CtlError> {
+    let mut line = Vec::new();
+    if reader.take(LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut line).map_err(CtlError::Io)? == 0 {
+        return Err(CtlError::Closed);
+    }
+    proto::decode(&line).map_err(CtlError::Decode)
+}
+
 /// The `info` report of the daemon serving `store`.
 pub fn info(store: &Path) -> Result<StoreInfo, CtlError> {
-    let body = ask(connect(store)?, proto::REQUEST_INFO, &mut |_| {})?;
+    ask_for(store, proto::REQUEST_INFO)
+}
+
+/// The counters of the daemon serving `store`.
+pub fn stats(store: &Path) -> Result<StatsReport, CtlError> {
+    ask_for(store, proto::REQUEST_STATS)
+}
+
+/// Ask `request` of the daemon serving `store`; its answer as a `T`.
+fn ask_for<T: serde::de::DeserializeOwned>(store: &Path, request: &str) -> Result<T, CtlError> {
+    let body = ask(connect(store)?, request, &mut |_| {})?;
     serde_json::from_value(body).map_err(|e| CtlError::Decode(DecodeError::Json(e)))
 }

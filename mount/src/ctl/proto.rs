@@ -22,8 +22,10 @@ pub const LINE_BYTES_MAX: usize = 1 << 20;
 
 /// The request names this build knows.
 pub const REQUEST_INFO: &str = "info";
+pub const REQUEST_STATS: &str = "stats";
+pub const REQUEST_DUMP: &str = "dump";
 /// Every request name above (doc/FORMAT.md lists the same).
-pub const REQUESTS: [&str; 1] = [REQUEST_INFO];
+pub const REQUESTS: [&str; 3] = [REQUEST_INFO, REQUEST_STATS, REQUEST_DUMP];
 
 /// Error codes of a reply (`error.code`). A client treats a code it does
 /// not know like `failed`.
@@ -49,13 +51,16 @@ pub mod code {
 pub struct Request {
     /// The client's protocol version.
     pub v: u32,
-    /// What is asked: `info`.
+    /// What is asked: one of [`REQUESTS`].
     pub request: String,
+    /// The request's arguments, if it takes any (`dump`: Dump arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
 }
 
 impl Request {
     pub fn new(request: &str) -> Request {
-        Request { v: PROTOCOL_VERSION, request: request.to_string() }
+        Request { v: PROTOCOL_VERSION, request: request.to_string(), args: None }
     }
 }
 
@@ -160,6 +165,8 @@ mod tests {
         let line = encode(&Request::new(REQUEST_INFO));
         assert_eq!(line, b"{\"v\":1,\"request\":\"info\"}\n");
         assert_eq!(decode::<Request>(&line).unwrap(), Request::new(REQUEST_INFO));
+        let with_args = Request { args: Some(serde_json::json!({"meta_only": true})), ..Request::new(REQUEST_DUMP) };
+        assert_eq!(decode::<Request>(&encode(&with_args)).unwrap(), with_args);
     }
 
     #[test]

@@ -27,15 +27,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use log::{debug, warn};
 
 use super::proto::{self, code, Reply, Request, LINE_BYTES_MAX, PROTOCOL_VERSION};
 use super::SOCKET_NAME;
+use crate::listen::{self, Acceptor, Policy};
 
 /// The private directory a socket is bound in before it is moved into place.
 const STAGING_NAME: &str = "ctl.sock.tmp";
@@ -45,29 +45,76 @@ const STAGED_NAME: &str = "s";
 const CONNECTIONS_MAX: usize = 4;
 /// How long a client may take to send its request line.
 const REQUEST_WAIT: Duration = Duration::from_secs(5);
-/// How long a client may leave a reply unread before the daemon gives up.
-const REPLY_WAIT: Duration = Duration::from_secs(30);
-/// Nice value of the control threads (the FUSE threads keep 0).
-const CONTROL_NICE: libc::c_int = 10;
+/// How long a client may read nothing of a reply (or of a dump stream,
+/// whose reader may be a slow pipeline) before the daemon gives up.
+const REPLY_WAIT: Duration = Duration::from_secs(120);
+/// How often a write blocked on a slow client looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(250);
 
-/// Writes one reply line to the client.
-pub type SendReply<'s> = dyn FnMut(&Reply) -> io::Result<()> + 's;
+/// The daemon's end of one connection: reply lines, and for a request
+/// that streams bytes (`dump`), those bytes between two of them. A write
+/// that finds the client not reading waits for it, up to `REPLY_WAIT`
+/// without progress, and gives up at once when the daemon stops.
+pub struct Responder<'s> {
+    stream: &'s UnixStream,
+    stop: &'s AtomicBool,
+}
+
+impl<'s> Responder<'s> {
+    /// The flag `stopping` reads, for a closure that outlives a borrow of
+    /// the responder (one that writes through it meanwhile).
+    pub fn stop_flag(&self) -> &'s AtomicBool {
+        self.stop
+    }
+
+    /// Write one reply line.
+    pub fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        self.write_all(&proto::encode(reply))
+    }
+
+    /// True once the daemon unmounts: a long answer should then end early
+    /// with `code::STOPPING`.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+impl Write for Responder<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let began = std::time::Instant::now();
+        loop {
+            match (&*self.stream).write(buf) {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if self.stopping() {
+                        return Err(io::Error::other("the daemon is unmounting"));
+                    }
+                    if began.elapsed() >= REPLY_WAIT {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Answers the requests of one connection.
 pub trait Handler: Send + Sync {
-    /// Answer `request` by passing its replies to `send`, the last one
-    /// final. `stopping` turns true when the daemon unmounts: a long
-    /// answer should then end early with `code::STOPPING`. An error from
-    /// `send` (the client left) is returned as it is.
-    fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()>;
+    /// Answer `request` through `conn`, the last reply final; watch
+    /// `conn.stopping()` in a long answer. An error from `conn` (the
+    /// client left) is returned as it is.
+    fn handle(&self, request: &Request, conn: &mut Responder) -> io::Result<()>;
 }
 
 /// A listening control socket; dropping it stops serving and removes it.
 pub struct Server {
     dir: Arc<OwnedFd>,
-    listener: Arc<UnixListener>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
     /// `(st_dev, st_ino)` of the socket this server made.
     socket_id: (u64, u64),
 }
@@ -153,27 +200,18 @@ impl Server {
         let dir = Arc::new(open_dir(store)?);
         let listener = Arc::new(bind_in_place(&dir)?);
         let socket_id = identity(&dir, SOCKET_NAME)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (Arc::clone(&listener), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
-            .name("holt-ctl".into())
-            .spawn(move || accept_loop(&l, handler.as_ref(), &s))
+        let acceptor = Acceptor::spawn("holt-ctl", listener, move |l, stop| accept_loop(l, handler.as_ref(), stop))
             .inspect_err(|_| {
                 let _ = unlink_at(&dir, SOCKET_NAME, 0);
             })?;
-        Ok(Server { dir, listener, stop, thread: Some(thread), socket_id })
+        Ok(Server { dir, acceptor, socket_id })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // SAFETY: shutdown on the listener's live descriptor; on Linux it
-        // makes a blocked accept(2) return, which ends the accept loop.
-        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        // Nothing serves from the socket once it is removed.
+        self.acceptor.stop();
         match identity(&self.dir, SOCKET_NAME) {
             Ok(id) if id == self.socket_id => {
                 if let Err(e) = unlink_at(&self.dir, SOCKET_NAME, 0) {
@@ -185,50 +223,16 @@ impl Drop for Server {
     }
 }
 
-/// Lower the calling thread's CPU priority (threads it starts inherit it).
-fn lower_priority() {
-    // SAFETY: gettid and setpriority touch no memory; failure leaves the priority as it was.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, CONTROL_NICE);
-    }
-}
-
 fn accept_loop(listener: &UnixListener, handler: &dyn Handler, stop: &AtomicBool) {
-    lower_priority();
-    let live = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for conn in listener.incoming() {
-            if stop.load(Ordering::Acquire) {
-                break;
-            }
-            let stream = match conn {
-                Ok(stream) => stream,
-                Err(e) => {
-                    // Out of descriptors, or a peer gone before accept: wait a little.
-                    debug!("control socket: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            if live.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_MAX {
-                live.fetch_sub(1, Ordering::AcqRel);
-                let _ = send_line(&stream, &Reply::error(code::BUSY, "the daemon serves its limit of connections"));
-                continue;
-            }
-            let live = &live;
-            let spawned = std::thread::Builder::new().name("holt-ctl-conn".into()).spawn_scoped(scope, move || {
-                serve_connection(&stream, handler, stop);
-                live.fetch_sub(1, Ordering::AcqRel);
-            });
-            if let Err(e) = spawned {
-                warn!("control socket: cannot start a connection thread: {e}");
-                live.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-    });
+    let busy = |stream: UnixStream| {
+        let _ = send_line(&stream, &Reply::error(code::BUSY, "the daemon serves its limit of connections"));
+    };
+    let serve = |stream: UnixStream| serve_connection(&stream, handler, stop);
+    let policy = Policy { thread_name: "holt-ctl-conn", connections_max: CONNECTIONS_MAX, busy: &busy, serve: &serve };
+    listen::accept_loop(listener.incoming(), stop, &policy);
 }
 
+/// A reply on a connection no handler serves (`busy`).
 fn send_line(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
     stream.write_all(&proto::encode(reply))
 }
@@ -237,7 +241,7 @@ fn send_line(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
 /// sending one (a probe) gets nothing.
 fn serve_connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
     let _ = stream.set_read_timeout(Some(REQUEST_WAIT));
-    let _ = stream.set_write_timeout(Some(REPLY_WAIT));
+    let _ = stream.set_write_timeout(Some(STOP_POLL));
     let mut line = Vec::new();
     let limit = LINE_BYTES_MAX as u64 + 1;
     if let Err(e) = BufReader::new(stream).take(limit).read_until(b'\n', &mut line) {
@@ -247,14 +251,14 @@ fn serve_connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBoo
     if line.is_empty() {
         return;
     }
-    let mut send = |reply: &Reply| send_line(stream, reply);
+    let mut conn = Responder { stream, stop };
     let sent = match proto::decode::<Request>(&line) {
-        Err(e) => send(&Reply::error(code::BAD_REQUEST, e.to_string())),
-        Ok(req) if req.v > PROTOCOL_VERSION => send(&Reply::error(
+        Err(e) => conn.send(&Reply::error(code::BAD_REQUEST, e.to_string())),
+        Ok(req) if req.v > PROTOCOL_VERSION => conn.send(&Reply::error(
             code::UNSUPPORTED_VERSION,
             format!("request of protocol version {}; this daemon speaks version {PROTOCOL_VERSION}", req.v),
         )),
-        Ok(req) => handler.handle(&req, &|| stop.load(Ordering::Acquire), &mut send),
+        Ok(req) => handler.handle(&req, &mut conn),
     };
     if let Err(e) = sent {
         debug!("control socket: the client left before its reply was sent: {e}");

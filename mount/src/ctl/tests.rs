@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::proto::{self, code, Reply, Request};
-use super::{ask, connect, CtlError, Handler, SendReply, Server, SOCKET_NAME};
+use super::{ask, connect, CtlError, Handler, Responder, Server, SOCKET_NAME};
 use crate::info::SocketState;
 
 /// Answers `echo` with its request, `stream` with two items and an end,
@@ -24,22 +24,22 @@ struct Echo;
 static WAITING: AtomicUsize = AtomicUsize::new(0);
 
 impl Handler for Echo {
-    fn handle(&self, request: &Request, stopping: &dyn Fn() -> bool, send: &mut SendReply) -> io::Result<()> {
+    fn handle(&self, request: &Request, conn: &mut Responder) -> io::Result<()> {
         match request.request.as_str() {
-            "echo" => send(&Reply::ok(json!({ "request": request.request }))),
+            "echo" => conn.send(&Reply::ok(json!({ "request": request.request }))),
             "stream" => {
-                send(&Reply::more(json!(1)))?;
-                send(&Reply::more(json!(2)))?;
-                send(&Reply::ok(json!("end")))
+                conn.send(&Reply::more(json!(1)))?;
+                conn.send(&Reply::more(json!(2)))?;
+                conn.send(&Reply::ok(json!("end")))
             }
             "wait" => {
                 WAITING.fetch_add(1, Ordering::SeqCst);
-                while !stopping() {
+                while !conn.stopping() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                send(&Reply::error(code::STOPPING, "stopped"))
+                conn.send(&Reply::error(code::STOPPING, "stopped"))
             }
-            other => send(&Reply::error(code::UNKNOWN_REQUEST, other.to_string())),
+            other => conn.send(&Reply::error(code::UNKNOWN_REQUEST, other.to_string())),
         }
     }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::{atime_view, copy_via_buffer, AllocMode, DataStore, ObjectStat, SeekKind, Space};
+use super::{atime_view, copy_via_buffer, AllocMode, DataStore, ObjectReader, ObjectStat, SeekKind, Space};
 use crate::schema::{AtimeMode, Ino, TimeSet, Timespec};
 
 /// Default bound on cached open descriptors.
@@ -79,8 +79,30 @@ fn shard_name(ino: Ino) -> CString {
     CString::new(format!("{:02x}", ino.0 & 0xff)).expect("hex digits hold no NUL")
 }
 
-fn object_name(ino: Ino) -> CString {
-    CString::new(format!("{:016x}", ino.0)).expect("hex digits hold no NUL")
+/// An object's file name, `<ino as 16 hex digits>` and a NUL, built on the
+/// stack: it is made for every object operation.
+struct ObjectName([u8; 17]);
+
+impl ObjectName {
+    fn as_c_str(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.0).expect("16 hex digits and a NUL")
+    }
+}
+
+impl std::ops::Deref for ObjectName {
+    type Target = CStr;
+    fn deref(&self) -> &CStr {
+        self.as_c_str()
+    }
+}
+
+fn object_name(ino: Ino) -> ObjectName {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut name = [0u8; 17];
+    for (i, byte) in name[..16].iter_mut().enumerate() {
+        *byte = HEX[((ino.0 >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    ObjectName(name)
 }
 
 impl FileData {
@@ -288,6 +310,16 @@ fn object_stat(st: &libc::stat) -> ObjectStat {
     }
 }
 
+/// `object_stat` of what must be an object: anything but a regular file
+/// is an error.
+fn regular_object_stat(st: &libc::stat, path: &Path) -> io::Result<ObjectStat> {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        let what = format!("{} is not a regular file, which every object is", path.display());
+        return Err(io::Error::new(io::ErrorKind::InvalidData, what));
+    }
+    Ok(object_stat(st))
+}
+
 fn utime(t: Option<TimeSet>) -> libc::timespec {
     match t {
         None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
@@ -309,16 +341,7 @@ impl DataStore for FileData {
 
     fn read(&self, ino: Ino, off: u64, buf: &mut [u8]) -> io::Result<usize> {
         let Some(file) = self.file(ino, false)? else { return Ok(0) };
-        let mut done = 0;
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
+        read_full_at(&file, off, buf)
     }
 
     fn write(&self, ino: Ino, off: u64, data: &[u8]) -> io::Result<()> {
@@ -346,11 +369,7 @@ impl DataStore for FileData {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) };
         }
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            let what = format!("{} is not a regular file, which every object is", self.path(ino).display());
-            return Err(io::Error::new(io::ErrorKind::InvalidData, what));
-        }
-        Ok(Some(object_stat(&st)))
+        regular_object_stat(&st, &self.path(ino)).map(Some)
     }
 
     fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()> {
@@ -392,17 +411,7 @@ impl DataStore for FileData {
 
     fn seek(&self, ino: Ino, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
         let Some(file) = self.file(ino, false)? else { return Ok(None) };
-        let whence = match kind {
-            SeekKind::Data => libc::SEEK_DATA,
-            SeekKind::Hole => libc::SEEK_HOLE,
-        };
-        // SAFETY: lseek on an open descriptor; data I/O never uses the file offset.
-        let pos = unsafe { libc::lseek(file.as_raw_fd(), off as libc::off_t, whence) };
-        if pos < 0 {
-            let e = io::Error::last_os_error();
-            return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) };
-        }
-        Ok(Some(pos as u64))
+        seek_in(&file, off, kind)
     }
 
     fn copy_range(&self, src: Ino, src_off: u64, dst: Ino, dst_off: u64, len: u64) -> io::Result<()> {
@@ -473,6 +482,23 @@ impl DataStore for FileData {
         }
     }
 
+    /// A private read-only descriptor, `O_NOATIME` where the kernel allows
+    /// it (the caller owns the object, or has CAP_FOWNER): not the cached
+    /// one, whose reads update the atime and which user opens share.
+    fn open_reader(&self, ino: Ino) -> io::Result<Option<Box<dyn ObjectReader>>> {
+        let Some(shard) = self.shard(ino, false)? else { return Ok(None) };
+        let flags = libc::O_RDONLY | libc::O_NOATIME;
+        let opened = match open_at(shard, &object_name(ino), flags, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => open_at(shard, &object_name(ino), libc::O_RDONLY, 0),
+            other => other,
+        };
+        match opened {
+            Ok(fd) => Ok(Some(Box::new(FileReader { file: File::from(fd), path: self.path(ino) }))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(symlink_refused(e, &self.path(ino))),
+        }
+    }
+
     fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {
         for shard in fs::read_dir(&self.dir)? {
             let shard = shard?;
@@ -487,6 +513,59 @@ impl DataStore for FileData {
         }
         Ok(())
     }
+}
+
+/// One object opened read-only for `DataStore::open_reader`.
+struct FileReader {
+    file: File,
+    /// For messages only.
+    path: PathBuf,
+}
+
+impl ObjectReader for FileReader {
+    fn stat(&self) -> io::Result<ObjectStat> {
+        // SAFETY: fstat fills the zeroed struct from a live descriptor.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        cvt(unsafe { libc::fstat(self.file.as_raw_fd(), &mut st) })?;
+        regular_object_stat(&st, &self.path)
+    }
+
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize> {
+        read_full_at(&self.file, off, buf)
+    }
+
+    fn seek(&self, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
+        seek_in(&self.file, off, kind)
+    }
+}
+
+/// `pread` until `buf` is full or the file ends.
+fn read_full_at(file: &File, off: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// `lseek(SEEK_DATA | SEEK_HOLE)`; `None` past the end (ENXIO).
+fn seek_in(file: &File, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
+    let whence = match kind {
+        SeekKind::Data => libc::SEEK_DATA,
+        SeekKind::Hole => libc::SEEK_HOLE,
+    };
+    // SAFETY: lseek on an open descriptor; data I/O never uses the file offset.
+    let pos = unsafe { libc::lseek(file.as_raw_fd(), off as libc::off_t, whence) };
+    if pos < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) };
+    }
+    Ok(Some(pos as u64))
 }
 
 /// `digits` lowercase hex digits as a number; `None` for any other name.
@@ -536,6 +615,33 @@ mod tests {
         assert_eq!(store.read(ino, 0, &mut buf).unwrap(), 0);
         assert!(dir.path().join("03").join(format!("{:016x}", 0x1_0203)).metadata().is_err());
         assert!(store.space().unwrap().total_bytes > 0);
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+
+    /// A dump reads every file: it must not refresh an access time (here
+    /// one a relatime read would refresh: a week old) nor fill the cache.
+    #[test]
+    fn reader_sees_holes_and_leaves_atime_and_cache_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileData::open(dir.path(), 4, AtimeMode::Relatime, false).unwrap();
+        let ino = Ino(0x42);
+        store.write(ino, 1 << 20, b"tail").unwrap();
+        let old = Timespec { sec: Timespec::now().sec - 7 * 86_400, nsec: 5 };
+        store.set_times(ino, Some(TimeSet::At(old)), None).unwrap();
+        store.cache.lock().files.clear();
+        let reader = store.open_reader(ino).unwrap().expect("the object exists");
+        assert_eq!(reader.seek(0, SeekKind::Data).unwrap(), Some(1 << 20));
+        assert_eq!(reader.seek(1 << 20, SeekKind::Hole).unwrap(), Some((1 << 20) + 4));
+        let mut buf = [0u8; 8];
+        assert_eq!(reader.read_at(1 << 20, &mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"tail");
+        assert_eq!(reader.stat().unwrap().atime, old, "a quiet read keeps the atime");
+        assert!(store.cache.lock().files.is_empty(), "the reader's descriptor is its own");
+        assert!(store.open_reader(Ino(0x43)).unwrap().is_none(), "a missing object has no reader");
     }
 }
 
@@ -593,6 +699,13 @@ mod symlink_tests {
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("data")).unwrap();
         assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, false).is_err());
         assert!(FileData::open(&tmp.path().join("data"), 4, AtimeMode::Relatime, true).is_err());
+    }
+
+    #[test]
+    fn object_names_are_sixteen_hex_digits() {
+        assert_eq!(object_name(Ino(0x1_0203)).to_bytes(), b"0000000000010203");
+        assert_eq!(object_name(Ino(u64::MAX)).to_bytes(), b"ffffffffffffffff");
+        assert_eq!(object_name(Ino(0xabc)).to_bytes(), format!("{:016x}", 0xabc).as_bytes());
     }
 
     #[test]

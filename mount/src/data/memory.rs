@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{copy_via_buffer, AllocMode, DataStore, ObjectStat, SeekKind, Space};
+use super::{copy_via_buffer, AllocMode, DataStore, ObjectReader, ObjectStat, SeekKind, Space};
 use crate::schema::{AtimeMode, Ino, TimeSet, Timespec};
 
 const PAGE_BYTES: u64 = 4096;
@@ -37,6 +37,53 @@ impl Object {
 
     fn page_mut(&mut self, index: u64) -> &mut [u8] {
         self.pages.entry(index).or_insert_with(|| vec![0u8; PAGE_BYTES as usize].into_boxed_slice())
+    }
+
+    fn stat(&self) -> ObjectStat {
+        let allocated_bytes = self.pages.len() as u64 * PAGE_BYTES;
+        ObjectStat { size: self.len, allocated_bytes, atime: self.atime, mtime: self.mtime, ctime: self.ctime }
+    }
+
+    /// Fill `buf` from `off`, holes as zeros; the bytes read, short at the end.
+    fn read_into(&self, off: u64, buf: &mut [u8]) -> usize {
+        let end = self.len.min(off.saturating_add(buf.len() as u64));
+        let mut pos = off;
+        while pos < end {
+            let index = pos / PAGE_BYTES;
+            let in_page = (pos % PAGE_BYTES) as usize;
+            let step = ((PAGE_BYTES as usize - in_page) as u64).min(end - pos) as usize;
+            let out = &mut buf[(pos - off) as usize..(pos - off) as usize + step];
+            match self.pages.get(&index) {
+                Some(page) => out.copy_from_slice(&page[in_page..in_page + step]),
+                None => out.fill(0),
+            }
+            pos += step as u64;
+        }
+        end.saturating_sub(off) as usize
+    }
+
+    /// SEEK_DATA / SEEK_HOLE: a page is data if it is held.
+    fn seek(&self, off: u64, kind: SeekKind) -> Option<u64> {
+        if off >= self.len {
+            return None;
+        }
+        let mut index = off / PAGE_BYTES;
+        loop {
+            let pos = (index * PAGE_BYTES).max(off);
+            if pos >= self.len {
+                return match kind {
+                    SeekKind::Data => None,
+                    SeekKind::Hole => Some(self.len),
+                };
+            }
+            if self.pages.contains_key(&index) == (kind == SeekKind::Data) {
+                return Some(pos);
+            }
+            index = match kind {
+                SeekKind::Data => *self.pages.range(index..).next()?.0,
+                SeekKind::Hole => index + 1,
+            };
+        }
     }
 
     /// Zero `[off, end)`, dropping pages that fall wholly inside.
@@ -94,20 +141,7 @@ impl DataStore for MemoryData {
         if self.atime.due(obj.atime, obj.mtime, obj.ctime, now) {
             obj.atime = now;
         }
-        let end = obj.len.min(off.saturating_add(buf.len() as u64));
-        let mut pos = off;
-        while pos < end {
-            let index = pos / PAGE_BYTES;
-            let in_page = (pos % PAGE_BYTES) as usize;
-            let step = ((PAGE_BYTES as usize - in_page) as u64).min(end - pos) as usize;
-            let out = &mut buf[(pos - off) as usize..(pos - off) as usize + step];
-            match obj.pages.get(&index) {
-                Some(page) => out.copy_from_slice(&page[in_page..in_page + step]),
-                None => out.fill(0),
-            }
-            pos += step as u64;
-        }
-        Ok(end.saturating_sub(off) as usize)
+        Ok(obj.read_into(off, buf))
     }
 
     fn write(&self, ino: Ino, off: u64, data: &[u8]) -> io::Result<()> {
@@ -141,11 +175,7 @@ impl DataStore for MemoryData {
     }
 
     fn stat(&self, ino: Ino) -> io::Result<Option<ObjectStat>> {
-        Ok(self.object(ino).map(|o| {
-            let o = o.lock();
-            let allocated_bytes = o.pages.len() as u64 * PAGE_BYTES;
-            ObjectStat { size: o.len, allocated_bytes, atime: o.atime, mtime: o.mtime, ctime: o.ctime }
-        }))
+        Ok(self.object(ino).map(|o| o.lock().stat()))
     }
 
     fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()> {
@@ -188,31 +218,8 @@ impl DataStore for MemoryData {
 
     fn seek(&self, ino: Ino, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
         let Some(obj) = self.object(ino) else { return Ok(None) };
-        let obj = obj.lock();
-        if off >= obj.len {
-            return Ok(None);
-        }
-        let mut index = off / PAGE_BYTES;
-        loop {
-            let pos = (index * PAGE_BYTES).max(off);
-            if pos >= obj.len {
-                return Ok(match kind {
-                    SeekKind::Data => None,
-                    SeekKind::Hole => Some(obj.len),
-                });
-            }
-            let is_data = obj.pages.contains_key(&index);
-            if is_data == (kind == SeekKind::Data) {
-                return Ok(Some(pos));
-            }
-            index = match kind {
-                SeekKind::Data => match obj.pages.range(index..).next() {
-                    Some((&next, _)) => next,
-                    None => return Ok(None),
-                },
-                SeekKind::Hole => index + 1,
-            };
-        }
+        let found = obj.lock().seek(off, kind);
+        Ok(found)
     }
 
     fn copy_range(&self, src: Ino, src_off: u64, dst: Ino, dst_off: u64, len: u64) -> io::Result<()> {
@@ -242,5 +249,26 @@ impl DataStore for MemoryData {
     fn list(&self, visit: &mut dyn FnMut(Ino)) -> io::Result<()> {
         self.objects.read().keys().for_each(|&ino| visit(ino));
         Ok(())
+    }
+
+    fn open_reader(&self, ino: Ino) -> io::Result<Option<Box<dyn ObjectReader>>> {
+        Ok(self.object(ino).map(|o| Box::new(MemoryReader(o)) as Box<dyn ObjectReader>))
+    }
+}
+
+/// A reader of one object that leaves its access time alone.
+struct MemoryReader(Arc<Mutex<Object>>);
+
+impl ObjectReader for MemoryReader {
+    fn stat(&self) -> io::Result<ObjectStat> {
+        Ok(self.0.lock().stat())
+    }
+
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(self.0.lock().read_into(off, buf))
+    }
+
+    fn seek(&self, off: u64, kind: SeekKind) -> io::Result<Option<u64>> {
+        Ok(self.0.lock().seek(off, kind))
     }
 }

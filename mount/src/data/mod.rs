@@ -62,6 +62,20 @@ pub struct ObjectStat {
     pub ctime: Timespec,
 }
 
+/// One object opened by a reader that must change nothing (`holt-fs
+/// dump`): its access time stays as it is, and the store's own state (a
+/// descriptor cache) is left alone. Reads see the object as it is at each
+/// call.
+pub trait ObjectReader: Send {
+    /// Size, allocation and times now.
+    fn stat(&self) -> io::Result<ObjectStat>;
+    /// Fill `buf` from `off`; returns the bytes read, short only at the end.
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// The first offset `>= off` that starts data (or a hole) before the
+    /// end, as `DataStore::seek`.
+    fn seek(&self, off: u64, kind: SeekKind) -> io::Result<Option<u64>>;
+}
+
 /// Storage for file contents. Offsets and lengths are in bytes. Every
 /// method is one step that a crash leaves done or not done, except that a
 /// write or copy of several pages may land page by page.
@@ -105,6 +119,12 @@ pub trait DataStore: Send + Sync {
     /// the store keeps open); `None` if objects are not files.
     fn open_backing(&self, _ino: Ino, _writable: bool) -> io::Result<Option<Arc<std::fs::File>>> {
         Ok(None)
+    }
+    /// The object opened for a reader that changes nothing (see
+    /// [`ObjectReader`]); `None` if it does not exist. Stores that cannot
+    /// (the simulated disk of crash tests) refuse.
+    fn open_reader(&self, _ino: Ino) -> io::Result<Option<Box<dyn ObjectReader>>> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this data store has no quiet reader"))
     }
 }
 
@@ -154,6 +174,9 @@ impl<D: DataStore + ?Sized> DataStore for std::sync::Arc<D> {
     }
     fn open_backing(&self, ino: Ino, writable: bool) -> io::Result<Option<Arc<std::fs::File>>> {
         (**self).open_backing(ino, writable)
+    }
+    fn open_reader(&self, ino: Ino) -> io::Result<Option<Box<dyn ObjectReader>>> {
+        (**self).open_reader(ino)
     }
 }
 

@@ -8,9 +8,11 @@ use serde_json::{json, Value};
 
 use super::{lines_under_headings_of, section_at};
 use crate::ctl::proto::{self, code, Reply, ReplyError, Request, Status, PROTOCOL_VERSION};
+use crate::dump::{DumpOptions, DumpReport};
 use crate::info::{
     AnsweredBy, Counts, DiskUsage, EngineInfo, LastShutdown, MountInfo, MountState, SocketState, StoreInfo,
 };
+use crate::metrics::{Op, Requests, StatsReport};
 
 const SECTION_HEADING: &str = "\n## holt-fs control socket\n";
 
@@ -116,8 +118,8 @@ fn store_info(some: bool) -> StoreInfo {
 
 #[test]
 fn message_tables_match_the_serialized_messages() {
-    let request = to_json(&Request::new(proto::REQUEST_INFO));
-    assert_table("Request", &request, &request);
+    let with_args = Request { args: Some(json!({})), ..Request::new(proto::REQUEST_DUMP) };
+    assert_table("Request", &to_json(&with_args), &to_json(&Request::new(proto::REQUEST_INFO)));
     let full = Reply {
         error: Some(ReplyError { code: code::FAILED.into(), message: "m".into() }),
         ..Reply::ok(json!({}))
@@ -156,11 +158,43 @@ fn info_report_tables_match_the_serialized_report() {
     assert_values("Info report: mounts", "state", &[MountState::Serving, MountState::Dead]);
 }
 
+fn stats_report() -> StatsReport {
+    let requests = Requests::default();
+    requests.record(Op::Lookup, 2000, libc::ENOENT);
+    let daemon = crate::metrics::report::Daemon { pid: 1, started_sec: 2, uptime_sec: 0.5, passthrough: false, txn_conflicts: 0 };
+    StatsReport::new(daemon, &requests.totals(), holt_core::TreeCounters::default())
+}
+
+#[test]
+fn stats_report_tables_match_the_serialized_report() {
+    let report = to_json(&stats_report());
+    assert_table("Stats report", &report, &report);
+    let lookup = &report["requests"][0];
+    assert_eq!(lookup["op"], "lookup");
+    assert_table("Stats report: requests", lookup, lookup);
+    assert_table("Stats report: engine", &report["engine"], &report["engine"]);
+    let doc = rows("Stats report: requests").into_iter().find(|r| r.0 == "errors").expect("errors documented");
+    assert!(doc.2.contains(&format!("`{}`", lookup["errors"].as_object().unwrap().keys().next().unwrap())));
+}
+
+#[test]
+fn dump_tables_match_the_serialized_arguments_announcement_and_report() {
+    let args = to_json(&DumpOptions { meta_only: true, no_ctime: true });
+    assert_table("Dump arguments", &args, &args);
+    let none: DumpOptions = serde_json::from_value(json!({})).expect("every argument has a default");
+    assert_eq!(none, DumpOptions::default());
+    let announced = json!({ "stream": crate::dump::STREAM_NAME, "version": crate::dump::format::VERSION });
+    assert_table("Dump announcement", &announced, &announced);
+    assert_values("Dump announcement", "stream", &[crate::dump::STREAM_NAME]);
+    let report = to_json(&DumpReport { changed_paths: vec!["/a".into()], ..DumpReport::default() });
+    assert_table("Dump report", &report, &report);
+}
+
 #[test]
 fn store_layout_documents_the_socket_the_server_makes() {
     struct Silent;
     impl crate::ctl::Handler for Silent {
-        fn handle(&self, _: &Request, _: &dyn Fn() -> bool, _: &mut crate::ctl::SendReply) -> std::io::Result<()> {
+        fn handle(&self, _: &Request, _: &mut crate::ctl::Responder) -> std::io::Result<()> {
             Ok(())
         }
     }

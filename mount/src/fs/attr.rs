@@ -21,40 +21,7 @@ pub struct SetAttr {
     pub ctime: Option<Timespec>,
 }
 
-/// Who asks for a setattr: the setgid rule below needs the caller.
-pub struct Setter<'a> {
-    pub uid: u32,
-    /// Whether the caller is in group `gid` (its own or a supplementary one).
-    pub in_group: &'a dyn Fn(u32) -> bool,
-}
-
-const SET_GID: u32 = libc::S_ISGID;
-
 impl Fs {
-    /// [`Fs::setattr`] for `who`, with the part of the kernel's privilege
-    /// rule its FUSE client leaves out: a write, truncate or fallocate of a
-    /// regular file by a caller outside the file's group (and without
-    /// CAP_FSETID, taken to be root) drops the setgid bit even where the
-    /// group may not execute. The kernel then sends either an empty
-    /// setattr or one that clears only the setuid bit; a chmod that keeps
-    /// the bit for such a caller never arrives (the kernel clears it first),
-    /// so applying the rule to every setattr of a regular file from a
-    /// caller outside the group is exact.
-    pub fn setattr_as(&self, ino: Ino, set: &SetAttr, who: &Setter<'_>) -> FsResult<Attr> {
-        let keeps_sgid = set.mode.is_none_or(|m| m & SET_GID != 0);
-        if who.uid == 0 || !keeps_sgid {
-            return self.setattr(ino, set);
-        }
-        let inode = self.meta.inode(ino)?;
-        let mode = set.mode.unwrap_or(u32::from(inode.perm));
-        let gid = set.gid.unwrap_or(inode.gid);
-        if inode.kind != FileKind::File || mode & SET_GID == 0 || (who.in_group)(gid) {
-            return self.setattr(ino, set);
-        }
-        let set = SetAttr { mode: Some(mode & !SET_GID), ..set.clone() };
-        self.setattr(ino, &set)
-    }
-
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         self.attr(ino, self.meta.inode(ino)?)
     }
@@ -126,11 +93,6 @@ impl Fs {
         if let Err(e) = self.data.touch_ctime(ino) {
             log::warn!("ctime of inode {} not updated: {e}", ino.0);
         }
-    }
-
-    /// Set a regular file's size (O_TRUNC, truncate).
-    pub(super) fn truncate(&self, ino: Ino, size: u64) -> FsResult<Attr> {
-        self.setattr(ino, &SetAttr { size: Some(size), mtime: Some(TimeSet::Now), ..SetAttr::default() })
     }
 
     /// Cut or extend the data object: one step, which is the whole truncate.

@@ -17,6 +17,7 @@ mod file;
 mod format;
 mod namespace;
 mod open;
+mod privs;
 mod reclaim;
 mod rename;
 mod space;
@@ -33,14 +34,17 @@ use crate::meta::{Meta, Txn};
 use crate::schema::{self, Ino, Inode, Usage};
 use crate::store::{Store, StoreLock};
 
-pub use attr::{SetAttr, Setter};
+pub use attr::SetAttr;
+pub use privs::Setter;
 pub use crate::schema::{AtimeMode, TimeSet};
 pub use dir::DirEntry;
 pub use file::OpenFlags;
+pub use reclaim::ReclaimHold;
 pub use format::{LastMount, Recovery};
 pub(crate) use format::current_boot_id;
 pub use rename::RenameFlags;
 pub use xattr::{XattrFlags, XattrReply};
+pub(crate) use acl::DEFAULT as DEFAULT_ACL_XATTR;
 
 use alloc::{InoAlloc, UsageShards};
 use dir::DirHandles;
@@ -117,6 +121,9 @@ pub struct Fs {
     reclaims: Arc<ReclaimQueue>,
     next_fh: AtomicU64,
     closed: AtomicBool,
+    /// Transactions re-run because a key they read changed before they
+    /// committed (a failed guard); rare, so one shared counter.
+    txn_conflicts: AtomicU64,
     /// What opening did about the last mount; `None` for a read-only mount.
     recovery: Option<Recovery>,
     /// Told of each data object just before it is removed (see
@@ -144,6 +151,7 @@ impl Fs {
             reclaims: Arc::default(),
             next_fh: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            txn_conflicts: AtomicU64::new(0),
             recovery: None,
             removal_hook: OnceLock::new(),
             _lock: None,
@@ -190,6 +198,11 @@ impl Fs {
         self.recovery.as_ref()
     }
 
+    /// Transactions re-run after a conflict since the mount.
+    pub(crate) fn txn_conflicts(&self) -> u64 {
+        self.txn_conflicts.load(Ordering::Relaxed)
+    }
+
     /// The metadata seam, for reports that read the tree (`info`).
     pub(crate) fn meta(&self) -> &Meta {
         &self.meta
@@ -219,6 +232,7 @@ impl Fs {
             if txn.commit()? {
                 return Ok(out);
             }
+            self.txn_conflicts.fetch_add(1, Ordering::Relaxed);
             backoff(attempt);
         }
         Err(FsError::Contention { attempts: TXN_ATTEMPTS_MAX })
@@ -238,6 +252,7 @@ impl Fs {
                 *held = usage;
                 return Ok(out);
             }
+            self.txn_conflicts.fetch_add(1, Ordering::Relaxed);
             backoff(attempt);
         }
         Err(FsError::Contention { attempts: TXN_ATTEMPTS_MAX })

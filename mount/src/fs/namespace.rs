@@ -4,10 +4,10 @@
 
 use super::acl::{self, Acl};
 use super::file::OpenFlags;
-use super::{Attr, Caller, Fs};
+use super::{Attr, Caller, Fs, SetAttr, Setter};
 use crate::error::{FsError, FsResult};
 use crate::meta::Txn;
-use crate::schema::{self, check_name, Dentry, FileKind, Ino, Inode, OrphanReason, Timespec};
+use crate::schema::{self, check_name, Dentry, FileKind, Ino, Inode, OrphanReason, TimeSet, Timespec};
 
 /// Most names one inode may have (ext4's limit; also caps a directory's subdirectories).
 const LINKS_MAX: u32 = 65_000;
@@ -119,19 +119,26 @@ impl Fs {
                 self.opens.acquire(attr.ino);
                 Ok((attr, self.new_fh()))
             }
-            Err(FsError::Exists) if !flags.exclusive => self.open_existing(parent, name, flags),
+            Err(FsError::Exists) if !flags.exclusive => self.open_existing(caller, parent, name, flags),
             Err(e) => Err(e),
         }
     }
 
     /// create(2) of a name that exists: open it (truncated with `O_TRUNC`).
-    fn open_existing(&self, parent: Ino, name: &[u8], flags: OpenFlags) -> FsResult<(Attr, u64)> {
+    /// A truncating open drops setuid/setgid as a truncate does (`privs`;
+    /// the caller's supplementary groups are not known here, so only its
+    /// primary group counts as membership).
+    fn open_existing(&self, caller: Caller, parent: Ino, name: &[u8], flags: OpenFlags) -> FsResult<(Attr, u64)> {
         let attr = self.lookup(parent, name)?;
         if attr.inode.kind == FileKind::Dir {
             return Err(FsError::IsDir);
         }
         if flags.truncate && attr.inode.kind == FileKind::File {
-            self.truncate(attr.ino, 0)?;
+            let in_group = |gid: u32| gid == caller.gid;
+            let who = Setter { uid: caller.uid, in_group: &in_group };
+            // O_TRUNC marks the file modified even where it was empty.
+            let truncate = SetAttr { size: Some(0), mtime: Some(TimeSet::Now), ..SetAttr::default() };
+            self.setattr_as(attr.ino, &truncate, &who)?;
         }
         let (fh, _) = self.open(attr.ino, flags)?;
         Ok((self.getattr(attr.ino)?, fh))

@@ -16,7 +16,11 @@
 //!   deletes, so an inode is never reclaimed under an open handle.
 //! - The object goes before the keys: a crash in between leaves `R/<ino>`
 //!   to finish the work at the next mount.
+//! - While a [`ReclaimHold`] lives (a dump reading objects), queued files
+//!   stay queued: their objects outlive their last name until it ends.
+//!   Inodes without an object are reclaimed as before.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,6 +46,20 @@ pub(super) struct ReclaimQueue {
     /// before it started is handled when it returns.
     draining: Mutex<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Live `ReclaimHold`s.
+    holds: AtomicUsize,
+}
+
+/// Keeps queued files (and their objects) from reclaim until dropped.
+pub struct ReclaimHold<'f> {
+    fs: &'f Fs,
+}
+
+impl Drop for ReclaimHold<'_> {
+    fn drop(&mut self) {
+        self.fs.reclaims.holds.fetch_sub(1, Ordering::AcqRel);
+        self.fs.reclaims.wake.notify_one();
+    }
 }
 
 #[derive(Default)]
@@ -102,9 +120,22 @@ impl Fs {
         }
     }
 
-    /// Reclaim every queued file now: one tree sync, then each object and its keys.
+    /// Keep the objects of unlinked files until the hold is dropped, so
+    /// that a reader of a snapshot (a dump) still finds every file of it:
+    /// drains do nothing meanwhile (so a write that finds the disk full
+    /// frees nothing either).
+    pub fn hold_reclaims(&self) -> ReclaimHold<'_> {
+        self.reclaims.holds.fetch_add(1, Ordering::AcqRel);
+        ReclaimHold { fs: self }
+    }
+
+    /// Reclaim every queued file now: one tree sync, then each object and
+    /// its keys. Does nothing while a `ReclaimHold` lives.
     pub fn drain_reclaims(&self) -> FsResult<()> {
         let _one_at_a_time = self.reclaims.draining.lock();
+        if self.reclaims.holds.load(Ordering::Acquire) > 0 {
+            return Ok(());
+        }
         let inos = std::mem::take(&mut self.reclaims.state.lock().inos);
         if inos.is_empty() {
             return Ok(());

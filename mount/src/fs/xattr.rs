@@ -5,7 +5,7 @@
 //! ACLs (`acl`); any other name is refused with EOPNOTSUPP.
 
 use super::acl::{self, Acl};
-use super::attr::Setter;
+use super::privs::Setter;
 use super::Fs;
 use crate::error::{FsError, FsResult};
 use crate::schema::{self, FileKind, Ino, Timespec};
@@ -85,7 +85,7 @@ fn acl_effect(name: &[u8], value: &[u8], kind: FileKind) -> FsResult<Option<AclM
 
 impl Fs {
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: XattrFlags) -> FsResult<()> {
-        self.setxattr_as(ino, name, value, flags, &Setter { uid: 0, in_group: &|_| true })
+        self.setxattr_as(ino, name, value, flags, &Setter::ROOT)
     }
 
     /// Set an xattr for `who`. An access ACL also sets the permission bits

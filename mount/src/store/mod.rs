@@ -39,8 +39,9 @@ pub struct StoreOptions {
     pub atime: crate::schema::AtimeMode,
     /// Write nothing (the store may sit on read-only media).
     pub read_only: bool,
-    /// The metadata tree's cache, in bytes (0: `default_cache_bytes()`).
-    pub cache_bytes: u64,
+    /// The tree's cache budget in 512 KiB frames (0: `default_cache_bytes()`,
+    /// an eighth of the memory this process may use; see `cache`).
+    pub cache_frames: usize,
 }
 
 /// An opened store: the metadata tree, the data store, and the held lock.
@@ -129,9 +130,12 @@ impl Store {
         dir::prepare(dir, opts.read_only)?;
         let lock = lock::take(dir, opts.read_only)?;
         let meta_dir = dir.join(dir::META_NAME);
-        let cache_bytes = if opts.cache_bytes == 0 { default_cache_bytes() } else { opts.cache_bytes };
+        let frames = match opts.cache_frames {
+            0 => cache_frames(default_cache_bytes()),
+            n => n.max(holt_core::POOL_FRAMES_MIN),
+        };
         let tree = TreeBuilder::new(&meta_dir)
-            .buffer_pool_size(cache_frames(cache_bytes))
+            .buffer_pool_size(frames)
             .wal_sync_on_commit(opts.sync)
             .read_only(opts.read_only)
             .open()

@@ -38,3 +38,14 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// An ACL in the kernel's xattr encoding from (tag, perm, id) entries.
+pub(crate) fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}

@@ -1,6 +1,6 @@
 //! Behaviour of single operations and their error cases.
 
-use super::{memory_fs, memory_fs_and_tree, USER};
+use super::{acl_bytes, memory_fs, memory_fs_and_tree, USER};
 use crate::data::SeekKind;
 use crate::schema::{self, FileKind, Ino, Timespec};
 use crate::{Caller, Fs, FsConfig, FsError, OpenFlags, RenameFlags, SetAttr, Store, StoreOptions, TimeSet, XattrFlags, XattrReply};
@@ -452,16 +452,6 @@ fn lookup_of_dot_and_dotdot_by_inode_number() {
     assert_eq!(errno(fs.lookup(f, b".")), libc::ENOENT, "a removed inode is stale");
 }
 
-/// An ACL in the kernel's xattr encoding from (tag, perm, id) entries.
-fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
-    let mut out = 2u32.to_le_bytes().to_vec();
-    for &(tag, perm, id) in entries {
-        out.extend_from_slice(&tag.to_le_bytes());
-        out.extend_from_slice(&perm.to_le_bytes());
-        out.extend_from_slice(&id.to_le_bytes());
-    }
-    out
-}
 
 #[test]
 fn access_acls_set_the_mode_and_follow_chmod() {

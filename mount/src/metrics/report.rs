@@ -1,0 +1,148 @@
+//! The stats report: every counter of a serving daemon as one plain
+//! value, the body of the control socket's `stats` answer and the source
+//! of the Prometheus text. Field names are stable (doc/FORMAT.md, "Stats
+//! report"). Building one reads atomics only: no lock, no walk of the
+//! tree (`Tree::counters`, not `Tree::stats`).
+
+use std::collections::BTreeMap;
+
+use holt_core::TreeCounters;
+use serde::{Deserialize, Serialize};
+
+use super::errno;
+use super::histogram;
+use super::requests::{OpTotals, RequestTotals};
+
+/// What `stats` answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// When the filesystem was mounted, seconds since the Unix epoch.
+    pub started_sec: u64,
+    /// Seconds since then, as the daemon's monotonic clock has it.
+    pub uptime_sec: f64,
+    /// Whether the kernel reads and writes file data directly (FUSE
+    /// passthrough), so that data never reaches the daemon.
+    pub passthrough: bool,
+    /// Bytes the daemon returned to READ requests.
+    pub read_bytes: u64,
+    /// Bytes the daemon took from WRITE requests.
+    pub write_bytes: u64,
+    /// Operations re-run because another changed what they read first.
+    pub txn_conflicts: u64,
+    /// Upper bounds of the latency buckets, in nanoseconds; every
+    /// request's `buckets` has one more entry, for slower ones.
+    pub latency_bounds_ns: Vec<u64>,
+    /// One entry per FUSE opcode the daemon counts, zeros included.
+    pub requests: Vec<OpStats>,
+    pub engine: EngineStats,
+}
+
+/// One opcode's counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpStats {
+    pub op: String,
+    /// Requests answered.
+    pub count: u64,
+    /// Error replies by errno name (`ENOENT`), only those seen.
+    pub errors: BTreeMap<String, u64>,
+    /// Latencies summed, in nanoseconds.
+    pub duration_ns: u64,
+    /// Requests per latency bucket, not cumulative.
+    pub buckets: Vec<u64>,
+}
+
+/// The engine's activity (holt-core `TreeCounters`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStats {
+    pub keys: u64,
+    pub frames_cached: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub frames_loaded: u64,
+    pub frames_evicted: u64,
+    pub optimistic_restarts: u64,
+    pub spills: u64,
+    pub merges: u64,
+    pub compactions: u64,
+    pub wal_bytes: u64,
+    pub wal_bytes_written: u64,
+    pub wal_syncs: u64,
+    pub checkpoints: u64,
+    pub checkpoint_ns: u64,
+    pub checkpoint_last_ns: u64,
+}
+
+impl From<TreeCounters> for EngineStats {
+    fn from(c: TreeCounters) -> Self {
+        EngineStats {
+            keys: c.keys,
+            frames_cached: c.frames_cached,
+            cache_hits: c.cache_hits,
+            cache_misses: c.cache_misses,
+            // Images read: one per miss, plus reads that lost a race to
+            // load the same frame.
+            frames_loaded: c.frames_read,
+            frames_evicted: c.evictions,
+            optimistic_restarts: c.optimistic_restarts,
+            spills: c.spills,
+            merges: c.merges,
+            compactions: c.compactions,
+            wal_bytes: c.wal_bytes,
+            wal_bytes_written: c.wal_bytes_written,
+            wal_syncs: c.wal_syncs,
+            checkpoints: c.checkpoints,
+            checkpoint_ns: c.checkpoint_nanos,
+            checkpoint_last_ns: c.checkpoint_last_nanos,
+        }
+    }
+}
+
+impl From<&OpTotals> for OpStats {
+    fn from(t: &OpTotals) -> Self {
+        OpStats {
+            op: t.op.name().to_string(),
+            count: t.count(),
+            errors: t.errors.iter().map(|&(slot, n)| (errno::name(slot).to_string(), n)).collect(),
+            duration_ns: t.nanos,
+            buckets: t.buckets.to_vec(),
+        }
+    }
+}
+
+/// What the report takes besides the counters.
+pub struct Daemon {
+    pub pid: u32,
+    pub started_sec: u64,
+    pub uptime_sec: f64,
+    pub passthrough: bool,
+    pub txn_conflicts: u64,
+}
+
+impl StatsReport {
+    pub fn new(daemon: Daemon, requests: &RequestTotals, engine: TreeCounters) -> StatsReport {
+        StatsReport {
+            pid: daemon.pid,
+            started_sec: daemon.started_sec,
+            uptime_sec: daemon.uptime_sec,
+            passthrough: daemon.passthrough,
+            read_bytes: requests.read_bytes,
+            write_bytes: requests.write_bytes,
+            txn_conflicts: daemon.txn_conflicts,
+            latency_bounds_ns: histogram::bounds_ns(),
+            requests: requests.ops.iter().map(OpStats::from).collect(),
+            engine: engine.into(),
+        }
+    }
+
+    /// The entry of opcode `op`, if the daemon counts it.
+    pub fn op(&self, op: &str) -> Option<&OpStats> {
+        self.requests.iter().find(|r| r.op == op)
+    }
+
+    /// Requests of every opcode.
+    pub fn requests_total(&self) -> u64 {
+        self.requests.iter().map(|r| r.count).sum()
+    }
+}

@@ -1,0 +1,199 @@
+//! One engine's whole peer run, in a process of its own (so its peak RSS
+//! is its own, and no other engine's background threads run beside it).
+//! Each result goes to stdout as a line the parent reads:
+//! `PEERCELL <tag> ok <value>` or `PEERCELL <tag> error <message>`, tab
+//! separated; everything else goes to stderr.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::cells::{self, pairs};
+use super::data::{Extra, LIST_SIZES};
+use super::mix::{self, Model};
+use super::store::{Durability, Res, Store};
+use super::{EngineDef, Opener, PeerOpts};
+use crate::harness::secs;
+use crate::persistent::dir_bytes;
+use crate::workload::{dentry_prefix, Dataset, Rng};
+
+const LOAD_ORDER_SEED: u64 = 31;
+const PROBE_ORDER_SEED: u64 = 32;
+const PICK_SEED: u64 = 33;
+/// Clean close + open + first get cycles timed; the cell is their median.
+const REOPENS: usize = 3;
+/// Wall time of each fsync-per-commit cell.
+const FSYNC_CELL_TIME: Duration = Duration::from_secs(2);
+
+pub fn emit(tag: &str, r: &Res<f64>) {
+    let clean = |s: &str| s.replace(['\t', '\n'], " ");
+    match r {
+        Ok(x) => println!("PEERCELL\t{tag}\tok\t{x}"),
+        Err(e) => println!("PEERCELL\t{tag}\terror\t{}", clean(e)),
+    }
+}
+
+fn fresh_dir(root: &Path, slug: &str) -> Res<PathBuf> {
+    let dir = root.join(slug);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn ms(work: impl FnOnce() -> Res<()>) -> Res<f64> {
+    let start = Instant::now();
+    work()?;
+    Ok(secs(start.elapsed()) * 1e3)
+}
+
+/// The keys each write cell touches, made before any clock starts.
+struct Keys {
+    probe: Vec<u32>,
+    misses: Vec<Vec<u8>>,
+    creates: Vec<Vec<u8>>,
+    renames_in: Vec<(Vec<u8>, Vec<u8>)>,
+    renames_across: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Keys {
+    fn new(ds: &Dataset, o: &PeerOpts) -> Self {
+        let probe = ds.order(PROBE_ORDER_SEED);
+        let mut rng = Rng::new(PICK_SEED);
+        let in_dir = |rng: &mut Rng, tag: &str, i: usize| {
+            let mut k = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
+            k.extend_from_slice(format!("{tag}-{i}").as_bytes());
+            k
+        };
+        let misses = (0..o.ops).map(|i| in_dir(&mut rng, "absent", i)).collect();
+        let creates = (0..o.write_ops / 2).map(|i| in_dir(&mut rng, "cd", i)).collect();
+        let prefix_bytes = dentry_prefix(0).len();
+        let movers = |from: usize| probe.iter().cycle().skip(from).take(o.write_ops / 2).map(|&i| &ds.keys[i as usize]);
+        let renames_in = movers(0)
+            .enumerate()
+            .map(|(i, k)| (k.clone(), [&k[..prefix_bytes], format!("rn-{i}").as_bytes()].concat()))
+            .collect();
+        let renames_across = movers(o.write_ops / 2).enumerate().map(|(i, k)| (k.clone(), in_dir(&mut rng, "mv", i))).collect();
+        Keys { probe, misses, creates, renames_in, renames_across }
+    }
+
+    fn probe_n(&self, n: usize) -> Vec<u32> {
+        self.probe.iter().copied().cycle().take(n).collect()
+    }
+}
+
+/// The batched loads, each into a store of its own, removed after.
+fn batched_loads(open: Opener, root: &Path, ds: &Dataset, order: &[u32]) -> Res<()> {
+    for (tag, batch) in [("load1k", 1000), ("load10k", 10_000)] {
+        let dir = fresh_dir(root, tag)?;
+        let s = open(&dir, Durability::Ack)?;
+        emit(tag, &cells::load(&*s, ds, order, batch, &mut Vec::new()));
+        drop(s);
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The single-put load into the main store, its settle and its size.
+fn main_load(open: Opener, dir: &Path, ds: &Dataset, order: &[u32]) -> Res<Box<dyn Store>> {
+    let s = open(dir, Durability::Ack)?;
+    let mut lat_ns = Vec::with_capacity(order.len());
+    let r = cells::load(&*s, ds, order, 1, &mut lat_ns);
+    emit("load1", &r);
+    r?;
+    let lat = cells::p99_max_us(lat_ns);
+    emit("lat_p99", &lat.clone().map(|l| l.0));
+    emit("lat_max", &lat.map(|l| l.1));
+    emit("settle", &ms(|| s.settle()));
+    emit("size", &dir_bytes(dir).map(|(allocated, _)| allocated as f64 / ds.keys.len() as f64));
+    Ok(s)
+}
+
+fn point_cells(s: &dyn Store, ds: &Dataset, k: &Keys, o: &PeerOpts) {
+    let hits = k.probe_n(o.ops);
+    let hit_keys: Vec<&[u8]> = pairs(ds, &hits).into_iter().map(|(key, _)| key).collect();
+    emit("get_hit", &cells::gets(s, &hit_keys));
+    emit("get_miss", &cells::misses(s, &k.misses));
+    emit("update", &cells::updates(s, ds, &k.probe_n(o.write_ops)));
+    emit("create_delete", &cells::create_delete(s, &k.creates, &ds.values[0]));
+    emit("rename_in", &cells::renames(s, &k.renames_in));
+    emit("rename_across", &cells::renames(s, &k.renames_across));
+}
+
+fn listing_cells(s: &dyn Store, ds: &Dataset, extra: &Extra) {
+    for ((tag, _, _), dirs) in LIST_SIZES.iter().zip(&extra.lists) {
+        emit(tag, &cells::lists(s, dirs));
+    }
+    emit("rollup", &cells::rollups(s, &extra.tops));
+    emit("scan", &cells::scan(s, ds.keys.len() + extra.len()));
+    let churned = extra.churn(s);
+    if let Err(e) = &churned {
+        eprintln!("churn failed: {e}");
+    }
+    emit("rollup_churn", &churned.and_then(|_| cells::rollups(s, &extra.tops)));
+}
+
+fn reopens(open: Opener, dir: &Path, probe_key: &[u8]) -> Res<f64> {
+    let mut times = Vec::with_capacity(REOPENS);
+    for _ in 0..REOPENS {
+        let start = Instant::now();
+        let s = open(dir, Durability::Ack)?;
+        s.get(probe_key)?.ok_or("key missing after reopen")?;
+        times.push(secs(start.elapsed()) * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn fsync_cells(open: Opener, dir: &Path, ds: &Dataset) -> Res<()> {
+    let s = open(dir, Durability::Fsync)?;
+    for threads in [1, 2] {
+        let prefixes: Vec<Vec<u8>> = ds.dirs[..threads].iter().map(|d| d.prefix.clone()).collect();
+        let value = &ds.values[0];
+        emit(&format!("fsync{threads}"), &cells::fsync_creates(&*s, &prefixes, value, FSYNC_CELL_TIME));
+    }
+    Ok(())
+}
+
+fn sequence(e: &EngineDef, open: Opener, o: &PeerOpts, ds: &Dataset, extra: &Extra, base_mib: f64) -> Res<()> {
+    let root = fresh_dir(&o.dir, e.slug)?;
+    let order = ds.order(LOAD_ORDER_SEED);
+    batched_loads(open, &root, ds, &order)?;
+    let dir = root.join("main");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let s = main_load(open, &dir, ds, &order)?;
+    extra.load(&*s)?;
+    s.settle()?;
+    let keys = Keys::new(ds, o);
+    point_cells(&*s, ds, &keys, o);
+    listing_cells(&*s, ds, extra);
+    let mut model = Model::new(ds, &extra.tops);
+    for threads in [1, 2] {
+        emit(&format!("mix{threads}"), &mix::run(&*s, ds, &mut model, threads, o.mix_ops));
+    }
+    drop(s);
+    emit("reopen", &reopens(open, &dir, extra.first_key()));
+    fsync_cells(open, &dir, ds)?;
+    emit("rss", &cells::rss_mib().map(|(peak, _)| peak - base_mib));
+    Ok(())
+}
+
+/// Runs every cell on `e`; the exit status says whether it got through.
+pub fn run(o: &PeerOpts, e: &EngineDef) -> i32 {
+    let Some(open) = e.open else {
+        eprintln!("{}: not built in (cargo --features {})", e.name, e.slug);
+        return 1;
+    };
+    let ds = Dataset::generate(o.keys);
+    let extra = Extra::generate();
+    let base_mib = cells::rss_mib().map(|(_, now)| now).unwrap_or(0.0);
+    eprintln!("{}: data set {} + {} keys, {base_mib:.0} MiB resident before opening", e.name, ds.keys.len(), extra.len());
+    match sequence(e, open, o, &ds, &extra, base_mib) {
+        Ok(()) => 0,
+        Err(err) => {
+            println!("PEERABORT\t{}", err.replace(['\t', '\n'], " "));
+            eprintln!("{}: stopped: {err}", e.name);
+            1
+        }
+    }
+}

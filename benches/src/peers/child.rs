@@ -1,8 +1,9 @@
-//! One engine's whole peer run, in a process of its own (so its peak RSS
-//! is its own, and no other engine's background threads run beside it).
-//! Each result goes to stdout as a line the parent reads:
-//! `PEERCELL <tag> ok <value>` or `PEERCELL <tag> error <message>`, tab
-//! separated; everything else goes to stderr.
+//! One engine's whole peer run, in a process of its own, so its peak RSS
+//! is its own. Before each cell it stops at a gate: it prints `PEERSTEP`
+//! and waits for a line on stdin, so the parent can run the engines cell
+//! by cell, interleaved (`parent.rs`). Each result goes to stdout as a
+//! line: `PEERCELL <tag> ok <value>` or `PEERCELL <tag> error <message>`,
+//! tab separated; everything else goes to stderr.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,6 +30,27 @@ pub fn emit(tag: &str, r: &Res<f64>) {
     match r {
         Ok(x) => println!("PEERCELL\t{tag}\tok\t{x}"),
         Err(e) => println!("PEERCELL\t{tag}\terror\t{}", clean(e)),
+    }
+}
+
+/// Where the child waits for the parent between cells.
+pub struct Gate(std::io::StdinLock<'static>);
+
+impl Gate {
+    fn new() -> Self {
+        Gate(std::io::stdin().lock())
+    }
+
+    /// Ends the step so far and blocks until the parent starts the next.
+    fn step(&mut self) -> Res<()> {
+        use std::io::BufRead;
+        println!("PEERSTEP");
+        let mut line = String::new();
+        match self.0.read_line(&mut line) {
+            Ok(0) => Err("the parent closed the gate".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("gate: {e}")),
+        }
     }
 }
 
@@ -83,8 +105,9 @@ impl Keys {
 }
 
 /// The batched loads, each into a store of its own, removed after.
-fn batched_loads(open: Opener, root: &Path, ds: &Dataset, order: &[u32]) -> Res<()> {
+fn batched_loads(g: &mut Gate, open: Opener, root: &Path, ds: &Dataset, order: &[u32]) -> Res<()> {
     for (tag, batch) in [("load1k", 1000), ("load10k", 10_000)] {
+        g.step()?;
         let dir = fresh_dir(root, tag)?;
         let s = open(&dir, Durability::Ack)?;
         emit(tag, &cells::load(&*s, ds, order, batch, &mut Vec::new()));
@@ -109,28 +132,42 @@ fn main_load(open: Opener, dir: &Path, ds: &Dataset, order: &[u32]) -> Res<Box<d
     Ok(s)
 }
 
-fn point_cells(s: &dyn Store, ds: &Dataset, k: &Keys, o: &PeerOpts) {
+fn point_cells(g: &mut Gate, s: &dyn Store, ds: &Dataset, k: &Keys, o: &PeerOpts) -> Res<()> {
     let hits = k.probe_n(o.ops);
     let hit_keys: Vec<&[u8]> = pairs(ds, &hits).into_iter().map(|(key, _)| key).collect();
+    let updates = k.probe_n(o.write_ops);
+    g.step()?;
     emit("get_hit", &cells::gets(s, &hit_keys));
+    g.step()?;
     emit("get_miss", &cells::misses(s, &k.misses));
-    emit("update", &cells::updates(s, ds, &k.probe_n(o.write_ops)));
+    g.step()?;
+    emit("update", &cells::updates(s, ds, &updates));
+    g.step()?;
     emit("create_delete", &cells::create_delete(s, &k.creates, &ds.values[0]));
+    g.step()?;
     emit("rename_in", &cells::renames(s, &k.renames_in));
+    g.step()?;
     emit("rename_across", &cells::renames(s, &k.renames_across));
+    Ok(())
 }
 
-fn listing_cells(s: &dyn Store, ds: &Dataset, extra: &Extra) {
+fn listing_cells(g: &mut Gate, s: &dyn Store, ds: &Dataset, extra: &Extra) -> Res<()> {
     for ((tag, _, _), dirs) in LIST_SIZES.iter().zip(&extra.lists) {
+        g.step()?;
         emit(tag, &cells::lists(s, dirs));
     }
+    g.step()?;
     emit("rollup", &cells::rollups(s, &extra.tops));
+    g.step()?;
     emit("scan", &cells::scan(s, ds.keys.len() + extra.len()));
+    g.step()?;
     let churned = extra.churn(s);
     if let Err(e) = &churned {
         eprintln!("churn failed: {e}");
     }
+    g.step()?;
     emit("rollup_churn", &churned.and_then(|_| cells::rollups(s, &extra.tops)));
+    Ok(())
 }
 
 fn reopens(open: Opener, dir: &Path, probe_key: &[u8]) -> Res<f64> {
@@ -145,9 +182,10 @@ fn reopens(open: Opener, dir: &Path, probe_key: &[u8]) -> Res<f64> {
     Ok(times[times.len() / 2])
 }
 
-fn fsync_cells(open: Opener, dir: &Path, ds: &Dataset) -> Res<()> {
+fn fsync_cells(g: &mut Gate, open: Opener, dir: &Path, ds: &Dataset) -> Res<()> {
     let s = open(dir, Durability::Fsync)?;
     for threads in [1, 2] {
+        g.step()?;
         let prefixes: Vec<Vec<u8>> = ds.dirs[..threads].iter().map(|d| d.prefix.clone()).collect();
         let value = &ds.values[0];
         emit(&format!("fsync{threads}"), &cells::fsync_creates(&*s, &prefixes, value, FSYNC_CELL_TIME));
@@ -155,27 +193,32 @@ fn fsync_cells(open: Opener, dir: &Path, ds: &Dataset) -> Res<()> {
     Ok(())
 }
 
-fn sequence(e: &EngineDef, open: Opener, o: &PeerOpts, ds: &Dataset, extra: &Extra, base_mib: f64) -> Res<()> {
+/// Every cell in order, a gate before each; untimed work (the extra
+/// keys, the churn) gets a step of its own so it never overlaps another
+/// engine's cell.
+fn sequence(g: &mut Gate, e: &EngineDef, open: Opener, o: &PeerOpts, ds: &Dataset, extra: &Extra) -> Res<()> {
     let root = fresh_dir(&o.dir, e.slug)?;
     let order = ds.order(LOAD_ORDER_SEED);
-    batched_loads(open, &root, ds, &order)?;
+    batched_loads(g, open, &root, ds, &order)?;
     let dir = root.join("main");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    g.step()?;
     let s = main_load(open, &dir, ds, &order)?;
+    g.step()?;
     extra.load(&*s)?;
     s.settle()?;
     let keys = Keys::new(ds, o);
-    point_cells(&*s, ds, &keys, o);
-    listing_cells(&*s, ds, extra);
+    point_cells(g, &*s, ds, &keys, o)?;
+    listing_cells(g, &*s, ds, extra)?;
     let mut model = Model::new(ds, &extra.tops);
     for threads in [1, 2] {
+        g.step()?;
         emit(&format!("mix{threads}"), &mix::run(&*s, ds, &mut model, threads, o.mix_ops));
     }
+    g.step()?;
     drop(s);
     emit("reopen", &reopens(open, &dir, extra.first_key()));
-    fsync_cells(open, &dir, ds)?;
-    emit("rss", &cells::rss_mib().map(|(peak, _)| peak - base_mib));
-    Ok(())
+    fsync_cells(g, open, &dir, ds)
 }
 
 /// Runs every cell on `e`; the exit status says whether it got through.
@@ -188,7 +231,10 @@ pub fn run(o: &PeerOpts, e: &EngineDef) -> i32 {
     let extra = Extra::generate();
     let base_mib = cells::rss_mib().map(|(_, now)| now).unwrap_or(0.0);
     eprintln!("{}: data set {} + {} keys, {base_mib:.0} MiB resident before opening", e.name, ds.keys.len(), extra.len());
-    match sequence(e, open, o, &ds, &extra, base_mib) {
+    let mut gate = Gate::new();
+    let r = sequence(&mut gate, e, open, o, &ds, &extra);
+    emit("rss", &cells::rss_mib().map(|(peak, _)| peak - base_mib));
+    match r {
         Ok(()) => 0,
         Err(err) => {
             println!("PEERABORT\t{}", err.replace(['\t', '\n'], " "));

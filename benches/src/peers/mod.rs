@@ -3,8 +3,9 @@
 //! same keys in one run, each cell judged against the best of the peers.
 //!
 //! Every engine runs the whole cell sequence (`child.rs`) in a process of
-//! its own, one after another, in its own directory under DIR; the parent
-//! reads the results, prints one Markdown table and writes `--json`.
+//! its own, in its own directory under DIR; the parent runs them cell by
+//! cell, interleaved (`parent.rs`), prints one Markdown table and writes
+//! `--json`.
 //! All engines are persistent and acknowledge a write once it is handed
 //! to the OS (redb: once in its own buffer, the nearest it has), except
 //! the fsync cells; each engine module says how it gets there.
@@ -16,19 +17,16 @@ mod fjall;
 mod holt;
 mod lmdb;
 mod mix;
+mod parent;
 mod redb;
 mod report;
 #[cfg(feature = "rocksdb")]
 mod rocksdb;
 mod store;
 
-use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use report::Column;
 use store::{Durability, Res, Store};
 
 /// Cache each peer gets (redb, fjall, RocksDB block cache): holds the
@@ -139,63 +137,12 @@ pub fn main_if_requested() -> Option<i32> {
     })
 }
 
-/// One engine's child process; its results as they came, or why it stopped.
-fn run_child(o: &PeerOpts, e: &'static EngineDef) -> Column {
-    let mut values = HashMap::new();
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"));
-    let spawned = exe.and_then(|exe| {
-        Command::new(exe)
-            .args(["--peers".as_ref(), o.dir.as_os_str()])
-            .args(["--keys", &o.keys.to_string(), "--ops", &o.ops.to_string()])
-            .args(["--write-ops", &o.write_ops.to_string(), "--mix-ops", &o.mix_ops.to_string()])
-            .args(["--peer-engine", e.slug])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn: {e}"))
-    });
-    let mut stopped = None;
-    match spawned {
-        Ok(mut c) => {
-            let out = c.stdout.take().expect("stdout is piped");
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let f: Vec<&str> = line.split('\t').collect();
-                match f.as_slice() {
-                    ["PEERCELL", tag, "ok", x] => {
-                        values.insert(tag.to_string(), x.parse::<f64>().map_err(|e| e.to_string()));
-                    }
-                    ["PEERCELL", tag, "error", msg] => {
-                        values.insert(tag.to_string(), Err(msg.to_string()));
-                    }
-                    ["PEERABORT", msg] => stopped = Some(msg.to_string()),
-                    _ => {}
-                }
-            }
-            match c.wait() {
-                Ok(st) if st.success() => {}
-                Ok(st) => stopped = stopped.or(Some(format!("exited with {st}"))),
-                Err(e) => stopped = Some(format!("wait: {e}")),
-            }
-        }
-        Err(err) => stopped = Some(err),
-    }
-    if let Some(why) = stopped {
-        for c in report::catalog() {
-            values.entry(c.tag.to_string()).or_insert_with(|| Err(format!("not reached: {why}")));
-        }
-    }
-    Column { slug: e.slug, name: e.name, values }
-}
-
-/// Written-back dirty pages and a removed store, so the next engine
-/// starts on a quiet disk.
+/// Removes an engine's stores once the run is over.
 fn clean_up(dir: &Path) {
     if dir.exists() {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             eprintln!("remove {}: {e}", dir.display());
         }
-    }
-    if let Err(e) = Command::new("sync").status() {
-        eprintln!("sync between engines failed ({e})");
     }
 }
 
@@ -214,13 +161,8 @@ fn parent(o: &PeerOpts) -> i32 {
         o.engines.iter().map(|e| e.slug).collect::<Vec<_>>().join(","),
         load_average()
     );
-    let mut cols = Vec::new();
-    for e in &o.engines {
-        let t = Instant::now();
-        cols.push(run_child(o, e));
-        clean_up(&o.dir.join(e.slug));
-        eprintln!("{}: {:.0}s, load average {}", e.name, t.elapsed().as_secs_f64(), load_average());
-    }
+    let cols = parent::run(o);
+    o.engines.iter().for_each(|e| clean_up(&o.dir.join(e.slug)));
     let cells = report::catalog();
     println!("\n{}", report::table(&cells, &cols));
     println!("total {:.0}s, load average {}", start.elapsed().as_secs_f64(), load_average());

@@ -2,12 +2,14 @@
 //! process, engines interleaved per repetition.
 //!
 //! `cargo run --release --manifest-path benches/Cargo.toml -- [--keys N] [--persistent DIR]`
+//! Beside the peer engines: `... -- --peers DIR` (`peers/mod.rs`).
 
 mod bulk;
 mod cells;
 mod engines;
 mod harness;
 mod mix;
+mod peers;
 mod persistent;
 mod report;
 mod workload;
@@ -117,6 +119,9 @@ fn run(opts: &Opts) -> Result<Vec<cells::Cell>, String> {
 }
 
 fn main() {
+    if let Some(code) = peers::main_if_requested() {
+        std::process::exit(code);
+    }
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {

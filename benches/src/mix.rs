@@ -83,7 +83,7 @@ impl Model {
         (0..threads)
             .map(|t| {
                 let owned: Vec<usize> = (t..self.live.len()).step_by(threads).collect();
-                let mut rng = Rng::new(0x6d69_78 ^ ((threads as u64) << 32) ^ ((rep as u64) << 16) ^ t as u64);
+                let mut rng = Rng::new(0x006d_6978 ^ ((threads as u64) << 32) ^ ((rep as u64) << 16) ^ t as u64);
                 let mut ops = Vec::with_capacity(ops_total / threads);
                 let mut i = 0usize;
                 while ops.len() < ops_total / threads {

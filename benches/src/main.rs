@@ -2,6 +2,7 @@
 //! process, engines interleaved per repetition.
 //!
 //! `cargo run --release --manifest-path benches/Cargo.toml -- [--keys N] [--persistent DIR]`
+//! Beside the peer engines: `... -- --peers DIR` (`peers/mod.rs`).
 
 mod bulk;
 mod cells;
@@ -9,6 +10,7 @@ mod engines;
 mod harness;
 mod ltm;
 mod mix;
+mod peers;
 mod persistent;
 mod report;
 mod workload;
@@ -137,6 +139,9 @@ fn run(opts: &Opts) -> Result<Vec<cells::Cell>, String> {
 }
 
 fn main() {
+    if let Some(code) = peers::main_if_requested() {
+        std::process::exit(code);
+    }
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {

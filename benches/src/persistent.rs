@@ -52,7 +52,7 @@ impl Measured {
 /// them, apparent length as `ls -l` shows it). They differ for sparse files.
 /// holt-core's `RESERVE` is left out: free space held for a full disk, the
 /// same 16 MiB whatever the data, not bytes the entries take.
-fn dir_bytes(dir: &Path) -> Res<(u64, u64)> {
+pub fn dir_bytes(dir: &Path) -> Res<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let (mut allocated, mut apparent) = (0, 0);
     for e in std::fs::read_dir(dir).map_err(|e| format!("read_dir {}: {e}", dir.display()))? {

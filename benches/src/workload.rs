@@ -74,7 +74,7 @@ pub fn dentry_prefix(parent_ino: u64) -> Vec<u8> {
     p
 }
 
-fn entry_name(rng: &mut Rng, index: usize) -> String {
+pub fn entry_name(rng: &mut Rng, index: usize) -> String {
     let stem = STEMS[rng.below(STEMS.len())];
     let ext = EXTS[rng.below(EXTS.len())];
     if rng.below(5) == 0 {

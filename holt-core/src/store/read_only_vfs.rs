@@ -6,11 +6,10 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::std_vfs::{open_options, StdVfs};
+use super::std_vfs::{open_options, read_full_at, StdVfs};
 use super::vfs::{FileIo, Vfs};
 
 /// [`Vfs`] that reads the operating system's files and writes nothing.
@@ -25,16 +24,7 @@ fn refused() -> io::Error {
 
 impl FileIo for ReadOnlyFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.0.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
+        read_full_at(&self.0, buf, offset)
     }
 
     fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {

@@ -21,16 +21,7 @@ struct StdFile(File);
 
 impl FileIo for StdFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.0.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
+        read_full_at(&self.0, buf, offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
@@ -64,6 +55,20 @@ impl FileIo for StdFile {
 
 /// Options that open a store file without following a symlink in its last
 /// component; read-write unless `write` is false.
+/// Read at `offset` until `buf` is full or the file ends; returns the bytes read.
+pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 pub(crate) fn open_options(write: bool, create: bool) -> OpenOptions {
     let mut opts = OpenOptions::new();
     opts.read(true).write(write).create(create).truncate(false).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);

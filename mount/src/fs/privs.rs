@@ -51,9 +51,13 @@ fn dropped(perm: u16, gid: u32, who: &Setter<'_>) -> u16 {
 /// Whether `set` from `who` on a file of `kind` is a change that drops
 /// privilege bits (a chmod is not: the kernel has applied the rule to it).
 fn drops_privileges(set: &SetAttr, kind: FileKind, who: &Setter<'_>) -> bool {
-    if kind != FileKind::File {
-        return false;
-    }
+    kind == FileKind::File && may_drop_privileges(set, who)
+}
+
+/// [`drops_privileges`] for a regular file: decided by the request alone,
+/// so most setattrs (utimens, a plain chmod, root's truncate) need no
+/// read of the inode before the setattr's own.
+fn may_drop_privileges(set: &SetAttr, who: &Setter<'_>) -> bool {
     let kill_request = *set == SetAttr::default();
     let truncate = set.size.is_some() && who.uid != 0;
     let chown = set.uid.is_some() || set.gid.is_some();
@@ -65,6 +69,9 @@ impl Fs {
     /// [`Fs::setattr`] for `who`, dropping setuid/setgid where the change
     /// calls for it (see the module docs).
     pub fn setattr_as(&self, ino: Ino, set: &SetAttr, who: &Setter<'_>) -> FsResult<Attr> {
+        if !may_drop_privileges(set, who) {
+            return self.setattr(ino, set);
+        }
         let inode = self.meta.inode(ino)?;
         if !drops_privileges(set, inode.kind, who) {
             return self.setattr(ino, set);

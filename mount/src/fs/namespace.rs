@@ -116,7 +116,7 @@ impl Fs {
             Ok(attr) => {
                 // The new inode's attributes are in hand: count the handle
                 // without reading them back.
-                self.opens.acquire(attr.ino);
+                self.opens.acquire(attr.ino, flags.read_write);
                 Ok((attr, self.new_fh()))
             }
             Err(FsError::Exists) if !flags.exclusive => self.open_existing(caller, parent, name, flags),
@@ -152,7 +152,10 @@ impl Fs {
         self.writable()?;
         check_name(name)?;
         self.space_for_name(parent, name)?;
-        let ino = self.inos.alloc(&self.meta)?;
+        let (ino, refill_wanted) = self.inos.alloc(&self.meta)?;
+        if refill_wanted {
+            self.reclaims.want_ino_refill();
+        }
         let kind = node.kind;
         let attr = self.make_inode(caller, parent, name, node, ino)?;
         if kind == FileKind::File {

@@ -37,7 +37,8 @@ const RECLAIM_DELAY: Duration = Duration::from_millis(100);
 /// Queued files that wake the reclaimer before the delay is up.
 const RECLAIM_GROUP_MAX: usize = 1024;
 
-/// Files waiting for reclaim, and the background thread that drains them.
+/// Files waiting for reclaim, and the background thread that drains them
+/// (and reserves inode numbers ahead of creates).
 #[derive(Default)]
 pub(super) struct ReclaimQueue {
     state: Mutex<QueueState>,
@@ -65,6 +66,8 @@ impl Drop for ReclaimHold<'_> {
 #[derive(Default)]
 struct QueueState {
     inos: Vec<Ino>,
+    /// The inode allocator asked for a spare range.
+    ino_refill: bool,
     stopping: bool,
 }
 
@@ -77,17 +80,24 @@ impl ReclaimQueue {
         }
     }
 
+    /// Ask the background thread to reserve inode numbers ahead.
+    pub fn want_ino_refill(&self) {
+        self.state.lock().ino_refill = true;
+        self.wake.notify_one();
+    }
+
     pub fn len(&self) -> usize {
         self.state.lock().inos.len()
     }
 
-    /// Wait until there is work (or the delay passed, or a stop); false on stop.
-    fn wait(&self) -> bool {
+    /// Wait until there is work (or the delay passed, or a stop); `None`
+    /// on stop, else whether an inode refill was asked for.
+    fn wait(&self) -> Option<bool> {
         let mut st = self.state.lock();
-        if !st.stopping && st.inos.len() < RECLAIM_GROUP_MAX {
+        if !st.stopping && !st.ino_refill && st.inos.len() < RECLAIM_GROUP_MAX {
             self.wake.wait_for(&mut st, RECLAIM_DELAY);
         }
-        !st.stopping
+        (!st.stopping).then(|| std::mem::take(&mut st.ino_refill))
     }
 }
 
@@ -98,10 +108,13 @@ impl Fs {
         let weak: Weak<Fs> = Arc::downgrade(fs);
         let queue = Arc::clone(&fs.reclaims);
         let handle = std::thread::Builder::new().name("reclaim".into()).spawn(move || loop {
-            if !queue.wait() {
-                return;
-            }
+            let Some(ino_refill) = queue.wait() else { return };
             let Some(fs) = weak.upgrade() else { return };
+            if ino_refill {
+                if let Err(e) = fs.inos.refill(&fs.meta) {
+                    warn!("reserving inode numbers ahead failed (creates reserve their own): {e}");
+                }
+            }
             if let Err(e) = fs.drain_reclaims() {
                 warn!("reclaiming unlinked files failed (retried later, and at the next mount): {e}");
             }
@@ -167,7 +180,7 @@ impl Fs {
     /// Reclaim `ino` if it has no names and no opens: at once if it has no
     /// data object, else through the queue.
     pub(super) fn reclaim_if_unused(&self, ino: Ino) -> FsResult<()> {
-        if self.opens.is_open(ino) {
+        if self.opens.mark_orphan_if_open(ino) {
             return Ok(());
         }
         match self.meta.inode(ino) {
@@ -186,8 +199,8 @@ impl Fs {
     /// Delete `ino` and everything it owns if it has no names and no opens.
     /// For a file, the caller has made the orphaning batch durable.
     fn reclaim_now(&self, ino: Ino) -> FsResult<()> {
-        let shard = self.opens.shard(ino);
-        if shard.contains_key(&ino) {
+        let mut shard = self.opens.shard(ino);
+        if shard.is_open(ino) {
             return Ok(());
         }
         let inode = match self.meta.inode(ino) {
@@ -197,6 +210,7 @@ impl Fs {
             Err(e) => return Err(e),
         };
         if inode.kind == FileKind::File {
+            shard.forget(ino);
             self.remove_object(ino)?;
         }
         let xattrs = self.meta.scan(&schema::xattr_prefix(ino))?;

@@ -59,6 +59,45 @@ fn passthrough_writes_keep_sizes_and_survive_kill9() {
     assert!(data[..10 << 20].iter().all(|&b| b == 0) && &data[10 << 20..] == b"tail");
 }
 
+/// Write `byte` through a shared mapping that `mapped` made, then msync it
+/// (which cleans the page, so the next store faults and stamps mtime).
+fn store_and_sync(map: *mut libc::c_void, len: usize, byte: u8) {
+    // SAFETY: `map` is a live shared mapping of at least `len` bytes.
+    unsafe {
+        std::ptr::write_bytes(map.cast::<u8>(), byte, len);
+        assert_eq!(libc::msync(map, len, libc::MS_SYNC), 0, "msync: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// A shared writable mapping outlives its handle and changes the file the
+/// daemon cannot see: a stat after the handle's close must still see it
+/// (the daemon's attribute cache must not keep the first look).
+#[test]
+fn writes_through_a_mapping_that_outlived_its_handle_show_in_stat() {
+    const LEN: usize = 4096;
+    let mut m = Mount::persistent(&["--attr-ttl", "0", "--entry-ttl", "0"]);
+    let path = m.path("mapped-after-close");
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    file.set_len(LEN as u64).unwrap();
+    // SAFETY: a shared mapping of the open file's LEN bytes, unmapped below.
+    let map = unsafe { libc::mmap(std::ptr::null_mut(), LEN, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+    assert_ne!(map, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+    store_and_sync(map, LEN, b'a');
+    drop(file);
+    let first = fs::metadata(&path).unwrap();
+    let first = (first.mtime(), first.mtime_nsec());
+    assert_eq!(fs::metadata(&path).unwrap().mtime_nsec(), first.1, "a second look without a change sees the same");
+    // Past the backing filesystem's coarse clock tick.
+    std::thread::sleep(Duration::from_millis(30));
+    store_and_sync(map, LEN, b'b');
+    let later = fs::metadata(&path).unwrap();
+    // SAFETY: the mapping made above, no longer used.
+    assert_eq!(unsafe { libc::munmap(map, LEN) }, 0);
+    assert!((later.mtime(), later.mtime_nsec()) > first, "the store through the mapping is seen: {first:?} then {:?}", (later.mtime(), later.mtime_nsec()));
+    assert_eq!(fs::read(&path).unwrap(), vec![b'b'; LEN]);
+    m.unmount();
+}
+
 /// Free bytes of the filesystem holding `path`.
 fn free_bytes(path: &std::path::Path) -> u64 {
     let st = statvfs(path);

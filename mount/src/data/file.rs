@@ -312,9 +312,10 @@ fn object_stat(st: &libc::stat) -> ObjectStat {
 
 /// `object_stat` of what must be an object: anything but a regular file
 /// is an error.
-fn regular_object_stat(st: &libc::stat, path: &Path) -> io::Result<ObjectStat> {
+/// `path` names the object for the error, and is built only then.
+fn regular_object_stat<P: AsRef<Path>>(st: &libc::stat, path: impl FnOnce() -> P) -> io::Result<ObjectStat> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        let what = format!("{} is not a regular file, which every object is", path.display());
+        let what = format!("{} is not a regular file, which every object is", path().as_ref().display());
         return Err(io::Error::new(io::ErrorKind::InvalidData, what));
     }
     Ok(object_stat(st))
@@ -369,7 +370,7 @@ impl DataStore for FileData {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) };
         }
-        regular_object_stat(&st, &self.path(ino)).map(Some)
+        regular_object_stat(&st, || self.path(ino)).map(Some)
     }
 
     fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()> {
@@ -527,7 +528,7 @@ impl ObjectReader for FileReader {
         // SAFETY: fstat fills the zeroed struct from a live descriptor.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         cvt(unsafe { libc::fstat(self.file.as_raw_fd(), &mut st) })?;
-        regular_object_stat(&st, &self.path)
+        regular_object_stat(&st, || &self.path)
     }
 
     fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize> {

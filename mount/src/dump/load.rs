@@ -179,7 +179,7 @@ impl Loader<'_> {
             FileKind::Dir => fs.mkdir(caller, parent, &r.name, perm),
             FileKind::Symlink => fs.symlink(caller, parent, &r.name, &r.target),
             FileKind::File => {
-                let flags = OpenFlags { write: true, exclusive: true, truncate: false };
+                let flags = OpenFlags { write: true, read_write: false, exclusive: true, truncate: false };
                 let (attr, fh) = fs.create(caller, parent, &r.name, perm, flags)?;
                 fs.release(attr.ino, fh)?;
                 Ok(attr)

@@ -24,7 +24,7 @@ fn open_fs(dir: &Path) -> Fs {
 }
 
 fn file(fs: &Fs, parent: Ino, name: &[u8], perm: u32, chunks: &[(u64, &[u8])]) -> Ino {
-    let flags = OpenFlags { write: true, exclusive: true, truncate: false };
+    let flags = OpenFlags { write: true, read_write: false, exclusive: true, truncate: false };
     let (attr, fh) = fs.create(USER, parent, name, perm, flags).unwrap();
     for (off, bytes) in chunks {
         fs.write(attr.ino, *off, bytes).unwrap();

@@ -30,7 +30,8 @@ impl Fs {
     /// blocks and times come from its data object (see `data`).
     pub(super) fn attr(&self, ino: Ino, mut inode: Inode) -> FsResult<Attr> {
         if inode.kind == FileKind::File {
-            if let Some(st) = self.data.stat(ino).map_err(|e| FsError::data("stat", ino, e))? {
+            let st = self.opens.object_stat(ino, || self.data.stat(ino));
+            if let Some(st) = st.map_err(|e| FsError::data("stat", ino, e))? {
                 inode.size = st.size;
                 inode.blocks = st.allocated_bytes.div_ceil(512);
                 inode.atime = st.atime;
@@ -48,13 +49,11 @@ impl Fs {
         self.writable()?;
         let kind = self.meta.inode(ino)?.kind;
         let file_times = kind == FileKind::File && (set.atime.is_some() || set.mtime.is_some());
-        if let Some(size) = set.size {
-            self.resize_data(ino, kind, size)?;
-        }
-        if file_times {
-            self.data.set_times(ino, set.atime, set.mtime).map_err(|e| FsError::data("utimens", ino, e))?;
-        }
         if set.size.is_some() || file_times {
+            let stepped = self.object_steps(ino, kind, set, file_times);
+            // A failed step may still have changed the object (made it).
+            self.opens.forget_stat(ino);
+            stepped?;
             self.data_step_done(ino)?;
         }
         let inode_changes = set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.ctime.is_some();
@@ -90,9 +89,21 @@ impl Fs {
         if kind != FileKind::File {
             return;
         }
-        if let Err(e) = self.data.touch_ctime(ino) {
+        let stamped = self.data.touch_ctime(ino);
+        self.opens.forget_stat(ino);
+        if let Err(e) = stamped {
             log::warn!("ctime of inode {} not updated: {e}", ino.0);
         }
+    }
+
+    fn object_steps(&self, ino: Ino, kind: FileKind, set: &SetAttr, file_times: bool) -> FsResult<()> {
+        if let Some(size) = set.size {
+            self.resize_data(ino, kind, size)?;
+        }
+        if file_times {
+            self.data.set_times(ino, set.atime, set.mtime).map_err(|e| FsError::data("utimens", ino, e))?;
+        }
+        Ok(())
     }
 
     /// Cut or extend the data object: one step, which is the whole truncate.

@@ -53,7 +53,7 @@ enum Resume {
 
 impl Fs {
     pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
-        let inode = self.open_inode(ino)?;
+        let inode = self.open_inode(ino, false)?;
         if inode.kind != FileKind::Dir {
             self.close_inode(ino)?;
             return Err(FsError::NotDir);

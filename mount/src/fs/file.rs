@@ -16,6 +16,9 @@ const COPY_RANGE_BYTES_MAX: u64 = 1 << 30;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenFlags {
     pub write: bool,
+    /// Opened for reading and writing: the handle can map the file shared
+    /// and writable, and such a mapping outlives the handle.
+    pub read_write: bool,
     pub exclusive: bool,
     pub truncate: bool,
 }
@@ -24,6 +27,7 @@ impl OpenFlags {
     pub fn from_raw(flags: i32) -> OpenFlags {
         OpenFlags {
             write: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            read_write: flags & libc::O_ACCMODE == libc::O_RDWR,
             exclusive: flags & libc::O_EXCL != 0,
             truncate: flags & libc::O_TRUNC != 0,
         }
@@ -37,7 +41,7 @@ impl Fs {
         if flags.write {
             self.writable()?;
         }
-        let inode = self.open_inode(ino)?;
+        let inode = self.open_inode(ino, flags.read_write)?;
         if inode.kind == FileKind::Dir && flags.write {
             self.close_inode(ino)?;
             return Err(FsError::IsDir);
@@ -67,7 +71,10 @@ impl Fs {
     /// sends reads for regular files).
     pub fn read(&self, ino: Ino, off: u64, size: u32) -> FsResult<Vec<u8>> {
         let mut buf = vec![0u8; size as usize];
-        let n = self.data.read(ino, off, &mut buf).map_err(|e| FsError::data("read", ino, e))?;
+        let read = self.data.read(ino, off, &mut buf);
+        // The read may have stamped the object's atime.
+        self.opens.forget_stat(ino);
+        let n = read.map_err(|e| FsError::data("read", ino, e))?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -86,6 +93,7 @@ impl Fs {
 
     /// With `sync_data`, make a data step durable before it is answered.
     pub(super) fn data_step_done(&self, ino: Ino) -> FsResult<()> {
+        self.opens.forget_stat(ino);
         if self.cfg.sync_data {
             self.data.sync(ino).map_err(|e| FsError::data("sync", ino, e))?;
         }
@@ -161,6 +169,8 @@ impl Fs {
         self.space_for_range(dst, dst_off, n)?;
         self.with_space(|| self.data.copy_range(src, src_off, dst, dst_off, n))
             .map_err(|e| FsError::data("copy_file_range", dst, e))?;
+        // Reading the source may have stamped its atime.
+        self.opens.forget_stat(src);
         self.data_step_done(dst)?;
         Ok(n)
     }

@@ -74,7 +74,7 @@ fn create_errors_name_the_cause() {
     dir(&fs, Ino::ROOT, "d");
     assert_eq!(errno(fs.unlink(Ino::ROOT, b"d")), libc::EISDIR);
     assert_eq!(errno(fs.rmdir(Ino::ROOT, b"f")), libc::ENOTDIR);
-    let excl = OpenFlags { write: true, exclusive: true, truncate: false };
+    let excl = OpenFlags { write: true, read_write: false, exclusive: true, truncate: false };
     assert_eq!(errno(fs.create(USER, Ino::ROOT, b"f", 0o644, excl)), libc::EEXIST);
     let dev = fs.mknod(USER, Ino::ROOT, b"dev", libc::S_IFCHR | 0o600, 0x0501).unwrap();
     assert_eq!((dev.inode.kind, dev.inode.rdev), (FileKind::CharDev, 0x0501));
@@ -83,7 +83,7 @@ fn create_errors_name_the_cause() {
 #[test]
 fn create_without_excl_opens_and_truncates_existing() {
     let fs = memory_fs();
-    let flags = OpenFlags { write: true, exclusive: false, truncate: true };
+    let flags = OpenFlags { write: true, read_write: false, exclusive: false, truncate: true };
     let (a, fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, flags).unwrap();
     fs.write(a.ino, 0, b"hello").unwrap();
     fs.release(a.ino, fh).unwrap();
@@ -491,4 +491,19 @@ fn new_inodes_inherit_a_default_acl_or_take_the_umask() {
     let sub = fs.mkdir(masked, d, b"sub", 0o777).unwrap();
     assert_eq!(sub.inode.perm, 0o775);
     assert!(fs.getxattr(sub.ino, b"system.posix_acl_default", 0).is_ok(), "directories inherit the default ACL");
+}
+
+#[test]
+fn attributes_read_while_no_handle_is_open_follow_later_truncates_and_chmods() {
+    let fs = memory_fs();
+    let f = file(&fs, Ino::ROOT, "f");
+    fs.write(f, 0, b"hello world").unwrap();
+    let seen = fs.getattr(f).unwrap().inode;
+    assert_eq!(fs.getattr(f).unwrap().inode, seen, "a second look, cached, sees the same");
+    fs.setattr(f, &SetAttr { size: Some(3), ..SetAttr::default() }).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().inode.size, 3, "the truncate is seen after the cached look");
+    let before = fs.getattr(f).unwrap().inode;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    fs.setattr(f, &SetAttr { mode: Some(0o600), ..SetAttr::default() }).unwrap();
+    assert!(fs.getattr(f).unwrap().inode.ctime > before.ctime, "the chmod's ctime stamp is seen");
 }

@@ -217,7 +217,26 @@ fn object_descriptors() -> usize {
         }
     }
     let spare = usize::try_from(lim.rlim_cur.saturating_sub(1024)).unwrap_or(usize::MAX);
-    (spare / 2).clamp(512, 16384)
+    let objects = (spare / 2).clamp(512, 16384);
+    presize_descriptor_table((objects + 1024).min(usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)) - 1);
+    objects
+}
+
+/// Grow this process's descriptor table to hold `highest` now, before
+/// the daemon's threads start: the kernel grows a table shared by threads
+/// only after an RCU grace period, which stalled whichever create opened
+/// descriptor 1024, 2048, 4096, ... for several milliseconds. A table
+/// never shrinks, so one dup2 onto the highest number (closed at once) is
+/// enough. A failure only leaves the growth for later.
+fn presize_descriptor_table(highest: usize) {
+    let Ok(highest) = libc::c_int::try_from(highest) else { return };
+    // SAFETY: dup2 of standard error onto a number this process does not
+    // use yet, closed at once; nothing else holds that number.
+    unsafe {
+        if libc::fcntl(highest, libc::F_GETFD) == -1 && libc::dup2(libc::STDERR_FILENO, highest) == highest {
+            libc::close(highest);
+        }
+    }
 }
 
 fn open_fs(args: &MountArgs, opts: &MountOptions) -> Result<Fs, String> {

@@ -116,7 +116,8 @@ impl Fs {
             Ok(attr) => {
                 // The new inode's attributes are in hand: count the handle
                 // without reading them back.
-                self.opens.acquire(attr.ino, flags.read_write);
+                let counted = self.opens.acquire(attr.ino, flags.read_write);
+                debug_assert!(counted, "a new inode is not being reclaimed");
                 Ok((attr, self.new_fh()))
             }
             Err(FsError::Exists) if !flags.exclusive => self.open_existing(caller, parent, name, flags),

@@ -1,5 +1,6 @@
 //! Open counts: an inode lives at least until its last handle is released
-//! (reclaim, in `reclaim`, checks the count under the same shard lock).
+//! (reclaim, in `reclaim`, checks the count and marks the inode reclaiming
+//! under the same shard lock; opens of a reclaiming inode are refused).
 //!
 //! Each shard also caches the object stats of files with no handle open.
 //! An object changes only (a) through a handle, while it is open, or (b)
@@ -18,7 +19,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::Fs;
 use crate::data::ObjectStat;
-use crate::error::FsResult;
+use crate::error::{FsError, FsResult};
 use crate::schema::{Ino, Inode};
 
 const OPEN_SHARDS: usize = 16;
@@ -36,6 +37,8 @@ pub(super) struct OpenShard {
     stats: HashMap<Ino, ObjectStat>,
     /// Files opened read-write in this mount: never cached.
     mappable: HashSet<Ino>,
+    /// Inodes being reclaimed: no handle is open and none may open.
+    reclaiming: HashSet<Ino>,
 }
 
 #[derive(Default)]
@@ -46,14 +49,23 @@ struct Open {
 }
 
 impl OpenShard {
-    pub(super) fn is_open(&self, ino: Ino) -> bool {
+    fn is_open(&self, ino: Ino) -> bool {
         self.open.contains_key(&ino)
     }
+}
 
-    /// Forget everything about `ino`, whose object is being removed.
-    pub(super) fn forget(&mut self, ino: Ino) {
-        self.stats.remove(&ino);
-        self.mappable.remove(&ino);
+/// While it lives, its inode is being reclaimed: opens of it are refused.
+/// The shard lock is not held meanwhile, so the object's removal (a
+/// syscall that can wait for the backing journal) stalls no other open,
+/// close or unlink of the shard.
+pub(super) struct Reclaiming<'t> {
+    table: &'t OpenTable,
+    ino: Ino,
+}
+
+impl Drop for Reclaiming<'_> {
+    fn drop(&mut self) {
+        self.table.shard(self.ino).reclaiming.remove(&self.ino);
     }
 }
 
@@ -62,13 +74,31 @@ impl OpenTable {
         self.shards[(ino.0 as usize) % OPEN_SHARDS].lock()
     }
 
-    pub(super) fn acquire(&self, ino: Ino, read_write: bool) {
+    /// Count a handle; false (nothing counted) if `ino` is being reclaimed.
+    #[must_use]
+    pub(super) fn acquire(&self, ino: Ino, read_write: bool) -> bool {
         let mut shard = self.shard(ino);
+        if shard.reclaiming.contains(&ino) {
+            return false;
+        }
         shard.open.entry(ino).or_default().handles += 1;
         shard.stats.remove(&ino);
         if read_write {
             shard.mappable.insert(ino);
         }
+        true
+    }
+
+    /// Start reclaiming `ino` unless a handle holds it open (or another
+    /// reclaim runs); its cached facts are dropped.
+    pub(super) fn begin_reclaim(&self, ino: Ino) -> Option<Reclaiming<'_>> {
+        let mut shard = self.shard(ino);
+        if shard.is_open(ino) || !shard.reclaiming.insert(ino) {
+            return None;
+        }
+        shard.stats.remove(&ino);
+        shard.mappable.remove(&ino);
+        Some(Reclaiming { table: self, ino })
     }
 
     /// Drop one open; `Some(orphaned)` if it was the last.
@@ -139,7 +169,9 @@ impl OpenTable {
 impl Fs {
     /// Count one more open handle on `ino` and return its attributes.
     pub(super) fn open_inode(&self, ino: Ino, read_write: bool) -> FsResult<Inode> {
-        self.opens.acquire(ino, read_write);
+        if !self.opens.acquire(ino, read_write) {
+            return Err(FsError::NotFound);
+        }
         match self.meta.inode(ino) {
             Ok(inode) => Ok(inode),
             Err(e) => {
@@ -190,7 +222,7 @@ mod tests {
     fn an_open_handle_bypasses_the_cache_and_its_last_close_drops_it() {
         let (table, calls) = (OpenTable::default(), Cell::new(0));
         stat_of(&table, 1, &calls);
-        table.acquire(F, false);
+        assert!(table.acquire(F, false));
         assert_eq!(stat_of(&table, 2, &calls), 2, "the kernel may write through an open handle");
         assert_eq!(stat_of(&table, 3, &calls), 3);
         assert_eq!(table.release(F), Some(false), "the last close, of a linked file");
@@ -201,11 +233,11 @@ mod tests {
     #[test]
     fn a_file_once_opened_read_write_is_never_cached() {
         let (table, calls) = (OpenTable::default(), Cell::new(0));
-        table.acquire(F, true);
+        assert!(table.acquire(F, true));
         assert_eq!(table.release(F), Some(false));
         assert_eq!(stat_of(&table, 1, &calls), 1);
         assert_eq!(stat_of(&table, 2, &calls), 2, "a shared writable mapping may outlive the handle");
-        table.shard(F).forget(F);
+        drop(table.begin_reclaim(F).expect("no handle is open"));
         stat_of(&table, 3, &calls);
         assert_eq!(stat_of(&table, 4, &calls), 3, "a removed object's inode number starts afresh");
     }
@@ -214,10 +246,22 @@ mod tests {
     fn only_a_file_orphaned_while_open_is_reclaimed_at_its_last_close() {
         let table = OpenTable::default();
         assert!(!table.mark_orphan_if_open(F), "a closed file is reclaimed by its unlink");
-        table.acquire(F, false);
-        table.acquire(F, false);
+        assert!(table.acquire(F, false) && table.acquire(F, false));
         assert!(table.mark_orphan_if_open(F));
         assert_eq!(table.release(F), None, "one handle is still open");
         assert_eq!(table.release(F), Some(true));
+    }
+
+    #[test]
+    fn a_reclaim_refuses_opens_until_it_ends_and_waits_for_open_handles() {
+        let table = OpenTable::default();
+        assert!(table.acquire(F, false));
+        assert!(table.begin_reclaim(F).is_none(), "an open file is not reclaimed");
+        assert_eq!(table.release(F), Some(false));
+        let reclaim = table.begin_reclaim(F).expect("no handle is open");
+        assert!(table.begin_reclaim(F).is_none(), "one reclaim at a time");
+        assert!(!table.acquire(F, false), "no open while the object goes");
+        drop(reclaim);
+        assert!(table.acquire(F, false));
     }
 }

@@ -12,8 +12,10 @@
 //!   therefore queued and reclaimed in groups, one tree sync per group, off
 //!   the request path; inodes without an object are reclaimed at once.
 //! - An open increments the count under the shard lock before it reads the
-//!   inode, and reclaim holds the same lock while it checks the count and
-//!   deletes, so an inode is never reclaimed under an open handle.
+//!   inode; reclaim checks the count and marks the inode reclaiming under
+//!   the same lock, and opens of a reclaiming inode are refused until the
+//!   deletion is done, so an inode is never reclaimed under an open handle
+//!   (and the lock is not held across the object's removal).
 //! - The object goes before the keys: a crash in between leaves `R/<ino>`
 //!   to finish the work at the next mount.
 //! - While a [`ReclaimHold`] lives (a dump reading objects), queued files
@@ -199,10 +201,7 @@ impl Fs {
     /// Delete `ino` and everything it owns if it has no names and no opens.
     /// For a file, the caller has made the orphaning batch durable.
     fn reclaim_now(&self, ino: Ino) -> FsResult<()> {
-        let mut shard = self.opens.shard(ino);
-        if shard.is_open(ino) {
-            return Ok(());
-        }
+        let Some(reclaiming) = self.opens.begin_reclaim(ino) else { return Ok(()) };
         let inode = match self.meta.inode(ino) {
             Ok(i) if i.nlink > 0 => return self.drop_orphan_key(ino),
             Ok(i) => i,
@@ -210,7 +209,6 @@ impl Fs {
             Err(e) => return Err(e),
         };
         if inode.kind == FileKind::File {
-            shard.forget(ino);
             self.remove_object(ino)?;
         }
         let xattrs = self.meta.scan(&schema::xattr_prefix(ino))?;
@@ -226,13 +224,14 @@ impl Fs {
             usage.inodes -= 1;
             Ok(())
         })?;
-        drop(shard);
+        drop(reclaiming);
         debug!("reclaimed inode {}", ino.0);
         Ok(())
     }
 
     /// Tell the removal hook, then remove `ino`'s data object. The caller
-    /// holds `ino`'s open-table shard and has found no open handle.
+    /// is reclaiming `ino` (`OpenTable::begin_reclaim`): no handle is open
+    /// and none can open.
     fn remove_object(&self, ino: Ino) -> FsResult<()> {
         if let Some(hook) = self.removal_hook.get() {
             hook(ino);

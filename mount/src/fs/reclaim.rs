@@ -38,6 +38,8 @@ use crate::schema::{self, FileKind, Ino};
 const RECLAIM_DELAY: Duration = Duration::from_millis(100);
 /// Queued files that wake the reclaimer before the delay is up.
 const RECLAIM_GROUP_MAX: usize = 1024;
+/// Files whose keys one reclaim batch deletes.
+const RECLAIM_BATCH_MAX: usize = 128;
 
 /// Files waiting for reclaim, and the background thread that drains them
 /// (and reserves inode numbers ahead of creates).
@@ -159,9 +161,9 @@ impl Fs {
             self.reclaims.state.lock().inos.extend_from_slice(&inos);
             return Err(e);
         }
-        for (i, &ino) in inos.iter().enumerate() {
-            if let Err(e) = self.reclaim_now(ino) {
-                self.reclaims.state.lock().inos.extend_from_slice(&inos[i..]);
+        for (i, group) in inos.chunks(RECLAIM_BATCH_MAX).enumerate() {
+            if let Err(e) = self.reclaim_group(group) {
+                self.reclaims.state.lock().inos.extend_from_slice(&inos[i * RECLAIM_BATCH_MAX..]);
                 return Err(e);
             }
         }
@@ -201,31 +203,54 @@ impl Fs {
     /// Delete `ino` and everything it owns if it has no names and no opens.
     /// For a file, the caller has made the orphaning batch durable.
     fn reclaim_now(&self, ino: Ino) -> FsResult<()> {
-        let Some(reclaiming) = self.opens.begin_reclaim(ino) else { return Ok(()) };
-        let inode = match self.meta.inode(ino) {
-            Ok(i) if i.nlink > 0 => return self.drop_orphan_key(ino),
-            Ok(i) => i,
-            Err(FsError::NotFound) => return self.drop_orphan_key(ino),
-            Err(e) => return Err(e),
-        };
-        if inode.kind == FileKind::File {
-            self.remove_object(ino)?;
+        self.reclaim_group(&[ino])
+    }
+
+    /// `reclaim_now` of each inode, with one batch for all their keys: each
+    /// is marked reclaiming and its object removed, then the batch deletes
+    /// the inodes, their xattrs and `R/` markers. A failure leaves every
+    /// marker of the group (objects already removed stay removed; a later
+    /// reclaim finds them missing, which is fine).
+    fn reclaim_group(&self, inos: &[Ino]) -> FsResult<()> {
+        let mut doomed = Vec::with_capacity(inos.len());
+        for &ino in inos {
+            let Some(reclaiming) = self.opens.begin_reclaim(ino) else { continue };
+            let inode = match self.meta.inode(ino) {
+                Ok(i) if i.nlink > 0 => {
+                    self.drop_orphan_key(ino)?;
+                    continue;
+                }
+                Ok(i) => i,
+                Err(FsError::NotFound) => {
+                    self.drop_orphan_key(ino)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if inode.kind == FileKind::File {
+                self.remove_object(ino)?;
+            }
+            let xattrs = self.meta.scan(&schema::xattr_prefix(ino))?;
+            doomed.push((reclaiming, ino, xattrs));
         }
-        let xattrs = self.meta.scan(&schema::xattr_prefix(ino))?;
+        if doomed.is_empty() {
+            return Ok(());
+        }
         self.transact_counted(|t, usage| {
-            if t.inode(ino)?.nlink > 0 {
-                return Err(FsError::Invalid("an orphan regained a name"));
+            for (_, ino, xattrs) in &doomed {
+                if t.inode(*ino)?.nlink > 0 {
+                    return Err(FsError::Invalid("an orphan regained a name"));
+                }
+                for (key, _) in xattrs {
+                    t.delete(key.clone());
+                }
+                t.delete_inode(*ino);
+                t.delete(schema::orphan_key(*ino));
+                usage.inodes -= 1;
             }
-            for (key, _) in &xattrs {
-                t.delete(key.clone());
-            }
-            t.delete_inode(ino);
-            t.delete(schema::orphan_key(ino));
-            usage.inodes -= 1;
             Ok(())
         })?;
-        drop(reclaiming);
-        debug!("reclaimed inode {}", ino.0);
+        debug!("reclaimed {} inodes", doomed.len());
         Ok(())
     }
 

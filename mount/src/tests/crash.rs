@@ -179,3 +179,61 @@ fn a_killed_create_leaves_an_empty_file_and_no_stray_object() {
         }
     }
 }
+
+/// Unlinked files are reclaimed in groups (one batch deletes the keys of
+/// many): a crash at any disk operation of such a drain leaves each name
+/// either whole (its unlink not yet durable) or gone, and the mount
+/// finishes the rest: no marker, no object without an inode, fsck clean.
+#[test]
+fn a_group_reclaim_killed_at_every_step_loses_or_leaks_nothing() {
+    const NAMES: [&[u8]; 3] = [b"a", b"b", b"c"];
+    let setup = |disk: &SimDisk| {
+        let fs = open_fs(disk, BOOT, false);
+        for (i, name) in NAMES.iter().enumerate() {
+            let (attr, fh) = fs.create(USER, Ino::ROOT, name, 0o644, OpenFlags::from_raw(libc::O_RDWR)).unwrap();
+            fs.write(attr.ino, 0, &[i as u8 + 1; 5000]).unwrap();
+            fs.setxattr(attr.ino, b"user.k", b"v", crate::XattrFlags::default()).unwrap();
+            fs.fsync(attr.ino, false).unwrap();
+            fs.release(attr.ino, fh).unwrap();
+        }
+        fs
+    };
+    let unlink_all = |fs: &Fs| {
+        for name in NAMES {
+            fs.unlink(Ino::ROOT, name).unwrap();
+        }
+        fs.drain_reclaims().unwrap();
+    };
+    let reference = SimDisk::new();
+    let fs = setup(&reference);
+    let first = reference.ops_count();
+    unlink_all(&fs);
+    let last = reference.ops_count();
+    drop(fs);
+    for mode in [CrashMode::KillProcess, CrashMode::DropUnsynced] {
+        for step in first..=last {
+            let disk = SimDisk::new();
+            let fs = setup(&disk);
+            disk.crash_before_op(step, mode);
+            unlink_all(&fs);
+            drop(fs);
+            let image = disk.take_crash_image().unwrap_or_else(|| disk.crash(mode));
+            let boot = if mode == CrashMode::KillProcess { BOOT } else { REBOOTED };
+            let ctx = format!("{mode:?} before disk op {step} of {first}..{last}");
+            let fs = open_fs(&image, boot, false);
+            for (i, name) in NAMES.iter().enumerate() {
+                if let Ok(attr) = fs.lookup(Ino::ROOT, name) {
+                    let (size, bytes) = contents(&fs, attr.ino);
+                    assert!(size == 5000 && bytes.iter().all(|&b| b == i as u8 + 1), "{ctx}: a surviving name keeps its file");
+                }
+            }
+            let mut objects = Vec::new();
+            SimData::new(image.clone(), Path::new(STORE_DATA)).unwrap().list(&mut |ino| objects.push(ino)).unwrap();
+            for ino in objects {
+                assert!(fs.getattr(ino).is_ok(), "{ctx}: object {} has no inode after the mount", ino.0);
+            }
+            drop(fs);
+            assert_fsck_clean(&image, &ctx);
+        }
+    }
+}

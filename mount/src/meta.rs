@@ -165,6 +165,24 @@ impl Txn<'_> {
         Ok(rec.map(|r| r.value))
     }
 
+    /// `ino`'s inode as of this transaction, without a guard: only for
+    /// facts no concurrent writer can change (a directory's parent, read
+    /// under the directory-move lock).
+    pub fn inode_unguarded(&self, ino: Ino) -> FsResult<Inode> {
+        let key = schema::inode_key(ino);
+        let v = match self.writes.get(&key) {
+            Some(w) => w.clone(),
+            None => self.meta.tree.get(&key)?,
+        };
+        Inode::decode(&key, &v.ok_or(FsError::NotFound)?)
+    }
+
+    /// The keys this transaction has read through guards.
+    #[cfg(test)]
+    pub fn guarded_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.seen.keys().map(Vec::as_slice)
+    }
+
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.writes.insert(key, Some(value));
     }

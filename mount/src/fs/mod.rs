@@ -119,6 +119,8 @@ pub struct Fs {
     opens: OpenTable,
     dirs: DirHandles,
     reclaims: Arc<ReclaimQueue>,
+    /// Held while a directory moves to a new parent (see `rename`).
+    dir_moves: parking_lot::Mutex<()>,
     next_fh: AtomicU64,
     closed: AtomicBool,
     /// Transactions re-run because a key they read changed before they
@@ -149,6 +151,7 @@ impl Fs {
             opens: OpenTable::default(),
             dirs: DirHandles::default(),
             reclaims: Arc::default(),
+            dir_moves: parking_lot::Mutex::new(()),
             next_fh: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             txn_conflicts: AtomicU64::new(0),

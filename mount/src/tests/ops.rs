@@ -407,6 +407,36 @@ fn concurrent_creates_in_one_directory_all_land() {
     assert_eq!(err.errno(), libc::EIO);
 }
 
+/// Two threads keep moving two directories into each other (and back):
+/// whichever interleaving, no move may create a cycle, so every directory
+/// still reaches the root and no rename is lost.
+#[test]
+fn crossed_directory_moves_never_make_a_cycle() {
+    let fs = std::sync::Arc::new(memory_fs());
+    let (p, q) = (dir(&fs, Ino::ROOT, "p"), dir(&fs, Ino::ROOT, "q"));
+    let threads: Vec<_> = [(q, "p"), (p, "q")]
+        .into_iter()
+        .map(|(other, name)| {
+            let fs = fs.clone();
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    let none = RenameFlags::default();
+                    if fs.rename(Ino::ROOT, name.as_bytes(), other, name.as_bytes(), none).is_ok() {
+                        fs.rename(other, name.as_bytes(), Ino::ROOT, name.as_bytes(), none).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for d in [p, q] {
+        assert_eq!(fs.getattr(d).unwrap().inode.parent, Ino::ROOT, "each move was undone: both are back at the root");
+    }
+    assert_eq!(names(&fs, Ino::ROOT).len(), 2 + 2);
+}
+
 /// A write, truncate or fallocate by a caller outside a setgid file's
 /// group drops the bit (the kernel sends an empty setattr, or one that
 /// clears only setuid); a member, root, and directories keep it.

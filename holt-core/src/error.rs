@@ -34,6 +34,9 @@ pub enum Error {
     InvalidArgument(String),
     /// A write to a tree opened with `TreeBuilder::read_only`.
     ReadOnly,
+    /// An operation restarted `restarts` times in a row because the frames
+    /// it read kept changing or never validated; it gave up.
+    Starved { what: &'static str, restarts: usize },
     /// Internal: a batch holding frames met another latched frame; the
     /// engine releases everything and retries, so callers never see it.
     #[doc(hidden)]
@@ -57,20 +60,11 @@ impl Error {
         matches!(self, Error::Io { source, .. } if crate::store::reserve::io_is_no_space(source))
     }
 
-    /// The errno a filesystem layer should report for this error.
-    pub fn errno(&self) -> i32 {
+    /// The operating system's error number behind an `Io` error.
+    pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::NotFound => libc::ENOENT,
-            Error::DstExists => libc::EEXIST,
-            Error::KeyTooLarge { .. } => libc::ENAMETOOLONG,
-            Error::ValueTooLarge { .. } => libc::E2BIG,
-            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            Error::Locked { .. } | Error::Contended => libc::EWOULDBLOCK,
-            Error::InvalidArgument(_) => libc::EINVAL,
-            Error::ReadOnly => libc::EROFS,
-            Error::Corrupted { .. } | Error::Poisoned { .. } | Error::UnsupportedFormat { .. } => {
-                libc::EIO
-            }
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
         }
     }
 }
@@ -107,6 +101,9 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::ReadOnly => write!(f, "the tree was opened read-only"),
+            Error::Starved { what, restarts } => {
+                write!(f, "{what} gave up after {restarts} restarts (its frames kept changing or never validated)")
+            }
             Error::Contended => write!(f, "latch contention (retried internally)"),
         }
     }

@@ -248,6 +248,25 @@ mod tests {
         tree.check_invariants().unwrap();
     }
 
+    /// The documented edge of `wal_sync_on_commit`: a write is applied, and
+    /// so visible to readers, before its sync; a sync that fails leaves the
+    /// write visible (writes are refused from then on) though its put
+    /// failed, and a power cut then loses it.
+    #[test]
+    fn a_write_is_visible_before_its_sync_and_stays_so_if_the_sync_fails() {
+        let disk = SimDisk::new();
+        let tree = disk.open_tree(store()).unwrap();
+        tree.put(b"k", b"durable").unwrap();
+        disk.fail_syncs_after(0, libc::EIO);
+        assert!(tree.put(b"k", b"not durable").is_err(), "the put whose sync failed reports it");
+        assert_eq!(tree.get(b"k").unwrap().as_deref(), Some(&b"not durable"[..]), "readers see the applied write");
+        assert!(tree.put(b"k2", b"v").is_err(), "no write is accepted once durability is unknown");
+        let after = disk.crash(CrashMode::DropUnsynced);
+        drop(tree);
+        let tree = after.open_tree(store()).unwrap();
+        assert_eq!(tree.get(b"k").unwrap().as_deref(), Some(&b"durable"[..]), "a power cut keeps the last durable write");
+    }
+
     #[test]
     fn second_open_of_a_store_is_locked_until_the_first_closes() {
         let disk = SimDisk::new();
@@ -307,7 +326,7 @@ mod tests {
         let f = disk.open(Path::new("/data/f"), true).unwrap();
         disk.fail_writes_after(0, libc::ENOSPC);
         assert_eq!(f.write_at(b"x", 0).unwrap_err().raw_os_error(), Some(libc::ENOSPC));
-        assert_eq!(tree.put(b"k", b"v").unwrap_err().errno(), libc::ENOSPC);
+        assert_eq!(tree.put(b"k", b"v").unwrap_err().raw_os_error(), Some(libc::ENOSPC));
         disk.clear_faults();
         f.write_at(b"x", 0).unwrap();
         disk.fail_syncs_after(0, libc::EIO);

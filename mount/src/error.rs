@@ -84,6 +84,7 @@ impl FsError {
                 holt_core::Error::KeyTooLarge { .. } => libc::ENAMETOOLONG,
                 holt_core::Error::ValueTooLarge { .. } => libc::E2BIG,
                 holt_core::Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+                holt_core::Error::ReadOnly => libc::EROFS,
                 _ => libc::EIO,
             },
             FsError::Data { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),

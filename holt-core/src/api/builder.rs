@@ -43,6 +43,15 @@ impl TreeBuilder {
     }
 
     /// Acknowledge a mutation only after its WAL record is on stable storage.
+    ///
+    /// What it promises is about the caller's acknowledgment, not about
+    /// what others see: a mutation is applied to the tree, and so visible
+    /// to every reader, before its record is synced (syncs are shared by
+    /// the committers waiting for them). A reader may therefore see a write
+    /// whose call has not returned yet; if that sync fails, the call
+    /// returns the error, the write stays visible, the tree refuses writes
+    /// from then on, and a power cut loses the write. Everything a caller
+    /// saw acknowledged survives a power cut.
     pub fn wal_sync_on_commit(mut self, on: bool) -> Self {
         self.cfg.wal_sync_on_commit = on;
         self

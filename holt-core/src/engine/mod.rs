@@ -84,9 +84,9 @@ fn file_system() -> Arc<dyn Vfs> {
 
 /// A write whose frames changed under it `RESTARTS_MAX` times in a row.
 /// Each restart is another writer's progress, so this only happens when a
-/// frame never validates: corruption, as `tree::descend::retry` reports it.
+/// frame never validates.
 fn never_latched() -> Error {
-    Error::corrupted("frames", 0, "a write never latched its frames at the versions it read")
+    Error::Starved { what: "a write", restarts: RESTARTS_MAX }
 }
 
 /// Write the root node into a freshly created root frame.

@@ -138,7 +138,7 @@ fn full_disk_with_the_reserve_spent_too_fails_the_write_and_poisons() {
             }
             Err(e) => {
                 assert!(e.is_no_space(), "put {i}: {e}");
-                assert_eq!(e.errno(), libc::ENOSPC);
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
                 failed = Some(i);
                 break;
             }

@@ -194,7 +194,7 @@ pub(crate) fn retry<T>(owned: &Owned<'_>, mut attempt: impl FnMut() -> Result<St
             }
         }
     }
-    Err(Error::corrupted("frames", 0, "an operation never validated; a frame is unreadable"))
+    Err(Error::Starved { what: "a read", restarts: RESTARTS_MAX })
 }
 
 /// The record stored at `key`.

@@ -471,7 +471,7 @@ fn write_error_on_manifest_keeps_old_mapping_and_store_usable() {
         txn.write_frame(FrameId(1), &image(1, 1)).unwrap();
         vfs.fail_write_after_with(0, errno);
         let err = txn.commit(meta(2)).unwrap_err();
-        assert_eq!(err.errno(), errno, "{err}");
+        assert_eq!(err.raw_os_error(), Some(errno), "{err}");
         assert_old_mapping_survives(&vfs, &store, &model);
         vfs.clear_faults();
         checkpoint(&store, &[Step::Write(1, 2)], 2).unwrap();

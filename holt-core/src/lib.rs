@@ -22,6 +22,7 @@ mod journal;
 mod latch;
 mod layout;
 mod op;
+mod stats;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -3,11 +3,10 @@
 mod batch;
 mod builder;
 mod range;
-mod stats;
 mod tree;
 
 pub use batch::{AtomicBatch, Batch};
 pub use builder::TreeBuilder;
 pub use range::{RangeBuilder, RangeEntry, RangeIter};
-pub use stats::{TreeCounters, TreeStats};
+pub use crate::stats::{TreeCounters, TreeStats};
 pub use tree::{Record, Tree};

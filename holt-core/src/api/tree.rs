@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::batch::{check_key, check_value, AtomicBatch, Batch};
 use super::range::RangeBuilder;
-use super::stats::{TreeCounters, TreeStats};
+use crate::stats::{TreeCounters, TreeStats};
 use crate::engine::{Applied, Engine};
 use crate::error::Result;
 use crate::op::Op;

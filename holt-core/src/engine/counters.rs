@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use super::Engine;
-use crate::api::TreeCounters;
+use crate::stats::TreeCounters;
 use crate::counter::Counter;
 
 /// How long checkpoints take. Written only by the checkpoint in progress

@@ -28,7 +28,7 @@ use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
 use self::poison::{Poison, Refuse};
 use self::sink::{MemorySink, Sink};
-use crate::api::TreeStats;
+use crate::stats::TreeStats;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::ids::{FrameId, Lsn};

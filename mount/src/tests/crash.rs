@@ -52,6 +52,18 @@ pub(super) fn assert_fsck_clean(disk: &SimDisk, ctx: &str) {
     assert!(report.is_clean(), "{ctx}: fsck found {found:#?}");
 }
 
+/// After the mount of `image` (as `fs`): every data object belongs to an
+/// inode, and fsck finds nothing once `fs` is closed.
+fn assert_mounted_clean(image: &SimDisk, fs: Fs, ctx: &str) {
+    let mut objects = Vec::new();
+    SimData::new(image.clone(), Path::new(STORE_DATA)).unwrap().list(&mut |ino| objects.push(ino)).unwrap();
+    for ino in objects {
+        assert!(fs.getattr(ino).is_ok(), "{ctx}: object {} has no inode after the mount", ino.0);
+    }
+    drop(fs);
+    assert_fsck_clean(image, ctx);
+}
+
 /// `ino`'s size and whole contents as a reader sees them.
 fn contents(fs: &Fs, ino: Ino) -> (u64, Vec<u8>) {
     let size = fs.getattr(ino).expect("the file exists").inode.size;
@@ -169,13 +181,7 @@ fn a_killed_create_leaves_an_empty_file_and_no_stray_object() {
                 Ok(attr) => assert_eq!(contents(&fs, attr.ino), (0, Vec::new()), "{ctx}"),
                 Err(e) => assert_eq!(e.errno(), libc::ENOENT, "{ctx}"),
             }
-            let mut objects = Vec::new();
-            SimData::new(image.clone(), Path::new(STORE_DATA)).unwrap().list(&mut |ino| objects.push(ino)).unwrap();
-            for ino in objects {
-                assert!(fs.getattr(ino).is_ok(), "{ctx}: object {} has no inode after the mount", ino.0);
-            }
-            drop(fs);
-            assert_fsck_clean(&image, &ctx);
+            assert_mounted_clean(&image, fs, &ctx);
         }
     }
 }
@@ -227,13 +233,7 @@ fn a_group_reclaim_killed_at_every_step_loses_or_leaks_nothing() {
                     assert!(size == 5000 && bytes.iter().all(|&b| b == i as u8 + 1), "{ctx}: a surviving name keeps its file");
                 }
             }
-            let mut objects = Vec::new();
-            SimData::new(image.clone(), Path::new(STORE_DATA)).unwrap().list(&mut |ino| objects.push(ino)).unwrap();
-            for ino in objects {
-                assert!(fs.getattr(ino).is_ok(), "{ctx}: object {} has no inode after the mount", ino.0);
-            }
-            drop(fs);
-            assert_fsck_clean(&image, &ctx);
+            assert_mounted_clean(&image, fs, &ctx);
         }
     }
 }

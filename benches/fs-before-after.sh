@@ -72,7 +72,7 @@ one() {
     if [[ -n $TREE ]]; then
         python3 "$ROOT/benches/fs_tool_phases.py" "$mp" "$WORK/tree.tar" "$OUT/$label.$5.json" --daemon-pid "$(cat "$mp.pid")"
     fi
-    holt_unmount "$mp"
+    daemon_unmount "$mp"
     rm -rf "$store"
 }
 

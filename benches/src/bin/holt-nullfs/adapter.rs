@@ -30,8 +30,10 @@ const MAX_BACKGROUND: u16 = 64;
 const BLOCK_BYTES: u32 = 4096;
 const BLOCKS: u64 = 1 << 28;
 const NAME_BYTES_MAX: u32 = 255;
-/// Kernel capabilities asked for, as holt-fs asks for them (less
-/// passthrough, ACLs and the killpriv protocol, which need xattrs).
+/// Kernel capabilities asked for: those holt-fs asks for
+/// (`request_capabilities` in mount/src/fuse/adapter.rs; keep the two in
+/// step) less passthrough, export support, ACLs and the killpriv protocol,
+/// which need storage or xattrs.
 const CAPABILITIES: [InitFlags; 7] = [
     InitFlags::FUSE_DO_READDIRPLUS,
     InitFlags::FUSE_READDIRPLUS_AUTO,

@@ -19,7 +19,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::nodes::{Attr, Fail, Ino, Kind, New, SetAttr, Table};
+use crate::nodes::{Entry, Fail, New, SetAttr, Table};
 
 /// holt-fs's default entry, attribute and negative-entry TTL.
 const TTL: Duration = Duration::from_secs(60);
@@ -60,55 +60,16 @@ fn errno(fail: Fail) -> Errno {
     }
 }
 
-fn file_type(kind: Kind) -> FileType {
-    match kind {
-        Kind::File => FileType::RegularFile,
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Fifo => FileType::NamedPipe,
-        Kind::Socket => FileType::Socket,
-        Kind::CharDev => FileType::CharDevice,
-        Kind::BlockDev => FileType::BlockDevice,
-    }
-}
-
 /// The kind a mknod mode names; `None` for a type mknod cannot make.
-fn kind_of(mode: u32) -> Option<Kind> {
+fn kind_of(mode: u32) -> Option<FileType> {
     match mode & libc::S_IFMT {
-        libc::S_IFREG | 0 => Some(Kind::File),
-        libc::S_IFIFO => Some(Kind::Fifo),
-        libc::S_IFSOCK => Some(Kind::Socket),
-        libc::S_IFCHR => Some(Kind::CharDev),
-        libc::S_IFBLK => Some(Kind::BlockDev),
+        libc::S_IFREG | 0 => Some(FileType::RegularFile),
+        libc::S_IFIFO => Some(FileType::NamedPipe),
+        libc::S_IFSOCK => Some(FileType::Socket),
+        libc::S_IFCHR => Some(FileType::CharDevice),
+        libc::S_IFBLK => Some(FileType::BlockDevice),
         _ => None,
     }
-}
-
-fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino.0),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.ctime,
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: BLOCK_BYTES,
-        flags: 0,
-    }
-}
-
-/// The entry the kernel caches as "no such name" for the TTL (node id 0).
-fn negative_entry() -> FileAttr {
-    let now = SystemTime::now();
-    let (ino, kind, size, perm, nlink, uid, gid, rdev) = (Ino(0), Kind::File, 0, 0, 0, 0, 0, 0);
-    file_attr(&Attr { ino, kind, size, perm, nlink, uid, gid, rdev, atime: now, mtime: now, ctime: now })
 }
 
 fn time(t: TimeOrNow) -> SystemTime {
@@ -119,21 +80,21 @@ fn time(t: TimeOrNow) -> SystemTime {
 }
 
 /// A node made by `req` with `mode` less `umask`.
-fn new_node(req: &Request, kind: Kind, mode: u32, umask: u32, rdev: u32) -> New {
+fn new_node(req: &Request, kind: FileType, mode: u32, umask: u32, rdev: u32) -> New {
     let perm = (mode & !umask & 0o7777) as u16;
     New { kind, perm, uid: req.uid(), gid: req.gid(), rdev, target: None }
 }
 
-fn entry(reply: ReplyEntry, r: Result<Attr, Fail>) {
+fn entry(reply: ReplyEntry, r: Result<FileAttr, Fail>) {
     match r {
-        Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+        Ok(a) => reply.entry(&TTL, &a, Generation(0)),
         Err(fail) => reply.error(errno(fail)),
     }
 }
 
-fn attr(reply: ReplyAttr, r: Result<Attr, Fail>) {
+fn attr(reply: ReplyAttr, r: Result<FileAttr, Fail>) {
     match r {
-        Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+        Ok(a) => reply.attr(&TTL, &a),
         Err(fail) => reply.error(errno(fail)),
     }
 }
@@ -175,19 +136,19 @@ impl Filesystem for NullFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let r = self.table().lookup(Ino(parent.0), name);
+        let r = self.table().lookup(parent, name);
         match r {
-            Err(Fail::NotFound) => reply.entry(&TTL, &negative_entry(), Generation(0)),
+            Err(Fail::NotFound) => reply.entry(&TTL, &Table::no_entry(), Generation(0)),
             r => entry(reply, r),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.table().forget(Ino(ino.0), nlookup);
+        self.table().forget(ino, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let r = self.table().getattr(Ino(ino.0));
+        let r = self.table().getattr(ino);
         attr(reply, r);
     }
 
@@ -210,39 +171,39 @@ impl Filesystem for NullFs {
         reply: ReplyAttr,
     ) {
         let set = SetAttr { mode, uid, gid, size, atime: atime.map(time), mtime: mtime.map(time) };
-        let r = self.table().setattr(Ino(ino.0), &set);
+        let r = self.table().setattr(ino, &set);
         attr(reply, r);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let target = self.table().readlink(Ino(ino.0));
+        let target = self.table().readlink(ino);
         data(reply, target.map(|t| t.into_os_string().into_encoded_bytes()));
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let Some(kind) = kind_of(mode) else { return reply.error(Errno::EINVAL) };
-        let r = self.table().make(Ino(parent.0), name, new_node(req, kind, mode, umask, rdev));
+        let r = self.table().make(parent, name, new_node(req, kind, mode, umask, rdev));
         entry(reply, r);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let r = self.table().make(Ino(parent.0), name, new_node(req, Kind::Dir, mode, umask, 0));
+        let r = self.table().make(parent, name, new_node(req, FileType::Directory, mode, umask, 0));
         entry(reply, r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.table().unlink(Ino(parent.0), name);
+        let r = self.table().unlink(parent, name);
         empty(reply, r);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.table().rmdir(Ino(parent.0), name);
+        let r = self.table().rmdir(parent, name);
         empty(reply, r);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let new = New { target: Some(target.to_path_buf()), ..new_node(req, Kind::Symlink, 0o777, 0, 0) };
-        let r = self.table().make(Ino(parent.0), name, new);
+        let new = New { target: Some(target.to_path_buf()), ..new_node(req, FileType::Symlink, 0o777, 0, 0) };
+        let r = self.table().make(parent, name, new);
         entry(reply, r);
     }
 
@@ -260,12 +221,12 @@ impl Filesystem for NullFs {
             return reply.error(Errno::EINVAL);
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let r = self.table().rename(Ino(parent.0), name, Ino(newparent.0), newname, no_replace);
+        let r = self.table().rename(parent, name, newparent, newname, no_replace);
         empty(reply, r);
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        let r = self.table().link(Ino(ino.0), Ino(newparent.0), newname);
+        let r = self.table().link(ino, newparent, newname);
         entry(reply, r);
     }
 
@@ -284,7 +245,7 @@ impl Filesystem for NullFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let r = self.table().read(Ino(ino.0), offset, size);
+        let r = self.table().read(ino, offset, size);
         data(reply, r);
     }
 
@@ -300,7 +261,7 @@ impl Filesystem for NullFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let r = self.table().write(Ino(ino.0), offset, bytes);
+        let r = self.table().write(ino, offset, bytes);
         match r {
             Ok(n) => reply.written(n),
             Err(fail) => reply.error(errno(fail)),
@@ -316,8 +277,8 @@ impl Filesystem for NullFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let add = |e: crate::nodes::Entry<'_>| !reply.add(INodeNo(e.attr.ino.0), e.cookie, file_type(e.attr.kind), e.name);
-        let r = self.table().read_dir(Ino(ino.0), offset, false, add);
+        let add = |e: Entry<'_>| !reply.add(e.attr.ino, e.cookie, e.attr.kind, e.name);
+        let r = self.table().read_dir(ino, offset, false, add);
         match r {
             Ok(()) => reply.ok(),
             Err(fail) => reply.error(errno(fail)),
@@ -325,10 +286,8 @@ impl Filesystem for NullFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let add = |e: crate::nodes::Entry<'_>| {
-            !reply.add(INodeNo(e.attr.ino.0), e.cookie, e.name, &TTL, &file_attr(&e.attr), Generation(0))
-        };
-        let r = self.table().read_dir(Ino(ino.0), offset, true, add);
+        let add = |e: Entry<'_>| !reply.add(e.attr.ino, e.cookie, e.name, &TTL, &e.attr, Generation(0));
+        let r = self.table().read_dir(ino, offset, true, add);
         match r {
             Ok(()) => reply.ok(),
             Err(fail) => reply.error(errno(fail)),
@@ -362,9 +321,9 @@ impl Filesystem for NullFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let made = self.table().make(Ino(parent.0), name, new_node(req, Kind::File, mode, umask, 0));
+        let made = self.table().make(parent, name, new_node(req, FileType::RegularFile, mode, umask, 0));
         match made {
-            Ok(a) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(a) => reply.created(&TTL, &a, Generation(0), FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(fail) => reply.error(errno(fail)),
         }
     }

@@ -1,9 +1,10 @@
 //! The inode table of holt-nullfs: every inode in one `HashMap` behind one
 //! mutex (the adapter holds it for the length of one call), a file's bytes
 //! in a `Vec<u8>`, a directory's entries in a map by name and a map by
-//! cookie. Methods take plain values and return `Result<_, Fail>`; the
-//! adapter turns a `Fail` into an errno in one place. This module names no
-//! fuser type.
+//! cookie. Methods take plain values and fuser's inode numbers and
+//! attribute types, and return `Result<_, Fail>`; the adapter turns a
+//! `Fail` into an errno in one place. Requests and replies are the
+//! adapter's: this module sees none.
 //!
 //! Invariants (checked by `check_invariants` in the tests):
 //! - a node lives while it has a name (`nlink > 0`) or the kernel holds a
@@ -20,17 +21,15 @@ use std::ops::Bound;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-/// An inode number; the kernel's node id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ino(pub u64);
+use fuser::{FileAttr, FileType, INodeNo as Ino};
 
 /// The root directory; never dropped.
-pub const ROOT: Ino = Ino(1);
+pub const ROOT: Ino = Ino::ROOT;
 /// Cookies of `.` and `..`; a directory's own entries come after them.
 const DOT_COOKIE: u64 = 1;
 const DOTDOT_COOKIE: u64 = 2;
-/// Size a directory reports.
-const DIR_BYTES: u64 = 4096;
+/// Size a directory reports, and the block size of every node.
+const BLOCK_BYTES: u32 = 4096;
 
 /// Why an operation was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,36 +45,9 @@ pub enum Fail {
     NotPermitted,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Fifo,
-    Socket,
-    CharDev,
-    BlockDev,
-}
-
-/// A node's attributes, as the kernel is told them.
-#[derive(Clone, Copy, Debug)]
-pub struct Attr {
-    pub ino: Ino,
-    pub kind: Kind,
-    pub size: u64,
-    pub perm: u16,
-    pub nlink: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub rdev: u32,
-    pub atime: SystemTime,
-    pub mtime: SystemTime,
-    pub ctime: SystemTime,
-}
-
 /// A node to create. `target` is a symlink's; `None` for other kinds.
 pub struct New {
-    pub kind: Kind,
+    pub kind: FileType,
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
@@ -98,7 +70,7 @@ pub struct SetAttr {
 pub struct Entry<'a> {
     pub cookie: u64,
     pub name: &'a OsStr,
-    pub attr: Attr,
+    pub attr: FileAttr,
 }
 
 struct Dir {
@@ -116,7 +88,7 @@ enum Body {
 }
 
 struct Node {
-    kind: Kind,
+    kind: FileType,
     perm: u16,
     uid: u32,
     gid: u32,
@@ -133,24 +105,26 @@ impl Node {
     fn new(new: New, parent: Ino) -> Node {
         let now = SystemTime::now();
         let (nlink, body) = match new.kind {
-            Kind::File => (1, Body::File(Vec::new())),
-            Kind::Dir => (2, Body::Dir(Dir::new(parent))),
-            Kind::Symlink => (1, Body::Symlink(new.target.unwrap_or_default())),
+            FileType::RegularFile => (1, Body::File(Vec::new())),
+            FileType::Directory => (2, Body::Dir(Dir::new(parent))),
+            FileType::Symlink => (1, Body::Symlink(new.target.unwrap_or_default())),
             _ => (1, Body::Special),
         };
         let (perm, uid, gid, rdev) = (new.perm, new.uid, new.gid, new.rdev);
         Node { kind: new.kind, perm, uid, gid, rdev, nlink, lookups: 0, atime: now, mtime: now, ctime: now, body }
     }
 
-    fn attr(&self, ino: Ino) -> Attr {
+    fn attr(&self, ino: Ino) -> FileAttr {
         let size = match &self.body {
             Body::File(data) => data.len() as u64,
-            Body::Dir(_) => DIR_BYTES,
+            Body::Dir(_) => u64::from(BLOCK_BYTES),
             Body::Symlink(target) => target.as_os_str().len() as u64,
             Body::Special => 0,
         };
         let (kind, perm, nlink, uid, gid, rdev) = (self.kind, self.perm, self.nlink, self.uid, self.gid, self.rdev);
-        Attr { ino, kind, size, perm, nlink, uid, gid, rdev, atime: self.atime, mtime: self.mtime, ctime: self.ctime }
+        let (atime, mtime, ctime, blocks) = (self.atime, self.mtime, self.ctime, size.div_ceil(512));
+        let (crtime, blksize, flags) = (ctime, BLOCK_BYTES, 0);
+        FileAttr { ino, size, blocks, atime, mtime, ctime, crtime, kind, perm, nlink, uid, gid, rdev, blksize, flags }
     }
 
     fn dir_mut(&mut self) -> &mut Dir {
@@ -176,7 +150,7 @@ pub struct Table {
 impl Table {
     /// A table holding only the root directory, owned by `uid`/`gid`.
     pub fn new(uid: u32, gid: u32) -> Table {
-        let root = New { kind: Kind::Dir, perm: 0o755, uid, gid, rdev: 0, target: None };
+        let root = New { kind: FileType::Directory, perm: 0o755, uid, gid, rdev: 0, target: None };
         let mut root = Node::new(root, ROOT);
         root.lookups = 1; // the kernel's own reference, never forgotten
         Table { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT.0 + 1 }
@@ -201,12 +175,12 @@ impl Table {
         self.dir(parent)?.by_name.get(name).map(|&(_, ino)| ino).ok_or(Fail::NotFound)
     }
 
-    fn kind(&self, ino: Ino) -> Kind {
+    fn kind(&self, ino: Ino) -> FileType {
         self.nodes[&ino].kind
     }
 
     /// The kernel now holds one more lookup of `ino` (a named node).
-    fn looked_up(&mut self, ino: Ino) -> Attr {
+    fn looked_up(&mut self, ino: Ino) -> FileAttr {
         let node = self.nodes.get_mut(&ino).expect("a named inode is in the table");
         node.lookups += 1;
         node.attr(ino)
@@ -245,12 +219,12 @@ impl Table {
     /// `ino` lost a name: a directory loses all its links at once.
     fn unlinked(&mut self, ino: Ino) {
         let node = self.nodes.get_mut(&ino).expect("an entry's inode is in the table");
-        node.nlink = if node.kind == Kind::Dir { 0 } else { node.nlink - 1 };
+        node.nlink = if node.kind == FileType::Directory { 0 } else { node.nlink - 1 };
         node.ctime = SystemTime::now();
         self.drop_if_unused(ino);
     }
 
-    pub fn lookup(&mut self, parent: Ino, name: &OsStr) -> Result<Attr, Fail> {
+    pub fn lookup(&mut self, parent: Ino, name: &OsStr) -> Result<FileAttr, Fail> {
         let ino = self.child(parent, name)?;
         Ok(self.looked_up(ino))
     }
@@ -262,11 +236,11 @@ impl Table {
         self.drop_if_unused(ino);
     }
 
-    pub fn getattr(&self, ino: Ino) -> Result<Attr, Fail> {
+    pub fn getattr(&self, ino: Ino) -> Result<FileAttr, Fail> {
         Ok(self.node(ino)?.attr(ino))
     }
 
-    pub fn setattr(&mut self, ino: Ino, set: &SetAttr) -> Result<Attr, Fail> {
+    pub fn setattr(&mut self, ino: Ino, set: &SetAttr) -> Result<FileAttr, Fail> {
         let node = self.node_mut(ino)?;
         let now = SystemTime::now();
         if let Some(size) = set.size {
@@ -287,20 +261,20 @@ impl Table {
     }
 
     /// Create `name` in `parent`: mknod, create, mkdir and symlink.
-    pub fn make(&mut self, parent: Ino, name: &OsStr, new: New) -> Result<Attr, Fail> {
+    pub fn make(&mut self, parent: Ino, name: &OsStr, new: New) -> Result<FileAttr, Fail> {
         if self.dir(parent)?.by_name.contains_key(name) {
             return Err(Fail::Exists);
         }
         let ino = Ino(self.next_ino);
         self.next_ino += 1;
-        let is_dir = new.kind == Kind::Dir;
+        let is_dir = new.kind == FileType::Directory;
         self.nodes.insert(ino, Node::new(new, parent));
         self.add_entry(parent, name, ino, is_dir);
         Ok(self.looked_up(ino))
     }
 
-    pub fn link(&mut self, ino: Ino, parent: Ino, name: &OsStr) -> Result<Attr, Fail> {
-        if self.node(ino)?.kind == Kind::Dir {
+    pub fn link(&mut self, ino: Ino, parent: Ino, name: &OsStr) -> Result<FileAttr, Fail> {
+        if self.node(ino)?.kind == FileType::Directory {
             return Err(Fail::NotPermitted);
         }
         if self.dir(parent)?.by_name.contains_key(name) {
@@ -315,7 +289,7 @@ impl Table {
 
     pub fn unlink(&mut self, parent: Ino, name: &OsStr) -> Result<(), Fail> {
         let ino = self.child(parent, name)?;
-        if self.kind(ino) == Kind::Dir {
+        if self.kind(ino) == FileType::Directory {
             return Err(Fail::IsDir);
         }
         self.remove_entry(parent, name, false);
@@ -347,10 +321,10 @@ impl Table {
                 return Ok(());
             }
             self.check_replace(moved, old)?;
-            self.remove_entry(to, new_name, self.kind(old) == Kind::Dir);
+            self.remove_entry(to, new_name, self.kind(old) == FileType::Directory);
             self.unlinked(old);
         }
-        let is_dir = self.kind(moved) == Kind::Dir;
+        let is_dir = self.kind(moved) == FileType::Directory;
         self.remove_entry(from, name, is_dir);
         self.add_entry(to, new_name, moved, is_dir);
         let node = self.nodes.get_mut(&moved).expect("an entry's inode is in the table");
@@ -363,7 +337,7 @@ impl Table {
 
     /// Whether `moved` may replace `old` (rename(2)'s rules).
     fn check_replace(&self, moved: Ino, old: Ino) -> Result<(), Fail> {
-        match (self.kind(moved) == Kind::Dir, self.kind(old) == Kind::Dir) {
+        match (self.kind(moved) == FileType::Directory, self.kind(old) == FileType::Directory) {
             (true, false) => Err(Fail::NotDir),
             (false, true) => Err(Fail::IsDir),
             (true, true) if !self.dir(old)?.by_name.is_empty() => Err(Fail::NotEmpty),
@@ -431,6 +405,13 @@ impl Table {
         Ok(())
     }
 
+    /// The attributes of "no such name", which the kernel caches as a
+    /// negative entry (node id 0).
+    pub fn no_entry() -> FileAttr {
+        let new = New { kind: FileType::RegularFile, perm: 0, uid: 0, gid: 0, rdev: 0, target: None };
+        Node::new(new, ROOT).attr(Ino(0))
+    }
+
     /// Inodes in use, for statfs.
     pub fn inodes(&self) -> u64 {
         self.nodes.len() as u64
@@ -453,7 +434,7 @@ mod tests {
                     assert!(cookie < dir.next_cookie);
                     assert!(self.nodes[&child].nlink > 0, "{child:?} is named but unlinked");
                 }
-                let subdirs = dir.by_name.values().filter(|(_, c)| self.nodes[c].kind == Kind::Dir).count() as u32;
+                let subdirs = dir.by_name.values().filter(|(_, c)| self.nodes[c].kind == FileType::Directory).count() as u32;
                 assert!(node.nlink == 0 || node.nlink == 2 + subdirs, "{ino:?}: nlink {}", node.nlink);
             }
         }
@@ -469,7 +450,7 @@ mod tests {
         }
     }
 
-    fn new(kind: Kind) -> New {
+    fn new(kind: FileType) -> New {
         New { kind, perm: 0o644, uid: 0, gid: 0, rdev: 0, target: None }
     }
 
@@ -480,10 +461,10 @@ mod tests {
     #[test]
     fn rename_across_directories_replaces_and_moves_links() {
         let mut t = Table::new(0, 0);
-        let a = t.make(ROOT, name("a"), new(Kind::Dir)).unwrap().ino;
-        let b = t.make(ROOT, name("b"), new(Kind::Dir)).unwrap().ino;
-        let f = t.make(a, name("f"), new(Kind::File)).unwrap().ino;
-        let old = t.make(b, name("g"), new(Kind::File)).unwrap().ino;
+        let a = t.make(ROOT, name("a"), new(FileType::Directory)).unwrap().ino;
+        let b = t.make(ROOT, name("b"), new(FileType::Directory)).unwrap().ino;
+        let f = t.make(a, name("f"), new(FileType::RegularFile)).unwrap().ino;
+        let old = t.make(b, name("g"), new(FileType::RegularFile)).unwrap().ino;
         t.rename(a, name("f"), b, name("g"), false).unwrap();
         assert_eq!(t.lookup(b, name("g")).unwrap().ino, f);
         assert_eq!(t.getattr(old).unwrap().nlink, 0, "the replaced file lost its name");
@@ -498,10 +479,10 @@ mod tests {
     #[test]
     fn rename_refuses_what_rename_2_refuses() {
         let mut t = Table::new(0, 0);
-        let d = t.make(ROOT, name("d"), new(Kind::Dir)).unwrap().ino;
-        t.make(d, name("x"), new(Kind::File)).unwrap();
-        t.make(ROOT, name("f"), new(Kind::File)).unwrap();
-        t.make(ROOT, name("e"), new(Kind::Dir)).unwrap();
+        let d = t.make(ROOT, name("d"), new(FileType::Directory)).unwrap().ino;
+        t.make(d, name("x"), new(FileType::RegularFile)).unwrap();
+        t.make(ROOT, name("f"), new(FileType::RegularFile)).unwrap();
+        t.make(ROOT, name("e"), new(FileType::Directory)).unwrap();
         assert_eq!(t.rename(ROOT, name("f"), ROOT, name("d"), false), Err(Fail::IsDir));
         assert_eq!(t.rename(ROOT, name("d"), ROOT, name("f"), false), Err(Fail::NotDir));
         assert_eq!(t.rename(ROOT, name("e"), ROOT, name("d"), false), Err(Fail::NotEmpty));
@@ -514,7 +495,7 @@ mod tests {
     #[test]
     fn unlinked_file_stays_readable_until_forgotten() {
         let mut t = Table::new(0, 0);
-        let f = t.make(ROOT, name("f"), new(Kind::File)).unwrap().ino;
+        let f = t.make(ROOT, name("f"), new(FileType::RegularFile)).unwrap().ino;
         t.write(f, 0, b"data").unwrap();
         t.unlink(ROOT, name("f")).unwrap();
         assert_eq!(t.read(f, 0, 16).unwrap(), b"data");
@@ -527,7 +508,7 @@ mod tests {
     fn readdir_resumed_after_removals_neither_skips_nor_repeats() {
         let mut t = Table::new(0, 0);
         for i in 0..10 {
-            t.make(ROOT, name(&format!("f{i}")), new(Kind::File)).unwrap();
+            t.make(ROOT, name(&format!("f{i}")), new(FileType::RegularFile)).unwrap();
         }
         let first = t.names(ROOT, 0);
         assert_eq!(first.len(), 12);
@@ -544,8 +525,8 @@ mod tests {
     #[test]
     fn hard_links_count_names_and_refuse_directories() {
         let mut t = Table::new(0, 0);
-        let f = t.make(ROOT, name("f"), new(Kind::File)).unwrap().ino;
-        let d = t.make(ROOT, name("d"), new(Kind::Dir)).unwrap().ino;
+        let f = t.make(ROOT, name("f"), new(FileType::RegularFile)).unwrap().ino;
+        let d = t.make(ROOT, name("d"), new(FileType::Directory)).unwrap().ino;
         assert_eq!(t.link(f, d, name("g")).unwrap().nlink, 2);
         assert!(matches!(t.link(d, ROOT, name("d2")), Err(Fail::NotPermitted)));
         t.unlink(ROOT, name("f")).unwrap();

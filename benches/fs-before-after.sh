@@ -13,7 +13,8 @@
 # The disk store lives in --work (on whatever filesystem holds it); ext4
 # is a fresh journaled ext4 image loop-mounted in --work; tmpfs a tmpfs.
 # --tree DIR adds whole jobs on a real tree (fs_tool_phases.py): untar of
-# DIR's tarball, cp -a, rm -rf; e.g. --tree ~/.cargo/registry/src.
+# DIR's tarball, cp -a, rm -rf, git status on a committed checkout of it;
+# e.g. --tree ~/.cargo/registry/src.
 # The client is NEW_BIN's `bench` (HOLT_BENCH=path overrides): a program
 # making system calls, the same for both daemons. Needs root (mounts).
 set -euo pipefail
@@ -21,7 +22,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/benches/fs-lib.sh"
 
-[[ $# -ge 2 ]] || { sed -n '10,16p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '10,17p' "$0" >&2; exit 2; }
 OLD=$(realpath "$1") NEW=$(realpath "$2")
 shift 2
 ROUNDS=3 FILES=5000 SIZE=128 THREADS=2 PHASES=all MOUNT_ARGS="" STORES="disk tmpfs" TREE=""
@@ -39,7 +40,7 @@ while [[ $# -gt 0 ]]; do
         --tree) TREE=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        *) sed -n '10,16p' "$0" >&2; exit 2 ;;
+        *) sed -n '10,17p' "$0" >&2; exit 2 ;;
     esac
 done
 CLIENT=${HOLT_BENCH:-$NEW}
@@ -57,7 +58,7 @@ mkdir -p "$WORK" "$OUT"
 mount_tmpfs "$WORK/tmpfs" $((2 * SIZE + 1024))
 [[ " $STORES " == *" ext4 "* ]] && mount_ext4_image "$WORK/ext4" $((4 * SIZE + 2048))
 if [[ -n $TREE ]]; then
-    say "packing $TREE for the untar, cp -a and rm -rf phases"
+    say "packing $TREE for the untar, cp -a, rm -rf and git-status phases"
     tar -C "$TREE" -cf "$WORK/tree.tar" .
 fi
 
@@ -72,7 +73,7 @@ one() {
     if [[ -n $TREE ]]; then
         python3 "$ROOT/benches/fs_tool_phases.py" "$mp" "$WORK/tree.tar" "$OUT/$label.$5.json" --daemon-pid "$(cat "$mp.pid")"
     fi
-    holt_unmount "$mp"
+    daemon_unmount "$mp"
     rm -rf "$store"
 }
 

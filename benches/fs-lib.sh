@@ -85,9 +85,30 @@ fs_forget() {
     FS_MOUNTS=("${keep_mounts[@]}") FS_PIDS=("${keep_pids[@]}")
 }
 
-# Unmount a holt-fs mount and wait for its daemon to close the store (by
-# its pid, so this works for builds whose `umount` does not wait).
-holt_unmount() {
+# nullfs_mount BIN MOUNTPOINT: holt-nullfs (benches/src/bin/holt-nullfs)
+# in the background, its pid in MOUNTPOINT.pid as holt_mount leaves it;
+# returns once mounted, or 1 (and says why) if it is not within 10 s.
+nullfs_mount() {
+    local bin=$1 mp=$2 pid i
+    mkdir -p "$mp"
+    FS_MOUNTS+=("$mp")
+    "$bin" "$mp" &
+    pid=$!
+    FS_PIDS+=("$pid")
+    echo "$pid" >"$mp.pid"
+    for ((i = 0; i < 100; i++)); do
+        is_mounted "$mp" && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "holt-nullfs did not mount $mp"
+    return 1
+}
+
+# Unmount a mount of holt-fs or holt-nullfs and wait for its daemon to
+# exit (holt-fs: to close the store), by the pid in MOUNTPOINT.pid, so this
+# works for builds whose `umount` does not wait.
+daemon_unmount() {
     local mp=$1 pid
     pid=$(cat "$mp.pid")
     fs_unmount "$mp"

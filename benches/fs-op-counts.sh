@@ -62,7 +62,7 @@ ${OPS[$op]}"
     sleep 0.5
     kill -INT "$tracer"
     wait "$tracer" 2>/dev/null || true
-    holt_unmount "$mp"
+    daemon_unmount "$mp"
     rm -rf "$WORK/ext4/store"
     # Waiting and memory management are not work done for the operation.
     awk -v n="$N" 'NR > 2 && $4 ~ /^[0-9]+$/ && $NF !~ /^(total|futex|restart_syscall|mprotect|sched_yield|madvise|munmap|mmap)$/ {

@@ -216,11 +216,16 @@ fn fsync_cells(g: &mut Gate, open: Opener, dir: &Path, ds: &Dataset) -> Res<()> 
 fn sequence(g: &mut Gate, e: &EngineDef, open: Opener, o: &PeerOpts, ds: &Dataset, extra: &Extra) -> Res<()> {
     let root = fresh_dir(&o.dir, e.slug)?;
     let order = ds.order(LOAD_ORDER_SEED);
-    batched_loads(g, open, &root, ds, &order)?;
+    if !o.load1_only {
+        batched_loads(g, open, &root, ds, &order)?;
+    }
     let dir = root.join("main");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     g.step()?;
     let s = main_load(open, &dir, ds, &order)?;
+    if o.load1_only {
+        return Ok(());
+    }
     g.step()?;
     extra.load(&*s)?;
     s.settle()?;

@@ -127,6 +127,7 @@ fn main_load(open: Opener, dir: &Path, ds: &Dataset, order: &[u32]) -> Res<Box<d
     let lat = cells::p99_max_us(lat_ns);
     emit("lat_p99", &lat.clone().map(|l| l.0));
     emit("lat_max", &lat.map(|l| l.1));
+    eprintln!("after the 1-put load: {}", s.shape());
     emit("settle", &ms(|| s.settle()));
     emit("size", &dir_bytes(dir).map(|(allocated, _)| allocated as f64 / ds.keys.len() as f64));
     Ok(s)

@@ -13,6 +13,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use holt_core::TreeCounters;
+
 use crate::engines::{Core, Durability, Res};
 use crate::workload::Dataset;
 use crate::Opts;
@@ -57,8 +59,8 @@ fn us(ns: u64) -> f64 {
 }
 
 /// One line: percentiles, the max of puts not preempted, the slow puts by
-/// cause, and the checkpoints the phase ran.
-fn report(phase: &str, mut puts: Vec<Put>, checkpoints: u64) {
+/// cause, the checkpoints the phase ran and what they cost writers.
+fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
     let slow = |f: &dyn Fn(&Put) -> bool| puts.iter().filter(|p| p.ns > SLOW_NS && f(p)).count();
     let (preempted, blocked) = (slow(&|p| p.preempted), slow(&|p| p.blocked && !p.preempted));
     let neither = slow(&|p| !p.blocked && !p.preempted);
@@ -69,13 +71,15 @@ fn report(phase: &str, mut puts: Vec<Put>, checkpoints: u64) {
     println!(
         "{phase}: {} puts, {checkpoints} checkpoints; latency p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; \
          max not preempted {:.1} µs (blocked in the engine: {:.1} µs); puts over 1 ms: {preempted} preempted, \
-         {blocked} blocked, {neither} neither",
+         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, frames copied by writers {}",
         puts.len(),
         us(at(0.99)),
         us(at(0.999)),
         us(puts.last().map_or(0, |p| p.ns)),
         us(quiet_max),
         us(blocked_max),
+        us(c.checkpoint_cut_nanos_max),
+        c.checkpoint_copies_on_write,
     );
 }
 
@@ -84,18 +88,18 @@ pub fn run(ds: &Dataset, opts: &Opts, dir: &Path) -> Res<()> {
         std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
     }
     let t = Core::persistent(dir, opts.pool_frames, Durability::Ack)?;
-    let checkpoints = || t.0.counters().checkpoints;
     let load = ds.order(LOAD_ORDER_SEED).into_iter().map(|i| (ds.keys[i as usize].clone(), ds.values[i as usize].clone()));
     let puts = timed_puts(&t, load)?;
-    let after_load = checkpoints();
-    report("load", puts, after_load);
+    let loaded = t.0.counters();
+    report("load", puts, &loaded, loaded.checkpoints);
     let updates = ds.order(UPDATE_ORDER_SEED).into_iter().map(|i| {
         let mut v = ds.values[i as usize].clone();
         v[8] ^= 0x5a;
         (ds.keys[i as usize].clone(), v)
     });
     let puts = timed_puts(&t, updates)?;
-    report("updates", puts, checkpoints() - after_load);
+    let updated = t.0.counters();
+    report("updates", puts, &updated, updated.checkpoints - loaded.checkpoints);
     drop(t);
     std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))
 }

@@ -30,6 +30,8 @@
 //! reserve is spent tries to make it whole again, after the trim has given
 //! back the WAL's space.
 
+use std::time::Instant;
+
 use super::durable::{encode_user, Durable};
 use super::Engine;
 use crate::error::Result;
@@ -124,10 +126,14 @@ impl Engine {
     /// Step 1: no frame is copied here, so writers wait only for a few
     /// loads and two list swaps.
     fn cut(&self, d: &Durable) -> Result<(Cut, CutMeta)> {
-        let _cut = self.gate.write();
+        let gate = self.gate.write();
+        let taken = Instant::now();
         self.check_poison()?;
         let meta = CutMeta { lsn: d.journal.last_lsn(), keys: self.key_count(), next_frame_id: self.pool.id_limit() };
-        Ok((self.pool.cut(), meta))
+        let cut = self.pool.cut();
+        drop(gate);
+        self.checkpoint_time.cut_done(taken);
+        Ok((cut, meta))
     }
 
     fn publish(&self, d: &Durable, cap: &mut Capture<'_>) -> Result<()> {

@@ -71,7 +71,7 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
     println!(
         "{phase}: {} puts, {checkpoints} checkpoints; latency p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; \
          max not preempted {:.1} µs (blocked in the engine: {:.1} µs); puts over 1 ms: {preempted} preempted, \
-         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, frames copied by writers {}",
+         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}",
         puts.len(),
         us(at(0.99)),
         us(at(0.999)),
@@ -79,6 +79,7 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
         us(quiet_max),
         us(blocked_max),
         us(c.checkpoint_cut_nanos_max),
+        us(c.checkpoint_frame_copy_nanos_max),
         c.checkpoint_copies_on_write,
     );
 }

@@ -98,4 +98,9 @@ pub struct TreeCounters {
     /// Frames writers copied for a running checkpoint before changing
     /// them (copy-on-write); the checkpoint copied the others itself.
     pub checkpoint_copies_on_write: u64,
+    /// The longest one frame's copy for a checkpoint took, in nanoseconds
+    /// of wall time (a copy the scheduler interrupted counts whole), by a
+    /// writer or the checkpoint: the most a writer waited on a checkpoint
+    /// for one frame it latched.
+    pub checkpoint_frame_copy_nanos_max: u64,
 }

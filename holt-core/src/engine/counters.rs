@@ -79,6 +79,7 @@ impl Engine {
             checkpoint_last_nanos: self.checkpoint_time.nanos_last.load(Relaxed),
             checkpoint_cut_nanos_max: self.checkpoint_time.cut_nanos_max.load(Relaxed),
             checkpoint_copies_on_write: c.copies_on_write.get(),
+            checkpoint_frame_copy_nanos_max: self.pool.frame_copy_nanos_max(),
         }
     }
 }
@@ -105,6 +106,7 @@ mod tests {
         assert_eq!(after.checkpoints, written.checkpoints + 1);
         assert!(after.checkpoint_last_nanos > 0 && after.checkpoint_nanos >= after.checkpoint_last_nanos);
         assert!(after.checkpoint_cut_nanos_max > 0 && after.checkpoint_cut_nanos_max < after.checkpoint_last_nanos);
+        assert!(after.checkpoint_frame_copy_nanos_max > 0, "a checkpoint copied its frame");
         tree.checkpoint().unwrap();
         assert_eq!(tree.counters().checkpoint_nanos, after.checkpoint_nanos, "a checkpoint with nothing to publish is not timed");
         let s = tree.stats().unwrap();

@@ -32,7 +32,8 @@
 //! cut, none of them live at the cut, and no id names one frame at the cut
 //! and another before the checkpoint ends.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -59,6 +60,7 @@ pub(crate) struct Cut {
 pub(super) struct Images {
     taken: Mutex<Vec<(FrameId, Vec<u8>)>>,
     spare: Mutex<Vec<Vec<u8>>>,
+    copy_nanos_max: AtomicU64,
 }
 
 /// A zeroed frame image buffer with every page already touched (a store the
@@ -118,8 +120,17 @@ impl Pool {
 
     fn take_image(&self, id: FrameId, cell: &FrameCell, mut img: Vec<u8>) {
         let buf = cell.buf().expect("a dirty frame is never evicted");
+        let started = Instant::now();
         buf.image_into(&mut img);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.images.copy_nanos_max.fetch_max(nanos, Ordering::Relaxed);
         self.images.taken.lock().push((id, img));
+    }
+
+    /// The longest one frame's copy took, by a writer or the copier: what
+    /// a writer waits for at most per frame it latches.
+    pub(crate) fn frame_copy_nanos_max(&self) -> u64 {
+        self.images.copy_nanos_max.load(Ordering::Relaxed)
     }
 
     /// The checkpoint's copier, after `cut`: copy every frame of the cut

@@ -89,7 +89,8 @@ pub fn run(ds: &Dataset, opts: &Opts, dir: &Path) -> Res<()> {
         std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
     }
     let t = Core::persistent(dir, opts.pool_frames, Durability::Ack)?;
-    let load = ds.order(LOAD_ORDER_SEED).into_iter().map(|i| (ds.keys[i as usize].clone(), ds.values[i as usize].clone()));
+    let load =
+        ds.order(LOAD_ORDER_SEED).into_iter().map(|i| (ds.keys[i as usize].clone(), ds.values[i as usize].clone()));
     let puts = timed_puts(&t, load)?;
     let loaded = t.0.counters();
     report("load", puts, &loaded, loaded.checkpoints);

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use super::checkpoint::on_next_cut;
 use super::power_loss_tests::contents;
 use super::{Config, Engine};
-use crate::store::lock::StoreLock;
-use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::ids::Lsn;
 use crate::journal::{create_segment, list_segments};
+use crate::store::lock::StoreLock;
 use crate::store::manifest;
+use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::store::vfs::Vfs;
 use crate::Tree;
 

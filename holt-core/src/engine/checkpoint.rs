@@ -112,10 +112,15 @@ impl Engine {
         after_cut();
         let held = pool.copy_pending(&cut);
         let dropped = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();
+        let images = pool.take_images();
+        debug_assert!(
+            cut.retired.iter().all(|id| images.binary_search_by_key(id, |&(i, _)| i).is_err()),
+            "a frame retired before the cut was not live at it"
+        );
         Ok(Capture {
             lsn: meta.lsn,
             held,
-            images: pool.take_images(),
+            images,
             retired: cut.retired,
             dropped,
             keys: meta.keys,

@@ -99,8 +99,8 @@ impl Engine {
     /// pending frame before changing it).
     fn capture(&self, d: &Durable) -> Result<Capture<'_>> {
         let pool = &self.pool;
-        // Image buffers are allocated and faulted in before the cut, so
-        // copies (a writer's included) fault nothing: ~0.4 ms per frame.
+        // Image buffers are allocated and faulted in before the cut, so a
+        // copy (a writer's included) faults nothing (~0.4 ms a buffer).
         pool.provision_images(pool.dirty_count());
         let (cut, meta) = match self.cut(d) {
             Ok(cut) => cut,

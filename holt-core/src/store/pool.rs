@@ -218,10 +218,11 @@ impl Pool {
     }
 
     /// Record a modification of frame `id`, dirty from now on in the
-    /// current epoch. The caller holds its latch exclusively and, unless it
-    /// is a checkpoint putting back frames it failed to write, the commit
-    /// gate's shared side: so no cut moves the epoch meanwhile. A retired
-    /// frame stays clean: its id names no frame.
+    /// current epoch. The caller holds its latch exclusively, and holds the
+    /// commit gate's shared side, or runs alone (open, replay), or is the
+    /// checkpoint putting back frames it failed to write: so no cut moves
+    /// the epoch meanwhile. A retired frame stays clean: its id names no
+    /// frame.
     pub(crate) fn mark_dirty(&self, id: FrameId, cell: &FrameCell) {
         if !cell.is_live() {
             return;

@@ -13,6 +13,7 @@ mod mix;
 mod peers;
 mod persistent;
 mod report;
+mod tail;
 mod workload;
 
 use std::path::PathBuf;
@@ -43,6 +44,9 @@ pub struct Opts {
     pub ltm_share: usize,
     /// Gets per ltm get cell (listings and inserts: a tenth of it).
     pub ltm_ops: usize,
+    /// Run only the write-latency tail of holt-core, in this directory
+    /// (`--tail`, `tail.rs`).
+    pub tail: Option<PathBuf>,
 }
 
 impl Opts {
@@ -53,7 +57,7 @@ impl Opts {
     }
 }
 
-const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup] [--ltm DIR [--ltm-share N] [--ltm-ops N]]";
+const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup] [--ltm DIR [--ltm-share N] [--ltm-ops N]] [--tail DIR]";
 const LTM_SHARE_DEFAULT: usize = 8;
 const LTM_OPS_DEFAULT: usize = 200_000;
 
@@ -70,6 +74,7 @@ fn parse_args() -> Result<Opts, String> {
         ltm: None,
         ltm_share: LTM_SHARE_DEFAULT,
         ltm_ops: LTM_OPS_DEFAULT,
+        tail: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -89,6 +94,7 @@ fn parse_args() -> Result<Opts, String> {
             "--ltm" => o.ltm = Some(args.next().ok_or(USAGE)?.into()),
             "--ltm-share" => o.ltm_share = num("--ltm-share")?.max(1),
             "--ltm-ops" => o.ltm_ops = num("--ltm-ops")?.max(10),
+            "--tail" => o.tail = Some(args.next().ok_or(USAGE)?.into()),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -116,6 +122,10 @@ fn run(opts: &Opts) -> Result<Vec<cells::Cell>, String> {
         t.elapsed().as_secs_f64()
     );
     let mut out = Vec::new();
+    if let Some(dir) = &opts.tail {
+        tail::run(&ds, opts, dir)?;
+        return Ok(out);
+    }
     if let Some(dir) = &opts.ltm {
         let rows = ltm::run(&ds, opts, dir)?;
         println!("\nlarger than memory (holt-core alone):\n\n{}", ltm::table(&rows));

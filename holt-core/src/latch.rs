@@ -6,6 +6,8 @@
 //! - Writers hold the lock exclusively; the version is odd while they do.
 //! - `wait_unlocked` lets a reader that found the frame locked sleep until the
 //!   writer leaves instead of spinning.
+//! - `hold` keeps writers out without a write: the version stays even, so
+//!   optimistic readers go on; a checkpoint copies a frame under it.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -81,7 +83,23 @@ impl HybridLatch {
         true
     }
 
-    /// Release an exclusive hold; readers that saw the old version restart.
+    /// Take the lock exclusively without starting a write: the version does
+    /// not move, so optimistic readers go on reading (nothing changes),
+    /// while writers, and `wait_unlocked`, wait for `release_hold`.
+    pub(crate) fn hold(&self) {
+        self.lock.lock_exclusive();
+        debug_assert!(self.version.load(Ordering::Relaxed) & 1 == 0, "a hold never meets a write under way");
+    }
+
+    /// End a `hold`; the version is as it was.
+    pub(crate) fn release_hold(&self) {
+        debug_assert!(self.version.load(Ordering::Relaxed) & 1 == 0, "a hold is not a write");
+        // SAFETY: callers pair every release_hold with a hold.
+        unsafe { self.lock.unlock_exclusive() };
+    }
+
+    /// End a write (`lock`, `try_lock`, `try_upgrade`); readers that saw
+    /// the old version restart.
     pub(crate) fn unlock(&self) {
         let v = self.version.load(Ordering::Relaxed);
         debug_assert!(v & 1 == 1, "unlock without holding the latch");
@@ -112,5 +130,18 @@ mod tests {
         assert!(!l.try_upgrade(v), "a stale version must not upgrade");
         let v2 = l.optimistic().unwrap();
         assert!(l.validate(v2));
+    }
+
+    #[test]
+    fn a_hold_keeps_writers_out_and_readers_valid() {
+        let l = HybridLatch::default();
+        let v = l.optimistic().unwrap();
+        l.hold();
+        assert_eq!(l.optimistic(), Some(v), "readers go on under a hold");
+        assert!(!l.try_lock() && !l.try_upgrade(v), "writers wait for the hold");
+        l.release_hold();
+        assert!(l.validate(v), "a hold changes nothing readers saw");
+        assert!(l.try_upgrade(v));
+        l.unlock();
     }
 }

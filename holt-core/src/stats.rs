@@ -91,4 +91,16 @@ pub struct TreeCounters {
     pub checkpoint_nanos: u64,
     /// Nanoseconds the last of them took; 0 before the first.
     pub checkpoint_last_nanos: u64,
+    /// The longest any checkpoint's cut held writers out (the exclusive
+    /// side of the commit gate), in nanoseconds: the cut copies no frame,
+    /// so this does not grow with the dirty frames.
+    pub checkpoint_cut_nanos_max: u64,
+    /// Frames writers copied for a running checkpoint before changing
+    /// them (copy-on-write); the checkpoint copied the others itself.
+    pub checkpoint_copies_on_write: u64,
+    /// The longest one frame's copy for a checkpoint took, in nanoseconds
+    /// of wall time (a copy the scheduler interrupted counts whole), by a
+    /// writer or the checkpoint: the most a writer waited on a checkpoint
+    /// for one frame it latched.
+    pub checkpoint_frame_copy_nanos_max: u64,
 }

@@ -127,6 +127,7 @@ fn main_load(open: Opener, dir: &Path, ds: &Dataset, order: &[u32]) -> Res<Box<d
     let lat = cells::p99_max_us(lat_ns);
     emit("lat_p99", &lat.clone().map(|l| l.0));
     emit("lat_max", &lat.map(|l| l.1));
+    eprintln!("after the 1-put load: {}", s.shape());
     emit("settle", &ms(|| s.settle()));
     emit("size", &dir_bytes(dir).map(|(allocated, _)| allocated as f64 / ds.keys.len() as f64));
     Ok(s)
@@ -216,11 +217,16 @@ fn fsync_cells(g: &mut Gate, open: Opener, dir: &Path, ds: &Dataset) -> Res<()> 
 fn sequence(g: &mut Gate, e: &EngineDef, open: Opener, o: &PeerOpts, ds: &Dataset, extra: &Extra) -> Res<()> {
     let root = fresh_dir(&o.dir, e.slug)?;
     let order = ds.order(LOAD_ORDER_SEED);
-    batched_loads(g, open, &root, ds, &order)?;
+    if !o.load1_only {
+        batched_loads(g, open, &root, ds, &order)?;
+    }
     let dir = root.join("main");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     g.step()?;
     let s = main_load(open, &dir, ds, &order)?;
+    if o.load1_only {
+        return Ok(());
+    }
     g.step()?;
     extra.load(&*s)?;
     s.settle()?;

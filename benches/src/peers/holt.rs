@@ -57,6 +57,9 @@ macro_rules! store_via_kv {
             fn settle(&self) -> Res<()> {
                 Kv::checkpoint(self)
             }
+            fn shape(&self) -> String {
+                Kv::shape(self)
+            }
         }
     };
 }

@@ -69,12 +69,15 @@ pub struct PeerOpts {
     pub mix_ops: usize,
     pub engines: Vec<&'static EngineDef>,
     pub json: Option<PathBuf>,
+    /// Run only the 1-put load and its settle (`--load1-only`): the write
+    /// latency cells, without the rest of the sequence.
+    pub load1_only: bool,
     /// Set in a child process: the one engine it runs.
     pub child: Option<&'static EngineDef>,
 }
 
 const USAGE: &str = "usage: holt-bench --peers DIR [--keys N] [--ops N] [--write-ops N] [--mix-ops N] \
-[--engines holt-core,holt-0.3.0,lmdb,redb,fjall,rocksdb] [--json FILE]";
+[--engines holt-core,holt-0.3.0,lmdb,redb,fjall,rocksdb] [--json FILE] [--load1-only]";
 
 fn engine(slug: &str) -> Result<&'static EngineDef, String> {
     ENGINES.iter().find(|e| e.slug == slug).ok_or(format!("unknown engine {slug}\n{USAGE}"))
@@ -89,6 +92,7 @@ fn parse(args: &[String]) -> Result<PeerOpts, String> {
         mix_ops: 0,
         engines: ENGINES.iter().filter(|e| e.open.is_some()).collect(),
         json: None,
+        load1_only: false,
         child: None,
     };
     let mut it = args.iter();
@@ -106,6 +110,7 @@ fn parse(args: &[String]) -> Result<PeerOpts, String> {
             "--mix-ops" => o.mix_ops = num()?,
             "--engines" => o.engines = value()?.split(',').map(engine).collect::<Result<_, _>>()?,
             "--json" => o.json = Some(value()?.into()),
+            "--load1-only" => o.load1_only = true,
             "--peer-engine" => o.child = Some(engine(value()?)?),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }

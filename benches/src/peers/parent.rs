@@ -31,6 +31,7 @@ fn spawn(o: &PeerOpts, e: &'static EngineDef) -> Result<Child, String> {
         .args(["--keys", &o.keys.to_string(), "--ops", &o.ops.to_string()])
         .args(["--write-ops", &o.write_ops.to_string(), "--mix-ops", &o.mix_ops.to_string()])
         .args(["--peer-engine", e.slug])
+        .args(o.load1_only.then_some("--load1-only"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -31,6 +31,11 @@ pub trait Store: Send + Sync {
     /// Brings the store to rest: memtable flush and pending compactions,
     /// checkpoint, or a durable commit, whatever the engine defers.
     fn settle(&self) -> Res<()>;
+    /// The engine's own counters in one line (stderr only); empty where
+    /// the engine has none worth showing.
+    fn shape(&self) -> String {
+        String::new()
+    }
 }
 
 /// The delimiter byte of every listing.

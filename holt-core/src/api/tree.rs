@@ -161,7 +161,7 @@ impl Tree {
     /// (backups) of a tree in use.
     ///
     /// Persistent trees: costs one checkpoint (writers wait only for its
-    /// capture, as for any checkpoint); the snapshot then reads that
+    /// cut, as for any checkpoint); the snapshot then reads that
     /// checkpoint's frame images from the store, through a cache of its
     /// own of a few frames, and while it lives their slots in the frame
     /// file are not reused, so the file may grow by the frames later

@@ -17,6 +17,8 @@ use crate::counter::Counter;
 pub(crate) struct CheckpointTime {
     nanos_total: AtomicU64,
     nanos_last: AtomicU64,
+    /// The longest cut (commit gate held exclusively), published or not.
+    cut_nanos_max: AtomicU64,
 }
 
 /// A checkpoint being timed: counted only if it published (the count of
@@ -28,6 +30,12 @@ pub(crate) struct CheckpointTimer<'e> {
 }
 
 impl CheckpointTime {
+    /// A cut that held the commit gate since `taken`.
+    pub(crate) fn cut_done(&self, taken: Instant) {
+        let nanos = u64::try_from(taken.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.cut_nanos_max.fetch_max(nanos, Relaxed);
+    }
+
     pub(crate) fn start<'e>(&'e self, published: &Counter) -> CheckpointTimer<'e> {
         CheckpointTimer { time: self, started: Instant::now(), published_before: published.get() }
     }
@@ -69,6 +77,9 @@ impl Engine {
             checkpoints: self.checkpoints.get(),
             checkpoint_nanos: self.checkpoint_time.nanos_total.load(Relaxed),
             checkpoint_last_nanos: self.checkpoint_time.nanos_last.load(Relaxed),
+            checkpoint_cut_nanos_max: self.checkpoint_time.cut_nanos_max.load(Relaxed),
+            checkpoint_copies_on_write: c.copies_on_write.get(),
+            checkpoint_frame_copy_nanos_max: self.pool.frame_copy_nanos_max(),
         }
     }
 }
@@ -94,6 +105,8 @@ mod tests {
         let after = tree.counters();
         assert_eq!(after.checkpoints, written.checkpoints + 1);
         assert!(after.checkpoint_last_nanos > 0 && after.checkpoint_nanos >= after.checkpoint_last_nanos);
+        assert!(after.checkpoint_cut_nanos_max > 0 && after.checkpoint_cut_nanos_max < after.checkpoint_last_nanos);
+        assert!(after.checkpoint_frame_copy_nanos_max > 0, "a checkpoint copied its frame");
         tree.checkpoint().unwrap();
         assert_eq!(tree.counters().checkpoint_nanos, after.checkpoint_nanos, "a checkpoint with nothing to publish is not timed");
         let s = tree.stats().unwrap();

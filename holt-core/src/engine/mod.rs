@@ -59,7 +59,7 @@ pub(crate) struct Engine {
     sink: Box<dyn Sink>,
     durable: Option<Durable>,
     /// Writers hold the shared side from latching frames to releasing them;
-    /// a checkpoint's capture holds the exclusive side for its consistent cut.
+    /// a checkpoint holds the exclusive side for its cut (O(1), no copy).
     gate: RwLock<()>,
     /// What the tree refuses, once durability or its frames became unknown.
     poison: Poison,
@@ -282,10 +282,11 @@ impl Engine {
     /// - the engine refuses reads and writes from now on. The poison is
     ///   raised while this batch still holds its frames and the commit gate,
     ///   so a writer latching the frames later, a read validating against
-    ///   them (`Poison::check_reads`) and a checkpoint's capture (which
-    ///   checks under the exclusive gate) all find it: no checkpoint ever
-    ///   holds a frame of this batch, and the last published one is cut
-    ///   before it;
+    ///   them (`Poison::check_reads`) and a checkpoint's cut (which checks
+    ///   under the exclusive gate) all find it: no checkpoint ever holds a
+    ///   frame of this batch (one cut before it took each frame's image
+    ///   before the batch changed it, `store::capture`), and the last
+    ///   published one is cut before it;
     /// - the journal refuses further appends and commits, so no commit
     ///   starting later writes this record (nor any other not yet written,
     ///   none of them acknowledged). One written already, or taken by a
@@ -509,6 +510,8 @@ impl Engine {
 mod apply_fault_tests;
 #[cfg(test)]
 mod cache_tests;
+#[cfg(test)]
+mod capture_tests;
 #[cfg(test)]
 mod power_loss_tests;
 #[cfg(test)]

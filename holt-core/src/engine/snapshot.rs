@@ -1,7 +1,7 @@
 //! Snapshots (`Tree::snapshot`): a read-only engine over the tree's frames
 //! as of one moment, for consistent scans (backups) of a live tree.
 //!
-//! - Persistent: a checkpoint (writers wait only for its capture, as for
+//! - Persistent: a checkpoint (writers wait only for its cut, as for
 //!   any checkpoint), then the published mapping is pinned in the frame
 //!   store before any other checkpoint can publish (`checkpoint_serial` is
 //!   held across both). The snapshot reads those images from `frames.dat`,

@@ -34,6 +34,9 @@ mod writer;
 
 #[cfg(test)]
 mod fault_vfs;
+/// For tests that rewrite a store's log (`engine::capture_tests`).
+#[cfg(test)]
+pub(crate) use segment::{create_segment, list_segments};
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

@@ -6,13 +6,13 @@
 //!   every change of it bumps the latch version;
 //! - `live` changes under the exclusive latch (create, retire) or before the
 //!   pool is shared (open);
-//! - `dirty` changes under the exclusive latch, or under the exclusive side
-//!   of the engine's commit gate (a checkpoint's capture, when no writer
-//!   holds a latch): so the pool's dirty count, kept beside it, is exact;
+//! - `dirty_epoch` changes under the exclusive latch, or under a
+//!   checkpoint copier's `hold` of it, which also keeps every writer out:
+//!   so the pool's dirty count, kept beside it, is exact;
 //! - `queued` is read and written only under the eviction clock's mutex;
 //! - `pins` and `uses` are plain atomics anyone may change.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::latch::HybridLatch;
 use crate::layout::FrameBuf;
@@ -23,7 +23,9 @@ pub(crate) struct FrameCell {
     pub(crate) latch: HybridLatch,
     pub(super) buf: AtomicPtr<FrameBuf>,
     pub(super) live: AtomicBool,
-    pub(super) dirty: AtomicBool,
+    /// The capture epoch the frame was dirtied in (`store::capture`); 0
+    /// while clean.
+    pub(super) dirty_epoch: AtomicU64,
     /// Holders that need the frame to stay resident (see `store::pins`).
     pins: AtomicU32,
     /// Recent uses, up to `USES_MAX`: raised by readers, lowered by the
@@ -79,7 +81,7 @@ impl FrameCell {
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty.load(Ordering::Acquire)
+        self.dirty_epoch.load(Ordering::Acquire) != 0
     }
 
     pub(super) fn is_pinned(&self) -> bool {

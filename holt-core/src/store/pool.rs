@@ -20,6 +20,9 @@
 //!   comes back to the budget as pins are released (`shrink_to_budget`) and
 //!   as checkpoints clean dirty frames (the engine checkpoints when half the
 //!   budget is dirty, and makes writers checkpoint at twice the budget);
+//! - a checkpoint captures the frames dirty at its cut without holding up
+//!   writers (`store::capture`): a writer waits for at most one frame's copy
+//!   per frame it latches;
 //! - no whole-pool scan on the hot path: eviction is a CLOCK over evictable
 //!   frames only (`store::clock`), and the resident and dirty counts and
 //!   the list of dirty frames are kept as they change;
@@ -31,6 +34,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub(crate) use self::capture::Cut;
 pub(crate) use super::cell::FrameCell;
 use super::clock::Clock;
 use super::table::{CellTable, CELLS_MAX};
@@ -80,10 +84,13 @@ pub(crate) struct PoolCounters {
     pub spills: Counter,
     pub merges: Counter,
     pub compactions: Counter,
+    /// Frames a writer copied for a running checkpoint before changing
+    /// them (`store::capture`).
+    pub copies_on_write: Counter,
 }
 
-/// Live dirty frames: their number, and every frame dirtied since the last
-/// capture (it may also name frames cleaned or retired since).
+/// Live dirty frames: their number, and every frame dirtied in the current
+/// capture epoch (it may also name frames cleaned or retired since).
 #[derive(Default)]
 struct Dirty {
     count: AtomicUsize,
@@ -96,11 +103,19 @@ pub(crate) struct Pool {
     all: Mutex<Vec<*mut FrameBuf>>,
     free_bufs: Mutex<Vec<*mut FrameBuf>>,
     free_ids: Mutex<Vec<FrameId>>,
+    /// Ids retired since the last cut, kept from reuse until a checkpoint
+    /// has dropped them (`store::capture`); without a backing source a
+    /// retired id is free at once.
+    retired: Mutex<Vec<FrameId>>,
     next_id: AtomicU64,
     resident: AtomicUsize,
     capacity: usize,
     clock: Clock,
     dirty: Dirty,
+    /// The capture epoch frames are dirtied in; a checkpoint's cut ends it.
+    epoch: AtomicU64,
+    /// The running capture's images (`store::capture`).
+    images: capture::Images,
     /// Frames a checkpoint holds pinned from capture to publication: clean
     /// and resident, but not evictable (the store's image is stale).
     captured: AtomicUsize,
@@ -121,11 +136,14 @@ impl Pool {
             all: Mutex::new(Vec::new()),
             free_bufs: Mutex::new(Vec::new()),
             free_ids: Mutex::new(Vec::new()),
+            retired: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             resident: AtomicUsize::new(0),
             capacity,
             clock: Clock::default(),
             dirty: Dirty::default(),
+            epoch: AtomicU64::new(1),
+            images: capture::Images::default(),
             captured: AtomicUsize::new(0),
             source,
             counters: PoolCounters::default(),
@@ -179,9 +197,11 @@ impl Pool {
     }
 
     /// Retire frame `id`, which the caller holds exclusively and which no
-    /// node references any more. Its id may be reused.
+    /// node references any more. Its id is reused once no checkpoint can
+    /// still need it (see `retired`).
     pub(crate) fn retire(&self, id: FrameId, cell: &FrameCell) {
-        if cell.dirty.swap(false, Ordering::AcqRel) {
+        debug_assert!(!self.is_pending(cell), "a writer copies a pending frame as it latches it");
+        if cell.dirty_epoch.swap(0, Ordering::AcqRel) != 0 {
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
         }
         cell.live.store(false, Ordering::Release);
@@ -190,53 +210,29 @@ impl Pool {
             self.free_bufs.lock().push(buf);
             self.resident.fetch_sub(1, Ordering::AcqRel);
         }
-        self.free_ids.lock().push(id);
+        if self.source.is_some() {
+            self.retired.lock().push(id);
+        } else {
+            self.free_ids.lock().push(id);
+        }
     }
 
-    /// Record a modification of frame `id`. The caller holds its latch
-    /// exclusively. A retired frame stays clean: its id is free.
+    /// Record a modification of frame `id`, dirty from now on in the
+    /// current epoch. The caller holds its latch exclusively, and holds the
+    /// commit gate's shared side, or runs alone (open, replay), or is the
+    /// checkpoint putting back frames it failed to write: so no cut moves
+    /// the epoch meanwhile. A retired frame stays clean: its id names no
+    /// frame.
     pub(crate) fn mark_dirty(&self, id: FrameId, cell: &FrameCell) {
-        if !cell.is_live() || cell.dirty.swap(true, Ordering::AcqRel) {
+        if !cell.is_live() {
             return;
         }
-        self.dirty.count.fetch_add(1, Ordering::AcqRel);
-        self.dirty.ids.lock().push(id);
-    }
-
-    /// Take every dirty frame for a checkpoint: each is pinned (its image
-    /// must stay while it is written) and marked clean. The caller holds the
-    /// commit gate exclusively, so no writer holds a latch, and releases
-    /// them with `release_captured`.
-    pub(crate) fn capture_dirty(&self) -> Vec<(FrameId, &FrameCell)> {
-        let ids = std::mem::take(&mut *self.dirty.ids.lock());
-        let mut captured = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(cell) = self.cell(id) else { continue };
-            // An id twice in the list was cleaned at its first occurrence.
-            if cell.is_live() && cell.dirty.swap(false, Ordering::AcqRel) {
-                self.dirty.count.fetch_sub(1, Ordering::AcqRel);
-                cell.pin();
-                captured.push((id, cell));
-            }
-        }
-        self.captured.fetch_add(captured.len(), Ordering::AcqRel);
-        captured
-    }
-
-    /// After a checkpoint wrote (or failed to write) the captured frames:
-    /// a failure makes them dirty again; then unpin them.
-    pub(crate) fn release_captured(&self, captured: &[(FrameId, &FrameCell)], written: bool) {
-        for &(id, cell) in captured {
-            if !written {
-                cell.latch.lock();
-                self.mark_dirty(id, cell);
-                cell.latch.unlock();
-            }
-            self.unpin(id, cell);
-        }
-        self.captured.fetch_sub(captured.len(), Ordering::AcqRel);
-        if written {
-            self.shrink_to_budget();
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let was = cell.dirty_epoch.swap(epoch, Ordering::AcqRel);
+        debug_assert!(was == 0 || was == epoch, "frame {id:?} changed while pending (dirtied in epoch {was})");
+        if was == 0 {
+            self.dirty.count.fetch_add(1, Ordering::AcqRel);
+            self.dirty.ids.lock().push(id);
         }
     }
 
@@ -409,6 +405,9 @@ impl Drop for Pool {
         }
     }
 }
+
+#[path = "capture.rs"]
+mod capture;
 
 #[cfg(test)]
 #[path = "pool_tests.rs"]

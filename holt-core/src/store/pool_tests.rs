@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{FrameSource, Pool};
+use super::{FrameCell, FrameSource, Pool};
 use crate::error::Result;
-use crate::ids::FrameId;
+use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
 use crate::store::pins::Held;
 
@@ -57,6 +57,16 @@ fn dirty_frames(pool: &Pool, n: usize) -> Vec<FrameId> {
             id
         })
         .collect()
+}
+
+/// A checkpoint's capture with no writer running: the cut, then the
+/// copier takes every image. The ids the cut retired count as dropped.
+fn capture(pool: &Pool) -> Vec<(FrameId, &FrameCell)> {
+    let cut = pool.cut();
+    let held = pool.copy_pending(&cut);
+    assert_eq!(pool.take_images().len(), held.len(), "the copier took every image");
+    pool.settle_retired(cut.retired, true);
+    held
 }
 
 #[test]
@@ -114,7 +124,7 @@ fn a_pool_full_of_dirty_frames_grows_then_shrinks_after_a_checkpoint() {
     assert_eq!(pool.resident_count(), 8 + 16, "pinned frames stay: the pool grew past its budget");
     drop(held);
     assert_eq!(pool.resident_count(), 8 + 4, "released pins shrink it back to the floor");
-    let captured = pool.capture_dirty();
+    let captured = capture(&pool);
     assert_eq!((captured.len(), pool.dirty_count()), (8, 0));
     pool.release_captured(&captured, true);
     for &id in &ids {
@@ -127,13 +137,13 @@ fn a_pool_full_of_dirty_frames_grows_then_shrinks_after_a_checkpoint() {
 fn a_failed_checkpoint_leaves_its_frames_dirty_and_resident() {
     let (pool, _) = pool_over(4, 0);
     let dirty = dirty_frames(&pool, 6);
-    let captured = pool.capture_dirty();
+    let captured = capture(&pool);
     assert_eq!(pool.dirty_count(), 0);
     pool.release_captured(&captured, false);
     assert_eq!(pool.dirty_count(), 6);
     pool.shrink_to_budget();
     assert_eq!(pool.resident_count(), 6, "dirty frames are never evicted");
-    let again = pool.capture_dirty();
+    let again = capture(&pool);
     assert_eq!(again.iter().map(|&(id, _)| id).collect::<Vec<_>>(), dirty, "each dirty frame once");
 }
 
@@ -145,8 +155,42 @@ fn a_retired_frame_is_not_dirty_and_its_reused_id_is_counted_once() {
     pool.mark_dirty(id, cell);
     cell.latch.unlock();
     assert_eq!(pool.dirty_count(), 0, "a retired frame is never dirty");
+    let (other, cell) = pool.create();
+    cell.latch.unlock();
+    assert_ne!(other, id, "a retired id waits for a checkpoint to drop it");
+    assert_eq!(capture(&pool).len(), 1);
     let (again, cell) = pool.create();
     cell.latch.unlock();
     assert_eq!((again, pool.dirty_count()), (id, 1));
-    assert_eq!(pool.capture_dirty().len(), 1);
+    assert_eq!(capture(&pool).len(), 1);
+}
+
+/// A writer latching a frame pending for a running capture copies it
+/// first (the frame as it was at the cut) and dirties it in the new epoch;
+/// the copier then skips it, and copies the others, each once.
+#[test]
+fn a_writer_copies_a_pending_frame_once_and_the_copier_skips_it() {
+    let (pool, _) = pool_over(16, 0);
+    let ids = dirty_frames(&pool, 3);
+    let cut = pool.cut();
+    assert_eq!((pool.images_taken(), pool.dirty_count()), (0, 3), "the cut copies nothing");
+    let cell = pool.cell(ids[1]).unwrap();
+    cell.latch.lock();
+    pool.before_write(ids[1], cell);
+    let buf = cell.buf().unwrap();
+    let at_cut = buf.to_image();
+    buf.set_lsn(Lsn(77));
+    assert!(buf.to_image() != at_cut);
+    pool.mark_dirty(ids[1], cell);
+    pool.before_write(ids[1], cell);
+    cell.latch.unlock();
+    assert_eq!((pool.images_taken(), pool.counters.copies_on_write.get()), (1, 1), "copied once, before the change");
+    let held = pool.copy_pending(&cut);
+    assert_eq!(held.iter().map(|&(id, _)| id).collect::<Vec<_>>(), [ids[0], ids[2]]);
+    let images = pool.take_images();
+    assert_eq!(images.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids, "every frame of the cut, once");
+    assert!(images[1].1 == at_cut, "the writer's copy is the frame at the cut");
+    assert_eq!(pool.dirty_count(), 1, "only the written frame is dirty after the copy");
+    pool.release_captured(&held, true);
+    assert_eq!(capture(&pool).iter().map(|&(id, _)| id).collect::<Vec<_>>(), [ids[1]]);
 }

@@ -80,12 +80,15 @@ impl<'p> Owned<'p> {
         self.position(id).is_ok()
     }
 
-    /// Record a frame the caller has just latched exclusively.
+    /// Record a frame the caller has just latched exclusively, before it
+    /// changes anything: a running checkpoint takes the frame's image
+    /// first if it still needs it (`Pool::before_write`).
     pub(crate) fn push(&mut self, id: FrameId, cell: &'p FrameCell) {
         match self.position(id) {
             Ok(_) => panic!("frame {id:?} owned twice"),
             Err(i) => self.frames.insert(i, (id, cell)),
         }
+        self.pool.before_write(id, cell);
     }
 
     /// Record on every owned frame that it holds the batch at `lsn`.

@@ -1,0 +1,107 @@
+//! `holt-bench --tail DIR`: holt-core's write latency under a sustained
+//! single-put load with its checkpoints running, each put timed together
+//! with its thread's context switches, so the tail can be told apart: a put
+//! the scheduler preempted (an involuntary switch: another thread or
+//! process had the core), one that blocked in the engine (a voluntary
+//! switch: a lock, a sync), one that did neither (work in the put itself).
+//!
+//! Two phases on one fresh store, reported apart: the load of the data set
+//! (one put per key, random order), then as many puts over random existing
+//! keys (same length, changed bytes), which keep every frame dirtying and
+//! the checkpointer busy. Acknowledged at `write(2)`, as the `ack` cells.
+
+use std::path::Path;
+use std::time::Instant;
+
+use holt_core::TreeCounters;
+
+use crate::engines::{Core, Durability, Res};
+use crate::workload::Dataset;
+use crate::Opts;
+
+const LOAD_ORDER_SEED: u64 = 41;
+const UPDATE_ORDER_SEED: u64 = 42;
+/// A put slower than this counts in the tail's breakdown.
+const SLOW_NS: u64 = 1_000_000;
+
+/// One put: nanoseconds, and the thread's voluntary and involuntary
+/// context switches during it.
+#[derive(Clone, Copy)]
+struct Put {
+    ns: u64,
+    blocked: bool,
+    preempted: bool,
+}
+
+/// (voluntary, involuntary) context switches of this thread so far.
+fn switches() -> (i64, i64) {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    (u.ru_nvcsw, u.ru_nivcsw)
+}
+
+fn timed_puts(t: &Core, pairs: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Res<Vec<Put>> {
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        let before = switches();
+        let start = Instant::now();
+        t.0.put(&k, &v).map_err(|e| e.to_string())?;
+        let ns = start.elapsed().as_nanos() as u64;
+        let after = switches();
+        out.push(Put { ns, blocked: after.0 > before.0, preempted: after.1 > before.1 });
+    }
+    Ok(out)
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
+/// One line: percentiles, the max of puts not preempted, the slow puts by
+/// cause, the checkpoints the phase ran and what they cost writers.
+fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
+    let slow = |f: &dyn Fn(&Put) -> bool| puts.iter().filter(|p| p.ns > SLOW_NS && f(p)).count();
+    let (preempted, blocked) = (slow(&|p| p.preempted), slow(&|p| p.blocked && !p.preempted));
+    let neither = slow(&|p| !p.blocked && !p.preempted);
+    let quiet_max = puts.iter().filter(|p| !p.preempted).map(|p| p.ns).max().unwrap_or(0);
+    let blocked_max = puts.iter().filter(|p| p.blocked && !p.preempted).map(|p| p.ns).max().unwrap_or(0);
+    puts.sort_unstable_by_key(|p| p.ns);
+    let at = |q: f64| puts[((puts.len() as f64 * q) as usize).min(puts.len() - 1)].ns;
+    println!(
+        "{phase}: {} puts, {checkpoints} checkpoints; latency p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; \
+         max not preempted {:.1} µs (blocked in the engine: {:.1} µs); puts over 1 ms: {preempted} preempted, \
+         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}",
+        puts.len(),
+        us(at(0.99)),
+        us(at(0.999)),
+        us(puts.last().map_or(0, |p| p.ns)),
+        us(quiet_max),
+        us(blocked_max),
+        us(c.checkpoint_cut_nanos_max),
+        us(c.checkpoint_frame_copy_nanos_max),
+        c.checkpoint_copies_on_write,
+    );
+}
+
+pub fn run(ds: &Dataset, opts: &Opts, dir: &Path) -> Res<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
+    }
+    let t = Core::persistent(dir, opts.pool_frames, Durability::Ack)?;
+    let load =
+        ds.order(LOAD_ORDER_SEED).into_iter().map(|i| (ds.keys[i as usize].clone(), ds.values[i as usize].clone()));
+    let puts = timed_puts(&t, load)?;
+    let loaded = t.0.counters();
+    report("load", puts, &loaded, loaded.checkpoints);
+    let updates = ds.order(UPDATE_ORDER_SEED).into_iter().map(|i| {
+        let mut v = ds.values[i as usize].clone();
+        v[8] ^= 0x5a;
+        (ds.keys[i as usize].clone(), v)
+    });
+    let puts = timed_puts(&t, updates)?;
+    let updated = t.0.counters();
+    report("updates", puts, &updated, updated.checkpoints - loaded.checkpoints);
+    drop(t);
+    std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))
+}

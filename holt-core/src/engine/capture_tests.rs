@@ -1,0 +1,248 @@
+//! Checkpoints that do not stall writers (`store::capture`): the cut copies
+//! nothing, a writer between the cut and the copy copies only the frames it
+//! latches, and the published images are exactly the tree at the cut
+//! whatever writers did after it (changed, created, emptied and retired
+//! frames), with the WAL replaying the rest.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::checkpoint::on_next_cut;
+use super::power_loss_tests::contents;
+use super::{Config, Engine};
+use crate::ids::Lsn;
+use crate::journal::{create_segment, list_segments};
+use crate::store::lock::StoreLock;
+use crate::store::manifest;
+use crate::store::mem_vfs::{CrashMode, MemVfs};
+use crate::store::vfs::Vfs;
+use crate::Tree;
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+const DIR: &str = "/store";
+
+/// A store on `vfs` whose every write is synced before it returns, with no
+/// background checkpointer and a pool the tests never fill.
+fn open_on(vfs: &MemVfs) -> Tree {
+    let dir = Path::new(DIR);
+    let lock = StoreLock::acquire_mem(vfs, dir).unwrap();
+    let mut cfg = Config::new(dir.to_path_buf());
+    cfg.wal_sync_on_commit = true;
+    cfg.checkpoint_interval = None;
+    cfg.pool_frames_max = 4096;
+    Tree::from_engine(Engine::open_durable(cfg, Arc::new(vfs.clone()), lock).unwrap())
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("d/{:04}/name-{i:07}", i % 97).into_bytes()
+}
+
+fn value(i: u32, round: u8) -> Vec<u8> {
+    vec![round; 60 + (i % 50) as usize]
+}
+
+fn put(tree: &Tree, model: &mut Model, i: u32, round: u8) {
+    tree.put(&key(i), &value(i, round)).unwrap();
+    model.insert(key(i), value(i, round));
+}
+
+fn delete(tree: &Tree, model: &mut Model, i: u32) {
+    tree.delete(&key(i)).unwrap();
+    model.remove(&key(i));
+}
+
+/// `vfs` after a power loss, its WAL replaced by an empty segment that
+/// starts past the published checkpoint: opening it shows the checkpoint's
+/// frames alone, no record replayed.
+fn frames_only(vfs: &MemVfs) -> MemVfs {
+    let image = vfs.crash(CrashMode::DropUnsynced);
+    let manifest = manifest::read(&image, Path::new(DIR)).unwrap().expect("a published checkpoint");
+    let cut = manifest.meta.expect("checkpoint metadata").checkpoint_lsn;
+    let wal = Path::new(DIR).join(super::durable::WAL_DIR);
+    for (_, path) in list_segments(&image, &wal).unwrap() {
+        image.remove(&path).unwrap();
+    }
+    create_segment(&image, &wal, Lsn(cut.0 + 1)).unwrap();
+    image
+}
+
+/// The writes a test makes between a cut and its copy: changes in frames
+/// dirty at the cut, new keys (spills make new frames), and a deleted
+/// range folded away by `compact` (frames emptied and retired).
+fn after_cut_writes(tree: &Tree, model: &mut Model, keys: u32) {
+    for i in (0..keys).step_by(7) {
+        put(tree, model, i, 3);
+    }
+    for i in keys..keys + keys / 2 {
+        put(tree, model, i, 4);
+    }
+    for i in (0..keys).filter(|i| i % 97 < 40) {
+        delete(tree, model, i);
+    }
+    for _ in 0..8 {
+        tree.compact().unwrap();
+    }
+}
+
+/// A writer changes frames between the cut and their copy: the published
+/// images still hold the tree exactly as it was at the cut (a reopen
+/// without the WAL finds it), and a reopen with the WAL finds every write
+/// after the cut too.
+#[test]
+fn writes_between_the_cut_and_the_copy_stay_out_of_the_images() {
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let keys = 30_000;
+    let mut model = Model::new();
+    for i in 0..keys {
+        put(&tree, &mut model, i, 1);
+    }
+    tree.checkpoint().unwrap();
+    for i in (0..keys).step_by(3) {
+        put(&tree, &mut model, i, 2);
+    }
+    for i in (0..keys).filter(|i| i % 97 >= 90) {
+        delete(&tree, &mut model, i);
+    }
+    tree.compact().unwrap();
+    let at_cut = model.clone();
+    let after = Rc::new(RefCell::new(model));
+    let (writer, written) = (tree.clone(), after.clone());
+    let pool_counters = |t: &Tree| {
+        let c = &t.engine().pool.counters;
+        (c.copies_on_write.get(), c.spills.get(), c.merges.get())
+    };
+    let before = pool_counters(&tree);
+    on_next_cut(move || after_cut_writes(&writer, &mut written.borrow_mut(), keys));
+    tree.checkpoint().unwrap();
+    let (copies, spills, merges) = pool_counters(&tree);
+    assert!(copies > before.0, "writers copied frames pending for the capture");
+    assert!(spills > before.1, "writes after the cut made new frames");
+    assert!(merges > before.2, "writes after the cut emptied frames that compact folded away");
+    assert_eq!(contents(&tree), *after.borrow());
+    tree.check_invariants().unwrap();
+
+    let cut = open_on(&frames_only(&vfs));
+    cut.check_invariants().unwrap();
+    assert!(contents(&cut) == at_cut, "the published frames are the tree at the cut");
+    drop(cut);
+    let replayed = open_on(&vfs.crash(CrashMode::DropUnsynced));
+    replayed.check_invariants().unwrap();
+    assert!(contents(&replayed) == *after.borrow(), "the cut plus the WAL is every write");
+    drop(replayed);
+    // The frames retired after the cut are dropped by the next checkpoint.
+    tree.checkpoint().unwrap();
+    assert!(contents(&open_on(&frames_only(&vfs))) == *after.borrow());
+}
+
+/// How many frames a writer copies right after a cut, and how many were
+/// dirty at it, for a tree of `keys` keys all written since the last
+/// checkpoint.
+fn writer_copies_after_cut(keys: u32) -> (usize, u64) {
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let mut model = Model::new();
+    for i in 0..keys {
+        put(&tree, &mut model, i, 1);
+    }
+    let dirty = tree.engine().pool.dirty_count();
+    let seen = Rc::new(RefCell::new(None));
+    let (writer, copies) = (tree.clone(), seen.clone());
+    on_next_cut(move || {
+        let pool = &writer.engine().pool;
+        assert_eq!(pool.images_taken(), 0, "the cut copied no frame");
+        assert_eq!(pool.dirty_count(), dirty, "every frame dirty at the cut is still to copy");
+        let before = pool.counters.copies_on_write.get();
+        writer.put(&key(keys / 2), b"changed").unwrap();
+        *copies.borrow_mut() = Some(pool.counters.copies_on_write.get() - before);
+        assert_eq!(pool.images_taken(), 1, "the writer's copy is the only one so far");
+    });
+    tree.checkpoint().unwrap();
+    let copies = seen.borrow().expect("the hook ran");
+    (dirty, copies)
+}
+
+/// The cut copies nothing, and a write right after it (before the copier
+/// has run) copies the one frame it changes, the same with many times more
+/// dirty frames: what a writer waits for does not grow with them.
+#[test]
+fn a_writer_after_the_cut_copies_only_its_own_frame_however_many_are_dirty() {
+    let (dirty_small, copies_small) = writer_copies_after_cut(2_000);
+    let (dirty_large, copies_large) = writer_copies_after_cut(80_000);
+    assert!(dirty_large >= 10 * dirty_small.max(1), "dirty frames {dirty_small} and {dirty_large}");
+    assert_eq!((copies_small, copies_large), (1, 1));
+}
+
+/// Key `i` of writer `w`: consecutive keys of one writer land in frames far
+/// apart, so a cut that mixed frames from before and after it would show
+/// a later key without an earlier one.
+fn writer_key(w: u32, i: u32) -> Vec<u8> {
+    let spread = i.wrapping_mul(2_654_435_761) % 4096;
+    format!("{spread:04x}/w{w}/{i:08}").into_bytes()
+}
+
+/// For each writer, the keys of it a tree holds must be its first ones
+/// (each writer puts its keys in order, one at a time): what a whole cut
+/// of a run of writes looks like. Returns how many each has.
+fn prefix_per_writer(tree: &Tree, writers: u32) -> Vec<u32> {
+    let have = contents(tree);
+    (0..writers)
+        .map(|w| {
+            let n = (0..).take_while(|&i| have.contains_key(&writer_key(w, i))).count() as u32;
+            let tag = format!("/w{w}/").into_bytes();
+            let all = have.keys().filter(|k| k.windows(tag.len()).any(|x| x == tag)).count();
+            assert_eq!(all as u32, n, "writer {w}: keys past its first {n} with one before them missing");
+            n
+        })
+        .collect()
+}
+
+/// Writers run on their own threads through checkpoints taken one after
+/// another; the frames each checkpoint published, opened without the WAL,
+/// are a whole cut (every writer's keys a prefix, the key count right), and
+/// the store with its WAL holds every write.
+#[test]
+fn checkpoints_under_concurrent_writers_publish_whole_cuts() {
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let writers = 2;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (tree, stop) = (tree.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tree.put(&writer_key(w, i), &[w as u8; 90]).unwrap();
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    let mut cuts = Vec::new();
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        tree.checkpoint().unwrap();
+        cuts.push(frames_only(&vfs));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let copies = tree.engine().pool.counters.copies_on_write.get();
+    eprintln!("writes {written:?}, frames copied by writers {copies}");
+    let mut last = vec![0; writers as usize];
+    for image in &cuts {
+        let cut = open_on(image);
+        cut.check_invariants().unwrap();
+        let have = prefix_per_writer(&cut, writers);
+        assert!(have.iter().zip(&last).all(|(h, l)| h >= l), "cuts move forward: {last:?} then {have:?}");
+        last = have;
+    }
+    let all = open_on(&vfs.crash(CrashMode::DropUnsynced));
+    all.check_invariants().unwrap();
+    assert_eq!(prefix_per_writer(&all, writers), written, "every acknowledged write survives");
+}

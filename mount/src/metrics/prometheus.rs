@@ -62,6 +62,24 @@ const ENGINE: &[EngineMetric] = &[
         "Time the last checkpoint took (0 before the first).",
         |e| e.checkpoint_last_ns as f64 / NS_PER_SEC,
     ),
+    (
+        "holt_fs_engine_checkpoint_cut_max_seconds",
+        Kind::Gauge,
+        "The longest a checkpoint's cut held writers out.",
+        |e| e.checkpoint_cut_max_ns as f64 / NS_PER_SEC,
+    ),
+    (
+        "holt_fs_engine_checkpoint_copies_on_write_total",
+        Kind::Counter,
+        "Frames writers copied for a running checkpoint before changing them.",
+        |e| e.checkpoint_copies_on_write as f64,
+    ),
+    (
+        "holt_fs_engine_checkpoint_frame_copy_max_seconds",
+        Kind::Gauge,
+        "The longest one frame's copy for a checkpoint took (the most a writer waited on one).",
+        |e| e.checkpoint_frame_copy_max_ns as f64 / NS_PER_SEC,
+    ),
 ];
 
 /// A label value with `\`, `"` and newlines escaped.

@@ -72,6 +72,15 @@ pub struct EngineStats {
     pub checkpoints: u64,
     pub checkpoint_ns: u64,
     pub checkpoint_last_ns: u64,
+    /// The longest a checkpoint's cut held writers out (absent from older daemons).
+    #[serde(default)]
+    pub checkpoint_cut_max_ns: u64,
+    /// Frames writers copied for a running checkpoint before changing them.
+    #[serde(default)]
+    pub checkpoint_copies_on_write: u64,
+    /// The longest one frame's copy for a checkpoint took.
+    #[serde(default)]
+    pub checkpoint_frame_copy_max_ns: u64,
 }
 
 impl From<TreeCounters> for EngineStats {
@@ -95,6 +104,9 @@ impl From<TreeCounters> for EngineStats {
             checkpoints: c.checkpoints,
             checkpoint_ns: c.checkpoint_nanos,
             checkpoint_last_ns: c.checkpoint_last_nanos,
+            checkpoint_cut_max_ns: c.checkpoint_cut_nanos_max,
+            checkpoint_copies_on_write: c.checkpoint_copies_on_write,
+            checkpoint_frame_copy_max_ns: c.checkpoint_frame_copy_nanos_max,
         }
     }
 }

@@ -422,12 +422,17 @@ pub(super) mod tests {
         let counters = vfs.counters.clone();
         let (writes0, syncs0) = (counters.writes(), counters.syncs());
         counters.write_delay_micros.store(2000, Ordering::SeqCst);
+        // Every thread stages its record before any commits, so sharing does
+        // not hang on how the scheduler interleaves them (a loaded machine
+        // ran them one after another).
+        let staged = std::sync::Barrier::new(THREADS as usize);
         std::thread::scope(|s| {
             for t in 0..THREADS {
-                let j = &j;
+                let (j, staged) = (&j, &staged);
                 s.spawn(move || {
                     for i in 0..PER_THREAD {
                         let lsn = j.append(&put(t, i)).unwrap();
+                        staged.wait();
                         j.commit(lsn, false).unwrap();
                         assert!(j.synced_lsn.load(Ordering::Acquire) >= lsn.0, "sync_on_commit syncs");
                     }

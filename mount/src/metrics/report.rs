@@ -62,6 +62,18 @@ pub struct EngineStats {
     pub cache_misses: u64,
     pub frames_loaded: u64,
     pub frames_evicted: u64,
+    /// Bytes read for loaded frames (absent from older daemons).
+    #[serde(default)]
+    pub frame_bytes_loaded: u64,
+    /// The cache budget, in frames.
+    #[serde(default)]
+    pub cache_capacity_frames: u64,
+    /// Frames modified since the last checkpoint.
+    #[serde(default)]
+    pub frames_dirty: u64,
+    /// Operations that lost a loaded frame to eviction and went on pinning.
+    #[serde(default)]
+    pub pinned_retries: u64,
     pub optimistic_restarts: u64,
     pub spills: u64,
     pub merges: u64,
@@ -94,6 +106,10 @@ impl From<TreeCounters> for EngineStats {
             // load the same frame.
             frames_loaded: c.frames_read,
             frames_evicted: c.evictions,
+            frame_bytes_loaded: c.frame_bytes_read,
+            cache_capacity_frames: c.cache_capacity_frames,
+            frames_dirty: c.frames_dirty,
+            pinned_retries: c.pinned_retries,
             optimistic_restarts: c.optimistic_restarts,
             spills: c.spills,
             merges: c.merges,

@@ -98,6 +98,10 @@ pub struct TreeCounters {
     /// Frames writers copied for a running checkpoint before changing
     /// them (copy-on-write); the checkpoint copied the others itself.
     pub checkpoint_copies_on_write: u64,
+    /// Frame buffers the cache no longer needed whose memory went back to
+    /// the kernel (the cache had grown past its budget with dirty or
+    /// pinned frames, then shrank).
+    pub frame_buffers_released: u64,
     /// The longest one frame's copy for a checkpoint took, in nanoseconds
     /// of wall time (a copy the scheduler interrupted counts whole), by a
     /// writer or the checkpoint: the most a writer waited on a checkpoint

@@ -79,6 +79,7 @@ impl Engine {
             checkpoint_last_nanos: self.checkpoint_time.nanos_last.load(Relaxed),
             checkpoint_cut_nanos_max: self.checkpoint_time.cut_nanos_max.load(Relaxed),
             checkpoint_copies_on_write: c.copies_on_write.get(),
+            frame_buffers_released: c.buffers_released.get(),
             checkpoint_frame_copy_nanos_max: self.pool.frame_copy_nanos_max(),
         }
     }

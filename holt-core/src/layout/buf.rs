@@ -38,6 +38,16 @@ impl FrameBuf {
         FrameBuf { base, _chunk: chunk }
     }
 
+    /// Give this buffer's memory back to the kernel: it reads as zeros
+    /// from now on, and pages come back as it is written again. The
+    /// mapping stays, so a reader still holding the pointer (an optimistic
+    /// read about to fail validation) reads zeros, never unmapped memory.
+    pub(crate) fn release_memory(&self) {
+        // SAFETY: the frame's own FRAME_BYTES inside its live chunk mapping;
+        // MADV_DONTNEED on private anonymous memory only drops its pages.
+        unsafe { libc::madvise(self.base.as_ptr().cast(), super::FRAME_BYTES, libc::MADV_DONTNEED) };
+    }
+
     #[inline]
     fn words(&self) -> &[AtomicU64] {
         // SAFETY: `base` points at `WORDS` initialised (zeroed) words that

@@ -67,6 +67,10 @@ pub(crate) trait FrameSource: Send + Sync {
     fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64>;
 }
 
+/// Free buffers kept with their memory for quick reuse; more are kept
+/// with their memory given back to the kernel.
+const FREE_BUFS_WARM: usize = 16;
+
 /// Activity counters, sharded per thread (see `counter`).
 #[derive(Default)]
 pub(crate) struct PoolCounters {
@@ -87,6 +91,8 @@ pub(crate) struct PoolCounters {
     /// Frames a writer copied for a running checkpoint before changing
     /// them (`store::capture`).
     pub copies_on_write: Counter,
+    /// Free buffers whose memory went back to the kernel (see `park_buf`).
+    pub buffers_released: Counter,
 }
 
 /// Live dirty frames: their number, and every frame dirtied in the current
@@ -207,7 +213,7 @@ impl Pool {
         cell.live.store(false, Ordering::Release);
         let buf = cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel);
         if !buf.is_null() {
-            self.free_bufs.lock().push(buf);
+            self.park_buf(buf);
             self.resident.fetch_sub(1, Ordering::AcqRel);
         }
         if self.source.is_some() {
@@ -349,10 +355,25 @@ impl Pool {
     pub(crate) fn shrink_to_budget(&self) {
         while self.over_budget() {
             match self.evict_one() {
-                Some(buf) => self.free_bufs.lock().push(buf),
+                Some(buf) => self.park_buf(buf),
                 None => return,
             }
         }
+    }
+
+    /// Keep a buffer no frame uses for reuse. Past `FREE_BUFS_WARM` of
+    /// them its memory goes back to the kernel first, so a pool that grew
+    /// past its budget (dirty or pinned frames) shrinks in memory too, not
+    /// only in frames. Buffers are never freed while the pool lives:
+    /// optimistic readers may still hold their pointers.
+    fn park_buf(&self, buf: *mut FrameBuf) {
+        let mut free = self.free_bufs.lock();
+        if free.len() >= FREE_BUFS_WARM {
+            // SAFETY: every buffer pointer stays valid until the pool drops.
+            unsafe { &*buf }.release_memory();
+            self.counters.buffers_released.add(1);
+        }
+        free.push(buf);
     }
 
     /// Frames cached in memory.

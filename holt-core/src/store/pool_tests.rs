@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{FrameCell, FrameSource, Pool};
+use super::{FrameCell, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM};
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
@@ -193,4 +193,26 @@ fn a_writer_copies_a_pending_frame_once_and_the_copier_skips_it() {
     assert_eq!(pool.dirty_count(), 1, "only the written frame is dirty after the copy");
     pool.release_captured(&held, true);
     assert_eq!(capture(&pool).iter().map(|&(id, _)| id).collect::<Vec<_>>(), [ids[1]]);
+}
+
+/// A pool that grew past its budget with dirty frames gives the memory of
+/// the buffers it sheds back to the kernel once they are clean, beyond a
+/// few kept warm; a released buffer reads as zeros and is reused.
+#[test]
+fn buffers_shed_past_the_budget_give_their_memory_back() {
+    let (pool, _) = pool_over(4, 0);
+    let dirty = dirty_frames(&pool, 4 + FREE_BUFS_WARM + 8);
+    assert_eq!(pool.resident_count(), dirty.len(), "dirty frames stay past the budget");
+    let captured = capture(&pool);
+    pool.release_captured(&captured, true);
+    pool.shrink_to_budget();
+    assert!(pool.resident_count() <= 4 + CLEAN_FRAMES_MIN, "clean frames are shed down to the budget");
+    let shed = dirty.len() - pool.resident_count();
+    assert_eq!(pool.counters.buffers_released.get() as usize, shed.saturating_sub(FREE_BUFS_WARM));
+    let released = *pool.free_bufs.lock().last().expect("a shed buffer is kept for reuse");
+    // SAFETY: buffers stay allocated while the pool lives.
+    assert!(unsafe { &*released }.to_image().iter().all(|&b| b == 0), "a released buffer reads as zeros");
+    let allocated = pool.all.lock().len();
+    dirty_frames(&pool, shed);
+    assert_eq!(pool.all.lock().len(), allocated, "new frames reuse the shed buffers, released ones included");
 }

@@ -33,6 +33,10 @@ HOLT_IT_MOUNT_ARGS=--no-passthrough cargo test --release --test it -- --test-thr
 # persistent engine opened the way the feature build opens it.
 cargo test -p holt-core --release --features io-uring --lib -- --test-threads=2 store:: engine::tests
 
+# The benchmark crate (outside the workspace) must build, and its
+# do-nothing FUSE peer (holt-nullfs) must mount and serve; its own tests.
+cargo test --release --manifest-path benches/Cargo.toml --bin holt-nullfs --test nullfs -- --test-threads=2
+
 # POSIX conformance of a real mount (crates.io pjdfstest): on disk with
 # passthrough, on disk through the daemon, and in memory.
 scripts/pjdfstest.sh

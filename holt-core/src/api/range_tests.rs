@@ -5,10 +5,24 @@
 
 use std::collections::BTreeMap;
 
-use super::{prefix_successor, RangeEntry, CHUNK_KEYS_MIN};
+use super::RangeEntry;
+use crate::api::cursor::CHUNK_KEYS_MIN;
 use crate::api::{Tree, TreeBuilder};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The smallest byte string greater than every string starting with `p`,
+/// or `None` if no such string exists (`p` is empty or all 0xFF).
+fn prefix_successor(p: &[u8]) -> Option<Vec<u8>> {
+    let mut s = p.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xFF {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
 
 fn memory_tree() -> Tree {
     TreeBuilder::new("unused").memory().open().expect("memory tree opens")
@@ -206,9 +220,9 @@ fn visits(tree: &Tree, prefix: &[u8], delim: Option<u8>) -> (usize, u64) {
     }
     let mut it = b.into_iter();
     // The scratch (and its count) is recycled from the thread's last scan.
-    let before = it.scratch.visits;
+    let before = it.cursor.scratch.visits;
     let n = it.by_ref().inspect(|e| assert!(e.is_ok(), "{e:?}")).count();
-    (n, it.scratch.visits - before)
+    (n, it.cursor.scratch.visits - before)
 }
 
 /// A directory of 10 subdirectories rolls up in O(groups x depth) visited

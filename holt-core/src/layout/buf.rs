@@ -108,22 +108,24 @@ impl FrameBuf {
     /// The `len` bytes at `off` as a new vector (one exact allocation).
     pub(crate) fn read_vec(&self, off: usize, len: usize) -> Vec<u8> {
         let len = len.min(FRAME_BYTES.saturating_sub(off));
-        let mut v = Vec::with_capacity(len);
-        let (skip, mut w) = (off & 7, off >> 3);
-        if skip != 0 && len > 0 {
-            let n = (8 - skip).min(len);
-            v.extend_from_slice(&self.word(w).to_le_bytes()[skip..skip + n]);
-            w += 1;
-        }
-        while len - v.len() >= 8 {
-            v.extend_from_slice(&self.word(w).to_le_bytes());
-            w += 1;
-        }
-        let n = len - v.len();
-        if n > 0 {
-            v.extend_from_slice(&self.word(w).to_le_bytes()[..n]);
-        }
+        let mut v = vec![0; len];
+        self.copy_out(off, &mut v);
         v
+    }
+
+    /// Copy whole words into `dst`, starting with the word holding byte
+    /// `off`: byte `off + i` lands at `dst[off % 8 + i]`, and the bytes of
+    /// those words around the range come along. Words past the frame's end
+    /// read as zeros. One aligned load and store per eight bytes, for the
+    /// short keys and values a scan copies.
+    #[inline]
+    pub(crate) fn copy_words(&self, off: usize, dst: &mut [u8]) {
+        let words = self.words().get(off >> 3..).unwrap_or(&[]);
+        let mut chunks = dst.chunks_exact_mut(8);
+        for (word, chunk) in words.iter().zip(&mut chunks) {
+            chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
+        }
+        chunks.for_each(|c| c.fill(0));
     }
 
     /// Compare the `len` bytes at `off` with `other`, lexicographically.
@@ -260,24 +262,32 @@ impl FrameBuf {
     }
 
     /// Copy `dst.len()` bytes starting at byte `off` into `dst`: the
-    /// partial first word, whole words, then the partial last word.
+    /// partial first word, whole words, then the partial last word. Bytes
+    /// past the frame's end read as zeros.
     #[inline]
     fn copy_out(&self, off: usize, dst: &mut [u8]) {
-        let (skip, mut w) = (off & 7, off >> 3);
+        let (skip, first) = (off & 7, off >> 3);
+        let words = self.words().get(first..).unwrap_or(&[]);
+        let load = |i: usize| words.get(i).map_or(0, |w| w.load(Relaxed)).to_le_bytes();
         let mut i = 0;
+        let mut w = 0;
         if skip != 0 && !dst.is_empty() {
             let n = (8 - skip).min(dst.len());
-            dst[..n].copy_from_slice(&self.word(w).to_le_bytes()[skip..skip + n]);
-            (i, w) = (n, w + 1);
+            dst[..n].copy_from_slice(&load(0)[skip..skip + n]);
+            (i, w) = (n, 1);
         }
-        let mut words = dst[i..].chunks_exact_mut(8);
-        for chunk in &mut words {
-            chunk.copy_from_slice(&self.word(w).to_le_bytes());
+        let mut chunks = dst[i..].chunks_exact_mut(8);
+        let whole = words.get(w..).unwrap_or(&[]);
+        for (word, chunk) in whole.iter().zip(&mut chunks) {
+            chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
             w += 1;
         }
-        let rest = words.into_remainder();
+        for chunk in &mut chunks {
+            chunk.fill(0);
+        }
+        let rest = chunks.into_remainder();
         let n = rest.len();
-        rest.copy_from_slice(&self.word(w).to_le_bytes()[..n]);
+        rest.copy_from_slice(&load(w)[..n]);
     }
 
     /// Overwrite the whole image.

@@ -120,7 +120,17 @@ impl FrameBuf {
     /// short keys and values a scan copies.
     #[inline]
     pub(crate) fn copy_words(&self, off: usize, dst: &mut [u8]) {
-        let words = self.words().get(off >> 3..).unwrap_or(&[]);
+        let mut words = self.words().get(off >> 3..).unwrap_or(&[]);
+        let mut dst = dst;
+        // Four words a step: relaxed atomic loads are never merged or
+        // vectorised, so the loop's own overhead is what there is to cut.
+        while dst.len() >= 32 && words.len() >= 4 {
+            let (d, rest) = dst.split_at_mut(32);
+            for (w, c) in words[..4].iter().zip(d.chunks_exact_mut(8)) {
+                c.copy_from_slice(&w.load(Relaxed).to_le_bytes());
+            }
+            (dst, words) = (rest, &words[4..]);
+        }
         let mut chunks = dst.chunks_exact_mut(8);
         for (word, chunk) in words.iter().zip(&mut chunks) {
             chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());

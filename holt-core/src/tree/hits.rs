@@ -114,7 +114,7 @@ impl Hits {
 
     /// Copy the words holding bytes `off..off + len` of `b` to `used`;
     /// returns where byte `off` landed.
-    #[inline]
+    #[inline(always)]
     fn copy(&mut self, b: &FrameBuf, off: usize, len: usize) -> usize {
         let need = ((off & 7) + len).div_ceil(8) * 8;
         let end = self.used + need;

@@ -57,8 +57,10 @@ fn node_at(b: &FrameBuf, slot: Slot) -> usize {
 }
 
 /// How many tasks ahead of the visit a node's first cache lines are
-/// prefetched. Visiting a leaf costs far less than a memory latency, so
-/// the loads of the next several siblings must be in flight at once.
+/// prefetched: an inner node's first children when it is expanded, then
+/// the task this far down the stack at each visit. Visiting a leaf costs
+/// far less than a memory latency, so the loads of the next several
+/// siblings must be in flight at once.
 const PREFETCH_DISTANCE: usize = 8;
 
 pub(crate) struct Scan<'a> {
@@ -88,7 +90,6 @@ impl<'a> Scan<'a> {
 #[derive(Default)]
 pub(crate) struct ScanScratch {
     stack: Vec<Task>,
-    kids: Vec<(u8, u32)>,
     /// The pending nodes of a group's first-leaf descent: frame index,
     /// node offset, and the next edge to try (0: the end leaf; `1 + b`: the
     /// children from byte `b`).
@@ -174,7 +175,7 @@ fn walk<'p>(
     out: &mut Hits,
 ) -> Result<Step<()>> {
     let (want, bytes_want) = (out.len() + q.limit, out.bytes_len().saturating_add(q.bytes_max));
-    let ScanScratch { stack, kids, probe, frames, .. } = scratch;
+    let ScanScratch { stack, probe, frames, .. } = scratch;
     stack.clear();
     stack.push(Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true });
     while let Some(task) = stack.pop() {
@@ -194,7 +195,8 @@ fn walk<'p>(
             if off == DANGLING {
                 return unreadable(views, &view, "dangling slot");
             }
-            match b.u8(off) {
+            let head = b.u64(off);
+            match head as u8 {
                 KIND_LINK => {
                     let (id, s) = link_target(b, off);
                     let Step::Done(next) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
@@ -202,16 +204,13 @@ fn walk<'p>(
                     stack.push(Task { f: views.len() - 1, off: node_at(next.buf, s), ..task });
                 }
                 KIND_LEAF => {
-                    if !leaf_hit(b, off, task, q, out) {
+                    if !leaf_hit(b, off, head, task, q, out) {
                         return Ok(finish(views, frames));
                     }
                 }
                 2..=5 => {
-                    if let Some(group_len) = expand(b, off, task, q, kids, stack) {
+                    if let Some(group_len) = expand(b, off, task, q, stack) {
                         stack.push(Task { group_len, ..task });
-                    }
-                    for t in stack.iter().rev().take(PREFETCH_DISTANCE) {
-                        prefetch_node(views[t.f].buf, t.off);
                     }
                 }
                 _ => return unreadable(views, &view, "unknown node kind"),
@@ -224,18 +223,18 @@ fn walk<'p>(
     Ok(finish(views, frames))
 }
 
-/// Append what the leaf at `off` contributes to the answer: nothing when
+/// Append what the leaf at `off` (whose first eight bytes are `head`)
+/// contributes to the answer: nothing when
 /// it is below `lower` (or `lower` falls inside its group), else its key
 /// and value or its group. Returns false when the leaf does not start
 /// with the prefix: neither does anything after it.
 #[inline]
-fn leaf_hit(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, out: &mut Hits) -> bool {
+fn leaf_hit(b: &FrameBuf, off: usize, head: u64, task: Task, q: &Scan<'_>, out: &mut Hits) -> bool {
     // A leaf's key extends the path that led to it, so the path already
     // proves `>= lower` (unbounded subtree), the prefix (path at least as
     // long) and the absence of the delimiter before `depth` (`expand`
     // looked there); only the rest is compared.
-    let leaf = LeafAt(off);
-    let (key_off, klen) = (leaf.key_off(), leaf.key_len(b));
+    let (key_off, (klen, value_len)) = (LeafAt(off).key_off(), LeafAt::lens(head));
     if task.bounded && b.cmp_bytes(key_off, klen, q.lower) == Ordering::Less {
         return true;
     }
@@ -251,8 +250,7 @@ fn leaf_hit(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, out: &mut Hits) 
         }
         return true;
     }
-    let value_len = if q.keys_only { 0 } else { leaf.val_len(b) };
-    out.push_key(b, key_off, klen, value_len);
+    out.push_key(b, key_off, klen, if q.keys_only { 0 } else { value_len });
     true
 }
 
@@ -324,13 +322,14 @@ fn first_leaf<'p>(
     Ok(Step::Done(None))
 }
 
-/// Start loading the first two cache lines of the node at `off` (a
-/// leaf's header, key and the start of its value).
+/// Start loading the first three cache lines of the node at `off` (a
+/// leaf's header, key and value, unless they are long).
 #[inline]
 fn prefetch_node(b: &FrameBuf, off: usize) {
     if off != DANGLING {
         b.prefetch(off);
         b.prefetch(off + 64);
+        b.prefetch(off + 128);
     }
 }
 
@@ -342,7 +341,7 @@ fn prefetch_node(b: &FrameBuf, off: usize) {
 /// delimiter byte is pushed as a group task. Returns the group length when
 /// the node's own compressed prefix holds the delimiter: the whole node is
 /// one group (nothing is pushed).
-fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, kids: &mut Vec<(u8, u32)>, stack: &mut Vec<Task>) -> Option<u32> {
+fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Task>) -> Option<u32> {
     let n = InnerAt(off);
     let plen = n.prefix_len(b);
     let d = task.depth + plen;
@@ -366,38 +365,37 @@ fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, kids: &mut Vec<(u8
         return prefix_group(b, n, task, lower_rest, overlap + at);
     }
     let tight = bounded.then(|| q.lower[d]);
-    kids.clear();
-    let group_byte = match q.prefix.get(d) {
-        Some(&only) => {
-            let child = n.find_child(b, only);
-            if child != NIL && tight.is_none_or(|t| only >= t) {
-                kids.push((only, child));
-            }
-            None
-        }
-        None => {
-            n.children_from(b, tight.map_or(0, u16::from), kids);
-            q.delimiter
-        }
-    };
-    for &(byte, child) in kids.iter().rev() {
+    let base = stack.len();
+    // Children are pushed last key first, so that they pop in key order.
+    let mut push = |byte: u8, child: u32, group_byte: Option<u8>| {
         let on_lower = tight == Some(byte);
         let mut group_len = 0;
         if group_byte == Some(byte) {
             // `lower` extending the group's bytes lies inside the group,
             // which is then not after it.
             if on_lower && q.lower.len() > d + 1 {
-                continue;
+                return;
             }
             group_len = (d + 1) as u32;
         }
         let bounded = on_lower && group_len == 0;
         stack.push(Task { f: task.f, off: node_at(b, Slot(child)), group_len, depth: d + 1, bounded });
+    };
+    match q.prefix.get(d) {
+        Some(&only) => {
+            let child = n.find_child(b, only);
+            if child != NIL && tight.is_none_or(|t| only >= t) {
+                push(only, child, None);
+            }
+        }
+        None => n.children_rev_from(b, tight.map_or(0, u16::from), |byte, child| push(byte, child, q.delimiter)),
     }
     let end = n.end(b);
     if !bounded && end != NIL && d >= q.prefix.len() {
         stack.push(Task { f: task.f, off: node_at(b, Slot(end)), group_len: 0, depth: d, bounded: false });
     }
+    let first = stack.len().saturating_sub(PREFETCH_DISTANCE).max(base);
+    stack[first..].iter().for_each(|t| prefetch_node(b, t.off));
     None
 }
 

@@ -108,8 +108,21 @@ impl FrameBuf {
     /// The `len` bytes at `off` as a new vector (one exact allocation).
     pub(crate) fn read_vec(&self, off: usize, len: usize) -> Vec<u8> {
         let len = len.min(FRAME_BYTES.saturating_sub(off));
-        let mut v = vec![0; len];
-        self.copy_out(off, &mut v);
+        let mut v = Vec::with_capacity(len);
+        let (skip, mut w) = (off & 7, off >> 3);
+        if skip != 0 && len > 0 {
+            let n = (8 - skip).min(len);
+            v.extend_from_slice(&self.word(w).to_le_bytes()[skip..skip + n]);
+            w += 1;
+        }
+        while len - v.len() >= 8 {
+            v.extend_from_slice(&self.word(w).to_le_bytes());
+            w += 1;
+        }
+        let n = len - v.len();
+        if n > 0 {
+            v.extend_from_slice(&self.word(w).to_le_bytes()[..n]);
+        }
         v
     }
 
@@ -272,32 +285,24 @@ impl FrameBuf {
     }
 
     /// Copy `dst.len()` bytes starting at byte `off` into `dst`: the
-    /// partial first word, whole words, then the partial last word. Bytes
-    /// past the frame's end read as zeros.
+    /// partial first word, whole words, then the partial last word.
     #[inline]
     fn copy_out(&self, off: usize, dst: &mut [u8]) {
-        let (skip, first) = (off & 7, off >> 3);
-        let words = self.words().get(first..).unwrap_or(&[]);
-        let load = |i: usize| words.get(i).map_or(0, |w| w.load(Relaxed)).to_le_bytes();
+        let (skip, mut w) = (off & 7, off >> 3);
         let mut i = 0;
-        let mut w = 0;
         if skip != 0 && !dst.is_empty() {
             let n = (8 - skip).min(dst.len());
-            dst[..n].copy_from_slice(&load(0)[skip..skip + n]);
-            (i, w) = (n, 1);
+            dst[..n].copy_from_slice(&self.word(w).to_le_bytes()[skip..skip + n]);
+            (i, w) = (n, w + 1);
         }
-        let mut chunks = dst[i..].chunks_exact_mut(8);
-        let whole = words.get(w..).unwrap_or(&[]);
-        for (word, chunk) in whole.iter().zip(&mut chunks) {
-            chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
+        let mut words = dst[i..].chunks_exact_mut(8);
+        for chunk in &mut words {
+            chunk.copy_from_slice(&self.word(w).to_le_bytes());
             w += 1;
         }
-        for chunk in &mut chunks {
-            chunk.fill(0);
-        }
-        let rest = chunks.into_remainder();
+        let rest = words.into_remainder();
         let n = rest.len();
-        rest.copy_from_slice(&load(w)[..n]);
+        rest.copy_from_slice(&self.word(w).to_le_bytes()[..n]);
     }
 
     /// Overwrite the whole image.
@@ -378,6 +383,23 @@ mod tests {
         }
         b.set_u32(super::super::HDR_DATA_END, FRAME_BYTES as u32);
         assert_eq!(super::super::free_gap(&b.to_image()), 0..0, "an inconsistent header names no gap");
+    }
+
+    #[test]
+    fn copy_words_copies_the_words_holding_a_range() {
+        let b = FrameBuf::zeroed();
+        let data: Vec<u8> = (1..=80).collect();
+        b.write(203, &data);
+        for (off, len) in [(203usize, 80usize), (205, 3), (208, 40), (203, 0)] {
+            let words = ((off & 7) + len).div_ceil(8);
+            let mut dst = vec![0xEE; words * 8];
+            b.copy_words(off, &mut dst);
+            assert_eq!(&dst[off & 7..(off & 7) + len], &data[off - 203..off - 203 + len], "off {off} len {len}");
+            assert_eq!(dst, b.read_vec(off & !7, words * 8), "whole words, off {off}");
+        }
+        let mut tail = vec![0xEE; 24];
+        b.copy_words(FRAME_BYTES - 8, &mut tail);
+        assert!(tail.iter().all(|&x| x == 0), "words past the end read as zeros");
     }
 
     #[test]

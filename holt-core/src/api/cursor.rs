@@ -27,7 +27,7 @@ const CHUNK_KEYS_MAX: usize = 2048;
 /// Bytes of keys and values one chunk collects at most (past one entry):
 /// the buffer stays in the CPU's cache between being filled and read, and
 /// a scan's memory stays bounded whatever the values' size.
-const CHUNK_BYTES_MAX: usize = 128 * 1024;
+pub(crate) const CHUNK_BYTES_MAX: usize = 128 * 1024;
 
 /// A range scan that lends every entry (key and value, or common prefix)
 /// as slices of its own buffer, valid until the next call: no allocation

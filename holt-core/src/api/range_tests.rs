@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::RangeEntry;
-use crate::api::cursor::CHUNK_KEYS_MIN;
+use super::{RangeBuilder, RangeEntry};
+use crate::api::cursor::{RangeCursor, CHUNK_BYTES_MAX, CHUNK_KEYS_MIN};
 use crate::api::{Tree, TreeBuilder};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -51,7 +51,7 @@ fn expected(model: &Model, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8
     out
 }
 
-fn scanned(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+fn builder(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> RangeBuilder {
     let mut b = tree.scan_prefix(prefix);
     if let Some(a) = after {
         b = b.start_after(a);
@@ -59,7 +59,23 @@ fn scanned(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) 
     if let Some(d) = delim {
         b = b.delimiter(d);
     }
-    b.into_iter().collect::<crate::Result<_>>().expect("scan succeeds")
+    b
+}
+
+/// Every entry a cursor lends, copied out.
+fn lent(mut cursor: RangeCursor) -> Vec<RangeEntry> {
+    let mut out = Vec::new();
+    while let Some(e) = cursor.next_entry().expect("scan succeeds") {
+        out.push(e.to_entry());
+    }
+    out
+}
+
+/// The scan through the iterator, checked against the cursor's.
+fn scanned(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+    let got: Vec<RangeEntry> = builder(tree, prefix, after, delim).into_iter().collect::<crate::Result<_>>().expect("scan succeeds");
+    assert_eq!(lent(builder(tree, prefix, after, delim).cursor()), got, "the cursor lends what the iterator yields");
+    got
 }
 
 fn put_all(tree: &Tree, model: &mut Model, keys: impl IntoIterator<Item = Vec<u8>>, value_bytes: usize) {
@@ -147,6 +163,23 @@ fn refills_that_end_on_a_group_continue_after_it() {
             put_all(&tree, &mut model, plain.chain(grouped).chain([b"m\xff\xff\xffz".to_vec(), b"n".to_vec()]), 2);
             let got = scanned(&tree, b"", None, Some(delim));
             assert_eq!(got, expected(&model, b"", None, Some(delim)), "{before} keys before, delim {delim}");
+        }
+    }
+}
+
+/// A chunk ends at `CHUNK_BYTES_MAX` of entries, so values near the
+/// maximum come a few per chunk: each refill restarts past the last key,
+/// and nothing is lost or lent twice, with and without `start_after`.
+#[test]
+fn chunks_cut_by_their_bytes_continue_after_the_last_key() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    let value_bytes = CHUNK_BYTES_MAX / 3 + 5;
+    put_all(&tree, &mut model, (0..20u32).map(|i| format!("big/{i:02}").into_bytes()), value_bytes);
+    put_all(&tree, &mut model, (0..300u32).map(|i| format!("big/{i:02}/small").into_bytes()), 10);
+    for after in [None, Some(&b"big/07"[..]), Some(b"big/07/small")] {
+        for delim in [None, Some(b'/')] {
+            assert_eq!(scanned(&tree, b"big/", after, delim), expected(&model, b"big/", after, delim), "after {after:?} delim {delim:?}");
         }
     }
 }

@@ -7,7 +7,7 @@
 //! With a delimiter, the keys that contain it past `prefix` are rolled up
 //! inside the walk: where a node's path reaches the delimiter (in a leaf's
 //! key, an inner node's compressed prefix, or the child byte), everything
-//! under that node is one group, emitted as `Hit::Group` after a descent to
+//! under that node is one group, emitted as a group hit after a descent to
 //! its first leaf proves it non-empty (an entry node emptied by removals
 //! holds no key). The group's other nodes are never visited, so a listing
 //! costs O(groups x depth) nodes, not O(keys).

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use holt_core::{RangeEntry, Tree};
+use holt_core::{RangeEntry, RangeEntryRef, Tree};
 
 use crate::model::memory_tree;
 use crate::rng::Rng;
@@ -282,5 +282,82 @@ fn rollup_scans_under_writers_list_each_lasting_group_once() {
         });
     });
     assert!(tree.stats().unwrap().frames > 10, "the groups spread over many frames");
+    tree.check_invariants().unwrap();
+}
+
+/// What one cursor scan of `k/` lent: keys strictly increasing, each
+/// value whole (one generation of its key), every key inside the prefix.
+/// Returns the lasting keys it lent, in order.
+fn cursor_scan(tree: &Tree, seed: u64, scan: usize, keys_only: bool) -> Vec<Vec<u8>> {
+    let mut b = tree.scan_prefix(b"k/");
+    if keys_only {
+        b = b.keys_only();
+    }
+    let mut cursor = b.cursor();
+    let mut last: Option<Vec<u8>> = None;
+    let mut lasting = Vec::new();
+    while let Some(e) = cursor.next_entry().unwrap() {
+        let RangeEntryRef::Key { key, value } = e else { panic!("seed {seed}: no delimiter given") };
+        assert!(key.starts_with(b"k/"), "seed {seed} scan {scan}: {key:?} outside the prefix");
+        assert!(last.as_deref().is_none_or(|l| l < key), "seed {seed} scan {scan}: repeated or reordered at {key:?}");
+        if keys_only {
+            assert!(value.is_empty(), "seed {seed}: keys_only lent a value");
+        } else {
+            check_value(key, value);
+        }
+        if !key.ends_with(b"x") {
+            lasting.push(key.to_vec());
+        }
+        last = Some(key.to_vec());
+    }
+    lasting
+}
+
+/// Cursor scans while writers insert and delete keys between the lasting
+/// ones (spilling them over many frames) and rewrite the lasting keys'
+/// values: each scan lends every lasting key exactly once, in order, each
+/// value as one write left it (a chunk is a consistent cut of the frames
+/// it read), never a key twice.
+#[test]
+fn cursor_scans_under_writers_lend_each_lasting_key_once() {
+    let tree = memory_tree();
+    let (_, seed) = Rng::from_env("cursor_scans_under_writers_lend_each_lasting_key_once");
+    let lasting: Vec<Vec<u8>> = (0..6000).map(|i| format!("k/{i:05}").into_bytes()).collect();
+    for k in &lasting {
+        tree.put(k, &value_for(k, 0)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        for t in 0..2u64 {
+            let (tree, stop, mut rng) = (tree.clone(), &stop, Rng::new(seed.wrapping_add(t)));
+            s.spawn(move || {
+                let mut gen = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    gen += 1;
+                    let i = rng.below(6000);
+                    match rng.below(4) {
+                        0 => drop(tree.delete(format!("k/{i:05}x").as_bytes()).unwrap()),
+                        1 => {
+                            let k = format!("k/{i:05}");
+                            tree.put(k.as_bytes(), &value_for(k.as_bytes(), gen)).unwrap();
+                        }
+                        _ => {
+                            let k = format!("k/{i:05}x");
+                            tree.put(k.as_bytes(), &value_for(k.as_bytes(), gen)).unwrap();
+                        }
+                    }
+                }
+            });
+        }
+        let (tree, stop, lasting) = (tree.clone(), &stop, &lasting);
+        s.spawn(move || {
+            for scan in 0..40 {
+                let got = cursor_scan(&tree, seed, scan, scan % 5 == 4);
+                assert!(got == *lasting, "seed {seed} scan {scan}: lasting keys skipped ({} of {} lent)", got.len(), lasting.len());
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+    assert!(tree.stats().unwrap().frames > 2, "the keys spread over several frames");
     tree.check_invariants().unwrap();
 }

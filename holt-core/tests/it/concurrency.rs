@@ -207,6 +207,27 @@ fn concurrent_growth_keeps_every_key_and_link() {
     assert!(tree.stats().unwrap().frames > 50, "the load spans many frames");
 }
 
+/// Two writer threads in scope `s`, each calling `op` with a generator of
+/// its own (seeded from `seed`) and a rising generation until `stop`.
+fn spawn_writers<'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    tree: &Tree,
+    stop: &'scope AtomicBool,
+    seed: u64,
+    op: fn(&Tree, &mut Rng, u64),
+) {
+    for t in 0..2u64 {
+        let (tree, mut rng) = (tree.clone(), Rng::new(seed.wrapping_add(t)));
+        s.spawn(move || {
+            let mut gen = 0;
+            while !stop.load(Ordering::Relaxed) {
+                gen += 1;
+                op(&tree, &mut rng, gen);
+            }
+        });
+    }
+}
+
 /// Delimiter scans while writers fill and empty the groups they roll up
 /// (spilling them over many frames): every group holding a key throughout
 /// is listed exactly once, entries come strictly in order, keys are never
@@ -224,24 +245,17 @@ fn rollup_scans_under_writers_list_each_lasting_group_once() {
     }
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
-        for t in 0..2u64 {
-            let (tree, stop, mut rng) = (tree.clone(), &stop, Rng::new(seed.wrapping_add(t)));
-            s.spawn(move || {
-                let mut gen = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    gen += 1;
-                    let g = rng.below(100);
-                    let k = match rng.below(5) {
-                        0 => format!("g/{g:03}x").into_bytes(),
-                        _ => format!("g/{g:03}/{:04}", rng.below(2000)).into_bytes(),
-                    };
-                    match rng.below(3) {
-                        0 => drop(tree.delete(&k).unwrap()),
-                        _ => tree.put(&k, &[&value_for(&k, gen)[..], &[0; 900]].concat()[..]).unwrap(),
-                    }
-                }
-            });
-        }
+        spawn_writers(s, &tree, &stop, seed, |tree, rng, gen| {
+            let g = rng.below(100);
+            let k = match rng.below(5) {
+                0 => format!("g/{g:03}x").into_bytes(),
+                _ => format!("g/{g:03}/{:04}", rng.below(2000)).into_bytes(),
+            };
+            match rng.below(3) {
+                0 => drop(tree.delete(&k).unwrap()),
+                _ => tree.put(&k, &[&value_for(&k, gen)[..], &[0; 900]].concat()[..]).unwrap(),
+            }
+        });
         let (tree, stop, lasting) = (tree.clone(), &stop, &lasting);
         s.spawn(move || {
             let mut rng = Rng::new(seed ^ 0x9011);
@@ -328,27 +342,15 @@ fn cursor_scans_under_writers_lend_each_lasting_key_once() {
     }
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
-        for t in 0..2u64 {
-            let (tree, stop, mut rng) = (tree.clone(), &stop, Rng::new(seed.wrapping_add(t)));
-            s.spawn(move || {
-                let mut gen = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    gen += 1;
-                    let i = rng.below(6000);
-                    match rng.below(4) {
-                        0 => drop(tree.delete(format!("k/{i:05}x").as_bytes()).unwrap()),
-                        1 => {
-                            let k = format!("k/{i:05}");
-                            tree.put(k.as_bytes(), &value_for(k.as_bytes(), gen)).unwrap();
-                        }
-                        _ => {
-                            let k = format!("k/{i:05}x");
-                            tree.put(k.as_bytes(), &value_for(k.as_bytes(), gen)).unwrap();
-                        }
-                    }
-                }
-            });
-        }
+        spawn_writers(s, &tree, &stop, seed, |tree, rng, gen| {
+            let i = rng.below(6000);
+            let (k, extra) = (format!("k/{i:05}").into_bytes(), format!("k/{i:05}x").into_bytes());
+            match rng.below(4) {
+                0 => assert!(tree.delete(&extra).is_ok()),
+                1 => tree.put(&k, &value_for(&k, gen)).unwrap(),
+                _ => tree.put(&extra, &value_for(&extra, gen)).unwrap(),
+            }
+        });
         let (tree, stop, lasting) = (tree.clone(), &stop, &lasting);
         s.spawn(move || {
             for scan in 0..40 {

@@ -16,6 +16,8 @@ pub trait Kv: Clone + Send + Sync + 'static {
     /// Full listing of `prefix` with delimiter `/`; returns entries seen and
     /// their summed key+value bytes (so nothing can be optimized away).
     fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)>;
+    /// Every key and value in order: (keys, bytes).
+    fn scan_all(&self) -> Res<(usize, usize)>;
     fn checkpoint(&self) -> Res<()>;
     /// One line about the tree's shape, for the notes.
     fn shape(&self) -> String;
@@ -31,9 +33,10 @@ pub enum Durability {
 }
 
 /// The `Kv` methods both engines implement alike: their APIs share the
-/// names and shapes; only the crate (`$krate`, for `RangeEntry`) differs.
+/// names and shapes. Scans differ: holt-core lends entries through a
+/// cursor, holt 0.3.0 has only its owned-entry iterator (`owned_scans`).
 macro_rules! forward_kv {
-    ($krate:ident) => {
+    () => {
         fn get(&self, key: &[u8]) -> Res<Option<Vec<u8>>> {
             self.0.get(key).map_err(|e| e.to_string())
         }
@@ -54,20 +57,6 @@ macro_rules! forward_kv {
                     }
                 })
                 .map_err(|e| e.to_string())
-        }
-        fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)> {
-            let (mut n, mut bytes) = (0, 0);
-            for e in self.0.scan_prefix(prefix).delimiter(b'/') {
-                // holt's RangeEntry is non-exhaustive; holt-core's is not.
-                #[allow(unreachable_patterns)]
-                match e.map_err(|e| e.to_string())? {
-                    $krate::RangeEntry::Key { key, value } => bytes += key.len() + value.len(),
-                    $krate::RangeEntry::CommonPrefix(p) => bytes += p.len(),
-                    _ => {}
-                }
-                n += 1;
-            }
-            Ok((n, bytes))
         }
         fn checkpoint(&self) -> Res<()> {
             self.0.checkpoint().map_err(|e| e.to_string())
@@ -98,8 +87,61 @@ impl Core {
     }
 }
 
+/// Listing (`delimiter`) or scan through the owned-entry iterator, which
+/// both crates have: (entries, bytes of keys, values and common prefixes).
+macro_rules! owned_scans {
+    ($krate:ident, $range:expr) => {{
+        let (mut n, mut bytes) = (0, 0);
+        for e in $range {
+            // holt's RangeEntry is non-exhaustive; holt-core's is not.
+            #[allow(unreachable_patterns)]
+            match e.map_err(|e| e.to_string())? {
+                $krate::RangeEntry::Key { key, value } => bytes += key.len() + value.len(),
+                $krate::RangeEntry::CommonPrefix(p) => bytes += p.len(),
+                _ => {}
+            }
+            n += 1;
+        }
+        Ok((n, bytes))
+    }};
+}
+
+/// Whether holt-core scans through its owned-entry iterator
+/// (`HOLT_BENCH_CORE_SCAN=iter`) instead of its cursor, to compare the
+/// two APIs (and with binaries older than the cursor) in one command.
+fn core_scans_owned() -> bool {
+    static OWNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWNED.get_or_init(|| std::env::var("HOLT_BENCH_CORE_SCAN").is_ok_and(|v| v == "iter"))
+}
+
+/// A scan through holt-core's cursor, counted like `owned_scans`.
+fn core_cursor(range: holt_core::RangeBuilder) -> Res<(usize, usize)> {
+    let (mut n, mut bytes) = (0, 0);
+    let mut cursor = range.cursor();
+    while let Some(e) = cursor.next_entry().map_err(|e| e.to_string())? {
+        bytes += e.key().len() + e.value().len();
+        n += 1;
+    }
+    Ok((n, bytes))
+}
+
 impl Kv for Core {
-    forward_kv!(holt_core);
+    forward_kv!();
+
+    fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)> {
+        let range = self.0.scan_prefix(prefix).delimiter(b'/');
+        if core_scans_owned() {
+            return owned_scans!(holt_core, range);
+        }
+        core_cursor(range)
+    }
+
+    fn scan_all(&self) -> Res<(usize, usize)> {
+        if core_scans_owned() {
+            return owned_scans!(holt_core, self.0.range());
+        }
+        core_cursor(self.0.range())
+    }
 
     fn shape(&self) -> String {
         match self.0.stats() {
@@ -147,7 +189,15 @@ impl Holt03 {
 }
 
 impl Kv for Holt03 {
-    forward_kv!(holt);
+    forward_kv!();
+
+    fn list_dir(&self, prefix: &[u8]) -> Res<(usize, usize)> {
+        owned_scans!(holt, self.0.scan_prefix(prefix).delimiter(b'/'))
+    }
+
+    fn scan_all(&self) -> Res<(usize, usize)> {
+        owned_scans!(holt, self.0.scan_prefix(b""))
+    }
 
     fn shape(&self) -> String {
         match self.0.stats() {

@@ -28,7 +28,10 @@ mod store;
 pub mod testing;
 mod tree;
 
-pub use api::{AtomicBatch, Batch, RangeBuilder, RangeEntry, RangeIter, Record, Tree, TreeBuilder, TreeCounters, TreeStats};
+pub use api::{
+    AtomicBatch, Batch, RangeBuilder, RangeCursor, RangeEntry, RangeEntryRef, RangeIter, Record, Tree, TreeBuilder, TreeCounters,
+    TreeStats,
+};
 pub use error::{Error, Result};
 
 /// Longest key accepted, in bytes.

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use holt_core::{RangeEntry, Tree};
+use holt_core::{RangeEntry, RangeEntryRef, Tree};
 
 use crate::error::{FsError, FsResult};
 use crate::schema::{self, Dentry, Ino, Inode};
@@ -79,11 +79,12 @@ impl Meta {
         if let Some(name) = after {
             range = range.start_after(&schema::dentry_key(parent, name));
         }
-        for entry in range {
-            let RangeEntry::Key { key, value } = entry? else {
+        let mut cursor = range.cursor();
+        while let Some(entry) = cursor.next_entry()? {
+            let RangeEntryRef::Key { key, value } = entry else {
                 return Err(FsError::Corrupt { key: prefix, what: "a '/' inside a stored file name" });
             };
-            let d = Dentry::decode(&key, &value)?;
+            let d = Dentry::decode(key, value)?;
             if !visit(&key[prefix.len()..], d)? {
                 break;
             }
@@ -104,11 +105,12 @@ impl Meta {
 
     /// Every key and value under `prefix`, in order, passed to `visit`
     /// until it returns false. Holds no latch between the scan's refills
-    /// (holt-core's `RangeIter`), so a long walk never blocks a writer.
+    /// (holt-core's `RangeCursor`), so a long walk never blocks a writer.
     pub fn scan_each(&self, prefix: &[u8], visit: &mut ScanVisit<'_>) -> FsResult<()> {
-        for entry in self.tree.scan_prefix(prefix) {
-            if let RangeEntry::Key { key, value } = entry? {
-                if !visit(&key, &value)? {
+        let mut cursor = self.tree.scan_prefix(prefix).cursor();
+        while let Some(entry) = cursor.next_entry()? {
+            if let RangeEntryRef::Key { key, value } = entry {
+                if !visit(key, value)? {
                     break;
                 }
             }

@@ -1,6 +1,7 @@
 //! holt-core and holt 0.3.0 in the peer run: the memory-mode bench's
 //! wrappers (`engines.rs`), persistent, forwarded to `Store`. Both list
-//! with the engine's own delimiter (`scan_prefix(p).delimiter(b'/')`).
+//! with the engine's own delimiter (`scan_prefix(p).delimiter(b'/')`);
+//! holt-core through its cursor, as LMDB lends entries from its map.
 
 use std::path::Path;
 
@@ -19,9 +20,9 @@ pub fn open_holt03(dir: &Path, d: Durability) -> Res<Box<dyn Store>> {
     Ok(Box::new(Holt03::persistent(dir, POOL_FRAMES, d)?))
 }
 
-/// `Store` by way of `Kv`, plus the full scan, which `Kv` lacks.
+/// `Store` by way of `Kv`.
 macro_rules! store_via_kv {
-    ($ty:ty, $krate:ident) => {
+    ($ty:ty) => {
         impl Store for $ty {
             fn get(&self, key: &[u8]) -> Res<Option<Vec<u8>>> {
                 Kv::get(self, key)
@@ -42,17 +43,7 @@ macro_rules! store_via_kv {
                 Kv::list_dir(self, prefix)
             }
             fn scan_all(&self) -> Res<(usize, usize)> {
-                let (mut n, mut bytes) = (0, 0);
-                for e in self.0.scan_prefix(b"") {
-                    // holt's RangeEntry is non-exhaustive; holt-core's is not.
-                    #[allow(unreachable_patterns)]
-                    match e.map_err(|e| e.to_string())? {
-                        $krate::RangeEntry::Key { key, value } => bytes += key.len() + value.len(),
-                        _ => return Err("a scan without delimiter returned a group".into()),
-                    }
-                    n += 1;
-                }
-                Ok((n, bytes))
+                Kv::scan_all(self)
             }
             fn settle(&self) -> Res<()> {
                 Kv::checkpoint(self)
@@ -64,5 +55,5 @@ macro_rules! store_via_kv {
     };
 }
 
-store_via_kv!(Core, holt_core);
-store_via_kv!(Holt03, holt);
+store_via_kv!(Core);
+store_via_kv!(Holt03);

@@ -1,26 +1,13 @@
-//! Ordered range scans with prefix, start_after and delimiter rollup.
-//!
-//! The iterator never holds a latch between calls. It asks the engine for a
-//! chunk of entries at or after a lower bound, then moves the bound past the
-//! last entry it emitted: past the last key, or past every key of the last
-//! group. Because every refill restarts from a key rather than a position, a
-//! key present for the whole scan is emitted exactly once, and a group once,
-//! however the tree changes underneath. The rollup itself happens in the
-//! tree walk (`tree::scan`), which steps over each group's keys.
+//! Ordered range scans with prefix, start_after and delimiter rollup: the
+//! builder, and the owned-entry iterator over a [`RangeCursor`] (which
+//! says how a scan moves through a changing tree).
 
 use std::sync::Arc;
 
+use super::cursor::RangeCursor;
 use super::tree::Handle;
-use crate::engine::{Scan, ScanScratch};
+use crate::engine::HitRef;
 use crate::error::Result;
-use crate::tree::scan::Hit;
-
-/// Entries fetched by a scan's first refill; each full refill doubles the next
-/// up to `CHUNK_KEYS_MAX`. Every refill descends again to its lower bound,
-/// so a long scan (a big directory) wants few of them, while a short one
-/// (a typical directory) should not buffer far ahead.
-const CHUNK_KEYS_MIN: usize = 128;
-const CHUNK_KEYS_MAX: usize = 512;
 
 /// One item of a range scan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,11 +28,48 @@ impl RangeEntry {
     }
 }
 
-impl From<Hit> for RangeEntry {
-    fn from(hit: Hit) -> Self {
+/// One item of a range scan, lent by a [`RangeCursor`]: valid until the
+/// cursor's next call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeEntryRef<'a> {
+    /// A key and its value.
+    Key { key: &'a [u8], value: &'a [u8] },
+    /// Keys rolled up by the delimiter: the shared prefix including the delimiter.
+    CommonPrefix(&'a [u8]),
+}
+
+impl<'a> RangeEntryRef<'a> {
+    /// The key, or the common prefix.
+    pub fn key(&self) -> &'a [u8] {
+        match *self {
+            RangeEntryRef::Key { key, .. } => key,
+            RangeEntryRef::CommonPrefix(p) => p,
+        }
+    }
+
+    /// The value of a key; empty for a common prefix.
+    pub fn value(&self) -> &'a [u8] {
+        match *self {
+            RangeEntryRef::Key { value, .. } => value,
+            RangeEntryRef::CommonPrefix(_) => &[],
+        }
+    }
+
+    /// The entry with its bytes copied out.
+    pub fn to_entry(&self) -> RangeEntry {
+        match *self {
+            RangeEntryRef::Key { key, value } => RangeEntry::Key { key: key.to_vec(), value: value.to_vec() },
+            RangeEntryRef::CommonPrefix(p) => RangeEntry::CommonPrefix(p.to_vec()),
+        }
+    }
+}
+
+impl<'a> From<HitRef<'a>> for RangeEntryRef<'a> {
+    #[inline]
+    fn from(hit: HitRef<'a>) -> Self {
         match hit {
-            Hit::Key { key, value } => RangeEntry::Key { key, value },
-            Hit::Group(p) => RangeEntry::CommonPrefix(p),
+            HitRef::Key { key, value } => RangeEntryRef::Key { key, value },
+            HitRef::Group(p) => RangeEntryRef::CommonPrefix(p),
         }
     }
 }
@@ -94,137 +118,34 @@ impl RangeBuilder {
     }
 }
 
+impl RangeBuilder {
+    /// Run the scan as a cursor that lends each entry's bytes instead of
+    /// allocating them: the fast way through many entries.
+    pub fn cursor(self) -> RangeCursor {
+        RangeCursor::new(self.engine, self.prefix, self.start_after.as_deref(), self.delimiter, self.keys_only)
+    }
+}
+
 impl IntoIterator for RangeBuilder {
     type Item = Result<RangeEntry>;
     type IntoIter = RangeIter;
 
     fn into_iter(self) -> RangeIter {
-        let mut lower = self.prefix.clone();
-        if let Some(after) = &self.start_after {
-            // Smallest key strictly greater than `after` is `after` + 0x00.
-            let mut succ = after.clone();
-            succ.push(0);
-            if succ > lower {
-                lower = succ;
-            }
-        }
-        let (chunk, scratch) = take_buffers();
-        RangeIter {
-            engine: self.engine,
-            prefix: self.prefix,
-            delimiter: self.delimiter,
-            keys_only: self.keys_only,
-            lower: Some(lower),
-            chunk,
-            chunk_pos: 0,
-            chunk_limit: CHUNK_KEYS_MIN,
-            scratch,
-        }
+        RangeIter { cursor: self.cursor() }
     }
 }
 
-type Chunk = Vec<Hit>;
-
-thread_local! {
-    /// The buffers of the thread's last finished scan. A directory listing
-    /// is one short scan: allocating its chunk afresh each time is a large
-    /// allocation, which makes glibc consolidate every small chunk the
-    /// previous listing freed (a tenth of list time).
-    static SPARE: std::cell::Cell<Option<(Chunk, ScanScratch)>> = const { std::cell::Cell::new(None) };
-}
-
-fn take_buffers() -> (Chunk, ScanScratch) {
-    SPARE.with(|s| s.take()).unwrap_or_else(|| (Vec::with_capacity(CHUNK_KEYS_MIN), ScanScratch::default()))
-}
-
-impl Drop for RangeIter {
-    fn drop(&mut self) {
-        let mut chunk = std::mem::take(&mut self.chunk);
-        chunk.clear();
-        let scratch = std::mem::take(&mut self.scratch);
-        // `try_with`: a scan dropped while its thread exits just frees.
-        let _ = SPARE.try_with(|s| s.set(Some((chunk, scratch))));
-    }
-}
-
-/// The iterator behind [`RangeBuilder`].
+/// The iterator behind [`RangeBuilder`]: a [`RangeCursor`] whose entries
+/// are copied into owned vectors.
 pub struct RangeIter {
-    engine: Arc<Handle>,
-    prefix: Vec<u8>,
-    delimiter: Option<u8>,
-    keys_only: bool,
-    /// Inclusive lower bound of the next refill; `None` once exhausted.
-    /// A group is emitted only if its bytes are `>= lower`, so a
-    /// `start_after` inside a group skips that group.
-    lower: Option<Vec<u8>>,
-    chunk: Chunk,
-    chunk_pos: usize,
-    /// Entries the next refill asks for.
-    chunk_limit: usize,
-    scratch: ScanScratch,
-}
-
-/// The smallest byte string greater than every string starting with `p`,
-/// or `None` if no such string exists (`p` is empty or all 0xFF).
-pub(crate) fn prefix_successor(p: &[u8]) -> Option<Vec<u8>> {
-    let mut s = p.to_vec();
-    while let Some(last) = s.pop() {
-        if last < 0xFF {
-            s.push(last + 1);
-            return Some(s);
-        }
-    }
-    None
-}
-
-impl RangeIter {
-    fn refill(&mut self) -> Result<bool> {
-        let Some(lower) = self.lower.take() else { return Ok(false) };
-        self.chunk.clear();
-        self.chunk_pos = 0;
-        let limit = self.chunk_limit;
-        let q = Scan { lower: &lower, prefix: &self.prefix, limit, delimiter: self.delimiter, keys_only: self.keys_only };
-        self.engine.scan(&q, &mut self.scratch, &mut self.chunk)?;
-        if self.chunk.len() == limit {
-            self.lower = match &self.chunk[limit - 1] {
-                Hit::Key { key, .. } => {
-                    let mut next = Vec::with_capacity(key.len() + 1);
-                    next.extend_from_slice(key);
-                    next.push(0);
-                    Some(next)
-                }
-                // Past every key of the group (none if it is all 0xFF).
-                Hit::Group(p) => prefix_successor(p),
-            };
-            self.chunk_limit = (limit * 2).min(CHUNK_KEYS_MAX);
-        }
-        Ok(!self.chunk.is_empty())
-    }
-
-    fn next_entry(&mut self) -> Result<Option<RangeEntry>> {
-        if self.chunk_pos == self.chunk.len() && !self.refill()? {
-            return Ok(None);
-        }
-        let hit = std::mem::replace(&mut self.chunk[self.chunk_pos], Hit::Group(Vec::new()));
-        self.chunk_pos += 1;
-        Ok(Some(hit.into()))
-    }
+    pub(crate) cursor: RangeCursor,
 }
 
 impl Iterator for RangeIter {
     type Item = Result<RangeEntry>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.next_entry() {
-            Ok(Some(e)) => Some(Ok(e)),
-            Ok(None) => None,
-            Err(e) => {
-                self.lower = None;
-                self.chunk.clear();
-                self.chunk_pos = 0;
-                Some(Err(e))
-            }
-        }
+        self.cursor.next_entry().map(|e| e.map(|e| e.to_entry())).transpose()
     }
 }
 

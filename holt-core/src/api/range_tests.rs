@@ -5,10 +5,24 @@
 
 use std::collections::BTreeMap;
 
-use super::{prefix_successor, RangeEntry, CHUNK_KEYS_MIN};
+use super::{RangeBuilder, RangeEntry};
+use crate::api::cursor::{RangeCursor, CHUNK_BYTES_MAX, CHUNK_KEYS_MIN};
 use crate::api::{Tree, TreeBuilder};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The smallest byte string greater than every string starting with `p`,
+/// or `None` if no such string exists (`p` is empty or all 0xFF).
+fn prefix_successor(p: &[u8]) -> Option<Vec<u8>> {
+    let mut s = p.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xFF {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
 
 fn memory_tree() -> Tree {
     TreeBuilder::new("unused").memory().open().expect("memory tree opens")
@@ -37,7 +51,7 @@ fn expected(model: &Model, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8
     out
 }
 
-fn scanned(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+fn builder(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> RangeBuilder {
     let mut b = tree.scan_prefix(prefix);
     if let Some(a) = after {
         b = b.start_after(a);
@@ -45,7 +59,23 @@ fn scanned(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) 
     if let Some(d) = delim {
         b = b.delimiter(d);
     }
-    b.into_iter().collect::<crate::Result<_>>().expect("scan succeeds")
+    b
+}
+
+/// Every entry a cursor lends, copied out.
+fn lent(mut cursor: RangeCursor) -> Vec<RangeEntry> {
+    let mut out = Vec::new();
+    while let Some(e) = cursor.next_entry().expect("scan succeeds") {
+        out.push(e.to_entry());
+    }
+    out
+}
+
+/// The scan through the iterator, checked against the cursor's.
+fn scanned(tree: &Tree, prefix: &[u8], after: Option<&[u8]>, delim: Option<u8>) -> Vec<RangeEntry> {
+    let got: Vec<RangeEntry> = builder(tree, prefix, after, delim).into_iter().collect::<crate::Result<_>>().expect("scan succeeds");
+    assert_eq!(lent(builder(tree, prefix, after, delim).cursor()), got, "the cursor lends what the iterator yields");
+    got
 }
 
 fn put_all(tree: &Tree, model: &mut Model, keys: impl IntoIterator<Item = Vec<u8>>, value_bytes: usize) {
@@ -137,6 +167,23 @@ fn refills_that_end_on_a_group_continue_after_it() {
     }
 }
 
+/// A chunk ends at `CHUNK_BYTES_MAX` of entries, so values near the
+/// maximum come a few per chunk: each refill restarts past the last key,
+/// and nothing is lost or lent twice, with and without `start_after`.
+#[test]
+fn chunks_cut_by_their_bytes_continue_after_the_last_key() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    let value_bytes = CHUNK_BYTES_MAX / 3 + 5;
+    put_all(&tree, &mut model, (0..20u32).map(|i| format!("big/{i:02}").into_bytes()), value_bytes);
+    put_all(&tree, &mut model, (0..300u32).map(|i| format!("big/{i:02}/small").into_bytes()), 10);
+    for after in [None, Some(&b"big/07"[..]), Some(b"big/07/small")] {
+        for delim in [None, Some(b'/')] {
+            assert_eq!(scanned(&tree, b"big/", after, delim), expected(&model, b"big/", after, delim), "after {after:?} delim {delim:?}");
+        }
+    }
+}
+
 /// Groups of 2 KiB values spill into frames of their own, so a group's
 /// first leaf sits behind links and its keys span several frames.
 #[test]
@@ -206,9 +253,9 @@ fn visits(tree: &Tree, prefix: &[u8], delim: Option<u8>) -> (usize, u64) {
     }
     let mut it = b.into_iter();
     // The scratch (and its count) is recycled from the thread's last scan.
-    let before = it.scratch.visits;
+    let before = it.cursor.scratch.visits;
     let n = it.by_ref().inspect(|e| assert!(e.is_ok(), "{e:?}")).count();
-    (n, it.scratch.visits - before)
+    (n, it.cursor.scratch.visits - before)
 }
 
 /// A directory of 10 subdirectories rolls up in O(groups x depth) visited

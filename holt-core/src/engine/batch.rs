@@ -22,6 +22,7 @@ use crate::store::pool::Pool;
 use super::write::{hint_for, land_from, Hint, Hints};
 use crate::layout::node::LeafAt;
 use crate::tree::descend::{retry, try_locate, Walk};
+use crate::tree::hits::Hits;
 use crate::tree::scan::{scan, Scan, ScanScratch};
 use crate::tree::Owned;
 
@@ -44,7 +45,9 @@ fn key_footprint(reader: &Owned<'_>, key: &[u8], fp: &mut Footprint) -> Result<O
 fn prefix_footprint(reader: &Owned<'_>, prefix: &[u8], fp: &mut Footprint) -> Result<bool> {
     let pool = reader.pool();
     let land = retry(reader, || try_locate(pool, reader, prefix))?;
-    let frames = scan(pool, reader, &Scan::first_key(prefix), &mut ScanScratch::default(), &mut Vec::new())?;
+    let mut scratch = ScanScratch::default();
+    scan(pool, reader, &Scan::first_key(prefix), &mut scratch, &mut Hits::default())?;
+    let frames = &scratch.frames;
     let start = frames.iter().position(|&(id, _)| id == land.view.id).unwrap_or(0);
     Ok(frames[start..].iter().all(|&(id, v)| note(fp, id, v)))
 }
@@ -120,7 +123,7 @@ pub(crate) fn guards_hold<'p>(pool: &'p Pool, owned: &mut Owned<'p>, guards: &[G
             Guard::Exists(k) => read_hinted(pool, owned, hints, k)?.is_some(),
             Guard::Version(k, v) => read_hinted(pool, owned, hints, k)?.is_some_and(|r| r.version == *v),
             Guard::PrefixEmpty(p) => {
-                let mut found = Vec::new();
+                let mut found = Hits::default();
                 scan(pool, owned, &Scan::first_key(p), &mut ScanScratch::default(), &mut found)?;
                 found.is_empty()
             }

@@ -42,6 +42,7 @@ use crate::store::pool::Pool;
 use crate::store::std_vfs::StdVfs;
 use crate::store::vfs::Vfs;
 use crate::tree::descend::lookup;
+pub(crate) use crate::tree::hits::{HitRef, Hits};
 pub(crate) use crate::tree::scan::{Scan, ScanScratch};
 use crate::tree::scan::scan;
 use crate::tree::spill::FRAME_DATA_BYTES;
@@ -395,7 +396,7 @@ impl Engine {
     }
 
     /// Append up to `limit` entries `>= lower` under `prefix` to `out`.
-    pub fn scan(&self, q: &Scan<'_>, scratch: &mut ScanScratch, out: &mut Vec<crate::tree::scan::Hit>) -> Result<()> {
+    pub fn scan(&self, q: &Scan<'_>, scratch: &mut ScanScratch, out: &mut Hits) -> Result<()> {
         // Checked before too: a chunk is heavy work to throw away.
         self.poison.check_reads()?;
         let kept = out.len();
@@ -404,7 +405,7 @@ impl Engine {
             out.truncate(kept);
             return Err(e);
         }
-        scanned.map(|_| ())
+        scanned
     }
 
     pub fn sync(&self) -> Result<()> {

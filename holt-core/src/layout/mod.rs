@@ -84,6 +84,7 @@ impl FrameBuf {
         self.set_u64(HDR_LSN, lsn.0);
     }
 
+    #[inline]
     pub(crate) fn slot_count(&self) -> u32 {
         self.u32(HDR_SLOT_COUNT)
     }
@@ -105,6 +106,7 @@ impl FrameBuf {
     }
 
     /// Raw table entry of slot `s` (an offset, or a free-list link).
+    #[inline]
     pub(crate) fn slot_entry(&self, s: Slot) -> u32 {
         if s.0 >= self.slot_count() {
             return SLOT_FREE_BIT | NIL;

@@ -141,15 +141,27 @@ pub(crate) fn encode_link(frame: FrameId, slot: Slot, flags: u8) -> Vec<u8> {
 pub(crate) struct LeafAt(pub usize);
 
 impl LeafAt {
+    /// Key and value lengths from a leaf's first eight bytes (`kind`
+    /// through `value_len`, little-endian), read as one word by a walk
+    /// that has just read them to learn the node's kind.
+    #[inline]
+    pub(crate) fn lens(head: u64) -> (usize, usize) {
+        ((head >> (8 * LEAF_KEY_LEN)) as u16 as usize, (head >> (8 * LEAF_VAL_LEN)) as u32 as usize)
+    }
+
+    #[inline]
     pub(crate) fn key_len(self, b: &FrameBuf) -> usize {
         b.u16(self.0 + LEAF_KEY_LEN) as usize
     }
+    #[inline]
     pub(crate) fn key_off(self) -> usize {
         self.0 + LEAF_HEADER_BYTES
     }
+    #[inline]
     pub(crate) fn val_len(self, b: &FrameBuf) -> usize {
         b.u32(self.0 + LEAF_VAL_LEN) as usize
     }
+    #[inline]
     pub(crate) fn val_off(self, b: &FrameBuf) -> usize {
         self.key_off() + self.key_len(b)
     }
@@ -167,6 +179,7 @@ impl LeafAt {
     }
 }
 
+#[inline]
 pub(crate) fn link_target(b: &FrameBuf, off: usize) -> (FrameId, Slot) {
     (FrameId(b.u64(off + LINK_FRAME)), Slot(b.u32(off + LINK_SLOT)))
 }
@@ -176,21 +189,27 @@ pub(crate) fn link_target(b: &FrameBuf, off: usize) -> (FrameId, Slot) {
 pub(crate) struct InnerAt(pub usize);
 
 impl InnerAt {
+    #[inline]
     pub(crate) fn kind(self, b: &FrameBuf) -> u8 {
         b.u8(self.0 + OFF_KIND)
     }
+    #[inline]
     pub(crate) fn count(self, b: &FrameBuf) -> usize {
         b.u16(self.0 + INNER_COUNT) as usize
     }
+    #[inline]
     pub(crate) fn prefix_len(self, b: &FrameBuf) -> usize {
         b.u16(self.0 + INNER_PREFIX_LEN) as usize
     }
+    #[inline]
     pub(crate) fn prefix_off(self) -> usize {
         self.0 + INNER_HEADER_BYTES
     }
+    #[inline]
     pub(crate) fn end(self, b: &FrameBuf) -> u32 {
         b.u32(self.0 + INNER_END)
     }
+    #[inline]
     fn body(self, b: &FrameBuf) -> usize {
         self.prefix_off() + self.prefix_len(b)
     }
@@ -214,32 +233,48 @@ impl InnerAt {
         }
     }
 
-    /// Every child with key byte `>= from`, in key order, appended to `out`.
-    pub(crate) fn children_from(self, b: &FrameBuf, from: u16, out: &mut Vec<(u8, u32)>) {
+    /// Every child with key byte `>= from`, in descending key order,
+    /// passed to `f`: what a depth-first walk pushes on its stack, without
+    /// collecting the children first. Reads the key, index and slot arrays
+    /// eight bytes at a time.
+    #[inline]
+    pub(crate) fn children_rev_from(self, b: &FrameBuf, from: u16, mut f: impl FnMut(u8, u32)) {
         let body = self.body(b);
         match self.kind(b) {
             k @ (KIND_N4 | KIND_N16) => {
                 let cap = inner_capacity(k);
-                for i in 0..self.count(b).min(cap) {
-                    let key = b.u8(body + i);
-                    if key as u16 >= from {
-                        out.push((key, b.u32(body + cap + 4 * i)));
+                let n = self.count(b).min(cap);
+                let keys = [b.u64(body), b.u64(body + 8)];
+                // Keys are sorted: the first one below `from` ends the walk.
+                for j in (0..n).rev() {
+                    let key = (keys[j / 8] >> (8 * (j % 8))) as u8;
+                    if u16::from(key) < from {
+                        break;
                     }
+                    f(key, b.u32(body + cap + 4 * j));
                 }
             }
             KIND_N48 => {
-                for byte in from..256 {
-                    let i = b.u8(body + byte as usize);
-                    if i != 0 {
-                        out.push((byte as u8, b.u32(body + 256 + 4 * (i as usize - 1))));
+                let from = from as usize;
+                for w in (from / 8..32).rev() {
+                    let mut word = b.u64(body + 8 * w);
+                    while word != 0 {
+                        let at = 7 - word.leading_zeros() as usize / 8;
+                        let byte = 8 * w + at;
+                        if byte < from {
+                            return;
+                        }
+                        let i = (word >> (8 * at)) as u8 as usize;
+                        f(byte as u8, b.u32(body + 256 + 4 * (i - 1)));
+                        word &= !(0xFF << (8 * at));
                     }
                 }
             }
             _ => {
-                for byte in from..256 {
-                    let c = b.u32(body + 4 * byte as usize);
-                    if c != NIL {
-                        out.push((byte as u8, c));
+                for byte in (usize::from(from)..256).rev() {
+                    let slot = b.u32(body + 4 * byte);
+                    if slot != NIL {
+                        f(byte as u8, slot);
                     }
                 }
             }
@@ -452,6 +487,29 @@ mod tests {
         }
     }
 
+    /// `children_rev_from` from every byte lists exactly the decoded
+    /// children at or after it, in descending order, for every kind and at
+    /// odd offsets.
+    #[test]
+    fn children_rev_from_lists_the_children_at_or_after_a_byte() {
+        for n in [0, 3, 4, 9, 16, 17, 40, 48, 49, 131, 256] {
+            let b = FrameBuf::zeroed();
+            let mut inner = Inner { flags: 0, prefix: b"odd".to_vec(), end: NIL, children: vec![] };
+            for i in 0..n {
+                inner.set_child((i * 167 % 256) as u8, i as u32 + 100);
+            }
+            b.write(67, &inner.encode());
+            let mut got = Vec::new();
+            for from in 0..=256u16 {
+                let want: Vec<_> = inner.children.iter().copied().filter(|&(k, _)| u16::from(k) >= from).collect();
+                got.clear();
+                InnerAt(67).children_rev_from(&b, from, |k, c| got.push((k, c)));
+                got.reverse();
+                assert_eq!(got, want, "{n} children from {from}");
+            }
+        }
+    }
+
     #[test]
     fn inner_nodes_of_every_kind_round_trip() {
         for n in [0, 1, 4, 5, 16, 17, 48, 49, 200, 256] {
@@ -467,6 +525,7 @@ mod tests {
         let leaf = LeafAt(100);
         assert_eq!(node_bytes(&b, 100), bytes.len());
         assert_eq!(leaf.key(&b), b"a\0b");
+        assert_eq!(LeafAt::lens(b.u64(100)), (3, 0));
         assert!(leaf.key_is(&b, b"a\0b"));
         assert!(!leaf.key_is(&b, b"a\0"));
         assert_eq!(leaf.value(&b), b"");

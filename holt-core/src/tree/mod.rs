@@ -17,6 +17,7 @@
 
 pub(crate) mod check;
 pub(crate) mod descend;
+pub(crate) mod hits;
 pub(crate) mod insert;
 pub(crate) mod merge;
 pub(crate) mod remove;

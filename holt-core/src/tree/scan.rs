@@ -7,7 +7,7 @@
 //! With a delimiter, the keys that contain it past `prefix` are rolled up
 //! inside the walk: where a node's path reaches the delimiter (in a leaf's
 //! key, an inner node's compressed prefix, or the child byte), everything
-//! under that node is one group, emitted as `Hit::Group` after a descent to
+//! under that node is one group, emitted as a group hit after a descent to
 //! its first leaf proves it non-empty (an entry node emptied by removals
 //! holds no key). The group's other nodes are never visited, so a listing
 //! costs O(groups x depth) nodes, not O(keys).
@@ -15,6 +15,7 @@
 use std::cmp::Ordering;
 
 use super::descend::{corrupt_frame, enter, follow, retry, FrameView};
+use super::hits::Hits;
 use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
 use crate::ids::FrameId;
@@ -28,33 +29,48 @@ const STEPS_PER_CHECK: usize = 256;
 /// A scan visiting more nodes than this without finishing reports corruption.
 const STEPS_MAX: usize = 1 << 30;
 
-/// A node to visit: slot `slot` of frame `f` (index into the views), whose
-/// keys all share their first `depth` bytes; `bounded` means they share them
-/// with `lower` too, so `lower` still constrains the subtree. A non-zero
+/// A node to visit: the node at offset `off` of frame `f` (index into
+/// the views; `DANGLING` if its slot was free when read), whose keys all
+/// share their first `depth` bytes; `bounded` means they share them with
+/// `lower` too, so `lower` still constrains the subtree. A non-zero
 /// `group_len` means the node's keys are one rolled-up group: their first
 /// `group_len` bytes (ending with the delimiter) are emitted once, if the
-/// subtree holds any key.
+/// subtree holds any key. The offset is read when the task is pushed, so
+/// the node can be prefetched well before it is visited; like every byte
+/// an optimistic walk reads, it counts only once the frame validates.
 #[derive(Clone, Copy)]
 struct Task {
     f: usize,
-    slot: Slot,
+    off: usize,
     group_len: u32,
     depth: usize,
     bounded: bool,
 }
 
-/// Children prefetched ahead of the visit: their slot entries when pushed,
-/// the node bytes of the next few when a task is popped, so the dependent
-/// loads of consecutive siblings overlap instead of queueing.
-const PREFETCH_CHILDREN: usize = 8;
-/// Upcoming tasks whose nodes are prefetched (see `prefetch_ahead`).
-const PREFETCH_NODES: usize = 3;
+/// `Task::off` of a slot that holds no node.
+const DANGLING: usize = usize::MAX;
+
+/// The offset of the node in `slot`, or `DANGLING`.
+#[inline]
+fn node_at(b: &FrameBuf, slot: Slot) -> usize {
+    b.node_offset(slot).unwrap_or(DANGLING)
+}
+
+/// How many tasks ahead of the visit a node's first cache lines are
+/// prefetched: an inner node's first children when it is expanded, then
+/// the task this far down the stack at each visit. Visiting a leaf costs
+/// far less than a memory latency, so the loads of the next several
+/// siblings must be in flight at once.
+const PREFETCH_DISTANCE: usize = 8;
 
 pub(crate) struct Scan<'a> {
     pub lower: &'a [u8],
     pub prefix: &'a [u8],
     /// Most entries (keys and groups) to append.
     pub limit: usize,
+    /// Stop appending once the entries appended hold this many bytes (at
+    /// least one entry is appended if there is one).
+    pub bytes_max: usize,
     /// Roll keys containing this byte past `prefix` up into groups.
     pub delimiter: Option<u8>,
     /// Append keys with empty values: no value is copied.
@@ -65,17 +81,8 @@ impl<'a> Scan<'a> {
     /// The first key starting with `prefix`, without its value (a prefix
     /// guard and its footprint only ask whether there is one).
     pub(crate) fn first_key(prefix: &'a [u8]) -> Self {
-        Scan { lower: prefix, prefix, limit: 1, delimiter: None, keys_only: true }
+        Scan { lower: prefix, prefix, limit: 1, bytes_max: usize::MAX, delimiter: None, keys_only: true }
     }
-}
-
-/// One entry of a scan's answer, in key order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Hit {
-    Key { key: Vec<u8>, value: Vec<u8> },
-    /// Every key starting with these bytes, which end with the delimiter
-    /// (its first occurrence past the prefix).
-    Group(Vec<u8>),
 }
 
 /// Buffers a scan reuses from one chunk to the next (an iterator keeps
@@ -83,11 +90,13 @@ pub(crate) enum Hit {
 #[derive(Default)]
 pub(crate) struct ScanScratch {
     stack: Vec<Task>,
-    kids: Vec<(u8, u32)>,
     /// The pending nodes of a group's first-leaf descent: frame index,
-    /// slot, and the next edge to try (0: the end leaf; `1 + b`: the
+    /// node offset, and the next edge to try (0: the end leaf; `1 + b`: the
     /// children from byte `b`).
-    probe: Vec<(usize, Slot, u16)>,
+    probe: Vec<(usize, usize, u16)>,
+    /// The frames (in visit order, with the versions read) the last
+    /// chunk's answer depends on.
+    pub frames: ScanFrames,
     /// Nodes visited by every scan run with this scratch, restarts
     /// included (tests and benchmarks read it; costs one add per chunk).
     pub visits: u64,
@@ -97,14 +106,9 @@ pub(crate) struct ScanScratch {
 /// depends on.
 pub(crate) type ScanFrames = Vec<(FrameId, Option<u64>)>;
 
-/// Append to `out` up to `q.limit` entries; returns the frames read.
-pub(crate) fn scan<'p>(
-    pool: &'p Pool,
-    owned: &Owned<'p>,
-    q: &Scan<'_>,
-    scratch: &mut ScanScratch,
-    out: &mut Vec<Hit>,
-) -> Result<ScanFrames> {
+/// Append to `out` up to `q.limit` entries; `scratch.frames` names the
+/// frames read.
+pub(crate) fn scan<'p>(pool: &'p Pool, owned: &Owned<'p>, q: &Scan<'_>, scratch: &mut ScanScratch, out: &mut Hits) -> Result<()> {
     let start = out.len();
     retry(owned, || {
         out.truncate(start);
@@ -116,11 +120,13 @@ fn all_valid(views: &[FrameView<'_>]) -> bool {
     views.iter().all(|v| v.valid())
 }
 
-fn finish(views: &[FrameView<'_>]) -> Step<ScanFrames> {
+fn finish(views: &[FrameView<'_>], frames: &mut ScanFrames) -> Step<()> {
     if !all_valid(views) {
         return Step::Restart;
     }
-    Step::Done(views.iter().map(|v| (v.id, v.version)).collect())
+    frames.clear();
+    frames.extend(views.iter().map(|v| (v.id, v.version)));
+    Step::Done(())
 }
 
 /// Count one visited node. `Ok(false)`: a periodic validation failed.
@@ -146,8 +152,8 @@ fn try_scan<'p>(
     owned: &Owned<'p>,
     q: &Scan<'_>,
     scratch: &mut ScanScratch,
-    out: &mut Vec<Hit>,
-) -> Result<Step<ScanFrames>> {
+    out: &mut Hits,
+) -> Result<Step<()>> {
     let Step::Done(root) = enter(pool, owned, ROOT_FRAME)? else { return Ok(Step::Restart) };
     let mut views = vec![root];
     let mut steps = 0;
@@ -157,7 +163,8 @@ fn try_scan<'p>(
 }
 
 /// Visit nodes in key order from the root until `out` has `q.limit` more
-/// entries, a leaf passes the prefix, or no node is left.
+/// entries (or `q.bytes_max` more bytes), a leaf passes the prefix, or no
+/// node is left.
 fn walk<'p>(
     pool: &'p Pool,
     owned: &Owned<'p>,
@@ -165,110 +172,107 @@ fn walk<'p>(
     scratch: &mut ScanScratch,
     views: &mut Vec<FrameView<'p>>,
     steps: &mut usize,
-    out: &mut Vec<Hit>,
-) -> Result<Step<ScanFrames>> {
-    let want = out.len() + q.limit;
-    let ScanScratch { stack, kids, probe, .. } = scratch;
+    out: &mut Hits,
+) -> Result<Step<()>> {
+    let (want, bytes_want) = (out.len() + q.limit, out.bytes_len().saturating_add(q.bytes_max));
+    let ScanScratch { stack, probe, frames, .. } = scratch;
     stack.clear();
-    stack.push(Task { f: 0, slot: ROOT_SLOT, group_len: 0, depth: 0, bounded: true });
+    stack.push(Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true });
     while let Some(task) = stack.pop() {
         if !tick(steps, views)? {
             return Ok(Step::Restart);
         }
-        prefetch_ahead(views, stack);
+        if let Some(ahead) = stack.len().checked_sub(PREFETCH_DISTANCE).map(|i| stack[i]) {
+            prefetch_node(views[ahead.f].buf, ahead.off);
+        }
         if task.group_len != 0 {
-            let Step::Done(group) = group_hit(pool, owned, views, task, probe, steps)? else {
+            let Step::Done(()) = group_hit(pool, owned, views, task, probe, steps, out)? else {
                 return Ok(Step::Restart);
             };
-            out.extend(group);
-            if out.len() >= want {
-                return Ok(finish(views));
+        } else {
+            let (view, off) = (views[task.f], task.off);
+            let b = view.buf;
+            if off == DANGLING {
+                return unreadable(views, &view, "dangling slot");
             }
-            continue;
-        }
-        let view = views[task.f];
-        let b = view.buf;
-        let Some(off) = b.node_offset(task.slot) else { return unreadable(views, &view, "dangling slot") };
-        match b.u8(off) {
-            KIND_LINK => {
-                let (id, s) = link_target(b, off);
-                let Step::Done(next) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
-                views.push(next);
-                stack.push(Task { f: views.len() - 1, slot: s, ..task });
-            }
-            KIND_LEAF => match leaf_hit(b, off, task, q) {
-                Leaf::Skip => {}
-                Leaf::PastPrefix => return Ok(finish(views)),
-                Leaf::Hit(hit) => {
-                    out.push(hit);
-                    if out.len() >= want {
-                        return Ok(finish(views));
+            let head = b.u64(off);
+            match head as u8 {
+                KIND_LINK => {
+                    let (id, s) = link_target(b, off);
+                    let Step::Done(next) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
+                    views.push(next);
+                    stack.push(Task { f: views.len() - 1, off: node_at(next.buf, s), ..task });
+                }
+                KIND_LEAF => {
+                    if !leaf_hit(b, off, head, task, q, out) {
+                        return Ok(finish(views, frames));
                     }
                 }
-            },
-            2..=5 => {
-                if let Some(group_len) = expand(b, off, task, q, kids, stack) {
-                    stack.push(Task { group_len, ..task });
+                2..=5 => {
+                    if let Some(group_len) = expand(b, off, task, q, stack) {
+                        stack.push(Task { group_len, ..task });
+                    }
                 }
+                _ => return unreadable(views, &view, "unknown node kind"),
             }
-            _ => return unreadable(views, &view, "unknown node kind"),
+        }
+        if out.len() >= want || out.bytes_len() >= bytes_want {
+            return Ok(finish(views, frames));
         }
     }
-    Ok(finish(views))
+    Ok(finish(views, frames))
 }
 
-/// What a leaf contributes to the answer.
-enum Leaf {
-    /// Below `lower` (or `lower` falls inside the leaf's group).
-    Skip,
-    /// The leaf does not start with the prefix: neither does anything after it.
-    PastPrefix,
-    Hit(Hit),
-}
-
-fn leaf_hit(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>) -> Leaf {
+/// Append what the leaf at `off` (whose first eight bytes are `head`)
+/// contributes to the answer: nothing when
+/// it is below `lower` (or `lower` falls inside its group), else its key
+/// and value or its group. Returns false when the leaf does not start
+/// with the prefix: neither does anything after it.
+#[inline]
+fn leaf_hit(b: &FrameBuf, off: usize, head: u64, task: Task, q: &Scan<'_>, out: &mut Hits) -> bool {
     // A leaf's key extends the path that led to it, so the path already
     // proves `>= lower` (unbounded subtree), the prefix (path at least as
     // long) and the absence of the delimiter before `depth` (`expand`
     // looked there); only the rest is compared.
-    let leaf = LeafAt(off);
-    let (key_off, klen) = (leaf.key_off(), leaf.key_len(b));
+    let (key_off, (klen, value_len)) = (LeafAt(off).key_off(), LeafAt::lens(head));
     if task.bounded && b.cmp_bytes(key_off, klen, q.lower) == Ordering::Less {
-        return Leaf::Skip;
+        return true;
     }
     let plen = q.prefix.len();
     if task.depth < plen && (klen < plen || b.cmp_bytes(key_off, plen, q.prefix) != Ordering::Equal) {
-        return Leaf::PastPrefix;
+        return false;
     }
     let from = task.depth.max(plen);
     if let Some(at) = q.delimiter.and_then(|d| b.find_byte(key_off + from, klen.saturating_sub(from), d)) {
         let len = from + at + 1;
-        if task.bounded && b.cmp_bytes(key_off, len, q.lower) == Ordering::Less {
-            return Leaf::Skip;
+        if !task.bounded || b.cmp_bytes(key_off, len, q.lower) != Ordering::Less {
+            out.push_group(b, key_off, len);
         }
-        return Leaf::Hit(Hit::Group(b.read_vec(key_off, len)));
+        return true;
     }
-    let value = if q.keys_only { Vec::new() } else { leaf.value(b) };
-    Leaf::Hit(Hit::Key { key: leaf.key(b), value })
+    out.push_key(b, key_off, klen, if q.keys_only { 0 } else { value_len });
+    true
 }
 
-/// The group of a group task, if its subtree holds a key: its bytes are
-/// the first `group_len` bytes of the subtree's first leaf.
+/// Append the group of a group task, if its subtree holds a key: its
+/// bytes are the first `group_len` bytes of the subtree's first leaf.
 fn group_hit<'p>(
     pool: &'p Pool,
     owned: &Owned<'p>,
     views: &mut Vec<FrameView<'p>>,
     task: Task,
-    probe: &mut Vec<(usize, Slot, u16)>,
+    probe: &mut Vec<(usize, usize, u16)>,
     steps: &mut usize,
-) -> Result<Step<Option<Hit>>> {
+    out: &mut Hits,
+) -> Result<Step<()>> {
     let Step::Done(first) = first_leaf(pool, owned, views, task, probe, steps)? else { return Ok(Step::Restart) };
-    let Some((f, off)) = first else { return Ok(Step::Done(None)) };
+    let Some((f, off)) = first else { return Ok(Step::Done(())) };
     let (b, leaf, len) = (views[f].buf, LeafAt(off), task.group_len as usize);
     if leaf.key_len(b) < len {
         return unreadable(views, &views[f], "leaf key shorter than its path");
     }
-    Ok(Step::Done(Some(Hit::Group(b.read_vec(leaf.key_off(), len)))))
+    out.push_group(b, leaf.key_off(), len);
+    Ok(Step::Done(()))
 }
 
 /// The first leaf in key order under the task's node (frame index and
@@ -279,35 +283,37 @@ fn first_leaf<'p>(
     owned: &Owned<'p>,
     views: &mut Vec<FrameView<'p>>,
     task: Task,
-    probe: &mut Vec<(usize, Slot, u16)>,
+    probe: &mut Vec<(usize, usize, u16)>,
     steps: &mut usize,
 ) -> Result<Step<Option<(usize, usize)>>> {
     probe.clear();
-    probe.push((task.f, task.slot, 0));
-    while let Some((f, slot, next)) = probe.pop() {
+    probe.push((task.f, task.off, 0));
+    while let Some((f, off, next)) = probe.pop() {
         if !tick(steps, views)? {
             return Ok(Step::Restart);
         }
         let view = views[f];
         let b = view.buf;
-        let Some(off) = b.node_offset(slot) else { return unreadable(views, &view, "dangling slot") };
+        if off == DANGLING {
+            return unreadable(views, &view, "dangling slot");
+        }
         match b.u8(off) {
             KIND_LEAF => return Ok(Step::Done(Some((f, off)))),
             KIND_LINK => {
                 let (id, s) = link_target(b, off);
                 let Step::Done(target) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
                 views.push(target);
-                probe.push((views.len() - 1, s, 0));
+                probe.push((views.len() - 1, node_at(target.buf, s), 0));
             }
             2..=5 => {
                 let n = InnerAt(off);
                 let end = n.end(b);
                 if next == 0 && end != NIL {
-                    probe.push((f, slot, 1));
-                    probe.push((f, Slot(end), 0));
+                    probe.push((f, off, 1));
+                    probe.push((f, node_at(b, Slot(end)), 0));
                 } else if let Some((byte, child)) = n.child_at_or_after(b, next.saturating_sub(1)) {
-                    probe.push((f, slot, u16::from(byte) + 2));
-                    probe.push((f, Slot(child), 0));
+                    probe.push((f, off, u16::from(byte) + 2));
+                    probe.push((f, node_at(b, Slot(child)), 0));
                 }
             }
             _ => return unreadable(views, &view, "unknown node kind"),
@@ -316,21 +322,14 @@ fn first_leaf<'p>(
     Ok(Step::Done(None))
 }
 
-/// Keep the loads of upcoming siblings in flight: the first two cache
-/// lines (a leaf's key and value) of the nodes of the next
-/// `PREFETCH_NODES` tasks (their slot entries were fetched earlier), and
-/// the slot entry of the task `PREFETCH_CHILDREN` further down. Visiting a
-/// leaf takes about one memory latency, so one task ahead is too late.
-fn prefetch_ahead(views: &[FrameView<'_>], stack: &[Task]) {
-    for next in stack.iter().rev().take(PREFETCH_NODES) {
-        let b = views[next.f].buf;
-        if let Some(off) = b.node_offset(next.slot) {
-            b.prefetch(off);
-            b.prefetch(off + 64);
-        }
-    }
-    if let Some(far) = stack.len().checked_sub(PREFETCH_CHILDREN).and_then(|i| stack.get(i)) {
-        views[far.f].buf.prefetch(crate::layout::slot_entry_offset(far.slot));
+/// Start loading the first three cache lines of the node at `off` (a
+/// leaf's header, key and value, unless they are long).
+#[inline]
+fn prefetch_node(b: &FrameBuf, off: usize) {
+    if off != DANGLING {
+        b.prefetch(off);
+        b.prefetch(off + 64);
+        b.prefetch(off + 128);
     }
 }
 
@@ -342,7 +341,7 @@ fn prefetch_ahead(views: &[FrameView<'_>], stack: &[Task]) {
 /// delimiter byte is pushed as a group task. Returns the group length when
 /// the node's own compressed prefix holds the delimiter: the whole node is
 /// one group (nothing is pushed).
-fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, kids: &mut Vec<(u8, u32)>, stack: &mut Vec<Task>) -> Option<u32> {
+fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Task>) -> Option<u32> {
     let n = InnerAt(off);
     let plen = n.prefix_len(b);
     let d = task.depth + plen;
@@ -366,41 +365,37 @@ fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, kids: &mut Vec<(u8
         return prefix_group(b, n, task, lower_rest, overlap + at);
     }
     let tight = bounded.then(|| q.lower[d]);
-    kids.clear();
-    let group_byte = match q.prefix.get(d) {
-        Some(&only) => {
-            let child = n.find_child(b, only);
-            if child != NIL && tight.is_none_or(|t| only >= t) {
-                kids.push((only, child));
-            }
-            None
-        }
-        None => {
-            n.children_from(b, tight.map_or(0, u16::from), kids);
-            q.delimiter
-        }
-    };
-    for &(byte, child) in kids.iter().rev() {
+    let base = stack.len();
+    // Children are pushed last key first, so that they pop in key order.
+    let mut push = |byte: u8, child: u32, group_byte: Option<u8>| {
         let on_lower = tight == Some(byte);
         let mut group_len = 0;
         if group_byte == Some(byte) {
             // `lower` extending the group's bytes lies inside the group,
             // which is then not after it.
             if on_lower && q.lower.len() > d + 1 {
-                continue;
+                return;
             }
             group_len = (d + 1) as u32;
         }
         let bounded = on_lower && group_len == 0;
-        stack.push(Task { f: task.f, slot: Slot(child), group_len, depth: d + 1, bounded });
+        stack.push(Task { f: task.f, off: node_at(b, Slot(child)), group_len, depth: d + 1, bounded });
+    };
+    match q.prefix.get(d) {
+        Some(&only) => {
+            let child = n.find_child(b, only);
+            if child != NIL && tight.is_none_or(|t| only >= t) {
+                push(only, child, None);
+            }
+        }
+        None => n.children_rev_from(b, tight.map_or(0, u16::from), |byte, child| push(byte, child, q.delimiter)),
     }
     let end = n.end(b);
     if !bounded && end != NIL && d >= q.prefix.len() {
-        stack.push(Task { f: task.f, slot: Slot(end), group_len: 0, depth: d, bounded: false });
+        stack.push(Task { f: task.f, off: node_at(b, Slot(end)), group_len: 0, depth: d, bounded: false });
     }
-    for t in stack.iter().rev().take(PREFETCH_CHILDREN).filter(|t| t.f == task.f) {
-        b.prefetch(crate::layout::slot_entry_offset(t.slot));
-    }
+    let first = stack.len().saturating_sub(PREFETCH_DISTANCE).max(base);
+    stack[first..].iter().for_each(|t| prefetch_node(b, t.off));
     None
 }
 

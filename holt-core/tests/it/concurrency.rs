@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use holt_core::{RangeEntry, Tree};
+use holt_core::{RangeEntry, RangeEntryRef, Tree};
 
 use crate::model::memory_tree;
 use crate::rng::Rng;
@@ -207,6 +207,27 @@ fn concurrent_growth_keeps_every_key_and_link() {
     assert!(tree.stats().unwrap().frames > 50, "the load spans many frames");
 }
 
+/// Two writer threads in scope `s`, each calling `op` with a generator of
+/// its own (seeded from `seed`) and a rising generation until `stop`.
+fn spawn_writers<'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    tree: &Tree,
+    stop: &'scope AtomicBool,
+    seed: u64,
+    op: fn(&Tree, &mut Rng, u64),
+) {
+    for t in 0..2u64 {
+        let (tree, mut rng) = (tree.clone(), Rng::new(seed.wrapping_add(t)));
+        s.spawn(move || {
+            let mut gen = 0;
+            while !stop.load(Ordering::Relaxed) {
+                gen += 1;
+                op(&tree, &mut rng, gen);
+            }
+        });
+    }
+}
+
 /// Delimiter scans while writers fill and empty the groups they roll up
 /// (spilling them over many frames): every group holding a key throughout
 /// is listed exactly once, entries come strictly in order, keys are never
@@ -224,24 +245,17 @@ fn rollup_scans_under_writers_list_each_lasting_group_once() {
     }
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
-        for t in 0..2u64 {
-            let (tree, stop, mut rng) = (tree.clone(), &stop, Rng::new(seed.wrapping_add(t)));
-            s.spawn(move || {
-                let mut gen = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    gen += 1;
-                    let g = rng.below(100);
-                    let k = match rng.below(5) {
-                        0 => format!("g/{g:03}x").into_bytes(),
-                        _ => format!("g/{g:03}/{:04}", rng.below(2000)).into_bytes(),
-                    };
-                    match rng.below(3) {
-                        0 => drop(tree.delete(&k).unwrap()),
-                        _ => tree.put(&k, &[&value_for(&k, gen)[..], &[0; 900]].concat()[..]).unwrap(),
-                    }
-                }
-            });
-        }
+        spawn_writers(s, &tree, &stop, seed, |tree, rng, gen| {
+            let g = rng.below(100);
+            let k = match rng.below(5) {
+                0 => format!("g/{g:03}x").into_bytes(),
+                _ => format!("g/{g:03}/{:04}", rng.below(2000)).into_bytes(),
+            };
+            match rng.below(3) {
+                0 => drop(tree.delete(&k).unwrap()),
+                _ => tree.put(&k, &[&value_for(&k, gen)[..], &[0; 900]].concat()[..]).unwrap(),
+            }
+        });
         let (tree, stop, lasting) = (tree.clone(), &stop, &lasting);
         s.spawn(move || {
             let mut rng = Rng::new(seed ^ 0x9011);
@@ -282,5 +296,70 @@ fn rollup_scans_under_writers_list_each_lasting_group_once() {
         });
     });
     assert!(tree.stats().unwrap().frames > 10, "the groups spread over many frames");
+    tree.check_invariants().unwrap();
+}
+
+/// What one cursor scan of `k/` lent: keys strictly increasing, each
+/// value whole (one generation of its key), every key inside the prefix.
+/// Returns the lasting keys it lent, in order.
+fn cursor_scan(tree: &Tree, seed: u64, scan: usize, keys_only: bool) -> Vec<Vec<u8>> {
+    let mut b = tree.scan_prefix(b"k/");
+    if keys_only {
+        b = b.keys_only();
+    }
+    let mut cursor = b.cursor();
+    let mut last: Option<Vec<u8>> = None;
+    let mut lasting = Vec::new();
+    while let Some(e) = cursor.next_entry().unwrap() {
+        let RangeEntryRef::Key { key, value } = e else { panic!("seed {seed}: no delimiter given") };
+        assert!(key.starts_with(b"k/"), "seed {seed} scan {scan}: {key:?} outside the prefix");
+        assert!(last.as_deref().is_none_or(|l| l < key), "seed {seed} scan {scan}: repeated or reordered at {key:?}");
+        if keys_only {
+            assert!(value.is_empty(), "seed {seed}: keys_only lent a value");
+        } else {
+            check_value(key, value);
+        }
+        if !key.ends_with(b"x") {
+            lasting.push(key.to_vec());
+        }
+        last = Some(key.to_vec());
+    }
+    lasting
+}
+
+/// Cursor scans while writers insert and delete keys between the lasting
+/// ones (spilling them over many frames) and rewrite the lasting keys'
+/// values: each scan lends every lasting key exactly once, in order, each
+/// value as one write left it (a chunk is a consistent cut of the frames
+/// it read), never a key twice.
+#[test]
+fn cursor_scans_under_writers_lend_each_lasting_key_once() {
+    let tree = memory_tree();
+    let (_, seed) = Rng::from_env("cursor_scans_under_writers_lend_each_lasting_key_once");
+    let lasting: Vec<Vec<u8>> = (0..6000).map(|i| format!("k/{i:05}").into_bytes()).collect();
+    for k in &lasting {
+        tree.put(k, &value_for(k, 0)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        spawn_writers(s, &tree, &stop, seed, |tree, rng, gen| {
+            let i = rng.below(6000);
+            let (k, extra) = (format!("k/{i:05}").into_bytes(), format!("k/{i:05}x").into_bytes());
+            match rng.below(4) {
+                0 => assert!(tree.delete(&extra).is_ok()),
+                1 => tree.put(&k, &value_for(&k, gen)).unwrap(),
+                _ => tree.put(&extra, &value_for(&extra, gen)).unwrap(),
+            }
+        });
+        let (tree, stop, lasting) = (tree.clone(), &stop, &lasting);
+        s.spawn(move || {
+            for scan in 0..40 {
+                let got = cursor_scan(&tree, seed, scan, scan % 5 == 4);
+                assert!(got == *lasting, "seed {seed} scan {scan}: lasting keys skipped ({} of {} lent)", got.len(), lasting.len());
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+    assert!(tree.stats().unwrap().frames > 2, "the keys spread over several frames");
     tree.check_invariants().unwrap();
 }

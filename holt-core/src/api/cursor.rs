@@ -1,0 +1,185 @@
+//! `RangeCursor`: a range scan that lends each entry's bytes.
+//!
+//! The cursor never holds a latch between calls. It asks the engine for a
+//! chunk of entries at or after a lower bound (`Hits`: every key and
+//! value copied once into one reused buffer), lends them one by one, then
+//! moves the bound past the last entry of the chunk: past the last key, or
+//! past every key of the last group. Because every refill restarts from a
+//! key rather than a position, a key present for the whole scan is lent
+//! exactly once, and a group once, however the tree changes underneath;
+//! each chunk is a consistent cut of the keys it covers. The rollup itself
+//! happens in the tree walk (`tree::scan`), which steps over each group's
+//! keys.
+
+use std::sync::Arc;
+
+use super::range::RangeEntryRef;
+use super::tree::Handle;
+use crate::engine::{HitRef, Hits, Scan, ScanScratch};
+use crate::error::Result;
+
+/// Entries fetched by a scan's first refill; each full refill doubles the
+/// next up to `CHUNK_KEYS_MAX`. Every refill descends again to its lower
+/// bound, so a long scan (a big directory) wants few of them, while a
+/// short one (a typical directory) should not collect far ahead.
+pub(crate) const CHUNK_KEYS_MIN: usize = 128;
+const CHUNK_KEYS_MAX: usize = 2048;
+/// Bytes of keys and values one chunk collects at most (past one entry):
+/// the buffer stays in the CPU's cache between being filled and read, and
+/// a scan's memory stays bounded whatever the values' size.
+pub(crate) const CHUNK_BYTES_MAX: usize = 128 * 1024;
+
+/// A range scan that lends every entry (key and value, or common prefix)
+/// as slices of its own buffer, valid until the next call: no allocation
+/// per entry. Made by [`RangeBuilder::cursor`](super::RangeBuilder::cursor);
+/// yields exactly what the [`RangeIter`](super::RangeIter) of the same
+/// builder would.
+///
+/// ```
+/// # let tree = holt_core::TreeBuilder::new("doc").memory().open()?;
+/// tree.put(b"d/a", b"1")?;
+/// tree.put(b"d/b/c", b"2")?;
+/// let mut cursor = tree.scan_prefix(b"d/").delimiter(b'/').cursor();
+/// let mut names = Vec::new();
+/// while let Some(entry) = cursor.next_entry()? {
+///     names.push(entry.key().to_vec());
+/// }
+/// assert_eq!(names, [b"d/a".to_vec(), b"d/b/".to_vec()]);
+/// # Ok::<(), holt_core::Error>(())
+/// ```
+pub struct RangeCursor {
+    engine: Arc<Handle>,
+    prefix: Vec<u8>,
+    delimiter: Option<u8>,
+    keys_only: bool,
+    /// Inclusive lower bound of the next refill, unless `done`. A group is
+    /// emitted only if its bytes are `>= lower`, so a `start_after` inside
+    /// a group skips that group.
+    lower: Vec<u8>,
+    done: bool,
+    hits: Hits,
+    /// The next entry of `hits` to lend.
+    pos: usize,
+    /// Entries the next refill asks for.
+    chunk_limit: usize,
+    pub(crate) scratch: ScanScratch,
+}
+
+/// The buffers a cursor reuses from chunk to chunk.
+type Buffers = (Hits, ScanScratch, Vec<u8>);
+
+thread_local! {
+    /// The buffers of the thread's last finished scan. A directory listing
+    /// is one short scan: allocating its buffers afresh each time is a
+    /// large allocation, which makes glibc consolidate every small chunk
+    /// the previous listing freed (a tenth of list time).
+    static SPARE: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+}
+
+fn take_buffers() -> Buffers {
+    SPARE.with(|s| s.take()).unwrap_or_default()
+}
+
+impl Drop for RangeCursor {
+    fn drop(&mut self) {
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
+        let spare = (hits, std::mem::take(&mut self.scratch), std::mem::take(&mut self.lower));
+        // `try_with`: a scan dropped while its thread exits just frees.
+        let _ = SPARE.try_with(|s| s.set(Some(spare)));
+    }
+}
+
+impl RangeCursor {
+    pub(crate) fn new(engine: Arc<Handle>, prefix: Vec<u8>, start_after: Option<&[u8]>, delimiter: Option<u8>, keys_only: bool) -> Self {
+        let (hits, scratch, mut lower) = take_buffers();
+        lower.clear();
+        match start_after {
+            // Smallest key strictly greater than `after` is `after` + 0x00.
+            Some(after) if after >= prefix.as_slice() => {
+                lower.extend_from_slice(after);
+                lower.push(0);
+            }
+            _ => lower.extend_from_slice(&prefix),
+        }
+        RangeCursor {
+            engine,
+            prefix,
+            delimiter,
+            keys_only,
+            lower,
+            done: false,
+            hits,
+            pos: 0,
+            chunk_limit: CHUNK_KEYS_MIN,
+            scratch,
+        }
+    }
+
+    /// The next entry in key order, or `None` once the scan is over. After
+    /// an error the scan is over.
+    pub fn next_entry(&mut self) -> Result<Option<RangeEntryRef<'_>>> {
+        if self.pos == self.hits.len() {
+            if let Err(e) = self.refill() {
+                self.done = true;
+                self.hits.clear();
+                self.pos = 0;
+                return Err(e);
+            }
+            if self.hits.is_empty() {
+                return Ok(None);
+            }
+        }
+        let i = self.pos;
+        self.pos += 1;
+        Ok(Some(self.hits.get(i).into()))
+    }
+
+    /// Collect the next chunk at or after `lower`; an empty one ends the
+    /// scan.
+    fn refill(&mut self) -> Result<()> {
+        self.hits.clear();
+        self.pos = 0;
+        if self.done {
+            return Ok(());
+        }
+        let limit = self.chunk_limit;
+        let q = Scan {
+            lower: &self.lower,
+            prefix: &self.prefix,
+            limit,
+            bytes_max: CHUNK_BYTES_MAX,
+            delimiter: self.delimiter,
+            keys_only: self.keys_only,
+        };
+        self.engine.scan(&q, &mut self.scratch, &mut self.hits)?;
+        // A chunk the walk did not cut short ends the scan.
+        self.done = self.hits.len() < limit && self.hits.bytes_len() < CHUNK_BYTES_MAX;
+        if !self.done {
+            self.done = !past_last(self.hits.last(), &mut self.lower);
+            self.chunk_limit = (limit * 2).min(CHUNK_KEYS_MAX);
+        }
+        Ok(())
+    }
+}
+
+/// Set `lower` to the first key past `last`: past the key (`key + 0x00`),
+/// or past every key of the group (its bytes with trailing 0xFF bytes
+/// dropped and the last byte left incremented). False when nothing is
+/// past it (a group of only 0xFF bytes).
+fn past_last(last: Option<HitRef<'_>>, lower: &mut Vec<u8>) -> bool {
+    let Some(last) = last else { return false };
+    lower.clear();
+    lower.extend_from_slice(last.key());
+    if let HitRef::Key { .. } = last {
+        lower.push(0);
+        return true;
+    }
+    while let Some(byte) = lower.pop() {
+        if byte < 0xFF {
+            lower.push(byte + 1);
+            return true;
+        }
+    }
+    false
+}

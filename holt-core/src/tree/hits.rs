@@ -1,0 +1,159 @@
+//! `Hits`: a scan chunk's answer, every entry's bytes packed in one buffer.
+//!
+//! A scan copies each key and value out of its frame once, into `bytes`,
+//! and records where it landed in `spans`; a caller reads the entries back
+//! as slices of that buffer. Once both vectors have grown to a chunk's
+//! size, collecting the next chunk allocates nothing, whatever the number
+//! of entries (an owned `Vec` per key and per value cost a third of a full
+//! scan's time in `malloc`/`free`). An entry is copied as the whole words
+//! that hold it (`FrameBuf::copy_words`), so its bytes start at the same
+//! offset modulo 8 as in the frame and up to 7 bytes on each side are
+//! padding.
+
+use crate::layout::FrameBuf;
+
+/// `Span::value_len` of a group (a group has no value).
+const GROUP: u32 = u32::MAX;
+
+/// Where one entry's bytes lie in `Hits::bytes`: the key (or group) at
+/// `start..start + key_len`, the value right after it (as in a leaf).
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    key_len: u32,
+    value_len: u32,
+}
+
+/// One entry of a scan's answer, lent from `Hits`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HitRef<'a> {
+    Key { key: &'a [u8], value: &'a [u8] },
+    /// Every key starting with these bytes, which end with the delimiter
+    /// (its first occurrence past the prefix).
+    Group(&'a [u8]),
+}
+
+impl<'a> HitRef<'a> {
+    /// The key, or the group's bytes.
+    pub(crate) fn key(self) -> &'a [u8] {
+        match self {
+            HitRef::Key { key, .. } => key,
+            HitRef::Group(g) => g,
+        }
+    }
+}
+
+/// Entries in key order. Invariants: `spans` are in `bytes` order; the
+/// words entry `i` was copied from start at `spans[i].start` rounded down
+/// to 8, at or past the end of entry `i - 1`'s, and the last ends at or
+/// before `used`, a multiple of 8. `bytes` is only ever grown (zeroed), so
+/// copying into it needs no initialisation per entry.
+#[derive(Default)]
+pub(crate) struct Hits {
+    bytes: Vec<u8>,
+    used: usize,
+    spans: Vec<Span>,
+}
+
+impl Hits {
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Bytes the entries take, padding included.
+    pub(crate) fn bytes_len(&self) -> usize {
+        self.used
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.used = 0;
+        self.spans.clear();
+    }
+
+    /// Keep the first `n` entries.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        if let Some(s) = self.spans.get(n) {
+            self.used = s.start & !7;
+            self.spans.truncate(n);
+        }
+    }
+
+    /// Entry `i`; panics past the end, like indexing.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> HitRef<'_> {
+        let s = self.spans[i];
+        let key_end = s.start + s.key_len as usize;
+        let key = &self.bytes[s.start..key_end];
+        if s.value_len == GROUP {
+            return HitRef::Group(key);
+        }
+        HitRef::Key { key, value: &self.bytes[key_end..key_end + s.value_len as usize] }
+    }
+
+    pub(crate) fn last(&self) -> Option<HitRef<'_>> {
+        self.len().checked_sub(1).map(|i| self.get(i))
+    }
+
+    /// Append the key at `key_off` of frame `b` and the value right after
+    /// it (as a leaf holds them).
+    #[inline]
+    pub(crate) fn push_key(&mut self, b: &FrameBuf, key_off: usize, key_len: usize, value_len: usize) {
+        let start = self.copy(b, key_off, key_len + value_len);
+        self.spans.push(Span { start, key_len: key_len as u32, value_len: value_len as u32 });
+    }
+
+    /// Append a group: the `len` bytes at `off` of frame `b`.
+    pub(crate) fn push_group(&mut self, b: &FrameBuf, off: usize, len: usize) {
+        let start = self.copy(b, off, len);
+        self.spans.push(Span { start, key_len: len as u32, value_len: GROUP });
+    }
+
+    /// Copy the words holding bytes `off..off + len` of `b` to `used`;
+    /// returns where byte `off` landed.
+    #[inline(always)]
+    fn copy(&mut self, b: &FrameBuf, off: usize, len: usize) -> usize {
+        let need = ((off & 7) + len).div_ceil(8) * 8;
+        let end = self.used + need;
+        if end > self.bytes.len() {
+            self.bytes.resize(end.max(2 * self.bytes.len()), 0);
+        }
+        b.copy_words(off, &mut self.bytes[self.used..end]);
+        let start = self.used + (off & 7);
+        self.used = end;
+        start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_read_back_in_order_and_truncate_drops_their_bytes() {
+        let b = FrameBuf::zeroed();
+        b.write(100, b"key-one\0value-one");
+        b.write(96, b"pad!");
+        b.write(301, b"grp/rest");
+        let mut hits = Hits::default();
+        hits.push_key(&b, 100, 7, 10);
+        hits.push_group(&b, 301, 4);
+        hits.push_key(&b, 100, 3, 0);
+        assert_eq!(hits.len(), 3);
+        assert_eq!(hits.get(0), HitRef::Key { key: b"key-one", value: b"\0value-one" });
+        assert_eq!(hits.get(1), HitRef::Group(b"grp/"));
+        assert_eq!(hits.last(), Some(HitRef::Key { key: b"key", value: b"" }));
+        assert_eq!(hits.bytes_len(), 24 + 16 + 8, "whole words: 96..120, 296..312, 96..104");
+        hits.truncate(1);
+        assert_eq!((hits.len(), hits.bytes_len()), (1, 24));
+        hits.push_group(&b, 301, 4);
+        assert_eq!(hits.get(1), HitRef::Group(b"grp/"), "bytes written again over truncated ones");
+        hits.truncate(5);
+        assert_eq!(hits.len(), 2, "truncating past the end keeps everything");
+        hits.clear();
+        assert!(hits.is_empty() && hits.last().is_none());
+    }
+}

@@ -31,6 +31,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::codec;
 use crate::ids::Lsn;
 use crate::store::reserve::{io_is_no_space, SpaceReserve};
 use crate::store::shared_map::SharedMap;
@@ -103,6 +104,31 @@ impl ActiveSegment {
         }
         self.len = end;
         Ok(())
+    }
+
+    /// Make a fresh, empty file ready to become the next segment: reserve
+    /// its first `MAP_GROW_BYTES` and map it, the work a rotation would
+    /// otherwise do at its first append. `first_lsn` stays 0 until
+    /// `adopt`. Failure to reserve or map only leaves that to the first
+    /// append, as for any segment.
+    pub(crate) fn prepare(file: Arc<dyn FileIo>, path: PathBuf, map_bytes: u64) -> Self {
+        let mut seg = ActiveSegment::new(file, path, Lsn(0), 0);
+        if seg.reserve_through(MAP_GROW_BYTES, &SpaceReserve::none()) {
+            seg.mapping = seg.try_map(map_bytes);
+        }
+        seg
+    }
+
+    /// Turn a prepared file, now at `path`, into the segment whose first
+    /// record is `first`: its header is its first append. The header is not
+    /// synced here; the fdatasync that first covers a record of the segment
+    /// covers the header too, and until then recovery may find it torn
+    /// (FORMAT.md, recovery rules).
+    pub(crate) fn adopt(&mut self, path: PathBuf, first: Lsn, map_bytes: u64) -> io::Result<()> {
+        debug_assert!(self.len == 0 && self.first_lsn == Lsn(0), "only a prepared, unused file is adopted");
+        self.path = path;
+        self.first_lsn = first;
+        self.append(&codec::encode_segment_header(first), map_bytes, &SpaceReserve::none())
     }
 
     /// Whether appends are copies into a mapping.

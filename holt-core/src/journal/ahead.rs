@@ -8,7 +8,9 @@
 //!   `SPARE_NAME`, its first space reserved and mapped, so a rotation only
 //!   renames it and writes its header (`Journal::adopt_spare`);
 //! - names: the directory is fsync'd once the active segment's name is new,
-//!   so neither the next sync nor the next rotation has to.
+//!   so neither the next sync nor the next rotation has to;
+//! - unmapping: a sealed segment's mapping (16 MiB of page tables) is
+//!   dropped here rather than by the writer that sealed it.
 //!
 //! Invariants:
 //! - Nothing here makes a record durable, acknowledges one, or changes
@@ -37,11 +39,13 @@ use super::segment;
 use super::Journal;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
+use crate::store::shared_map::SharedMap;
 
 /// Name of the spare file in the WAL directory; not a segment name.
 pub(crate) const SPARE_NAME: &str = "wal-spare.tmp";
-/// Log bytes between two writeback requests for the active segment.
-pub(crate) const WRITEBACK_STEP_BYTES: u64 = 1 << 20;
+/// Log bytes between two writeback requests for the active segment: what
+/// is left, at most, for the fdatasync that seals it.
+pub(crate) const WRITEBACK_STEP_BYTES: u64 = 256 << 10;
 /// Writeback covers whole pages only: the writer may still be copying
 /// into the page that holds the log's end.
 const PAGE_BYTES: u64 = 4096;
@@ -59,6 +63,8 @@ pub(crate) struct Ahead {
     spare_wanted: AtomicBool,
     /// Segment and offset below which writeback was requested.
     written_back: Mutex<(PathBuf, u64)>,
+    /// A sealed segment's mapping, to unmap (no one writes to it).
+    retired_map: Mutex<Option<SharedMap>>,
     signal: Arc<Signal>,
     thread: Mutex<Option<(ThreadId, JoinHandle<()>)>>,
 }
@@ -82,6 +88,20 @@ impl Ahead {
     #[cfg(test)]
     pub(crate) fn has_spare(&self) -> bool {
         self.spare.lock().is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn has_retired_map(&self) -> bool {
+        self.retired_map.lock().is_some()
+    }
+
+    /// Leave a sealed segment's mapping to the flusher. One is kept at a
+    /// time: an older one still here (the flusher did not run for a whole
+    /// segment) is unmapped now.
+    pub(crate) fn retire_map(&self, map: Option<SharedMap>) {
+        let Some(map) = map else { return };
+        let older = self.retired_map.lock().replace(map);
+        drop(older);
     }
 
     /// Ask the flusher to look for work now. One atomic swap unless it is
@@ -118,6 +138,8 @@ impl Journal {
     /// One round of the flusher's work; each step is skipped when there is
     /// nothing to do. Tests call it to interleave it with writes.
     pub(crate) fn work_ahead(&self) {
+        let retired = self.ahead.retired_map.lock().take();
+        drop(retired);
         if self.poisoned.load(Ordering::Acquire) {
             return;
         }

@@ -72,6 +72,26 @@ fn work_ahead_between_writes_keeps_the_log_whole() {
     assert_eq!(replay.len(), 4000);
 }
 
+/// A segment filled to its size already ends at its last record (space
+/// past the size is reserved only to the log's end): sealing it cuts
+/// nothing and leaves its mapping for the flusher to unmap.
+#[test]
+fn a_full_segment_seals_without_a_cut_and_the_flusher_unmaps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(1 << 20, false));
+    let mut i = 0;
+    while j.sealed.lock().is_empty() {
+        commit_puts(&j, i, 1, |_| false);
+        i += 1;
+    }
+    let sealed = j.sealed.lock()[0].clone();
+    assert!(sealed.bytes > 1 << 20);
+    assert_eq!(std::fs::metadata(&sealed.path).unwrap().len(), sealed.bytes);
+    assert!(j.ahead.has_retired_map(), "the mapping was handed back, not unmapped");
+    j.work_ahead();
+    assert!(!j.ahead.has_retired_map());
+}
+
 /// The flusher thread runs beside writers and stops with the journal.
 #[test]
 fn flusher_thread_serves_writers_and_stops() {

@@ -239,7 +239,8 @@ impl Journal {
     /// name: every record written so far is then durable.
     fn seal_durably(&self, io: &mut WriterIo) -> Result<()> {
         let old = &mut io.active;
-        old.finish().map_err(|e| Error::io("truncate", &old.path, e))?;
+        let map = old.seal().map_err(|e| Error::io("truncate", &old.path, e))?;
+        self.ahead.retire_map(map);
         old.file.sync_data().map_err(|e| Error::io("fdatasync", &old.path, e))?;
         if io.dir_dirty {
             self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;

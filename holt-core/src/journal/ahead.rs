@@ -42,7 +42,7 @@ use crate::ids::Lsn;
 use crate::store::shared_map::SharedMap;
 
 /// Name of the spare file in the WAL directory; not a segment name.
-pub(crate) const SPARE_NAME: &str = "wal-spare.tmp";
+pub(crate) const SPARE_NAME: &str = "spare-segment.tmp";
 /// Log bytes between two writeback requests for the active segment: what
 /// is left, at most, for the fdatasync that seals it.
 pub(crate) const WRITEBACK_STEP_BYTES: u64 = 256 << 10;
@@ -197,14 +197,7 @@ impl Journal {
             }
             io.active.path.clone()
         };
-        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
-        let mut io = self.io.lock();
-        // A rotation since the read made another name new, which this
-        // fsync may have missed.
-        if io.active.path == path {
-            io.dir_dirty = false;
-        }
-        Ok(())
+        self.sync_active_name(&path)
     }
 
     /// The spare, renamed to the segment whose first record is `first` and

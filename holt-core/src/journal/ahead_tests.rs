@@ -33,6 +33,7 @@ fn rotation_with_a_spare_syncs_only_the_sealed_segment() {
     commit_puts(&j, 0, 5, |_| false);
     j.work_ahead();
     assert!(dir.path().join(SPARE_NAME).exists(), "the flusher prepared a spare");
+    assert_eq!(segment::parse_segment_name(SPARE_NAME), None, "open never reads the spare");
     assert_eq!(j.io.lock().dir_dirty, false, "the active segment's name is synced ahead");
     let (syncs0, dir_syncs0, segs0) = (vfs.counters.syncs(), vfs.counters.dir_syncs(), segments(dir.path()).len());
     commit_puts(&j, 1, 20, |_| false);

@@ -10,6 +10,7 @@
 //! costs far fewer than N writes and syncs, and writers acknowledged at
 //! `write(2)` never wait for an fdatasync.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::active::{self, ActiveSegment};
@@ -261,15 +262,24 @@ impl Journal {
             (io.active.file.clone(), io.active.path.clone(), self.written_lsn.load(Ordering::Acquire), io.dir_dirty)
         };
         if dir_dirty {
-            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
-            let mut io = self.io.lock();
-            if io.active.path == path {
-                io.dir_dirty = false;
-            }
+            self.sync_active_name(&path)?;
         }
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// fsync the directory for the name of the segment at `path`, read as
+    /// the active one. `dir_dirty` is cleared only if it still is: a
+    /// rotation since made another name new, which this fsync may have
+    /// missed.
+    pub(super) fn sync_active_name(&self, path: &Path) -> Result<()> {
+        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+        let mut io = self.io.lock();
+        if io.active.path == path {
+            io.dir_dirty = false;
+        }
         Ok(())
     }
 

@@ -34,7 +34,7 @@ fn rotation_with_a_spare_syncs_only_the_sealed_segment() {
     j.work_ahead();
     assert!(dir.path().join(SPARE_NAME).exists(), "the flusher prepared a spare");
     assert_eq!(segment::parse_segment_name(SPARE_NAME), None, "open never reads the spare");
-    assert_eq!(j.io.lock().dir_dirty, false, "the active segment's name is synced ahead");
+    assert!(!j.io.lock().dir_dirty, "the active segment's name is synced ahead");
     let (syncs0, dir_syncs0, segs0) = (vfs.counters.syncs(), vfs.counters.dir_syncs(), segments(dir.path()).len());
     commit_puts(&j, 1, 20, |_| false);
     assert_eq!(segments(dir.path()).len(), segs0 + 1, "one rotation");
@@ -139,7 +139,7 @@ fn scripted_run(vfs: &MemVfs, seed: u64, records: u64) -> (Vec<Promise>, [u32; 2
         });
         // Odd seeds run the flusher rarely: rotations then create their
         // segment, or find a spare without a synced name.
-        if rng.below(if seed % 2 == 0 { 4 } else { 30 }) == 0 {
+        if rng.below(if seed.is_multiple_of(2) { 4 } else { 30 }) == 0 {
             j.work_ahead();
         }
     }

@@ -104,10 +104,13 @@ impl Ahead {
         drop(older);
     }
 
-    /// Ask the flusher to look for work now. One atomic swap unless it is
-    /// asleep and not yet asked.
+    /// Ask the flusher to look for work now. One atomic swap unless it was
+    /// not yet asked: then the notification is sent holding the mutex the
+    /// flusher checks `wake` under, so it cannot fall between that check
+    /// and the wait (later nudges, `wake` already set, would not repeat it).
     pub(crate) fn nudge(&self) {
         if !self.signal.wake.swap(true, Ordering::AcqRel) {
+            let _checked = self.signal.stop.lock();
             self.signal.cv.notify_one();
         }
     }

@@ -26,7 +26,6 @@
 //!   I/O lock only to read the active segment or its `dir_dirty` flag,
 //!   never across a system call.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
@@ -61,8 +60,9 @@ pub(crate) struct Ahead {
     /// per rotation. Set only once no spare file is in use under
     /// `SPARE_NAME`, which the flusher empties when it prepares one.
     spare_wanted: AtomicBool,
-    /// Segment and offset below which writeback was requested.
-    written_back: Mutex<(PathBuf, u64)>,
+    /// Segment (by first LSN) and offset below which writeback was
+    /// requested.
+    written_back: Mutex<(Lsn, u64)>,
     /// A sealed segment's mapping, to unmap (no one writes to it).
     retired_map: Mutex<Option<SharedMap>>,
     signal: Arc<Signal>,
@@ -160,19 +160,22 @@ impl Journal {
     /// Queue the active segment's full pages past the last request for
     /// writeback, once they make a step.
     fn write_back(&self) -> Result<()> {
-        let (file, path, len) = {
+        // Nothing allocated under the lock: a flusher preempted while
+        // holding it would stall the writer.
+        let (file, first, len) = {
             let io = self.io.lock();
-            (io.active.file.clone(), io.active.path.clone(), io.active.len)
+            (io.active.file.clone(), io.active.first_lsn, io.active.len)
         };
         let mut done = self.ahead.written_back.lock();
-        if done.0 != path {
-            *done = (path, 0);
+        if done.0 != first {
+            *done = (first, 0);
         }
         let upto = len / PAGE_BYTES * PAGE_BYTES;
         if upto < done.1 + WRITEBACK_STEP_BYTES {
             return Ok(());
         }
-        file.start_writeback(done.1, upto - done.1).map_err(|e| Error::io("sync_file_range", &done.0, e))?;
+        let path = || segment::segment_path(&self.dir, first);
+        file.start_writeback(done.1, upto - done.1).map_err(|e| Error::io("sync_file_range", &path(), e))?;
         done.1 = upto;
         Ok(())
     }

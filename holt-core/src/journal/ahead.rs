@@ -175,7 +175,7 @@ impl Journal {
             return Ok(());
         }
         let path = || segment::segment_path(&self.dir, first);
-        file.start_writeback(done.1, upto - done.1).map_err(|e| Error::io("sync_file_range", &path(), e))?;
+        file.start_writeback(done.1, upto - done.1).map_err(|e| Error::io("sync_file_range", path(), e))?;
         done.1 = upto;
         Ok(())
     }

@@ -71,7 +71,7 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
     println!(
         "{phase}: {} puts, {checkpoints} checkpoints; latency p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; \
          max not preempted {:.1} µs (blocked in the engine: {:.1} µs); puts over 1 ms: {preempted} preempted, \
-         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}",
+         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}; longest WAL rotation so far {:.1} µs",
         puts.len(),
         us(at(0.99)),
         us(at(0.999)),
@@ -81,6 +81,7 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
         us(c.checkpoint_cut_nanos_max),
         us(c.checkpoint_frame_copy_nanos_max),
         c.checkpoint_copies_on_write,
+        us(c.wal_rotation_nanos_max),
     );
 }
 

@@ -85,6 +85,10 @@ pub struct TreeCounters {
     pub wal_bytes_written: u64,
     /// fdatasyncs of the WAL since open (one serves every committer waiting).
     pub wal_syncs: u64,
+    /// The longest a WAL segment rotation held the writer that filled the
+    /// segment, in nanoseconds of wall time (sealing it durably, naming
+    /// the next).
+    pub wal_rotation_nanos_max: u64,
     /// Checkpoints that published frames since open.
     pub checkpoints: u64,
     /// Nanoseconds those checkpoints took, summed (capture, writes, publication, trim).

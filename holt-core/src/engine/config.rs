@@ -18,6 +18,10 @@ pub(crate) struct Config {
     /// Disk space held in `RESERVE` for the engine's own use when the disk
     /// fills (see `store::reserve`); 0: none.
     pub space_reserve_bytes: u64,
+    /// Run the WAL flusher thread (`journal::ahead`): writeback ahead of
+    /// rotations, the next segment prepared. Off only in tests that count
+    /// disk operations.
+    pub wal_flusher: bool,
 }
 
 /// Default `space_reserve_bytes`.
@@ -35,6 +39,7 @@ impl Config {
             checkpoint_dirty_frames: None,
             wal_bytes_target: 64 << 20,
             space_reserve_bytes: SPACE_RESERVE_BYTES_DEFAULT,
+            wal_flusher: true,
         }
     }
 

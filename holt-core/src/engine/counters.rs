@@ -74,6 +74,7 @@ impl Engine {
             wal_bytes: journal.map_or(0, |j| j.bytes()),
             wal_bytes_written: journal.map_or(0, |j| j.bytes_written()),
             wal_syncs: journal.map_or(0, |j| j.syncs()),
+            wal_rotation_nanos_max: journal.map_or(0, |j| j.rotation_nanos_max()),
             checkpoints: self.checkpoints.get(),
             checkpoint_nanos: self.checkpoint_time.nanos_total.load(Relaxed),
             checkpoint_last_nanos: self.checkpoint_time.nanos_last.load(Relaxed),

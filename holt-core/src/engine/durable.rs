@@ -119,6 +119,9 @@ pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, lock: StoreLock, cfg: &Config)
     let reserve = Arc::new(SpaceReserve::new(vfs.clone(), dir, cfg.space_reserve_bytes));
     let (journal, replay) = Journal::open(vfs, &dir.join(WAL_DIR), after, jcfg)?;
     let journal = Arc::new(journal.with_space_reserve(reserve.clone()));
+    if cfg.wal_flusher {
+        journal.start_flusher();
+    }
     reserve.establish_at_open();
     let durable = Durable { store, journal, reserve, checkpoint_serial: Mutex::new(()), _lock: lock, file_io };
     Ok(Opened { pool, durable, replay, keys, fresh })

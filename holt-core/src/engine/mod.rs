@@ -481,6 +481,9 @@ impl Engine {
     /// last barrier.
     pub(crate) fn close(&self) {
         self.background.stop();
+        if let Some(d) = &self.durable {
+            d.journal.stop_flusher();
+        }
         if self.durable.is_none() || self.check_poison().is_err() {
             return;
         }

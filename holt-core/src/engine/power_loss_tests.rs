@@ -22,6 +22,9 @@ fn open_on(vfs: &MemVfs) -> crate::Result<Tree> {
     cfg.wal_sync_on_commit = true;
     cfg.checkpoint_interval = None;
     cfg.pool_frames_max = 16;
+    // No thread of its own touches the disk, so a seed replays the same
+    // disk operations (the flusher's steps have `journal::ahead_tests`).
+    cfg.wal_flusher = false;
     Ok(Tree::from_engine(Engine::open_durable(cfg, Arc::new(vfs.clone()), lock)?))
 }
 

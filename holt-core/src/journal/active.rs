@@ -24,13 +24,15 @@
 //!   `write_at` the disk had no reservation for); the mapping is only
 //!   written below `reserved`, and the file is shrunk (`finish`) only after
 //!   the mapping is gone.
-//! - A sealed segment is `finish`ed before it is synced: no reserved zeros
-//!   survive in a sealed segment, which the reader requires to be whole.
+//! - A sealed segment is `finish`ed (or `seal`ed) before it is synced: no
+//!   reserved zeros survive in a sealed segment, which the reader requires
+//!   to be whole.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::codec;
 use crate::ids::Lsn;
 use crate::store::reserve::{io_is_no_space, SpaceReserve};
 use crate::store::shared_map::SharedMap;
@@ -94,7 +96,7 @@ impl ActiveSegment {
     /// `bytes`, so what follows `len` is unknown).
     pub(crate) fn append(&mut self, bytes: &[u8], map_bytes: u64, reserve: &SpaceReserve) -> io::Result<()> {
         let end = self.len + bytes.len() as u64;
-        let copied = self.reserve_through(end, reserve) && self.copy_into_map(bytes, end, map_bytes);
+        let copied = self.reserve_through(end, map_bytes, reserve) && self.copy_into_map(bytes, end, map_bytes);
         if !copied {
             // Repeating the write after a failure is safe: it writes the
             // same bytes at the same offset.
@@ -105,6 +107,31 @@ impl ActiveSegment {
         Ok(())
     }
 
+    /// Make a fresh, empty file ready to become the next segment: reserve
+    /// its first `MAP_GROW_BYTES` and map it, the work a rotation would
+    /// otherwise do at its first append. `first_lsn` stays 0 until
+    /// `adopt`. Failure to reserve or map only leaves that to the first
+    /// append, as for any segment.
+    pub(crate) fn prepare(file: Arc<dyn FileIo>, path: PathBuf, map_bytes: u64) -> Self {
+        let mut seg = ActiveSegment::new(file, path, Lsn(0), 0);
+        if seg.reserve_through(MAP_GROW_BYTES, map_bytes, &SpaceReserve::none()) {
+            seg.mapping = seg.try_map(map_bytes);
+        }
+        seg
+    }
+
+    /// Turn a prepared file, now at `path`, into the segment whose first
+    /// record is `first`: its header is its first append. The header is not
+    /// synced here; the fdatasync that first covers a record of the segment
+    /// covers the header too, and until then recovery may find it torn
+    /// (FORMAT.md, recovery rules).
+    pub(crate) fn adopt(&mut self, path: PathBuf, first: Lsn, map_bytes: u64) -> io::Result<()> {
+        debug_assert!(self.len == 0 && self.first_lsn == Lsn(0), "only a prepared, unused file is adopted");
+        self.path = path;
+        self.first_lsn = first;
+        self.append(&codec::encode_segment_header(first), map_bytes, &SpaceReserve::none())
+    }
+
     /// Whether appends are copies into a mapping.
     #[cfg(test)]
     pub(crate) fn is_mapped(&self) -> bool {
@@ -112,18 +139,23 @@ impl ActiveSegment {
     }
 
     /// Make sure disk space is allocated below `end`, reserving whole
-    /// `MAP_GROW_BYTES` steps. False when it is not: the disk stays full
-    /// after the reserve went (the next append tries again), or the file
-    /// system cannot (then this segment stops trying, and gives up the
-    /// mapping: nothing could keep its stores off unallocated pages).
-    fn reserve_through(&mut self, end: u64, reserve: &SpaceReserve) -> bool {
+    /// `MAP_GROW_BYTES` steps up to the size the segment seals at (the
+    /// mapping's length less its headroom), and past it only to `end`: the
+    /// batch that fills a segment is its last, so a segment sealed full
+    /// ends at its last record with nothing to cut (`seal`). False when
+    /// the space is not allocated: the disk stays full after the reserve
+    /// went (the next append tries again), or the file system cannot (then
+    /// this segment stops trying, and gives up the mapping: nothing could
+    /// keep its stores off unallocated pages).
+    fn reserve_through(&mut self, end: u64, map_bytes: u64, reserve: &SpaceReserve) -> bool {
         if end <= self.reserved {
             return true;
         }
         if !self.allocates {
             return false;
         }
-        let to = end.div_ceil(MAP_GROW_BYTES).saturating_mul(MAP_GROW_BYTES);
+        let seal_bytes = map_bytes.saturating_sub(MAP_GROW_BYTES);
+        let to = if end > seal_bytes { end } else { end.div_ceil(MAP_GROW_BYTES).saturating_mul(MAP_GROW_BYTES) };
         let (file, from) = (&self.file, self.reserved);
         match reserve.retry_io("WAL space reservation", || file.allocate(from, to - from)) {
             Ok(()) => {
@@ -175,6 +207,23 @@ impl ActiveSegment {
                 log::warn!("{}: cannot map the WAL ({e}); appending with write(2)", self.path.display());
                 Mapping::Off
             }
+        }
+    }
+
+    /// Stop appending for good, as `finish` does, except that where the
+    /// file ends at the log's end already (a segment filled past its size,
+    /// see `reserve_through`) the mapping is handed back rather than
+    /// unmapped, for the caller to drop off the writer's path: the file is
+    /// never shrunk again, so the mapping may outlive the segment's use.
+    pub(crate) fn seal(&mut self) -> io::Result<Option<SharedMap>> {
+        if self.reserved_any && self.file.len()? > self.len {
+            self.finish()?;
+            return Ok(None);
+        }
+        self.reserved = self.reserved.min(self.len);
+        match std::mem::replace(&mut self.mapping, Mapping::Off) {
+            Mapping::Mapped(map) => Ok(Some(map)),
+            Mapping::Untried | Mapping::Off => Ok(None),
         }
     }
 

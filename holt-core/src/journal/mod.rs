@@ -13,8 +13,17 @@
 //!   up to `written_lsn` has been handed to the OS, everything up to
 //!   `synced_lsn` is on stable storage (data and segment name).
 //! - Every sealed segment is durable, data and name: a segment is fsync'd,
-//!   and the directory too, before its successor is created. So only the
-//!   last segment can have a torn tail, and open cuts it off.
+//!   and the directory too, before its successor's name exists (created,
+//!   or renamed from the flusher's spare). So only the last segment can
+//!   have a torn tail, and open cuts it off.
+//! - A segment's header is written before any of its records and is
+//!   durable once any of them is: the fdatasync that first covers one of
+//!   its records covers the header (a segment created without a spare
+//!   syncs its header at once). So a torn header in the last segment
+//!   means none of its records was acknowledged durable.
+//! - The flusher (`ahead`) only prepares: it never acknowledges, never
+//!   names a segment, and the writer does every step itself when it has
+//!   not run.
 //! - After a failed write or sync the journal is poisoned for good: durability
 //!   of what was staged is unknown, so every later append or commit fails.
 //!   The engine poisons it too when a batch fails after its `append`, so
@@ -27,11 +36,14 @@
 //!   what a record means (replay belongs to the engine).
 
 mod active;
+mod ahead;
 pub(crate) mod codec;
 mod reader;
 mod segment;
 mod writer;
 
+#[cfg(test)]
+mod ahead_tests;
 #[cfg(test)]
 mod fault_vfs;
 /// For tests that rewrite a store's log (`engine::capture_tests`).
@@ -104,6 +116,10 @@ pub(crate) struct Journal {
     poison_cause: Mutex<Option<String>>,
     /// Released when the disk is too full for the log to go on.
     reserve: Arc<SpaceReserve>,
+    /// The flusher's work ahead of rotations (`ahead`).
+    ahead: ahead::Ahead,
+    /// The longest a rotation held the writer, in nanoseconds.
+    rotation_nanos_max: AtomicU64,
 }
 
 impl Journal {
@@ -136,6 +152,8 @@ impl Journal {
             poisoned: AtomicBool::new(false),
             poison_cause: Mutex::new(None),
             reserve: Arc::new(SpaceReserve::none()),
+            ahead: ahead::Ahead::new(),
+            rotation_nanos_max: AtomicU64::new(0),
         };
         Ok((journal, rec.records))
     }
@@ -166,6 +184,12 @@ impl Journal {
     /// fdatasyncs of a segment since open (one per group of committers).
     pub(crate) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The longest a segment rotation held the writer that ran it, in
+    /// nanoseconds of wall time.
+    pub(crate) fn rotation_nanos_max(&self) -> u64 {
+        self.rotation_nanos_max.load(Ordering::Relaxed)
     }
 
     /// Delete whole sealed segments whose records are all <= `upto` (a

@@ -5,8 +5,10 @@
 //! last segment — torn, zero-filled or garbage — are the end of the log. Bad
 //! bytes are corruption when a valid record after them proves they had been
 //! durable (its `synced_lsn` covers them), or when they sit in a sealed
-//! segment: a segment is fsync'd before its successor is created (see
-//! `writer`), so a sealed segment is whole.
+//! segment: a segment is fsync'd before its successor is named (see
+//! `writer`), so a sealed segment is whole. A torn header of the last
+//! segment is a lost creation unless a record claims the segment durable
+//! (`torn_header`).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -120,21 +122,48 @@ pub(crate) fn scan_segment(bytes: &[u8], first: Lsn, path: &Path, is_last: bool)
         Err(HeaderError::Version(found)) => {
             return Err(Error::UnsupportedFormat { path: path.into(), found, supported: FORMAT_VERSION })
         }
-        Err(HeaderError::Invalid(why)) => {
-            // The header is durable before any record is written, so a bad
-            // header in front of a record is damage, not a torn creation.
-            if let Some(valid) = next_valid_record(bytes, 0) {
-                let what = format!("{why}, but a valid record follows at offset {}", valid.offset);
-                return Err(Error::corrupted(path, 0, what));
-            }
-            if !is_last {
-                return Err(Error::corrupted(path, 0, format!("{why} in a sealed segment")));
-            }
-            let scan = SegmentScan { header_valid: false, records: Vec::new(), synced_claimed: Lsn(0), valid_end: 0 };
-            return Ok(scan);
-        }
+        Err(HeaderError::Invalid(why)) => return torn_header(bytes, first, path, is_last, why),
     }
     scan_records(bytes, first, path, is_last)
+}
+
+/// A segment whose header does not check out. The header is written
+/// before any record and is durable once any record is (the same file's
+/// fdatasync), so a record claiming one of this segment's LSNs durable
+/// proves the header was durable: damage. Without such a claim, in the
+/// last segment, the header's write was lost with every record behind it
+/// unsynced (a rotation that adopted a spare does not sync the header):
+/// a torn creation, which empties the segment. A sealed segment is
+/// durable as a whole, so a bad header there is always damage.
+fn torn_header(bytes: &[u8], first: Lsn, path: &Path, is_last: bool, why: &str) -> Result<SegmentScan> {
+    let unsynced = match unsynced_records_from(bytes, 0, first) {
+        Ok(n) => n,
+        Err(valid) => {
+            let what = format!("{why}, but the record at offset {} shows lsn {} was durable", valid.offset, first.0);
+            return Err(Error::corrupted(path, 0, what));
+        }
+    };
+    if !is_last {
+        return Err(Error::corrupted(path, 0, format!("{why} in a sealed segment")));
+    }
+    if unsynced > 0 {
+        log::warn!("{}: {why}; {unsynced} unsynced record(s) behind it discarded", path.display());
+    }
+    Ok(SegmentScan { header_valid: false, records: Vec::new(), synced_claimed: Lsn(0), valid_end: 0 })
+}
+
+/// Count the valid records at or after `from`, or return the first that
+/// claims `lsn` durable.
+fn unsynced_records_from(bytes: &[u8], from: usize, lsn: Lsn) -> std::result::Result<usize, FoundRecord> {
+    let (mut count, mut from) = (0, from);
+    while let Some(valid) = next_valid_record(bytes, from) {
+        if valid.synced >= lsn {
+            return Err(valid);
+        }
+        count += 1;
+        from = valid.offset + valid.bytes;
+    }
+    Ok(count)
 }
 
 /// Walk the records after a valid segment header.
@@ -199,16 +228,10 @@ fn check_tail(bytes: &[u8], pos: usize, expected: Lsn, why: &str, path: &Path, i
     if !is_last {
         return Err(Error::corrupted(path, pos as u64, format!("{why} in a sealed segment")));
     }
-    let mut discarded = 0usize;
-    let mut from = pos + 1;
-    while let Some(valid) = next_valid_record(bytes, from) {
-        if valid.synced >= expected {
-            let what = format!("{why}, but the record at offset {} shows lsn {} was durable", valid.offset, expected.0);
-            return Err(Error::corrupted(path, pos as u64, what));
-        }
-        discarded += 1;
-        from = valid.offset + valid.bytes;
-    }
+    let discarded = unsynced_records_from(bytes, pos + 1, expected).map_err(|valid| {
+        let what = format!("{why}, but the record at offset {} shows lsn {} was durable", valid.offset, expected.0);
+        Error::corrupted(path, pos as u64, what)
+    })?;
     if discarded > 0 {
         log::warn!(
             "{}: {why} at offset {pos}; {discarded} later unsynced record(s) discarded with the tail",
@@ -382,9 +405,21 @@ mod tests {
             assert_eq!((s.header_valid, s.records.len(), s.valid_end), (false, 0, 0));
             assert_eq!(corrupted_at(scan(&bytes, false)), 0);
         }
-        let (mut bytes, _) = segment_bytes(1, |_| 0);
+    }
+
+    /// A rotation that adopted a spare writes the header unsynced: lost
+    /// with unsynced records behind it, it is a torn creation; behind a
+    /// record that claims the segment durable, it is damage.
+    #[test]
+    fn torn_header_is_damage_only_when_a_record_claims_the_segment_durable() {
+        let (mut bytes, _) = segment_bytes(3, |_| 0);
         bytes[..SEGMENT_HEADER_BYTES].fill(0);
-        assert_eq!(corrupted_at(scan(&bytes, true)), 0);
+        let s = scan(&bytes, true).unwrap();
+        assert_eq!((s.header_valid, s.records.len(), s.valid_end), (false, 0, 0));
+        assert_eq!(corrupted_at(scan(&bytes, false)), 0, "a sealed segment's header is durable");
+        let (mut bytes, _) = segment_bytes(3, |l| l.min(2) - 1);
+        bytes[..SEGMENT_HEADER_BYTES].fill(0);
+        assert_eq!(corrupted_at(scan(&bytes, true)), 0, "record 2 claims lsn 1 durable");
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! costs far fewer than N writes and syncs, and writers acknowledged at
 //! `write(2)` never wait for an fdatasync.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::codec::{self, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
 use super::active::{self, ActiveSegment};
+use super::ahead::WRITEBACK_STEP_BYTES;
+use super::codec::{self, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
 use super::segment::{self, SealedSegment};
 use super::Journal;
 use crate::error::{Error, Result};
@@ -51,7 +53,7 @@ pub(crate) struct WriterIo {
     pub(super) active: ActiveSegment,
     /// The active segment's name may not be durable yet: a sync must fsync
     /// the directory before it acknowledges records in this segment.
-    dir_dirty: bool,
+    pub(super) dir_dirty: bool,
     /// Empty buffer swapped with the staged one, so staging keeps capacity.
     spare: Vec<u8>,
     /// Largest `synced_lsn` claimed by a record or marker in the active
@@ -155,9 +157,13 @@ impl Journal {
         if io.active.len >= self.cfg.segment_bytes_max && io.active.len > SEGMENT_HEADER_BYTES as u64 {
             self.rotate(io, first)?;
         }
+        let step = io.active.len / WRITEBACK_STEP_BYTES;
         io.active
             .append(&batch, self.map_bytes(), &self.reserve)
             .map_err(|e| Error::io("write", &io.active.path, e))?;
+        if io.active.len / WRITEBACK_STEP_BYTES != step {
+            self.ahead.nudge();
+        }
         io.synced_claimed = io.synced_claimed.max(claimed);
         self.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.bytes_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -205,20 +211,19 @@ impl Journal {
 
     /// Seal the active segment and start one whose first record is `first`.
     /// The sealed segment is made durable — data, then its name — before the
-    /// new file exists, so a crash can tear only the last segment, and never
-    /// leaves a later segment behind a lost one.
+    /// new name exists, so a crash can tear only the last segment, and never
+    /// leaves a later segment behind a lost one. The flusher keeps this
+    /// short: most of the segment was written back ahead, its name synced
+    /// and the next file prepared (`ahead`).
     fn rotate(&self, io: &mut WriterIo, first: Lsn) -> Result<()> {
-        let old = &mut io.active;
-        old.finish().map_err(|e| Error::io("truncate", &old.path, e))?;
-        old.file.sync_data().map_err(|e| Error::io("fdatasync", &old.path, e))?;
-        if io.dir_dirty {
-            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
-            io.dir_dirty = false;
-        }
-        // Everything written so far is in the old segment, now durable.
-        self.synced_lsn.fetch_max(self.written_lsn.load(Ordering::Acquire), Ordering::AcqRel);
-        let new =
-            self.reserve.retry("WAL segment creation", || segment::create_segment(&*self.vfs, &self.dir, first))?;
+        let start = std::time::Instant::now();
+        self.seal_durably(io)?;
+        let new = match self.adopt_spare(first) {
+            Some(new) => new,
+            None => {
+                self.reserve.retry("WAL segment creation", || segment::create_segment(&*self.vfs, &self.dir, first))?
+            }
+        };
         self.bytes.fetch_add(new.len, Ordering::Relaxed);
         let old = std::mem::replace(&mut io.active, new);
         io.dir_dirty = true;
@@ -226,6 +231,23 @@ impl Journal {
         let sealed =
             SealedSegment { path: old.path, first_lsn: old.first_lsn, last_lsn: Lsn(first.0 - 1), bytes: old.len };
         self.sealed.lock().push_back(sealed);
+        self.ahead.nudge();
+        self.rotation_nanos_max.fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Cut the active segment to its records and make it durable, data and
+    /// name: every record written so far is then durable.
+    fn seal_durably(&self, io: &mut WriterIo) -> Result<()> {
+        let old = &mut io.active;
+        let map = old.seal().map_err(|e| Error::io("truncate", &old.path, e))?;
+        self.ahead.retire_map(map);
+        old.file.sync_data().map_err(|e| Error::io("fdatasync", &old.path, e))?;
+        if io.dir_dirty {
+            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+            io.dir_dirty = false;
+        }
+        self.synced_lsn.fetch_max(self.written_lsn.load(Ordering::Acquire), Ordering::AcqRel);
         Ok(())
     }
 
@@ -240,15 +262,24 @@ impl Journal {
             (io.active.file.clone(), io.active.path.clone(), self.written_lsn.load(Ordering::Acquire), io.dir_dirty)
         };
         if dir_dirty {
-            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
-            let mut io = self.io.lock();
-            if io.active.path == path {
-                io.dir_dirty = false;
-            }
+            self.sync_active_name(&path)?;
         }
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// fsync the directory for the name of the segment at `path`, read as
+    /// the active one. `dir_dirty` is cleared only if it still is: a
+    /// rotation since made another name new, which this fsync may have
+    /// missed.
+    pub(super) fn sync_active_name(&self, path: &Path) -> Result<()> {
+        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+        let mut io = self.io.lock();
+        if io.active.path == path {
+            io.dir_dirty = false;
+        }
         Ok(())
     }
 
@@ -274,7 +305,7 @@ impl Journal {
     }
 
     /// Size of the active segment's mapping (see `active`).
-    fn map_bytes(&self) -> u64 {
+    pub(super) fn map_bytes(&self) -> u64 {
         active::map_bytes_for(self.cfg.segment_bytes_max)
     }
 }
@@ -283,6 +314,8 @@ impl Drop for Journal {
     /// Best effort, nothing synced: a lost marker only weakens recovery's
     /// corruption check, and reserved space left behind is cut at open.
     fn drop(&mut self) {
+        self.stop_flusher();
+        self.drop_spare();
         self.write_close_marker();
         let io = self.io.get_mut();
         if let Err(e) = io.active.finish() {

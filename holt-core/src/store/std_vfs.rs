@@ -51,6 +51,10 @@ impl FileIo for StdFile {
     fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {
         SharedMap::new(&self.0, len).map(Some)
     }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        start_writeback(&self.0, offset, len)
+    }
 }
 
 /// Options that open a store file without following a symlink in its last
@@ -91,6 +95,22 @@ pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
 /// bytes are kept.
 pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     fallocate(file, 0, offset, len)
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range's dirty pages
+/// for writeback and return (see `FileIo::start_writeback`).
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len)) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
+    };
+    // SAFETY: plain syscall on an open descriptor; no memory is passed.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `fallocate(2)`, retried on EINTR; EOPNOTSUPP becomes `Unsupported`.

@@ -183,6 +183,10 @@ impl FileIo for UringFile {
     fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {
         SharedMap::new(&self.file, len).map(Some)
     }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        super::std_vfs::start_writeback(&self.file, offset, len)
+    }
 }
 
 impl Vfs for UringVfs {

@@ -38,6 +38,15 @@ pub(crate) trait FileIo: Send + Sync {
     fn map_shared(&self, _len: usize) -> io::Result<Option<SharedMap>> {
         Ok(None)
     }
+    /// Start writing back the dirty pages of `[offset, offset + len)`,
+    /// mapped or written, without waiting for them
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint that makes a later
+    /// `sync_data` cheaper: it makes nothing durable (no flush, no
+    /// metadata), so no durability rule may count on it. A no-op where
+    /// there is nothing to gain (every simulated file).
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A directory tree of files.

@@ -1,0 +1,264 @@
+//! Work done ahead of the writer, on a flusher thread, so that sealing a
+//! full segment costs the writer little:
+//! - writeback: every `WRITEBACK_STEP_BYTES` of log, the active segment's
+//!   whole pages written since the last step are queued for writeback
+//!   (`FileIo::start_writeback`), so the fdatasync that seals the segment
+//!   finds little left to write;
+//! - the spare: the file the next segment will be, created under
+//!   `SPARE_NAME`, its first space reserved and mapped, so a rotation only
+//!   renames it and writes its header (`Journal::adopt_spare`);
+//! - names: the directory is fsync'd once the active segment's name is new,
+//!   so neither the next sync nor the next rotation has to;
+//! - unmapping: a sealed segment's mapping (16 MiB of page tables) is
+//!   dropped here rather than by the writer that sealed it.
+//!
+//! Invariants:
+//! - Nothing here makes a record durable, acknowledges one, or changes
+//!   what recovery reads: writeback is a hint (no flush, no metadata); the
+//!   spare is not a segment (open ignores the name) until a rotation,
+//!   holding the I/O lock, renames it after the sealed segment is durable;
+//!   a directory fsync here clears `dir_dirty` only if the segment whose
+//!   name it found new is still the active one.
+//! - Any step may fail or never run: the writer then does the work itself
+//!   as before (creates the segment, syncs the directory). A failure here
+//!   is logged and poisons nothing.
+//! - The flusher holds only a weak reference to the journal and takes the
+//!   I/O lock only to read the active segment or its `dir_dirty` flag,
+//!   never across a system call.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::active::ActiveSegment;
+use super::segment;
+use super::Journal;
+use crate::error::{Error, Result};
+use crate::ids::Lsn;
+use crate::store::shared_map::SharedMap;
+
+/// Name of the spare file in the WAL directory; not a segment name.
+pub(crate) const SPARE_NAME: &str = "spare-segment.tmp";
+/// Log bytes between two writeback requests for the active segment: what
+/// is left, at most, for the fdatasync that seals it.
+pub(crate) const WRITEBACK_STEP_BYTES: u64 = 256 << 10;
+/// Writeback covers whole pages only: the writer may still be copying
+/// into the page that holds the log's end.
+const PAGE_BYTES: u64 = 4096;
+/// Longest the flusher sleeps without a nudge.
+const POLL_MAX: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+pub(crate) struct Ahead {
+    /// A prepared spare, taken by the next rotation.
+    spare: Mutex<Option<ActiveSegment>>,
+    /// The spare slot was emptied (open, a rotation's rename) and not yet
+    /// refilled: the flusher tries once, so a failing disk costs one try
+    /// per rotation. Set only once no spare file is in use under
+    /// `SPARE_NAME`, which the flusher empties when it prepares one.
+    spare_wanted: AtomicBool,
+    /// Segment (by first LSN) and offset below which writeback was
+    /// requested.
+    written_back: Mutex<(Lsn, u64)>,
+    /// A sealed segment's mapping, to unmap (no one writes to it).
+    retired_map: Mutex<Option<SharedMap>>,
+    signal: Arc<Signal>,
+    thread: Mutex<Option<(ThreadId, JoinHandle<()>)>>,
+}
+
+/// What the flusher sleeps on; apart from the journal, which it does not
+/// keep alive while asleep.
+#[derive(Default)]
+struct Signal {
+    wake: AtomicBool,
+    stop: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Ahead {
+    pub(crate) fn new() -> Self {
+        let ahead = Ahead::default();
+        ahead.spare_wanted.store(true, Ordering::Relaxed);
+        ahead
+    }
+
+    #[cfg(test)]
+    pub(crate) fn has_spare(&self) -> bool {
+        self.spare.lock().is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn has_retired_map(&self) -> bool {
+        self.retired_map.lock().is_some()
+    }
+
+    /// Leave a sealed segment's mapping to the flusher. One is kept at a
+    /// time: an older one still here (the flusher did not run for a whole
+    /// segment) is unmapped now.
+    pub(crate) fn retire_map(&self, map: Option<SharedMap>) {
+        let Some(map) = map else { return };
+        let older = self.retired_map.lock().replace(map);
+        drop(older);
+    }
+
+    /// Ask the flusher to look for work now. One atomic swap unless it was
+    /// not yet asked: then the notification is sent holding the mutex the
+    /// flusher checks `wake` under, so it cannot fall between that check
+    /// and the wait (later nudges, `wake` already set, would not repeat it).
+    pub(crate) fn nudge(&self) {
+        if !self.signal.wake.swap(true, Ordering::AcqRel) {
+            let _checked = self.signal.stop.lock();
+            self.signal.cv.notify_one();
+        }
+    }
+}
+
+impl Journal {
+    /// Start the flusher thread (persistent stores that write).
+    pub(crate) fn start_flusher(self: &Arc<Self>) {
+        let (weak, signal) = (Arc::downgrade(self), self.ahead.signal.clone());
+        let spawned = thread::Builder::new().name("holt-wal-flusher".into()).spawn(move || flusher(weak, signal));
+        match spawned {
+            Ok(h) => *self.ahead.thread.lock() = Some((h.thread().id(), h)),
+            Err(e) => log::error!("cannot start the WAL flusher (rotations will do its work): {e}"),
+        }
+    }
+
+    /// Stop the flusher and wait for it, unless called from it.
+    pub(crate) fn stop_flusher(&self) {
+        *self.ahead.signal.stop.lock() = true;
+        self.ahead.signal.cv.notify_all();
+        if let Some((id, handle)) = self.ahead.thread.lock().take() {
+            if id != thread::current().id() && handle.join().is_err() {
+                log::error!("the WAL flusher panicked");
+            }
+        }
+    }
+
+    /// One round of the flusher's work; each step is skipped when there is
+    /// nothing to do. Tests call it to interleave it with writes.
+    pub(crate) fn work_ahead(&self) {
+        let retired = self.ahead.retired_map.lock().take();
+        drop(retired);
+        if self.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.write_back() {
+            log::warn!("WAL writeback request failed (the next sync writes it): {e}");
+        }
+        if let Err(e) = self.prepare_spare() {
+            log::warn!("could not prepare the next WAL segment (the rotation creates it): {e}");
+        }
+        if let Err(e) = self.sync_new_name() {
+            log::warn!("WAL directory fsync failed (the next sync repeats it): {e}");
+        }
+    }
+
+    /// Queue the active segment's full pages past the last request for
+    /// writeback, once they make a step.
+    fn write_back(&self) -> Result<()> {
+        // Nothing allocated under the lock: a flusher preempted while
+        // holding it would stall the writer.
+        let (file, first, len) = {
+            let io = self.io.lock();
+            (io.active.file.clone(), io.active.first_lsn, io.active.len)
+        };
+        let mut done = self.ahead.written_back.lock();
+        if done.0 != first {
+            *done = (first, 0);
+        }
+        let upto = len / PAGE_BYTES * PAGE_BYTES;
+        if upto < done.1 + WRITEBACK_STEP_BYTES {
+            return Ok(());
+        }
+        let path = || segment::segment_path(&self.dir, first);
+        file.start_writeback(done.1, upto - done.1).map_err(|e| Error::io("sync_file_range", path(), e))?;
+        done.1 = upto;
+        Ok(())
+    }
+
+    /// Create, reserve and map the spare if the slot is empty and wanted.
+    /// An old spare file (from before a crash) is emptied and reused.
+    fn prepare_spare(&self) -> Result<()> {
+        if !self.ahead.spare_wanted.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let path = self.dir.join(SPARE_NAME);
+        let file = self.vfs.open(&path, true).map_err(|e| Error::io("create", &path, e))?;
+        file.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
+        let spare = ActiveSegment::prepare(file, path, self.map_bytes());
+        *self.ahead.spare.lock() = Some(spare);
+        Ok(())
+    }
+
+    /// fsync the directory if the active segment's name is not durable yet.
+    fn sync_new_name(&self) -> Result<()> {
+        let path = {
+            let io = self.io.lock();
+            if !io.dir_dirty {
+                return Ok(());
+            }
+            io.active.path.clone()
+        };
+        self.sync_active_name(&path)
+    }
+
+    /// The spare, renamed to the segment whose first record is `first` and
+    /// given its header; `None` (the caller creates the segment) when there
+    /// is no spare or a step failed. Called by a rotation, holding the I/O
+    /// lock, after the sealed segment is durable: the new name may exist
+    /// only then (FORMAT.md, recovery rules).
+    pub(super) fn adopt_spare(&self, first: Lsn) -> Option<ActiveSegment> {
+        let mut spare = self.ahead.spare.lock().take()?;
+        let path = segment::segment_path(&self.dir, first);
+        let renamed = self.vfs.rename(&spare.path, &path);
+        if let Err(e) = renamed {
+            log::warn!("{}: could not rename the spare WAL segment: {e}", spare.path.display());
+            drop(spare);
+            self.ahead.spare_wanted.store(true, Ordering::Release);
+            return None;
+        }
+        // The file has left `SPARE_NAME`: the flusher may make the next one.
+        self.ahead.spare_wanted.store(true, Ordering::Release);
+        // On failure the file keeps the new name; creating the segment
+        // afresh empties it and writes its header.
+        match spare.adopt(path, first, self.map_bytes()) {
+            Ok(()) => Some(spare),
+            Err(e) => {
+                log::warn!("{}: could not write the WAL segment header: {e}", spare.path.display());
+                None
+            }
+        }
+    }
+
+    /// At close: remove an unused spare (best effort; open ignores it).
+    pub(super) fn drop_spare(&mut self) {
+        if let Some(spare) = self.ahead.spare.get_mut().take() {
+            let path = spare.path.clone();
+            drop(spare);
+            if let Err(e) = self.vfs.remove(&path) {
+                log::debug!("{}: could not remove the spare WAL segment: {e}", path.display());
+            }
+        }
+    }
+}
+
+fn flusher(weak: Weak<Journal>, signal: Arc<Signal>) {
+    loop {
+        {
+            let mut stop = signal.stop.lock();
+            if !*stop && !signal.wake.load(Ordering::Acquire) {
+                signal.cv.wait_for(&mut stop, POLL_MAX);
+            }
+            if *stop {
+                return;
+            }
+        }
+        signal.wake.store(false, Ordering::Release);
+        let Some(journal) = weak.upgrade() else { return };
+        journal.work_ahead();
+    }
+}

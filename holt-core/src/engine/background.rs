@@ -43,9 +43,14 @@ impl Background {
         }
     }
 
-    /// Ask the checkpointer to check its triggers now.
+    /// Ask the checkpointer to check its triggers now. The notify is sent
+    /// under the mutex the thread holds from its wake check to its wait:
+    /// sent between the two, it would be lost, and later nudges (which find
+    /// `wake` already set) would not repeat it, leaving the checkpointer
+    /// asleep for a whole poll.
     pub(crate) fn nudge(&self) {
         if !self.signal.wake.swap(true, Ordering::AcqRel) {
+            let _between_check_and_wait = self.signal.stop.lock();
             self.signal.cv.notify_one();
         }
     }

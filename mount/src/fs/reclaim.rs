@@ -124,6 +124,10 @@ impl Fs {
             }
         })?;
         *fs.reclaims.thread.lock() = Some(handle);
+        // The first create would otherwise reserve (and sync) on its own thread.
+        if !fs.cfg.read_only {
+            fs.reclaims.want_ino_refill();
+        }
         Ok(())
     }
 

@@ -69,28 +69,6 @@ fn after_cut() {}
 #[cfg(test)]
 pub(crate) use cut_hook::{after_cut, on_next_cut};
 
-/// Tests run code between the cut and the copy (`capture_tests`).
-#[cfg(test)]
-mod cut_hook {
-    use std::cell::RefCell;
-
-    thread_local! {
-        /// Run by the next checkpoint this thread cuts; one shot.
-        static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
-    }
-
-    /// Run `f` on this thread right after its next checkpoint's cut.
-    pub(crate) fn on_next_cut(f: impl FnOnce() + 'static) {
-        HOOK.set(Some(Box::new(f)));
-    }
-
-    pub(crate) fn after_cut() {
-        if let Some(f) = HOOK.take() {
-            f();
-        }
-    }
-}
-
 impl Engine {
     /// `Err(Poisoned)` if the engine was poisoned by the time the cut is
     /// taken: a batch that failed half applied held the gate until it had
@@ -197,5 +175,27 @@ impl Engine {
         }
         self.checkpoints.add(1);
         d.journal.trim(cap.lsn)
+    }
+}
+
+/// Tests run code between the cut and the copy (`capture_tests`).
+#[cfg(test)]
+mod cut_hook {
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Run by the next checkpoint this thread cuts; one shot.
+        static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    /// Run `f` on this thread right after its next checkpoint's cut.
+    pub(crate) fn on_next_cut(f: impl FnOnce() + 'static) {
+        HOOK.set(Some(Box::new(f)));
+    }
+
+    pub(crate) fn after_cut() {
+        if let Some(f) = HOOK.take() {
+            f();
+        }
     }
 }

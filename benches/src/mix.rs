@@ -14,7 +14,8 @@ use crate::workload::{Dataset, Rng};
 /// Tries to find a non-empty owned directory before giving up on an op.
 const PICK_TRIES_MAX: usize = 16;
 
-enum Op {
+/// One operation of a mix script (this one's and the peer mix's).
+pub(crate) enum Op {
     Get(Vec<u8>),
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
@@ -22,23 +23,25 @@ enum Op {
     Rename(Vec<u8>, Vec<u8>),
 }
 
-/// The live keys of every directory, as both trees hold them.
-pub struct Model {
+/// The live keys of every data set directory, as the stores hold them;
+/// each method draws from `rng` in a fixed order, so a seed fixes a script.
+pub(crate) struct Live {
     live: Vec<Vec<Vec<u8>>>,
     prefixes: Vec<Vec<u8>>,
     big: Vec<bool>,
 }
 
-impl Model {
-    pub fn new(ds: &Dataset) -> Self {
-        let live = ds.dirs.iter().map(|d| ds.keys[d.first..d.first + d.len].to_vec()).collect();
-        let prefixes = ds.dirs.iter().map(|d| d.prefix.clone()).collect();
-        let big = ds.dirs.iter().map(|d| d.big).collect();
-        Model { live, prefixes, big }
+impl Live {
+    pub(crate) fn new(ds: &Dataset) -> Self {
+        Live {
+            live: ds.dirs.iter().map(|d| ds.keys[d.first..d.first + d.len].to_vec()).collect(),
+            prefixes: ds.dirs.iter().map(|d| d.prefix.clone()).collect(),
+            big: ds.dirs.iter().map(|d| d.big).collect(),
+        }
     }
 
     /// A random owned directory with at least one live key.
-    fn pick_dir(&self, rng: &mut Rng, owned: &[usize]) -> Option<usize> {
+    pub(crate) fn pick_dir(&self, rng: &mut Rng, owned: &[usize]) -> Option<usize> {
         (0..PICK_TRIES_MAX).map(|_| owned[rng.below(owned.len())]).find(|&d| !self.live[d].is_empty())
     }
 
@@ -47,53 +50,98 @@ impl Model {
         self.live[d].swap_remove(i)
     }
 
-    fn new_key(&self, d: usize, tag: &str, id: &str) -> Vec<u8> {
+    /// A new key `<prefix of d><tag><id>`, live from now on.
+    fn new_key(&mut self, d: usize, tag: &str, id: &str) -> Vec<u8> {
         let mut k = self.prefixes[d].clone();
         k.extend_from_slice(tag.as_bytes());
         k.extend_from_slice(id.as_bytes());
+        self.live[d].push(k.clone());
         k
     }
 
-    fn op(&mut self, rng: &mut Rng, ds: &Dataset, owned: &[usize], id: &str) -> Option<Op> {
-        let roll = rng.below(100);
-        let d = self.pick_dir(rng, owned)?;
-        Some(match roll {
-            0..=69 => Op::Get(self.live[d][rng.below(self.live[d].len())].clone()),
-            70..=79 => {
-                let k = self.new_key(d, "new-", id);
-                self.live[d].push(k.clone());
-                Op::Put(k, ds.values[rng.below(ds.values.len())].clone())
-            }
-            80..=89 => Op::Delete(self.take_key(rng, d)),
-            90..=94 if !self.big[d] => Op::List(self.prefixes[d].clone(), self.live[d].len()),
-            90..=94 => return None,
-            _ => {
-                let src = self.take_key(rng, d);
-                let to = owned[rng.below(owned.len())];
-                let dst = self.new_key(to, "mv-", id);
-                self.live[to].push(dst.clone());
-                Op::Rename(src, dst)
-            }
-        })
+    pub(crate) fn get(&self, rng: &mut Rng, d: usize) -> Op {
+        Op::Get(self.live[d][rng.below(self.live[d].len())].clone())
     }
 
-    /// One script per thread; thread t owns the directories d with d % threads == t,
-    /// so the scripts commute and the model stays exact however they interleave.
-    fn scripts(&mut self, ds: &Dataset, threads: usize, rep: usize, ops_total: usize) -> Vec<Vec<Op>> {
+    pub(crate) fn create(&mut self, rng: &mut Rng, ds: &Dataset, d: usize, tag: &str, id: &str) -> Op {
+        let k = self.new_key(d, tag, id);
+        Op::Put(k, ds.values[rng.below(ds.values.len())].clone())
+    }
+
+    pub(crate) fn delete(&mut self, rng: &mut Rng, d: usize) -> Op {
+        Op::Delete(self.take_key(rng, d))
+    }
+
+    /// A listing of `d`, unless it is one of the big directories.
+    pub(crate) fn list(&self, d: usize) -> Option<Op> {
+        (!self.big[d]).then(|| Op::List(self.prefixes[d].clone(), self.live[d].len()))
+    }
+
+    /// A key of `d` renamed into another owned directory.
+    pub(crate) fn rename(&mut self, rng: &mut Rng, d: usize, owned: &[usize], tag: &str, id: &str) -> Op {
+        let src = self.take_key(rng, d);
+        let to = owned[rng.below(owned.len())];
+        Op::Rename(src, self.new_key(to, tag, id))
+    }
+
+    /// One script per thread; thread t owns the directories d with
+    /// d % threads == t, so the scripts commute and the model stays exact
+    /// however they interleave. `op` makes one op (or none) from the
+    /// thread's rng, its directories and a unique id.
+    pub(crate) fn scripts(
+        &mut self,
+        threads: usize,
+        ops_total: usize,
+        seed: impl Fn(usize) -> u64,
+        id: impl Fn(usize, usize) -> String,
+        mut op: impl FnMut(&mut Self, &mut Rng, &[usize], &str) -> Option<Op>,
+    ) -> Vec<Vec<Op>> {
         (0..threads)
             .map(|t| {
                 let owned: Vec<usize> = (t..self.live.len()).step_by(threads).collect();
-                let mut rng = Rng::new(0x006d_6978 ^ ((threads as u64) << 32) ^ ((rep as u64) << 16) ^ t as u64);
+                let mut rng = Rng::new(seed(t));
                 let mut ops = Vec::with_capacity(ops_total / threads);
                 let mut i = 0usize;
                 while ops.len() < ops_total / threads {
                     i += 1;
-                    let id = format!("{threads}-{rep}-{t}-{i}");
-                    ops.extend(self.op(&mut rng, ds, &owned, &id));
+                    ops.extend(op(self, &mut rng, &owned, &id(t, i)));
                 }
                 ops
             })
             .collect()
+    }
+}
+
+/// This bench's mix over the live keys.
+pub struct Model {
+    live: Live,
+}
+
+impl Model {
+    pub fn new(ds: &Dataset) -> Self {
+        Model { live: Live::new(ds) }
+    }
+
+    fn op(live: &mut Live, rng: &mut Rng, ds: &Dataset, owned: &[usize], id: &str) -> Option<Op> {
+        let roll = rng.below(100);
+        let d = live.pick_dir(rng, owned)?;
+        match roll {
+            0..=69 => Some(live.get(rng, d)),
+            70..=79 => Some(live.create(rng, ds, d, "new-", id)),
+            80..=89 => Some(live.delete(rng, d)),
+            90..=94 => live.list(d),
+            _ => Some(live.rename(rng, d, owned, "mv-", id)),
+        }
+    }
+
+    fn scripts(&mut self, ds: &Dataset, threads: usize, rep: usize, ops_total: usize) -> Vec<Vec<Op>> {
+        self.live.scripts(
+            threads,
+            ops_total,
+            |t| 0x006d_6978 ^ ((threads as u64) << 32) ^ ((rep as u64) << 16) ^ t as u64,
+            |t, i| format!("{threads}-{rep}-{t}-{i}"),
+            |live, rng, owned, id| Self::op(live, rng, ds, owned, id),
+        )
     }
 }
 

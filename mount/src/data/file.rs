@@ -242,10 +242,7 @@ impl FileData {
     /// the one its inode already shows, and look like no change at all.
     fn file_to_change(&self, ino: Ino) -> io::Result<Arc<File>> {
         let file = self.file(ino, true)?.expect("create=true always yields a file");
-        // SAFETY: fstat on an open descriptor into a zeroed struct.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        unsafe { libc::fstat(file.as_raw_fd(), &mut st) };
-        Ok(file)
+        Ok(query_times(file))
     }
 
     fn fallocate_raw(file: &File, flags: libc::c_int, off: u64, len: u64) -> io::Result<()> {
@@ -274,6 +271,15 @@ impl FileData {
         }
         Ok(done)
     }
+}
+
+/// Query `file`'s times, so its next change gets a fine-grained stamp
+/// (see `FileData::file_to_change`).
+fn query_times(file: Arc<File>) -> Arc<File> {
+    // SAFETY: fstat on an open descriptor into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstat(file.as_raw_fd(), &mut st) };
+    file
 }
 
 /// `O_NOFOLLOW` on a symlink fails with ELOOP (ENOTDIR with
@@ -381,7 +387,7 @@ impl DataStore for FileData {
     }
 
     fn touch_ctime(&self, ino: Ino) -> io::Result<()> {
-        let file = self.file_to_change(ino)?;
+        let Some(file) = self.file(ino, false)?.map(query_times) else { return Ok(()) };
         // SAFETY: fchmod on an open descriptor; objects are always 0600, and
         // a chmod to the same mode still stamps the ctime.
         cvt(unsafe { libc::fchmod(file.as_raw_fd(), 0o600) }).map(|_| ())

@@ -193,7 +193,9 @@ impl DataStore for MemoryData {
     }
 
     fn touch_ctime(&self, ino: Ino) -> io::Result<()> {
-        self.object_or_create(ino).lock().ctime = Timespec::now();
+        if let Some(obj) = self.object(ino) {
+            obj.lock().ctime = Timespec::now();
+        }
         Ok(())
     }
 

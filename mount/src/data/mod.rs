@@ -6,7 +6,8 @@
 //! a crash of the daemon, with no metadata step to keep in step. That is
 //! also what lets the kernel write objects directly (FUSE passthrough).
 //! A live regular file whose object is missing is empty, with the times
-//! its inode records (a create killed between its two steps).
+//! its inode records: without passthrough a create makes no object, and
+//! the first step that changes contents or data times makes it.
 //! Objects are created only after their inode is committed and removed
 //! only once the inode's orphan marker is durable (see `fs::open`).
 
@@ -93,9 +94,11 @@ pub trait DataStore: Send + Sync {
     /// Set access and modification times (`None` leaves one as it is),
     /// creating the object if needed.
     fn set_times(&self, ino: Ino, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> io::Result<()>;
-    /// Mark a change of the file's status (its ctime becomes now), creating
-    /// the object if needed: the object keeps the file's ctime, so a
-    /// change made in the metadata (chmod, link, rename, xattrs) reaches it.
+    /// Mark a change of the file's status (its ctime becomes now): the
+    /// object keeps the file's ctime, so a change made in the metadata
+    /// (chmod, link, rename, xattrs) reaches it. A missing object stays
+    /// missing: the file's ctime is then its inode's, which the change's
+    /// batch stamped.
     fn touch_ctime(&self, ino: Ino) -> io::Result<()>;
     /// Allocate, punch or zero `[off, off + len)`; without `keep_size` the
     /// object grows to cover the range.

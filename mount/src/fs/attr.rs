@@ -86,7 +86,8 @@ impl Fs {
     /// there too. The change is already made; a failure here only leaves
     /// the ctime older, which is logged.
     pub(super) fn status_changed(&self, ino: Ino, kind: FileKind) {
-        if kind != FileKind::File {
+        // Without an object the inode's ctime, stamped by the batch, is the file's.
+        if kind != FileKind::File || self.opens.known_without_object(ino) {
             return;
         }
         let stamped = self.data.touch_ctime(ino);

@@ -145,10 +145,13 @@ impl Fs {
         Ok((self.getattr(attr.ino)?, fh))
     }
 
-    /// The inode goes first, then (for a regular file) its empty data
-    /// object. A crash in between leaves an inode without an object, which
-    /// reads as the empty file the create made; never an object without an
-    /// inode (except by a power loss, which the next mount sweeps up).
+    /// The inode goes first, then (for a regular file whose objects the
+    /// kernel uses) its empty data object. A regular file without an object
+    /// is the empty file the create made, with the inode's times, and the
+    /// first step that changes its contents or times makes the object; so
+    /// without kernel I/O a create makes none. A crash never leaves an
+    /// object without an inode (except a power loss, which the next mount
+    /// sweeps up).
     fn make_node(&self, caller: Caller, parent: Ino, name: &[u8], node: NewNode) -> FsResult<Attr> {
         self.writable()?;
         check_name(name)?;
@@ -159,15 +162,19 @@ impl Fs {
         }
         let kind = node.kind;
         let attr = self.make_inode(caller, parent, name, node, ino)?;
-        if kind == FileKind::File {
-            // Failure leaves the empty file without its object: still the
-            // file the create promised; the first write makes the object.
-            if let Err(e) = self.data.create(ino) {
-                log::debug!("data object of new inode {} not created yet: {e}", ino.0);
-            }
-            return self.attr(ino, attr.inode);
+        if kind != FileKind::File {
+            return Ok(attr);
         }
-        Ok(attr)
+        if !self.opens.kernel_io() {
+            self.opens.no_object_yet(ino);
+            return Ok(attr);
+        }
+        // Failure leaves the empty file without its object: still the
+        // file the create promised; the first write makes the object.
+        if let Err(e) = self.data.create(ino) {
+            log::debug!("data object of new inode {} not created yet: {e}", ino.0);
+        }
+        self.attr(ino, attr.inode)
     }
 
     fn make_inode(&self, caller: Caller, parent: Ino, name: &[u8], node: NewNode, ino: Ino) -> FsResult<Attr> {

@@ -2,17 +2,21 @@
 //! (reclaim, in `reclaim`, checks the count and marks the inode reclaiming
 //! under the same shard lock; opens of a reclaiming inode are refused).
 //!
-//! Each shard also caches the object stats of files with no handle open.
-//! An object changes only (a) through a handle, while it is open, or (b)
-//! by a daemon step (truncate, utimens, a ctime stamp), or (c) through a
-//! shared writable mapping, which needs a read-write handle and can outlive
-//! it unseen. So a cached stat is valid while its file has no handle open,
-//! has had no read-write handle in this mount, and no daemon step ran since
-//! it was taken: opens and steps drop it, and a stat is taken and cached
-//! under the shard lock, so no open can slip between the two.
+//! Each shard also caches object stats (`None`: the file has no object).
+//! An object changes only (a) by a daemon step (write, truncate, utimens,
+//! a ctime stamp, a read's atime), which drops the cached stat, or, once
+//! the kernel uses objects directly (FUSE passthrough, `kernel_io`), also
+//! (b) through a handle while it is open, and (c) through a shared writable
+//! mapping, which needs a read-write handle and can outlive it unseen.
+//! Without kernel I/O a cached stat is therefore valid until a step drops
+//! it. With kernel I/O it is valid only while its file has no handle open
+//! and has had no read-write handle in this mount: opens drop it, and a
+//! stat is taken and cached under the shard lock, so no open can slip
+//! between the two.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::warn;
 use parking_lot::{Mutex, MutexGuard};
@@ -29,13 +33,17 @@ const SHARD_STATS_MAX: usize = 4096;
 #[derive(Default)]
 pub(super) struct OpenTable {
     shards: [Mutex<OpenShard>; OPEN_SHARDS],
+    /// The kernel reads and writes objects itself (passthrough); set at
+    /// the FUSE handshake, before any open, and never cleared: handles
+    /// and mappings made with it outlive a later refusal.
+    kernel_io: AtomicBool,
 }
 
 #[derive(Default)]
 pub(super) struct OpenShard {
     open: HashMap<Ino, Open>,
-    stats: HashMap<Ino, ObjectStat>,
-    /// Files opened read-write in this mount: never cached.
+    stats: HashMap<Ino, Option<ObjectStat>>,
+    /// With kernel I/O, files opened read-write in this mount: never cached.
     mappable: HashSet<Ino>,
     /// Inodes being reclaimed: no handle is open and none may open.
     reclaiming: HashSet<Ino>,
@@ -51,6 +59,14 @@ struct Open {
 impl OpenShard {
     fn is_open(&self, ino: Ino) -> bool {
         self.open.contains_key(&ino)
+    }
+
+    fn keep_stat(&mut self, ino: Ino, st: Option<ObjectStat>) {
+        if self.stats.len() >= SHARD_STATS_MAX && !self.stats.contains_key(&ino) {
+            let victim = *self.stats.keys().next().expect("a full map has a key");
+            self.stats.remove(&victim);
+        }
+        self.stats.insert(ino, st);
     }
 }
 
@@ -74,6 +90,14 @@ impl OpenTable {
         self.shards[(ino.0 as usize) % OPEN_SHARDS].lock()
     }
 
+    pub(super) fn set_kernel_io(&self) {
+        self.kernel_io.store(true, Ordering::Release);
+    }
+
+    pub(super) fn kernel_io(&self) -> bool {
+        self.kernel_io.load(Ordering::Acquire)
+    }
+
     /// Count a handle; false (nothing counted) if `ino` is being reclaimed.
     #[must_use]
     pub(super) fn acquire(&self, ino: Ino, read_write: bool) -> bool {
@@ -82,9 +106,11 @@ impl OpenTable {
             return false;
         }
         shard.open.entry(ino).or_default().handles += 1;
-        shard.stats.remove(&ino);
-        if read_write {
-            shard.mappable.insert(ino);
+        if self.kernel_io() {
+            shard.stats.remove(&ino);
+            if read_write {
+                shard.mappable.insert(ino);
+            }
         }
         true
     }
@@ -111,7 +137,9 @@ impl OpenTable {
             }
             Some(_) => {
                 let last = shard.open.remove(&ino).map(|o| o.orphaned);
-                shard.stats.remove(&ino);
+                if self.kernel_io() {
+                    shard.stats.remove(&ino);
+                }
                 last
             }
             None => {
@@ -141,22 +169,32 @@ impl OpenTable {
         stat: impl FnOnce() -> io::Result<Option<ObjectStat>>,
     ) -> io::Result<Option<ObjectStat>> {
         let mut shard = self.shard(ino);
-        if shard.is_open(ino) || shard.mappable.contains(&ino) {
+        if self.kernel_io() && (shard.is_open(ino) || shard.mappable.contains(&ino)) {
             drop(shard);
             return stat();
         }
         if let Some(&st) = shard.stats.get(&ino) {
-            return Ok(Some(st));
+            return Ok(st);
         }
         let st = stat()?;
-        if let Some(st) = st {
-            if shard.stats.len() >= SHARD_STATS_MAX {
-                let victim = *shard.stats.keys().next().expect("a full map has a key");
-                shard.stats.remove(&victim);
-            }
-            shard.stats.insert(ino, st);
-        }
+        shard.keep_stat(ino, st);
         Ok(st)
+    }
+
+    /// Whether `ino` is known, by a stat the rule above keeps, to have no
+    /// object.
+    pub(super) fn known_without_object(&self, ino: Ino) -> bool {
+        let shard = self.shard(ino);
+        if self.kernel_io() && (shard.is_open(ino) || shard.mappable.contains(&ino)) {
+            return false;
+        }
+        matches!(shard.stats.get(&ino), Some(None))
+    }
+
+    /// Record that new inode `ino` has no object yet (inode numbers are
+    /// never reused, so none can exist).
+    pub(super) fn no_object_yet(&self, ino: Ino) {
+        self.shard(ino).keep_stat(ino, None);
     }
 
     /// Drop `ino`'s cached stat: a daemon step changed (or may have
@@ -167,6 +205,15 @@ impl OpenTable {
 }
 
 impl Fs {
+    /// The kernel will read and write data objects itself (FUSE
+    /// passthrough was granted): call before the first open. From then on
+    /// an object can change without a request, so its stat is cached only
+    /// while nothing can, and each regular file gets its object when it is
+    /// created (the kernel needs one to open).
+    pub fn kernel_uses_objects(&self) {
+        self.opens.set_kernel_io();
+    }
+
     /// Count one more open handle on `ino` and return its attributes.
     pub(super) fn open_inode(&self, ino: Ino, read_write: bool) -> FsResult<Inode> {
         if !self.opens.acquire(ino, read_write) {
@@ -208,6 +255,12 @@ mod tests {
         table.object_stat(F, fetch).expect("stats").expect("the object exists").size
     }
 
+    fn kernel_io_table() -> OpenTable {
+        let table = OpenTable::default();
+        table.set_kernel_io();
+        table
+    }
+
     #[test]
     fn a_file_with_no_handle_is_stated_once_until_a_step_forgets_it() {
         let (table, calls) = (OpenTable::default(), Cell::new(0));
@@ -219,8 +272,8 @@ mod tests {
     }
 
     #[test]
-    fn an_open_handle_bypasses_the_cache_and_its_last_close_drops_it() {
-        let (table, calls) = (OpenTable::default(), Cell::new(0));
+    fn with_kernel_io_an_open_handle_bypasses_the_cache_and_its_last_close_drops_it() {
+        let (table, calls) = (kernel_io_table(), Cell::new(0));
         stat_of(&table, 1, &calls);
         assert!(table.acquire(F, false));
         assert_eq!(stat_of(&table, 2, &calls), 2, "the kernel may write through an open handle");
@@ -231,8 +284,8 @@ mod tests {
     }
 
     #[test]
-    fn a_file_once_opened_read_write_is_never_cached() {
-        let (table, calls) = (OpenTable::default(), Cell::new(0));
+    fn with_kernel_io_a_file_once_opened_read_write_is_never_cached() {
+        let (table, calls) = (kernel_io_table(), Cell::new(0));
         assert!(table.acquire(F, true));
         assert_eq!(table.release(F), Some(false));
         assert_eq!(stat_of(&table, 1, &calls), 1);
@@ -240,6 +293,31 @@ mod tests {
         drop(table.begin_reclaim(F).expect("no handle is open"));
         stat_of(&table, 3, &calls);
         assert_eq!(stat_of(&table, 4, &calls), 3, "a removed object's inode number starts afresh");
+    }
+
+    #[test]
+    fn with_kernel_io_an_opened_file_is_not_known_to_lack_an_object() {
+        let table = kernel_io_table();
+        table.no_object_yet(F);
+        assert!(table.known_without_object(F));
+        assert!(table.acquire(F, false));
+        assert!(!table.known_without_object(F), "a passthrough open makes the object");
+    }
+
+    #[test]
+    fn without_kernel_io_opens_keep_the_cache_and_only_steps_drop_it() {
+        let (table, calls) = (OpenTable::default(), Cell::new(0));
+        table.no_object_yet(F);
+        let missing = table.object_stat(F, || unreachable!("a new inode is known to have no object"));
+        assert_eq!(missing.expect("stats"), None);
+        assert!(table.known_without_object(F));
+        assert!(table.acquire(F, true));
+        table.forget_stat(F);
+        assert_eq!(stat_of(&table, 1, &calls), 1, "a step (here the first write) dropped it");
+        assert_eq!(stat_of(&table, 2, &calls), 1, "only the daemon changes objects");
+        assert_eq!(table.release(F), Some(false));
+        assert_eq!(stat_of(&table, 3, &calls), 1, "a close changes nothing either");
+        assert_eq!(calls.get(), 1);
     }
 
     #[test]

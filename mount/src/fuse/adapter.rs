@@ -189,6 +189,9 @@ impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         request_capabilities(config, &self.opts);
         let granted = self.opts.passthrough && request_passthrough(config);
+        if granted {
+            self.fs.kernel_uses_objects();
+        }
         self.passthrough.store(granted, Ordering::Relaxed);
         Ok(())
     }

@@ -337,7 +337,7 @@ fn times_follow_the_update_rules() {
     let root = fs.getattr(Ino::ROOT).unwrap().inode;
     assert!(root.mtime >= root_before.mtime && root.ctime == root.mtime);
     let created = fs.getattr(f).unwrap().inode;
-    // A file's data times come from its object, made just after the inode.
+    // A new file's times are one stamp (its inode's, until its object exists).
     assert_eq!((created.atime, created.ctime), (created.mtime, created.mtime));
     assert!(created.crtime <= created.mtime);
     fs.link(f, Ino::ROOT, b"g").unwrap();
@@ -347,6 +347,51 @@ fn times_follow_the_update_rules() {
     let written = fs.getattr(f).unwrap().inode;
     fs.read(f, 0, 1).unwrap();
     assert!(fs.getattr(f).unwrap().inode.atime > written.atime);
+}
+
+/// A filesystem on an in-memory tree whose data store the test also holds.
+fn fs_and_data() -> (Fs, std::sync::Arc<crate::data::MemoryData>) {
+    let store = Store::memory(&StoreOptions::default()).unwrap();
+    let data = std::sync::Arc::new(crate::data::MemoryData::new(crate::AtimeMode::Relatime));
+    (Fs::new(store.tree, Box::new(data.clone()), FsConfig::default()).unwrap(), data)
+}
+
+#[test]
+fn without_kernel_io_a_file_gets_its_object_at_its_first_data_step() {
+    use crate::data::DataStore;
+    let (fs, data) = fs_and_data();
+    let (f, fh) = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags { write: true, ..OpenFlags::default() }).unwrap();
+    let f = f.ino;
+    assert_eq!(data.stat(f).unwrap(), None, "an empty new file needs no object");
+    let created = fs.getattr(f).unwrap().inode;
+    assert_eq!((created.size, created.blocks), (0, 0));
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    fs.rename(Ino::ROOT, b"f", Ino::ROOT, b"g", RenameFlags::default()).unwrap();
+    fs.setattr(f, &SetAttr { mode: Some(0o600), ..SetAttr::default() }).unwrap();
+    assert_eq!(data.stat(f).unwrap(), None, "status changes stamp the inode, not a new object");
+    let changed = fs.getattr(f).unwrap().inode;
+    assert!(changed.ctime > created.ctime && changed.mtime == created.mtime);
+    fs.write(f, 0, b"data").unwrap();
+    let object = data.stat(f).unwrap().expect("the first write made the object");
+    let written = fs.getattr(f).unwrap().inode;
+    assert_eq!((written.size, written.mtime), (4, object.mtime));
+    assert!(written.mtime >= changed.ctime && written.ctime >= changed.ctime);
+    fs.release(f, fh).unwrap();
+    fs.unlink(Ino::ROOT, b"g").unwrap();
+    fs.drain_reclaims().unwrap();
+    assert_eq!(data.stat(f).unwrap(), None);
+}
+
+#[test]
+fn with_kernel_io_a_create_makes_the_object_the_kernel_will_open() {
+    use crate::data::DataStore;
+    let (fs, data) = fs_and_data();
+    fs.kernel_uses_objects();
+    let made = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::default()).unwrap().0;
+    let object = data.stat(made.ino).unwrap().expect("passthrough opens need an object");
+    assert_eq!(made.inode.mtime, object.mtime, "the reply shows the object's times");
+    let m = fs.mknod(USER, Ino::ROOT, b"m", libc::S_IFREG | 0o644, 0).unwrap();
+    assert!(data.stat(m.ino).unwrap().is_some());
 }
 
 #[test]

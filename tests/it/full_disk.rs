@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use crate::harness::{cstr, errno, statvfs, Mount, Tmpfs};
@@ -111,11 +111,21 @@ fn round(m: &mut Mount, disk: &Path, files: &mut Files, prefix: &str) {
     let dir = m.path("d");
     let empty = m.path(&format!("empty-{prefix}"));
     fs::create_dir(&empty).unwrap();
+    // Held open across the fill: opened while the store had room (so with
+    // passthrough where it is on), reopened once the reserve is spent,
+    // when new handles would be served by the daemon.
+    let (held_name, held_body) = (format!("held-{prefix}"), contents(&format!("held-{prefix}"), 4096));
+    let mut held = fs::File::create(dir.join(&held_name)).unwrap();
+    held.write_all(&held_body).unwrap();
+    files.insert(held_name.clone(), held_body.clone());
     let mut failed = fill(&dir, prefix, files);
     let first = files.keys().find(|n| n.starts_with(prefix)).cloned().unwrap();
     fill_the_log(&dir.join(&first));
     let err = fs::write(dir.join(format!("refused-{prefix}")), b"x").expect_err("the disk is full");
     assert!(is_no_space(&err), "a new file on a full disk: {err}");
+    let reread = fs::read(dir.join(&held_name)).expect("a file held open reopens on a full disk");
+    assert!(reread == held_body, "{held_name} reads back what was written through the held handle");
+    drop(held);
 
     check(&dir, files, &failed);
     rename(&dir, files, &first, &format!("renamed-{prefix}"));

@@ -210,8 +210,13 @@ impl Fs {
     /// an object can change without a request, so its stat is cached only
     /// while nothing can, and each regular file gets its object when it is
     /// created (the kernel needs one to open).
-    pub fn kernel_uses_objects(&self) {
+    pub fn share_objects_with_kernel(&self) {
         self.opens.set_kernel_io();
+    }
+
+    /// Whether [`Fs::share_objects_with_kernel`] was called.
+    pub fn objects_shared_with_kernel(&self) -> bool {
+        self.opens.kernel_io()
     }
 
     /// Count one more open handle on `ino` and return its attributes.

@@ -66,10 +66,11 @@ impl Adapter {
         }
     }
 
-    /// The passthrough backing for handle `fh` of `ino`, if passthrough is
-    /// on, `ino` is a regular file and the store has its space reserve;
-    /// `None` serves the handle through the daemon. A kernel that refuses a
-    /// backing turns passthrough off.
+    /// The passthrough backing for handle `fh` of regular file `ino`;
+    /// `None` serves the handle through the daemon. A file whose handles
+    /// are open keeps their mode (the kernel refuses a mix); else it is
+    /// passthrough if that is on and the store has its space reserve. A
+    /// kernel that refuses a backing turns passthrough off.
     fn backing(
         &self,
         ino: Ino,
@@ -77,13 +78,14 @@ impl Adapter {
         kind: FileKind,
         register: impl FnOnce(&std::fs::File) -> io::Result<fuser::BackingId>,
     ) -> Option<Arc<fuser::BackingId>> {
-        // With the space reserve spent, writes must come through the daemon,
-        // which refuses those that would take the space deletes need.
-        if kind != FileKind::File || !self.passthrough.load(Ordering::Relaxed) || self.fs.space_low() {
+        if kind != FileKind::File || !self.fs.objects_shared_with_kernel() {
             return None;
         }
+        // With the space reserve spent, writes must come through the daemon,
+        // which refuses those that would take the space deletes need.
+        let wanted = self.passthrough.load(Ordering::Relaxed) && !self.fs.space_low();
         let open = || self.fs.backing_file(ino).map_err(|e| io::Error::from_raw_os_error(e.errno()));
-        match self.backings.attach(ino, fh, open, register) {
+        match self.backings.open_handle(ino, fh, wanted, open, register) {
             Ok(b) => b,
             Err(e) => {
                 if self.passthrough.swap(false, Ordering::Relaxed) {
@@ -94,12 +96,14 @@ impl Adapter {
         }
     }
 
-    /// Open flags of a handle served through the daemon. The daemon is the
-    /// only writer, so cached pages stay valid across opens; but with
-    /// strictatime each open reads through the daemon again, whose reads
-    /// update the atime (a read within one open may still hit the cache).
+    /// Open flags of a handle served through the daemon. Without
+    /// passthrough the daemon is the only writer, so cached pages stay
+    /// valid across opens; with it the kernel writes objects beside this
+    /// inode's page cache, so each served open starts afresh. With
+    /// strictatime too: each open reads through the daemon again, whose
+    /// reads update the atime (a read within one open may still hit the cache).
     fn cache_flags(&self) -> FopenFlags {
-        if self.opts.atime == crate::AtimeMode::Strictatime {
+        if self.opts.atime == crate::AtimeMode::Strictatime || self.fs.objects_shared_with_kernel() {
             FopenFlags::empty()
         } else {
             FopenFlags::FOPEN_KEEP_CACHE
@@ -190,7 +194,7 @@ impl Filesystem for Adapter {
         request_capabilities(config, &self.opts);
         let granted = self.opts.passthrough && request_passthrough(config);
         if granted {
-            self.fs.kernel_uses_objects();
+            self.fs.share_objects_with_kernel();
         }
         self.passthrough.store(granted, Ordering::Relaxed);
         Ok(())

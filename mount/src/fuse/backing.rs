@@ -15,6 +15,12 @@
 //! and no new handle can attach until the inode is gone). A kept backing
 //! would otherwise pin a removed object's blocks.
 //!
+//! The kernel also refuses (EIO to the caller's open) a handle through the
+//! daemon while an inode has a passthrough handle open, and the other way
+//! round. The daemon serves some handles itself (the store's space reserve
+//! spent, a kernel that refused a backing), so each open takes the mode
+//! of the inode's handles already open and chooses only when none is.
+//!
 //! This needs no cooperation from the filesystem layer beyond a descriptor
 //! of the object: the object owns the file's size and times, so whatever
 //! the kernel writes is reported right by the next getattr.
@@ -43,14 +49,24 @@ pub(super) struct Backings<B = BackingId> {
 
 impl<B> Default for Backings<B> {
     fn default() -> Self {
-        Backings { state: Mutex::new(State { by_handle: HashMap::new(), by_inode: HashMap::new(), idle: Idle::default() }) }
+        let state = State { by_handle: HashMap::new(), by_inode: HashMap::new(), modes: HashMap::new(), idle: Idle::default() };
+        Backings { state: Mutex::new(state) }
     }
 }
 
 struct State<B> {
-    by_handle: HashMap<u64, Arc<B>>,
+    /// Every open handle: its backing, or `None` if the daemon serves it.
+    by_handle: HashMap<u64, Option<Arc<B>>>,
     by_inode: HashMap<Ino, Weak<B>>,
+    /// Open handles per inode, by mode; no entry when none is open.
+    modes: HashMap<Ino, Modes>,
     idle: Idle<B>,
+}
+
+#[derive(Default)]
+struct Modes {
+    backed: u32,
+    served: u32,
 }
 
 /// A bounded list of recently released backings, least recent first.
@@ -94,6 +110,23 @@ impl<B> Idle<B> {
 }
 
 impl<B> State<B> {
+    /// `ino`'s backing: the one its open handles or the idle list hold,
+    /// else `open()`'s descriptor registered through `register`.
+    fn backing(
+        &mut self,
+        ino: Ino,
+        open: impl FnOnce() -> std::io::Result<Option<Arc<File>>>,
+        register: impl FnOnce(&File) -> std::io::Result<B>,
+    ) -> std::io::Result<Option<Arc<B>>> {
+        if let Some(b) = self.by_inode.get(&ino).and_then(Weak::upgrade) {
+            return Ok(Some(b));
+        }
+        let Some(file) = open()? else { return Ok(None) };
+        let b = Arc::new(register(&file)?);
+        self.by_inode.insert(ino, Arc::downgrade(&b));
+        Ok(Some(b))
+    }
+
     /// Drop the inode table's entry of `ino` once nothing holds its backing.
     fn prune(&mut self, ino: Ino) {
         if self.by_inode.get(&ino).is_some_and(|w| w.strong_count() == 0) {
@@ -103,38 +136,52 @@ impl<B> State<B> {
 }
 
 impl<B> Backings<B> {
-    /// The backing of `ino`, registering `open()`'s descriptor with the
-    /// kernel through `register` if neither a handle of `ino` nor the idle
-    /// list has one; handle `fh` keeps it alive until [`Backings::release`].
-    pub fn attach(
+    /// Open handle `fh` of `ino`: through a backing (returned) or through
+    /// the daemon (`None`). The mode of `ino`'s handles already open wins;
+    /// with none open, a backing if `wanted`, registering `open()`'s
+    /// descriptor with the kernel through `register` unless the idle list
+    /// keeps one. A handle whose backing fails is served (and the error
+    /// returned). The handle holds its backing until [`Backings::release`].
+    pub fn open_handle(
         &self,
         ino: Ino,
         fh: u64,
+        wanted: bool,
         open: impl FnOnce() -> std::io::Result<Option<Arc<File>>>,
         register: impl FnOnce(&File) -> std::io::Result<B>,
     ) -> std::io::Result<Option<Arc<B>>> {
         let mut state = self.state.lock();
-        let backing = match state.by_inode.get(&ino).and_then(Weak::upgrade) {
-            Some(b) => b,
-            None => {
-                let Some(file) = open()? else { return Ok(None) };
-                let b = Arc::new(register(&file)?);
-                state.by_inode.insert(ino, Arc::downgrade(&b));
-                b
-            }
-        };
-        state.by_handle.insert(fh, Arc::clone(&backing));
-        Ok(Some(backing))
+        let modes = state.modes.entry(ino).or_default();
+        let backed = modes.backed > 0 || (modes.served == 0 && wanted);
+        let backing = if backed { state.backing(ino, open, register) } else { Ok(None) };
+        let modes = state.modes.entry(ino).or_default();
+        match &backing {
+            Ok(Some(_)) => modes.backed += 1,
+            _ => modes.served += 1,
+        }
+        state.by_handle.insert(fh, backing.as_ref().ok().cloned().flatten());
+        backing
     }
 
-    /// Drop handle `fh`'s reference; its backing stays in the idle list.
+    /// Drop handle `fh`'s reference; a backing stays in the idle list.
     /// Called before the filesystem learns of the release, so the backing
     /// is kept before the inode can become unused and be reclaimed.
     pub fn release(&self, ino: Ino, fh: u64) {
         let mut state = self.state.lock();
-        let Some(backing) = state.by_handle.remove(&fh) else { return };
-        for old in state.idle.keep(ino, backing) {
-            state.prune(old);
+        let Some(handle) = state.by_handle.remove(&fh) else { return };
+        if let Some(modes) = state.modes.get_mut(&ino) {
+            match handle {
+                Some(_) => modes.backed -= 1,
+                None => modes.served -= 1,
+            }
+            if modes.backed == 0 && modes.served == 0 {
+                state.modes.remove(&ino);
+            }
+        }
+        if let Some(backing) = handle {
+            for old in state.idle.keep(ino, backing) {
+                state.prune(old);
+            }
         }
     }
 
@@ -159,7 +206,7 @@ mod tests {
 
     fn attach(b: &Backings<Fake>, ino: u64, fh: u64, live: &Arc<()>) -> Arc<Fake> {
         let open = || Ok(Some(Arc::new(tempfile::tempfile()?)));
-        b.attach(Ino(ino), fh, open, |_| Ok(Fake { _live: Arc::clone(live) })).unwrap().unwrap()
+        b.open_handle(Ino(ino), fh, true, open, |_| Ok(Fake { _live: Arc::clone(live) })).unwrap().unwrap()
     }
 
     fn registered(live: &Arc<()>) -> usize {
@@ -177,7 +224,7 @@ mod tests {
         b.release(Ino(7), 2);
         assert_eq!(registered(&live), 1, "kept after the last release");
         let mut opened = false;
-        let again = b.attach(Ino(7), 3, || { opened = true; Ok(None) }, |_| unreachable!()).unwrap();
+        let again = b.open_handle(Ino(7), 3, true, || { opened = true; Ok(None) }, |_| unreachable!()).unwrap();
         assert!(again.is_some() && !opened, "a reopen needs no object and no registration");
     }
 
@@ -201,6 +248,35 @@ mod tests {
         assert!(!state.idle.kept.contains_key(&Ino(11)) && !state.idle.kept.contains_key(&Ino(12)));
         assert_eq!(state.by_inode.len(), IDLE_MAX, "closed backings leave the inode table");
         assert!(state.idle.order.len() <= 4 * IDLE_MAX + 1);
+    }
+
+    #[test]
+    fn an_open_takes_the_mode_of_the_handles_already_open() {
+        let (b, live) = (Backings::default(), Arc::new(()));
+        let backed = attach(&b, 7, 1, &live);
+        let unwanted = b.open_handle(Ino(7), 2, false, || unreachable!(), |_| unreachable!()).unwrap();
+        assert!(unwanted.is_some_and(|u| Arc::ptr_eq(&u, &backed)), "the kernel refuses mixed modes");
+        b.release(Ino(7), 1);
+        b.release(Ino(7), 2);
+        assert!(b.open_handle(Ino(8), 3, false, || unreachable!(), |_| unreachable!()).unwrap().is_none());
+        let wanted = b.open_handle(Ino(8), 4, true, || unreachable!(), |_| unreachable!()).unwrap();
+        assert!(wanted.is_none(), "a handle served by the daemon is open");
+        b.release(Ino(8), 3);
+        b.release(Ino(8), 4);
+        assert!(b.state.lock().modes.is_empty());
+        drop(attach(&b, 8, 5, &live));
+        assert_eq!(b.state.lock().modes[&Ino(8)].backed, 1, "with none open, the wish decides");
+    }
+
+    #[test]
+    fn a_failed_registration_serves_the_handle_through_the_daemon() {
+        let b: Backings<Fake> = Backings::default();
+        let open = || Ok(Some(Arc::new(tempfile::tempfile()?)));
+        assert!(b.open_handle(Ino(7), 1, true, open, |_| Err(std::io::Error::other("refused"))).is_err());
+        assert!(b.open_handle(Ino(7), 2, true, || unreachable!(), |_| unreachable!()).unwrap().is_none());
+        b.release(Ino(7), 1);
+        b.release(Ino(7), 2);
+        assert!(b.state.lock().modes.is_empty() && b.state.lock().by_handle.is_empty());
     }
 
     #[test]

@@ -386,7 +386,7 @@ fn without_kernel_io_a_file_gets_its_object_at_its_first_data_step() {
 fn with_kernel_io_a_create_makes_the_object_the_kernel_will_open() {
     use crate::data::DataStore;
     let (fs, data) = fs_and_data();
-    fs.kernel_uses_objects();
+    fs.share_objects_with_kernel();
     let made = fs.create(USER, Ino::ROOT, b"f", 0o644, OpenFlags::default()).unwrap().0;
     let object = data.stat(made.ino).unwrap().expect("passthrough opens need an object");
     assert_eq!(made.inode.mtime, object.mtime, "the reply shows the object's times");

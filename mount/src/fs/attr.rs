@@ -98,6 +98,9 @@ impl Fs {
     }
 
     fn object_steps(&self, ino: Ino, kind: FileKind, set: &SetAttr, file_times: bool) -> FsResult<()> {
+        if kind == FileKind::File {
+            self.object_for_step(ino)?;
+        }
         if let Some(size) = set.size {
             self.resize_data(ino, kind, size)?;
         }

@@ -7,7 +7,7 @@ use super::attr::FILE_BYTES_MAX;
 use super::Fs;
 use crate::data::{AllocMode, SeekKind};
 use crate::error::{FsError, FsResult};
-use crate::schema::{FileKind, Ino};
+use crate::schema::{FileKind, Ino, TimeSet};
 
 /// Most bytes one copy_file_range call moves (the caller loops for more).
 const COPY_RANGE_BYTES_MAX: u64 = 1 << 30;
@@ -54,7 +54,23 @@ impl Fs {
     /// store has no such file (memory). Sizes and times stay right however
     /// the object is written: the object owns them.
     pub fn backing_file(&self, ino: Ino) -> FsResult<Option<std::sync::Arc<std::fs::File>>> {
+        if !self.cfg.read_only {
+            self.object_for_step(ino)?;
+        }
         self.data.open_backing(ino, !self.cfg.read_only).map_err(|e| FsError::data("open", ino, e))
+    }
+
+    /// Before a step that needs `ino`'s object: a file without one gets it
+    /// now, with the times its inode records (an empty file's), which the
+    /// step then changes as it would any object's. A kill in between leaves
+    /// the object with the time of its making instead.
+    pub(super) fn object_for_step(&self, ino: Ino) -> FsResult<()> {
+        let create = || {
+            let inode = self.meta.inode(ino)?;
+            let times = (Some(TimeSet::At(inode.atime)), Some(TimeSet::At(inode.mtime)));
+            self.data.set_times(ino, times.0, times.1).map_err(|e| FsError::data("create", ino, e))
+        };
+        self.opens.ensure_object(ino, || self.data.stat(ino), create)
     }
 
     /// Writes reach the data store before they are acknowledged, so a flush
@@ -86,6 +102,7 @@ impl Fs {
         off.checked_add(data.len() as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FileTooBig)?;
         let written = u32::try_from(data.len()).map_err(|_| FsError::Invalid("write larger than 4 GiB"))?;
         self.space_for_range(ino, off, data.len() as u64)?;
+        self.object_for_step(ino)?;
         self.with_space(|| self.data.write(ino, off, data)).map_err(|e| FsError::data("write", ino, e))?;
         self.data_step_done(ino)?;
         Ok(written)
@@ -143,6 +160,7 @@ impl Fs {
         }
         if !mode.punch_hole {
             self.space_for_range(ino, off, len)?;
+            self.object_for_step(ino)?;
         }
         self.with_space(|| self.data.fallocate(ino, mode, off, len)).map_err(|e| FsError::data("fallocate", ino, e))?;
         self.data_step_done(ino)
@@ -167,6 +185,7 @@ impl Fs {
         let n = len.min(src_size - src_off).min(COPY_RANGE_BYTES_MAX);
         dst_off.checked_add(n).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FileTooBig)?;
         self.space_for_range(dst, dst_off, n)?;
+        self.object_for_step(dst)?;
         self.with_space(|| self.data.copy_range(src, src_off, dst, dst_off, n))
             .map_err(|e| FsError::data("copy_file_range", dst, e))?;
         // Reading the source may have stamped its atime.

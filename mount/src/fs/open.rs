@@ -2,17 +2,20 @@
 //! (reclaim, in `reclaim`, checks the count and marks the inode reclaiming
 //! under the same shard lock; opens of a reclaiming inode are refused).
 //!
-//! Each shard also caches object stats (`None`: the file has no object).
-//! An object changes only (a) by a daemon step (write, truncate, utimens,
-//! a ctime stamp, a read's atime), which drops the cached stat, or, once
-//! the kernel uses objects directly (FUSE passthrough, `kernel_io`), also
-//! (b) through a handle while it is open, and (c) through a shared writable
-//! mapping, which needs a read-write handle and can outlive it unseen.
-//! Without kernel I/O a cached stat is therefore valid until a step drops
-//! it. With kernel I/O it is valid only while its file has no handle open
-//! and has had no read-write handle in this mount: opens drop it, and a
-//! stat is taken and cached under the shard lock, so no open can slip
-//! between the two.
+//! Each shard also keeps what is known of files' objects (`Known`).
+//! Whether an object exists changes only by a daemon step: the kernel
+//! writes only objects the daemon gave it, and every step that could make
+//! an object first makes it (`ensure_object`, with its inode's times) and
+//! records it, under the shard lock. An object's stat changes (a) by a
+//! daemon step (write, truncate, utimens, a ctime stamp, a read's atime),
+//! which marks it stale, or, once the kernel uses objects directly (FUSE
+//! passthrough, `kernel_io`), also (b) through a handle while it is open,
+//! and (c) through a shared writable mapping, which needs a read-write
+//! handle and can outlive it unseen. Without kernel I/O a kept stat is
+//! therefore valid until a step marks it stale. With kernel I/O it is
+//! valid only while its file has no handle open and has had no read-write
+//! handle in this mount: opens mark it stale, and a stat is taken and
+//! kept under the shard lock, so no open can slip between the two.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -27,7 +30,7 @@ use crate::error::{FsError, FsResult};
 use crate::schema::{Ino, Inode};
 
 const OPEN_SHARDS: usize = 16;
-/// Cached object stats per shard; past it an arbitrary one is dropped.
+/// Objects known per shard; past it an arbitrary one is forgotten.
 const SHARD_STATS_MAX: usize = 4096;
 
 #[derive(Default)]
@@ -42,11 +45,22 @@ pub(super) struct OpenTable {
 #[derive(Default)]
 pub(super) struct OpenShard {
     open: HashMap<Ino, Open>,
-    stats: HashMap<Ino, Option<ObjectStat>>,
+    objects: HashMap<Ino, Known>,
     /// With kernel I/O, files opened read-write in this mount: never cached.
     mappable: HashSet<Ino>,
     /// Inodes being reclaimed: no handle is open and none may open.
     reclaiming: HashSet<Ino>,
+}
+
+/// What is known of a file's object; no entry: nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    /// There is none: the file is empty, with its inode's times.
+    Missing,
+    /// It exists; its stat is not kept (or no longer valid).
+    Present,
+    /// It exists with this stat, valid under the rule in the module text.
+    Stat(ObjectStat),
 }
 
 #[derive(Default)]
@@ -61,12 +75,24 @@ impl OpenShard {
         self.open.contains_key(&ino)
     }
 
-    fn keep_stat(&mut self, ino: Ino, st: Option<ObjectStat>) {
-        if self.stats.len() >= SHARD_STATS_MAX && !self.stats.contains_key(&ino) {
-            let victim = *self.stats.keys().next().expect("a full map has a key");
-            self.stats.remove(&victim);
+    /// Whether a stat taken now may be kept (the rule in the module text).
+    fn stat_keepable(&self, ino: Ino, kernel_io: bool) -> bool {
+        !(kernel_io && (self.is_open(ino) || self.mappable.contains(&ino)))
+    }
+
+    fn know(&mut self, ino: Ino, known: Known) {
+        if self.objects.len() >= SHARD_STATS_MAX && !self.objects.contains_key(&ino) {
+            let victim = *self.objects.keys().next().expect("a full map has a key");
+            self.objects.remove(&victim);
         }
-        self.stats.insert(ino, st);
+        self.objects.insert(ino, known);
+    }
+
+    /// The kept stat of `ino`, if any, is no longer valid.
+    fn stat_stale(&mut self, ino: Ino) {
+        if let Some(k @ Known::Stat(_)) = self.objects.get_mut(&ino) {
+            *k = Known::Present;
+        }
     }
 }
 
@@ -107,7 +133,7 @@ impl OpenTable {
         }
         shard.open.entry(ino).or_default().handles += 1;
         if self.kernel_io() {
-            shard.stats.remove(&ino);
+            shard.stat_stale(ino);
             if read_write {
                 shard.mappable.insert(ino);
             }
@@ -122,7 +148,7 @@ impl OpenTable {
         if shard.is_open(ino) || !shard.reclaiming.insert(ino) {
             return None;
         }
-        shard.stats.remove(&ino);
+        shard.objects.remove(&ino);
         shard.mappable.remove(&ino);
         Some(Reclaiming { table: self, ino })
     }
@@ -138,7 +164,7 @@ impl OpenTable {
             Some(_) => {
                 let last = shard.open.remove(&ino).map(|o| o.orphaned);
                 if self.kernel_io() {
-                    shard.stats.remove(&ino);
+                    shard.stat_stale(ino);
                 }
                 last
             }
@@ -161,7 +187,7 @@ impl OpenTable {
         }
     }
 
-    /// `ino`'s object stat: cached where the rule in the module text
+    /// `ino`'s object stat: the kept one where the rule in the module text
     /// allows, else from `stat`.
     pub(super) fn object_stat(
         &self,
@@ -169,38 +195,57 @@ impl OpenTable {
         stat: impl FnOnce() -> io::Result<Option<ObjectStat>>,
     ) -> io::Result<Option<ObjectStat>> {
         let mut shard = self.shard(ino);
-        if self.kernel_io() && (shard.is_open(ino) || shard.mappable.contains(&ino)) {
-            drop(shard);
-            return stat();
-        }
-        if let Some(&st) = shard.stats.get(&ino) {
-            return Ok(st);
+        match shard.objects.get(&ino) {
+            Some(Known::Missing) => return Ok(None),
+            Some(Known::Stat(st)) if shard.stat_keepable(ino, self.kernel_io()) => return Ok(Some(*st)),
+            _ => {}
         }
         let st = stat()?;
-        shard.keep_stat(ino, st);
+        let keep = shard.stat_keepable(ino, self.kernel_io());
+        shard.know(ino, st.map_or(Known::Missing, |st| if keep { Known::Stat(st) } else { Known::Present }));
         Ok(st)
     }
 
-    /// Whether `ino` is known, by a stat the rule above keeps, to have no
-    /// object.
-    pub(super) fn known_without_object(&self, ino: Ino) -> bool {
-        let shard = self.shard(ino);
-        if self.kernel_io() && (shard.is_open(ino) || shard.mappable.contains(&ino)) {
-            return false;
+    /// Make sure `ino` has an object before a step that needs one: if it
+    /// has none (asking `stat` when nothing is known), `create` makes it,
+    /// with the times its inode records. Under the shard lock, so a
+    /// concurrent step waits rather than writing into an object whose
+    /// times are not yet set.
+    pub(super) fn ensure_object(
+        &self,
+        ino: Ino,
+        stat: impl FnOnce() -> io::Result<Option<ObjectStat>>,
+        create: impl FnOnce() -> FsResult<()>,
+    ) -> FsResult<()> {
+        let mut shard = self.shard(ino);
+        let exists = match shard.objects.get(&ino) {
+            Some(Known::Missing) => false,
+            Some(_) => return Ok(()),
+            None => stat().map_err(|e| FsError::data("stat", ino, e))?.is_some(),
+        };
+        if !exists {
+            create()?;
         }
-        matches!(shard.stats.get(&ino), Some(None))
+        shard.know(ino, Known::Present);
+        Ok(())
+    }
+
+    /// Whether `ino` is known to have no object.
+    pub(super) fn known_without_object(&self, ino: Ino) -> bool {
+        self.shard(ino).objects.get(&ino) == Some(&Known::Missing)
     }
 
     /// Record that new inode `ino` has no object yet (inode numbers are
     /// never reused, so none can exist).
     pub(super) fn no_object_yet(&self, ino: Ino) {
-        self.shard(ino).keep_stat(ino, None);
+        self.shard(ino).know(ino, Known::Missing);
     }
 
-    /// Drop `ino`'s cached stat: a daemon step changed (or may have
-    /// changed) its object.
+    /// A daemon step changed (or may have changed) `ino`'s object: its
+    /// kept stat is stale. Steps that make objects call `ensure_object`
+    /// first, so a missing object stays known as missing.
     pub(super) fn forget_stat(&self, ino: Ino) {
-        self.shard(ino).stats.remove(&ino);
+        self.shard(ino).stat_stale(ino);
     }
 }
 
@@ -300,13 +345,38 @@ mod tests {
         assert_eq!(stat_of(&table, 4, &calls), 3, "a removed object's inode number starts afresh");
     }
 
+    /// `table.ensure_object(F)`; true if it made the object.
+    fn ensure(table: &OpenTable, exists: Option<bool>) -> bool {
+        let made = Cell::new(false);
+        let stat = || match exists {
+            Some(e) => Ok(e.then(ObjectStat::default)),
+            None => unreachable!("what is known is not asked again"),
+        };
+        let make = || {
+            made.set(true);
+            Ok(())
+        };
+        table.ensure_object(F, stat, make).expect("ensured");
+        made.get()
+    }
+
     #[test]
-    fn with_kernel_io_an_opened_file_is_not_known_to_lack_an_object() {
+    fn a_missing_object_is_made_once_and_known_missing_across_opens() {
         let table = kernel_io_table();
         table.no_object_yet(F);
-        assert!(table.known_without_object(F));
-        assert!(table.acquire(F, false));
-        assert!(!table.known_without_object(F), "a passthrough open makes the object");
+        assert!(table.acquire(F, true));
+        assert!(table.known_without_object(F), "only the daemon makes objects, open or not");
+        table.forget_stat(F);
+        assert!(table.known_without_object(F), "a step that made nothing leaves it missing");
+        assert!(ensure(&table, None), "known missing: made without asking");
+        assert!(!table.known_without_object(F));
+        assert!(!ensure(&table, None), "known present: nothing to do");
+        drop(table.begin_reclaim(F));
+        assert_eq!(table.release(F), Some(false));
+        drop(table.begin_reclaim(F).expect("closed"));
+        assert!(!ensure(&table, Some(true)), "forgotten at reclaim, so asked: it exists");
+        let fresh = OpenTable::default();
+        assert!(ensure(&fresh, Some(false)), "nothing known, asked: missing, so made");
     }
 
     #[test]
@@ -317,8 +387,9 @@ mod tests {
         assert_eq!(missing.expect("stats"), None);
         assert!(table.known_without_object(F));
         assert!(table.acquire(F, true));
+        assert!(ensure(&table, None), "the first write makes the object");
         table.forget_stat(F);
-        assert_eq!(stat_of(&table, 1, &calls), 1, "a step (here the first write) dropped it");
+        assert_eq!(stat_of(&table, 1, &calls), 1, "after the step the object is stated");
         assert_eq!(stat_of(&table, 2, &calls), 1, "only the daemon changes objects");
         assert_eq!(table.release(F), Some(false));
         assert_eq!(stat_of(&table, 3, &calls), 1, "a close changes nothing either");

@@ -376,10 +376,31 @@ fn without_kernel_io_a_file_gets_its_object_at_its_first_data_step() {
     let written = fs.getattr(f).unwrap().inode;
     assert_eq!((written.size, written.mtime), (4, object.mtime));
     assert!(written.mtime >= changed.ctime && written.ctime >= changed.ctime);
+    assert_eq!(written.atime, created.atime, "the object starts with the file's times; a write leaves atime");
     fs.release(f, fh).unwrap();
     fs.unlink(Ino::ROOT, b"g").unwrap();
     fs.drain_reclaims().unwrap();
     assert_eq!(data.stat(f).unwrap(), None);
+}
+
+#[test]
+fn a_first_step_that_sets_one_time_keeps_the_other() {
+    let (fs, data) = fs_and_data();
+    let f = file(&fs, Ino::ROOT, "f");
+    let created = fs.getattr(f).unwrap().inode;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let mtime = Timespec { sec: 1_000_000, nsec: 5 };
+    fs.setattr(f, &SetAttr { mtime: Some(TimeSet::At(mtime)), ..SetAttr::default() }).unwrap();
+    assert!(crate::data::DataStore::stat(&*data, f).unwrap().is_some(), "utimens made the object");
+    let set = fs.getattr(f).unwrap().inode;
+    assert_eq!((set.atime, set.mtime), (created.atime, mtime), "UTIME_OMIT left the atime as it was");
+    let g = file(&fs, Ino::ROOT, "g");
+    let g_created = fs.getattr(g).unwrap().inode;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    fs.setattr(g, &SetAttr { size: Some(10), ..SetAttr::default() }).unwrap();
+    let grown = fs.getattr(g).unwrap().inode;
+    assert_eq!((grown.size, grown.atime), (10, g_created.atime), "a truncate leaves the atime");
+    assert!(grown.mtime > g_created.mtime);
 }
 
 #[test]

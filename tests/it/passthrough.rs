@@ -6,7 +6,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 
 use std::time::{Duration, Instant};
 
@@ -132,5 +132,38 @@ fn removing_a_file_frees_its_space_although_its_backing_was_kept() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    m.unmount();
+}
+
+fn ctime(path: &std::path::Path) -> (i64, i64) {
+    let st = fs::metadata(path).unwrap();
+    (st.ctime(), st.ctime_nsec())
+}
+
+/// Status changes and writes alternating within one tick of the backing
+/// file system's coarse clock each move the ctime forward. A status
+/// change stamps the object's ctime like a write does (the daemon asks
+/// the object for its times first, so a file system with multigrain
+/// timestamps stamps with its fine-grained clock where the coarse one
+/// would not move): one clock. A ctime kept in the inode by the daemon's
+/// clock and read as the later of the two fails here: a write in the same
+/// tick gets the coarse stamp, older than the daemon's.
+#[test]
+fn status_changes_and_writes_each_move_the_ctime_forward() {
+    let mut m = Mount::persistent(&["--attr-ttl", "0", "--entry-ttl", "0"]);
+    let path = m.path("ctime");
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    file.write_all(b"x").unwrap();
+    let mut last = ctime(&path);
+    for round in 0..100u32 {
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600 | (round % 2) * 0o40)).unwrap();
+        let chmod = ctime(&path);
+        assert!(chmod > last, "round {round}: the chmod moved the ctime: {last:?} then {chmod:?}");
+        file.write_all_at(b"y", u64::from(round)).unwrap();
+        let written = ctime(&path);
+        assert!(written > chmod, "round {round}: the write after the chmod moved the ctime: {chmod:?} then {written:?}");
+        last = written;
+    }
+    drop(file);
     m.unmount();
 }

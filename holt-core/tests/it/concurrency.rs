@@ -243,6 +243,14 @@ fn rollup_scans_under_writers_list_each_lasting_group_once() {
         let k = [g.as_slice(), b"lasting"].concat();
         tree.put(&k, &value_for(&k, 0)).unwrap();
     }
+    // The groups span many frames before the scans start, however quickly
+    // the scans end (the writers alone might not get that far).
+    for g in 0..100 {
+        for i in 0..60 {
+            let k = format!("g/{g:03}/{i:04}").into_bytes();
+            tree.put(&k, &[&value_for(&k, 0)[..], &[0; 900]].concat()[..]).unwrap();
+        }
+    }
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         spawn_writers(s, &tree, &stop, seed, |tree, rng, gen| {

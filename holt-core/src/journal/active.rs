@@ -53,7 +53,8 @@ enum Mapping {
     /// Not attempted yet: the first append maps.
     Untried,
     /// Appends below the reserved space and the mapping's end are copies.
-    Mapped(SharedMap),
+    /// Shared with the flusher only to drop written pages' entries.
+    Mapped(Arc<SharedMap>),
     /// Every append is a `write_at`.
     Off,
 }
@@ -178,6 +179,16 @@ impl ActiveSegment {
         }
     }
 
+    /// The mapping, for the flusher to drop the entries of pages below
+    /// the log's end (appends never touch them again) before their
+    /// writeback (`SharedMap::drop_ptes`).
+    pub(crate) fn mapping(&self) -> Option<Arc<SharedMap>> {
+        match &self.mapping {
+            Mapping::Mapped(map) => Some(Arc::clone(map)),
+            _ => None,
+        }
+    }
+
     /// Copy `bytes` in at `len` (ending at `end`, reserved) if the mapping
     /// can take them.
     fn copy_into_map(&mut self, bytes: &[u8], end: u64, map_bytes: u64) -> bool {
@@ -185,14 +196,16 @@ impl ActiveSegment {
         if let Mapping::Untried = self.mapping {
             self.mapping = self.try_map(map_bytes);
         }
-        let Mapping::Mapped(map) = &mut self.mapping else {
+        let Mapping::Mapped(map) = &self.mapping else {
             return false;
         };
         if end > map.len() as u64 {
             return false;
         }
         let at = usize::try_from(self.len).expect("offset below the mapping's length fits in usize");
-        map.copy_in(at, bytes);
+        // SAFETY: appends to a segment are serialized (`&mut self`, under
+        // the journal's I/O lock); the flusher's share only drops entries.
+        unsafe { map.copy_in(at, bytes) };
         true
     }
 
@@ -201,7 +214,7 @@ impl ActiveSegment {
             return Mapping::Off;
         };
         match self.file.map_shared(bytes) {
-            Ok(Some(map)) => Mapping::Mapped(map),
+            Ok(Some(map)) => Mapping::Mapped(Arc::new(map)),
             Ok(None) => Mapping::Off,
             Err(e) => {
                 log::warn!("{}: cannot map the WAL ({e}); appending with write(2)", self.path.display());
@@ -215,7 +228,7 @@ impl ActiveSegment {
     /// see `reserve_through`) the mapping is handed back rather than
     /// unmapped, for the caller to drop off the writer's path: the file is
     /// never shrunk again, so the mapping may outlive the segment's use.
-    pub(crate) fn seal(&mut self) -> io::Result<Option<SharedMap>> {
+    pub(crate) fn seal(&mut self) -> io::Result<Option<Arc<SharedMap>>> {
         if self.reserved_any && self.file.len()? > self.len {
             self.finish()?;
             return Ok(None);

@@ -8,9 +8,14 @@
 //! - The mapping covers `[0, len)` of the file; only offsets below the
 //!   file's current length may be touched (past it the kernel raises
 //!   SIGBUS). Callers make the range they copy into part of the file first
-//!   (`std_vfs::allocate`), and never shrink the file while the mapping lives.
-//! - The owner of a `SharedMap` is its only writer (`copy_in` takes
-//!   `&mut self`); the mapping is unmapped on drop.
+//!   (`std_vfs::allocate`), and never shrink the file while its writer may
+//!   still copy in (a share that only drops page-table entries touches no
+//!   byte, so it may outlive the writer's use).
+//! - One thread writes through a `SharedMap` (`copy_in` is unsafe for
+//!   that reason: its caller holds the segment's writer lock); others may
+//!   share it (`Arc`) only to drop page-table entries of ranges no one
+//!   writes any more (`drop_ptes`). The mapping is unmapped on drop of
+//!   its last owner.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -21,9 +26,9 @@ pub(crate) struct SharedMap {
     len: usize,
 }
 
-// SAFETY: the mapping is plain shared memory owned by this value; writes
-// need `&mut self`, so moving it across threads or sharing `&SharedMap`
-// (which allows no access to the bytes) is sound.
+// SAFETY: the mapping is plain shared memory owned by this value; the only
+// access to its bytes is `copy_in`, whose callers promise a single writer,
+// so moving it across threads or sharing `&SharedMap` is sound.
 unsafe impl Send for SharedMap {}
 unsafe impl Sync for SharedMap {}
 
@@ -52,12 +57,40 @@ impl SharedMap {
 
     /// Copy `bytes` to `offset`. The caller guarantees the whole range lies
     /// below the file's length (see the module invariants).
-    pub(crate) fn copy_in(&mut self, offset: usize, bytes: &[u8]) {
+    ///
+    /// # Safety
+    /// No other thread copies into this mapping meanwhile.
+    pub(crate) unsafe fn copy_in(&self, offset: usize, bytes: &[u8]) {
         let end = offset.checked_add(bytes.len()).expect("copy range fits in usize");
         assert!(end <= self.len, "copy of [{offset}, {end}) past a {}-byte mapping", self.len);
-        // SAFETY: in bounds (checked above), exclusive through `&mut self`,
-        // and `bytes` cannot alias a mapping no one else can see.
+        // SAFETY: in bounds (checked above), one writer (the caller's
+        // promise), and `bytes` cannot alias a mapping no one else reads.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(offset), bytes.len()) };
+    }
+}
+
+impl SharedMap {
+    /// Drop this mapping's page-table entries for the whole pages of
+    /// `[offset, offset + len)`, batching the TLB flush into one. The
+    /// bytes stay the file's (dirty pages stay dirty in the page cache),
+    /// and a later touch maps them again. Writeback of pages no mapping
+    /// holds then write-protects nothing: cleaning a mapped page flushes
+    /// every CPU's TLB entry for it, one page at a time.
+    pub(crate) fn drop_ptes(&self, offset: usize, len: usize) -> io::Result<()> {
+        let page = 4096;
+        let start = offset.div_ceil(page) * page;
+        let end = offset.saturating_add(len).min(self.len) / page * page;
+        if start >= end {
+            return Ok(());
+        }
+        // SAFETY: a range inside this shared file mapping: MADV_DONTNEED
+        // only unmaps its pages, whose contents live on in the page cache.
+        let rc = unsafe { libc::madvise(self.ptr.as_ptr().add(start).cast(), end - start, libc::MADV_DONTNEED) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }
 
@@ -83,9 +116,11 @@ mod tests {
         file.write_all_at(b"head", 0).unwrap();
         allocate(&file, 0, 8192).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 8192, "allocation extends the file");
-        let mut map = SharedMap::new(&file, 1 << 20).unwrap();
-        map.copy_in(4, b"-mapped");
-        map.copy_in(4090, b"across a page");
+        let map = SharedMap::new(&file, 1 << 20).unwrap();
+        // SAFETY: this test is the only writer.
+        unsafe { map.copy_in(4, b"-mapped") };
+        // SAFETY: this test is the only writer.
+        unsafe { map.copy_in(4090, b"across a page") };
         // Read through the file, not the mapping: the page cache is shared.
         let mut buf = [0u8; 11];
         file.read_exact_at(&mut buf, 0).unwrap();
@@ -103,7 +138,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.path().join("f")).unwrap();
         allocate(&file, 0, 4096).unwrap();
-        let mut map = SharedMap::new(&file, 4096).unwrap();
-        map.copy_in(4000, &[1; 100]);
+        let map = SharedMap::new(&file, 4096).unwrap();
+        // SAFETY: this test is the only writer.
+        unsafe { map.copy_in(4000, &[1; 100]) };
+    }
+
+    #[test]
+    fn dropped_page_entries_keep_the_bytes_and_map_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.path().join("f")).unwrap();
+        allocate(&file, 0, 3 * 4096).unwrap();
+        let map = SharedMap::new(&file, 3 * 4096).unwrap();
+        // SAFETY: this test is the only writer.
+        unsafe { map.copy_in(0, &[7; 3 * 4096]) };
+        map.drop_ptes(100, 2 * 4096).unwrap();
+        // SAFETY: as above; the page was unmapped and maps again.
+        unsafe { map.copy_in(4096, b"again") };
+        let mut buf = vec![0u8; 3 * 4096];
+        file.read_exact_at(&mut buf, 0).unwrap();
+        assert!(buf[..4096].iter().all(|&b| b == 7) && &buf[4096..4101] == b"again" && buf[4101..].iter().all(|&b| b == 7));
     }
 }

@@ -7,16 +7,24 @@
 //! table a descent needs by 512x. A 512 KiB allocation on its own can never
 //! be backed by a huge page (the kernel maps only aligned 2 MiB ranges).
 //!
+//! The first touch of a chunk makes the kernel zero its 2 MiB (and, in a
+//! virtual machine, often makes the hypervisor back it), which took
+//! milliseconds here: on the path of the write whose spill needed a new
+//! frame. So a thread of the arena's (`holt-arena`, started at the first
+//! allocation) keeps one chunk touched ahead of need, and a new chunk is
+//! that one whenever it is ready.
+//!
 //! Invariants:
 //! - a chunk is zeroed at allocation and freed when the last frame carved
-//!   from it is dropped (each frame holds an `Arc` of its chunk);
+//!   from it is dropped (each frame holds an `Arc` of its chunk); the
+//!   spare is touched only with zeros, before anyone else can see it;
 //! - frames never overlap: each chunk hands out each quarter once.
 
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::FRAME_BYTES;
 
@@ -67,6 +75,19 @@ impl Chunk {
     }
 }
 
+impl Chunk {
+    /// Write a zero into every 4 KiB page, so the kernel backs the chunk
+    /// now (one huge-page fault, or one per page without huge pages).
+    fn touch(&self) {
+        for off in (0..CHUNK_BYTES).step_by(4096) {
+            // SAFETY: inside the chunk; the caller holds the only reference
+            // (the spare is touched before it is published), and a zero
+            // leaves zeroed memory zeroed.
+            unsafe { std::ptr::write_volatile(self.base.as_ptr().add(off).cast::<u64>(), 0) };
+        }
+    }
+}
+
 impl Drop for Chunk {
     fn drop(&mut self) {
         // SAFETY: the aligned region mapped in `new`, unmapped once.
@@ -76,13 +97,51 @@ impl Drop for Chunk {
 
 /// The chunk being carved and how many of its frames are handed out.
 static CURRENT: Mutex<Option<(Arc<Chunk>, usize)>> = Mutex::new(None);
+/// A chunk touched ahead of need by the arena's thread.
+static SPARE: Mutex<Option<Chunk>> = Mutex::new(None);
+/// Set when the spare was taken; the arena's thread waits on `REFILL`.
+static REFILL_WANTED: Mutex<bool> = Mutex::new(false);
+static REFILL: Condvar = Condvar::new();
+static START: Once = Once::new();
+
+/// A chunk for the next frames: the spare if it is ready, else a fresh
+/// one (touched by its first frame's user). Asks for the next spare.
+fn next_chunk() -> Arc<Chunk> {
+    START.call_once(start_refill_thread);
+    let spare = SPARE.lock().take();
+    *REFILL_WANTED.lock() = true;
+    REFILL.notify_one();
+    Arc::new(spare.unwrap_or_else(Chunk::new))
+}
+
+/// Start the thread that keeps the spare; without it (no thread could be
+/// made) every chunk is made on demand, as before.
+fn start_refill_thread() {
+    let spawned = std::thread::Builder::new().name("holt-arena".into()).spawn(|| loop {
+        {
+            let mut wanted = REFILL_WANTED.lock();
+            while !*wanted {
+                REFILL.wait(&mut wanted);
+            }
+            *wanted = false;
+        }
+        if SPARE.lock().is_none() {
+            let chunk = Chunk::new();
+            chunk.touch();
+            *SPARE.lock() = Some(chunk);
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the frame arena's thread (new frames are touched on demand): {e}");
+    }
+}
 
 /// Zeroed words for one frame, and the chunk that keeps them alive.
 pub(super) fn alloc_frame() -> (NonNull<AtomicU64>, Arc<Chunk>) {
     let mut cur = CURRENT.lock();
     let (chunk, used) = match cur.take() {
         Some((c, used)) if used < FRAMES_PER_CHUNK => (c, used),
-        _ => (Arc::new(Chunk::new()), 0),
+        _ => (next_chunk(), 0),
     };
     // SAFETY: `used < FRAMES_PER_CHUNK`, so the frame lies inside the chunk.
     let words = unsafe { chunk.base.as_ptr().add(used * FRAME_BYTES) };
@@ -99,7 +158,15 @@ mod tests {
 
     #[test]
     fn frames_are_disjoint_aligned_and_zeroed() {
-        let frames: Vec<_> = (0..9).map(|_| alloc_frame()).collect();
+        let frames: Vec<_> = (0..41)
+            .map(|i| {
+                if i % 8 == 0 {
+                    // Give the arena's thread time to have a spare ready.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                alloc_frame()
+            })
+            .collect();
         let mut starts: Vec<usize> = frames.iter().map(|(p, _)| p.as_ptr() as usize).collect();
         starts.sort();
         for w in starts.windows(2) {
@@ -109,6 +176,12 @@ mod tests {
             let off = p.as_ptr() as usize - chunk.base.as_ptr() as usize;
             assert!(off.is_multiple_of(FRAME_BYTES) && off < CHUNK_BYTES);
             assert_eq!(chunk.base.as_ptr() as usize % CHUNK_BYTES, 0);
+            let words = FRAME_BYTES / 8;
+            for i in [0, 511, words / 2, words - 1] {
+                // SAFETY: word `i` of a frame handed out above, kept alive by `frames`.
+                let w = unsafe { &*p.as_ptr().add(i) };
+                assert_eq!(w.load(std::sync::atomic::Ordering::Relaxed), 0, "frame word {i} is not zero");
+            }
         }
     }
 }

@@ -156,7 +156,7 @@ fn status_changes_and_writes_each_move_the_ctime_forward() {
     file.write_all(b"x").unwrap();
     let mut last = ctime(&path);
     for round in 0..100u32 {
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600 | (round % 2) * 0o40)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600 | ((round % 2) * 0o40))).unwrap();
         let chmod = ctime(&path);
         assert!(chmod > last, "round {round}: the chmod moved the ctime: {last:?} then {chmod:?}");
         file.write_all_at(b"y", u64::from(round)).unwrap();

@@ -180,9 +180,8 @@ impl Journal {
         // Cleaning a page the writer still maps flushes its TLB entry on
         // the writer's CPU, one page at a time; dropping the written pages'
         // entries first costs one batched flush.
-        if let Some(map) = map {
-            let range = usize::try_from(done.1).ok().zip(usize::try_from(upto - done.1).ok());
-            if let Some(Err(e)) = range.map(|(from, len)| map.drop_ptes(from, len)) {
+        if let (Some(map), Ok(from), Ok(len)) = (map, usize::try_from(done.1), usize::try_from(upto - done.1)) {
+            if let Err(e) = map.drop_ptes(from, len) {
                 log::debug!("WAL pages stay mapped during their writeback: {e}");
             }
         }

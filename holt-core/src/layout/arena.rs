@@ -73,9 +73,7 @@ impl Chunk {
         }
         Chunk { base: NonNull::new(base as *mut u8).expect("mmap never returns null") }
     }
-}
 
-impl Chunk {
     /// Write a zero into every 4 KiB page, so the kernel backs the chunk
     /// now (one huge-page fault, or one per page without huge pages).
     fn touch(&self) {

@@ -67,9 +67,7 @@ impl SharedMap {
         // promise), and `bytes` cannot alias a mapping no one else reads.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(offset), bytes.len()) };
     }
-}
 
-impl SharedMap {
     /// Drop this mapping's page-table entries for the whole pages of
     /// `[offset, offset + len)`, batching the TLB flush into one. The
     /// bytes stay the file's (dirty pages stay dirty in the page cache),

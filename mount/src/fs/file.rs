@@ -67,8 +67,8 @@ impl Fs {
     pub(super) fn object_for_step(&self, ino: Ino) -> FsResult<()> {
         let create = || {
             let inode = self.meta.inode(ino)?;
-            let times = (Some(TimeSet::At(inode.atime)), Some(TimeSet::At(inode.mtime)));
-            self.data.set_times(ino, times.0, times.1).map_err(|e| FsError::data("create", ino, e))
+            let (atime, mtime) = (TimeSet::At(inode.atime), TimeSet::At(inode.mtime));
+            self.data.set_times(ino, Some(atime), Some(mtime)).map_err(|e| FsError::data("create", ino, e))
         };
         self.opens.ensure_object(ino, || self.data.stat(ino), create)
     }

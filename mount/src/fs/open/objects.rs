@@ -1,8 +1,6 @@
-//! Open counts: an inode lives at least until its last handle is released
-//! (reclaim, in `reclaim`, checks the count and marks the inode reclaiming
-//! under the same shard lock; opens of a reclaiming inode are refused).
+//! What the daemon knows of each file's data object (`Known`), kept in
+//! the open table's shards.
 //!
-//! Each shard also keeps what is known of files' objects (`Known`).
 //! Whether an object exists changes only by a daemon step: the kernel
 //! writes only objects the daemon gave it, and every step that could make
 //! an object first makes it (`ensure_object`, with its inode's times) and
@@ -17,44 +15,19 @@
 //! handle in this mount: opens mark it stale, and a stat is taken and
 //! kept under the shard lock, so no open can slip between the two.
 
-use std::collections::{HashMap, HashSet};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use log::warn;
-use parking_lot::{Mutex, MutexGuard};
-
-use super::Fs;
+use super::{OpenShard, OpenTable};
 use crate::data::ObjectStat;
 use crate::error::{FsError, FsResult};
-use crate::schema::{Ino, Inode};
+use crate::schema::Ino;
 
-const OPEN_SHARDS: usize = 16;
 /// Objects known per shard; past it an arbitrary one is forgotten.
-const SHARD_STATS_MAX: usize = 4096;
-
-#[derive(Default)]
-pub(super) struct OpenTable {
-    shards: [Mutex<OpenShard>; OPEN_SHARDS],
-    /// The kernel reads and writes objects itself (passthrough); set at
-    /// the FUSE handshake, before any open, and never cleared: handles
-    /// and mappings made with it outlive a later refusal.
-    kernel_io: AtomicBool,
-}
-
-#[derive(Default)]
-pub(super) struct OpenShard {
-    open: HashMap<Ino, Open>,
-    objects: HashMap<Ino, Known>,
-    /// With kernel I/O, files opened read-write in this mount: never cached.
-    mappable: HashSet<Ino>,
-    /// Inodes being reclaimed: no handle is open and none may open.
-    reclaiming: HashSet<Ino>,
-}
+const SHARD_KNOWN_MAX: usize = 4096;
 
 /// What is known of a file's object; no entry: nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Known {
+pub(super) enum Known {
     /// There is none: the file is empty, with its inode's times.
     Missing,
     /// It exists; its stat is not kept (or no longer valid).
@@ -63,25 +36,14 @@ enum Known {
     Stat(ObjectStat),
 }
 
-#[derive(Default)]
-struct Open {
-    handles: u32,
-    /// The file lost its last name while open: its last close reclaims it.
-    orphaned: bool,
-}
-
 impl OpenShard {
-    fn is_open(&self, ino: Ino) -> bool {
-        self.open.contains_key(&ino)
-    }
-
     /// Whether a stat taken now may be kept (the rule in the module text).
     fn stat_keepable(&self, ino: Ino, kernel_io: bool) -> bool {
         !(kernel_io && (self.is_open(ino) || self.mappable.contains(&ino)))
     }
 
     fn know(&mut self, ino: Ino, known: Known) {
-        if self.objects.len() >= SHARD_STATS_MAX && !self.objects.contains_key(&ino) {
+        if self.objects.len() >= SHARD_KNOWN_MAX && !self.objects.contains_key(&ino) {
             let victim = *self.objects.keys().next().expect("a full map has a key");
             self.objects.remove(&victim);
         }
@@ -89,107 +51,17 @@ impl OpenShard {
     }
 
     /// The kept stat of `ino`, if any, is no longer valid.
-    fn stat_stale(&mut self, ino: Ino) {
+    pub(super) fn stat_stale(&mut self, ino: Ino) {
         if let Some(k @ Known::Stat(_)) = self.objects.get_mut(&ino) {
             *k = Known::Present;
         }
     }
 }
 
-/// While it lives, its inode is being reclaimed: opens of it are refused.
-/// The shard lock is not held meanwhile, so the object's removal (a
-/// syscall that can wait for the backing journal) stalls no other open,
-/// close or unlink of the shard.
-pub(super) struct Reclaiming<'t> {
-    table: &'t OpenTable,
-    ino: Ino,
-}
-
-impl Drop for Reclaiming<'_> {
-    fn drop(&mut self) {
-        self.table.shard(self.ino).reclaiming.remove(&self.ino);
-    }
-}
-
 impl OpenTable {
-    pub(super) fn shard(&self, ino: Ino) -> MutexGuard<'_, OpenShard> {
-        self.shards[(ino.0 as usize) % OPEN_SHARDS].lock()
-    }
-
-    pub(super) fn set_kernel_io(&self) {
-        self.kernel_io.store(true, Ordering::Release);
-    }
-
-    pub(super) fn kernel_io(&self) -> bool {
-        self.kernel_io.load(Ordering::Acquire)
-    }
-
-    /// Count a handle; false (nothing counted) if `ino` is being reclaimed.
-    #[must_use]
-    pub(super) fn acquire(&self, ino: Ino, read_write: bool) -> bool {
-        let mut shard = self.shard(ino);
-        if shard.reclaiming.contains(&ino) {
-            return false;
-        }
-        shard.open.entry(ino).or_default().handles += 1;
-        if self.kernel_io() {
-            shard.stat_stale(ino);
-            if read_write {
-                shard.mappable.insert(ino);
-            }
-        }
-        true
-    }
-
-    /// Start reclaiming `ino` unless a handle holds it open (or another
-    /// reclaim runs); its cached facts are dropped.
-    pub(super) fn begin_reclaim(&self, ino: Ino) -> Option<Reclaiming<'_>> {
-        let mut shard = self.shard(ino);
-        if shard.is_open(ino) || !shard.reclaiming.insert(ino) {
-            return None;
-        }
-        shard.objects.remove(&ino);
-        shard.mappable.remove(&ino);
-        Some(Reclaiming { table: self, ino })
-    }
-
-    /// Drop one open; `Some(orphaned)` if it was the last.
-    fn release(&self, ino: Ino) -> Option<bool> {
-        let mut shard = self.shard(ino);
-        match shard.open.get_mut(&ino) {
-            Some(o) if o.handles > 1 => {
-                o.handles -= 1;
-                None
-            }
-            Some(_) => {
-                let last = shard.open.remove(&ino).map(|o| o.orphaned);
-                if self.kernel_io() {
-                    shard.stat_stale(ino);
-                }
-                last
-            }
-            None => {
-                warn!("release of inode {} that has no open handle", ino.0);
-                None
-            }
-        }
-    }
-
-    /// Mark an open `ino` as having lost its last name; false if it is
-    /// not open (then nothing will reclaim it at a close).
-    pub(super) fn mark_orphan_if_open(&self, ino: Ino) -> bool {
-        match self.shard(ino).open.get_mut(&ino) {
-            Some(o) => {
-                o.orphaned = true;
-                true
-            }
-            None => false,
-        }
-    }
-
     /// `ino`'s object stat: the kept one where the rule in the module text
     /// allows, else from `stat`.
-    pub(super) fn object_stat(
+    pub(in crate::fs) fn object_stat(
         &self,
         ino: Ino,
         stat: impl FnOnce() -> io::Result<Option<ObjectStat>>,
@@ -211,7 +83,7 @@ impl OpenTable {
     /// with the times its inode records. Under the shard lock, so a
     /// concurrent step waits rather than writing into an object whose
     /// times are not yet set.
-    pub(super) fn ensure_object(
+    pub(in crate::fs) fn ensure_object(
         &self,
         ino: Ino,
         stat: impl FnOnce() -> io::Result<Option<ObjectStat>>,
@@ -231,60 +103,21 @@ impl OpenTable {
     }
 
     /// Whether `ino` is known to have no object.
-    pub(super) fn known_without_object(&self, ino: Ino) -> bool {
+    pub(in crate::fs) fn known_without_object(&self, ino: Ino) -> bool {
         self.shard(ino).objects.get(&ino) == Some(&Known::Missing)
     }
 
     /// Record that new inode `ino` has no object yet (inode numbers are
     /// never reused, so none can exist).
-    pub(super) fn no_object_yet(&self, ino: Ino) {
+    pub(in crate::fs) fn no_object_yet(&self, ino: Ino) {
         self.shard(ino).know(ino, Known::Missing);
     }
 
     /// A daemon step changed (or may have changed) `ino`'s object: its
     /// kept stat is stale. Steps that make objects call `ensure_object`
     /// first, so a missing object stays known as missing.
-    pub(super) fn forget_stat(&self, ino: Ino) {
+    pub(in crate::fs) fn forget_stat(&self, ino: Ino) {
         self.shard(ino).stat_stale(ino);
-    }
-}
-
-impl Fs {
-    /// The kernel will read and write data objects itself (FUSE
-    /// passthrough was granted): call before the first open. From then on
-    /// an object can change without a request, so its stat is cached only
-    /// while nothing can, and each regular file gets its object when it is
-    /// created (the kernel needs one to open).
-    pub fn share_objects_with_kernel(&self) {
-        self.opens.set_kernel_io();
-    }
-
-    /// Whether [`Fs::share_objects_with_kernel`] was called.
-    pub fn objects_shared_with_kernel(&self) -> bool {
-        self.opens.kernel_io()
-    }
-
-    /// Count one more open handle on `ino` and return its attributes.
-    pub(super) fn open_inode(&self, ino: Ino, read_write: bool) -> FsResult<Inode> {
-        if !self.opens.acquire(ino, read_write) {
-            return Err(FsError::NotFound);
-        }
-        match self.meta.inode(ino) {
-            Ok(inode) => Ok(inode),
-            Err(e) => {
-                self.opens.release(ino);
-                Err(e)
-            }
-        }
-    }
-
-    /// Drop one open handle; the last one of a file orphaned while open
-    /// reclaims it.
-    pub(super) fn close_inode(&self, ino: Ino) -> FsResult<()> {
-        if self.opens.release(ino) == Some(true) && !self.cfg.read_only {
-            self.reclaim_after_commit(ino);
-        }
-        Ok(())
     }
 }
 
@@ -394,28 +227,5 @@ mod tests {
         assert_eq!(table.release(F), Some(false));
         assert_eq!(stat_of(&table, 3, &calls), 1, "a close changes nothing either");
         assert_eq!(calls.get(), 1);
-    }
-
-    #[test]
-    fn only_a_file_orphaned_while_open_is_reclaimed_at_its_last_close() {
-        let table = OpenTable::default();
-        assert!(!table.mark_orphan_if_open(F), "a closed file is reclaimed by its unlink");
-        assert!(table.acquire(F, false) && table.acquire(F, false));
-        assert!(table.mark_orphan_if_open(F));
-        assert_eq!(table.release(F), None, "one handle is still open");
-        assert_eq!(table.release(F), Some(true));
-    }
-
-    #[test]
-    fn a_reclaim_refuses_opens_until_it_ends_and_waits_for_open_handles() {
-        let table = OpenTable::default();
-        assert!(table.acquire(F, false));
-        assert!(table.begin_reclaim(F).is_none(), "an open file is not reclaimed");
-        assert_eq!(table.release(F), Some(false));
-        let reclaim = table.begin_reclaim(F).expect("no handle is open");
-        assert!(table.begin_reclaim(F).is_none(), "one reclaim at a time");
-        assert!(!table.acquire(F, false), "no open while the object goes");
-        drop(reclaim);
-        assert!(table.acquire(F, false));
     }
 }

@@ -297,7 +297,7 @@ impl FrameBuf {
     /// Copy `dst.len()` bytes starting at byte `off` into `dst`: the
     /// partial first word, whole words, then the partial last word.
     #[inline]
-    fn copy_out(&self, off: usize, dst: &mut [u8]) {
+    pub(crate) fn copy_out(&self, off: usize, dst: &mut [u8]) {
         let (skip, mut w) = (off & 7, off >> 3);
         let mut i = 0;
         if skip != 0 && !dst.is_empty() {

@@ -346,6 +346,49 @@ impl InnerAt {
     }
 }
 
+/// Rename every child slot (and the end slot) of the inner node whose
+/// image is `node` through `f`; slots of N48 positions no index byte
+/// names become `NIL`, as `Inner::encode` leaves them. Leaves and links
+/// are left as they are. The image's own lengths are trusted: the caller
+/// copied it from a frame it holds exclusively.
+pub(crate) fn remap_image_slots(node: &mut [u8], mut f: impl FnMut(u32) -> u32) {
+    let kind = node[OFF_KIND];
+    if !matches!(kind, KIND_N4 | KIND_N16 | KIND_N48 | KIND_N256) {
+        return;
+    }
+    let get = |n: &[u8], at: usize| u32::from_le_bytes(n[at..at + 4].try_into().expect("4 bytes"));
+    let mut remap = |n: &mut [u8], at: usize| {
+        let slot = get(n, at);
+        if slot != NIL {
+            n[at..at + 4].copy_from_slice(&f(slot).to_le_bytes());
+        }
+    };
+    remap(node, INNER_END);
+    let field = |at: usize| usize::from(u16::from_le_bytes([node[at], node[at + 1]]));
+    let body = INNER_HEADER_BYTES + field(INNER_PREFIX_LEN);
+    match kind {
+        KIND_N4 | KIND_N16 => {
+            let cap = inner_capacity(kind);
+            for i in 0..field(INNER_COUNT).min(cap) {
+                remap(node, body + cap + 4 * i);
+            }
+        }
+        KIND_N48 => {
+            let mut named = 0u64;
+            node[body..body + 256].iter().filter(|&&i| i != 0).for_each(|&i| named |= 1 << (i - 1));
+            for p in 0..48 {
+                let at = body + 256 + 4 * p;
+                if named & (1 << p) != 0 {
+                    remap(node, at);
+                } else {
+                    node[at..at + 4].copy_from_slice(&NIL.to_le_bytes());
+                }
+            }
+        }
+        _ => (0..256).for_each(|byte| remap(node, body + 4 * byte)),
+    }
+}
+
 /// An inner node decoded for modification. Children are sorted by key byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Inner {
@@ -508,6 +551,29 @@ mod tests {
                 assert_eq!(got, want, "{n} children from {from}");
             }
         }
+    }
+
+    /// Renaming slots in a node's image reads back as decoding the node,
+    /// renaming its children and end, and encoding it again.
+    #[test]
+    fn remapped_image_matches_the_reencoded_node() {
+        for n in [0, 2, 4, 5, 16, 17, 30, 48, 49, 256] {
+            for end in [NIL, 3] {
+                let mut inner = Inner { flags: FLAG_ENTRY, prefix: b"ab/".to_vec(), end, children: vec![] };
+                for i in 0..n {
+                    inner.set_child((i * 167 % 256) as u8, i as u32 + 100);
+                }
+                let mut image = inner.encode();
+                remap_image_slots(&mut image, |s| s * 2 + 1);
+                inner.end = if end == NIL { NIL } else { end * 2 + 1 };
+                inner.children.iter_mut().for_each(|(_, c)| *c = *c * 2 + 1);
+                assert_eq!(image, inner.encode(), "{n} children, end {end}");
+            }
+        }
+        let mut leaf = encode_leaf(b"k", b"v", 1, 0);
+        let before = leaf.clone();
+        remap_image_slots(&mut leaf, |s| s + 1);
+        assert_eq!(leaf, before, "a leaf has no slots to rename");
     }
 
     #[test]

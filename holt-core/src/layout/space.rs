@@ -111,6 +111,30 @@ pub(crate) fn new_node(b: &FrameBuf, bytes: &[u8]) -> Slot {
     s
 }
 
+/// Store the nodes whose images are `images`, one after another (`lens`
+/// gives each one's length), in consecutive fresh slots at the end of the
+/// slot table; returns the first. Free slots stay free: one header update
+/// and two writes however many nodes, for a spill's whole subtree.
+pub(crate) fn append_nodes(b: &FrameBuf, images: &[u8], lens: &[u32]) -> Slot {
+    assert!(free_bytes(b) >= bytes_needed(images.len(), lens.len()), "frame overflow: caller skipped ensure()");
+    let (first, data) = (b.slot_count(), b.data_end());
+    let mut table = vec![0u8; SLOT_BYTES * lens.len()];
+    let mut off = data;
+    // Slot `first + i` sits `i` entries below slot `first`'s.
+    for (entry, &len) in table.rchunks_exact_mut(SLOT_BYTES).zip(lens) {
+        entry.copy_from_slice(&(off as u32).to_le_bytes());
+        off += len as usize;
+    }
+    debug_assert_eq!(off - data, images.len(), "lens add up to the images");
+    b.write(data, images);
+    b.write(slot_entry_offset(Slot(first + lens.len() as u32 - 1)), &table);
+    b.set_u32(HDR_SLOT_COUNT, first + lens.len() as u32);
+    b.set_u32(HDR_DATA_END, off as u32);
+    add_u32(b, HDR_LIVE_SLOTS, lens.len() as isize);
+    add_u32(b, HDR_LIVE_BYTES, images.len() as isize);
+    Slot(first)
+}
+
 /// Replace the node in slot `s` with `bytes` (in place when not larger).
 pub(crate) fn replace_node(b: &FrameBuf, s: Slot, bytes: &[u8]) {
     let old = b.node_offset(s).expect("replace_node on a free slot");
@@ -154,6 +178,20 @@ pub(crate) fn free_node(b: &FrameBuf, s: Slot) {
     set_slot_entry(b, s, SLOT_FREE_BIT | b.u32(HDR_FREE_SLOT));
     b.set_u32(HDR_FREE_SLOT, s.0);
     add_u32(b, HDR_LIVE_SLOTS, -1);
+}
+
+/// `free_node` for each of `slots`, with one header update.
+pub(crate) fn free_nodes(b: &FrameBuf, slots: impl IntoIterator<Item = Slot>) {
+    let (mut head, mut bytes, mut n) = (b.u32(HDR_FREE_SLOT), 0, 0);
+    for s in slots {
+        bytes += node_bytes(b, b.node_offset(s).expect("free of a free slot"));
+        set_slot_entry(b, s, SLOT_FREE_BIT | head);
+        (head, n) = (s.0, n + 1);
+    }
+    b.set_u32(HDR_FREE_SLOT, head);
+    add_u32(b, HDR_LIVE_BYTES, -(bytes as isize));
+    add_u32(b, HDR_DEAD_BYTES, bytes as isize);
+    add_u32(b, HDR_LIVE_SLOTS, -n);
 }
 
 /// Live slots with their node offsets, sorted by offset.
@@ -261,5 +299,32 @@ mod tests {
         let reused = new_node(&b, &encode_leaf(b"x", b"y", 3, 0));
         assert_eq!(reused, slots[98], "free list hands back the last freed slot");
         check_space(&b).unwrap();
+    }
+
+    /// A batch of appended nodes reads back like nodes stored one by one,
+    /// and a batch free accounts like `free_node` per slot.
+    #[test]
+    fn batch_append_and_free_keep_accounting() {
+        let (one, batch) = (FrameBuf::zeroed(), FrameBuf::zeroed());
+        one.format(FrameId(1));
+        batch.format(FrameId(2));
+        let freed = new_node(&batch, &encode_leaf(b"gone", b"", 1, 0));
+        free_node(&one, new_node(&one, &encode_leaf(b"gone", b"", 1, 0)));
+        free_node(&batch, freed);
+        let nodes: Vec<Vec<u8>> = (0..37u32).map(|i| encode_leaf(&i.to_be_bytes(), &vec![5; i as usize % 9], 1, 0)).collect();
+        let slots: Vec<Slot> = nodes.iter().map(|n| new_node(&one, n)).collect();
+        let lens: Vec<u32> = nodes.iter().map(|n| n.len() as u32).collect();
+        let first = append_nodes(&batch, &nodes.concat(), &lens);
+        assert_eq!(first, Slot(1), "appended after the table's end; the free slot stays free");
+        check_space(&batch).unwrap();
+        for (i, n) in nodes.iter().enumerate() {
+            let off = batch.node_offset(Slot(first.0 + i as u32)).unwrap();
+            assert_eq!(batch.read_vec(off, n.len()), *n, "node {i}");
+        }
+        free_nodes(&batch, (0..nodes.len() as u32).step_by(3).map(|i| Slot(first.0 + i)));
+        slots.iter().step_by(3).for_each(|&s| free_node(&one, s));
+        check_space(&batch).unwrap();
+        assert_eq!((batch.live_bytes(), batch.live_slots()), (one.live_bytes(), one.live_slots()));
+        assert_eq!(batch.dead_bytes(), one.dead_bytes());
     }
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use super::{Forward, Owned};
 use crate::ids::FrameId;
-use crate::layout::node::{encode_link, node_bytes, Inner, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
-use crate::layout::space::{free_node, new_node, replace_node};
+use crate::layout::node::{encode_link, node_bytes, remap_image_slots, Inner, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
+use crate::layout::space::{append_nodes, free_nodes, replace_node};
 use crate::layout::{FrameBuf, Slot, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES};
 use crate::store::pool::Pool;
 
@@ -75,20 +75,69 @@ pub(crate) fn entry_slots(b: &FrameBuf) -> Vec<Slot> {
         .collect()
 }
 
-/// Bytes (node plus slot entry) of every subtree rooted in this frame,
-/// indexed by slot number.
-fn subtree_sizes(b: &FrameBuf, entries: &[Slot]) -> Vec<usize> {
-    let mut size = vec![0; b.slot_count() as usize];
-    let mut kids = Vec::new();
-    for &e in entries {
-        for s in postorder(b, e) {
-            let own = node_bytes(b, b.node_offset(s).expect("live")) + SLOT_BYTES;
-            children_into(b, s, &mut kids);
-            let below: usize = kids.drain(..).map(|c| size[c as usize]).sum();
-            size[s.0 as usize] = own + below;
+/// One walk's knowledge of a frame's subtrees, by slot number: every
+/// subtree rooted at an entry in postorder with siblings in key order
+/// (`order`), each node's place in it (`pos`), and each subtree's node
+/// count and bytes (nodes plus slot entries). A subtree's nodes are the
+/// `count` positions of `order` ending at its root's, so a move reads
+/// them without walking again, and they land in the new frame in key
+/// order.
+struct Plan {
+    order: Vec<Slot>,
+    pos: Vec<u32>,
+    count: Vec<u32>,
+    size: Vec<usize>,
+}
+
+impl Plan {
+    fn of(b: &FrameBuf, entries: &[Slot]) -> Plan {
+        let slots = b.slot_count() as usize;
+        let mut p = Plan { order: Vec::with_capacity(slots), pos: vec![0; slots], count: vec![0; slots], size: vec![0; slots] };
+        // (slot, parent slot or NIL, expanded): a node finishes after its
+        // children and adds its totals to its parent's.
+        let mut stack: Vec<(u32, u32, bool)> = Vec::new();
+        for &e in entries {
+            stack.push((e.0, NIL, false));
+            while let Some((s, parent, expanded)) = stack.pop() {
+                let off = b.node_offset(Slot(s)).expect("live");
+                if !expanded {
+                    stack.push((s, parent, true));
+                    push_children(b, off, s, &mut stack);
+                    continue;
+                }
+                let (i, own) = (s as usize, node_bytes(b, off) + SLOT_BYTES);
+                p.pos[i] = p.order.len() as u32;
+                p.order.push(Slot(s));
+                p.count[i] += 1;
+                p.size[i] += own;
+                if parent != NIL {
+                    let j = parent as usize;
+                    p.count[j] += p.count[i];
+                    p.size[j] += p.size[i];
+                }
+            }
         }
+        p
     }
-    size
+
+    /// The nodes of the subtree rooted at `root`, in postorder.
+    fn nodes(&self, root: Slot) -> &[Slot] {
+        let end = self.pos[root.0 as usize] as usize + 1;
+        &self.order[end - self.count[root.0 as usize] as usize..end]
+    }
+}
+
+/// Push the in-frame children of the inner node at `off` (slot `s`) so
+/// that they pop in key order, end leaf first.
+fn push_children(b: &FrameBuf, off: usize, s: u32, stack: &mut Vec<(u32, u32, bool)>) {
+    if matches!(b.u8(off), KIND_LEAF | KIND_LINK) {
+        return;
+    }
+    let n = InnerAt(off);
+    n.children_rev_from(b, 0, |_, c| stack.push((c, s, false)));
+    if n.end(b) != NIL {
+        stack.push((n.end(b), s, false));
+    }
 }
 
 /// Maximal subtrees that fit a new frame, largest first.
@@ -126,19 +175,25 @@ pub(crate) fn remapped_node(src: &FrameBuf, off: usize, map: &HashMap<u32, u32>)
     }
 }
 
-/// Copy the subtree whose nodes are `nodes` (in postorder, root last) of
-/// `src` into `dst`; returns the root's slot in `dst`.
-fn copy_subtree(src: &FrameBuf, nodes: &[Slot], dst: &FrameBuf) -> Slot {
-    let mut map: HashMap<u32, u32> = HashMap::new();
+/// Copy the subtree whose nodes are `nodes` (`plan`'s postorder, root
+/// last) of `src` into consecutive fresh slots of `dst`: a node's copy
+/// takes the slot its place in `nodes` gives, so each child slot is
+/// renamed by arithmetic. Returns the root's slot in `dst`.
+fn copy_subtree(src: &FrameBuf, plan: &Plan, nodes: &[Slot], dst: &FrameBuf) -> Slot {
+    let (first_pos, base) = (plan.pos[nodes[0].0 as usize], dst.slot_count());
+    let (mut images, mut lens) = (Vec::new(), Vec::with_capacity(nodes.len()));
     for &s in nodes {
-        let bytes = remapped_node(src, src.node_offset(s).expect("live"), &map);
-        map.insert(s.0, new_node(dst, &bytes).0);
+        let off = src.node_offset(s).expect("live");
+        let (at, len) = (images.len(), node_bytes(src, off));
+        images.resize(at + len, 0);
+        src.copy_out(off, &mut images[at..]);
+        remap_image_slots(&mut images[at..], |c| base + plan.pos[c as usize] - first_pos);
+        lens.push(len as u32);
     }
-    let root = nodes.last().expect("a subtree has its root");
-    let new_root = Slot(map[&root.0]);
-    let off = dst.node_offset(new_root).expect("just written");
-    dst.set_u8(off + OFF_FLAGS, dst.u8(off + OFF_FLAGS) | FLAG_ENTRY);
-    new_root
+    let root = images.len() - *lens.last().expect("a subtree has its root") as usize;
+    images[root + OFF_FLAGS] |= FLAG_ENTRY;
+    let first = append_nodes(dst, &images, &lens);
+    Slot(first.0 + nodes.len() as u32 - 1)
 }
 
 /// Move subtrees out of owned frame `src` until it has gained at least
@@ -147,8 +202,8 @@ fn copy_subtree(src: &FrameBuf, nodes: &[Slot], dst: &FrameBuf) -> Slot {
 pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, need: usize) -> bool {
     let b = owned.get(src).and_then(|c| c.buf()).expect("spill source is owned and resident");
     let entries = entry_slots(b);
-    let size = subtree_sizes(b, &entries);
-    let cands = candidates(b, &entries, &size);
+    let plan = Plan::of(b, &entries);
+    let cands = candidates(b, &entries, &plan.size);
     if cands.is_empty() {
         return false;
     }
@@ -161,7 +216,7 @@ pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, nee
         if packed + bytes > PACK_BYTES_MAX {
             continue;
         }
-        if let Some(fwd) = move_subtree(b, slot, dst, id, src) {
+        if let Some(fwd) = move_subtree(b, &plan, slot, (dst, id), src) {
             owned.forwards.push(fwd);
         }
         packed += bytes;
@@ -173,20 +228,17 @@ pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, nee
     true
 }
 
-/// Move the subtree at `slot` of frame `src_id` into `dst`, leaving a link.
-/// Moving an entry leaves a forwarding link (another frame links to the
-/// slot): returned, with a key under it, so the referrer can be redirected.
-fn move_subtree(src: &FrameBuf, slot: Slot, dst: &FrameBuf, dst_id: FrameId, src_id: FrameId) -> Option<Forward> {
+/// Move the subtree at `slot` of frame `src_id` into frame `dst` (its
+/// buffer and id), leaving a link. Moving an entry leaves a forwarding
+/// link (another frame links to the slot): returned, with a key under it,
+/// so the referrer can be redirected.
+fn move_subtree(src: &FrameBuf, plan: &Plan, slot: Slot, dst: (&FrameBuf, FrameId), src_id: FrameId) -> Option<Forward> {
     let flags = src.u8(src.node_offset(slot).expect("live") + OFF_FLAGS);
-    let nodes = postorder(src, slot);
-    let new_slot = copy_subtree(src, &nodes, dst);
-    let forward = (flags & FLAG_ENTRY != 0).then(|| first_key(src, &nodes)).flatten();
-    for &s in &nodes {
-        if s != slot {
-            free_node(src, s);
-        }
-    }
-    replace_node(src, slot, &encode_link(dst_id, new_slot, flags & FLAG_ENTRY));
+    let nodes = plan.nodes(slot);
+    let new_slot = copy_subtree(src, plan, nodes, dst.0);
+    let forward = (flags & FLAG_ENTRY != 0).then(|| first_key(src, nodes)).flatten();
+    free_nodes(src, nodes[..nodes.len() - 1].iter().copied());
+    replace_node(src, slot, &encode_link(dst.1, new_slot, flags & FLAG_ENTRY));
     forward.map(|key| Forward { frame: src_id, slot, key })
 }
 
@@ -196,4 +248,71 @@ fn first_key(b: &FrameBuf, nodes: &[Slot]) -> Option<Vec<u8>> {
         let off = b.node_offset(s).expect("live");
         (b.u8(off) == KIND_LEAF).then(|| LeafAt(off).key(b))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::node::encode_leaf;
+    use crate::layout::space::{check_space, new_node};
+
+    fn leaf(b: &FrameBuf, key: &[u8]) -> u32 {
+        new_node(b, &encode_leaf(key, b"v", 1, 0)).0
+    }
+
+    fn key_at(b: &FrameBuf, s: Slot) -> Vec<u8> {
+        LeafAt(b.node_offset(s).unwrap()).key(b)
+    }
+
+    /// A frame holding root (entry) -> end leaf "x", 'a' -> inner
+    /// {"xa1", "xa2", "xa3"}, 'b' -> "xb", its nodes stored out of key
+    /// order as inserts leave them; returns the root and the inner node.
+    fn frame(b: &FrameBuf) -> (Slot, Slot) {
+        b.format(FrameId(1));
+        let (xb, xa3, xa1, xa2) = (leaf(b, b"xb"), leaf(b, b"xa3"), leaf(b, b"xa1"), leaf(b, b"xa2"));
+        let a = Inner { flags: 0, prefix: vec![], end: NIL, children: vec![(b'1', xa1), (b'2', xa2), (b'3', xa3)] };
+        let a = new_node(b, &a.encode());
+        let end = leaf(b, b"x");
+        let root = Inner { flags: FLAG_ENTRY, prefix: b"x".to_vec(), end, children: vec![(b'a', a.0), (b'b', xb)] };
+        (new_node(b, &root.encode()), a)
+    }
+
+    #[test]
+    fn the_plan_lists_each_subtree_in_key_order_with_its_size() {
+        let b = FrameBuf::zeroed();
+        let (root, a) = frame(&b);
+        let plan = Plan::of(&b, &entry_slots(&b));
+        let keys: Vec<Vec<u8>> = plan.nodes(a).iter().filter(|&&s| s != a).map(|&s| key_at(&b, s)).collect();
+        assert_eq!(keys, [b"xa1".to_vec(), b"xa2".to_vec(), b"xa3".to_vec()], "children in key order");
+        assert_eq!(plan.nodes(a).last(), Some(&a), "the root last");
+        assert_eq!(plan.nodes(root).len(), 7);
+        assert_eq!(plan.nodes(root)[0], Slot(b.node_offset(root).map(|o| InnerAt(o).end(&b)).unwrap()), "end leaf first");
+        let bytes = |s: Slot| node_bytes(&b, b.node_offset(s).unwrap()) + SLOT_BYTES;
+        assert_eq!(plan.size[a.0 as usize], plan.nodes(a).iter().map(|&s| bytes(s)).sum::<usize>());
+        assert_eq!(plan.size[root.0 as usize], b.live_bytes() + SLOT_BYTES * b.live_slots() as usize);
+    }
+
+    #[test]
+    fn a_moved_subtree_keeps_its_shape_in_consecutive_slots() {
+        let (src, dst) = (FrameBuf::zeroed(), FrameBuf::zeroed());
+        let (root, a) = frame(&src);
+        dst.format(FrameId(2));
+        leaf(&dst, b"already here");
+        let plan = Plan::of(&src, &entry_slots(&src));
+        let live = src.live_bytes();
+        assert!(move_subtree(&src, &plan, a, (&dst, FrameId(2)), FrameId(1)).is_none(), "not an entry: no forward");
+        check_space(&src).unwrap();
+        check_space(&dst).unwrap();
+        let link = src.node_offset(a).unwrap();
+        assert_eq!(src.u8(link), KIND_LINK);
+        let (to_frame, to_slot) = crate::layout::node::link_target(&src, link);
+        assert_eq!((to_frame, to_slot), (FrameId(2), Slot(4)), "root after its three leaves, after the slot in use");
+        let moved = Inner::decode(&dst, dst.node_offset(to_slot).unwrap());
+        assert_eq!(moved.flags & FLAG_ENTRY, FLAG_ENTRY, "the moved root is an entry of its new frame");
+        let got: Vec<(u8, Vec<u8>)> = moved.children.iter().map(|&(k, c)| (k, key_at(&dst, Slot(c)))).collect();
+        assert_eq!(got, [(b'1', b"xa1".to_vec()), (b'2', b"xa2".to_vec()), (b'3', b"xa3".to_vec())]);
+        assert_eq!(moved.children.iter().map(|c| c.1).collect::<Vec<_>>(), [1, 2, 3], "leaves in key order");
+        assert!(src.live_bytes() < live);
+        assert_eq!(Inner::decode(&src, src.node_offset(root).unwrap()).children[0], (b'a', a.0), "the parent is untouched");
+    }
 }

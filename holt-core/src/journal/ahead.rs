@@ -1,5 +1,7 @@
 //! Work done ahead of the writer, on a flusher thread, so that sealing a
 //! full segment costs the writer little:
+//! - seals: the fdatasync of each segment a rotation sealed
+//!   (`Journal::sync_seals`), which the rotation no longer waits for;
 //! - writeback: every `WRITEBACK_STEP_BYTES` of log, the active segment's
 //!   whole pages written since the last step are queued for writeback
 //!   (`FileIo::start_writeback`), so the fdatasync that seals the segment
@@ -16,15 +18,20 @@
 //!   dropped here rather than by the writer that sealed it.
 //!
 //! Invariants:
-//! - Nothing here makes a record durable, acknowledges one, or changes
+//! - Only a seal's fdatasync makes records durable here, and it raises
+//!   `synced_lsn` exactly as a sync would (`sync_seals`, shared with every
+//!   sync, which runs the seals still pending itself). Nothing else changes
 //!   what recovery reads: writeback is a hint (no flush, no metadata); the
 //!   spare is not a segment (open ignores the name) until a rotation,
-//!   holding the I/O lock, renames it after the sealed segment is durable;
-//!   a directory fsync here clears `dir_dirty` only if the segment whose
-//!   name it found new is still the active one.
+//!   holding the I/O lock, renames it after the sealed segment's name is
+//!   durable; a directory fsync here clears `dir_dirty` only if the
+//!   segment whose name it found new is still the active one.
 //! - Any step may fail or never run: the writer then does the work itself
-//!   as before (creates the segment, syncs the directory). A failure here
-//!   is logged and poisons nothing.
+//!   as before (creates the segment, syncs the directory, syncs the seals
+//!   before its own sync). A failed seal fdatasync poisons the journal (the
+//!   segment's durability is unknown, and a retried fdatasync may report
+//!   success for data it lost); any other failure here is logged and
+//!   poisons nothing.
 //! - The flusher holds only a weak reference to the journal and takes the
 //!   I/O lock only to read the active segment or its `dir_dirty` flag,
 //!   never across a system call.
@@ -149,6 +156,10 @@ impl Journal {
         if self.poisoned.load(Ordering::Acquire) {
             return;
         }
+        if let Err(e) = self.sync_seals() {
+            self.poison(&e);
+            return;
+        }
         if let Err(e) = self.write_back() {
             log::warn!("WAL writeback request failed (the next sync writes it): {e}");
         }
@@ -220,8 +231,8 @@ impl Journal {
     /// The spare, renamed to the segment whose first record is `first` and
     /// given its header; `None` (the caller creates the segment) when there
     /// is no spare or a step failed. Called by a rotation, holding the I/O
-    /// lock, after the sealed segment is durable: the new name may exist
-    /// only then (FORMAT.md, recovery rules).
+    /// lock, after the sealed segment's name is durable: the new name may
+    /// exist only then (FORMAT.md, recovery rules).
     pub(super) fn adopt_spare(&self, first: Lsn) -> Option<ActiveSegment> {
         let mut spare = self.ahead.spare.lock().take()?;
         let path = segment::segment_path(&self.dir, first);

@@ -22,11 +22,11 @@ fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     segment::list_segments(&StdVfs, dir).unwrap().into_iter().map(|s| s.1).collect()
 }
 
-/// With a spare ready, a rotation syncs only the sealed segment: the new
-/// one is the spare renamed, its header unsynced (no create, no second
-/// fdatasync on the writer's path).
+/// With a spare ready, a rotation makes no fdatasync on the writer's path:
+/// the new segment is the spare renamed, its header unsynced, and the
+/// sealed segment's fdatasync is the flusher's; a sync waits for it.
 #[test]
-fn rotation_with_a_spare_syncs_only_the_sealed_segment() {
+fn rotation_with_a_spare_leaves_the_seal_to_the_flusher() {
     let dir = tempfile::tempdir().unwrap();
     let vfs = Arc::new(FaultVfs::default());
     let (j, _) = open(vfs.clone(), dir.path(), cfg(1024, false));
@@ -38,14 +38,38 @@ fn rotation_with_a_spare_syncs_only_the_sealed_segment() {
     let (syncs0, dir_syncs0, segs0) = (vfs.counters.syncs(), vfs.counters.dir_syncs(), segments(dir.path()).len());
     commit_puts(&j, 1, 20, |_| false);
     assert_eq!(segments(dir.path()).len(), segs0 + 1, "one rotation");
-    assert_eq!(vfs.counters.syncs() - syncs0, 1, "the sealed segment's fdatasync only");
+    assert_eq!(vfs.counters.syncs(), syncs0, "no fdatasync on the writer's path");
     assert_eq!(vfs.counters.dir_syncs(), dir_syncs0, "its name was durable already");
     assert!(!dir.path().join(SPARE_NAME).exists(), "the spare became the segment");
+    let synced = j.synced_lsn.load(std::sync::atomic::Ordering::Acquire);
+    j.work_ahead();
+    assert_eq!(vfs.counters.syncs() - syncs0, 1, "the flusher synced the seal");
+    let sealed_last = j.sealed.lock().back().unwrap().last_lsn.0;
+    assert!(synced < sealed_last && j.synced_lsn.load(std::sync::atomic::Ordering::Acquire) == sealed_last);
     commit_puts(&j, 2, 20, |_| false);
-    assert_eq!(vfs.counters.syncs() - syncs0, 3, "without a spare the new header is synced too");
+    assert_eq!(vfs.counters.syncs() - syncs0, 1, "a second rotation, to the spare the flusher made again");
+    j.sync().unwrap();
+    assert_eq!(vfs.counters.syncs() - syncs0, 3, "a sync runs the pending seal, then the active segment");
     drop(j);
     let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(1024, false));
     assert_eq!(replay.len(), 45);
+}
+
+/// A seal the flusher fails to sync leaves that segment's durability
+/// unknown: the journal is poisoned, and no later sync acknowledges
+/// anything.
+#[test]
+fn a_failed_seal_sync_on_the_flusher_poisons_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = Arc::new(FaultVfs::default());
+    let (j, _) = open(vfs.clone(), dir.path(), cfg(1024, false));
+    commit_puts(&j, 0, 20, |_| false);
+    assert!(!j.sealed.lock().is_empty(), "the log rotated");
+    vfs.counters.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    j.work_ahead();
+    vfs.counters.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(j.sync(), Err(crate::Error::Poisoned { .. })));
+    assert!(matches!(j.append(&put(0, 99)), Err(crate::Error::Poisoned { .. })));
 }
 
 /// The flusher's steps leave the log as the writer alone would: every
@@ -149,9 +173,14 @@ fn scripted_run(vfs: &MemVfs, seed: u64, records: u64) -> (Vec<Promise>, [u32; 2
 /// Open the crashed image: the records must be `1..=n` as appended, with
 /// `n` at least what was promised before the crash point (synced, or
 /// written for a killed process), and the log must take appends again.
-fn check_recovery(image: &MemVfs, promises: &[Promise], crash_at: u64, mode: CrashMode, ctx: &str) {
+/// Returns whether the log ended in a sealed segment (a torn seal: open
+/// removed the segments after it).
+fn check_recovery(image: &MemVfs, promises: &[Promise], crash_at: u64, mode: CrashMode, ctx: &str) -> bool {
+    let listed = || segment::list_segments(image, Path::new(WAL)).map(|s| s.len()).unwrap_or(0);
+    let before = listed();
     let (j, replay) = Journal::open(Arc::new(image.clone()), Path::new(WAL), Lsn(0), SIM_CFG)
         .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+    let torn_seal = listed() < before;
     for (n, (lsn, ops)) in replay.iter().enumerate() {
         assert_eq!((*lsn, ops), (Lsn(n as u64 + 1), &put(0, n as u64 + 1)), "{ctx}: replay is a prefix");
     }
@@ -164,16 +193,19 @@ fn check_recovery(image: &MemVfs, promises: &[Promise], crash_at: u64, mode: Cra
     drop(j);
     let (_, again) = Journal::open(Arc::new(image.clone()), Path::new(WAL), Lsn(0), SIM_CFG).unwrap();
     assert_eq!(again.len() as u64, kept + 1, "{ctx}: the recovered log takes appends");
+    torn_seal
 }
 
 /// A power loss or kill before any disk operation of a run that rotates
 /// many times (writeback, spare creation, rename, header write, directory
-/// fsyncs and seal syncs interleaved) keeps every promised record and a
-/// prefix of the rest, and the log reopens.
+/// fsyncs, and the flusher's seal syncs, which may run long after their
+/// rotation) keeps every promised record and a prefix of the rest, and
+/// the log reopens — among them images whose log ends in a sealed segment
+/// whose seal the crash tore.
 #[test]
 fn crash_before_any_rotation_step_keeps_promised_records() {
     const RECORDS: u64 = 80;
-    let mut rotations = [0, 0];
+    let (mut rotations, mut torn_seals) = ([0, 0], 0);
     for seed in 0..4u64 {
         let total = {
             let vfs = MemVfs::new();
@@ -189,16 +221,12 @@ fn crash_before_any_rotation_step_keeps_promised_records() {
                 vfs.crash_before_op(crash_at, mode);
                 let (promises, _) = scripted_run(&vfs, seed, RECORDS);
                 let image = vfs.take_crash_image().expect("the crash point is reached");
-                check_recovery(
-                    &image,
-                    &promises,
-                    crash_at,
-                    mode,
-                    &format!("seed {seed} {mode:?} before op {crash_at}"),
-                );
+                let ctx = format!("seed {seed} {mode:?} before op {crash_at}");
+                torn_seals += usize::from(check_recovery(&image, &promises, crash_at, mode, &ctx));
             }
         }
     }
     let [adopted, created] = rotations;
     assert!(adopted >= 4 && created >= 3, "both kinds of rotation ran: {adopted} adopted a spare, {created} created");
+    assert!(torn_seals > 0, "some crash images ended the log in a sealed segment");
 }

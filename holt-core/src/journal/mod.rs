@@ -12,10 +12,15 @@
 //! - `written_lsn <= last_lsn` and `synced_lsn <= written_lsn`: everything
 //!   up to `written_lsn` has been handed to the OS, everything up to
 //!   `synced_lsn` is on stable storage (data and segment name).
-//! - Every sealed segment is durable, data and name: a segment is fsync'd,
-//!   and the directory too, before its successor's name exists (created,
-//!   or renamed from the flusher's spare). So only the last segment can
-//!   have a torn tail, and open cuts it off.
+//! - A sealed segment's name is durable before its successor's exists
+//!   (created, or renamed from the flusher's spare); its data once its
+//!   seal's fdatasync completes, which the flusher runs after the rotation
+//!   (`sync_seals`), off the writer's path. Every sync runs the seals
+//!   still pending first, and `synced_lsn` passes a segment's last LSN
+//!   only once its seal is durable. So a power loss can tear the last
+//!   segment, or a sealed one whose seal was pending — and then no record
+//!   after the tear was acknowledged durable: open ends the log there and
+//!   removes the segments after it (`reader`).
 //! - A segment's header is written before any of its records and is
 //!   durable once any of them is: the fdatasync that first covers one of
 //!   its records covers the header (a segment created without a spare
@@ -103,6 +108,9 @@ pub(crate) struct Journal {
     sync_lock: Mutex<()>,
     /// Sealed segments in LSN order (trim removes from the front).
     sealed: Mutex<VecDeque<SealedSegment>>,
+    /// Sealed segments whose seal's fdatasync has not completed, oldest
+    /// first (lock order: after `io`).
+    pending_seals: Mutex<VecDeque<writer::PendingSeal>>,
     last_lsn: AtomicU64,
     written_lsn: AtomicU64,
     synced_lsn: AtomicU64,
@@ -142,6 +150,7 @@ impl Journal {
             io: Mutex::new(writer::WriterIo::new(rec.active, rec.synced_claimed, !rec.name_durable)),
             sync_lock: Mutex::new(()),
             sealed: Mutex::new(rec.sealed),
+            pending_seals: Mutex::new(VecDeque::new()),
             last_lsn: AtomicU64::new(last),
             written_lsn: AtomicU64::new(last),
             // `recover` made every record it kept durable.

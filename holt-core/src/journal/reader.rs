@@ -1,13 +1,14 @@
 //! Recovery: read every segment at open, check that LSNs run without a gap
-//! past the checkpoint, cut the tail of the last segment, and hand back the
-//! records to replay together with the segment the writer continues.
+//! past the checkpoint, find where the log ends (the last segment, or a
+//! sealed one whose seal a crash tore), cut the tail there, and hand back
+//! the records to replay together with the segment the writer continues.
 //!
 //! Reads one segment into memory at a time (memory: the largest segment plus
 //! the decoded records returned for replay).
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::codec;
@@ -45,59 +46,122 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Recovered
     if segs.is_empty() {
         return start_fresh(vfs, dir, after);
     }
-    let mut records = Vec::new();
-    let mut sealed = VecDeque::new();
-    // Next LSN the log must hold; `None` before the first segment.
-    let mut expected: Option<Lsn> = None;
-    let (last_seg, sealed_segs) = segs.split_last().expect("segs is not empty");
-    for (first, path) in sealed_segs {
-        let loaded = load_segment(vfs, path, *first, expected, after, false, &mut records)?;
-        expected = Some(loaded.last.next());
-        let bytes = loaded.bytes.len() as u64;
-        sealed.push_back(SealedSegment { path: path.clone(), first_lsn: *first, last_lsn: loaded.last, bytes });
+    let log = read_log(vfs, &segs, after)?;
+    let (first, path, loaded) = log.end;
+    if !log.orphans.is_empty() {
+        remove_orphans(vfs, dir, &log.orphans, &path)?;
     }
-    let (first, path) = last_seg;
-    let loaded = load_segment(vfs, path, *first, expected, after, true, &mut records)?;
-    if loaded.last < after {
-        let what = format!("log ends at lsn {} before the checkpoint lsn {}", loaded.last.0, after.0);
-        return Err(Error::corrupted(path, loaded.scan.valid_end as u64, what));
-    }
-    let len = cut_tail(&*loaded.file, path, *first, &loaded)?;
+    let len = cut_tail(&*loaded.file, &path, first, &loaded)?;
     let synced_claimed = loaded.scan.synced_claimed;
     // What a crashed process wrote may sit only in the page cache: make it
-    // durable so the writer can claim it (sealed segments already are).
+    // durable so the writer can claim it (sealed segments already are, or
+    // their tail was cut with the segment after them).
     // Records a later record or marker claims durable already are (a
     // clean close leaves such a claim), so the common reopen syncs nothing.
     let name_durable = synced_claimed < loaded.last;
     if name_durable {
-        loaded.file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+        loaded.file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         vfs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
     }
-    let active = ActiveSegment::new(loaded.file, path.clone(), *first, len);
-    Ok(Recovered { records, sealed, active, last_lsn: loaded.last, synced_claimed, name_durable })
+    let active = ActiveSegment::new(loaded.file, path, first, len);
+    let sealed = log.sealed;
+    Ok(Recovered { records: log.records, sealed, active, last_lsn: loaded.last, synced_claimed, name_durable })
 }
 
 /// The records past `after` for a read-only open, checked as `recover`
 /// checks them, with nothing written: a torn tail is left in place (no
-/// record past it is read), nothing is synced, no segment is created.
+/// record past it is read), nothing is synced, no segment is created or
+/// removed.
 pub(crate) fn read_records(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Replay> {
     let segs = segment::list_segments(vfs, dir)?;
     if segs.is_empty() && after != Lsn(0) {
         let what = format!("no WAL segment although the checkpoint is at lsn {}", after.0);
         return Err(Error::corrupted(dir, 0, what));
     }
+    if segs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(read_log(vfs, &segs, after)?.records)
+}
+
+/// The log as read at open.
+struct Log {
+    /// Records with lsn > the checkpoint LSN, in LSN order, contiguous.
+    records: Vec<(Lsn, Vec<LogOp>)>,
+    /// Segments before the one the log ends in, in LSN order.
+    sealed: VecDeque<SealedSegment>,
+    /// The segment the log ends in: its first LSN, path and content.
+    end: (Lsn, PathBuf, Loaded),
+    /// Segments after the end: left by a rotation whose seal was torn.
+    orphans: Vec<PathBuf>,
+}
+
+/// Read the segments `segs` (in LSN order, at least one) and find where
+/// the log ends. A sealed segment's records end where its successor's
+/// begin; a tail after them is space its seal cut that a power loss
+/// restored. A sealed segment whose records end before its successor's
+/// first LSN (a gap the checkpoint does not cover) was sealed without its
+/// fdatasync completing (a rotation leaves that to the flusher), its last
+/// records lost with the power: the log ends there, and the later
+/// segments hold only records no sync acknowledged (every sync waits for
+/// the seals before it). It is corruption when one of their records
+/// claims a lost LSN durable: then the lost records had been durable (a
+/// deleted or truncated segment).
+fn read_log(vfs: &dyn Vfs, segs: &[(Lsn, PathBuf)], after: Lsn) -> Result<Log> {
     let mut records = Vec::new();
+    let mut sealed = VecDeque::new();
+    // Next LSN the log must hold; `None` before the first segment.
     let mut expected: Option<Lsn> = None;
     for (i, (first, path)) in segs.iter().enumerate() {
-        let is_last = i + 1 == segs.len();
-        let loaded = load_segment(vfs, path, *first, expected, after, is_last, &mut records)?;
-        if is_last && loaded.last < after {
-            let what = format!("log ends at lsn {} before the checkpoint lsn {}", loaded.last.0, after.0);
-            return Err(Error::corrupted(path, loaded.scan.valid_end as u64, what));
+        let loaded = load_segment(vfs, path, *first, expected, after, &mut records)?;
+        let next = loaded.last.next();
+        let gap = segs.get(i + 1).is_none_or(|(f, _)| *f > next && *f > after.next());
+        if gap {
+            if loaded.last < after {
+                let what = format!("log ends at lsn {} before the checkpoint lsn {}", loaded.last.0, after.0);
+                return Err(Error::corrupted(path, loaded.scan.valid_end as u64, what));
+            }
+            let orphans: Vec<PathBuf> = segs[i + 1..].iter().map(|s| s.1.clone()).collect();
+            check_unclaimed(vfs, &orphans, next, path)?;
+            return Ok(Log { records, sealed, end: (*first, path.clone(), loaded), orphans });
         }
-        expected = Some(loaded.last.next());
+        expected = Some(next);
+        let bytes = loaded.bytes.len() as u64;
+        sealed.push_back(SealedSegment { path: path.clone(), first_lsn: *first, last_lsn: loaded.last, bytes });
     }
-    Ok(records)
+    unreachable!("the last segment always ends the log")
+}
+
+/// No record in the segments at `paths` may claim `lsn` durable: the log
+/// ends before it (in the segment at `end`).
+fn check_unclaimed(vfs: &dyn Vfs, paths: &[PathBuf], lsn: Lsn, end: &Path) -> Result<()> {
+    for path in paths {
+        let file = vfs.open(path, false).map_err(|e| Error::io("open", path, e))?;
+        let bytes = segment::read_all(&*file, path)?;
+        if let Err(found) = segment::unsynced_records_from(&bytes, 0, lsn) {
+            let what = format!(
+                "the log ends in {} before lsn {}, but this record shows it was durable",
+                end.display(),
+                lsn.0
+            );
+            return Err(Error::corrupted(path, found.offset as u64, what));
+        }
+    }
+    Ok(())
+}
+
+/// Remove the segments after a torn seal, durably, before the log
+/// continues in the segment at `end` (new segments may take their names).
+fn remove_orphans(vfs: &dyn Vfs, dir: &Path, orphans: &[PathBuf], end: &Path) -> Result<()> {
+    for path in orphans {
+        log::warn!(
+            "{}: removed, with its unsynced records: the log ends in {}, whose seal a crash tore",
+            path.display(),
+            end.display()
+        );
+        vfs.remove(path).map_err(|e| Error::io("remove", path, e))?;
+    }
+    vfs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// One segment read and scanned.
@@ -117,13 +181,12 @@ fn load_segment(
     first: Lsn,
     expected: Option<Lsn>,
     after: Lsn,
-    is_last: bool,
     out: &mut Vec<(Lsn, Vec<LogOp>)>,
 ) -> Result<Loaded> {
     check_segment_start(first, expected, after, path)?;
     let file = vfs.open(path, false).map_err(|e| Error::io("open", path, e))?;
     let bytes = segment::read_all(&*file, path)?;
-    let scan = segment::scan_segment(&bytes, first, path, is_last)?;
+    let scan = segment::scan_segment(&bytes, first, path)?;
     decode_after(&bytes, &scan.records, after, path, out)?;
     let last = scan.records.last().map_or(Lsn(first.0.saturating_sub(1)), |r| r.0);
     Ok(Loaded { file, bytes, scan, last })
@@ -142,9 +205,11 @@ fn start_fresh(vfs: &dyn Vfs, dir: &Path, after: Lsn) -> Result<Recovered> {
     Ok(Recovered { records, sealed, active, last_lsn: after, synced_claimed: Lsn(0), name_durable: true })
 }
 
-/// Segments must continue the LSN sequence. A gap is tolerated only where
+/// Segments must continue the LSN sequence. A gap reaches here only where
 /// the checkpoint covers every missing LSN (a trimmed segment whose removal
-/// a crash undid, while a later removal survived).
+/// a crash undid, while a later removal survived): any other ended the log
+/// (`read_log`). What is left to refuse: a segment overlapping the one
+/// before, or a first segment starting past the checkpoint.
 fn check_segment_start(first: Lsn, expected: Option<Lsn>, after: Lsn, path: &Path) -> Result<()> {
     if first == Lsn(0) {
         return Err(Error::corrupted(path, 0, "segment named for lsn 0, which no record has"));
@@ -348,10 +413,14 @@ mod tests {
         assert_eq!(file_len(&seg), closed);
     }
 
+    /// 40 records in segments of a few each, synced every 5: later
+    /// records claim the earlier ones durable.
     fn rotated_log(dir: &Path) -> Vec<PathBuf> {
         let cfg = JournalConfig { segment_bytes_max: 512, ..CFG };
         let (j, _) = Journal::open(Arc::new(StdVfs), dir, Lsn(0), cfg).unwrap();
-        append_n(&j, 40, true);
+        for _ in 0..8 {
+            append_n(&j, 5, true);
+        }
         drop(j);
         segment::list_segments(&StdVfs, dir).unwrap().into_iter().map(|s| s.1).collect()
     }
@@ -362,21 +431,51 @@ mod tests {
         let segs = rotated_log(dir.path());
         assert!(segs.len() >= 4);
         std::fs::remove_file(&segs[1]).unwrap();
-        assert!(
-            matches!(open_std(dir.path(), Lsn(0)), Err(Error::Corrupted { path, offset: 0, .. }) if path == segs[2])
-        );
+        // Later records claim the lost ones durable: not a torn seal.
+        let after_gap = segs[2..].to_vec();
+        assert!(matches!(open_std(dir.path(), Lsn(0)), Err(Error::Corrupted { path, .. }) if after_gap.contains(&path)));
         let third_first = segment::parse_segment_name(segs[2].file_name().unwrap().to_str().unwrap()).unwrap();
         let (_, replay) = open_std(dir.path(), Lsn(third_first.0 - 1)).unwrap();
         assert_eq!(lsns(&replay), (third_first.0..=40).collect::<Vec<_>>());
     }
 
     #[test]
-    fn damage_in_a_sealed_segment_is_corruption() {
+    fn damage_in_a_sealed_segment_is_corruption_when_later_records_claim_it_durable() {
         let dir = tempfile::tempdir().unwrap();
         let segs = rotated_log(dir.path());
         let len = file_len(&segs[0]);
         std::fs::OpenOptions::new().write(true).open(&segs[0]).unwrap().set_len(len - 5).unwrap();
-        assert!(matches!(open_std(dir.path(), Lsn(0)), Err(Error::Corrupted { path, .. }) if path == segs[0]));
+        assert!(matches!(open_std(dir.path(), Lsn(0)), Err(Error::Corrupted { path, .. }) if segs[1..].contains(&path)));
+    }
+
+    /// A rotation leaves the sealed segment's fdatasync to the flusher: a
+    /// power loss before it can lose the segment's last records while its
+    /// successor's survive. No record claims them durable (a sync waits
+    /// for the seal), so the log ends at the tear, and open removes the
+    /// later segments before appends take their LSNs again.
+    #[test]
+    fn a_torn_seal_ends_the_log_and_its_successors_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig { segment_bytes_max: 512, ..CFG };
+        let (j, _) = Journal::open(Arc::new(StdVfs), dir.path(), Lsn(0), cfg).unwrap();
+        append_n(&j, 3, true);
+        append_n(&j, 30, false);
+        drop(j);
+        let segs = segment::list_segments(&StdVfs, dir.path()).unwrap();
+        assert!(segs.len() >= 4);
+        let (second_first, torn) = (segs[1].0 .0, &segs[1].1);
+        let torn_len = file_len(torn);
+        std::fs::OpenOptions::new().write(true).open(torn).unwrap().set_len(torn_len - 5).unwrap();
+        let (j, replay) = open_std(dir.path(), Lsn(0)).unwrap();
+        let kept = replay.len() as u64;
+        assert!(kept >= 3 && kept < segs[2].0 .0 - 1, "the log ends inside the torn segment: {kept}");
+        assert_eq!(lsns(&replay), (1..=kept).collect::<Vec<_>>());
+        let left: Vec<_> = segment::list_segments(&StdVfs, dir.path()).unwrap().into_iter().map(|s| s.0 .0).collect();
+        assert_eq!(left, [1, second_first], "the segments after the tear are gone");
+        append_n(&j, 40, true);
+        drop(j);
+        let (_, replay) = open_std(dir.path(), Lsn(0)).unwrap();
+        assert_eq!(lsns(&replay), (1..=kept + 40).collect::<Vec<_>>(), "appends continue at the tear");
     }
 
     #[test]

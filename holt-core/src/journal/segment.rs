@@ -1,14 +1,15 @@
 //! Segment files: naming, creation, and the scan that classifies a segment's
 //! bytes into valid records, a cut-off tail, or corruption.
 //!
-//! Tail rule (DESIGN §2.5): bad bytes after the last valid record of the
-//! last segment — torn, zero-filled or garbage — are the end of the log. Bad
-//! bytes are corruption when a valid record after them proves they had been
-//! durable (its `synced_lsn` covers them), or when they sit in a sealed
-//! segment: a segment is fsync'd before its successor is named (see
-//! `writer`), so a sealed segment is whole. A torn header of the last
-//! segment is a lost creation unless a record claims the segment durable
-//! (`torn_header`).
+//! Tail rule (DESIGN §2.5): bad bytes after the last valid record of a
+//! segment — torn, zero-filled or garbage — end its records. Bad bytes are
+//! corruption when a valid record after them proves they had been durable
+//! (its `synced_lsn` covers them). A torn header is a lost creation unless
+//! a record claims the segment durable (`torn_header`). Whether a tail ends
+//! the whole log is the reader's call: a sealed segment's tail is either
+//! space its seal cut and a power loss restored (its successor continues
+//! its LSNs) or the end of a seal whose fdatasync never completed
+//! (`reader`).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -56,7 +57,8 @@ pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(Lsn, PathB
     Ok(segs)
 }
 
-/// A segment no longer appended to; its data and name are durable.
+/// A segment no longer appended to; its name is durable, its data once its
+/// seal's fdatasync completed (`Journal::sync_seals`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SealedSegment {
     pub path: PathBuf,
@@ -103,8 +105,8 @@ pub(crate) struct SegmentScan {
     pub records: Vec<(Lsn, Range<usize>)>,
     /// Largest `synced_lsn` claimed by a valid record or marker.
     pub synced_claimed: Lsn,
-    /// End of the last valid record: the log ends here. `< bytes.len()`
-    /// means a tail to cut off (only ever for the last segment).
+    /// End of the last valid record. `< bytes.len()` means a tail: cut off
+    /// in the last segment; in a sealed one, see `reader`.
     pub valid_end: usize,
 }
 
@@ -112,7 +114,7 @@ pub(crate) struct SegmentScan {
 /// Errors: `UnsupportedFormat` for a well-formed header or record of another
 /// version; `Corrupted` (path and offset) for damage that is not a tail
 /// (see `check_tail`) or a record out of LSN sequence.
-pub(crate) fn scan_segment(bytes: &[u8], first: Lsn, path: &Path, is_last: bool) -> Result<SegmentScan> {
+pub(crate) fn scan_segment(bytes: &[u8], first: Lsn, path: &Path) -> Result<SegmentScan> {
     match codec::decode_segment_header(bytes) {
         Ok(lsn) if lsn == first => {}
         Ok(lsn) => {
@@ -122,20 +124,19 @@ pub(crate) fn scan_segment(bytes: &[u8], first: Lsn, path: &Path, is_last: bool)
         Err(HeaderError::Version(found)) => {
             return Err(Error::UnsupportedFormat { path: path.into(), found, supported: FORMAT_VERSION })
         }
-        Err(HeaderError::Invalid(why)) => return torn_header(bytes, first, path, is_last, why),
+        Err(HeaderError::Invalid(why)) => return torn_header(bytes, first, path, why),
     }
-    scan_records(bytes, first, path, is_last)
+    scan_records(bytes, first, path)
 }
 
 /// A segment whose header does not check out. The header is written
 /// before any record and is durable once any record is (the same file's
 /// fdatasync), so a record claiming one of this segment's LSNs durable
-/// proves the header was durable: damage. Without such a claim, in the
-/// last segment, the header's write was lost with every record behind it
-/// unsynced (a rotation that adopted a spare does not sync the header):
-/// a torn creation, which empties the segment. A sealed segment is
-/// durable as a whole, so a bad header there is always damage.
-fn torn_header(bytes: &[u8], first: Lsn, path: &Path, is_last: bool, why: &str) -> Result<SegmentScan> {
+/// proves the header was durable: damage. Without such a claim the
+/// header's write was lost with every record behind it unsynced (a
+/// rotation that adopted a spare does not sync the header): a torn
+/// creation, which empties the segment.
+fn torn_header(bytes: &[u8], first: Lsn, path: &Path, why: &str) -> Result<SegmentScan> {
     let unsynced = match unsynced_records_from(bytes, 0, first) {
         Ok(n) => n,
         Err(valid) => {
@@ -143,9 +144,6 @@ fn torn_header(bytes: &[u8], first: Lsn, path: &Path, is_last: bool, why: &str) 
             return Err(Error::corrupted(path, 0, what));
         }
     };
-    if !is_last {
-        return Err(Error::corrupted(path, 0, format!("{why} in a sealed segment")));
-    }
     if unsynced > 0 {
         log::warn!("{}: {why}; {unsynced} unsynced record(s) behind it discarded", path.display());
     }
@@ -154,7 +152,7 @@ fn torn_header(bytes: &[u8], first: Lsn, path: &Path, is_last: bool, why: &str) 
 
 /// Count the valid records at or after `from`, or return the first that
 /// claims `lsn` durable.
-fn unsynced_records_from(bytes: &[u8], from: usize, lsn: Lsn) -> std::result::Result<usize, FoundRecord> {
+pub(super) fn unsynced_records_from(bytes: &[u8], from: usize, lsn: Lsn) -> std::result::Result<usize, FoundRecord> {
     let (mut count, mut from) = (0, from);
     while let Some(valid) = next_valid_record(bytes, from) {
         if valid.synced >= lsn {
@@ -167,7 +165,7 @@ fn unsynced_records_from(bytes: &[u8], from: usize, lsn: Lsn) -> std::result::Re
 }
 
 /// Walk the records after a valid segment header.
-fn scan_records(bytes: &[u8], first: Lsn, path: &Path, is_last: bool) -> Result<SegmentScan> {
+fn scan_records(bytes: &[u8], first: Lsn, path: &Path) -> Result<SegmentScan> {
     let mut scan = SegmentScan { header_valid: true, records: Vec::new(), synced_claimed: Lsn(0), valid_end: 0 };
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut expected = first;
@@ -186,7 +184,7 @@ fn scan_records(bytes: &[u8], first: Lsn, path: &Path, is_last: bool) -> Result<
                 pos += n;
             }
             RecordRead::Invalid(why) => {
-                check_tail(bytes, pos, expected, why, path, is_last)?;
+                check_tail(bytes, pos, expected, why, path)?;
                 break;
             }
         }
@@ -216,18 +214,14 @@ fn check_sequence(lsn: Lsn, synced: Lsn, bytes: usize, expected: Lsn) -> std::re
     Ok(())
 }
 
-/// The bytes at `pos` (where lsn `expected` should start) are not a record.
-/// In the last segment they end the log — unless a later valid record
-/// claims `expected` was already durable when it was written: then the bad
-/// bytes were durable too, and are corruption. Without such a claim, valid
+/// The bytes at `pos` (where lsn `expected` should start) are not a record:
+/// they end the segment's records — unless a later valid record claims
+/// `expected` was already durable when it was written: then the bad bytes
+/// were durable too, and are corruption. Without such a claim, valid
 /// records after the bad bytes are unsynced writes a power failure kept
 /// while losing earlier ones; nothing among them was acknowledged as
-/// durable (a sync covering them would have covered `expected`). A sealed
-/// segment is durable as a whole, so any bad bytes in it are corruption.
-fn check_tail(bytes: &[u8], pos: usize, expected: Lsn, why: &str, path: &Path, is_last: bool) -> Result<()> {
-    if !is_last {
-        return Err(Error::corrupted(path, pos as u64, format!("{why} in a sealed segment")));
-    }
+/// durable (a sync covering them would have covered `expected`).
+fn check_tail(bytes: &[u8], pos: usize, expected: Lsn, why: &str, path: &Path) -> Result<()> {
     let discarded = unsynced_records_from(bytes, pos + 1, expected).map_err(|valid| {
         let what = format!("{why}, but the record at offset {} shows lsn {} was durable", valid.offset, expected.0);
         Error::corrupted(path, pos as u64, what)
@@ -288,8 +282,8 @@ mod tests {
         PathBuf::from("/wal/wal-00000000000000000001.log")
     }
 
-    fn scan(bytes: &[u8], is_last: bool) -> Result<SegmentScan> {
-        scan_segment(bytes, Lsn(1), &path(), is_last)
+    fn scan(bytes: &[u8]) -> Result<SegmentScan> {
+        scan_segment(bytes, Lsn(1), &path())
     }
 
     fn corrupted_at(r: Result<SegmentScan>) -> u64 {
@@ -319,7 +313,7 @@ mod tests {
     #[test]
     fn clean_segment_scans_every_record() {
         let (bytes, starts) = segment_bytes(5, |l| l - 1);
-        let s = scan(&bytes, false).unwrap();
+        let s = scan(&bytes).unwrap();
         assert!(s.header_valid);
         assert_eq!(s.valid_end, bytes.len());
         assert_eq!(s.synced_claimed, Lsn(4));
@@ -333,19 +327,12 @@ mod tests {
         let tails: [Vec<u8>; 3] = [vec![0; 5000], (0..777u32).map(|i| (i * 31 % 251) as u8).collect(), Vec::new()];
         for tail in tails {
             let bytes = [&good[..], &tail[..]].concat();
-            let s = scan(&bytes, true).unwrap();
+            let s = scan(&bytes).unwrap();
             assert_eq!((s.records.len(), s.valid_end), (3, good.len()));
         }
         let cut = &good[..starts[2] + 40];
-        let s = scan(cut, true).unwrap();
+        let s = scan(cut).unwrap();
         assert_eq!((s.records.len(), s.valid_end), (2, starts[2]));
-    }
-
-    #[test]
-    fn any_tail_in_a_sealed_segment_is_corruption() {
-        let (good, _) = segment_bytes(3, |_| 0);
-        let bytes = [&good[..], &[0u8; 10]].concat();
-        assert_eq!(corrupted_at(scan(&bytes, false)), good.len() as u64);
     }
 
     #[test]
@@ -353,17 +340,17 @@ mod tests {
         // Record 3 claims records up to 2 were durable; record 2 is damaged.
         let (mut bytes, starts) = segment_bytes(4, |l| l - 1);
         bytes[starts[1] + RECORD_HEADER_BYTES + 10] ^= 0x40;
-        assert_eq!(corrupted_at(scan(&bytes, true)), starts[1] as u64);
+        assert_eq!(corrupted_at(scan(&bytes)), starts[1] as u64);
     }
 
     #[test]
     fn close_marker_proves_the_last_records_durable() {
         let (mut bytes, starts) = segment_bytes(3, |_| 0);
         codec::encode_marker(&mut bytes, Lsn(3));
-        let s = scan(&bytes, true).unwrap();
+        let s = scan(&bytes).unwrap();
         assert_eq!((s.records.len(), s.valid_end, s.synced_claimed), (3, bytes.len(), Lsn(3)));
         bytes[starts[2] + RECORD_HEADER_BYTES] ^= 1;
-        assert_eq!(corrupted_at(scan(&bytes, true)), starts[2] as u64);
+        assert_eq!(corrupted_at(scan(&bytes)), starts[2] as u64);
     }
 
     /// Power loss keeps a random subset of unsynced sectors: a zeroed hole
@@ -372,7 +359,7 @@ mod tests {
     fn hole_followed_by_unsynced_records_is_a_tail() {
         let (mut bytes, starts) = segment_bytes(6, |l| l.min(2) - 1);
         bytes[starts[2]..starts[3]].fill(0);
-        let s = scan(&bytes, true).unwrap();
+        let s = scan(&bytes).unwrap();
         assert_eq!((s.records.len(), s.valid_end), (2, starts[2]));
     }
 
@@ -382,28 +369,27 @@ mod tests {
         codec::encode_record(&mut bytes, Lsn(1), Lsn(0), &put(1));
         let second = bytes.len();
         codec::encode_record(&mut bytes, Lsn(3), Lsn(0), &put(3));
-        assert_eq!(corrupted_at(scan(&bytes, true)), second as u64);
+        assert_eq!(corrupted_at(scan(&bytes)), second as u64);
     }
 
     #[test]
     fn record_claiming_its_own_durability_is_corruption() {
         let mut bytes = codec::encode_segment_header(Lsn(1)).to_vec();
         codec::encode_marker(&mut bytes, Lsn(1));
-        assert_eq!(corrupted_at(scan(&bytes, true)), SEGMENT_HEADER_BYTES as u64);
+        assert_eq!(corrupted_at(scan(&bytes)), SEGMENT_HEADER_BYTES as u64);
     }
 
     #[test]
     fn header_named_for_another_lsn_is_corruption() {
         let bytes = codec::encode_segment_header(Lsn(2));
-        assert_eq!(corrupted_at(scan(&bytes, true)), 0);
+        assert_eq!(corrupted_at(scan(&bytes)), 0);
     }
 
     #[test]
-    fn torn_header_of_last_segment_without_records_is_empty() {
+    fn torn_header_without_records_is_an_empty_segment() {
         for bytes in [Vec::new(), vec![0u8; 24], b"HOLTW".to_vec()] {
-            let s = scan(&bytes, true).unwrap();
+            let s = scan(&bytes).unwrap();
             assert_eq!((s.header_valid, s.records.len(), s.valid_end), (false, 0, 0));
-            assert_eq!(corrupted_at(scan(&bytes, false)), 0);
         }
     }
 
@@ -414,12 +400,11 @@ mod tests {
     fn torn_header_is_damage_only_when_a_record_claims_the_segment_durable() {
         let (mut bytes, _) = segment_bytes(3, |_| 0);
         bytes[..SEGMENT_HEADER_BYTES].fill(0);
-        let s = scan(&bytes, true).unwrap();
+        let s = scan(&bytes).unwrap();
         assert_eq!((s.header_valid, s.records.len(), s.valid_end), (false, 0, 0));
-        assert_eq!(corrupted_at(scan(&bytes, false)), 0, "a sealed segment's header is durable");
         let (mut bytes, _) = segment_bytes(3, |l| l.min(2) - 1);
         bytes[..SEGMENT_HEADER_BYTES].fill(0);
-        assert_eq!(corrupted_at(scan(&bytes, true)), 0, "record 2 claims lsn 1 durable");
+        assert_eq!(corrupted_at(scan(&bytes)), 0, "record 2 claims lsn 1 durable");
     }
 
     #[test]
@@ -429,7 +414,7 @@ mod tests {
         rec[codec::REC_VERSION.offset..codec::REC_VERSION.offset + 4].copy_from_slice(&9u32.to_le_bytes());
         let crc = crc32c::crc32c(&rec[codec::REC_VERSION.offset..]);
         rec[codec::REC_CRC.offset..codec::REC_CRC.offset + 4].copy_from_slice(&crc.to_le_bytes());
-        match scan(&bytes, true) {
+        match scan(&bytes) {
             Err(Error::UnsupportedFormat { found: 9, supported: FORMAT_VERSION, .. }) => {}
             other => panic!("expected UnsupportedFormat, got {other:?}"),
         }

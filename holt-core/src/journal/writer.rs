@@ -10,8 +10,9 @@
 //! costs far fewer than N writes and syncs, and writers acknowledged at
 //! `write(2)` never wait for an fdatasync.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::active::{self, ActiveSegment};
 use super::ahead::WRITEBACK_STEP_BYTES;
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::ids::Lsn;
 use crate::op::LogOp;
 use crate::store::reserve::SpaceReserve;
+use crate::store::vfs::FileIo;
 
 /// Staged bytes at which `append` writes them out itself instead of waiting
 /// for a commit. Bounds staged memory to this plus one record per
@@ -46,6 +48,14 @@ impl Staging {
     pub(crate) fn new(next_lsn: Lsn) -> Self {
         Staging { next_lsn, buf: Vec::new(), buf_synced_claimed: Lsn(0) }
     }
+}
+
+/// A sealed segment whose data is not known durable yet.
+#[derive(Clone)]
+pub(crate) struct PendingSeal {
+    file: Arc<dyn FileIo>,
+    path: PathBuf,
+    last_lsn: Lsn,
 }
 
 /// What the single writer owns.
@@ -189,7 +199,8 @@ impl Journal {
             if first <= io.active.first_lsn {
                 return Ok(());
             }
-            self.rotate(&mut io, first)
+            self.rotate(&mut io, first)?;
+            self.sync_seals()
         });
         if let Err(e) = &sealed {
             self.poison(e);
@@ -210,14 +221,15 @@ impl Journal {
     }
 
     /// Seal the active segment and start one whose first record is `first`.
-    /// The sealed segment is made durable — data, then its name — before the
-    /// new name exists, so a crash can tear only the last segment, and never
-    /// leaves a later segment behind a lost one. The flusher keeps this
-    /// short: most of the segment was written back ahead, its name synced
-    /// and the next file prepared (`ahead`).
+    /// The sealed segment's name is made durable before the new name
+    /// exists, so a crash never leaves a later segment behind a lost one;
+    /// its data is left to the flusher's fdatasync (`sync_seals`), which
+    /// every sync waits for. The flusher keeps this short: most of the
+    /// segment was written back ahead, its name synced and the next file
+    /// prepared (`ahead`).
     fn rotate(&self, io: &mut WriterIo, first: Lsn) -> Result<()> {
         let start = std::time::Instant::now();
-        self.seal_durably(io)?;
+        self.seal(io, Lsn(first.0 - 1))?;
         let new = match self.adopt_spare(first) {
             Some(new) => new,
             None => {
@@ -236,31 +248,51 @@ impl Journal {
         Ok(())
     }
 
-    /// Cut the active segment to its records and make it durable, data and
-    /// name: every record written so far is then durable.
-    fn seal_durably(&self, io: &mut WriterIo) -> Result<()> {
+    /// Cut the active segment (whose last record is `last`) to its records
+    /// and queue its fdatasync; make its name durable now if it is not.
+    fn seal(&self, io: &mut WriterIo, last: Lsn) -> Result<()> {
         let old = &mut io.active;
         let map = old.seal().map_err(|e| Error::io("truncate", &old.path, e))?;
         self.ahead.retire_map(map);
-        old.file.sync_data().map_err(|e| Error::io("fdatasync", &old.path, e))?;
+        let pending = PendingSeal { file: old.file.clone(), path: old.path.clone(), last_lsn: last };
+        self.pending_seals.lock().push_back(pending);
         if io.dir_dirty {
             self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))?;
             io.dir_dirty = false;
         }
-        self.synced_lsn.fetch_max(self.written_lsn.load(Ordering::Acquire), Ordering::AcqRel);
         Ok(())
     }
 
-    /// fdatasync the active segment (and the directory if its name is new):
-    /// every record written before is then durable, the sealed segments
-    /// being durable already. Holds the I/O lock only to look at the active
-    /// segment, so writers keep writing during the sync; a rotation meanwhile
-    /// syncs the segment itself before sealing it.
+    /// fdatasync every sealed segment whose seal is pending, oldest first,
+    /// and move `synced_lsn` past each: its records, and every earlier
+    /// one, are then durable. A seal leaves the queue only once synced, so
+    /// a caller that finds the queue empty finds every seal durable (two
+    /// threads may sync one segment; the second sync is cheap). The caller
+    /// poisons on error: the segment's durability is unknown.
+    pub(crate) fn sync_seals(&self) -> Result<()> {
+        loop {
+            let Some(seal) = self.pending_seals.lock().front().cloned() else { return Ok(()) };
+            seal.file.sync_data().map_err(|e| Error::io("fdatasync", &seal.path, e))?;
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            let mut pending = self.pending_seals.lock();
+            if pending.front().is_some_and(|s| s.last_lsn == seal.last_lsn) {
+                pending.pop_front();
+                self.synced_lsn.fetch_max(seal.last_lsn.0, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// fdatasync the seals still pending, then the active segment (and the
+    /// directory if its name is new): every record written before is then
+    /// durable. Holds the I/O lock only to look at the active segment, so
+    /// writers keep writing during the sync; a seal a rotation queued
+    /// before that look holds records up to `upto`, and is synced here.
     fn sync_written(&self) -> Result<()> {
         let (file, path, upto, dir_dirty) = {
             let io = self.io.lock();
             (io.active.file.clone(), io.active.path.clone(), self.written_lsn.load(Ordering::Acquire), io.dir_dirty)
         };
+        self.sync_seals()?;
         if dir_dirty {
             self.sync_active_name(&path)?;
         }

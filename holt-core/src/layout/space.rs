@@ -203,18 +203,53 @@ pub(crate) fn live_nodes(b: &FrameBuf) -> Vec<(usize, Slot)> {
     v
 }
 
-/// Slide every live node down over dead space; slots keep their numbers.
+thread_local! {
+    /// A frame-sized staging buffer per thread. A fresh one per compaction
+    /// or spill is above the allocator's mmap threshold: each would map,
+    /// fault in and unmap up to half a megabyte on the writer's path.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's staging buffer (its contents are stale: `f`
+/// sizes it and overwrites what it reads). A nested call gets a new one.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| s.take());
+    let r = f(&mut buf);
+    // `try_with`: a thread exiting just frees it.
+    let _ = SCRATCH.try_with(|s| s.set(buf));
+    r
+}
+
+/// Pack every live node at the start of the data area over dead space;
+/// slots keep their numbers. The nodes are gathered (in slot order) into
+/// one buffer and the slot table is rewritten in another, each written
+/// back once: an insert runs this on its own path (after each spill, over
+/// the half of the frame the spill left dead).
 pub(crate) fn compact(b: &FrameBuf) {
-    let mut cursor = HEADER_BYTES;
-    for (off, s) in live_nodes(b) {
-        let len = node_bytes(b, off);
-        if off != cursor {
-            b.copy_within(off, cursor, len);
-            set_slot_entry(b, s, cursor as u32);
+    let table_at = FRAME_BYTES - SLOT_BYTES * b.slot_count() as usize;
+    let mut table = vec![0u8; FRAME_BYTES - table_at];
+    b.copy_out(table_at, &mut table);
+    with_scratch(|data| compact_into(b, data, table_at, &mut table));
+}
+
+/// `compact`'s move, with `data` as the staging buffer.
+fn compact_into(b: &FrameBuf, data: &mut Vec<u8>, table_at: usize, table: &mut [u8]) {
+    data.resize(b.data_end().saturating_sub(HEADER_BYTES), 0);
+    let mut cursor = 0;
+    // The table's last entry is slot 0's.
+    for entry in table.rchunks_exact_mut(SLOT_BYTES) {
+        let e = u32::from_le_bytes(entry.try_into().expect("slot entry"));
+        if e & SLOT_FREE_BIT != 0 {
+            continue;
         }
+        let (off, len) = (e as usize, node_bytes(b, e as usize));
+        b.copy_out(off, &mut data[cursor..cursor + len]);
+        entry.copy_from_slice(&((HEADER_BYTES + cursor) as u32).to_le_bytes());
         cursor += len;
     }
-    b.set_u32(HDR_DATA_END, cursor as u32);
+    b.write(HEADER_BYTES, &data[..cursor]);
+    b.write(table_at, table);
+    b.set_u32(HDR_DATA_END, (HEADER_BYTES + cursor) as u32);
     b.set_u32(HDR_DEAD_BYTES, 0);
 }
 
@@ -299,6 +334,20 @@ mod tests {
         let reused = new_node(&b, &encode_leaf(b"x", b"y", 3, 0));
         assert_eq!(reused, slots[98], "free list hands back the last freed slot");
         check_space(&b).unwrap();
+    }
+
+    #[test]
+    fn compacting_an_empty_or_fully_dead_frame_leaves_an_empty_data_area() {
+        let b = FrameBuf::zeroed();
+        b.format(FrameId(3));
+        compact(&b);
+        check_space(&b).unwrap();
+        let s = new_node(&b, &encode_leaf(b"k", b"v", 1, 0));
+        free_node(&b, s);
+        compact(&b);
+        check_space(&b).unwrap();
+        assert_eq!((b.data_end(), b.dead_bytes(), b.slot_count()), (HEADER_BYTES, 0, 1), "the free slot stays");
+        assert_eq!(new_node(&b, &encode_leaf(b"k2", b"v", 1, 0)), s, "and is handed back");
     }
 
     /// A batch of appended nodes reads back like nodes stored one by one,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::{Forward, Owned};
 use crate::ids::FrameId;
 use crate::layout::node::{encode_link, node_bytes, remap_image_slots, Inner, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
-use crate::layout::space::{append_nodes, free_nodes, replace_node};
+use crate::layout::space::{append_nodes, free_nodes, replace_node, with_scratch};
 use crate::layout::{FrameBuf, Slot, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES};
 use crate::store::pool::Pool;
 
@@ -181,19 +181,22 @@ pub(crate) fn remapped_node(src: &FrameBuf, off: usize, map: &HashMap<u32, u32>)
 /// renamed by arithmetic. Returns the root's slot in `dst`.
 fn copy_subtree(src: &FrameBuf, plan: &Plan, nodes: &[Slot], dst: &FrameBuf) -> Slot {
     let (first_pos, base) = (plan.pos[nodes[0].0 as usize], dst.slot_count());
-    let (mut images, mut lens) = (Vec::new(), Vec::with_capacity(nodes.len()));
-    for &s in nodes {
-        let off = src.node_offset(s).expect("live");
-        let (at, len) = (images.len(), node_bytes(src, off));
-        images.resize(at + len, 0);
-        src.copy_out(off, &mut images[at..]);
-        remap_image_slots(&mut images[at..], |c| base + plan.pos[c as usize] - first_pos);
-        lens.push(len as u32);
-    }
-    let root = images.len() - *lens.last().expect("a subtree has its root") as usize;
-    images[root + OFF_FLAGS] |= FLAG_ENTRY;
-    let first = append_nodes(dst, &images, &lens);
-    Slot(first.0 + nodes.len() as u32 - 1)
+    let mut lens = Vec::with_capacity(nodes.len());
+    with_scratch(|images| {
+        images.clear();
+        for &s in nodes {
+            let off = src.node_offset(s).expect("live");
+            let (at, len) = (images.len(), node_bytes(src, off));
+            images.resize(at + len, 0);
+            src.copy_out(off, &mut images[at..]);
+            remap_image_slots(&mut images[at..], |c| base + plan.pos[c as usize] - first_pos);
+            lens.push(len as u32);
+        }
+        let root = images.len() - *lens.last().expect("a subtree has its root") as usize;
+        images[root + OFF_FLAGS] |= FLAG_ENTRY;
+        append_nodes(dst, images, &lens);
+    });
+    Slot(base + nodes.len() as u32 - 1)
 }
 
 /// Move subtrees out of owned frame `src` until it has gained at least

@@ -37,10 +37,6 @@ pub enum Error {
     /// An operation restarted `restarts` times in a row because the frames
     /// it read kept changing or never validated; it gave up.
     Starved { what: &'static str, restarts: usize },
-    /// Internal: a batch holding frames met another latched frame; the
-    /// engine releases everything and retries, so callers never see it.
-    #[doc(hidden)]
-    Contended,
 }
 
 /// Result alias used across the crate.
@@ -104,7 +100,6 @@ impl fmt::Display for Error {
             Error::Starved { what, restarts } => {
                 write!(f, "{what} gave up after {restarts} restarts (its frames kept changing or never validated)")
             }
-            Error::Contended => write!(f, "latch contention (retried internally)"),
         }
     }
 }

@@ -215,7 +215,7 @@ impl Engine {
                     owned.release_clean();
                     return Ok(Applied::GuardFailed);
                 }
-                Err(Error::Contended) => {
+                Err(_) if owned.was_contended() => {
                     owned.release_clean();
                     drop(gate);
                     pool.counters.restarts.add(1);

@@ -52,9 +52,12 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
     for _ in 0..LOADS_PER_ENTER_MAX {
         let Some(version) = cell.latch.optimistic() else {
             // Waiting while holding latches could deadlock with a writer
-            // that waits for ours: a batch backs off instead.
+            // that waits for ours: a batch backs off instead, through an
+            // error its engine loop recognises by `was_contended` (and
+            // that reads as starvation should any other path return it).
             if !owned.is_empty() {
-                return Err(Error::Contended);
+                owned.set_contended();
+                return Err(Error::Starved { what: "a batch's read of a frame another writer holds", restarts: 0 });
             }
             cell.latch.wait_unlocked();
             return Ok(Step::Restart);

@@ -46,6 +46,9 @@ pub(crate) struct Owned<'p> {
     /// Forwarding links this holder's spills left, for `merge::bypass_forwards`.
     pub(crate) forwards: Vec<Forward>,
     pub(crate) pins: Pins<'p>,
+    /// A read met a frame another writer holds while this holder held
+    /// frames (`descend::enter`): the caller must release and start over.
+    contended: std::cell::Cell<bool>,
 }
 
 /// A forwarding link a spill left in slot `slot` of frame `frame`, in
@@ -58,7 +61,18 @@ pub(crate) struct Forward {
 
 impl<'p> Owned<'p> {
     pub(crate) fn new(pool: &'p Pool) -> Self {
-        Owned { pool, frames: Vec::new(), forwards: Vec::new(), pins: Pins::new(pool) }
+        Owned { pool, frames: Vec::new(), forwards: Vec::new(), pins: Pins::new(pool), contended: Default::default() }
+    }
+
+    /// Mark that a read backed off from a frame another writer holds.
+    pub(crate) fn set_contended(&self) {
+        self.contended.set(true);
+    }
+
+    /// Whether a read since `new` backed off from a frame another writer
+    /// holds: the error it returned means "release everything and retry".
+    pub(crate) fn was_contended(&self) -> bool {
+        self.contended.get()
     }
 
     pub(crate) fn pool(&self) -> &'p Pool {

@@ -148,7 +148,9 @@ fn cross_frame_batches_never_deadlock() {
                 match rng.below(3) {
                     0 => drop(tree.rename(&a, &b, true)),
                     1 => tree.txn(|x| { x.put(&a, b"1").put(&b, b"2"); }).unwrap(),
-                    _ => drop(tree.atomic(|x| { x.assert_prefix_empty(b"d/999/").put(&a, b"3"); })),
+                    // The guard's scan may meet frames other batches hold:
+                    // the engine backs off and retries, never failing it.
+                    _ => assert!(tree.atomic(|x| { x.assert_prefix_empty(b"d/999/").put(&a, b"3"); }).unwrap()),
                 }
             }
             done.send(()).unwrap();

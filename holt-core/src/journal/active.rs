@@ -8,8 +8,10 @@
 //! the mapping, space that could not be reserved — goes through `write_at`,
 //! which is coherent with the mapping (one page cache).
 //!
-//! Space ahead of the log's end is reserved with `fallocate` in
-//! `MAP_GROW_BYTES` steps before any append lands there, mapped or not. So
+//! Space ahead of the log's end is reserved with `fallocate` before any
+//! append lands there, mapped or not: a segment made from the flusher's
+//! spare comes reserved up to the size it seals at, any other reserves in
+//! `MAP_GROW_BYTES` steps as it grows. So
 //! a full disk fails the reservation, which writes nothing, rather than a
 //! store into the mapping (SIGBUS) or a `write` that may have written part
 //! of a batch. A reservation or write that fails for space is retried once
@@ -109,13 +111,18 @@ impl ActiveSegment {
     }
 
     /// Make a fresh, empty file ready to become the next segment: reserve
-    /// its first `MAP_GROW_BYTES` and map it, the work a rotation would
-    /// otherwise do at its first append. `first_lsn` stays 0 until
-    /// `adopt`. Failure to reserve or map only leaves that to the first
-    /// append, as for any segment.
+    /// its space up to the size it seals at and map it, the work its
+    /// appends would otherwise do on the writer's path (a reservation
+    /// allocates blocks, which can wait on the disk for a block bitmap:
+    /// 23 ms once behind a checkpoint's writes). `first_lsn` stays 0 until
+    /// `adopt`. A disk too full for the whole segment gets the first
+    /// `MAP_GROW_BYTES`; failure to reserve or map only leaves that to the
+    /// appends, as for any segment.
     pub(crate) fn prepare(file: Arc<dyn FileIo>, path: PathBuf, map_bytes: u64) -> Self {
         let mut seg = ActiveSegment::new(file, path, Lsn(0), 0);
-        if seg.reserve_through(MAP_GROW_BYTES, map_bytes, &SpaceReserve::none()) {
+        let whole = map_bytes.saturating_sub(MAP_GROW_BYTES).max(MAP_GROW_BYTES);
+        let none = SpaceReserve::none();
+        if seg.reserve_through(whole, map_bytes, &none) || seg.reserve_through(MAP_GROW_BYTES, map_bytes, &none) {
             seg.mapping = seg.try_map(map_bytes);
         }
         seg

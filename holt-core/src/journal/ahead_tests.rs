@@ -55,6 +55,22 @@ fn rotation_with_a_spare_leaves_the_seal_to_the_flusher() {
     assert_eq!(replay.len(), 45);
 }
 
+/// The spare comes reserved up to the size its segment seals at, so the
+/// writer's appends to it allocate nothing (a reservation can wait on the
+/// disk) until the segment is full.
+#[test]
+fn the_spare_is_reserved_for_its_whole_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg_bytes = 4 << 20;
+    let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(seg_bytes, false));
+    commit_puts(&j, 0, 5, |_| false);
+    j.work_ahead();
+    let spare = std::fs::metadata(dir.path().join(SPARE_NAME)).unwrap();
+    assert_eq!(spare.len(), seg_bytes, "reserved through the seal size");
+    drop(j);
+    assert!(!dir.path().join(SPARE_NAME).exists(), "close removes the unused spare");
+}
+
 /// A seal the flusher fails to sync leaves that segment's durability
 /// unknown: the journal is poisoned, and no later sync acknowledges
 /// anything.

@@ -46,6 +46,15 @@ impl SharedMap {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // The writer only stores: a fault on a page not yet cached must
+        // not read ahead. Without this, a fault in a segment reserved far
+        // ahead read (zero-filled) a whole readahead window of pages at
+        // once: 1-3 ms on one put, every few MiB of log. A failed advice
+        // only costs that.
+        // SAFETY: advice on the mapping just made, over its whole length.
+        if unsafe { libc::madvise(ptr, len, libc::MADV_RANDOM) } != 0 {
+            log::debug!("WAL mapping keeps readahead: {}", io::Error::last_os_error());
+        }
         let ptr = NonNull::new(ptr.cast::<u8>()).expect("mmap never returns null on success");
         Ok(SharedMap { ptr, len })
     }

@@ -55,6 +55,10 @@ impl FileIo for StdFile {
     fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
         start_writeback(&self.0, offset, len)
     }
+
+    fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
+        will_need(&self.0, offset, len)
+    }
 }
 
 /// Options that open a store file without following a symlink in its last
@@ -95,6 +99,19 @@ pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
 /// bytes are kept.
 pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     fallocate(file, 0, offset, len)
+}
+
+/// `posix_fadvise(POSIX_FADV_WILLNEED)` (see `FileIo::will_need`).
+pub(crate) fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
+    };
+    // SAFETY: plain syscall on an open descriptor; no memory is passed.
+    match unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) } {
+        0 => Ok(()),
+        err => Err(io::Error::from_raw_os_error(err)),
+    }
 }
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range's dirty pages
@@ -191,5 +208,31 @@ mod tests {
         // O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR.
         assert_eq!(StdVfs.sync_dir(&dir_link).unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
         assert_eq!(fs::read(&target).unwrap(), b"keep");
+    }
+
+    /// `will_need` brings a reserved, never written range into the page
+    /// cache (the WAL's pages ahead of its writer), changing no byte.
+    #[test]
+    fn will_need_caches_a_reserved_range_without_changing_it() {
+        use std::os::fd::AsRawFd;
+        let tmp = tempfile::tempdir().unwrap();
+        let file = StdVfs.open(&tmp.path().join("seg"), true).unwrap();
+        let len = 1usize << 20;
+        file.allocate(0, len as u64).unwrap();
+        file.will_need(0, len as u64).unwrap();
+        let raw = fs::OpenOptions::new().read(true).open(tmp.path().join("seg")).unwrap();
+        // SAFETY: a fresh read-only shared mapping of `len` bytes of the file, unmapped below.
+        let map = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, raw.as_raw_fd(), 0) };
+        assert_ne!(map, libc::MAP_FAILED);
+        let mut resident = vec![0u8; len / 4096];
+        // SAFETY: `resident` holds one byte per page of the mapping.
+        assert_eq!(unsafe { libc::mincore(map, len, resident.as_mut_ptr()) }, 0);
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(map, len) };
+        let cached = resident.iter().filter(|&&r| r & 1 != 0).count();
+        assert!(cached * 2 >= resident.len(), "{cached} of {} pages cached", resident.len());
+        let mut back = vec![1u8; len];
+        assert_eq!(file.read_at(&mut back, 0).unwrap(), len);
+        assert!(back.iter().all(|&b| b == 0));
     }
 }

@@ -187,6 +187,10 @@ impl FileIo for UringFile {
     fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
         super::std_vfs::start_writeback(&self.file, offset, len)
     }
+
+    fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
+        super::std_vfs::will_need(&self.file, offset, len)
+    }
 }
 
 impl Vfs for UringVfs {

@@ -47,6 +47,15 @@ pub(crate) trait FileIo: Send + Sync {
     fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Ok(())
     }
+
+    /// Bring the pages of `[offset, offset + len)` into the page cache now
+    /// (`posix_fadvise(POSIX_FADV_WILLNEED)`), so that a later store into a
+    /// mapping of them faults on a cached page instead of allocating and
+    /// filling one. A hint: it changes no byte and nothing durable. A no-op
+    /// where there is nothing to gain (every simulated file).
+    fn will_need(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A directory tree of files.

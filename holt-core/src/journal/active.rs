@@ -9,9 +9,9 @@
 //! which is coherent with the mapping (one page cache).
 //!
 //! Space ahead of the log's end is reserved with `fallocate` before any
-//! append lands there, mapped or not: a segment made from the flusher's
-//! spare comes reserved up to the size it seals at, any other reserves in
-//! `MAP_GROW_BYTES` steps as it grows. So
+//! append lands there, mapped or not: in `MAP_GROW_BYTES` steps by the
+//! writer where the flusher has not reserved ahead of it already
+//! (`note_reserved`). So
 //! a full disk fails the reservation, which writes nothing, rather than a
 //! store into the mapping (SIGBUS) or a `write` that may have written part
 //! of a batch. A reservation or write that fails for space is retried once
@@ -43,6 +43,12 @@ use crate::store::vfs::FileIo;
 /// Disk space reserved ahead of the log's end at a time; also the headroom
 /// a mapping has past the segment size, for the batch that crosses it.
 pub(crate) const MAP_GROW_BYTES: u64 = 1 << 20;
+
+/// Where `reserve_through` stops reserving whole steps for segments mapped
+/// with `map_bytes`: the size they seal at, rounded up to a step.
+pub(crate) fn seal_bytes_for(map_bytes: u64) -> u64 {
+    map_bytes.saturating_sub(MAP_GROW_BYTES)
+}
 
 /// Bytes to map for segments sealed at `segment_bytes_max`: whole
 /// `MAP_GROW_BYTES` steps (a multiple of every page size) with one step of
@@ -111,21 +117,31 @@ impl ActiveSegment {
     }
 
     /// Make a fresh, empty file ready to become the next segment: reserve
-    /// its space up to the size it seals at and map it, the work its
-    /// appends would otherwise do on the writer's path (a reservation
-    /// allocates blocks, which can wait on the disk for a block bitmap:
-    /// 23 ms once behind a checkpoint's writes). `first_lsn` stays 0 until
-    /// `adopt`. A disk too full for the whole segment gets the first
-    /// `MAP_GROW_BYTES`; failure to reserve or map only leaves that to the
-    /// appends, as for any segment.
+    /// its first `MAP_GROW_BYTES` and map it, the work a rotation would
+    /// otherwise do at its first append. `first_lsn` stays 0 until
+    /// `adopt`. Failure to reserve or map only leaves that to the first
+    /// append, as for any segment.
     pub(crate) fn prepare(file: Arc<dyn FileIo>, path: PathBuf, map_bytes: u64) -> Self {
         let mut seg = ActiveSegment::new(file, path, Lsn(0), 0);
-        let whole = map_bytes.saturating_sub(MAP_GROW_BYTES).max(MAP_GROW_BYTES);
-        let none = SpaceReserve::none();
-        if seg.reserve_through(whole, map_bytes, &none) || seg.reserve_through(MAP_GROW_BYTES, map_bytes, &none) {
+        if seg.reserve_through(MAP_GROW_BYTES, map_bytes, &SpaceReserve::none()) {
             seg.mapping = seg.try_map(map_bytes);
         }
         seg
+    }
+
+    /// Disk space is allocated below this offset.
+    pub(crate) fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Space below `to` was allocated for this file by someone else (the
+    /// flusher, `Journal::reserve_ahead`), the file's length extended to
+    /// it: appends below it need no reservation.
+    pub(crate) fn note_reserved(&mut self, to: u64) {
+        if self.allocates && to > self.reserved {
+            self.reserved = to;
+            self.reserved_any = true;
+        }
     }
 
     /// Turn a prepared file, now at `path`, into the segment whose first
@@ -162,7 +178,7 @@ impl ActiveSegment {
         if !self.allocates {
             return false;
         }
-        let seal_bytes = map_bytes.saturating_sub(MAP_GROW_BYTES);
+        let seal_bytes = seal_bytes_for(map_bytes);
         let to = if end > seal_bytes { end } else { end.div_ceil(MAP_GROW_BYTES).saturating_mul(MAP_GROW_BYTES) };
         let (file, from) = (&self.file, self.reserved);
         match reserve.retry_io("WAL space reservation", || file.allocate(from, to - from)) {

@@ -2,6 +2,11 @@
 //! full segment costs the writer little:
 //! - seals: the fdatasync of each segment a rotation sealed
 //!   (`Journal::sync_seals`), which the rotation no longer waits for;
+//! - space ahead: the active segment's disk space is reserved
+//!   `RESERVE_AHEAD_BYTES` past the log's end (up to the size it seals at),
+//!   so the writer's own reservations (`fallocate`, which allocates blocks
+//!   and can wait on the disk for a block bitmap: 23 ms once, behind a
+//!   checkpoint's writes) find the space reserved;
 //! - pages ahead: the next `FAULT_AHEAD_BYTES` of the active segment past
 //!   the log's end (and the spare's first ones) are brought into the page
 //!   cache (`FileIo::will_need`), so the writer's first store to each page
@@ -41,14 +46,14 @@
 //!   I/O lock only to read the active segment or its `dir_dirty` flag,
 //!   never across a system call.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::active::ActiveSegment;
+use super::active::{self, ActiveSegment};
 use super::segment;
 use super::Journal;
 use crate::error::{Error, Result};
@@ -60,6 +65,8 @@ pub(crate) const SPARE_NAME: &str = "spare-segment.tmp";
 /// Log bytes between two writeback requests for the active segment: what
 /// is left, at most, for the fdatasync that seals it.
 pub(crate) const WRITEBACK_STEP_BYTES: u64 = 256 << 10;
+/// Disk space the flusher keeps reserved past the log's end.
+const RESERVE_AHEAD_BYTES: u64 = 4 << 20;
 /// Bytes past the log's end brought into the page cache ahead of the
 /// writer, at each writeback step and for a new spare.
 const FAULT_AHEAD_BYTES: u64 = 1 << 20;
@@ -83,6 +90,12 @@ pub(crate) struct Ahead {
     written_back: Mutex<(Lsn, u64)>,
     /// A sealed segment's mapping, to unmap (no one writes to it).
     retired_map: Mutex<Option<Arc<SharedMap>>>,
+    /// First LSN of the segment whose space the flusher may extend (0:
+    /// none). Cleared by a seal before it cuts the segment, under
+    /// `reserving`, so no reservation extends a cut segment again.
+    pub(super) reservable: AtomicU64,
+    /// Held across the flusher's `fallocate` and a seal's cut.
+    pub(super) reserving: Mutex<()>,
     signal: Arc<Signal>,
     thread: Mutex<Option<(ThreadId, JoinHandle<()>)>>,
 }
@@ -184,10 +197,12 @@ impl Journal {
     fn write_back(&self) -> Result<()> {
         // Nothing allocated or waited for under the lock: a flusher
         // preempted while holding it would stall the writer.
-        let (file, map, first, len) = {
+        let (file, map, first, len, reserved) = {
             let io = self.io.lock();
-            (io.active.file.clone(), io.active.mapping(), io.active.first_lsn, io.active.len)
+            let a = &io.active;
+            (a.file.clone(), a.mapping(), a.first_lsn, a.len, a.reserved())
         };
+        self.reserve_ahead(&file, first, len, reserved)?;
         let mut done = self.ahead.written_back.lock();
         if done.0 != first {
             *done = (first, 0);
@@ -208,6 +223,37 @@ impl Journal {
         file.start_writeback(done.1, upto - done.1).map_err(|e| Error::io("sync_file_range", path(), e))?;
         done.1 = upto;
         file.will_need(upto, FAULT_AHEAD_BYTES).map_err(|e| Error::io("posix_fadvise", path(), e))
+    }
+
+    /// Reserve the active segment's disk space `RESERVE_AHEAD_BYTES` past
+    /// `len` (up to the size it seals at), unless the segment is no longer
+    /// the one to extend, and tell the segment. The `fallocate` runs
+    /// without the I/O lock; a seal cutting the segment meanwhile waits
+    /// for it (`reserving`), then forbids the next.
+    fn reserve_ahead(&self, file: &Arc<dyn crate::store::vfs::FileIo>, first: Lsn, len: u64, reserved: u64) -> Result<()> {
+        let step = active::MAP_GROW_BYTES;
+        let to = (len + RESERVE_AHEAD_BYTES).div_ceil(step).saturating_mul(step);
+        let to = to.min(active::seal_bytes_for(self.map_bytes()));
+        if to <= reserved + step {
+            return Ok(());
+        }
+        {
+            let _reserving = self.ahead.reserving.lock();
+            if self.ahead.reservable.load(Ordering::Acquire) != first.0 {
+                return Ok(());
+            }
+            match file.allocate(reserved, to - reserved) {
+                Ok(()) => {}
+                // The writer reserves (or writes) for itself on a full disk.
+                Err(e) if crate::store::reserve::io_is_no_space(&e) => return Ok(()),
+                Err(e) => return Err(Error::io("fallocate", segment::segment_path(&self.dir, first), e)),
+            }
+        }
+        let mut io = self.io.lock();
+        if io.active.first_lsn == first {
+            io.active.note_reserved(to);
+        }
+        Ok(())
     }
 
     /// Create, reserve and map the spare if the slot is empty and wanted.

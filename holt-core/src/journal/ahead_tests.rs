@@ -55,20 +55,33 @@ fn rotation_with_a_spare_leaves_the_seal_to_the_flusher() {
     assert_eq!(replay.len(), 45);
 }
 
-/// The spare comes reserved up to the size its segment seals at, so the
-/// writer's appends to it allocate nothing (a reservation can wait on the
-/// disk) until the segment is full.
+/// The flusher keeps the active segment's space reserved a few MiB past
+/// the log's end, so the writer's appends allocate nothing themselves (a
+/// reservation can wait on the disk); a seal short of the segment's size
+/// still cuts the file to its records.
 #[test]
-fn the_spare_is_reserved_for_its_whole_segment() {
+fn the_flusher_reserves_space_ahead_and_a_seal_still_cuts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let seg_bytes = 4 << 20;
-    let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(seg_bytes, false));
-    commit_puts(&j, 0, 5, |_| false);
+    let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+    let mut i = 0;
+    while j.io.lock().active.len < 600 << 10 {
+        commit_puts(&j, 0, 1, |_| false);
+        i += 1;
+    }
     j.work_ahead();
-    let spare = std::fs::metadata(dir.path().join(SPARE_NAME)).unwrap();
-    assert_eq!(spare.len(), seg_bytes, "reserved through the seal size");
+    let (path, len, reserved) = {
+        let io = j.io.lock();
+        (io.active.path.clone(), io.active.len, io.active.reserved())
+    };
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert!(reserved >= len + (3 << 20) && on_disk >= reserved, "reserved {reserved}, file {on_disk}, log {len}");
+    j.seal_active().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "the sealed segment ends at its last record");
+    j.work_ahead();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "and nothing reserves it again");
     drop(j);
-    assert!(!dir.path().join(SPARE_NAME).exists(), "close removes the unused spare");
+    let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+    assert_eq!(replay.len(), i);
 }
 
 /// A seal the flusher fails to sync leaves that segment's durability

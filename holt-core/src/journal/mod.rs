@@ -140,6 +140,7 @@ impl Journal {
             return Err(Error::InvalidArgument("WAL segment_bytes_max must be positive".into()));
         }
         let rec = reader::recover(&*vfs, dir, after)?;
+        let active_first = rec.active.first_lsn;
         let bytes = rec.sealed.iter().map(|s| s.bytes).sum::<u64>() + rec.active.len;
         let last = rec.last_lsn.0;
         let journal = Journal {
@@ -164,6 +165,7 @@ impl Journal {
             ahead: ahead::Ahead::new(),
             rotation_nanos_max: AtomicU64::new(0),
         };
+        journal.ahead.reservable.store(active_first.0, Ordering::Release);
         Ok((journal, rec.records))
     }
 

@@ -237,6 +237,7 @@ impl Journal {
             }
         };
         self.bytes.fetch_add(new.len, Ordering::Relaxed);
+        self.ahead.reservable.store(first.0, Ordering::Release);
         let old = std::mem::replace(&mut io.active, new);
         io.dir_dirty = true;
         io.synced_claimed = Lsn(0);
@@ -251,8 +252,15 @@ impl Journal {
     /// Cut the active segment (whose last record is `last`) to its records
     /// and queue its fdatasync; make its name durable now if it is not.
     fn seal(&self, io: &mut WriterIo, last: Lsn) -> Result<()> {
+        self.ahead.reservable.store(0, Ordering::Release);
         let old = &mut io.active;
+        // A segment sealed short of its size may be cut: a reservation the
+        // flusher has under way finishes first (a full one is reserved no
+        // further than its length, so nothing can extend it).
+        let partial = old.len < active::seal_bytes_for(self.map_bytes());
+        let reserving = partial.then(|| self.ahead.reserving.lock());
         let map = old.seal().map_err(|e| Error::io("truncate", &old.path, e))?;
+        drop(reserving);
         self.ahead.retire_map(map);
         let pending = PendingSeal { file: old.file.clone(), path: old.path.clone(), last_lsn: last };
         self.pending_seals.lock().push_back(pending);

@@ -41,8 +41,11 @@ fn switches() -> (i64, i64) {
     (u.ru_nvcsw, u.ru_nivcsw)
 }
 
-fn timed_puts(t: &Core, pairs: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Res<Vec<Put>> {
-    let mut out = Vec::new();
+fn timed_puts(t: &Core, pairs: impl ExactSizeIterator<Item = (Vec<u8>, Vec<u8>)>) -> Res<Vec<Put>> {
+    // Sized up front: growing it would `mremap` tens of MiB between two
+    // timed puts, which can wait on the process's `mmap_lock` (the
+    // engine's flusher maps and unmaps) and show as a slow put.
+    let mut out = Vec::with_capacity(pairs.len());
     for (k, v) in pairs {
         let before = switches();
         let start = Instant::now();

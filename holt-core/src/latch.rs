@@ -91,6 +91,21 @@ impl HybridLatch {
         debug_assert!(self.version.load(Ordering::Relaxed) & 1 == 0, "a hold never meets a write under way");
     }
 
+    /// `hold`, without blocking, and only if the version is still `v`:
+    /// nothing was written since a look at `v` (a copy taken then is
+    /// current while the hold lasts).
+    pub(crate) fn try_hold_at(&self, v: u64) -> bool {
+        if !self.lock.try_lock_exclusive() {
+            return false;
+        }
+        if self.version.load(Ordering::Relaxed) != v {
+            // SAFETY: acquired just above.
+            unsafe { self.lock.unlock_exclusive() };
+            return false;
+        }
+        true
+    }
+
     /// End a `hold`; the version is as it was.
     pub(crate) fn release_hold(&self) {
         debug_assert!(self.version.load(Ordering::Relaxed) & 1 == 0, "a hold is not a write");
@@ -141,7 +156,11 @@ mod tests {
         assert!(!l.try_lock() && !l.try_upgrade(v), "writers wait for the hold");
         l.release_hold();
         assert!(l.validate(v), "a hold changes nothing readers saw");
+        assert!(l.try_hold_at(v), "a hold at the version seen");
+        assert!(!l.try_hold_at(v) && !l.try_upgrade(v), "one holder at a time");
+        l.release_hold();
         assert!(l.try_upgrade(v));
         l.unlock();
+        assert!(!l.try_hold_at(v), "a write since the look: no hold at the old version");
     }
 }

@@ -139,6 +139,54 @@ fn writes_between_the_cut_and_the_copy_stay_out_of_the_images() {
     assert!(contents(&open_on(&frames_only(&vfs))) == *after.borrow());
 }
 
+/// The copier reads each frame without keeping writers out; writers that
+/// come meanwhile copy the frames themselves, and the copier's buffers,
+/// written in, go back to the spares that later writers copy into. The
+/// published images must still be the tree at the cut, checksums and all
+/// (an image's checksum covers the zeros of the frame's free gap, so a
+/// spare must come back zeroed).
+#[test]
+fn writers_during_the_copiers_reads_leave_the_images_whole() {
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let keys = 120_000;
+    let mut model = Model::new();
+    for i in 0..keys {
+        put(&tree, &mut model, i, 1);
+    }
+    tree.checkpoint().unwrap();
+    for i in (0..keys).step_by(2) {
+        put(&tree, &mut model, i, 2);
+    }
+    let at_cut = model.clone();
+    let after = Rc::new(RefCell::new(model));
+    let (writer, written) = (tree.clone(), after.clone());
+    let mut round = 0u32;
+    crate::store::pool::on_unheld_copies(move || {
+        // Each round changes the keys of a tenth of the 97 directories: a
+        // few frames, sometimes the one being read, the rest copied by the
+        // writers from the spares, into which the copier's buffers go back.
+        for i in (0..keys).filter(|i| (i % 97) % 10 == round % 10).step_by(7) {
+            put(&writer, &mut written.borrow_mut(), i, 3 + (round % 100) as u8);
+        }
+        round += 1;
+        round < 30
+    });
+    let before = tree.engine().pool.counters.copies_on_write.get();
+    tree.checkpoint().unwrap();
+    // Drop the hook (and its tree) now, not with the thread's locals.
+    crate::store::pool::on_unheld_copies(|| false);
+    let copies = tree.engine().pool.counters.copies_on_write.get() - before;
+    assert!(copies > 10, "writers copied frames: {copies}");
+    assert_eq!(contents(&tree), *after.borrow());
+    let cut = open_on(&frames_only(&vfs));
+    cut.check_invariants().unwrap();
+    assert!(contents(&cut) == at_cut, "the published frames are the tree at the cut");
+    drop(cut);
+    let replayed = open_on(&vfs.crash(CrashMode::DropUnsynced));
+    assert!(contents(&replayed) == *after.borrow(), "the cut plus the WAL is every write");
+}
+
 /// How many frames a writer copies right after a cut, and how many were
 /// dirty at it, for a tree of `keys` keys all written since the last
 /// checkpoint.

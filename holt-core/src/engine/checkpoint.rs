@@ -8,10 +8,11 @@
 //!    past it. The cut only ends the pool's capture epoch (`store::capture`)
 //!    and reads the LSN, key count and id limit: O(1), whatever is dirty.
 //! 2. copy, outside the gate: every frame dirty at the cut is copied once,
-//!    as it was at the cut, by the copier (each frame under its latch's
-//!    hold, then clean and pinned until step 5) or by a writer about to
-//!    change it (copy-on-write, under the writer's latch). A writer waits
-//!    for at most one frame's copy per frame it latches.
+//!    as it was at the cut, by the copier (read optimistically, claimed
+//!    under a short hold at the version read, then clean and pinned until
+//!    step 5) or by a writer about to change it (copy-on-write, under the
+//!    writer's latch). A writer waits for at most one claim per frame it
+//!    latches (one copy, where writers kept the copier from a clean read).
 //! 3. sync the WAL through the cut (write-ahead rule: no frame image is
 //!    published before the records that produced it are durable);
 //! 4. write the images into shadow slots, drop the frames retired before

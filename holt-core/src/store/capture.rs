@@ -10,16 +10,22 @@
 //! dirtied before the cut and not yet copied is *pending*: its bytes are
 //! still exactly the cut's. Each pending frame is copied once, by whichever
 //! comes first:
-//! - the checkpoint's copier (`copy_pending`), under the frame's latch
-//!   `hold` (writers wait for this one copy, optimistic readers go on): the
-//!   frame turns clean, and stays pinned until `release_captured`, because
-//!   the store's image of it is stale until the checkpoint publishes;
+//! - the checkpoint's copier (`copy_pending`): it copies the frame with
+//!   optimistic reads, then takes the latch's `hold` only if the version is
+//!   still the one it read at (`try_hold_at`: no writer came, so the copy
+//!   is the cut's state) and claims the frame under it — writers wait for
+//!   the claim, not for the copy (a frame the writers keep changing is
+//!   copied under a plain hold, as a last resort); the frame turns clean,
+//!   and stays pinned until `release_captured`, because the store's image
+//!   of it is stale until the checkpoint publishes;
 //! - a writer that latches it exclusively (`before_write`, from
 //!   `Owned::push`, before any change): it copies the image first, and the
 //!   frame turns dirty in the new epoch.
 //!
-//! Both copy under a latch that keeps every writer out, and before any
-//! change after the cut: so the images are the state at the cut. A writer
+//! Both take their image of a frame with every writer kept out from the
+//! copy's start (the copier: no write between its look at the version and
+//! its hold at that version) to the claim, and before any change after the
+//! cut: so the images are the state at the cut. A writer
 //! puts its image into the capture before the frame stops being pending,
 //! so once `copy_pending` has walked the cut's list every image is taken,
 //! and no frame is pending until the next cut. Frames created after the cut
@@ -31,6 +37,37 @@
 //! cut takes (`Cut::retired`) are exactly the frames dropped since the last
 //! cut, none of them live at the cut, and no id names one frame at the cut
 //! and another before the checkpoint ends.
+
+#[cfg(not(test))]
+#[inline(always)]
+fn during_unheld_copy() {}
+
+#[cfg(test)]
+pub(crate) use copy_hook::{during_unheld_copy, on_unheld_copies};
+
+/// Tests run writers between the copier's optimistic copy of a frame and
+/// its hold (`copy_unheld`), on the copier's thread.
+#[cfg(test)]
+mod copy_hook {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Box<dyn FnMut() -> bool>>> = const { RefCell::new(None) };
+    }
+
+    /// Run `f` after each optimistic copy this thread's copier takes,
+    /// until `f` returns false.
+    pub(crate) fn on_unheld_copies(f: impl FnMut() -> bool + 'static) {
+        HOOK.set(Some(Box::new(f)));
+    }
+
+    pub(crate) fn during_unheld_copy() {
+        let Some(mut f) = HOOK.take() else { return };
+        if f() {
+            HOOK.set(Some(f));
+        }
+    }
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -45,6 +82,9 @@ use crate::layout::FRAME_BYTES;
 /// none allocates one under its latch (page faults and zeroing, about
 /// 0.4 ms a frame).
 const WRITER_SPARES: usize = 8;
+/// Optimistic copies the copier tries for one frame before it copies
+/// under a hold (writers kept changing the frame).
+const UNHELD_COPY_TRIES: usize = 4;
 
 /// What a cut took from the epoch it ended.
 pub(crate) struct Cut {
@@ -118,13 +158,22 @@ impl Pool {
         self.counters.copies_on_write.add(1);
     }
 
-    fn take_image(&self, id: FrameId, cell: &FrameCell, mut img: Vec<u8>) {
+    fn take_image(&self, id: FrameId, cell: &FrameCell, img: Vec<u8>) {
+        let img = self.copy_into(cell, img);
+        self.images.taken.lock().push((id, img));
+    }
+
+    /// The image of the dirty frame in `cell`, copied into `img`, which
+    /// must be zeros (the frame's free gap is left as it is: the image's
+    /// checksum covers those zeros). Exact when the caller keeps writers
+    /// out; otherwise the caller validates.
+    fn copy_into(&self, cell: &FrameCell, mut img: Vec<u8>) -> Vec<u8> {
         let buf = cell.buf().expect("a dirty frame is never evicted");
         let started = Instant::now();
         buf.image_into(&mut img);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.images.copy_nanos_max.fetch_max(nanos, Ordering::Relaxed);
-        self.images.taken.lock().push((id, img));
+        img
     }
 
     /// The longest one frame's copy took, by a writer or the copier: what
@@ -146,20 +195,71 @@ impl Pool {
                 continue;
             }
             let img = self.copier_buffer();
-            cell.latch.hold();
-            if self.is_pending(cell) {
-                cell.pin();
-                self.take_image(id, cell, img);
-                cell.dirty_epoch.store(0, Ordering::Release);
-                self.dirty.count.fetch_sub(1, Ordering::AcqRel);
-                held.push((id, cell));
-            } else {
-                self.images.spare.lock().push(img);
-            }
-            cell.latch.release_hold();
+            let unused = match self.copy_unheld(cell, img) {
+                Ok(img) => self.claim(id, cell, img, &mut held),
+                Err(img) => {
+                    cell.latch.hold();
+                    let img = self.copy_into(cell, img);
+                    self.claim(id, cell, img, &mut held)
+                }
+            };
+            self.images.spare.lock().extend(unused);
         }
         self.captured.fetch_add(held.len(), Ordering::AcqRel);
         held
+    }
+
+    /// Copy the pending frame in `cell` without keeping writers out while
+    /// the bytes are read: an optimistic copy, then a hold at the version
+    /// it was read at (so the copy is the frame's state at the cut, and a
+    /// writer waits only for the claim, not for the copy). `Ok` with the
+    /// hold taken, or `Err` (the buffer back, no hold) when writers kept
+    /// changing the frame: the caller then copies under a plain hold.
+    fn copy_unheld(&self, cell: &FrameCell, mut img: Vec<u8>) -> Result<Vec<u8>, Vec<u8>> {
+        for tries in 0..UNHELD_COPY_TRIES {
+            if tries > 0 {
+                // A copy leaves the frame's free gap as the buffer had it:
+                // a copy taken again must start from zeros.
+                img.fill(0);
+            }
+            let Some(v) = cell.latch.optimistic() else {
+                cell.latch.wait_unlocked();
+                continue;
+            };
+            if !self.is_pending(cell) {
+                cell.latch.hold();
+                return Ok(img);
+            }
+            img = self.copy_into(cell, img);
+            during_unheld_copy();
+            if cell.latch.try_hold_at(v) {
+                return Ok(img);
+            }
+        }
+        img.fill(0);
+        Err(img)
+    }
+
+    /// Under the hold of `cell` the caller took: if the frame is still
+    /// pending, `img` (its copy) goes into the capture, the frame turns
+    /// clean and stays pinned until `release_captured`. Releases the hold;
+    /// returns the buffer when a writer had copied the frame first.
+    fn claim<'p>(&'p self, id: FrameId, cell: &'p FrameCell, img: Vec<u8>, held: &mut Vec<(FrameId, &'p FrameCell)>) -> Option<Vec<u8>> {
+        let unused = if self.is_pending(cell) {
+            cell.pin();
+            self.images.taken.lock().push((id, img));
+            cell.dirty_epoch.store(0, Ordering::Release);
+            self.dirty.count.fetch_sub(1, Ordering::AcqRel);
+            held.push((id, cell));
+            None
+        } else {
+            // Spare buffers are zeros (see `copy_into`).
+            let mut img = img;
+            img.fill(0);
+            Some(img)
+        };
+        cell.latch.release_hold();
+        unused
     }
 
     /// A spare buffer unless only the writers' share is left.

@@ -35,6 +35,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub(crate) use self::capture::Cut;
+#[cfg(test)]
+pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;
 use super::clock::Clock;
 use super::table::{CellTable, CELLS_MAX};

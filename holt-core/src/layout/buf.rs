@@ -315,6 +315,26 @@ impl FrameBuf {
         rest.copy_from_slice(&self.word(w).to_le_bytes()[..n]);
     }
 
+    /// Copy `dst.len()` bytes at `off` with plain loads: one `memcpy`
+    /// instead of a load per word (a frame's bytes are little-endian words,
+    /// so on a little-endian machine memory order is byte order).
+    ///
+    /// # Safety
+    /// No thread writes this frame meanwhile (the caller holds it
+    /// exclusively, or holds its latch's hold): concurrent optimistic
+    /// readers only load, so plain and atomic loads do not race.
+    pub(crate) unsafe fn read_unshared(&self, off: usize, dst: &mut [u8]) {
+        assert!(off + dst.len() <= FRAME_BYTES, "frame read past the end: {off}+{}", dst.len());
+        #[cfg(target_endian = "little")]
+        // SAFETY: in bounds (checked above) of this frame's words, which
+        // live as long as `self`; no writer (the caller's promise).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.as_ptr().cast::<u8>().add(off), dst.as_mut_ptr(), dst.len())
+        };
+        #[cfg(not(target_endian = "little"))]
+        self.copy_out(off, dst);
+    }
+
     /// Overwrite the whole image.
     pub(crate) fn load(&self, bytes: &[u8]) {
         assert_eq!(bytes.len(), FRAME_BYTES, "frame image must be exactly one frame");
@@ -410,6 +430,20 @@ mod tests {
         let mut tail = vec![0xEE; 24];
         b.copy_words(FRAME_BYTES - 8, &mut tail);
         assert!(tail.iter().all(|&x| x == 0), "words past the end read as zeros");
+    }
+
+    #[test]
+    fn unshared_reads_match_word_reads() {
+        let b = FrameBuf::zeroed();
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+        b.write(1001, &data);
+        for (off, len) in [(1001usize, 200usize), (1003, 17), (1000, 8), (FRAME_BYTES - 5, 5)] {
+            let (mut plain, mut words) = (vec![0u8; len], vec![0u8; len]);
+            // SAFETY: this test is the frame's only user.
+            unsafe { b.read_unshared(off, &mut plain) };
+            b.copy_out(off, &mut words);
+            assert_eq!(plain, words, "off {off} len {len}");
+        }
     }
 
     #[test]

@@ -106,12 +106,17 @@ pub(crate) fn inner_bytes(kind: u8, prefix_len: usize) -> usize {
 
 /// Size of the node at `off`, derived from its header (bounds-safe on torn bytes).
 pub(crate) fn node_bytes(b: &FrameBuf, off: usize) -> usize {
-    match b.u8(off + OFF_KIND) {
-        KIND_LEAF => leaf_bytes(b.u16(off + LEAF_KEY_LEN) as usize, b.u32(off + LEAF_VAL_LEN) as usize),
+    node_bytes_from_head(b.u64(off))
+}
+
+/// Size of a node from its first eight bytes (little-endian): every
+/// length that sizes a node lies in them. 0 for an unknown kind.
+pub(crate) fn node_bytes_from_head(head: u64) -> usize {
+    let field = |at: usize, n: usize| ((head >> (8 * at)) & ((1u64 << (8 * n)) - 1)) as usize;
+    match head as u8 {
+        KIND_LEAF => leaf_bytes(field(LEAF_KEY_LEN, 2), field(LEAF_VAL_LEN, 4)),
         KIND_LINK => LINK_BYTES,
-        k @ (KIND_N4 | KIND_N16 | KIND_N48 | KIND_N256) => {
-            inner_bytes(k, b.u16(off + INNER_PREFIX_LEN) as usize)
-        }
+        k @ (KIND_N4 | KIND_N16 | KIND_N48 | KIND_N256) => inner_bytes(k, field(INNER_PREFIX_LEN, 2)),
         _ => 0,
     }
 }

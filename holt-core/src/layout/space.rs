@@ -9,7 +9,7 @@
 //!
 //! Every function here requires the frame to be held exclusively.
 
-use super::node::node_bytes;
+use super::node::{node_bytes, node_bytes_from_head};
 use super::*;
 
 /// Bytes between the end of the data area and the slot table.
@@ -233,8 +233,12 @@ pub(crate) fn compact(b: &FrameBuf) {
 }
 
 /// `compact`'s move, with `data` as the staging buffer.
-fn compact_into(b: &FrameBuf, data: &mut Vec<u8>, table_at: usize, table: &mut [u8]) {
-    data.resize(b.data_end().saturating_sub(HEADER_BYTES), 0);
+fn compact_into(b: &FrameBuf, scratch: &mut Vec<u8>, table_at: usize, table: &mut [u8]) {
+    let used = b.data_end().saturating_sub(HEADER_BYTES);
+    scratch.resize(2 * used, 0);
+    let (old, new) = scratch.split_at_mut(used);
+    // SAFETY: every function here runs with the frame held exclusively.
+    unsafe { b.read_unshared(HEADER_BYTES, old) };
     let mut cursor = 0;
     // The table's last entry is slot 0's.
     for entry in table.rchunks_exact_mut(SLOT_BYTES) {
@@ -242,12 +246,16 @@ fn compact_into(b: &FrameBuf, data: &mut Vec<u8>, table_at: usize, table: &mut [
         if e & SLOT_FREE_BIT != 0 {
             continue;
         }
-        let (off, len) = (e as usize, node_bytes(b, e as usize));
-        b.copy_out(off, &mut data[cursor..cursor + len]);
+        let at = e as usize - HEADER_BYTES;
+        let mut head = [0u8; 8];
+        let n = old.len().saturating_sub(at).min(8);
+        head[..n].copy_from_slice(&old[at..at + n]);
+        let len = node_bytes_from_head(u64::from_le_bytes(head));
+        new[cursor..cursor + len].copy_from_slice(&old[at..at + len]);
         entry.copy_from_slice(&((HEADER_BYTES + cursor) as u32).to_le_bytes());
         cursor += len;
     }
-    b.write(HEADER_BYTES, &data[..cursor]);
+    b.write(HEADER_BYTES, &new[..cursor]);
     b.write(table_at, table);
     b.set_u32(HDR_DATA_END, (HEADER_BYTES + cursor) as u32);
     b.set_u32(HDR_DEAD_BYTES, 0);

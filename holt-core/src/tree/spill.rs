@@ -188,7 +188,8 @@ fn copy_subtree(src: &FrameBuf, plan: &Plan, nodes: &[Slot], dst: &FrameBuf) -> 
             let off = src.node_offset(s).expect("live");
             let (at, len) = (images.len(), node_bytes(src, off));
             images.resize(at + len, 0);
-            src.copy_out(off, &mut images[at..]);
+            // SAFETY: a spill runs with its source frame held exclusively.
+            unsafe { src.read_unshared(off, &mut images[at..]) };
             remap_image_slots(&mut images[at..], |c| base + plan.pos[c as usize] - first_pos);
             lens.push(len as u32);
         }

@@ -5,7 +5,7 @@
 //! - space ahead: the active segment's disk space is reserved
 //!   `RESERVE_AHEAD_BYTES` past the log's end (up to the size it seals at),
 //!   so the writer's own reservations (`fallocate`, which allocates blocks
-//!   and can wait on the disk for a block bitmap: 23 ms once, behind a
+//!   and can wait on the disk for a block bitmap, tens of ms behind a
 //!   checkpoint's writes) find the space reserved;
 //! - pages ahead: the next `FAULT_AHEAD_BYTES` of the active segment past
 //!   the log's end (and the spare's first ones) are brought into the page

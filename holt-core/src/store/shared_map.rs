@@ -47,10 +47,10 @@ impl SharedMap {
             return Err(io::Error::last_os_error());
         }
         // The writer only stores: a fault on a page not yet cached must
-        // not read ahead. Without this, a fault in a segment reserved far
-        // ahead read (zero-filled) a whole readahead window of pages at
-        // once: 1-3 ms on one put, every few MiB of log. A failed advice
-        // only costs that.
+        // not read ahead. Otherwise a fault in a segment reserved far
+        // ahead reads (zero-fills) a whole readahead window of pages at
+        // once, 1-3 ms on one put every few MiB of log (benches/RESULTS.md
+        // run 18). A failed advice only costs that.
         // SAFETY: advice on the mapping just made, over its whole length.
         if unsafe { libc::madvise(ptr, len, libc::MADV_RANDOM) } != 0 {
             log::debug!("WAL mapping keeps readahead: {}", io::Error::last_os_error());

@@ -58,7 +58,9 @@ use super::segment;
 use super::Journal;
 use crate::error::{Error, Result};
 use crate::ids::Lsn;
+use crate::store::reserve::io_is_no_space;
 use crate::store::shared_map::SharedMap;
+use crate::store::vfs::FileIo;
 
 /// Name of the spare file in the WAL directory; not a segment name.
 pub(crate) const SPARE_NAME: &str = "spare-segment.tmp";
@@ -230,7 +232,7 @@ impl Journal {
     /// the one to extend, and tell the segment. The `fallocate` runs
     /// without the I/O lock; a seal cutting the segment meanwhile waits
     /// for it (`reserving`), then forbids the next.
-    fn reserve_ahead(&self, file: &Arc<dyn crate::store::vfs::FileIo>, first: Lsn, len: u64, reserved: u64) -> Result<()> {
+    fn reserve_ahead(&self, file: &Arc<dyn FileIo>, first: Lsn, len: u64, reserved: u64) -> Result<()> {
         let step = active::MAP_GROW_BYTES;
         let to = (len + RESERVE_AHEAD_BYTES).div_ceil(step).saturating_mul(step);
         let to = to.min(active::seal_bytes_for(self.map_bytes()));
@@ -244,8 +246,9 @@ impl Journal {
             }
             match file.allocate(reserved, to - reserved) {
                 Ok(()) => {}
-                // The writer reserves (or writes) for itself on a full disk.
-                Err(e) if crate::store::reserve::io_is_no_space(&e) => return Ok(()),
+                // The writer reserves (or writes) for itself on a full disk,
+                // and appends with write(2) where nothing can be reserved.
+                Err(e) if io_is_no_space(&e) || e.kind() == std::io::ErrorKind::Unsupported => return Ok(()),
                 Err(e) => return Err(Error::io("fallocate", segment::segment_path(&self.dir, first), e)),
             }
         }

@@ -224,7 +224,11 @@ impl Journal {
         let path = || segment::segment_path(&self.dir, first);
         file.start_writeback(done.1, upto - done.1).map_err(|e| Error::io("sync_file_range", path(), e))?;
         done.1 = upto;
-        file.will_need(upto, FAULT_AHEAD_BYTES).map_err(|e| Error::io("posix_fadvise", path(), e))
+        // A hint: where it fails, the writer's faults fill their pages.
+        if let Err(e) = file.will_need(upto, FAULT_AHEAD_BYTES) {
+            log::debug!("{}: pages ahead of the WAL's end not brought in: {e}", path().display());
+        }
+        Ok(())
     }
 
     /// Reserve the active segment's disk space `RESERVE_AHEAD_BYTES` past
@@ -269,7 +273,9 @@ impl Journal {
         let file = self.vfs.open(&path, true).map_err(|e| Error::io("create", &path, e))?;
         file.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
         let spare = ActiveSegment::prepare(file.clone(), path.clone(), self.map_bytes());
-        file.will_need(0, FAULT_AHEAD_BYTES).map_err(|e| Error::io("posix_fadvise", &path, e))?;
+        if let Err(e) = file.will_need(0, FAULT_AHEAD_BYTES) {
+            log::debug!("{}: the spare's first pages not brought in: {e}", path.display());
+        }
         *self.ahead.spare.lock() = Some(spare);
         Ok(())
     }

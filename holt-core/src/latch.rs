@@ -71,12 +71,7 @@ impl HybridLatch {
 
     /// Take the latch exclusively only if its version is still `v`.
     pub(crate) fn try_upgrade(&self, v: u64) -> bool {
-        if !self.lock.try_lock_exclusive() {
-            return false;
-        }
-        if self.version.load(Ordering::Relaxed) != v {
-            // SAFETY: acquired just above.
-            unsafe { self.lock.unlock_exclusive() };
+        if !self.try_hold_at(v) {
             return false;
         }
         self.begin_write();

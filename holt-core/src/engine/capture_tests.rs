@@ -88,23 +88,30 @@ fn after_cut_writes(tree: &Tree, model: &mut Model, keys: u32) {
     }
 }
 
+/// A store of `keys` keys, checkpointed, then every `step`th key written
+/// again (dirty frames for the next checkpoint), with its model.
+fn checkpointed_then_dirtied(keys: u32, step: usize) -> (MemVfs, Tree, Model) {
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let mut model = Model::new();
+    for i in 0..keys {
+        put(&tree, &mut model, i, 1);
+    }
+    tree.checkpoint().unwrap();
+    for i in (0..keys).step_by(step) {
+        put(&tree, &mut model, i, 2);
+    }
+    (vfs, tree, model)
+}
+
 /// A writer changes frames between the cut and their copy: the published
 /// images still hold the tree exactly as it was at the cut (a reopen
 /// without the WAL finds it), and a reopen with the WAL finds every write
 /// after the cut too.
 #[test]
 fn writes_between_the_cut_and_the_copy_stay_out_of_the_images() {
-    let vfs = MemVfs::new();
-    let tree = open_on(&vfs);
     let keys = 30_000;
-    let mut model = Model::new();
-    for i in 0..keys {
-        put(&tree, &mut model, i, 1);
-    }
-    tree.checkpoint().unwrap();
-    for i in (0..keys).step_by(3) {
-        put(&tree, &mut model, i, 2);
-    }
+    let (vfs, tree, mut model) = checkpointed_then_dirtied(keys, 3);
     for i in (0..keys).filter(|i| i % 97 >= 90) {
         delete(&tree, &mut model, i);
     }
@@ -147,17 +154,8 @@ fn writes_between_the_cut_and_the_copy_stay_out_of_the_images() {
 /// spare must come back zeroed).
 #[test]
 fn writers_during_the_copiers_reads_leave_the_images_whole() {
-    let vfs = MemVfs::new();
-    let tree = open_on(&vfs);
     let keys = 120_000;
-    let mut model = Model::new();
-    for i in 0..keys {
-        put(&tree, &mut model, i, 1);
-    }
-    tree.checkpoint().unwrap();
-    for i in (0..keys).step_by(2) {
-        put(&tree, &mut model, i, 2);
-    }
+    let (vfs, tree, model) = checkpointed_then_dirtied(keys, 2);
     let at_cut = model.clone();
     let after = Rc::new(RefCell::new(model));
     let (writer, written) = (tree.clone(), after.clone());

@@ -228,7 +228,8 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 pub(crate) fn compact(b: &FrameBuf) {
     let table_at = FRAME_BYTES - SLOT_BYTES * b.slot_count() as usize;
     let mut table = vec![0u8; FRAME_BYTES - table_at];
-    b.copy_out(table_at, &mut table);
+    // SAFETY: every function here runs with the frame held exclusively.
+    unsafe { b.read_unshared(table_at, &mut table) };
     with_scratch(|data| compact_into(b, data, table_at, &mut table));
 }
 

@@ -23,6 +23,8 @@ pub(crate) const FRAME_DATA_BYTES: usize = FRAME_BYTES - HEADER_BYTES;
 const PACK_BYTES_MAX: usize = FRAME_DATA_BYTES * 5 / 8;
 /// Subtrees smaller than this are not worth a link.
 const MOVE_BYTES_MIN: usize = 256;
+/// `Plan::of`'s mark of a stack entry not expanded yet (no offset read).
+const UNEXPANDED: usize = usize::MAX;
 
 /// Slots reachable from `root` inside this frame, children before parents.
 pub(crate) fn postorder(b: &FrameBuf, root: Slot) -> Vec<Slot> {
@@ -52,7 +54,14 @@ pub(crate) fn child_slots(b: &FrameBuf, slot: Slot) -> Vec<Slot> {
 /// `child_slots` as raw slot numbers appended to `out` (no allocation once
 /// `out` has grown).
 fn children_into(b: &FrameBuf, slot: Slot, out: &mut Vec<u32>) {
-    let Some(off) = b.node_offset(slot) else { return };
+    if let Some(off) = b.node_offset(slot) {
+        children_at(b, off, out);
+    }
+}
+
+/// `children_into` for the node at `off`: the end leaf, then the children
+/// in key order (read a word at a time by `children_rev_from`).
+fn children_at(b: &FrameBuf, off: usize, out: &mut Vec<u32>) {
     if matches!(b.u8(off), KIND_LEAF | KIND_LINK) {
         return;
     }
@@ -60,11 +69,9 @@ fn children_into(b: &FrameBuf, slot: Slot, out: &mut Vec<u32>) {
     if n.end(b) != NIL {
         out.push(n.end(b));
     }
-    let mut from = 0u16;
-    while let Some((byte, c)) = n.child_at_or_after(b, from) {
-        out.push(c);
-        from = byte as u16 + 1;
-    }
+    let from = out.len();
+    n.children_rev_from(b, 0, |_, c| out.push(c));
+    out[from..].reverse();
 }
 
 /// Slots referenced from outside the frame.
@@ -93,16 +100,20 @@ impl Plan {
     fn of(b: &FrameBuf, entries: &[Slot]) -> Plan {
         let slots = b.slot_count() as usize;
         let mut p = Plan { order: Vec::with_capacity(slots), pos: vec![0; slots], count: vec![0; slots], size: vec![0; slots] };
-        // (slot, parent slot or NIL, expanded): a node finishes after its
-        // children and adds its totals to its parent's.
-        let mut stack: Vec<(u32, u32, bool)> = Vec::new();
+        // (slot, parent slot or NIL, the node's offset once it has been
+        // expanded): a node finishes after its children and adds its
+        // totals to its parent's.
+        let mut stack: Vec<(u32, u32, usize)> = Vec::new();
+        let mut kids = Vec::new();
         for &e in entries {
-            stack.push((e.0, NIL, false));
-            while let Some((s, parent, expanded)) = stack.pop() {
-                let off = b.node_offset(Slot(s)).expect("live");
-                if !expanded {
-                    stack.push((s, parent, true));
-                    push_children(b, off, s, &mut stack);
+            stack.push((e.0, NIL, UNEXPANDED));
+            while let Some((s, parent, off)) = stack.pop() {
+                if off == UNEXPANDED {
+                    let off = b.node_offset(Slot(s)).expect("live");
+                    stack.push((s, parent, off));
+                    children_at(b, off, &mut kids);
+                    // Last pushed pops first: end leaf, then key order.
+                    stack.extend(kids.drain(..).rev().map(|c| (c, s, UNEXPANDED)));
                     continue;
                 }
                 let (i, own) = (s as usize, node_bytes(b, off) + SLOT_BYTES);
@@ -124,19 +135,6 @@ impl Plan {
     fn nodes(&self, root: Slot) -> &[Slot] {
         let end = self.pos[root.0 as usize] as usize + 1;
         &self.order[end - self.count[root.0 as usize] as usize..end]
-    }
-}
-
-/// Push the in-frame children of the inner node at `off` (slot `s`) so
-/// that they pop in key order, end leaf first.
-fn push_children(b: &FrameBuf, off: usize, s: u32, stack: &mut Vec<(u32, u32, bool)>) {
-    if matches!(b.u8(off), KIND_LEAF | KIND_LINK) {
-        return;
-    }
-    let n = InnerAt(off);
-    n.children_rev_from(b, 0, |_, c| stack.push((c, s, false)));
-    if n.end(b) != NIL {
-        stack.push((n.end(b), s, false));
     }
 }
 

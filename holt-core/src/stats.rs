@@ -79,6 +79,9 @@ pub struct TreeCounters {
     pub merges: u64,
     /// In-frame compactions of dead space.
     pub compactions: u64,
+    /// Frames laid out again in key order, before checkpoints and by
+    /// `compact()`, once inserts had scattered their nodes.
+    pub tidies: u64,
     /// Bytes the write-ahead log holds now (0 in memory mode).
     pub wal_bytes: u64,
     /// Bytes of WAL records handed to the OS since open.

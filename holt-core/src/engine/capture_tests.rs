@@ -27,7 +27,7 @@ const DIR: &str = "/store";
 
 /// A store on `vfs` whose every write is synced before it returns, with no
 /// background checkpointer and a pool the tests never fill.
-fn open_on(vfs: &MemVfs) -> Tree {
+pub(super) fn open_on(vfs: &MemVfs) -> Tree {
     let dir = Path::new(DIR);
     let lock = StoreLock::acquire_mem(vfs, dir).unwrap();
     let mut cfg = Config::new(dir.to_path_buf());
@@ -58,7 +58,7 @@ fn delete(tree: &Tree, model: &mut Model, i: u32) {
 /// `vfs` after a power loss, its WAL replaced by an empty segment that
 /// starts past the published checkpoint: opening it shows the checkpoint's
 /// frames alone, no record replayed.
-fn frames_only(vfs: &MemVfs) -> MemVfs {
+pub(super) fn frames_only(vfs: &MemVfs) -> MemVfs {
     let image = vfs.crash(CrashMode::DropUnsynced);
     let manifest = manifest::read(&image, Path::new(DIR)).unwrap().expect("a published checkpoint");
     let cut = manifest.meta.expect("checkpoint metadata").checkpoint_lsn;

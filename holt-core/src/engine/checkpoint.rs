@@ -2,6 +2,10 @@
 //! and publish them without holding up writers, then trim the WAL.
 //!
 //! Protocol (and what a crash at each step leaves):
+//! 0. tidy: dirty frames whose inserts scattered their nodes are laid out
+//!    in key order (`maintenance::tidy_dirty`), each under its own latch,
+//!    like any writer; no content changes, nothing is logged, so a crash
+//!    here loses nothing;
 //! 1. cut, under the exclusive side of the commit gate (writers hold the
 //!    shared side from latching to releasing their frames): the cut LSN is
 //!    the journal's last LSN, every record up to it is in the frames, none
@@ -34,6 +38,7 @@
 use std::time::Instant;
 
 use super::durable::{encode_user, Durable};
+use super::maintenance;
 use super::Engine;
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
@@ -158,6 +163,7 @@ impl Engine {
 
     fn checkpoint_and_trim(&self, d: &Durable) -> Result<()> {
         self.check_poison()?;
+        maintenance::tidy_dirty(&self.pool);
         let mut cap = self.capture(d)?;
         // Nothing written since the published checkpoint (a clean close of
         // an idle tree): it already is this checkpoint. Its retired ids

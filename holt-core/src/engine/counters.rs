@@ -71,6 +71,7 @@ impl Engine {
             spills: c.spills.get(),
             merges: c.merges.get(),
             compactions: c.compactions.get(),
+            tidies: c.tidies.get(),
             wal_bytes: journal.map_or(0, |j| j.bytes()),
             wal_bytes_written: journal.map_or(0, |j| j.bytes_written()),
             wal_syncs: journal.map_or(0, |j| j.syncs()),

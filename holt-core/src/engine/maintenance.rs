@@ -1,6 +1,10 @@
 //! `compact()`: one bounded step of online maintenance. Each step visits up
-//! to `FRAMES_PER_STEP` frames from a rotating cursor; for each it compacts
-//! dead space above a threshold and folds small linked child frames back in.
+//! to `FRAMES_PER_STEP` frames from a rotating cursor; for each it lays the
+//! frame out in key order if enough nodes were placed out of order
+//! (`tree::tidy`), else compacts dead space above a threshold, and folds
+//! small linked child frames back in. Before each checkpoint's cut, the
+//! dirty frames that want it are tidied (`tidy_dirty`), so what the
+//! checkpoint writes, and what later reads walk, is in key order.
 //! Frames are latched with try-lock only, so maintenance never blocks or
 //! deadlocks with writers; a busy frame is simply skipped this round.
 
@@ -11,6 +15,7 @@ use crate::layout::space::compact;
 use crate::store::pool::Pool;
 use crate::tree::merge::{link_slots, merge_link};
 use crate::tree::spill::{entry_slots, FRAME_DATA_BYTES};
+use crate::tree::tidy::{plan, wants_tidy};
 use crate::tree::Owned;
 
 /// Frames visited by one `compact()` call.
@@ -43,7 +48,11 @@ fn visit(pool: &Pool, id: FrameId) {
     owned.push(id, cell);
     let b = cell.buf().expect("a latched frame loaded under its latch is resident");
     let mut changed = false;
-    if b.dead_bytes() > DEAD_BYTES_COMPACT {
+    if let Some(tidied) = wants_tidy(b).then(|| plan(b)).flatten() {
+        tidied.install(b);
+        pool.counters.tidies.add(1);
+        changed = true;
+    } else if b.dead_bytes() > DEAD_BYTES_COMPACT {
         compact(b);
         pool.counters.compactions.add(1);
         changed = true;
@@ -56,4 +65,30 @@ fn visit(pool: &Pool, id: FrameId) {
     } else {
         owned.release_clean();
     }
+}
+
+/// Tidy every dirty frame that wants it and no writer holds.
+pub(crate) fn tidy_dirty(pool: &Pool) {
+    for id in pool.dirty_ids() {
+        tidy_frame(pool, id);
+    }
+}
+
+/// Plan the layout from an optimistic copy and take the frame only to
+/// install it, if no writer came meanwhile: a writer waits for the two
+/// writes of the install, not for the walk.
+fn tidy_frame(pool: &Pool, id: FrameId) {
+    let Some(cell) = pool.cell(id).filter(|c| c.is_live()) else { return };
+    let Some(version) = cell.latch.optimistic() else { return };
+    // Read after the version: an eviction in between moves it.
+    let Some(b) = cell.buf().filter(|&b| wants_tidy(b)) else { return };
+    let Some(tidied) = plan(b) else { return };
+    if !cell.latch.try_upgrade(version) {
+        return;
+    }
+    let mut owned = Owned::new(pool);
+    owned.push(id, cell);
+    tidied.install(b);
+    pool.counters.tidies.add(1);
+    owned.release_dirty();
 }

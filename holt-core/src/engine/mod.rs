@@ -460,6 +460,12 @@ impl Engine {
         }
     }
 
+    /// The frame cache, for tests outside the engine.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub fn check_invariants(&self) -> Result<()> {
         let census = crate::tree::check::check_tree(&self.pool)?;
         let expect = self.key_count();
@@ -520,6 +526,8 @@ mod capture_tests;
 mod power_loss_tests;
 #[cfg(test)]
 mod space_tests;
+#[cfg(test)]
+mod tidy_tests;
 
 #[cfg(test)]
 mod tests {

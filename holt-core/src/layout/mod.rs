@@ -3,9 +3,12 @@
 //! checks the table against these constants.
 //!
 //! A frame is a 64-byte header, a data area growing up from byte 64, and a
-//! slot table growing down from the end. A slot is a stable 4-byte handle to
-//! one node: moving or resizing a node rewrites only its slot entry, so the
-//! node's parent (and any link from another frame) never changes.
+//! slot table growing down from the end. A slot is a 4-byte handle to one
+//! node: moving or resizing a node rewrites only its slot entry, so the
+//! node's parent never changes. An entry node (named by a link from
+//! another frame, or the root) keeps its slot for life; a tidy
+//! (`tree::tidy`) renumbers the others, rewriting their parents in the same
+//! frame under the same latch.
 
 mod arena;
 mod buf;
@@ -35,8 +38,9 @@ pub(crate) const HDR_DEAD_BYTES: usize = 36;
 pub(crate) const HDR_FREE_SLOT: usize = 40;
 pub(crate) const HDR_LIVE_SLOTS: usize = 44;
 pub(crate) const HDR_LIVE_BYTES: usize = 48;
+pub(crate) const HDR_PLACED: usize = 52;
 #[cfg(test)]
-pub(crate) const HDR_RESERVED: usize = 52;
+pub(crate) const HDR_RESERVED: usize = 56;
 pub(crate) const HEADER_BYTES: usize = 64;
 
 /// The header byte table (field, offset, size); doc/FORMAT.md mirrors it.
@@ -54,6 +58,7 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("free_slot", HDR_FREE_SLOT, 4),
     ("live_slots", HDR_LIVE_SLOTS, 4),
     ("live_bytes", HDR_LIVE_BYTES, 4),
+    ("placed", HDR_PLACED, 4),
     ("reserved", HDR_RESERVED, HEADER_BYTES - HDR_RESERVED),
 ];
 
@@ -103,6 +108,12 @@ impl FrameBuf {
 
     pub(crate) fn live_bytes(&self) -> usize {
         self.u32(HDR_LIVE_BYTES) as usize
+    }
+
+    /// Nodes placed at the end of the data area since the frame was last
+    /// laid out in key order (`tree::tidy`).
+    pub(crate) fn placed(&self) -> u32 {
+        self.u32(HDR_PLACED)
     }
 
     /// Raw table entry of slot `s` (an offset, or a free-list link).

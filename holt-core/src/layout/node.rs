@@ -351,46 +351,76 @@ impl InnerAt {
     }
 }
 
+/// Call `f` with the offset, in the inner node image starting at
+/// `node[0]` (the slice may run past the node), of each field holding a
+/// child slot: the `end` field first, then the children's in key order
+/// (the end leaf's key sorts first). Fields holding `NIL` are included;
+/// an N48's positions that no index byte names are not. Nothing for
+/// leaves and links. The image's own lengths are trusted: the caller
+/// copied it from a frame it holds exclusively.
+pub(crate) fn for_each_child_field(node: &[u8], f: impl FnMut(usize)) {
+    let kind = node[OFF_KIND];
+    let index = if kind == KIND_N48 { &node[image_body(node)..image_body(node) + 256] } else { &[] };
+    child_field_offsets(node, index, f);
+}
+
+/// `for_each_child_field`, with an N48's 256 index bytes passed apart
+/// (`index`), so that a caller may rewrite the fields meanwhile.
+fn child_field_offsets(node: &[u8], index: &[u8], mut f: impl FnMut(usize)) {
+    let kind = node[OFF_KIND];
+    if !matches!(kind, KIND_N4 | KIND_N16 | KIND_N48 | KIND_N256) {
+        return;
+    }
+    let body = image_body(node);
+    f(INNER_END);
+    match kind {
+        KIND_N4 | KIND_N16 => {
+            let (cap, count) = (inner_capacity(kind), u16::from_le_bytes([node[INNER_COUNT], node[INNER_COUNT + 1]]));
+            (0..usize::from(count).min(cap)).for_each(|i| f(body + cap + 4 * i));
+        }
+        KIND_N48 => index.iter().filter(|&&i| (1..=48).contains(&i)).for_each(|&i| f(body + 256 + 4 * (usize::from(i) - 1))),
+        _ => (0..256).for_each(|byte| f(body + 4 * byte)),
+    }
+}
+
+/// Offset of an inner node image's body (past its header and prefix).
+fn image_body(node: &[u8]) -> usize {
+    INNER_HEADER_BYTES + usize::from(u16::from_le_bytes([node[INNER_PREFIX_LEN], node[INNER_PREFIX_LEN + 1]]))
+}
+
+/// The slot held in the field at `at` of a node image.
+pub(crate) fn slot_field(node: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(node[at..at + 4].try_into().expect("4 bytes"))
+}
+
 /// Rename every child slot (and the end slot) of the inner node whose
 /// image is `node` through `f`; slots of N48 positions no index byte
 /// names become `NIL`, as `Inner::encode` leaves them. Leaves and links
 /// are left as they are. The image's own lengths are trusted: the caller
 /// copied it from a frame it holds exclusively.
 pub(crate) fn remap_image_slots(node: &mut [u8], mut f: impl FnMut(u32) -> u32) {
-    let kind = node[OFF_KIND];
-    if !matches!(kind, KIND_N4 | KIND_N16 | KIND_N48 | KIND_N256) {
-        return;
+    let mut index = [0u8; 256];
+    let n48 = node[OFF_KIND] == KIND_N48;
+    if n48 {
+        let body = image_body(node);
+        index.copy_from_slice(&node[body..body + 256]);
     }
-    let get = |n: &[u8], at: usize| u32::from_le_bytes(n[at..at + 4].try_into().expect("4 bytes"));
-    let mut remap = |n: &mut [u8], at: usize| {
-        let slot = get(n, at);
+    let head: [u8; INNER_HEADER_BYTES] = node[..INNER_HEADER_BYTES].try_into().expect("an inner header");
+    let fields = |f: &mut dyn FnMut(usize)| child_field_offsets(&head, if n48 { &index } else { &[] }, f);
+    fields(&mut |at| {
+        let slot = slot_field(node, at);
         if slot != NIL {
-            n[at..at + 4].copy_from_slice(&f(slot).to_le_bytes());
+            node[at..at + 4].copy_from_slice(&f(slot).to_le_bytes());
         }
-    };
-    remap(node, INNER_END);
-    let field = |at: usize| usize::from(u16::from_le_bytes([node[at], node[at + 1]]));
-    let body = INNER_HEADER_BYTES + field(INNER_PREFIX_LEN);
-    match kind {
-        KIND_N4 | KIND_N16 => {
-            let cap = inner_capacity(kind);
-            for i in 0..field(INNER_COUNT).min(cap) {
-                remap(node, body + cap + 4 * i);
-            }
+    });
+    if n48 {
+        let body = image_body(node);
+        let mut named = 0u64;
+        index.iter().filter(|&&i| (1..=48).contains(&i)).for_each(|&i| named |= 1 << (i - 1));
+        for p in (0..48).filter(|p| named & (1 << p) == 0) {
+            let at = body + 256 + 4 * p;
+            node[at..at + 4].copy_from_slice(&NIL.to_le_bytes());
         }
-        KIND_N48 => {
-            let mut named = 0u64;
-            node[body..body + 256].iter().filter(|&&i| i != 0).for_each(|&i| named |= 1 << (i - 1));
-            for p in 0..48 {
-                let at = body + 256 + 4 * p;
-                if named & (1 << p) != 0 {
-                    remap(node, at);
-                } else {
-                    node[at..at + 4].copy_from_slice(&NIL.to_le_bytes());
-                }
-            }
-        }
-        _ => (0..256).for_each(|byte| remap(node, body + 4 * byte)),
     }
 }
 

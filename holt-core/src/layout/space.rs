@@ -100,6 +100,7 @@ fn place(b: &FrameBuf, bytes: &[u8]) -> usize {
     b.write(off, bytes);
     b.set_u32(HDR_DATA_END, (off + bytes.len()) as u32);
     add_u32(b, HDR_LIVE_BYTES, bytes.len() as isize);
+    b.set_u32(HDR_PLACED, b.placed().saturating_add(1));
     off
 }
 
@@ -260,6 +261,22 @@ fn compact_into(b: &FrameBuf, scratch: &mut Vec<u8>, table_at: usize, table: &mu
     b.write(table_at, table);
     b.set_u32(HDR_DATA_END, (HEADER_BYTES + cursor) as u32);
     b.set_u32(HDR_DEAD_BYTES, 0);
+}
+
+/// Replace the frame's data area and slot table by `data` (the nodes, from
+/// byte 64 on) and `table` (the slot table's bytes, slot 0's entry last),
+/// with `free_head` heading its free list: the same live nodes and bytes,
+/// no dead ones, laid out in key order (`tree::tidy` builds them). Two
+/// writes, like `compact`.
+pub(crate) fn install_layout(b: &FrameBuf, data: &[u8], table: &[u8], free_head: u32) {
+    debug_assert_eq!(data.len(), b.live_bytes(), "a layout keeps every live byte");
+    b.write(HEADER_BYTES, data);
+    b.write(FRAME_BYTES - table.len(), table);
+    b.set_u32(HDR_SLOT_COUNT, (table.len() / SLOT_BYTES) as u32);
+    b.set_u32(HDR_FREE_SLOT, free_head);
+    b.set_u32(HDR_DATA_END, (HEADER_BYTES + data.len()) as u32);
+    b.set_u32(HDR_DEAD_BYTES, 0);
+    b.set_u32(HDR_PLACED, 0);
 }
 
 /// Check the space invariants; `Err` names the first one broken.

@@ -90,6 +90,8 @@ pub(crate) struct PoolCounters {
     pub spills: Counter,
     pub merges: Counter,
     pub compactions: Counter,
+    /// Frames laid out again in key order (`tree::tidy`).
+    pub tidies: Counter,
     /// Frames a writer copied for a running checkpoint before changing
     /// them (`store::capture`).
     pub copies_on_write: Counter,
@@ -389,6 +391,15 @@ impl Pool {
     }
 
     /// Live frames modified since their last capture (one atomic load).
+    /// The frames dirtied since the last cut, each once (some may have
+    /// been cleaned or retired since).
+    pub(crate) fn dirty_ids(&self) -> Vec<FrameId> {
+        let mut ids = self.dirty.ids.lock().clone();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     pub(crate) fn dirty_count(&self) -> usize {
         self.dirty.count.load(Ordering::Acquire)
     }

@@ -23,6 +23,7 @@ pub(crate) mod merge;
 pub(crate) mod remove;
 pub(crate) mod scan;
 pub(crate) mod spill;
+pub(crate) mod tidy;
 
 use crate::ids::{FrameId, Lsn};
 use crate::layout::Slot;

@@ -78,6 +78,9 @@ pub struct EngineStats {
     pub spills: u64,
     pub merges: u64,
     pub compactions: u64,
+    /// Frames laid out again in key order (absent from older daemons).
+    #[serde(default)]
+    pub tidies: u64,
     pub wal_bytes: u64,
     pub wal_bytes_written: u64,
     pub wal_syncs: u64,
@@ -114,6 +117,7 @@ impl From<TreeCounters> for EngineStats {
             spills: c.spills,
             merges: c.merges,
             compactions: c.compactions,
+            tidies: c.tidies,
             wal_bytes: c.wal_bytes,
             wal_bytes_written: c.wal_bytes_written,
             wal_syncs: c.wal_syncs,

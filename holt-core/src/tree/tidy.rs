@@ -1,0 +1,315 @@
+//! Tidy: lay a frame's nodes out again in key order and number its slots
+//! in the same order.
+//!
+//! Inserts place every new or grown node at the end of the data area and
+//! reuse whatever slot is free, so after a while a descent's nodes, their
+//! slot-table entries and a directory's leaves are scattered over the
+//! frame: each costs a cache miss of its own. A tidy rewrites the frame so
+//! that nodes follow each other in preorder (a node, its end leaf, then
+//! each child's subtree by key byte) and slots are numbered in that order:
+//! a descent then walks forward through the data area and the table, and
+//! a scan reads both front to back.
+//!
+//! Slot numbers are handles: a node's parent names it by slot. A tidy
+//! renumbers only nodes whose parent lives in the same frame, rewriting the
+//! parent in the same pass; a node named from outside the frame (a link's
+//! target or the tree root: flagged `ENTRY`, and never the child of a node
+//! here) keeps its number, so links, batch hints and forwards, which name
+//! only such slots, stay valid. The caller holds the frame exclusively, so
+//! readers see either layout, and the content (every key, value and
+//! version) is the same in both: nothing is logged.
+
+use crate::layout::node::{for_each_child_field, node_bytes_from_head, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
+use crate::layout::space::{install_layout, with_scratch};
+use crate::layout::{FrameBuf, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES, SLOT_FREE_BIT};
+
+/// A frame is worth a tidy once this share (1/N) of its live nodes were
+/// placed since the last one.
+const PLACED_SHARE: u32 = 4;
+/// ...and at least this many: a small frame fits in a few cache lines
+/// however its nodes lie.
+const PLACED_MIN: u32 = 64;
+
+/// Whether enough nodes were placed out of order for a tidy to pay. Read
+/// from the header alone, so an optimistic look is fine (it is a hint).
+pub(crate) fn wants_tidy(b: &FrameBuf) -> bool {
+    let placed = b.placed();
+    placed >= PLACED_MIN && placed.saturating_mul(PLACED_SHARE) >= b.live_slots()
+}
+
+/// A frame's nodes laid out in key order, ready to replace its data area
+/// and slot table (`install`).
+pub(crate) struct Tidied {
+    data: Vec<u8>,
+    table: Vec<u8>,
+    free_head: u32,
+}
+
+/// Lay out a copy of the frame in key order. The copy is taken with the
+/// same atomic loads optimistic readers use, so the caller need not hold
+/// the frame: the layout is exact if the frame's version did not move
+/// from before the call until the caller takes it exclusively to
+/// `install` (or if the caller holds it throughout). `None` if the copy's
+/// nodes do not form a forest (a child named twice or out of range, an
+/// unreachable cycle): bytes torn by a writer, or a damaged frame, which a
+/// tidy must not turn into a differently damaged one.
+pub(crate) fn plan(b: &FrameBuf) -> Option<Tidied> {
+    let data_end = (b.data_end()).clamp(HEADER_BYTES, FRAME_BYTES);
+    let slots = (b.slot_count() as usize).min((FRAME_BYTES - data_end) / SLOT_BYTES);
+    let mut table = vec![0u8; slots * SLOT_BYTES];
+    b.copy_out(FRAME_BYTES - table.len(), &mut table);
+    with_scratch(|data| {
+        data.resize(data_end - HEADER_BYTES, 0);
+        b.copy_out(HEADER_BYTES, data);
+        let frame = Forest::read(data, &table)?;
+        let tidied = frame.preorder()?.build(&frame);
+        // Overlapping nodes would pass as a forest and come out larger.
+        let fits = tidied.data.len() == b.live_bytes() && HEADER_BYTES + tidied.data.len() + tidied.table.len() <= FRAME_BYTES;
+        fits.then_some(tidied)
+    })
+}
+
+impl Tidied {
+    /// Replace the frame's layout; the caller holds it exclusively, and it
+    /// is unchanged since `plan` copied it.
+    pub(crate) fn install(self, b: &FrameBuf) {
+        install_layout(b, &self.data, &self.table, self.free_head);
+    }
+}
+
+/// A frame's nodes as copied out of it: each live slot's node offset in
+/// `data` (which starts at the frame's byte 64), and which slots a node of
+/// this frame names as a child.
+struct Forest<'a> {
+    data: &'a [u8],
+    /// Per slot: offset of its node in `data`, or `None` if free.
+    at: Vec<Option<usize>>,
+    child: Vec<bool>,
+}
+
+impl<'a> Forest<'a> {
+    fn read(data: &'a [u8], table: &[u8]) -> Option<Forest<'a>> {
+        let slots = table.len() / SLOT_BYTES;
+        // The table's last entry is slot 0's.
+        let entry = |s: usize| {
+            let i = (slots - 1 - s) * SLOT_BYTES;
+            u32::from_le_bytes(table[i..i + SLOT_BYTES].try_into().expect("slot entry"))
+        };
+        let mut at = vec![None; slots];
+        for (s, at) in at.iter_mut().enumerate() {
+            let e = entry(s);
+            if e & SLOT_FREE_BIT == 0 {
+                let off = (e as usize).checked_sub(HEADER_BYTES)?;
+                let len = node_bytes_from_head(head(data.get(off..)?));
+                (len > 0 && off + len <= data.len()).then_some(())?;
+                *at = Some(off);
+            }
+        }
+        let mut child = vec![false; slots];
+        let mut forest = true;
+        for off in at.iter().flatten() {
+            let node = &data[*off..];
+            for_each_child_field(node, |field| match slot_field(node, field) {
+                NIL => {}
+                c => match child.get_mut(c as usize).filter(|_| at[c as usize].is_some()) {
+                    Some(named) => forest &= !std::mem::replace(named, true),
+                    None => forest = false,
+                },
+            });
+        }
+        forest.then_some(Forest { data, at, child })
+    }
+
+    fn node(&self, s: usize) -> &[u8] {
+        &self.data[self.at[s].expect("live slot")..]
+    }
+
+    /// A node whose slot must keep its number: named from outside the
+    /// frame (`ENTRY`), or by no node here (the root, or a link's target).
+    fn fixed(&self, s: usize) -> bool {
+        !self.child[s] || self.node(s)[OFF_FLAGS] & FLAG_ENTRY != 0
+    }
+
+    /// Every live slot in preorder from each unnamed node (by slot), and
+    /// its new number; `None` if some live node is unreachable (a cycle).
+    fn preorder(&self) -> Option<Layout> {
+        let slots = self.at.len();
+        let live = self.at.iter().flatten().count();
+        let mut order = Vec::with_capacity(live);
+        let mut stack = Vec::new();
+        for root in (0..slots).filter(|&s| self.at[s].is_some() && !self.child[s]) {
+            stack.push(root as u32);
+            while let Some(s) = stack.pop() {
+                order.push(s);
+                let node = self.node(s as usize);
+                // Last pushed pops first: the end leaf, then key order.
+                let from = stack.len();
+                for_each_child_field(node, |f| match slot_field(node, f) {
+                    NIL => {}
+                    c => stack.push(c),
+                });
+                stack[from..].reverse();
+            }
+        }
+        (order.len() == live).then_some(())?;
+        let mut renumber = vec![NIL; slots];
+        let mut taken = vec![false; slots];
+        for &s in order.iter().filter(|&&s| self.fixed(s as usize)) {
+            renumber[s as usize] = s;
+            taken[s as usize] = true;
+        }
+        let mut next = 0;
+        for &s in order.iter().filter(|&&s| !self.fixed(s as usize)) {
+            while taken[next] {
+                next += 1;
+            }
+            renumber[s as usize] = next as u32;
+            taken[next] = true;
+        }
+        Some(Layout { order, renumber })
+    }
+}
+
+/// The first eight bytes at `bytes` (zeros past its end), little-endian.
+fn head(bytes: &[u8]) -> u64 {
+    let mut h = [0u8; 8];
+    let n = bytes.len().min(8);
+    h[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(h)
+}
+
+/// Where each node goes: `order` is the preorder of old slots,
+/// `renumber[old]` the new number of each live slot.
+struct Layout {
+    order: Vec<u32>,
+    renumber: Vec<u32>,
+}
+
+impl Layout {
+    /// The new data area, slot table (slot 0's entry last) and free-list
+    /// head: nodes packed in `order`, child fields renamed, the unused
+    /// numbers below the highest one freed, lowest first.
+    fn build(&self, frame: &Forest<'_>) -> Tidied {
+        let mut data = Vec::with_capacity(frame.data.len());
+        let count = self.order.iter().map(|&s| self.renumber[s as usize] + 1).max().unwrap_or(0) as usize;
+        let mut offset = vec![NIL; count];
+        for &s in &self.order {
+            let node = frame.node(s as usize);
+            let len = node_bytes_from_head(head(node));
+            let start = data.len();
+            data.extend_from_slice(&node[..len]);
+            remap_image_slots(&mut data[start..], |c| self.renumber[c as usize]);
+            offset[self.renumber[s as usize] as usize] = (HEADER_BYTES + start) as u32;
+        }
+        let mut table = vec![0u8; count * SLOT_BYTES];
+        let mut free_head = NIL;
+        for n in (0..count).rev() {
+            let e = match offset[n] {
+                NIL => SLOT_FREE_BIT | std::mem::replace(&mut free_head, n as u32),
+                off => off,
+            };
+            let i = (count - 1 - n) * SLOT_BYTES;
+            table[i..i + SLOT_BYTES].copy_from_slice(&e.to_le_bytes());
+        }
+        Tidied { data, table, free_head }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::FrameId;
+    use crate::layout::node::{encode_leaf, Inner, LeafAt, KIND_LEAF};
+    use crate::layout::space::new_node;
+    use crate::layout::Slot;
+    use crate::tree::spill::{child_slots, entry_slots};
+    use crate::{Tree, TreeBuilder};
+
+    /// Keys in random order, spread over a few hundred "directories", enough
+    /// to spill into several frames.
+    fn random_tree(keys: u32) -> Tree {
+        let tree = TreeBuilder::new("tidy").memory().open().unwrap();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..keys {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = format!("d{:03}/{:016x}-{i}", x % 300, x >> 8);
+            tree.put(key.as_bytes(), &[i as u8; 40]).unwrap();
+        }
+        tree
+    }
+
+    fn contents(tree: &Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let entry = |e: crate::RangeEntry| match e {
+            crate::RangeEntry::Key { key, value } => (key, value),
+            crate::RangeEntry::CommonPrefix(p) => panic!("no delimiter, no group: {p:?}"),
+        };
+        tree.range().into_iter().map(|e| entry(e.unwrap())).collect()
+    }
+
+    /// The subtree at `root`, each node before its end leaf and children.
+    fn in_key_order(b: &FrameBuf, root: Slot) -> Vec<Slot> {
+        let mut out = vec![root];
+        for c in child_slots(b, root) {
+            out.extend(in_key_order(b, c));
+        }
+        out
+    }
+
+    #[test]
+    fn a_tidy_keeps_every_key_and_lays_each_frame_out_in_key_order() {
+        let tree = random_tree(40_000);
+        let before = contents(&tree);
+        let pool = tree.engine().pool();
+        let ids = pool.live_ids();
+        assert!(ids.len() > 3, "the keys spilled into several frames");
+        for &id in &ids {
+            let b = pool.cell(id).unwrap().buf().unwrap();
+            let entries = entry_slots(b);
+            let (live_slots, live_bytes) = (b.live_slots(), b.live_bytes());
+            assert!(b.placed() > 0);
+            plan(b).expect("a tree's frame is a forest").install(b);
+            assert_eq!(entry_slots(b), entries, "frame {id:?}: entries keep their slots");
+            assert_eq!((b.live_slots(), b.live_bytes(), b.dead_bytes(), b.placed()), (live_slots, live_bytes, 0, 0));
+            assert!(!wants_tidy(b));
+            // After a tidy a subtree's leaves lie in key order in the data
+            // area, and are numbered in that order.
+            for &e in &entries {
+                let leaves: Vec<(Slot, usize)> = in_key_order(b, e)
+                    .into_iter()
+                    .filter_map(|s| b.node_offset(s).filter(|&off| b.u8(off) == KIND_LEAF).map(|off| (s, off)))
+                    .collect();
+                let keys: Vec<Vec<u8>> = leaves.iter().map(|&(_, off)| LeafAt(off).key(b)).collect();
+                assert!(keys.windows(2).all(|w| w[0] < w[1]));
+                assert!(leaves.windows(2).all(|w| w[0].1 < w[1].1), "frame {id:?}: leaves in key order in the data area");
+                let renamed: Vec<u32> = leaves.iter().map(|&(s, _)| s.0).filter(|s| !entries.contains(&Slot(*s))).collect();
+                assert!(renamed.windows(2).all(|w| w[0] < w[1]), "frame {id:?}: leaves numbered in key order");
+            }
+        }
+        tree.engine().check_invariants().unwrap();
+        assert_eq!(contents(&tree), before);
+        for (i, (k, v)) in before.iter().enumerate().step_by(97) {
+            assert_eq!(tree.get(k).unwrap().as_ref(), Some(v), "key {i}");
+        }
+        tree.put(b"d000/after", b"v").unwrap();
+        tree.delete(&before[5].0).unwrap();
+        tree.engine().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_frame_whose_nodes_are_not_a_forest_is_left_alone() {
+        let b = FrameBuf::zeroed();
+        b.format(FrameId(2));
+        let leaf = new_node(&b, &encode_leaf(b"ab", b"v", 1, 0));
+        let inner = |flags, children| Inner { flags, prefix: b"a".to_vec(), end: NIL, children };
+        new_node(&b, &inner(FLAG_ENTRY, vec![(b'b', leaf.0)]).encode());
+        assert!(plan(&b).is_some(), "one parent per node");
+        let twice = new_node(&b, &inner(FLAG_ENTRY, vec![(b'b', leaf.0)]).encode());
+        assert!(plan(&b).is_none(), "a leaf named by two parents");
+        crate::layout::space::free_node(&b, twice);
+        new_node(&b, &inner(FLAG_ENTRY, vec![(b'b', 999)]).encode());
+        assert!(plan(&b).is_none(), "a child past the slot table");
+    }
+}

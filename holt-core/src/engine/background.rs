@@ -82,8 +82,8 @@ fn run(weak: Weak<Engine>, signal: Arc<Signal>, interval: Duration) {
         }
         signal.wake.store(false, Ordering::Release);
         let Some(engine) = weak.upgrade() else { return };
-        if engine.checkpoint_due(last.elapsed() >= interval) {
-            match engine.checkpoint_now() {
+        if let Some(start) = engine.checkpoint_due(last.elapsed() >= interval) {
+            match engine.checkpoint_now(start) {
                 Ok(()) => last = Instant::now(),
                 Err(e) => log::warn!("background checkpoint failed: {e}"),
             }

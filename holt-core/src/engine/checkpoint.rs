@@ -2,10 +2,10 @@
 //! and publish them without holding up writers, then trim the WAL.
 //!
 //! Protocol (and what a crash at each step leaves):
-//! 0. tidy: dirty frames whose inserts scattered their nodes are laid out
-//!    in key order (`maintenance::tidy_dirty`), each under its own latch,
-//!    like any writer; no content changes, nothing is logged, so a crash
-//!    here loses nothing;
+//! 0. tidy (`Start::Tidy`): resident frames whose inserts scattered their
+//!    nodes are laid out in key order (`maintenance::tidy_resident`), each
+//!    under its own latch, like any writer; no content changes, nothing is
+//!    logged, so a crash here loses nothing;
 //! 1. cut, under the exclusive side of the commit gate (writers hold the
 //!    shared side from latching to releasing their frames): the cut LSN is
 //!    the journal's last LSN, every record up to it is in the frames, none
@@ -46,6 +46,20 @@ use crate::layout::seal_image;
 use crate::store::manifest::ManifestMeta;
 use crate::store::pool::{Cut, FrameCell};
 use crate::tree::ROOT_FRAME;
+
+/// How a checkpoint begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Tidy the dirty frames that want it first (step 0): asked for
+    /// (`Tree::checkpoint`, a clean close), or due on the timer alone,
+    /// when writers are few enough that the tidies' short latch holds and
+    /// the longer checkpoint cost them little.
+    Tidy,
+    /// Capture at once: writers press on a bound (WAL, dirty frames, the
+    /// cache) or wait for this checkpoint, which a tidy would lengthen by
+    /// a quarter of a millisecond a frame.
+    Now,
+}
 
 struct Capture<'p> {
     lsn: Lsn,
@@ -144,16 +158,16 @@ impl Engine {
     }
 
     /// Write dirty frames and trim the WAL (no-op in memory mode).
-    pub(crate) fn checkpoint_now(&self) -> Result<()> {
+    pub(crate) fn checkpoint_now(&self, start: Start) -> Result<()> {
         let Some(d) = &self.durable else { return Ok(()) };
         let _serial = d.checkpoint_serial.lock();
-        self.checkpoint_locked(d)
+        self.checkpoint_locked(d, start)
     }
 
     /// `checkpoint_now` for a caller holding `checkpoint_serial`.
-    pub(crate) fn checkpoint_locked(&self, d: &Durable) -> Result<()> {
+    pub(crate) fn checkpoint_locked(&self, d: &Durable, start: Start) -> Result<()> {
         let timer = self.checkpoint_time.start(&self.checkpoints);
-        let done = self.checkpoint_and_trim(d);
+        let done = self.checkpoint_and_trim(d, start);
         timer.stop(&self.checkpoints);
         if done.is_ok() && d.reserve.is_low() {
             d.reserve.establish();
@@ -161,9 +175,11 @@ impl Engine {
         done
     }
 
-    fn checkpoint_and_trim(&self, d: &Durable) -> Result<()> {
+    fn checkpoint_and_trim(&self, d: &Durable, start: Start) -> Result<()> {
         self.check_poison()?;
-        maintenance::tidy_dirty(&self.pool);
+        if start == Start::Tidy {
+            maintenance::tidy_resident(&self.pool);
+        }
         let mut cap = self.capture(d)?;
         // Nothing written since the published checkpoint (a clean close of
         // an idle tree): it already is this checkpoint. Its retired ids

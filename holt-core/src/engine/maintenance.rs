@@ -2,9 +2,10 @@
 //! to `FRAMES_PER_STEP` frames from a rotating cursor; for each it lays the
 //! frame out in key order if enough nodes were placed out of order
 //! (`tree::tidy`), else compacts dead space above a threshold, and folds
-//! small linked child frames back in. Before each checkpoint's cut, the
-//! dirty frames that want it are tidied (`tidy_dirty`), so what the
-//! checkpoint writes, and what later reads walk, is in key order.
+//! small linked child frames back in. Before the cut of a checkpoint asked
+//! for or due on the timer alone, every resident frame that wants it is
+//! tidied (`tidy_resident`), so what the checkpoint writes, and what later
+//! reads walk, is in key order.
 //! Frames are latched with try-lock only, so maintenance never blocks or
 //! deadlocks with writers; a busy frame is simply skipped this round.
 
@@ -67,9 +68,11 @@ fn visit(pool: &Pool, id: FrameId) {
     }
 }
 
-/// Tidy every dirty frame that wants it and no writer holds.
-pub(crate) fn tidy_dirty(pool: &Pool) {
-    for id in pool.dirty_ids() {
+/// Tidy every resident frame that wants it and no writer holds: dirty
+/// ones, and clean ones a checkpoint under pressure wrote untidy (which a
+/// tidy dirties: the checkpoint that follows writes them once more).
+pub(crate) fn tidy_resident(pool: &Pool) {
+    for id in pool.live_ids() {
         tidy_frame(pool, id);
     }
 }

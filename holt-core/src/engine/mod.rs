@@ -24,6 +24,7 @@ use parking_lot::{RwLock, RwLockReadGuard};
 pub(crate) use config::Config;
 
 use self::background::Background;
+use self::checkpoint::Start;
 use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
 use self::poison::{Poison, Refuse};
@@ -337,7 +338,7 @@ impl Engine {
         }
         let _serial = d.checkpoint_serial.lock();
         if overdue() {
-            if let Err(e) = self.checkpoint_locked(d) {
+            if let Err(e) = self.checkpoint_locked(d, Start::Now) {
                 log::warn!("checkpoint over the WAL or cache bound failed (retried later): {e}");
             }
         }
@@ -359,16 +360,22 @@ impl Engine {
         }
     }
 
-    /// Whether the background checkpointer should run now.
-    pub(crate) fn checkpoint_due(&self, interval_elapsed: bool) -> bool {
-        let Some(d) = &self.durable else { return false };
+    /// Whether the background checkpointer should run now, and how: at
+    /// once when a bound presses, after a tidy when only the timer is due.
+    pub(crate) fn checkpoint_due(&self, interval_elapsed: bool) -> Option<Start> {
+        let d = self.durable.as_ref()?;
         let dirty = self.pool.dirty_count();
-        dirty > 0
-            && self.check_poison().is_ok()
-            && (interval_elapsed
-                || dirty >= self.cfg.dirty_frames_mark()
-                || self.pool.over_budget()
-                || d.journal.bytes() >= self.cfg.wal_bytes_target)
+        if dirty == 0 || self.check_poison().is_err() {
+            return None;
+        }
+        let pressed = dirty >= self.cfg.dirty_frames_mark()
+            || self.pool.over_budget()
+            || d.journal.bytes() >= self.cfg.wal_bytes_target;
+        match (pressed, interval_elapsed) {
+            (true, _) => Some(Start::Now),
+            (false, true) => Some(Start::Tidy),
+            (false, false) => None,
+        }
     }
 
     /// `Err(Poisoned)` once writes are refused.
@@ -413,7 +420,7 @@ impl Engine {
     }
 
     pub fn checkpoint(&self) -> Result<()> {
-        self.checkpoint_now()
+        self.checkpoint_now(Start::Tidy)
     }
 
     pub fn compact(&self) -> Result<()> {
@@ -493,7 +500,7 @@ impl Engine {
         if self.durable.is_none() || self.check_poison().is_err() {
             return;
         }
-        match self.checkpoint_now() {
+        match self.checkpoint_now(Start::Tidy) {
             Ok(()) => self.retire_wal_history(),
             Err(e) => {
                 log::error!("checkpoint at close failed (the WAL keeps every write): {e}");

@@ -24,6 +24,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::checkpoint::Start;
 use super::durable::{decode_user, Durable};
 use super::sink::RefusingSink;
 use super::Engine;
@@ -114,7 +115,7 @@ impl Engine {
         origin: Box<dyn Any + Send + Sync>,
     ) -> Result<(Arc<dyn FrameSource>, Vec<FrameId>, u64)> {
         let _serial = d.checkpoint_serial.lock();
-        self.checkpoint_locked(d)?;
+        self.checkpoint_locked(d, Start::Now)?;
         let pinned = d.store.pin_published();
         let source =
             PinnedFrames { store: Arc::clone(&d.store), pin: pinned.id, frames: pinned.frames, _origin: origin };

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::capture_tests::{frames_only, open_on};
-use super::maintenance::tidy_dirty;
+use super::checkpoint::Start;
+use super::maintenance::tidy_resident;
 use super::power_loss_tests::contents;
 use crate::store::mem_vfs::MemVfs;
 use crate::store::splitmix::SplitMix64;
@@ -55,6 +56,28 @@ fn a_checkpoint_publishes_frames_laid_out_in_key_order() {
     assert_eq!(frames_wanting_tidy(&published), 0);
 }
 
+/// Checkpoints a bound forces (a writer over the WAL or cache bound, or
+/// the checkpointer woken by a mark) capture at once; asked-for ones, and
+/// those only the timer made due, tidy first.
+#[test]
+fn only_checkpoints_no_bound_presses_tidy_first() {
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let (mut model, mut rng) = (BTreeMap::new(), SplitMix64::new(12));
+    put_random(&tree, &mut model, &mut rng, 30_000);
+    let engine = tree.engine();
+    assert_eq!(engine.checkpoint_due(false), None, "no mark reached, timer not due");
+    assert_eq!(engine.checkpoint_due(true), Some(Start::Tidy));
+    let wanting = frames_wanting_tidy(&tree);
+    engine.checkpoint_now(Start::Now).unwrap();
+    assert_eq!((engine.pool().counters.tidies.get(), frames_wanting_tidy(&tree)), (0, wanting));
+    assert_eq!(engine.checkpoint_due(true), None, "nothing dirty");
+    tree.checkpoint().unwrap();
+    assert_eq!(engine.pool().counters.tidies.get(), wanting as u64, "clean frames written untidy are tidied too");
+    let published = open_on(&frames_only(&vfs));
+    assert_eq!((contents(&published), frames_wanting_tidy(&published)), (model, 0));
+}
+
 /// Readers check every answer against the one value a key ever holds,
 /// and that scans return their directory's first keys in order, while a
 /// writer adds keys and the main thread tidies whatever is dirty.
@@ -81,9 +104,9 @@ fn tidies_under_readers_and_writers_change_no_answer() {
     };
     let pool = &tree.engine().pool;
     while !writer.is_finished() {
-        tidy_dirty(pool);
+        tidy_resident(pool);
     }
-    tidy_dirty(pool);
+    tidy_resident(pool);
     stop.store(true, Ordering::Relaxed);
     model.extend(writer.join().unwrap());
     let reads: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();

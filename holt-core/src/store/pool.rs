@@ -391,15 +391,6 @@ impl Pool {
     }
 
     /// Live frames modified since their last capture (one atomic load).
-    /// The frames dirtied since the last cut, each once (some may have
-    /// been cleaned or retired since).
-    pub(crate) fn dirty_ids(&self) -> Vec<FrameId> {
-        let mut ids = self.dirty.ids.lock().clone();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-
     pub(crate) fn dirty_count(&self) -> usize {
         self.dirty.count.load(Ordering::Acquire)
     }

@@ -25,7 +25,7 @@ use crate::layout::{FrameBuf, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES, SLOT_F
 
 /// A frame is worth a tidy once this share (1/N) of its live nodes were
 /// placed since the last one.
-const PLACED_SHARE: u32 = 4;
+const PLACED_SHARE: u32 = 8;
 /// ...and at least this many: a small frame fits in a few cache lines
 /// however its nodes lie.
 const PLACED_MIN: u32 = 64;

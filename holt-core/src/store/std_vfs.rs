@@ -59,6 +59,10 @@ impl FileIo for StdFile {
     fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
         will_need(&self.0, offset, len)
     }
+
+    fn random_access(&self) -> io::Result<()> {
+        advise(&self.0, 0, 0, libc::POSIX_FADV_RANDOM)
+    }
 }
 
 /// Options that open a store file without following a symlink in its last
@@ -103,12 +107,17 @@ pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// `posix_fadvise(POSIX_FADV_WILLNEED)` (see `FileIo::will_need`).
 pub(crate) fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    advise(file, offset, len, libc::POSIX_FADV_WILLNEED)
+}
+
+/// `posix_fadvise` of `[offset, offset + len)` (`len` 0: to the end).
+pub(crate) fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
     };
     // SAFETY: plain syscall on an open descriptor; no memory is passed.
-    match unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) } {
+    match unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) } {
         0 => Ok(()),
         err => Err(io::Error::from_raw_os_error(err)),
     }
@@ -214,13 +223,22 @@ mod tests {
     /// cache (the WAL's pages ahead of its writer), changing no byte.
     #[test]
     fn will_need_caches_a_reserved_range_without_changing_it() {
-        use std::os::fd::AsRawFd;
         let tmp = tempfile::tempdir().unwrap();
         let file = StdVfs.open(&tmp.path().join("seg"), true).unwrap();
         let len = 1usize << 20;
         file.allocate(0, len as u64).unwrap();
         file.will_need(0, len as u64).unwrap();
-        let raw = fs::OpenOptions::new().read(true).open(tmp.path().join("seg")).unwrap();
+        let cached = cached_pages(&tmp.path().join("seg"), len);
+        assert!(cached * 2 >= len / 4096, "{cached} of {} pages cached", len / 4096);
+        let mut back = vec![1u8; len];
+        assert_eq!(file.read_at(&mut back, 0).unwrap(), len);
+        assert!(back.iter().all(|&b| b == 0));
+    }
+
+    /// Pages of `path`'s first `len` bytes in the page cache.
+    fn cached_pages(path: &std::path::Path, len: usize) -> usize {
+        use std::os::fd::AsRawFd;
+        let raw = fs::OpenOptions::new().read(true).open(path).unwrap();
         // SAFETY: a fresh read-only shared mapping of `len` bytes of the file, unmapped below.
         let map = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, raw.as_raw_fd(), 0) };
         assert_ne!(map, libc::MAP_FAILED);
@@ -229,10 +247,30 @@ mod tests {
         assert_eq!(unsafe { libc::mincore(map, len, resident.as_mut_ptr()) }, 0);
         // SAFETY: the mapping made above, no longer used.
         unsafe { libc::munmap(map, len) };
-        let cached = resident.iter().filter(|&&r| r & 1 != 0).count();
-        assert!(cached * 2 >= resident.len(), "{cached} of {} pages cached", resident.len());
-        let mut back = vec![1u8; len];
-        assert_eq!(file.read_at(&mut back, 0).unwrap(), len);
-        assert!(back.iter().all(|&b| b == 0));
+        resident.iter().filter(|&&r| r & 1 != 0).count()
+    }
+
+    /// After `random_access`, a read brings in the pages it asked for and
+    /// no readahead window past them (a frame load reads one slot).
+    #[test]
+    fn random_access_reads_no_further_than_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("frames");
+        let len = 4usize << 20;
+        fs::write(&path, vec![7u8; len]).unwrap();
+        let file = StdVfs.open(&path, false).unwrap();
+        file.sync_data().unwrap();
+        let raw = fs::File::open(&path).unwrap();
+        advise(&raw, 0, 0, libc::POSIX_FADV_DONTNEED).unwrap();
+        assert_eq!(cached_pages(&path, len), 0, "clean pages dropped");
+        file.random_access().unwrap();
+        // Reads one after another: the kernel would take them for a
+        // sequential stream and read far ahead.
+        let mut buf = vec![0u8; 4096];
+        for page in 256..260 {
+            assert_eq!(file.read_at(&mut buf, page * 4096).unwrap(), buf.len());
+            assert!(buf.iter().all(|&b| b == 7));
+        }
+        assert_eq!(cached_pages(&path, len), 4, "the pages read, none ahead");
     }
 }

@@ -191,6 +191,10 @@ impl FileIo for UringFile {
     fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
         super::std_vfs::will_need(&self.file, offset, len)
     }
+
+    fn random_access(&self) -> io::Result<()> {
+        super::std_vfs::advise(&self.file, 0, 0, libc::POSIX_FADV_RANDOM)
+    }
 }
 
 impl Vfs for UringVfs {

@@ -56,6 +56,13 @@ pub(crate) trait FileIo: Send + Sync {
     fn will_need(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Ok(())
     }
+
+    /// Reads of this file come in no order: read what is asked, nothing
+    /// ahead of it (`posix_fadvise(POSIX_FADV_RANDOM)`). A hint: it changes
+    /// no byte and nothing durable. A no-op for simulated files.
+    fn random_access(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A directory tree of files.

@@ -1,12 +1,20 @@
-//! Larger than memory (`--ltm DIR`): holt-core alone, persistent, with a
+//! Larger than memory (`--ltm DIR`): holt-core, persistent, with a
 //! buffer pool a fraction of the tree (1/8 by default, `--ltm-share`), so
-//! most operations miss the cache. Each cell reports its rate and what the
+//! most operations miss the cache; or LMDB (`--ltm-engine lmdb`), which
+//! caches through the page cache. With `--ltm-cap` the process runs the
+//! cells under a cgroup memory limit of that budget (`cgroup.rs`), page
+//! cache included, and the cold cells start with the page cache dropped:
+//! the two engines then get the same memory (holt-core's pool is a third
+//! of it: `CAP_POOL_SHARE`), and misses go to the disk. A process that
+//! goes over the cap is killed by the kernel (`dmesg`: "Memory cgroup out
+//! of memory"), its rows so far on stderr. Each cell reports its rate and what the
 //! misses cost: hit ratio, frames loaded per operation, frames read per
 //! miss, and bytes read per operation, as the engine counts them
 //! (`TreeCounters::frames_read`, feature `read-counters`) and as the kernel counts the
 //! process's reads (`rchar` of /proc/self/io: page-cache hits included, so
 //! it measures the engine's reads, not the disk's), bytes written
-//! (`wchar`: checkpoints' frame writes; not WAL appends through its mapping)
+//! (`wchar`: checkpoints' frame writes; not WAL appends through its mapping),
+//! bytes the disk read (`read_bytes`: what the page cache did not hold)
 //! and CPU time per operation (all threads), which a loaded machine's
 //! waits do not inflate as they do the rate.
 //!
@@ -18,8 +26,10 @@
 use std::path::Path;
 use std::time::Instant;
 
+use crate::cgroup::{drop_caches, MemoryCap};
 use crate::engines::{Core, Durability, Kv, Res};
 use crate::harness::secs;
+use crate::peers::store::Store;
 use crate::report::human;
 use crate::workload::{inode_value, Dataset, Rng};
 use crate::Opts;
@@ -52,17 +62,24 @@ struct Reads {
     engine: Option<(u64, u64)>,
     rchar: u64,
     wchar: u64,
+    /// Bytes the storage below the page cache read for the process.
+    disk: u64,
     /// CPU time of every thread of the process (checkpointer included), in
     /// clock ticks: the work a cell cost, whatever it waited for.
     cpu_ticks: u64,
 }
 
 impl Reads {
-    fn sample(t: &Core) -> Res<Reads> {
-        let s = t.0.stats().map_err(|e| e.to_string())?;
-        let (rchar, wchar) = io_bytes()?;
-        let (hits, misses, engine) = (s.cache_hits, s.cache_misses, engine_reads(t));
-        Ok(Reads { hits, misses, engine, rchar, wchar, cpu_ticks: cpu_ticks()? })
+    fn sample(t: &Engine) -> Res<Reads> {
+        let (rchar, wchar, disk) = io_bytes()?;
+        let (hits, misses, engine) = match t {
+            Engine::Core(t) => {
+                let c = t.0.counters();
+                (c.cache_hits, c.cache_misses, engine_reads(t))
+            }
+            Engine::Other(_) => (0, 0, None),
+        };
+        Ok(Reads { hits, misses, engine, rchar, wchar, disk, cpu_ticks: cpu_ticks()? })
     }
 
     fn since(self, before: Reads) -> Reads {
@@ -76,6 +93,7 @@ impl Reads {
             engine,
             rchar: self.rchar - before.rchar,
             wchar: self.wchar - before.wchar,
+            disk: self.disk - before.disk,
             cpu_ticks: self.cpu_ticks - before.cpu_ticks,
         }
     }
@@ -94,8 +112,9 @@ fn engine_reads(_: &Core) -> Option<(u64, u64)> {
 }
 
 /// Bytes this process has read and written through read(2)- and
-/// write(2)-like calls (WAL appends through its mapping do not count).
-fn io_bytes() -> Res<(u64, u64)> {
+/// write(2)-like calls (WAL appends through its mapping do not count), and
+/// bytes the storage read for it (faults of mapped files included).
+fn io_bytes() -> Res<(u64, u64, u64)> {
     let io = std::fs::read_to_string("/proc/self/io").map_err(|e| format!("/proc/self/io: {e}"))?;
     let field = |name: &str| {
         io.lines()
@@ -103,7 +122,7 @@ fn io_bytes() -> Res<(u64, u64)> {
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| format!("no {name} in /proc/self/io"))
     };
-    Ok((field("rchar:")?, field("wchar:")?))
+    Ok((field("rchar:")?, field("wchar:")?, field("read_bytes:")?))
 }
 
 /// Clock ticks per second of /proc times (USER_HZ: 100 on Linux).
@@ -119,8 +138,53 @@ fn cpu_ticks() -> Res<u64> {
     field(14).zip(field(15)).map(|(u, s)| u + s).ok_or_else(|| "no utime/stime in /proc/self/stat".to_string())
 }
 
+/// The engine the cells drive.
+enum Engine {
+    Core(Core),
+    /// An engine of the peer run (LMDB): no cache counters of its own.
+    Other(Box<dyn Store>),
+}
+
+impl Engine {
+    fn get(&self, key: &[u8]) -> Res<Option<Vec<u8>>> {
+        match self {
+            Engine::Core(t) => Kv::get(t, key),
+            Engine::Other(s) => s.get(key),
+        }
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Res<()> {
+        match self {
+            Engine::Core(t) => Kv::put(t, key, value),
+            Engine::Other(s) => s.put(key, value),
+        }
+    }
+
+    /// Entries of a delimiter listing of `prefix`.
+    fn list(&self, prefix: &[u8]) -> Res<usize> {
+        match self {
+            Engine::Core(t) => Kv::list_dir(t, prefix).map(|(n, _)| n),
+            Engine::Other(s) => s.list(prefix).map(|(n, _)| n),
+        }
+    }
+
+    fn settle(&self) -> Res<()> {
+        match self {
+            Engine::Core(t) => Kv::checkpoint(t),
+            Engine::Other(s) => s.settle(),
+        }
+    }
+
+    fn shape(&self) -> String {
+        match self {
+            Engine::Core(t) => Kv::shape(t),
+            Engine::Other(s) => s.shape(),
+        }
+    }
+}
+
 /// Run `work` (returning its operation count) on `t` and measure it.
-fn measure(t: &Core, name: String, unit: Option<&'static str>, work: impl FnOnce() -> Res<u64>) -> Res<Row> {
+fn measure(t: &Engine, name: String, unit: Option<&'static str>, work: impl FnOnce() -> Res<u64>) -> Res<Row> {
     let before = Reads::sample(t)?;
     let start = Instant::now();
     let ops = work()?;
@@ -168,13 +232,13 @@ impl Zipf {
 fn pool_for(ds: &Dataset, share: usize) -> Res<(u64, usize)> {
     let t = Core::memory(1 << 20)?;
     for i in (0..ds.keys.len()).step_by(CALIBRATION_STRIDE) {
-        t.put(&ds.keys[i], &ds.values[i])?;
+        Kv::put(&t, &ds.keys[i], &ds.values[i])?;
     }
     let frames = t.0.stats().map_err(|e| e.to_string())?.frames * CALIBRATION_STRIDE as u64;
     Ok((frames, (frames as usize / share).max(holt_core::POOL_FRAMES_MIN)))
 }
 
-fn gets(t: &Core, ds: &Dataset, indices: impl Iterator<Item = usize>) -> Res<u64> {
+fn gets(t: &Engine, ds: &Dataset, indices: impl Iterator<Item = usize>) -> Res<u64> {
     let mut n = 0;
     for i in indices {
         match t.get(&ds.keys[i])? {
@@ -185,11 +249,11 @@ fn gets(t: &Core, ds: &Dataset, indices: impl Iterator<Item = usize>) -> Res<u64
     Ok(n)
 }
 
-fn lists(t: &Core, ds: &Dataset, count: usize) -> Res<u64> {
+fn lists(t: &Engine, ds: &Dataset, count: usize) -> Res<u64> {
     let mut rng = Rng::new(LIST_SEED);
     for _ in 0..count {
         let dir = &ds.dirs[rng.below(ds.dirs.len())];
-        let (n, _) = t.list_dir(&dir.prefix)?;
+        let n = t.list(&dir.prefix)?;
         if n != dir.len {
             return Err(format!("list_dir {:?}: {n} entries, expected {}", dir.prefix, dir.len));
         }
@@ -197,7 +261,7 @@ fn lists(t: &Core, ds: &Dataset, count: usize) -> Res<u64> {
     Ok(count as u64)
 }
 
-fn inserts(t: &Core, ds: &Dataset, count: usize) -> Res<u64> {
+fn inserts(t: &Engine, ds: &Dataset, count: usize) -> Res<u64> {
     let mut rng = Rng::new(INSERT_SEED);
     for i in 0..count {
         let mut key = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
@@ -207,27 +271,62 @@ fn inserts(t: &Core, ds: &Dataset, count: usize) -> Res<u64> {
     Ok(count as u64)
 }
 
-/// Every cell, in order, on a fresh store in `root/holt-core-ltm`.
+/// Pool frames holt-core gets of a memory budget under `--ltm-cap`. A
+/// checkpoint holds an image of every frame dirty at its cut (up to the
+/// whole pool) until it is written, and its files' pages (frames read,
+/// the WAL's mapping) need room too: with 3/4 of the budget as its pool
+/// the cgroup killed it.
+const CAP_POOL_SHARE: (usize, usize) = (1, 3);
+
+/// Opens the run's engine in `dir` with a budget of `pool` frames.
+fn opener(opts: &Opts, dir: &Path, pool: usize) -> Res<impl Fn() -> Res<Engine>> {
+    let core_pool = if opts.ltm_cap { (pool * CAP_POOL_SHARE.0 / CAP_POOL_SHARE.1).max(holt_core::POOL_FRAMES_MIN) } else { pool };
+    let lmdb = match opts.ltm_engine.as_str() {
+        "holt-core" => false,
+        "lmdb" => true,
+        other => return Err(format!("--ltm-engine {other}: holt-core or lmdb")),
+    };
+    let dir = dir.to_path_buf();
+    Ok(move || match lmdb {
+        true => crate::peers::lmdb::open_larger_than_memory(&dir, Durability::Ack).map(Engine::Other),
+        false => Core::persistent(&dir, core_pool, Durability::Ack).map(Engine::Core),
+    })
+}
+
+/// Every cell, in order, on a fresh store in `root/<engine>-ltm`.
 pub fn run(ds: &Dataset, opts: &Opts, root: &Path) -> Res<Vec<Row>> {
     let (frames_est, pool) = pool_for(ds, opts.ltm_share)?;
-    let dir = root.join("holt-core-ltm");
+    let dir = root.join(format!("{}-ltm", opts.ltm_engine));
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
     }
-    let open = || Core::persistent(&dir, pool, Durability::Ack);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let budget = pool as u64 * (holt_core::FRAME_BYTES as u64);
+    let cap = opts.ltm_cap.then(|| MemoryCap::enter(budget)).transpose()?;
+    let open = opener(opts, &dir, pool)?;
     let mut rows = Vec::new();
     let t = open()?;
-    let all = ds.keys.len() as u64;
-    let creation = |t: &Core| crate::cells::load(t, ds, &(0..all as u32).collect::<Vec<_>>());
+    let creation = |t: &Engine| -> Res<u64> {
+        for (k, v) in ds.keys.iter().zip(&ds.values) {
+            t.put(k, v)?;
+        }
+        Ok(ds.keys.len() as u64)
+    };
     rows.push(measure(&t, "bulk load (creation order, like an untar)".into(), Some("keys/s"), || creation(&t))?);
-    rows.push(measure(&t, "checkpoint after the load".into(), None, || t.checkpoint().map(|()| 1))?);
-    let frames = t.0.stats().map_err(|e| e.to_string())?.frames;
+    rows.push(measure(&t, "checkpoint after the load".into(), None, || t.settle().map(|()| 1))?);
+    let on_disk = dir_bytes(&dir)?;
     println!(
-        "ltm: pool {pool} frames ({} MiB) for a tree of {frames} frames (estimated {frames_est}): 1/{:.1}",
-        pool / 2,
-        frames as f64 / pool as f64
+        "ltm: {}: budget {pool} frames ({} MiB{}) for a tree of {frames_est} frames (estimated), 1/{:.1}; files {} MiB",
+        opts.ltm_engine,
+        budget >> 20,
+        if opts.ltm_cap { ", a cgroup cap" } else { "" },
+        frames_est as f64 / pool as f64,
+        on_disk >> 20
     );
     drop(t);
+    if cap.is_some() {
+        drop_caches()?;
+    }
     let t = open()?;
     let ops = opts.ltm_ops;
     let probe = ds.order(PROBE_SEED);
@@ -242,7 +341,21 @@ pub fn run(ds: &Dataset, opts: &Opts, root: &Path) -> Res<Vec<Row>> {
     let name = "insert fresh into random directories".to_string();
     rows.push(measure(&t, name, Some("keys/s"), || inserts(&t, ds, ops / 10))?);
     eprintln!("ltm: after the cells: {}", t.shape());
+    if let Some(cap) = &cap {
+        println!("ltm: the cap's peak use {} MiB of {} MiB", cap.peak_bytes()? >> 20, budget >> 20);
+    }
     Ok(rows)
+}
+
+/// Bytes of the files under `dir` (one level of subdirectories deep).
+fn dir_bytes(dir: &Path) -> Res<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        let meta = e.metadata().map_err(|e| e.to_string())?;
+        total += if meta.is_dir() { dir_bytes(&e.path())? } else { meta.len() };
+    }
+    Ok(total)
 }
 
 fn per_op(x: u64, ops: u64) -> f64 {
@@ -263,7 +376,7 @@ fn row_line(r: &Row) -> String {
     };
     let cpu_us = d.cpu_ticks as f64 / TICKS_PER_SEC * 1e6 / r.ops.max(1) as f64;
     format!(
-        "| {} | {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} | {} |",
         r.name,
         r.ops,
         rate,
@@ -274,6 +387,7 @@ fn row_line(r: &Row) -> String {
         engine_bytes,
         human(per_op(d.rchar, r.ops)),
         human(per_op(d.wchar, r.ops)),
+        human(per_op(d.disk, r.ops)),
     )
 }
 
@@ -281,8 +395,8 @@ fn row_line(r: &Row) -> String {
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
         "| cell | ops | rate | CPU µs / op | hit ratio | frames loaded / op | frames read / miss \
-         | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) | disk bytes read / op |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s += &row_line(r);

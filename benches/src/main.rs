@@ -6,6 +6,7 @@
 
 mod bulk;
 mod cells;
+mod cgroup;
 mod engines;
 mod harness;
 mod ltm;
@@ -44,6 +45,11 @@ pub struct Opts {
     pub ltm_share: usize,
     /// Gets per ltm get cell (listings and inserts: a tenth of it).
     pub ltm_ops: usize,
+    /// The engine of the ltm cells: "holt-core" or "lmdb".
+    pub ltm_engine: String,
+    /// Cap the ltm cells' memory at the budget with a cgroup, and start
+    /// the cold cells with the page cache dropped (`--ltm-cap`).
+    pub ltm_cap: bool,
     /// Run only the write-latency tail of holt-core, in this directory
     /// (`--tail`, `tail.rs`).
     pub tail: Option<PathBuf>,
@@ -57,7 +63,7 @@ impl Opts {
     }
 }
 
-const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup] [--ltm DIR [--ltm-share N] [--ltm-ops N]] [--tail DIR]";
+const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup] [--ltm DIR [--ltm-share N] [--ltm-ops N] [--ltm-engine holt-core|lmdb] [--ltm-cap]] [--tail DIR]";
 const LTM_SHARE_DEFAULT: usize = 8;
 const LTM_OPS_DEFAULT: usize = 200_000;
 
@@ -74,6 +80,8 @@ fn parse_args() -> Result<Opts, String> {
         ltm: None,
         ltm_share: LTM_SHARE_DEFAULT,
         ltm_ops: LTM_OPS_DEFAULT,
+        ltm_engine: "holt-core".into(),
+        ltm_cap: false,
         tail: None,
     };
     let mut args = std::env::args().skip(1);
@@ -94,6 +102,8 @@ fn parse_args() -> Result<Opts, String> {
             "--ltm" => o.ltm = Some(args.next().ok_or(USAGE)?.into()),
             "--ltm-share" => o.ltm_share = num("--ltm-share")?.max(1),
             "--ltm-ops" => o.ltm_ops = num("--ltm-ops")?.max(10),
+            "--ltm-engine" => o.ltm_engine = args.next().ok_or(USAGE)?,
+            "--ltm-cap" => o.ltm_cap = true,
             "--tail" => o.tail = Some(args.next().ok_or(USAGE)?.into()),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -128,7 +138,7 @@ fn run(opts: &Opts) -> Result<Vec<cells::Cell>, String> {
     }
     if let Some(dir) = &opts.ltm {
         let rows = ltm::run(&ds, opts, dir)?;
-        println!("\nlarger than memory (holt-core alone):\n\n{}", ltm::table(&rows));
+        println!("\nlarger than memory ({}):\n\n{}", opts.ltm_engine, ltm::table(&rows));
         return Ok(out);
     }
     if !opts.skip_memory {

@@ -25,13 +25,26 @@ pub struct Lmdb {
 }
 
 pub fn open(dir: &Path, d: Durability) -> Res<Box<dyn Store>> {
+    open_with(dir, d, EnvFlags::empty())
+}
+
+/// `open` with LMDB's `MDB_NORDAHEAD`, as its documentation advises for a
+/// database larger than memory: a page fault reads that page, not the
+/// readahead window around it (the `--ltm` cells).
+pub fn open_larger_than_memory(dir: &Path, d: Durability) -> Res<Box<dyn Store>> {
+    open_with(dir, d, EnvFlags::NO_READ_AHEAD)
+}
+
+fn open_with(dir: &Path, d: Durability, mut flags: EnvFlags) -> Res<Box<dyn Store>> {
     let mut options = EnvOpenOptions::new();
     options.map_size(MAP_BYTES);
     if d == Durability::Ack {
-        // SAFETY: NO_SYNC trades durability against a system crash, which
-        // is exactly the Ack contract; it never risks memory safety.
-        unsafe { options.flags(EnvFlags::NO_SYNC) };
+        flags |= EnvFlags::NO_SYNC;
     }
+    // SAFETY: NO_SYNC trades durability against a system crash, which is
+    // exactly the Ack contract, and NO_READ_AHEAD only changes how pages
+    // are faulted in; neither risks memory safety.
+    unsafe { options.flags(flags) };
     // SAFETY: nothing else maps or truncates this bench's private file.
     let env = unsafe { options.open(dir) }.map_err(err)?;
     let wtxn = env.write_txn().map_err(err)?;

@@ -15,14 +15,14 @@ mod child;
 mod data;
 mod fjall;
 mod holt;
-mod lmdb;
+pub(crate) mod lmdb;
 mod mix;
 mod parent;
 mod redb;
 mod report;
 #[cfg(feature = "rocksdb")]
 mod rocksdb;
-mod store;
+pub(crate) mod store;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -292,3 +292,32 @@ fn checkpoints_under_concurrent_writers_publish_whole_cuts() {
     all.check_invariants().unwrap();
     assert_eq!(prefix_per_writer(&all, writers), written, "every acknowledged write survives");
 }
+
+/// A checkpoint asked for writes each image as it is copied and reuses
+/// its buffer: a few buffers, however many frames are dirty. One a bound
+/// forces gives every dirty frame a buffer up front (writers may copy
+/// most of them before the copier comes). Both publish the whole cut.
+#[test]
+fn a_quiet_checkpoint_holds_a_few_images_however_many_frames_are_dirty() {
+    use super::checkpoint::Start;
+    use crate::store::pool::WRITER_SPARES;
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let mut model = Model::new();
+    let pool = &tree.engine().pool;
+    for (round, start) in [Start::Tidy, Start::Now].into_iter().enumerate() {
+        for i in 0..60_000u32 {
+            put(&tree, &mut model, i.wrapping_mul(2_654_435_761) % 200_000, round as u8);
+        }
+        let dirty = pool.dirty_count() as u64;
+        assert!(dirty > 2 * WRITER_SPARES as u64, "{dirty} dirty frames");
+        let made = pool.images_made();
+        tree.engine().checkpoint_now(start).unwrap();
+        let buffers = pool.images_made() - made;
+        match start {
+            Start::Tidy => assert!(buffers <= WRITER_SPARES as u64 + 1, "{buffers} buffers for {dirty} dirty frames"),
+            Start::Now => assert!(buffers >= dirty, "{buffers} buffers for {dirty} dirty frames"),
+        }
+        assert_eq!(contents(&open_on(&frames_only(&vfs))), model, "{start:?}: the published cut");
+    }
+}

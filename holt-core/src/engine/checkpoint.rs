@@ -17,23 +17,27 @@
 //!    step 5) or by a writer about to change it (copy-on-write, under the
 //!    writer's latch). A writer waits for at most one claim per frame it
 //!    latches (one copy, where writers kept the copier from a clean read).
+//!    Each image is sealed and written into a shadow slot, which no
+//!    manifest names yet: as soon as it is taken (`Start::Tidy`: a few
+//!    buffers in use at a time), or once all are (`Start::Now`: writers
+//!    meet pending frames only while the copies run);
 //! 3. sync the WAL through the cut (write-ahead rule: no frame image is
 //!    published before the records that produced it are durable);
-//! 4. write the images into shadow slots, drop the frames retired before
-//!    the cut, and publish the manifest with the cut LSN. A crash before the
-//!    publish leaves the previous checkpoint in force, and replay from its
-//!    LSN rebuilds everything; after it, replay starts at the cut.
+//! 4. drop the frames retired before the cut and publish the manifest with
+//!    the cut LSN. A crash before the publish leaves the previous
+//!    checkpoint in force, and replay from its LSN rebuilds everything;
+//!    after it, replay starts at the cut.
 //! 5. unpin the copied frames, free the dropped ids, trim WAL segments
 //!    wholly at or below the cut.
 //!
 //! On failure the frames the copier cleaned are marked dirty again (those
 //! a writer copied are dirty already) and the retired ids wait for the
 //! next cut, so nothing is lost from memory and the next checkpoint retries
-//! them. A publication that finds the disk full releases the store's space
-//! reserve and is retried once (it writes only shadow slots and a new
-//! manifest, so repeating it is safe); a checkpoint that succeeds while the
-//! reserve is spent tries to make it whole again, after the trim has given
-//! back the WAL's space.
+//! them. A checkpoint that finds the disk full releases the store's space
+//! reserve and runs once more from a new cut (the failed one put its frames
+//! back; its shadow slots stay unreferenced); a checkpoint that succeeds
+//! while the reserve is spent tries to make it whole again, after the trim
+//! has given back the WAL's space.
 
 use std::time::Instant;
 
@@ -44,7 +48,7 @@ use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::seal_image;
 use crate::store::manifest::ManifestMeta;
-use crate::store::pool::{Cut, FrameCell};
+use crate::store::pool::{Cut, WRITER_SPARES};
 use crate::tree::ROOT_FRAME;
 
 /// How a checkpoint begins.
@@ -59,20 +63,6 @@ pub(crate) enum Start {
     /// cache) or wait for this checkpoint, which a tidy would lengthen by
     /// a quarter of a millisecond a frame.
     Now,
-}
-
-struct Capture<'p> {
-    lsn: Lsn,
-    /// Frames the copier cleaned, pinned until `release_captured`.
-    held: Vec<(FrameId, &'p FrameCell)>,
-    /// The image of every frame dirty at the cut, as it was then, by id.
-    images: Vec<(FrameId, Vec<u8>)>,
-    /// Ids retired before the cut (`Cut::retired`), freed once published.
-    retired: Vec<FrameId>,
-    /// The stored ones among `retired`: the frames this checkpoint drops.
-    dropped: Vec<FrameId>,
-    keys: u64,
-    next_frame_id: u64,
 }
 
 /// What the cut reads under the gate besides the pool's `Cut`.
@@ -90,16 +80,35 @@ fn after_cut() {}
 pub(crate) use cut_hook::{after_cut, on_next_cut};
 
 impl Engine {
+    /// One checkpoint of one cut: the frames' images are written to
+    /// shadow slots as the copier takes them, then the WAL is synced
+    /// through the cut and the manifest published. `Ok` with the cut's LSN,
+    /// and false when nothing changed since the published checkpoint,
+    /// which then already is this one (nothing written).
+    /// On `Err` everything is put back for the next cut: the frames the
+    /// copier cleaned are dirty again (those a writer copied are dirty
+    /// already), the retired ids wait, and the shadow slots written stay
+    /// unreferenced.
+    ///
     /// `Err(Poisoned)` if the engine was poisoned by the time the cut is
     /// taken: a batch that failed half applied held the gate until it had
     /// raised the poison, so no capture cut after it runs, and one cut
     /// before it holds only images from before it (its writer copied each
     /// pending frame before changing it).
-    fn capture(&self, d: &Durable) -> Result<Capture<'_>> {
+    fn checkpoint_once(&self, d: &Durable, start: Start) -> Result<(Lsn, bool)> {
         let pool = &self.pool;
+        // The transaction first: once the cut is taken, every pending frame
+        // must be copied, whatever fails.
+        let mut txn = d.store.begin_checkpoint()?;
         // Image buffers are allocated and faulted in before the cut, so a
-        // copy (a writer's included) faults nothing (~0.4 ms a buffer).
-        pool.provision_images(pool.dirty_count());
+        // copy (a writer's included) faults nothing (~0.4 ms a buffer):
+        // one per dirty frame when writers press, since they may copy most
+        // of them before the copier gets there; a quiet checkpoint's
+        // copier reuses a few as it writes.
+        pool.provision_images(match start {
+            Start::Now => pool.dirty_count().max(WRITER_SPARES + 1),
+            Start::Tidy => WRITER_SPARES + 1,
+        });
         let (cut, meta) = match self.cut(d) {
             Ok(cut) => cut,
             Err(e) => {
@@ -108,22 +117,39 @@ impl Engine {
             }
         };
         after_cut();
-        let held = pool.copy_pending(&cut);
-        let dropped = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();
-        let images = pool.take_images();
-        debug_assert!(
-            cut.retired.iter().all(|id| images.binary_search_by_key(id, |&(i, _)| i).is_err()),
-            "a frame retired before the cut was not live at it"
-        );
-        Ok(Capture {
-            lsn: meta.lsn,
-            held,
-            images,
-            retired: cut.retired,
-            dropped,
-            keys: meta.keys,
-            next_frame_id: meta.next_frame_id,
-        })
+        let mut written = 0usize;
+        let (held, copied) = pool.copy_pending(&cut, start == Start::Tidy, &mut |id, img| {
+            debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
+            seal_image(img);
+            written += 1;
+            txn.write_frame(id, img)
+        });
+        pool.drop_spare_images();
+        let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();
+        // Nothing written since the published checkpoint (a clean close of
+        // an idle tree): it already is this checkpoint. Its retired ids
+        // were never stored.
+        let unchanged = copied.is_ok() && written == 0 && dropped.is_empty() && d.store.checkpoint_lsn() == Some(meta.lsn);
+        let published = copied.and_then(|()| {
+            if unchanged {
+                return Ok(());
+            }
+            // Write-ahead: no image is published before the records that
+            // made it are durable.
+            d.journal.sync()?;
+            for &id in &dropped {
+                txn.drop_frame(id);
+            }
+            txn.commit(ManifestMeta {
+                checkpoint_lsn: meta.lsn,
+                next_frame_id: meta.next_frame_id,
+                root: ROOT_FRAME,
+                user: encode_user(meta.keys),
+            })
+        });
+        pool.release_captured(&held, published.is_ok());
+        pool.settle_retired(cut.retired, published.is_ok());
+        published.map(|()| (meta.lsn, !unchanged))
     }
 
     /// Step 1: no frame is copied here, so writers wait only for a few
@@ -137,24 +163,6 @@ impl Engine {
         drop(gate);
         self.checkpoint_time.cut_done(taken);
         Ok((cut, meta))
-    }
-
-    fn publish(&self, d: &Durable, cap: &mut Capture<'_>) -> Result<()> {
-        d.journal.sync()?;
-        let mut txn = d.store.begin_checkpoint()?;
-        for (id, img) in &mut cap.images {
-            seal_image(img);
-            txn.write_frame(*id, img)?;
-        }
-        for &id in &cap.dropped {
-            txn.drop_frame(id);
-        }
-        txn.commit(ManifestMeta {
-            checkpoint_lsn: cap.lsn,
-            next_frame_id: cap.next_frame_id,
-            root: ROOT_FRAME,
-            user: encode_user(cap.keys),
-        })
     }
 
     /// Write dirty frames and trim the WAL (no-op in memory mode).
@@ -180,24 +188,21 @@ impl Engine {
         if start == Start::Tidy {
             maintenance::tidy_resident(&self.pool);
         }
-        let mut cap = self.capture(d)?;
-        // Nothing written since the published checkpoint (a clean close of
-        // an idle tree): it already is this checkpoint. Its retired ids
-        // were never stored.
-        let unchanged = cap.images.is_empty() && cap.dropped.is_empty() && d.store.checkpoint_lsn() == Some(cap.lsn);
-        if unchanged {
-            self.pool.settle_retired(cap.retired, true);
-            return d.journal.trim(cap.lsn);
+        // A full disk releases the store's space reserve and the whole
+        // checkpoint runs again from a new cut (the failed one put every
+        // frame back), once.
+        match d.reserve.retry("checkpoint", || self.checkpoint_once(d, start)) {
+            Ok((lsn, published)) => {
+                if published {
+                    self.checkpoints.add(1);
+                }
+                d.journal.trim(lsn)
+            }
+            Err(e) => {
+                self.poison_if_durability_unknown(&e);
+                Err(e)
+            }
         }
-        let result = d.reserve.retry("checkpoint", || self.publish(d, &mut cap));
-        self.pool.release_captured(&cap.held, result.is_ok());
-        self.pool.settle_retired(std::mem::take(&mut cap.retired), result.is_ok());
-        if let Err(e) = result {
-            self.poison_if_durability_unknown(&e);
-            return Err(e);
-        }
-        self.checkpoints.add(1);
-        d.journal.trim(cap.lsn)
     }
 }
 

@@ -81,10 +81,14 @@ use crate::layout::FRAME_BYTES;
 /// Spare image buffers the copier leaves to writers: a writer that finds
 /// none allocates one under its latch (page faults and zeroing, about
 /// 0.4 ms a frame).
-const WRITER_SPARES: usize = 8;
+pub(crate) const WRITER_SPARES: usize = 8;
 /// Optimistic copies the copier tries for one frame before it copies
 /// under a hold (writers kept changing the frame).
 const UNHELD_COPY_TRIES: usize = 4;
+
+/// Where the copier sends each image of a cut: seal and write it (the
+/// buffer is reused once it returns).
+pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8]) -> crate::error::Result<()> + 'a;
 
 /// What a cut took from the epoch it ended.
 pub(crate) struct Cut {
@@ -101,6 +105,8 @@ pub(super) struct Images {
     taken: Mutex<Vec<(FrameId, Vec<u8>)>>,
     spare: Mutex<Vec<Vec<u8>>>,
     copy_nanos_max: AtomicU64,
+    /// Image buffers allocated since the pool was made.
+    made: AtomicU64,
 }
 
 /// A zeroed frame image buffer with every page already touched (a store the
@@ -118,7 +124,7 @@ impl Pool {
     /// in now, before the cut, so copies after it fault nothing.
     pub(crate) fn provision_images(&self, frames: usize) {
         let have = self.images.spare.lock().len();
-        let more: Vec<Vec<u8>> = (have..frames).map(|_| faulted_image()).collect();
+        let more: Vec<Vec<u8>> = (have..frames).map(|_| self.new_image()).collect();
         self.images.spare.lock().extend(more);
     }
 
@@ -149,7 +155,10 @@ impl Pool {
 
     #[cold]
     fn copy_on_write(&self, id: FrameId, cell: &FrameCell) {
-        let img = self.images.spare.lock().pop().unwrap_or_else(|| vec![0; FRAME_BYTES]);
+        let img = self.images.spare.lock().pop().unwrap_or_else(|| {
+            self.images.made.fetch_add(1, Ordering::Relaxed);
+            vec![0; FRAME_BYTES]
+        });
         self.take_image(id, cell, img);
         // After the image is in: a copier that sees the frame no longer
         // pending may take the images at once.
@@ -184,9 +193,24 @@ impl Pool {
 
     /// The checkpoint's copier, after `cut`: copy every frame of the cut
     /// still pending, each under its latch's hold; each turns clean and is
-    /// pinned. Returns them for `release_captured`.
-    pub(crate) fn copy_pending(&self, cut: &Cut) -> Vec<(FrameId, &FrameCell)> {
-        let mut held = Vec::new();
+    /// pinned. Every image, the writers' copies included, goes to `write`,
+    /// and its buffer back to the spares. With `stream`, each as soon as it
+    /// is taken: a quiet checkpoint holds a few images at a time, not one
+    /// per dirty frame. Without, once every frame is copied: writers meet
+    /// pending frames, and copy them on their own path, only for as long
+    /// as the copies take, not the writes too. After a failed write the
+    /// copier still takes every pending frame (a frame left pending would
+    /// hand a later writer's copy to no capture) but writes nothing more.
+    /// Returns the frames it cleaned, for `release_captured`, and the
+    /// first failure.
+    pub(crate) fn copy_pending(
+        &self,
+        cut: &Cut,
+        stream: bool,
+        write: &mut ImageSink<'_>,
+    ) -> (Vec<(FrameId, &FrameCell)>, crate::error::Result<()>) {
+        let (mut held, mut copied) = (Vec::new(), Vec::new());
+        let mut written = Ok(());
         for &id in &cut.dirtied {
             let Some(cell) = self.cell(id) else { continue };
             // A look without the latch only skips: a frame stops being
@@ -195,18 +219,45 @@ impl Pool {
                 continue;
             }
             let img = self.copier_buffer();
-            let unused = match self.copy_unheld(cell, img) {
-                Ok(img) => self.claim(id, cell, img, &mut held),
-                Err(img) => {
-                    cell.latch.hold();
-                    let img = self.copy_into(cell, img);
-                    self.claim(id, cell, img, &mut held)
-                }
-            };
-            self.images.spare.lock().extend(unused);
+            let img = self.copy_unheld(cell, img).unwrap_or_else(|img| {
+                cell.latch.hold();
+                self.copy_into(cell, img)
+            });
+            match self.claim(id, cell, img, &mut held) {
+                Ok(img) if stream => self.write_image(id, img, write, &mut written),
+                Ok(img) => copied.push((id, img)),
+                Err(unused) => self.images.spare.lock().push(unused),
+            }
+            if stream {
+                self.write_taken(write, &mut written);
+            }
         }
+        for (id, img) in copied {
+            self.write_image(id, img, write, &mut written);
+        }
+        // Every writer's copy is in: a writer puts its image in before the
+        // frame stops being pending.
+        self.write_taken(write, &mut written);
         self.captured.fetch_add(held.len(), Ordering::AcqRel);
-        held
+        (held, written)
+    }
+
+    /// Hand `img` to `write` unless a write failed already; its buffer goes
+    /// back to the spares as zeros (see `copy_into`).
+    fn write_image(&self, id: FrameId, mut img: Vec<u8>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
+        if written.is_ok() {
+            *written = write(id, &mut img);
+        }
+        img.fill(0);
+        self.images.spare.lock().push(img);
+    }
+
+    /// Write the images writers copied so far.
+    fn write_taken(&self, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
+        let taken = std::mem::take(&mut *self.images.taken.lock());
+        for (id, img) in taken {
+            self.write_image(id, img, write, written);
+        }
     }
 
     /// Copy the pending frame in `cell` without keeping writers out while
@@ -241,25 +292,30 @@ impl Pool {
     }
 
     /// Under the hold of `cell` the caller took: if the frame is still
-    /// pending, `img` (its copy) goes into the capture, the frame turns
-    /// clean and stays pinned until `release_captured`. Releases the hold;
-    /// returns the buffer when a writer had copied the frame first.
-    fn claim<'p>(&'p self, id: FrameId, cell: &'p FrameCell, img: Vec<u8>, held: &mut Vec<(FrameId, &'p FrameCell)>) -> Option<Vec<u8>> {
-        let unused = if self.is_pending(cell) {
+    /// pending, `img` (its copy) is the capture's, the frame turns clean
+    /// and stays pinned until `release_captured`. Releases the hold;
+    /// `Err` with the buffer, zeroed, when a writer had copied the frame
+    /// first.
+    fn claim<'p>(
+        &'p self,
+        id: FrameId,
+        cell: &'p FrameCell,
+        mut img: Vec<u8>,
+        held: &mut Vec<(FrameId, &'p FrameCell)>,
+    ) -> Result<Vec<u8>, Vec<u8>> {
+        let claimed = if self.is_pending(cell) {
             cell.pin();
-            self.images.taken.lock().push((id, img));
             cell.dirty_epoch.store(0, Ordering::Release);
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
             held.push((id, cell));
-            None
+            Ok(img)
         } else {
             // Spare buffers are zeros (see `copy_into`).
-            let mut img = img;
             img.fill(0);
-            Some(img)
+            Err(img)
         };
         cell.latch.release_hold();
-        unused
+        claimed
     }
 
     /// A spare buffer unless only the writers' share is left.
@@ -269,20 +325,21 @@ impl Pool {
             return spare.pop().expect("more than the writers' share");
         }
         drop(spare);
+        self.new_image()
+    }
+
+    fn new_image(&self) -> Vec<u8> {
+        self.images.made.fetch_add(1, Ordering::Relaxed);
         faulted_image()
     }
 
-    /// Every image of the cut, by id, after `copy_pending`; the spare
-    /// buffers are freed.
-    pub(crate) fn take_images(&self) -> Vec<(FrameId, Vec<u8>)> {
-        self.drop_spare_images();
-        let mut taken = std::mem::take(&mut *self.images.taken.lock());
-        taken.sort_unstable_by_key(|&(id, _)| id);
-        debug_assert!(taken.windows(2).all(|w| w[0].0 < w[1].0), "each frame is copied once per cut");
-        taken
+    /// Image buffers allocated so far (tests bound a capture's memory).
+    #[cfg(test)]
+    pub(crate) fn images_made(&self) -> u64 {
+        self.images.made.load(Ordering::Relaxed)
     }
 
-    /// Free the spare buffers (a capture that took no cut).
+    /// Free the spare buffers (after a capture, or one that took no cut).
     pub(crate) fn drop_spare_images(&self) {
         std::mem::take(&mut *self.images.spare.lock());
     }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub(crate) use self::capture::Cut;
+pub(crate) use self::capture::{Cut, WRITER_SPARES};
 #[cfg(test)]
 pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;

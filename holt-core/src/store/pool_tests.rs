@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{FrameCell, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM};
+use super::{Cut, FrameCell, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM};
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
@@ -59,12 +59,25 @@ fn dirty_frames(pool: &Pool, n: usize) -> Vec<FrameId> {
         .collect()
 }
 
+/// The copier's pass over `cut`: the frames it cleaned, and every image
+/// it handed out (the writers' copies included), by id.
+fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> (Vec<(FrameId, &'p FrameCell)>, Vec<(FrameId, Vec<u8>)>) {
+    let mut images = Vec::new();
+    let (held, written) = pool.copy_pending(cut, true, &mut |id, img| {
+        images.push((id, img.to_vec()));
+        Ok(())
+    });
+    written.unwrap();
+    images.sort_by_key(|&(id, _)| id);
+    (held, images)
+}
+
 /// A checkpoint's capture with no writer running: the cut, then the
 /// copier takes every image. The ids the cut retired count as dropped.
 fn capture(pool: &Pool) -> Vec<(FrameId, &FrameCell)> {
     let cut = pool.cut();
-    let held = pool.copy_pending(&cut);
-    assert_eq!(pool.take_images().len(), held.len(), "the copier took every image");
+    let (held, images) = copy_all(pool, &cut);
+    assert_eq!(images.len(), held.len(), "the copier took every image");
     pool.settle_retired(cut.retired, true);
     held
 }
@@ -185,9 +198,8 @@ fn a_writer_copies_a_pending_frame_once_and_the_copier_skips_it() {
     pool.before_write(ids[1], cell);
     cell.latch.unlock();
     assert_eq!((pool.images_taken(), pool.counters.copies_on_write.get()), (1, 1), "copied once, before the change");
-    let held = pool.copy_pending(&cut);
+    let (held, images) = copy_all(&pool, &cut);
     assert_eq!(held.iter().map(|&(id, _)| id).collect::<Vec<_>>(), [ids[0], ids[2]]);
-    let images = pool.take_images();
     assert_eq!(images.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids, "every frame of the cut, once");
     assert!(images[1].1 == at_cut, "the writer's copy is the frame at the cut");
     assert_eq!(pool.dirty_count(), 1, "only the written frame is dirty after the copy");

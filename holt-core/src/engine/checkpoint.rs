@@ -54,14 +54,15 @@ use crate::tree::ROOT_FRAME;
 /// How a checkpoint begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Start {
-    /// Tidy the dirty frames that want it first (step 0): asked for
-    /// (`Tree::checkpoint`, a clean close), or due on the timer alone,
-    /// when writers are few enough that the tidies' short latch holds and
-    /// the longer checkpoint cost them little.
+    /// Tidy the resident frames that want it first (step 0), and write
+    /// each image as soon as it is taken: asked for (`Tree::checkpoint`, a
+    /// clean close), or due on the timer alone, when writers are few
+    /// enough that the tidies' short latch holds, the longer checkpoint
+    /// and the longer wait of pending frames cost them little.
     Tidy,
-    /// Capture at once: writers press on a bound (WAL, dirty frames, the
-    /// cache) or wait for this checkpoint, which a tidy would lengthen by
-    /// a quarter of a millisecond a frame.
+    /// Capture at once, every frame copied before any is written, a buffer
+    /// ready for each: writers press on a bound (WAL, dirty frames, the
+    /// cache) or wait for this checkpoint.
     Now,
 }
 

@@ -86,26 +86,6 @@ fn inner_body_bytes(kind: u8) -> usize {
     }
 }
 
-/// Index of `byte` among the `n` key bytes at `body` (an N4's or N16's
-/// key array), eight at a time: a descent's search costs one or two word
-/// loads, not one per key. The lowest flagged byte of a word is always a
-/// true match (a false flag needs a borrow from a lower match), so a
-/// match past `n`, among the array's unused bytes, means none before it.
-#[inline]
-fn key_index(b: &FrameBuf, body: usize, n: usize, byte: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    for w in 0..n.div_ceil(8) {
-        let x = b.u64(body + 8 * w) ^ (LO * u64::from(byte));
-        let flags = x.wrapping_sub(LO) & !x & HI;
-        if flags != 0 {
-            let i = 8 * w + (flags.trailing_zeros() / 8) as usize;
-            return (i < n).then_some(i);
-        }
-    }
-    None
-}
-
 /// Smallest inner kind that holds `children` children.
 pub(crate) fn inner_kind_for(children: usize) -> u8 {
     match children {
@@ -129,9 +109,19 @@ pub(crate) fn node_bytes(b: &FrameBuf, off: usize) -> usize {
     node_bytes_from_head(b.u64(off))
 }
 
+/// Size of the node whose image starts at `image[0]` (the slice may end
+/// before the node does: bytes past it read as zeros). 0 for an unknown
+/// kind.
+pub(crate) fn image_node_bytes(image: &[u8]) -> usize {
+    let mut head = [0u8; 8];
+    let n = image.len().min(8);
+    head[..n].copy_from_slice(&image[..n]);
+    node_bytes_from_head(u64::from_le_bytes(head))
+}
+
 /// Size of a node from its first eight bytes (little-endian): every
 /// length that sizes a node lies in them. 0 for an unknown kind.
-pub(crate) fn node_bytes_from_head(head: u64) -> usize {
+fn node_bytes_from_head(head: u64) -> usize {
     let field = |at: usize, n: usize| ((head >> (8 * at)) & ((1u64 << (8 * n)) - 1)) as usize;
     match head as u8 {
         KIND_LEAF => leaf_bytes(field(LEAF_KEY_LEN, 2), field(LEAF_VAL_LEN, 4)),
@@ -246,7 +236,8 @@ impl InnerAt {
             k @ (KIND_N4 | KIND_N16) => {
                 let cap = inner_capacity(k);
                 let n = self.count(b).min(cap);
-                match key_index(b, body, n, byte) {
+                // Eight keys a load (`find_byte`), not one.
+                match b.find_byte(body, n, byte) {
                     Some(i) => b.u32(body + cap + 4 * i),
                     None => NIL,
                 }
@@ -380,8 +371,10 @@ impl InnerAt {
 /// leaves and links. The image's own lengths are trusted: the caller
 /// copied it from a frame it holds exclusively.
 pub(crate) fn for_each_child_field(node: &[u8], f: impl FnMut(usize)) {
-    let kind = node[OFF_KIND];
-    let index = if kind == KIND_N48 { &node[image_body(node)..image_body(node) + 256] } else { &[] };
+    let index = match node[OFF_KIND] {
+        KIND_N48 => &node[image_body(node)..][..256],
+        _ => &[],
+    };
     child_field_offsets(node, index, f);
 }
 
@@ -426,9 +419,10 @@ pub(crate) fn remap_image_slots(node: &mut [u8], mut f: impl FnMut(u32) -> u32) 
         let body = image_body(node);
         index.copy_from_slice(&node[body..body + 256]);
     }
+    // The fields' places depend on the header and an N48's index only,
+    // which the renaming leaves alone: read them from copies.
     let head: [u8; INNER_HEADER_BYTES] = node[..INNER_HEADER_BYTES].try_into().expect("an inner header");
-    let fields = |f: &mut dyn FnMut(usize)| child_field_offsets(&head, if n48 { &index } else { &[] }, f);
-    fields(&mut |at| {
+    child_field_offsets(&head, if n48 { &index } else { &[] }, |at| {
         let slot = slot_field(node, at);
         if slot != NIL {
             node[at..at + 4].copy_from_slice(&f(slot).to_le_bytes());

@@ -9,7 +9,7 @@
 //!
 //! Every function here requires the frame to be held exclusively.
 
-use super::node::{node_bytes, node_bytes_from_head};
+use super::node::{image_node_bytes, node_bytes};
 use super::*;
 
 /// Bytes between the end of the data area and the slot table.
@@ -249,10 +249,7 @@ fn compact_into(b: &FrameBuf, scratch: &mut Vec<u8>, table_at: usize, table: &mu
             continue;
         }
         let at = e as usize - HEADER_BYTES;
-        let mut head = [0u8; 8];
-        let n = old.len().saturating_sub(at).min(8);
-        head[..n].copy_from_slice(&old[at..at + n]);
-        let len = node_bytes_from_head(u64::from_le_bytes(head));
+        let len = image_node_bytes(&old[at..]);
         new[cursor..cursor + len].copy_from_slice(&old[at..at + len]);
         entry.copy_from_slice(&((HEADER_BYTES + cursor) as u32).to_le_bytes());
         cursor += len;

@@ -19,7 +19,7 @@
 //! readers see either layout, and the content (every key, value and
 //! version) is the same in both: nothing is logged.
 
-use crate::layout::node::{for_each_child_field, node_bytes_from_head, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
+use crate::layout::node::{for_each_child_field, image_node_bytes, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
 use crate::layout::space::{install_layout, with_scratch};
 use crate::layout::{FrameBuf, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES, SLOT_FREE_BIT};
 
@@ -100,7 +100,7 @@ impl<'a> Forest<'a> {
             let e = entry(s);
             if e & SLOT_FREE_BIT == 0 {
                 let off = (e as usize).checked_sub(HEADER_BYTES)?;
-                let len = node_bytes_from_head(head(data.get(off..)?));
+                let len = image_node_bytes(data.get(off..)?);
                 (len > 0 && off + len <= data.len()).then_some(())?;
                 *at = Some(off);
             }
@@ -170,14 +170,6 @@ impl<'a> Forest<'a> {
     }
 }
 
-/// The first eight bytes at `bytes` (zeros past its end), little-endian.
-fn head(bytes: &[u8]) -> u64 {
-    let mut h = [0u8; 8];
-    let n = bytes.len().min(8);
-    h[..n].copy_from_slice(&bytes[..n]);
-    u64::from_le_bytes(h)
-}
-
 /// Where each node goes: `order` is the preorder of old slots,
 /// `renumber[old]` the new number of each live slot.
 struct Layout {
@@ -195,7 +187,7 @@ impl Layout {
         let mut offset = vec![NIL; count];
         for &s in &self.order {
             let node = frame.node(s as usize);
-            let len = node_bytes_from_head(head(node));
+            let len = image_node_bytes(node);
             let start = data.len();
             data.extend_from_slice(&node[..len]);
             remap_image_slots(&mut data[start..], |c| self.renumber[c as usize]);

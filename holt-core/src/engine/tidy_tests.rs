@@ -38,12 +38,19 @@ fn frames_wanting_tidy(tree: &Tree) -> usize {
     pool.live_ids().into_iter().filter(|&id| pool.cell(id).and_then(|c| c.buf()).is_some_and(wants_tidy)).count()
 }
 
-#[test]
-fn a_checkpoint_publishes_frames_laid_out_in_key_order() {
+/// A store on a simulated disk holding 30k keys put in random order (their
+/// frames want a tidy), and its model.
+fn scattered_store(seed: u64) -> (MemVfs, Tree, BTreeMap<Vec<u8>, Vec<u8>>) {
     let vfs = MemVfs::new();
     let tree = open_on(&vfs);
-    let (mut model, mut rng) = (BTreeMap::new(), SplitMix64::new(11));
+    let (mut model, mut rng) = (BTreeMap::new(), SplitMix64::new(seed));
     put_random(&tree, &mut model, &mut rng, 30_000);
+    (vfs, tree, model)
+}
+
+#[test]
+fn a_checkpoint_publishes_frames_laid_out_in_key_order() {
+    let (vfs, tree, model) = scattered_store(11);
     let wanting = frames_wanting_tidy(&tree);
     assert!(wanting > 0, "random inserts scatter nodes");
     tree.checkpoint().unwrap();
@@ -61,10 +68,7 @@ fn a_checkpoint_publishes_frames_laid_out_in_key_order() {
 /// those only the timer made due, tidy first.
 #[test]
 fn only_checkpoints_no_bound_presses_tidy_first() {
-    let vfs = MemVfs::new();
-    let tree = open_on(&vfs);
-    let (mut model, mut rng) = (BTreeMap::new(), SplitMix64::new(12));
-    put_random(&tree, &mut model, &mut rng, 30_000);
+    let (vfs, tree, model) = scattered_store(12);
     let engine = tree.engine();
     assert_eq!(engine.checkpoint_due(false), None, "no mark reached, timer not due");
     assert_eq!(engine.checkpoint_due(true), Some(Start::Tidy));

@@ -21,9 +21,9 @@ use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::store::vfs::Vfs;
 use crate::Tree;
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+pub(super) type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-const DIR: &str = "/store";
+pub(super) const DIR: &str = "/store";
 
 /// A store on `vfs` whose every write is synced before it returns, with no
 /// background checkpointer and a pool the tests never fill.
@@ -45,12 +45,12 @@ fn value(i: u32, round: u8) -> Vec<u8> {
     vec![round; 60 + (i % 50) as usize]
 }
 
-fn put(tree: &Tree, model: &mut Model, i: u32, round: u8) {
+pub(super) fn put(tree: &Tree, model: &mut Model, i: u32, round: u8) {
     tree.put(&key(i), &value(i, round)).unwrap();
     model.insert(key(i), value(i, round));
 }
 
-fn delete(tree: &Tree, model: &mut Model, i: u32) {
+pub(super) fn delete(tree: &Tree, model: &mut Model, i: u32) {
     tree.delete(&key(i)).unwrap();
     model.remove(&key(i));
 }

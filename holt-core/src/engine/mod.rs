@@ -530,6 +530,8 @@ mod cache_tests;
 #[cfg(test)]
 mod capture_tests;
 #[cfg(test)]
+mod checkpoint_crash_tests;
+#[cfg(test)]
 mod power_loss_tests;
 #[cfg(test)]
 mod space_tests;

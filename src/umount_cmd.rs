@@ -3,13 +3,19 @@
 //! machine) right after.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use holt_mount::mountpoint;
 use log::info;
 
 /// How long `umount` waits for the daemon to close the store.
 const CLOSE_WAIT: Duration = Duration::from_secs(120);
+
+/// How long `umount` retries a busy mount. A file closed just before is
+/// still held for a moment by any child forked while it was open (until the
+/// child's exec closes it), so a script's `close; umount` can meet EBUSY
+/// that clears by itself; a file really held open does not.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
 
 pub fn run(mountpoint: &Path, lazy: bool) -> Result<(), String> {
     let canonical = std::fs::canonicalize(mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
@@ -19,8 +25,28 @@ pub fn run(mountpoint: &Path, lazy: bool) -> Result<(), String> {
     if !entry.is_holt() {
         return Err(format!("{} is not a holt-fs mount (its type is {})", mountpoint.display(), entry.fs_type));
     }
-    mountpoint::unmount(&canonical, lazy).map_err(|e| format!("cannot unmount {}: {e}", mountpoint.display()))?;
+    unmount_waiting_out_busy(&canonical, lazy).map_err(|e| match e.raw_os_error() {
+        Some(libc::EBUSY) => format!(
+            "{} is busy: a process has a file or its working directory in it (`fuser -vm {}` lists them); \
+             close them, or unmount with --lazy",
+            mountpoint.display(),
+            canonical.display()
+        ),
+        _ => format!("cannot unmount {}: {e}", mountpoint.display()),
+    })?;
     wait_for_close(&entry.source)
+}
+
+fn unmount_waiting_out_busy(mp: &Path, lazy: bool) -> std::io::Result<()> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match mountpoint::unmount(mp, lazy) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A mount of a store shows the store directory as its source; a memory

@@ -134,8 +134,7 @@ fn umount_then_mount_in_a_tight_loop_never_finds_the_store_busy() {
             m.wait_exit();
         } else {
             // As umount(8) does: return at once; the next mount waits for the closing daemon.
-            // SAFETY: umount2 with a valid C path of our own mount.
-            assert_eq!(unsafe { libc::umount2(cstr(&m.mountpoint).as_ptr(), 0) }, 0, "round {round}");
+            assert_eq!(umount_waiting_out_forks(&m.mountpoint), 0, "round {round}");
             closing.extend(m.take_child());
         }
         m.spawn(&[]);
@@ -146,6 +145,38 @@ fn umount_then_mount_in_a_tight_loop_never_finds_the_store_busy() {
     for mut child in closing {
         assert!(child.wait().unwrap().success(), "a daemon unmounted by umount2 exits cleanly");
     }
+}
+
+/// umount2 without MNT_DETACH, retried while EBUSY for a moment: a sibling
+/// test thread that forks while this thread has a file of the mount open
+/// gives its child a copy of that descriptor, which holds the mount busy
+/// until the child's exec closes it. Returns the last errno, 0 on success.
+fn umount_waiting_out_forks(mp: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // SAFETY: umount2 with a valid C path of our own mount.
+        if unsafe { libc::umount2(cstr(mp).as_ptr(), 0) } == 0 {
+            return 0;
+        }
+        if errno() != libc::EBUSY || Instant::now() > deadline {
+            return errno();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn umount_of_a_mount_with_an_open_file_says_what_holds_it_and_keeps_it() {
+    let mut m = Mount::persistent(&[]);
+    let held = fs::File::create(m.path("held")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_holt-fs")).arg("umount").arg(&m.mountpoint).output().unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && msg.contains("is busy") && msg.contains("--lazy"), "{msg}");
+    assert!(m.path("held").exists(), "the mount stays served");
+    drop(held);
+    let status = Command::new(env!("CARGO_BIN_EXE_holt-fs")).arg("umount").arg(&m.mountpoint).status().unwrap();
+    assert!(status.success(), "once the file is closed umount succeeds; log:\n{}", m.log_text());
+    m.wait_exit();
 }
 
 #[test]

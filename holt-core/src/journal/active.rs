@@ -117,13 +117,13 @@ impl ActiveSegment {
     }
 
     /// Make a fresh, empty file ready to become the next segment: reserve
-    /// its first `MAP_GROW_BYTES` and map it, the work a rotation would
-    /// otherwise do at its first append. `first_lsn` stays 0 until
-    /// `adopt`. Failure to reserve or map only leaves that to the first
-    /// append, as for any segment.
-    pub(crate) fn prepare(file: Arc<dyn FileIo>, path: PathBuf, map_bytes: u64) -> Self {
+    /// its first `MAP_GROW_BYTES` and map it (`with_space`), the work a
+    /// rotation would otherwise do at its first append. `first_lsn` stays
+    /// 0 until `adopt`. Failure to reserve or map, or no `with_space`,
+    /// only leaves that to the first append, as for any segment.
+    pub(crate) fn prepare(file: Arc<dyn FileIo>, path: PathBuf, map_bytes: u64, with_space: bool) -> Self {
         let mut seg = ActiveSegment::new(file, path, Lsn(0), 0);
-        if seg.reserve_through(MAP_GROW_BYTES, map_bytes, &SpaceReserve::none()) {
+        if with_space && seg.reserve_through(MAP_GROW_BYTES, map_bytes, &SpaceReserve::none()) {
             seg.mapping = seg.try_map(map_bytes);
         }
         seg

@@ -22,6 +22,10 @@
 //! - the spare: the file the next segment will be, created under
 //!   `SPARE_NAME`, its first space reserved and mapped, so a rotation only
 //!   renames it and writes its header (`Journal::adopt_spare`);
+//! - while the store's space reserve is spent (`SpaceReserve::is_low`)
+//!   neither the space ahead nor the spare's space is reserved: space that
+//!   frees up goes to the reserve first, and the writer allocates what its
+//!   appends need itself, as it does where the flusher never ran;
 //! - names: the directory is fsync'd once the active segment's name is new,
 //!   so neither the next sync nor the next rotation has to;
 //! - unmapping: a sealed segment's mapping (16 MiB of page tables) is
@@ -237,6 +241,9 @@ impl Journal {
     /// without the I/O lock; a seal cutting the segment meanwhile waits
     /// for it (`reserving`), then forbids the next.
     fn reserve_ahead(&self, file: &Arc<dyn FileIo>, first: Lsn, len: u64, reserved: u64) -> Result<()> {
+        if self.reserve.is_low() {
+            return Ok(());
+        }
         let step = active::MAP_GROW_BYTES;
         let to = (len + RESERVE_AHEAD_BYTES).div_ceil(step).saturating_mul(step);
         let to = to.min(active::seal_bytes_for(self.map_bytes()));
@@ -272,7 +279,7 @@ impl Journal {
         let path = self.dir.join(SPARE_NAME);
         let file = self.vfs.open(&path, true).map_err(|e| Error::io("create", &path, e))?;
         file.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
-        let spare = ActiveSegment::prepare(file.clone(), path.clone(), self.map_bytes());
+        let spare = ActiveSegment::prepare(file.clone(), path.clone(), self.map_bytes(), !self.reserve.is_low());
         if let Err(e) = file.will_need(0, FAULT_AHEAD_BYTES) {
             log::debug!("{}: the spare's first pages not brought in: {e}", path.display());
         }

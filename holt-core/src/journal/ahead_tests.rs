@@ -12,6 +12,7 @@ use crate::ids::Lsn;
 use crate::journal::fault_vfs::FaultVfs;
 use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::store::splitmix::SplitMix64;
+use crate::store::reserve::SpaceReserve;
 use crate::store::std_vfs::StdVfs;
 
 const WAL: &str = "/wal";
@@ -82,6 +83,40 @@ fn the_flusher_reserves_space_ahead_and_a_seal_still_cuts_it() {
     drop(j);
     let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
     assert_eq!(replay.len(), i);
+}
+
+/// While the store's space reserve is spent the flusher reserves no space
+/// (neither ahead of the log nor for the spare), so that freed space goes
+/// to the reserve first; once the reserve is whole it reserves ahead again.
+#[test]
+fn the_flusher_reserves_nothing_while_the_space_reserve_is_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs: Arc<dyn crate::store::vfs::Vfs> = Arc::new(StdVfs);
+    let reserve = Arc::new(SpaceReserve::new(vfs.clone(), dir.path(), 1 << 20));
+    reserve.establish_at_open();
+    let (j, _) = open(vfs, &dir.path().join("wal"), cfg(16 << 20, false));
+    let j = j.with_space_reserve(Arc::clone(&reserve));
+    reserve.release(&"a test");
+    let before = j.io.lock().active.reserved();
+    while j.io.lock().active.len < 600 << 10 {
+        commit_puts(&j, 0, 1, |_| false);
+    }
+    j.work_ahead();
+    let (len, reserved) = {
+        let io = j.io.lock();
+        (io.active.len, io.active.reserved())
+    };
+    assert!(reserved < len + (1 << 20), "nothing reserved ahead: reserved {reserved} (was {before}), log {len}");
+    let spare = dir.path().join("wal").join(SPARE_NAME);
+    assert_eq!(std::fs::metadata(&spare).unwrap().len(), 0, "the spare has no space");
+    assert!(reserve.establish());
+    commit_puts(&j, 1, 1, |_| false);
+    j.work_ahead();
+    let (len, reserved) = {
+        let io = j.io.lock();
+        (io.active.len, io.active.reserved())
+    };
+    assert!(reserved >= len + (3 << 20), "reserved ahead again: reserved {reserved}, log {len}");
 }
 
 /// A seal the flusher fails to sync leaves that segment's durability

@@ -36,8 +36,9 @@ pub(crate) struct Policy<'a, S> {
     pub connections_max: usize,
     /// Answers a connection over the limit (on the accept thread: it must not block long).
     pub busy: &'a (dyn Fn(S) + Sync),
-    /// Serves one connection, on a thread of its own.
-    pub serve: &'a (dyn Fn(S) + Sync),
+    /// Serves one connection, on a thread of its own; the loop closes the
+    /// connection after its slot is free again (see `accept_loop`).
+    pub serve: &'a (dyn Fn(&S) + Sync),
 }
 
 /// Accept from `incoming` until `stop`, serving by `policy`.
@@ -64,9 +65,13 @@ pub(crate) fn accept_loop<S: Send>(incoming: impl Iterator<Item = io::Result<S>>
                 continue;
             }
             let (live, serve) = (&live, policy.serve);
+            // The slot is given back before the stream closes: a client
+            // that reads its reply to the end and connects again must not
+            // find its own finished connection still counted.
             let spawned = std::thread::Builder::new().name(policy.thread_name.into()).spawn_scoped(scope, move || {
-                serve(stream);
+                serve(&stream);
                 live.fetch_sub(1, Ordering::AcqRel);
+                drop(stream);
             });
             if let Err(e) = spawned {
                 warn!("{}: cannot start a connection thread: {e}", policy.thread_name);

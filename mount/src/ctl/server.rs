@@ -227,7 +227,7 @@ fn accept_loop(listener: &UnixListener, handler: &dyn Handler, stop: &AtomicBool
     let busy = |stream: UnixStream| {
         let _ = send_line(&stream, &Reply::error(code::BUSY, "the daemon serves its limit of connections"));
     };
-    let serve = |stream: UnixStream| serve_connection(&stream, handler, stop);
+    let serve = |stream: &UnixStream| serve_connection(stream, handler, stop);
     let policy = Policy { thread_name: "holt-ctl-conn", connections_max: CONNECTIONS_MAX, busy: &busy, serve: &serve };
     listen::accept_loop(listener.incoming(), stop, &policy);
 }

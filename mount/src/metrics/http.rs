@@ -77,7 +77,7 @@ impl HttpServer {
                 let _ = stream.shutdown(Shutdown::Write);
                 drain(&stream, DRAIN_BUSY);
             };
-            let serve = |stream: TcpStream| serve_connection(&stream, render.as_ref(), &limits);
+            let serve = |stream: &TcpStream| serve_connection(stream, render.as_ref(), &limits);
             let policy =
                 Policy { thread_name: "holt-metrics-conn", connections_max: limits.connections_max, busy: &busy, serve: &serve };
             listen::accept_loop(l.incoming(), stop, &policy);

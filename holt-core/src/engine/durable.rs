@@ -17,6 +17,7 @@ use super::Config;
 use crate::journal::{Journal, JournalConfig, Replay, SEGMENT_BYTES_MAX_DEFAULT};
 use crate::op::LogOp;
 use crate::store::frame_store::FrameStore;
+use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::lock::StoreLock;
 use crate::store::manifest::{ManifestMeta, MANIFEST_NAME};
 use crate::store::pool::{FrameSource, Pool};
@@ -54,8 +55,8 @@ pub(crate) struct Opened {
 struct StoreSource(Arc<FrameStore>);
 
 impl FrameSource for StoreSource {
-    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64> {
-        self.0.read_frame_into(id, into)
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64> {
+        self.0.read_frame_into(id, into, via)
     }
 }
 

@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::layout::FRAME_BYTES;
 use crate::store::frame_store::FrameStore;
+use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::manifest::{SlotRef, MANIFEST_NAME};
 use crate::store::pool::{FrameSource, Pool};
 use crate::tree::ROOT_FRAME;
@@ -50,11 +51,11 @@ struct PinnedFrames {
 }
 
 impl FrameSource for PinnedFrames {
-    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64> {
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64> {
         let r = self.frames.get(&id).ok_or_else(|| {
             Error::corrupted(MANIFEST_NAME, 0, format!("frame {} is not in the snapshot's mapping", id.0))
         })?;
-        self.store.read_pinned(id, *r, into)
+        self.store.read_pinned(id, *r, into, via)
     }
 }
 
@@ -70,12 +71,11 @@ struct CopiedFrames {
 }
 
 impl FrameSource for CopiedFrames {
-    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64> {
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, _via: Via) -> Result<u64> {
         let image = self.images.get(&id).ok_or_else(|| {
             Error::corrupted("frames", id.0, format!("frame {} is not in the snapshot", id.0))
         })?;
-        into.clear();
-        into.extend_from_slice(image);
+        into.copy_from_slice(image);
         Ok(image.len() as u64)
     }
 }

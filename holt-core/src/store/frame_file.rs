@@ -12,10 +12,12 @@
 //!   zeroes the gap its header names before checking. Whether the disk holds
 //!   a hole, zeros or a stale image there never changes what a read returns.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::image_buf::{ImageBuf, Via, DIRECT_ALIGN};
 use super::le::{put_u32, put_u64, u32_at, u64_at};
 use super::vfs::{FileIo, Vfs};
 use crate::error::{Error, Result};
@@ -81,6 +83,11 @@ pub(crate) fn frame_crc(id: FrameId, bytes: &[u8]) -> u32 {
 /// is being written.
 pub(crate) struct FrameFile {
     file: Arc<dyn FileIo>,
+    /// The same file opened for direct reads (see `image_buf`), if the
+    /// file system has them; frame reads go through it until it refuses
+    /// one (`direct_refused`).
+    direct: Option<Arc<dyn FileIo>>,
+    direct_refused: AtomicBool,
     path: PathBuf,
     /// The file system refused a hole once; stop asking.
     no_holes: AtomicBool,
@@ -90,18 +97,28 @@ impl FrameFile {
     /// Frames are read whole, one slot at a time, in no order: the
     /// kernel's readahead past a slot only doubles what a miss reads from
     /// the disk (852 KB against 429 KB per miss, benches/RESULTS.md run 20).
-    fn new(file: Arc<dyn FileIo>, path: &Path) -> FrameFile {
+    fn new(vfs: &dyn Vfs, file: Arc<dyn FileIo>, path: &Path) -> FrameFile {
         if let Err(e) = file.random_access() {
             log::debug!("{}: no random-access hint ({e}); the kernel reads ahead of frame loads", path.display());
         }
-        FrameFile { file, path: path.to_path_buf(), no_holes: AtomicBool::new(false) }
+        let direct = match vfs.open_direct_reader(path) {
+            Ok(direct) => direct,
+            Err(e) => {
+                log::warn!("{}: cannot open for direct reads ({e}); frame loads go through the page cache", path.display());
+                None
+            }
+        };
+        if direct.is_none() {
+            log::debug!("{}: no direct I/O here; frame loads go through the page cache", path.display());
+        }
+        FrameFile { file, direct, direct_refused: AtomicBool::new(false), path: path.to_path_buf(), no_holes: AtomicBool::new(false) }
     }
 
     /// Create (or reset) the file: header only, synced. The caller syncs the
     /// directory.
     pub(crate) fn create(vfs: &dyn Vfs, path: &Path, store_id: u64) -> Result<FrameFile> {
         let file = vfs.open(path, true).map_err(|e| Error::io("create", path, e))?;
-        let ff = FrameFile::new(file, path);
+        let ff = FrameFile::new(vfs, file, path);
         ff.file.set_len(0).map_err(|e| ff.io_err("truncate", e))?;
         ff.file.write_at(&encode_header(store_id), 0).map_err(|e| ff.io_err("write", e))?;
         ff.sync()?;
@@ -111,7 +128,7 @@ impl FrameFile {
     /// Open an existing file and check its header; returns the store id.
     pub(crate) fn open(vfs: &dyn Vfs, path: &Path) -> Result<(FrameFile, u64)> {
         let file = vfs.open(path, false).map_err(|e| Error::io("open", path, e))?;
-        let ff = FrameFile::new(file, path);
+        let ff = FrameFile::new(vfs, file, path);
         let mut header = vec![0u8; HEADER_BYTES];
         let n = ff.file.read_at(&mut header, 0).map_err(|e| ff.io_err("read", e))?;
         let store_id = decode_header(&header[..n], path)?;
@@ -130,22 +147,26 @@ impl FrameFile {
         u32::try_from(slots).map_err(|_| Error::corrupted(&self.path, len, "frame file larger than 2^32 slots"))
     }
 
-    /// Read `slot` into `buf` (resized to one frame) and verify it against
-    /// the manifest's checksum for `id`; a caller loading many frames reuses
-    /// one buffer. Returns the bytes read from the file (the free gap is
-    /// not read). On `Err` the contents are unspecified, never to be used.
-    pub(crate) fn read_slot_into(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut Vec<u8>) -> Result<u64> {
+    /// Read `slot` into `buf`, `via` the page cache or around it, and
+    /// verify it against the manifest's checksum for `id`; a caller loading
+    /// many frames reuses one buffer. Returns the bytes read from the file
+    /// (the free gap's whole blocks are not read). On `Err` the contents are
+    /// unspecified, never to be used.
+    pub(crate) fn read_slot_into(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut ImageBuf, via: Via) -> Result<u64> {
         let offset = slot_offset(slot);
-        buf.resize(FRAME_BYTES, 0);
         // The first block holds the frame header, which names the free gap;
-        // the gap is zeros by definition, so only the bytes around it are read.
-        self.read_range(slot, id, buf, 0..FRAME_HEAD_READ_BYTES)?;
+        // the gap is zeros by definition, so only the blocks around it are
+        // read (whole blocks, as direct reads want: the gap's bytes among
+        // them are zeroed below).
+        self.read_range(slot, id, buf, 0..FRAME_HEAD_READ_BYTES, via)?;
         let gap = free_gap(buf);
         let past_head = |at: usize| at.max(FRAME_HEAD_READ_BYTES);
-        let (before, after) = (FRAME_HEAD_READ_BYTES..past_head(gap.start), past_head(gap.end)..FRAME_BYTES);
+        let before_end = past_head(gap.start.next_multiple_of(DIRECT_ALIGN));
+        let after_start = past_head(gap.end / DIRECT_ALIGN * DIRECT_ALIGN).max(before_end);
+        let (before, after) = (FRAME_HEAD_READ_BYTES..before_end, after_start..FRAME_BYTES);
         let bytes_read = (FRAME_HEAD_READ_BYTES + before.len() + after.len()) as u64;
-        self.read_range(slot, id, buf, before)?;
-        self.read_range(slot, id, buf, after)?;
+        self.read_range(slot, id, buf, before, via)?;
+        self.read_range(slot, id, buf, after, via)?;
         buf[gap].fill(0);
         let crc = frame_crc(id, buf);
         if crc != crc_expected {
@@ -156,17 +177,70 @@ impl FrameFile {
     }
 
     /// Read `range` of the image in `slot` into the same range of `buf`.
-    fn read_range(&self, slot: u32, id: FrameId, buf: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
+    fn read_range(&self, slot: u32, id: FrameId, buf: &mut [u8], range: std::ops::Range<usize>, via: Via) -> Result<()> {
         if range.is_empty() {
             return Ok(());
         }
         let at = slot_offset(slot) + range.start as u64;
         let want = range.len();
-        let n = self.file.read_at(&mut buf[range], at).map_err(|e| self.io_err("read", e))?;
+        let n = self.read_at(&mut buf[range], at, via).map_err(|e| self.io_err("read", e))?;
         if n != want {
             return Err(Error::corrupted(&self.path, at + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
         }
         Ok(())
+    }
+
+    /// Read `via` the direct reader while the file system takes direct
+    /// reads; the first it refuses (EINVAL: a logical block larger than
+    /// `DIRECT_ALIGN`) turns them off for this file, and the read goes
+    /// through the page cache like every later one.
+    fn read_at(&self, buf: &mut [u8], at: u64, via: Via) -> io::Result<usize> {
+        let direct = self.direct.as_ref().filter(|_| via == Via::Direct && !self.direct_refused.load(Ordering::Relaxed));
+        if let Some(direct) = direct {
+            match direct.read_at(buf, at) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    if !self.direct_refused.swap(true, Ordering::Relaxed) {
+                        log::warn!("{}: direct read refused ({e}); frame loads go through the page cache", self.path.display());
+                    }
+                }
+                other => return other,
+            }
+        }
+        self.file.read_at(buf, at)
+    }
+
+    /// Whether frame reads go through a direct reader.
+    #[cfg(test)]
+    pub(crate) fn has_direct_reads(&self) -> bool {
+        self.direct.is_some() && !self.direct_refused.load(Ordering::Relaxed)
+    }
+
+    /// Make the direct reader refuse every read (EINVAL), as a file system
+    /// whose logical blocks are larger than `DIRECT_ALIGN` would.
+    #[cfg(test)]
+    pub(crate) fn refuse_direct_reads_for_test(&mut self) {
+        struct Refusing;
+        impl FileIo for Refusing {
+            fn read_at(&self, _buf: &mut [u8], _offset: u64) -> io::Result<usize> {
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            }
+            fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+                unreachable!("a direct reader is never written")
+            }
+            fn sync_data(&self) -> io::Result<()> {
+                Ok(())
+            }
+            fn len(&self) -> io::Result<u64> {
+                Ok(0)
+            }
+            fn set_len(&self, _len: u64) -> io::Result<()> {
+                unreachable!("a direct reader is never resized")
+            }
+            fn punch_hole(&self, _offset: u64, _len: u64) -> io::Result<()> {
+                unreachable!("a direct reader is never punched")
+            }
+        }
+        self.direct = Some(Arc::new(Refusing));
     }
 
     /// Write a whole frame image into `slot`: everything but the whole

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use super::frame_file::{frame_crc, slot_offset, FrameFile, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
+use super::image_buf::{ImageBuf, Via};
 use super::manifest::{self, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
 use super::splitmix::SplitMix64;
 use super::vfs::Vfs;
@@ -157,20 +158,20 @@ impl FrameStore {
     /// manifest checksum. `Error::Corrupted` (file, slot offset) on mismatch.
     #[cfg(test)]
     pub(crate) fn read_frame(&self, id: FrameId) -> Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        self.read_frame_into(id, &mut buf)?;
-        Ok(buf)
+        let mut buf = ImageBuf::zeroed();
+        self.read_frame_into(id, &mut buf, Via::Direct)?;
+        Ok(buf.to_vec())
     }
 
     /// `read_frame` into a reused buffer (see `FrameFile::read_slot_into`);
     /// returns the bytes read from the file (the free gap is not read).
-    pub(crate) fn read_frame_into(&self, id: FrameId, buf: &mut Vec<u8>) -> Result<u64> {
+    pub(crate) fn read_frame_into(&self, id: FrameId, buf: &mut ImageBuf, via: Via) -> Result<u64> {
         let published = self.published.read();
         let Some(r) = published.manifest.frames.get(&id) else {
             let what = format!("frame {} is not in the manifest", id.0);
             return Err(Error::corrupted(self.dir.join(MANIFEST_NAME), 0, what));
         };
-        self.file.read_slot_into(r.slot, id, r.crc, buf)
+        self.file.read_slot_into(r.slot, id, r.crc, buf, via)
     }
 
     /// Keep the published mapping's slots from reuse until `unpin(id)`,
@@ -186,8 +187,8 @@ impl FrameStore {
 
     /// The image of frame `id` in slot `r` of a pinned mapping, verified
     /// against its checksum; returns the bytes read.
-    pub(crate) fn read_pinned(&self, id: FrameId, r: SlotRef, buf: &mut Vec<u8>) -> Result<u64> {
-        self.file.read_slot_into(r.slot, id, r.crc, buf)
+    pub(crate) fn read_pinned(&self, id: FrameId, r: SlotRef, buf: &mut ImageBuf, via: Via) -> Result<u64> {
+        self.file.read_slot_into(r.slot, id, r.crc, buf, via)
     }
 
     /// Let the slots of pin `id` go: those no mapping holds become free

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::image_buf::AlignedReads;
 use super::splitmix::SplitMix64;
 use super::vfs::{FileIo, Vfs};
 
@@ -529,6 +530,11 @@ impl Vfs for MemVfs {
         };
         st.inode_mut(ino).handles_open += 1;
         Ok(Arc::new(MemFile { state: Arc::clone(&self.state), ino }))
+    }
+
+    /// The same file, refusing misaligned reads as `O_DIRECT` does.
+    fn open_direct_reader(&self, path: &Path) -> io::Result<Option<Arc<dyn FileIo>>> {
+        Ok(Some(Arc::new(AlignedReads(self.open(path, false)?))))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

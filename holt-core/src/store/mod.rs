@@ -9,6 +9,7 @@ mod cell;
 mod clock;
 pub(crate) mod frame_file;
 pub(crate) mod frame_store;
+pub(crate) mod image_buf;
 mod le;
 pub(crate) mod lock;
 pub(crate) mod manifest;

@@ -39,6 +39,7 @@ pub(crate) use self::capture::{Cut, WRITER_SPARES};
 pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;
 use super::clock::Clock;
+use super::image_buf::{ImageBuf, Via};
 use super::table::{CellTable, CELLS_MAX};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
@@ -57,16 +58,17 @@ const CLEAN_SHARE_DIVISOR: usize = 8;
 const CLEAN_FRAMES_MIN: usize = 4;
 
 thread_local! {
-    /// The image buffer of this thread's frame loads.
-    static IMAGE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The image buffer of this thread's frame loads, made at its first.
+    static IMAGE: std::cell::RefCell<Option<ImageBuf>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Where evicted frames are read back from.
 pub(crate) trait FrameSource: Send + Sync {
     /// Put into `into` the image of frame `id` as last written by a
-    /// checkpoint, verified against a checksum over every byte of it.
-    /// Returns the bytes read from storage.
-    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64>;
+    /// checkpoint, verified against a checksum over every byte of it,
+    /// read `via` the page cache or around it. Returns the bytes read from
+    /// storage.
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64>;
 }
 
 /// Free buffers kept with their memory for quick reuse; more are kept
@@ -262,6 +264,7 @@ impl Pool {
     /// looks, unless the caller pinned it.
     pub(crate) fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
         IMAGE.with_borrow_mut(|image| {
+            let image = image.get_or_insert_with(ImageBuf::zeroed);
             self.read_image(id, image)?;
             cell.latch.lock();
             self.install(cell, image);
@@ -282,6 +285,7 @@ impl Pool {
             return Ok(true);
         }
         let loaded = IMAGE.with_borrow_mut(|image| {
+            let image = image.get_or_insert_with(ImageBuf::zeroed);
             self.read_image(id, image)?;
             self.install(cell, image);
             Ok(())
@@ -296,14 +300,28 @@ impl Pool {
     /// The image of frame `id` from the source, its header checked. The
     /// thread's buffer is reused: a fresh 512 KiB allocation per load costs
     /// page faults, zeroing and unmapping.
-    fn read_image(&self, id: FrameId, image: &mut Vec<u8>) -> Result<()> {
+    fn read_image(&self, id: FrameId, image: &mut ImageBuf) -> Result<()> {
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
-        let bytes = source.read_frame(id, image)?;
+        let bytes = source.read_frame(id, image, self.read_via())?;
         self.counters.frames_read.add(1);
         self.counters.bytes_read.add(bytes);
         // The source checked a checksum over the whole image; the frame's own
         // checksum could only repeat that, so only its header is checked.
         verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))
+    }
+
+    /// While the pool has room, loads read through the page cache: after
+    /// a restart the last checkpoint's frames are still there, and a tree
+    /// the pool holds is read once. A full pool replaces a frame at each
+    /// load, and a page-cache copy of its frames would only double their
+    /// memory (and filling and reclaiming it costs most of a miss's CPU
+    /// when memory is tight): loads go around it.
+    fn read_via(&self) -> Via {
+        if self.resident_count() >= self.capacity {
+            Via::Direct
+        } else {
+            Via::PageCache
+        }
     }
 
     /// Make `image` the frame's buffer if it has none. Caller holds the latch.

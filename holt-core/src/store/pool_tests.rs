@@ -10,23 +10,30 @@ use super::{Cut, FrameCell, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM}
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
+use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::pins::Held;
 
 /// Stored frames have ids from here on; ids below are created in memory.
 const STORED_BASE: u64 = 10_000;
 
-struct Images(HashMap<FrameId, Vec<u8>>);
+/// Stored frame images, and how each load asked to read them.
+struct Images(HashMap<FrameId, Vec<u8>>, parking_lot::Mutex<Vec<Via>>);
 
 impl FrameSource for Images {
-    fn read_frame(&self, id: FrameId, into: &mut Vec<u8>) -> Result<u64> {
-        into.clear();
-        into.extend_from_slice(&self.0[&id]);
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64> {
+        into.copy_from_slice(&self.0[&id]);
+        self.1.lock().push(via);
         Ok(FRAME_BYTES as u64)
     }
 }
 
 /// A pool of `capacity` frames over `stored` frames kept by its source.
 fn pool_over(capacity: usize, stored: u64) -> (Pool, Vec<FrameId>) {
+    let (pool, ids, _) = pool_with_source(capacity, stored);
+    (pool, ids)
+}
+
+fn pool_with_source(capacity: usize, stored: u64) -> (Pool, Vec<FrameId>, Arc<Images>) {
     let ids: Vec<FrameId> = (0..stored).map(|i| FrameId(STORED_BASE + i)).collect();
     let images = ids
         .iter()
@@ -36,11 +43,27 @@ fn pool_over(capacity: usize, stored: u64) -> (Pool, Vec<FrameId>) {
             (id, b.to_image())
         })
         .collect();
-    let pool = Pool::new(capacity, Some(Arc::new(Images(images))));
+    let source = Arc::new(Images(images, Default::default()));
+    let pool = Pool::new(capacity, Some(source.clone()));
     for &id in &ids {
         pool.register_stored(id);
     }
-    (pool, ids)
+    (pool, ids, source)
+}
+
+/// Loads read through the page cache while the pool has room (a restart
+/// finds the last checkpoint's frames there), around it once the pool is
+/// full (a copy there would only double the memory its frames take).
+#[test]
+fn loads_go_around_the_page_cache_once_the_pool_is_full() {
+    let (pool, ids, source) = pool_with_source(8, 12);
+    for &id in &ids {
+        touch(&pool, id);
+    }
+    let vias = source.1.lock().clone();
+    assert_eq!(vias[..8], [Via::PageCache; 8], "the first eight loads fill the pool");
+    assert_eq!(vias[8..], [Via::Direct; 4], "every later load replaces a frame");
+    assert!(pool.resident_count() <= 8);
 }
 
 /// Read frame `id` through the pool as a reader does (load unless resident).

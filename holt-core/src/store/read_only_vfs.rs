@@ -53,6 +53,20 @@ impl FileIo for ReadOnlyFile {
     }
 }
 
+/// `path` opened read-only with `O_DIRECT` (`Vfs::open_direct_reader` of
+/// the real file systems); `None` where the file system refuses direct
+/// I/O (EINVAL: tmpfs, some FUSE and network file systems).
+pub(crate) fn open_direct_reader(path: &Path) -> io::Result<Option<Arc<dyn FileIo>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = open_options(false, false);
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_DIRECT);
+    match opts.open(path) {
+        Ok(file) => Ok(Some(Arc::new(ReadOnlyFile(file)))),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Vfs for ReadOnlyVfs {
     fn kind(&self) -> &'static str {
         "read-only pread"
@@ -76,6 +90,10 @@ impl Vfs for ReadOnlyVfs {
     /// Nothing was created, removed or renamed, so nothing awaits a sync.
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    fn open_direct_reader(&self, path: &Path) -> io::Result<Option<Arc<dyn FileIo>>> {
+        open_direct_reader(path)
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {

@@ -195,10 +195,14 @@ impl Vfs for StdVfs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         fs::create_dir_all(dir)
     }
+
+    fn open_direct_reader(&self, path: &Path) -> io::Result<Option<Arc<dyn FileIo>>> {
+        super::read_only_vfs::open_direct_reader(path)
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -236,7 +240,7 @@ mod tests {
     }
 
     /// Pages of `path`'s first `len` bytes in the page cache.
-    fn cached_pages(path: &std::path::Path, len: usize) -> usize {
+    pub(crate) fn cached_pages(path: &std::path::Path, len: usize) -> usize {
         use std::os::fd::AsRawFd;
         let raw = fs::OpenOptions::new().read(true).open(path).unwrap();
         // SAFETY: a fresh read-only shared mapping of `len` bytes of the file, unmapped below.

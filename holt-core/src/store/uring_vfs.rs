@@ -226,6 +226,12 @@ impl Vfs for UringVfs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         StdVfs.create_dir_all(dir)
     }
+
+    /// Frame loads are one read each: a plain `pread` on the direct
+    /// descriptor, as with `StdVfs`.
+    fn open_direct_reader(&self, path: &Path) -> io::Result<Option<Arc<dyn FileIo>>> {
+        StdVfs.open_direct_reader(path)
+    }
 }
 
 #[cfg(test)]

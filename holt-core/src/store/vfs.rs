@@ -81,4 +81,12 @@ pub(crate) trait Vfs: Send + Sync {
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Create `dir` and its parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// `path` opened a second time, read-only, for reads that bypass the
+    /// page cache (`O_DIRECT`): each read's buffer, offset and length
+    /// aligned to `image_buf::DIRECT_ALIGN`. `None` where the file system
+    /// has no direct I/O (tmpfs), and by default: the caller then reads
+    /// through its ordinary file.
+    fn open_direct_reader(&self, _path: &Path) -> io::Result<Option<Arc<dyn FileIo>>> {
+        Ok(None)
+    }
 }

@@ -571,3 +571,50 @@ fn free_gaps_and_free_slots_give_their_space_back() {
     checkpoint(&store, &[], 5).unwrap();
     assert!(blocks() <= 4096 + live + live / 4, "{} bytes allocated after the sweep", blocks());
 }
+
+/// Frame loads read `frames.dat` with direct I/O where the file system has
+/// it: the bytes come back exact (gaps of every block phase, zeroed), and
+/// none of the slots' pages is left in the page cache. Run in the build's
+/// target directory, on the disk of the checkout (the system's temporary
+/// directory may be a tmpfs, which has no direct I/O).
+#[test]
+fn frame_loads_bypass_the_page_cache() {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let tmp = tempfile::tempdir_in(&target).expect("a temporary directory in the target directory");
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    let shapes = [(64, 0), (4095, 1), (4097, 1023), (40_001, 501), (300_000, 1)];
+    let mut txn = store.begin_checkpoint().unwrap();
+    for (id, &(used, slots)) in (1u64..).zip(&shapes) {
+        txn.write_frame(FrameId(id), &sparse_image(id, 1, used, slots)).unwrap();
+    }
+    txn.commit(meta(1)).unwrap();
+    let path = tmp.path().join(FRAME_FILE_NAME);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let raw = std::fs::File::open(&path).unwrap();
+    crate::store::std_vfs::advise(&raw, 0, 0, libc::POSIX_FADV_DONTNEED).unwrap();
+    let cached = || crate::store::std_vfs::tests::cached_pages(&path, len);
+    assert_eq!(cached(), 0, "the committed frames' pages are clean and dropped");
+    assert!(store.file.has_direct_reads(), "the file system under {} has no direct I/O", target.display());
+    for (id, &(used, slots)) in (1u64..).zip(&shapes) {
+        assert!(store.read_frame(FrameId(id)).unwrap() == sparse_image(id, 1, used, slots), "frame {id}");
+    }
+    assert_eq!(cached(), 0, "frame loads left pages in the page cache");
+    assert!(store.file.has_direct_reads(), "no direct read was refused");
+}
+
+/// A direct read the file system refuses (EINVAL) is read again through
+/// the page cache, and so is every later one.
+#[test]
+fn a_refused_direct_read_falls_back_to_the_page_cache() {
+    let vfs = MemVfs::new();
+    let (mut store, _) = open_mem(&vfs);
+    let img = sparse_image(5, 1, 20_000, 100);
+    let mut txn = store.begin_checkpoint().unwrap();
+    txn.write_frame(FrameId(5), &img).unwrap();
+    txn.commit(meta(1)).unwrap();
+    store.file.refuse_direct_reads_for_test();
+    assert!(store.file.has_direct_reads());
+    assert!(store.read_frame(FrameId(5)).unwrap() == img);
+    assert!(!store.file.has_direct_reads(), "the refusal turned direct reads off");
+    assert!(store.read_frame(FrameId(5)).unwrap() == img);
+}

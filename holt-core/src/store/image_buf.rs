@@ -1,0 +1,145 @@
+//! `ImageBuf`: one frame image in memory, aligned for direct I/O, and
+//! `AlignedReads`, a reader that holds its callers to direct I/O's rules.
+//!
+//! Once the pool is full, frame loads read the frame file with `O_DIRECT`
+//! where the file system allows it (`Vfs::open_direct_reader`, `Via`):
+//! the pool is the frames' cache, so a copy in the page cache would only
+//! double their memory, and filling and reclaiming those pages is most of
+//! a miss's CPU when memory is tight (benches/RESULTS.md run 22). Direct I/O wants the buffer, the file
+//! offset and the length aligned to the device's logical block; every
+//! frame read is aligned to `DIRECT_ALIGN`, which covers the 512- and
+//! 4096-byte blocks of real devices.
+
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+#[cfg(any(test, feature = "testing"))]
+use std::{io, sync::Arc};
+
+#[cfg(any(test, feature = "testing"))]
+use super::vfs::FileIo;
+use crate::layout::FRAME_BYTES;
+
+/// Alignment of direct reads: buffer address, file offset and length.
+pub(crate) const DIRECT_ALIGN: usize = 4096;
+
+/// How a frame load reads the frame file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// Through the page cache, which keeps a copy.
+    PageCache,
+    /// Around it, where the file system allows (else through it).
+    Direct,
+}
+
+fn layout() -> Layout {
+    Layout::from_size_align(FRAME_BYTES, DIRECT_ALIGN).expect("a frame is a valid, aligned layout")
+}
+
+/// A zeroed, `DIRECT_ALIGN`-aligned buffer of exactly one frame.
+pub(crate) struct ImageBuf {
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: `ImageBuf` owns its allocation, as a `Box<[u8]>` would.
+unsafe impl Send for ImageBuf {}
+// SAFETY: shared access only reads, through `Deref`.
+unsafe impl Sync for ImageBuf {}
+
+impl ImageBuf {
+    pub(crate) fn zeroed() -> ImageBuf {
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout()) };
+        ImageBuf { ptr: NonNull::new(ptr).unwrap_or_else(|| handle_alloc_error(layout())) }
+    }
+}
+
+impl Deref for ImageBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `FRAME_BYTES` initialised bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), FRAME_BYTES) }
+    }
+}
+
+impl DerefMut for ImageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, borrowed uniquely through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), FRAME_BYTES) }
+    }
+}
+
+impl Drop for ImageBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this layout, freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), layout()) }
+    }
+}
+
+/// Whether a direct read into `buf` at `offset` keeps every alignment rule.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn direct_read_aligned(buf: &[u8], offset: u64) -> bool {
+    let align = DIRECT_ALIGN as u64;
+    (buf.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN) && buf.len().is_multiple_of(DIRECT_ALIGN) && offset.is_multiple_of(align)
+}
+
+/// A read-only view of a simulated file that takes only reads keeping the
+/// alignment rules, as `O_DIRECT` does: simulated stores read their frames
+/// through it, so every engine test checks the frame reads' alignment. A
+/// real file system answers a misaligned read with EINVAL, which the frame
+/// file survives by reading through the page cache from then on; here it
+/// panics, so that such a read is found, not survived.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) struct AlignedReads(pub(crate) Arc<dyn FileIo>);
+
+#[cfg(any(test, feature = "testing"))]
+fn read_only() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl FileIo for AlignedReads {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        assert!(direct_read_aligned(buf, offset), "misaligned direct read: {} bytes at {offset}", buf.len());
+        self.0.read_at(buf, offset)
+    }
+
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+
+    fn set_len(&self, _len: u64) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn punch_hole(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(read_only())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_is_one_zeroed_frame_aligned_for_direct_reads() {
+        let mut img = ImageBuf::zeroed();
+        assert_eq!(img.len(), FRAME_BYTES);
+        assert!(img.iter().all(|&b| b == 0));
+        assert!(direct_read_aligned(&img, 0));
+        img[FRAME_BYTES - 1] = 9;
+        assert_eq!(img[FRAME_BYTES - 1], 9);
+        assert!(direct_read_aligned(&img[DIRECT_ALIGN..3 * DIRECT_ALIGN], 8192));
+        assert!(!direct_read_aligned(&img[1..DIRECT_ALIGN + 1], 0), "misaligned buffer");
+        assert!(!direct_read_aligned(&img[..100], 0), "partial block");
+        assert!(!direct_read_aligned(&img[..DIRECT_ALIGN], 512), "misaligned offset");
+    }
+}

@@ -296,7 +296,9 @@ fn checkpoints_under_concurrent_writers_publish_whole_cuts() {
 /// A checkpoint asked for writes each image as it is copied and reuses
 /// its buffer: a few buffers, however many frames are dirty. One a bound
 /// forces gives every dirty frame a buffer up front (writers may copy
-/// most of them before the copier comes). Both publish the whole cut.
+/// most of them before the copier comes), up to a quarter of the cache
+/// (`pressed_checkpoint_images_stay_a_fraction_of_a_small_cache`). Both
+/// publish the whole cut.
 #[test]
 fn a_quiet_checkpoint_holds_a_few_images_however_many_frames_are_dirty() {
     use super::checkpoint::Start;
@@ -320,4 +322,38 @@ fn a_quiet_checkpoint_holds_a_few_images_however_many_frames_are_dirty() {
         }
         assert_eq!(contents(&open_on(&frames_only(&vfs))), model, "{start:?}: the published cut");
     }
+}
+
+/// A checkpoint a bound forces, over more dirty frames than a quarter of
+/// the cache, holds a quarter of the cache in images at a time (writing
+/// them before it copies more), not an image per dirty frame, and
+/// publishes the whole cut.
+#[test]
+fn pressed_checkpoint_images_stay_a_fraction_of_a_small_cache() {
+    use super::checkpoint::Start;
+    use crate::store::pool::WRITER_SPARES;
+    const POOL: usize = 48;
+    let vfs = MemVfs::new();
+    let dir = Path::new(DIR);
+    let lock = StoreLock::acquire_mem(&vfs, dir).unwrap();
+    let mut cfg = Config::new(dir.to_path_buf());
+    cfg.checkpoint_interval = None;
+    cfg.pool_frames_max = POOL;
+    // No checkpoint of its own before the one under test.
+    cfg.checkpoint_dirty_frames = Some(2 * POOL);
+    let tree = Tree::from_engine(Engine::open_durable(cfg, Arc::new(vfs.clone()), lock).unwrap());
+    let mut model = Model::new();
+    let pool = &tree.engine().pool;
+    let mut i = 0u32;
+    while pool.dirty_count() < POOL {
+        put(&tree, &mut model, i.wrapping_mul(2_654_435_761) % 400_000, 1);
+        i += 1;
+    }
+    let (dirty, made) = (pool.dirty_count() as u64, pool.images_made());
+    tree.engine().checkpoint_now(Start::Now).unwrap();
+    let buffers = pool.images_made() - made;
+    let held = (POOL / 4 + WRITER_SPARES + 1) as u64;
+    assert!(buffers <= held, "{buffers} buffers for {dirty} dirty frames in a cache of {POOL}");
+    assert_eq!(pool.dirty_count(), 0);
+    assert_eq!(contents(&open_on(&frames_only(&vfs))), model, "the published cut");
 }

@@ -19,8 +19,9 @@
 //!    latches (one copy, where writers kept the copier from a clean read).
 //!    Each image is sealed and written into a shadow slot, which no
 //!    manifest names yet: as soon as it is taken (`Start::Tidy`: a few
-//!    buffers in use at a time), or once all are (`Start::Now`: writers
-//!    meet pending frames only while the copies run);
+//!    buffers in use at a time), or once the cache's room for them is full
+//!    (`Start::Now`: writers meet pending frames mostly while copies run,
+//!    and the images' memory stays a fraction of the cache's);
 //! 3. sync the WAL through the cut (write-ahead rule: no frame image is
 //!    published before the records that produced it are durable);
 //! 4. drop the frames retired before the cut and publish the manifest with
@@ -48,7 +49,7 @@ use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::seal_image;
 use crate::store::manifest::ManifestMeta;
-use crate::store::pool::{Cut, WRITER_SPARES};
+use crate::store::pool::{Cut, Pool, WRITER_SPARES};
 use crate::tree::ROOT_FRAME;
 
 /// How a checkpoint begins.
@@ -60,10 +61,33 @@ pub(crate) enum Start {
     /// enough that the tidies' short latch holds, the longer checkpoint
     /// and the longer wait of pending frames cost them little.
     Tidy,
-    /// Capture at once, every frame copied before any is written, a buffer
-    /// ready for each: writers press on a bound (WAL, dirty frames, the
-    /// cache) or wait for this checkpoint.
+    /// Capture at once, as many frames copied before any is written as
+    /// the cache has room for (`images_held`), a buffer ready for each:
+    /// writers press on a bound (WAL, dirty frames, the cache) or wait for
+    /// this checkpoint.
     Now,
+}
+
+/// A checkpoint a bound forces holds images in the cache's unused room,
+/// and in at most `1 / HELD_IMAGES_DIVISOR` of the cache beyond it: its
+/// memory on top of the cache stays a fraction of it, however many frames
+/// are dirty (a tree larger than memory, under a memory limit, was killed
+/// when every dirty frame had an image). The price, where the tree
+/// outgrows the cache: the copies take longer (writes in between), and
+/// writers copy more pending frames themselves (benches/RESULTS.md run 22).
+const HELD_IMAGES_DIVISOR: usize = 4;
+
+impl Start {
+    /// Images the copier may hold unwritten (`Pool::copy_pending`).
+    fn images_held(self, pool: &Pool) -> usize {
+        match self {
+            Start::Tidy => 0,
+            Start::Now => {
+                let room = pool.capacity().saturating_sub(pool.resident_count());
+                (pool.capacity() / HELD_IMAGES_DIVISOR).max(room).max(WRITER_SPARES + 1)
+            }
+        }
+    }
 }
 
 /// What the cut reads under the gate besides the pool's `Cut`.
@@ -103,13 +127,11 @@ impl Engine {
         let mut txn = d.store.begin_checkpoint()?;
         // Image buffers are allocated and faulted in before the cut, so a
         // copy (a writer's included) faults nothing (~0.4 ms a buffer):
-        // one per dirty frame when writers press, since they may copy most
-        // of them before the copier gets there; a quiet checkpoint's
-        // copier reuses a few as it writes.
-        pool.provision_images(match start {
-            Start::Now => pool.dirty_count().max(WRITER_SPARES + 1),
-            Start::Tidy => WRITER_SPARES + 1,
-        });
+        // one per image the copier may hold, and the writers' share (they
+        // may copy many frames before the copier gets there); a quiet
+        // checkpoint's copier reuses a few as it writes.
+        let hold = start.images_held(pool);
+        pool.provision_images(pool.dirty_count().min(hold) + WRITER_SPARES + 1);
         let (cut, meta) = match self.cut(d) {
             Ok(cut) => cut,
             Err(e) => {
@@ -119,7 +141,7 @@ impl Engine {
         };
         after_cut();
         let mut written = 0usize;
-        let (held, copied) = pool.copy_pending(&cut, start == Start::Tidy, &mut |id, img| {
+        let (held, copied) = pool.copy_pending(&cut, hold, &mut |id, img| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
             seal_image(img);
             written += 1;

@@ -194,19 +194,21 @@ impl Pool {
     /// The checkpoint's copier, after `cut`: copy every frame of the cut
     /// still pending, each under its latch's hold; each turns clean and is
     /// pinned. Every image, the writers' copies included, goes to `write`,
-    /// and its buffer back to the spares. With `stream`, each as soon as it
-    /// is taken: a quiet checkpoint holds a few images at a time, not one
-    /// per dirty frame. Without, once every frame is copied: writers meet
-    /// pending frames, and copy them on their own path, only for as long
-    /// as the copies take, not the writes too. After a failed write the
-    /// copier still takes every pending frame (a frame left pending would
-    /// hand a later writer's copy to no capture) but writes nothing more.
-    /// Returns the frames it cleaned, for `release_captured`, and the
-    /// first failure.
+    /// and its buffer back to the spares, once more than `hold` images
+    /// wait unwritten (writers' copies counted). `hold` 0 writes each as
+    /// soon as it is taken: a quiet checkpoint holds a few images at a
+    /// time, not one per dirty frame. A larger `hold` copies up to that
+    /// many frames before writing any: writers meet pending frames, and
+    /// copy them on their own path, for as long as those copies take, not
+    /// the writes too, while the images' memory stays bounded by `hold`
+    /// (and the writers' share). After a failed write the copier still
+    /// takes every pending frame (a frame left pending would hand a later
+    /// writer's copy to no capture) but writes nothing more. Returns the
+    /// frames it cleaned, for `release_captured`, and the first failure.
     pub(crate) fn copy_pending(
         &self,
         cut: &Cut,
-        stream: bool,
+        hold: usize,
         write: &mut ImageSink<'_>,
     ) -> (Vec<(FrameId, &FrameCell)>, crate::error::Result<()>) {
         let (mut held, mut copied) = (Vec::new(), Vec::new());
@@ -224,20 +226,16 @@ impl Pool {
                 self.copy_into(cell, img)
             });
             match self.claim(id, cell, img, &mut held) {
-                Ok(img) if stream => self.write_image(id, img, write, &mut written),
                 Ok(img) => copied.push((id, img)),
                 Err(unused) => self.images.spare.lock().push(unused),
             }
-            if stream {
-                self.write_taken(write, &mut written);
+            if copied.len() + self.images.taken.lock().len() > hold {
+                self.write_held(&mut copied, write, &mut written);
             }
-        }
-        for (id, img) in copied {
-            self.write_image(id, img, write, &mut written);
         }
         // Every writer's copy is in: a writer puts its image in before the
         // frame stops being pending.
-        self.write_taken(write, &mut written);
+        self.write_held(&mut copied, write, &mut written);
         self.captured.fetch_add(held.len(), Ordering::AcqRel);
         (held, written)
     }
@@ -252,8 +250,11 @@ impl Pool {
         self.images.spare.lock().push(img);
     }
 
-    /// Write the images writers copied so far.
-    fn write_taken(&self, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
+    /// Write the images the copier holds, then those writers copied so far.
+    fn write_held(&self, copied: &mut Vec<(FrameId, Vec<u8>)>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
+        for (id, img) in copied.drain(..) {
+            self.write_image(id, img, write, written);
+        }
         let taken = std::mem::take(&mut *self.images.taken.lock());
         for (id, img) in taken {
             self.write_image(id, img, write, written);

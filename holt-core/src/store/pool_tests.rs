@@ -86,7 +86,7 @@ fn dirty_frames(pool: &Pool, n: usize) -> Vec<FrameId> {
 /// it handed out (the writers' copies included), by id.
 fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> (Vec<(FrameId, &'p FrameCell)>, Vec<(FrameId, Vec<u8>)>) {
     let mut images = Vec::new();
-    let (held, written) = pool.copy_pending(cut, true, &mut |id, img| {
+    let (held, written) = pool.copy_pending(cut, 0, &mut |id, img| {
         images.push((id, img.to_vec()));
         Ok(())
     });

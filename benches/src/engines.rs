@@ -78,9 +78,17 @@ impl Core {
     }
 
     pub fn persistent(dir: &Path, pool_frames: usize, d: Durability) -> Res<Self> {
+        Self::persistent_reading(dir, pool_frames, d, false)
+    }
+
+    /// `persistent`, with frames read around the page cache once the pool
+    /// is full (`direct`), as a process under a memory limit wants
+    /// (`TreeBuilder::direct_frame_reads`).
+    pub fn persistent_reading(dir: &Path, pool_frames: usize, d: Durability, direct: bool) -> Res<Self> {
         holt_core::TreeBuilder::new(dir)
             .buffer_pool_size(pool_frames)
             .wal_sync_on_commit(d == Durability::Fsync)
+            .direct_frame_reads(direct)
             .open()
             .map(Core)
             .map_err(|e| e.to_string())

@@ -286,10 +286,12 @@ fn opener(opts: &Opts, dir: &Path, pool: usize) -> Res<impl Fn() -> Res<Engine>>
         "lmdb" => true,
         other => return Err(format!("--ltm-engine {other}: holt-core or lmdb")),
     };
-    let dir = dir.to_path_buf();
+    let (dir, capped) = (dir.to_path_buf(), opts.ltm_cap);
+    // Under the cap the page cache counts against the same budget as the
+    // pool: holt-core reads around it, as holt-fs does under a limit.
     Ok(move || match lmdb {
         true => crate::peers::lmdb::open_larger_than_memory(&dir, Durability::Ack).map(Engine::Other),
-        false => Core::persistent(&dir, core_pool, Durability::Ack).map(Engine::Core),
+        false => Core::persistent_reading(&dir, core_pool, Durability::Ack, capped).map(Engine::Core),
     })
 }
 

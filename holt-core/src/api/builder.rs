@@ -87,6 +87,20 @@ impl TreeBuilder {
         self
     }
 
+    /// Once the cache is full, read frames back around the kernel's page
+    /// cache (`O_DIRECT`, where the file system has it). Worth it where
+    /// the page cache counts against the same memory limit as the cache
+    /// (a cgroup's): its copy of each frame read only doubles the frames'
+    /// memory there, and filling and reclaiming it costs most of a miss's
+    /// CPU. Off by default: without such a limit the page cache keeps the
+    /// frames the cache evicted, a second level to read them back from.
+    /// While the cache has room frames are read through the page cache
+    /// either way (after a restart, the last checkpoint's frames are in it).
+    pub fn direct_frame_reads(mut self, on: bool) -> Self {
+        self.cfg.direct_frame_reads = on;
+        self
+    }
+
     /// The directory this builder opens.
     pub fn dir(&self) -> &PathBuf {
         &self.cfg.dir

@@ -22,6 +22,9 @@ pub(crate) struct Config {
     /// rotations, the next segment prepared. Off only in tests that count
     /// disk operations.
     pub wal_flusher: bool,
+    /// Read frames around the page cache once the cache is full
+    /// (`TreeBuilder::direct_frame_reads`).
+    pub direct_frame_reads: bool,
 }
 
 /// Default `space_reserve_bytes`.
@@ -40,6 +43,7 @@ impl Config {
             wal_bytes_target: 64 << 20,
             space_reserve_bytes: SPACE_RESERVE_BYTES_DEFAULT,
             wal_flusher: true,
+            direct_frame_reads: false,
         }
     }
 

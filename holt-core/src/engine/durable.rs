@@ -95,7 +95,7 @@ pub(crate) fn load_checkpoint(
     dir: &Path,
     cfg: &Config,
 ) -> Result<Checkpoint> {
-    let pool = Pool::new(cfg.pool_frames_max, Some(Arc::new(StoreSource(store.clone()))));
+    let pool = Pool::new(cfg.pool_frames_max, Some(Arc::new(StoreSource(store.clone())))).with_direct_reads(cfg.direct_frame_reads);
     let Some(m) = meta else { return Ok(Checkpoint { pool, lsn: Lsn(0), keys: 0, fresh: true }) };
     if m.root != ROOT_FRAME || !store.contains(ROOT_FRAME) {
         let what = format!("checkpoint names root frame {} which is not stored", m.root.0);

@@ -96,7 +96,7 @@ impl Engine {
         cfg.memory = false;
         cfg.checkpoint_interval = None;
         cfg.pool_frames_max = SNAPSHOT_POOL_FRAMES.min(cfg.pool_frames_max).max(crate::POOL_FRAMES_MIN);
-        let pool = Pool::new(cfg.pool_frames_max, Some(source));
+        let pool = Pool::new(cfg.pool_frames_max, Some(source)).with_direct_reads(cfg.direct_frame_reads);
         for id in ids {
             pool.register_stored(id);
         }

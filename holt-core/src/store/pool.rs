@@ -132,6 +132,8 @@ pub(crate) struct Pool {
     /// and resident, but not evictable (the store's image is stale).
     captured: AtomicUsize,
     source: Option<Arc<dyn FrameSource>>,
+    /// Loads into a full pool read around the page cache (`read_via`).
+    direct_reads: bool,
     pub(crate) counters: PoolCounters,
 }
 
@@ -144,6 +146,7 @@ impl Pool {
     /// A pool caching at most `capacity` frames (soft limit; see `alloc_buf`).
     pub(crate) fn new(capacity: usize, source: Option<Arc<dyn FrameSource>>) -> Self {
         Pool {
+            direct_reads: false,
             cells: CellTable::new(),
             all: Mutex::new(Vec::new()),
             free_bufs: Mutex::new(Vec::new()),
@@ -310,14 +313,23 @@ impl Pool {
         verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))
     }
 
+    /// Read frames around the page cache once the pool is full
+    /// (`TreeBuilder::direct_frame_reads`).
+    pub(crate) fn with_direct_reads(mut self, on: bool) -> Self {
+        self.direct_reads = on;
+        self
+    }
+
     /// While the pool has room, loads read through the page cache: after
     /// a restart the last checkpoint's frames are still there, and a tree
     /// the pool holds is read once. A full pool replaces a frame at each
-    /// load, and a page-cache copy of its frames would only double their
-    /// memory (and filling and reclaiming it costs most of a miss's CPU
-    /// when memory is tight): loads go around it.
+    /// load; where direct reads are asked for (a memory limit the page
+    /// cache counts against), a page-cache copy of its frames would only
+    /// double their memory, and filling and reclaiming it costs most of a
+    /// miss's CPU: loads go around it. Elsewhere the page cache keeps the
+    /// frames the pool evicted, to read them back from.
     fn read_via(&self) -> Via {
-        if self.resident_count() >= self.capacity {
+        if self.direct_reads && self.resident_count() >= self.capacity {
             Via::Direct
         } else {
             Via::PageCache

@@ -52,18 +52,24 @@ fn pool_with_source(capacity: usize, stored: u64) -> (Pool, Vec<FrameId>, Arc<Im
 }
 
 /// Loads read through the page cache while the pool has room (a restart
-/// finds the last checkpoint's frames there), around it once the pool is
-/// full (a copy there would only double the memory its frames take).
+/// finds the last checkpoint's frames there); with direct reads asked for,
+/// around it once the pool is full (a copy there would only double the
+/// memory its frames take); without, through it always (it keeps what the
+/// pool evicts).
 #[test]
-fn loads_go_around_the_page_cache_once_the_pool_is_full() {
-    let (pool, ids, source) = pool_with_source(8, 12);
-    for &id in &ids {
-        touch(&pool, id);
+fn loads_go_around_the_page_cache_once_the_pool_is_full_if_asked() {
+    for direct in [true, false] {
+        let (pool, ids, source) = pool_with_source(8, 12);
+        let pool = pool.with_direct_reads(direct);
+        for &id in &ids {
+            touch(&pool, id);
+        }
+        let vias = source.1.lock().clone();
+        assert_eq!(vias[..8], [Via::PageCache; 8], "the first eight loads fill the pool");
+        let later = if direct { Via::Direct } else { Via::PageCache };
+        assert_eq!(vias[8..], [later; 4], "every later load replaces a frame");
+        assert!(pool.resident_count() <= 8);
     }
-    let vias = source.1.lock().clone();
-    assert_eq!(vias[..8], [Via::PageCache; 8], "the first eight loads fill the pool");
-    assert_eq!(vias[8..], [Via::Direct; 4], "every later load replaces a frame");
-    assert!(pool.resident_count() <= 8);
 }
 
 /// Read frame `id` through the pool as a reader does (load unless resident).

@@ -41,6 +41,20 @@ fn memory_bytes() -> Option<u64> {
     Some(cgroup_limit().map_or(total, |limit| limit.min(total)))
 }
 
+/// Whether this process runs under a memory limit below the machine's
+/// memory (its cgroup's). The page cache then counts against the same
+/// limit as the metadata cache, so once the cache is full the tree reads
+/// its frames around the page cache (`TreeBuilder::direct_frame_reads`);
+/// without a limit the page cache is a second level for evicted frames.
+pub fn under_memory_limit() -> bool {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| mem_total(&s));
+    total.is_some_and(|total| limited(total, cgroup_limit()))
+}
+
+fn limited(total: u64, limit: Option<u64>) -> bool {
+    limit.is_some_and(|limit| limit < total)
+}
+
 fn mem_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
     let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
@@ -94,6 +108,15 @@ mod tests {
         for bad in ["", "M", "1.5G", "12X", "-1G", "99999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn only_a_limit_below_the_machine_s_memory_counts_as_one() {
+        let total = 24 << 30;
+        assert!(limited(total, Some(2 << 30)));
+        assert!(!limited(total, None), "no limit");
+        assert!(!limited(total, Some(total)), "a limit of all memory");
+        assert!(!limited(total, Some(u64::MAX / 2)), "cgroup v1's 'no limit'");
     }
 
     #[test]

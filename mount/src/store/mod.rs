@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use holt_core::{Tree, TreeBuilder};
 
-pub use self::cache::{cache_frames, default_cache_bytes, parse_size, CACHE_BYTES_MIN};
+pub use self::cache::{cache_frames, default_cache_bytes, parse_size, under_memory_limit, CACHE_BYTES_MIN};
 pub use self::lock::{is_store, wait_closed, StoreLock};
 pub(crate) use dir::{DATA_NAME, META_NAME};
 use crate::data::{DataStore, FileData, MemoryData};
@@ -134,10 +134,15 @@ impl Store {
             0 => cache_frames(default_cache_bytes()),
             n => n.max(holt_core::POOL_FRAMES_MIN),
         };
+        let direct = under_memory_limit();
+        if direct {
+            log::info!("metadata frames read around the page cache once the cache is full (a memory limit applies)");
+        }
         let tree = TreeBuilder::new(&meta_dir)
             .buffer_pool_size(frames)
             .wal_sync_on_commit(opts.sync)
             .read_only(opts.read_only)
+            .direct_frame_reads(direct)
             .open()
             .map_err(|source| StoreError::Tree { path: meta_dir.clone(), source })?;
         let data_dir = dir.join(dir::DATA_NAME);

@@ -147,8 +147,17 @@ fn random_step(tree: &Tree, model: &mut Model, rng: &mut SplitMix64) {
 /// A tree eight times the pool: random gets, puts, deletes, batches and
 /// listings all agree with the model while frames are evicted and read
 /// back, the cache stays near its budget, and a reopen finds everything.
+/// Both ways of reading evicted frames back: through the page cache, and
+/// around it once the pool is full (`direct_frame_reads`: on a simulated
+/// disk every such read is checked for direct I/O's alignment).
 #[test]
 fn tree_eight_times_the_pool_agrees_with_the_model() {
+    tree_eight_times_the_pool(false);
+    tree_eight_times_the_pool(true);
+}
+
+fn tree_eight_times_the_pool(direct: bool) {
+    let builder = || builder().direct_frame_reads(direct);
     let disk = SimDisk::new();
     let tree = disk.open_tree(builder()).unwrap();
     let mut rng = SplitMix64::new(0x8f00);

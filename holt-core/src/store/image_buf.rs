@@ -85,7 +85,7 @@ pub(crate) fn direct_read_aligned(buf: &[u8], offset: u64) -> bool {
 
 /// A read-only view of a simulated file that takes only reads keeping the
 /// alignment rules, as `O_DIRECT` does: simulated stores read their frames
-/// through it, so every engine test checks the frame reads' alignment. A
+/// directly through it, so every test that does checks their alignment. A
 /// real file system answers a misaligned read with EINVAL, which the frame
 /// file survives by reading through the page cache from then on; here it
 /// panics, so that such a read is found, not survived.

@@ -15,14 +15,14 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::image_buf::{ImageBuf, Via, DIRECT_ALIGN};
 use super::le::{put_u32, put_u64, u32_at, u64_at};
 use super::vfs::{FileIo, Vfs};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::layout::free_gap;
+use crate::layout::{free_gap, HDR_CHECKSUM};
 
 /// Size of one frame image: one slot holds exactly one frame.
 pub(crate) use crate::layout::FRAME_BYTES;
@@ -76,6 +76,32 @@ pub(crate) fn slot_offset(slot: u32) -> u64 {
 /// another frame's valid image still fails.
 pub(crate) fn frame_crc(id: FrameId, bytes: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&id.0.to_le_bytes()), bytes)
+}
+
+/// Bytes of an image after its checksum field.
+const PAST_CHECKSUM: usize = FRAME_BYTES - HDR_CHECKSUM - 4;
+
+/// `c` advanced over `PAST_CHECKSUM` zero bytes, as `crc32c_combine(c, 0,
+/// PAST_CHECKSUM)` computes it: a linear map of `c`'s bits, whose 32
+/// columns are computed once.
+fn over_past_checksum(c: u32) -> u32 {
+    static COLUMNS: OnceLock<[u32; 32]> = OnceLock::new();
+    let columns = COLUMNS.get_or_init(|| std::array::from_fn(|i| crc32c::crc32c_combine(1 << i, 0, PAST_CHECKSUM)));
+    (0..32).filter(|&i| c >> i & 1 == 1).fold(0, |acc, i| acc ^ columns[i])
+}
+
+/// Seal frame `id`'s image (fill in its own checksum, `layout::seal_image`)
+/// and return its slot checksum (`frame_crc`), in one pass over its bytes
+/// instead of two: both checksums end with the same bytes, everything past
+/// the checksum field, whose CRC is combined with each one's short prefix.
+pub(crate) fn seal_with_slot_crc(id: FrameId, img: &mut [u8]) -> u32 {
+    assert_eq!(img.len(), FRAME_BYTES, "a slot holds exactly one frame image");
+    let rest = crc32c::crc32c(&img[HDR_CHECKSUM + 4..]);
+    let head = crc32c::crc32c_append(crc32c::crc32c(&img[..HDR_CHECKSUM]), &[0; 4]);
+    let own = over_past_checksum(head) ^ rest;
+    img[HDR_CHECKSUM..HDR_CHECKSUM + 4].copy_from_slice(&own.to_le_bytes());
+    let head = crc32c::crc32c_append(crc32c::crc32c(&id.0.to_le_bytes()), &img[..HDR_CHECKSUM + 4]);
+    over_past_checksum(head) ^ rest
 }
 
 /// The open frame file. Reads and writes take `&self`; the frame store
@@ -394,6 +420,23 @@ mod tests {
     fn frame_crc_binds_the_frame_id() {
         let img = vec![3u8; 64];
         assert_ne!(frame_crc(FrameId(1), &img), frame_crc(FrameId(2), &img));
+    }
+
+    #[test]
+    fn one_pass_seal_gives_both_checksums_of_two_passes() {
+        let mut rng = crate::store::splitmix::SplitMix64::new(0x5ea1);
+        for round in 0..8u64 {
+            let mut img = vec![0u8; FRAME_BYTES];
+            let fill = if round == 0 { 0 } else { FRAME_BYTES };
+            img[..fill].iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+            img[HDR_CHECKSUM..HDR_CHECKSUM + 4].fill(0xAA);
+            let id = FrameId(1 + rng.next_u64() % 1000);
+            let mut two_pass = img.clone();
+            crate::layout::seal_image(&mut two_pass);
+            let crc = seal_with_slot_crc(id, &mut img);
+            assert!(img == two_pass, "round {round}: the image's own checksum");
+            assert_eq!(crc, frame_crc(id, &two_pass), "round {round}: the slot checksum");
+        }
     }
 
     #[test]

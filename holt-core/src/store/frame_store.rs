@@ -329,6 +329,12 @@ impl CheckpointTxn<'_> {
     /// Write `bytes` (one whole frame image) as the new image of `id`, into a
     /// slot the published manifest does not reference.
     pub(crate) fn write_frame(&mut self, id: FrameId, bytes: &[u8]) -> Result<()> {
+        self.write_sealed_frame(id, bytes, frame_crc(id, bytes))
+    }
+
+    /// `write_frame` of an image whose slot checksum the caller computed
+    /// as it sealed it (`frame_file::seal_with_slot_crc`).
+    pub(crate) fn write_sealed_frame(&mut self, id: FrameId, bytes: &[u8], crc: u32) -> Result<()> {
         if id.0 == 0 || bytes.len() != FRAME_BYTES {
             let what = format!("frame {} image of {} bytes (want id > 0, {FRAME_BYTES} bytes)", id.0, bytes.len());
             return Err(Error::InvalidArgument(what));
@@ -346,7 +352,7 @@ impl CheckpointTxn<'_> {
             self.failed = true;
             return Err(e);
         }
-        self.written.insert(id, SlotRef { slot, crc: frame_crc(id, bytes) });
+        self.written.insert(id, SlotRef { slot, crc });
         Ok(())
     }
 

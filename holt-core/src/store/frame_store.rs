@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use super::frame_file::{frame_crc, slot_offset, FrameFile, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
+use super::frame_file::{slot_offset, FrameFile, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::manifest::{self, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
 use super::splitmix::SplitMix64;
@@ -326,14 +326,17 @@ pub(crate) struct CheckpointTxn<'a> {
 }
 
 impl CheckpointTxn<'_> {
-    /// Write `bytes` (one whole frame image) as the new image of `id`, into a
-    /// slot the published manifest does not reference.
+    /// `write_sealed_frame`, the slot checksum computed here (tests).
+    #[cfg(test)]
     pub(crate) fn write_frame(&mut self, id: FrameId, bytes: &[u8]) -> Result<()> {
-        self.write_sealed_frame(id, bytes, frame_crc(id, bytes))
+        self.write_sealed_frame(id, bytes, super::frame_file::frame_crc(id, bytes))
     }
 
-    /// `write_frame` of an image whose slot checksum the caller computed
-    /// as it sealed it (`frame_file::seal_with_slot_crc`).
+    /// Write `bytes` (one whole frame image) as the new image of `id`, into a
+    /// slot the published manifest does not reference; `crc` is its slot
+    /// checksum (`frame_crc`), which the caller computed as it sealed the
+    /// image (`frame_file::seal_with_slot_crc`). The manifest records it,
+    /// and every later read of the slot is checked against it.
     pub(crate) fn write_sealed_frame(&mut self, id: FrameId, bytes: &[u8], crc: u32) -> Result<()> {
         if id.0 == 0 || bytes.len() != FRAME_BYTES {
             let what = format!("frame {} image of {} bytes (want id > 0, {FRAME_BYTES} bytes)", id.0, bytes.len());

@@ -90,7 +90,9 @@ fn dirty_frames(pool: &Pool, n: usize) -> Vec<FrameId> {
 
 /// The copier's pass over `cut`: the frames it cleaned, and every image
 /// it handed out (the writers' copies included), by id.
-fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> (Vec<(FrameId, &'p FrameCell)>, Vec<(FrameId, Vec<u8>)>) {
+type Captured<'p> = (Vec<(FrameId, &'p FrameCell)>, Vec<(FrameId, Vec<u8>)>);
+
+fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> Captured<'p> {
     let mut images = Vec::new();
     let (held, written) = pool.copy_pending(cut, 0, &mut |id, img| {
         images.push((id, img.to_vec()));

@@ -23,17 +23,24 @@ use crate::Tree;
 
 pub(super) type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-pub(super) const DIR: &str = "/store";
+const DIR: &str = "/store";
 
 /// A store on `vfs` whose every write is synced before it returns, with no
 /// background checkpointer and a pool the tests never fill.
 pub(super) fn open_on(vfs: &MemVfs) -> Tree {
+    open_with(vfs, |cfg| {
+        cfg.wal_sync_on_commit = true;
+        cfg.checkpoint_interval = None;
+        cfg.pool_frames_max = 4096;
+    })
+}
+
+/// A store on `vfs` with the options `set` makes.
+pub(super) fn open_with(vfs: &MemVfs, set: impl FnOnce(&mut Config)) -> Tree {
     let dir = Path::new(DIR);
     let lock = StoreLock::acquire_mem(vfs, dir).unwrap();
     let mut cfg = Config::new(dir.to_path_buf());
-    cfg.wal_sync_on_commit = true;
-    cfg.checkpoint_interval = None;
-    cfg.pool_frames_max = 4096;
+    set(&mut cfg);
     Tree::from_engine(Engine::open_durable(cfg, Arc::new(vfs.clone()), lock).unwrap())
 }
 
@@ -334,14 +341,12 @@ fn pressed_checkpoint_images_stay_a_fraction_of_a_small_cache() {
     use crate::store::pool::WRITER_SPARES;
     const POOL: usize = 48;
     let vfs = MemVfs::new();
-    let dir = Path::new(DIR);
-    let lock = StoreLock::acquire_mem(&vfs, dir).unwrap();
-    let mut cfg = Config::new(dir.to_path_buf());
-    cfg.checkpoint_interval = None;
-    cfg.pool_frames_max = POOL;
-    // No checkpoint of its own before the one under test.
-    cfg.checkpoint_dirty_frames = Some(2 * POOL);
-    let tree = Tree::from_engine(Engine::open_durable(cfg, Arc::new(vfs.clone()), lock).unwrap());
+    let tree = open_with(&vfs, |cfg| {
+        cfg.checkpoint_interval = None;
+        cfg.pool_frames_max = POOL;
+        // No checkpoint of its own before the one under test.
+        cfg.checkpoint_dirty_frames = Some(2 * POOL);
+    });
     let mut model = Model::new();
     let pool = &tree.engine().pool;
     let mut i = 0u32;

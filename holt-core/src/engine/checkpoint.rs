@@ -48,6 +48,7 @@ use super::Engine;
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::store::frame_file::seal_with_slot_crc;
+use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
 use crate::store::pool::{Cut, Pool, WRITER_SPARES};
 use crate::tree::ROOT_FRAME;
@@ -153,23 +154,7 @@ impl Engine {
         // an idle tree): it already is this checkpoint. Its retired ids
         // were never stored.
         let unchanged = copied.is_ok() && written == 0 && dropped.is_empty() && d.store.checkpoint_lsn() == Some(meta.lsn);
-        let published = copied.and_then(|()| {
-            if unchanged {
-                return Ok(());
-            }
-            // Write-ahead: no image is published before the records that
-            // made it are durable.
-            d.journal.sync()?;
-            for &id in &dropped {
-                txn.drop_frame(id);
-            }
-            txn.commit(ManifestMeta {
-                checkpoint_lsn: meta.lsn,
-                next_frame_id: meta.next_frame_id,
-                root: ROOT_FRAME,
-                user: encode_user(meta.keys),
-            })
-        });
+        let published = copied.and_then(|()| if unchanged { Ok(()) } else { publish(d, txn, &dropped, &meta) });
         pool.release_captured(&held, published.is_ok());
         pool.settle_retired(cut.retired, published.is_ok());
         published.map(|()| (meta.lsn, !unchanged))
@@ -227,6 +212,22 @@ impl Engine {
             }
         }
     }
+}
+
+/// Steps 3 and 4, once every image is in its shadow slot: sync the WAL
+/// through the cut (write-ahead: no image is published before the records
+/// that made it are durable), then drop `dropped` and publish the manifest.
+fn publish(d: &Durable, mut txn: CheckpointTxn<'_>, dropped: &[FrameId], meta: &CutMeta) -> Result<()> {
+    d.journal.sync()?;
+    for &id in dropped {
+        txn.drop_frame(id);
+    }
+    txn.commit(ManifestMeta {
+        checkpoint_lsn: meta.lsn,
+        next_frame_id: meta.next_frame_id,
+        root: ROOT_FRAME,
+        user: encode_user(meta.keys),
+    })
 }
 
 /// Tests run code between the cut and the copy (`capture_tests`).

@@ -1,17 +1,13 @@
 //! A power loss before any disk operation of a checkpoint, of either
 //! start (`Start::Tidy` streams its images into shadow slots before the
-//! WAL sync; `Start::Now` writes them after every copy), leaves a store
+//! WAL sync; `Start::Now` writes them after the copies it may hold, here
+//! every one), leaves a store
 //! that reopens consistent with every acknowledged write, whatever part of
 //! the checkpoint reached the disk.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use super::capture_tests::{delete, put, Model, DIR};
+use super::capture_tests::{delete, open_with, put, Model};
 use super::checkpoint::Start;
 use super::power_loss_tests::contents;
-use super::{Config, Engine};
-use crate::store::lock::StoreLock;
 use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::Tree;
 
@@ -19,13 +15,11 @@ use crate::Tree;
 /// run come in the same order every time, so an operation's index names
 /// the same step in every run.
 fn open_alone(vfs: &MemVfs) -> Tree {
-    let dir = Path::new(DIR);
-    let lock = StoreLock::acquire_mem(vfs, dir).unwrap();
-    let mut cfg = Config::new(dir.to_path_buf());
-    cfg.wal_sync_on_commit = true;
-    cfg.checkpoint_interval = None;
-    cfg.wal_flusher = false;
-    Tree::from_engine(Engine::open_durable(cfg, Arc::new(vfs.clone()), lock).unwrap())
+    open_with(vfs, |cfg| {
+        cfg.wal_sync_on_commit = true;
+        cfg.checkpoint_interval = None;
+        cfg.wal_flusher = false;
+    })
 }
 
 /// A checkpointed tree, then changes in most of its frames (updates,

@@ -221,8 +221,7 @@ impl FrameFile {
     /// `DIRECT_ALIGN`) turns them off for this file, and the read goes
     /// through the page cache like every later one.
     fn read_at(&self, buf: &mut [u8], at: u64, via: Via) -> io::Result<usize> {
-        let direct = self.direct.as_ref().filter(|_| via == Via::Direct && !self.direct_refused.load(Ordering::Relaxed));
-        if let Some(direct) = direct {
+        if let Some(direct) = self.direct_reader().filter(|_| via == Via::Direct) {
             match direct.read_at(buf, at) {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     if !self.direct_refused.swap(true, Ordering::Relaxed) {
@@ -235,38 +234,23 @@ impl FrameFile {
         self.file.read_at(buf, at)
     }
 
+    /// The direct reader, unless there is none or it refused a read.
+    fn direct_reader(&self) -> Option<&Arc<dyn FileIo>> {
+        self.direct.as_ref().filter(|_| !self.direct_refused.load(Ordering::Relaxed))
+    }
+
     /// Whether frame reads go through a direct reader.
     #[cfg(test)]
     pub(crate) fn has_direct_reads(&self) -> bool {
-        self.direct.is_some() && !self.direct_refused.load(Ordering::Relaxed)
+        self.direct_reader().is_some()
     }
 
-    /// Make the direct reader refuse every read (EINVAL), as a file system
-    /// whose logical blocks are larger than `DIRECT_ALIGN` would.
+    /// Make the direct reader refuse every read, as a file system whose
+    /// logical blocks are larger than `DIRECT_ALIGN` would.
     #[cfg(test)]
     pub(crate) fn refuse_direct_reads_for_test(&mut self) {
-        struct Refusing;
-        impl FileIo for Refusing {
-            fn read_at(&self, _buf: &mut [u8], _offset: u64) -> io::Result<usize> {
-                Err(io::Error::from_raw_os_error(libc::EINVAL))
-            }
-            fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
-                unreachable!("a direct reader is never written")
-            }
-            fn sync_data(&self) -> io::Result<()> {
-                Ok(())
-            }
-            fn len(&self) -> io::Result<u64> {
-                Ok(0)
-            }
-            fn set_len(&self, _len: u64) -> io::Result<()> {
-                unreachable!("a direct reader is never resized")
-            }
-            fn punch_hole(&self, _offset: u64, _len: u64) -> io::Result<()> {
-                unreachable!("a direct reader is never punched")
-            }
-        }
-        self.direct = Some(Arc::new(Refusing));
+        let file = Arc::clone(self.direct.as_ref().expect("a direct reader to refuse"));
+        self.direct = Some(Arc::new(super::image_buf::AlignedReads { file, refuse: true }));
     }
 
     /// Write a whole frame image into `slot`: everything but the whole

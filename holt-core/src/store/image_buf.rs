@@ -89,8 +89,14 @@ pub(crate) fn direct_read_aligned(buf: &[u8], offset: u64) -> bool {
 /// real file system answers a misaligned read with EINVAL, which the frame
 /// file survives by reading through the page cache from then on; here it
 /// panics, so that such a read is found, not survived.
+///
+/// With `refuse` it answers every read as a file system whose logical
+/// blocks are larger than `DIRECT_ALIGN` would (EINVAL).
 #[cfg(any(test, feature = "testing"))]
-pub(crate) struct AlignedReads(pub(crate) Arc<dyn FileIo>);
+pub(crate) struct AlignedReads {
+    pub(crate) file: Arc<dyn FileIo>,
+    pub(crate) refuse: bool,
+}
 
 #[cfg(any(test, feature = "testing"))]
 fn read_only() -> io::Error {
@@ -100,8 +106,11 @@ fn read_only() -> io::Error {
 #[cfg(any(test, feature = "testing"))]
 impl FileIo for AlignedReads {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if self.refuse {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         assert!(direct_read_aligned(buf, offset), "misaligned direct read: {} bytes at {offset}", buf.len());
-        self.0.read_at(buf, offset)
+        self.file.read_at(buf, offset)
     }
 
     fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
@@ -113,7 +122,7 @@ impl FileIo for AlignedReads {
     }
 
     fn len(&self) -> io::Result<u64> {
-        self.0.len()
+        self.file.len()
     }
 
     fn set_len(&self, _len: u64) -> io::Result<()> {

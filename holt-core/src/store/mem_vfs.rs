@@ -534,7 +534,7 @@ impl Vfs for MemVfs {
 
     /// The same file, refusing misaligned reads as `O_DIRECT` does.
     fn open_direct_reader(&self, path: &Path) -> io::Result<Option<Arc<dyn FileIo>>> {
-        Ok(Some(Arc::new(AlignedReads(self.open(path, false)?))))
+        Ok(Some(Arc::new(AlignedReads { file: self.open(path, false)?, refuse: false })))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -58,7 +58,7 @@ const CLEAN_SHARE_DIVISOR: usize = 8;
 const CLEAN_FRAMES_MIN: usize = 4;
 
 thread_local! {
-    /// The image buffer of this thread's frame loads, made at its first.
+    /// The image buffer of this thread's frame loads (`read_image`).
     static IMAGE: std::cell::RefCell<Option<ImageBuf>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -146,7 +146,6 @@ impl Pool {
     /// A pool caching at most `capacity` frames (soft limit; see `alloc_buf`).
     pub(crate) fn new(capacity: usize, source: Option<Arc<dyn FrameSource>>) -> Self {
         Pool {
-            direct_reads: false,
             cells: CellTable::new(),
             all: Mutex::new(Vec::new()),
             free_bufs: Mutex::new(Vec::new()),
@@ -161,6 +160,7 @@ impl Pool {
             images: capture::Images::default(),
             captured: AtomicUsize::new(0),
             source,
+            direct_reads: false,
             counters: PoolCounters::default(),
         }
     }
@@ -266,15 +266,13 @@ impl Pool {
     /// thread did first. The frame may be evicted again before the caller
     /// looks, unless the caller pinned it.
     pub(crate) fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
-        IMAGE.with_borrow_mut(|image| {
-            let image = image.get_or_insert_with(ImageBuf::zeroed);
-            self.read_image(id, image)?;
+        self.read_image(id, |image| {
             cell.latch.lock();
             self.install(cell, image);
             cell.latch.unlock();
-            self.clock.enqueue(id, cell);
-            Ok(())
-        })
+        })?;
+        self.clock.enqueue(id, cell);
+        Ok(())
     }
 
     /// Latch live frame `id` exclusively if no one holds it, loading it
@@ -287,30 +285,30 @@ impl Pool {
         if cell.buf().is_some() {
             return Ok(true);
         }
-        let loaded = IMAGE.with_borrow_mut(|image| {
-            let image = image.get_or_insert_with(ImageBuf::zeroed);
-            self.read_image(id, image)?;
-            self.install(cell, image);
-            Ok(())
-        });
-        if let Err(e) = loaded {
+        if let Err(e) = self.read_image(id, |image| self.install(cell, image)) {
             cell.latch.unlock();
             return Err(e);
         }
         Ok(true)
     }
 
-    /// The image of frame `id` from the source, its header checked. The
-    /// thread's buffer is reused: a fresh 512 KiB allocation per load costs
-    /// page faults, zeroing and unmapping.
-    fn read_image(&self, id: FrameId, image: &mut ImageBuf) -> Result<()> {
+    /// Hand `then` the image of frame `id` from the source, its header
+    /// checked. The image lives in this thread's buffer, made at its first
+    /// load and reused: a fresh 512 KiB allocation per load costs page
+    /// faults, zeroing and unmapping.
+    fn read_image(&self, id: FrameId, then: impl FnOnce(&ImageBuf)) -> Result<()> {
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
-        let bytes = source.read_frame(id, image, self.read_via())?;
-        self.counters.frames_read.add(1);
-        self.counters.bytes_read.add(bytes);
-        // The source checked a checksum over the whole image; the frame's own
-        // checksum could only repeat that, so only its header is checked.
-        verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))
+        IMAGE.with_borrow_mut(|image| {
+            let image = image.get_or_insert_with(ImageBuf::zeroed);
+            let bytes = source.read_frame(id, image, self.read_via())?;
+            self.counters.frames_read.add(1);
+            self.counters.bytes_read.add(bytes);
+            // The source checked a checksum over the whole image; the frame's
+            // own checksum could only repeat that, so only its header is checked.
+            verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
+            then(image);
+            Ok(())
+        })
     }
 
     /// Read frames around the page cache once the pool is full

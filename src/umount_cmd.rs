@@ -3,7 +3,7 @@
 //! machine) right after.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use holt_mount::mountpoint;
 use log::info;
@@ -11,10 +11,8 @@ use log::info;
 /// How long `umount` waits for the daemon to close the store.
 const CLOSE_WAIT: Duration = Duration::from_secs(120);
 
-/// How long `umount` retries a busy mount. A file closed just before is
-/// still held for a moment by any child forked while it was open (until the
-/// child's exec closes it), so a script's `close; umount` can meet EBUSY
-/// that clears by itself; a file really held open does not.
+/// How long `umount` retries a busy mount
+/// (`mountpoint::unmount_waiting_out_busy`).
 const BUSY_WAIT: Duration = Duration::from_secs(2);
 
 pub fn run(mountpoint: &Path, lazy: bool) -> Result<(), String> {
@@ -25,7 +23,7 @@ pub fn run(mountpoint: &Path, lazy: bool) -> Result<(), String> {
     if !entry.is_holt() {
         return Err(format!("{} is not a holt-fs mount (its type is {})", mountpoint.display(), entry.fs_type));
     }
-    unmount_waiting_out_busy(&canonical, lazy).map_err(|e| match e.raw_os_error() {
+    mountpoint::unmount_waiting_out_busy(&canonical, lazy, BUSY_WAIT).map_err(|e| match e.raw_os_error() {
         Some(libc::EBUSY) => format!(
             "{} is busy: a process has a file or its working directory in it (`fuser -vm {}` lists them); \
              close them, or unmount with --lazy",
@@ -37,17 +35,6 @@ pub fn run(mountpoint: &Path, lazy: bool) -> Result<(), String> {
     wait_for_close(&entry.source)
 }
 
-fn unmount_waiting_out_busy(mp: &Path, lazy: bool) -> std::io::Result<()> {
-    let deadline = Instant::now() + BUSY_WAIT;
-    loop {
-        match mountpoint::unmount(mp, lazy) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            other => return other,
-        }
-    }
-}
 
 /// A mount of a store shows the store directory as its source; a memory
 /// mount has nothing to close.

@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// What is at a mountpoint right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +148,22 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::other(format!("fusermount3 -u {} failed: {status}", mountpoint.display())))
+    }
+}
+
+/// `unmount`, retried while the mount is busy, for up to `wait`. A file
+/// closed just before is still held by any child forked while it was open
+/// (until the child's exec closes it), so a `close; umount` can meet an
+/// EBUSY that clears by itself; a file really held open keeps it.
+pub fn unmount_waiting_out_busy(mountpoint: &Path, lazy: bool, wait: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match unmount(mountpoint, lazy) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => return other,
+        }
     }
 }
 

@@ -134,7 +134,10 @@ fn umount_then_mount_in_a_tight_loop_never_finds_the_store_busy() {
             m.wait_exit();
         } else {
             // As umount(8) does: return at once; the next mount waits for the closing daemon.
-            assert_eq!(umount_waiting_out_forks(&m.mountpoint), 0, "round {round}");
+            // A sibling test thread that forks while this one has a file of
+            // the mount open holds it busy for a moment.
+            let unmounted = holt_mount::mountpoint::unmount_waiting_out_busy(&m.mountpoint, false, Duration::from_secs(5));
+            assert!(unmounted.is_ok(), "round {round}: {unmounted:?}");
             closing.extend(m.take_child());
         }
         m.spawn(&[]);
@@ -144,24 +147,6 @@ fn umount_then_mount_in_a_tight_loop_never_finds_the_store_busy() {
     }
     for mut child in closing {
         assert!(child.wait().unwrap().success(), "a daemon unmounted by umount2 exits cleanly");
-    }
-}
-
-/// umount2 without MNT_DETACH, retried while EBUSY for a moment: a sibling
-/// test thread that forks while this thread has a file of the mount open
-/// gives its child a copy of that descriptor, which holds the mount busy
-/// until the child's exec closes it. Returns the last errno, 0 on success.
-fn umount_waiting_out_forks(mp: &Path) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        // SAFETY: umount2 with a valid C path of our own mount.
-        if unsafe { libc::umount2(cstr(mp).as_ptr(), 0) } == 0 {
-            return 0;
-        }
-        if errno() != libc::EBUSY || Instant::now() > deadline {
-            return errno();
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -37,8 +37,13 @@ pub fn cache_frames(bytes: u64) -> usize {
 
 /// Memory this process may use: MemTotal, or less under a cgroup v2 limit.
 fn memory_bytes() -> Option<u64> {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| mem_total(&s))?;
+    let total = machine_memory()?;
     Some(cgroup_limit().map_or(total, |limit| limit.min(total)))
+}
+
+/// MemTotal of `/proc/meminfo`, in bytes.
+fn machine_memory() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| mem_total(&s))
 }
 
 /// Whether this process runs under a memory limit below the machine's
@@ -47,8 +52,7 @@ fn memory_bytes() -> Option<u64> {
 /// its frames around the page cache (`TreeBuilder::direct_frame_reads`);
 /// without a limit the page cache is a second level for evicted frames.
 pub fn under_memory_limit() -> bool {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| mem_total(&s));
-    total.is_some_and(|total| limited(total, cgroup_limit()))
+    machine_memory().is_some_and(|total| limited(total, cgroup_limit()))
 }
 
 fn limited(total: u64, limit: Option<u64>) -> bool {

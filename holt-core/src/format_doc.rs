@@ -53,9 +53,11 @@ fn frame_file_tables_match_code() {
     let tables = section_tables("Frame file");
     assert_eq!(tables.get("Header"), Some(&owned(frame_file::HEADER_FIELDS)));
     assert_eq!(tables.get("Slot"), Some(&owned(frame_file::SLOT_FIELDS)));
-    assert_eq!(tables.len(), 2, "unexpected tables: {:?}", tables.keys());
+    assert_eq!(tables.get("Slot, version 1"), Some(&owned(frame_file::SLOT_V1_FIELDS)));
+    assert_eq!(tables.len(), 3, "unexpected tables: {:?}", tables.keys());
     assert_tiles(frame_file::HEADER_FIELDS, frame_file::HEADER_BYTES);
-    assert_tiles(frame_file::SLOT_FIELDS, frame_file::FRAME_BYTES);
+    assert_tiles(frame_file::SLOT_FIELDS, frame_file::PAGE_TABLE_BYTES + frame_file::FRAME_BYTES);
+    assert_tiles(frame_file::SLOT_V1_FIELDS, frame_file::FRAME_BYTES);
 }
 
 #[test]

@@ -51,14 +51,18 @@ pub struct TreeCounters {
     pub frames_cached: u64,
     /// Frame lookups served from the cache.
     pub cache_hits: u64,
-    /// Frame lookups that had to read the store; each loads one frame.
+    /// Frame lookups that had to read the store; each loads one frame,
+    /// whole or (a point lookup into a full cache) its first page.
     pub cache_misses: u64,
-    /// Frame images read from the store: `cache_misses` plus reads that
-    /// lost a race to load the same frame (`frames_read / cache_misses` is
-    /// the frames read per miss).
+    /// Whole frame images read from the store: misses that loaded a whole
+    /// frame, plus reads that lost a race to load the same frame.
     pub frames_read: u64,
-    /// Bytes read from the store for those frames (a frame's free gap is
-    /// not read, so this is less than `frames_read` whole frames).
+    /// Pages read for frames resident in part: point lookups into a full
+    /// cache read a frame's page checksums and first page, then each page
+    /// their path through it needs.
+    pub pages_read: u64,
+    /// Bytes read from the store for whole frames and pages (a frame's
+    /// free gap is never read).
     pub frame_bytes_read: u64,
     /// Frames evicted from the cache.
     pub evictions: u64,

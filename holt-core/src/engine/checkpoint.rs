@@ -47,7 +47,6 @@ use super::maintenance;
 use super::Engine;
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
-use crate::store::frame_file::seal_with_slot_crc;
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
 use crate::store::pool::{Cut, Pool, WRITER_SPARES};
@@ -144,9 +143,8 @@ impl Engine {
         let mut written = 0usize;
         let (held, copied) = pool.copy_pending(&cut, hold, &mut |id, img| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
-            let crc = seal_with_slot_crc(id, img);
             written += 1;
-            txn.write_sealed_frame(id, img, crc)
+            txn.seal_and_write(id, img)
         });
         pool.drop_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();

@@ -62,6 +62,7 @@ impl Engine {
             cache_hits: c.hits.get(),
             cache_misses: c.misses.get(),
             frames_read: c.frames_read.get(),
+            pages_read: c.pages_read.get(),
             frame_bytes_read: c.bytes_read.get(),
             evictions: c.evictions.get(),
             cache_capacity_frames: self.pool.capacity() as u64,

@@ -5,6 +5,7 @@
 //! (`store::frame_store`), WAL segments under `wal/`, and the space reserve
 //! `RESERVE` (`store::reserve`).
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::ids::{FrameId, Lsn};
 use super::Config;
 use crate::journal::{Journal, JournalConfig, Replay, SEGMENT_BYTES_MAX_DEFAULT};
 use crate::op::LogOp;
+use crate::store::frame_file::PageCrcs;
 use crate::store::frame_store::FrameStore;
 use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::lock::StoreLock;
@@ -57,6 +59,18 @@ struct StoreSource(Arc<FrameStore>);
 impl FrameSource for StoreSource {
     fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64> {
         self.0.read_frame_into(id, into, via)
+    }
+
+    fn paged(&self) -> bool {
+        self.0.paged()
+    }
+
+    fn read_head(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<PageCrcs> {
+        self.0.read_frame_head(id, into, via)
+    }
+
+    fn read_page(&self, id: FrameId, page: usize, crc: u32, gap: &Range<usize>, into: &mut ImageBuf, via: Via) -> Result<()> {
+        self.0.read_frame_page(id, page, crc, gap, into, via)
     }
 }
 

@@ -528,6 +528,8 @@ mod apply_fault_tests;
 #[cfg(test)]
 mod cache_tests;
 #[cfg(test)]
+mod pages_tests;
+#[cfg(test)]
 mod capture_tests;
 #[cfg(test)]
 mod checkpoint_crash_tests;

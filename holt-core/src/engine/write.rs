@@ -65,7 +65,7 @@ pub(crate) fn land_from<'p>(pool: &'p Pool, owned: &mut Owned<'p>, hint: Hint, k
             Walk::Link(f, s, d) => (id, slot, depth) = (f, s, d),
             Walk::Torn => return Err(corrupt_frame(id, "unreadable node under a latch")),
             walk => {
-                let view = FrameView { id, cell, buf, version: None };
+                let view = FrameView { id, cell, buf, version: None, pages: None };
                 return Ok(Landing { view, walk, entry: (slot, depth) });
             }
         }

@@ -132,6 +132,11 @@ impl FrameBuf {
         (e & SLOT_FREE_BIT == 0).then_some(e as usize)
     }
 
+    /// `free_gap` of this frame.
+    pub(crate) fn free_gap(&self) -> std::ops::Range<usize> {
+        gap_between(self.data_end(), self.slot_count() as usize)
+    }
+
     /// Initialise an empty frame with the given identity.
     pub(crate) fn format(&self, id: FrameId) {
         self.write(0, &[0u8; HEADER_BYTES]);
@@ -165,12 +170,17 @@ pub(crate) fn free_gap(image: &[u8]) -> std::ops::Range<usize> {
     if image.len() != FRAME_BYTES {
         return 0..0;
     }
-    let start = field(HDR_DATA_END);
-    let end = FRAME_BYTES.saturating_sub(field(HDR_SLOT_COUNT).saturating_mul(SLOT_BYTES));
-    if start < HEADER_BYTES || start >= end {
+    gap_between(field(HDR_DATA_END), field(HDR_SLOT_COUNT))
+}
+
+/// The free gap of a frame whose data area ends at `data_end` and whose
+/// slot table has `slots` entries.
+fn gap_between(data_end: usize, slots: usize) -> std::ops::Range<usize> {
+    let end = FRAME_BYTES.saturating_sub(slots.saturating_mul(SLOT_BYTES));
+    if data_end < HEADER_BYTES || data_end >= end {
         return 0..0;
     }
-    start..end
+    data_end..end
 }
 
 /// Fill in the checksum of a captured frame image (checkpoints seal with

@@ -2,8 +2,9 @@
 //! frame id, resident or not, for the pool's whole life.
 //!
 //! Who changes what (the pool's invariants rest on this):
-//! - `buf` is set and cleared only under the frame's exclusive latch, so
-//!   every change of it bumps the latch version;
+//! - `buf` and `part` are set and cleared only under the frame's exclusive
+//!   latch, so every change of them bumps the latch version; at most one
+//!   of them is set (`part`: a frame resident in part, `store::pages`);
 //! - `live` changes under the exclusive latch (create, retire) or before the
 //!   pool is shared (open);
 //! - `dirty_epoch` changes under the exclusive latch, or under a
@@ -13,7 +14,9 @@
 //! - `pins` and `uses` are plain atomics anyone may change.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
+use super::pages::PageState;
 use crate::latch::HybridLatch;
 use crate::layout::FrameBuf;
 
@@ -22,6 +25,10 @@ use crate::layout::FrameBuf;
 pub(crate) struct FrameCell {
     pub(crate) latch: HybridLatch,
     pub(super) buf: AtomicPtr<FrameBuf>,
+    /// The buffer of a clean frame only some of whose pages are in memory.
+    pub(super) part: AtomicPtr<FrameBuf>,
+    /// Which pages `part` holds; made at the frame's first partial load.
+    pub(super) pages: OnceLock<Box<PageState>>,
     pub(super) live: AtomicBool,
     /// The capture epoch the frame was dirtied in (`store::capture`); 0
     /// while clean.
@@ -65,6 +72,43 @@ impl FrameCell {
         (!p.is_null()).then(|| unsafe { &*p })
     }
 
+    /// The buffer of a frame resident in part, if it is one. Readers may
+    /// read only the pages `page_state` says are present, and must
+    /// validate the latch after use.
+    #[inline]
+    pub(crate) fn part(&self) -> Option<&FrameBuf> {
+        let p = self.part.load(Ordering::Acquire);
+        // SAFETY: as in `buf`.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The page state, once the frame was loaded in part.
+    pub(crate) fn page_state(&self) -> Option<&PageState> {
+        self.pages.get().map(|b| &**b)
+    }
+
+    pub(super) fn page_state_or_new(&self) -> &PageState {
+        self.pages.get_or_init(|| Box::new(PageState::new()))
+    }
+
+    /// Whether the frame has a buffer, whole or in part.
+    fn has_buffer(&self) -> bool {
+        !self.buf.load(Ordering::Acquire).is_null() || !self.part.load(Ordering::Acquire).is_null()
+    }
+
+    /// Detach the part buffer (null if none), waiting for a page being
+    /// written into it. Caller holds the exclusive latch.
+    pub(super) fn take_part(&self) -> *mut FrameBuf {
+        match self.page_state() {
+            Some(state) => {
+                let _table = state.table.lock();
+                state.clear();
+                self.part.swap(std::ptr::null_mut(), Ordering::AcqRel)
+            }
+            None => std::ptr::null_mut(),
+        }
+    }
+
     /// Note a use for the eviction clock: a plain load and store, and no
     /// store at all once at `USES_MAX`, so hot frames cost readers no shared
     /// writes (a lost update between racing readers only loses a count).
@@ -104,7 +148,7 @@ impl FrameCell {
 
     /// Could the clock evict this frame, its latch aside?
     pub(super) fn evictable(&self) -> bool {
-        self.is_live() && self.buf().is_some() && !self.is_dirty() && !self.is_pinned()
+        self.is_live() && self.has_buffer() && !self.is_dirty() && !self.is_pinned()
     }
 
     /// The clock hand's visit: one use fewer for a used frame, and the
@@ -132,10 +176,20 @@ impl FrameCell {
         }
         // Pairs with the SeqCst `pin`: a pin made before this point is seen.
         fence(Ordering::SeqCst);
-        let fate = if self.evictable() {
+        let fate = if !self.evictable() {
+            Fate::Dropped
+        } else if self.buf().is_some() {
             Fate::Evicted(self.buf.swap(std::ptr::null_mut(), Ordering::AcqRel))
         } else {
-            Fate::Dropped
+            // A part buffer a lookup is writing a page into is spared.
+            let state = self.page_state().expect("a part buffer has page state");
+            match state.table.try_lock() {
+                Some(_table) => {
+                    state.clear();
+                    Fate::Evicted(self.part.swap(std::ptr::null_mut(), Ordering::AcqRel))
+                }
+                None => Fate::Spared,
+            }
         };
         self.latch.unlock();
         fate

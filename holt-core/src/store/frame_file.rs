@@ -1,11 +1,17 @@
-//! `frames.dat`: a fixed header, then an array of frame-sized slots.
+//! `frames.dat`: a fixed header, then an array of slots, one frame each.
 //!
 //! Invariants:
-//! - Slot `i` spans `[HEADER_BYTES + i * FRAME_BYTES, HEADER_BYTES + (i+1) * FRAME_BYTES)`;
+//! - Slot `i` spans `[HEADER_BYTES + i * stride, HEADER_BYTES + (i+1) * stride)`;
 //!   slots are aligned to 4096 bytes so direct or io_uring I/O can be used.
-//! - The file holds no integrity data per slot: the manifest entry that maps a
-//!   frame to a slot carries the slot's checksum, so a slot is only trusted
-//!   through the published manifest (a stale or torn slot fails the check).
+//! - Version 2 files (`SlotFormat::Paged`, what this build creates) put a
+//!   4 KiB block of page checksums before each image: one CRC32C per 4 KiB
+//!   page, so a read of a few pages checks just what it read. Version 1
+//!   files (`SlotFormat::Whole`) hold the image alone; they stay version 1
+//!   and are read whole.
+//! - A slot is only trusted through the published manifest: its entry
+//!   carries the slot checksum (version 1: over the image; version 2: over
+//!   the page checksums, which cover the image), bound to the frame id, so
+//!   a stale or torn slot fails the check.
 //! - This module never decides which slot is free; the frame store does.
 //! - Slots are sparse: a frame's free gap (`layout::free_gap`) is zeros in
 //!   every image written, so it is not written but punched out, and a read
@@ -27,7 +33,8 @@ use crate::layout::{free_gap, HDR_CHECKSUM};
 /// Size of one frame image: one slot holds exactly one frame.
 pub(crate) use crate::layout::FRAME_BYTES;
 pub(crate) const FRAME_FILE_NAME: &str = "frames.dat";
-pub(crate) const FRAME_FILE_VERSION: u32 = 1;
+/// The version this build creates; it reads version 1 too.
+pub(crate) const FRAME_FILE_VERSION: u32 = 2;
 const FRAME_FILE_MAGIC: [u8; 8] = *b"HOLTFRMS";
 
 /// A frame read starts with this many bytes (one block, the frame header
@@ -59,16 +66,78 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("padding", HEADER_PADDING_OFF, HEADER_BYTES - HEADER_PADDING_OFF),
 ];
 
-/// One slot: the frame image, nothing else.
+/// One slot of a version 2 file. doc/FORMAT.md mirrors it.
 #[cfg(test)]
-pub(crate) const SLOT_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_BYTES)];
+pub(crate) const SLOT_FIELDS: &[(&str, usize, usize)] = &[
+    ("page_crc32c", 0, PAGE_TABLE_USED),
+    ("reserved", PAGE_TABLE_USED, PAGE_TABLE_BYTES - PAGE_TABLE_USED),
+    ("frame", PAGE_TABLE_BYTES, FRAME_BYTES),
+];
+
+/// One slot of a version 1 file: the frame image, nothing else.
+#[cfg(test)]
+pub(crate) const SLOT_V1_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_BYTES)];
 
 /// Granularity of holes: file systems free whole blocks only.
 const HOLE_ALIGN: usize = 4096;
 
-/// Byte offset of `slot` in the frame file.
-pub(crate) fn slot_offset(slot: u32) -> u64 {
-    HEADER_BYTES as u64 + u64::from(slot) * FRAME_BYTES as u64
+/// A page: the unit a paged slot checksums and a partial load reads.
+pub(crate) const PAGE_BYTES: usize = 4096;
+/// Pages in one frame image.
+pub(crate) const PAGES: usize = FRAME_BYTES / PAGE_BYTES;
+/// The block of page checksums before each image of a paged slot.
+pub(crate) const PAGE_TABLE_BYTES: usize = 4096;
+/// Bytes of that block in use: `PAGES` little-endian CRC32Cs; the rest is
+/// zeros, written and not read.
+const PAGE_TABLE_USED: usize = PAGES * 4;
+
+/// The page checksums of one image.
+pub(crate) type PageCrcs = [u32; PAGES];
+
+/// How a slot holds its frame, by the file's version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotFormat {
+    /// Version 1: the image alone, read and checked whole.
+    Whole,
+    /// Version 2: a block of page checksums, then the image.
+    Paged,
+}
+
+impl SlotFormat {
+    fn version(self) -> u32 {
+        match self {
+            SlotFormat::Whole => 1,
+            SlotFormat::Paged => 2,
+        }
+    }
+
+    /// Bytes from one slot to the next.
+    fn stride(self) -> u64 {
+        match self {
+            SlotFormat::Whole => FRAME_BYTES as u64,
+            SlotFormat::Paged => (PAGE_TABLE_BYTES + FRAME_BYTES) as u64,
+        }
+    }
+
+    /// Byte offset of `slot` in a file of this format.
+    pub(crate) fn offset(self, slot: u32) -> u64 {
+        HEADER_BYTES as u64 + u64::from(slot) * self.stride()
+    }
+
+    /// Where the image starts inside a slot.
+    pub(crate) fn image_at(self) -> u64 {
+        match self {
+            SlotFormat::Whole => 0,
+            SlotFormat::Paged => PAGE_TABLE_BYTES as u64,
+        }
+    }
+}
+
+/// What a checkpoint writes beside an image: the slot checksum the
+/// manifest records and, in a paged file, the block of page checksums.
+pub(crate) struct Sealed {
+    pub(crate) crc: u32,
+    table: Option<Box<[u8; PAGE_TABLE_BYTES]>>,
 }
 
 /// Checksum of a frame image as recorded in the manifest: CRC32C over the
@@ -81,13 +150,86 @@ pub(crate) fn frame_crc(id: FrameId, bytes: &[u8]) -> u32 {
 /// Bytes of an image after its checksum field.
 const PAST_CHECKSUM: usize = FRAME_BYTES - HDR_CHECKSUM - 4;
 
-/// `c` advanced over `PAST_CHECKSUM` zero bytes, as `crc32c_combine(c, 0,
-/// PAST_CHECKSUM)` computes it: a linear map of `c`'s bits, whose 32
-/// columns are computed once.
+/// A CRC advanced over `N` zero bytes, as `crc32c_combine(c, 0, N)`
+/// computes it: a linear map of `c`'s bits, whose 32 columns are computed
+/// once per length. `crc(a ++ b) = advance(crc(a), b.len()) ^ crc(b)`.
+struct Advance<const N: usize>;
+
+impl<const N: usize> Advance<N> {
+    fn columns(cell: &'static OnceLock<[u32; 32]>) -> &'static [u32; 32] {
+        cell.get_or_init(|| std::array::from_fn(|i| crc32c::crc32c_combine(1 << i, 0, N)))
+    }
+
+    fn apply(columns: &[u32; 32], c: u32) -> u32 {
+        (0..32).filter(|&i| c >> i & 1 == 1).fold(0, |acc, i| acc ^ columns[i])
+    }
+}
+
 fn over_past_checksum(c: u32) -> u32 {
     static COLUMNS: OnceLock<[u32; 32]> = OnceLock::new();
-    let columns = COLUMNS.get_or_init(|| std::array::from_fn(|i| crc32c::crc32c_combine(1 << i, 0, PAST_CHECKSUM)));
-    (0..32).filter(|&i| c >> i & 1 == 1).fold(0, |acc, i| acc ^ columns[i])
+    Advance::<PAST_CHECKSUM>::apply(Advance::<PAST_CHECKSUM>::columns(&COLUMNS), c)
+}
+
+fn over_a_page(c: u32) -> u32 {
+    static COLUMNS: OnceLock<[u32; 32]> = OnceLock::new();
+    Advance::<PAGE_BYTES>::apply(Advance::<PAGE_BYTES>::columns(&COLUMNS), c)
+}
+
+/// CRC32C of a page of zeros: the checksum of every page inside a free gap.
+fn zero_page_crc() -> u32 {
+    static CRC: OnceLock<u32> = OnceLock::new();
+    *CRC.get_or_init(|| crc32c::crc32c(&[0u8; PAGE_BYTES]))
+}
+
+/// The image bytes of page `p`.
+fn page_range(p: usize) -> std::ops::Range<usize> {
+    p * PAGE_BYTES..(p + 1) * PAGE_BYTES
+}
+
+/// Whether page `p` lies wholly inside `gap` (and so is zeros).
+pub(crate) fn page_in_gap(p: usize, gap: &std::ops::Range<usize>) -> bool {
+    let r = page_range(p);
+    gap.start <= r.start && r.end <= gap.end
+}
+
+/// Checksums of pages `from..` of `img`; pages in its free gap (zeros by
+/// the image invariant) are not read.
+fn page_crcs_from(img: &[u8], from: usize, crcs: &mut PageCrcs) {
+    let gap = free_gap(img);
+    for (p, crc) in crcs.iter_mut().enumerate().skip(from) {
+        *crc = if page_in_gap(p, &gap) { zero_page_crc() } else { crc32c::crc32c(&img[page_range(p)]) };
+    }
+}
+
+/// The block of page checksums and the slot checksum over it, bound to `id`.
+fn table_of(id: FrameId, crcs: &PageCrcs) -> Sealed {
+    let mut table = Box::new([0u8; PAGE_TABLE_BYTES]);
+    for (p, crc) in crcs.iter().enumerate() {
+        put_u32(&mut table[..], p * 4, *crc);
+    }
+    Sealed { crc: table_crc(id, &table[..PAGE_TABLE_USED]), table: Some(table) }
+}
+
+/// The slot checksum of a paged slot: CRC32C over the frame id (8 bytes,
+/// little-endian) and the page checksums.
+fn table_crc(id: FrameId, used: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&id.0.to_le_bytes()), used)
+}
+
+/// Seal frame `id`'s image for a paged slot: fill in its own checksum and
+/// take its page checksums in one pass over its bytes. The own checksum
+/// (`layout::seal_image`) is the CRC of the image with the field taken as
+/// zero: the CRC of the header's first bytes, advanced over the rest and
+/// combined with the rest's CRC, which is chained from the pages' CRCs.
+fn seal_paged(id: FrameId, img: &mut [u8]) -> Sealed {
+    let mut crcs = [0u32; PAGES];
+    page_crcs_from(img, 1, &mut crcs);
+    let rest = crcs[1..].iter().fold(crc32c::crc32c(&img[HDR_CHECKSUM + 4..PAGE_BYTES]), |acc, &c| over_a_page(acc) ^ c);
+    let head = crc32c::crc32c_append(crc32c::crc32c(&img[..HDR_CHECKSUM]), &[0; 4]);
+    let own = over_past_checksum(head) ^ rest;
+    img[HDR_CHECKSUM..HDR_CHECKSUM + 4].copy_from_slice(&own.to_le_bytes());
+    crcs[0] = crc32c::crc32c(&img[page_range(0)]);
+    table_of(id, &crcs)
 }
 
 /// Seal frame `id`'s image (fill in its own checksum, `layout::seal_image`)
@@ -109,6 +251,7 @@ pub(crate) fn seal_with_slot_crc(id: FrameId, img: &mut [u8]) -> u32 {
 /// is being written.
 pub(crate) struct FrameFile {
     file: Arc<dyn FileIo>,
+    format: SlotFormat,
     /// The same file opened for direct reads (see `image_buf`), if the
     /// file system has them; frame reads go through it until it refuses
     /// one (`direct_refused`).
@@ -120,10 +263,11 @@ pub(crate) struct FrameFile {
 }
 
 impl FrameFile {
-    /// Frames are read whole, one slot at a time, in no order: the
-    /// kernel's readahead past a slot only doubles what a miss reads from
-    /// the disk (852 KB against 429 KB per miss, benches/RESULTS.md run 20).
-    fn new(vfs: &dyn Vfs, file: Arc<dyn FileIo>, path: &Path) -> FrameFile {
+    /// Frames are read in no order, whole or a page at a time: the
+    /// kernel's readahead past what was asked only doubles what a miss
+    /// reads from the disk (852 KB against 429 KB per whole-frame miss,
+    /// benches/RESULTS.md run 20).
+    fn new(vfs: &dyn Vfs, file: Arc<dyn FileIo>, path: &Path, format: SlotFormat) -> FrameFile {
         if let Err(e) = file.random_access() {
             log::debug!("{}: no random-access hint ({e}); the kernel reads ahead of frame loads", path.display());
         }
@@ -137,16 +281,22 @@ impl FrameFile {
         if direct.is_none() {
             log::debug!("{}: no direct I/O here; frame loads go through the page cache", path.display());
         }
-        FrameFile { file, direct, direct_refused: AtomicBool::new(false), path: path.to_path_buf(), no_holes: AtomicBool::new(false) }
+        let (direct_refused, no_holes) = (AtomicBool::new(false), AtomicBool::new(false));
+        FrameFile { file, format, direct, direct_refused, path: path.to_path_buf(), no_holes }
     }
 
-    /// Create (or reset) the file: header only, synced. The caller syncs the
-    /// directory.
+    /// Create (or reset) the file: header only, synced, in this build's
+    /// format. The caller syncs the directory.
     pub(crate) fn create(vfs: &dyn Vfs, path: &Path, store_id: u64) -> Result<FrameFile> {
+        Self::create_in(vfs, path, store_id, SlotFormat::Paged)
+    }
+
+    /// `create` in a given format (tests of version 1 files).
+    pub(crate) fn create_in(vfs: &dyn Vfs, path: &Path, store_id: u64, format: SlotFormat) -> Result<FrameFile> {
         let file = vfs.open(path, true).map_err(|e| Error::io("create", path, e))?;
-        let ff = FrameFile::new(vfs, file, path);
+        let ff = FrameFile::new(vfs, file, path, format);
         ff.file.set_len(0).map_err(|e| ff.io_err("truncate", e))?;
-        ff.file.write_at(&encode_header(store_id), 0).map_err(|e| ff.io_err("write", e))?;
+        ff.file.write_at(&encode_header(store_id, format), 0).map_err(|e| ff.io_err("write", e))?;
         ff.sync()?;
         Ok(ff)
     }
@@ -154,23 +304,59 @@ impl FrameFile {
     /// Open an existing file and check its header; returns the store id.
     pub(crate) fn open(vfs: &dyn Vfs, path: &Path) -> Result<(FrameFile, u64)> {
         let file = vfs.open(path, false).map_err(|e| Error::io("open", path, e))?;
-        let ff = FrameFile::new(vfs, file, path);
         let mut header = vec![0u8; HEADER_BYTES];
-        let n = ff.file.read_at(&mut header, 0).map_err(|e| ff.io_err("read", e))?;
-        let store_id = decode_header(&header[..n], path)?;
-        Ok((ff, store_id))
+        let n = file.read_at(&mut header, 0).map_err(|e| Error::io("read", path, e))?;
+        let (store_id, format) = decode_header(&header[..n], path)?;
+        Ok((FrameFile::new(vfs, file, path, format), store_id))
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
+    pub(crate) fn format(&self) -> SlotFormat {
+        self.format
+    }
+
+    /// Byte offset of `slot` in the file.
+    pub(crate) fn slot_offset(&self, slot: u32) -> u64 {
+        self.format.offset(slot)
+    }
+
+    /// Byte offset of the image in `slot`.
+    fn image_offset(&self, slot: u32) -> u64 {
+        self.slot_offset(slot) + self.format.image_at()
+    }
+
     /// Whole slots in the file; a partial slot at the end (an interrupted
     /// extension) does not count and is overwritten when that slot is used.
     pub(crate) fn slots_in_file(&self) -> Result<u32> {
         let len = self.file.len().map_err(|e| self.io_err("stat", e))?;
-        let slots = len.saturating_sub(HEADER_BYTES as u64) / FRAME_BYTES as u64;
+        let slots = len.saturating_sub(HEADER_BYTES as u64) / self.format.stride();
         u32::try_from(slots).map_err(|_| Error::corrupted(&self.path, len, "frame file larger than 2^32 slots"))
+    }
+
+    /// Seal frame `id`'s image for this file (fill in its own checksum)
+    /// and return what `write_slot` writes beside it.
+    pub(crate) fn seal(&self, id: FrameId, img: &mut [u8]) -> Sealed {
+        match self.format {
+            SlotFormat::Whole => Sealed { crc: seal_with_slot_crc(id, img), table: None },
+            SlotFormat::Paged => seal_paged(id, img),
+        }
+    }
+
+    /// The checksums of an image without sealing it (tests write images
+    /// they compare with what they read back).
+    #[cfg(test)]
+    pub(crate) fn checksums(&self, id: FrameId, img: &[u8]) -> Sealed {
+        match self.format {
+            SlotFormat::Whole => Sealed { crc: frame_crc(id, img), table: None },
+            SlotFormat::Paged => {
+                let mut crcs = [0u32; PAGES];
+                page_crcs_from(img, 0, &mut crcs);
+                table_of(id, &crcs)
+            }
+        }
     }
 
     /// Read `slot` into `buf`, `via` the page cache or around it, and
@@ -179,27 +365,86 @@ impl FrameFile {
     /// (the free gap's whole blocks are not read). On `Err` the contents are
     /// unspecified, never to be used.
     pub(crate) fn read_slot_into(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut ImageBuf, via: Via) -> Result<u64> {
-        let offset = slot_offset(slot);
         // The first block holds the frame header, which names the free gap;
         // the gap is zeros by definition, so only the blocks around it are
         // read (whole blocks, as direct reads want: the gap's bytes among
         // them are zeroed below).
-        self.read_range(slot, id, buf, 0..FRAME_HEAD_READ_BYTES, via)?;
+        let crcs = match self.format {
+            SlotFormat::Whole => {
+                self.read_range(slot, id, buf, 0..FRAME_HEAD_READ_BYTES, via)?;
+                None
+            }
+            SlotFormat::Paged => Some(self.read_head(slot, id, crc_expected, buf, via)?),
+        };
         let gap = free_gap(buf);
         let past_head = |at: usize| at.max(FRAME_HEAD_READ_BYTES);
         let before_end = past_head(gap.start.next_multiple_of(DIRECT_ALIGN));
         let after_start = past_head(gap.end / DIRECT_ALIGN * DIRECT_ALIGN).max(before_end);
         let (before, after) = (FRAME_HEAD_READ_BYTES..before_end, after_start..FRAME_BYTES);
-        let bytes_read = (FRAME_HEAD_READ_BYTES + before.len() + after.len()) as u64;
+        let bytes_read = (self.format.image_at() as usize + FRAME_HEAD_READ_BYTES + before.len() + after.len()) as u64;
         self.read_range(slot, id, buf, before, via)?;
         self.read_range(slot, id, buf, after, via)?;
-        buf[gap].fill(0);
-        let crc = frame_crc(id, buf);
-        if crc != crc_expected {
-            let what = format!("frame {} in slot {slot}: checksum {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
-            return Err(Error::corrupted(&self.path, offset, what));
+        buf[gap.clone()].fill(0);
+        match crcs {
+            None => self.check_whole(slot, id, buf, crc_expected)?,
+            Some(crcs) => (1..PAGES).try_for_each(|p| self.check_page(slot, id, p, &buf[page_range(p)], &gap, crcs[p]))?,
         }
         Ok(bytes_read)
+    }
+
+    fn check_whole(&self, slot: u32, id: FrameId, img: &[u8], crc_expected: u32) -> Result<()> {
+        let crc = frame_crc(id, img);
+        if crc != crc_expected {
+            let what = format!("frame {} in slot {slot}: checksum {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
+            return Err(Error::corrupted(&self.path, self.slot_offset(slot), what));
+        }
+        Ok(())
+    }
+
+    /// Read the page checksums of the paged `slot` and the image's first
+    /// page (its header) in one request, into `buf`'s front block and
+    /// first page, and check both: the checksums against the manifest's
+    /// `crc_expected` for `id`, the page against its checksum.
+    pub(crate) fn read_head(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut ImageBuf, via: Via) -> Result<PageCrcs> {
+        assert_eq!(self.format, SlotFormat::Paged, "only a paged slot has page checksums");
+        let at = self.slot_offset(slot);
+        let want = PAGE_TABLE_BYTES + PAGE_BYTES;
+        let n = self.read_at(&mut buf.with_front()[..want], at, via).map_err(|e| self.io_err("read", e))?;
+        if n != want {
+            return Err(Error::corrupted(&self.path, at + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
+        }
+        let used = &buf.front()[..PAGE_TABLE_USED];
+        let crc = table_crc(id, used);
+        if crc != crc_expected {
+            let what = format!("frame {} in slot {slot}: page checksums {crc:#010x}, manifest says {crc_expected:#010x}", id.0);
+            return Err(Error::corrupted(&self.path, at, what));
+        }
+        let crcs: PageCrcs = std::array::from_fn(|p| u32_at(used, p * 4));
+        self.check_page(slot, id, 0, &buf[page_range(0)], &(0..0), crcs[0])?;
+        Ok(crcs)
+    }
+
+    /// Read page `page` of the image in the paged `slot` into the same
+    /// page of `buf` and check it against its checksum `crc`. A page inside the image's
+    /// free `gap` (taken from its header) is zeros, not read: the disk may
+    /// hold a hole or stale bytes there.
+    pub(crate) fn read_page(&self, slot: u32, id: FrameId, (page, crc): (usize, u32), gap: &std::ops::Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
+        assert_eq!(self.format, SlotFormat::Paged, "only a paged slot is read a page at a time");
+        if page_in_gap(page, gap) {
+            buf[page_range(page)].fill(0);
+        } else {
+            self.read_range(slot, id, buf, page_range(page), via)?;
+        }
+        self.check_page(slot, id, page, &buf[page_range(page)], gap, crc)
+    }
+
+    fn check_page(&self, slot: u32, id: FrameId, page: usize, bytes: &[u8], gap: &std::ops::Range<usize>, crc_expected: u32) -> Result<()> {
+        let crc = if page_in_gap(page, gap) { zero_page_crc() } else { crc32c::crc32c(bytes) };
+        if crc != crc_expected {
+            let what = format!("frame {} in slot {slot}, page {page}: checksum {crc:#010x}, expected {crc_expected:#010x}", id.0);
+            return Err(Error::corrupted(&self.path, self.image_offset(slot) + (page * PAGE_BYTES) as u64, what));
+        }
+        Ok(())
     }
 
     /// Read `range` of the image in `slot` into the same range of `buf`.
@@ -207,7 +452,7 @@ impl FrameFile {
         if range.is_empty() {
             return Ok(());
         }
-        let at = slot_offset(slot) + range.start as u64;
+        let at = self.image_offset(slot) + range.start as u64;
         let want = range.len();
         let n = self.read_at(&mut buf[range], at, via).map_err(|e| self.io_err("read", e))?;
         if n != want {
@@ -253,17 +498,22 @@ impl FrameFile {
         self.direct = Some(Arc::new(super::image_buf::AlignedReads { file, refuse: true }));
     }
 
-    /// Write a whole frame image into `slot`: everything but the whole
-    /// blocks of its free gap, which are punched out of the slot. The
-    /// slot's writeback starts at once: a checkpoint writes its frames one
-    /// after another, then syncs, and the disk works on the first while it
+    /// Write a whole frame image into `slot`, with its page checksums in a
+    /// paged file (`sealed`, from `seal`): everything but the whole blocks
+    /// of its free gap, which are punched out of the slot. The slot's
+    /// writeback starts at once: a checkpoint writes its frames one after
+    /// another, then syncs, and the disk works on the first while it
     /// copies and writes the next (a hint: nothing counts on it).
-    pub(crate) fn write_slot(&self, slot: u32, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_slot(&self, slot: u32, bytes: &[u8], sealed: &Sealed) -> Result<()> {
         assert_eq!(bytes.len(), FRAME_BYTES, "a slot holds exactly one frame image");
+        assert_eq!(sealed.table.is_some(), self.format == SlotFormat::Paged, "page checksums go with paged slots only");
         let gap = free_gap(bytes);
         debug_assert!(bytes[gap.clone()].iter().all(|&b| b == 0), "an image's free gap is zeros");
         let hole = gap.start.next_multiple_of(HOLE_ALIGN)..gap.end / HOLE_ALIGN * HOLE_ALIGN;
-        let base = slot_offset(slot);
+        if let Some(table) = &sealed.table {
+            self.file.write_at(&table[..], self.slot_offset(slot)).map_err(|e| self.io_err("write", e))?;
+        }
+        let base = self.image_offset(slot);
         if hole.is_empty() {
             self.file.write_at(bytes, base).map_err(|e| self.io_err("write", e))?;
         } else {
@@ -271,7 +521,8 @@ impl FrameFile {
             self.file.write_at(&bytes[hole.end..], base + hole.end as u64).map_err(|e| self.io_err("write", e))?;
             self.punch(base + hole.start as u64, hole.len() as u64)?;
         }
-        if let Err(e) = self.file.start_writeback(base, FRAME_BYTES as u64) {
+        let at = self.slot_offset(slot);
+        if let Err(e) = self.file.start_writeback(at, self.format.stride()) {
             log::debug!("{}: no early writeback of slot {slot}: {e}", self.path.display());
         }
         Ok(())
@@ -279,7 +530,7 @@ impl FrameFile {
 
     /// Free the disk space of a slot no manifest references (best effort).
     pub(crate) fn release_slot(&self, slot: u32) -> Result<()> {
-        self.punch(slot_offset(slot), FRAME_BYTES as u64)
+        self.punch(self.slot_offset(slot), self.format.stride())
     }
 
     /// Punch a hole; a file system without holes only costs space.
@@ -300,7 +551,7 @@ impl FrameFile {
 
     /// Drop slots at and past `slots`. Only for slots no manifest references.
     pub(crate) fn truncate_slots(&self, slots: u32) -> Result<()> {
-        self.file.set_len(slot_offset(slots)).map_err(|e| self.io_err("truncate", e))
+        self.file.set_len(self.slot_offset(slots)).map_err(|e| self.io_err("truncate", e))
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
@@ -312,10 +563,10 @@ impl FrameFile {
     }
 }
 
-fn encode_header(store_id: u64) -> Vec<u8> {
+fn encode_header(store_id: u64, format: SlotFormat) -> Vec<u8> {
     let mut h = vec![0u8; HEADER_BYTES];
     h[HEADER_MAGIC_OFF..HEADER_MAGIC_OFF + 8].copy_from_slice(&FRAME_FILE_MAGIC);
-    put_u32(&mut h, HEADER_VERSION_OFF, FRAME_FILE_VERSION);
+    put_u32(&mut h, HEADER_VERSION_OFF, format.version());
     put_u32(&mut h, HEADER_FRAME_BYTES_OFF, FRAME_BYTES as u32);
     put_u64(&mut h, HEADER_STORE_ID_OFF, store_id);
     put_u64(&mut h, HEADER_SLOTS_OFFSET_OFF, HEADER_BYTES as u64);
@@ -326,7 +577,7 @@ fn encode_header(store_id: u64) -> Vec<u8> {
 
 /// Check order: length, magic, checksum, then version (so a flipped bit is
 /// `Corrupted`, a newer file is `UnsupportedFormat`), then the fields.
-fn decode_header(h: &[u8], path: &Path) -> Result<u64> {
+fn decode_header(h: &[u8], path: &Path) -> Result<(u64, SlotFormat)> {
     if h.len() < HEADER_PADDING_OFF {
         return Err(Error::corrupted(path, h.len() as u64, "frame file header truncated"));
     }
@@ -336,10 +587,11 @@ fn decode_header(h: &[u8], path: &Path) -> Result<u64> {
     if crc32c::crc32c(&h[..HEADER_CRC_OFF]) != u32_at(h, HEADER_CRC_OFF) {
         return Err(Error::corrupted(path, HEADER_CRC_OFF as u64, "frame file header checksum mismatch"));
     }
-    let version = u32_at(h, HEADER_VERSION_OFF);
-    if version != FRAME_FILE_VERSION {
-        return Err(Error::UnsupportedFormat { path: path.into(), found: version, supported: FRAME_FILE_VERSION });
-    }
+    let format = match u32_at(h, HEADER_VERSION_OFF) {
+        1 => SlotFormat::Whole,
+        2 => SlotFormat::Paged,
+        found => return Err(Error::UnsupportedFormat { path: path.into(), found, supported: FRAME_FILE_VERSION }),
+    };
     let frame_bytes = u32_at(h, HEADER_FRAME_BYTES_OFF);
     if frame_bytes as usize != FRAME_BYTES {
         let what = format!("frame size {frame_bytes}, this build uses {FRAME_BYTES}");
@@ -351,14 +603,14 @@ fn decode_header(h: &[u8], path: &Path) -> Result<u64> {
     if h[HEADER_RESERVED_OFF..HEADER_CRC_OFF].iter().any(|&b| b != 0) {
         return Err(Error::corrupted(path, HEADER_RESERVED_OFF as u64, "reserved header bytes are not zero"));
     }
-    Ok(u64_at(h, HEADER_STORE_ID_OFF))
+    Ok((u64_at(h, HEADER_STORE_ID_OFF), format))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn corrupted_at(r: Result<u64>) -> u64 {
+    fn corrupted_at(r: Result<(u64, SlotFormat)>) -> u64 {
         match r {
             Err(Error::Corrupted { offset, .. }) => offset,
             other => panic!("expected Corrupted, got {other:?}"),
@@ -367,13 +619,15 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = encode_header(0xDEAD_BEEF);
-        assert_eq!(decode_header(&h, Path::new("f")).unwrap(), 0xDEAD_BEEF);
+        for format in [SlotFormat::Whole, SlotFormat::Paged] {
+            let h = encode_header(0xDEAD_BEEF, format);
+            assert_eq!(decode_header(&h, Path::new("f")).unwrap(), (0xDEAD_BEEF, format));
+        }
     }
 
     #[test]
     fn every_flipped_header_bit_is_detected() {
-        let h = encode_header(7);
+        let h = encode_header(7, SlotFormat::Paged);
         for bit in 0..HEADER_PADDING_OFF * 8 {
             let mut bad = h.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -383,12 +637,12 @@ mod tests {
 
     #[test]
     fn newer_version_is_unsupported_not_corrupted() {
-        let mut h = encode_header(7);
-        put_u32(&mut h, HEADER_VERSION_OFF, 2);
+        let mut h = encode_header(7, SlotFormat::Paged);
+        put_u32(&mut h, HEADER_VERSION_OFF, 3);
         let crc = crc32c::crc32c(&h[..HEADER_CRC_OFF]);
         put_u32(&mut h, HEADER_CRC_OFF, crc);
         match decode_header(&h, Path::new("f")) {
-            Err(Error::UnsupportedFormat { found: 2, supported: 1, .. }) => {}
+            Err(Error::UnsupportedFormat { found: 3, supported: 2, .. }) => {}
             other => panic!("expected UnsupportedFormat, got {other:?}"),
         }
     }
@@ -396,7 +650,7 @@ mod tests {
     #[test]
     fn short_or_foreign_header_is_corrupted() {
         assert_eq!(corrupted_at(decode_header(&[], Path::new("f"))), 0);
-        assert_eq!(corrupted_at(decode_header(&encode_header(1)[..63], Path::new("f"))), 63);
+        assert_eq!(corrupted_at(decode_header(&encode_header(1, SlotFormat::Paged)[..63], Path::new("f"))), 63);
         assert_eq!(corrupted_at(decode_header(&[0xAB; HEADER_BYTES], Path::new("f"))), 0);
     }
 
@@ -425,7 +679,122 @@ mod tests {
 
     #[test]
     fn slots_are_page_aligned() {
-        assert_eq!(slot_offset(0) % 4096, 0);
-        assert_eq!(slot_offset(3), (HEADER_BYTES + 3 * FRAME_BYTES) as u64);
+        for (format, stride) in [(SlotFormat::Whole, FRAME_BYTES), (SlotFormat::Paged, PAGE_TABLE_BYTES + FRAME_BYTES)] {
+            assert_eq!(format.stride(), stride as u64);
+            assert_eq!(format.stride() % 4096, 0);
+            assert_eq!(format.image_at() % 4096, 0);
+        }
+        assert_eq!(HEADER_BYTES % 4096, 0);
+    }
+
+    /// A sealed image with data on both sides of a free gap.
+    fn sample_image(rng: &mut crate::store::splitmix::SplitMix64) -> Vec<u8> {
+        let mut img = vec![0u8; FRAME_BYTES];
+        img.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+        let (data_end, slots) = (5 * PAGE_BYTES + 100, 700usize);
+        put_u32(&mut img, crate::layout::HDR_DATA_END, data_end as u32);
+        put_u32(&mut img, crate::layout::HDR_SLOT_COUNT, slots as u32);
+        let gap = free_gap(&img);
+        img[gap].fill(0);
+        img
+    }
+
+    #[test]
+    fn paged_seal_gives_the_own_checksum_and_every_page_s_checksum() {
+        let mut rng = crate::store::splitmix::SplitMix64::new(0x9a9e);
+        for round in 0..4u64 {
+            let mut img = sample_image(&mut rng);
+            img[HDR_CHECKSUM..HDR_CHECKSUM + 4].fill(0xAA);
+            let id = FrameId(1 + round);
+            let mut two_pass = img.clone();
+            crate::layout::seal_image(&mut two_pass);
+            let sealed = seal_paged(id, &mut img);
+            assert!(img == two_pass, "round {round}: the image's own checksum");
+            let table = sealed.table.as_ref().expect("a paged seal has page checksums");
+            for p in 0..PAGES {
+                assert_eq!(u32_at(&table[..], p * 4), crc32c::crc32c(&img[page_range(p)]), "round {round}, page {p}");
+            }
+            assert!(table[PAGE_TABLE_USED..].iter().all(|&b| b == 0));
+            let mut bound = id.0.to_le_bytes().to_vec();
+            bound.extend_from_slice(&table[..PAGE_TABLE_USED]);
+            assert_eq!(sealed.crc, crc32c::crc32c(&bound), "the slot checksum covers the id and the page checksums");
+        }
+    }
+
+    fn temp_file(format: SlotFormat) -> (Arc<dyn Vfs>, FrameFile) {
+        let vfs: Arc<dyn Vfs> = Arc::new(crate::store::mem_vfs::MemVfs::new());
+        vfs.create_dir_all(Path::new("/s")).unwrap();
+        let ff = FrameFile::create_in(&*vfs, Path::new("/s/frames.dat"), 1, format).unwrap();
+        (vfs, ff)
+    }
+
+    #[test]
+    fn pages_read_one_at_a_time_match_the_image_and_gap_pages_are_not_read() {
+        let mut rng = crate::store::splitmix::SplitMix64::new(0x9a9f);
+        let (_vfs, ff) = temp_file(SlotFormat::Paged);
+        let mut img = sample_image(&mut rng);
+        let id = FrameId(9);
+        let sealed = ff.seal(id, &mut img);
+        ff.write_slot(2, &img, &sealed).unwrap();
+        let mut buf = ImageBuf::zeroed();
+        let crcs = ff.read_head(2, id, sealed.crc, &mut buf, Via::Direct).unwrap();
+        assert_eq!(buf[page_range(0)], img[page_range(0)]);
+        let gap = free_gap(&buf);
+        assert_eq!(gap, free_gap(&img));
+        for p in 1..PAGES {
+            buf[page_range(p)].fill(0x55);
+            ff.read_page(2, id, (p, crcs[p]), &gap, &mut buf, Via::Direct).unwrap();
+            assert_eq!(buf[page_range(p)], img[page_range(p)], "page {p}");
+        }
+        assert!(matches!(ff.read_head(2, FrameId(8), sealed.crc, &mut buf, Via::Direct), Err(Error::Corrupted { .. })), "another frame's slot");
+        let mut whole = ImageBuf::zeroed();
+        ff.read_slot_into(2, id, sealed.crc, &mut whole, Via::Direct).unwrap();
+        assert!(whole[..] == img[..]);
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_in_a_paged_slot_fails_the_read_that_covers_it() {
+        let mut rng = crate::store::splitmix::SplitMix64::new(0x9aa0);
+        let (vfs, ff) = temp_file(SlotFormat::Paged);
+        let mut img = sample_image(&mut rng);
+        let id = FrameId(4);
+        let sealed = ff.seal(id, &mut img);
+        ff.write_slot(0, &img, &sealed).unwrap();
+        let gap = free_gap(&img);
+        let raw = vfs.open(Path::new("/s/frames.dat"), false).unwrap();
+        // Bits in the used part of the page checksums, the header page, a
+        // data page, a slot-table page (gap pages are not read: a flip
+        // there changes nothing a reader sees).
+        for at in [17, PAGE_TABLE_BYTES + 40, PAGE_TABLE_BYTES + 3 * PAGE_BYTES + 7, PAGE_TABLE_BYTES + FRAME_BYTES - 5] {
+            let at = ff.slot_offset(0) + at as u64;
+            let mut byte = [0u8];
+            raw.read_at(&mut byte, at).unwrap();
+            raw.write_at(&[byte[0] ^ 0x10], at).unwrap();
+            let mut buf = ImageBuf::zeroed();
+            let whole = ff.read_slot_into(0, id, sealed.crc, &mut buf, Via::PageCache);
+            assert!(matches!(whole, Err(Error::Corrupted { .. })), "whole read, flip at {at}");
+            let paged = ff.read_head(0, id, sealed.crc, &mut buf, Via::PageCache).and_then(|crcs| {
+                (1..PAGES).try_for_each(|p| ff.read_page(0, id, (p, crcs[p]), &gap, &mut buf, Via::PageCache))
+            });
+            assert!(matches!(paged, Err(Error::Corrupted { .. })), "paged read, flip at {at}");
+            raw.write_at(&byte, at).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_and_written_whole() {
+        let mut rng = crate::store::splitmix::SplitMix64::new(0x9aa1);
+        let (vfs, ff) = temp_file(SlotFormat::Whole);
+        let mut img = sample_image(&mut rng);
+        let sealed = ff.seal(FrameId(3), &mut img);
+        assert!(sealed.table.is_none());
+        ff.write_slot(1, &img, &sealed).unwrap();
+        assert_eq!(ff.slots_in_file().unwrap(), 2);
+        assert_eq!(sealed.crc, frame_crc(FrameId(3), &img));
+        let (ff, store_id) = FrameFile::open(&*vfs, Path::new("/s/frames.dat")).unwrap();
+        assert_eq!((store_id, ff.format()), (1, SlotFormat::Whole));
+        let mut buf = ImageBuf::zeroed();
+        ff.read_slot_into(1, FrameId(3), sealed.crc, &mut buf, Via::Direct).unwrap();
+        assert!(buf[..] == img[..]);
     }
 }

@@ -25,13 +25,14 @@
 //!   (see `lock.rs`), because the lock also covers files the store does not own.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use super::frame_file::{slot_offset, FrameFile, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
+use super::frame_file::{FrameFile, PageCrcs, Sealed, SlotFormat, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::manifest::{self, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
 use super::splitmix::SplitMix64;
@@ -138,7 +139,7 @@ impl FrameStore {
         let slots_total = file.slots_in_file()?;
         if let Some((id, r)) = manifest.frames.iter().find(|(_, r)| r.slot >= slots_total) {
             let what = format!("frame {} maps to slot {} but the file holds {slots_total} slots", id.0, r.slot);
-            return Err(Error::corrupted(file.path(), slot_offset(r.slot), what));
+            return Err(Error::corrupted(file.path(), file.slot_offset(r.slot), what));
         }
         let meta = manifest.meta.clone();
         let store = FrameStore {
@@ -166,12 +167,36 @@ impl FrameStore {
     /// `read_frame` into a reused buffer (see `FrameFile::read_slot_into`);
     /// returns the bytes read from the file (the free gap is not read).
     pub(crate) fn read_frame_into(&self, id: FrameId, buf: &mut ImageBuf, via: Via) -> Result<u64> {
+        self.with_slot(id, |r| self.file.read_slot_into(r.slot, id, r.crc, buf, via))
+    }
+
+    /// Whether frames can be read a page at a time (a version 2 file).
+    pub(crate) fn paged(&self) -> bool {
+        self.file.format() == SlotFormat::Paged
+    }
+
+    /// The page checksums of frame `id`, checked against the manifest,
+    /// and its first page, checked against them, into `buf`
+    /// (`FrameFile::read_head`).
+    pub(crate) fn read_frame_head(&self, id: FrameId, buf: &mut ImageBuf, via: Via) -> Result<PageCrcs> {
+        self.with_slot(id, |r| self.file.read_head(r.slot, id, r.crc, buf, via))
+    }
+
+    /// Page `page` of frame `id` into the same page of `buf`, checked
+    /// against `crc` from `read_frame_head` (`FrameFile::read_page`).
+    pub(crate) fn read_frame_page(&self, id: FrameId, page: usize, crc: u32, gap: &Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
+        self.with_slot(id, |r| self.file.read_page(r.slot, id, (page, crc), gap, buf, via))
+    }
+
+    /// Run `read` on the published slot of `id`, under the mapping's read
+    /// lock: the slot stays as published until it returns.
+    fn with_slot<T>(&self, id: FrameId, read: impl FnOnce(&SlotRef) -> Result<T>) -> Result<T> {
         let published = self.published.read();
         let Some(r) = published.manifest.frames.get(&id) else {
             let what = format!("frame {} is not in the manifest", id.0);
             return Err(Error::corrupted(self.dir.join(MANIFEST_NAME), 0, what));
         };
-        self.file.read_slot_into(r.slot, id, r.crc, buf, via)
+        read(r)
     }
 
     /// Keep the published mapping's slots from reuse until `unpin(id)`,
@@ -325,23 +350,35 @@ pub(crate) struct CheckpointTxn<'a> {
     failed: bool,
 }
 
+fn check_image(id: FrameId, bytes: &[u8]) -> Result<()> {
+    if id.0 == 0 || bytes.len() != FRAME_BYTES {
+        let what = format!("frame {} image of {} bytes (want id > 0, {FRAME_BYTES} bytes)", id.0, bytes.len());
+        return Err(Error::InvalidArgument(what));
+    }
+    Ok(())
+}
+
 impl CheckpointTxn<'_> {
-    /// `write_sealed_frame`, the slot checksum computed here (tests).
+    /// Write `bytes` as is (not sealed: tests compare what they read back
+    /// with what they wrote), with its checksums computed here.
     #[cfg(test)]
     pub(crate) fn write_frame(&mut self, id: FrameId, bytes: &[u8]) -> Result<()> {
-        self.write_sealed_frame(id, bytes, super::frame_file::frame_crc(id, bytes))
+        check_image(id, bytes)?;
+        let sealed = self.store.file.checksums(id, bytes);
+        self.write_sealed(id, bytes, sealed)
     }
 
-    /// Write `bytes` (one whole frame image) as the new image of `id`, into a
-    /// slot the published manifest does not reference; `crc` is its slot
-    /// checksum (`frame_crc`), which the caller computed as it sealed the
-    /// image (`frame_file::seal_with_slot_crc`). The manifest records it,
-    /// and every later read of the slot is checked against it.
-    pub(crate) fn write_sealed_frame(&mut self, id: FrameId, bytes: &[u8], crc: u32) -> Result<()> {
-        if id.0 == 0 || bytes.len() != FRAME_BYTES {
-            let what = format!("frame {} image of {} bytes (want id > 0, {FRAME_BYTES} bytes)", id.0, bytes.len());
-            return Err(Error::InvalidArgument(what));
-        }
+    /// Seal `img` (one whole frame image) for the frame file and write it
+    /// as the new image of `id`, into a slot the published manifest does
+    /// not reference. The manifest records its slot checksum, and every
+    /// later read of the slot is checked against it.
+    pub(crate) fn seal_and_write(&mut self, id: FrameId, img: &mut [u8]) -> Result<()> {
+        check_image(id, img)?;
+        let sealed = self.store.file.seal(id, img);
+        self.write_sealed(id, img, sealed)
+    }
+
+    fn write_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
         self.dropped.remove(&id);
         // Rewriting a frame twice in one checkpoint reuses its shadow slot:
         // no manifest references it yet.
@@ -349,13 +386,13 @@ impl CheckpointTxn<'_> {
             Some(r) => r.slot,
             None => self.alloc_slot()?,
         };
-        if let Err(e) = self.store.file.write_slot(slot, bytes) {
+        if let Err(e) = self.store.file.write_slot(slot, bytes, &sealed) {
             self.written.remove(&id);
             self.released.push(slot);
             self.failed = true;
             return Err(e);
         }
-        self.written.insert(id, SlotRef { slot, crc });
+        self.written.insert(id, SlotRef { slot, crc: sealed.crc });
         Ok(())
     }
 

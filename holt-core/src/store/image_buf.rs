@@ -32,11 +32,17 @@ pub(crate) enum Via {
     Direct,
 }
 
+/// Bytes before the image: room for the block of page checksums that
+/// precedes it in a paged slot (`frame_file::PAGE_TABLE_BYTES`), so that
+/// block and the image's first page are read in one request.
+const FRONT: usize = super::frame_file::PAGE_TABLE_BYTES;
+
 fn layout() -> Layout {
-    Layout::from_size_align(FRAME_BYTES, DIRECT_ALIGN).expect("a frame is a valid, aligned layout")
+    Layout::from_size_align(FRONT + FRAME_BYTES, DIRECT_ALIGN).expect("a frame is a valid, aligned layout")
 }
 
-/// A zeroed, `DIRECT_ALIGN`-aligned buffer of exactly one frame.
+/// A zeroed, `DIRECT_ALIGN`-aligned buffer of one frame image (what it
+/// dereferences to), with one aligned block in front of it (`with_front`).
 pub(crate) struct ImageBuf {
     ptr: NonNull<u8>,
 }
@@ -52,20 +58,33 @@ impl ImageBuf {
         let ptr = unsafe { alloc_zeroed(layout()) };
         ImageBuf { ptr: NonNull::new(ptr).unwrap_or_else(|| handle_alloc_error(layout())) }
     }
+
+    /// The block in front of the image and the image, as one slice: the
+    /// image starts at `PAGE_TABLE_BYTES`.
+    pub(crate) fn with_front(&mut self) -> &mut [u8] {
+        // SAFETY: the whole allocation, borrowed uniquely through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), FRONT + FRAME_BYTES) }
+    }
+
+    /// The block in front of the image.
+    pub(crate) fn front(&self) -> &[u8] {
+        // SAFETY: the first `FRONT` initialised bytes of the allocation.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), FRONT) }
+    }
 }
 
 impl Deref for ImageBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `FRAME_BYTES` initialised bytes owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), FRAME_BYTES) }
+        // SAFETY: `FRAME_BYTES` initialised bytes owned by `self`, past the front block.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(FRONT), FRAME_BYTES) }
     }
 }
 
 impl DerefMut for ImageBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`, borrowed uniquely through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), FRAME_BYTES) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(FRONT), FRAME_BYTES) }
     }
 }
 
@@ -150,5 +169,11 @@ mod tests {
         assert!(!direct_read_aligned(&img[1..DIRECT_ALIGN + 1], 0), "misaligned buffer");
         assert!(!direct_read_aligned(&img[..100], 0), "partial block");
         assert!(!direct_read_aligned(&img[..DIRECT_ALIGN], 512), "misaligned offset");
+        let whole = img.with_front();
+        assert_eq!(whole.len(), FRONT + FRAME_BYTES);
+        assert!(direct_read_aligned(&whole[..2 * DIRECT_ALIGN], 0), "the front block and the first page");
+        assert_eq!(whole[FRONT + FRAME_BYTES - 1], 9, "the image follows the front block");
+        whole[0] = 4;
+        assert_eq!(img.front()[0], 4);
     }
 }

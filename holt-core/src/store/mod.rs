@@ -17,6 +17,7 @@ pub(crate) mod manifest;
 // `testing`, for the tests of crates built on it.
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod mem_vfs;
+pub(crate) mod pages;
 pub(crate) mod pins;
 pub(crate) mod pool;
 pub(crate) mod read_only_vfs;

@@ -29,6 +29,7 @@
 //! - without a backing source (memory mode) nothing is ever evicted: the
 //!   cached image is the only copy.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub(crate) use self::capture::{Cut, WRITER_SPARES};
 pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;
 use super::clock::Clock;
+use super::frame_file::{page_in_gap, PageCrcs, PAGE_BYTES, PAGE_TABLE_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::table::{CellTable, CELLS_MAX};
 use crate::counter::Counter;
@@ -69,6 +71,23 @@ pub(crate) trait FrameSource: Send + Sync {
     /// read `via` the page cache or around it. Returns the bytes read from
     /// storage.
     fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64>;
+
+    /// Whether frames can be read a page at a time (`read_head`, `read_page`).
+    fn paged(&self) -> bool {
+        false
+    }
+
+    /// The page checksums of frame `id` and its first page, into `into`
+    /// (`FrameFile::read_head`). Only asked of a `paged` source.
+    fn read_head(&self, id: FrameId, _into: &mut ImageBuf, _via: Via) -> Result<PageCrcs> {
+        Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
+    }
+
+    /// Page `page` of frame `id` into the same page of `into`, checked
+    /// against `crc` (`FrameFile::read_page`). Only asked of a `paged` source.
+    fn read_page(&self, id: FrameId, _page: usize, _crc: u32, _gap: &Range<usize>, _into: &mut ImageBuf, _via: Via) -> Result<()> {
+        Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
+    }
 }
 
 /// Free buffers kept with their memory for quick reuse; more are kept
@@ -84,6 +103,9 @@ pub(crate) struct PoolCounters {
     /// same frame is not a miss, but counts in `frames_read`).
     pub misses: Counter,
     pub frames_read: Counter,
+    /// Pages read into frames resident in part (`store::pages`), the
+    /// first page and page checksums of each such load included.
+    pub pages_read: Counter,
     pub bytes_read: Counter,
     pub evictions: Counter,
     /// Operations that went on pinning their frames after losing one.
@@ -220,7 +242,10 @@ impl Pool {
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
         }
         cell.live.store(false, Ordering::Release);
-        let buf = cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        let mut buf = cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if buf.is_null() {
+            buf = cell.take_part();
+        }
         if !buf.is_null() {
             self.park_buf(buf);
             self.resident.fetch_sub(1, Ordering::AcqRel);
@@ -311,6 +336,72 @@ impl Pool {
         })
     }
 
+    /// Whether a point lookup that misses should load the frame in part
+    /// (`store::pages`): the source reads pages and the pool is full.
+    /// While it has room, whole frames fill it with fewer reads.
+    pub(crate) fn loads_pages(&self) -> bool {
+        self.resident_count() >= self.capacity && self.source.as_ref().is_some_and(|s| s.paged())
+    }
+
+    /// Load frame `id` in part: its page checksums and first page into a
+    /// buffer of its own, unless another thread made it resident first.
+    pub(crate) fn load_head(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
+        let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
+        IMAGE.with_borrow_mut(|image| {
+            let image = image.get_or_insert_with(ImageBuf::zeroed);
+            let crcs = source.read_head(id, image, self.read_via())?;
+            self.counters.pages_read.add(1);
+            self.counters.bytes_read.add((PAGE_TABLE_BYTES + PAGE_BYTES) as u64);
+            verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
+            cell.latch.lock();
+            if cell.buf().is_none() && cell.part().is_none() {
+                let buf = self.alloc_buf();
+                let state = cell.page_state_or_new();
+                let mut table = state.table.lock();
+                *table = crcs;
+                // SAFETY: a pool-owned buffer no frame uses.
+                unsafe { &*buf }.write(0, &image[..PAGE_BYTES]);
+                state.mark(0);
+                cell.part.store(buf, Ordering::Release);
+                drop(table);
+                cell.touch();
+                self.counters.misses.add(1);
+            }
+            cell.latch.unlock();
+            Ok::<(), Error>(())
+        })?;
+        self.clock.enqueue(id, cell);
+        Ok(())
+    }
+
+    /// Read the `pages` frame `id`'s part buffer lacks, for a lookup that
+    /// read it at latch `version`. `Ok(false)`: the frame changed since
+    /// (the lookup restarts); no page is written then (`store::pages`).
+    pub(crate) fn fault_pages(&self, id: FrameId, cell: &FrameCell, version: u64, pages: Range<usize>) -> Result<bool> {
+        let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
+        let state = cell.page_state().expect("a frame resident in part has page state");
+        let table = state.table.lock();
+        if !cell.latch.validate(version) {
+            return Ok(false);
+        }
+        let buf = cell.part().expect("the part buffer of the validated version");
+        let gap = buf.free_gap();
+        IMAGE.with_borrow_mut(|image| {
+            let image = image.get_or_insert_with(ImageBuf::zeroed);
+            for p in pages.filter(|&p| !state.has(p)) {
+                source.read_page(id, p, table[p], &gap, image, self.read_via())?;
+                let at = p * PAGE_BYTES;
+                buf.write(at, &image[at..at + PAGE_BYTES]);
+                state.mark(p);
+                self.counters.pages_read.add(1);
+                if !page_in_gap(p, &gap) {
+                    self.counters.bytes_read.add(PAGE_BYTES as u64);
+                }
+            }
+            Ok(true)
+        })
+    }
+
     /// Read frames around the page cache once the pool is full
     /// (`TreeBuilder::direct_frame_reads`).
     pub(crate) fn with_direct_reads(mut self, on: bool) -> Self {
@@ -334,12 +425,15 @@ impl Pool {
         }
     }
 
-    /// Make `image` the frame's buffer if it has none. Caller holds the latch.
+    /// Make `image` the frame's buffer if it has none; a frame resident in
+    /// part is completed in its own buffer. Caller holds the latch.
     fn install(&self, cell: &FrameCell, image: &[u8]) {
         if cell.buf().is_some() {
             return;
         }
-        let buf = self.alloc_buf();
+        let part = cell.take_part();
+        // A part buffer already counts as resident.
+        let buf = if part.is_null() { self.alloc_buf() } else { part };
         // SAFETY: fresh pool-owned buffer.
         unsafe { &*buf }.load(image);
         cell.buf.store(buf, Ordering::Release);

@@ -1,11 +1,14 @@
 //! Optimistic descent: from the root, through links, to the frame where a
 //! key lands, and point lookups on top of it.
 
+use std::cell::Cell;
+
 use super::{Owned, Step, RESTARTS_MAX, ROOT_FRAME, ROOT_SLOT};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::layout::node::{link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
-use crate::layout::{FrameBuf, Slot, NIL};
+use crate::layout::node::{link_target, node_bytes, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::{slot_entry_offset, FrameBuf, Slot, NIL, SLOT_BYTES};
+use crate::store::pages::PageState;
 use crate::store::pool::{FrameCell, Pool};
 use crate::Record;
 
@@ -22,6 +25,19 @@ pub(crate) struct FrameView<'p> {
     pub buf: &'p FrameBuf,
     /// `None` when the walking thread holds the frame exclusively.
     pub version: Option<u64>,
+    /// For a frame resident in part (`Reads::Pages` only): which pages
+    /// `buf` holds. A walk reads no other (see `Faulting`).
+    pub pages: Option<&'p PageState>,
+}
+
+/// What a walk may do with a frame it finds resident only in part.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// Read all of it (writers, scans: anything that reads more than one
+    /// path through it, or changes it).
+    Whole,
+    /// Read the pages a point lookup's path needs (`store::pages`).
+    Pages,
 }
 
 impl FrameView<'_> {
@@ -35,9 +51,14 @@ impl FrameView<'_> {
 /// that is latched or not resident makes this attempt restart (after
 /// waiting for the writer or loading the frame).
 pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Result<Step<FrameView<'p>>> {
+    enter_for(pool, owned, id, Reads::Whole)
+}
+
+/// `enter`, taking a frame resident in part as it is if `reads` allows.
+fn enter_for<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId, reads: Reads) -> Result<Step<FrameView<'p>>> {
     if let Some(cell) = owned.get(id) {
         let buf = cell.buf().expect("an owned frame is resident");
-        return Ok(Step::Done(FrameView { id, cell, buf, version: None }));
+        return Ok(Step::Done(FrameView { id, cell, buf, version: None, pages: None }));
     }
     let cell = pool.cell(id).filter(|c| c.is_live());
     let Some(cell) = cell else {
@@ -64,13 +85,23 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
         };
         // The buffer pointer is read after the version, so an eviction in
         // between is caught by validation.
+        let view = |buf, pages| FrameView { id, cell, buf, version: Some(version), pages };
         if let Some(buf) = cell.buf() {
             pool.counters.hits.add(1);
             cell.touch();
-            return Ok(Step::Done(FrameView { id, cell, buf, version: Some(version) }));
+            return Ok(Step::Done(view(buf, None)));
+        }
+        if let (Reads::Pages, Some(buf)) = (reads, cell.part()) {
+            pool.counters.hits.add(1);
+            cell.touch();
+            return Ok(Step::Done(view(buf, cell.page_state())));
         }
         owned.pins.note_miss();
-        pool.load(id, cell)?;
+        if reads == Reads::Pages && cell.part().is_none() && pool.loads_pages() {
+            pool.load_head(id, cell)?;
+        } else {
+            pool.load(id, cell)?;
+        }
     }
     Ok(Step::Restart)
 }
@@ -84,7 +115,17 @@ pub(crate) fn follow<'p>(
     from: &FrameView<'p>,
     to: FrameId,
 ) -> Result<Step<FrameView<'p>>> {
-    match enter(pool, owned, to) {
+    follow_for(pool, owned, from, to, Reads::Whole)
+}
+
+fn follow_for<'p>(
+    pool: &'p Pool,
+    owned: &Owned<'p>,
+    from: &FrameView<'p>,
+    to: FrameId,
+    reads: Reads,
+) -> Result<Step<FrameView<'p>>> {
+    match enter_for(pool, owned, to, reads) {
         Err(_) | Ok(Step::Done(_)) if !from.valid() => Ok(Step::Restart),
         r => r,
     }
@@ -103,18 +144,85 @@ pub(crate) enum Walk {
     Torn,
 }
 
+/// What a walk may read of its frame.
+pub(crate) trait Pages {
+    /// Whether `need` does anything: a walk of a whole frame compiles
+    /// without its calls.
+    const PARTIAL: bool;
+    /// Make the `len` bytes at `off` readable; false if they cannot be
+    /// (the walk stops as if torn, and its caller asks the pager why).
+    fn need(&self, off: usize, len: usize) -> bool;
+}
+
+/// A whole frame: every byte is there.
+pub(crate) struct Whole;
+
+impl Pages for Whole {
+    const PARTIAL: bool = false;
+    #[inline(always)]
+    fn need(&self, _off: usize, _len: usize) -> bool {
+        true
+    }
+}
+
+/// Why a walk of a frame resident in part stopped short.
+enum Fault {
+    /// The frame changed since the view's version: restart.
+    Stale,
+    /// A page could not be read (I/O error, checksum mismatch).
+    Failed(Error),
+}
+
+/// A frame resident in part: pages are read as the walk reaches them.
+struct Faulting<'a, 'p> {
+    pool: &'p Pool,
+    view: &'a FrameView<'p>,
+    state: &'p PageState,
+    fault: Cell<Option<Fault>>,
+}
+
+impl Pages for Faulting<'_, '_> {
+    const PARTIAL: bool = true;
+    fn need(&self, off: usize, len: usize) -> bool {
+        let Some(span) = PageState::span(off, len) else { return false };
+        if self.state.has_all(span.clone()) {
+            return true;
+        }
+        let version = self.view.version.expect("a part buffer is read optimistically");
+        match self.pool.fault_pages(self.view.id, self.view.cell, version, span) {
+            Ok(true) => true,
+            Ok(false) => {
+                self.fault.set(Some(Fault::Stale));
+                false
+            }
+            Err(e) => {
+                self.fault.set(Some(Fault::Failed(e)));
+                false
+            }
+        }
+    }
+}
+
 /// Follow `key` inside one frame from `slot` at key depth `depth`.
 #[inline]
 pub(crate) fn walk_frame(b: &FrameBuf, slot: Slot, depth: usize, key: &[u8]) -> Walk {
-    walk_frame_at(b, slot, depth, key).0
+    walk_frame_at(b, &Whole, slot, depth, key).0
 }
 
 /// `walk_frame`, also returning the slot of the node the walk stopped at
-/// (for `Walk::Link`, the link node's own slot).
+/// (for `Walk::Link`, the link node's own slot); it reads what `pages`
+/// makes readable first.
 #[inline(always)]
-pub(crate) fn walk_frame_at(b: &FrameBuf, mut slot: Slot, mut depth: usize, key: &[u8]) -> (Walk, Slot) {
+pub(crate) fn walk_frame_at<P: Pages>(b: &FrameBuf, pages: &P, mut slot: Slot, mut depth: usize, key: &[u8]) -> (Walk, Slot) {
     for _ in 0..key.len() + 3 {
+        if P::PARTIAL && slot.0 < b.slot_count() && !pages.need(slot_entry_offset(slot), SLOT_BYTES) {
+            return (Walk::Torn, slot);
+        }
         let Some(off) = b.node_offset(slot) else { return (Walk::Torn, slot) };
+        // A node's first eight bytes hold every length that sizes it.
+        if P::PARTIAL && !(pages.need(off, 8) && pages.need(off, node_bytes(b, off))) {
+            return (Walk::Torn, slot);
+        }
         match b.u8(off) {
             KIND_LINK => {
                 let (f, s) = link_target(b, off);
@@ -164,12 +272,28 @@ pub(crate) fn corrupt_frame(id: FrameId, what: &str) -> Error {
 
 /// One optimistic attempt to find where `key` lands.
 pub(crate) fn try_locate<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Step<Landing<'p>>> {
-    let Step::Done(mut view) = enter(pool, owned, ROOT_FRAME)? else { return Ok(Step::Restart) };
+    try_locate_for(pool, owned, key, Reads::Whole)
+}
+
+/// `try_locate`, landing in a frame resident in part if `reads` allows.
+fn try_locate_for<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8], reads: Reads) -> Result<Step<Landing<'p>>> {
+    let Step::Done(mut view) = enter_for(pool, owned, ROOT_FRAME, reads)? else { return Ok(Step::Restart) };
     let (mut slot, mut depth) = (ROOT_SLOT, 0);
     for _ in 0..FRAME_HOPS_MAX {
-        match walk_frame(view.buf, slot, depth, key) {
+        let walk = match view.pages {
+            None => walk_frame(view.buf, slot, depth, key),
+            Some(state) => {
+                let pager = Faulting { pool, view: &view, state, fault: Cell::new(None) };
+                match (walk_frame_at(view.buf, &pager, slot, depth, key).0, pager.fault.take()) {
+                    (_, Some(Fault::Stale)) => return Ok(Step::Restart),
+                    (_, Some(Fault::Failed(e))) => return Err(e),
+                    (walk, None) => walk,
+                }
+            }
+        };
+        match walk {
             Walk::Link(f, s, d) => {
-                let Step::Done(next) = follow(pool, owned, &view, f)? else { return Ok(Step::Restart) };
+                let Step::Done(next) = follow_for(pool, owned, &view, f, reads)? else { return Ok(Step::Restart) };
                 (view, slot, depth) = (next, s, d);
             }
             Walk::Torn if view.valid() => return Err(corrupt_frame(view.id, "unreadable node")),
@@ -203,7 +327,7 @@ pub(crate) fn retry<T>(owned: &Owned<'_>, mut attempt: impl FnMut() -> Result<St
 /// The record stored at `key`.
 pub(crate) fn lookup<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Option<Record>> {
     retry(owned, || {
-        let Step::Done(land) = try_locate(pool, owned, key)? else { return Ok(Step::Restart) };
+        let Step::Done(land) = try_locate_for(pool, owned, key, Reads::Pages)? else { return Ok(Step::Restart) };
         let b = land.view.buf;
         let rec = match land.walk {
             Walk::Leaf(off) => {

@@ -6,7 +6,7 @@
 //! Bypass: right after a write, redirect the links that lead to forwarding
 //! links its spills left (see `bypass_forwards`), with the same try-lock rule.
 
-use super::descend::{enter, follow, walk_frame_at, Walk, FRAME_HOPS_MAX};
+use super::descend::{enter, follow, walk_frame_at, Walk, Whole, FRAME_HOPS_MAX};
 use super::spill::{postorder, remapped_node, FRAME_DATA_BYTES};
 use super::{Forward, Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::ids::FrameId;
@@ -137,7 +137,7 @@ fn referrer<'p>(pool: &'p Pool, owned: &Owned<'p>, fwd: &Forward) -> Option<(Fra
     let Ok(Step::Done(mut view)) = enter(pool, owned, ROOT_FRAME) else { return None };
     let (mut slot, mut depth) = (ROOT_SLOT, 0);
     for _ in 0..FRAME_HOPS_MAX {
-        let (walk, at) = walk_frame_at(view.buf, slot, depth, &fwd.key);
+        let (walk, at) = walk_frame_at(view.buf, &Whole, slot, depth, &fwd.key);
         let Walk::Link(to, to_slot, d) = walk else { return None };
         if (to, to_slot) == (fwd.frame, fwd.slot) {
             return view.valid().then_some((view.id, at, view.version));

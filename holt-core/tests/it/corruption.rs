@@ -19,6 +19,10 @@ const SEGMENT_HEADER_BYTES: usize = 24;
 const RECORD_HEADER_BYTES: usize = 32;
 const FRAME_FILE_HEADER_BYTES: u64 = 4096;
 const FRAME_BYTES: u64 = 512 << 10;
+/// A slot: a block of page checksums (the first 512 bytes used), then the image.
+const PAGE_TABLE_BYTES: u64 = 4096;
+const PAGE_TABLE_USED: u64 = 512;
+const SLOT_BYTES: u64 = PAGE_TABLE_BYTES + FRAME_BYTES;
 const MANIFEST_HEADER_BYTES: usize = 80;
 const MANIFEST_ENTRY_BYTES: usize = 16;
 const MANIFEST_VERSION_OFFSET: usize = 8;
@@ -289,16 +293,21 @@ fn flipped_bit_in_a_frame_slot_is_corruption_never_a_wrong_value() {
     let clean = root.path().join("clean");
     let model = closed_store(&clean, &mut rng);
     let slots = manifest_slots(&clean);
-    for round in 0..8 {
+    for round in 0..12 {
         let (id, slot) = slots[rng.below(slots.len() as u64) as usize];
         let store = damaged(root.path(), &clean, &format!("flip-{round}"));
-        let base = FRAME_FILE_HEADER_BYTES + u64::from(slot) * FRAME_BYTES;
-        let gap = free_gap(&store.join("frames.dat"), base);
-        // Half the rounds hit the free gap, which holds no data.
-        let at = if round % 2 == 0 && !gap.is_empty() { gap.start + rng.below(gap.end - gap.start) } else { used_byte(&gap, &mut rng) };
+        let base = FRAME_FILE_HEADER_BYTES + u64::from(slot) * SLOT_BYTES;
+        let gap = free_gap(&store.join("frames.dat"), base + PAGE_TABLE_BYTES);
+        // A third of the rounds hit the free gap, which holds no data, a
+        // third the page checksums; offsets count from the slot's start.
+        let at = match round % 3 {
+            0 if !gap.is_empty() => PAGE_TABLE_BYTES + gap.start + rng.below(gap.end - gap.start),
+            1 => rng.below(PAGE_TABLE_USED),
+            _ => PAGE_TABLE_BYTES + used_byte(&gap, &mut rng),
+        };
         flip_bit(&store.join("frames.dat"), base + at, rng.below(8));
-        let ctx = format!("seed {seed}: frame {id} slot {slot} byte {at} of the slot, free gap {gap:?}");
-        let in_gap = gap.contains(&at);
+        let ctx = format!("seed {seed}: frame {id} slot {slot} byte {at} of the slot, free gap {gap:?} of the image");
+        let in_gap = at >= PAGE_TABLE_BYTES && gap.contains(&(at - PAGE_TABLE_BYTES));
         match open_quiet(&store) {
             Err(e) => assert!(!in_gap && is_corrupted_in(&e, "frames.dat"), "{ctx}: {e}"),
             Ok(tree) => {
@@ -313,7 +322,7 @@ fn flipped_bit_in_a_frame_slot_is_corruption_never_a_wrong_value() {
 }
 
 /// The free gap of the frame image at `base` (between its data area and its
-/// slot table, doc/FORMAT.md "Blob frame"), as offsets within the slot.
+/// slot table, doc/FORMAT.md "Blob frame"), as offsets within the image.
 fn free_gap(frames: &Path, base: u64) -> std::ops::Range<u64> {
     let bytes = std::fs::read(frames).unwrap();
     let field = |off: u64| u64::from(u32::from_le_bytes(bytes[(base + off) as usize..][..4].try_into().unwrap()));
@@ -419,7 +428,7 @@ fn missing_or_truncated_files_are_clear_errors() {
 
     let store = damaged(root.path(), &clean, "short-frames");
     let slot_max = manifest_slots(&store).iter().map(|s| s.1).max().unwrap();
-    let cut = FRAME_FILE_HEADER_BYTES + u64::from(slot_max) * FRAME_BYTES + FRAME_BYTES / 2;
+    let cut = FRAME_FILE_HEADER_BYTES + u64::from(slot_max) * SLOT_BYTES + SLOT_BYTES / 2;
     std::fs::OpenOptions::new().write(true).open(store.join("frames.dat")).unwrap().set_len(cut).unwrap();
     let e = open_quiet(&store).expect_err("opened with a slot cut off");
     assert!(is_corrupted_in(&e, "frames.dat"), "seed {seed}: {e}");

@@ -5,7 +5,12 @@ use std::sync::Arc;
 
 use super::*;
 use crate::ids::Lsn;
-use crate::store::frame_file::slot_offset;
+use crate::store::frame_file::SlotFormat;
+
+/// Where slot `slot` starts in a store this build creates.
+fn slot_offset(slot: u32) -> u64 {
+    SlotFormat::Paged.offset(slot)
+}
 use crate::store::manifest::MANIFEST_TMP_NAME;
 use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::store::splitmix::SplitMix64;
@@ -332,7 +337,8 @@ fn flipped_bit_in_a_slot_is_corrupted_at_the_slot() {
         let byte = vfs.file_bytes(&path).unwrap()[at as usize];
         vfs.corrupt(&path, at, &[byte ^ 0x10]).unwrap();
         let (p, offset) = corrupted_at(store.read_frame(FrameId(2)).unwrap_err());
-        assert_eq!((p, offset), (path.clone(), slot_offset(slot)), "flip at {pos}");
+        // The block the flip is in: the page checksums, or the image's page.
+        assert_eq!((p, offset), (path.clone(), slot_offset(slot) + pos / 4096 * 4096), "flip at {pos}");
         assert_eq!(gen_of(&store.read_frame(FrameId(1)).unwrap()), 0, "other frames unaffected");
         vfs.corrupt(&path, at, &[byte]).unwrap();
         assert!(store.read_frame(FrameId(2)).is_ok());
@@ -451,7 +457,8 @@ fn assert_old_mapping_survives(vfs: &MemVfs, store: &FrameStore, model: &Model) 
 fn enospc_on_frame_write_keeps_old_mapping() {
     let vfs = MemVfs::new();
     let (store, model) = store_with(&vfs, 3);
-    vfs.fail_write_after_with(1, libc::ENOSPC);
+    // A frame without a free gap is two writes: its page checksums, its image.
+    vfs.fail_write_after_with(2, libc::ENOSPC);
     let mut txn = store.begin_checkpoint().unwrap();
     txn.write_frame(FrameId(1), &image(1, 1)).unwrap();
     assert_eq!(io_errno(txn.write_frame(FrameId(2), &image(2, 1)).unwrap_err()), libc::ENOSPC);
@@ -516,7 +523,7 @@ fn bytes_in_the_free_gap_on_disk_never_matter() {
     txn.write_frame(FrameId(5), &img).unwrap();
     txn.commit(meta(1)).unwrap();
     let path = dir().join(FRAME_FILE_NAME);
-    let base = slot_offset(store.slot_of(FrameId(5)).unwrap());
+    let base = slot_offset(store.slot_of(FrameId(5)).unwrap()) + SlotFormat::Paged.image_at();
     // Stale bytes where the gap is (as a file system without holes, or a
     // reused slot, leaves them) read back as the zeros the image holds.
     for pos in [20_000u64, 20_001, 200_000, FRAME_BYTES as u64 - 401] {
@@ -527,7 +534,7 @@ fn bytes_in_the_free_gap_on_disk_never_matter() {
     for pos in [19_999u64, FRAME_BYTES as u64 - 400, crate::layout::HDR_DATA_END as u64 + 1] {
         let byte = vfs.file_bytes(&path).unwrap()[(base + pos) as usize];
         vfs.corrupt(&path, base + pos, &[byte ^ 0x04]).unwrap();
-        assert_eq!(corrupted_at(store.read_frame(FrameId(5)).unwrap_err()).1, base, "flip at {pos}");
+        assert_eq!(corrupted_at(store.read_frame(FrameId(5)).unwrap_err()).1, base + pos / 4096 * 4096, "flip at {pos}");
         vfs.corrupt(&path, base + pos, &[byte]).unwrap();
     }
     assert!(store.read_frame(FrameId(5)).unwrap() == img);

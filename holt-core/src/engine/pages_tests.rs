@@ -1,0 +1,155 @@
+//! Point lookups into a full cache read frames a page at a time
+//! (`store::pages`): through the whole engine on a simulated disk, they
+//! agree with what was written, read a fraction of a frame per miss, stop
+//! at a page that fails its checksum, and share frames with writers that
+//! complete them.
+
+use std::sync::Arc;
+
+use crate::layout::FRAME_BYTES;
+use crate::store::frame_file::{SlotFormat, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
+use crate::store::splitmix::SplitMix64;
+use crate::testing::SimDisk;
+use crate::{Error, Tree, TreeBuilder};
+
+const POOL_FRAMES: usize = 8;
+const KEYS: u64 = 24_000;
+
+fn builder() -> TreeBuilder {
+    TreeBuilder::new("/store").checkpoint_interval(None).buffer_pool_size(POOL_FRAMES)
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("k/{:03}/{i:07}", i % 97).into_bytes()
+}
+
+fn value(i: u64, round: u8) -> Vec<u8> {
+    vec![(i as u8) ^ round; 600 + (i % 7) as usize * 50]
+}
+
+/// A checkpointed tree of `KEYS` keys, several times the cache, reopened
+/// with an empty cache.
+fn loaded_disk() -> SimDisk {
+    let disk = SimDisk::new();
+    let tree = disk.open_tree(builder()).unwrap();
+    for i in 0..KEYS {
+        tree.put(&key(i), &value(i, 0)).unwrap();
+    }
+    assert!(tree.stats().unwrap().frames >= 6 * POOL_FRAMES as u64, "{:?}", tree.stats().unwrap());
+    tree.checkpoint().unwrap();
+    disk
+}
+
+/// Random gets until the cache is full, so that every later miss is a
+/// partial load.
+fn warm(tree: &Tree, rng: &mut SplitMix64) {
+    while tree.counters().frames_cached < POOL_FRAMES as u64 {
+        let i = rng.below(KEYS);
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)));
+    }
+}
+
+#[test]
+fn point_lookups_into_a_full_cache_read_pages_not_frames() {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(0x9a6e);
+    warm(&tree, &mut rng);
+    let before = tree.counters();
+    let gets = 2_000u64;
+    for _ in 0..gets {
+        let i = rng.below(KEYS);
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)), "key {i}");
+        assert_eq!(tree.get(format!("k/{:03}/x", i % 97).as_bytes()).unwrap(), None);
+    }
+    let after = tree.counters();
+    let (misses, pages) = (after.cache_misses - before.cache_misses, after.pages_read - before.pages_read);
+    let bytes = after.frame_bytes_read - before.frame_bytes_read;
+    eprintln!("{gets} gets: {misses} misses, {pages} pages, {} bytes a miss", bytes / misses.max(1));
+    assert_eq!(after.frames_read, before.frames_read, "no lookup read a whole frame into the full cache");
+    assert!(misses > gets / 4, "the cache was too small to miss: {after:?}");
+    assert!(bytes / misses < FRAME_BYTES as u64 / 8, "{} bytes a miss", bytes / misses);
+    // A scan and a writer complete the frames they meet; the tree stays whole.
+    let listed: Vec<_> = tree.scan_prefix(b"k/005/").keys_only().into_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(listed.len() as u64, (0..KEYS).filter(|i| i % 97 == 5).count() as u64);
+    tree.put(&key(7), &value(7, 1)).unwrap();
+    assert!(tree.get(&key(7)).unwrap() == Some(value(7, 1)));
+    tree.check_invariants().unwrap();
+}
+
+#[test]
+fn a_page_that_fails_its_checksum_fails_the_lookups_that_read_it() {
+    let disk = loaded_disk();
+    let file = disk.open(std::path::Path::new("/store/frames.dat"), false).unwrap();
+    let slots = (file.len().unwrap() - 4096) / SlotFormat::Paged.offset(1).saturating_sub(SlotFormat::Paged.offset(0));
+    let mut corrupted = 0;
+    for slot in 0..slots as u32 {
+        for page in [1, PAGES / 2, PAGES - 2] {
+            let at = SlotFormat::Paged.offset(slot) + (PAGE_TABLE_BYTES + page * PAGE_BYTES + 99) as u64;
+            let mut byte = [0u8];
+            file.read_at(&mut byte, at).unwrap();
+            file.write_at(&[byte[0] ^ 0x20], at).unwrap();
+            let tree = disk.open_tree(builder()).unwrap();
+            let mut rng = SplitMix64::new(slot as u64);
+            warm_tolerating_corruption(&tree, &mut rng);
+            for i in (0..KEYS).step_by(7) {
+                match tree.get(&key(i)) {
+                    Ok(v) => assert!(v == Some(value(i, 0)), "key {i} read wrong with slot {slot} page {page} flipped"),
+                    Err(Error::Corrupted { .. }) => corrupted += 1,
+                    Err(e) => panic!("key {i}: {e}"),
+                }
+            }
+            drop(tree);
+            file.write_at(&byte, at).unwrap();
+        }
+    }
+    assert!(corrupted > 0, "no flip was ever read");
+    let tree = disk.open_tree(builder()).unwrap();
+    (0..KEYS).step_by(7).for_each(|i| assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0))));
+}
+
+/// `warm`, where some keys may be unreadable.
+fn warm_tolerating_corruption(tree: &Tree, rng: &mut SplitMix64) {
+    for _ in 0..10_000 {
+        if tree.counters().frames_cached >= POOL_FRAMES as u64 {
+            return;
+        }
+        let _ = tree.get(&key(rng.below(KEYS)));
+    }
+}
+
+/// Readers fault pages into frames that a writer completes and changes
+/// under them: every read finds the old or the new value, never anything
+/// else, and nothing starves.
+#[test]
+fn readers_and_a_writer_share_frames_resident_in_part() {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder()).unwrap();
+    warm(&tree, &mut SplitMix64::new(1));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (tree, done) = (tree.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut rng = SplitMix64::new(100 + t);
+                let mut n = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || n < 2_000 {
+                    let i = rng.below(KEYS);
+                    let v = tree.get(&key(i)).unwrap();
+                    assert!(v == Some(value(i, 0)) || v == Some(value(i, 1)), "thread {t}: key {i}");
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut rng = SplitMix64::new(7);
+    for _ in 0..1_500 {
+        let i = rng.below(KEYS);
+        tree.put(&key(i), &value(i, 1)).unwrap();
+    }
+    tree.checkpoint().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    readers.into_iter().for_each(|r| r.join().unwrap());
+    assert!(tree.counters().pages_read > 0);
+    tree.check_invariants().unwrap();
+}

@@ -1,0 +1,99 @@
+//! Frames resident a page at a time: what a point lookup may read of a
+//! frame it found only partly in memory.
+//!
+//! Once the pool is full, a point lookup that misses does not read the
+//! whole frame (hundreds of KiB for a few nodes): it reads the frame's page
+//! checksums and first page (`FrameFile::read_head`) into a buffer kept in
+//! the cell's `part`, and then each page its walk needs, when it needs it
+//! (`Pool::fault_pages`). Everything else (writers, scans, checkpoints,
+//! maintenance) only ever sees whole frames: its load of a frame that is
+//! partly resident reads the rest.
+//!
+//! Invariants:
+//! - A partly resident frame is clean: writers take a whole frame, and the
+//!   load that completes one clears `part` under the exclusive latch.
+//! - A page's bytes are in the buffer, checked against the page checksum
+//!   the manifest vouches for, before its bit in `present` is set (Release;
+//!   readers test it with Acquire before reading the page).
+//! - `table` is locked to write a page into the buffer, and to attach or
+//!   detach the buffer (`part`); a page is written only after its writer,
+//!   holding `table`, validated the latch version it read `part` at. So no
+//!   page is ever written into a buffer that another frame took over.
+//! - Lock order: the frame's latch, then `table`; a thread holding `table`
+//!   never waits for the latch.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::frame_file::{PageCrcs, PAGES, PAGE_BYTES};
+use crate::layout::FRAME_BYTES;
+
+const MASK_WORDS: usize = PAGES / 64;
+
+/// The page state of one frame, kept for its cell's life once the frame
+/// was first loaded in part.
+pub(crate) struct PageState {
+    present: [AtomicU64; MASK_WORDS],
+    /// The page checksums of the image `part` holds pages of.
+    pub(super) table: Mutex<PageCrcs>,
+}
+
+impl PageState {
+    pub(super) fn new() -> PageState {
+        PageState { present: Default::default(), table: Mutex::new([0; PAGES]) }
+    }
+
+    /// Pages covering `len` bytes at `off`, or `None` past the frame.
+    pub(crate) fn span(off: usize, len: usize) -> Option<std::ops::Range<usize>> {
+        let end = off.checked_add(len.max(1)).filter(|&e| e <= FRAME_BYTES)?;
+        Some(off / PAGE_BYTES..end.div_ceil(PAGE_BYTES))
+    }
+
+    #[inline]
+    pub(crate) fn has(&self, page: usize) -> bool {
+        self.present[page / 64].load(Ordering::Acquire) >> (page % 64) & 1 == 1
+    }
+
+    /// Whether every page in `pages` is present.
+    #[inline]
+    pub(crate) fn has_all(&self, pages: std::ops::Range<usize>) -> bool {
+        pages.into_iter().all(|p| self.has(p))
+    }
+
+    /// Record page `page` as holding the frame's bytes. Caller holds `table`.
+    pub(super) fn mark(&self, page: usize) {
+        self.present[page / 64].fetch_or(1 << (page % 64), Ordering::Release);
+    }
+
+    /// Forget every page. Caller holds `table` and the exclusive latch.
+    pub(super) fn clear(&self) {
+        self.present.iter().for_each(|w| w.store(0, Ordering::Release));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_covers_every_page_it_touches_and_nothing_past_the_frame() {
+        assert_eq!(PageState::span(0, 16), Some(0..1));
+        assert_eq!(PageState::span(4090, 16), Some(0..2));
+        assert_eq!(PageState::span(4096, 4096), Some(1..2));
+        assert_eq!(PageState::span(FRAME_BYTES - 4, 4), Some(PAGES - 1..PAGES));
+        assert_eq!(PageState::span(FRAME_BYTES - 4, 8), None);
+        assert_eq!(PageState::span(usize::MAX, 2), None);
+    }
+
+    #[test]
+    fn marks_are_per_page_and_cleared_together() {
+        let s = PageState::new();
+        s.mark(0);
+        s.mark(70);
+        assert!(s.has(0) && s.has(70) && !s.has(69));
+        assert!(s.has_all(70..71) && !s.has_all(69..71));
+        s.clear();
+        assert!(!s.has(0) && !s.has(70));
+    }
+}

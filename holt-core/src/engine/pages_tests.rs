@@ -65,10 +65,12 @@ fn point_lookups_into_a_full_cache_read_pages_not_frames() {
     let after = tree.counters();
     let (misses, pages) = (after.cache_misses - before.cache_misses, after.pages_read - before.pages_read);
     let bytes = after.frame_bytes_read - before.frame_bytes_read;
-    eprintln!("{gets} gets: {misses} misses, {pages} pages, {} bytes a miss", bytes / misses.max(1));
+    eprintln!("{gets} gets: {misses} misses, {pages} pages, {} bytes a get", bytes / gets);
     assert_eq!(after.frames_read, before.frames_read, "no lookup read a whole frame into the full cache");
-    assert!(misses > gets / 4, "the cache was too small to miss: {after:?}");
-    assert!(bytes / misses < FRAME_BYTES as u64 / 8, "{} bytes a miss", bytes / misses);
+    assert!(misses > 0 && pages > gets / 4, "the cache was too small to miss: {after:?}");
+    // The budget counts pages: frames held in part outnumber whole ones.
+    assert!(after.frames_cached <= POOL_FRAMES as u64, "{after:?}");
+    assert!(bytes / gets < FRAME_BYTES as u64 / 16, "{} bytes a get", bytes / gets);
     // A scan and a writer complete the frames they meet; the tree stays whole.
     let listed: Vec<_> = tree.scan_prefix(b"k/005/").keys_only().into_iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(listed.len() as u64, (0..KEYS).filter(|i| i % 97 == 5).count() as u64);

@@ -16,6 +16,7 @@
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
+use super::frame_file::PAGES;
 use super::pages::PageState;
 use crate::latch::HybridLatch;
 use crate::layout::FrameBuf;
@@ -52,8 +53,9 @@ pub(super) const USES_MAX: u8 = 3;
 
 /// What the eviction clock may do with a frame it meets.
 pub(super) enum Fate {
-    /// Evicted: here is its buffer, detached under the frame's latch.
-    Evicted(*mut FrameBuf),
+    /// Evicted: here is its buffer, detached under the frame's latch, and
+    /// the pages of it the frame held (`PAGES` for a whole frame).
+    Evicted(*mut FrameBuf, usize),
     /// Not evictable now, but may be soon (latched, or used since the
     /// hand last passed): keep its entry.
     Spared,
@@ -96,16 +98,17 @@ impl FrameCell {
         !self.buf.load(Ordering::Acquire).is_null() || !self.part.load(Ordering::Acquire).is_null()
     }
 
-    /// Detach the part buffer (null if none), waiting for a page being
-    /// written into it. Caller holds the exclusive latch.
-    pub(super) fn take_part(&self) -> *mut FrameBuf {
+    /// Detach the part buffer (null if none) and the number of pages it
+    /// held, waiting for a page being written into it. Caller holds the
+    /// exclusive latch.
+    pub(super) fn take_part(&self) -> (*mut FrameBuf, usize) {
         match self.page_state() {
             Some(state) => {
                 let _table = state.table.lock();
-                state.clear();
-                self.part.swap(std::ptr::null_mut(), Ordering::AcqRel)
+                let pages = state.clear();
+                (self.part.swap(std::ptr::null_mut(), Ordering::AcqRel), pages)
             }
-            None => std::ptr::null_mut(),
+            None => (std::ptr::null_mut(), 0),
         }
     }
 
@@ -179,14 +182,14 @@ impl FrameCell {
         let fate = if !self.evictable() {
             Fate::Dropped
         } else if self.buf().is_some() {
-            Fate::Evicted(self.buf.swap(std::ptr::null_mut(), Ordering::AcqRel))
+            Fate::Evicted(self.buf.swap(std::ptr::null_mut(), Ordering::AcqRel), PAGES)
         } else {
             // A part buffer a lookup is writing a page into is spared.
             let state = self.page_state().expect("a part buffer has page state");
             match state.table.try_lock() {
                 Some(_table) => {
-                    state.clear();
-                    Fate::Evicted(self.part.swap(std::ptr::null_mut(), Ordering::AcqRel))
+                    let pages = state.clear();
+                    Fate::Evicted(self.part.swap(std::ptr::null_mut(), Ordering::AcqRel), pages)
                 }
                 None => Fate::Spared,
             }

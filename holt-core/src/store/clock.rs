@@ -50,9 +50,10 @@ impl Clock {
         }
     }
 
-    /// Sweep for one frame to evict and detach its buffer; `None` if no
-    /// frame was evictable within the sweep's bound.
-    pub(super) fn evict(&self, cells: &CellTable<FrameCell>) -> Option<*mut FrameBuf> {
+    /// Sweep for one frame to evict and detach its buffer (and the pages
+    /// the frame held of it); `None` if no frame was evictable within the
+    /// sweep's bound.
+    pub(super) fn evict(&self, cells: &CellTable<FrameCell>) -> Option<(*mut FrameBuf, usize)> {
         let ring = &mut *self.ring.lock();
         let visits_max = (USES_MAX as usize + 1) * ring.ids.len() + 1;
         for _ in 0..visits_max {
@@ -60,9 +61,9 @@ impl Clock {
             ring.visits += 1;
             let Some(cell) = cells.get(id.0 as usize) else { continue };
             match cell.visit() {
-                Fate::Evicted(buf) => {
+                Fate::Evicted(buf, pages) => {
                     cell.queued.store(false, Ordering::Relaxed);
-                    return Some(buf);
+                    return Some((buf, pages));
                 }
                 Fate::Spared => ring.ids.push_back(id),
                 Fate::Dropped => cell.queued.store(false, Ordering::Relaxed),

@@ -66,9 +66,10 @@ impl PageState {
         self.present[page / 64].fetch_or(1 << (page % 64), Ordering::Release);
     }
 
-    /// Forget every page. Caller holds `table` and the exclusive latch.
-    pub(super) fn clear(&self) {
-        self.present.iter().for_each(|w| w.store(0, Ordering::Release));
+    /// Forget every page; returns how many were present. Caller holds
+    /// `table` and the exclusive latch.
+    pub(super) fn clear(&self) -> usize {
+        self.present.iter().map(|w| w.swap(0, Ordering::AcqRel).count_ones() as usize).sum()
     }
 }
 
@@ -93,7 +94,7 @@ mod tests {
         s.mark(70);
         assert!(s.has(0) && s.has(70) && !s.has(69));
         assert!(s.has_all(70..71) && !s.has_all(69..71));
-        s.clear();
+        assert_eq!(s.clear(), 2);
         assert!(!s.has(0) && !s.has(70));
     }
 }

@@ -40,7 +40,7 @@ pub(crate) use self::capture::{Cut, WRITER_SPARES};
 pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;
 use super::clock::Clock;
-use super::frame_file::{page_in_gap, PageCrcs, PAGE_BYTES, PAGE_TABLE_BYTES};
+use super::frame_file::{page_in_gap, PageCrcs, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::table::{CellTable, CELLS_MAX};
 use crate::counter::Counter;
@@ -142,7 +142,11 @@ pub(crate) struct Pool {
     /// retired id is free at once.
     retired: Mutex<Vec<FrameId>>,
     next_id: AtomicU64,
-    resident: AtomicUsize,
+    /// Pages the resident frames hold: `PAGES` for a whole frame, the
+    /// pages read so far for one resident in part (`store::pages`). The
+    /// budget counts these, so a frame a lookup read a few pages of costs
+    /// a few pages.
+    held_pages: AtomicUsize,
     capacity: usize,
     clock: Clock,
     dirty: Dirty,
@@ -174,7 +178,7 @@ impl Pool {
             free_ids: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
-            resident: AtomicUsize::new(0),
+            held_pages: AtomicUsize::new(0),
             capacity,
             clock: Clock::default(),
             dirty: Dirty::default(),
@@ -224,7 +228,7 @@ impl Pool {
         let cell = self.cells.get_or_create(id.0 as usize);
         cell.latch.lock();
         debug_assert!(!cell.is_live() && !cell.is_dirty(), "a fresh id names no frame");
-        let buf = self.alloc_buf();
+        let buf = self.alloc_buf(PAGES);
         // SAFETY: `alloc_buf` returns a pool-owned buffer nobody else uses.
         unsafe { &*buf }.format(id);
         cell.buf.store(buf, Ordering::Release);
@@ -242,13 +246,13 @@ impl Pool {
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
         }
         cell.live.store(false, Ordering::Release);
-        let mut buf = cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        let (mut buf, mut pages) = (cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel), PAGES);
         if buf.is_null() {
-            buf = cell.take_part();
+            (buf, pages) = cell.take_part();
         }
         if !buf.is_null() {
             self.park_buf(buf);
-            self.resident.fetch_sub(1, Ordering::AcqRel);
+            self.held_pages.fetch_sub(pages, Ordering::AcqRel);
         }
         if self.source.is_some() {
             self.retired.lock().push(id);
@@ -355,7 +359,10 @@ impl Pool {
             verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
             cell.latch.lock();
             if cell.buf().is_none() && cell.part().is_none() {
-                let buf = self.alloc_buf();
+                let buf = self.alloc_buf(1);
+                // SAFETY: a pool-owned buffer no frame uses. Its memory goes
+                // back first, so the frame costs only the pages it reads.
+                unsafe { &*buf }.release_memory();
                 let state = cell.page_state_or_new();
                 let mut table = state.table.lock();
                 *table = crcs;
@@ -393,13 +400,17 @@ impl Pool {
                 let at = p * PAGE_BYTES;
                 buf.write(at, &image[at..at + PAGE_BYTES]);
                 state.mark(p);
+                self.held_pages.fetch_add(1, Ordering::AcqRel);
                 self.counters.pages_read.add(1);
                 if !page_in_gap(p, &gap) {
                     self.counters.bytes_read.add(PAGE_BYTES as u64);
                 }
             }
-            Ok(true)
-        })
+            Ok::<(), Error>(())
+        })?;
+        drop(table);
+        self.shrink_to_budget();
+        Ok(true)
     }
 
     /// Read frames around the page cache once the pool is full
@@ -431,9 +442,13 @@ impl Pool {
         if cell.buf().is_some() {
             return;
         }
-        let part = cell.take_part();
-        // A part buffer already counts as resident.
-        let buf = if part.is_null() { self.alloc_buf() } else { part };
+        let (part, had) = cell.take_part();
+        let buf = if part.is_null() {
+            self.alloc_buf(PAGES)
+        } else {
+            self.held_pages.fetch_add(PAGES - had, Ordering::AcqRel);
+            part
+        };
         // SAFETY: fresh pool-owned buffer.
         unsafe { &*buf }.load(image);
         cell.buf.store(buf, Ordering::Release);
@@ -441,18 +456,23 @@ impl Pool {
         self.counters.misses.add(1);
     }
 
-    /// A free buffer: taken from an evicted frame when over capacity, else
-    /// recycled or newly allocated. Over capacity with nothing evictable, it
+    /// A free buffer for a frame that will hold `pages` of it: taken from
+    /// an evicted frame when over capacity (frames are evicted until it is
+    /// not: one whole frame may replace many held in part), else recycled
+    /// or newly allocated. Over capacity with nothing evictable, it
     /// allocates anyway: dirty frames stay until a checkpoint writes them,
     /// pinned ones until released.
-    fn alloc_buf(&self) -> *mut FrameBuf {
-        let resident = self.resident.fetch_add(1, Ordering::AcqRel) + 1;
-        if resident > self.capacity {
-            if let Some(b) = self.evict_one() {
-                return b;
+    fn alloc_buf(&self, pages: usize) -> *mut FrameBuf {
+        self.held_pages.fetch_add(pages, Ordering::AcqRel);
+        let mut reuse = None;
+        while self.over_budget() {
+            match self.evict_one() {
+                Some(b) if reuse.is_none() => reuse = Some(b),
+                Some(b) => self.park_buf(b),
+                None => break,
             }
         }
-        if let Some(b) = self.free_bufs.lock().pop() {
+        if let Some(b) = reuse.or_else(|| self.free_bufs.lock().pop()) {
             return b;
         }
         let b = Box::into_raw(Box::new(FrameBuf::zeroed()));
@@ -469,8 +489,8 @@ impl Pool {
         if clean <= (self.capacity / CLEAN_SHARE_DIVISOR).max(CLEAN_FRAMES_MIN) {
             return None;
         }
-        let buf = self.clock.evict(&self.cells)?;
-        self.resident.fetch_sub(1, Ordering::AcqRel);
+        let (buf, pages) = self.clock.evict(&self.cells)?;
+        self.held_pages.fetch_sub(pages, Ordering::AcqRel);
         self.counters.evictions.add(1);
         Some(buf)
     }
@@ -502,9 +522,10 @@ impl Pool {
         free.push(buf);
     }
 
-    /// Frames cached in memory.
+    /// Frames cached in memory, as whole frames' worth of pages: a frame
+    /// resident in part counts the share it holds.
     pub(crate) fn resident_count(&self) -> usize {
-        self.resident.load(Ordering::Acquire)
+        self.held_pages.load(Ordering::Acquire).div_ceil(PAGES)
     }
 
     /// The cache budget, in frames.

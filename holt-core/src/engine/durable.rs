@@ -69,8 +69,8 @@ impl FrameSource for StoreSource {
         self.0.read_frame_head(id, into, via)
     }
 
-    fn read_page(&self, id: FrameId, page: usize, crc: u32, gap: &Range<usize>, into: &mut ImageBuf, via: Via) -> Result<()> {
-        self.0.read_frame_page(id, page, crc, gap, into, via)
+    fn read_pages(&self, id: FrameId, pages: Range<usize>, crcs: &PageCrcs, gap: &Range<usize>, into: &mut ImageBuf, via: Via) -> Result<()> {
+        self.0.read_frame_pages(id, pages, crcs, gap, into, via)
     }
 }
 

@@ -19,6 +19,7 @@
 //!   a hole, zeros or a stale image there never changes what a read returns.
 
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -182,12 +183,12 @@ fn zero_page_crc() -> u32 {
 }
 
 /// The image bytes of page `p`.
-fn page_range(p: usize) -> std::ops::Range<usize> {
+fn page_range(p: usize) -> Range<usize> {
     p * PAGE_BYTES..(p + 1) * PAGE_BYTES
 }
 
 /// Whether page `p` lies wholly inside `gap` (and so is zeros).
-pub(crate) fn page_in_gap(p: usize, gap: &std::ops::Range<usize>) -> bool {
+pub(crate) fn page_in_gap(p: usize, gap: &Range<usize>) -> bool {
     let r = page_range(p);
     gap.start <= r.start && r.end <= gap.end
 }
@@ -424,21 +425,28 @@ impl FrameFile {
         Ok(crcs)
     }
 
-    /// Read page `page` of the image in the paged `slot` into the same
-    /// page of `buf` and check it against its checksum `crc`. A page inside the image's
-    /// free `gap` (taken from its header) is zeros, not read: the disk may
-    /// hold a hole or stale bytes there.
-    pub(crate) fn read_page(&self, slot: u32, id: FrameId, (page, crc): (usize, u32), gap: &std::ops::Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
+    /// Read `pages` of the image in the paged `slot` into the same pages
+    /// of `buf` and check each against its checksum in `crcs`. Pages
+    /// inside the image's free `gap` (taken from its header) are zeros,
+    /// not read: the disk may hold a hole or stale bytes there; the others
+    /// are read in one request per run.
+    pub(crate) fn read_pages(&self, slot: u32, id: FrameId, pages: Range<usize>, crcs: &PageCrcs, gap: &Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
         assert_eq!(self.format, SlotFormat::Paged, "only a paged slot is read a page at a time");
-        if page_in_gap(page, gap) {
-            buf[page_range(page)].fill(0);
-        } else {
-            self.read_range(slot, id, buf, page_range(page), via)?;
+        let mut p = pages.start;
+        while p < pages.end {
+            if page_in_gap(p, gap) {
+                buf[page_range(p)].fill(0);
+                p += 1;
+                continue;
+            }
+            let run_end = (p..pages.end).find(|&q| page_in_gap(q, gap)).unwrap_or(pages.end);
+            self.read_range(slot, id, buf, p * PAGE_BYTES..run_end * PAGE_BYTES, via)?;
+            p = run_end;
         }
-        self.check_page(slot, id, page, &buf[page_range(page)], gap, crc)
+        pages.into_iter().try_for_each(|p| self.check_page(slot, id, p, &buf[page_range(p)], gap, crcs[p]))
     }
 
-    fn check_page(&self, slot: u32, id: FrameId, page: usize, bytes: &[u8], gap: &std::ops::Range<usize>, crc_expected: u32) -> Result<()> {
+    fn check_page(&self, slot: u32, id: FrameId, page: usize, bytes: &[u8], gap: &Range<usize>, crc_expected: u32) -> Result<()> {
         let crc = if page_in_gap(page, gap) { zero_page_crc() } else { crc32c::crc32c(bytes) };
         if crc != crc_expected {
             let what = format!("frame {} in slot {slot}, page {page}: checksum {crc:#010x}, expected {crc_expected:#010x}", id.0);
@@ -448,7 +456,7 @@ impl FrameFile {
     }
 
     /// Read `range` of the image in `slot` into the same range of `buf`.
-    fn read_range(&self, slot: u32, id: FrameId, buf: &mut [u8], range: std::ops::Range<usize>, via: Via) -> Result<()> {
+    fn read_range(&self, slot: u32, id: FrameId, buf: &mut [u8], range: Range<usize>, via: Via) -> Result<()> {
         if range.is_empty() {
             return Ok(());
         }
@@ -743,8 +751,15 @@ mod tests {
         assert_eq!(gap, free_gap(&img));
         for p in 1..PAGES {
             buf[page_range(p)].fill(0x55);
-            ff.read_page(2, id, (p, crcs[p]), &gap, &mut buf, Via::Direct).unwrap();
+            ff.read_pages(2, id, p..p + 1, &crcs, &gap, &mut buf, Via::Direct).unwrap();
             assert_eq!(buf[page_range(p)], img[page_range(p)], "page {p}");
+        }
+        // Runs across the gap's edges: one request per run of data pages.
+        let (first_gap, last_gap) = (gap.start.div_ceil(PAGE_BYTES), gap.end / PAGE_BYTES - 1);
+        for run in [1..first_gap + 2, last_gap - 1..PAGES, 0..PAGES] {
+            buf[run.start * PAGE_BYTES..run.end * PAGE_BYTES].fill(0x55);
+            ff.read_pages(2, id, run.clone(), &crcs, &gap, &mut buf, Via::Direct).unwrap();
+            assert!(buf[run.start * PAGE_BYTES..run.end * PAGE_BYTES] == img[run.start * PAGE_BYTES..run.end * PAGE_BYTES], "{run:?}");
         }
         assert!(matches!(ff.read_head(2, FrameId(8), sealed.crc, &mut buf, Via::Direct), Err(Error::Corrupted { .. })), "another frame's slot");
         let mut whole = ImageBuf::zeroed();
@@ -774,7 +789,7 @@ mod tests {
             let whole = ff.read_slot_into(0, id, sealed.crc, &mut buf, Via::PageCache);
             assert!(matches!(whole, Err(Error::Corrupted { .. })), "whole read, flip at {at}");
             let paged = ff.read_head(0, id, sealed.crc, &mut buf, Via::PageCache).and_then(|crcs| {
-                (1..PAGES).try_for_each(|p| ff.read_page(0, id, (p, crcs[p]), &gap, &mut buf, Via::PageCache))
+                ff.read_pages(0, id, 1..PAGES, &crcs, &gap, &mut buf, Via::PageCache)
             });
             assert!(matches!(paged, Err(Error::Corrupted { .. })), "paged read, flip at {at}");
             raw.write_at(&byte, at).unwrap();

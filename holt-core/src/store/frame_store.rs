@@ -182,10 +182,10 @@ impl FrameStore {
         self.with_slot(id, |r| self.file.read_head(r.slot, id, r.crc, buf, via))
     }
 
-    /// Page `page` of frame `id` into the same page of `buf`, checked
-    /// against `crc` from `read_frame_head` (`FrameFile::read_page`).
-    pub(crate) fn read_frame_page(&self, id: FrameId, page: usize, crc: u32, gap: &Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
-        self.with_slot(id, |r| self.file.read_page(r.slot, id, (page, crc), gap, buf, via))
+    /// `pages` of frame `id` into the same pages of `buf`, checked against
+    /// `crcs` from `read_frame_head` (`FrameFile::read_pages`).
+    pub(crate) fn read_frame_pages(&self, id: FrameId, pages: Range<usize>, crcs: &PageCrcs, gap: &Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
+        self.with_slot(id, |r| self.file.read_pages(r.slot, id, pages, crcs, gap, buf, via))
     }
 
     /// Run `read` on the published slot of `id`, under the mapping's read

@@ -83,9 +83,10 @@ pub(crate) trait FrameSource: Send + Sync {
         Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
     }
 
-    /// Page `page` of frame `id` into the same page of `into`, checked
-    /// against `crc` (`FrameFile::read_page`). Only asked of a `paged` source.
-    fn read_page(&self, id: FrameId, _page: usize, _crc: u32, _gap: &Range<usize>, _into: &mut ImageBuf, _via: Via) -> Result<()> {
+    /// `pages` of frame `id` into the same pages of `into`, each checked
+    /// against its checksum in `crcs` (`FrameFile::read_pages`). Only
+    /// asked of a `paged` source.
+    fn read_pages(&self, id: FrameId, _pages: Range<usize>, _crcs: &PageCrcs, _gap: &Range<usize>, _into: &mut ImageBuf, _via: Via) -> Result<()> {
         Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
     }
 }
@@ -395,16 +396,24 @@ impl Pool {
         let gap = buf.free_gap();
         IMAGE.with_borrow_mut(|image| {
             let image = image.get_or_insert_with(ImageBuf::zeroed);
-            for p in pages.filter(|&p| !state.has(p)) {
-                source.read_page(id, p, table[p], &gap, image, self.read_via())?;
-                let at = p * PAGE_BYTES;
-                buf.write(at, &image[at..at + PAGE_BYTES]);
-                state.mark(p);
-                self.held_pages.fetch_add(1, Ordering::AcqRel);
-                self.counters.pages_read.add(1);
-                if !page_in_gap(p, &gap) {
-                    self.counters.bytes_read.add(PAGE_BYTES as u64);
+            let mut p = pages.start;
+            while p < pages.end {
+                if state.has(p) {
+                    p += 1;
+                    continue;
                 }
+                let run = p..(p..pages.end).find(|&q| state.has(q)).unwrap_or(pages.end);
+                source.read_pages(id, run.clone(), &table, &gap, image, self.read_via())?;
+                for q in run.clone() {
+                    let at = q * PAGE_BYTES;
+                    buf.write(at, &image[at..at + PAGE_BYTES]);
+                    state.mark(q);
+                }
+                self.held_pages.fetch_add(run.len(), Ordering::AcqRel);
+                self.counters.pages_read.add(run.len() as u64);
+                let read = run.clone().filter(|&q| !page_in_gap(q, &gap)).count();
+                self.counters.bytes_read.add((read * PAGE_BYTES) as u64);
+                p = run.end;
             }
             Ok::<(), Error>(())
         })?;

@@ -7,7 +7,7 @@ use super::{Owned, Step, RESTARTS_MAX, ROOT_FRAME, ROOT_SLOT};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::layout::node::{link_target, node_bytes, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
-use crate::layout::{slot_entry_offset, FrameBuf, Slot, NIL, SLOT_BYTES};
+use crate::layout::{slot_entry_offset, FrameBuf, Slot, FRAME_BYTES, NIL, SLOT_BYTES};
 use crate::store::pages::PageState;
 use crate::store::pool::{FrameCell, Pool};
 use crate::Record;
@@ -55,7 +55,7 @@ pub(crate) fn enter<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId) -> Resul
 }
 
 /// `enter`, taking a frame resident in part as it is if `reads` allows.
-fn enter_for<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId, reads: Reads) -> Result<Step<FrameView<'p>>> {
+pub(crate) fn enter_for<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId, reads: Reads) -> Result<Step<FrameView<'p>>> {
     if let Some(cell) = owned.get(id) {
         let buf = cell.buf().expect("an owned frame is resident");
         return Ok(Step::Done(FrameView { id, cell, buf, version: None, pages: None }));
@@ -118,7 +118,7 @@ pub(crate) fn follow<'p>(
     follow_for(pool, owned, from, to, Reads::Whole)
 }
 
-fn follow_for<'p>(
+pub(crate) fn follow_for<'p>(
     pool: &'p Pool,
     owned: &Owned<'p>,
     from: &FrameView<'p>,
@@ -177,21 +177,15 @@ enum Fault {
 struct Faulting<'a, 'p> {
     pool: &'p Pool,
     view: &'a FrameView<'p>,
-    state: &'p PageState,
     fault: Cell<Option<Fault>>,
 }
 
 impl Pages for Faulting<'_, '_> {
     const PARTIAL: bool = true;
     fn need(&self, off: usize, len: usize) -> bool {
-        let Some(span) = PageState::span(off, len) else { return false };
-        if self.state.has_all(span.clone()) {
-            return true;
-        }
-        let version = self.view.version.expect("a part buffer is read optimistically");
-        match self.pool.fault_pages(self.view.id, self.view.cell, version, span) {
-            Ok(true) => true,
-            Ok(false) => {
+        match ensure(self.pool, self.view, off, len) {
+            Ok(Step::Done(())) => true,
+            Ok(Step::Restart) => {
                 self.fault.set(Some(Fault::Stale));
                 false
             }
@@ -201,6 +195,39 @@ impl Pages for Faulting<'_, '_> {
             }
         }
     }
+}
+
+/// Make the `len` bytes at `off` of `view` readable: they are, in a whole
+/// frame; in a frame resident in part, the pages it lacks are read first
+/// (bytes past the frame read as zeros and need nothing). `Restart`: the
+/// frame changed since the view's version.
+pub(crate) fn ensure<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize, len: usize) -> Result<Step<()>> {
+    let Some(state) = view.pages else { return Ok(Step::Done(())) };
+    let Some(span) = PageState::span(off, len.min(FRAME_BYTES.saturating_sub(off))) else { return Ok(Step::Done(())) };
+    if state.has_all(span.clone()) {
+        return Ok(Step::Done(()));
+    }
+    let version = view.version.expect("a part buffer is read optimistically");
+    Ok(if pool.fault_pages(view.id, view.cell, version, span)? { Step::Done(()) } else { Step::Restart })
+}
+
+/// `ensure` the node at `off`: its first eight bytes, which size it, then
+/// all of it.
+pub(crate) fn ensure_node<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize) -> Result<Step<()>> {
+    if view.pages.is_none() {
+        return Ok(Step::Done(()));
+    }
+    match ensure(pool, view, off, 8)? {
+        Step::Done(()) => ensure(pool, view, off, node_bytes(view.buf, off)),
+        restart => Ok(restart),
+    }
+}
+
+/// `ensure` the frame's whole slot table (a scan reads the slots of every
+/// child it pushes).
+pub(crate) fn ensure_slot_table<'p>(pool: &'p Pool, view: &FrameView<'p>) -> Result<Step<()>> {
+    let len = (view.buf.slot_count() as usize).saturating_mul(SLOT_BYTES).min(FRAME_BYTES);
+    ensure(pool, view, FRAME_BYTES - len, len)
 }
 
 /// Follow `key` inside one frame from `slot` at key depth `depth`.
@@ -282,8 +309,8 @@ fn try_locate_for<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8], reads: Read
     for _ in 0..FRAME_HOPS_MAX {
         let walk = match view.pages {
             None => walk_frame(view.buf, slot, depth, key),
-            Some(state) => {
-                let pager = Faulting { pool, view: &view, state, fault: Cell::new(None) };
+            Some(_) => {
+                let pager = Faulting { pool, view: &view, fault: Cell::new(None) };
                 match (walk_frame_at(view.buf, &pager, slot, depth, key).0, pager.fault.take()) {
                     (_, Some(Fault::Stale)) => return Ok(Step::Restart),
                     (_, Some(Fault::Failed(e))) => return Err(e),

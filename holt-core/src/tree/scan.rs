@@ -14,7 +14,7 @@
 
 use std::cmp::Ordering;
 
-use super::descend::{corrupt_frame, enter, follow, retry, FrameView};
+use super::descend::{corrupt_frame, enter_for, ensure_node, ensure_slot_table, follow_for, retry, FrameView, Reads};
 use super::hits::Hits;
 use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
@@ -154,12 +154,28 @@ fn try_scan<'p>(
     scratch: &mut ScanScratch,
     out: &mut Hits,
 ) -> Result<Step<()>> {
-    let Step::Done(root) = enter(pool, owned, ROOT_FRAME)? else { return Ok(Step::Restart) };
+    let Step::Done(root) = enter_paged(pool, owned, None, ROOT_FRAME)? else { return Ok(Step::Restart) };
     let mut views = vec![root];
     let mut steps = 0;
     let r = walk(pool, owned, q, scratch, &mut views, &mut steps, out);
     scratch.visits += steps as u64;
     r
+}
+
+/// Enter frame `id` (crossing a link from `from`, if given) for a scan: a
+/// frame resident in part is taken as it is, its whole slot table read
+/// (each child a node pushes is found through it), and each node's pages
+/// as it is visited (`ensure_node`).
+fn enter_paged<'p>(pool: &'p Pool, owned: &Owned<'p>, from: Option<&FrameView<'p>>, id: FrameId) -> Result<Step<FrameView<'p>>> {
+    let entered = match from {
+        Some(from) => follow_for(pool, owned, from, id, Reads::Pages)?,
+        None => enter_for(pool, owned, id, Reads::Pages)?,
+    };
+    let Step::Done(view) = entered else { return Ok(Step::Restart) };
+    Ok(match ensure_slot_table(pool, &view)? {
+        Step::Done(()) => Step::Done(view),
+        Step::Restart => Step::Restart,
+    })
 }
 
 /// Visit nodes in key order from the root until `out` has `q.limit` more
@@ -195,11 +211,12 @@ fn walk<'p>(
             if off == DANGLING {
                 return unreadable(views, &view, "dangling slot");
             }
+            let Step::Done(()) = ensure_node(pool, &view, off)? else { return Ok(Step::Restart) };
             let head = b.u64(off);
             match head as u8 {
                 KIND_LINK => {
                     let (id, s) = link_target(b, off);
-                    let Step::Done(next) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
+                    let Step::Done(next) = enter_paged(pool, owned, Some(&view), id)? else { return Ok(Step::Restart) };
                     views.push(next);
                     stack.push(Task { f: views.len() - 1, off: node_at(next.buf, s), ..task });
                 }
@@ -297,11 +314,12 @@ fn first_leaf<'p>(
         if off == DANGLING {
             return unreadable(views, &view, "dangling slot");
         }
+        let Step::Done(()) = ensure_node(pool, &view, off)? else { return Ok(Step::Restart) };
         match b.u8(off) {
             KIND_LEAF => return Ok(Step::Done(Some((f, off)))),
             KIND_LINK => {
                 let (id, s) = link_target(b, off);
-                let Step::Done(target) = follow(pool, owned, &view, id)? else { return Ok(Step::Restart) };
+                let Step::Done(target) = enter_paged(pool, owned, Some(&view), id)? else { return Ok(Step::Restart) };
                 views.push(target);
                 probe.push((views.len() - 1, node_at(target.buf, s), 0));
             }

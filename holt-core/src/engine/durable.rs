@@ -17,7 +17,7 @@ use crate::ids::{FrameId, Lsn};
 use super::Config;
 use crate::journal::{Journal, JournalConfig, Replay, SEGMENT_BYTES_MAX_DEFAULT};
 use crate::op::LogOp;
-use crate::store::frame_file::PageCrcs;
+use crate::store::frame_file::{Known, PageCrcs};
 use crate::store::frame_store::FrameStore;
 use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::lock::StoreLock;
@@ -69,8 +69,8 @@ impl FrameSource for StoreSource {
         self.0.read_frame_head(id, into, via)
     }
 
-    fn read_pages(&self, id: FrameId, pages: Range<usize>, crcs: &PageCrcs, gap: &Range<usize>, into: &mut ImageBuf, via: Via) -> Result<()> {
-        self.0.read_frame_pages(id, pages, crcs, gap, into, via)
+    fn read_pages(&self, id: FrameId, pages: Range<usize>, known: Known<'_>, into: &mut ImageBuf, via: Via) -> Result<()> {
+        self.0.read_frame_pages(id, pages, known, into, via)
     }
 }
 

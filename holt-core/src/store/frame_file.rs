@@ -95,6 +95,14 @@ const PAGE_TABLE_USED: usize = PAGES * 4;
 /// The page checksums of one image.
 pub(crate) type PageCrcs = [u32; PAGES];
 
+/// What a reader of some pages of an image knows of it already: its page
+/// checksums (`FrameFile::read_head`) and its free gap (from its header).
+#[derive(Clone, Copy)]
+pub(crate) struct Known<'a> {
+    pub(crate) crcs: &'a PageCrcs,
+    pub(crate) gap: &'a Range<usize>,
+}
+
 /// How a slot holds its frame, by the file's version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SlotFormat {
@@ -426,12 +434,12 @@ impl FrameFile {
     }
 
     /// Read `pages` of the image in the paged `slot` into the same pages
-    /// of `buf` and check each against its checksum in `crcs`. Pages
-    /// inside the image's free `gap` (taken from its header) are zeros,
-    /// not read: the disk may hold a hole or stale bytes there; the others
-    /// are read in one request per run.
-    pub(crate) fn read_pages(&self, slot: u32, id: FrameId, pages: Range<usize>, crcs: &PageCrcs, gap: &Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
+    /// of `buf` and check each against its checksum. Pages inside the
+    /// image's free gap are zeros, not read: the disk may hold a hole or
+    /// stale bytes there; the others are read in one request per run.
+    pub(crate) fn read_pages(&self, slot: u32, id: FrameId, pages: Range<usize>, known: Known<'_>, buf: &mut ImageBuf, via: Via) -> Result<()> {
         assert_eq!(self.format, SlotFormat::Paged, "only a paged slot is read a page at a time");
+        let Known { crcs, gap } = known;
         let mut p = pages.start;
         while p < pages.end {
             if page_in_gap(p, gap) {
@@ -751,14 +759,14 @@ mod tests {
         assert_eq!(gap, free_gap(&img));
         for p in 1..PAGES {
             buf[page_range(p)].fill(0x55);
-            ff.read_pages(2, id, p..p + 1, &crcs, &gap, &mut buf, Via::Direct).unwrap();
+            ff.read_pages(2, id, p..p + 1, Known { crcs: &crcs, gap: &gap }, &mut buf, Via::Direct).unwrap();
             assert_eq!(buf[page_range(p)], img[page_range(p)], "page {p}");
         }
         // Runs across the gap's edges: one request per run of data pages.
         let (first_gap, last_gap) = (gap.start.div_ceil(PAGE_BYTES), gap.end / PAGE_BYTES - 1);
         for run in [1..first_gap + 2, last_gap - 1..PAGES, 0..PAGES] {
             buf[run.start * PAGE_BYTES..run.end * PAGE_BYTES].fill(0x55);
-            ff.read_pages(2, id, run.clone(), &crcs, &gap, &mut buf, Via::Direct).unwrap();
+            ff.read_pages(2, id, run.clone(), Known { crcs: &crcs, gap: &gap }, &mut buf, Via::Direct).unwrap();
             assert!(buf[run.start * PAGE_BYTES..run.end * PAGE_BYTES] == img[run.start * PAGE_BYTES..run.end * PAGE_BYTES], "{run:?}");
         }
         assert!(matches!(ff.read_head(2, FrameId(8), sealed.crc, &mut buf, Via::Direct), Err(Error::Corrupted { .. })), "another frame's slot");
@@ -789,7 +797,7 @@ mod tests {
             let whole = ff.read_slot_into(0, id, sealed.crc, &mut buf, Via::PageCache);
             assert!(matches!(whole, Err(Error::Corrupted { .. })), "whole read, flip at {at}");
             let paged = ff.read_head(0, id, sealed.crc, &mut buf, Via::PageCache).and_then(|crcs| {
-                ff.read_pages(0, id, 1..PAGES, &crcs, &gap, &mut buf, Via::PageCache)
+                ff.read_pages(0, id, 1..PAGES, Known { crcs: &crcs, gap: &gap }, &mut buf, Via::PageCache)
             });
             assert!(matches!(paged, Err(Error::Corrupted { .. })), "paged read, flip at {at}");
             raw.write_at(&byte, at).unwrap();

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use super::frame_file::{FrameFile, PageCrcs, Sealed, SlotFormat, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
+use super::frame_file::{FrameFile, Known, PageCrcs, Sealed, SlotFormat, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::manifest::{self, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
 use super::splitmix::SplitMix64;
@@ -183,9 +183,9 @@ impl FrameStore {
     }
 
     /// `pages` of frame `id` into the same pages of `buf`, checked against
-    /// `crcs` from `read_frame_head` (`FrameFile::read_pages`).
-    pub(crate) fn read_frame_pages(&self, id: FrameId, pages: Range<usize>, crcs: &PageCrcs, gap: &Range<usize>, buf: &mut ImageBuf, via: Via) -> Result<()> {
-        self.with_slot(id, |r| self.file.read_pages(r.slot, id, pages, crcs, gap, buf, via))
+    /// the checksums from `read_frame_head` (`FrameFile::read_pages`).
+    pub(crate) fn read_frame_pages(&self, id: FrameId, pages: Range<usize>, known: Known<'_>, buf: &mut ImageBuf, via: Via) -> Result<()> {
+        self.with_slot(id, |r| self.file.read_pages(r.slot, id, pages, known, buf, via))
     }
 
     /// Run `read` on the published slot of `id`, under the mapping's read

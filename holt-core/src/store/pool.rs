@@ -40,7 +40,7 @@ pub(crate) use self::capture::{Cut, WRITER_SPARES};
 pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;
 use super::clock::Clock;
-use super::frame_file::{page_in_gap, PageCrcs, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
+use super::frame_file::{page_in_gap, Known, PageCrcs, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::table::{CellTable, CELLS_MAX};
 use crate::counter::Counter;
@@ -84,9 +84,9 @@ pub(crate) trait FrameSource: Send + Sync {
     }
 
     /// `pages` of frame `id` into the same pages of `into`, each checked
-    /// against its checksum in `crcs` (`FrameFile::read_pages`). Only
-    /// asked of a `paged` source.
-    fn read_pages(&self, id: FrameId, _pages: Range<usize>, _crcs: &PageCrcs, _gap: &Range<usize>, _into: &mut ImageBuf, _via: Via) -> Result<()> {
+    /// against its checksum (`FrameFile::read_pages`). Only asked of a
+    /// `paged` source.
+    fn read_pages(&self, id: FrameId, _pages: Range<usize>, _known: Known<'_>, _into: &mut ImageBuf, _via: Via) -> Result<()> {
         Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
     }
 }
@@ -403,7 +403,7 @@ impl Pool {
                     continue;
                 }
                 let run = p..(p..pages.end).find(|&q| state.has(q)).unwrap_or(pages.end);
-                source.read_pages(id, run.clone(), &table, &gap, image, self.read_via())?;
+                source.read_pages(id, run.clone(), Known { crcs: &table, gap: &gap }, image, self.read_via())?;
                 for q in run.clone() {
                     let at = q * PAGE_BYTES;
                     buf.write(at, &image[at..at + PAGE_BYTES]);

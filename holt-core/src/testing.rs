@@ -74,6 +74,12 @@ impl SimDisk {
         Ok(Tree::from_engine(Engine::open_durable(cfg, Arc::new(self.vfs.clone()), lock)?))
     }
 
+    /// The simulated file system itself (tests that plant files).
+    #[cfg(test)]
+    pub(crate) fn vfs(&self) -> &MemVfs {
+        &self.vfs
+    }
+
     /// The machine after a power loss now. The returned disk is independent
     /// of this one: no open file, no fault, no lock, operation count at 0.
     pub fn crash(&self, mode: CrashMode) -> SimDisk {

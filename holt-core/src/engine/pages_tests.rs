@@ -176,3 +176,38 @@ fn readers_and_a_writer_share_frames_resident_in_part() {
     assert!(tree.counters().pages_read > 0);
     tree.check_invariants().unwrap();
 }
+
+/// A store whose frame file an older build made (version 1: slots without
+/// page checksums) is read whole and keeps being written in version 1.
+#[test]
+fn a_version_1_store_stays_version_1_and_is_read_whole() {
+    use crate::store::frame_file::{FrameFile, FRAME_FILE_NAME};
+    use crate::store::frame_store::FrameStore;
+    use crate::store::vfs::Vfs;
+    let disk = SimDisk::new();
+    let (dir, vfs) = (std::path::Path::new("/store"), Arc::new(disk.vfs().clone()));
+    vfs.create_dir_all(dir).unwrap();
+    drop(FrameStore::open(vfs.clone(), dir).unwrap());
+    let path = dir.join(FRAME_FILE_NAME);
+    let (_, store_id) = FrameFile::open(&*vfs, &path).unwrap();
+    FrameFile::create_in(&*vfs, &path, store_id, SlotFormat::Whole).unwrap();
+    let tree = disk.open_tree(builder()).unwrap();
+    for i in 0..KEYS / 2 {
+        tree.put(&key(i), &value(i, 0)).unwrap();
+    }
+    tree.checkpoint().unwrap();
+    drop(tree);
+    let (file, _) = FrameFile::open(&*vfs, &path).unwrap();
+    assert_eq!(file.format(), SlotFormat::Whole);
+    let slots = u64::from(file.slots_in_file().unwrap());
+    assert_eq!(vfs.open(&path, false).unwrap().len().unwrap(), SlotFormat::Whole.offset(slots as u32), "version 1 slots");
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(3);
+    for _ in 0..3_000 {
+        let i = rng.below(KEYS / 2);
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)), "key {i}");
+    }
+    let c = tree.counters();
+    assert!(c.frames_read > POOL_FRAMES as u64 && c.pages_read == 0, "{c:?}");
+    tree.check_invariants().unwrap();
+}

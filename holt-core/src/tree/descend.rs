@@ -212,7 +212,10 @@ pub(crate) fn ensure<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize, len: 
 }
 
 /// `ensure` the node at `off`: its first eight bytes, which size it, then
-/// all of it.
+/// all of it. Kept out of line: scans of whole frames (every scan of a
+/// tree the cache holds) never call it, and their loop stays tight.
+#[cold]
+#[inline(never)]
 pub(crate) fn ensure_node<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize) -> Result<Step<()>> {
     if view.pages.is_none() {
         return Ok(Step::Done(()));
@@ -225,6 +228,8 @@ pub(crate) fn ensure_node<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize) 
 
 /// `ensure` the frame's whole slot table (a scan reads the slots of every
 /// child it pushes).
+#[cold]
+#[inline(never)]
 pub(crate) fn ensure_slot_table<'p>(pool: &'p Pool, view: &FrameView<'p>) -> Result<Step<()>> {
     let len = (view.buf.slot_count() as usize).saturating_mul(SLOT_BYTES).min(FRAME_BYTES);
     ensure(pool, view, FRAME_BYTES - len, len)

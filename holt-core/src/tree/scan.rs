@@ -172,10 +172,10 @@ fn enter_paged<'p>(pool: &'p Pool, owned: &Owned<'p>, from: Option<&FrameView<'p
         None => enter_for(pool, owned, id, Reads::Pages)?,
     };
     let Step::Done(view) = entered else { return Ok(Step::Restart) };
-    Ok(match ensure_slot_table(pool, &view)? {
-        Step::Done(()) => Step::Done(view),
-        Step::Restart => Step::Restart,
-    })
+    if view.pages.is_some() && matches!(ensure_slot_table(pool, &view)?, Step::Restart) {
+        return Ok(Step::Restart);
+    }
+    Ok(Step::Done(view))
 }
 
 /// Visit nodes in key order from the root until `out` has `q.limit` more
@@ -211,7 +211,9 @@ fn walk<'p>(
             if off == DANGLING {
                 return unreadable(views, &view, "dangling slot");
             }
-            let Step::Done(()) = ensure_node(pool, &view, off)? else { return Ok(Step::Restart) };
+            if view.pages.is_some() && matches!(ensure_node(pool, &view, off)?, Step::Restart) {
+                return Ok(Step::Restart);
+            }
             let head = b.u64(off);
             match head as u8 {
                 KIND_LINK => {
@@ -314,7 +316,9 @@ fn first_leaf<'p>(
         if off == DANGLING {
             return unreadable(views, &view, "dangling slot");
         }
-        let Step::Done(()) = ensure_node(pool, &view, off)? else { return Ok(Step::Restart) };
+        if view.pages.is_some() && matches!(ensure_node(pool, &view, off)?, Step::Restart) {
+            return Ok(Step::Restart);
+        }
         match b.u8(off) {
             KIND_LEAF => return Ok(Step::Done(Some((f, off)))),
             KIND_LINK => {

@@ -382,10 +382,11 @@ impl Pool {
         Ok(())
     }
 
-    /// Read the `pages` frame `id`'s part buffer lacks, for a lookup that
-    /// read it at latch `version`. `Ok(false)`: the frame changed since
-    /// (the lookup restarts); no page is written then (`store::pages`).
-    pub(crate) fn fault_pages(&self, id: FrameId, cell: &FrameCell, version: u64, pages: Range<usize>) -> Result<bool> {
+    /// Read the pages frame `id`'s part buffer lacks of `pages`, widened
+    /// to aligned blocks of `block` pages, for a walk that read it at latch
+    /// `version`. `Ok(false)`: the frame changed since (the walk
+    /// restarts); no page is written then (`store::pages`).
+    pub(crate) fn fault_pages(&self, id: FrameId, cell: &FrameCell, version: u64, pages: Range<usize>, block: usize) -> Result<bool> {
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
         let state = cell.page_state().expect("a frame resident in part has page state");
         let table = state.table.lock();
@@ -394,6 +395,7 @@ impl Pool {
         }
         let buf = cell.part().expect("the part buffer of the validated version");
         let gap = buf.free_gap();
+        let pages = pages.start / block * block..pages.end.next_multiple_of(block).min(PAGES);
         IMAGE.with_borrow_mut(|image| {
             let image = image.get_or_insert_with(ImageBuf::zeroed);
             let mut p = pages.start;

@@ -183,7 +183,7 @@ struct Faulting<'a, 'p> {
 impl Pages for Faulting<'_, '_> {
     const PARTIAL: bool = true;
     fn need(&self, off: usize, len: usize) -> bool {
-        match ensure(self.pool, self.view, off, len) {
+        match ensure(self.pool, self.view, off, len, 1) {
             Ok(Step::Done(())) => true,
             Ok(Step::Restart) => {
                 self.fault.set(Some(Fault::Stale));
@@ -197,22 +197,30 @@ impl Pages for Faulting<'_, '_> {
     }
 }
 
+/// Pages a scan reads at once in a frame resident in part: a directory's
+/// entries lie together in key order, and one request for 16 KiB costs
+/// little more than one for 4 (a listing's reads fell from 2645 to 3590
+/// dirs/s against 1-page reads, where point lookups, whose paths jump
+/// through a frame, only read more: benches/RESULTS.md run 23).
+pub(crate) const SCAN_BLOCK_PAGES: usize = 4;
+
 /// Make the `len` bytes at `off` of `view` readable: they are, in a whole
-/// frame; in a frame resident in part, the pages it lacks are read first
-/// (bytes past the frame read as zeros and need nothing). `Restart`: the
-/// frame changed since the view's version.
-pub(crate) fn ensure<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize, len: usize) -> Result<Step<()>> {
+/// frame; in a frame resident in part, the pages it lacks are read first,
+/// in aligned blocks of `block` pages (bytes past the frame read as zeros
+/// and need nothing). `Restart`: the frame changed since the view's
+/// version.
+pub(crate) fn ensure<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize, len: usize, block: usize) -> Result<Step<()>> {
     let Some(state) = view.pages else { return Ok(Step::Done(())) };
     let Some(span) = PageState::span(off, len.min(FRAME_BYTES.saturating_sub(off))) else { return Ok(Step::Done(())) };
     if state.has_all(span.clone()) {
         return Ok(Step::Done(()));
     }
     let version = view.version.expect("a part buffer is read optimistically");
-    Ok(if pool.fault_pages(view.id, view.cell, version, span)? { Step::Done(()) } else { Step::Restart })
+    Ok(if pool.fault_pages(view.id, view.cell, version, span, block)? { Step::Done(()) } else { Step::Restart })
 }
 
-/// `ensure` the node at `off`: its first eight bytes, which size it, then
-/// all of it. Kept out of line: scans of whole frames (every scan of a
+/// `ensure` the node at `off` for a scan: its first eight bytes, which
+/// size it, then all of it. Kept out of line: scans of whole frames (every scan of a
 /// tree the cache holds) never call it, and their loop stays tight.
 #[cold]
 #[inline(never)]
@@ -220,8 +228,8 @@ pub(crate) fn ensure_node<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize) 
     if view.pages.is_none() {
         return Ok(Step::Done(()));
     }
-    match ensure(pool, view, off, 8)? {
-        Step::Done(()) => ensure(pool, view, off, node_bytes(view.buf, off)),
+    match ensure(pool, view, off, 8, SCAN_BLOCK_PAGES)? {
+        Step::Done(()) => ensure(pool, view, off, node_bytes(view.buf, off), SCAN_BLOCK_PAGES),
         restart => Ok(restart),
     }
 }
@@ -232,7 +240,7 @@ pub(crate) fn ensure_node<'p>(pool: &'p Pool, view: &FrameView<'p>, off: usize) 
 #[inline(never)]
 pub(crate) fn ensure_slot_table<'p>(pool: &'p Pool, view: &FrameView<'p>) -> Result<Step<()>> {
     let len = (view.buf.slot_count() as usize).saturating_mul(SLOT_BYTES).min(FRAME_BYTES);
-    ensure(pool, view, FRAME_BYTES - len, len)
+    ensure(pool, view, FRAME_BYTES - len, len, SCAN_BLOCK_PAGES)
 }
 
 /// Follow `key` inside one frame from `slot` at key depth `depth`.

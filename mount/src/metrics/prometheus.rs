@@ -35,7 +35,7 @@ const ENGINE: &[EngineMetric] = &[
     ("holt_fs_engine_frames_cached", Kind::Gauge, "Tree frames (512 KiB each) in the cache.", |e| e.frames_cached as f64),
     ("holt_fs_engine_cache_hits_total", Kind::Counter, "Frame lookups served from the cache.", |e| e.cache_hits as f64),
     ("holt_fs_engine_cache_misses_total", Kind::Counter, "Frame lookups that read the store.", |e| e.cache_misses as f64),
-    ("holt_fs_engine_frames_loaded_total", Kind::Counter, "Frames read from the store into the cache.", |e| e.frames_loaded as f64),
+    ("holt_fs_engine_frames_loaded_total", Kind::Counter, "Whole frames read from the store into the cache.", |e| e.frames_loaded as f64),
     ("holt_fs_engine_frames_evicted_total", Kind::Counter, "Frames evicted from the cache.", |e| e.frames_evicted as f64),
     (
         "holt_fs_engine_optimistic_restarts_total",
@@ -46,8 +46,14 @@ const ENGINE: &[EngineMetric] = &[
     (
         "holt_fs_engine_frame_loaded_bytes_total",
         Kind::Counter,
-        "Bytes read from the store for loaded frames.",
+        "Bytes read from the store for loaded frames and pages.",
         |e| e.frame_bytes_loaded as f64,
+    ),
+    (
+        "holt_fs_engine_frame_pages_loaded_total",
+        Kind::Counter,
+        "4 KiB pages read for frames the cache holds in part (lookups and scans into a full cache).",
+        |e| e.frame_pages_loaded as f64,
     ),
     ("holt_fs_engine_cache_capacity_frames", Kind::Gauge, "The cache budget, in 512 KiB frames.", |e| e.cache_capacity_frames as f64),
     ("holt_fs_engine_frames_dirty", Kind::Gauge, "Frames modified since the last checkpoint.", |e| e.frames_dirty as f64),

@@ -62,9 +62,14 @@ pub struct EngineStats {
     pub cache_misses: u64,
     pub frames_loaded: u64,
     pub frames_evicted: u64,
-    /// Bytes read for loaded frames (absent from older daemons).
+    /// Bytes read for loaded frames and pages (absent from older daemons).
     #[serde(default)]
     pub frame_bytes_loaded: u64,
+    /// Pages read for frames the cache holds in part: lookups and scans
+    /// into a full cache read a frame's pages, not all of it (absent from
+    /// older daemons).
+    #[serde(default)]
+    pub frame_pages_loaded: u64,
     /// The cache budget, in frames.
     #[serde(default)]
     pub cache_capacity_frames: u64,
@@ -110,6 +115,7 @@ impl From<TreeCounters> for EngineStats {
             frames_loaded: c.frames_read,
             frames_evicted: c.evictions,
             frame_bytes_loaded: c.frame_bytes_read,
+            frame_pages_loaded: c.pages_read,
             cache_capacity_frames: c.cache_capacity_frames,
             frames_dirty: c.frames_dirty,
             pinned_retries: c.pinned_retries,

@@ -26,17 +26,18 @@ pub(crate) struct FrameView<'p> {
     /// `None` when the walking thread holds the frame exclusively.
     pub version: Option<u64>,
     /// For a frame resident in part (`Reads::Pages` only): which pages
-    /// `buf` holds. A walk reads no other (see `Faulting`).
+    /// `buf` holds. A walk reads no other (see `ensure`).
     pub pages: Option<&'p PageState>,
 }
 
 /// What a walk may do with a frame it finds resident only in part.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reads {
-    /// Read all of it (writers, scans: anything that reads more than one
-    /// path through it, or changes it).
+    /// Read all of it: writers and maintenance, which change frames or
+    /// latch them, and every reader that does not check pages.
     Whole,
-    /// Read the pages a point lookup's path needs (`store::pages`).
+    /// Read the pages it needs (`store::pages`): point lookups (`lookup`)
+    /// and scans (`tree::scan`), which check each read with `ensure`.
     Pages,
 }
 

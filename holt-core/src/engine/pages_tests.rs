@@ -142,24 +142,26 @@ fn warm_tolerating_corruption(tree: &Tree, rng: &mut SplitMix64) {
 }
 
 /// Readers fault pages into frames that a writer completes and changes
-/// under them: every read finds the old or the new value, never anything
-/// else, and nothing starves.
+/// under them: every get and every listing finds the old or the new value
+/// of each key, never anything else, a listing finds every key, and
+/// nothing starves.
 #[test]
 fn readers_and_a_writer_share_frames_resident_in_part() {
     let disk = loaded_disk();
     let tree = disk.open_tree(builder()).unwrap();
     warm(&tree, &mut SplitMix64::new(1));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..2u64)
+    let readers: Vec<_> = (0..3u64)
         .map(|t| {
             let (tree, done) = (tree.clone(), done.clone());
             std::thread::spawn(move || {
                 let mut rng = SplitMix64::new(100 + t);
                 let mut n = 0u64;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) || n < 2_000 {
-                    let i = rng.below(KEYS);
-                    let v = tree.get(&key(i)).unwrap();
-                    assert!(v == Some(value(i, 0)) || v == Some(value(i, 1)), "thread {t}: key {i}");
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || n < 200 {
+                    match t {
+                        0 | 1 => (0..10).for_each(|_| get_old_or_new(&tree, rng.below(KEYS), t)),
+                        _ => list_old_or_new(&tree, rng.below(97)),
+                    }
                     n += 1;
                 }
             })
@@ -175,6 +177,22 @@ fn readers_and_a_writer_share_frames_resident_in_part() {
     readers.into_iter().for_each(|r| r.join().unwrap());
     assert!(tree.counters().pages_read > 0);
     tree.check_invariants().unwrap();
+}
+
+fn get_old_or_new(tree: &Tree, i: u64, t: u64) {
+    let v = tree.get(&key(i)).unwrap();
+    assert!(v == Some(value(i, 0)) || v == Some(value(i, 1)), "thread {t}: key {i}");
+}
+
+/// Every key of directory `dir`, each with its old or its new value.
+fn list_old_or_new(tree: &Tree, dir: u64) {
+    let listed: Vec<RangeEntry> = tree.scan_prefix(format!("k/{dir:03}/").as_bytes()).into_iter().collect::<Result<_, _>>().unwrap();
+    let keys: Vec<u64> = (0..KEYS).filter(|i| i % 97 == dir).collect();
+    assert_eq!(listed.len(), keys.len(), "directory {dir}");
+    for (e, &i) in listed.iter().zip(&keys) {
+        let RangeEntry::Key { key: k, value: v } = e else { panic!("no delimiter, no group") };
+        assert!(*k == key(i) && (*v == value(i, 0) || *v == value(i, 1)), "directory {dir}: key {i}");
+    }
 }
 
 /// A store whose frame file an older build made (version 1: slots without

@@ -91,6 +91,15 @@ pub(crate) trait FrameSource: Send + Sync {
     }
 }
 
+/// How pages of frames held in part are read: through the page cache,
+/// even where whole frames are read around it (`read_via`). A page read
+/// fills one page-cache page, not a hundred, and under a memory limit the
+/// page cache then keeps recently read pages in the room the pool leaves:
+/// a second level that turns a quarter of the pages a lookup misses into
+/// copies instead of device requests (gets 3784-3811 -> 4529-4961 ops/s
+/// under the cap, benches/RESULTS.md run 23).
+const PAGES_VIA: Via = Via::PageCache;
+
 /// Free buffers kept with their memory for quick reuse; more are kept
 /// with their memory given back to the kernel.
 const FREE_BUFS_WARM: usize = 16;
@@ -354,7 +363,7 @@ impl Pool {
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
         IMAGE.with_borrow_mut(|image| {
             let image = image.get_or_insert_with(ImageBuf::zeroed);
-            let crcs = source.read_head(id, image, self.read_via())?;
+            let crcs = source.read_head(id, image, PAGES_VIA)?;
             self.counters.pages_read.add(1);
             self.counters.bytes_read.add((PAGE_TABLE_BYTES + PAGE_BYTES) as u64);
             verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
@@ -405,7 +414,7 @@ impl Pool {
                     continue;
                 }
                 let run = p..(p..pages.end).find(|&q| state.has(q)).unwrap_or(pages.end);
-                source.read_pages(id, run.clone(), Known { crcs: &table, gap: &gap }, image, self.read_via())?;
+                source.read_pages(id, run.clone(), Known { crcs: &table, gap: &gap }, image, PAGES_VIA)?;
                 for q in run.clone() {
                     let at = q * PAGE_BYTES;
                     buf.write(at, &image[at..at + PAGE_BYTES]);

@@ -71,10 +71,29 @@ fn point_lookups_into_a_full_cache_read_pages_not_frames() {
     // The budget counts pages: frames held in part outnumber whole ones.
     assert!(after.frames_cached <= POOL_FRAMES as u64, "{after:?}");
     assert!(bytes / gets < FRAME_BYTES as u64 / 16, "{} bytes a get", bytes / gets);
+    // Frames held in part live in buffers huge pages never back.
+    let pool = tree.engine().pool();
+    let parts: Vec<bool> = pool.live_ids().iter().filter_map(|&id| pool.cell(id)?.part().map(|b| b.is_plain())).collect();
+    assert!(!parts.is_empty() && parts.iter().all(|&plain| plain), "{} frames held in part", parts.len());
     // A writer completes the frames it meets; the tree stays whole.
     tree.put(&key(7), &value(7, 1)).unwrap();
     assert!(tree.get(&key(7)).unwrap() == Some(value(7, 1)));
     tree.check_invariants().unwrap();
+}
+
+/// After a reopen the cache is empty, but the tree is larger than it: its
+/// lookups read pages from the first one, not whole frames until full.
+#[test]
+fn a_tree_larger_than_the_cache_is_read_by_pages_from_the_start() {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(0x5747);
+    for _ in 0..200 {
+        let i = rng.below(KEYS);
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)), "key {i}");
+    }
+    let c = tree.counters();
+    assert!(c.frames_read == 0 && c.pages_read > 0, "{c:?}");
 }
 
 #[test]

@@ -14,6 +14,14 @@
 //! allocation) keeps one chunk touched ahead of need, and a new chunk is
 //! that one whenever it is ready.
 //!
+//! Frames held in part (`store::pages`) get plain frames instead
+//! (`alloc_plain_frame`): a mapping of their own that is never backed by
+//! huge pages. Their memory is given back whenever they are reused and
+//! comes back a page at a time as pages are read; in a huge-page chunk a
+//! write into a chunk whose memory was all given back faults in a whole
+//! zeroed 2 MiB page: a lookup's one page cost 2 MiB of zeroing and of
+//! memory (at 50 M keys under a memory cap, half a lookup's CPU).
+//!
 //! Invariants:
 //! - a chunk is zeroed at allocation and freed when the last frame carved
 //!   from it is dropped (each frame holds an `Arc` of its chunk); the
@@ -32,9 +40,10 @@ use super::FRAME_BYTES;
 const CHUNK_BYTES: usize = 2 << 20;
 const FRAMES_PER_CHUNK: usize = CHUNK_BYTES / FRAME_BYTES;
 
-/// One 2 MiB region; freed when its last frame goes.
+/// One 2 MiB region (or one plain frame's); freed when its last frame goes.
 pub(super) struct Chunk {
     base: NonNull<u8>,
+    len: usize,
 }
 
 // SAFETY: the chunk is plain memory, accessed only through `AtomicU64`s.
@@ -71,7 +80,28 @@ impl Chunk {
             // Failure (no THP support) leaves ordinary pages: ignored.
             libc::madvise(base as *mut libc::c_void, CHUNK_BYTES, libc::MADV_HUGEPAGE);
         }
-        Chunk { base: NonNull::new(base as *mut u8).expect("mmap never returns null") }
+        Chunk { base: NonNull::new(base as *mut u8).expect("mmap never returns null"), len: CHUNK_BYTES }
+    }
+
+    /// One frame's zeroed memory, untouched and never backed by a huge
+    /// page (the advice only refuses them: its failure changes nothing
+    /// where huge pages are off).
+    fn plain() -> Chunk {
+        // SAFETY: an anonymous private mapping; no file, no fixed address.
+        let raw = unsafe {
+            libc::mmap(std::ptr::null_mut(), FRAME_BYTES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if raw == libc::MAP_FAILED {
+            let layout = std::alloc::Layout::from_size_align(FRAME_BYTES, 4096).expect("valid layout");
+            std::alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: the mapping made above.
+        unsafe { libc::madvise(raw, FRAME_BYTES, libc::MADV_NOHUGEPAGE) };
+        Chunk { base: NonNull::new(raw.cast::<u8>()).expect("mmap never returns null"), len: FRAME_BYTES }
+    }
+
+    pub(super) fn is_plain(&self) -> bool {
+        self.len == FRAME_BYTES
     }
 
     /// Write a zero into every 4 KiB page, so the kernel backs the chunk
@@ -88,8 +118,8 @@ impl Chunk {
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        // SAFETY: the aligned region mapped in `new`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), CHUNK_BYTES) };
+        // SAFETY: the region mapped in `new` or `plain`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
@@ -148,6 +178,12 @@ pub(super) fn alloc_frame() -> (NonNull<AtomicU64>, Arc<Chunk>) {
         *cur = Some((chunk.clone(), used + 1));
     }
     (words, chunk)
+}
+
+/// Zeroed words for one frame that huge pages never back.
+pub(super) fn alloc_plain_frame() -> (NonNull<AtomicU64>, Arc<Chunk>) {
+    let chunk = Arc::new(Chunk::plain());
+    (chunk.base.cast::<AtomicU64>(), chunk)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use super::arena::{alloc_frame, Chunk};
+use super::arena::{alloc_frame, alloc_plain_frame, Chunk};
 
 use super::FRAME_BYTES;
 
@@ -36,6 +36,18 @@ impl FrameBuf {
     pub(crate) fn zeroed() -> Self {
         let (base, chunk) = alloc_frame();
         FrameBuf { base, _chunk: chunk }
+    }
+
+    /// A frame of zeros that huge pages never back (`arena`): for a
+    /// frame held in part, whose memory comes a page at a time.
+    pub(crate) fn plain() -> Self {
+        let (base, chunk) = alloc_plain_frame();
+        FrameBuf { base, _chunk: chunk }
+    }
+
+    /// Whether this is a `plain` frame.
+    pub(crate) fn is_plain(&self) -> bool {
+        self._chunk.is_plain()
     }
 
     /// Give this buffer's memory back to the kernel: it reads as zeros
@@ -444,6 +456,17 @@ mod tests {
             b.copy_out(off, &mut words);
             assert_eq!(plain, words, "off {off} len {len}");
         }
+    }
+
+    #[test]
+    fn plain_frames_are_zeroed_frames_of_their_own() {
+        let (a, b) = (FrameBuf::plain(), FrameBuf::plain());
+        assert!(a.is_plain() && !FrameBuf::zeroed().is_plain());
+        assert_eq!(a.read_vec(0, FRAME_BYTES), vec![0u8; FRAME_BYTES]);
+        a.set_u64(FRAME_BYTES - 8, 7);
+        assert_eq!((a.u64(FRAME_BYTES - 8), b.u64(FRAME_BYTES - 8)), (7, 0));
+        a.release_memory();
+        assert_eq!(a.u64(FRAME_BYTES - 8), 0, "given back, it reads as zeros");
     }
 
     #[test]

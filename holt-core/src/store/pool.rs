@@ -146,12 +146,16 @@ pub(crate) struct Pool {
     /// Every buffer ever allocated (owned here, freed on drop).
     all: Mutex<Vec<*mut FrameBuf>>,
     free_bufs: Mutex<Vec<*mut FrameBuf>>,
+    /// Free plain buffers (for frames held in part).
+    free_plain_bufs: Mutex<Vec<*mut FrameBuf>>,
     free_ids: Mutex<Vec<FrameId>>,
     /// Ids retired since the last cut, kept from reuse until a checkpoint
     /// has dropped them (`store::capture`); without a backing source a
     /// retired id is free at once.
     retired: Mutex<Vec<FrameId>>,
     next_id: AtomicU64,
+    /// Frames of the tree (live cells), resident or not.
+    live_frames: AtomicUsize,
     /// Pages the resident frames hold: `PAGES` for a whole frame, the
     /// pages read so far for one resident in part (`store::pages`). The
     /// budget counts these, so a frame a lookup read a few pages of costs
@@ -185,9 +189,11 @@ impl Pool {
             cells: CellTable::new(),
             all: Mutex::new(Vec::new()),
             free_bufs: Mutex::new(Vec::new()),
+            free_plain_bufs: Mutex::new(Vec::new()),
             free_ids: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            live_frames: AtomicUsize::new(0),
             held_pages: AtomicUsize::new(0),
             capacity,
             clock: Clock::default(),
@@ -220,7 +226,9 @@ impl Pool {
     pub(crate) fn register_stored(&self, id: FrameId) {
         self.reserve_ids_through(id);
         let cell = self.cells.get_or_create(id.0 as usize);
-        cell.live.store(true, Ordering::Release);
+        if !cell.live.swap(true, Ordering::AcqRel) {
+            self.live_frames.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn fresh_id(&self) -> FrameId {
@@ -243,6 +251,7 @@ impl Pool {
         unsafe { &*buf }.format(id);
         cell.buf.store(buf, Ordering::Release);
         cell.live.store(true, Ordering::Release);
+        self.live_frames.fetch_add(1, Ordering::AcqRel);
         self.mark_dirty(id, cell);
         (id, cell)
     }
@@ -255,7 +264,9 @@ impl Pool {
         if cell.dirty_epoch.swap(0, Ordering::AcqRel) != 0 {
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
         }
-        cell.live.store(false, Ordering::Release);
+        if cell.live.swap(false, Ordering::AcqRel) {
+            self.live_frames.fetch_sub(1, Ordering::AcqRel);
+        }
         let (mut buf, mut pages) = (cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel), PAGES);
         if buf.is_null() {
             (buf, pages) = cell.take_part();
@@ -350,11 +361,16 @@ impl Pool {
         })
     }
 
-    /// Whether a point lookup that misses should load the frame in part
-    /// (`store::pages`): the source reads pages and the pool is full.
-    /// While it has room, whole frames fill it with fewer reads.
+    /// Whether a lookup or scan that misses should load the frame in part
+    /// (`store::pages`): the source reads pages, and the pool is full or
+    /// the tree has more frames than it holds. A tree the pool holds is
+    /// read whole, once, with fewer requests; one larger than the pool
+    /// would fill it with whole frames after every start, each costing a
+    /// frame's bytes for a few nodes (a 50 M-key tree's cold gets: 1250
+    /// ops/s at 1 ms of CPU each, benches/RESULTS.md run 23).
     pub(crate) fn loads_pages(&self) -> bool {
-        self.resident_count() >= self.capacity && self.source.as_ref().is_some_and(|s| s.paged())
+        let larger = self.resident_count() >= self.capacity || self.live_frames.load(Ordering::Acquire) > self.capacity;
+        larger && self.source.as_ref().is_some_and(|s| s.paged())
     }
 
     /// Load frame `id` in part: its page checksums and first page into a
@@ -483,19 +499,22 @@ impl Pool {
     /// allocates anyway: dirty frames stay until a checkpoint writes them,
     /// pinned ones until released.
     fn alloc_buf(&self, pages: usize) -> *mut FrameBuf {
+        // A frame held in part gets a plain buffer (`FrameBuf::plain`).
+        let plain = pages < PAGES;
         self.held_pages.fetch_add(pages, Ordering::AcqRel);
         let mut reuse = None;
         while self.over_budget() {
             match self.evict_one() {
-                Some(b) if reuse.is_none() => reuse = Some(b),
+                // SAFETY: every buffer pointer stays valid until the pool drops.
+                Some(b) if reuse.is_none() && unsafe { &*b }.is_plain() == plain => reuse = Some(b),
                 Some(b) => self.park_buf(b),
                 None => break,
             }
         }
-        if let Some(b) = reuse.or_else(|| self.free_bufs.lock().pop()) {
+        if let Some(b) = reuse.or_else(|| self.free_list(plain).lock().pop()) {
             return b;
         }
-        let b = Box::into_raw(Box::new(FrameBuf::zeroed()));
+        let b = Box::into_raw(Box::new(if plain { FrameBuf::plain() } else { FrameBuf::zeroed() }));
         self.all.lock().push(b);
         b
     }
@@ -533,13 +552,23 @@ impl Pool {
     /// only in frames. Buffers are never freed while the pool lives:
     /// optimistic readers may still hold their pointers.
     fn park_buf(&self, buf: *mut FrameBuf) {
-        let mut free = self.free_bufs.lock();
+        // SAFETY: every buffer pointer stays valid until the pool drops.
+        let mut free = self.free_list(unsafe { &*buf }.is_plain()).lock();
         if free.len() >= FREE_BUFS_WARM {
             // SAFETY: every buffer pointer stays valid until the pool drops.
             unsafe { &*buf }.release_memory();
             self.counters.buffers_released.add(1);
         }
         free.push(buf);
+    }
+
+    /// The free buffers of one kind (`FrameBuf::plain` or not).
+    fn free_list(&self, plain: bool) -> &Mutex<Vec<*mut FrameBuf>> {
+        if plain {
+            &self.free_plain_bufs
+        } else {
+            &self.free_bufs
+        }
     }
 
     /// Frames cached in memory, as whole frames' worth of pages: a frame

@@ -499,19 +499,24 @@ impl Pool {
     /// allocates anyway: dirty frames stay until a checkpoint writes them,
     /// pinned ones until released.
     fn alloc_buf(&self, pages: usize) -> *mut FrameBuf {
-        // A frame held in part gets a plain buffer (`FrameBuf::plain`).
+        // A frame held in part needs a plain buffer (`FrameBuf::plain`); a
+        // whole frame takes any, rather than a fresh chunk to zero.
         let plain = pages < PAGES;
         self.held_pages.fetch_add(pages, Ordering::AcqRel);
         let mut reuse = None;
         while self.over_budget() {
             match self.evict_one() {
                 // SAFETY: every buffer pointer stays valid until the pool drops.
-                Some(b) if reuse.is_none() && unsafe { &*b }.is_plain() == plain => reuse = Some(b),
+                Some(b) if reuse.is_none() && (!plain || unsafe { &*b }.is_plain()) => reuse = Some(b),
                 Some(b) => self.park_buf(b),
                 None => break,
             }
         }
-        if let Some(b) = reuse.or_else(|| self.free_list(plain).lock().pop()) {
+        let free = || match plain {
+            true => self.free_plain_bufs.lock().pop(),
+            false => self.free_bufs.lock().pop().or_else(|| self.free_plain_bufs.lock().pop()),
+        };
+        if let Some(b) = reuse.or_else(free) {
             return b;
         }
         let b = Box::into_raw(Box::new(if plain { FrameBuf::plain() } else { FrameBuf::zeroed() }));

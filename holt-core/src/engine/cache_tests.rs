@@ -179,9 +179,13 @@ fn tree_eight_times_the_pool(direct: bool) {
     // Each miss reads a whole frame, or a page (a lookup's, `store::pages`).
     assert!(p.frames_read + p.pages_read >= p.cache_misses && p.frame_bytes_read > 0, "{p:?}");
     assert!(p.pages_read > 0, "lookups into the full cache read pages: {p:?}");
+    let pool = tree.engine().pool();
+    assert_eq!(pool.live_frame_count(), pool.live_ids().len(), "the live-frame count follows spills and merges");
     tree.check_invariants().unwrap();
     drop(tree);
     let tree = disk.open_tree(builder()).unwrap();
+    let pool = tree.engine().pool();
+    assert_eq!(pool.live_frame_count(), pool.live_ids().len(), "the live-frame count after a reopen");
     assert!(contents(&tree) == model, "contents after reopen differ from the model");
     tree.check_invariants().unwrap();
 }

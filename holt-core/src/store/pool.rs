@@ -612,6 +612,12 @@ impl Pool {
     pub(crate) fn live_ids(&self) -> Vec<FrameId> {
         (1..self.id_limit()).map(FrameId).filter(|&id| self.is_live(id)).collect()
     }
+
+    /// The live-frame count `loads_pages` reads (tests hold it to `live_ids`).
+    #[cfg(test)]
+    pub(crate) fn live_frame_count(&self) -> usize {
+        self.live_frames.load(Ordering::Acquire)
+    }
 }
 
 pub(super) fn dangling(id: FrameId) -> Error {

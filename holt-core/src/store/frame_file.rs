@@ -744,14 +744,19 @@ mod tests {
         (vfs, ff)
     }
 
+    /// A paged file holding a sealed `sample_image` of frame `id` in `slot`.
+    fn written(seed: u64, slot: u32, id: FrameId) -> (Arc<dyn Vfs>, FrameFile, Vec<u8>, Sealed) {
+        let (vfs, ff) = temp_file(SlotFormat::Paged);
+        let mut img = sample_image(&mut crate::store::splitmix::SplitMix64::new(seed));
+        let sealed = ff.seal(id, &mut img);
+        ff.write_slot(slot, &img, &sealed).unwrap();
+        (vfs, ff, img, sealed)
+    }
+
     #[test]
     fn pages_read_one_at_a_time_match_the_image_and_gap_pages_are_not_read() {
-        let mut rng = crate::store::splitmix::SplitMix64::new(0x9a9f);
-        let (_vfs, ff) = temp_file(SlotFormat::Paged);
-        let mut img = sample_image(&mut rng);
         let id = FrameId(9);
-        let sealed = ff.seal(id, &mut img);
-        ff.write_slot(2, &img, &sealed).unwrap();
+        let (_vfs, ff, img, sealed) = written(0x9a9f, 2, id);
         let mut buf = ImageBuf::zeroed();
         let crcs = ff.read_head(2, id, sealed.crc, &mut buf, Via::Direct).unwrap();
         assert_eq!(buf[page_range(0)], img[page_range(0)]);
@@ -777,12 +782,8 @@ mod tests {
 
     #[test]
     fn a_flipped_bit_anywhere_in_a_paged_slot_fails_the_read_that_covers_it() {
-        let mut rng = crate::store::splitmix::SplitMix64::new(0x9aa0);
-        let (vfs, ff) = temp_file(SlotFormat::Paged);
-        let mut img = sample_image(&mut rng);
         let id = FrameId(4);
-        let sealed = ff.seal(id, &mut img);
-        ff.write_slot(0, &img, &sealed).unwrap();
+        let (vfs, ff, img, sealed) = written(0x9aa0, 0, id);
         let gap = free_gap(&img);
         let raw = vfs.open(Path::new("/s/frames.dat"), false).unwrap();
         // Bits in the used part of the page checksums, the header page, a

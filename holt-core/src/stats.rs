@@ -84,7 +84,8 @@ pub struct TreeCounters {
     /// In-frame compactions of dead space.
     pub compactions: u64,
     /// Frames laid out again in key order, before checkpoints and by
-    /// `compact()`, once inserts had scattered their nodes.
+    /// `compact()`, or as a checkpoint a bound pressed wrote them, once
+    /// inserts had scattered their nodes.
     pub tidies: u64,
     /// Bytes the write-ahead log holds now (0 in memory mode).
     pub wal_bytes: u64,

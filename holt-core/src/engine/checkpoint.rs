@@ -17,8 +17,10 @@
 //!    step 5) or by a writer about to change it (copy-on-write, under the
 //!    writer's latch). A writer waits for at most one claim per frame it
 //!    latches (one copy, where writers kept the copier from a clean read).
-//!    Each image is sealed and written into a shadow slot, which no
-//!    manifest names yet: as soon as it is taken (`Start::Tidy`: a few
+//!    Each image is laid out in key order if its frame wants a tidy
+//!    (`tidy::tidy_image`: the frame in memory keeps its layout; the two
+//!    hold the same content under the same entry slots), sealed, and
+//!    written into a shadow slot, which no manifest names yet: as soon as it is taken (`Start::Tidy`: a few
 //!    buffers in use at a time), or once the cache's room for them is full
 //!    (`Start::Now`: writers meet pending frames mostly while copies run,
 //!    and the images' memory stays a fraction of the cache's);
@@ -50,6 +52,7 @@ use crate::ids::{FrameId, Lsn};
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
 use crate::store::pool::{Cut, Pool, WRITER_SPARES};
+use crate::tree::tidy::tidy_image;
 use crate::tree::ROOT_FRAME;
 
 /// How a checkpoint begins.
@@ -144,6 +147,9 @@ impl Engine {
         let (held, copied) = pool.copy_pending(&cut, hold, &mut |id, img| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
             written += 1;
+            if tidy_image(img) {
+                pool.counters.tidies.add(1);
+            }
             txn.seal_and_write(id, img)
         });
         pool.drop_spare_images();

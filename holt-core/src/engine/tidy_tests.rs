@@ -64,8 +64,10 @@ fn a_checkpoint_publishes_frames_laid_out_in_key_order() {
 }
 
 /// Checkpoints a bound forces (a writer over the WAL or cache bound, or
-/// the checkpointer woken by a mark) capture at once; asked-for ones, and
-/// those only the timer made due, tidy first.
+/// the checkpointer woken by a mark) capture at once and leave the frames
+/// in memory as they are, but what they write is in key order
+/// (`tidy::tidy_image`); asked-for ones, and those only the timer made due,
+/// tidy the frames in memory first.
 #[test]
 fn only_checkpoints_no_bound_presses_tidy_first() {
     let (vfs, tree, model) = scattered_store(12);
@@ -74,10 +76,15 @@ fn only_checkpoints_no_bound_presses_tidy_first() {
     assert_eq!(engine.checkpoint_due(true), Some(Start::Tidy));
     let wanting = frames_wanting_tidy(&tree);
     engine.checkpoint_now(Start::Now).unwrap();
-    assert_eq!((engine.pool().counters.tidies.get(), frames_wanting_tidy(&tree)), (0, wanting));
+    assert_eq!((engine.pool().counters.tidies.get(), frames_wanting_tidy(&tree)), (wanting as u64, wanting));
+    let published = open_on(&frames_only(&vfs));
+    published.engine().check_invariants().unwrap();
+    assert_eq!((contents(&published), frames_wanting_tidy(&published)), (model.clone(), 0), "written in key order");
+    drop(published);
     assert_eq!(engine.checkpoint_due(true), None, "nothing dirty");
     tree.checkpoint().unwrap();
-    assert_eq!(engine.pool().counters.tidies.get(), wanting as u64, "clean frames written untidy are tidied too");
+    assert_eq!(engine.pool().counters.tidies.get(), 2 * wanting as u64, "clean frames left untidy are tidied too");
+    assert_eq!(frames_wanting_tidy(&tree), 0);
     let published = open_on(&frames_only(&vfs));
     assert_eq!((contents(&published), frames_wanting_tidy(&published)), (model, 0));
 }

@@ -124,7 +124,8 @@ pub(crate) struct PoolCounters {
     pub spills: Counter,
     pub merges: Counter,
     pub compactions: Counter,
-    /// Frames laid out again in key order (`tree::tidy`).
+    /// Frames laid out again in key order (`tree::tidy`), in memory or as
+    /// images a checkpoint writes (`tidy_image`).
     pub tidies: Counter,
     /// Frames a writer copied for a running checkpoint before changing
     /// them (`store::capture`).

@@ -21,7 +21,10 @@
 
 use crate::layout::node::{for_each_child_field, image_node_bytes, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
 use crate::layout::space::{install_layout, with_scratch};
-use crate::layout::{FrameBuf, FRAME_BYTES, HEADER_BYTES, NIL, SLOT_BYTES, SLOT_FREE_BIT};
+use crate::layout::{
+    FrameBuf, FRAME_BYTES, HDR_DATA_END, HDR_DEAD_BYTES, HDR_FREE_SLOT, HDR_LIVE_BYTES, HDR_LIVE_SLOTS, HDR_PLACED, HDR_SLOT_COUNT, HEADER_BYTES, NIL,
+    SLOT_BYTES, SLOT_FREE_BIT,
+};
 
 /// A frame is worth a tidy once this share (1/N) of its live nodes were
 /// placed since the last one.
@@ -33,8 +36,11 @@ const PLACED_MIN: u32 = 64;
 /// Whether enough nodes were placed out of order for a tidy to pay. Read
 /// from the header alone, so an optimistic look is fine (it is a hint).
 pub(crate) fn wants_tidy(b: &FrameBuf) -> bool {
-    let placed = b.placed();
-    placed >= PLACED_MIN && placed.saturating_mul(PLACED_SHARE) >= b.live_slots()
+    placed_enough(b.placed(), b.live_slots())
+}
+
+fn placed_enough(placed: u32, live_slots: u32) -> bool {
+    placed >= PLACED_MIN && placed.saturating_mul(PLACED_SHARE) >= live_slots
 }
 
 /// A frame's nodes laid out in key order, ready to replace its data area
@@ -61,12 +67,49 @@ pub(crate) fn plan(b: &FrameBuf) -> Option<Tidied> {
     with_scratch(|data| {
         data.resize(data_end - HEADER_BYTES, 0);
         b.copy_out(HEADER_BYTES, data);
-        let frame = Forest::read(data, &table)?;
-        let tidied = frame.preorder()?.build(&frame);
-        // Overlapping nodes would pass as a forest and come out larger.
-        let fits = tidied.data.len() == b.live_bytes() && HEADER_BYTES + tidied.data.len() + tidied.table.len() <= FRAME_BYTES;
-        fits.then_some(tidied)
+        lay_out(data, &table, b.live_bytes())
     })
+}
+
+/// The layout of the nodes in `data` (the data area) named by `table`
+/// (the slot table), if they form a forest of `live_bytes`.
+fn lay_out(data: &[u8], table: &[u8], live_bytes: usize) -> Option<Tidied> {
+    let frame = Forest::read(data, table)?;
+    let tidied = frame.preorder()?.build(&frame);
+    // Overlapping nodes would pass as a forest and come out larger.
+    let fits = tidied.data.len() == live_bytes && HEADER_BYTES + tidied.data.len() + tidied.table.len() <= FRAME_BYTES;
+    fits.then_some(tidied)
+}
+
+/// Lay out a captured image (`FrameBuf::image_into`: header, data area,
+/// zeros, slot table) in key order, in place, if its frame wants a tidy:
+/// what a checkpoint writes is then in key order, although the frame in
+/// memory is not. Both name the same nodes by the same entry slots (a tidy
+/// keeps them) and hold the same keys, values and versions, so the store
+/// may hold either; a frame read back from the store is the tidy one. The
+/// free gap stays zeros (`layout::free_gap`). Returns whether it did.
+pub(crate) fn tidy_image(img: &mut [u8]) -> bool {
+    let field = |img: &[u8], off: usize| u32::from_le_bytes(img[off..off + 4].try_into().expect("4 bytes"));
+    if img.len() != FRAME_BYTES || !placed_enough(field(img, HDR_PLACED), field(img, HDR_LIVE_SLOTS)) {
+        return false;
+    }
+    let data_end = (field(img, HDR_DATA_END) as usize).clamp(HEADER_BYTES, FRAME_BYTES);
+    let slots = (field(img, HDR_SLOT_COUNT) as usize).min((FRAME_BYTES - data_end) / SLOT_BYTES);
+    let table_at = FRAME_BYTES - slots * SLOT_BYTES;
+    let Some(tidied) = lay_out(&img[HEADER_BYTES..data_end], &img[table_at..], field(img, HDR_LIVE_BYTES) as usize) else {
+        return false;
+    };
+    let (new_end, new_table_at) = (HEADER_BYTES + tidied.data.len(), FRAME_BYTES - tidied.table.len());
+    img[HEADER_BYTES..new_end].copy_from_slice(&tidied.data);
+    img[new_end..new_table_at].fill(0);
+    img[new_table_at..].copy_from_slice(&tidied.table);
+    let put = |img: &mut [u8], off: usize, v: u32| img[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    put(img, HDR_SLOT_COUNT, (tidied.table.len() / SLOT_BYTES) as u32);
+    put(img, HDR_FREE_SLOT, tidied.free_head);
+    put(img, HDR_DATA_END, new_end as u32);
+    put(img, HDR_DEAD_BYTES, 0);
+    put(img, HDR_PLACED, 0);
+    true
 }
 
 impl Tidied {
@@ -288,6 +331,44 @@ mod tests {
         tree.put(b"d000/after", b"v").unwrap();
         tree.delete(&before[5].0).unwrap();
         tree.engine().check_invariants().unwrap();
+    }
+
+    /// A captured image laid out by `tidy_image` is byte for byte the image
+    /// of the frame laid out in memory; an image that does not want a
+    /// tidy, or whose nodes are not a forest, is left as it was.
+    #[test]
+    fn an_image_is_tidied_exactly_as_its_frame_would_be() {
+        let tree = random_tree(40_000);
+        let pool = tree.engine().pool();
+        let mut tidied = 0;
+        for id in pool.live_ids() {
+            let b = pool.cell(id).unwrap().buf().unwrap();
+            let mut img = vec![0u8; FRAME_BYTES];
+            b.image_into(&mut img);
+            let wanted = wants_tidy(b);
+            assert_eq!(tidy_image(&mut img), wanted, "frame {id:?}");
+            if wanted {
+                plan(b).expect("a tree's frame is a forest").install(b);
+                tidied += 1;
+            }
+            let mut after = vec![0u8; FRAME_BYTES];
+            b.image_into(&mut after);
+            assert!(img == after, "frame {id:?}: the image differs from the frame tidied in memory");
+            assert!(!tidy_image(&mut img), "a tidy image wants no tidy");
+        }
+        assert!(tidied > 3, "random inserts scatter nodes: {tidied} frames tidied");
+        tree.engine().check_invariants().unwrap();
+        let b = FrameBuf::zeroed();
+        b.format(FrameId(2));
+        let leaf = new_node(&b, &encode_leaf(b"ab", b"v", 1, 0));
+        let inner = |children| Inner { flags: FLAG_ENTRY, prefix: b"a".to_vec(), end: NIL, children };
+        for _ in 0..PLACED_MIN {
+            new_node(&b, &inner(vec![(b'b', leaf.0)]).encode());
+        }
+        let mut img = vec![0u8; FRAME_BYTES];
+        b.image_into(&mut img);
+        let before = img.clone();
+        assert!(!tidy_image(&mut img) && img == before, "a leaf named by many parents is no forest");
     }
 
     #[test]

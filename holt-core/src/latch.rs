@@ -60,6 +60,15 @@ impl HybridLatch {
         self.begin_write();
     }
 
+    /// `lock`, telling whether nothing was written since `optimistic`
+    /// returned `v` (a read made since then is current).
+    pub(crate) fn lock_unchanged_since(&self, v: u64) -> bool {
+        self.lock.lock_exclusive();
+        let unchanged = self.version.load(Ordering::Relaxed) == v;
+        self.begin_write();
+        unchanged
+    }
+
     /// Take the latch exclusively if free.
     pub(crate) fn try_lock(&self) -> bool {
         if !self.lock.try_lock_exclusive() {

@@ -10,6 +10,10 @@
 //!   pointer and validates after reading, so it never uses bytes of a buffer
 //!   recycled under it: it may read them (they are atomics, and the memory
 //!   stays mapped), then fails validation and restarts;
+//! - a load that reads without the latch installs its image only if the
+//!   frame's version did not move since before the read (`load`): a
+//!   frame changed, written and evicted meanwhile is never brought back
+//!   as it was;
 //! - a frame is evicted only when live, clean, unpinned, and latched
 //!   exclusively by the evictor: never a frame a writer holds, never a
 //!   frame whose only copy is in memory;
@@ -314,12 +318,26 @@ impl Pool {
     }
 
     /// Read live frame `id` from the source and install it unless another
-    /// thread did first. The frame may be evicted again before the caller
-    /// looks, unless the caller pinned it.
+    /// thread did first, or the frame changed since the read began. The
+    /// frame may be evicted again before the caller looks, unless the
+    /// caller pinned it.
+    ///
+    /// The read runs without the latch, so the stored image it returns may
+    /// be older than the frame by the time it is installed: another thread
+    /// may have loaded the frame meanwhile, changed it, had a checkpoint
+    /// write it, and seen it evicted. Each of those steps moves the latch
+    /// version, so an image is installed only if the version did not move
+    /// since before the read (`lock_unchanged_since`); else the caller
+    /// finds the frame not resident and loads it again.
     pub(crate) fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
+        let Some(version) = cell.latch.optimistic() else {
+            cell.latch.wait_unlocked();
+            return Ok(());
+        };
         self.read_image(id, |image| {
-            cell.latch.lock();
-            self.install(cell, image);
+            if cell.latch.lock_unchanged_since(version) {
+                self.install(cell, image);
+            }
             cell.latch.unlock();
         })?;
         self.clock.enqueue(id, cell);
@@ -378,14 +396,19 @@ impl Pool {
     /// buffer of its own, unless another thread made it resident first.
     pub(crate) fn load_head(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
+        // As in `load`: installed only if the frame did not change since.
+        let Some(version) = cell.latch.optimistic() else {
+            cell.latch.wait_unlocked();
+            return Ok(());
+        };
         IMAGE.with_borrow_mut(|image| {
             let image = image.get_or_insert_with(ImageBuf::zeroed);
             let crcs = source.read_head(id, image, PAGES_VIA)?;
             self.counters.pages_read.add(1);
             self.counters.bytes_read.add((PAGE_TABLE_BYTES + PAGE_BYTES) as u64);
             verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
-            cell.latch.lock();
-            if cell.buf().is_none() && cell.part().is_none() {
+            let unchanged = cell.latch.lock_unchanged_since(version);
+            if unchanged && cell.buf().is_none() && cell.part().is_none() {
                 let buf = self.alloc_buf(1);
                 // SAFETY: a pool-owned buffer no frame uses. Its memory goes
                 // back first, so the frame costs only the pages it reads.

@@ -259,3 +259,80 @@ fn buffers_shed_past_the_budget_give_their_memory_back() {
     dirty_frames(&pool, shed);
     assert_eq!(pool.all.lock().len(), allocated, "new frames reuse the shed buffers, released ones included");
 }
+
+/// Stored images a test may replace (a checkpoint writing a frame), whose
+/// next read of one frame, once armed, stops after reading until the test
+/// lets it return.
+struct Gated {
+    images: parking_lot::Mutex<HashMap<FrameId, Vec<u8>>>,
+    armed: parking_lot::Mutex<Option<FrameId>>,
+    read_done: std::sync::Barrier,
+    go: std::sync::Barrier,
+}
+
+impl FrameSource for Gated {
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, _via: Via) -> Result<u64> {
+        into.copy_from_slice(&self.images.lock()[&id]);
+        if self.armed.lock().take_if(|armed| *armed == id).is_some() {
+            self.read_done.wait();
+            self.go.wait();
+        }
+        Ok(FRAME_BYTES as u64)
+    }
+}
+
+/// A load reads without the latch. Here, while one stops between its read
+/// and its install, another thread loads the frame, changes it, has a
+/// checkpoint write it and sees it evicted: the first load's image is then
+/// older than the store's, and must not be installed (it would bring the
+/// frame back without the change, which the WAL may no longer hold).
+#[test]
+fn a_load_that_read_before_the_frame_changed_installs_nothing() {
+    use crate::layout::HDR_LSN;
+    let ids: Vec<FrameId> = (0..16).map(|i| FrameId(STORED_BASE + i)).collect();
+    let image = |id| {
+        let b = FrameBuf::zeroed();
+        b.format(id);
+        b.to_image()
+    };
+    let source = Arc::new(Gated {
+        images: parking_lot::Mutex::new(ids.iter().map(|&id| (id, image(id))).collect()),
+        armed: parking_lot::Mutex::new(Some(ids[0])),
+        read_done: std::sync::Barrier::new(2),
+        go: std::sync::Barrier::new(2),
+    });
+    let pool = Pool::new(8, Some(source.clone()));
+    ids.iter().for_each(|&id| pool.register_stored(id));
+    let (f, cell) = (ids[0], pool.cell(ids[0]).unwrap());
+    /// Lets the stopped read return when dropped, so a failing check
+    /// below fails the test instead of hanging it.
+    struct Go<'a>(&'a std::sync::Barrier);
+    impl Drop for Go<'_> {
+        fn drop(&mut self) {
+            self.0.wait();
+        }
+    }
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| pool.load(f, cell));
+        source.read_done.wait();
+        let go = Go(&source.go);
+        pool.load(f, cell).unwrap();
+        cell.latch.lock();
+        cell.buf().unwrap().set_u64(HDR_LSN, 77);
+        pool.mark_dirty(f, cell);
+        cell.latch.unlock();
+        let cut = pool.cut();
+        let (held, images) = copy_all(&pool, &cut);
+        source.images.lock().extend(images);
+        pool.settle_retired(cut.retired, true);
+        pool.release_captured(&held, true);
+        for &id in ids[1..].iter().cycle().take(64) {
+            touch(&pool, id);
+        }
+        assert!(cell.buf().is_none(), "the changed frame was evicted");
+        drop(go);
+        slow.join().unwrap().unwrap();
+    });
+    let held = Held::new(&pool, f).unwrap();
+    assert_eq!(held.buf().u64(HDR_LSN), 77, "the frame came back without its change");
+}

@@ -96,6 +96,50 @@ fn a_tree_larger_than_the_cache_is_read_by_pages_from_the_start() {
     assert!(c.frames_read == 0 && c.pages_read > 0, "{c:?}");
 }
 
+/// Bytes read per page read over `gets` random gets of keys written in
+/// `round`: `PAGE_BYTES` or less when no head (page checksums and page
+/// 0, two pages of bytes for one page read) was read.
+fn bytes_per_page(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) -> u64 {
+    let before = tree.counters();
+    for _ in 0..gets {
+        let i = rng.below(KEYS);
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, round(i))), "key {i}");
+    }
+    let after = tree.counters();
+    let pages = after.pages_read - before.pages_read;
+    assert!(pages > 0 && after.frames_read == before.frames_read, "{after:?}");
+    (after.frame_bytes_read - before.frame_bytes_read) / pages
+}
+
+/// A frame read back in part after its eviction reads no head: its page
+/// checksums and header are kept from its last load in part, for as long
+/// as the store holds that image. A frame changed and written again reads
+/// its new head.
+#[test]
+fn a_frame_read_back_in_part_reads_its_head_once_per_stored_image() {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(0x4ead);
+    for _ in 0..4_000 {
+        let i = rng.below(KEYS);
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)));
+    }
+    let evictions = tree.counters().evictions;
+    let per_page = bytes_per_page(&tree, &mut rng, 2_000, |_| 0);
+    assert!(tree.counters().evictions > evictions, "frames came and went");
+    assert!(per_page <= PAGE_BYTES as u64, "{per_page} bytes a page: heads were read again");
+    let changed: Vec<u64> = (0..KEYS).step_by(40).collect();
+    for &i in &changed {
+        tree.put(&key(i), &value(i, 1)).unwrap();
+    }
+    tree.checkpoint().unwrap();
+    let round = |i: u64| u8::from(i.is_multiple_of(40));
+    let per_page = bytes_per_page(&tree, &mut rng, 2_000, round);
+    assert!(per_page > PAGE_BYTES as u64, "{per_page} bytes a page: the rewritten frames' heads were not read");
+    assert!(bytes_per_page(&tree, &mut rng, 2_000, round) <= PAGE_BYTES as u64);
+    tree.check_invariants().unwrap();
+}
+
 #[test]
 fn listings_into_a_full_cache_read_pages_not_frames() {
     let disk = loaded_disk();

@@ -21,13 +21,23 @@
 //!   page is ever written into a buffer that another frame took over.
 //! - Lock order: the frame's latch, then `table`; a thread holding `table`
 //!   never waits for the latch.
+//! - What `table` keeps of the stored image (page checksums, header)
+//!   outlives the part buffer, so a frame read back in part after its
+//!   eviction needs no head read: its buffer gets the kept header, and
+//!   page 0 is read like any other page when a walk needs it. The kept
+//!   copy is the stored image's while `current`: a head read sets it, and
+//!   the frame turning dirty clears it (`Pool::mark_dirty`, under the
+//!   exclusive latch; only a dirty frame is ever written again, and only
+//!   a clean frame not in memory is loaded in part).
+//! - A buffer holding the header but not page 0 (`headed`) counts page 0
+//!   in the budget: its memory is in use.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use super::frame_file::{PageCrcs, PAGES, PAGE_BYTES};
-use crate::layout::FRAME_BYTES;
+use crate::layout::{FRAME_BYTES, HEADER_BYTES};
 
 const MASK_WORDS: usize = PAGES / 64;
 
@@ -35,13 +45,25 @@ const MASK_WORDS: usize = PAGES / 64;
 /// was first loaded in part.
 pub(crate) struct PageState {
     present: [AtomicU64; MASK_WORDS],
-    /// The page checksums of the image `part` holds pages of.
-    pub(super) table: Mutex<PageCrcs>,
+    /// The part buffer holds the header (bytes 0..64) but page 0 is not
+    /// present (see the module invariants).
+    headed: AtomicBool,
+    /// What is kept of the stored image `part` holds pages of.
+    pub(super) table: Mutex<Kept>,
+}
+
+/// The stored image's page checksums and header, kept across loads.
+pub(super) struct Kept {
+    pub(super) crcs: PageCrcs,
+    pub(super) header: [u8; HEADER_BYTES],
+    /// `crcs` and `header` are those of the image the store holds now.
+    pub(super) current: bool,
 }
 
 impl PageState {
     pub(super) fn new() -> PageState {
-        PageState { present: Default::default(), table: Mutex::new([0; PAGES]) }
+        let kept = Kept { crcs: [0; PAGES], header: [0; HEADER_BYTES], current: false };
+        PageState { present: Default::default(), headed: AtomicBool::new(false), table: Mutex::new(kept) }
     }
 
     /// Pages covering `len` bytes at `off`, or `None` past the frame.
@@ -66,10 +88,30 @@ impl PageState {
         self.present[page / 64].fetch_or(1 << (page % 64), Ordering::Release);
     }
 
-    /// Forget every page; returns how many were present. Caller holds
-    /// `table` and the exclusive latch.
+    /// Forget every page; returns how many the budget counted (present
+    /// ones, and page 0 of a `headed` buffer). Caller holds `table` and
+    /// the exclusive latch.
     pub(super) fn clear(&self) -> usize {
-        self.present.iter().map(|w| w.swap(0, Ordering::AcqRel).count_ones() as usize).sum()
+        let headed = usize::from(self.headed.swap(false, Ordering::AcqRel));
+        headed + self.present.iter().map(|w| w.swap(0, Ordering::AcqRel).count_ones() as usize).sum::<usize>()
+    }
+
+    /// The part buffer now holds the header without page 0. Caller holds
+    /// `table` and the exclusive latch.
+    pub(super) fn set_headed(&self) {
+        self.headed.store(true, Ordering::Release);
+    }
+
+    /// Pages of `run`, now read, that the budget did not count yet: a
+    /// `headed` buffer's page 0 was counted. Caller holds `table`.
+    pub(super) fn newly_held(&self, run: &std::ops::Range<usize>) -> usize {
+        run.len() - usize::from(run.contains(&0) && self.headed.swap(false, Ordering::AcqRel))
+    }
+
+    /// The frame's stored image is about to change: what is kept of it no
+    /// longer describes it.
+    pub(super) fn forget_image(&self) {
+        self.table.lock().current = false;
     }
 }
 

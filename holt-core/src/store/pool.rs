@@ -50,7 +50,7 @@ use super::table::{CellTable, CELLS_MAX};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::layout::{verify_header, FrameBuf};
+use crate::layout::{verify_header, FrameBuf, HEADER_BYTES};
 
 /// The pool keeps at least an eighth of its budget, and at least
 /// `CLEAN_FRAMES_MIN` frames, clean and evictable (not dirty, not held by
@@ -303,6 +303,9 @@ impl Pool {
         if was == 0 {
             self.dirty.count.fetch_add(1, Ordering::AcqRel);
             self.dirty.ids.lock().push(id);
+            if let Some(state) = cell.page_state() {
+                state.forget_image();
+            }
         }
     }
 
@@ -392,9 +395,15 @@ impl Pool {
         larger && self.source.as_ref().is_some_and(|s| s.paged())
     }
 
-    /// Load frame `id` in part: its page checksums and first page into a
-    /// buffer of its own, unless another thread made it resident first.
+    /// Load frame `id` in part, unless another thread made it resident
+    /// first: into a buffer of its own, the header kept from its last load
+    /// in part if the stored image is still that one (no read), else its
+    /// page checksums and first page, read.
     pub(crate) fn load_head(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
+        if self.load_kept_head(cell) {
+            self.clock.enqueue(id, cell);
+            return Ok(());
+        }
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
         // As in `load`: installed only if the frame did not change since.
         let Some(version) = cell.latch.optimistic() else {
@@ -415,7 +424,9 @@ impl Pool {
                 unsafe { &*buf }.release_memory();
                 let state = cell.page_state_or_new();
                 let mut table = state.table.lock();
-                *table = crcs;
+                table.crcs = crcs;
+                table.header.copy_from_slice(&image[..HEADER_BYTES]);
+                table.current = true;
                 // SAFETY: a pool-owned buffer no frame uses.
                 unsafe { &*buf }.write(0, &image[..PAGE_BYTES]);
                 state.mark(0);
@@ -429,6 +440,30 @@ impl Pool {
         })?;
         self.clock.enqueue(id, cell);
         Ok(())
+    }
+
+    /// `load_head` without a read: a buffer holding the kept header, if
+    /// the frame is not in memory and what is kept is current. Its page 0
+    /// counts in the budget until read (`PageState::newly_held`).
+    fn load_kept_head(&self, cell: &FrameCell) -> bool {
+        let Some(state) = cell.page_state() else { return false };
+        cell.latch.lock();
+        let table = state.table.lock();
+        let done = table.current && cell.buf().is_none() && cell.part().is_none();
+        if done {
+            let buf = self.alloc_buf(1);
+            // SAFETY: a pool-owned buffer no frame uses; as in `load_head`.
+            let b = unsafe { &*buf };
+            b.release_memory();
+            b.write(0, &table.header);
+            state.set_headed();
+            cell.part.store(buf, Ordering::Release);
+            cell.touch();
+            self.counters.misses.add(1);
+        }
+        drop(table);
+        cell.latch.unlock();
+        done
     }
 
     /// Read the pages frame `id`'s part buffer lacks of `pages`, widened
@@ -454,13 +489,13 @@ impl Pool {
                     continue;
                 }
                 let run = p..(p..pages.end).find(|&q| state.has(q)).unwrap_or(pages.end);
-                source.read_pages(id, run.clone(), Known { crcs: &table, gap: &gap }, image, PAGES_VIA)?;
+                source.read_pages(id, run.clone(), Known { crcs: &table.crcs, gap: &gap }, image, PAGES_VIA)?;
                 for q in run.clone() {
                     let at = q * PAGE_BYTES;
                     buf.write(at, &image[at..at + PAGE_BYTES]);
                     state.mark(q);
                 }
-                self.held_pages.fetch_add(run.len(), Ordering::AcqRel);
+                self.held_pages.fetch_add(state.newly_held(&run), Ordering::AcqRel);
                 self.counters.pages_read.add(run.len() as u64);
                 let read = run.clone().filter(|&q| !page_in_gap(q, &gap)).count();
                 self.counters.bytes_read.add((read * PAGE_BYTES) as u64);

@@ -210,6 +210,14 @@ fn sighup_keeps_the_mount_and_reopens_the_log() {
     fs::write(m.path("still"), b"here").unwrap();
     let status = holt().arg("umount").arg(&m.mountpoint).status().unwrap();
     assert!(status.success());
+    // The daemon logs its last lines after the unmount returns: read the
+    // logs once it has exited.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // SAFETY: probing (signal 0) the daemon this test started.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(Instant::now() < deadline, "the daemon did not exit after its unmount");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let (new, old) = (fs::read_to_string(&log).unwrap(), fs::read_to_string(&rotated).unwrap());
     assert!(
         new.contains("unmounted") && !old.contains("unmounted"),

@@ -20,7 +20,8 @@
 //!    Each image is laid out in key order if its frame wants a tidy
 //!    (`tidy::tidy_image`: the frame in memory keeps its layout; the two
 //!    hold the same content under the same entry slots), sealed, and
-//!    written into a shadow slot, which no manifest names yet: as soon as it is taken (`Start::Tidy`: a few
+//!    written into a shadow slot, which no manifest names yet: as soon as
+//!    it is taken (`Start::Tidy`: a few
 //!    buffers in use at a time), or once the cache's room for them is full
 //!    (`Start::Now`: writers meet pending frames mostly while copies run,
 //!    and the images' memory stays a fraction of the cache's);

@@ -87,24 +87,25 @@ fn point_lookups_into_a_full_cache_read_pages_not_frames() {
 fn a_tree_larger_than_the_cache_is_read_by_pages_from_the_start() {
     let disk = loaded_disk();
     let tree = disk.open_tree(builder()).unwrap();
-    let mut rng = SplitMix64::new(0x5747);
-    for _ in 0..200 {
-        let i = rng.below(KEYS);
-        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)), "key {i}");
-    }
+    random_gets(&tree, &mut SplitMix64::new(0x5747), 200, |_| 0);
     let c = tree.counters();
     assert!(c.frames_read == 0 && c.pages_read > 0, "{c:?}");
 }
 
-/// Bytes read per page read over `gets` random gets of keys written in
-/// `round`: `PAGE_BYTES` or less when no head (page checksums and page
-/// 0, two pages of bytes for one page read) was read.
-fn bytes_per_page(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) -> u64 {
-    let before = tree.counters();
+/// `gets` gets of random keys, each holding the value of `round(key)`.
+fn random_gets(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) {
     for _ in 0..gets {
         let i = rng.below(KEYS);
         assert!(tree.get(&key(i)).unwrap() == Some(value(i, round(i))), "key {i}");
     }
+}
+
+/// Bytes read per page read over `random_gets`: `PAGE_BYTES` or less
+/// when no head (page checksums and page 0, two pages of bytes for one
+/// page read) was read.
+fn bytes_per_page(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) -> u64 {
+    let before = tree.counters();
+    random_gets(tree, rng, gets, round);
     let after = tree.counters();
     let pages = after.pages_read - before.pages_read;
     assert!(pages > 0 && after.frames_read == before.frames_read, "{after:?}");
@@ -120,10 +121,7 @@ fn a_frame_read_back_in_part_reads_its_head_once_per_stored_image() {
     let disk = loaded_disk();
     let tree = disk.open_tree(builder()).unwrap();
     let mut rng = SplitMix64::new(0x4ead);
-    for _ in 0..4_000 {
-        let i = rng.below(KEYS);
-        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)));
-    }
+    random_gets(&tree, &mut rng, 4_000, |_| 0);
     let evictions = tree.counters().evictions;
     let per_page = bytes_per_page(&tree, &mut rng, 2_000, |_| 0);
     assert!(tree.counters().evictions > evictions, "frames came and went");

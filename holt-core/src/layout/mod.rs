@@ -166,11 +166,20 @@ impl FrameBuf {
 /// a reader may zero this range of a slot read back from disk (a hole, or
 /// stale bytes from the slot's earlier use) and still match the checksums.
 pub(crate) fn free_gap(image: &[u8]) -> std::ops::Range<usize> {
-    let field = |off: usize| u32::from_le_bytes(image[off..off + 4].try_into().expect("4 bytes")) as usize;
     if image.len() != FRAME_BYTES {
         return 0..0;
     }
-    gap_between(field(HDR_DATA_END), field(HDR_SLOT_COUNT))
+    gap_between(image_u32(image, HDR_DATA_END) as usize, image_u32(image, HDR_SLOT_COUNT) as usize)
+}
+
+/// The 4-byte header field at `off` of a frame image.
+pub(crate) fn image_u32(image: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(image[off..off + 4].try_into().expect("4 bytes"))
+}
+
+/// Set the 4-byte header field at `off` of a frame image.
+pub(crate) fn set_image_u32(image: &mut [u8], off: usize, v: u32) {
+    image[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
 /// The free gap of a frame whose data area ends at `data_end` and whose
@@ -221,8 +230,7 @@ pub(crate) fn verify_header(image: &[u8], expect: FrameId) -> Result<(), String>
 #[cfg(test)]
 pub(crate) fn verify_image(image: &[u8], expect: FrameId) -> Result<(), String> {
     verify_header(image, expect)?;
-    let stored = u32::from_le_bytes(image[HDR_CHECKSUM..HDR_CHECKSUM + 4].try_into().expect("4 bytes"));
-    if stored != FrameBuf::compute_checksum(image) {
+    if image_u32(image, HDR_CHECKSUM) != FrameBuf::compute_checksum(image) {
         return Err("frame checksum mismatch".into());
     }
     Ok(())

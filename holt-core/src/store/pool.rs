@@ -333,10 +333,7 @@ impl Pool {
     /// since before the read (`lock_unchanged_since`); else the caller
     /// finds the frame not resident and loads it again.
     pub(crate) fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
-        let Some(version) = cell.latch.optimistic() else {
-            cell.latch.wait_unlocked();
-            return Ok(());
-        };
+        let Some(version) = version_to_load(cell) else { return Ok(()) };
         self.read_image(id, |image| {
             if cell.latch.lock_unchanged_since(version) {
                 self.install(cell, image);
@@ -406,10 +403,7 @@ impl Pool {
         }
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
         // As in `load`: installed only if the frame did not change since.
-        let Some(version) = cell.latch.optimistic() else {
-            cell.latch.wait_unlocked();
-            return Ok(());
-        };
+        let Some(version) = version_to_load(cell) else { return Ok(()) };
         IMAGE.with_borrow_mut(|image| {
             let image = image.get_or_insert_with(ImageBuf::zeroed);
             let crcs = source.read_head(id, image, PAGES_VIA)?;
@@ -418,28 +412,34 @@ impl Pool {
             verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
             let unchanged = cell.latch.lock_unchanged_since(version);
             if unchanged && cell.buf().is_none() && cell.part().is_none() {
-                let buf = self.alloc_buf(1);
-                // SAFETY: a pool-owned buffer no frame uses. Its memory goes
-                // back first, so the frame costs only the pages it reads.
-                unsafe { &*buf }.release_memory();
                 let state = cell.page_state_or_new();
                 let mut table = state.table.lock();
                 table.crcs = crcs;
                 table.header.copy_from_slice(&image[..HEADER_BYTES]);
                 table.current = true;
-                // SAFETY: a pool-owned buffer no frame uses.
-                unsafe { &*buf }.write(0, &image[..PAGE_BYTES]);
+                self.attach_part(cell, &image[..PAGE_BYTES]);
                 state.mark(0);
-                cell.part.store(buf, Ordering::Release);
-                drop(table);
-                cell.touch();
-                self.counters.misses.add(1);
             }
             cell.latch.unlock();
             Ok::<(), Error>(())
         })?;
         self.clock.enqueue(id, cell);
         Ok(())
+    }
+
+    /// Give the frame in `cell`, which has no buffer, a part buffer
+    /// holding `head` at its start (one page of the budget). Its memory
+    /// goes back first, so the frame costs only the pages it reads. Caller
+    /// holds the exclusive latch and the page table's mutex.
+    fn attach_part(&self, cell: &FrameCell, head: &[u8]) {
+        let buf = self.alloc_buf(1);
+        // SAFETY: a pool-owned buffer no frame uses.
+        let b = unsafe { &*buf };
+        b.release_memory();
+        b.write(0, head);
+        cell.part.store(buf, Ordering::Release);
+        cell.touch();
+        self.counters.misses.add(1);
     }
 
     /// `load_head` without a read: a buffer holding the kept header, if
@@ -451,15 +451,8 @@ impl Pool {
         let table = state.table.lock();
         let done = table.current && cell.buf().is_none() && cell.part().is_none();
         if done {
-            let buf = self.alloc_buf(1);
-            // SAFETY: a pool-owned buffer no frame uses; as in `load_head`.
-            let b = unsafe { &*buf };
-            b.release_memory();
-            b.write(0, &table.header);
+            self.attach_part(cell, &table.header);
             state.set_headed();
-            cell.part.store(buf, Ordering::Release);
-            cell.touch();
-            self.counters.misses.add(1);
         }
         drop(table);
         cell.latch.unlock();
@@ -677,6 +670,17 @@ impl Pool {
     pub(crate) fn live_frame_count(&self) -> usize {
         self.live_frames.load(Ordering::Acquire)
     }
+}
+
+/// The latch version a load that reads without the latch starts from
+/// (`Pool::load`); `None`, after waiting, while a writer holds the frame
+/// (the caller looks at it again).
+fn version_to_load(cell: &FrameCell) -> Option<u64> {
+    let version = cell.latch.optimistic();
+    if version.is_none() {
+        cell.latch.wait_unlocked();
+    }
+    version
 }
 
 pub(super) fn dangling(id: FrameId) -> Error {

@@ -22,8 +22,8 @@
 use crate::layout::node::{for_each_child_field, image_node_bytes, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
 use crate::layout::space::{install_layout, with_scratch};
 use crate::layout::{
-    FrameBuf, FRAME_BYTES, HDR_DATA_END, HDR_DEAD_BYTES, HDR_FREE_SLOT, HDR_LIVE_BYTES, HDR_LIVE_SLOTS, HDR_PLACED, HDR_SLOT_COUNT, HEADER_BYTES, NIL,
-    SLOT_BYTES, SLOT_FREE_BIT,
+    image_u32, set_image_u32, FrameBuf, FRAME_BYTES, HDR_DATA_END, HDR_DEAD_BYTES, HDR_FREE_SLOT, HDR_LIVE_BYTES, HDR_LIVE_SLOTS, HDR_PLACED,
+    HDR_SLOT_COUNT, HEADER_BYTES, NIL, SLOT_BYTES, SLOT_FREE_BIT,
 };
 
 /// A frame is worth a tidy once this share (1/N) of its live nodes were
@@ -89,26 +89,24 @@ fn lay_out(data: &[u8], table: &[u8], live_bytes: usize) -> Option<Tidied> {
 /// may hold either; a frame read back from the store is the tidy one. The
 /// free gap stays zeros (`layout::free_gap`). Returns whether it did.
 pub(crate) fn tidy_image(img: &mut [u8]) -> bool {
-    let field = |img: &[u8], off: usize| u32::from_le_bytes(img[off..off + 4].try_into().expect("4 bytes"));
-    if img.len() != FRAME_BYTES || !placed_enough(field(img, HDR_PLACED), field(img, HDR_LIVE_SLOTS)) {
+    if img.len() != FRAME_BYTES || !placed_enough(image_u32(img, HDR_PLACED), image_u32(img, HDR_LIVE_SLOTS)) {
         return false;
     }
-    let data_end = (field(img, HDR_DATA_END) as usize).clamp(HEADER_BYTES, FRAME_BYTES);
-    let slots = (field(img, HDR_SLOT_COUNT) as usize).min((FRAME_BYTES - data_end) / SLOT_BYTES);
+    let data_end = (image_u32(img, HDR_DATA_END) as usize).clamp(HEADER_BYTES, FRAME_BYTES);
+    let slots = (image_u32(img, HDR_SLOT_COUNT) as usize).min((FRAME_BYTES - data_end) / SLOT_BYTES);
     let table_at = FRAME_BYTES - slots * SLOT_BYTES;
-    let Some(tidied) = lay_out(&img[HEADER_BYTES..data_end], &img[table_at..], field(img, HDR_LIVE_BYTES) as usize) else {
+    let Some(tidied) = lay_out(&img[HEADER_BYTES..data_end], &img[table_at..], image_u32(img, HDR_LIVE_BYTES) as usize) else {
         return false;
     };
     let (new_end, new_table_at) = (HEADER_BYTES + tidied.data.len(), FRAME_BYTES - tidied.table.len());
     img[HEADER_BYTES..new_end].copy_from_slice(&tidied.data);
     img[new_end..new_table_at].fill(0);
     img[new_table_at..].copy_from_slice(&tidied.table);
-    let put = |img: &mut [u8], off: usize, v: u32| img[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    put(img, HDR_SLOT_COUNT, (tidied.table.len() / SLOT_BYTES) as u32);
-    put(img, HDR_FREE_SLOT, tidied.free_head);
-    put(img, HDR_DATA_END, new_end as u32);
-    put(img, HDR_DEAD_BYTES, 0);
-    put(img, HDR_PLACED, 0);
+    set_image_u32(img, HDR_SLOT_COUNT, (tidied.table.len() / SLOT_BYTES) as u32);
+    set_image_u32(img, HDR_FREE_SLOT, tidied.free_head);
+    set_image_u32(img, HDR_DATA_END, new_end as u32);
+    set_image_u32(img, HDR_DEAD_BYTES, 0);
+    set_image_u32(img, HDR_PLACED, 0);
     true
 }
 

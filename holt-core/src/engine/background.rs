@@ -1,8 +1,10 @@
 //! The background checkpointer: a thread that wakes on a timer or when a
 //! writer nudges it (dirty frames, WAL size or cache budget over their
-//! marks) and runs a checkpoint when one is due. Once per interval while
-//! the space reserve is spent, it tries to make it whole again even when no
-//! checkpoint is due (space may come back without any write to the tree).
+//! marks, frames nearly full) and runs a checkpoint when one is due, after
+//! making room in the frames writers found nearly full (`store::ahead`).
+//! Once per interval while the space reserve is spent, it tries to make it
+//! whole again even when no checkpoint is due (space may come back without
+//! any write to the tree).
 //! It holds only a weak reference, so it never keeps a closed tree alive.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +84,7 @@ fn run(weak: Weak<Engine>, signal: Arc<Signal>, interval: Duration) {
         }
         signal.wake.store(false, Ordering::Release);
         let Some(engine) = weak.upgrade() else { return };
+        engine.spill_ahead();
         if let Some(start) = engine.checkpoint_due(last.elapsed() >= interval) {
             match engine.checkpoint_now(start) {
                 Ok(()) => last = Instant::now(),

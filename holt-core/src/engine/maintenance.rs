@@ -8,14 +8,19 @@
 //! reads walk, is in key order.
 //! Frames are latched with try-lock only, so maintenance never blocks or
 //! deadlocks with writers; a busy frame is simply skipped this round.
+//!
+//! `spill_ahead` makes room in a frame writers found nearly full
+//! (`store::ahead`) before one of them must: the spill (and compaction) a
+//! writer would otherwise run on its own path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ids::FrameId;
-use crate::layout::space::compact;
-use crate::store::pool::Pool;
-use crate::tree::merge::{link_slots, merge_link};
-use crate::tree::spill::{entry_slots, FRAME_DATA_BYTES};
+use crate::layout::space::{compact, free_bytes, INSERT_COMPACT_DEAD_BYTES_MIN};
+use crate::layout::FrameBuf;
+use crate::store::pool::{FrameCell, Pool};
+use crate::tree::merge::{bypass_forwards, link_slots, merge_link};
+use crate::tree::spill::{entry_slots, spill_from, FRAME_DATA_BYTES};
 use crate::tree::tidy::{plan, wants_tidy};
 use crate::tree::Owned;
 
@@ -66,6 +71,63 @@ fn visit(pool: &Pool, id: FrameId) {
     } else {
         owned.release_clean();
     }
+}
+
+/// Make room in frame `id` if its free gap is still below `room`: compact
+/// it when that wins back as much as an insert's compaction would (and
+/// twice `room`), else spill half its live bytes into a new frame and
+/// compact what that left dead. The work is done on a private copy of the
+/// frame, read optimistically; the frame is taken only to install the
+/// result, if no writer changed it meanwhile (else the new frame is
+/// retired and the writers make their own room, as without this). So a
+/// writer landing there waits for a 512 KiB copy at most, not for a spill,
+/// nor for this thread to be scheduled again mid-spill. Caller holds the
+/// commit gate (a cut between the new frame and the install would store a
+/// frame nothing links to). Returns whether the frame changed.
+pub(crate) fn spill_ahead(pool: &Pool, id: FrameId, room: usize) -> bool {
+    let Some(cell) = pool.cell(id).filter(|c| c.is_live()) else { return false };
+    let Some(version) = cell.latch.optimistic() else { return false };
+    // Read after the version: an eviction in between moves it.
+    let Some(b) = cell.buf().filter(|&b| free_bytes(b) < room) else { return false };
+    COPY.with(|copy| {
+        copy.copy_from(b);
+        cell.latch.validate(version) && make_room(pool, (id, cell, b), version, copy, room)
+    })
+}
+
+thread_local! {
+    /// The frame `spill_ahead` works on (one per thread, reused).
+    static COPY: FrameBuf = FrameBuf::plain();
+}
+
+/// `spill_ahead` on `copy`, a consistent copy of the frame at `version`.
+pub(super) fn make_room(pool: &Pool, frame: (FrameId, &FrameCell, &FrameBuf), version: u64, copy: &FrameBuf, room: usize) -> bool {
+    let (id, cell, b) = frame;
+    let (free, dead) = (free_bytes(copy), copy.dead_bytes());
+    if free >= room {
+        return false;
+    }
+    let mut owned = Owned::new(pool);
+    let spilled = !(dead >= INSERT_COMPACT_DEAD_BYTES_MIN && free + dead >= 2 * room);
+    if spilled && !spill_from(pool, &mut owned, copy, id, 0) {
+        return false;
+    }
+    compact(copy);
+    if !cell.latch.try_upgrade(version) {
+        owned.forwards.clear();
+        owned.retire_all();
+        return false;
+    }
+    owned.push(id, cell);
+    b.copy_from(copy);
+    if spilled {
+        pool.counters.spills.add(1);
+        pool.counters.spills_ahead.add(1);
+    }
+    pool.counters.compactions.add(1);
+    bypass_forwards(pool, &mut owned);
+    owned.release_dirty();
+    true
 }
 
 /// Tidy every resident frame that wants it and no writer holds: dirty

@@ -147,6 +147,7 @@ impl Engine {
         let engine = Arc::new(engine);
         log::debug!("{}: opened, file I/O through {}", engine.dir().display(), engine.file_io().unwrap_or("memory"));
         if let Some(every) = engine.cfg.checkpoint_interval {
+            engine.pool.ahead.enable();
             Background::start(&engine, every);
         }
         Ok(engine)
@@ -326,7 +327,7 @@ impl Engine {
     fn nudge_if_due(&self) {
         let Some(d) = &self.durable else { return };
         let (cfg, pool) = (&self.cfg, &self.pool);
-        if pool.over_budget() || d.journal.bytes() >= cfg.wal_bytes_target {
+        if pool.over_budget() || d.journal.bytes() >= cfg.wal_bytes_target || pool.ahead.any() {
             self.background.nudge();
         }
         let overdue = || {
@@ -430,6 +431,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Make room in the frames writers queued as nearly full
+    /// (`store::ahead`), each under the commit gate like a writer's batch,
+    /// so a checkpoint's cut finds a frame before or after, never during.
+    /// Stops at a poisoned engine. Returns the frames changed.
+    pub(crate) fn spill_ahead(&self) -> usize {
+        let mut changed = 0;
+        for id in self.pool.ahead.take() {
+            if self.check_poison().is_err() {
+                break;
+            }
+            let _gate = self.gate.read();
+            changed += usize::from(maintenance::spill_ahead(&self.pool, id, write::AHEAD_ROOM_BYTES));
+        }
+        changed
+    }
+
     pub fn stats(&self) -> Result<TreeStats> {
         let c = &self.pool.counters;
         let mut s = TreeStats {
@@ -523,6 +540,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod ahead_tests;
 #[cfg(test)]
 mod apply_fault_tests;
 #[cfg(test)]

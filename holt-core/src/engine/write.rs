@@ -5,8 +5,8 @@
 use super::fault::{self, Step};
 use crate::error::{Error, Result};
 use crate::ids::{FrameId, Lsn};
-use crate::layout::space::ensure;
-use crate::layout::Slot;
+use crate::layout::space::{ensure, free_bytes};
+use crate::layout::{FrameBuf, Slot};
 use crate::op::LogOp;
 use crate::store::pool::Pool;
 use crate::tree::descend::{corrupt_frame, retry, try_locate, walk_frame, FrameView, Landing, Walk};
@@ -15,6 +15,11 @@ use crate::tree::merge::bypass_forwards;
 use crate::tree::remove::{delete_in_frame, Del};
 use crate::tree::spill::spill;
 use crate::tree::Owned;
+
+/// Free bytes below which a frame an insert landed in is queued for the
+/// background thread to make room in (`store::ahead`): room for hundreds
+/// of inserts while it gets there.
+pub(crate) const AHEAD_ROOM_BYTES: usize = crate::tree::spill::FRAME_DATA_BYTES / 8;
 
 /// Spill rounds one insert may need before the frame is declared unusable.
 const SPILLS_PER_PUT_MAX: usize = 64;
@@ -109,7 +114,7 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
     let (key, value) = kv;
     if let Some((b, h)) = hinted_buf(owned, hint) {
         match put_in_frame(b, h.entry, key, value, lsn.0) {
-            Put::Done { inserted } => return Ok(KeyDelta::from(inserted)),
+            Put::Done { inserted } => return Ok(inserted_into(pool, h.frame, b, inserted)),
             Put::Corrupt => return Err(corrupt_frame(h.frame, "unreadable node on insert")),
             Put::NeedSpace(_) | Put::Redirect => {}
         }
@@ -118,7 +123,7 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
         let landing = land(pool, owned, key, hint)?;
         let b = landing.view.buf;
         match put_in_frame(b, landing.entry, key, value, lsn.0) {
-            Put::Done { inserted } => return Ok(KeyDelta::from(inserted)),
+            Put::Done { inserted } => return Ok(inserted_into(pool, landing.view.id, b, inserted)),
             Put::NeedSpace(need) => {
                 // A frame with nothing movable may still have dead bytes
                 // that an insert would not compact for on its own.
@@ -132,6 +137,15 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
         }
     }
     Err(Error::corrupted("frames", 0, "insert found no room after repeated spills"))
+}
+
+/// A put landed in frame `id` (`b`): queue the frame for room made ahead
+/// if its free gap is nearly gone. Returns the put's key delta.
+fn inserted_into(pool: &Pool, id: FrameId, b: &FrameBuf, inserted: bool) -> KeyDelta {
+    if free_bytes(b) < AHEAD_ROOM_BYTES {
+        pool.ahead.want(id);
+    }
+    KeyDelta::from(inserted)
 }
 
 fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: Option<Hint>) -> Result<KeyDelta> {

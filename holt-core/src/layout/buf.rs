@@ -348,6 +348,15 @@ impl FrameBuf {
     }
 
     /// Overwrite the whole image.
+    /// Make this frame a copy of `src`, word by word. Caller holds this
+    /// frame exclusively (or owns it alone); `src` may be read
+    /// optimistically, the copy then counting only once it validates.
+    pub(crate) fn copy_from(&self, src: &FrameBuf) {
+        for i in 0..WORDS {
+            self.store_word(i, src.word(i));
+        }
+    }
+
     pub(crate) fn load(&self, bytes: &[u8]) {
         assert_eq!(bytes.len(), FRAME_BYTES, "frame image must be exactly one frame");
         for (i, chunk) in bytes.chunks_exact(8).enumerate() {

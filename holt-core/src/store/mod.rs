@@ -5,6 +5,7 @@
 //! (`mem_vfs`) implementations, the frame store built on it, and the space
 //! reserve (`reserve`). Knows nothing of ART nodes.
 
+pub(crate) mod ahead;
 mod cell;
 mod clock;
 pub(crate) mod frame_file;

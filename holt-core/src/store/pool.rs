@@ -43,6 +43,7 @@ pub(crate) use self::capture::{Cut, WRITER_SPARES};
 #[cfg(test)]
 pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;
+use super::ahead::Ahead;
 use super::clock::Clock;
 use super::frame_file::{page_in_gap, Known, PageCrcs, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
 use super::image_buf::{ImageBuf, Via};
@@ -126,6 +127,9 @@ pub(crate) struct PoolCounters {
     pub pinned_retries: Counter,
     pub restarts: Counter,
     pub spills: Counter,
+    /// Spills the background thread made ahead of writers (also in
+    /// `spills`; `store::ahead`).
+    pub spills_ahead: Counter,
     pub merges: Counter,
     pub compactions: Counter,
     /// Frames laid out again in key order (`tree::tidy`), in memory or as
@@ -179,6 +183,8 @@ pub(crate) struct Pool {
     source: Option<Arc<dyn FrameSource>>,
     /// Loads into a full pool read around the page cache (`read_via`).
     direct_reads: bool,
+    /// Frames nearly full, for the background to make room in.
+    pub(crate) ahead: Ahead,
     pub(crate) counters: PoolCounters,
 }
 
@@ -208,6 +214,7 @@ impl Pool {
             captured: AtomicUsize::new(0),
             source,
             direct_reads: false,
+            ahead: Ahead::default(),
             counters: PoolCounters::default(),
         }
     }

@@ -123,6 +123,15 @@ impl<'p> Owned<'p> {
     }
 
     /// Release every owned frame without marking it (nothing was changed).
+    /// Retire every owned frame (made for a change that was given up:
+    /// nothing links to them) and release it.
+    pub(crate) fn retire_all(&mut self) {
+        for (id, cell) in self.frames.drain(..) {
+            self.pool.retire(id, cell);
+            cell.latch.unlock();
+        }
+    }
+
     pub(crate) fn release_clean(&mut self) {
         for (_, cell) in self.frames.drain(..) {
             cell.latch.unlock();

@@ -186,7 +186,8 @@ fn copy_subtree(src: &FrameBuf, plan: &Plan, nodes: &[Slot], dst: &FrameBuf) -> 
             let off = src.node_offset(s).expect("live");
             let (at, len) = (images.len(), node_bytes(src, off));
             images.resize(at + len, 0);
-            // SAFETY: a spill runs with its source frame held exclusively.
+            // SAFETY: a spill runs with its source frame held exclusively,
+            // or on a private copy of it (`spill_from`).
             unsafe { src.read_unshared(off, &mut images[at..]) };
             remap_image_slots(&mut images[at..], |c| base + plan.pos[c as usize] - first_pos);
             lens.push(len as u32);
@@ -203,6 +204,18 @@ fn copy_subtree(src: &FrameBuf, plan: &Plan, nodes: &[Slot], dst: &FrameBuf) -> 
 /// Returns false if nothing could be moved.
 pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, need: usize) -> bool {
     let b = owned.get(src).and_then(|c| c.buf()).expect("spill source is owned and resident");
+    let spilled = spill_from(pool, owned, b, src, need);
+    if spilled {
+        pool.counters.spills.add(1);
+    }
+    spilled
+}
+
+/// `spill` out of `b`, the image of frame `src`: the frame itself, owned,
+/// or a private copy of it that the caller installs in the frame once the
+/// frame is owned and unchanged since the copy (`maintenance::spill_ahead`;
+/// forwards then name the frame as they should). Counts nothing.
+pub(crate) fn spill_from<'p>(pool: &'p Pool, owned: &mut Owned<'p>, b: &FrameBuf, src: FrameId, need: usize) -> bool {
     let entries = entry_slots(b);
     let plan = Plan::of(b, &entries);
     let cands = candidates(b, &entries, &plan.size);
@@ -226,7 +239,6 @@ pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, nee
             break;
         }
     }
-    pool.counters.spills.add(1);
     true
 }
 

@@ -1,0 +1,94 @@
+//! Frames writers found nearly full, queued for the background thread to
+//! make room in before a writer has to (`engine::maintenance::spill_ahead`).
+//!
+//! A writer that finds no room spills or compacts the frame on its own
+//! path: ~0.5-1 ms of walking and copying half a frame, the longest thing a
+//! put does (benches/RESULTS.md run 25). Done ahead, the same work runs on
+//! the background thread while the frame still has room for the next
+//! inserts, and a writer landing there meanwhile waits on the frame's latch
+//! at most for it.
+//!
+//! Invariants: the queue is only a hint (an id may name a frame that was
+//! spilled, merged away or evicted since; the consumer checks under the
+//! latch); it holds each id once and at most `QUEUED_MAX` of them; nothing
+//! is queued until `enable` (a tree with no background thread never drains
+//! it).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::ids::FrameId;
+
+/// Most frames queued; past it a writer makes its own room, as without
+/// the queue.
+const QUEUED_MAX: usize = 64;
+
+#[derive(Default)]
+pub(crate) struct Ahead {
+    on: AtomicBool,
+    queued: Mutex<Vec<FrameId>>,
+}
+
+impl Ahead {
+    /// Start taking frames (the background thread that drains them runs).
+    pub(crate) fn enable(&self) {
+        self.on.store(true, Ordering::Release);
+    }
+
+    /// Stop taking frames (tests whose steps are a writer's own spills).
+    #[cfg(test)]
+    pub(crate) fn disable(&self) {
+        self.on.store(false, Ordering::Release);
+    }
+
+    /// Queue frame `id`; false if it was already queued, the queue is full
+    /// or off.
+    pub(crate) fn want(&self, id: FrameId) -> bool {
+        if !self.on.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut q = self.queued.lock();
+        if q.len() >= QUEUED_MAX || q.contains(&id) {
+            return false;
+        }
+        q.push(id);
+        true
+    }
+
+    /// Whether any frame is queued.
+    pub(crate) fn any(&self) -> bool {
+        self.on.load(Ordering::Acquire) && !self.queued.lock().is_empty()
+    }
+
+    /// The frames queued, oldest first.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> Vec<FrameId> {
+        self.queued.lock().clone()
+    }
+
+    /// Every frame queued, oldest first; the queue is left empty.
+    pub(crate) fn take(&self) -> Vec<FrameId> {
+        std::mem::take(&mut *self.queued.lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_queue_once_up_to_a_bound_and_only_once_enabled() {
+        let ahead = Ahead::default();
+        assert!(!ahead.want(FrameId(1)) && !ahead.any(), "off until enabled");
+        ahead.enable();
+        assert!(ahead.want(FrameId(1)) && !ahead.want(FrameId(1)), "an id is queued once");
+        assert!((2..QUEUED_MAX as u64 + 1).all(|i| ahead.want(FrameId(i))));
+        assert!(!ahead.want(FrameId(1000)), "the queue is bounded");
+        assert!(ahead.any());
+        let taken = ahead.take();
+        assert_eq!(taken.len(), QUEUED_MAX);
+        assert_eq!(taken[0], FrameId(1), "oldest first");
+        assert!(!ahead.any() && ahead.want(FrameId(1)), "emptied by take");
+    }
+}

@@ -24,6 +24,28 @@ fn open_alone(vfs: &MemVfs) -> Tree {
     tree
 }
 
+/// Put keys 0, 1, ... until a frame is queued; returns how many.
+fn fill_until_queued(tree: &Tree, model: &mut Model) -> u32 {
+    let mut i = 0;
+    while !tree.engine().pool().ahead.any() {
+        put(tree, model, i, 0);
+        i += 1;
+    }
+    i
+}
+
+/// `tree` holds `model` and its invariants, and so does the store after a
+/// checkpoint and a reopen.
+fn holds_after_checkpoint_and_reopen(tree: Tree, vfs: &MemVfs, model: &Model) {
+    tree.check_invariants().unwrap();
+    assert_eq!(&contents(&tree), model);
+    tree.checkpoint().unwrap();
+    drop(tree);
+    let tree = open_alone(vfs);
+    tree.check_invariants().unwrap();
+    assert_eq!(&contents(&tree), model, "after a reopen");
+}
+
 /// (spills, spills made ahead)
 fn spills(tree: &Tree) -> (u64, u64) {
     let c = &tree.engine().pool().counters;
@@ -45,13 +67,7 @@ fn room_made_ahead_after_each_put_leaves_writers_no_spill() {
     let (all, ahead) = spills(&tree);
     assert!(ahead >= 8, "the load spilled ahead {ahead} times");
     assert_eq!(all, ahead, "no writer spilled");
-    tree.check_invariants().unwrap();
-    assert_eq!(contents(&tree), model);
-    tree.checkpoint().unwrap();
-    drop(tree);
-    let tree = open_alone(&vfs);
-    tree.check_invariants().unwrap();
-    assert_eq!(contents(&tree), model, "after a reopen");
+    holds_after_checkpoint_and_reopen(tree, &vfs, &model);
 }
 
 /// A frame is queued once its free gap falls below the room kept, and
@@ -62,11 +78,7 @@ fn a_frame_is_queued_when_nearly_full_and_comes_back_with_room() {
     let tree = open_alone(&MemVfs::new());
     let pool = tree.engine().pool();
     let mut model = Model::new();
-    let mut i = 0;
-    while !pool.ahead.any() {
-        put(&tree, &mut model, i, 0);
-        i += 1;
-    }
+    fill_until_queued(&tree, &mut model);
     let queued = pool.ahead.queued();
     let free = |id| free_bytes(pool.cell(id).and_then(|c| c.buf()).expect("resident"));
     assert!(queued.iter().all(|&id| free(id) < AHEAD_ROOM_BYTES));
@@ -113,11 +125,7 @@ fn room_made_in_a_frame_a_checkpoint_cleaned_is_written_by_the_next() {
     let tree = open_alone(&vfs);
     let pool = tree.engine().pool();
     let mut model = Model::new();
-    let mut i = 0;
-    while !pool.ahead.any() {
-        put(&tree, &mut model, i, 0);
-        i += 1;
-    }
+    fill_until_queued(&tree, &mut model);
     // Pressed: the frame in memory keeps its layout (a tidy could make
     // its room), and is clean.
     tree.engine().checkpoint_now(Start::Now).unwrap();
@@ -150,11 +158,7 @@ fn room_made_in_a_copy_is_dropped_when_a_writer_changed_the_frame() {
     let tree = open_alone(&vfs);
     let pool = tree.engine().pool();
     let mut model = Model::new();
-    let mut i = 0;
-    while !pool.ahead.any() {
-        put(&tree, &mut model, i, 0);
-        i += 1;
-    }
+    let i = fill_until_queued(&tree, &mut model);
     let id = pool.ahead.take()[0];
     let cell = pool.cell(id).unwrap();
     let b = cell.buf().unwrap();
@@ -170,11 +174,5 @@ fn room_made_in_a_copy_is_dropped_when_a_writer_changed_the_frame() {
     assert_eq!(pool.id_limit(), ids + 1, "a frame was made for the spill");
     assert_eq!(tree.stats().unwrap().frames, frames, "and retired");
     assert_eq!(spills(&tree), (0, 0));
-    tree.check_invariants().unwrap();
-    assert_eq!(contents(&tree), model);
-    tree.checkpoint().unwrap();
-    drop(tree);
-    let tree = open_alone(&vfs);
-    tree.check_invariants().unwrap();
-    assert_eq!(contents(&tree), model);
+    holds_after_checkpoint_and_reopen(tree, &vfs, &model);
 }

@@ -79,6 +79,9 @@ pub struct TreeCounters {
     pub optimistic_restarts: u64,
     /// Subtrees moved into a new child frame.
     pub spills: u64,
+    /// Of `spills`, those the background thread made ahead of writers,
+    /// in frames an insert had left nearly full.
+    pub spills_ahead: u64,
     /// Child frames folded back into their parent.
     pub merges: u64,
     /// In-frame compactions of dead space.

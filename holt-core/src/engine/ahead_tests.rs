@@ -46,10 +46,10 @@ fn holds_after_checkpoint_and_reopen(tree: Tree, vfs: &MemVfs, model: &Model) {
     assert_eq!(&contents(&tree), model, "after a reopen");
 }
 
-/// (spills, spills made ahead)
+/// (spills, spills made ahead), as `Tree::counters` reports them.
 fn spills(tree: &Tree) -> (u64, u64) {
-    let c = &tree.engine().pool().counters;
-    (c.spills.get(), c.spills_ahead.get())
+    let c = tree.counters();
+    (c.spills, c.spills_ahead)
 }
 
 /// With the queue drained after every put, every spill of a load is made

@@ -70,6 +70,7 @@ impl Engine {
             pinned_retries: c.pinned_retries.get(),
             optimistic_restarts: c.restarts.get(),
             spills: c.spills.get(),
+            spills_ahead: c.spills_ahead.get(),
             merges: c.merges.get(),
             compactions: c.compactions.get(),
             tidies: c.tidies.get(),

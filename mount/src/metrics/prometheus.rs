@@ -64,6 +64,12 @@ const ENGINE: &[EngineMetric] = &[
         |e| e.pinned_retries as f64,
     ),
     ("holt_fs_engine_spills_total", Kind::Counter, "Subtrees moved into a new child frame.", |e| e.spills as f64),
+    (
+        "holt_fs_engine_spills_ahead_total",
+        Kind::Counter,
+        "Spills the background made ahead of writers in nearly full frames.",
+        |e| e.spills_ahead as f64,
+    ),
     ("holt_fs_engine_merges_total", Kind::Counter, "Child frames folded back into their parent.", |e| e.merges as f64),
     ("holt_fs_engine_compactions_total", Kind::Counter, "In-frame compactions of dead space.", |e| e.compactions as f64),
     ("holt_fs_engine_tidies_total", Kind::Counter, "Frames laid out again in key order.", |e| e.tidies as f64),

@@ -81,6 +81,9 @@ pub struct EngineStats {
     pub pinned_retries: u64,
     pub optimistic_restarts: u64,
     pub spills: u64,
+    /// Of `spills`, those made ahead of writers (absent from older daemons).
+    #[serde(default)]
+    pub spills_ahead: u64,
     pub merges: u64,
     pub compactions: u64,
     /// Frames laid out again in key order (absent from older daemons).
@@ -121,6 +124,7 @@ impl From<TreeCounters> for EngineStats {
             pinned_retries: c.pinned_retries,
             optimistic_restarts: c.optimistic_restarts,
             spills: c.spills,
+            spills_ahead: c.spills_ahead,
             merges: c.merges,
             compactions: c.compactions,
             tidies: c.tidies,

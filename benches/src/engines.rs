@@ -85,13 +85,23 @@ impl Core {
     /// is full (`direct`), as a process under a memory limit wants
     /// (`TreeBuilder::direct_frame_reads`).
     pub fn persistent_reading(dir: &Path, pool_frames: usize, d: Durability, direct: bool) -> Res<Self> {
-        holt_core::TreeBuilder::new(dir)
-            .buffer_pool_size(pool_frames)
-            .wal_sync_on_commit(d == Durability::Fsync)
-            .direct_frame_reads(direct)
-            .open()
-            .map(Core)
-            .map_err(|e| e.to_string())
+        Self::open_with(dir, pool_frames, d, |b| b.direct_frame_reads(direct))
+    }
+
+    /// `persistent`, with room made ahead of the writers if `on`
+    /// (`TreeBuilder::make_room_ahead`).
+    pub fn persistent_ahead(dir: &Path, pool_frames: usize, d: Durability, on: bool) -> Res<Self> {
+        Self::open_with(dir, pool_frames, d, |b| b.make_room_ahead(on))
+    }
+
+    fn open_with(
+        dir: &Path,
+        pool_frames: usize,
+        d: Durability,
+        set: impl FnOnce(holt_core::TreeBuilder) -> holt_core::TreeBuilder,
+    ) -> Res<Self> {
+        let b = holt_core::TreeBuilder::new(dir).buffer_pool_size(pool_frames).wal_sync_on_commit(d == Durability::Fsync);
+        set(b).open().map(Core).map_err(|e| e.to_string())
     }
 }
 

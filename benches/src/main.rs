@@ -53,6 +53,8 @@ pub struct Opts {
     /// Run only the write-latency tail of holt-core, in this directory
     /// (`--tail`, `tail.rs`).
     pub tail: Option<PathBuf>,
+    /// `--tail` with `TreeBuilder::make_room_ahead` on.
+    pub room_ahead: bool,
 }
 
 impl Opts {
@@ -63,7 +65,7 @@ impl Opts {
     }
 }
 
-const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup] [--ltm DIR [--ltm-share N] [--ltm-ops N] [--ltm-engine holt-core|lmdb] [--ltm-cap]] [--tail DIR]";
+const USAGE: &str = "usage: holt-bench [--keys N] [--reps R] [--pool FRAMES] [--mix-ops N] [--rollup-rounds N] [--persistent DIR] [--skip-memory] [--cells insert,get1,get2,update,list1,list2,big,mix1,mix2,batch1,batch1k,batch10k,rollup] [--ltm DIR [--ltm-share N] [--ltm-ops N] [--ltm-engine holt-core|lmdb] [--ltm-cap]] [--tail DIR [--room-ahead]]";
 const LTM_SHARE_DEFAULT: usize = 8;
 const LTM_OPS_DEFAULT: usize = 200_000;
 
@@ -83,6 +85,7 @@ fn parse_args() -> Result<Opts, String> {
         ltm_engine: "holt-core".into(),
         ltm_cap: false,
         tail: None,
+        room_ahead: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -105,6 +108,7 @@ fn parse_args() -> Result<Opts, String> {
             "--ltm-engine" => o.ltm_engine = args.next().ok_or(USAGE)?,
             "--ltm-cap" => o.ltm_cap = true,
             "--tail" => o.tail = Some(args.next().ok_or(USAGE)?.into()),
+            "--room-ahead" => o.room_ahead = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }

@@ -74,7 +74,7 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
     println!(
         "{phase}: {} puts, {checkpoints} checkpoints; latency p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; \
          max not preempted {:.1} µs (blocked in the engine: {:.1} µs); puts over 1 ms: {preempted} preempted, \
-         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}; longest WAL rotation so far {:.1} µs",
+         {blocked} blocked, {neither} neither; longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}; longest WAL rotation so far {:.1} µs; spills so far {} ({} made ahead of the writer)",
         puts.len(),
         us(at(0.99)),
         us(at(0.999)),
@@ -85,6 +85,8 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
         us(c.checkpoint_frame_copy_nanos_max),
         c.checkpoint_copies_on_write,
         us(c.wal_rotation_nanos_max),
+        c.spills,
+        c.spills_ahead,
     );
 }
 
@@ -92,7 +94,7 @@ pub fn run(ds: &Dataset, opts: &Opts, dir: &Path) -> Res<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
     }
-    let t = Core::persistent(dir, opts.pool_frames, Durability::Ack)?;
+    let t = Core::persistent_ahead(dir, opts.pool_frames, Durability::Ack, opts.room_ahead)?;
     let load =
         ds.order(LOAD_ORDER_SEED).into_iter().map(|i| (ds.keys[i as usize].clone(), ds.values[i as usize].clone()));
     let puts = timed_puts(&t, load)?;

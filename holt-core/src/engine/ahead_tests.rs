@@ -98,6 +98,7 @@ fn the_background_thread_makes_room_in_queued_frames() {
     let tree = open_with(&MemVfs::new(), |cfg| {
         cfg.checkpoint_interval = Some(Duration::from_secs(3600));
         cfg.pool_frames_max = 4096;
+        cfg.make_room_ahead = true;
     });
     let pool = tree.engine().pool();
     let mut model = Model::new();

@@ -193,9 +193,6 @@ fn check_kind(kind: Kind, steps: &[(Step, u64)]) {
             let disk = SimDisk::new();
             let every = background.then_some(Duration::from_millis(1));
             let tree = disk.open_tree(builder(every)).unwrap();
-            // The steps are a writer's own: no room made ahead, or the
-            // background would take the spills `AfterSpill` waits for.
-            tree.engine().pool().ahead.disable();
             let mut rng = SplitMix64::new(i as u64 * 2 + u64::from(background));
             let mut model = populate(&tree, &mut rng);
             let failure = run_until_fault(&tree, &mut model, kind, step, skip, &mut rng);
@@ -264,13 +261,13 @@ fn apply_failure_after_record_was_written_recovers_batch_whole() {
 }
 
 /// Writers on other threads and a checkpointer running every millisecond
-/// while one batch fails half applied: every writer is refused from then
-/// on, and recovery keeps each writer's acknowledged keys and all or none
-/// of the failed batch.
+/// (making room ahead of the writers too) while one batch fails half
+/// applied: every writer is refused from then on, and recovery keeps each
+/// writer's acknowledged keys and all or none of the failed batch.
 #[test]
 fn concurrent_writers_and_checkpoints_never_publish_half_a_failed_batch() {
     let disk = SimDisk::new();
-    let tree = disk.open_tree(builder(Some(Duration::from_millis(1)))).unwrap();
+    let tree = disk.open_tree(builder(Some(Duration::from_millis(1))).make_room_ahead(true)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..2)
         .map(|t| {

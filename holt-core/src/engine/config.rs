@@ -25,6 +25,9 @@ pub(crate) struct Config {
     /// Read frames around the page cache once the cache is full
     /// (`TreeBuilder::direct_frame_reads`).
     pub direct_frame_reads: bool,
+    /// Let the background checkpointer make room in nearly full frames
+    /// ahead of the writers (`TreeBuilder::make_room_ahead`).
+    pub make_room_ahead: bool,
 }
 
 /// Default `space_reserve_bytes`.
@@ -44,6 +47,7 @@ impl Config {
             space_reserve_bytes: SPACE_RESERVE_BYTES_DEFAULT,
             wal_flusher: true,
             direct_frame_reads: false,
+            make_room_ahead: false,
         }
     }
 

@@ -91,7 +91,11 @@ pub(crate) fn spill_ahead(pool: &Pool, id: FrameId, room: usize) -> bool {
     let Some(b) = cell.buf().filter(|&b| free_bytes(b) < room) else { return false };
     COPY.with(|copy| {
         copy.copy_from(b);
-        cell.latch.validate(version) && make_room(pool, (id, cell, b), version, copy, room)
+        if !cell.latch.validate(version) {
+            pool.ahead.cool(id);
+            return false;
+        }
+        make_room(pool, (id, cell, b), version, copy, room)
     })
 }
 
@@ -116,6 +120,7 @@ pub(super) fn make_room(pool: &Pool, frame: (FrameId, &FrameCell, &FrameBuf), ve
     if !cell.latch.try_upgrade(version) {
         owned.forwards.clear();
         owned.retire_all();
+        pool.ahead.cool(id);
         return false;
     }
     owned.push(id, cell);

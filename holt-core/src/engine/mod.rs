@@ -147,7 +147,9 @@ impl Engine {
         let engine = Arc::new(engine);
         log::debug!("{}: opened, file I/O through {}", engine.dir().display(), engine.file_io().unwrap_or("memory"));
         if let Some(every) = engine.cfg.checkpoint_interval {
-            engine.pool.ahead.enable();
+            if engine.cfg.make_room_ahead {
+                engine.pool.ahead.enable();
+            }
             Background::start(&engine, every);
         }
         Ok(engine)
@@ -434,11 +436,13 @@ impl Engine {
     /// Make room in the frames writers queued as nearly full
     /// (`store::ahead`), each under the commit gate like a writer's batch,
     /// so a checkpoint's cut finds a frame before or after, never during.
-    /// Stops at a poisoned engine. Returns the frames changed.
+    /// Stops at a poisoned engine, and unless the cache has room for the
+    /// tree twice over: a tree near or past its cache's size keeps in
+    /// memory only what its writers need. Returns the frames changed.
     pub(crate) fn spill_ahead(&self) -> usize {
         let mut changed = 0;
         for id in self.pool.ahead.take() {
-            if self.check_poison().is_err() {
+            if self.check_poison().is_err() || !self.pool.holds_tree_twice() {
                 break;
             }
             let _gate = self.gate.read();

@@ -114,7 +114,7 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
     let (key, value) = kv;
     if let Some((b, h)) = hinted_buf(owned, hint) {
         match put_in_frame(b, h.entry, key, value, lsn.0) {
-            Put::Done { inserted } => return Ok(inserted_into(pool, h.frame, b, inserted)),
+            Put::Done { inserted } => return Ok(inserted_into(pool, (h.frame, b), inserted)),
             Put::Corrupt => return Err(corrupt_frame(h.frame, "unreadable node on insert")),
             Put::NeedSpace(_) | Put::Redirect => {}
         }
@@ -123,7 +123,7 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
         let landing = land(pool, owned, key, hint)?;
         let b = landing.view.buf;
         match put_in_frame(b, landing.entry, key, value, lsn.0) {
-            Put::Done { inserted } => return Ok(inserted_into(pool, landing.view.id, b, inserted)),
+            Put::Done { inserted } => return Ok(inserted_into(pool, (landing.view.id, b), inserted)),
             Put::NeedSpace(need) => {
                 // A frame with nothing movable may still have dead bytes
                 // that an insert would not compact for on its own.
@@ -140,9 +140,12 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
 }
 
 /// A put landed in frame `id` (`b`): queue the frame for room made ahead
-/// if its free gap is nearly gone. Returns the put's key delta.
-fn inserted_into(pool: &Pool, id: FrameId, b: &FrameBuf, inserted: bool) -> KeyDelta {
-    if free_bytes(b) < AHEAD_ROOM_BYTES {
+/// while its free gap is below `AHEAD_ROOM_BYTES` and the cache has room
+/// for the tree twice over (`store::ahead`, `Engine::spill_ahead`). Returns the put's key
+/// delta.
+fn inserted_into(pool: &Pool, frame: (FrameId, &FrameBuf), inserted: bool) -> KeyDelta {
+    let (id, b) = frame;
+    if free_bytes(b) < AHEAD_ROOM_BYTES && pool.holds_tree_twice() {
         pool.ahead.want(id);
     }
     KeyDelta::from(inserted)

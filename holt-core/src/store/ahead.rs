@@ -8,6 +8,12 @@
 //! inserts, and a writer landing there meanwhile waits on the frame's latch
 //! at most for it.
 //!
+//! A frame whose room could not be made because a writer changed it
+//! meanwhile cools for `COOL` before it is queued again: the frame every
+//! put of a load in key order lands in changes faster than any copy of it
+//! validates, and queued again at each put it kept the background thread
+//! copying it without end (the load 6% slower, benches/RESULTS.md run 25).
+//!
 //! Invariants: the queue is only a hint (an id may name a frame that was
 //! spilled, merged away or evicted since; the consumer checks under the
 //! latch); it holds each id once and at most `QUEUED_MAX` of them; nothing
@@ -15,6 +21,7 @@
 //! it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -23,23 +30,26 @@ use crate::ids::FrameId;
 /// Most frames queued; past it a writer makes its own room, as without
 /// the queue.
 const QUEUED_MAX: usize = 64;
+/// How long a frame a writer kept changing is not queued again.
+const COOL: Duration = Duration::from_millis(2);
 
 #[derive(Default)]
 pub(crate) struct Ahead {
     on: AtomicBool,
-    queued: Mutex<Vec<FrameId>>,
+    queued: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    ids: Vec<FrameId>,
+    /// Frames not to queue again before the instant given.
+    cooling: Vec<(FrameId, Instant)>,
 }
 
 impl Ahead {
     /// Start taking frames (the background thread that drains them runs).
     pub(crate) fn enable(&self) {
         self.on.store(true, Ordering::Release);
-    }
-
-    /// Stop taking frames (tests whose steps are a writer's own spills).
-    #[cfg(test)]
-    pub(crate) fn disable(&self) {
-        self.on.store(false, Ordering::Release);
     }
 
     /// Queue frame `id`; false if it was already queued, the queue is full
@@ -49,27 +59,43 @@ impl Ahead {
             return false;
         }
         let mut q = self.queued.lock();
-        if q.len() >= QUEUED_MAX || q.contains(&id) {
+        if !q.cooling.is_empty() {
+            let now = Instant::now();
+            q.cooling.retain(|&(_, until)| until > now);
+            if q.cooling.iter().any(|&(c, _)| c == id) {
+                return false;
+            }
+        }
+        if q.ids.len() >= QUEUED_MAX || q.ids.contains(&id) {
             return false;
         }
-        q.push(id);
+        q.ids.push(id);
         true
+    }
+
+    /// Frame `id` changed while its room was being made: leave it alone
+    /// for `COOL`.
+    pub(crate) fn cool(&self, id: FrameId) {
+        let mut q = self.queued.lock();
+        if q.cooling.len() < QUEUED_MAX {
+            q.cooling.push((id, Instant::now() + COOL));
+        }
     }
 
     /// Whether any frame is queued.
     pub(crate) fn any(&self) -> bool {
-        self.on.load(Ordering::Acquire) && !self.queued.lock().is_empty()
+        self.on.load(Ordering::Acquire) && !self.queued.lock().ids.is_empty()
     }
 
     /// The frames queued, oldest first.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> Vec<FrameId> {
-        self.queued.lock().clone()
+        self.queued.lock().ids.clone()
     }
 
     /// Every frame queued, oldest first; the queue is left empty.
     pub(crate) fn take(&self) -> Vec<FrameId> {
-        std::mem::take(&mut *self.queued.lock())
+        std::mem::take(&mut self.queued.lock().ids)
     }
 }
 
@@ -90,5 +116,10 @@ mod tests {
         assert_eq!(taken.len(), QUEUED_MAX);
         assert_eq!(taken[0], FrameId(1), "oldest first");
         assert!(!ahead.any() && ahead.want(FrameId(1)), "emptied by take");
+        ahead.take();
+        ahead.cool(FrameId(1));
+        assert!(!ahead.want(FrameId(1)) && ahead.want(FrameId(2)), "a cooling frame waits");
+        std::thread::sleep(COOL * 2);
+        assert!(ahead.want(FrameId(1)), "and is queued once it has cooled");
     }
 }

@@ -399,6 +399,14 @@ impl Pool {
         larger && self.source.as_ref().is_some_and(|s| s.paged())
     }
 
+    /// Whether the cache has room for the tree twice over: what room made
+    /// ahead of the writers wants (`engine::maintenance::spill_ahead`: a
+    /// frame made early, and a copy of another).
+    pub(crate) fn holds_tree_twice(&self) -> bool {
+        let twice = |n: usize| n.saturating_mul(2) < self.capacity;
+        twice(self.live_frames.load(Ordering::Acquire)) && twice(self.resident_count())
+    }
+
     /// Load frame `id` in part, unless another thread made it resident
     /// first: into a buffer of its own, the header kept from its last load
     /// in part if the stored image is still that one (no read), else its

@@ -80,7 +80,8 @@ pub struct TreeCounters {
     /// Subtrees moved into a new child frame.
     pub spills: u64,
     /// Of `spills`, those the background thread made ahead of writers,
-    /// in frames an insert had left nearly full.
+    /// in frames an insert had left nearly full
+    /// (`TreeBuilder::make_room_ahead`).
     pub spills_ahead: u64,
     /// Child frames folded back into their parent.
     pub merges: u64,

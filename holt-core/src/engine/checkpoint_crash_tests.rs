@@ -35,19 +35,19 @@ fn scenario(vfs: &MemVfs, start: Start, ahead: bool) -> (Model, std::ops::Range<
         tree.engine().pool().ahead.enable();
     }
     let mut model = Model::new();
-    let mut put = |i, round| {
+    let mut write = |i, round| {
         put(&tree, &mut model, i, round);
         if ahead {
             tree.engine().spill_ahead();
         }
     };
-    (0..12_000).for_each(|i| put(i, 0));
+    (0..12_000).for_each(|i| write(i, 0));
     tree.checkpoint().unwrap();
     let spills = tree.engine().pool().counters.spills_ahead.get();
-    (0..12_000).step_by(3).for_each(|i| put(i, 1));
-    (12_000..16_000).for_each(|i| put(i, 2));
+    (0..12_000).step_by(3).for_each(|i| write(i, 1));
+    (12_000..16_000).for_each(|i| write(i, 2));
     if ahead {
-        (16_000..24_000).for_each(|i| put(i, 2));
+        (16_000..24_000).for_each(|i| write(i, 2));
         let c = &tree.engine().pool().counters;
         assert!(c.spills_ahead.get() > spills, "the creates after the first checkpoint spilled ahead");
         assert_eq!(c.spills.get(), c.spills_ahead.get(), "no writer spilled");

@@ -139,13 +139,13 @@ fn put<'p>(pool: &'p Pool, owned: &mut Owned<'p>, kv: (&[u8], &[u8]), lsn: Lsn, 
     Err(Error::corrupted("frames", 0, "insert found no room after repeated spills"))
 }
 
-/// A put landed in frame `id` (`b`): queue the frame for room made ahead
-/// while its free gap is below `AHEAD_ROOM_BYTES` and the cache has room
-/// for the tree twice over (`store::ahead`, `Engine::spill_ahead`). Returns the put's key
-/// delta.
+/// A put landed in frame `id` (`b`): where room is made ahead, queue the
+/// frame while its free gap is below `AHEAD_ROOM_BYTES` and the cache has
+/// room for the tree twice over (`store::ahead`, `Engine::spill_ahead`).
+/// Returns the put's key delta.
 fn inserted_into(pool: &Pool, frame: (FrameId, &FrameBuf), inserted: bool) -> KeyDelta {
     let (id, b) = frame;
-    if free_bytes(b) < AHEAD_ROOM_BYTES && pool.holds_tree_twice() {
+    if pool.ahead.is_on() && free_bytes(b) < AHEAD_ROOM_BYTES && pool.holds_tree_twice() {
         pool.ahead.want(id);
     }
     KeyDelta::from(inserted)

@@ -52,10 +52,15 @@ impl Ahead {
         self.on.store(true, Ordering::Release);
     }
 
+    /// Whether frames are taken (one atomic load: writers ask first).
+    pub(crate) fn is_on(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+
     /// Queue frame `id`; false if it was already queued, the queue is full
     /// or off.
     pub(crate) fn want(&self, id: FrameId) -> bool {
-        if !self.on.load(Ordering::Acquire) {
+        if !self.is_on() {
             return false;
         }
         let mut q = self.queued.lock();
@@ -84,7 +89,7 @@ impl Ahead {
 
     /// Whether any frame is queued.
     pub(crate) fn any(&self) -> bool {
-        self.on.load(Ordering::Acquire) && !self.queued.lock().ids.is_empty()
+        self.is_on() && !self.queued.lock().ids.is_empty()
     }
 
     /// The frames queued, oldest first.

@@ -331,6 +331,35 @@ fn a_quiet_checkpoint_holds_a_few_images_however_many_frames_are_dirty() {
     }
 }
 
+/// A checkpoint keeps `SPARES_KEPT` image buffers for the next one and
+/// gives the rest back (each a mapping of its own, unmapped when dropped):
+/// after one that held an image per dirty frame, the next quiet one maps
+/// no buffer at all.
+#[test]
+fn a_checkpoint_keeps_a_quiet_ones_buffers_and_gives_back_the_rest() {
+    use super::checkpoint::Start;
+    use crate::store::pool::SPARES_KEPT;
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let mut model = Model::new();
+    let pool = &tree.engine().pool;
+    for i in 0..60_000u32 {
+        put(&tree, &mut model, i.wrapping_mul(2_654_435_761) % 200_000, 1);
+    }
+    let (dirty, made) = (pool.dirty_count() as u64, pool.images_made());
+    tree.engine().checkpoint_now(Start::Now).unwrap();
+    assert!(pool.images_made() - made >= dirty && dirty > 2 * SPARES_KEPT as u64, "an image per dirty frame");
+    assert_eq!(pool.spare_images(), SPARES_KEPT, "the rest were given back");
+    for i in 0..2_000u32 {
+        put(&tree, &mut model, i.wrapping_mul(2_654_435_761) % 200_000, 2);
+    }
+    let made = pool.images_made();
+    tree.engine().checkpoint_now(Start::Tidy).unwrap();
+    assert_eq!(pool.images_made(), made, "the kept spares served the quiet checkpoint");
+    assert_eq!(pool.spare_images(), SPARES_KEPT);
+    assert_eq!(contents(&open_on(&frames_only(&vfs))), model, "the published cut");
+}
+
 /// A checkpoint a bound forces, over more dirty frames than a quarter of
 /// the cache, holds a quarter of the cache in images at a time (writing
 /// them before it copies more), not an image per dirty frame, and

@@ -52,7 +52,7 @@ use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
-use crate::store::pool::{Cut, Pool, WRITER_SPARES};
+use crate::store::pool::{Cut, Pool, SPARES_KEPT, WRITER_SPARES};
 use crate::tree::tidy::tidy_image;
 use crate::tree::ROOT_FRAME;
 
@@ -135,11 +135,11 @@ impl Engine {
         // may copy many frames before the copier gets there); a quiet
         // checkpoint's copier reuses a few as it writes.
         let hold = start.images_held(pool);
-        pool.provision_images(pool.dirty_count().min(hold) + WRITER_SPARES + 1);
+        pool.provision_images(pool.dirty_count().min(hold) + SPARES_KEPT);
         let (cut, meta) = match self.cut(d) {
             Ok(cut) => cut,
             Err(e) => {
-                pool.drop_spare_images();
+                pool.trim_spare_images();
                 return Err(e);
             }
         };
@@ -153,7 +153,7 @@ impl Engine {
             }
             txn.seal_and_write(id, img)
         });
-        pool.drop_spare_images();
+        pool.trim_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();
         // Nothing written since the published checkpoint (a clean close of
         // an idle tree): it already is this checkpoint. Its retired ids

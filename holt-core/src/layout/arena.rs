@@ -34,6 +34,7 @@ use std::sync::{Arc, Once};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::mapped::{map_anonymous, Mapped};
 use super::FRAME_BYTES;
 
 /// The size and alignment of a huge page on x86-64 and aarch64 (4 KiB base).
@@ -42,14 +43,8 @@ const FRAMES_PER_CHUNK: usize = CHUNK_BYTES / FRAME_BYTES;
 
 /// One 2 MiB region (or one plain frame's); freed when its last frame goes.
 pub(super) struct Chunk {
-    base: NonNull<u8>,
-    len: usize,
+    map: Mapped,
 }
-
-// SAFETY: the chunk is plain memory, accessed only through `AtomicU64`s.
-unsafe impl Send for Chunk {}
-// SAFETY: as above.
-unsafe impl Sync for Chunk {}
 
 impl Chunk {
     /// A fresh, zeroed, 2 MiB-aligned region straight from the kernel
@@ -57,21 +52,14 @@ impl Chunk {
     /// which an allocator that zeroes memory itself would already be.
     fn new() -> Chunk {
         let span = 2 * CHUNK_BYTES;
-        // SAFETY: an anonymous private mapping; no file, no fixed address.
-        let raw = unsafe {
-            libc::mmap(std::ptr::null_mut(), span, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        };
-        if raw == libc::MAP_FAILED {
-            let layout = std::alloc::Layout::from_size_align(CHUNK_BYTES, CHUNK_BYTES).expect("valid layout");
-            std::alloc::handle_alloc_error(layout);
-        }
-        let start = raw as usize;
+        let raw = map_anonymous(span);
+        let start = raw.as_ptr() as usize;
         let base = start.next_multiple_of(CHUNK_BYTES);
         // SAFETY: both trims lie inside the mapping made above and outside
         // the aligned 2 MiB kept; unmapping them cannot fail for a valid range.
         unsafe {
             if base > start {
-                libc::munmap(raw, base - start);
+                libc::munmap(raw.as_ptr().cast(), base - start);
             }
             let end = base + CHUNK_BYTES;
             if start + span > end {
@@ -80,28 +68,27 @@ impl Chunk {
             // Failure (no THP support) leaves ordinary pages: ignored.
             libc::madvise(base as *mut libc::c_void, CHUNK_BYTES, libc::MADV_HUGEPAGE);
         }
-        Chunk { base: NonNull::new(base as *mut u8).expect("mmap never returns null"), len: CHUNK_BYTES }
+        let base = NonNull::new(base as *mut u8).expect("inside a non-null mapping");
+        // SAFETY: the aligned 2 MiB left of the mapping, page-aligned, ours alone.
+        Chunk { map: unsafe { Mapped::from_raw(base, CHUNK_BYTES) } }
     }
 
     /// One frame's zeroed memory, untouched and never backed by a huge
     /// page (the advice only refuses them: its failure changes nothing
     /// where huge pages are off).
     fn plain() -> Chunk {
-        // SAFETY: an anonymous private mapping; no file, no fixed address.
-        let raw = unsafe {
-            libc::mmap(std::ptr::null_mut(), FRAME_BYTES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        };
-        if raw == libc::MAP_FAILED {
-            let layout = std::alloc::Layout::from_size_align(FRAME_BYTES, 4096).expect("valid layout");
-            std::alloc::handle_alloc_error(layout);
-        }
+        let map = Mapped::zeroed(FRAME_BYTES);
         // SAFETY: the mapping made above.
-        unsafe { libc::madvise(raw, FRAME_BYTES, libc::MADV_NOHUGEPAGE) };
-        Chunk { base: NonNull::new(raw.cast::<u8>()).expect("mmap never returns null"), len: FRAME_BYTES }
+        unsafe { libc::madvise(map.base().as_ptr().cast(), FRAME_BYTES, libc::MADV_NOHUGEPAGE) };
+        Chunk { map }
+    }
+
+    fn base(&self) -> NonNull<u8> {
+        self.map.base()
     }
 
     pub(super) fn is_plain(&self) -> bool {
-        self.len == FRAME_BYTES
+        self.map.len() == FRAME_BYTES
     }
 
     /// Write a zero into every 4 KiB page, so the kernel backs the chunk
@@ -111,15 +98,8 @@ impl Chunk {
             // SAFETY: inside the chunk; the caller holds the only reference
             // (the spare is touched before it is published), and a zero
             // leaves zeroed memory zeroed.
-            unsafe { std::ptr::write_volatile(self.base.as_ptr().add(off).cast::<u64>(), 0) };
+            unsafe { std::ptr::write_volatile(self.base().as_ptr().add(off).cast::<u64>(), 0) };
         }
-    }
-}
-
-impl Drop for Chunk {
-    fn drop(&mut self) {
-        // SAFETY: the region mapped in `new` or `plain`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
@@ -172,7 +152,7 @@ pub(super) fn alloc_frame() -> (NonNull<AtomicU64>, Arc<Chunk>) {
         _ => (next_chunk(), 0),
     };
     // SAFETY: `used < FRAMES_PER_CHUNK`, so the frame lies inside the chunk.
-    let words = unsafe { chunk.base.as_ptr().add(used * FRAME_BYTES) };
+    let words = unsafe { chunk.base().as_ptr().add(used * FRAME_BYTES) };
     let words = NonNull::new(words.cast::<AtomicU64>()).expect("inside a non-null chunk");
     if used + 1 < FRAMES_PER_CHUNK {
         *cur = Some((chunk.clone(), used + 1));
@@ -183,7 +163,7 @@ pub(super) fn alloc_frame() -> (NonNull<AtomicU64>, Arc<Chunk>) {
 /// Zeroed words for one frame that huge pages never back.
 pub(super) fn alloc_plain_frame() -> (NonNull<AtomicU64>, Arc<Chunk>) {
     let chunk = Arc::new(Chunk::plain());
-    (chunk.base.cast::<AtomicU64>(), chunk)
+    (chunk.base().cast::<AtomicU64>(), chunk)
 }
 
 #[cfg(test)]
@@ -207,9 +187,9 @@ mod tests {
             assert!(w[1] - w[0] >= FRAME_BYTES, "frames overlap");
         }
         for (p, chunk) in &frames {
-            let off = p.as_ptr() as usize - chunk.base.as_ptr() as usize;
+            let off = p.as_ptr() as usize - chunk.base().as_ptr() as usize;
             assert!(off.is_multiple_of(FRAME_BYTES) && off < CHUNK_BYTES);
-            assert_eq!(chunk.base.as_ptr() as usize % CHUNK_BYTES, 0);
+            assert_eq!(chunk.base().as_ptr() as usize % CHUNK_BYTES, 0);
             let words = FRAME_BYTES / 8;
             for i in [0, 511, words / 2, words - 1] {
                 // SAFETY: word `i` of a frame handed out above, kept alive by `frames`.

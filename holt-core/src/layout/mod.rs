@@ -12,6 +12,7 @@
 
 mod arena;
 mod buf;
+pub(crate) mod mapped;
 pub(crate) mod node;
 pub(crate) mod space;
 

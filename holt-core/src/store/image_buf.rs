@@ -10,14 +10,13 @@
 //! frame read is aligned to `DIRECT_ALIGN`, which covers the 512- and
 //! 4096-byte blocks of real devices.
 
-use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 #[cfg(any(test, feature = "testing"))]
 use std::{io, sync::Arc};
 
 #[cfg(any(test, feature = "testing"))]
 use super::vfs::FileIo;
+use crate::layout::mapped::Mapped;
 use crate::layout::FRAME_BYTES;
 
 /// Alignment of direct reads: buffer address, file offset and length.
@@ -37,61 +36,43 @@ pub(crate) enum Via {
 /// block and the image's first page are read in one request.
 const FRONT: usize = super::frame_file::PAGE_TABLE_BYTES;
 
-fn layout() -> Layout {
-    Layout::from_size_align(FRONT + FRAME_BYTES, DIRECT_ALIGN).expect("a frame is a valid, aligned layout")
-}
-
 /// A zeroed, `DIRECT_ALIGN`-aligned buffer of one frame image (what it
-/// dereferences to), with one aligned block in front of it (`with_front`).
+/// dereferences to), with one aligned block in front of it (`with_front`),
+/// in a mapping of its own (`Mapped`: each thread that loads frames keeps
+/// one, which goes back to the kernel with the thread).
 pub(crate) struct ImageBuf {
-    ptr: NonNull<u8>,
+    map: Mapped,
 }
-
-// SAFETY: `ImageBuf` owns its allocation, as a `Box<[u8]>` would.
-unsafe impl Send for ImageBuf {}
-// SAFETY: shared access only reads, through `Deref`.
-unsafe impl Sync for ImageBuf {}
 
 impl ImageBuf {
     pub(crate) fn zeroed() -> ImageBuf {
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout()) };
-        ImageBuf { ptr: NonNull::new(ptr).unwrap_or_else(|| handle_alloc_error(layout())) }
+        let map = Mapped::zeroed(FRONT + FRAME_BYTES);
+        debug_assert!((map.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN), "mappings are page-aligned");
+        ImageBuf { map }
     }
 
     /// The block in front of the image and the image, as one slice: the
     /// image starts at `PAGE_TABLE_BYTES`.
     pub(crate) fn with_front(&mut self) -> &mut [u8] {
-        // SAFETY: the whole allocation, borrowed uniquely through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), FRONT + FRAME_BYTES) }
+        &mut self.map
     }
 
     /// The block in front of the image.
     pub(crate) fn front(&self) -> &[u8] {
-        // SAFETY: the first `FRONT` initialised bytes of the allocation.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), FRONT) }
+        &self.map[..FRONT]
     }
 }
 
 impl Deref for ImageBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `FRAME_BYTES` initialised bytes owned by `self`, past the front block.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(FRONT), FRAME_BYTES) }
+        &self.map[FRONT..]
     }
 }
 
 impl DerefMut for ImageBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`, borrowed uniquely through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(FRONT), FRAME_BYTES) }
-    }
-}
-
-impl Drop for ImageBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with this layout, freed once.
-        unsafe { dealloc(self.ptr.as_ptr(), layout()) }
+        &mut self.map[FRONT..]
     }
 }
 

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub(crate) use self::capture::{Cut, WRITER_SPARES};
+pub(crate) use self::capture::{Cut, SPARES_KEPT, WRITER_SPARES};
 #[cfg(test)]
 pub(crate) use self::capture::on_unheld_copies;
 pub(crate) use super::cell::FrameCell;

@@ -1,5 +1,5 @@
 //! `Mapped`: zeroed memory in an anonymous mapping of its own, given back
-//! to the kernel when dropped.
+//! to the kernel when dropped, or lazily while kept (`release_lazily`).
 //!
 //! Why not the allocator: buffers of a frame's size that come and go (a
 //! checkpoint's images, each thread's frame-read buffer) would come from
@@ -8,7 +8,8 @@
 //! the cache's budget that nothing reclaims. Under a 62 MiB memory cap
 //! that was 10-16 MiB, and the cap's OOM killer ended a third of the runs
 //! that checkpointed the most (benches/RESULTS.md run 26). A mapping of
-//! their own is unmapped, and uncharged, when they go.
+//! their own is unmapped, and uncharged, when it goes, and one kept for
+//! reuse can be left for the kernel to reclaim.
 //!
 //! Invariant: `base..base + len` is one live private anonymous mapping
 //! (or part of one, page-aligned) owned by this value alone.
@@ -56,6 +57,25 @@ impl Mapped {
     pub(super) fn base(&self) -> NonNull<u8> {
         self.base
     }
+
+    /// Let the kernel take these pages back whenever it needs memory
+    /// (`MADV_FREE`): until it does they stay as they are and a write
+    /// keeps them; once it has, they read as zeros. So memory that holds
+    /// zeros stays zeros either way, and costs a fault per page only if
+    /// it was taken. Where the kernel lacks `MADV_FREE` nothing changes.
+    pub(crate) fn release_lazily(&self) {
+        // SAFETY: the range this value owns; advice never unmaps it.
+        unsafe { libc::madvise(self.base.as_ptr().cast(), self.len, libc::MADV_FREE) };
+    }
+
+    /// Write a zero into the first byte of each page of memory that holds
+    /// zeros, so that pages the kernel took back (`release_lazily`) are
+    /// faulted in now rather than at the next write.
+    pub(crate) fn touch_zeros(&mut self) {
+        for page in self.chunks_mut(4096) {
+            std::hint::black_box(page)[0] = 0;
+        }
+    }
 }
 
 impl Deref for Mapped {
@@ -89,6 +109,17 @@ mod tests {
         let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
         let pages: usize = statm.split_whitespace().nth(1).expect("resident field").parse().expect("a number");
         pages * 4096
+    }
+
+    #[test]
+    fn lazily_released_zeros_stay_zeros_and_take_writes() {
+        let mut m = Mapped::zeroed(1 << 20);
+        m.touch_zeros();
+        m.release_lazily();
+        assert!(m.iter().all(|&b| b == 0), "released zeros read as zeros");
+        m.touch_zeros();
+        m[5000] = 7;
+        assert_eq!((m[5000], m[4999]), (7, 0), "a write after the release is kept");
     }
 
     #[test]

@@ -83,10 +83,10 @@ use crate::layout::FRAME_BYTES;
 /// none allocates one under its latch (page faults and zeroing, about
 /// 0.4 ms a frame).
 pub(crate) const WRITER_SPARES: usize = 8;
-/// Spare image buffers kept from one checkpoint to the next: the writers'
-/// share and the copier's one, all a quiet checkpoint uses, so that it
-/// maps and faults in none (~0.3 ms a buffer here). 4.5 MiB outside the
-/// cache's budget, always the same; every other buffer goes back.
+/// Spare image buffers kept resident from one checkpoint to the next: the
+/// writers' share and the copier's one, all a quiet checkpoint uses, so
+/// that it touches no page in again (~0.3 ms a buffer here). 4.5 MiB
+/// outside the cache's budget; the others are released lazily.
 pub(crate) const SPARES_KEPT: usize = WRITER_SPARES + 1;
 /// Optimistic copies the copier tries for one frame before it copies
 /// under a hold (writers kept changing the frame).
@@ -109,23 +109,26 @@ pub(crate) struct Cut {
 #[derive(Default)]
 pub(super) struct Images {
     taken: Mutex<Vec<(FrameId, Image)>>,
+    /// Zeroed buffers, every page resident: a copy into one faults nothing.
     spare: Mutex<Vec<Image>>,
+    /// Zeroed buffers past `SPARES_KEPT` a capture left, released lazily
+    /// (`Mapped::release_lazily`): memory the kernel may take back, that
+    /// the next capture's `provision_images` touches in again first.
+    cold: Mutex<Vec<Image>>,
     copy_nanos_max: AtomicU64,
     /// Image buffers allocated since the pool was made.
     made: AtomicU64,
 }
 
-/// A frame image buffer: a mapping of its own, so that the spares a
-/// checkpoint drops go back to the kernel (`Mapped`).
+/// A frame image buffer: a mapping of its own, never memory of the
+/// allocator's heaps, which keep what is freed resident (`Mapped`).
 pub(crate) type Image = Mapped;
 
-/// A zeroed frame image buffer with every page already touched (a store the
-/// optimizer cannot drop), so its page faults happen now.
+/// A zeroed frame image buffer with every page already touched, so its
+/// page faults happen now.
 fn faulted_image() -> Image {
     let mut img = Mapped::zeroed(FRAME_BYTES);
-    for page in img.chunks_mut(4096) {
-        std::hint::black_box(page)[0] = 0;
-    }
+    img.touch_zeros();
     img
 }
 
@@ -134,7 +137,14 @@ impl Pool {
     /// in now, before the cut, so copies after it fault nothing.
     pub(crate) fn provision_images(&self, frames: usize) {
         let have = self.images.spare.lock().len();
-        let more: Vec<Image> = (have..frames).map(|_| self.new_image()).collect();
+        let mut more = {
+            let mut cold = self.images.cold.lock();
+            let warm = cold.len().saturating_sub(frames.saturating_sub(have));
+            cold.split_off(warm)
+        };
+        more.iter_mut().for_each(Mapped::touch_zeros);
+        let fresh = frames.saturating_sub(have + more.len());
+        more.extend((0..fresh).map(|_| self.new_image()));
         self.images.spare.lock().extend(more);
     }
 
@@ -350,23 +360,27 @@ impl Pool {
         self.images.made.load(Ordering::Relaxed)
     }
 
-    /// Give back the spare buffers past `SPARES_KEPT` (after a capture,
-    /// or one that took no cut): the memory a capture's images took goes
-    /// back to the kernel; what a quiet checkpoint needs stays mapped.
+    /// Release the spare buffers past `SPARES_KEPT` lazily (after a
+    /// capture, or one that took no cut): the kernel may take their memory
+    /// back whenever it wants it, and the next capture that needs them
+    /// reuses what it did not take without a fault. Not unmapped: a
+    /// checkpoint's hundreds of unmaps (and maps again) took the mapping
+    /// lock a page fault waits for, and cost the next capture their faults.
     pub(crate) fn trim_spare_images(&self) {
         let extra = {
             let mut spare = self.images.spare.lock();
             let keep = spare.len().min(SPARES_KEPT);
             spare.split_off(keep)
         };
-        // Unmapped outside the lock: writers may want a spare meanwhile.
-        drop(extra);
+        extra.iter().for_each(Mapped::release_lazily);
+        self.images.cold.lock().extend(extra);
     }
 
-    /// Spare image buffers now (tests check what a capture keeps).
+    /// Spare image buffers now, resident and lazily released (tests check
+    /// what a capture keeps).
     #[cfg(test)]
-    pub(crate) fn spare_images(&self) -> usize {
-        self.images.spare.lock().len()
+    pub(crate) fn spare_images(&self) -> (usize, usize) {
+        (self.images.spare.lock().len(), self.images.cold.lock().len())
     }
 
     /// After a checkpoint wrote (or failed to write) the frames the copier

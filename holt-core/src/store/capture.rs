@@ -366,6 +366,9 @@ impl Pool {
     /// reuses what it did not take without a fault. Not unmapped: a
     /// checkpoint's hundreds of unmaps (and maps again) took the mapping
     /// lock a page fault waits for, and cost the next capture their faults.
+    /// Released spares this capture did not take back are more than the
+    /// captures need now: those are unmapped, so a burst's buffers do not
+    /// outlive the next capture.
     pub(crate) fn trim_spare_images(&self) {
         let extra = {
             let mut spare = self.images.spare.lock();
@@ -373,7 +376,8 @@ impl Pool {
             spare.split_off(keep)
         };
         extra.iter().for_each(Mapped::release_lazily);
-        self.images.cold.lock().extend(extra);
+        let stale = std::mem::replace(&mut *self.images.cold.lock(), extra);
+        drop(stale);
     }
 
     /// Spare image buffers now, resident and lazily released (tests check

@@ -42,6 +42,8 @@ const CHUNK_BYTES: usize = 2 << 20;
 const FRAMES_PER_CHUNK: usize = CHUNK_BYTES / FRAME_BYTES;
 
 /// One 2 MiB region (or one plain frame's); freed when its last frame goes.
+/// Frames reach its memory only through `base` (as atomics), never through
+/// `Mapped`'s slices, which would alias their concurrent writes.
 pub(super) struct Chunk {
     map: Mapped,
 }

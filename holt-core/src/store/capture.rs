@@ -363,12 +363,13 @@ impl Pool {
     /// Release the spare buffers past `SPARES_KEPT` lazily (after a
     /// capture, or one that took no cut): the kernel may take their memory
     /// back whenever it wants it, and the next capture that needs them
-    /// reuses what it did not take without a fault. Not unmapped: a
-    /// checkpoint's hundreds of unmaps (and maps again) took the mapping
-    /// lock a page fault waits for, and cost the next capture their faults.
-    /// Released spares this capture did not take back are more than the
-    /// captures need now: those are unmapped, so a burst's buffers do not
-    /// outlive the next capture.
+    /// reuses what it did not take without a fault. Unmapping them all
+    /// instead made every capture map and fault its images in again
+    /// (~0.36 ms a buffer here) and the worst write of a 1M-key load grow
+    /// to 6-24 ms (benches/RESULTS.md run 26). Released spares this
+    /// capture did not take back are more than the captures need now:
+    /// those are unmapped, so a burst's buffers do not outlive the next
+    /// capture.
     pub(crate) fn trim_spare_images(&self) {
         let extra = {
             let mut spare = self.images.spare.lock();

@@ -16,6 +16,12 @@ pub fn open_core(dir: &Path, d: Durability) -> Res<Box<dyn Store>> {
     Ok(Box::new(Core::persistent(dir, POOL_FRAMES, d)?))
 }
 
+/// holt-core with room made ahead of the writers
+/// (`TreeBuilder::make_room_ahead`), beside the default in one run.
+pub fn open_core_ahead(dir: &Path, d: Durability) -> Res<Box<dyn Store>> {
+    Ok(Box::new(Core::persistent_ahead(dir, POOL_FRAMES, d, true)?))
+}
+
 pub fn open_holt03(dir: &Path, d: Durability) -> Res<Box<dyn Store>> {
     Ok(Box::new(Holt03::persistent(dir, POOL_FRAMES, d)?))
 }

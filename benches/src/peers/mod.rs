@@ -50,14 +50,19 @@ const ROCKSDB: Option<Opener> = Some(rocksdb::open);
 #[cfg(not(feature = "rocksdb"))]
 const ROCKSDB: Option<Opener> = None;
 
-const ENGINES: [EngineDef; 6] = [
+const ENGINES: [EngineDef; 7] = [
     EngineDef { slug: "holt-core", name: "holt-core", open: Some(holt::open_core) },
+    EngineDef { slug: CORE_AHEAD, name: "holt-core, room made ahead", open: Some(holt::open_core_ahead) },
     EngineDef { slug: "holt-0.3.0", name: "holt 0.3.0", open: Some(holt::open_holt03) },
     EngineDef { slug: "lmdb", name: "LMDB", open: Some(lmdb::open) },
     EngineDef { slug: "redb", name: "redb", open: Some(redb::open) },
     EngineDef { slug: "fjall", name: "fjall", open: Some(fjall::open) },
     EngineDef { slug: "rocksdb", name: "RocksDB", open: ROCKSDB },
 ];
+
+/// holt-core with an opt-in setting: run only when named, and never a
+/// peer (a cell's best peer is another engine's).
+pub const CORE_AHEAD: &str = "holt-core-ahead";
 
 pub struct PeerOpts {
     pub dir: PathBuf,
@@ -77,7 +82,7 @@ pub struct PeerOpts {
 }
 
 const USAGE: &str = "usage: holt-bench --peers DIR [--keys N] [--ops N] [--write-ops N] [--mix-ops N] \
-[--engines holt-core,holt-0.3.0,lmdb,redb,fjall,rocksdb] [--json FILE] [--load1-only]";
+[--engines holt-core,holt-core-ahead,holt-0.3.0,lmdb,redb,fjall,rocksdb] [--json FILE] [--load1-only]";
 
 fn engine(slug: &str) -> Result<&'static EngineDef, String> {
     ENGINES.iter().find(|e| e.slug == slug).ok_or(format!("unknown engine {slug}\n{USAGE}"))
@@ -90,7 +95,7 @@ fn parse(args: &[String]) -> Result<PeerOpts, String> {
         ops: 0,
         write_ops: 0,
         mix_ops: 0,
-        engines: ENGINES.iter().filter(|e| e.open.is_some()).collect(),
+        engines: ENGINES.iter().filter(|e| e.open.is_some() && e.slug != CORE_AHEAD).collect(),
         json: None,
         load1_only: false,
         child: None,

@@ -80,9 +80,11 @@ fn value<'a>(col: &'a Column, tag: &str) -> Option<&'a Res<f64>> {
     col.values.get(tag)
 }
 
-/// The best of the peers (every column but holt-core and holt 0.3.0).
+/// The best of the peers (every column but holt-core's, with or without
+/// room made ahead, and holt 0.3.0's).
 fn best_peer<'a>(cols: &'a [Column], c: &CellDef) -> Option<(&'a Column, f64)> {
-    let peers = cols.iter().filter(|col| col.slug != "holt-core" && col.slug != "holt-0.3.0");
+    let ours = ["holt-core", super::CORE_AHEAD, "holt-0.3.0"];
+    let peers = cols.iter().filter(|col| !ours.contains(&col.slug));
     let scored = peers.filter_map(|col| match value(col, c.tag) {
         Some(Ok(x)) if x.is_finite() => Some((col, *x)),
         _ => None,

@@ -105,10 +105,11 @@ impl TreeBuilder {
     /// inserts left nearly full before a writer has to, while the cache
     /// has room for the tree twice over: in a load of 1M keys, writes over
     /// 1 ms fall from 6-56 to 3-20 a run (benches/RESULTS.md run 25). Off
-    /// by default: it spends a second thread's CPU on copies and spills,
-    /// and its cost to throughput has only a spot check (the 1M-key load
-    /// 247-278 against 272-296 k keys/s, run 25). Under a cgroup memory
-    /// limit it is as safe as off (run 26: 0 kills in 16 capped runs).
+    /// by default: in the peers run (`--engines holt-core,holt-core-ahead`,
+    /// run 26) it made loads a few percent faster but the worst write,
+    /// the settling checkpoint and the peak RSS worse. Under a cgroup
+    /// memory limit it is as safe as off (run 26: 0 kills in 22 capped
+    /// runs).
     pub fn make_room_ahead(mut self, on: bool) -> Self {
         self.cfg.make_room_ahead = on;
         self

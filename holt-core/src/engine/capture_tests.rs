@@ -52,6 +52,13 @@ fn value(i: u32, round: u8) -> Vec<u8> {
     vec![round; 60 + (i % 50) as usize]
 }
 
+/// Put 60,000 keys of 200,000 in a scattered order: most frames dirty.
+fn put_scattered(tree: &Tree, model: &mut Model, round: u8) {
+    for i in 0..60_000u32 {
+        put(tree, model, i.wrapping_mul(2_654_435_761) % 200_000, round);
+    }
+}
+
 pub(super) fn put(tree: &Tree, model: &mut Model, i: u32, round: u8) {
     tree.put(&key(i), &value(i, round)).unwrap();
     model.insert(key(i), value(i, round));
@@ -315,9 +322,7 @@ fn a_quiet_checkpoint_holds_a_few_images_however_many_frames_are_dirty() {
     let mut model = Model::new();
     let pool = &tree.engine().pool;
     for (round, start) in [Start::Tidy, Start::Now].into_iter().enumerate() {
-        for i in 0..60_000u32 {
-            put(&tree, &mut model, i.wrapping_mul(2_654_435_761) % 200_000, round as u8);
-        }
+        put_scattered(&tree, &mut model, round as u8);
         let dirty = pool.dirty_count() as u64;
         assert!(dirty > 2 * WRITER_SPARES as u64, "{dirty} dirty frames");
         let made = pool.images_made();
@@ -345,9 +350,7 @@ fn a_checkpoint_keeps_a_quiet_ones_buffers_and_releases_the_rest_lazily() {
     let mut model = Model::new();
     let pool = &tree.engine().pool;
     let pressed = |model: &mut Model, round: u8| {
-        for i in 0..60_000u32 {
-            put(&tree, model, i.wrapping_mul(2_654_435_761) % 200_000, round);
-        }
+        put_scattered(&tree, model, round);
         let (dirty, made) = (pool.dirty_count() as u64, pool.images_made());
         tree.engine().checkpoint_now(Start::Now).unwrap();
         (dirty, pool.images_made() - made)

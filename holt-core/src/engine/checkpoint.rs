@@ -52,7 +52,7 @@ use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
-use crate::store::pool::{Cut, Pool, SPARES_KEPT, WRITER_SPARES};
+use crate::store::pool::{Cut, Pool, SPARES_KEPT};
 use crate::tree::tidy::tidy_image;
 use crate::tree::ROOT_FRAME;
 
@@ -88,7 +88,7 @@ impl Start {
             Start::Tidy => 0,
             Start::Now => {
                 let room = pool.capacity().saturating_sub(pool.resident_count());
-                (pool.capacity() / HELD_IMAGES_DIVISOR).max(room).max(WRITER_SPARES + 1)
+                (pool.capacity() / HELD_IMAGES_DIVISOR).max(room).max(SPARES_KEPT)
             }
         }
     }

@@ -347,7 +347,6 @@ impl FrameBuf {
         self.copy_out(off, dst);
     }
 
-    /// Overwrite the whole image.
     /// Make this frame a copy of `src`, word by word. Caller holds this
     /// frame exclusively (or owns it alone); `src` may be read
     /// optimistically, the copy then counting only once it validates.
@@ -357,6 +356,7 @@ impl FrameBuf {
         }
     }
 
+    /// Overwrite the whole image.
     pub(crate) fn load(&self, bytes: &[u8]) {
         assert_eq!(bytes.len(), FRAME_BYTES, "frame image must be exactly one frame");
         for (i, chunk) in bytes.chunks_exact(8).enumerate() {

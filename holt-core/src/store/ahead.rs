@@ -20,7 +20,7 @@
 //! is queued until `enable` (a tree with no background thread never drains
 //! it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -37,6 +37,9 @@ const COOL: Duration = Duration::from_millis(2);
 pub(crate) struct Ahead {
     on: AtomicBool,
     queued: Mutex<Queue>,
+    /// `queued.ids.len()`, written under the lock: every write asks
+    /// whether any frame is queued (`any`) without taking it.
+    len: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -75,6 +78,7 @@ impl Ahead {
             return false;
         }
         q.ids.push(id);
+        self.len.store(q.ids.len(), Ordering::Release);
         true
     }
 
@@ -89,7 +93,7 @@ impl Ahead {
 
     /// Whether any frame is queued.
     pub(crate) fn any(&self) -> bool {
-        self.is_on() && !self.queued.lock().ids.is_empty()
+        self.len.load(Ordering::Acquire) != 0
     }
 
     /// The frames queued, oldest first.
@@ -100,7 +104,9 @@ impl Ahead {
 
     /// Every frame queued, oldest first; the queue is left empty.
     pub(crate) fn take(&self) -> Vec<FrameId> {
-        std::mem::take(&mut self.queued.lock().ids)
+        let mut q = self.queued.lock();
+        self.len.store(0, Ordering::Release);
+        std::mem::take(&mut q.ids)
     }
 }
 

@@ -39,9 +39,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub(crate) use self::capture::{Cut, SPARES_KEPT, WRITER_SPARES};
+pub(crate) use self::capture::{Cut, SPARES_KEPT};
 #[cfg(test)]
-pub(crate) use self::capture::on_unheld_copies;
+pub(crate) use self::capture::{on_unheld_copies, WRITER_SPARES};
 pub(crate) use super::cell::FrameCell;
 use super::ahead::Ahead;
 use super::clock::Clock;

@@ -122,7 +122,6 @@ impl<'p> Owned<'p> {
         }
     }
 
-    /// Release every owned frame without marking it (nothing was changed).
     /// Retire every owned frame (made for a change that was given up:
     /// nothing links to them) and release it.
     pub(crate) fn retire_all(&mut self) {
@@ -132,6 +131,7 @@ impl<'p> Owned<'p> {
         }
     }
 
+    /// Release every owned frame without marking it (nothing was changed).
     pub(crate) fn release_clean(&mut self) {
         for (_, cell) in self.frames.drain(..) {
             cell.latch.unlock();

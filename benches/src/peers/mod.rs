@@ -18,6 +18,7 @@ mod holt;
 pub(crate) mod lmdb;
 mod mix;
 mod parent;
+mod probe;
 mod redb;
 mod report;
 #[cfg(feature = "rocksdb")]
@@ -79,10 +80,14 @@ pub struct PeerOpts {
     pub load1_only: bool,
     /// Set in a child process: the one engine it runs.
     pub child: Option<&'static EngineDef>,
+    /// `--probe`: run only these read cells, per entry (`probe.rs`).
+    pub probe: Vec<String>,
+    pub probe_work: probe::Work,
 }
 
 const USAGE: &str = "usage: holt-bench --peers DIR [--keys N] [--ops N] [--write-ops N] [--mix-ops N] \
-[--engines holt-core,holt-core-ahead,holt-0.3.0,lmdb,redb,fjall,rocksdb] [--json FILE] [--load1-only]";
+[--engines holt-core,holt-core-ahead,holt-0.3.0,lmdb,redb,fjall,rocksdb] [--json FILE] [--load1-only] \
+[--probe list10,list1k,list100k,rollup,scan,get [--probe-secs S | --probe-passes N]]";
 
 fn engine(slug: &str) -> Result<&'static EngineDef, String> {
     ENGINES.iter().find(|e| e.slug == slug).ok_or(format!("unknown engine {slug}\n{USAGE}"))
@@ -99,6 +104,8 @@ fn parse(args: &[String]) -> Result<PeerOpts, String> {
         json: None,
         load1_only: false,
         child: None,
+        probe: Vec::new(),
+        probe_work: probe::Work::Secs(3.0),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -117,6 +124,12 @@ fn parse(args: &[String]) -> Result<PeerOpts, String> {
             "--json" => o.json = Some(value()?.into()),
             "--load1-only" => o.load1_only = true,
             "--peer-engine" => o.child = Some(engine(value()?)?),
+            "--probe" => o.probe = value()?.split(',').map(str::to_string).collect(),
+            "--probe-secs" => {
+                let v = value()?;
+                o.probe_work = probe::Work::Secs(v.parse().map_err(|e| format!("--probe-secs {v}: {e}\n{USAGE}"))?);
+            }
+            "--probe-passes" => o.probe_work = probe::Work::Passes(num()? as u64),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -136,6 +149,7 @@ pub fn main_if_requested() -> Option<i32> {
         return None;
     }
     Some(match parse(&args) {
+        Ok(o) if !o.probe.is_empty() => probe::run(&o, &o.probe, o.probe_work),
         Ok(o) => match o.child {
             Some(e) => child::run(&o, e),
             None => parent(&o),

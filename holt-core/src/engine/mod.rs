@@ -8,7 +8,7 @@ mod config;
 mod counters;
 mod durable;
 mod fault;
-mod maintenance;
+pub(crate) mod maintenance;
 mod poison;
 mod read_only;
 mod single;

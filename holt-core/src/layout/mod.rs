@@ -28,8 +28,10 @@ pub(crate) const FRAME_VERSION: u16 = 1;
 
 pub(crate) const HDR_MAGIC: usize = 0;
 pub(crate) const HDR_VERSION: usize = 4;
-#[cfg(test)]
 pub(crate) const HDR_FLAGS: usize = 6;
+/// `flags` bit: the data area is exactly a tidy's preorder layout (see
+/// doc/FORMAT.md); set by a tidy, cleared by any other change of layout.
+pub(crate) const FLAG_PREORDER: u16 = 1;
 pub(crate) const HDR_FRAME_ID: usize = 8;
 pub(crate) const HDR_LSN: usize = 16;
 pub(crate) const HDR_CHECKSUM: usize = 24;
@@ -93,6 +95,22 @@ impl FrameBuf {
     #[inline]
     pub(crate) fn slot_count(&self) -> u32 {
         self.u32(HDR_SLOT_COUNT)
+    }
+
+    /// Whether the data area is a tidy's preorder (`FLAG_PREORDER`).
+    #[inline]
+    pub(crate) fn in_preorder(&self) -> bool {
+        self.u16(HDR_FLAGS) & FLAG_PREORDER != 0
+    }
+
+    /// Mark the layout as a tidy's preorder, or as anything else. Caller
+    /// holds the frame exclusively.
+    pub(crate) fn set_preorder(&self, on: bool) {
+        let flags = self.u16(HDR_FLAGS);
+        let want = if on { flags | FLAG_PREORDER } else { flags & !FLAG_PREORDER };
+        if want != flags {
+            self.set_u16(HDR_FLAGS, want);
+        }
     }
 
     pub(crate) fn data_end(&self) -> usize {

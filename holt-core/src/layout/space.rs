@@ -101,6 +101,7 @@ fn place(b: &FrameBuf, bytes: &[u8]) -> usize {
     b.set_u32(HDR_DATA_END, (off + bytes.len()) as u32);
     add_u32(b, HDR_LIVE_BYTES, bytes.len() as isize);
     b.set_u32(HDR_PLACED, b.placed().saturating_add(1));
+    b.set_preorder(false);
     off
 }
 
@@ -133,6 +134,7 @@ pub(crate) fn append_nodes(b: &FrameBuf, images: &[u8], lens: &[u32]) -> Slot {
     b.set_u32(HDR_DATA_END, off as u32);
     add_u32(b, HDR_LIVE_SLOTS, lens.len() as isize);
     add_u32(b, HDR_LIVE_BYTES, images.len() as isize);
+    b.set_preorder(false);
     Slot(first)
 }
 
@@ -146,6 +148,9 @@ pub(crate) fn replace_node(b: &FrameBuf, s: Slot, bytes: &[u8]) {
         let shrink = (old_len - bytes.len()) as isize;
         add_u32(b, HDR_LIVE_BYTES, -shrink);
         add_u32(b, HDR_DEAD_BYTES, shrink);
+        if shrink > 0 {
+            b.set_preorder(false);
+        }
         return;
     }
     let off = place(b, bytes);
@@ -179,6 +184,7 @@ pub(crate) fn free_node(b: &FrameBuf, s: Slot) {
     set_slot_entry(b, s, SLOT_FREE_BIT | b.u32(HDR_FREE_SLOT));
     b.set_u32(HDR_FREE_SLOT, s.0);
     add_u32(b, HDR_LIVE_SLOTS, -1);
+    b.set_preorder(false);
 }
 
 /// `free_node` for each of `slots`, with one header update.
@@ -193,6 +199,7 @@ pub(crate) fn free_nodes(b: &FrameBuf, slots: impl IntoIterator<Item = Slot>) {
     add_u32(b, HDR_LIVE_BYTES, -(bytes as isize));
     add_u32(b, HDR_DEAD_BYTES, bytes as isize);
     add_u32(b, HDR_LIVE_SLOTS, -n);
+    b.set_preorder(false);
 }
 
 /// Live slots with their node offsets, sorted by offset.
@@ -258,6 +265,8 @@ fn compact_into(b: &FrameBuf, scratch: &mut Vec<u8>, table_at: usize, table: &mu
     b.write(table_at, table);
     b.set_u32(HDR_DATA_END, (HEADER_BYTES + cursor) as u32);
     b.set_u32(HDR_DEAD_BYTES, 0);
+    // Slot order, which is not preorder: entry slots keep their numbers.
+    b.set_preorder(false);
 }
 
 /// Replace the frame's data area and slot table by `data` (the nodes, from
@@ -274,6 +283,7 @@ pub(crate) fn install_layout(b: &FrameBuf, data: &[u8], table: &[u8], free_head:
     b.set_u32(HDR_DATA_END, (HEADER_BYTES + data.len()) as u32);
     b.set_u32(HDR_DEAD_BYTES, 0);
     b.set_u32(HDR_PLACED, 0);
+    b.set_preorder(true);
 }
 
 /// Check the space invariants; `Err` names the first one broken.

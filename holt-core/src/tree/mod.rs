@@ -22,6 +22,7 @@ pub(crate) mod insert;
 pub(crate) mod merge;
 pub(crate) mod remove;
 pub(crate) mod scan;
+mod scan_run;
 pub(crate) mod spill;
 pub(crate) mod tidy;
 

@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 
 use super::descend::{corrupt_frame, enter_for, ensure_node, ensure_slot_table, follow_for, retry, FrameView, Reads};
 use super::hits::Hits;
+use super::scan_run::{can_run, run, Open, RunEnd, Stacks};
 use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
 use crate::ids::FrameId;
@@ -38,17 +39,20 @@ const STEPS_MAX: usize = 1 << 30;
 /// subtree holds any key. The offset is read when the task is pushed, so
 /// the node can be prefetched well before it is visited; like every byte
 /// an optimistic walk reads, it counts only once the frame validates.
+/// `may_run` allows reading the subtree as a run (`scan_run`); a node a
+/// run handed back is visited as a node.
 #[derive(Clone, Copy)]
-struct Task {
-    f: usize,
-    off: usize,
-    group_len: u32,
-    depth: usize,
-    bounded: bool,
+pub(super) struct Task {
+    pub f: usize,
+    pub off: usize,
+    pub group_len: u32,
+    pub depth: usize,
+    pub bounded: bool,
+    pub may_run: bool,
 }
 
 /// `Task::off` of a slot that holds no node.
-const DANGLING: usize = usize::MAX;
+pub(super) const DANGLING: usize = usize::MAX;
 
 /// The offset of the node in `slot`, or `DANGLING`.
 #[inline]
@@ -94,12 +98,16 @@ pub(crate) struct ScanScratch {
     /// node offset, and the next edge to try (0: the end leaf; `1 + b`: the
     /// children from byte `b`).
     probe: Vec<(usize, usize, u16)>,
+    /// The inner nodes a run is inside.
+    open: Vec<Open>,
     /// The frames (in visit order, with the versions read) the last
     /// chunk's answer depends on.
     pub frames: ScanFrames,
     /// Nodes visited by every scan run with this scratch, restarts
     /// included (tests and benchmarks read it; costs one add per chunk).
     pub visits: u64,
+    /// Subtrees read as runs (`scan_run`) by those scans.
+    pub runs: u64,
 }
 
 /// The frames (in visit order, with the versions read) a scan's answer
@@ -130,7 +138,7 @@ fn finish(views: &[FrameView<'_>], frames: &mut ScanFrames) -> Step<()> {
 }
 
 /// Count one visited node. `Ok(false)`: a periodic validation failed.
-fn tick(steps: &mut usize, views: &[FrameView<'_>]) -> Result<bool> {
+pub(super) fn tick(steps: &mut usize, views: &[FrameView<'_>]) -> Result<bool> {
     *steps += 1;
     if *steps > STEPS_MAX {
         return Err(corrupt_frame(views[0].id, "scan never terminates"));
@@ -140,7 +148,7 @@ fn tick(steps: &mut usize, views: &[FrameView<'_>]) -> Result<bool> {
 
 /// What unreadable bytes mean: corruption if everything read validates,
 /// else a concurrent writer (restart).
-fn unreadable<T>(views: &[FrameView<'_>], at: &FrameView<'_>, what: &str) -> Result<Step<T>> {
+pub(super) fn unreadable<T>(views: &[FrameView<'_>], at: &FrameView<'_>, what: &str) -> Result<Step<T>> {
     if all_valid(views) {
         return Err(corrupt_frame(at.id, what));
     }
@@ -191,9 +199,10 @@ fn walk<'p>(
     out: &mut Hits,
 ) -> Result<Step<()>> {
     let (want, bytes_want) = (out.len() + q.limit, out.bytes_len().saturating_add(q.bytes_max));
-    let ScanScratch { stack, probe, frames, .. } = scratch;
+    let full = |out: &Hits| out.len() >= want || out.bytes_len() >= bytes_want;
+    let ScanScratch { stack, probe, open, frames, runs, .. } = scratch;
     stack.clear();
-    stack.push(Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true });
+    stack.push(Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true, may_run: true });
     while let Some(task) = stack.pop() {
         if !tick(steps, views)? {
             return Ok(Step::Restart);
@@ -220,11 +229,19 @@ fn walk<'p>(
                     let (id, s) = link_target(b, off);
                     let Step::Done(next) = enter_paged(pool, owned, Some(&view), id)? else { return Ok(Step::Restart) };
                     views.push(next);
-                    stack.push(Task { f: views.len() - 1, off: node_at(next.buf, s), ..task });
+                    stack.push(Task { f: views.len() - 1, off: node_at(next.buf, s), may_run: true, ..task });
                 }
                 KIND_LEAF => {
                     if !leaf_hit(b, off, head, task, q, out) {
                         return Ok(finish(views, frames));
+                    }
+                }
+                2..=5 if can_run(&view, &task, q) => {
+                    *runs += 1;
+                    match run(views, task, q, Stacks { tasks: stack, open }, steps, out, full)? {
+                        Step::Restart => return Ok(Step::Restart),
+                        Step::Done(RunEnd::Full) => return Ok(finish(views, frames)),
+                        Step::Done(RunEnd::Next) => {}
                     }
                 }
                 2..=5 => {
@@ -235,7 +252,7 @@ fn walk<'p>(
                 _ => return unreadable(views, &view, "unknown node kind"),
             }
         }
-        if out.len() >= want || out.bytes_len() >= bytes_want {
+        if full(out) {
             return Ok(finish(views, frames));
         }
     }
@@ -401,7 +418,7 @@ fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Ta
             group_len = (d + 1) as u32;
         }
         let bounded = on_lower && group_len == 0;
-        stack.push(Task { f: task.f, off: node_at(b, Slot(child)), group_len, depth: d + 1, bounded });
+        stack.push(Task { f: task.f, off: node_at(b, Slot(child)), group_len, depth: d + 1, bounded, may_run: true });
     };
     match q.prefix.get(d) {
         Some(&only) => {
@@ -414,7 +431,7 @@ fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Ta
     }
     let end = n.end(b);
     if !bounded && end != NIL && d >= q.prefix.len() {
-        stack.push(Task { f: task.f, off: node_at(b, Slot(end)), group_len: 0, depth: d, bounded: false });
+        stack.push(Task { f: task.f, off: node_at(b, Slot(end)), group_len: 0, depth: d, bounded: false, may_run: true });
     }
     let first = stack.len().saturating_sub(PREFETCH_DISTANCE).max(base);
     stack[first..].iter().for_each(|t| prefetch_node(b, t.off));

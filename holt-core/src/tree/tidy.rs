@@ -22,7 +22,7 @@
 use crate::layout::node::{for_each_child_field, image_node_bytes, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
 use crate::layout::space::{install_layout, with_scratch};
 use crate::layout::{
-    image_u32, set_image_u32, FrameBuf, FRAME_BYTES, HDR_DATA_END, HDR_DEAD_BYTES, HDR_FREE_SLOT, HDR_LIVE_BYTES, HDR_LIVE_SLOTS, HDR_PLACED,
+    image_u32, set_image_u32, FrameBuf, FLAG_PREORDER, FRAME_BYTES, HDR_DATA_END, HDR_DEAD_BYTES, HDR_FLAGS, HDR_FREE_SLOT, HDR_LIVE_BYTES, HDR_LIVE_SLOTS, HDR_PLACED,
     HDR_SLOT_COUNT, HEADER_BYTES, NIL, SLOT_BYTES, SLOT_FREE_BIT,
 };
 
@@ -107,6 +107,8 @@ pub(crate) fn tidy_image(img: &mut [u8]) -> bool {
     set_image_u32(img, HDR_DATA_END, new_end as u32);
     set_image_u32(img, HDR_DEAD_BYTES, 0);
     set_image_u32(img, HDR_PLACED, 0);
+    let flags = u16::from_le_bytes([img[HDR_FLAGS], img[HDR_FLAGS + 1]]) | FLAG_PREORDER;
+    img[HDR_FLAGS..HDR_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
     true
 }
 

@@ -350,11 +350,19 @@ fn cursor_scans_under_writers_lend_each_lasting_key_once() {
     for k in &lasting {
         tree.put(k, &value_for(k, 0)).unwrap();
     }
+    // Tidy frames, which scans read as runs until a write changes them; a
+    // writer tidies again now and then, under the scans.
+    for _ in 0..8 {
+        tree.compact().unwrap();
+    }
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         spawn_writers(s, &tree, &stop, seed, |tree, rng, gen| {
             let i = rng.below(6000);
             let (k, extra) = (format!("k/{i:05}").into_bytes(), format!("k/{i:05}x").into_bytes());
+            if rng.below(256) == 0 {
+                tree.compact().unwrap();
+            }
             match rng.below(4) {
                 0 => assert!(tree.delete(&extra).is_ok()),
                 1 => tree.put(&k, &value_for(&k, gen)).unwrap(),

@@ -1,0 +1,198 @@
+//! Runs: a scan reads a subtree of a tidy frame front to back.
+//!
+//! A tidy (`tree::tidy`) lays a frame's nodes out in preorder, each
+//! subtree's nodes in one contiguous stretch of the data area, and sets
+//! the frame's `FLAG_PREORDER`; every other change of layout (a node
+//! placed, appended, freed or shrunk, a compaction) clears it
+//! (`layout::space`). While it is set, a scan may visit a subtree's nodes
+//! in the order they lie, leaves emitted as met, without the stack task
+//! and slot-table read each child costs the walk (`tree::scan`). Like
+//! every byte an optimistic scan reads, the flag counts only once the
+//! frame validates.
+//!
+//! A run starts at a node whose keys all belong in the answer (past
+//! `lower`, inside the prefix, not inside a group) and tracks each node's
+//! depth on a stack of the inner nodes it is inside. It hands the rest of
+//! the subtree back to the walk, as ordinary tasks, at a node it does not
+//! handle: a link (another frame) or, with a delimiter, an inner node where
+//! a group starts (the delimiter in its compressed prefix, or a child under
+//! the delimiter byte). A leaf that holds the delimiter is a group of its
+//! own, as in the walk.
+
+use super::descend::FrameView;
+use super::hits::Hits;
+use super::scan::{tick, unreadable, Scan, Task, DANGLING};
+use super::Step;
+use crate::error::Result;
+use crate::layout::node::{node_bytes, node_bytes_from_head, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::{FrameBuf, Slot, NIL};
+
+/// How far ahead of the node it reads a run prefetches: a few nodes.
+const RUN_PREFETCH_BYTES: usize = 768;
+
+/// An inner node the run is inside: where it lies, the depth of its
+/// children, and how many of its items (end leaf, then children) are still
+/// to come.
+#[derive(Clone, Copy)]
+pub(super) struct Open {
+    off: usize,
+    child_depth: usize,
+    left: usize,
+}
+
+/// Whether the walk may read `task`'s subtree as a run: an inner node of
+/// a whole, tidy frame whose keys all belong in the answer.
+pub(super) fn can_run(view: &FrameView<'_>, task: &Task, q: &Scan<'_>) -> bool {
+    let b = view.buf;
+    task.may_run
+        && !task.bounded
+        && task.group_len == 0
+        && task.depth >= q.prefix.len()
+        && view.pages.is_none()
+        && b.in_preorder()
+        && !starts_group(b, task.off, q)
+}
+
+/// Whether a group starts at the inner node at `off`: the delimiter in
+/// its compressed prefix, or a child under the delimiter byte.
+fn starts_group(b: &FrameBuf, off: usize, q: &Scan<'_>) -> bool {
+    let n = InnerAt(off);
+    q.delimiter.is_some_and(|d| b.find_byte(n.prefix_off(), n.prefix_len(b), d).is_some() || n.find_child(b, d) != NIL)
+}
+
+/// What a run ended with.
+pub(super) enum RunEnd {
+    /// The subtree is done, or handed back to the walk as tasks.
+    Next,
+    /// The answer is full.
+    Full,
+}
+
+/// The walk's task stack, and the run's stack of inner nodes it is inside
+/// (kept by the walk's scratch, so a run allocates nothing).
+pub(super) struct Stacks<'s> {
+    pub tasks: &'s mut Vec<Task>,
+    pub open: &'s mut Vec<Open>,
+}
+
+/// Read the subtree of `task` (see `can_run`) in layout order, appending
+/// its entries to `out` until `full` says the answer is complete.
+pub(super) fn run(
+    views: &[FrameView<'_>],
+    task: Task,
+    q: &Scan<'_>,
+    Stacks { tasks, open }: Stacks<'_>,
+    steps: &mut usize,
+    out: &mut Hits,
+    full: impl Fn(&Hits) -> bool,
+) -> Result<Step<RunEnd>> {
+    let view = &views[task.f];
+    let b = view.buf;
+    let Some(end) = subtree_end(b, task.off) else { return unreadable(views, view, "dangling slot") };
+    open.clear();
+    let mut p = task.off;
+    while p < end {
+        if !tick(steps, views)? {
+            return Ok(Step::Restart);
+        }
+        while open.last().is_some_and(|o| o.left == 0) {
+            open.pop();
+        }
+        let depth = match open.last_mut() {
+            Some(o) => {
+                o.left -= 1;
+                o.child_depth
+            }
+            None if p == task.off => task.depth,
+            None => return unreadable(views, view, "node outside its subtree's layout"),
+        };
+        // A run's reads go forward through memory: start the loads a few
+        // nodes ahead.
+        b.prefetch(p + RUN_PREFETCH_BYTES);
+        b.prefetch(p + RUN_PREFETCH_BYTES + 64);
+        let head = b.u64(p);
+        let size = node_bytes_from_head(head);
+        if size == 0 {
+            return unreadable(views, view, "unknown node kind");
+        }
+        match head as u8 {
+            KIND_LEAF => {
+                leaf_entry(b, p, head, task.depth, q, out);
+                if full(out) {
+                    return Ok(Step::Done(RunEnd::Full));
+                }
+            }
+            KIND_LINK => return hand_back(b, task, open, tasks, p, depth),
+            2..=5 => {
+                if starts_group(b, p, q) {
+                    return hand_back(b, task, open, tasks, p, depth);
+                }
+                let n = InnerAt(p);
+                let items = usize::from(n.end(b) != NIL) + n.count(b);
+                open.push(Open { off: p, child_depth: depth + n.prefix_len(b) + 1, left: items });
+            }
+            _ => return unreadable(views, view, "unknown node kind"),
+        }
+        p += size;
+    }
+    Ok(Step::Done(RunEnd::Next))
+}
+
+/// Append the leaf at `off` (whose first eight bytes are `head`) of a run
+/// whose root is at `depth`: its key and value, or its group if its key
+/// holds the delimiter past `depth` (`tree::scan::leaf_hit` for a node
+/// whose keys all belong in the answer: nothing before `depth` needs a
+/// look, see `can_run`).
+#[inline]
+fn leaf_entry(b: &FrameBuf, off: usize, head: u64, depth: usize, q: &Scan<'_>, out: &mut Hits) {
+    let (key_off, (klen, value_len)) = (LeafAt(off).key_off(), LeafAt::lens(head));
+    match q.delimiter.and_then(|d| b.find_byte(key_off + depth, klen.saturating_sub(depth), d)) {
+        Some(at) => out.push_group(b, key_off, depth + at + 1),
+        None => out.push_key(b, key_off, klen, if q.keys_only { 0 } else { value_len }),
+    }
+}
+
+/// Give the walk what is left of the run at the node at `at` (of depth
+/// `depth`), which the run does not read itself: the items still to come
+/// of every node the run is inside, then that node, as tasks that pop in
+/// key order.
+fn hand_back(b: &FrameBuf, task: Task, open: &[Open], stack: &mut Vec<Task>, at: usize, depth: usize) -> Result<Step<RunEnd>> {
+    // Only children are ever left: a node's end leaf comes before them.
+    for o in open {
+        let mut left = o.left;
+        InnerAt(o.off).children_rev_from(b, 0, |_, child| {
+            if left > 0 {
+                left -= 1;
+                let off = b.node_offset(Slot(child)).unwrap_or(DANGLING);
+                stack.push(Task { off, depth: o.child_depth, may_run: true, ..task });
+            }
+        });
+    }
+    stack.push(Task { off: at, depth, may_run: false, ..task });
+    Ok(Step::Done(RunEnd::Next))
+}
+
+/// Where the subtree of the node at `off` ends in a tidy frame: past its
+/// last node in preorder, found down its last children. `None` on a free
+/// slot or a child not after its parent, which preorder rules out (a torn
+/// read, or damage the validation then reports).
+fn subtree_end(b: &FrameBuf, mut off: usize) -> Option<usize> {
+    loop {
+        if matches!(b.u8(off), KIND_LEAF | KIND_LINK) {
+            return Some(off + node_bytes(b, off));
+        }
+        let n = InnerAt(off);
+        let mut last = n.last_child(b);
+        if last == NIL {
+            last = n.end(b);
+        }
+        if last == NIL {
+            return Some(off + node_bytes(b, off));
+        }
+        let child = b.node_offset(Slot(last))?;
+        if child <= off {
+            return None;
+        }
+        off = child;
+    }
+}

@@ -3,9 +3,9 @@
 //! frame out in key order if enough nodes were placed out of order
 //! (`tree::tidy`), else compacts dead space above a threshold, and folds
 //! small linked child frames back in. Before the cut of a checkpoint asked
-//! for or due on the timer alone, every resident frame that wants it is
-//! tidied (`tidy_resident`), so what the checkpoint writes, and what later
-//! reads walk, is in key order.
+//! for or due on the timer alone, every resident frame that wants it, and
+//! every dirty one out of preorder, is tidied (`tidy_resident`), so what
+//! the checkpoint writes, and what later reads walk, is in key order.
 //! Frames are latched with try-lock only, so maintenance never blocks or
 //! deadlocks with writers; a busy frame is simply skipped this round.
 //!
@@ -137,7 +137,10 @@ pub(super) fn make_room(pool: &Pool, frame: (FrameId, &FrameCell, &FrameBuf), ve
 
 /// Tidy every resident frame that wants it and no writer holds: dirty
 /// ones, and clean ones a checkpoint under pressure wrote untidy (which a
-/// tidy dirties: the checkpoint that follows writes them once more).
+/// tidy dirties: the checkpoint that follows writes them once more); and
+/// every dirty frame out of a tidy's preorder, however few nodes moved:
+/// the checkpoint writes it anyway, and scans read it as runs after
+/// (`tree::scan_run`).
 pub(crate) fn tidy_resident(pool: &Pool) {
     for id in pool.live_ids() {
         tidy_frame(pool, id);
@@ -151,7 +154,7 @@ fn tidy_frame(pool: &Pool, id: FrameId) {
     let Some(cell) = pool.cell(id).filter(|c| c.is_live()) else { return };
     let Some(version) = cell.latch.optimistic() else { return };
     // Read after the version: an eviction in between moves it.
-    let Some(b) = cell.buf().filter(|&b| wants_tidy(b)) else { return };
+    let Some(b) = cell.buf().filter(|&b| wants_tidy(b) || (cell.is_dirty() && !b.in_preorder())) else { return };
     let Some(tidied) = plan(b) else { return };
     if !cell.latch.try_upgrade(version) {
         return;

@@ -298,26 +298,6 @@ impl InnerAt {
         }
     }
 
-    /// Slot of the child with the highest key byte, or `NIL` if none.
-    pub(crate) fn last_child(self, b: &FrameBuf) -> u32 {
-        let body = self.body(b);
-        match self.kind(b) {
-            k @ (KIND_N4 | KIND_N16) => match self.count(b).min(inner_capacity(k)) {
-                0 => NIL,
-                n => b.u32(body + inner_capacity(k) + 4 * (n - 1)),
-            },
-            KIND_N48 => (0..32)
-                .rev()
-                .map(|w| b.u64(body + 8 * w))
-                .find(|&word| word != 0)
-                .map_or(NIL, |word| {
-                    let i = (word >> (8 * (7 - word.leading_zeros() as usize / 8))) as u8 as usize;
-                    b.u32(body + 256 + 4 * (i - 1))
-                }),
-            _ => (0..256).rev().map(|byte| b.u32(body + 4 * byte)).find(|&slot| slot != NIL).unwrap_or(NIL),
-        }
-    }
-
     /// Hang `slot` under `byte` (which has no child) without moving the
     /// node, when its kind is the one `Inner::encode` would pick for one
     /// more child: the node then reads exactly as the re-encoded one would.
@@ -619,8 +599,6 @@ mod tests {
                 got.reverse();
                 assert_eq!(got, want, "{n} children from {from}");
             }
-            let last = inner.children.last().map_or(NIL, |&(_, c)| c);
-            assert_eq!(InnerAt(67).last_child(&b), last, "{n} children: the last");
         }
     }
 

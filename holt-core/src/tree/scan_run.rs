@@ -24,7 +24,7 @@ use super::hits::Hits;
 use super::scan::{tick, unreadable, Scan, Task, DANGLING};
 use super::Step;
 use crate::error::Result;
-use crate::layout::node::{node_bytes, node_bytes_from_head, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::node::{node_bytes_from_head, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{FrameBuf, Slot, NIL};
 
 /// How far ahead of the node it reads a run prefetches: a few nodes.
@@ -41,7 +41,9 @@ pub(super) struct Open {
 }
 
 /// Whether the walk may read `task`'s subtree as a run: an inner node of
-/// a whole, tidy frame whose keys all belong in the answer.
+/// a whole, tidy frame whose keys all belong in the answer. (A node above
+/// the prefix's end, or one `lower` still constrains, is expanded by the
+/// walk: letting such a node run measured slower on small listings.)
 pub(super) fn can_run(view: &FrameView<'_>, task: &Task, q: &Scan<'_>) -> bool {
     let b = view.buf;
     task.may_run
@@ -88,24 +90,28 @@ pub(super) fn run(
 ) -> Result<Step<RunEnd>> {
     let view = &views[task.f];
     let b = view.buf;
-    let Some(end) = subtree_end(b, task.off) else { return unreadable(views, view, "dangling slot") };
+    let data_end = b.data_end();
     open.clear();
     let mut p = task.off;
-    while p < end {
-        if !tick(steps, views)? {
-            return Ok(Step::Restart);
-        }
+    loop {
         while open.last().is_some_and(|o| o.left == 0) {
             open.pop();
         }
+        // Preorder: the subtree ends where its root's last item does.
         let depth = match open.last_mut() {
             Some(o) => {
                 o.left -= 1;
                 o.child_depth
             }
             None if p == task.off => task.depth,
-            None => return unreadable(views, view, "node outside its subtree's layout"),
+            None => return Ok(Step::Done(RunEnd::Next)),
         };
+        if p >= data_end {
+            return unreadable(views, view, "node past the data area");
+        }
+        if !tick(steps, views)? {
+            return Ok(Step::Restart);
+        }
         // A run's reads go forward through memory: start the loads a few
         // nodes ahead.
         b.prefetch(p + RUN_PREFETCH_BYTES);
@@ -135,14 +141,13 @@ pub(super) fn run(
         }
         p += size;
     }
-    Ok(Step::Done(RunEnd::Next))
 }
 
-/// Append the leaf at `off` (whose first eight bytes are `head`) of a run
-/// whose root is at `depth`: its key and value, or its group if its key
-/// holds the delimiter past `depth` (`tree::scan::leaf_hit` for a node
-/// whose keys all belong in the answer: nothing before `depth` needs a
-/// look, see `can_run`).
+/// Append the leaf at `off` (whose first eight bytes are `head`) of a
+/// run: its key and value, or its group if its key holds the delimiter
+/// past its first `depth` bytes (`tree::scan::leaf_hit` for a node whose
+/// keys all belong in the answer: nothing before `depth` needs a look,
+/// see `can_run`).
 #[inline]
 fn leaf_entry(b: &FrameBuf, off: usize, head: u64, depth: usize, q: &Scan<'_>, out: &mut Hits) {
     let (key_off, (klen, value_len)) = (LeafAt(off).key_off(), LeafAt::lens(head));
@@ -164,35 +169,10 @@ fn hand_back(b: &FrameBuf, task: Task, open: &[Open], stack: &mut Vec<Task>, at:
             if left > 0 {
                 left -= 1;
                 let off = b.node_offset(Slot(child)).unwrap_or(DANGLING);
-                stack.push(Task { off, depth: o.child_depth, may_run: true, ..task });
+                stack.push(Task { off, depth: o.child_depth, bounded: false, may_run: true, ..task });
             }
         });
     }
-    stack.push(Task { off: at, depth, may_run: false, ..task });
+    stack.push(Task { off: at, depth, bounded: false, may_run: false, ..task });
     Ok(Step::Done(RunEnd::Next))
-}
-
-/// Where the subtree of the node at `off` ends in a tidy frame: past its
-/// last node in preorder, found down its last children. `None` on a free
-/// slot or a child not after its parent, which preorder rules out (a torn
-/// read, or damage the validation then reports).
-fn subtree_end(b: &FrameBuf, mut off: usize) -> Option<usize> {
-    loop {
-        if matches!(b.u8(off), KIND_LEAF | KIND_LINK) {
-            return Some(off + node_bytes(b, off));
-        }
-        let n = InnerAt(off);
-        let mut last = n.last_child(b);
-        if last == NIL {
-            last = n.end(b);
-        }
-        if last == NIL {
-            return Some(off + node_bytes(b, off));
-        }
-        let child = b.node_offset(Slot(last))?;
-        if child <= off {
-            return None;
-        }
-        off = child;
-    }
 }

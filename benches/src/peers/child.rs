@@ -17,8 +17,10 @@ use crate::harness::secs;
 use crate::persistent::dir_bytes;
 use crate::workload::{dentry_prefix, Dataset, Rng};
 
-const LOAD_ORDER_SEED: u64 = 31;
-const PROBE_ORDER_SEED: u64 = 32;
+/// The order the main store is loaded in (`probe.rs` loads its store so).
+pub(super) const LOAD_ORDER_SEED: u64 = 31;
+/// The order of the get cells' keys (and the probe's).
+pub(super) const PROBE_ORDER_SEED: u64 = 32;
 const PICK_SEED: u64 = 33;
 /// Clean close + open + first get cycles timed; the cell is their median.
 const REOPENS: usize = 3;

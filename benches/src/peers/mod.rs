@@ -149,7 +149,7 @@ pub fn main_if_requested() -> Option<i32> {
         return None;
     }
     Some(match parse(&args) {
-        Ok(o) if !o.probe.is_empty() => probe::run(&o, &o.probe, o.probe_work),
+        Ok(o) if !o.probe.is_empty() => probe::run(&o),
         Ok(o) => match o.child {
             Some(e) => child::run(&o, e),
             None => parent(&o),

@@ -2,22 +2,21 @@
 //! store kept across runs, reported per entry. Made for profiling and for
 //! comparing two builds of one engine, where a whole peer run is too long
 //! and too noisy: each engine's store is loaded once (the peer run's data
-//! set, load order and extra directories) into `DIR/<engine>-probe` and
-//! reused by every later probe with the same `--keys`, so builds alternate
+//! set, load order and extra directories) into `DIR/<engine>-probe-<keys>`
+//! and reused by every later probe with the same `--keys`, so builds alternate
 //! on the same bytes on disk. `--probe-passes N` fixes the work instead of
 //! the time (for instruction counts under callgrind).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::child::{LOAD_ORDER_SEED, PROBE_ORDER_SEED};
 use super::data::{Extra, LIST_SIZES};
 use super::store::{Durability, Res, Store};
 use super::{EngineDef, PeerOpts};
 use crate::harness::secs;
 use crate::workload::Dataset;
 
-const LOAD_ORDER_SEED: u64 = 31;
-const GET_ORDER_SEED: u64 = 32;
 /// Puts per commit while building a probe store (untimed).
 const LOAD_BATCH: usize = 1000;
 /// Gets per pass of the `get` probe.
@@ -40,13 +39,14 @@ pub enum Work {
     Passes(u64),
 }
 
-/// Runs `cells` on every engine of `o`, one after the other; 0 on success.
-pub fn run(o: &PeerOpts, cells: &[String], work: Work) -> i32 {
+/// Runs the `--probe` cells on every engine of `o`, one after the
+/// other; 0 on success.
+pub fn run(o: &PeerOpts) -> i32 {
     let ds = Dataset::generate(o.keys);
-    let gets: Vec<u32> = ds.order(GET_ORDER_SEED).into_iter().take(GETS_PER_PASS).collect();
+    let gets: Vec<u32> = ds.order(PROBE_ORDER_SEED).into_iter().take(GETS_PER_PASS).collect();
     let data = Data { ds, extra: Extra::generate(), gets };
     for e in &o.engines {
-        if let Err(err) = probe_engine(o, e, &data, cells, work) {
+        if let Err(err) = probe_engine(o, e, &data) {
             eprintln!("probe {}: {err}", e.slug);
             return 1;
         }
@@ -54,17 +54,22 @@ pub fn run(o: &PeerOpts, cells: &[String], work: Work) -> i32 {
     0
 }
 
-fn probe_engine(o: &PeerOpts, e: &EngineDef, data: &Data, cells: &[String], work: Work) -> Res<()> {
+fn probe_engine(o: &PeerOpts, e: &EngineDef, data: &Data) -> Res<()> {
     let open = e.open.ok_or(format!("{} is not compiled in", e.slug))?;
     let dir = o.dir.join(format!("{}-probe-{}", e.slug, o.keys));
     let fresh = !dir.exists();
     std::fs::create_dir_all(&dir).map_err(|err| format!("create {}: {err}", dir.display()))?;
     let s = open(&dir, Durability::Ack)?;
     if fresh {
-        build(&*s, &data.ds, &data.extra, &dir)?;
+        if let Err(err) = build(&*s, &data.ds, &data.extra, &dir) {
+            // A store built in part must not pass for a whole one later.
+            drop(s);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err);
+        }
     }
-    for cell in cells {
-        let (entries, passes, elapsed) = measure(work, || pass(&*s, data, cell))?;
+    for cell in &o.probe {
+        let (entries, passes, elapsed) = measure(o.probe_work, || pass(&*s, data, cell))?;
         println!(
             "{} {cell}: {:.1} ns/entry ({entries} entries in {passes} passes, {:.2} s)",
             e.slug,

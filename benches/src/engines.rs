@@ -164,8 +164,8 @@ impl Kv for Core {
     fn shape(&self) -> String {
         match self.0.stats() {
             Ok(s) => format!(
-                "keys {} frames {} fill {:.2} live {} B dead {} B spills {} merges {} compactions {} restarts {} checkpoints {} evictions {}{}",
-                s.keys, s.frames, s.fill_factor, s.live_bytes, s.dead_bytes, s.spills, s.merges,
+                "keys {} frames {} ({} in key order) fill {:.2} live {} B dead {} B spills {} merges {} compactions {} restarts {} checkpoints {} evictions {}{}",
+                s.keys, s.frames, s.frames_in_key_order, s.fill_factor, s.live_bytes, s.dead_bytes, s.spills, s.merges,
                 s.compactions, s.optimistic_restarts, s.checkpoints, s.evictions, pool_line(&self.0)
             ),
             Err(e) => format!("stats failed: {e}"),

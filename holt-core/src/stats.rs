@@ -11,6 +11,10 @@ pub struct TreeStats {
     pub frames_cached: u64,
     /// Frames modified since the last checkpoint.
     pub frames_dirty: u64,
+    /// Resident frames laid out in key order (a tidy's preorder, kept
+    /// until the frame's layout next changes): scans read their subtrees
+    /// front to back.
+    pub frames_in_key_order: u64,
     /// Bytes of live nodes across all frames.
     pub live_bytes: u64,
     /// Bytes of dead (reclaimable) node space across all frames.

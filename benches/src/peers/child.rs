@@ -172,6 +172,7 @@ fn settle_step(g: &mut Gate, s: &dyn Store) -> Res<()> {
 
 fn listing_cells(g: &mut Gate, s: &dyn Store, ds: &Dataset, extra: &Extra) -> Res<()> {
     settle_step(g, s)?;
+    eprintln!("before the listings: {}", s.shape());
     for ((tag, _, _), dirs) in LIST_SIZES.iter().zip(&extra.lists) {
         g.step()?;
         emit(tag, &cells::lists(s, dirs));

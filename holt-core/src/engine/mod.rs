@@ -485,6 +485,7 @@ impl Engine {
             s.live_bytes += b.live_bytes() as u64;
             s.dead_bytes += b.dead_bytes() as u64;
             s.slots += b.live_slots() as u64;
+            s.frames_in_key_order += u64::from(b.in_preorder());
         }
     }
 

@@ -94,7 +94,9 @@ fn blob_frame_tables_match_code() {
     assert_eq!(tables.get("Leaf node"), Some(&owned(node::LEAF_FIELDS)));
     assert_eq!(tables.get("Inner node"), Some(&owned(node::INNER_FIELDS)));
     assert_eq!(tables.get("Link node"), Some(&owned(node::LINK_FIELDS)));
-    assert_eq!(tables.len(), 4, "unexpected tables: {:?}", tables.keys());
+    assert_eq!(tables.get("Child field"), Some(&owned(node::CHILD_FIELD_BITS)));
+    assert_eq!(tables.len(), 5, "unexpected tables: {:?}", tables.keys());
+    assert_tiles(node::CHILD_FIELD_BITS, 32);
     assert_tiles(layout::HEADER_FIELDS, layout::HEADER_BYTES);
     assert_tiles(node::LEAF_FIELDS, node::LEAF_HEADER_BYTES);
     assert_tiles(node::INNER_FIELDS, node::INNER_HEADER_BYTES);

@@ -24,7 +24,12 @@ use crate::ids::{FrameId, Lsn};
 pub(crate) const FRAME_BYTES: usize = 512 * 1024;
 /// "HOLF" little-endian.
 pub(crate) const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"HOLF");
-pub(crate) const FRAME_VERSION: u16 = 1;
+/// Version 2 frames may hold child fields carrying distances
+/// (`layout::node::field_hint`), which version 1 readers would take for
+/// slots; version 1 frames are read as they are (they hold none).
+pub(crate) const FRAME_VERSION: u16 = 2;
+/// The oldest frame version read.
+pub(crate) const FRAME_VERSION_MIN: u16 = 1;
 
 pub(crate) const HDR_MAGIC: usize = 0;
 pub(crate) const HDR_VERSION: usize = 4;
@@ -235,7 +240,7 @@ pub(crate) fn verify_header(image: &[u8], expect: FrameId) -> Result<(), String>
     if field(HDR_MAGIC, 4) as u32 != FRAME_MAGIC {
         return Err("bad frame magic".into());
     }
-    if field(HDR_VERSION, 2) as u16 != FRAME_VERSION {
+    if !(FRAME_VERSION_MIN..=FRAME_VERSION).contains(&(field(HDR_VERSION, 2) as u16)) {
         return Err(format!("unknown frame version {}", field(HDR_VERSION, 2)));
     }
     if field(HDR_FRAME_ID, 8) != expect.0 {
@@ -273,5 +278,21 @@ mod tests {
         assert_eq!(verify_image(&bad, FrameId(7)), Err("frame checksum mismatch".into()));
         bad[HDR_MAGIC] ^= 1;
         assert_eq!(verify_header(&bad, FrameId(7)), Err("bad frame magic".into()));
+    }
+
+    /// Version 1 frames (no child field carries a distance) are still
+    /// read; a version past this build's is refused by name.
+    #[test]
+    fn frames_of_every_version_read_are_accepted_and_a_newer_one_is_not() {
+        let b = FrameBuf::zeroed();
+        b.format(FrameId(3));
+        assert_eq!(b.u16(HDR_VERSION), FRAME_VERSION);
+        let mut img = b.to_image();
+        for v in FRAME_VERSION_MIN..=FRAME_VERSION {
+            img[HDR_VERSION..HDR_VERSION + 2].copy_from_slice(&v.to_le_bytes());
+            assert_eq!(verify_header(&img, FrameId(3)), Ok(()), "version {v}");
+        }
+        img[HDR_VERSION..HDR_VERSION + 2].copy_from_slice(&(FRAME_VERSION + 1).to_le_bytes());
+        assert_eq!(verify_header(&img, FrameId(3)), Err(format!("unknown frame version {}", FRAME_VERSION + 1)));
     }
 }

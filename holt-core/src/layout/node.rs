@@ -35,6 +35,52 @@ pub(crate) const INNER_PREFIX_LEN: usize = 4;
 pub(crate) const INNER_END: usize = 8;
 pub(crate) const INNER_HEADER_BYTES: usize = 12;
 
+/// A child field (an inner node's `end`, or one child's entry) names the
+/// child by slot. A tidy may add where the child lies: bit 31 set, the
+/// slot in bits 0-15 and the child's distance in bytes past this node's
+/// first byte in bits 16-30 (a child follows its parent in preorder).
+/// `NIL` (every bit set) is no child. The distance is exact while the
+/// frame keeps its preorder flag, which every move of a node clears, so
+/// readers trust it only then (`FrameBuf::in_preorder`).
+const FIELD_HINTED: u32 = 1 << 31;
+/// The largest distance a child field can carry.
+pub(crate) const HINT_MAX: usize = 0x7FFF;
+
+/// The slot a child field names (`NIL` for none).
+#[inline(always)]
+pub(crate) fn field_slot(raw: u32) -> u32 {
+    if raw & FIELD_HINTED == 0 || raw == NIL {
+        raw
+    } else {
+        raw & 0xFFFF
+    }
+}
+
+/// The distance a child field carries from its node to the child, 0 if
+/// none.
+#[inline(always)]
+pub(crate) fn field_hint(raw: u32) -> usize {
+    if raw & FIELD_HINTED == 0 || raw == NIL {
+        0
+    } else {
+        (raw >> 16 & HINT_MAX as u32) as usize
+    }
+}
+
+/// The field naming `slot` and carrying `dist`, where the encoding has
+/// room for both; else the plain slot.
+pub(crate) fn hinted_field(slot: u32, dist: Option<usize>) -> u32 {
+    match dist {
+        Some(d) if slot < 0xFFFF && (1..=HINT_MAX).contains(&d) => FIELD_HINTED | (d as u32) << 16 | slot,
+        _ => slot,
+    }
+}
+
+/// Bit table (field, first bit, bits) of a child field carrying a
+/// distance; doc/FORMAT.md mirrors it.
+#[cfg(test)]
+pub(crate) const CHILD_FIELD_BITS: &[(&str, usize, usize)] = &[("slot", 0, 16), ("distance", 16, 15), ("hinted", 31, 1)];
+
 pub(crate) const LINK_SLOT: usize = 4;
 pub(crate) const LINK_FRAME: usize = 8;
 pub(crate) const LINK_BYTES: usize = 16;
@@ -222,6 +268,11 @@ impl InnerAt {
     }
     #[inline]
     pub(crate) fn end(self, b: &FrameBuf) -> u32 {
+        field_slot(self.end_field(b))
+    }
+    /// The `end` field as stored (see `field_slot`, `field_hint`).
+    #[inline]
+    pub(crate) fn end_field(self, b: &FrameBuf) -> u32 {
         b.u32(self.0 + INNER_END)
     }
     #[inline]
@@ -230,7 +281,13 @@ impl InnerAt {
     }
 
     /// Slot of the child under `byte`, or `NIL`.
+    #[inline]
     pub(crate) fn find_child(self, b: &FrameBuf, byte: u8) -> u32 {
+        field_slot(self.find_child_field(b, byte))
+    }
+
+    /// The field of the child under `byte` as stored, or `NIL`.
+    pub(crate) fn find_child_field(self, b: &FrameBuf, byte: u8) -> u32 {
         let body = self.body(b);
         match self.kind(b) {
             k @ (KIND_N4 | KIND_N16) => {
@@ -256,6 +313,13 @@ impl InnerAt {
     /// eight bytes at a time.
     #[inline]
     pub(crate) fn children_rev_from(self, b: &FrameBuf, from: u16, mut f: impl FnMut(u8, u32)) {
+        self.child_fields_rev_from(b, from, |byte, field| f(byte, field_slot(field)));
+    }
+
+    /// `children_rev_from`, passing each child's field as stored (see
+    /// `field_slot`, `field_hint`).
+    #[inline]
+    pub(crate) fn child_fields_rev_from(self, b: &FrameBuf, from: u16, mut f: impl FnMut(u8, u32)) {
         let body = self.body(b);
         match self.kind(b) {
             k @ (KIND_N4 | KIND_N16) => {
@@ -289,9 +353,9 @@ impl InnerAt {
             }
             _ => {
                 for byte in (usize::from(from)..256).rev() {
-                    let slot = b.u32(body + 4 * byte);
-                    if slot != NIL {
-                        f(byte as u8, slot);
+                    let field = b.u32(body + 4 * byte);
+                    if field != NIL {
+                        f(byte as u8, field);
                     }
                 }
             }
@@ -349,14 +413,14 @@ impl InnerAt {
                 (0..n)
                     .map(|i| (b.u8(body + i), i))
                     .find(|&(key, _)| key as u16 >= from)
-                    .map(|(key, i)| (key, b.u32(body + cap + 4 * i)))
+                    .map(|(key, i)| (key, field_slot(b.u32(body + cap + 4 * i))))
             }
             KIND_N48 => (from..256).find_map(|byte| match b.u8(body + byte as usize) {
                 0 => None,
-                i => Some((byte as u8, b.u32(body + 256 + 4 * (i as usize - 1)))),
+                i => Some((byte as u8, field_slot(b.u32(body + 256 + 4 * (i as usize - 1))))),
             }),
             _ => (from..256).find_map(|byte| {
-                let c = b.u32(body + 4 * byte as usize);
+                let c = field_slot(b.u32(body + 4 * byte as usize));
                 (c != NIL).then_some((byte as u8, c))
             }),
         }
@@ -402,13 +466,14 @@ fn image_body(node: &[u8]) -> usize {
     INNER_HEADER_BYTES + usize::from(u16::from_le_bytes([node[INNER_PREFIX_LEN], node[INNER_PREFIX_LEN + 1]]))
 }
 
-/// The slot held in the field at `at` of a node image.
+/// The slot named by the field at `at` of a node image.
 pub(crate) fn slot_field(node: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(node[at..at + 4].try_into().expect("4 bytes"))
+    field_slot(u32::from_le_bytes(node[at..at + 4].try_into().expect("4 bytes")))
 }
 
-/// Rename every child slot (and the end slot) of the inner node whose
-/// image is `node` through `f`; slots of N48 positions no index byte
+/// Rewrite every child field (and the end field) naming a child of the
+/// inner node whose image is `node` as `f` of the slot it names (a new
+/// slot, or a field carrying a distance: `hinted_field`); slots of N48 positions no index byte
 /// names become `NIL`, as `Inner::encode` leaves them. Leaves and links
 /// are left as they are. The image's own lengths are trusted: the caller
 /// copied it from a frame it holds exclusively.
@@ -531,6 +596,29 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The encoding puts each part where `CHILD_FIELD_BITS` (and so
+    /// doc/FORMAT.md) says, and falls back to the plain slot where a part
+    /// does not fit.
+    #[test]
+    fn child_fields_carry_slot_and_distance_where_the_table_says() {
+        let bits = |raw: u32, name: &str| {
+            let &(_, first, n) = CHILD_FIELD_BITS.iter().find(|f| f.0 == name).expect("documented");
+            (raw >> first) & ((1u64 << n) - 1) as u32
+        };
+        for (slot, dist) in [(0u32, 1usize), (1, 64), (0xFFFE, HINT_MAX), (1234, 4321)] {
+            let raw = hinted_field(slot, Some(dist));
+            assert_eq!((bits(raw, "slot"), bits(raw, "distance") as usize, bits(raw, "hinted")), (slot, dist, 1));
+            assert_eq!((field_slot(raw), field_hint(raw)), (slot, dist));
+            assert_ne!(raw, NIL);
+        }
+        for (slot, dist) in [(5u32, None), (5, Some(0)), (5, Some(HINT_MAX + 1)), (0xFFFF, Some(8)), (70_000, Some(8))] {
+            let raw = hinted_field(slot, dist);
+            assert_eq!(raw, slot, "no room for the distance: the plain slot");
+            assert_eq!((field_slot(raw), field_hint(raw)), (slot, 0));
+        }
+        assert_eq!((field_slot(NIL), field_hint(NIL)), (NIL, 0));
+    }
 
     /// `n` children keyed from `first` on (so with `first` 1 and fewer
     /// than 256, byte 0, which pads unused key bytes, is never a key).

@@ -283,6 +283,7 @@ pub(crate) fn install_layout(b: &FrameBuf, data: &[u8], table: &[u8], free_head:
     b.set_u32(HDR_DATA_END, (HEADER_BYTES + data.len()) as u32);
     b.set_u32(HDR_DEAD_BYTES, 0);
     b.set_u32(HDR_PLACED, 0);
+    b.set_u16(HDR_VERSION, FRAME_VERSION);
     b.set_preorder(true);
 }
 

@@ -5,7 +5,8 @@
 //! from the frame's entry slots exactly once; every link points at an entry
 //! of a live frame, and every entry but the root has exactly one link to
 //! it; every leaf's key extends the path that leads to it; keys come out
-//! strictly increasing; inner nodes are well formed.
+//! strictly increasing; inner nodes are well formed; in a frame laid out
+//! by a tidy, every distance a child field carries leads to that child.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +14,7 @@ use super::spill::{child_slots, entry_slots, postorder};
 use super::{ROOT_FRAME, ROOT_SLOT};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::layout::node::{link_target, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
+use crate::layout::node::{field_hint, field_slot, for_each_child_field, link_target, node_bytes, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
 use crate::layout::space::{check_space, live_nodes};
 use crate::layout::{FrameBuf, Slot, NIL};
 use crate::store::pins::Held;
@@ -161,5 +162,27 @@ fn check_node(id: FrameId, b: &FrameBuf, s: Slot) -> Result<()> {
             return Err(fail(id, format!("slot {} end is neither a leaf nor a link", s.0)));
         }
     }
+    if b.in_preorder() {
+        check_hints(id, b, s, off)?;
+    }
     Ok(())
+}
+
+/// Every distance the child fields of the inner node at `off` carry leads
+/// to the child the field names: readers of a tidy's layout take it for
+/// the slot-table entry.
+fn check_hints(id: FrameId, b: &FrameBuf, s: Slot, off: usize) -> Result<()> {
+    let image = b.read_vec(off, node_bytes(b, off));
+    let mut bad = None;
+    for_each_child_field(&image, |at| {
+        let field = u32::from_le_bytes(image[at..at + 4].try_into().expect("4 bytes"));
+        let dist = field_hint(field);
+        if dist != 0 && b.node_offset(Slot(field_slot(field))) != Some(off + dist) {
+            bad.get_or_insert(field_slot(field));
+        }
+    });
+    match bad {
+        Some(child) => Err(fail(id, format!("slot {}: the distance to child slot {child} leads elsewhere", s.0))),
+        None => Ok(()),
+    }
 }

@@ -20,7 +20,7 @@ use super::scan_run::{can_run, run, Open, RunEnd, Stacks};
 use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
 use crate::ids::FrameId;
-use crate::layout::node::{link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::node::{field_hint, field_slot, link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{FrameBuf, Slot, NIL};
 use crate::store::pool::Pool;
 
@@ -58,6 +58,17 @@ pub(super) const DANGLING: usize = usize::MAX;
 #[inline]
 fn node_at(b: &FrameBuf, slot: Slot) -> usize {
     b.node_offset(slot).unwrap_or(DANGLING)
+}
+
+/// The offset of the child that `field` of the node at `parent` names:
+/// from the distance the field carries when `hinted` (the frame is a
+/// tidy's layout, where it is exact), else from the slot table.
+#[inline]
+fn child_at(b: &FrameBuf, parent: usize, field: u32, hinted: bool) -> usize {
+    match field_hint(field) {
+        d if hinted && d != 0 => parent + d,
+        _ => node_at(b, Slot(field_slot(field))),
+    }
 }
 
 /// How many tasks ahead of the visit a node's first cache lines are
@@ -405,8 +416,9 @@ fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Ta
     }
     let tight = bounded.then(|| q.lower[d]);
     let base = stack.len();
+    let hinted = b.in_preorder();
     // Children are pushed last key first, so that they pop in key order.
-    let mut push = |byte: u8, child: u32, group_byte: Option<u8>| {
+    let mut push = |byte: u8, field: u32, group_byte: Option<u8>| {
         let on_lower = tight == Some(byte);
         let mut group_len = 0;
         if group_byte == Some(byte) {
@@ -418,20 +430,20 @@ fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Ta
             group_len = (d + 1) as u32;
         }
         let bounded = on_lower && group_len == 0;
-        stack.push(Task { f: task.f, off: node_at(b, Slot(child)), group_len, depth: d + 1, bounded, may_run: true });
+        stack.push(Task { f: task.f, off: child_at(b, off, field, hinted), group_len, depth: d + 1, bounded, may_run: true });
     };
     match q.prefix.get(d) {
         Some(&only) => {
-            let child = n.find_child(b, only);
-            if child != NIL && tight.is_none_or(|t| only >= t) {
-                push(only, child, None);
+            let field = n.find_child_field(b, only);
+            if field != NIL && tight.is_none_or(|t| only >= t) {
+                push(only, field, None);
             }
         }
-        None => n.children_rev_from(b, tight.map_or(0, u16::from), |byte, child| push(byte, child, q.delimiter)),
+        None => n.child_fields_rev_from(b, tight.map_or(0, u16::from), |byte, field| push(byte, field, q.delimiter)),
     }
-    let end = n.end(b);
+    let end = n.end_field(b);
     if !bounded && end != NIL && d >= q.prefix.len() {
-        stack.push(Task { f: task.f, off: node_at(b, Slot(end)), group_len: 0, depth: d, bounded: false, may_run: true });
+        stack.push(Task { f: task.f, off: child_at(b, off, end, hinted), group_len: 0, depth: d, bounded: false, may_run: true });
     }
     let first = stack.len().saturating_sub(PREFETCH_DISTANCE).max(base);
     stack[first..].iter().for_each(|t| prefetch_node(b, t.off));

@@ -19,11 +19,11 @@
 //! readers see either layout, and the content (every key, value and
 //! version) is the same in both: nothing is logged.
 
-use crate::layout::node::{for_each_child_field, image_node_bytes, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
+use crate::layout::node::{for_each_child_field, hinted_field, image_node_bytes, remap_image_slots, slot_field, FLAG_ENTRY, OFF_FLAGS};
 use crate::layout::space::{install_layout, with_scratch};
 use crate::layout::{
     image_u32, set_image_u32, FrameBuf, FLAG_PREORDER, FRAME_BYTES, HDR_DATA_END, HDR_DEAD_BYTES, HDR_FLAGS, HDR_FREE_SLOT, HDR_LIVE_BYTES, HDR_LIVE_SLOTS, HDR_PLACED,
-    HDR_SLOT_COUNT, HEADER_BYTES, NIL, SLOT_BYTES, SLOT_FREE_BIT,
+    HDR_SLOT_COUNT, HDR_VERSION, HEADER_BYTES, FRAME_VERSION, NIL, SLOT_BYTES, SLOT_FREE_BIT,
 };
 
 /// A frame is worth a tidy once this share (1/N) of its live nodes were
@@ -107,6 +107,7 @@ pub(crate) fn tidy_image(img: &mut [u8]) -> bool {
     set_image_u32(img, HDR_DATA_END, new_end as u32);
     set_image_u32(img, HDR_DEAD_BYTES, 0);
     set_image_u32(img, HDR_PLACED, 0);
+    img[HDR_VERSION..HDR_VERSION + 2].copy_from_slice(&FRAME_VERSION.to_le_bytes());
     let flags = u16::from_le_bytes([img[HDR_FLAGS], img[HDR_FLAGS + 1]]) | FLAG_PREORDER;
     img[HDR_FLAGS..HDR_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
     true
@@ -222,12 +223,14 @@ struct Layout {
 
 impl Layout {
     /// The new data area, slot table (slot 0's entry last) and free-list
-    /// head: nodes packed in `order`, child fields renamed, the unused
+    /// head: nodes packed in `order`, child fields renamed and carrying
+    /// each child's distance where it fits (`hinted_field`), the unused
     /// numbers below the highest one freed, lowest first.
     fn build(&self, frame: &Forest<'_>) -> Tidied {
         let mut data = Vec::with_capacity(frame.data.len());
         let count = self.order.iter().map(|&s| self.renumber[s as usize] + 1).max().unwrap_or(0) as usize;
         let mut offset = vec![NIL; count];
+        let mut starts = Vec::with_capacity(self.order.len());
         for &s in &self.order {
             let node = frame.node(s as usize);
             let len = image_node_bytes(node);
@@ -235,6 +238,12 @@ impl Layout {
             data.extend_from_slice(&node[..len]);
             remap_image_slots(&mut data[start..], |c| self.renumber[c as usize]);
             offset[self.renumber[s as usize] as usize] = (HEADER_BYTES + start) as u32;
+            starts.push(start);
+        }
+        // Every node is placed: now each child's distance is known.
+        for &start in &starts {
+            let at = (HEADER_BYTES + start) as u32;
+            remap_image_slots(&mut data[start..], |c| hinted_field(c, offset[c as usize].checked_sub(at).map(|d| d as usize)));
         }
         let mut table = vec![0u8; count * SLOT_BYTES];
         let mut free_head = NIL;
@@ -255,8 +264,8 @@ impl Layout {
 mod tests {
     use super::*;
     use crate::ids::FrameId;
-    use crate::layout::node::{encode_leaf, Inner, LeafAt, KIND_LEAF};
-    use crate::layout::space::new_node;
+    use crate::layout::node::{encode_leaf, field_hint, field_slot, node_bytes, Inner, LeafAt, KIND_LEAF};
+    use crate::layout::space::{live_nodes, new_node};
     use crate::layout::Slot;
     use crate::tree::spill::{child_slots, entry_slots};
     use crate::{Tree, TreeBuilder};
@@ -299,6 +308,7 @@ mod tests {
         let before = contents(&tree);
         let pool = tree.engine().pool();
         let ids = pool.live_ids();
+        let mut hinted = 0;
         assert!(ids.len() > 3, "the keys spilled into several frames");
         for &id in &ids {
             let b = pool.cell(id).unwrap().buf().unwrap();
@@ -309,6 +319,7 @@ mod tests {
             assert_eq!(entry_slots(b), entries, "frame {id:?}: entries keep their slots");
             assert_eq!((b.live_slots(), b.live_bytes(), b.dead_bytes(), b.placed()), (live_slots, live_bytes, 0, 0));
             assert!(!wants_tidy(b));
+            hinted += hinted_fields(b);
             // After a tidy a subtree's leaves lie in key order in the data
             // area, and are numbered in that order.
             for &e in &entries {
@@ -323,7 +334,9 @@ mod tests {
                 assert!(renamed.windows(2).all(|w| w[0] < w[1]), "frame {id:?}: leaves numbered in key order");
             }
         }
+        // The check follows each distance to its child (`check::check_hints`).
         tree.engine().check_invariants().unwrap();
+        assert!(hinted > 1000, "child fields carry distances after a tidy: {hinted}");
         assert_eq!(contents(&tree), before);
         for (i, (k, v)) in before.iter().enumerate().step_by(97) {
             assert_eq!(tree.get(k).unwrap().as_ref(), Some(v), "key {i}");
@@ -369,6 +382,55 @@ mod tests {
         b.image_into(&mut img);
         let before = img.clone();
         assert!(!tidy_image(&mut img) && img == before, "a leaf named by many parents is no forest");
+    }
+
+    /// Child fields of the frame's inner nodes that carry a distance.
+    fn hinted_fields(b: &FrameBuf) -> usize {
+        let mut n = 0;
+        for (off, _) in live_nodes(b) {
+            let image = b.read_vec(off, node_bytes(b, off));
+            for_each_child_field(&image, |at| n += usize::from(field_hint(u32::from_le_bytes(image[at..at + 4].try_into().unwrap())) != 0));
+        }
+        n
+    }
+
+    /// Point a child field's distance at another node: the invariant check
+    /// refuses it, and lookups stop trusting distances once the frame's
+    /// layout changes (here a compaction), finding every key again.
+    #[test]
+    fn a_distance_that_leads_elsewhere_fails_the_check_and_dies_with_the_layout() {
+        let tree = random_tree(20_000);
+        let before = contents(&tree);
+        let pool = tree.engine().pool();
+        let id = pool.live_ids()[0];
+        let b = pool.cell(id).unwrap().buf().unwrap();
+        plan(b).unwrap().install(b);
+        tree.engine().check_invariants().unwrap();
+        let (off, at) = live_nodes(b)
+            .into_iter()
+            .find_map(|(off, _)| {
+                let image = b.read_vec(off, node_bytes(b, off));
+                let mut found = None;
+                for_each_child_field(&image, |at| {
+                    let f = u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
+                    if field_hint(f) > 8 {
+                        found.get_or_insert(at);
+                    }
+                });
+                found.map(|at| (off, at))
+            })
+            .expect("a tidy frame holds a field with a distance");
+        let field = b.u32(off + at);
+        b.set_u32(off + at, hinted_field(field_slot(field), Some(field_hint(field) - 1)));
+        let err = tree.engine().check_invariants().unwrap_err().to_string();
+        assert!(err.contains("leads elsewhere"), "{err}");
+        crate::layout::space::compact(b);
+        assert!(!b.in_preorder());
+        tree.engine().check_invariants().unwrap();
+        assert_eq!(contents(&tree), before);
+        for (k, v) in before.iter().step_by(13) {
+            assert_eq!(tree.get(k).unwrap().as_ref(), Some(v));
+        }
     }
 
     #[test]

@@ -238,20 +238,28 @@ mod tests {
         }
         tree.put(b"b", b"1").unwrap();
         let pool = &tree.engine().pool;
-        let (mine, theirs) = (landing(pool, b"b"), landing(pool, b"a/00000"));
-        assert_ne!(mine, theirs, "the guard's prefix lies in another frame");
+        let mine = landing(pool, b"b");
+        // A thousand keys that all land in one frame other than "b"'s.
+        let (prefix, theirs) = (0..20u32)
+            .map(|t| format!("a/{t:02}").into_bytes())
+            .find_map(|p| {
+                let mut frames: Vec<FrameId> = (0..1000u32).map(|i| landing(pool, format!("{}{i:03}", String::from_utf8_lossy(&p)).as_bytes())).collect();
+                frames.dedup();
+                (frames.len() == 1 && frames[0] != mine).then(|| (p, frames[0]))
+            })
+            .expect("the keys spilled out of the frame holding \"b\"");
         let (mine_cell, theirs_cell) = (pool.cell(mine).unwrap(), pool.cell(theirs).unwrap());
         let mut owned = Owned::new(pool);
         mine_cell.latch.lock();
         owned.push(mine, mine_cell);
         theirs_cell.latch.lock();
-        let guard = [Guard::PrefixEmpty(b"a/".to_vec())];
+        let guard = [Guard::PrefixEmpty(prefix.clone())];
         let r = guards_hold(pool, &mut owned, &guard, &Hints::new());
         assert!(owned.was_contended(), "the scan backed off: {r:?}");
         assert!(matches!(r, Err(Error::Starved { .. })), "{r:?}");
         owned.release_clean();
         theirs_cell.latch.unlock();
-        assert!(!tree.atomic(|x| { x.assert_prefix_empty(b"a/").put(b"b", b"2"); }).unwrap());
+        assert!(!tree.atomic(|x| { x.assert_prefix_empty(&prefix).put(b"b", b"2"); }).unwrap());
         assert!(tree.atomic(|x| { x.assert_prefix_empty(b"c/").put(b"b", b"2"); }).unwrap());
     }
 }

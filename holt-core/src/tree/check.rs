@@ -31,6 +31,8 @@ pub(crate) struct Census {
     pub frames: u64,
     /// Most links crossed from the root to a leaf: frames on a path, less one.
     pub link_hops_max: usize,
+    /// Links crossed from the root to each leaf, summed over the leaves.
+    pub link_hops_sum: u64,
 }
 
 pub(crate) fn check_tree(pool: &Pool) -> Result<Census> {
@@ -76,6 +78,7 @@ pub(crate) fn check_tree(pool: &Pool) -> Result<Census> {
                 }
                 last_key = Some(key);
                 census.keys += 1;
+                census.link_hops_sum += hops as u64;
             }
             _ => push_children(b, off, &path, hops, id, &mut stack),
         }

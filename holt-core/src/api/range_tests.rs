@@ -311,7 +311,8 @@ fn check_sampled(tree: &Tree, model: &Model, prefixes: &[&[u8]], every: usize) {
 /// Scans over tidy frames read whole subtrees in layout order (runs); they
 /// return what the walk would, for every prefix, delimiter and
 /// `start_after`: flat directories, directories of directories, a key
-/// that holds the delimiter past a shorter one, subtrees spilled to other
+/// that holds the delimiter past a shorter one, lone leaves whose group
+/// starts right below the byte they hang under, subtrees spilled to other
 /// frames. A spill right after the tidy writes a frame in an order of its
 /// own (no run may read it in layout order); then removals, updates and a
 /// compaction change the layout of others, and the answers still match.
@@ -322,6 +323,9 @@ fn scans_over_tidy_frames_match_the_oracle() {
     let mut keys: Vec<Vec<u8>> = (0..12).flat_map(|d| (0..400).map(move |f| format!("d{d:02}/file_{f:04}.rs").into_bytes())).collect();
     keys.extend((0..2).flat_map(|t| (0..6).flat_map(move |s| (0..80).map(move |f| format!("r{t}/sub{s}/f{f:03}").into_bytes()))));
     keys.extend([b"d05/file_0001.rs/inner".to_vec(), b"d05/file_0001.rs/inner/deeper".to_vec(), b"r1/sub3".to_vec()]);
+    // Lone leaves whose delimiter comes right after the byte they hang
+    // under: only the leaf's own bytes show the group.
+    keys.extend([&b"d05/solo1/x"[..], b"d05/solo2/y", b"d05/solo23/z", b"d05/solo3x/w"].map(<[u8]>::to_vec));
     let mut rng = crate::store::splitmix::SplitMix64::new(5);
     for i in (1..keys.len()).rev() {
         keys.swap(i, rng.below(i as u64 + 1) as usize);

@@ -280,6 +280,18 @@ impl InnerAt {
         self.prefix_off() + self.prefix_len(b)
     }
 
+    /// Whether `byte` occurs in the node's compressed prefix or keys one of
+    /// its children. A Node4/16's keys follow its prefix, so one search
+    /// covers both.
+    #[inline]
+    pub(crate) fn prefix_or_child_has(self, b: &FrameBuf, byte: u8) -> bool {
+        let (kind, plen) = (self.kind(b), self.prefix_len(b));
+        match kind {
+            KIND_N4 | KIND_N16 => b.find_byte(self.prefix_off(), plen + self.count(b).min(inner_capacity(kind)), byte).is_some(),
+            _ => b.find_byte(self.prefix_off(), plen, byte).is_some() || self.find_child_field(b, byte) != NIL,
+        }
+    }
+
     /// Slot of the child under `byte`, or `NIL`.
     #[inline]
     pub(crate) fn find_child(self, b: &FrameBuf, byte: u8) -> u32 {
@@ -596,6 +608,25 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A byte is found in the compressed prefix or among the child keys
+    /// of every kind, never in a Node4/16's unused key bytes.
+    #[test]
+    fn prefix_or_child_has_looks_at_the_prefix_and_the_keys_only() {
+        for n in [2usize, 10, 30, 90] {
+            let b = FrameBuf::zeroed();
+            let mut inner = Inner { flags: 0, prefix: b"p/q".to_vec(), end: NIL, children: vec![] };
+            for i in 0..n {
+                inner.set_child(64 + 2 * i as u8, i as u32);
+            }
+            b.write(64, &inner.encode());
+            let at = InnerAt(64);
+            assert_eq!(at.kind(&b), inner_kind_for(n));
+            for (byte, want) in [(b'/', true), (b'q', true), (64, true), (66, true), (65, false), (0, false), (b'#', false)] {
+                assert_eq!(at.prefix_or_child_has(&b, byte), want, "{n} children, byte {byte}");
+            }
+        }
+    }
 
     /// The encoding puts each part where `CHILD_FIELD_BITS` (and so
     /// doc/FORMAT.md) says, and falls back to the plain slot where a part

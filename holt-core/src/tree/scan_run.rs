@@ -58,8 +58,7 @@ pub(super) fn can_run(view: &FrameView<'_>, task: &Task, q: &Scan<'_>) -> bool {
 /// Whether a group starts at the inner node at `off`: the delimiter in
 /// its compressed prefix, or a child under the delimiter byte.
 fn starts_group(b: &FrameBuf, off: usize, q: &Scan<'_>) -> bool {
-    let n = InnerAt(off);
-    q.delimiter.is_some_and(|d| b.find_byte(n.prefix_off(), n.prefix_len(b), d).is_some() || n.find_child(b, d) != NIL)
+    q.delimiter.is_some_and(|d| InnerAt(off).prefix_or_child_has(b, d))
 }
 
 /// What a run ended with.
@@ -119,7 +118,7 @@ pub(super) fn run(
         let head = b.u64(p);
         match head as u8 {
             KIND_LEAF => {
-                leaf_entry(b, p, head, task.depth, q, out);
+                leaf_entry(b, p, head, depth, q, out);
                 if full(out) {
                     return Ok(Step::Done(RunEnd::Full));
                 }
@@ -142,9 +141,10 @@ pub(super) fn run(
 
 /// Append the leaf at `off` (whose first eight bytes are `head`) of a
 /// run: its key and value, or its group if its key holds the delimiter
-/// past its first `depth` bytes (`tree::scan::leaf_hit` for a node whose
-/// keys all belong in the answer: nothing before `depth` needs a look,
-/// see `can_run`).
+/// past its first `depth` bytes, the depth it hangs at (`tree::scan::leaf_hit`
+/// for a node whose keys all belong in the answer: nothing before `depth`
+/// needs a look, since `can_run` and the run checked every prefix and key
+/// byte above it with `starts_group`).
 #[inline]
 fn leaf_entry(b: &FrameBuf, off: usize, head: u64, depth: usize, q: &Scan<'_>, out: &mut Hits) {
     let (key_off, (klen, value_len)) = (LeafAt(off).key_off(), LeafAt::lens(head));

@@ -227,23 +227,24 @@ impl Layout {
     /// each child's distance where it fits (`hinted_field`), the unused
     /// numbers below the highest one freed, lowest first.
     fn build(&self, frame: &Forest<'_>) -> Tidied {
-        let mut data = Vec::with_capacity(frame.data.len());
         let count = self.order.iter().map(|&s| self.renumber[s as usize] + 1).max().unwrap_or(0) as usize;
+        // Where each node lands (nodes are packed in `order`), by new slot,
+        // so each child field is written once, with its distance.
         let mut offset = vec![NIL; count];
-        let mut starts = Vec::with_capacity(self.order.len());
+        let mut end = HEADER_BYTES;
+        for &s in &self.order {
+            offset[self.renumber[s as usize] as usize] = end as u32;
+            end += image_node_bytes(frame.node(s as usize));
+        }
+        let mut data = Vec::with_capacity(end - HEADER_BYTES);
         for &s in &self.order {
             let node = frame.node(s as usize);
-            let len = image_node_bytes(node);
-            let start = data.len();
-            data.extend_from_slice(&node[..len]);
-            remap_image_slots(&mut data[start..], |c| self.renumber[c as usize]);
-            offset[self.renumber[s as usize] as usize] = (HEADER_BYTES + start) as u32;
-            starts.push(start);
-        }
-        // Every node is placed: now each child's distance is known.
-        for &start in &starts {
-            let at = (HEADER_BYTES + start) as u32;
-            remap_image_slots(&mut data[start..], |c| hinted_field(c, offset[c as usize].checked_sub(at).map(|d| d as usize)));
+            let (start, at) = (data.len(), offset[self.renumber[s as usize] as usize]);
+            data.extend_from_slice(&node[..image_node_bytes(node)]);
+            remap_image_slots(&mut data[start..], |c| {
+                let n = self.renumber[c as usize];
+                hinted_field(n, offset[n as usize].checked_sub(at).map(|d| d as usize))
+            });
         }
         let mut table = vec![0u8; count * SLOT_BYTES];
         let mut free_head = NIL;

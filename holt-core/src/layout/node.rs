@@ -67,6 +67,18 @@ pub(crate) fn field_hint(raw: u32) -> usize {
     }
 }
 
+/// Where the child that `field` of the node at `parent` names lies, when
+/// the field carries a distance and `hinted` says the frame keeps the
+/// layout that wrote it (`FrameBuf::in_preorder`); else the slot table
+/// must say.
+#[inline(always)]
+pub(crate) fn hinted_child(parent: usize, field: u32, hinted: bool) -> Option<usize> {
+    match field_hint(field) {
+        d if hinted && d != 0 => Some(parent + d),
+        _ => None,
+    }
+}
+
 /// The field naming `slot` and carrying `dist`, where the encoding has
 /// room for both; else the plain slot.
 pub(crate) fn hinted_field(slot: u32, dist: Option<usize>) -> u32 {
@@ -478,9 +490,14 @@ fn image_body(node: &[u8]) -> usize {
     INNER_HEADER_BYTES + usize::from(u16::from_le_bytes([node[INNER_PREFIX_LEN], node[INNER_PREFIX_LEN + 1]]))
 }
 
+/// The field at `at` of a node image, as stored.
+pub(crate) fn field_at(node: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(node[at..at + 4].try_into().expect("4 bytes"))
+}
+
 /// The slot named by the field at `at` of a node image.
 pub(crate) fn slot_field(node: &[u8], at: usize) -> u32 {
-    field_slot(u32::from_le_bytes(node[at..at + 4].try_into().expect("4 bytes")))
+    field_slot(field_at(node, at))
 }
 
 /// Rewrite every child field (and the end field) naming a child of the

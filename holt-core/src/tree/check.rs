@@ -14,7 +14,7 @@ use super::spill::{child_slots, entry_slots, postorder};
 use super::{ROOT_FRAME, ROOT_SLOT};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::layout::node::{field_hint, field_slot, for_each_child_field, link_target, node_bytes, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
+use crate::layout::node::{field_at, field_hint, field_slot, for_each_child_field, link_target, node_bytes, InnerAt, LeafAt, FLAG_ENTRY, KIND_LEAF, KIND_LINK, OFF_FLAGS};
 use crate::layout::space::{check_space, live_nodes};
 use crate::layout::{FrameBuf, Slot, NIL};
 use crate::store::pins::Held;
@@ -178,7 +178,7 @@ fn check_hints(id: FrameId, b: &FrameBuf, s: Slot, off: usize) -> Result<()> {
     let image = b.read_vec(off, node_bytes(b, off));
     let mut bad = None;
     for_each_child_field(&image, |at| {
-        let field = u32::from_le_bytes(image[at..at + 4].try_into().expect("4 bytes"));
+        let field = field_at(&image, at);
         let dist = field_hint(field);
         if dist != 0 && b.node_offset(Slot(field_slot(field))) != Some(off + dist) {
             bad.get_or_insert(field_slot(field));

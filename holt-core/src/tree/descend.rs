@@ -6,7 +6,7 @@ use std::cell::Cell;
 use super::{Owned, Step, RESTARTS_MAX, ROOT_FRAME, ROOT_SLOT};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::layout::node::{field_hint, field_slot, link_target, node_bytes, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::node::{field_slot, hinted_child, link_target, node_bytes, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{slot_entry_offset, FrameBuf, Slot, FRAME_BYTES, NIL, SLOT_BYTES};
 use crate::store::pages::PageState;
 use crate::store::pool::{FrameCell, Pool};
@@ -303,7 +303,7 @@ pub(crate) fn walk_frame_at<P: Pages>(b: &FrameBuf, pages: &P, mut slot: Slot, m
                     return (Walk::Miss, slot);
                 }
                 slot = Slot(next);
-                hint = if hinted && field_hint(field) != 0 { off + field_hint(field) } else { 0 };
+                hint = hinted_child(off, field, hinted).unwrap_or(0);
             }
             _ => return (Walk::Torn, slot),
         }

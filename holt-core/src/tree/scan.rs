@@ -20,7 +20,7 @@ use super::scan_run::{can_run, run, Open, RunEnd, Stacks};
 use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
 use crate::ids::FrameId;
-use crate::layout::node::{field_hint, field_slot, link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::node::{field_slot, hinted_child, link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{FrameBuf, Slot, NIL};
 use crate::store::pool::Pool;
 
@@ -64,11 +64,8 @@ fn node_at(b: &FrameBuf, slot: Slot) -> usize {
 /// from the distance the field carries when `hinted` (the frame is a
 /// tidy's layout, where it is exact), else from the slot table.
 #[inline]
-fn child_at(b: &FrameBuf, parent: usize, field: u32, hinted: bool) -> usize {
-    match field_hint(field) {
-        d if hinted && d != 0 => parent + d,
-        _ => node_at(b, Slot(field_slot(field))),
-    }
+pub(super) fn child_at(b: &FrameBuf, parent: usize, field: u32, hinted: bool) -> usize {
+    hinted_child(parent, field, hinted).unwrap_or_else(|| node_at(b, Slot(field_slot(field))))
 }
 
 /// How many tasks ahead of the visit a node's first cache lines are

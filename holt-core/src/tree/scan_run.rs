@@ -21,11 +21,11 @@
 
 use super::descend::FrameView;
 use super::hits::Hits;
-use super::scan::{tick, unreadable, Scan, Task, DANGLING};
+use super::scan::{child_at, tick, unreadable, Scan, Task};
 use super::Step;
 use crate::error::Result;
 use crate::layout::node::{node_bytes_from_head, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
-use crate::layout::{FrameBuf, Slot, NIL};
+use crate::layout::{FrameBuf, NIL};
 
 /// How far ahead of the node it reads a run prefetches: a few nodes.
 const RUN_PREFETCH_BYTES: usize = 768;
@@ -160,12 +160,13 @@ fn leaf_entry(b: &FrameBuf, off: usize, head: u64, depth: usize, q: &Scan<'_>, o
 /// key order.
 fn hand_back(b: &FrameBuf, task: Task, open: &[Open], stack: &mut Vec<Task>, at: usize, depth: usize) -> Result<Step<RunEnd>> {
     // Only children are ever left: a node's end leaf comes before them.
+    let hinted = b.in_preorder();
     for o in open {
         let mut left = o.left;
-        InnerAt(o.off).children_rev_from(b, 0, |_, child| {
+        InnerAt(o.off).child_fields_rev_from(b, 0, |_, field| {
             if left > 0 {
                 left -= 1;
-                let off = b.node_offset(Slot(child)).unwrap_or(DANGLING);
+                let off = child_at(b, o.off, field, hinted);
                 stack.push(Task { off, depth: o.child_depth, bounded: false, may_run: true, ..task });
             }
         });

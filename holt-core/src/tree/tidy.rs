@@ -265,7 +265,7 @@ impl Layout {
 mod tests {
     use super::*;
     use crate::ids::FrameId;
-    use crate::layout::node::{encode_leaf, field_hint, field_slot, node_bytes, Inner, LeafAt, KIND_LEAF};
+    use crate::layout::node::{encode_leaf, field_at, field_hint, field_slot, node_bytes, Inner, LeafAt, KIND_LEAF};
     use crate::layout::space::{live_nodes, new_node};
     use crate::layout::Slot;
     use crate::tree::spill::{child_slots, entry_slots};
@@ -390,7 +390,7 @@ mod tests {
         let mut n = 0;
         for (off, _) in live_nodes(b) {
             let image = b.read_vec(off, node_bytes(b, off));
-            for_each_child_field(&image, |at| n += usize::from(field_hint(u32::from_le_bytes(image[at..at + 4].try_into().unwrap())) != 0));
+            for_each_child_field(&image, |at| n += usize::from(field_hint(field_at(&image, at)) != 0));
         }
         n
     }
@@ -413,8 +413,7 @@ mod tests {
                 let image = b.read_vec(off, node_bytes(b, off));
                 let mut found = None;
                 for_each_child_field(&image, |at| {
-                    let f = u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
-                    if field_hint(f) > 8 {
+                    if field_hint(field_at(&image, at)) > 8 {
                         found.get_or_insert(at);
                     }
                 });

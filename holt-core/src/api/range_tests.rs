@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use super::{RangeBuilder, RangeEntry};
 use crate::api::cursor::{RangeCursor, CHUNK_BYTES_MAX, CHUNK_KEYS_MIN};
 use crate::api::{Tree, TreeBuilder};
+use crate::layout::HEADER_BYTES;
+use crate::tree::tidy::Shape;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -316,8 +318,21 @@ fn check_sampled(tree: &Tree, model: &Model, prefixes: &[&[u8]], every: usize) {
 /// frames. A spill right after the tidy writes a frame in an order of its
 /// own (no run may read it in layout order); then removals, updates and a
 /// compaction change the layout of others, and the answers still match.
+/// Both shapes of tidy: one run per tree, and upper nodes before runs of a
+/// few KiB (`tidy::Shape::Pages`, where a run must not start at an upper
+/// node: its subtree is not contiguous).
 #[test]
 fn scans_over_tidy_frames_match_the_oracle() {
+    scans_over_tidy_frames(Shape::Scans);
+}
+
+#[test]
+fn scans_over_frames_tidied_for_pages_match_the_oracle() {
+    scans_over_tidy_frames(Shape::Pages);
+}
+
+fn scans_over_tidy_frames(shape: Shape) {
+    let tidy = |tree: &Tree| crate::engine::maintenance::tidy_resident_as(tree.engine().pool(), shape);
     let tree = memory_tree();
     let mut model = Model::new();
     let mut keys: Vec<Vec<u8>> = (0..12).flat_map(|d| (0..400).map(move |f| format!("d{d:02}/file_{f:04}.rs").into_bytes())).collect();
@@ -331,8 +346,11 @@ fn scans_over_tidy_frames_match_the_oracle() {
         keys.swap(i, rng.below(i as u64 + 1) as usize);
     }
     put_all(&tree, &mut model, keys, 60);
-    crate::engine::maintenance::tidy_resident(tree.engine().pool());
+    tidy(&tree);
     assert!(tree.stats().unwrap().frames > 1, "the keys span frames");
+    let pool = tree.engine().pool();
+    let upper = pool.live_ids().into_iter().filter(|&id| pool.cell(id).unwrap().buf().unwrap().runs_from() > HEADER_BYTES).count();
+    assert_eq!(upper > 0, shape == Shape::Pages, "frames with upper nodes: {upper}");
     assert!(runs(&tree, b"", None) > 0 && runs(&tree, b"d07/", Some(b'/')) > 0, "tidy frames are read as runs");
     let prefixes: [&[u8]; 6] = [b"", b"d0", b"d05/", b"d05/file_0001.rs/", b"r1/", b"r1/sub3/"];
     check_sampled(&tree, &model, &prefixes, 97);
@@ -345,7 +363,7 @@ fn scans_over_tidy_frames_match_the_oracle() {
     }
     tree.compact().unwrap();
     check_sampled(&tree, &model, &prefixes, 97);
-    crate::engine::maintenance::tidy_resident(tree.engine().pool());
+    tidy(&tree);
     let spills = tree.stats().unwrap().spills;
     for i in 0.. {
         let k = format!("d03/more_{i:05}").into_bytes();
@@ -369,6 +387,6 @@ fn scans_over_tidy_frames_match_the_oracle() {
     put_all(&tree, &mut model, (0..300).map(|i| format!("d08/new_{i:03}/x").into_bytes()), 30);
     check_sampled(&tree, &model, &prefixes, 89);
     tree.compact().unwrap();
-    crate::engine::maintenance::tidy_resident(tree.engine().pool());
+    tidy(&tree);
     check_sampled(&tree, &model, &prefixes, 89);
 }

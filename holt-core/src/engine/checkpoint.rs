@@ -17,9 +17,13 @@
 //!    step 5) or by a writer about to change it (copy-on-write, under the
 //!    writer's latch). A writer waits for at most one claim per frame it
 //!    latches (one copy, where writers kept the copier from a clean read).
-//!    Each image is laid out in key order if its frame wants a tidy
-//!    (`tidy::tidy_image`: the frame in memory keeps its layout; the two
-//!    hold the same content under the same entry slots), sealed, and
+//!    Each image is laid out in key order if its frame wants a tidy, or,
+//!    while the tree is larger than the cache (its frames are read back
+//!    by pages, where the layout decides how many a lookup reads: then in
+//!    `tidy::Shape::Pages`), if its frame was never laid out
+//!    (`tidy::tidy_image`: the frame in
+//!    memory keeps its layout; the two hold the same content under the
+//!    same entry slots), sealed, and
 //!    written into a shadow slot, which no manifest names yet: as soon as
 //!    it is taken (`Start::Tidy`: a few
 //!    buffers in use at a time), or once the cache's room for them is full
@@ -53,7 +57,7 @@ use crate::ids::{FrameId, Lsn};
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
 use crate::store::pool::{Cut, Pool, SPARES_KEPT};
-use crate::tree::tidy::tidy_image;
+use crate::tree::tidy::{tidy_image, Shape};
 use crate::tree::ROOT_FRAME;
 
 /// How a checkpoint begins.
@@ -145,10 +149,11 @@ impl Engine {
         };
         after_cut();
         let mut written = 0usize;
+        let shape = Shape::for_pool(pool);
         let (held, copied) = pool.copy_pending(&cut, hold, &mut |id, img| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
             written += 1;
-            if tidy_image(img) {
+            if tidy_image(img, shape) {
                 pool.counters.tidies.add(1);
             }
             txn.seal_and_write(id, img)

@@ -21,7 +21,7 @@ use crate::layout::FrameBuf;
 use crate::store::pool::{FrameCell, Pool};
 use crate::tree::merge::{bypass_forwards, link_slots, merge_link};
 use crate::tree::spill::{entry_slots, spill_from, FRAME_DATA_BYTES};
-use crate::tree::tidy::{plan, wants_tidy};
+use crate::tree::tidy::{plan, wants_tidy, Shape};
 use crate::tree::Owned;
 
 /// Frames visited by one `compact()` call.
@@ -54,7 +54,7 @@ fn visit(pool: &Pool, id: FrameId) {
     owned.push(id, cell);
     let b = cell.buf().expect("a latched frame loaded under its latch is resident");
     let mut changed = false;
-    if let Some(tidied) = wants_tidy(b).then(|| plan(b)).flatten() {
+    if let Some(tidied) = wants_tidy(b).then(|| plan(b, Shape::for_pool(pool))).flatten() {
         tidied.install(b);
         pool.counters.tidies.add(1);
         changed = true;
@@ -142,20 +142,26 @@ pub(super) fn make_room(pool: &Pool, frame: (FrameId, &FrameCell, &FrameBuf), ve
 /// the checkpoint writes it anyway, and scans read it as runs after
 /// (`tree::scan_run`).
 pub(crate) fn tidy_resident(pool: &Pool) {
+    tidy_resident_as(pool, Shape::for_pool(pool));
+}
+
+/// `tidy_resident` in a given shape (tests lay out in-memory trees as
+/// trees larger than the cache would be).
+pub(crate) fn tidy_resident_as(pool: &Pool, shape: Shape) {
     for id in pool.live_ids() {
-        tidy_frame(pool, id);
+        tidy_frame(pool, id, shape);
     }
 }
 
 /// Plan the layout from an optimistic copy and take the frame only to
 /// install it, if no writer came meanwhile: a writer waits for the two
 /// writes of the install, not for the walk.
-fn tidy_frame(pool: &Pool, id: FrameId) {
+fn tidy_frame(pool: &Pool, id: FrameId, shape: Shape) {
     let Some(cell) = pool.cell(id).filter(|c| c.is_live()) else { return };
     let Some(version) = cell.latch.optimistic() else { return };
     // Read after the version: an eviction in between moves it.
     let Some(b) = cell.buf().filter(|&b| wants_tidy(b) || (cell.is_dirty() && !b.in_preorder())) else { return };
-    let Some(tidied) = plan(b) else { return };
+    let Some(tidied) = plan(b, shape) else { return };
     if !cell.latch.try_upgrade(version) {
         return;
     }

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::layout::FRAME_BYTES;
+use crate::layout::{FrameBuf, FRAME_BYTES, HDR_RUNS_FROM, HEADER_BYTES};
+use crate::tree::tidy::never_laid_out_for_pages;
 use crate::store::frame_file::{SlotFormat, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
 use crate::store::splitmix::SplitMix64;
 use crate::testing::SimDisk;
@@ -90,6 +91,27 @@ fn a_tree_larger_than_the_cache_is_read_by_pages_from_the_start() {
     random_gets(&tree, &mut SplitMix64::new(0x5747), 200, |_| 0);
     let c = tree.counters();
     assert!(c.frames_read == 0 && c.pages_read > 0, "{c:?}");
+}
+
+/// The checkpoints of a tree larger than the cache write its frames laid
+/// out for pages (`tidy::Shape::Pages`): read back, every frame larger
+/// than a run was laid out so at least once (later inserts that placed
+/// fewer than an eighth of its nodes leave the rest where it put them),
+/// and every key is there.
+#[test]
+fn a_tree_larger_than_the_cache_is_written_laid_out_for_pages() {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder().buffer_pool_size(4096)).unwrap();
+    for i in 0..KEYS {
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 0)), "key {i}");
+    }
+    let pool = tree.engine().pool();
+    let ids = pool.live_ids();
+    let frames: Vec<&FrameBuf> = ids.iter().map(|&id| pool.cell(id).unwrap().buf().unwrap()).collect();
+    let never = frames.iter().filter(|b| never_laid_out_for_pages(b.u32(HDR_RUNS_FROM) as usize, b.live_bytes())).count();
+    let tidy = frames.iter().filter(|b| b.in_preorder() && b.runs_from() > HEADER_BYTES).count();
+    assert!(never == 0 && tidy > 0, "{never} never laid out for pages, {tidy} so now, of {}", frames.len());
+    tree.check_invariants().unwrap();
 }
 
 /// `gets` gets of random keys, each holding the value of `round(key)`.

@@ -153,7 +153,7 @@ impl FrameBuf {
     /// those words around the range come along. Words past the frame's end
     /// read as zeros. One aligned load and store per eight bytes, for the
     /// short keys and values a scan copies.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn copy_words(&self, off: usize, dst: &mut [u8]) {
         let mut words = self.words().get(off >> 3..).unwrap_or(&[]);
         let mut dst = dst;
@@ -196,6 +196,7 @@ impl FrameBuf {
 
     /// Index (from `off`) of the first byte equal to `byte` among the `len`
     /// bytes at `off`, eight bytes at a time.
+    #[inline(always)]
     pub(crate) fn find_byte(&self, off: usize, len: usize, byte: u8) -> Option<usize> {
         const LO: u64 = 0x0101_0101_0101_0101;
         const HI: u64 = 0x8080_8080_8080_8080;

@@ -26,8 +26,10 @@ pub(crate) const FRAME_BYTES: usize = 512 * 1024;
 pub(crate) const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"HOLF");
 /// Version 2 frames may hold child fields carrying distances
 /// (`layout::node::field_hint`), which version 1 readers would take for
-/// slots; version 1 frames are read as they are (they hold none).
-pub(crate) const FRAME_VERSION: u16 = 2;
+/// slots; version 3 frames may lay a tidy's upper nodes out before the
+/// runs (`HDR_RUNS_FROM`), which version 2 readers would scan as one
+/// preorder. Older versions are read as they are.
+pub(crate) const FRAME_VERSION: u16 = 3;
 /// The oldest frame version read.
 pub(crate) const FRAME_VERSION_MIN: u16 = 1;
 
@@ -47,8 +49,10 @@ pub(crate) const HDR_FREE_SLOT: usize = 40;
 pub(crate) const HDR_LIVE_SLOTS: usize = 44;
 pub(crate) const HDR_LIVE_BYTES: usize = 48;
 pub(crate) const HDR_PLACED: usize = 52;
+/// In a tidy frame, where its runs start (`FrameBuf::runs_from`).
+pub(crate) const HDR_RUNS_FROM: usize = 56;
 #[cfg(test)]
-pub(crate) const HDR_RESERVED: usize = 56;
+pub(crate) const HDR_RESERVED: usize = 60;
 pub(crate) const HEADER_BYTES: usize = 64;
 
 /// The header byte table (field, offset, size); doc/FORMAT.md mirrors it.
@@ -67,6 +71,7 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("live_slots", HDR_LIVE_SLOTS, 4),
     ("live_bytes", HDR_LIVE_BYTES, 4),
     ("placed", HDR_PLACED, 4),
+    ("runs_from", HDR_RUNS_FROM, 4),
     ("reserved", HDR_RESERVED, HEADER_BYTES - HDR_RESERVED),
 ];
 
@@ -116,6 +121,16 @@ impl FrameBuf {
         if want != flags {
             self.set_u16(HDR_FLAGS, want);
         }
+    }
+
+    /// In a frame `in_preorder`, the offset from which every node's
+    /// subtree lies whole and in preorder right after it (a run may read it
+    /// front to back); the nodes before it are a tidy's upper nodes, in
+    /// preorder among themselves. `0` (frames tidied before the field
+    /// existed) reads as the data area's start: every subtree is whole.
+    #[inline]
+    pub(crate) fn runs_from(&self) -> usize {
+        (self.u32(HDR_RUNS_FROM) as usize).max(HEADER_BYTES)
     }
 
     pub(crate) fn data_end(&self) -> usize {

@@ -272,9 +272,9 @@ fn compact_into(b: &FrameBuf, scratch: &mut Vec<u8>, table_at: usize, table: &mu
 /// Replace the frame's data area and slot table by `data` (the nodes, from
 /// byte 64 on) and `table` (the slot table's bytes, slot 0's entry last),
 /// with `free_head` heading its free list: the same live nodes and bytes,
-/// no dead ones, laid out in key order (`tree::tidy` builds them). Two
-/// writes, like `compact`.
-pub(crate) fn install_layout(b: &FrameBuf, data: &[u8], table: &[u8], free_head: u32) {
+/// no dead ones, laid out in key order (`tree::tidy` builds them), its
+/// runs starting at `runs_from`. Two writes, like `compact`.
+pub(crate) fn install_layout(b: &FrameBuf, data: &[u8], table: &[u8], free_head: u32, runs_from: usize) {
     debug_assert_eq!(data.len(), b.live_bytes(), "a layout keeps every live byte");
     b.write(HEADER_BYTES, data);
     b.write(FRAME_BYTES - table.len(), table);
@@ -283,6 +283,7 @@ pub(crate) fn install_layout(b: &FrameBuf, data: &[u8], table: &[u8], free_head:
     b.set_u32(HDR_DATA_END, (HEADER_BYTES + data.len()) as u32);
     b.set_u32(HDR_DEAD_BYTES, 0);
     b.set_u32(HDR_PLACED, 0);
+    b.set_u32(HDR_RUNS_FROM, runs_from as u32);
     b.set_u16(HDR_VERSION, FRAME_VERSION);
     b.set_preorder(true);
 }

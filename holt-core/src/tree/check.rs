@@ -6,7 +6,8 @@
 //! of a live frame, and every entry but the root has exactly one link to
 //! it; every leaf's key extends the path that leads to it; keys come out
 //! strictly increasing; inner nodes are well formed; in a frame laid out
-//! by a tidy, every distance a child field carries leads to that child.
+//! by a tidy, every distance a child field carries leads to that child and
+//! the runs lie whole in preorder.
 
 use std::collections::{HashMap, HashSet};
 
@@ -121,6 +122,9 @@ fn check_frame(id: FrameId, b: &FrameBuf) -> Result<()> {
         return Err(fail(id, format!("header names frame {}", b.frame_id().0)));
     }
     check_space(b).map_err(|e| fail(id, e))?;
+    if b.in_preorder() {
+        check_runs(b).map_err(|e| fail(id, e))?;
+    }
     let mut reached: HashMap<Slot, usize> = HashMap::new();
     for e in entry_slots(b) {
         for s in postorder(b, e) {
@@ -169,6 +173,35 @@ fn check_node(id: FrameId, b: &FrameBuf, s: Slot) -> Result<()> {
         check_hints(id, b, s, off)?;
     }
     Ok(())
+}
+
+/// In a tidy frame, the data area from `runs_from` on is a sequence of
+/// whole subtrees, each in preorder (a node, its end leaf, then each
+/// child's subtree by key byte): what a run reads front to back.
+fn check_runs(b: &FrameBuf) -> std::result::Result<(), String> {
+    let at: HashMap<usize, Slot> = live_nodes(b).into_iter().collect();
+    let mut p = b.runs_from();
+    while p < b.data_end() {
+        p = run_end(b, &at, p)?;
+    }
+    Ok(())
+}
+
+/// Where the subtree of the node at `p` ends, if it lies whole in
+/// preorder from `p`.
+fn run_end(b: &FrameBuf, at: &HashMap<usize, Slot>, p: usize) -> std::result::Result<usize, String> {
+    let s = *at.get(&p).ok_or_else(|| format!("runs: no node starts at {p}"))?;
+    let mut q = p + node_bytes(b, p);
+    if b.u8(p) == KIND_LEAF || b.u8(p) == KIND_LINK {
+        return Ok(q);
+    }
+    for c in child_slots(b, s) {
+        if b.node_offset(c) != Some(q) {
+            return Err(format!("runs: slot {} lies at {:?}, not at {q} after its elder sibling", c.0, b.node_offset(c)));
+        }
+        q = run_end(b, at, q)?;
+    }
+    Ok(q)
 }
 
 /// Every distance the child fields of the inner node at `off` carry leads

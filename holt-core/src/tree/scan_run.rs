@@ -1,8 +1,9 @@
 //! Runs: a scan reads a subtree of a tidy frame front to back.
 //!
-//! A tidy (`tree::tidy`) lays a frame's nodes out in preorder, each
-//! subtree's nodes in one contiguous stretch of the data area, and sets
-//! the frame's `FLAG_PREORDER`; every other change of layout (a node
+//! A tidy (`tree::tidy`) lays a frame's nodes out in key order: its upper
+//! nodes first, then every other subtree in preorder, each in one
+//! contiguous stretch of the data area (from `FrameBuf::runs_from`), and
+//! sets the frame's `FLAG_PREORDER`; every other change of layout (a node
 //! placed, appended, freed or shrunk, a compaction) clears it
 //! (`layout::space`). While it is set, a scan may visit a subtree's nodes
 //! in the order they lie, leaves emitted as met, without the stack task
@@ -41,7 +42,8 @@ pub(super) struct Open {
 }
 
 /// Whether the walk may read `task`'s subtree as a run: an inner node of
-/// a whole, tidy frame whose keys all belong in the answer. (A node above
+/// a whole, tidy frame, not one of its upper nodes (their subtrees are not
+/// contiguous), whose keys all belong in the answer. (A node above
 /// the prefix's end, or one `lower` still constrains, is expanded by the
 /// walk: letting such a node run measured slower on small listings.)
 pub(super) fn can_run(view: &FrameView<'_>, task: &Task, q: &Scan<'_>) -> bool {
@@ -52,6 +54,7 @@ pub(super) fn can_run(view: &FrameView<'_>, task: &Task, q: &Scan<'_>) -> bool {
         && task.depth >= q.prefix.len()
         && view.pages.is_none()
         && b.in_preorder()
+        && task.off >= b.runs_from()
         && !starts_group(b, task.off, q)
 }
 

@@ -60,6 +60,17 @@ impl FrameBuf {
         unsafe { libc::madvise(self.base.as_ptr().cast(), super::FRAME_BYTES, libc::MADV_DONTNEED) };
     }
 
+    /// `release_memory` for the 4 KiB page `page` alone.
+    pub(crate) fn release_page(&self, page: usize) {
+        const PAGE: usize = 4096;
+        if (page + 1) * PAGE <= super::FRAME_BYTES {
+            // SAFETY: one page inside the frame's own FRAME_BYTES of its live
+            // chunk mapping (page-aligned: frames are); MADV_DONTNEED on
+            // private anonymous memory only drops its pages.
+            unsafe { libc::madvise(self.base.as_ptr().cast::<u8>().add(page * PAGE).cast(), PAGE, libc::MADV_DONTNEED) };
+        }
+    }
+
     #[inline]
     fn words(&self) -> &[AtomicU64] {
         // SAFETY: `base` points at `WORDS` initialised (zeroed) words that

@@ -16,7 +16,7 @@
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-use super::frame_file::PAGES;
+use super::frame_file::{PAGES, PAGE_BYTES};
 use super::pages::PageState;
 use crate::latch::HybridLatch;
 use crate::layout::FrameBuf;
@@ -56,6 +56,9 @@ pub(super) enum Fate {
     /// Evicted: here is its buffer, detached under the frame's latch, and
     /// the pages of it the frame held (`PAGES` for a whole frame).
     Evicted(*mut FrameBuf, usize),
+    /// Held in part and unused since the hand last passed: it gave back
+    /// this many pages, all but its skeleton (`skeleton_page`), and stays.
+    Trimmed(usize),
     /// Not evictable now, but may be soon (latched, or used since the
     /// hand last passed): keep its entry.
     Spared,
@@ -188,8 +191,12 @@ impl FrameCell {
             let state = self.page_state().expect("a part buffer has page state");
             match state.table.try_lock() {
                 Some(_table) => {
-                    let pages = state.clear();
-                    Fate::Evicted(self.part.swap(std::ptr::null_mut(), Ordering::AcqRel), pages)
+                    // SAFETY: a part buffer stays valid until the pool drops.
+                    let part = unsafe { &*self.part.load(Ordering::Acquire) };
+                    match state.trim(|p| skeleton_page(part, p), |p| part.release_page(p)) {
+                        0 => Fate::Evicted(self.part.swap(std::ptr::null_mut(), Ordering::AcqRel), state.clear()),
+                        n => Fate::Trimmed(n),
+                    }
                 }
                 None => Fate::Spared,
             }
@@ -197,4 +204,16 @@ impl FrameCell {
         self.latch.unlock();
         fate
     }
+}
+
+/// Whether page `page` of a frame held in part (`b`, its part buffer,
+/// whose header is always present) is one every lookup through the frame
+/// reads: the first page (the header, and the top of the first tree), in
+/// a tidy frame every page holding upper nodes (FORMAT.md, Tidy layout),
+/// and the last page (the lowest slots' table entries: a tidy numbers the
+/// runs' roots there). A frame the clock finds unused gives back its other
+/// pages first, and only at its next unused visit the rest: a frame that
+/// few lookups cross keeps what each of them would read again.
+pub(super) fn skeleton_page(b: &FrameBuf, page: usize) -> bool {
+    page == 0 || page == PAGES - 1 || (b.in_preorder() && page * PAGE_BYTES < b.runs_from())
 }

@@ -51,8 +51,9 @@ impl Clock {
     }
 
     /// Sweep for one frame to evict and detach its buffer (and the pages
-    /// the frame held of it); `None` if no frame was evictable within the
-    /// sweep's bound.
+    /// the frame held of it), or to trim (a null buffer, and the pages it
+    /// gave back); `None` if no frame was evictable within the sweep's
+    /// bound.
     pub(super) fn evict(&self, cells: &CellTable<FrameCell>) -> Option<(*mut FrameBuf, usize)> {
         let ring = &mut *self.ring.lock();
         let visits_max = (USES_MAX as usize + 1) * ring.ids.len() + 1;
@@ -64,6 +65,10 @@ impl Clock {
                 Fate::Evicted(buf, pages) => {
                     cell.queued.store(false, Ordering::Relaxed);
                     return Some((buf, pages));
+                }
+                Fate::Trimmed(pages) => {
+                    ring.ids.push_back(id);
+                    return Some((std::ptr::null_mut(), pages));
                 }
                 Fate::Spared => ring.ids.push_back(id),
                 Fate::Dropped => cell.queued.store(false, Ordering::Relaxed),

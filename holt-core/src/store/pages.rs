@@ -96,6 +96,27 @@ impl PageState {
         headed + self.present.iter().map(|w| w.swap(0, Ordering::AcqRel).count_ones() as usize).sum::<usize>()
     }
 
+    /// Forget the present pages `keep` does not name, handing each to
+    /// `dropped`; returns how many. Page 0 is always kept (a `headed`
+    /// buffer counts it). Caller holds `table` and the exclusive latch.
+    pub(super) fn trim(&self, keep: impl Fn(usize) -> bool, mut dropped: impl FnMut(usize)) -> usize {
+        let mut n = 0;
+        for (w, word) in self.present.iter().enumerate() {
+            let mut gone = 0u64;
+            let bits = word.load(Ordering::Acquire);
+            for b in (0..64).filter(|b| bits >> b & 1 == 1) {
+                let page = w * 64 + b;
+                if page != 0 && !keep(page) {
+                    gone |= 1 << b;
+                    dropped(page);
+                    n += 1;
+                }
+            }
+            word.fetch_and(!gone, Ordering::AcqRel);
+        }
+        n
+    }
+
     /// The part buffer now holds the header without page 0. Caller holds
     /// `table` and the exclusive latch.
     pub(super) fn set_headed(&self) {
@@ -127,6 +148,20 @@ mod tests {
         assert_eq!(PageState::span(FRAME_BYTES - 4, 4), Some(PAGES - 1..PAGES));
         assert_eq!(PageState::span(FRAME_BYTES - 4, 8), None);
         assert_eq!(PageState::span(usize::MAX, 2), None);
+    }
+
+    #[test]
+    fn a_trim_forgets_the_pages_not_kept_but_never_page_0() {
+        let s = PageState::new();
+        for p in [0, 3, 64, 70, PAGES - 1] {
+            s.mark(p);
+        }
+        let mut dropped = Vec::new();
+        assert_eq!(s.trim(|p| p == PAGES - 1 || p == 64, |p| dropped.push(p)), 2);
+        assert_eq!(dropped, [3, 70]);
+        assert!(s.has(0) && s.has(64) && s.has(PAGES - 1) && !s.has(3) && !s.has(70));
+        assert_eq!(s.trim(|_| false, |_| {}), 2, "page 0 stays");
+        assert_eq!(s.clear(), 1);
     }
 
     #[test]

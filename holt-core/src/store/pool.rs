@@ -573,6 +573,7 @@ impl Pool {
         let mut reuse = None;
         while self.over_budget() {
             match self.evict_one() {
+                Some(b) if b.is_null() => {}
                 // SAFETY: every buffer pointer stays valid until the pool drops.
                 Some(b) if reuse.is_none() && (!plain || unsafe { &*b }.is_plain()) => reuse = Some(b),
                 Some(b) => self.park_buf(b),
@@ -591,8 +592,9 @@ impl Pool {
         b
     }
 
-    /// Detach the buffer of one evictable frame: never in memory mode, nor
-    /// while the clean part of the pool is at its floor.
+    /// Detach the buffer of one evictable frame, or trim one held in part
+    /// (null: its pages are back in the budget, the frame stays): never in
+    /// memory mode, nor while the clean part of the pool is at its floor.
     fn evict_one(&self) -> Option<*mut FrameBuf> {
         self.source.as_ref()?;
         let pinned = self.dirty_count() + self.captured.load(Ordering::Acquire);
@@ -602,7 +604,9 @@ impl Pool {
         }
         let (buf, pages) = self.clock.evict(&self.cells)?;
         self.held_pages.fetch_sub(pages, Ordering::AcqRel);
-        self.counters.evictions.add(1);
+        if !buf.is_null() {
+            self.counters.evictions.add(1);
+        }
         Some(buf)
     }
 
@@ -612,6 +616,7 @@ impl Pool {
     pub(crate) fn shrink_to_budget(&self) {
         while self.over_budget() {
             match self.evict_one() {
+                Some(buf) if buf.is_null() => {}
                 Some(buf) => self.park_buf(buf),
                 None => return,
             }
@@ -666,6 +671,18 @@ impl Pool {
 
     pub(crate) fn is_live(&self, id: FrameId) -> bool {
         self.cell(id).is_some_and(FrameCell::is_live)
+    }
+
+    /// One step of the clock's hand past its floor checks: `Some(true)` if
+    /// it trimmed a frame held in part, `Some(false)` if it evicted one.
+    #[cfg(test)]
+    pub(crate) fn hand_step(&self) -> Option<bool> {
+        let (buf, pages) = self.clock.evict(&self.cells)?;
+        self.held_pages.fetch_sub(pages, Ordering::AcqRel);
+        if !buf.is_null() {
+            self.park_buf(buf);
+        }
+        Some(buf.is_null())
     }
 
     /// The clock's entries and the hand's visits so far.

@@ -208,30 +208,60 @@ pub(crate) fn remapped_node(src: &FrameBuf, off: usize, map: &HashMap<u32, u32>)
     }
 }
 
-/// Copy the subtree whose nodes are `nodes` (`plan`'s postorder, root
-/// last) of `src` into consecutive fresh slots of `dst`: a node's copy
-/// takes the slot its place in `nodes` gives, so each child slot is
-/// renamed by arithmetic. Returns the root's slot in `dst`.
-fn copy_subtree(src: &FrameBuf, plan: &Plan, nodes: &[Slot], dst: &FrameBuf) -> Slot {
-    let (first_pos, base) = (plan.pos[nodes[0].0 as usize], dst.slot_count());
-    let mut lens = Vec::with_capacity(nodes.len());
+/// Copy the subtrees rooted at `roots` of `src` into fresh slots of `dst`,
+/// in one append: the roots first, in consecutive slots from the first
+/// fresh one, then each subtree's other nodes (`plan`'s postorder) in
+/// consecutive slots of their own, so each child slot is renamed by
+/// arithmetic. The roots become entries of `dst`, named from `src`'s links
+/// for life: giving them the lowest slots puts their slot-table entries,
+/// which a lookup entering the frame reads, together at the table's end
+/// (the page a frame held in part keeps, `store::cell::skeleton_page`).
+/// Returns the roots' slots in `dst`.
+fn copy_subtrees(src: &FrameBuf, plan: &Plan, roots: &[Slot], dst: &FrameBuf) -> Vec<Slot> {
+    let base = dst.slot_count();
+    // Slot of each subtree's first non-root node, and how `plan`'s place of
+    // one of its nodes maps to its new slot.
+    let mut firsts = Vec::with_capacity(roots.len());
+    let mut next = base + roots.len() as u32;
+    for &root in roots {
+        let nodes = plan.nodes(root);
+        firsts.push((next, plan.pos[nodes[0].0 as usize]));
+        next += nodes.len() as u32 - 1;
+    }
+    let mut lens = Vec::with_capacity((next - base) as usize);
     with_scratch(|images| {
         images.clear();
-        for &s in nodes {
-            let off = src.node_offset(s).expect("live");
-            let (at, len) = (images.len(), node_bytes(src, off));
-            images.resize(at + len, 0);
-            // SAFETY: a spill runs with its source frame held exclusively,
-            // or on a private copy of it (`spill_from`).
-            unsafe { src.read_unshared(off, &mut images[at..]) };
-            remap_image_slots(&mut images[at..], |c| base + plan.pos[c as usize] - first_pos);
-            lens.push(len as u32);
+        // Two passes in the order of the new slots: the roots, then each
+        // subtree's other nodes.
+        for take_roots in [true, false] {
+            for (&root, &(first, first_pos)) in roots.iter().zip(&firsts) {
+                let nodes = plan.nodes(root);
+                let (split, is_root) = nodes.split_at(nodes.len() - 1);
+                for &s in if take_roots { is_root } else { split } {
+                    let (at, len) = copy_node(src, s, images);
+                    remap_image_slots(&mut images[at..], |c| first + plan.pos[c as usize] - first_pos);
+                    if take_roots {
+                        images[at + OFF_FLAGS] |= FLAG_ENTRY;
+                    }
+                    lens.push(len as u32);
+                }
+            }
         }
-        let root = images.len() - *lens.last().expect("a subtree has its root") as usize;
-        images[root + OFF_FLAGS] |= FLAG_ENTRY;
         append_nodes(dst, images, &lens);
     });
-    Slot(base + nodes.len() as u32 - 1)
+    (0..roots.len() as u32).map(|i| Slot(base + i)).collect()
+}
+
+/// Append the image of node `s` of `src` to `out`; returns where it
+/// starts and its length.
+fn copy_node(src: &FrameBuf, s: Slot, out: &mut Vec<u8>) -> (usize, usize) {
+    let off = src.node_offset(s).expect("live");
+    let (at, len) = (out.len(), node_bytes(src, off));
+    out.resize(at + len, 0);
+    // SAFETY: a spill runs with its source frame held exclusively, or on a
+    // private copy of it (`spill_from`).
+    unsafe { src.read_unshared(off, &mut out[at..]) };
+    (at, len)
 }
 
 /// Move subtrees out of owned frame `src` until it has gained at least
@@ -258,37 +288,42 @@ pub(crate) fn spill_from<'p>(pool: &'p Pool, owned: &mut Owned<'p>, b: &FrameBuf
         return false;
     }
     let target = need.max(b.live_bytes() / 2);
-    let (id, cell) = pool.create();
-    owned.push(id, cell);
-    let dst = cell.buf().expect("new frame is resident");
+    let mut chosen = Vec::new();
     let mut packed = 0;
     for (bytes, slot) in cands {
         if packed + bytes > PACK_BYTES_MAX {
             continue;
         }
-        if let Some(fwd) = move_subtree(b, &plan, slot, (dst, id), src) {
-            owned.forwards.push(fwd);
-        }
+        chosen.push(slot);
         packed += bytes;
         if packed >= target {
             break;
         }
     }
+    let (id, cell) = pool.create();
+    owned.push(id, cell);
+    let dst = cell.buf().expect("new frame is resident");
+    owned.forwards.extend(move_subtrees(b, &plan, &chosen, (dst, id), src));
     true
 }
 
-/// Move the subtree at `slot` of frame `src_id` into frame `dst` (its
-/// buffer and id), leaving a link. Moving an entry leaves a forwarding
-/// link (another frame links to the slot): returned, with a key under it,
-/// so the referrer can be redirected.
-fn move_subtree(src: &FrameBuf, plan: &Plan, slot: Slot, dst: (&FrameBuf, FrameId), src_id: FrameId) -> Option<Forward> {
-    let flags = src.u8(src.node_offset(slot).expect("live") + OFF_FLAGS);
-    let nodes = plan.nodes(slot);
-    let new_slot = copy_subtree(src, plan, nodes, dst.0);
-    let forward = (flags & FLAG_ENTRY != 0).then(|| first_key(src, nodes)).flatten();
-    free_nodes(src, nodes[..nodes.len() - 1].iter().copied());
-    replace_node(src, slot, &encode_link(dst.1, new_slot, flags & FLAG_ENTRY));
-    forward.map(|key| Forward { frame: src_id, slot, key })
+/// Move the subtrees at `roots` of frame `src_id` into frame `dst` (its
+/// buffer and id), leaving a link in place of each. Moving an entry
+/// leaves a forwarding link (another frame links to the slot): returned,
+/// with a key under it, so the referrer can be redirected.
+fn move_subtrees(src: &FrameBuf, plan: &Plan, roots: &[Slot], dst: (&FrameBuf, FrameId), src_id: FrameId) -> Vec<Forward> {
+    let new_slots = copy_subtrees(src, plan, roots, dst.0);
+    let mut forwards = Vec::new();
+    for (&slot, new_slot) in roots.iter().zip(new_slots) {
+        let flags = src.u8(src.node_offset(slot).expect("live") + OFF_FLAGS);
+        let nodes = plan.nodes(slot);
+        if let Some(key) = (flags & FLAG_ENTRY != 0).then(|| first_key(src, nodes)).flatten() {
+            forwards.push(Forward { frame: src_id, slot, key });
+        }
+        free_nodes(src, nodes[..nodes.len() - 1].iter().copied());
+        replace_node(src, slot, &encode_link(dst.1, new_slot, flags & FLAG_ENTRY));
+    }
+    forwards
 }
 
 /// The key of the first leaf among `nodes`, if any.
@@ -413,28 +448,38 @@ mod tests {
         let hops = census.link_hops_sum as f64 / census.keys as f64;
         assert!(census.frames > 50, "the keys spilled: {} frames", census.frames);
         assert!(hops < 2.0, "{hops:.2} links crossed a key on average");
+        // A spill's roots take the new frame's lowest slots, and entries
+        // keep their numbers: every frame's entries have slot-table
+        // entries in the table's last page (slots below 1024), which a
+        // frame held in part keeps.
+        let pool = tree.engine().pool();
+        let ids = pool.live_ids();
+        let last_page = (crate::store::frame_file::PAGE_BYTES / crate::layout::SLOT_BYTES) as u32;
+        let low = |id| entry_slots(pool.cell(id).unwrap().buf().unwrap()).iter().all(|s| s.0 < last_page);
+        let high: Vec<_> = ids.iter().filter(|&&id| !low(id)).collect();
+        assert!(high.is_empty(), "frames with entries past the table's last page: {high:?}");
     }
 
     #[test]
-    fn a_moved_subtree_keeps_its_shape_in_consecutive_slots() {
+    fn a_moved_subtree_keeps_its_shape_its_root_first() {
         let (src, dst) = (FrameBuf::zeroed(), FrameBuf::zeroed());
         let (root, a) = frame(&src);
         dst.format(FrameId(2));
         leaf(&dst, b"already here");
         let plan = Plan::of(&src, &entry_slots(&src));
         let live = src.live_bytes();
-        assert!(move_subtree(&src, &plan, a, (&dst, FrameId(2)), FrameId(1)).is_none(), "not an entry: no forward");
+        assert!(move_subtrees(&src, &plan, &[a], (&dst, FrameId(2)), FrameId(1)).is_empty(), "not an entry: no forward");
         check_space(&src).unwrap();
         check_space(&dst).unwrap();
         let link = src.node_offset(a).unwrap();
         assert_eq!(src.u8(link), KIND_LINK);
         let (to_frame, to_slot) = crate::layout::node::link_target(&src, link);
-        assert_eq!((to_frame, to_slot), (FrameId(2), Slot(4)), "root after its three leaves, after the slot in use");
+        assert_eq!((to_frame, to_slot), (FrameId(2), Slot(1)), "the root first, after the slot in use");
         let moved = Inner::decode(&dst, dst.node_offset(to_slot).unwrap());
         assert_eq!(moved.flags & FLAG_ENTRY, FLAG_ENTRY, "the moved root is an entry of its new frame");
         let got: Vec<(u8, Vec<u8>)> = moved.children.iter().map(|&(k, c)| (k, key_at(&dst, Slot(c)))).collect();
         assert_eq!(got, [(b'1', b"xa1".to_vec()), (b'2', b"xa2".to_vec()), (b'3', b"xa3".to_vec())]);
-        assert_eq!(moved.children.iter().map(|c| c.1).collect::<Vec<_>>(), [1, 2, 3], "leaves in key order");
+        assert_eq!(moved.children.iter().map(|c| c.1).collect::<Vec<_>>(), [2, 3, 4], "leaves in key order, after the root");
         assert!(src.live_bytes() < live);
         assert_eq!(Inner::decode(&src, src.node_offset(root).unwrap()).children[0], (b'a', a.0), "the parent is untouched");
     }

@@ -210,8 +210,8 @@ impl FrameCell {
 /// whose header is always present) is one every lookup through the frame
 /// reads: the first page (the header, and the top of the first tree), in
 /// a tidy frame every page holding upper nodes (FORMAT.md, Tidy layout),
-/// and the last page (the lowest slots' table entries: a tidy numbers the
-/// runs' roots there). A frame the clock finds unused gives back its other
+/// and the last page (the lowest slots' table entries: a spill numbers
+/// the new frame's entries there, a tidy the runs' roots). A frame the clock finds unused gives back its other
 /// pages first, and only at its next unused visit the rest: a frame that
 /// few lookups cross keeps what each of them would read again.
 pub(super) fn skeleton_page(b: &FrameBuf, page: usize) -> bool {

@@ -146,7 +146,8 @@ fn umount_then_mount_in_a_tight_loop_never_finds_the_store_busy() {
         }
     }
     for mut child in closing {
-        assert!(child.wait().unwrap().success(), "a daemon unmounted by umount2 exits cleanly");
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a daemon unmounted by umount2 exits cleanly: {status}; log:\n{}", m.log_text());
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::range::RangeEntryRef;
 use super::tree::Handle;
 use crate::engine::{HitRef, Hits, Scan, ScanScratch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Entries fetched by a scan's first refill; each full refill doubles the
 /// next up to `CHUNK_KEYS_MAX`. Every refill descends again to its lower
@@ -156,10 +156,24 @@ impl RangeCursor {
         // A chunk the walk did not cut short ends the scan.
         self.done = self.hits.len() < limit && self.hits.bytes_len() < CHUNK_BYTES_MAX;
         if !self.done {
+            check_progress(self.hits.last(), &self.lower)?;
             self.done = !past_last(self.hits.last(), &mut self.lower);
             self.chunk_limit = (limit * 2).min(CHUNK_KEYS_MAX);
         }
         Ok(())
+    }
+}
+
+/// A walk returns entries at or after the bound it was asked from, so the
+/// bound past a chunk's last entry is strictly above the old one: every
+/// refill makes progress. A last entry below the bound means the walk
+/// went wrong (a damaged frame); refilling would then loop forever.
+fn check_progress(last: Option<HitRef<'_>>, lower: &[u8]) -> Result<()> {
+    match last {
+        Some(last) if last.key() < lower => {
+            Err(Error::corrupted("frames", 0, "a range scan's chunk ended below the key it started from"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -182,4 +196,38 @@ fn past_last(last: Option<HitRef<'_>>, lower: &mut Vec<u8>) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &[u8]) -> Option<HitRef<'_>> {
+        Some(HitRef::Key { key: k, value: b"" })
+    }
+
+    #[test]
+    fn a_chunk_ending_below_its_bound_is_corruption_not_another_refill() {
+        let lower = b"d/m\0".as_slice();
+        assert!(check_progress(key(b"d/m\0"), lower).is_ok());
+        assert!(check_progress(key(b"d/z"), lower).is_ok());
+        assert!(check_progress(Some(HitRef::Group(b"d/n/")), lower).is_ok());
+        assert!(check_progress(None, lower).is_ok());
+        for last in [key(b"d/a"), key(b"d/m"), Some(HitRef::Group(b"d/b/"))] {
+            let err = check_progress(last, lower).unwrap_err();
+            assert!(matches!(err, Error::Corrupted { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn the_bound_past_a_chunk_is_above_every_entry_of_it() {
+        let mut lower = Vec::new();
+        assert!(past_last(key(b"d/a"), &mut lower));
+        assert_eq!(lower, b"d/a\0");
+        assert!(past_last(Some(HitRef::Group(b"d/b/")), &mut lower));
+        assert_eq!(lower, b"d/b0");
+        assert!(past_last(Some(HitRef::Group(b"d/\xff/")), &mut lower));
+        assert_eq!(lower, b"d/\xff0");
+        assert!(!past_last(Some(HitRef::Group(b"\xff\xff")), &mut lower));
+    }
 }

@@ -205,12 +205,43 @@ impl Mounted {
     /// close the filesystem (queued reclaims done, clean close recorded)
     /// before returning, so the caller can release the store right after.
     pub fn run(mut self) -> io::Result<()> {
-        let served = self.session.run();
+        let served = session_end(self.session.run());
         drop(self.metrics.take());
         drop(self.control.take());
         if let Err(e) = self.fs.shutdown() {
             error!("closing the filesystem: {e} (the next mount finishes the work)");
         }
         served
+    }
+}
+
+/// What a finished session means. The kernel ends a connection (an
+/// unmount, or an abort) by failing the daemon's next read with ENODEV,
+/// which fuser takes as the end; but a read that had already taken a
+/// request off the queue when the connection went fails with ECONNABORTED
+/// instead (`fuse_dev_do_read` in fs/fuse/dev.c), which fuser passes on as
+/// an error. Both are the same end: the filesystem closes cleanly after it.
+fn session_end(served: io::Result<()>) -> io::Result<()> {
+    match served {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+            debug!("the kernel ended the FUSE connection while handing over a request");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_ended_mid_handover_ends_the_session_and_other_errors_stay() {
+        assert!(session_end(Ok(())).is_ok());
+        assert!(session_end(Err(io::Error::from_raw_os_error(libc::ECONNABORTED))).is_ok());
+        for errno in [libc::EIO, libc::EINVAL, libc::ENOMEM] {
+            let e = session_end(Err(io::Error::from_raw_os_error(errno))).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(errno));
+        }
     }
 }

@@ -47,11 +47,39 @@ pub(crate) struct FrameStore {
     file: FrameFile,
     published: RwLock<Published>,
     /// Serialises checkpoints; held by the live `CheckpointTxn`.
-    checkpoint: Mutex<()>,
+    checkpoint: Mutex<Holes>,
     /// Why the store refuses checkpoints, if it does.
     poisoned: Mutex<Option<String>>,
     /// Every free slot has been punched since open.
     swept: AtomicBool,
+}
+
+/// Free slots that are holes from end to end, so that a write into one
+/// need not punch its image's free gap out (`FrameFile::write_slot`): those
+/// punched whole since they were last written, and every slot from
+/// `written_end` on, which no write since open reached. Guarded by the
+/// checkpoint mutex, like every write, punch and truncation of slots.
+/// Only disk space depends on it: a gap left as it was reads as zeros all
+/// the same.
+struct Holes {
+    punched: BTreeSet<u32>,
+    written_end: u32,
+}
+
+impl Holes {
+    fn is_hole(&self, slot: u32) -> bool {
+        slot >= self.written_end || self.punched.contains(&slot)
+    }
+
+    fn written(&mut self, slot: u32) {
+        self.punched.remove(&slot);
+        self.written_end = self.written_end.max(slot + 1);
+    }
+
+    fn truncated(&mut self, slots: u32) {
+        self.written_end = self.written_end.min(slots);
+        self.punched.retain(|&s| s < slots);
+    }
 }
 
 /// The mapping every reader uses: the last durably published manifest.
@@ -147,7 +175,8 @@ impl FrameStore {
             dir: dir.to_path_buf(),
             file,
             published: RwLock::new(Published::new(manifest, slots_total)),
-            checkpoint: Mutex::new(()),
+            // A partial slot past the whole ones may hold bytes too.
+            checkpoint: Mutex::new(Holes { punched: BTreeSet::new(), written_end: slots_total.saturating_add(1) }),
             poisoned: Mutex::new(None),
             swept: AtomicBool::new(false),
         };
@@ -220,14 +249,14 @@ impl FrameStore {
     /// and their space is given back. Waits for a running checkpoint, which
     /// hands out free slots.
     pub(crate) fn unpin(&self, id: u64) {
-        let _serial = self.checkpoint.lock();
+        let mut holes = self.checkpoint.lock();
         let mut p = self.published.write();
         let Some(slots) = p.pins.remove(&id) else { return };
         let used = p.used_slots();
         let freed: Vec<u32> = slots.into_iter().filter(|s| !used.contains(s) && *s < p.slots_total).collect();
         p.free.extend(&freed);
         drop(p);
-        self.release_slots(freed.into_iter());
+        self.release_slots(freed.into_iter(), &mut holes);
     }
 
     pub(crate) fn contains(&self, id: FrameId) -> bool {
@@ -258,7 +287,7 @@ impl FrameStore {
         let slots_ext_next = self.published.read().slots_total;
         Ok(CheckpointTxn {
             store: self,
-            _serial: serial,
+            holes: serial,
             written: BTreeMap::new(),
             dropped: BTreeSet::new(),
             released: Vec::new(),
@@ -294,13 +323,16 @@ impl FrameStore {
 
     /// Make `next` the published mapping, then cut free slots off the end of
     /// the file (best effort: a failed truncation only wastes space).
-    fn install(&self, next: Manifest, slots_total: u32) {
+    fn install(&self, next: Manifest, slots_total: u32, holes: &mut Holes) {
         let mut p = self.published.write();
         let slots_used = next.frames.values().map(|r| r.slot + 1).max().unwrap_or(0).max(p.pinned_end());
         let mut slots_total = slots_total.max(p.slots_total);
         if slots_used < slots_total {
             match self.file.truncate_slots(slots_used) {
-                Ok(()) => slots_total = slots_used,
+                Ok(()) => {
+                    slots_total = slots_used;
+                    holes.truncated(slots_used);
+                }
                 Err(e) => log::warn!("keeping free slots at the end of the frame file: {e}"),
             }
         }
@@ -313,19 +345,20 @@ impl FrameStore {
         p.replaced_by(next, slots_total);
         let freed: Vec<u32> = freed.into_iter().filter(|s| p.free.contains(s)).collect();
         drop(p);
-        self.release_slots(freed.into_iter());
+        self.release_slots(freed.into_iter(), holes);
     }
 
     /// Give the disk space of free slots back (best effort: a failure only
-    /// costs space). Callers pass slots free in the published mapping; a
-    /// checkpoint may refill one concurrently, but only after this returns
-    /// for it, because checkpoints are serialised with `install`.
-    fn release_slots(&self, slots: impl Iterator<Item = u32>) {
+    /// costs space), and count them as holes. Callers pass slots free in
+    /// the published mapping and hold the checkpoint mutex (`holes`), so
+    /// no checkpoint refills one meanwhile.
+    fn release_slots(&self, slots: impl Iterator<Item = u32>, holes: &mut Holes) {
         for slot in slots {
             if let Err(e) = self.file.release_slot(slot) {
                 log::warn!("keeping the space of free frame slot {slot}: {e}");
                 return;
             }
+            holes.punched.insert(slot);
         }
     }
 }
@@ -335,7 +368,8 @@ impl FrameStore {
 /// free.
 pub(crate) struct CheckpointTxn<'a> {
     store: &'a FrameStore,
-    _serial: MutexGuard<'a, ()>,
+    /// The checkpoint mutex, held for the transaction's life.
+    holes: MutexGuard<'a, Holes>,
     /// New images: frame -> its shadow slot. Invariant: each slot here is
     /// free in the published mapping and appears once.
     written: BTreeMap<FrameId, SlotRef>,
@@ -386,7 +420,9 @@ impl CheckpointTxn<'_> {
             Some(r) => r.slot,
             None => self.alloc_slot()?,
         };
-        if let Err(e) = self.store.file.write_slot(slot, bytes, &sealed) {
+        let hole = self.holes.is_hole(slot);
+        self.holes.written(slot);
+        if let Err(e) = self.store.file.write_slot(slot, bytes, &sealed, hole) {
             self.written.remove(&id);
             self.released.push(slot);
             self.failed = true;
@@ -408,7 +444,7 @@ impl CheckpointTxn<'_> {
     /// durably. On `Ok` the checkpoint is what every later open sees and the
     /// replaced slots are free. On `Err` the previous mapping stays published
     /// and readable; a failed sync also poisons the store.
-    pub(crate) fn commit(self, meta: ManifestMeta) -> Result<()> {
+    pub(crate) fn commit(mut self, meta: ManifestMeta) -> Result<()> {
         let store = self.store;
         store.check_poisoned()?;
         if self.failed {
@@ -427,7 +463,7 @@ impl CheckpointTxn<'_> {
             }
             return Err(error);
         }
-        store.install(next, self.slots_ext_next);
+        store.install(next, self.slots_ext_next, &mut self.holes);
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,10 @@ impl FileIo for StdFile {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
+    }
+
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        write_all_vectored_at(&self.0, bufs, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -67,6 +72,42 @@ impl FileIo for StdFile {
 
 /// Options that open a store file without following a symlink in its last
 /// component; read-write unless `write` is false.
+/// `pwritev` at `offset` until every byte of `bufs` is written.
+fn write_all_vectored_at(file: &File, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+    let mut parts: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
+    let mut at = offset;
+    while !parts.is_empty() {
+        let iov: Vec<libc::iovec> = parts.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
+        let count = libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let pos = libc::off_t::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: every iovec names a live slice of `parts`, which outlives
+        // the call; the kernel only reads them.
+        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), count, pos) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut n = usize::try_from(n).expect("non-negative");
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        at += n as u64;
+        while n > 0 {
+            if n >= parts[0].len() {
+                n -= parts[0].len();
+                parts.remove(0);
+            } else {
+                parts[0] = &parts[0][n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Read at `offset` until `buf` is full or the file ends; returns the bytes read.
 pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
@@ -112,7 +153,6 @@ pub(crate) fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// `posix_fadvise` of `[offset, offset + len)` (`len` 0: to the end).
 pub(crate) fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
     };
@@ -126,7 +166,6 @@ pub(crate) fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) ->
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range's dirty pages
 /// for writeback and return (see `FileIo::start_writeback`).
 pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len)) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
     };
@@ -141,7 +180,6 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<
 
 /// `fallocate(2)`, retried on EINTR; EOPNOTSUPP becomes `Unsupported`.
 fn fallocate(file: &File, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
     };

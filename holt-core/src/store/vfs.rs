@@ -14,6 +14,16 @@ pub(crate) trait FileIo: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Write all of `buf` at `offset`, extending the file if needed.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Write `bufs` one after another from `offset`: in one request where
+    /// the file can (`pwritev`), else one `write_at` each.
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let mut at = offset;
+        for buf in bufs {
+            self.write_at(buf, at)?;
+            at += buf.len() as u64;
+        }
+        Ok(())
+    }
     /// Make every completed write to this file durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
     /// Current length in bytes.

@@ -540,6 +540,34 @@ fn bytes_in_the_free_gap_on_disk_never_matter() {
     assert!(store.read_frame(FrameId(5)).unwrap() == img);
 }
 
+/// A write into a slot known to be a hole (past the file's end, or
+/// punched whole when it was freed) leaves its gap as it is; a slot an
+/// abandoned checkpoint filled is no hole, so a later image's gap is
+/// punched out of it all the same.
+#[test]
+fn a_slot_an_abandoned_checkpoint_filled_gives_back_its_gap_when_written_again() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    let (frames, used, slots) = (8u64, 40_000usize, 500u32);
+    let mut txn = store.begin_checkpoint().unwrap();
+    for id in 1..=frames {
+        txn.write_frame(FrameId(id), &sparse_image(id, 1, 500_000, slots)).unwrap();
+    }
+    drop(txn);
+    let mut txn = store.begin_checkpoint().unwrap();
+    for id in 1..=frames {
+        txn.write_frame(FrameId(id), &sparse_image(id, 2, used, slots)).unwrap();
+    }
+    txn.commit(meta(1)).unwrap();
+    let allocated = std::fs::metadata(tmp.path().join(FRAME_FILE_NAME)).unwrap().blocks() * 512;
+    let live = frames * (used.next_multiple_of(4096) + (slots as usize * 4).next_multiple_of(4096) + 4096) as u64;
+    assert!(allocated <= 4096 + live + live / 4, "{allocated} bytes allocated for {live} live");
+    for id in 1..=frames {
+        assert!(store.read_frame(FrameId(id)).unwrap() == sparse_image(id, 2, used, slots));
+    }
+}
+
 #[test]
 fn free_gaps_and_free_slots_give_their_space_back() {
     use std::os::unix::fs::MetadataExt;

@@ -190,7 +190,6 @@ fn zero_page_crc() -> u32 {
     *CRC.get_or_init(|| crc32c::crc32c(&[0u8; PAGE_BYTES]))
 }
 
-/// The image bytes of page `p`.
 /// The whole blocks of an image, past its first, before and after its
 /// free gap `gap`: what a read by parts reads after the first block.
 fn blocks_around(gap: &Range<usize>) -> (Range<usize>, Range<usize>) {
@@ -200,6 +199,7 @@ fn blocks_around(gap: &Range<usize>) -> (Range<usize>, Range<usize>) {
     (FRAME_HEAD_READ_BYTES..before_end, after_start..FRAME_BYTES)
 }
 
+/// The image bytes of page `p`.
 fn page_range(p: usize) -> Range<usize> {
     p * PAGE_BYTES..(p + 1) * PAGE_BYTES
 }
@@ -428,21 +428,22 @@ impl FrameFile {
             SlotFormat::Whole => None,
             SlotFormat::Paged => Some(self.check_head(slot, id, crc_expected, buf)?),
         };
-        let gap = free_gap(buf);
-        self.check_image(slot, id, crc_expected, buf, crcs.as_ref())?;
+        let gap = self.check_image(slot, id, crc_expected, buf, crcs.as_ref())?;
         Ok(self.bytes_outside_gap(&gap))
     }
 
     /// Zero the free gap of the image in `buf` (its header read and, in a
     /// paged slot, checked) and check the image: whole against the
     /// manifest's checksum, or every page but the first against `crcs`.
-    fn check_image(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut [u8], crcs: Option<&PageCrcs>) -> Result<()> {
+    /// Returns the gap.
+    fn check_image(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut [u8], crcs: Option<&PageCrcs>) -> Result<Range<usize>> {
         let gap = free_gap(buf);
         buf[gap.clone()].fill(0);
         match crcs {
-            None => self.check_whole(slot, id, buf, crc_expected),
-            Some(crcs) => (1..PAGES).try_for_each(|p| self.check_page(slot, id, p, &buf[page_range(p)], &gap, crcs[p])),
+            None => self.check_whole(slot, id, buf, crc_expected)?,
+            Some(crcs) => (1..PAGES).try_for_each(|p| self.check_page(slot, id, p, &buf[page_range(p)], &gap, crcs[p]))?,
         }
+        Ok(gap)
     }
 
     /// Bytes of a slot whose image has free gap `gap` outside the gap's

@@ -599,6 +599,15 @@ impl FrameFile {
                 self.punch(base + gap_blocks.start as u64, gap_blocks.len() as u64)?;
             }
         }
+        if gap_blocks.end == FRAME_BYTES {
+            // Nothing follows the gap (an image without a slot table): the
+            // slot must still span its stride, or it would neither count as
+            // a slot of the file (`slots_in_file`) nor read back whole.
+            let end = at + self.format.stride();
+            if self.file.len().map_err(|e| self.io_err("stat", e))? < end {
+                self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
+            }
+        }
         if let Err(e) = self.file.start_writeback(at, self.format.stride()) {
             log::debug!("{}: no early writeback of slot {slot}: {e}", self.path.display());
         }

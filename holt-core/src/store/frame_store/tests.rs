@@ -568,6 +568,26 @@ fn a_slot_an_abandoned_checkpoint_filled_gives_back_its_gap_when_written_again()
     }
 }
 
+/// An image whose free gap runs to its end (no slot table) written as
+/// the file's last slot leaves nothing to write past its data: the slot
+/// still counts whole on reopen and reads back, at once and by parts.
+#[test]
+fn a_last_slot_whose_gap_runs_to_the_end_reads_back_after_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    let img = sparse_image(3, 1, 20_000, 0);
+    let mut txn = store.begin_checkpoint().unwrap();
+    txn.write_frame(FrameId(3), &img).unwrap();
+    txn.commit(meta(1)).unwrap();
+    assert!(store.read_frame(FrameId(3)).unwrap() == img);
+    drop(store);
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    assert!(store.read_frame(FrameId(3)).unwrap() == img, "read at once");
+    let mut buf = ImageBuf::zeroed();
+    store.read_frame_into(FrameId(3), &mut buf, Via::PageCache).unwrap();
+    assert!(buf[..] == img[..], "read by parts");
+}
+
 #[test]
 fn free_gaps_and_free_slots_give_their_space_back() {
     use std::os::unix::fs::MetadataExt;

@@ -70,8 +70,6 @@ impl FileIo for StdFile {
     }
 }
 
-/// Options that open a store file without following a symlink in its last
-/// component; read-write unless `write` is false.
 /// `pwritev` at `offset` until every byte of `bufs` is written.
 fn write_all_vectored_at(file: &File, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
     let mut parts: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
@@ -122,6 +120,8 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Resu
     Ok(done)
 }
 
+/// Options that open a store file without following a symlink in its last
+/// component; read-write unless `write` is false.
 pub(crate) fn open_options(write: bool, create: bool) -> OpenOptions {
     let mut opts = OpenOptions::new();
     opts.read(true).write(write).create(create).truncate(false).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
@@ -242,6 +242,20 @@ impl Vfs for StdVfs {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_vectored_write_lays_its_buffers_end_to_end_and_skips_empty_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = StdVfs.open(&tmp.path().join("f"), true).unwrap();
+        let (a, b) = (vec![1u8; 4096], vec![2u8; 10_000]);
+        file.write_all_vectored_at(&[&a, &[], &b], 100).unwrap();
+        let mut back = vec![0u8; 100 + a.len() + b.len()];
+        assert_eq!(file.read_at(&mut back, 0).unwrap(), back.len());
+        assert!(back[..100].iter().all(|&x| x == 0));
+        assert!(back[100..100 + a.len()] == a[..] && back[100 + a.len()..] == b[..]);
+        file.write_all_vectored_at(&[&[], &[]], 1 << 20).unwrap();
+        assert_eq!(file.len().unwrap(), back.len() as u64, "writing nothing does not extend the file");
+    }
 
     #[test]
     fn symlinks_in_the_store_are_refused_and_their_targets_untouched() {

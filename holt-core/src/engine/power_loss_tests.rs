@@ -15,6 +15,8 @@ use crate::store::splitmix::SplitMix64;
 use crate::{Error, RangeEntry, Tree};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+/// The model after each acknowledged op, with the disk's op count then.
+type History = Vec<(u64, Model)>;
 
 fn open_on(vfs: &MemVfs) -> crate::Result<Tree> {
     open_with(vfs, |_| {})
@@ -96,12 +98,12 @@ fn step(tree: &Tree, model: &mut Model, rng: &mut SplitMix64) -> bool {
 /// Run ops until `ops` are done, checkpointing now and then. Returns the
 /// model after each acknowledged op together with the simulated-disk op
 /// count at acknowledgement.
-fn workload(tree: &Tree, vfs: &MemVfs, rng: &mut SplitMix64, ops: usize) -> Vec<(u64, Model)> {
+fn workload(tree: &Tree, vfs: &MemVfs, rng: &mut SplitMix64, ops: usize) -> History {
     workload_with(tree, vfs, rng, ops, Start::Tidy)
 }
 
 /// `workload`, its checkpoints started as `start` says.
-fn workload_with(tree: &Tree, vfs: &MemVfs, rng: &mut SplitMix64, ops: usize, start: Start) -> Vec<(u64, Model)> {
+fn workload_with(tree: &Tree, vfs: &MemVfs, rng: &mut SplitMix64, ops: usize, start: Start) -> History {
     let mut model = contents(tree);
     let mut history = vec![(vfs.ops_count(), model.clone())];
     for i in 0..ops {
@@ -115,10 +117,28 @@ fn workload_with(tree: &Tree, vfs: &MemVfs, rng: &mut SplitMix64, ops: usize, st
     history
 }
 
+/// Arm a power cut before a seed-chosen one of the next 900 disk
+/// operations (dropping unsynced writes for even seeds, tearing them for
+/// odd ones), run `work`, and return the disk as the cut left it, the
+/// history `work` returned and the operation the cut came before.
+fn cut_power(vfs: &MemVfs, seed: u64, rng: &mut SplitMix64, work: impl FnOnce(&mut SplitMix64) -> History) -> (MemVfs, History, u64) {
+    let crash_at = vfs.ops_count() + rng.below(900);
+    let mode = if seed.is_multiple_of(2) { CrashMode::DropUnsynced } else { CrashMode::Torn { seed } };
+    vfs.crash_before_op(crash_at, mode);
+    let history = work(rng);
+    let image = vfs.take_crash_image().unwrap_or_else(|| vfs.crash(mode));
+    (image, history, crash_at)
+}
+
 /// The recovered state must be the model after some op at or after the
 /// last one acknowledged before the crash point.
 fn check_recovered(image: &MemVfs, history: &[(u64, Model)], crash_at: u64, ctx: &str) {
-    let tree = open_on(image).unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+    recovered(open_on, image, history, crash_at, ctx);
+}
+
+/// `check_recovered` with the tree opened by `open`, which it returns.
+fn recovered(open: fn(&MemVfs) -> crate::Result<Tree>, image: &MemVfs, history: &[(u64, Model)], crash_at: u64, ctx: &str) -> Tree {
+    let tree = open(image).unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
     tree.check_invariants().unwrap_or_else(|e| panic!("{ctx}: {e}"));
     let got = contents(&tree);
     let acked = history.iter().rposition(|(at, _)| *at <= crash_at).unwrap_or(0);
@@ -127,6 +147,7 @@ fn check_recovered(image: &MemVfs, history: &[(u64, Model)], crash_at: u64, ctx:
         "{ctx}: recovered {} keys, which match no state at or after ack #{acked}",
         got.len()
     );
+    tree
 }
 
 #[test]
@@ -135,11 +156,7 @@ fn power_loss_at_any_step_keeps_every_synced_op() {
         let vfs = MemVfs::new();
         let tree = open_on(&vfs).unwrap();
         let mut rng = SplitMix64::new(seed);
-        let crash_at = vfs.ops_count() + rng.below(900);
-        let mode = if seed % 2 == 0 { CrashMode::DropUnsynced } else { CrashMode::Torn { seed } };
-        vfs.crash_before_op(crash_at, mode);
-        let history = workload(&tree, &vfs, &mut rng, 300);
-        let image = vfs.take_crash_image().unwrap_or_else(|| vfs.crash(mode));
+        let (image, history, crash_at) = cut_power(&vfs, seed, &mut rng, |rng| workload(&tree, &vfs, rng, 300));
         drop(tree);
         check_recovered(&image, &history, crash_at, &format!("seed {seed} crash at op {crash_at}"));
     }
@@ -156,12 +173,8 @@ fn power_loss_during_checkpoints_writing_tidied_images_keeps_every_synced_op() {
         let vfs = MemVfs::new();
         let tree = open_on(&vfs).unwrap();
         let mut rng = SplitMix64::new(seed + 500);
-        let crash_at = vfs.ops_count() + rng.below(900);
-        let mode = if seed % 2 == 0 { CrashMode::DropUnsynced } else { CrashMode::Torn { seed } };
-        vfs.crash_before_op(crash_at, mode);
-        let history = workload_with(&tree, &vfs, &mut rng, 300, Start::Now);
+        let (image, history, crash_at) = cut_power(&vfs, seed, &mut rng, |rng| workload_with(&tree, &vfs, rng, 300, Start::Now));
         tidied += tree.engine().pool().counters.tidies.get();
-        let image = vfs.take_crash_image().unwrap_or_else(|| vfs.crash(mode));
         drop(tree);
         check_recovered(&image, &history, crash_at, &format!("seed {seed} crash at op {crash_at}"));
     }
@@ -184,17 +197,11 @@ fn power_loss_with_frames_read_around_the_page_cache_keeps_every_synced_op() {
             tree.put(format!("big{i:03}").as_bytes(), &vec![i as u8; 40_000]).unwrap();
         }
         tree.engine().checkpoint_now(Start::Now).unwrap();
-        let crash_at = vfs.ops_count() + rng.below(900);
-        let mode = if seed % 2 == 0 { CrashMode::DropUnsynced } else { CrashMode::Torn { seed } };
-        vfs.crash_before_op(crash_at, mode);
-        let history = workload(&tree, &vfs, &mut rng, 300);
-        let image = vfs.take_crash_image().unwrap_or_else(|| vfs.crash(mode));
+        let (image, history, crash_at) = cut_power(&vfs, seed, &mut rng, |rng| workload(&tree, &vfs, rng, 300));
         drop(tree);
         let ctx = format!("seed {seed} crash at op {crash_at}");
-        let tree = open_direct(&image).unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+        let tree = recovered(open_direct, &image, &history, crash_at, &ctx);
         let got = contents(&tree);
-        let acked = history.iter().rposition(|(at, _)| *at <= crash_at).unwrap_or(0);
-        assert!(history[acked..].iter().any(|(_, m)| *m == got), "{ctx}: recovered {} keys, no state at or after ack #{acked}", got.len());
         for (k, v) in &got {
             tree.put(k, v).unwrap_or_else(|e| panic!("{ctx}: rewrite failed: {e}"));
         }

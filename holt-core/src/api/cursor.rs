@@ -118,14 +118,12 @@ impl RangeCursor {
 
     /// The next entry in key order, or `None` once the scan is over. After
     /// an error the scan is over.
+    #[inline]
     pub fn next_entry(&mut self) -> Result<Option<RangeEntryRef<'_>>> {
+        // Inlined into the caller's loop: all but one entry a chunk are
+        // lent from the buffer without a call.
         if self.pos == self.hits.len() {
-            if let Err(e) = self.refill() {
-                self.done = true;
-                self.hits.clear();
-                self.pos = 0;
-                return Err(e);
-            }
+            self.refill_or_end()?;
             if self.hits.is_empty() {
                 return Ok(None);
             }
@@ -133,6 +131,18 @@ impl RangeCursor {
         let i = self.pos;
         self.pos += 1;
         Ok(Some(self.hits.get(i).into()))
+    }
+
+    /// `refill`, ending the scan on an error.
+    #[inline(never)]
+    fn refill_or_end(&mut self) -> Result<()> {
+        let r = self.refill();
+        if r.is_err() {
+            self.done = true;
+            self.hits.clear();
+            self.pos = 0;
+        }
+        r
     }
 
     /// Collect the next chunk at or after `lower`; an empty one ends the

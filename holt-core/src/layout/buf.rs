@@ -230,6 +230,9 @@ impl FrameBuf {
     }
 
     /// Length of the common prefix of the `len` bytes at `off` and `other`.
+    /// Always inlined: descents call it at every node, and a call costs
+    /// more than the compare of a short prefix.
+    #[inline(always)]
     pub(crate) fn common_prefix(&self, off: usize, len: usize, other: &[u8]) -> usize {
         let common = len.min(other.len());
         let mut i = 0;
@@ -240,10 +243,30 @@ impl FrameBuf {
             }
             i += 8;
         }
-        while i < common && self.u8(off + i) == other[i] {
-            i += 1;
+        if i == common {
+            return i;
         }
-        i
+        // The last 1..=7 bytes in one compare: `other`'s eight bytes from
+        // `i` masked to them, or the eight ending at `common` (the bytes
+        // before `i` are known equal); byte by byte only when `other` is
+        // shorter than eight bytes.
+        let rest = common - i;
+        let (at, x) = if let Some(w) = other.get(i..i + 8) {
+            let theirs = u64::from_le_bytes(w.try_into().expect("8")) & ((1u64 << (8 * rest)) - 1);
+            (i, self.le(off + i, rest) ^ theirs)
+        } else if common >= 8 {
+            let at = common - 8;
+            (at, self.le(off + at, 8) ^ u64::from_le_bytes(other[at..common].try_into().expect("8")))
+        } else {
+            while i < common && self.u8(off + i) == other[i] {
+                i += 1;
+            }
+            return i;
+        };
+        if x == 0 {
+            return common;
+        }
+        at + (x.trailing_zeros() / 8) as usize
     }
 
     fn store_word(&self, i: usize, v: u64) {
@@ -409,6 +432,31 @@ mod tests {
         other[20] = b'z';
         assert_eq!(b.cmp_bytes(13, data.len(), &other), data.as_slice().cmp(&other));
         assert_eq!(b.common_prefix(13, data.len(), &other), 20);
+    }
+
+    /// Every length and every first difference, with `other` longer than,
+    /// as long as and shorter than the compared bytes, short ones included:
+    /// each way `common_prefix` compares its last partial word.
+    #[test]
+    fn common_prefix_finds_the_first_difference_at_every_length() {
+        let b = FrameBuf::zeroed();
+        let data: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) | 1).collect();
+        for start in [8usize, 13] {
+            b.write(start, &data);
+            for len in 0..=data.len() {
+                for other_len in [len.saturating_sub(3), len, len + 5] {
+                    let mut other = data.clone();
+                    other.resize(other_len, 0xEE);
+                    let common = len.min(other_len);
+                    assert_eq!(b.common_prefix(start, len, &other), common, "start {start} len {len} other {other_len}");
+                    for diff in 0..common {
+                        other[diff] ^= 0x40;
+                        assert_eq!(b.common_prefix(start, len, &other), diff, "start {start} len {len} other {other_len}");
+                        other[diff] ^= 0x40;
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -257,6 +257,26 @@ pub(crate) fn link_target(b: &FrameBuf, off: usize) -> (FrameId, Slot) {
     (FrameId(b.u64(off + LINK_FRAME)), Slot(b.u32(off + LINK_SLOT)))
 }
 
+/// An inner node's kind, child count and compressed prefix length: all in
+/// its first eight bytes, so a walk that read them to learn the node's
+/// kind need not read them again.
+#[derive(Copy, Clone)]
+pub(crate) struct InnerHead {
+    pub kind: u8,
+    pub count: usize,
+    pub prefix_len: usize,
+}
+
+impl InnerHead {
+    /// The fields of an inner node whose first eight bytes (little-endian)
+    /// are `head`.
+    #[inline]
+    pub(crate) fn of(head: u64) -> Self {
+        let u16_at = |at: usize| ((head >> (8 * at)) & 0xFFFF) as usize;
+        InnerHead { kind: head as u8, count: u16_at(INNER_COUNT), prefix_len: u16_at(INNER_PREFIX_LEN) }
+    }
+}
+
 /// Read-side view of an inner node at a known offset.
 #[derive(Copy, Clone)]
 pub(crate) struct InnerAt(pub usize);
@@ -287,36 +307,44 @@ impl InnerAt {
     pub(crate) fn end_field(self, b: &FrameBuf) -> u32 {
         b.u32(self.0 + INNER_END)
     }
+    /// The node's header fields, read once.
     #[inline]
-    fn body(self, b: &FrameBuf) -> usize {
-        self.prefix_off() + self.prefix_len(b)
+    pub(crate) fn head(self, b: &FrameBuf) -> InnerHead {
+        InnerHead::of(b.u64(self.0))
+    }
+    /// Where the child keys begin (`h`: the node's header).
+    #[inline]
+    fn body(self, h: InnerHead) -> usize {
+        self.prefix_off() + h.prefix_len
     }
 
     /// Whether `byte` occurs in the node's compressed prefix or keys one of
-    /// its children. A Node4/16's keys follow its prefix, so one search
-    /// covers both.
+    /// its children (`h`: the node's header). A Node4/16's keys follow its
+    /// prefix, so one search covers both.
     #[inline]
-    pub(crate) fn prefix_or_child_has(self, b: &FrameBuf, byte: u8) -> bool {
-        let (kind, plen) = (self.kind(b), self.prefix_len(b));
-        match kind {
-            KIND_N4 | KIND_N16 => b.find_byte(self.prefix_off(), plen + self.count(b).min(inner_capacity(kind)), byte).is_some(),
-            _ => b.find_byte(self.prefix_off(), plen, byte).is_some() || self.find_child_field(b, byte) != NIL,
+    pub(crate) fn prefix_or_child_has(self, b: &FrameBuf, h: InnerHead, byte: u8) -> bool {
+        match h.kind {
+            KIND_N4 | KIND_N16 => b.find_byte(self.prefix_off(), h.prefix_len + h.count.min(inner_capacity(h.kind)), byte).is_some(),
+            _ => b.find_byte(self.prefix_off(), h.prefix_len, byte).is_some() || self.find_child_field(b, h, byte) != NIL,
         }
     }
 
     /// Slot of the child under `byte`, or `NIL`.
     #[inline]
     pub(crate) fn find_child(self, b: &FrameBuf, byte: u8) -> u32 {
-        field_slot(self.find_child_field(b, byte))
+        field_slot(self.find_child_field(b, self.head(b), byte))
     }
 
-    /// The field of the child under `byte` as stored, or `NIL`.
-    pub(crate) fn find_child_field(self, b: &FrameBuf, byte: u8) -> u32 {
-        let body = self.body(b);
-        match self.kind(b) {
+    /// The field of the child under `byte` as stored, or `NIL` (`h`: the
+    /// node's header). Always inlined: every descent calls it at each
+    /// inner node, and a call costs more than a small node's search.
+    #[inline(always)]
+    pub(crate) fn find_child_field(self, b: &FrameBuf, h: InnerHead, byte: u8) -> u32 {
+        let body = self.body(h);
+        match h.kind {
             k @ (KIND_N4 | KIND_N16) => {
                 let cap = inner_capacity(k);
-                let n = self.count(b).min(cap);
+                let n = h.count.min(cap);
                 // Eight keys a load (`find_byte`), not one.
                 match b.find_byte(body, n, byte) {
                     Some(i) => b.u32(body + cap + 4 * i),
@@ -337,18 +365,18 @@ impl InnerAt {
     /// eight bytes at a time.
     #[inline]
     pub(crate) fn children_rev_from(self, b: &FrameBuf, from: u16, mut f: impl FnMut(u8, u32)) {
-        self.child_fields_rev_from(b, from, |byte, field| f(byte, field_slot(field)));
+        self.child_fields_rev_from(b, self.head(b), from, |byte, field| f(byte, field_slot(field)));
     }
 
     /// `children_rev_from`, passing each child's field as stored (see
-    /// `field_slot`, `field_hint`).
+    /// `field_slot`, `field_hint`; `h`: the node's header).
     #[inline]
-    pub(crate) fn child_fields_rev_from(self, b: &FrameBuf, from: u16, mut f: impl FnMut(u8, u32)) {
-        let body = self.body(b);
-        match self.kind(b) {
+    pub(crate) fn child_fields_rev_from(self, b: &FrameBuf, h: InnerHead, from: u16, mut f: impl FnMut(u8, u32)) {
+        let body = self.body(h);
+        match h.kind {
             k @ (KIND_N4 | KIND_N16) => {
                 let cap = inner_capacity(k);
-                let n = self.count(b).min(cap);
+                let n = h.count.min(cap);
                 let keys = [b.u64(body), b.u64(body + 8)];
                 // Keys are sorted: the first one below `from` ends the walk.
                 for j in (0..n).rev() {
@@ -392,11 +420,12 @@ impl InnerAt {
     /// Returns false, changing nothing, when the node must be re-encoded.
     /// Caller holds the frame exclusively.
     pub(crate) fn add_child_in_place(self, b: &FrameBuf, byte: u8, slot: u32) -> bool {
-        let (kind, n) = (self.kind(b), self.count(b));
+        let h = self.head(b);
+        let (kind, n) = (h.kind, h.count);
         if inner_kind_for(n + 1) != kind {
             return false;
         }
-        let body = self.body(b);
+        let body = self.body(h);
         match kind {
             KIND_N4 | KIND_N16 => {
                 let cap = inner_capacity(kind);
@@ -429,11 +458,12 @@ impl InnerAt {
 
     /// The child with the smallest key byte `>= from`, if any.
     pub(crate) fn child_at_or_after(self, b: &FrameBuf, from: u16) -> Option<(u8, u32)> {
-        let body = self.body(b);
-        match self.kind(b) {
+        let h = self.head(b);
+        let body = self.body(h);
+        match h.kind {
             k @ (KIND_N4 | KIND_N16) => {
                 let cap = inner_capacity(k);
-                let n = self.count(b).min(cap);
+                let n = h.count.min(cap);
                 (0..n)
                     .map(|i| (b.u8(body + i), i))
                     .find(|&(key, _)| key as u16 >= from)
@@ -639,8 +669,10 @@ mod tests {
             b.write(64, &inner.encode());
             let at = InnerAt(64);
             assert_eq!(at.kind(&b), inner_kind_for(n));
+            let h = InnerHead::of(b.u64(64));
+            assert_eq!((h.kind, h.count, h.prefix_len), (at.kind(&b), at.count(&b), at.prefix_len(&b)));
             for (byte, want) in [(b'/', true), (b'q', true), (64, true), (66, true), (65, false), (0, false), (b'#', false)] {
-                assert_eq!(at.prefix_or_child_has(&b, byte), want, "{n} children, byte {byte}");
+                assert_eq!(at.prefix_or_child_has(&b, h, byte), want, "{n} children, byte {byte}");
             }
         }
     }

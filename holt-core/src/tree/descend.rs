@@ -6,7 +6,7 @@ use std::cell::Cell;
 use super::{Owned, Step, RESTARTS_MAX, ROOT_FRAME, ROOT_SLOT};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
-use crate::layout::node::{field_slot, hinted_child, link_target, node_bytes, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::node::{field_slot, hinted_child, link_target, node_bytes, InnerAt, InnerHead, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{slot_entry_offset, FrameBuf, Slot, FRAME_BYTES, NIL, SLOT_BYTES};
 use crate::store::pages::PageState;
 use crate::store::pool::{FrameCell, Pool};
@@ -274,7 +274,8 @@ pub(crate) fn walk_frame_at<P: Pages>(b: &FrameBuf, pages: &P, mut slot: Slot, m
         if P::PARTIAL && !(pages.need(off, 8) && pages.need(off, node_bytes(b, off))) {
             return (Walk::Torn, slot);
         }
-        match b.u8(off) {
+        let head = b.u64(off);
+        match head as u8 {
             KIND_LINK => {
                 let (f, s) = link_target(b, off);
                 return (Walk::Link(f, s, depth), slot);
@@ -284,8 +285,8 @@ pub(crate) fn walk_frame_at<P: Pages>(b: &FrameBuf, pages: &P, mut slot: Slot, m
                 return (walk, slot);
             }
             2..=5 => {
-                let n = InnerAt(off);
-                let plen = n.prefix_len(b);
+                let (n, h) = (InnerAt(off), InnerHead::of(head));
+                let plen = h.prefix_len;
                 let Some(rest) = key.get(depth..) else { return (Walk::Torn, slot) };
                 if b.common_prefix(n.prefix_off(), plen, rest) < plen {
                     return (Walk::Miss, slot);
@@ -295,7 +296,7 @@ pub(crate) fn walk_frame_at<P: Pages>(b: &FrameBuf, pages: &P, mut slot: Slot, m
                     None => n.end_field(b),
                     Some(&byte) => {
                         depth += 1;
-                        n.find_child_field(b, byte)
+                        n.find_child_field(b, h, byte)
                     }
                 };
                 let next = field_slot(field);

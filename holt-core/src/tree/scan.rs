@@ -20,7 +20,7 @@ use super::scan_run::{can_run, run, Open, RunEnd, Stacks};
 use super::{Owned, Step, ROOT_FRAME, ROOT_SLOT};
 use crate::error::Result;
 use crate::ids::FrameId;
-use crate::layout::node::{field_slot, hinted_child, link_target, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::node::{field_slot, hinted_child, link_target, InnerAt, InnerHead, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{FrameBuf, Slot, NIL};
 use crate::store::pool::Pool;
 
@@ -146,12 +146,26 @@ fn finish(views: &[FrameView<'_>], frames: &mut ScanFrames) -> Step<()> {
 }
 
 /// Count one visited node. `Ok(false)`: a periodic validation failed.
+/// Inlined: every node a scan visits passes here, and all but one in
+/// `STEPS_PER_CHECK` only add and test.
+#[inline(always)]
 pub(super) fn tick(steps: &mut usize, views: &[FrameView<'_>]) -> Result<bool> {
     *steps += 1;
-    if *steps > STEPS_MAX {
+    if steps.is_multiple_of(STEPS_PER_CHECK) {
+        return check_steps(*steps, views);
+    }
+    Ok(true)
+}
+
+/// The periodic part of `tick`: a scan past `STEPS_MAX` fails within
+/// `STEPS_PER_CHECK` more steps.
+#[cold]
+#[inline(never)]
+fn check_steps(steps: usize, views: &[FrameView<'_>]) -> Result<bool> {
+    if steps > STEPS_MAX {
         return Err(corrupt_frame(views[0].id, "scan never terminates"));
     }
-    Ok(!steps.is_multiple_of(STEPS_PER_CHECK) || all_valid(views))
+    Ok(all_valid(views))
 }
 
 /// What unreadable bytes mean: corruption if everything read validates,
@@ -247,7 +261,7 @@ fn walk<'p>(
                         return Ok(finish(views, frames));
                     }
                 }
-                2..=5 if can_run(&view, &task, q) => {
+                2..=5 if can_run(&view, &task, head, q) => {
                     *runs += 1;
                     match run(views, task, q, Stacks { tasks: stack, open }, steps, out, full)? {
                         Step::Restart => return Ok(Step::Restart),
@@ -256,7 +270,7 @@ fn walk<'p>(
                     }
                 }
                 2..=5 => {
-                    if let Some(group_len) = expand(b, off, task, q, stack) {
+                    if let Some(group_len) = expand(b, off, InnerHead::of(head), task, q, stack) {
                         stack.push(Task { group_len, ..task });
                     }
                 }
@@ -383,17 +397,17 @@ fn prefetch_node(b: &FrameBuf, off: usize) {
     }
 }
 
-/// Push the children of the inner node at `off` that may hold entries
-/// `>= lower` starting with `prefix`, so that they pop in key order (end
-/// leaf first). While the node sits above the end of `prefix`, only the
+/// Push the children of the inner node at `off` (header `h`) that may
+/// hold entries `>= lower` starting with `prefix`, so that they pop in key
+/// order (end leaf first). While the node sits above the end of `prefix`, only the
 /// child on the prefix's path can match, so nothing else is pushed: listing
 /// a small directory costs one path plus its entries. A child under the
 /// delimiter byte is pushed as a group task. Returns the group length when
 /// the node's own compressed prefix holds the delimiter: the whole node is
 /// one group (nothing is pushed).
-fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Task>) -> Option<u32> {
+fn expand(b: &FrameBuf, off: usize, h: InnerHead, task: Task, q: &Scan<'_>, stack: &mut Vec<Task>) -> Option<u32> {
     let n = InnerAt(off);
-    let plen = n.prefix_len(b);
+    let plen = h.prefix_len;
     let d = task.depth + plen;
     let want = q.prefix.get(task.depth..).unwrap_or(&[]);
     let overlap = plen.min(want.len());
@@ -434,12 +448,12 @@ fn expand(b: &FrameBuf, off: usize, task: Task, q: &Scan<'_>, stack: &mut Vec<Ta
     };
     match q.prefix.get(d) {
         Some(&only) => {
-            let field = n.find_child_field(b, only);
+            let field = n.find_child_field(b, h, only);
             if field != NIL && tight.is_none_or(|t| only >= t) {
                 push(only, field, None);
             }
         }
-        None => n.child_fields_rev_from(b, tight.map_or(0, u16::from), |byte, field| push(byte, field, q.delimiter)),
+        None => n.child_fields_rev_from(b, h, tight.map_or(0, u16::from), |byte, field| push(byte, field, q.delimiter)),
     }
     let end = n.end_field(b);
     if !bounded && end != NIL && d >= q.prefix.len() {

@@ -25,7 +25,7 @@ use super::hits::Hits;
 use super::scan::{child_at, tick, unreadable, Scan, Task};
 use super::Step;
 use crate::error::Result;
-use crate::layout::node::{node_bytes_from_head, InnerAt, LeafAt, KIND_LEAF, KIND_LINK};
+use crate::layout::node::{inner_bytes, leaf_bytes, InnerAt, InnerHead, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{FrameBuf, NIL};
 
 /// How far ahead of the node it reads a run prefetches: a few nodes.
@@ -46,7 +46,8 @@ pub(super) struct Open {
 /// contiguous), whose keys all belong in the answer. (A node above
 /// the prefix's end, or one `lower` still constrains, is expanded by the
 /// walk: letting such a node run measured slower on small listings.)
-pub(super) fn can_run(view: &FrameView<'_>, task: &Task, q: &Scan<'_>) -> bool {
+/// `head`: the node's first eight bytes.
+pub(super) fn can_run(view: &FrameView<'_>, task: &Task, head: u64, q: &Scan<'_>) -> bool {
     let b = view.buf;
     task.may_run
         && !task.bounded
@@ -55,13 +56,14 @@ pub(super) fn can_run(view: &FrameView<'_>, task: &Task, q: &Scan<'_>) -> bool {
         && view.pages.is_none()
         && b.in_preorder()
         && task.off >= b.runs_from()
-        && !starts_group(b, task.off, q)
+        && !starts_group(b, task.off, InnerHead::of(head), q)
 }
 
-/// Whether a group starts at the inner node at `off`: the delimiter in
-/// its compressed prefix, or a child under the delimiter byte.
-fn starts_group(b: &FrameBuf, off: usize, q: &Scan<'_>) -> bool {
-    q.delimiter.is_some_and(|d| InnerAt(off).prefix_or_child_has(b, d))
+/// Whether a group starts at the inner node at `off` (header `h`): the
+/// delimiter in its compressed prefix, or a child under the delimiter byte.
+#[inline]
+fn starts_group(b: &FrameBuf, off: usize, h: InnerHead, q: &Scan<'_>) -> bool {
+    q.delimiter.is_some_and(|d| InnerAt(off).prefix_or_child_has(b, h, d))
 }
 
 /// What a run ended with.
@@ -119,26 +121,27 @@ pub(super) fn run(
         b.prefetch(p + RUN_PREFETCH_BYTES);
         b.prefetch(p + RUN_PREFETCH_BYTES + 64);
         let head = b.u64(p);
-        match head as u8 {
+        // Each arm sizes its node (never 0: every kind has a header).
+        p += match head as u8 {
             KIND_LEAF => {
-                leaf_entry(b, p, head, depth, q, out);
+                let bytes = leaf_entry(b, p, head, depth, q, out);
                 if full(out) {
                     return Ok(Step::Done(RunEnd::Full));
                 }
+                bytes
             }
             KIND_LINK => return hand_back(b, task, open, tasks, p, depth),
-            2..=5 => {
-                if starts_group(b, p, q) {
+            kind @ 2..=5 => {
+                let h = InnerHead::of(head);
+                if starts_group(b, p, h, q) {
                     return hand_back(b, task, open, tasks, p, depth);
                 }
-                let n = InnerAt(p);
-                let items = usize::from(n.end(b) != NIL) + n.count(b);
-                open.push(Open { off: p, child_depth: depth + n.prefix_len(b) + 1, left: items });
+                let items = usize::from(InnerAt(p).end(b) != NIL) + h.count;
+                open.push(Open { off: p, child_depth: depth + h.prefix_len + 1, left: items });
+                inner_bytes(kind, h.prefix_len)
             }
             _ => return unreadable(views, view, "unknown node kind"),
-        }
-        // Never 0: every known kind has a header.
-        p += node_bytes_from_head(head);
+        };
     }
 }
 
@@ -147,14 +150,15 @@ pub(super) fn run(
 /// past its first `depth` bytes, the depth it hangs at (`tree::scan::leaf_hit`
 /// for a node whose keys all belong in the answer: nothing before `depth`
 /// needs a look, since `can_run` and the run checked every prefix and key
-/// byte above it with `starts_group`).
+/// byte above it with `starts_group`). Returns the leaf's size.
 #[inline]
-fn leaf_entry(b: &FrameBuf, off: usize, head: u64, depth: usize, q: &Scan<'_>, out: &mut Hits) {
+fn leaf_entry(b: &FrameBuf, off: usize, head: u64, depth: usize, q: &Scan<'_>, out: &mut Hits) -> usize {
     let (key_off, (klen, value_len)) = (LeafAt(off).key_off(), LeafAt::lens(head));
     match q.delimiter.and_then(|d| b.find_byte(key_off + depth, klen.saturating_sub(depth), d)) {
         Some(at) => out.push_group(b, key_off, depth + at + 1),
         None => out.push_key(b, key_off, klen, if q.keys_only { 0 } else { value_len }),
     }
+    leaf_bytes(klen, value_len)
 }
 
 /// Give the walk what is left of the run at the node at `at` (of depth
@@ -166,7 +170,8 @@ fn hand_back(b: &FrameBuf, task: Task, open: &[Open], stack: &mut Vec<Task>, at:
     let hinted = b.in_preorder();
     for o in open {
         let mut left = o.left;
-        InnerAt(o.off).child_fields_rev_from(b, 0, |_, field| {
+        let n = InnerAt(o.off);
+        n.child_fields_rev_from(b, n.head(b), 0, |_, field| {
             if left > 0 {
                 left -= 1;
                 let off = child_at(b, o.off, field, hinted);

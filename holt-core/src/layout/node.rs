@@ -320,8 +320,9 @@ impl InnerAt {
 
     /// Whether `byte` occurs in the node's compressed prefix or keys one of
     /// its children (`h`: the node's header). A Node4/16's keys follow its
-    /// prefix, so one search covers both.
-    #[inline]
+    /// prefix, so one search covers both. Always inlined: a delimited scan
+    /// asks it of every inner node it reads.
+    #[inline(always)]
     pub(crate) fn prefix_or_child_has(self, b: &FrameBuf, h: InnerHead, byte: u8) -> bool {
         match h.kind {
             KIND_N4 | KIND_N16 => b.find_byte(self.prefix_off(), h.prefix_len + h.count.min(inner_capacity(h.kind)), byte).is_some(),

@@ -19,7 +19,6 @@
 //! pinner's version check sees the eviction, and its next load stays.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 
 use super::cell::FrameCell;
 use super::pool::Pool;
@@ -34,7 +33,10 @@ const HOLD_LOADS_MAX: usize = 4;
 /// The pins of one operation, released when it ends (drop).
 pub(crate) struct Pins<'p> {
     pool: &'p Pool,
-    held: RefCell<BTreeMap<FrameId, &'p FrameCell>>,
+    /// Sorted by id, each frame once. A vector, not a map: almost every
+    /// operation pins nothing, and an empty vector costs nothing to make or
+    /// drop (an empty map's drop was ~4% of a point lookup's instructions).
+    held: RefCell<Vec<(FrameId, &'p FrameCell)>>,
     /// Pin every frame entered from now on.
     on: Cell<bool>,
     /// A frame was loaded since the last restart.
@@ -43,17 +45,18 @@ pub(crate) struct Pins<'p> {
 
 impl<'p> Pins<'p> {
     pub(crate) fn new(pool: &'p Pool) -> Self {
-        Pins { pool, held: RefCell::new(BTreeMap::new()), on: Cell::new(false), missed: Cell::new(false) }
+        Pins { pool, held: RefCell::new(Vec::new()), on: Cell::new(false), missed: Cell::new(false) }
     }
 
     /// Before reading frame `id`: pin it if this operation pins.
     #[inline]
     pub(crate) fn enter(&self, id: FrameId, cell: &'p FrameCell) {
         if self.on.get() {
-            self.held.borrow_mut().entry(id).or_insert_with(|| {
+            let mut held = self.held.borrow_mut();
+            if let Err(at) = held.binary_search_by_key(&id, |&(held_id, _)| held_id) {
                 cell.pin();
-                cell
-            });
+                held.insert(at, (id, cell));
+            }
         }
     }
 

@@ -80,16 +80,29 @@ struct Keys {
     renames_across: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// A new name, `TAG-I`, in a directory `rng` picks.
+fn name_in_dir(ds: &Dataset, rng: &mut Rng, tag: &str, i: usize) -> Vec<u8> {
+    let mut k = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
+    k.extend_from_slice(format!("{tag}-{i}").as_bytes());
+    k
+}
+
+/// `n` names no store holds, each in an existing directory: the get-miss
+/// cell's keys (the probe's `miss` cell reads the same ones).
+pub(super) fn absent_names(ds: &Dataset, n: usize) -> Vec<Vec<u8>> {
+    absent_names_from(ds, &mut Rng::new(PICK_SEED), n)
+}
+
+fn absent_names_from(ds: &Dataset, rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| name_in_dir(ds, rng, "absent", i)).collect()
+}
+
 impl Keys {
     fn new(ds: &Dataset, o: &PeerOpts) -> Self {
         let probe = ds.order(PROBE_ORDER_SEED);
         let mut rng = Rng::new(PICK_SEED);
-        let in_dir = |rng: &mut Rng, tag: &str, i: usize| {
-            let mut k = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
-            k.extend_from_slice(format!("{tag}-{i}").as_bytes());
-            k
-        };
-        let misses = (0..o.ops).map(|i| in_dir(&mut rng, "absent", i)).collect();
+        let in_dir = |rng: &mut Rng, tag: &str, i: usize| name_in_dir(ds, rng, tag, i);
+        let misses = absent_names_from(ds, &mut rng, o.ops);
         let creates = (0..o.write_ops / 2).map(|i| in_dir(&mut rng, "cd", i)).collect();
         let prefix_bytes = dentry_prefix(0).len();
         let movers = |from: usize| probe.iter().cycle().skip(from).take(o.write_ops / 2).map(|&i| &ds.keys[i as usize]);

@@ -87,7 +87,7 @@ pub struct PeerOpts {
 
 const USAGE: &str = "usage: holt-bench --peers DIR [--keys N] [--ops N] [--write-ops N] [--mix-ops N] \
 [--engines holt-core,holt-core-ahead,holt-0.3.0,lmdb,redb,fjall,rocksdb] [--json FILE] [--load1-only] \
-[--probe list10,list1k,list100k,rollup,scan,get [--probe-secs S | --probe-passes N]]";
+[--probe list10,list1k,list100k,rollup,scan,get,miss [--probe-secs S | --probe-passes N]]";
 
 fn engine(slug: &str) -> Result<&'static EngineDef, String> {
     ENGINES.iter().find(|e| e.slug == slug).ok_or(format!("unknown engine {slug}\n{USAGE}"))

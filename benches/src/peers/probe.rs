@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::child::{LOAD_ORDER_SEED, PROBE_ORDER_SEED};
+use super::child::{absent_names, LOAD_ORDER_SEED, PROBE_ORDER_SEED};
 use super::data::{Extra, LIST_SIZES};
 use super::store::{Durability, Res, Store};
 use super::{EngineDef, PeerOpts};
@@ -19,10 +19,10 @@ use crate::workload::Dataset;
 
 /// Puts per commit while building a probe store (untimed).
 const LOAD_BATCH: usize = 1000;
-/// Gets per pass of the `get` probe.
+/// Gets per pass of the `get` and `miss` probes.
 const GETS_PER_PASS: usize = 100_000;
 /// The cells `--probe` takes.
-pub const PROBE_CELLS: &str = "list10,list1k,list100k,rollup,scan,get";
+pub const PROBE_CELLS: &str = "list10,list1k,list100k,rollup,scan,get,miss";
 
 /// What the probes read, made before any clock starts.
 struct Data {
@@ -30,6 +30,8 @@ struct Data {
     extra: Extra,
     /// The keys of one `get` pass.
     gets: Vec<u32>,
+    /// The names of one `miss` pass: absent, each in an existing directory.
+    misses: Vec<Vec<u8>>,
 }
 
 /// How long, or how many passes, each probe cell runs.
@@ -44,7 +46,8 @@ pub enum Work {
 pub fn run(o: &PeerOpts) -> i32 {
     let ds = Dataset::generate(o.keys);
     let gets: Vec<u32> = ds.order(PROBE_ORDER_SEED).into_iter().take(GETS_PER_PASS).collect();
-    let data = Data { ds, extra: Extra::generate(), gets };
+    let misses = absent_names(&ds, GETS_PER_PASS);
+    let data = Data { ds, extra: Extra::generate(), gets, misses };
     for e in &o.engines {
         if let Err(err) = probe_engine(o, e, &data) {
             eprintln!("probe {}: {err}", e.slug);
@@ -112,7 +115,7 @@ fn measure(work: Work, mut one: impl FnMut() -> Res<u64>) -> Res<(u64, u64, Dura
 
 /// One pass of `cell`: the entries it read (gets count one each).
 fn pass(s: &dyn Store, data: &Data, cell: &str) -> Res<u64> {
-    let Data { ds, extra, gets } = data;
+    let Data { ds, extra, gets, misses } = data;
     let list_row = LIST_SIZES.iter().position(|(tag, _, _)| *tag == cell);
     let mut entries = 0;
     match cell {
@@ -130,6 +133,14 @@ fn pass(s: &dyn Store, data: &Data, cell: &str) -> Res<u64> {
         "get" => {
             for &i in gets {
                 s.get(&ds.keys[i as usize])?.ok_or("get: a loaded key is missing")?;
+                entries += 1;
+            }
+        }
+        "miss" => {
+            for k in misses {
+                if s.get(k)?.is_some() {
+                    return Err(format!("miss: absent key {k:?} found"));
+                }
                 entries += 1;
             }
         }

@@ -74,10 +74,22 @@ thread_local! {
     /// large allocation, which makes glibc consolidate every small chunk
     /// the previous listing freed (a tenth of list time).
     static SPARE: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+    /// The prefix buffer of the thread's last finished scan: a listing's
+    /// prefix is copied into it rather than into a new allocation.
+    static SPARE_PREFIX: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 fn take_buffers() -> Buffers {
     SPARE.with(|s| s.take()).unwrap_or_default()
+}
+
+/// `prefix` in the thread's spare prefix buffer (a new one if there is
+/// none), for a scan to own.
+pub(crate) fn owned_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut v = SPARE_PREFIX.try_with(std::cell::Cell::take).unwrap_or_default();
+    v.clear();
+    v.extend_from_slice(prefix);
+    v
 }
 
 impl Drop for RangeCursor {
@@ -87,6 +99,9 @@ impl Drop for RangeCursor {
         let spare = (hits, std::mem::take(&mut self.scratch), std::mem::take(&mut self.lower));
         // `try_with`: a scan dropped while its thread exits just frees.
         let _ = SPARE.try_with(|s| s.set(Some(spare)));
+        if self.prefix.capacity() > 0 {
+            let _ = SPARE_PREFIX.try_with(|s| s.set(std::mem::take(&mut self.prefix)));
+        }
     }
 }
 

@@ -90,7 +90,7 @@ impl RangeBuilder {
 
     /// Only keys that start with `prefix`.
     pub fn prefix(mut self, prefix: &[u8]) -> Self {
-        self.prefix = prefix.to_vec();
+        self.prefix = super::cursor::owned_prefix(prefix);
         self
     }
 

@@ -122,6 +122,30 @@ fn check_all(tree: &Tree, model: &Model, prefixes: &[&[u8]], delims: &[u8]) {
     }
 }
 
+/// A `start_after` that leaves the prefix inside a compressed prefix on
+/// the prefix's path, above or below it, and ones that extend the prefix:
+/// the walk compares such a bound with every node on the path (it may
+/// skip only what it compared with the prefix when the bound extends it).
+#[test]
+fn start_after_leaving_the_prefix_inside_a_compressed_prefix_matches_model() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    for k in ["dir-aaaa/x1", "dir-aaaa/x2", "dir-aaaa/y/z", "dir-aaaa/y/zz", "dir-abc", "dir-bbbb/y", "dz"] {
+        tree.put(k.as_bytes(), b"v").unwrap();
+        model.insert(k.as_bytes().to_vec(), b"v".to_vec());
+    }
+    let prefixes = ["dir-aaaa/", "dir-aaaa/x", "dir-aa", "dir-a", "dir-aaaa/y/"];
+    let afters = ["dir-ab", "dir-aaab", "dir-aaa", "dir-aaaa/", "dir-aaaa/x1", "dir-aaaa/y", "dir-aaaa/y/", "dir-b", "dir-", "d", "e"];
+    for prefix in prefixes {
+        for after in afters {
+            for d in [None, Some(b'/')] {
+                let (p, a) = (prefix.as_bytes(), Some(after.as_bytes()));
+                assert_eq!(scanned(&tree, p, a, d), expected(&model, p, a, d), "prefix {prefix} after {after} delim {d:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn rollup_with_start_after_before_at_and_inside_groups_matches_model() {
     let tree = memory_tree();

@@ -226,6 +226,9 @@ fn walk<'p>(
     let (want, bytes_want) = (out.len() + q.limit, out.bytes_len().saturating_add(q.bytes_max));
     let full = |out: &Hits| out.len() >= want || out.bytes_len() >= bytes_want;
     let ScanScratch { stack, probe, open, frames, runs, .. } = scratch;
+    // Usual (a chunk starts at the prefix or past a key under it): `expand`
+    // then need not compare again what it compared with the prefix.
+    let lower_extends_prefix = q.lower.starts_with(q.prefix);
     stack.clear();
     stack.push(Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true, may_run: true });
     while let Some(task) = stack.pop() {
@@ -270,7 +273,7 @@ fn walk<'p>(
                     }
                 }
                 2..=5 => {
-                    if let Some(group_len) = expand(b, off, InnerHead::of(head), task, q, stack) {
+                    if let Some(group_len) = expand(b, off, InnerHead::of(head), task, q, lower_extends_prefix, stack) {
                         stack.push(Task { group_len, ..task });
                     }
                 }
@@ -399,13 +402,14 @@ fn prefetch_node(b: &FrameBuf, off: usize) {
 
 /// Push the children of the inner node at `off` (header `h`) that may
 /// hold entries `>= lower` starting with `prefix`, so that they pop in key
-/// order (end leaf first). While the node sits above the end of `prefix`, only the
-/// child on the prefix's path can match, so nothing else is pushed: listing
-/// a small directory costs one path plus its entries. A child under the
+/// order (end leaf first); `lower_extends_prefix`: `lower` starts with
+/// `prefix`. While the node sits above the end of `prefix`, only the child
+/// on the prefix's path can match, so nothing else is pushed: listing a
+/// small directory costs one path plus its entries. A child under the
 /// delimiter byte is pushed as a group task. Returns the group length when
 /// the node's own compressed prefix holds the delimiter: the whole node is
 /// one group (nothing is pushed).
-fn expand(b: &FrameBuf, off: usize, h: InnerHead, task: Task, q: &Scan<'_>, stack: &mut Vec<Task>) -> Option<u32> {
+fn expand(b: &FrameBuf, off: usize, h: InnerHead, task: Task, q: &Scan<'_>, lower_extends_prefix: bool, stack: &mut Vec<Task>) -> Option<u32> {
     let n = InnerAt(off);
     let plen = h.prefix_len;
     let d = task.depth + plen;
@@ -418,7 +422,10 @@ fn expand(b: &FrameBuf, off: usize, h: InnerHead, task: Task, q: &Scan<'_>, stac
     let mut bounded = task.bounded;
     if bounded {
         let cut = plen.min(lower_rest.len());
-        match b.cmp_bytes(n.prefix_off(), cut, &lower_rest[..cut]) {
+        // A `lower` that extends `prefix` agrees with the node over the
+        // `overlap` just compared (then `overlap <= cut`).
+        let same = if lower_extends_prefix { overlap } else { 0 };
+        match b.cmp_bytes(n.prefix_off() + same, cut - same, &lower_rest[same..cut]) {
             Ordering::Less => return None,
             Ordering::Greater => bounded = false,
             Ordering::Equal if lower_rest.len() <= plen => bounded = false,

@@ -146,6 +146,32 @@ fn start_after_leaving_the_prefix_inside_a_compressed_prefix_matches_model() {
     }
 }
 
+/// Prefixes that follow the tree's child bytes but leave it inside a
+/// compressed prefix above their own end, or end inside one, or name a
+/// missing child: the descent to the prefix's end must compare every
+/// compressed prefix on the way (the keys' own checks start below it).
+#[test]
+fn prefixes_leaving_the_tree_inside_a_compressed_prefix_match_model() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    for k in ["dir-aaaa/x1/a", "dir-aaaa/x1/b", "dir-aaaa/x2/c", "dir-aaaa/x2/cd/e", "dir-b/x1/a"] {
+        tree.put(k.as_bytes(), b"v").unwrap();
+        model.insert(k.as_bytes().to_vec(), b"v".to_vec());
+    }
+    let prefixes = [
+        "dir-abaa/x1/", "dir-aaab/x1/", "dir-aaaa/y1/", "dir-aaaa/x1/", "dir-aaaa/x2/c", "dir-aaaa/x2/cd", "dir-aaaa/x3/", "dir-aa",
+        "dir-aaaa/x", "dir-c/x1/", "e", "dir-b/x1/a",
+    ];
+    for prefix in prefixes {
+        for after in [None, Some(prefix.as_bytes()), Some(b"dir-aaaa/x1/a".as_slice())] {
+            for d in [None, Some(b'/')] {
+                let p = prefix.as_bytes();
+                assert_eq!(scanned(&tree, p, after, d), expected(&model, p, after, d), "prefix {prefix} after {after:?} delim {d:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn rollup_with_start_after_before_at_and_inside_groups_matches_model() {
     let tree = memory_tree();

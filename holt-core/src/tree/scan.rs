@@ -2,7 +2,9 @@
 //! `prefix`, in one optimistic pass over every frame it touches. Any frame
 //! that changes during the pass invalidates the whole chunk, which is then
 //! collected again, so a chunk is always a consistent cut of the keys it
-//! covers.
+//! covers. The path down to the prefix's end is followed first as a
+//! lookup would (`seek_prefix`); the walk with its stack of tasks starts
+//! where the prefix ends.
 //!
 //! With a delimiter, the keys that contain it past `prefix` are rolled up
 //! inside the walk: where a node's path reaches the delimiter (in a leaf's
@@ -229,8 +231,18 @@ fn walk<'p>(
     // Usual (a chunk starts at the prefix or past a key under it): `expand`
     // then need not compare again what it compared with the prefix.
     let lower_extends_prefix = q.lower.starts_with(q.prefix);
+    let root = Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true, may_run: true };
+    let first = if lower_extends_prefix && !q.prefix.is_empty() {
+        match seek_prefix(pool, owned, q, views, steps, root)? {
+            Step::Restart => return Ok(Step::Restart),
+            Step::Done(None) => return Ok(finish(views, frames)),
+            Step::Done(Some(task)) => task,
+        }
+    } else {
+        root
+    };
     stack.clear();
-    stack.push(Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true, may_run: true });
+    stack.push(first);
     while let Some(task) = stack.pop() {
         if !tick(steps, views)? {
             return Ok(Step::Restart);
@@ -285,6 +297,60 @@ fn walk<'p>(
         }
     }
     Ok(finish(views, frames))
+}
+
+/// Follow `q.prefix` down from `task` (the root) through the inner nodes
+/// that lie wholly above the prefix's end, and the links between them,
+/// doing what the walk would do there without its stack: such a node has
+/// one child that can hold keys under the prefix, the one under the
+/// prefix's next byte, and, `lower` extending the prefix (the caller
+/// checks), that child stays bounded by `lower`. Returns the task the walk
+/// takes over from (a node that reaches the prefix's end, a leaf, anything
+/// unreadable), or `None` when no key has the prefix. What it read counts
+/// once the frames in `views` validate, as for the walk.
+fn seek_prefix<'p>(
+    pool: &'p Pool,
+    owned: &Owned<'p>,
+    q: &Scan<'_>,
+    views: &mut Vec<FrameView<'p>>,
+    steps: &mut usize,
+    mut task: Task,
+) -> Result<Step<Option<Task>>> {
+    loop {
+        let (view, off) = (views[task.f], task.off);
+        if off == DANGLING {
+            return Ok(Step::Done(Some(task)));
+        }
+        if view.pages.is_some() && matches!(ensure_node(pool, &view, off)?, Step::Restart) {
+            return Ok(Step::Restart);
+        }
+        let b = view.buf;
+        let head = b.u64(off);
+        if !matches!(head as u8, KIND_LINK | 2..=5) {
+            return Ok(Step::Done(Some(task)));
+        }
+        if !tick(steps, views)? {
+            return Ok(Step::Restart);
+        }
+        if head as u8 == KIND_LINK {
+            let (id, s) = link_target(b, off);
+            let Step::Done(next) = enter_paged(pool, owned, Some(&view), id)? else { return Ok(Step::Restart) };
+            views.push(next);
+            task = Task { f: views.len() - 1, off: node_at(next.buf, s), ..task };
+            continue;
+        }
+        let (n, h) = (InnerAt(off), InnerHead::of(head));
+        let d = task.depth + h.prefix_len;
+        let Some(&byte) = q.prefix.get(d) else { return Ok(Step::Done(Some(task))) };
+        if b.common_prefix(n.prefix_off(), h.prefix_len, &q.prefix[task.depth..d]) < h.prefix_len {
+            return Ok(Step::Done(None));
+        }
+        let field = n.find_child_field(b, h, byte);
+        if field == NIL {
+            return Ok(Step::Done(None));
+        }
+        task = Task { off: child_at(b, off, field, b.in_preorder()), depth: d + 1, ..task };
+    }
 }
 
 /// Append what the leaf at `off` (whose first eight bytes are `head`)

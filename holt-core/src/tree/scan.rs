@@ -231,15 +231,10 @@ fn walk<'p>(
     // Usual (a chunk starts at the prefix or past a key under it): `expand`
     // then need not compare again what it compared with the prefix.
     let lower_extends_prefix = q.lower.starts_with(q.prefix);
-    let root = Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true, may_run: true };
-    let first = if lower_extends_prefix && !q.prefix.is_empty() {
-        match seek_prefix(pool, owned, q, views, steps, root)? {
-            Step::Restart => return Ok(Step::Restart),
-            Step::Done(None) => return Ok(finish(views, frames)),
-            Step::Done(Some(task)) => task,
-        }
-    } else {
-        root
+    let first = match first_task(pool, owned, q, lower_extends_prefix, views, steps)? {
+        Step::Restart => return Ok(Step::Restart),
+        Step::Done(None) => return Ok(finish(views, frames)),
+        Step::Done(Some(task)) => task,
     };
     stack.clear();
     stack.push(first);
@@ -297,6 +292,24 @@ fn walk<'p>(
         }
     }
     Ok(finish(views, frames))
+}
+
+/// The task a chunk's walk starts from: the root, or where the prefix
+/// ends (`seek_prefix`) when `lower` extends the prefix; `None` when no
+/// key has the prefix.
+fn first_task<'p>(
+    pool: &'p Pool,
+    owned: &Owned<'p>,
+    q: &Scan<'_>,
+    lower_extends_prefix: bool,
+    views: &mut Vec<FrameView<'p>>,
+    steps: &mut usize,
+) -> Result<Step<Option<Task>>> {
+    let root = Task { f: 0, off: node_at(views[0].buf, ROOT_SLOT), group_len: 0, depth: 0, bounded: true, may_run: true };
+    if !lower_extends_prefix || q.prefix.is_empty() {
+        return Ok(Step::Done(Some(root)));
+    }
+    seek_prefix(pool, owned, q, views, steps, root)
 }
 
 /// Follow `q.prefix` down from `task` (the root) through the inner nodes

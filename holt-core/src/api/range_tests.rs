@@ -440,3 +440,36 @@ fn scans_over_tidy_frames(shape: Shape) {
     tidy(&tree);
     check_sampled(&tree, &model, &prefixes, 89);
 }
+
+/// A listing's first chunk reads the node where its prefix ends as one run
+/// when that node's compressed prefix agrees with the prefix and starts no
+/// group past its end: prefixes cut at every byte of long compressed
+/// prefixes (with the delimiter before, at and after the cut), and ones
+/// that part from the tree inside them, over tidy frames, with and
+/// without the delimiter and `start_after`, against the oracle.
+#[test]
+fn listings_from_inside_a_compressed_prefix_over_tidy_frames_match_the_oracle() {
+    let tree = memory_tree();
+    let mut model = Model::new();
+    let mut keys: Vec<Vec<u8>> = (0..100).map(|i| format!("t/abcdefgh/f{i:03}").into_bytes()).collect();
+    keys.extend((0..40).map(|i| format!("u/abc/defgh/x{i:02}/y").into_bytes()));
+    keys.extend((0..40).map(|i| format!("u/abc/defgh/z{i:02}").into_bytes()));
+    keys.extend([&b"t/abcdefgh"[..], b"u/abc/d", b"v/a/b/c"].map(<[u8]>::to_vec));
+    put_all(&tree, &mut model, keys, 24);
+    crate::engine::maintenance::tidy_resident_as(tree.engine().pool(), Shape::Scans);
+    let mut prefixes: Vec<Vec<u8>> = Vec::new();
+    for full in [&b"t/abcdefgh/f0"[..], b"u/abc/defgh/x", b"v/a/b/c"] {
+        prefixes.extend((0..=full.len()).map(|n| full[..n].to_vec()));
+    }
+    prefixes.extend([&b"t/abcX"[..], b"t/abcdefgX", b"u/abc/defgX", b"u/abd"].map(<[u8]>::to_vec));
+    for prefix in &prefixes {
+        for after in [None, Some(prefix.as_slice()), Some(b"t/abcdefgh/f050".as_slice()), Some(b"u/abc/defgh/x20/y")] {
+            for d in [None, Some(b'/')] {
+                let got = scanned(&tree, prefix, after, d);
+                assert!(got == expected(&model, prefix, after, d), "prefix {prefix:?} after {after:?} delim {d:?}: {got:?}");
+            }
+        }
+    }
+    assert_eq!(runs(&tree, b"t/abcdefgh/", Some(b'/')), 1, "one run reads the directory from where its prefix ends");
+    assert_eq!(runs(&tree, b"t/abcd", None), 1, "and from inside the compressed prefix, without the delimiter");
+}

@@ -318,15 +318,17 @@ impl InnerAt {
         self.prefix_off() + h.prefix_len
     }
 
-    /// Whether `byte` occurs in the node's compressed prefix or keys one of
-    /// its children (`h`: the node's header). A Node4/16's keys follow its
-    /// prefix, so one search covers both. Always inlined: a delimited scan
-    /// asks it of every inner node it reads.
+    /// Whether `byte` occurs in the node's compressed prefix past its first
+    /// `from` bytes (`from <= h.prefix_len`) or keys one of its children
+    /// (`h`: the node's header). A Node4/16's keys follow its prefix, so
+    /// one search covers both. Always inlined: a delimited scan asks it of
+    /// every inner node it reads.
     #[inline(always)]
-    pub(crate) fn prefix_or_child_has(self, b: &FrameBuf, h: InnerHead, byte: u8) -> bool {
+    pub(crate) fn prefix_or_child_has(self, b: &FrameBuf, h: InnerHead, from: usize, byte: u8) -> bool {
+        let (at, rest) = (self.prefix_off() + from, h.prefix_len - from);
         match h.kind {
-            KIND_N4 | KIND_N16 => b.find_byte(self.prefix_off(), h.prefix_len + h.count.min(inner_capacity(h.kind)), byte).is_some(),
-            _ => b.find_byte(self.prefix_off(), h.prefix_len, byte).is_some() || self.find_child_field(b, h, byte) != NIL,
+            KIND_N4 | KIND_N16 => b.find_byte(at, rest + h.count.min(inner_capacity(h.kind)), byte).is_some(),
+            _ => b.find_byte(at, rest, byte).is_some() || self.find_child_field(b, h, byte) != NIL,
         }
     }
 
@@ -657,8 +659,8 @@ impl Inner {
 mod tests {
     use super::*;
 
-    /// A byte is found in the compressed prefix or among the child keys
-    /// of every kind, never in a Node4/16's unused key bytes.
+    /// A byte is found in the compressed prefix (past `from`) or among the
+    /// child keys of every kind, never in a Node4/16's unused key bytes.
     #[test]
     fn prefix_or_child_has_looks_at_the_prefix_and_the_keys_only() {
         for n in [2usize, 10, 30, 90] {
@@ -673,7 +675,9 @@ mod tests {
             let h = InnerHead::of(b.u64(64));
             assert_eq!((h.kind, h.count, h.prefix_len), (at.kind(&b), at.count(&b), at.prefix_len(&b)));
             for (byte, want) in [(b'/', true), (b'q', true), (64, true), (66, true), (65, false), (0, false), (b'#', false)] {
-                assert_eq!(at.prefix_or_child_has(&b, h, byte), want, "{n} children, byte {byte}");
+                assert_eq!(at.prefix_or_child_has(&b, h, 0, byte), want, "{n} children, byte {byte}");
+                let past_slash = byte != b'/' && want;
+                assert_eq!(at.prefix_or_child_has(&b, h, 2, byte), past_slash, "{n} children, byte {byte}, from 2");
             }
         }
     }

@@ -98,12 +98,24 @@ impl Hits {
         self.len().checked_sub(1).map(|i| self.get(i))
     }
 
-    /// Append the key at `key_off` of frame `b` and the value right after
-    /// it (as a leaf holds them).
-    #[inline]
-    pub(crate) fn push_key(&mut self, b: &FrameBuf, key_off: usize, key_len: usize, value_len: usize) {
+    /// Append the leaf whose key (`key_len` bytes, the value's `value_len`
+    /// right after it) lies at `key_off` of frame `b`: as its key and
+    /// value or, when `delimiter` occurs in the key past its first `from`
+    /// bytes, as the group of its bytes through that occurrence, whose
+    /// length is returned. The key is searched in the copy (plain memory
+    /// the copy just wrote), not in the frame.
+    #[inline(always)]
+    pub(crate) fn push_leaf(&mut self, b: &FrameBuf, key_off: usize, key_len: usize, value_len: usize, from: usize, delimiter: Option<u8>) -> Option<usize> {
         let start = self.copy(b, key_off, key_len + value_len);
+        if let Some(at) = delimiter.and_then(|d| find_in_copy(&self.bytes, start + from, start + key_len, d)) {
+            let len = from + at + 1;
+            // The group's words end no later than the leaf's.
+            self.used = (start + len).next_multiple_of(8);
+            self.spans.push(Span { start, key_len: len as u32, value_len: GROUP });
+            return Some(len);
+        }
         self.spans.push(Span { start, key_len: key_len as u32, value_len: value_len as u32 });
+        None
     }
 
     /// Append a group: the `len` bytes at `off` of frame `b`.
@@ -128,6 +140,35 @@ impl Hits {
     }
 }
 
+/// Index (from `lo`) of the first `byte` among `bytes[lo..hi]`, if any,
+/// eight bytes a load. `bytes` holds the whole words around the range (a
+/// copy's: `Hits::copy`), so every word from `lo` rounded down to 8 up to
+/// `hi` can be read whole; an empty or reversed range finds nothing.
+#[inline(always)]
+fn find_in_copy(bytes: &[u8], lo: usize, hi: usize, byte: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(byte);
+    let mut w = lo & !7;
+    // The first word's bytes before `lo` become 0xFF after the xor: never
+    // a match, and no borrow into the bytes above them.
+    let mut before = (1u64 << ((lo - w) * 8)) - 1;
+    while w < hi {
+        let word = u64::from_le_bytes(bytes[w..w + 8].try_into().expect("8-byte slice"));
+        let x = (word ^ pattern) | before;
+        // Zero bytes of `x` are matches; the lowest flagged byte is always
+        // a true one (a false flag needs a borrow from a zero below it).
+        let flags = x.wrapping_sub(LO) & !x & HI;
+        if flags != 0 {
+            let at = w + (flags.trailing_zeros() / 8) as usize;
+            return (at < hi).then(|| at - lo);
+        }
+        before = 0;
+        w += 8;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,9 +180,9 @@ mod tests {
         b.write(96, b"pad!");
         b.write(301, b"grp/rest");
         let mut hits = Hits::default();
-        hits.push_key(&b, 100, 7, 10);
+        hits.push_leaf(&b, 100, 7, 10, 0, None);
         hits.push_group(&b, 301, 4);
-        hits.push_key(&b, 100, 3, 0);
+        hits.push_leaf(&b, 100, 3, 0, 0, None);
         assert_eq!(hits.len(), 3);
         assert_eq!(hits.get(0), HitRef::Key { key: b"key-one", value: b"\0value-one" });
         assert_eq!(hits.get(1), HitRef::Group(b"grp/"));
@@ -155,5 +196,42 @@ mod tests {
         assert_eq!(hits.len(), 2, "truncating past the end keeps everything");
         hits.clear();
         assert!(hits.is_empty() && hits.last().is_none());
+    }
+
+    /// A leaf becomes its group exactly when the delimiter occurs in its
+    /// key past `from`: at every alignment of the key, every key length,
+    /// every `from` (past the key's end too) and every position of the
+    /// delimiter, with delimiters just outside the searched bytes (before
+    /// `from`, in the value) that must not count.
+    #[test]
+    fn a_leaf_is_its_group_exactly_when_its_key_holds_the_delimiter_past_from() {
+        for align in 0..8 {
+            for key_len in 0..20 {
+                for from in 0..=key_len + 1 {
+                    for slash in (0..key_len).map(Some).chain([None]) {
+                        let mut leaf: Vec<u8> = (0..key_len).map(|i| b'a' + i as u8).collect();
+                        leaf.extend_from_slice(b"/val/");
+                        if let Some(at) = slash {
+                            leaf[at] = b'/';
+                        }
+                        let b = FrameBuf::zeroed();
+                        b.write(64 + align, &leaf);
+                        b.write(56 + align, b"////////");
+                        let mut hits = Hits::default();
+                        let got = hits.push_leaf(&b, 64 + align, key_len, 5, from, Some(b'/'));
+                        let want = slash.filter(|&at| at >= from).map(|at| at + 1);
+                        assert_eq!(got, want, "align {align} key {key_len} from {from} slash {slash:?}");
+                        let entry = match want {
+                            Some(len) => HitRef::Group(&leaf[..len]),
+                            None => HitRef::Key { key: &leaf[..key_len], value: &leaf[key_len..] },
+                        };
+                        assert_eq!(hits.last(), Some(entry));
+                        assert_eq!(hits.bytes_len() % 8, 0);
+                        assert_eq!(hits.push_leaf(&b, 64 + align, key_len, 5, from, None), None);
+                        assert_eq!(hits.get(1), HitRef::Key { key: &leaf[..key_len], value: &leaf[key_len..] });
+                    }
+                }
+            }
+        }
     }
 }

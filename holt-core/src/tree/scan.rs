@@ -385,15 +385,14 @@ fn leaf_hit(b: &FrameBuf, off: usize, head: u64, task: Task, q: &Scan<'_>, out: 
     if task.depth < plen && (klen < plen || b.cmp_bytes(key_off, plen, q.prefix) != Ordering::Equal) {
         return false;
     }
-    let from = task.depth.max(plen);
-    if let Some(at) = q.delimiter.and_then(|d| b.find_byte(key_off + from, klen.saturating_sub(from), d)) {
-        let len = from + at + 1;
-        if !task.bounded || b.cmp_bytes(key_off, len, q.lower) != Ordering::Less {
-            out.push_group(b, key_off, len);
+    let kept = out.len();
+    let value_len = if q.keys_only { 0 } else { value_len };
+    if let Some(len) = out.push_leaf(b, key_off, klen, value_len, task.depth.max(plen), q.delimiter) {
+        // A group before `lower` holds `lower`: it is not after it.
+        if task.bounded && b.cmp_bytes(key_off, len, q.lower) == Ordering::Less {
+            out.truncate(kept);
         }
-        return true;
     }
-    out.push_key(b, key_off, klen, if q.keys_only { 0 } else { value_len });
     true
 }
 

@@ -43,27 +43,43 @@ pub(super) struct Open {
 
 /// Whether the walk may read `task`'s subtree as a run: an inner node of
 /// a whole, tidy frame, not one of its upper nodes (their subtrees are not
-/// contiguous), whose keys all belong in the answer. (A node above
-/// the prefix's end, or one `lower` still constrains, is expanded by the
-/// walk: letting such a node run measured slower on small listings.)
-/// `head`: the node's first eight bytes.
+/// contiguous), whose keys all belong in the answer: below the prefix's
+/// end, past `lower` (unbounded, or `lower` is the prefix itself) and
+/// starting no group, or the node where the prefix ends
+/// (`holds_prefix_end`). `head`: the node's first eight bytes.
 pub(super) fn can_run(view: &FrameView<'_>, task: &Task, head: u64, q: &Scan<'_>) -> bool {
     let b = view.buf;
-    task.may_run
-        && !task.bounded
-        && task.group_len == 0
-        && task.depth >= q.prefix.len()
-        && view.pages.is_none()
-        && b.in_preorder()
-        && task.off >= b.runs_from()
-        && !starts_group(b, task.off, InnerHead::of(head), q)
+    let h = InnerHead::of(head);
+    let answer_only = if task.depth >= q.prefix.len() {
+        (!task.bounded || q.lower == q.prefix) && !starts_group(b, task.off, h, 0, q)
+    } else {
+        holds_prefix_end(b, task, h, q)
+    };
+    task.may_run && task.group_len == 0 && view.pages.is_none() && b.in_preorder() && task.off >= b.runs_from() && answer_only
+}
+
+/// Whether every key under the inner node of `task` (header `h`), which
+/// starts above the prefix's end, belongs in the answer as a key or in a
+/// group below the node: the prefix ends inside or right after the node's
+/// compressed prefix, which agrees with it; `lower` is the prefix itself
+/// (so it bounds nothing under the node); and no group starts in the node
+/// past the prefix's end. A listing's first chunk then reads the whole
+/// directory as one run.
+fn holds_prefix_end(b: &FrameBuf, task: &Task, h: InnerHead, q: &Scan<'_>) -> bool {
+    let inside = q.prefix.len() - task.depth;
+    let n = InnerAt(task.off);
+    h.prefix_len >= inside
+        && q.lower == q.prefix
+        && b.common_prefix(n.prefix_off(), inside, &q.prefix[task.depth..]) == inside
+        && !starts_group(b, task.off, h, inside, q)
 }
 
 /// Whether a group starts at the inner node at `off` (header `h`): the
-/// delimiter in its compressed prefix, or a child under the delimiter byte.
+/// delimiter in its compressed prefix past its first `from` bytes, or a
+/// child under the delimiter byte.
 #[inline]
-fn starts_group(b: &FrameBuf, off: usize, h: InnerHead, q: &Scan<'_>) -> bool {
-    q.delimiter.is_some_and(|d| InnerAt(off).prefix_or_child_has(b, h, d))
+fn starts_group(b: &FrameBuf, off: usize, h: InnerHead, from: usize, q: &Scan<'_>) -> bool {
+    q.delimiter.is_some_and(|d| InnerAt(off).prefix_or_child_has(b, h, from, d))
 }
 
 /// What a run ended with.
@@ -95,21 +111,29 @@ pub(super) fn run(
     let view = &views[task.f];
     let b = view.buf;
     let data_end = b.data_end();
+    if task.off >= data_end {
+        return unreadable(views, view, "node past the data area");
+    }
+    if !tick(steps, views)? {
+        return Ok(Step::Restart);
+    }
+    // The innermost node the run is inside, kept out of `open` (which
+    // holds the outer ones that still have items to come): the leaves of
+    // a node, most of a run, touch no stack.
+    let head = b.u64(task.off);
+    let mut top = open_node(b, task.off, head, task.depth);
+    let mut p = task.off + inner_bytes(head as u8, InnerHead::of(head).prefix_len);
     open.clear();
-    let mut p = task.off;
     loop {
-        while open.last().is_some_and(|o| o.left == 0) {
-            open.pop();
-        }
         // Preorder: the subtree ends where its root's last item does.
-        let depth = match open.last_mut() {
-            Some(o) => {
-                o.left -= 1;
-                o.child_depth
+        if top.left == 0 {
+            match open.pop() {
+                Some(o) => top = o,
+                None => return Ok(Step::Done(RunEnd::Next)),
             }
-            None if p == task.off => task.depth,
-            None => return Ok(Step::Done(RunEnd::Next)),
-        };
+        }
+        top.left -= 1;
+        let depth = top.child_depth;
         if p >= data_end {
             return unreadable(views, view, "node past the data area");
         }
@@ -130,19 +154,35 @@ pub(super) fn run(
                 }
                 bytes
             }
-            KIND_LINK => return hand_back(b, task, open, tasks, p, depth),
+            KIND_LINK => {
+                open.push(top);
+                return hand_back(b, task, open, tasks, p, depth);
+            }
             kind @ 2..=5 => {
                 let h = InnerHead::of(head);
-                if starts_group(b, p, h, q) {
+                if starts_group(b, p, h, 0, q) {
+                    open.push(top);
                     return hand_back(b, task, open, tasks, p, depth);
                 }
-                let items = usize::from(InnerAt(p).end(b) != NIL) + h.count;
-                open.push(Open { off: p, child_depth: depth + h.prefix_len + 1, left: items });
+                if top.left > 0 {
+                    open.push(top);
+                }
+                top = open_node(b, p, head, depth);
                 inner_bytes(kind, h.prefix_len)
             }
             _ => return unreadable(views, view, "unknown node kind"),
         };
     }
+}
+
+/// The run entering the inner node at `off` (first eight bytes `head`,
+/// depth `depth`): its items, the end leaf and then the children, are to
+/// come.
+#[inline]
+fn open_node(b: &FrameBuf, off: usize, head: u64, depth: usize) -> Open {
+    let h = InnerHead::of(head);
+    let items = usize::from(InnerAt(off).end(b) != NIL) + h.count;
+    Open { off, child_depth: depth + h.prefix_len + 1, left: items }
 }
 
 /// Append the leaf at `off` (whose first eight bytes are `head`) of a
@@ -154,10 +194,7 @@ pub(super) fn run(
 #[inline]
 fn leaf_entry(b: &FrameBuf, off: usize, head: u64, depth: usize, q: &Scan<'_>, out: &mut Hits) -> usize {
     let (key_off, (klen, value_len)) = (LeafAt(off).key_off(), LeafAt::lens(head));
-    match q.delimiter.and_then(|d| b.find_byte(key_off + depth, klen.saturating_sub(depth), d)) {
-        Some(at) => out.push_group(b, key_off, depth + at + 1),
-        None => out.push_key(b, key_off, klen, if q.keys_only { 0 } else { value_len }),
-    }
+    out.push_leaf(b, key_off, klen, if q.keys_only { 0 } else { value_len }, depth, q.delimiter);
     leaf_bytes(klen, value_len)
 }
 

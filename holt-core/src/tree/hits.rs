@@ -86,12 +86,14 @@ impl Hits {
     #[inline]
     pub(crate) fn get(&self, i: usize) -> HitRef<'_> {
         let s = self.spans[i];
-        let key_end = s.start + s.key_len as usize;
-        let key = &self.bytes[s.start..key_end];
-        if s.value_len == GROUP {
+        let group = s.value_len == GROUP;
+        let value_len = if group { 0 } else { s.value_len as usize };
+        // One range check for the key and value together.
+        let (key, value) = self.bytes[s.start..s.start + s.key_len as usize + value_len].split_at(s.key_len as usize);
+        if group {
             return HitRef::Group(key);
         }
-        HitRef::Key { key, value: &self.bytes[key_end..key_end + s.value_len as usize] }
+        HitRef::Key { key, value }
     }
 
     pub(crate) fn last(&self) -> Option<HitRef<'_>> {
@@ -141,11 +143,42 @@ impl Hits {
 }
 
 /// Index (from `lo`) of the first `byte` among `bytes[lo..hi]`, if any,
-/// eight bytes a load. `bytes` holds the whole words around the range (a
-/// copy's: `Hits::copy`), so every word from `lo` rounded down to 8 up to
-/// `hi` can be read whole; an empty or reversed range finds nothing.
+/// sixteen bytes a compare (SSE2, which every x86_64 CPU has) while the
+/// buffer holds sixteen bytes from the search's position, then
+/// `find_in_words`. An empty or reversed range finds nothing.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn find_in_copy(bytes: &[u8], lo: usize, hi: usize, byte: u8) -> Option<usize> {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut at = lo;
+    while at < hi {
+        let Some(chunk) = bytes.get(at..at + 16) else {
+            return find_in_words(bytes, at, hi, byte).map(|i| at - lo + i);
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned
+        // load reads exactly the sixteen bytes of `chunk`.
+        let hits = unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(chunk.as_ptr().cast()), _mm_set1_epi8(byte as i8))) } as u32;
+        // Bytes past `hi` do not count.
+        let hits = if hi - at < 16 { hits & ((1 << (hi - at)) - 1) } else { hits };
+        if hits != 0 {
+            return Some(at - lo + hits.trailing_zeros() as usize);
+        }
+        at += 16;
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn find_in_copy(bytes: &[u8], lo: usize, hi: usize, byte: u8) -> Option<usize> {
+    find_in_words(bytes, lo, hi, byte)
+}
+
+/// `find_in_copy` eight bytes a load. `bytes` holds the whole words around
+/// the range (a copy's: `Hits::copy`), so every word from `lo` rounded
+/// down to 8 up to `hi` can be read whole.
+#[inline(always)]
+fn find_in_words(bytes: &[u8], lo: usize, hi: usize, byte: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO * u64::from(byte);

@@ -57,7 +57,10 @@ impl TreeBuilder {
         self
     }
 
-    /// How often the background checkpointer runs; `None` turns it off.
+    /// How long after the last checkpoint the background checkpointer
+    /// runs one even though no bound presses (WAL bytes, dirty frames,
+    /// cache): while writes stream in it waits for a pause, at most about
+    /// 5 s more; `None` turns the checkpointer off.
     pub fn checkpoint_interval(mut self, every: Option<Duration>) -> Self {
         self.cfg.checkpoint_interval = every;
         self

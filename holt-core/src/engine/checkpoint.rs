@@ -65,9 +65,10 @@ use crate::tree::ROOT_FRAME;
 pub(crate) enum Start {
     /// Tidy the resident frames that want it first (step 0), and write
     /// each image as soon as it is taken: asked for (`Tree::checkpoint`, a
-    /// clean close), or due on the timer alone, when writers are few
-    /// enough that the tidies' short latch holds, the longer checkpoint
-    /// and the longer wait of pending frames cost them little.
+    /// clean close), or due on the timer alone, which waits for a pause in
+    /// the writes (`background::TIMER_DEFER_POLLS_MAX`) so that the tidies'
+    /// short latch holds, the longer checkpoint and the longer wait of
+    /// pending frames cost writers little.
     Tidy,
     /// Capture at once, as many frames copied before any is written as
     /// the cache has room for (`images_held`), a buffer ready for each:

@@ -363,6 +363,16 @@ impl Engine {
         }
     }
 
+    /// Checkpoints published since open.
+    pub(crate) fn checkpoints_published(&self) -> u64 {
+        self.checkpoints.get()
+    }
+
+    /// The log's last LSN; `None` in memory mode.
+    pub(crate) fn last_logged(&self) -> Option<Lsn> {
+        self.durable.as_ref().map(|d| d.journal.last_lsn())
+    }
+
     /// Whether the background checkpointer should run now, and how: at
     /// once when a bound presses, after a tidy when only the timer is due.
     pub(crate) fn checkpoint_due(&self, interval_elapsed: bool) -> Option<Start> {

@@ -31,6 +31,21 @@ unsafe impl Send for FrameBuf {}
 // SAFETY: as above.
 unsafe impl Sync for FrameBuf {}
 
+/// `byte` in each of a word's eight bytes.
+#[inline(always)]
+pub(crate) const fn repeat_byte(byte: u8) -> u64 {
+    0x0101_0101_0101_0101 * byte as u64
+}
+
+/// The top bit of each zero byte of `x`, little-endian, and possibly of
+/// bytes above a zero one; the lowest flag is always a true zero (a false
+/// flag needs a borrow from a zero byte below it), so the first zero byte
+/// is `trailing_zeros() / 8`, and bytes above a range never fake one in it.
+#[inline(always)]
+pub(crate) const fn zero_byte_flags(x: u64) -> u64 {
+    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
+}
+
 impl FrameBuf {
     /// A frame of zeros.
     pub(crate) fn zeroed() -> Self {
@@ -209,17 +224,13 @@ impl FrameBuf {
     /// bytes at `off`, eight bytes at a time.
     #[inline(always)]
     pub(crate) fn find_byte(&self, off: usize, len: usize, byte: u8) -> Option<usize> {
-        const LO: u64 = 0x0101_0101_0101_0101;
-        const HI: u64 = 0x8080_8080_8080_8080;
-        let pattern = LO * u64::from(byte);
+        let pattern = repeat_byte(byte);
         let mut i = 0;
         while i < len {
             let n = (len - i).min(8);
-            // Zero bytes of `x` are matches. The lowest flagged byte is
-            // always a true zero (a false flag needs a borrow from below),
-            // so bytes past the range never hide or fake one inside it.
-            let x = self.le(off + i, 8) ^ pattern;
-            let flags = x.wrapping_sub(LO) & !x & HI;
+            // Zero bytes of the xor are matches; bytes past the range never
+            // hide or fake one inside it (`zero_byte_flags`).
+            let flags = zero_byte_flags(self.le(off + i, 8) ^ pattern);
             let at = (flags.trailing_zeros() / 8) as usize;
             if at < n {
                 return Some(i + at);

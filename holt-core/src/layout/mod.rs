@@ -16,7 +16,7 @@ pub(crate) mod mapped;
 pub(crate) mod node;
 pub(crate) mod space;
 
-pub(crate) use buf::FrameBuf;
+pub(crate) use buf::{repeat_byte, zero_byte_flags, FrameBuf};
 
 use crate::ids::{FrameId, Lsn};
 

@@ -10,7 +10,7 @@
 //! offset modulo 8 as in the frame and up to 7 bytes on each side are
 //! padding.
 
-use crate::layout::FrameBuf;
+use crate::layout::{repeat_byte, zero_byte_flags, FrameBuf};
 
 /// `Span::value_len` of a group (a group has no value).
 const GROUP: u32 = u32::MAX;
@@ -179,19 +179,15 @@ fn find_in_copy(bytes: &[u8], lo: usize, hi: usize, byte: u8) -> Option<usize> {
 /// down to 8 up to `hi` can be read whole.
 #[inline(always)]
 fn find_in_words(bytes: &[u8], lo: usize, hi: usize, byte: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(byte);
+    let pattern = repeat_byte(byte);
     let mut w = lo & !7;
     // The first word's bytes before `lo` become 0xFF after the xor: never
     // a match, and no borrow into the bytes above them.
     let mut before = (1u64 << ((lo - w) * 8)) - 1;
     while w < hi {
         let word = u64::from_le_bytes(bytes[w..w + 8].try_into().expect("8-byte slice"));
-        let x = (word ^ pattern) | before;
-        // Zero bytes of `x` are matches; the lowest flagged byte is always
-        // a true one (a false flag needs a borrow from a zero below it).
-        let flags = x.wrapping_sub(LO) & !x & HI;
+        // Zero bytes of the xor are matches (`zero_byte_flags`).
+        let flags = zero_byte_flags((word ^ pattern) | before);
         if flags != 0 {
             let at = w + (flags.trailing_zeros() / 8) as usize;
             return (at < hi).then(|| at - lo);

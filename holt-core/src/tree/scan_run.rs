@@ -49,13 +49,16 @@ pub(super) struct Open {
 /// (`holds_prefix_end`). `head`: the node's first eight bytes.
 pub(super) fn can_run(view: &FrameView<'_>, task: &Task, head: u64, q: &Scan<'_>) -> bool {
     let b = view.buf;
+    // The frame's layout first: the node's own bytes only where it allows a run.
+    if !(task.may_run && task.group_len == 0 && view.pages.is_none() && b.in_preorder() && task.off >= b.runs_from()) {
+        return false;
+    }
     let h = InnerHead::of(head);
-    let answer_only = if task.depth >= q.prefix.len() {
+    if task.depth >= q.prefix.len() {
         (!task.bounded || q.lower == q.prefix) && !starts_group(b, task.off, h, 0, q)
     } else {
         holds_prefix_end(b, task, h, q)
-    };
-    task.may_run && task.group_len == 0 && view.pages.is_none() && b.in_preorder() && task.off >= b.runs_from() && answer_only
+    }
 }
 
 /// Whether every key under the inner node of `task` (header `h`), which

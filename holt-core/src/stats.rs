@@ -127,4 +127,11 @@ pub struct TreeCounters {
     /// writer or the checkpoint: the most a writer waited on a checkpoint
     /// for one frame it latched.
     pub checkpoint_frame_copy_nanos_max: u64,
+    /// Lookups of absent keys the miss filter answered at the tree's
+    /// first frame link, without walking the frames below
+    /// (`TreeBuilder::miss_filter`).
+    pub miss_filter_answers: u64,
+    /// Memory the miss filter holds, in bytes (counted in the cache
+    /// budget); 0 until its first build.
+    pub miss_filter_bytes: u64,
 }

@@ -28,6 +28,9 @@ pub(crate) struct Config {
     /// Let the background checkpointer make room in nearly full frames
     /// ahead of the writers (`TreeBuilder::make_room_ahead`).
     pub make_room_ahead: bool,
+    /// Keep a Bloom filter of the keys for lookups of absent ones
+    /// (`TreeBuilder::miss_filter`).
+    pub miss_filter: bool,
 }
 
 /// Default `space_reserve_bytes`.
@@ -48,6 +51,7 @@ impl Config {
             wal_flusher: true,
             direct_frame_reads: false,
             make_room_ahead: false,
+            miss_filter: true,
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use super::Engine;
+use crate::store::miss_filter::MissFilter;
 use crate::stats::TreeCounters;
 use crate::counter::Counter;
 
@@ -85,6 +86,8 @@ impl Engine {
             checkpoint_copies_on_write: c.copies_on_write.get(),
             frame_buffers_released: c.buffers_released.get(),
             checkpoint_frame_copy_nanos_max: self.pool.frame_copy_nanos_max(),
+            miss_filter_answers: self.filter.as_ref().map_or(0, |f| f.answered.get()),
+            miss_filter_bytes: self.filter.as_ref().map_or(0, MissFilter::bytes),
         }
     }
 }

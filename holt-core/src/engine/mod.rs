@@ -8,6 +8,7 @@ mod config;
 mod counters;
 mod durable;
 mod fault;
+mod filter;
 pub(crate) mod maintenance;
 mod poison;
 mod read_only;
@@ -27,6 +28,7 @@ use self::background::Background;
 use self::checkpoint::Start;
 use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
+use self::filter::FilterKeeper;
 use self::poison::{Poison, Refuse};
 use self::sink::{MemorySink, Sink};
 use crate::stats::TreeStats;
@@ -39,6 +41,7 @@ use crate::layout::space::new_node;
 use crate::layout::NIL;
 use crate::op::{Guard, LogOp, Op};
 use crate::store::lock::StoreLock;
+use crate::store::miss_filter::MissFilter;
 use crate::store::pool::Pool;
 use crate::store::std_vfs::StdVfs;
 use crate::store::vfs::Vfs;
@@ -71,6 +74,10 @@ pub(crate) struct Engine {
     checkpoint_time: counters::CheckpointTime,
     maintenance: maintenance::Cursor,
     background: Background,
+    /// Absent keys' fast answer (`store::miss_filter`); `None` when
+    /// turned off, read-only, or no address space was left for it.
+    filter: Option<MissFilter>,
+    filter_keeper: FilterKeeper,
 }
 
 /// The real file system: through io_uring when the `io-uring` feature is
@@ -103,6 +110,7 @@ fn format_root(pool: &Pool) {
 
 impl Engine {
     fn assemble(cfg: Config, pool: Pool, sink: Box<dyn Sink>, durable: Option<Durable>) -> Self {
+        let filter = (cfg.miss_filter && !cfg.read_only).then(MissFilter::new).flatten();
         Engine {
             cfg,
             pool,
@@ -116,6 +124,8 @@ impl Engine {
             checkpoint_time: counters::CheckpointTime::default(),
             maintenance: maintenance::Cursor::default(),
             background: Background::default(),
+            filter,
+            filter_keeper: FilterKeeper::default(),
         }
     }
 
@@ -124,7 +134,9 @@ impl Engine {
         if cfg.memory {
             let pool = Pool::new(cfg.pool_frames_max, None);
             format_root(&pool);
-            return Ok(Arc::new(Self::assemble(cfg, pool, Box::new(MemorySink::new()), None)));
+            let engine = Arc::new(Self::assemble(cfg, pool, Box::new(MemorySink::new()), None));
+            FilterKeeper::start(&engine);
+            return Ok(engine);
         }
         if cfg.read_only {
             return Self::open_read_only(cfg);
@@ -152,6 +164,7 @@ impl Engine {
             }
             Background::start(&engine, every);
         }
+        FilterKeeper::start(&engine);
         Ok(engine)
     }
 
@@ -186,7 +199,8 @@ impl Engine {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
-        let found = lookup(&self.pool, &Owned::new(&self.pool), key);
+        let probe = self.filter.as_ref().and_then(|f| f.probe(key));
+        let found = lookup(&self.pool, &Owned::new(&self.pool), key, probe.as_ref());
         self.poison.check_reads()?;
         found
     }
@@ -250,8 +264,9 @@ impl Engine {
         Err(never_latched())
     }
 
-    /// The last steps of every write, in the order durability needs:
-    /// journal `log` (nothing changed yet if that fails), change the latched
+    /// The last steps of every write, in the order durability needs: set
+    /// the miss filter's bits of the keys it puts (a false positive if it
+    /// fails), journal `log` (nothing changed yet if that fails), change the latched
     /// frames with `apply`, release them dirty, leave the commit gate, then
     /// wait for the journal's acknowledgement and nudge the checkpointer.
     /// The caller has checked the poison with every frame latched.
@@ -262,6 +277,7 @@ impl Engine {
         log: &[LogOp],
         apply: impl FnOnce(&mut Owned<'p>, Lsn) -> Result<write::KeyDelta>,
     ) -> Result<()> {
+        self.note_puts(log);
         let lsn = match self.sink.append(log) {
             Ok(lsn) => lsn,
             Err(e) => {
@@ -525,6 +541,7 @@ impl Engine {
     /// fails the WAL still holds every acknowledged write, synced here as a
     /// last barrier.
     pub(crate) fn close(&self) {
+        self.filter_keeper.stop();
         self.background.stop();
         if let Some(d) = &self.durable {
             d.journal.stop_flusher();
@@ -561,6 +578,8 @@ mod ahead_tests;
 mod apply_fault_tests;
 #[cfg(test)]
 mod cache_tests;
+#[cfg(test)]
+mod filter_tests;
 #[cfg(test)]
 mod pages_tests;
 #[cfg(test)]

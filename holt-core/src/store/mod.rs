@@ -14,6 +14,7 @@ pub(crate) mod image_buf;
 mod le;
 pub(crate) mod lock;
 pub(crate) mod manifest;
+pub(crate) mod miss_filter;
 // Crash simulation and fault injection, for this crate's tests and, through
 // `testing`, for the tests of crates built on it.
 #[cfg(any(test, feature = "testing"))]

@@ -170,6 +170,9 @@ pub(crate) struct Pool {
     /// budget counts these, so a frame a lookup read a few pages of costs
     /// a few pages.
     held_pages: AtomicUsize,
+    /// Bytes of memory outside the frames that the budget counts (the
+    /// engine's miss filter): the frames get what is left.
+    set_aside: AtomicUsize,
     capacity: usize,
     clock: Clock,
     dirty: Dirty,
@@ -206,6 +209,7 @@ impl Pool {
             next_id: AtomicU64::new(1),
             live_frames: AtomicUsize::new(0),
             held_pages: AtomicUsize::new(0),
+            set_aside: AtomicUsize::new(0),
             capacity,
             clock: Clock::default(),
             dirty: Dirty::default(),
@@ -395,8 +399,15 @@ impl Pool {
     /// frame's bytes for a few nodes (a 50 M-key tree's cold gets: 1250
     /// ops/s at 1 ms of CPU each, benches/RESULTS.md run 23).
     pub(crate) fn loads_pages(&self) -> bool {
-        let larger = self.resident_count() >= self.capacity || self.live_frames.load(Ordering::Acquire) > self.capacity;
+        let larger = self.charged_frames() >= self.capacity || self.live_frames.load(Ordering::Acquire) > self.capacity;
         larger && self.source.as_ref().is_some_and(|s| s.paged())
+    }
+
+    /// Whether the cache could hold the whole tree, with room to spare:
+    /// what a scan of every frame (the miss filter's build) wants, so it
+    /// does not evict what readers use.
+    pub(crate) fn could_hold_tree(&self) -> bool {
+        self.source.is_none() || self.live_frames.load(Ordering::Acquire).saturating_mul(2) <= self.capacity
     }
 
     /// Whether the cache has room for the tree twice over: what room made
@@ -532,7 +543,7 @@ impl Pool {
     /// miss's CPU: loads go around it. Elsewhere the page cache keeps the
     /// frames the pool evicted, to read them back from.
     fn read_via(&self) -> Via {
-        if self.direct_reads && self.resident_count() >= self.capacity {
+        if self.direct_reads && self.charged_frames() >= self.capacity {
             Via::Direct
         } else {
             Via::PageCache
@@ -666,7 +677,21 @@ impl Pool {
 
     /// More frames are cached than the budget allows (dirty ones pin them).
     pub(crate) fn over_budget(&self) -> bool {
-        self.resident_count() > self.capacity
+        self.charged_frames() > self.capacity
+    }
+
+    /// What the budget counts, in frames: the resident frames' pages and
+    /// the memory set aside for others.
+    fn charged_frames(&self) -> usize {
+        let aside = self.set_aside.load(Ordering::Acquire).div_ceil(PAGE_BYTES);
+        (self.held_pages.load(Ordering::Acquire) + aside).div_ceil(PAGES)
+    }
+
+    /// Count `bytes` of memory held outside the frames against the budget
+    /// (replacing the figure set before); the frames are evicted down to
+    /// what is left as loads come.
+    pub(crate) fn set_aside(&self, bytes: usize) {
+        self.set_aside.store(bytes, Ordering::Release);
     }
 
     pub(crate) fn is_live(&self, id: FrameId) -> bool {

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::layout::node::{field_slot, hinted_child, link_target, node_bytes, InnerAt, InnerHead, LeafAt, KIND_LEAF, KIND_LINK};
 use crate::layout::{slot_entry_offset, FrameBuf, Slot, FRAME_BYTES, NIL, SLOT_BYTES};
+use crate::store::miss_filter::Probe;
 use crate::store::pages::PageState;
 use crate::store::pool::{FrameCell, Pool};
 use crate::Record;
@@ -326,11 +327,15 @@ pub(crate) fn corrupt_frame(id: FrameId, what: &str) -> Error {
 
 /// One optimistic attempt to find where `key` lands.
 pub(crate) fn try_locate<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Step<Landing<'p>>> {
-    try_locate_for(pool, owned, key, Reads::Whole)
+    try_locate_for(pool, owned, key, Reads::Whole, None)
 }
 
 /// `try_locate`, landing in a frame resident in part if `reads` allows.
-fn try_locate_for<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8], reads: Reads) -> Result<Step<Landing<'p>>> {
+/// With a miss filter's `probe`, a walk about to leave the root frame
+/// lands as a miss there if the filter knows the key is absent: the root
+/// frame's walk hid the probe's cache miss, and the frames below, colder,
+/// are not read.
+fn try_locate_for<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8], reads: Reads, probe: Option<&Probe<'_>>) -> Result<Step<Landing<'p>>> {
     let Step::Done(mut view) = enter_for(pool, owned, ROOT_FRAME, reads)? else { return Ok(Step::Restart) };
     let (mut slot, mut depth) = (ROOT_SLOT, 0);
     for _ in 0..FRAME_HOPS_MAX {
@@ -346,6 +351,9 @@ fn try_locate_for<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8], reads: Read
             }
         };
         match walk {
+            Walk::Link(..) if view.id == ROOT_FRAME && probe.is_some_and(Probe::absent) => {
+                return Ok(Step::Done(Landing { view, walk: Walk::Miss, entry: (slot, depth) }));
+            }
             Walk::Link(f, s, d) => {
                 let Step::Done(next) = follow_for(pool, owned, &view, f, reads)? else { return Ok(Step::Restart) };
                 (view, slot, depth) = (next, s, d);
@@ -379,9 +387,9 @@ pub(crate) fn retry<T>(owned: &Owned<'_>, mut attempt: impl FnMut() -> Result<St
 }
 
 /// The record stored at `key`.
-pub(crate) fn lookup<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Option<Record>> {
+pub(crate) fn lookup<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8], probe: Option<&Probe<'_>>) -> Result<Option<Record>> {
     retry(owned, || {
-        let Step::Done(land) = try_locate_for(pool, owned, key, Reads::Pages)? else { return Ok(Step::Restart) };
+        let Step::Done(land) = try_locate_for(pool, owned, key, Reads::Pages, probe)? else { return Ok(Step::Restart) };
         let b = land.view.buf;
         let rec = match land.walk {
             Walk::Leaf(off) => {

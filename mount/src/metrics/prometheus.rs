@@ -107,6 +107,13 @@ const ENGINE: &[EngineMetric] = &[
         "The longest one frame's copy for a checkpoint took (the most a writer waited on one).",
         |e| e.checkpoint_frame_copy_max_ns as f64 / NS_PER_SEC,
     ),
+    (
+        "holt_fs_engine_miss_filter_answers_total",
+        Kind::Counter,
+        "Lookups of absent names the miss filter answered without walking the tree.",
+        |e| e.miss_filter_answers as f64,
+    ),
+    ("holt_fs_engine_miss_filter_bytes", Kind::Gauge, "Memory the miss filter holds.", |e| e.miss_filter_bytes as f64),
 ];
 
 /// A label value with `\`, `"` and newlines escaped.

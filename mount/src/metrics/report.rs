@@ -104,6 +104,12 @@ pub struct EngineStats {
     /// The longest one frame's copy for a checkpoint took.
     #[serde(default)]
     pub checkpoint_frame_copy_max_ns: u64,
+    /// Lookups of absent names the engine's miss filter answered.
+    #[serde(default)]
+    pub miss_filter_answers: u64,
+    /// Memory the miss filter holds.
+    #[serde(default)]
+    pub miss_filter_bytes: u64,
 }
 
 impl From<TreeCounters> for EngineStats {
@@ -137,6 +143,8 @@ impl From<TreeCounters> for EngineStats {
             checkpoint_cut_max_ns: c.checkpoint_cut_nanos_max,
             checkpoint_copies_on_write: c.checkpoint_copies_on_write,
             checkpoint_frame_copy_max_ns: c.checkpoint_frame_copy_nanos_max,
+            miss_filter_answers: c.miss_filter_answers,
+            miss_filter_bytes: c.miss_filter_bytes,
         }
     }
 }

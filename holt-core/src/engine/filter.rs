@@ -1,0 +1,169 @@
+//! Keeps the miss filter (`store::miss_filter`) built: a thread that,
+//! after open and whenever the tree outgrew the filter or deletes left it
+//! many stale bits, scans every key into a new filter and publishes it.
+//! It holds only a weak reference, so it never keeps a closed tree alive.
+//!
+//! A filter is built only while the cache could hold the whole tree: the
+//! scan reads every frame, and for a tree larger than the cache it would
+//! evict what the readers use, every rebuild. Such a tree keeps the filter
+//! it has (still exact about absences, with more false positives as keys
+//! are added) or has none.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{Engine, Hits, Scan, ScanScratch};
+use crate::op::LogOp;
+use crate::store::miss_filter::CAPACITY_MIN;
+
+/// How often the thread checks whether a build is due.
+const POLL: Duration = Duration::from_millis(200);
+/// Keys a build scan reads at a time.
+const CHUNK_KEYS: usize = 4096;
+
+#[derive(Default)]
+struct Stop {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// The builder thread, and what it knows of the filter it last published.
+#[derive(Default)]
+pub(crate) struct FilterKeeper {
+    stop: Arc<Stop>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// `keys_removed` when the current filter's scan started: deletes
+    /// past it left bits behind.
+    removed_at_build: AtomicU64,
+    /// Held through a build: one at a time.
+    build: Mutex<()>,
+}
+
+impl FilterKeeper {
+    pub(crate) fn start(engine: &Arc<Engine>) {
+        if engine.filter.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(engine);
+        let stop = engine.filter_keeper.stop.clone();
+        match thread::Builder::new().name("holt-filter".into()).spawn(move || run(weak, stop)) {
+            Ok(h) => *engine.filter_keeper.thread.lock() = Some(h),
+            Err(e) => log::warn!("cannot start the miss filter's builder (lookups walk every miss): {e}"),
+        }
+    }
+
+    /// Stop the thread (an unfinished build is dropped) and wait for it.
+    pub(crate) fn stop(&self) {
+        *self.stop.flag.lock() = true;
+        self.stop.cv.notify_all();
+        if let Some(handle) = self.thread.lock().take() {
+            if handle.join().is_err() {
+                log::error!("the miss filter's builder panicked");
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.flag.lock()
+    }
+}
+
+fn run(weak: Weak<Engine>, stop: Arc<Stop>) {
+    loop {
+        let Some(engine) = weak.upgrade() else { return };
+        if let Some(capacity) = engine.filter_build_due() {
+            engine.build_filter(capacity);
+        }
+        drop(engine);
+        let mut stopped = stop.flag.lock();
+        if !*stopped {
+            stop.cv.wait_for(&mut stopped, POLL);
+        }
+        if *stopped {
+            return;
+        }
+    }
+}
+
+impl Engine {
+    /// The capacity to build a filter with, if one is due: none is current,
+    /// the keys outgrew it, or deletes since its build passed half of it
+    /// (their bits stay); and the cache could hold the tree.
+    pub(super) fn filter_build_due(&self) -> Option<u64> {
+        let filter = self.filter.as_ref()?;
+        if !self.pool.could_hold_tree() {
+            return None;
+        }
+        let live = self.key_count();
+        let capacity = filter.capacity();
+        let stale = self.keys_removed.get().saturating_sub(self.filter_keeper.removed_at_build.load(Ordering::Acquire));
+        let due = capacity == 0 || live > capacity || stale > capacity / 2;
+        due.then(|| live.saturating_mul(2).max(CAPACITY_MIN))
+    }
+
+    /// Build a filter for `capacity` keys and make it current. A failure
+    /// (memory, a poisoned tree, the tree closing) leaves the current one.
+    pub(super) fn build_filter(&self, capacity: u64) {
+        let Some(filter) = self.filter.as_ref() else { return };
+        let _one_at_a_time = self.filter_keeper.build.lock();
+        let Some(build) = filter.begin(capacity) else {
+            log::warn!("no memory for a miss filter of {capacity} keys; keeping the current one");
+            return;
+        };
+        self.pool.set_aside(filter.bytes() as usize);
+        let removed = {
+            let _gate = self.gate.write();
+            build.register();
+            self.keys_removed.get()
+        };
+        if self.scan_into(|key| build.add(key)) {
+            let _gate = self.gate.write();
+            build.publish();
+            self.filter_keeper.removed_at_build.store(removed, Ordering::Release);
+        } else {
+            drop(build);
+        }
+        self.pool.set_aside(filter.bytes() as usize);
+    }
+
+    /// Set the filters' bits of every key `log` puts. The caller holds the
+    /// commit gate's shared side and has not released the frames that
+    /// will publish these keys.
+    pub(super) fn note_puts(&self, log: &[LogOp]) {
+        let Some(filter) = &self.filter else { return };
+        for op in log {
+            match op {
+                LogOp::Put { key, .. } | LogOp::Rename { dst: key, .. } => filter.note_put(key),
+                LogOp::Delete { .. } => {}
+            }
+        }
+    }
+
+    /// Call `add` with every key of the tree, in chunks; false if the scan
+    /// failed or the tree is closing.
+    fn scan_into(&self, mut add: impl FnMut(&[u8])) -> bool {
+        let (mut hits, mut scratch, mut lower) = (Hits::default(), ScanScratch::default(), Vec::new());
+        loop {
+            if self.filter_keeper.stopping() {
+                return false;
+            }
+            hits.clear();
+            let q = Scan { lower: &lower, prefix: &[], limit: CHUNK_KEYS, bytes_max: usize::MAX, delimiter: None, keys_only: true };
+            if let Err(e) = self.scan(&q, &mut scratch, &mut hits) {
+                log::warn!("the miss filter's build scan failed: {e}");
+                return false;
+            }
+            for i in 0..hits.len() {
+                add(hits.get(i).key());
+            }
+            let Some(last) = hits.last().filter(|_| hits.len() == CHUNK_KEYS) else { return true };
+            lower.clear();
+            lower.extend_from_slice(last.key());
+            lower.push(0);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The miss filter through the engine: absent keys answered at the first
+//! frame link, and no key a caller saw written ever answered absent, while
+//! filters are rebuilt under concurrent puts, batches and renames.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::store::splitmix::SplitMix64;
+use crate::{Tree, TreeBuilder};
+
+/// Enough keys that the root frame links to others (lookups cross a link).
+const KEYS: u64 = 60_000;
+
+fn key(i: u64) -> Vec<u8> {
+    format!("/vol/d{:03}/entry-{i:09}", i % 211).into_bytes()
+}
+
+/// Absent, and sharing all of `key(i)`: its walk goes as deep as a hit's.
+fn absent_key(i: u64) -> Vec<u8> {
+    let mut k = key(i);
+    k.extend_from_slice(b".tmp");
+    k
+}
+
+fn loaded(builder: TreeBuilder) -> Tree {
+    let tree = builder.open().unwrap();
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        tree.txn(|b| chunk.iter().for_each(|&i| { b.put(&key(i), &i.to_le_bytes()); })).unwrap();
+    }
+    tree
+}
+
+/// Wait (for the builder thread) until `done` holds.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}: not within 30 s");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn absent_keys_stop_at_the_first_link_and_present_ones_are_found() {
+    let tree = loaded(TreeBuilder::new("mem").memory());
+    tree.engine().build_filter(2 * KEYS);
+    let before = tree.counters().miss_filter_answers;
+    assert!((0..10_000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
+    let answered = tree.counters().miss_filter_answers - before;
+    // About a tenth of the keys live in the root frame: their misses end
+    // there, before any link, and need no filter.
+    assert!(answered > 8_000, "the filter answered {answered} of 10000 misses");
+    assert!((0..KEYS).all(|i| tree.get(&key(i)).unwrap() == Some(i.to_le_bytes().to_vec())));
+    assert!(tree.counters().miss_filter_bytes > 0);
+
+    let off = loaded(TreeBuilder::new("mem").memory().miss_filter(false));
+    assert!((0..1000).all(|i| off.get(&absent_key(i)).unwrap().is_none()));
+    let c = off.counters();
+    assert_eq!((c.miss_filter_answers, c.miss_filter_bytes), (0, 0), "turned off: no filter");
+}
+
+#[test]
+fn the_builder_thread_builds_after_open_and_again_as_the_keys_outgrow_the_filter() {
+    let tree = TreeBuilder::new("mem").memory().open().unwrap();
+    eventually("a first filter", || tree.counters().miss_filter_bytes > 0);
+    let first = tree.engine().filter.as_ref().unwrap().capacity();
+    let more = first + 1000;
+    for chunk in (0..more).collect::<Vec<_>>().chunks(1000) {
+        tree.txn(|b| chunk.iter().for_each(|&i| { b.put(&key(i), &[1]); })).unwrap();
+    }
+    eventually("a filter for the grown tree", || tree.engine().filter.as_ref().unwrap().capacity() >= 2 * more);
+    let before = tree.counters().miss_filter_answers;
+    assert!((0..1000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
+    assert!(tree.counters().miss_filter_answers - before > 800);
+}
+
+#[test]
+fn a_reopened_store_builds_its_filter_from_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(loaded(TreeBuilder::new(dir.path())));
+    let tree = TreeBuilder::new(dir.path()).open().unwrap();
+    eventually("the filter of the reopened tree", || tree.counters().miss_filter_bytes > 0);
+    assert!((0..KEYS).step_by(7).all(|i| tree.get(&key(i)).unwrap().is_some()), "no key of the scan is missed");
+    let before = tree.counters().miss_filter_answers;
+    assert!((0..1000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
+    assert!(tree.counters().miss_filter_answers - before > 800);
+}
+
+#[test]
+fn a_tree_larger_than_half_the_cache_builds_no_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(None).open().unwrap();
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        tree.txn(|b| chunk.iter().for_each(|&i| { b.put(&key(i), &[7; 100]); })).unwrap();
+    }
+    assert!(tree.engine().filter_build_due().is_none(), "the build scan would evict what readers use");
+}
+
+/// Ops of the writer in the race below: each makes `key(i)` present.
+fn write(tree: &Tree, i: u64) {
+    match i % 4 {
+        0 => tree.put(&key(i), b"p").unwrap(),
+        1 => tree.txn(|b| { b.put(&key(i), b"t").delete(&absent_key(i)); }).unwrap(),
+        2 => {
+            tree.put(&absent_key(i), b"r").unwrap();
+            tree.rename(&absent_key(i), &key(i), false).unwrap();
+        }
+        _ => {
+            tree.put(&key(i), b"x").unwrap();
+            tree.delete(&key(i)).unwrap();
+            tree.put(&key(i), b"y").unwrap();
+        }
+    }
+}
+
+#[test]
+fn no_key_written_is_answered_absent_while_filters_are_rebuilt() {
+    let tree = loaded(TreeBuilder::new("mem").memory().miss_filter(true));
+    tree.engine().build_filter(2 * KEYS);
+    let written = Arc::new(AtomicU64::new(KEYS));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rebuilds = {
+        let (tree, stop) = (tree.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                // Small and large filters alike: a stale one only costs walks.
+                tree.engine().build_filter([KEYS, 4 * KEYS][n as usize % 2]);
+                n += 1;
+            }
+            n
+        })
+    };
+    let reader = {
+        let (tree, written, stop) = (tree.clone(), written.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut rng = SplitMix64::new(7);
+            while !stop.load(Ordering::Acquire) {
+                let upto = written.load(Ordering::Acquire);
+                let i = KEYS + rng.next_u64() % (upto - KEYS + 1);
+                let i = if i == upto { rng.next_u64() % KEYS } else { i };
+                assert!(tree.get(&key(i)).unwrap().is_some(), "key {i} was written (up to {upto}) but read as absent");
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut i = KEYS;
+    while Instant::now() < deadline || i < KEYS + 2000 {
+        write(&tree, i);
+        assert!(tree.get(&key(i)).unwrap().is_some(), "key {i} read back absent by its writer");
+        written.store(i + 1, Ordering::Release);
+        i += 1;
+    }
+    stop.store(true, Ordering::Release);
+    reader.join().unwrap();
+    let rebuilt = rebuilds.join().unwrap();
+    assert!(rebuilt >= 3, "only {rebuilt} rebuilds raced the writer");
+    assert!((0..i).all(|i| tree.get(&key(i)).unwrap().is_some()));
+}
+

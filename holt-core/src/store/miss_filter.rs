@@ -1,0 +1,454 @@
+//! The miss filter: a blocked Bloom filter over every key of the tree, so a
+//! lookup of an absent key usually stops at the first frame link instead of
+//! walking cold frames down to the miss.
+//!
+//! Layout. A filter is an array of 64-byte blocks (one cache line, eight
+//! words); a key sets one bit in each word of the block its hash picks
+//! (a split-block Bloom filter), so a probe is one cache line, prefetched
+//! when the lookup starts and read when it crosses its first link. Sized
+//! at `BITS_PER_KEY` bits for each key of its capacity.
+//!
+//! Two regions hold filters: the current one, answered from, and the one
+//! being built. Each is a `REGION_BYTES_MAX` reservation of address space
+//! (no memory) whose used head is made readable and writable as needed and
+//! never unmapped while the filter lives; a retired filter's memory goes
+//! back to the kernel (`MADV_DONTNEED`, after which it reads as zeros).
+//!
+//! Invariants:
+//! - no false negatives: while a filter is current, it holds the bits of
+//!   every key in the tree. Its build scan sets the bits of every key
+//!   present from the scan's start; every writer sets the bits of the keys
+//!   it puts (puts, batch puts, rename targets) in the current filter and
+//!   in the one being built, before it publishes them (it releases its
+//!   frames after). Writers read which filters those are under the commit
+//!   gate's shared side; the builder changes them under its exclusive side,
+//!   so no put falls between the scan's start and the writers' bit sets.
+//! - deletes leave their bits (a filter only gains false positives); a
+//!   rebuild, once deletes or growth made it worth one, drops them.
+//! - a reader validates like a seqlock: it reads `state` before and after
+//!   the block, and trusts an "absent" only if the state did not move. The
+//!   state's generation moves whenever a filter is published, so a reader
+//!   of a retired region (being zeroed, or rebuilt) never trusts what it
+//!   read. Bit sets are release operations and the reader fences before
+//!   its second read, so a block word written after a publish is seen only
+//!   with the publish.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
+
+use crate::counter::Counter;
+
+/// Filter bits per key of capacity. Filters are built with twice the live
+/// keys as capacity, so a fresh filter has about 16 bits a key (a false
+/// positive rate near 0.1%) and one at capacity 8 (about 2.5%).
+pub(crate) const BITS_PER_KEY: u64 = 8;
+/// The smallest capacity a filter is built with, in keys (64 KiB).
+pub(crate) const CAPACITY_MIN: u64 = 1 << 16;
+/// Bytes of address space reserved for each region: filters for up to
+/// about 10^9 keys; a larger tree keeps a filter of this size, with more
+/// false positives.
+const REGION_BYTES_MAX: usize = 1 << 30;
+const BLOCK_BYTES: usize = 64;
+const WORDS: usize = BLOCK_BYTES / 8;
+const PAGE: usize = 4096;
+
+/// `state` bits: the current region's index, whether a filter is current,
+/// and the generation above them.
+const IDX: u64 = 1;
+const READY: u64 = 2;
+const GEN_ONE: u64 = 4;
+
+/// Odd multipliers that spread a key's low hash bits over the eight words.
+const SALTS: [u32; WORDS] =
+    [0x47b6_137b, 0x4497_4d91, 0x8824_ad5b, 0xa2b7_289d, 0x7054_95c7, 0x2df1_424b, 0x9efc_4947, 0x5c6b_fb31];
+
+/// The 64-bit hash a key's filter bits come from.
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut words = key.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h.rotate_left(23) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    // The finaliser of MurmurHash3: every input bit reaches every output bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The bit a hash sets in word `i` of its block.
+#[inline]
+fn bit(h: u64, i: usize) -> u64 {
+    1 << ((h as u32).wrapping_mul(SALTS[i]) >> 26)
+}
+
+/// Blocks of a filter for `capacity` keys.
+pub(crate) fn blocks_for(capacity: u64) -> usize {
+    let bytes = (capacity * BITS_PER_KEY / 8).next_multiple_of(PAGE as u64);
+    (bytes as usize).min(REGION_BYTES_MAX) / BLOCK_BYTES
+}
+
+/// One reserved region of address space.
+struct Region {
+    base: NonNull<AtomicU64>,
+    /// Bytes at the head made readable and writable (grows only).
+    open: AtomicU64,
+    /// Blocks of the filter it holds (or is being built in it).
+    blocks: AtomicU64,
+}
+
+impl Region {
+    fn reserve() -> Option<Region> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        // SAFETY: a fresh anonymous mapping with no access; nothing aliases it.
+        let raw = unsafe { libc::mmap(std::ptr::null_mut(), REGION_BYTES_MAX, libc::PROT_NONE, flags, -1, 0) };
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let base = NonNull::new(raw.cast::<AtomicU64>())?;
+        Some(Region { base, open: AtomicU64::new(0), blocks: AtomicU64::new(0) })
+    }
+
+    /// The block `h` picks, for a filter of `blocks` blocks (> 0).
+    #[inline]
+    fn block(&self, h: u64, blocks: u64) -> *const AtomicU64 {
+        let b = ((h >> 32) * blocks) >> 32;
+        self.base.as_ptr().wrapping_add(b as usize * WORDS)
+    }
+
+    /// Make room for a filter of `blocks` blocks, zeroed. Only the builder
+    /// calls this, on a region no writer sets bits in and no reader trusts.
+    fn prepare(&self, blocks: usize) -> bool {
+        let bytes = blocks * BLOCK_BYTES;
+        let open = self.open.load(Ordering::Acquire) as usize;
+        if bytes > open {
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            // SAFETY: a range inside this region's reservation.
+            if unsafe { libc::mprotect(self.base.as_ptr().cast(), bytes, prot) } != 0 {
+                return false;
+            }
+            self.open.store(bytes as u64, Ordering::Release);
+        }
+        self.blocks.store(blocks as u64, Ordering::Release);
+        true
+    }
+
+    /// Give the region's memory back; it reads as zeros from now on.
+    fn release(&self) {
+        let open = self.open.load(Ordering::Acquire) as usize;
+        if open > 0 {
+            // SAFETY: the open head of this region; advice never unmaps it.
+            unsafe { libc::madvise(self.base.as_ptr().cast(), open, libc::MADV_DONTNEED) };
+        }
+        self.blocks.store(0, Ordering::Release);
+    }
+
+    fn set(&self, h: u64) {
+        let blocks = self.blocks.load(Ordering::Acquire);
+        if blocks == 0 {
+            return;
+        }
+        let block = self.block(h, blocks);
+        for i in 0..WORDS {
+            // SAFETY: `block` is inside the open head (`prepare` opened
+            // `blocks` blocks before storing the count), and memory there is
+            // only ever accessed as atomics.
+            unsafe { &*block.add(i) }.fetch_or(bit(h, i), Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the whole reservation, unmapped once, with the filter.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), REGION_BYTES_MAX) };
+    }
+}
+
+/// The filter, with its two regions.
+pub(crate) struct MissFilter {
+    regions: [Region; 2],
+    /// Generation, whether a filter is current, and which region holds it.
+    state: AtomicU64,
+    /// 1 + the region being built, or 0. Changed under the commit gate's
+    /// exclusive side and read under its shared side.
+    building: AtomicU8,
+    /// Keys the current filter was sized for.
+    capacity: AtomicU64,
+    /// Lookups the filter answered (absent) without finishing their walk.
+    pub answered: Counter,
+}
+
+// SAFETY: the regions are memory this value owns, touched only as atomics.
+unsafe impl Send for MissFilter {}
+// SAFETY: as above; every shared access is atomic.
+unsafe impl Sync for MissFilter {}
+
+/// A lookup's probe: the block its key picks in the filter current when
+/// the lookup started, prefetched.
+pub(crate) struct Probe<'f> {
+    filter: &'f MissFilter,
+    state: u64,
+    block: *const AtomicU64,
+    hash: u64,
+}
+
+impl Probe<'_> {
+    /// True if the key is certainly absent from the tree (as of now, or of
+    /// a moment during the lookup).
+    #[inline]
+    pub(crate) fn absent(&self) -> bool {
+        let mut all = true;
+        for i in 0..WORDS {
+            // SAFETY: inside the region's open head (never closed while the
+            // filter lives); atomics only. A retired region's words are
+            // distrusted below.
+            let w = unsafe { &*self.block.add(i) }.load(Ordering::Relaxed);
+            all &= w & bit(self.hash, i) != 0;
+        }
+        fence(Ordering::Acquire);
+        let absent = !all && self.filter.state.load(Ordering::Relaxed) == self.state;
+        if absent {
+            self.filter.answered.add(1);
+        }
+        absent
+    }
+}
+
+impl MissFilter {
+    /// An empty filter (nothing current), or `None` if no address space
+    /// could be reserved for it.
+    pub(crate) fn new() -> Option<MissFilter> {
+        Some(MissFilter {
+            regions: [Region::reserve()?, Region::reserve()?],
+            state: AtomicU64::new(0),
+            building: AtomicU8::new(0),
+            capacity: AtomicU64::new(0),
+            answered: Counter::default(),
+        })
+    }
+
+    /// The probe for `key`, with its block prefetched; `None` while no
+    /// filter is current.
+    #[inline]
+    pub(crate) fn probe(&self, key: &[u8]) -> Option<Probe<'_>> {
+        let state = self.state.load(Ordering::Acquire);
+        if state & READY == 0 {
+            return None;
+        }
+        let region = &self.regions[(state & IDX) as usize];
+        let hash = key_hash(key);
+        let block = region.block(hash, region.blocks.load(Ordering::Acquire));
+        prefetch(block);
+        Some(Probe { filter: self, state, block, hash })
+    }
+
+    /// Set `key`'s bits in the current filter and in the one being built.
+    /// The caller holds the commit gate's shared side and publishes the
+    /// key only after this returns.
+    pub(crate) fn note_put(&self, key: &[u8]) {
+        let state = self.state.load(Ordering::Acquire);
+        let building = self.building.load(Ordering::Acquire);
+        if state & READY == 0 && building == 0 {
+            return;
+        }
+        let h = key_hash(key);
+        if state & READY != 0 {
+            self.regions[(state & IDX) as usize].set(h);
+        }
+        if building != 0 {
+            self.regions[building as usize - 1].set(h);
+        }
+    }
+
+    /// Keys the current filter was sized for; 0 while none is current.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity.load(Ordering::Acquire)
+    }
+
+    /// Bytes of memory the filters hold now.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.blocks.load(Ordering::Acquire) * BLOCK_BYTES as u64).sum()
+    }
+
+    /// Start a build: the region not current, emptied and sized for
+    /// `capacity` keys. The caller then registers it (`register`) under
+    /// the commit gate's exclusive side. `None` if its memory could not be
+    /// opened.
+    pub(crate) fn begin(&self, capacity: u64) -> Option<Build<'_>> {
+        let state = self.state.load(Ordering::Acquire);
+        let idx = if state & READY == 0 { 0 } else { 1 - (state & IDX) as usize };
+        let region = &self.regions[idx];
+        if !region.prepare(blocks_for(capacity)) {
+            return None;
+        }
+        Some(Build { filter: self, idx, capacity })
+    }
+}
+
+/// A filter being built in one region.
+pub(crate) struct Build<'f> {
+    filter: &'f MissFilter,
+    idx: usize,
+    capacity: u64,
+}
+
+impl Build<'_> {
+    /// From now on writers set their keys' bits here too. Call under the
+    /// commit gate's exclusive side, before the scan starts.
+    pub(crate) fn register(&self) {
+        self.filter.building.store(self.idx as u8 + 1, Ordering::Release);
+    }
+
+    /// Set the bits of a key the scan found.
+    pub(crate) fn add(&self, key: &[u8]) {
+        self.filter.regions[self.idx].set(key_hash(key));
+    }
+
+    /// Make this filter current and give the old one's memory back. Call
+    /// under the commit gate's exclusive side, after the scan: every key
+    /// of the tree has its bits here.
+    pub(crate) fn publish(self) {
+        let f = self.filter;
+        let old = f.state.load(Ordering::Acquire);
+        let next = ((old & !(IDX | READY)) + GEN_ONE) | READY | self.idx as u64;
+        f.capacity.store(self.capacity, Ordering::Release);
+        f.state.store(next, Ordering::Release);
+        f.building.store(0, Ordering::Release);
+        if old & READY != 0 {
+            // The generation moved first: a reader of the old region
+            // distrusts whatever it reads there from now on.
+            f.regions[(old & IDX) as usize].release();
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Build<'_> {
+    /// An abandoned build (the tree closing): writers stop setting bits
+    /// here, and its memory goes back. Under the commit gate's exclusive
+    /// side if registered; before registering, nothing else touches it.
+    fn drop(&mut self) {
+        self.filter.building.store(0, Ordering::Release);
+        self.filter.regions[self.idx].release();
+    }
+}
+
+#[inline]
+fn prefetch(at: *const AtomicU64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a hint that never faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(at.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> Vec<u8> {
+        format!("/home/user{}/src/file-{i:08}.rs", i % 97).into_bytes()
+    }
+
+    fn built(keys: impl Iterator<Item = u64>, capacity: u64) -> MissFilter {
+        let f = MissFilter::new().expect("address space");
+        let b = f.begin(capacity).expect("memory");
+        b.register();
+        keys.for_each(|i| b.add(&key(i)));
+        b.publish();
+        f
+    }
+
+    fn absent(f: &MissFilter, k: &[u8]) -> bool {
+        f.probe(k).expect("a filter is current").absent()
+    }
+
+    #[test]
+    fn every_key_added_is_present_and_few_others_are_at_twice_the_keys() {
+        let f = built(0..50_000, 100_000);
+        assert!((0..50_000).all(|i| !absent(&f, &key(i))), "a key added is never absent");
+        let false_positives = (50_000..150_000).filter(|&i| !absent(&f, &key(i))).count();
+        assert!(false_positives < 500, "16 bits a key: about 0.1% false positives, got {false_positives} of 100000");
+        assert_eq!(f.answered.get(), 100_000 - false_positives as u64);
+        assert_eq!(f.capacity(), 100_000);
+        assert_eq!(f.bytes(), blocks_for(100_000) as u64 * BLOCK_BYTES as u64);
+    }
+
+    #[test]
+    fn nothing_is_answered_before_the_first_publish() {
+        let f = MissFilter::new().expect("address space");
+        assert!(f.probe(b"k").is_none());
+        let b = f.begin(CAPACITY_MIN).expect("memory");
+        b.register();
+        assert!(f.probe(b"k").is_none(), "a filter being built answers nothing");
+        drop(b);
+        assert_eq!(f.bytes(), 0, "an abandoned build gives its memory back");
+    }
+
+    #[test]
+    fn writers_set_bits_in_the_current_filter_and_in_the_one_being_built() {
+        let f = built(0..1000, CAPACITY_MIN);
+        let b = f.begin(CAPACITY_MIN).expect("memory");
+        f.note_put(&key(5000));
+        assert!(!absent(&f, &key(5000)), "the current filter has the put");
+        b.register();
+        f.note_put(&key(6000));
+        (0..1000).for_each(|i| b.add(&key(i)));
+        b.publish();
+        assert!(!absent(&f, &key(6000)), "a put after the build registered is in the new filter");
+        assert!(absent(&f, &key(5000)), "one before it is in the new filter only if the scan found it");
+        assert!((0..1000).all(|i| !absent(&f, &key(i))));
+        assert_eq!(f.bytes(), blocks_for(CAPACITY_MIN) as u64 * BLOCK_BYTES as u64, "the old filter's memory went back");
+    }
+
+    #[test]
+    fn a_probe_of_a_filter_replaced_since_never_answers() {
+        let f = built(0..10, CAPACITY_MIN);
+        let stale = f.probe(&key(99)).expect("current");
+        let b = f.begin(CAPACITY_MIN).expect("memory");
+        b.register();
+        b.publish();
+        assert!(!stale.absent(), "the generation moved: the probe's region is retired, and zeros prove nothing");
+        assert!(absent(&f, &key(99)), "a fresh probe answers");
+    }
+
+    #[test]
+    fn filters_grow_in_place_of_the_old_ones() {
+        let f = built(0..10, CAPACITY_MIN);
+        for capacity in [CAPACITY_MIN * 4, CAPACITY_MIN * 16, CAPACITY_MIN * 2] {
+            let b = f.begin(capacity).expect("memory");
+            b.register();
+            (0..capacity / 2).for_each(|i| b.add(&key(i)));
+            b.publish();
+            assert!((0..capacity / 2).step_by(7).all(|i| !absent(&f, &key(i))));
+            assert_eq!(f.capacity(), capacity);
+        }
+    }
+
+    #[test]
+    fn hashes_differ_in_keys_that_share_all_but_one_byte_or_their_length() {
+        let base = b"/a/b/c/d/e/f/g/h/i/j".to_vec();
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(key_hash(&base)));
+        for i in 0..base.len() {
+            let mut k = base.clone();
+            k[i] ^= 1;
+            assert!(seen.insert(key_hash(&k)), "byte {i}");
+            assert!(seen.insert(key_hash(&base[..i])), "length {i}");
+        }
+        let mut zeros = Vec::new();
+        for _ in 0..20 {
+            zeros.push(0);
+            assert!(seen.insert(key_hash(&zeros)), "zero bytes differ by length");
+        }
+    }
+}

@@ -121,10 +121,12 @@ impl TreeBuilder {
     /// Keep a Bloom filter of every key, so a lookup of an absent key
     /// usually stops at the tree's first frame link instead of walking
     /// down to the miss (filesystems look up many names that do not
-    /// exist). About 2 bytes a key, counted in the cache budget, built by
-    /// a background thread after open and again as the tree grows; only
-    /// while the cache could hold the whole tree (the build reads every
-    /// frame). On by default; read-only opens and snapshots have none.
+    /// exist); a thread consults it while its lookups miss often enough
+    /// to gain (one in four or more). About 2 bytes a key, counted in the
+    /// cache budget, built by a background thread after open and again as
+    /// the tree grows; only while the cache could hold the whole tree (the
+    /// build reads every frame). On by default; read-only opens and
+    /// snapshots have none.
     pub fn miss_filter(mut self, on: bool) -> Self {
         self.cfg.miss_filter = on;
         self

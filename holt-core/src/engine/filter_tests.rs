@@ -137,6 +137,8 @@ fn no_key_written_is_answered_absent_while_filters_are_rebuilt() {
         thread::spawn(move || {
             let mut rng = SplitMix64::new(7);
             while !stop.load(Ordering::Acquire) {
+                // A miss first: it keeps this thread probing the filter.
+                assert!(tree.get(&absent_key(rng.next_u64() % KEYS)).unwrap().is_none());
                 let upto = written.load(Ordering::Acquire);
                 let i = KEYS + rng.next_u64() % (upto - KEYS + 1);
                 let i = if i == upto { rng.next_u64() % KEYS } else { i };

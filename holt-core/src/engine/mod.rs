@@ -202,6 +202,9 @@ impl Engine {
         let probe = self.filter.as_ref().and_then(|f| f.probe(key));
         let found = lookup(&self.pool, &Owned::new(&self.pool), key, probe.as_ref());
         self.poison.check_reads()?;
+        if let (Some(_), Ok(record)) = (&self.filter, &found) {
+            MissFilter::note_lookup(record.is_some());
+        }
         found
     }
 

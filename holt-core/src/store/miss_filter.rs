@@ -33,6 +33,7 @@
 //!   its second read, so a block word written after a publish is seen only
 //!   with the publish.
 
+use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
@@ -62,6 +63,19 @@ const GEN_ONE: u64 = 4;
 const SALTS: [u32; WORDS] =
     [0x47b6_137b, 0x4497_4d91, 0x8824_ad5b, 0xa2b7_289d, 0x7054_95c7, 0x2df1_424b, 0x9efc_4947, 0x5c6b_fb31];
 
+/// A probe costs a present key about 5-9% of a lookup (the hash, and a
+/// random cache line that evicts some of the tree's) and saves an absent
+/// one half of it: a thread probes while its recent lookups missed often
+/// enough. Each miss adds `MISS_CREDIT`, each hit takes one away, so the
+/// score stays above zero while more than about one lookup in
+/// `MISS_CREDIT + 1` misses; a thread starts out probing.
+const MISS_CREDIT: u32 = 3;
+const MISS_SCORE_MAX: u32 = 64;
+
+thread_local! {
+    static MISS_SCORE: Cell<u32> = const { Cell::new(MISS_CREDIT) };
+}
+
 /// The 64-bit hash a key's filter bits come from.
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -88,14 +102,25 @@ fn bit(h: u64, i: usize) -> u64 {
     1 << ((h as u32).wrapping_mul(SALTS[i]) >> 26)
 }
 
-/// Blocks of a filter for `capacity` keys.
+/// Blocks of a filter for `capacity` keys: whole pages, and whole huge
+/// pages from half a huge page up (the memory a huge page holds anyway).
 pub(crate) fn blocks_for(capacity: u64) -> usize {
-    let bytes = (capacity * BITS_PER_KEY / 8).next_multiple_of(PAGE as u64);
-    (bytes as usize).min(REGION_BYTES_MAX) / BLOCK_BYTES
+    let bytes = (capacity * BITS_PER_KEY / 8) as usize;
+    let unit = if bytes >= HUGE / 2 { HUGE } else { PAGE };
+    bytes.next_multiple_of(unit).min(REGION_BYTES_MAX) / BLOCK_BYTES
 }
+
+/// Huge-page size: regions are aligned to it and advised to use huge
+/// pages, so a probe's random block costs no TLB miss of its own (with
+/// 4 KiB pages a 2 MiB filter is 512 pages, and gets of present keys were
+/// 5-15% slower).
+const HUGE: usize = 2 << 20;
 
 /// One reserved region of address space.
 struct Region {
+    /// The reservation as mapped (for the unmap), `HUGE` bytes larger.
+    mapped: NonNull<libc::c_void>,
+    /// The first `HUGE`-aligned byte of it.
     base: NonNull<AtomicU64>,
     /// Bytes at the head made readable and writable (grows only).
     open: AtomicU64,
@@ -107,12 +132,13 @@ impl Region {
     fn reserve() -> Option<Region> {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
         // SAFETY: a fresh anonymous mapping with no access; nothing aliases it.
-        let raw = unsafe { libc::mmap(std::ptr::null_mut(), REGION_BYTES_MAX, libc::PROT_NONE, flags, -1, 0) };
+        let raw = unsafe { libc::mmap(std::ptr::null_mut(), REGION_BYTES_MAX + HUGE, libc::PROT_NONE, flags, -1, 0) };
         if raw == libc::MAP_FAILED {
             return None;
         }
-        let base = NonNull::new(raw.cast::<AtomicU64>())?;
-        Some(Region { base, open: AtomicU64::new(0), blocks: AtomicU64::new(0) })
+        let mapped = NonNull::new(raw)?;
+        let base = NonNull::new(raw.cast::<u8>().wrapping_add(raw.align_offset(HUGE)).cast::<AtomicU64>())?;
+        Some(Region { mapped, base, open: AtomicU64::new(0), blocks: AtomicU64::new(0) })
     }
 
     /// The block `h` picks, for a filter of `blocks` blocks (> 0).
@@ -122,18 +148,29 @@ impl Region {
         self.base.as_ptr().wrapping_add(b as usize * WORDS)
     }
 
-    /// Make room for a filter of `blocks` blocks, zeroed. Only the builder
-    /// calls this, on a region no writer sets bits in and no reader trusts.
+    /// Make room for a filter of `blocks` blocks, zeroed and faulted in
+    /// (so writers setting bits never wait on a page fault). Only the
+    /// builder calls this, on a region no writer sets bits in and no
+    /// reader trusts.
     fn prepare(&self, blocks: usize) -> bool {
         let bytes = blocks * BLOCK_BYTES;
         let open = self.open.load(Ordering::Acquire) as usize;
         if bytes > open {
             let prot = libc::PROT_READ | libc::PROT_WRITE;
+            let at = self.base.as_ptr().cast::<libc::c_void>();
             // SAFETY: a range inside this region's reservation.
-            if unsafe { libc::mprotect(self.base.as_ptr().cast(), bytes, prot) } != 0 {
+            if unsafe { libc::mprotect(at, bytes, prot) } != 0 {
                 return false;
             }
+            // SAFETY: as above; advice, whose failure (no huge pages) only
+            // leaves small pages.
+            unsafe { libc::madvise(at, bytes, libc::MADV_HUGEPAGE) };
             self.open.store(bytes as u64, Ordering::Release);
+        }
+        for page in (0..bytes / 8).step_by(PAGE / 8) {
+            // SAFETY: inside the open head; a write of nothing that makes
+            // the kernel back the page.
+            unsafe { &*self.base.as_ptr().add(page) }.fetch_or(0, Ordering::Relaxed);
         }
         self.blocks.store(blocks as u64, Ordering::Release);
         true
@@ -159,7 +196,11 @@ impl Region {
             // SAFETY: `block` is inside the open head (`prepare` opened
             // `blocks` blocks before storing the count), and memory there is
             // only ever accessed as atomics.
-            unsafe { &*block.add(i) }.fetch_or(bit(h, i), Ordering::Release);
+            let word = unsafe { &*block.add(i) };
+            // A key written again finds its bits set: no locked write.
+            if word.load(Ordering::Relaxed) & bit(h, i) == 0 {
+                word.fetch_or(bit(h, i), Ordering::Release);
+            }
         }
     }
 }
@@ -167,7 +208,7 @@ impl Region {
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: the whole reservation, unmapped once, with the filter.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), REGION_BYTES_MAX) };
+        unsafe { libc::munmap(self.mapped.as_ptr(), REGION_BYTES_MAX + HUGE) };
     }
 }
 
@@ -235,9 +276,13 @@ impl MissFilter {
     }
 
     /// The probe for `key`, with its block prefetched; `None` while no
-    /// filter is current.
+    /// filter is current, or while this thread's lookups have been finding
+    /// their keys (`MISS_SCORE`).
     #[inline]
     pub(crate) fn probe(&self, key: &[u8]) -> Option<Probe<'_>> {
+        if MISS_SCORE.with(Cell::get) == 0 {
+            return None;
+        }
         let state = self.state.load(Ordering::Acquire);
         if state & READY == 0 {
             return None;
@@ -247,6 +292,15 @@ impl MissFilter {
         let block = region.block(hash, region.blocks.load(Ordering::Acquire));
         prefetch(block);
         Some(Probe { filter: self, state, block, hash })
+    }
+
+    /// Count a lookup's outcome towards this thread's `MISS_SCORE`.
+    #[inline]
+    pub(crate) fn note_lookup(found: bool) {
+        MISS_SCORE.with(|s| {
+            let score = s.get();
+            s.set(if found { score.saturating_sub(1) } else { (score + MISS_CREDIT).min(MISS_SCORE_MAX) });
+        });
     }
 
     /// Set `key`'s bits in the current filter and in the one being built.
@@ -408,6 +462,27 @@ mod tests {
         assert!(absent(&f, &key(5000)), "one before it is in the new filter only if the scan found it");
         assert!((0..1000).all(|i| !absent(&f, &key(i))));
         assert_eq!(f.bytes(), blocks_for(CAPACITY_MIN) as u64 * BLOCK_BYTES as u64, "the old filter's memory went back");
+    }
+
+    #[test]
+    fn a_thread_whose_lookups_find_their_keys_stops_probing_until_one_misses() {
+        let f = built(0..10, CAPACITY_MIN);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(f.probe(&key(1)).is_some(), "a thread starts out probing");
+                (0..MISS_CREDIT).for_each(|_| MissFilter::note_lookup(true));
+                assert!(f.probe(&key(1)).is_none(), "hits only: no probe");
+                MissFilter::note_lookup(false);
+                assert!(f.probe(&key(1)).is_some(), "a miss turns probing back on");
+                for _ in 0..1000 {
+                    MissFilter::note_lookup(false);
+                    (0..MISS_CREDIT - 1).for_each(|_| MissFilter::note_lookup(true));
+                }
+                assert!(f.probe(&key(1)).is_some(), "one miss in {MISS_CREDIT}: still probing");
+                (0..MISS_SCORE_MAX).for_each(|_| MissFilter::note_lookup(true));
+                assert!(f.probe(&key(1)).is_none(), "the score is capped: a run of hits ends probing");
+            });
+        });
     }
 
     #[test]

@@ -24,11 +24,19 @@ fn absent_key(i: u64) -> Vec<u8> {
     k
 }
 
+/// Put `key(i)` for every `i` below `n`, a thousand a batch.
+fn put_keys(tree: &Tree, n: u64, value: impl Fn(u64) -> Vec<u8>) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        tree.txn(|b| chunk.iter().for_each(|&i| {
+            b.put(&key(i), &value(i));
+        }))
+        .unwrap();
+    }
+}
+
 fn loaded(builder: TreeBuilder) -> Tree {
     let tree = builder.open().unwrap();
-    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
-        tree.txn(|b| chunk.iter().for_each(|&i| { b.put(&key(i), &i.to_le_bytes()); })).unwrap();
-    }
+    put_keys(&tree, KEYS, |i| i.to_le_bytes().to_vec());
     tree
 }
 
@@ -66,9 +74,7 @@ fn the_builder_thread_builds_after_open_and_again_as_the_keys_outgrow_the_filter
     eventually("a first filter", || tree.counters().miss_filter_bytes > 0);
     let first = tree.engine().filter.as_ref().unwrap().capacity();
     let more = first + 1000;
-    for chunk in (0..more).collect::<Vec<_>>().chunks(1000) {
-        tree.txn(|b| chunk.iter().for_each(|&i| { b.put(&key(i), &[1]); })).unwrap();
-    }
+    put_keys(&tree, more, |_| vec![1]);
     eventually("a filter for the grown tree", || tree.engine().filter.as_ref().unwrap().capacity() >= 2 * more);
     let before = tree.counters().miss_filter_answers;
     assert!((0..1000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
@@ -91,9 +97,7 @@ fn a_reopened_store_builds_its_filter_from_its_keys() {
 fn a_tree_larger_than_half_the_cache_builds_no_filter() {
     let dir = tempfile::tempdir().unwrap();
     let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(None).open().unwrap();
-    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
-        tree.txn(|b| chunk.iter().for_each(|&i| { b.put(&key(i), &[7; 100]); })).unwrap();
-    }
+    put_keys(&tree, KEYS, |_| vec![7; 100]);
     assert!(tree.engine().filter_build_due().is_none(), "the build scan would evict what readers use");
 }
 
@@ -161,3 +165,30 @@ fn no_key_written_is_answered_absent_while_filters_are_rebuilt() {
     assert!((0..i).all(|i| tree.get(&key(i)).unwrap().is_some()));
 }
 
+
+/// Nice values of this process's threads named `name` (`/proc`).
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, nice 19.
+        if comm.trim() == name {
+            if let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) {
+                out.push(after.split_whitespace().nth(16).unwrap().parse().unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_builder_thread_runs_at_a_lower_priority() {
+    let _tree = TreeBuilder::new("mem").memory().open().unwrap();
+    let mut nice = Vec::new();
+    eventually("the builder's priority", || {
+        nice = nice_of_threads("holt-filter");
+        !nice.is_empty() && nice.iter().all(|&n| n > 0)
+    });
+    assert!(nice.iter().all(|&n| n == 10), "{nice:?}");
+}

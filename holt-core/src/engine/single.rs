@@ -27,6 +27,9 @@ impl Engine {
             LogOp::Rename { .. } => unreachable!("converted above"),
         };
         let is_delete = matches!(op, LogOp::Delete { .. });
+        if let (Some(filter), false) = (&self.filter, is_delete) {
+            filter.prefetch_put(key);
+        }
         self.check_poison()?;
         let pool = &self.pool;
         // Kept across restarts: a restart after a miss makes it pin.

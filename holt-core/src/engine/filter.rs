@@ -7,7 +7,8 @@
 //! scan reads every frame, and for a tree larger than the cache it would
 //! evict what the readers use, every rebuild. Such a tree keeps the filter
 //! it has (still exact about absences, with more false positives as keys
-//! are added) or has none.
+//! are added) until the keys reach `OUTGROWN_FACTOR` times its capacity,
+//! then has none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -20,6 +21,10 @@ use super::{Engine, Hits, Scan, ScanScratch};
 use crate::op::LogOp;
 use crate::store::miss_filter::CAPACITY_MIN;
 
+/// A filter whose tree holds this many times its capacity is retired
+/// (unless rebuilt): it rules out about 68% of absent keys at twice its
+/// capacity, 36% at three times, 17% at four.
+const OUTGROWN_FACTOR: u64 = 3;
 /// How often the thread checks whether a build is due.
 const POLL: Duration = Duration::from_millis(200);
 /// Keys a build scan reads at a time. Small: a chunk a writer changed
@@ -86,9 +91,7 @@ fn run(weak: Weak<Engine>, stop: Arc<Stop>) {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE) };
     loop {
         let Some(engine) = weak.upgrade() else { return };
-        if let Some(capacity) = engine.filter_build_due() {
-            engine.build_filter(capacity);
-        }
+        engine.filter_upkeep();
         drop(engine);
         let mut stopped = stop.flag.lock();
         if !*stopped {
@@ -101,6 +104,31 @@ fn run(weak: Weak<Engine>, stop: Arc<Stop>) {
 }
 
 impl Engine {
+    /// Build a filter if one is due, or retire one the keys have outgrown
+    /// past use while the tree is too large to build another.
+    pub(super) fn filter_upkeep(&self) {
+        if let Some(capacity) = self.filter_build_due() {
+            self.build_filter(capacity);
+        } else if self.filter_outgrown() {
+            let Some(filter) = self.filter.as_ref() else { return };
+            let _one_at_a_time = self.filter_keeper.build.lock();
+            {
+                let _gate = self.gate.write();
+                filter.retire();
+            }
+            self.pool.set_aside(filter.bytes() as usize);
+            log::info!("the miss filter is retired: the tree outgrew it and the cache cannot hold the tree to build another");
+        }
+    }
+
+    /// Whether the tree outgrew the current filter `OUTGROWN_FACTOR`
+    /// times: its words are then nearly full, and probes cost present keys
+    /// more than they save absent ones.
+    pub(super) fn filter_outgrown(&self) -> bool {
+        let capacity = self.filter.as_ref().map_or(0, |f| f.capacity());
+        capacity > 0 && self.key_count() > capacity.saturating_mul(OUTGROWN_FACTOR)
+    }
+
     /// The capacity to build a filter with, if one is due: none is current,
     /// the keys outgrew it, or deletes since its build passed half of it
     /// (their bits stay); and the cache could hold the tree.

@@ -40,11 +40,17 @@ fn loaded(builder: TreeBuilder) -> Tree {
     tree
 }
 
+/// Whether a filter is current (`miss_filter_bytes` counts one being
+/// built too).
+fn published(tree: &Tree) -> bool {
+    tree.engine().filter.as_ref().unwrap().capacity() > 0
+}
+
 /// Wait (for the builder thread) until `done` holds.
 fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what}: not within 30 s");
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}: not within 60 s");
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -71,7 +77,7 @@ fn absent_keys_stop_at_the_first_link_and_present_ones_are_found() {
 #[test]
 fn the_builder_thread_builds_after_open_and_again_as_the_keys_outgrow_the_filter() {
     let tree = TreeBuilder::new("mem").memory().open().unwrap();
-    eventually("a first filter", || tree.counters().miss_filter_bytes > 0);
+    eventually("a first filter", || published(&tree));
     let first = tree.engine().filter.as_ref().unwrap().capacity();
     let more = first + 1000;
     put_keys(&tree, more, |_| vec![1]);
@@ -86,7 +92,7 @@ fn a_reopened_store_builds_its_filter_from_its_keys() {
     let dir = tempfile::tempdir().unwrap();
     drop(loaded(TreeBuilder::new(dir.path())));
     let tree = TreeBuilder::new(dir.path()).open().unwrap();
-    eventually("the filter of the reopened tree", || tree.counters().miss_filter_bytes > 0);
+    eventually("the filter of the reopened tree", || published(&tree));
     assert!((0..KEYS).step_by(7).all(|i| tree.get(&key(i)).unwrap().is_some()), "no key of the scan is missed");
     let before = tree.counters().miss_filter_answers;
     assert!((0..1000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
@@ -99,6 +105,22 @@ fn a_tree_larger_than_half_the_cache_builds_no_filter() {
     let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(None).open().unwrap();
     put_keys(&tree, KEYS, |_| vec![7; 100]);
     assert!(tree.engine().filter_build_due().is_none(), "the build scan would evict what readers use");
+}
+
+#[test]
+fn a_filter_the_tree_outgrew_is_retired_when_no_other_can_be_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(None).open().unwrap();
+    eventually("the first filter, for the empty tree", || published(&tree));
+    let capacity = tree.engine().filter.as_ref().unwrap().capacity();
+    put_keys(&tree, capacity * 3 + 1000, |_| vec![7; 20]);
+    assert!(tree.engine().filter_build_due().is_none(), "the tree is larger than half the cache");
+    tree.engine().filter_upkeep();
+    let c = tree.counters();
+    assert_eq!((c.miss_filter_bytes, tree.engine().filter.as_ref().unwrap().capacity()), (0, 0), "retired");
+    assert!(tree.get(&absent_key(1)).unwrap().is_none());
+    assert!((0..capacity * 3).step_by(101).all(|i| tree.get(&key(i)).unwrap().is_some()));
+    assert_eq!(tree.counters().miss_filter_answers, c.miss_filter_answers, "nothing answers once retired");
 }
 
 /// Ops of the writer in the race below: each makes `key(i)` present.

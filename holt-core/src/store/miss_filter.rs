@@ -342,6 +342,21 @@ impl MissFilter {
         self.regions.iter().map(|r| r.words.load(Ordering::Acquire) * WORD_BYTES as u64).sum()
     }
 
+    /// Stop answering and give the current filter's memory back. Call
+    /// under the commit gate's exclusive side (writers read `state` under
+    /// its shared side), with no build registered.
+    pub(crate) fn retire(&self) {
+        let old = self.state.load(Ordering::Acquire);
+        if old & READY == 0 {
+            return;
+        }
+        // The generation moves first: a reader that took its probe before
+        // distrusts the zeros it may read now.
+        self.state.store(((old & !(IDX | READY)) + GEN_ONE) | (old & IDX), Ordering::Release);
+        self.capacity.store(0, Ordering::Release);
+        self.regions[(old & IDX) as usize].release();
+    }
+
     /// Start a build: the region not current, emptied and sized for
     /// `capacity` keys. The caller then registers it (`register`) under
     /// the commit gate's exclusive side. `None` if its memory could not be
@@ -494,6 +509,21 @@ mod tests {
                 assert!(f.probe(&key(1)).is_none(), "the score is capped: a run of hits ends probing");
             });
         });
+    }
+
+    #[test]
+    fn a_retired_filter_answers_nothing_and_holds_no_memory() {
+        let f = built(0..10, CAPACITY_MIN);
+        let stale = f.probe(&key(99)).expect("current");
+        f.retire();
+        assert!(!stale.absent(), "a probe from before the retirement proves nothing");
+        assert!(f.probe(&key(99)).is_none());
+        assert_eq!((f.bytes(), f.capacity()), (0, 0));
+        f.note_put(&key(99));
+        let b = f.begin(CAPACITY_MIN).expect("memory");
+        b.register();
+        b.publish();
+        assert!(absent(&f, &key(99)), "a filter built after it starts afresh");
     }
 
     #[test]

@@ -46,6 +46,13 @@ fn published(tree: &Tree) -> bool {
     tree.engine().filter.as_ref().unwrap().capacity() > 0
 }
 
+/// Of `n` gets of absent keys (each must miss), those the filter answered.
+fn misses_answered(tree: &Tree, n: u64) -> u64 {
+    let before = tree.counters().miss_filter_answers;
+    assert!((0..n).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
+    tree.counters().miss_filter_answers - before
+}
+
 /// Wait (for the builder thread) until `done` holds.
 fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -59,9 +66,7 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 fn absent_keys_stop_at_the_first_link_and_present_ones_are_found() {
     let tree = loaded(TreeBuilder::new("mem").memory());
     tree.engine().build_filter(2 * KEYS);
-    let before = tree.counters().miss_filter_answers;
-    assert!((0..10_000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
-    let answered = tree.counters().miss_filter_answers - before;
+    let answered = misses_answered(&tree, 10_000);
     // About a tenth of the keys live in the root frame: their misses end
     // there, before any link, and need no filter.
     assert!(answered > 8_000, "the filter answered {answered} of 10000 misses");
@@ -82,9 +87,7 @@ fn the_builder_thread_builds_after_open_and_again_as_the_keys_outgrow_the_filter
     let more = first + 1000;
     put_keys(&tree, more, |_| vec![1]);
     eventually("a filter for the grown tree", || tree.engine().filter.as_ref().unwrap().capacity() >= 2 * more);
-    let before = tree.counters().miss_filter_answers;
-    assert!((0..1000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
-    assert!(tree.counters().miss_filter_answers - before > 800);
+    assert!(misses_answered(&tree, 1000) > 800);
 }
 
 #[test]
@@ -94,9 +97,7 @@ fn a_reopened_store_builds_its_filter_from_its_keys() {
     let tree = TreeBuilder::new(dir.path()).open().unwrap();
     eventually("the filter of the reopened tree", || published(&tree));
     assert!((0..KEYS).step_by(7).all(|i| tree.get(&key(i)).unwrap().is_some()), "no key of the scan is missed");
-    let before = tree.counters().miss_filter_answers;
-    assert!((0..1000).all(|i| tree.get(&absent_key(i)).unwrap().is_none()));
-    assert!(tree.counters().miss_filter_answers - before > 800);
+    assert!(misses_answered(&tree, 1000) > 800);
 }
 
 #[test]

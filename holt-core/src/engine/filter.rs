@@ -3,9 +3,10 @@
 //! many stale bits, scans every key into a new filter and publishes it.
 //! It holds only a weak reference, so it never keeps a closed tree alive.
 //!
-//! A filter is built only while the cache could hold the whole tree: the
-//! scan reads every frame, and for a tree larger than the cache it would
-//! evict what the readers use, every rebuild. Such a tree keeps the filter
+//! A filter is built only while the cache could hold the whole tree twice
+//! over (`Pool::could_hold_tree`): the scan reads every frame, and for a
+//! tree larger than the cache it would evict what the readers use, every
+//! rebuild. Such a tree keeps the filter
 //! it has (still exact about absences, with more false positives as keys
 //! are added) until the keys reach `OUTGROWN_FACTOR` times its capacity,
 //! then has none.

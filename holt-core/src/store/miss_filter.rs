@@ -346,15 +346,25 @@ impl MissFilter {
     /// under the commit gate's exclusive side (writers read `state` under
     /// its shared side), with no build registered.
     pub(crate) fn retire(&self) {
-        let old = self.state.load(Ordering::Acquire);
-        if old & READY == 0 {
-            return;
+        if self.state.load(Ordering::Acquire) & READY != 0 {
+            self.switch(None, 0);
         }
-        // The generation moves first: a reader that took its probe before
-        // distrusts the zeros it may read now.
-        self.state.store(((old & !(IDX | READY)) + GEN_ONE) | (old & IDX), Ordering::Release);
-        self.capacity.store(0, Ordering::Release);
-        self.regions[(old & IDX) as usize].release();
+    }
+
+    /// Make region `to` current (none: no filter), sized for `capacity`
+    /// keys, and give the memory of the region current until now back.
+    /// The generation moves before that memory goes: a reader that took
+    /// its probe before distrusts whatever it reads there from now on.
+    /// Under the commit gate's exclusive side.
+    fn switch(&self, to: Option<usize>, capacity: u64) {
+        let old = self.state.load(Ordering::Acquire);
+        let now = to.map_or(old & IDX, |idx| READY | idx as u64);
+        self.capacity.store(capacity, Ordering::Release);
+        self.state.store(((old & !(IDX | READY)) + GEN_ONE) | now, Ordering::Release);
+        let was = (old & IDX) as usize;
+        if old & READY != 0 && to != Some(was) {
+            self.regions[was].release();
+        }
     }
 
     /// Start a build: the region not current, emptied and sized for
@@ -395,17 +405,8 @@ impl Build<'_> {
     /// under the commit gate's exclusive side, after the scan: every key
     /// of the tree has its bits here.
     pub(crate) fn publish(self) {
-        let f = self.filter;
-        let old = f.state.load(Ordering::Acquire);
-        let next = ((old & !(IDX | READY)) + GEN_ONE) | READY | self.idx as u64;
-        f.capacity.store(self.capacity, Ordering::Release);
-        f.state.store(next, Ordering::Release);
-        f.building.store(0, Ordering::Release);
-        if old & READY != 0 {
-            // The generation moved first: a reader of the old region
-            // distrusts whatever it reads there from now on.
-            f.regions[(old & IDX) as usize].release();
-        }
+        self.filter.switch(Some(self.idx), self.capacity);
+        self.filter.building.store(0, Ordering::Release);
         std::mem::forget(self);
     }
 }

@@ -80,19 +80,22 @@ pub(crate) fn footprint(reader: &Owned<'_>, guards: &[Guard], ops: &[Op]) -> Res
     Ok(Some((fp, hints)))
 }
 
-/// Step 2. On failure everything taken is released and the frame that
-/// refused is waited for.
-pub(crate) fn latch<'p>(pool: &'p Pool, fp: &Footprint, owned: &mut Owned<'p>) -> bool {
+/// Step 2. `Ok(false)`: everything taken is released and the frame that
+/// refused is waited for. Each frame latched is made whole: a guard's
+/// footprint notes the frames its scan read, and a scan reads a frame
+/// held in part as it is (its version is the same either way).
+pub(crate) fn latch<'p>(pool: &'p Pool, fp: &Footprint, owned: &mut Owned<'p>) -> Result<bool> {
     for (&id, &v) in fp {
-        let Some(cell) = pool.cell(id) else { return false };
+        let Some(cell) = pool.cell(id) else { return Ok(false) };
         if !cell.latch.try_upgrade(v) {
             owned.release_clean();
             cell.latch.wait_unlocked();
-            return false;
+            return Ok(false);
         }
         owned.push(id, cell);
+        pool.make_whole(id, cell)?;
     }
-    true
+    Ok(true)
 }
 
 /// A batch after step 3.

@@ -221,10 +221,17 @@ impl Engine {
             };
             let gate = self.gate.read();
             let mut owned = Owned::new(pool);
-            if !latch(pool, &fp, &mut owned) {
-                pool.counters.restarts.add(1);
-                reader.pins.after_restart();
-                continue;
+            match latch(pool, &fp, &mut owned) {
+                Ok(true) => {}
+                Ok(false) => {
+                    pool.counters.restarts.add(1);
+                    reader.pins.after_restart();
+                    continue;
+                }
+                Err(e) => {
+                    owned.release_clean();
+                    return Err(e);
+                }
             }
             if let Err(e) = self.check_poison() {
                 owned.release_clean();

@@ -160,6 +160,42 @@ fn an_unused_frame_held_in_part_is_trimmed_to_its_skeleton_before_it_is_evicted(
 }
 
 /// `gets` gets of random keys, each holding the value of `round(key)`.
+/// A guarded batch notes the frames its guard's scan read, some held in
+/// part, and latches them: each is made whole under the latch, so the
+/// batch's own reads through it find a whole frame (they failed with "an
+/// owned frame is resident").
+#[test]
+fn a_batch_makes_the_frames_its_guard_read_in_part_whole() {
+    // Three directories of many frames each: a directory's prefix lands
+    // in the frame above them, and its guard's scan crosses into one of
+    // them for the first key.
+    let dir_key = |i: u64| format!("d/{}/{i:07}", i % 3).into_bytes();
+    let disk = SimDisk::new();
+    let tree = disk.open_tree(builder()).unwrap();
+    (0..KEYS).for_each(|i| tree.put(&dir_key(i), &value(i, 0)).unwrap());
+    tree.checkpoint().unwrap();
+    drop(tree);
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(0x51de);
+    while tree.counters().frames_cached < POOL_FRAMES as u64 {
+        assert!(tree.get(&dir_key(rng.below(KEYS))).unwrap().is_some());
+    }
+    let pages_before = tree.counters().pages_read;
+    for round in 0..200u64 {
+        let dir = round % 3;
+        // Frames held in part again: gets into a full cache.
+        (0..20).for_each(|_| assert!(tree.get(&dir_key(rng.below(KEYS))).unwrap().is_some()));
+        let new = format!("e/{round:05}").into_bytes();
+        let full = format!("d/{dir}/").into_bytes();
+        assert!(!tree.atomic(|b| { b.assert_prefix_empty(&full).put(&new, b"v"); }).unwrap(), "d/{dir}/ is not empty");
+        let empty = format!("d/{dir}/x").into_bytes();
+        assert!(tree.atomic(|b| { b.assert_prefix_empty(&empty).put(&new, b"v"); }).unwrap(), "d/{dir}/x is");
+        assert_eq!(tree.get(&new).unwrap().as_deref(), Some(&b"v"[..]));
+    }
+    assert!(tree.counters().pages_read > pages_before, "frames were read in part");
+    tree.check_invariants().unwrap();
+}
+
 fn random_gets(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) {
     for _ in 0..gets {
         let i = rng.below(KEYS);

@@ -362,14 +362,22 @@ impl Pool {
         if !cell.latch.try_lock() {
             return Ok(false);
         }
-        if cell.buf().is_some() {
-            return Ok(true);
-        }
-        if let Err(e) = self.read_image(id, |image| self.install(cell, image)) {
+        if let Err(e) = self.make_whole(id, cell) {
             cell.latch.unlock();
             return Err(e);
         }
         Ok(true)
+    }
+
+    /// Make frame `id`, which the caller holds exclusively, resident whole:
+    /// read from the source if it is held in part or not at all. A writer
+    /// needs every byte of a frame it holds, and a version a scan noted may
+    /// be of the frame in part.
+    pub(crate) fn make_whole(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
+        if cell.buf().is_some() {
+            return Ok(());
+        }
+        self.read_image(id, |image| self.install(cell, image))
     }
 
     /// Hand `then` the image of frame `id` from the source, its header

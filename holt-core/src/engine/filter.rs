@@ -1,26 +1,37 @@
 //! Keeps the miss filter (`store::miss_filter`) built: a thread that,
 //! after open and whenever the tree outgrew the filter or deletes left it
-//! many stale bits, scans every key into a new filter and publishes it.
+//! many stale bits, reads every key into a new filter and publishes it.
 //! It holds only a weak reference, so it never keeps a closed tree alive.
 //!
-//! A filter is built only while the cache could hold the whole tree twice
-//! over (`Pool::could_hold_tree`): the scan reads every frame, and for a
-//! tree larger than the cache it would evict what the readers use, every
-//! rebuild. Such a tree keeps the filter
-//! it has (still exact about absences, with more false positives as keys
-//! are added) until the keys reach `OUTGROWN_FACTOR` times its capacity,
-//! then has none.
+//! Where the keys come from (`Source`): while the cache could hold the
+//! whole tree twice over (`Pool::could_hold_tree`), a scan of the tree
+//! itself. A larger persistent tree that checkpoints on its own (timer
+//! checkpoints on) is read from a snapshot instead (a
+//! checkpoint, then its images read from the frame file through a cache of
+//! the snapshot's own, `BUILD_CACHE_FRAMES`): a scan of the tree would
+//! evict what its readers use, every rebuild, while its misses are the
+//! ones a filter saves most, each a read from disk. Either way the filter
+//! is registered, so writers set its bits, before the keys are read: a
+//! key is in the scan (present from its start) or in the checkpoint the
+//! snapshot pins (the checkpoint's cut follows the registration), or its
+//! writer set it.
+//!
+//! A filter takes at most `1 / CACHE_SHARE_MAX` of the cache budget. A
+//! tree whose filter would need more keeps the filter it has (still exact
+//! about absences, with more false positives as keys are added) until the
+//! keys reach `OUTGROWN_FACTOR` times its capacity, then has none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::{Engine, Hits, Scan, ScanScratch};
+use crate::layout::FRAME_BYTES;
 use crate::op::LogOp;
-use crate::store::miss_filter::CAPACITY_MIN;
+use crate::store::miss_filter::{words_for, CAPACITY_MIN};
 
 /// A filter whose tree holds this many times its capacity is retired
 /// (unless rebuilt): it rules out about 68% of absent keys at twice its
@@ -28,6 +39,15 @@ use crate::store::miss_filter::CAPACITY_MIN;
 const OUTGROWN_FACTOR: u64 = 3;
 /// How often the thread checks whether a build is due.
 const POLL: Duration = Duration::from_millis(200);
+/// A filter's memory is at most this fraction of the cache budget (it is
+/// set aside from it).
+const CACHE_SHARE_MAX: u64 = 4;
+/// The cache of the snapshot a build reads a larger tree from, in frames:
+/// a scan holds the few frames on its path, and reads each frame once.
+const BUILD_CACHE_FRAMES: usize = crate::POOL_FRAMES_MIN;
+/// After a build from a snapshot failed (a checkpoint could not be
+/// written, say), the next waits this long.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Keys a build scan reads at a time. Small: a chunk a writer changed
 /// under it is read again whole, and during a load every frame changes
 /// every few microseconds (a 1M-key 1-put load spent about 0.9 s less CPU
@@ -50,6 +70,17 @@ pub(crate) struct FilterKeeper {
     removed_at_build: AtomicU64,
     /// Held through a build: one at a time.
     build: Mutex<()>,
+    /// When a build from a snapshot last failed.
+    failed_at: Mutex<Option<Instant>>,
+}
+
+/// Where a build reads the tree's keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Source {
+    /// A scan of the tree (it fits the cache twice over).
+    Tree,
+    /// A scan of a snapshot, around the tree's cache.
+    Snapshot,
 }
 
 impl FilterKeeper {
@@ -132,35 +163,57 @@ impl Engine {
 
     /// The capacity to build a filter with, if one is due: none is current,
     /// the keys outgrew it, or deletes since its build passed half of it
-    /// (their bits stay); and the cache could hold the tree.
+    /// (their bits stay); and there is a `filter_source` for it.
     pub(super) fn filter_build_due(&self) -> Option<u64> {
         let filter = self.filter.as_ref()?;
-        if !self.pool.could_hold_tree() {
-            return None;
-        }
         let live = self.key_count();
         let capacity = filter.capacity();
         let stale = self.keys_removed.get().saturating_sub(self.filter_keeper.removed_at_build.load(Ordering::Acquire));
         let due = capacity == 0 || live > capacity || stale > capacity / 2;
-        due.then(|| live.saturating_mul(2).max(CAPACITY_MIN))
+        let new_capacity = live.saturating_mul(2).max(CAPACITY_MIN);
+        (due && self.filter_source(new_capacity).is_some()).then_some(new_capacity)
+    }
+
+    /// Where a build of a filter for `capacity` keys would read the keys:
+    /// none while the filter would take more than its share of the cache,
+    /// or the tree is larger than the cache and may not checkpoint on its
+    /// own (a memory tree, or timer checkpoints off: whoever turned them
+    /// off expects no checkpoint they did not ask for), or a build from a
+    /// snapshot failed under `RETRY_AFTER` ago.
+    pub(super) fn filter_source(&self, capacity: u64) -> Option<Source> {
+        let budget = (self.pool.capacity() * FRAME_BYTES) as u64;
+        if words_for(capacity) as u64 * 8 > budget / CACHE_SHARE_MAX {
+            return None;
+        }
+        if self.pool.could_hold_tree() {
+            return Some(Source::Tree);
+        }
+        let waiting = self.filter_keeper.failed_at.lock().is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        let checkpoints_itself = self.durable.is_some() && self.cfg.checkpoint_interval.is_some();
+        (checkpoints_itself && !waiting).then_some(Source::Snapshot)
     }
 
     /// Build a filter for `capacity` keys and make it current. A failure
-    /// (memory, a poisoned tree, the tree closing) leaves the current one.
+    /// (memory, a poisoned tree, a failed checkpoint, the tree closing)
+    /// leaves the current one.
     pub(super) fn build_filter(&self, capacity: u64) {
         let Some(filter) = self.filter.as_ref() else { return };
         let _one_at_a_time = self.filter_keeper.build.lock();
+        let Some(source) = self.filter_source(capacity) else { return };
         let Some(build) = filter.begin(capacity) else {
             log::warn!("no memory for a miss filter of {capacity} keys; keeping the current one");
             return;
         };
-        self.pool.set_aside(filter.bytes() as usize);
+        // The snapshot's cache is memory the budget counts too, while it
+        // lives.
+        let reading = if source == Source::Snapshot { BUILD_CACHE_FRAMES * FRAME_BYTES } else { 0 };
+        self.pool.set_aside(filter.bytes() as usize + reading);
         let removed = {
             let _gate = self.gate.write();
             build.register();
             self.keys_removed.get()
         };
-        if self.scan_into(|key| build.add(key)) {
+        if self.read_keys(source, |key| build.add(key)) {
             let _gate = self.gate.write();
             build.publish();
             self.filter_keeper.removed_at_build.store(removed, Ordering::Release);
@@ -168,6 +221,22 @@ impl Engine {
             drop(build);
         }
         self.pool.set_aside(filter.bytes() as usize);
+    }
+
+    /// Call `add` with every key of the tree, read from `source`; false if
+    /// that failed or the tree is closing.
+    fn read_keys(&self, source: Source, add: impl FnMut(&[u8])) -> bool {
+        match source {
+            Source::Tree => self.scan_into(&self.filter_keeper, add),
+            Source::Snapshot => match self.snapshot_cached(Box::new(()), BUILD_CACHE_FRAMES) {
+                Ok(snapshot) => snapshot.scan_into(&self.filter_keeper, add),
+                Err(e) => {
+                    log::warn!("the miss filter's snapshot failed (next try in {RETRY_AFTER:?}): {e}");
+                    *self.filter_keeper.failed_at.lock() = Some(Instant::now());
+                    false
+                }
+            },
+        }
     }
 
     /// Set the filters' bits of every key `log` puts. The caller holds the
@@ -183,12 +252,12 @@ impl Engine {
         }
     }
 
-    /// Call `add` with every key of the tree, in chunks; false if the scan
-    /// failed or the tree is closing.
-    fn scan_into(&self, mut add: impl FnMut(&[u8])) -> bool {
+    /// Call `add` with every key of this tree, in chunks; false if the
+    /// scan failed or `keeper` (the building tree's) is stopping.
+    fn scan_into(&self, keeper: &FilterKeeper, mut add: impl FnMut(&[u8])) -> bool {
         let (mut hits, mut scratch, mut lower) = (Hits::default(), ScanScratch::default(), Vec::new());
         loop {
-            if self.filter_keeper.stopping() {
+            if keeper.stopping() {
                 return false;
             }
             hits.clear();

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::filter::Source;
 use crate::store::splitmix::SplitMix64;
 use crate::{Tree, TreeBuilder};
 
 /// Enough keys that the root frame links to others (lookups cross a link).
 const KEYS: u64 = 60_000;
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn key(i: u64) -> Vec<u8> {
     format!("/vol/d{:03}/entry-{i:09}", i % 211).into_bytes()
@@ -100,22 +102,55 @@ fn a_reopened_store_builds_its_filter_from_its_keys() {
     assert!(misses_answered(&tree, 1000) > 800);
 }
 
-#[test]
-fn a_tree_larger_than_half_the_cache_builds_no_filter() {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(None).open().unwrap();
+/// A persistent tree with a cache of `POOL_FRAMES_MIN` frames, which
+/// `KEYS` keys outgrow: a filter for it is read from a snapshot (its timer
+/// checkpoints on, if rare: with them off it takes no checkpoint, and so
+/// no snapshot, it was not asked for).
+fn larger_than_its_cache(dir: &std::path::Path) -> Tree {
+    let tree = TreeBuilder::new(dir).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(Some(HOUR)).open().unwrap();
     put_keys(&tree, KEYS, |_| vec![7; 100]);
-    assert!(tree.engine().filter_build_due().is_none(), "the build scan would evict what readers use");
+    assert!(!tree.engine().pool().could_hold_tree());
+    tree
 }
 
 #[test]
-fn a_filter_the_tree_outgrew_is_retired_when_no_other_can_be_built() {
+fn a_tree_larger_than_half_the_cache_builds_from_a_snapshot_around_its_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(None).open().unwrap();
+    let tree = larger_than_its_cache(dir.path());
+    // The builder thread may have built one on the way: this build's
+    // capacity is one it would not choose (and then not due).
+    let capacity = 3 * KEYS;
+    assert_eq!(tree.engine().filter_source(capacity), Some(Source::Snapshot));
+    let read = tree.counters().frames_read;
+    tree.engine().build_filter(capacity);
+    assert_eq!(tree.engine().filter.as_ref().unwrap().capacity(), capacity, "built and published");
+    assert_eq!(tree.counters().frames_read, read, "the build read nothing through the tree's cache");
+    assert!(misses_answered(&tree, 1000) > 800);
+    assert!((0..KEYS).step_by(7).all(|i| tree.get(&key(i)).unwrap().is_some()), "no key of the snapshot is missed");
+    drop(tree);
+    let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).open().unwrap();
+    eventually("the reopened tree's filter, from a snapshot", || published(&tree));
+    assert!(misses_answered(&tree, 1000) > 800);
+    drop(tree);
+    let quiet = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).checkpoint_interval(None);
+    let tree = quiet.open().unwrap();
+    assert_eq!(tree.engine().filter_source(2 * KEYS), None, "timer checkpoints off: no snapshot either");
+}
+
+/// A filter over a quarter of the cache is not built: a tree whose keys
+/// need one keeps the filter it has until they outgrow it, then has none.
+#[test]
+fn a_filter_the_tree_outgrew_is_retired_when_no_other_fits_the_cache() {
+    let tree = TreeBuilder::new("mem").memory().buffer_pool_size(crate::POOL_FRAMES_MIN).open().unwrap();
     eventually("the first filter, for the empty tree", || published(&tree));
+    // No rebuild from here on but the one asked for below (a stopped
+    // builder's scans give up).
+    tree.engine().filter_keeper.stop();
     let capacity = tree.engine().filter.as_ref().unwrap().capacity();
-    put_keys(&tree, capacity * 3 + 1000, |_| vec![7; 20]);
-    assert!(tree.engine().filter_build_due().is_none(), "the tree is larger than half the cache");
+    // Twice 530 k keys is a filter of 1 MiB, in 2 MiB huge pages: over a
+    // quarter of the 4 MiB cache.
+    put_keys(&tree, 530_000, |_| vec![7; 20]);
+    assert!(tree.engine().filter_build_due().is_none(), "no filter of twice the keys fits a quarter of the cache");
     tree.engine().filter_upkeep();
     let c = tree.counters();
     assert_eq!((c.miss_filter_bytes, tree.engine().filter.as_ref().unwrap().capacity()), (0, 0), "retired");
@@ -144,6 +179,25 @@ fn write(tree: &Tree, i: u64) {
 #[test]
 fn no_key_written_is_answered_absent_while_filters_are_rebuilt() {
     let tree = loaded(TreeBuilder::new("mem").memory().miss_filter(true));
+    assert_eq!(tree.engine().filter_source(2 * KEYS), Some(Source::Tree));
+    race_writer_reader_and_rebuilds(&tree);
+}
+
+/// The same race with every filter read from a snapshot: a key written
+/// after the registration is set by its writer, one before it is in the
+/// checkpoint the snapshot takes after it.
+#[test]
+fn no_key_written_is_answered_absent_while_filters_are_rebuilt_from_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = larger_than_its_cache(dir.path());
+    assert_eq!(tree.engine().filter_source(2 * KEYS), Some(Source::Snapshot));
+    race_writer_reader_and_rebuilds(&tree);
+}
+
+/// A writer writes keys past `KEYS` for three seconds (and at least 2000)
+/// while another thread rebuilds filters and a reader keeps probing: no
+/// key a writer finished writing may read as absent.
+fn race_writer_reader_and_rebuilds(tree: &Tree) {
     tree.engine().build_filter(2 * KEYS);
     let written = Arc::new(AtomicU64::new(KEYS));
     let stop = Arc::new(AtomicBool::new(false));
@@ -176,7 +230,7 @@ fn no_key_written_is_answered_absent_while_filters_are_rebuilt() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut i = KEYS;
     while Instant::now() < deadline || i < KEYS + 2000 {
-        write(&tree, i);
+        write(tree, i);
         assert!(tree.get(&key(i)).unwrap().is_some(), "key {i} read back absent by its writer");
         written.store(i + 1, Ordering::Release);
         i += 1;

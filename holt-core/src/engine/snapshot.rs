@@ -85,6 +85,12 @@ impl Engine {
     /// persistent one keeps `origin` (a handle to this engine) until it
     /// is dropped (a memory one has no store to keep).
     pub(crate) fn snapshot(&self, origin: Box<dyn Any + Send + Sync>) -> Result<Arc<Engine>> {
+        self.snapshot_cached(origin, SNAPSHOT_POOL_FRAMES)
+    }
+
+    /// `snapshot`, its cache at most `pool_frames` frames (no fewer than
+    /// `POOL_FRAMES_MIN`).
+    pub(crate) fn snapshot_cached(&self, origin: Box<dyn Any + Send + Sync>, pool_frames: usize) -> Result<Arc<Engine>> {
         self.poison.check_reads()?;
         let (source, ids, keys) = match &self.durable {
             Some(d) => self.pin_checkpoint(d, origin)?,
@@ -95,7 +101,7 @@ impl Engine {
         cfg.read_only = true;
         cfg.memory = false;
         cfg.checkpoint_interval = None;
-        cfg.pool_frames_max = SNAPSHOT_POOL_FRAMES.min(cfg.pool_frames_max).max(crate::POOL_FRAMES_MIN);
+        cfg.pool_frames_max = pool_frames.min(cfg.pool_frames_max).max(crate::POOL_FRAMES_MIN);
         let pool = Pool::new(cfg.pool_frames_max, Some(source)).with_direct_reads(cfg.direct_frame_reads);
         for id in ids {
             pool.register_stored(id);

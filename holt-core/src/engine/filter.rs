@@ -45,6 +45,11 @@ const CACHE_SHARE_MAX: u64 = 4;
 /// The cache of the snapshot a build reads a larger tree from, in frames:
 /// a scan holds the few frames on its path, and reads each frame once.
 const BUILD_CACHE_FRAMES: usize = crate::POOL_FRAMES_MIN;
+/// A build from a snapshot reads the whole frame file; it reads at most
+/// this many bytes a second, so the tree's own reads keep most of the
+/// disk (cold gets beside an unpaced build of a 570 MiB store ran at two
+/// thirds of their rate, benches/RESULTS.md run 37).
+const SNAPSHOT_READ_BYTES_PER_SEC: u64 = 128 << 20;
 /// After a build from a snapshot failed (a checkpoint could not be
 /// written, say), the next waits this long.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -109,6 +114,17 @@ impl FilterKeeper {
 
     fn stopping(&self) -> bool {
         *self.stop.flag.lock()
+    }
+
+    /// Wait until `bytes` read since `started` are within
+    /// `SNAPSHOT_READ_BYTES_PER_SEC`, or the tree is closing.
+    fn pace(&self, started: Instant, bytes: u64) {
+        let due = Duration::from_secs_f64(bytes as f64 / SNAPSHOT_READ_BYTES_PER_SEC as f64);
+        let Some(wait) = due.checked_sub(started.elapsed()) else { return };
+        let mut stopped = self.stop.flag.lock();
+        if !*stopped {
+            self.stop.cv.wait_for(&mut stopped, wait);
+        }
     }
 }
 
@@ -227,9 +243,13 @@ impl Engine {
     /// that failed or the tree is closing.
     fn read_keys(&self, source: Source, add: impl FnMut(&[u8])) -> bool {
         match source {
-            Source::Tree => self.scan_into(&self.filter_keeper, add),
+            Source::Tree => self.scan_into(&self.filter_keeper, add, || {}),
             Source::Snapshot => match self.snapshot_cached(Box::new(()), BUILD_CACHE_FRAMES) {
-                Ok(snapshot) => snapshot.scan_into(&self.filter_keeper, add),
+                Ok(snapshot) => {
+                    let started = Instant::now();
+                    let pace = || self.filter_keeper.pace(started, snapshot.pool.counters.bytes_read.get());
+                    snapshot.scan_into(&self.filter_keeper, add, pace)
+                }
                 Err(e) => {
                     log::warn!("the miss filter's snapshot failed (next try in {RETRY_AFTER:?}): {e}");
                     *self.filter_keeper.failed_at.lock() = Some(Instant::now());
@@ -252,9 +272,10 @@ impl Engine {
         }
     }
 
-    /// Call `add` with every key of this tree, in chunks; false if the
-    /// scan failed or `keeper` (the building tree's) is stopping.
-    fn scan_into(&self, keeper: &FilterKeeper, mut add: impl FnMut(&[u8])) -> bool {
+    /// Call `add` with every key of this tree, in chunks, and `pace`
+    /// after each; false if the scan failed or `keeper` (the building
+    /// tree's) is stopping.
+    fn scan_into(&self, keeper: &FilterKeeper, mut add: impl FnMut(&[u8]), mut pace: impl FnMut()) -> bool {
         let (mut hits, mut scratch, mut lower) = (Hits::default(), ScanScratch::default(), Vec::new());
         loop {
             if keeper.stopping() {
@@ -269,6 +290,7 @@ impl Engine {
             for i in 0..hits.len() {
                 add(hits.get(i).key());
             }
+            pace();
             let Some(last) = hits.last().filter(|_| hits.len() == CHUNK_KEYS) else { return true };
             lower.clear();
             lower.extend_from_slice(last.key());

@@ -31,7 +31,7 @@ use parking_lot::{Condvar, Mutex};
 use super::{Engine, Hits, Scan, ScanScratch};
 use crate::layout::FRAME_BYTES;
 use crate::op::LogOp;
-use crate::store::miss_filter::{words_for, CAPACITY_MIN};
+use crate::store::miss_filter::{bytes_for, CAPACITY_MIN};
 
 /// A filter whose tree holds this many times its capacity is retired
 /// (unless rebuilt): it rules out about 68% of absent keys at twice its
@@ -198,7 +198,7 @@ impl Engine {
     /// snapshot failed under `RETRY_AFTER` ago.
     pub(super) fn filter_source(&self, capacity: u64) -> Option<Source> {
         let budget = (self.pool.capacity() * FRAME_BYTES) as u64;
-        if words_for(capacity) as u64 * 8 > budget / CACHE_SHARE_MAX {
+        if bytes_for(capacity) > budget / CACHE_SHARE_MAX {
             return None;
         }
         if self.pool.could_hold_tree() {

@@ -111,6 +111,11 @@ pub(crate) fn words_for(capacity: u64) -> usize {
     bytes.next_multiple_of(unit).min(REGION_BYTES_MAX) / WORD_BYTES
 }
 
+/// Bytes of a filter for `capacity` keys (`words_for`).
+pub(crate) fn bytes_for(capacity: u64) -> u64 {
+    words_for(capacity) as u64 * WORD_BYTES as u64
+}
+
 /// Huge-page size: regions are aligned to it and advised to use huge
 /// pages, so a probe's random word costs no TLB miss of its own (a 2 MiB
 /// filter in 4 KiB pages is 512 of them).
@@ -461,7 +466,7 @@ mod tests {
         assert!(false_positives < 1000, "16 bits a key: about 0.4% false positives, got {false_positives} of 100000");
         assert_eq!(f.answered.get(), 100_000 - false_positives as u64);
         assert_eq!(f.capacity(), 100_000);
-        assert_eq!(f.bytes(), words_for(100_000) as u64 * WORD_BYTES as u64);
+        assert_eq!(f.bytes(), bytes_for(100_000));
     }
 
     #[test]
@@ -488,7 +493,7 @@ mod tests {
         assert!(!absent(&f, &key(6000)), "a put after the build registered is in the new filter");
         assert!(absent(&f, &key(5000)), "one before it is in the new filter only if the scan found it");
         assert!((0..1000).all(|i| !absent(&f, &key(i))));
-        assert_eq!(f.bytes(), words_for(CAPACITY_MIN) as u64 * WORD_BYTES as u64, "the old filter's memory went back");
+        assert_eq!(f.bytes(), bytes_for(CAPACITY_MIN), "the old filter's memory went back");
     }
 
     #[test]

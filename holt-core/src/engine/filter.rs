@@ -244,7 +244,10 @@ impl Engine {
     fn read_keys(&self, source: Source, add: impl FnMut(&[u8])) -> bool {
         match source {
             Source::Tree => self.scan_into(&self.filter_keeper, add, || {}),
-            Source::Snapshot => match self.snapshot_cached(Box::new(()), BUILD_CACHE_FRAMES) {
+            // Every frame once: around the page cache (where the file
+            // system allows it), which would otherwise give the whole frame
+            // file the room of what it holds for the tree and file data.
+            Source::Snapshot => match self.snapshot_cached(Box::new(()), BUILD_CACHE_FRAMES, true) {
                 Ok(snapshot) => {
                     let started = Instant::now();
                     let pace = || self.filter_keeper.pace(started, snapshot.pool.counters.bytes_read.get());

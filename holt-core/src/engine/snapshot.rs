@@ -85,12 +85,18 @@ impl Engine {
     /// persistent one keeps `origin` (a handle to this engine) until it
     /// is dropped (a memory one has no store to keep).
     pub(crate) fn snapshot(&self, origin: Box<dyn Any + Send + Sync>) -> Result<Arc<Engine>> {
-        self.snapshot_cached(origin, SNAPSHOT_POOL_FRAMES)
+        self.snapshot_cached(origin, SNAPSHOT_POOL_FRAMES, self.cfg.direct_frame_reads)
     }
 
     /// `snapshot`, its cache at most `pool_frames` frames (no fewer than
-    /// `POOL_FRAMES_MIN`).
-    pub(crate) fn snapshot_cached(&self, origin: Box<dyn Any + Send + Sync>, pool_frames: usize) -> Result<Arc<Engine>> {
+    /// `POOL_FRAMES_MIN`), reading around the page cache once that cache is
+    /// full if `direct_reads` (`TreeBuilder::direct_frame_reads`).
+    pub(crate) fn snapshot_cached(
+        &self,
+        origin: Box<dyn Any + Send + Sync>,
+        pool_frames: usize,
+        direct_reads: bool,
+    ) -> Result<Arc<Engine>> {
         self.poison.check_reads()?;
         let (source, ids, keys) = match &self.durable {
             Some(d) => self.pin_checkpoint(d, origin)?,
@@ -102,6 +108,7 @@ impl Engine {
         cfg.memory = false;
         cfg.checkpoint_interval = None;
         cfg.pool_frames_max = pool_frames.min(cfg.pool_frames_max).max(crate::POOL_FRAMES_MIN);
+        cfg.direct_frame_reads = direct_reads;
         let pool = Pool::new(cfg.pool_frames_max, Some(source)).with_direct_reads(cfg.direct_frame_reads);
         for id in ids {
             pool.register_stored(id);

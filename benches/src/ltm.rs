@@ -266,9 +266,7 @@ fn lists(t: &Engine, ds: &Dataset, count: usize) -> Res<u64> {
 
 /// A name no store holds, in a random existing directory.
 fn absent_name(ds: &Dataset, rng: &mut Rng, i: usize) -> Vec<u8> {
-    let mut key = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
-    key.extend_from_slice(format!("ltm-absent-{i:08}").as_bytes());
-    key
+    ds.in_random_dir(rng, &format!("ltm-absent-{i:08}"))
 }
 
 fn misses(t: &Engine, ds: &Dataset, count: usize) -> Res<u64> {
@@ -314,8 +312,7 @@ fn await_miss_filter(t: &Engine, ds: &Dataset, opened: Instant) -> Res<()> {
 fn inserts(t: &Engine, ds: &Dataset, count: usize) -> Res<u64> {
     let mut rng = Rng::new(INSERT_SEED);
     for i in 0..count {
-        let mut key = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
-        key.extend_from_slice(format!("ltm-new-{i:08}").as_bytes());
+        let key = ds.in_random_dir(&mut rng, &format!("ltm-new-{i:08}"));
         t.put(&key, &inode_value(&mut rng, i as u64))?;
     }
     Ok(count as u64)

@@ -120,6 +120,13 @@ fn dir_sizes(rng: &mut Rng, keys_total: usize) -> Vec<(usize, bool)> {
 }
 
 impl Dataset {
+    /// `name` in a directory of the data set that `rng` picks.
+    pub fn in_random_dir(&self, rng: &mut Rng, name: &str) -> Vec<u8> {
+        let mut key = self.dirs[rng.below(self.dirs.len())].prefix.clone();
+        key.extend_from_slice(name.as_bytes());
+        key
+    }
+
     /// Exactly `keys_total` keys. Inos are handed out in creation order, as a
     /// filesystem being filled (an untar) would: a directory, then its entries.
     pub fn generate(keys_total: usize) -> Self {

@@ -82,9 +82,7 @@ struct Keys {
 
 /// A new name, `TAG-I`, in a directory `rng` picks.
 fn name_in_dir(ds: &Dataset, rng: &mut Rng, tag: &str, i: usize) -> Vec<u8> {
-    let mut k = ds.dirs[rng.below(ds.dirs.len())].prefix.clone();
-    k.extend_from_slice(format!("{tag}-{i}").as_bytes());
-    k
+    ds.in_random_dir(rng, &format!("{tag}-{i}"))
 }
 
 /// `n` names no store holds, each in an existing directory: the get-miss

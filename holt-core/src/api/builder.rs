@@ -123,10 +123,11 @@ impl TreeBuilder {
     /// down to the miss (filesystems look up many names that do not
     /// exist); a thread consults it while its lookups miss often enough
     /// to gain (one in four or more). About 2 bytes a key, counted in the
-    /// cache budget, built by a background thread after open and again as
-    /// the tree grows; only while the cache could hold the whole tree (the
-    /// build reads every frame). On by default; read-only opens and
-    /// snapshots have none.
+    /// cache budget (at most a quarter of it), built by a background thread
+    /// after open and again as the tree grows: from the tree while the
+    /// cache could hold it twice, else from a snapshot read around the
+    /// cache (a checkpoint, so only with timer checkpoints on). On by
+    /// default; read-only opens and snapshots have none.
     pub fn miss_filter(mut self, on: bool) -> Self {
         self.cfg.miss_filter = on;
         self

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::journal::codec::{RECORD_HEADER_BYTES, RECORD_HEADER_FIELDS, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_FIELDS};
 use crate::layout::{self, node};
-use crate::store::{frame_file, manifest};
+use crate::store::{filter_file, frame_file, manifest};
 
 const FORMAT_MD: &str = include_str!("../../doc/FORMAT.md");
 
@@ -70,6 +70,14 @@ fn manifest_tables_match_code() {
     assert_tiles(manifest::HEADER_FIELDS, manifest::MANIFEST_HEADER_BYTES);
     assert_tiles(manifest::ENTRY_FIELDS, manifest::ENTRY_BYTES);
     assert_tiles(manifest::TRAILER_FIELDS, manifest::TRAILER_BYTES);
+}
+
+#[test]
+fn filter_file_tables_match_code() {
+    let tables = section_tables("Miss filter file");
+    assert_eq!(tables.get("Header"), Some(&owned(filter_file::HEADER_FIELDS)));
+    assert_eq!(tables.len(), 1, "unexpected tables: {:?}", tables.keys());
+    assert_tiles(filter_file::HEADER_FIELDS, filter_file::HEADER_BYTES);
 }
 
 #[test]

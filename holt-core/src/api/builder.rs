@@ -126,8 +126,10 @@ impl TreeBuilder {
     /// cache budget (at most a quarter of it), built by a background thread
     /// after open and again as the tree grows: from the tree while the
     /// cache could hold it twice, else from a snapshot read around the
-    /// cache (a checkpoint, so only with timer checkpoints on). On by
-    /// default; read-only opens and snapshots have none.
+    /// cache (a checkpoint, so only with timer checkpoints on). A clean
+    /// close saves it (`FILTER` in the store directory) and the next open
+    /// takes it instead of building one. On by default; read-only opens
+    /// and snapshots have none.
     pub fn miss_filter(mut self, on: bool) -> Self {
         self.cfg.miss_filter = on;
         self

@@ -2,8 +2,9 @@
 //! the WAL past the last checkpoint, and the journal sink.
 //!
 //! Files in the store directory: `LOCK`, the frame file and manifest
-//! (`store::frame_store`), WAL segments under `wal/`, and the space reserve
-//! `RESERVE` (`store::reserve`).
+//! (`store::frame_store`), WAL segments under `wal/`, the space reserve
+//! `RESERVE` (`store::reserve`), and the miss filter saved at the last
+//! clean close, `FILTER` (`store::filter_file`).
 
 use std::ops::Range;
 use std::path::Path;
@@ -42,6 +43,9 @@ pub(crate) struct Durable {
     pub _lock: StoreLock,
     /// `Vfs::kind` of the files under this store.
     pub file_io: &'static str,
+    /// The file system the store lives on, for the engine's own files
+    /// beside the frame store and the WAL (`FILTER`).
+    pub vfs: Arc<dyn Vfs>,
 }
 
 /// What `open` found on disk.
@@ -132,13 +136,13 @@ pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, lock: StoreLock, cfg: &Config)
     };
     let file_io = vfs.kind();
     let reserve = Arc::new(SpaceReserve::new(vfs.clone(), dir, cfg.space_reserve_bytes));
-    let (journal, replay) = Journal::open(vfs, &dir.join(WAL_DIR), after, jcfg)?;
+    let (journal, replay) = Journal::open(vfs.clone(), &dir.join(WAL_DIR), after, jcfg)?;
     let journal = Arc::new(journal.with_space_reserve(reserve.clone()));
     if cfg.wal_flusher {
         journal.start_flusher();
     }
     reserve.establish_at_open();
-    let durable = Durable { store, journal, reserve, checkpoint_serial: Mutex::new(()), _lock: lock, file_io };
+    let durable = Durable { store, journal, reserve, checkpoint_serial: Mutex::new(()), _lock: lock, file_io, vfs };
     Ok(Opened { pool, durable, replay, keys, fresh })
 }
 

@@ -77,6 +77,9 @@ pub(crate) struct FilterKeeper {
     build: Mutex<()>,
     /// When a build from a snapshot last failed.
     failed_at: Mutex<Option<Instant>>,
+    /// Stale keys of a filter taken from the last close
+    /// (`engine::filter_saved`), until a build replaces it.
+    pub(super) stale_at_open: AtomicU64,
 }
 
 /// Where a build reads the tree's keys.
@@ -184,10 +187,24 @@ impl Engine {
         let filter = self.filter.as_ref()?;
         let live = self.key_count();
         let capacity = filter.capacity();
-        let stale = self.keys_removed.get().saturating_sub(self.filter_keeper.removed_at_build.load(Ordering::Acquire));
+        let stale = self.filter_stale_keys();
         let due = capacity == 0 || live > capacity || stale > capacity / 2;
         let new_capacity = live.saturating_mul(2).max(CAPACITY_MIN);
         (due && self.filter_source(new_capacity).is_some()).then_some(new_capacity)
+    }
+
+    /// Keys deleted since the current filter's build: their bits stay.
+    pub(super) fn filter_stale_keys(&self) -> u64 {
+        let keeper = &self.filter_keeper;
+        let since_build = self.keys_removed.get().saturating_sub(keeper.removed_at_build.load(Ordering::Acquire));
+        since_build.saturating_add(keeper.stale_at_open.load(Ordering::Acquire))
+    }
+
+    /// Whether a filter for `capacity` keys is within its share of the
+    /// cache budget.
+    pub(super) fn filter_fits(&self, capacity: u64) -> bool {
+        let budget = (self.pool.capacity() * FRAME_BYTES) as u64;
+        bytes_for(capacity) <= budget / CACHE_SHARE_MAX
     }
 
     /// Where a build of a filter for `capacity` keys would read the keys:
@@ -197,8 +214,7 @@ impl Engine {
     /// off expects no checkpoint they did not ask for), or a build from a
     /// snapshot failed under `RETRY_AFTER` ago.
     pub(super) fn filter_source(&self, capacity: u64) -> Option<Source> {
-        let budget = (self.pool.capacity() * FRAME_BYTES) as u64;
-        if bytes_for(capacity) > budget / CACHE_SHARE_MAX {
+        if !self.filter_fits(capacity) {
             return None;
         }
         if self.pool.could_hold_tree() {
@@ -233,6 +249,7 @@ impl Engine {
             let _gate = self.gate.write();
             build.publish();
             self.filter_keeper.removed_at_build.store(removed, Ordering::Release);
+            self.filter_keeper.stale_at_open.store(0, Ordering::Release);
         } else {
             drop(build);
         }

@@ -128,7 +128,14 @@ fn a_tree_larger_than_half_the_cache_builds_from_a_snapshot_around_its_cache() {
     assert!(misses_answered(&tree, 1000) > 800);
     assert!((0..KEYS).step_by(7).all(|i| tree.get(&key(i)).unwrap().is_some()), "no key of the snapshot is missed");
     drop(tree);
-    let tree = TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).open().unwrap();
+    let reopen = || TreeBuilder::new(dir.path()).buffer_pool_size(crate::POOL_FRAMES_MIN).open().unwrap();
+    let tree = reopen();
+    let c = tree.engine().filter.as_ref().unwrap().capacity();
+    assert_eq!(c, capacity, "the reopened tree took the filter its close saved (engine::filter_saved)");
+    assert!(misses_answered(&tree, 1000) > 800);
+    drop(tree);
+    std::fs::remove_file(dir.path().join(crate::store::filter_file::FILTER_NAME)).unwrap();
+    let tree = reopen();
     eventually("the reopened tree's filter, from a snapshot", || published(&tree));
     assert!(misses_answered(&tree, 1000) > 800);
     drop(tree);

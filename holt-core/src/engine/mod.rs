@@ -9,6 +9,7 @@ mod counters;
 mod durable;
 mod fault;
 mod filter;
+mod filter_saved;
 pub(crate) mod maintenance;
 mod poison;
 mod read_only;
@@ -155,6 +156,7 @@ impl Engine {
         }
         let sink = Box::new(JournalSink { journal: opened.durable.journal.clone() });
         let engine = Self::assemble(cfg, opened.pool, sink, Some(opened.durable));
+        engine.load_saved_filter();
         engine.recover(opened.keys, &opened.replay)?;
         let engine = Arc::new(engine);
         log::debug!("{}: opened, file I/O through {}", engine.dir().display(), engine.file_io().unwrap_or("memory"));
@@ -169,10 +171,12 @@ impl Engine {
     }
 
     /// Bring the frames of the last checkpoint (holding `keys` keys) up to
-    /// date by applying the WAL records past it, in LSN order.
+    /// date by applying the WAL records past it, in LSN order, and set the
+    /// bits of the keys they put in a filter taken from the last close.
     fn recover(&self, keys: u64, replay: &Replay) -> Result<()> {
         self.keys_added.add(keys);
         for (lsn, ops) in replay {
+            self.note_puts(ops);
             let mut owned = Owned::new(&self.pool);
             let delta = write::apply_ops(&self.pool, &mut owned, ops, *lsn, &Vec::new())?;
             owned.release_dirty();
@@ -560,7 +564,10 @@ impl Engine {
             return;
         }
         match self.checkpoint_now(Start::Tidy) {
-            Ok(()) => self.retire_wal_history(),
+            Ok(()) => {
+                self.retire_wal_history();
+                self.save_filter();
+            }
             Err(e) => {
                 log::error!("checkpoint at close failed (the WAL keeps every write): {e}");
                 if let Err(e) = self.sink.sync() {
@@ -588,6 +595,8 @@ mod ahead_tests;
 mod apply_fault_tests;
 #[cfg(test)]
 mod cache_tests;
+#[cfg(test)]
+mod filter_saved_tests;
 #[cfg(test)]
 mod filter_tests;
 #[cfg(test)]

@@ -263,6 +263,13 @@ impl FrameStore {
         self.published.read().manifest.frames.contains_key(&id)
     }
 
+    /// The store's id and the published manifest's `seq`: which checkpoint
+    /// an open starts from (0 before the first).
+    pub(crate) fn published_seq(&self) -> (u64, u64) {
+        let p = self.published.read();
+        (p.manifest.store_id, p.manifest.seq)
+    }
+
     /// The LSN the published checkpoint covers; `None` before the first.
     pub(crate) fn checkpoint_lsn(&self) -> Option<crate::ids::Lsn> {
         self.published.read().manifest.meta.as_ref().map(|m| m.checkpoint_lsn)

@@ -116,6 +116,17 @@ pub(crate) fn bytes_for(capacity: u64) -> u64 {
     words_for(capacity) as u64 * WORD_BYTES as u64
 }
 
+/// A fingerprint of how keys map to bits (`key_hash`, `mask`): a saved
+/// filter (`store::filter_file`) is taken only by a build whose
+/// fingerprint is the same, since a filter read with another mapping
+/// would call present keys absent.
+pub(crate) fn hash_check() -> u64 {
+    [&b"holt-core"[..], b"/miss/filter", b""].iter().fold(0, |acc, probe| {
+        let h = key_hash(probe);
+        (acc.rotate_left(17) ^ h ^ mask(h)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    })
+}
+
 /// Huge-page size: regions are aligned to it and advised to use huge
 /// pages, so a probe's random word costs no TLB miss of its own (a 2 MiB
 /// filter in 4 KiB pages is 512 of them).
@@ -188,6 +199,15 @@ impl Region {
             unsafe { libc::madvise(self.base.as_ptr().cast(), open, libc::MADV_DONTNEED) };
         }
         self.words.store(0, Ordering::Release);
+    }
+
+    /// The words of the filter it holds (none after `release`).
+    fn words(&self) -> &[AtomicU64] {
+        let words = self.words.load(Ordering::Acquire) as usize;
+        // SAFETY: `prepare` opened these words before storing the count,
+        // the open head is never closed while the region lives, and its
+        // memory is only ever accessed as atomics.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), words) }
     }
 
     fn set(&self, h: u64) {
@@ -342,6 +362,16 @@ impl MissFilter {
         self.capacity.load(Ordering::Acquire)
     }
 
+    /// The current filter's capacity and words, while one is current.
+    /// The words stay readable for the filter's life; a retire or a
+    /// rebuild in the meantime changes them (to zeros or another filter),
+    /// so only a caller that excludes both (a clean close, its keeper
+    /// stopped) reads a filter whole.
+    pub(crate) fn current_words(&self) -> Option<(u64, &[AtomicU64])> {
+        let state = self.state.load(Ordering::Acquire);
+        (state & READY != 0).then(|| (self.capacity(), self.regions[(state & IDX) as usize].words()))
+    }
+
     /// Bytes of memory the filters hold now.
     pub(crate) fn bytes(&self) -> u64 {
         self.regions.iter().map(|r| r.words.load(Ordering::Acquire) * WORD_BYTES as u64).sum()
@@ -399,6 +429,12 @@ impl Build<'_> {
     /// commit gate's exclusive side, before the scan starts.
     pub(crate) fn register(&self) {
         self.filter.building.store(self.idx as u8 + 1, Ordering::Release);
+    }
+
+    /// The words being built, zeroed, for a saved filter to be read into
+    /// before `register`.
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        self.filter.regions[self.idx].words()
     }
 
     /// Set the bits of a key the scan found.

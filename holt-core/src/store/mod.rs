@@ -8,6 +8,7 @@
 pub(crate) mod ahead;
 mod cell;
 mod clock;
+pub(crate) mod filter_file;
 pub(crate) mod frame_file;
 pub(crate) mod frame_store;
 pub(crate) mod image_buf;

@@ -134,4 +134,8 @@ pub struct TreeCounters {
     /// Memory the miss filter holds, in bytes (counted in the cache
     /// budget); 0 until its first build.
     pub miss_filter_bytes: u64,
+    /// Keys the current miss filter was sized for (0 while none is
+    /// current): below `keys`, it rules out fewer absent keys and a
+    /// rebuild is due.
+    pub miss_filter_capacity: u64,
 }

@@ -88,6 +88,7 @@ impl Engine {
             checkpoint_frame_copy_nanos_max: self.pool.frame_copy_nanos_max(),
             miss_filter_answers: self.filter.as_ref().map_or(0, |f| f.answered.get()),
             miss_filter_bytes: self.filter.as_ref().map_or(0, MissFilter::bytes),
+            miss_filter_capacity: self.filter.as_ref().map_or(0, MissFilter::capacity),
         }
     }
 }

@@ -52,8 +52,11 @@ impl Engine {
         if !self.filter_fits(header.capacity) {
             return Err(format!("a filter of {} keys is more than this cache gives one", header.capacity));
         }
-        let build = filter.begin(header.capacity).ok_or("no memory for it")?;
-        filter_file::read_words(file, crc, build.words())?;
+        let mut build = filter.begin(header.capacity).ok_or("no memory for it")?;
+        // SAFETY: called at open, before the tree is shared: no writer
+        // sets bits and no lookup probes (`load_saved_filter`).
+        filter_file::read_words(file, crc, unsafe { build.bytes_mut() })?;
+        build.words_from_le();
         let _gate = self.gate.write();
         build.publish();
         Ok(header.stale_keys)

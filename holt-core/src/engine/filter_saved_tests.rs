@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::capture_tests::{open_with, Model};
-use crate::store::filter_file::FILTER_NAME;
+use crate::store::filter_file::{self, FILTER_NAME};
 use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::store::vfs::Vfs;
 use crate::Tree;
@@ -176,6 +176,23 @@ fn a_damaged_or_foreign_saved_filter_is_ignored_and_removed() {
     assert_ne!(capacity(&tree), SAVED_CAPACITY, "a damaged file is not taken");
     assert!(!filter_file_exists(&vfs));
     assert_holds(&tree, &model, "damaged filter file");
+    drop(tree);
+
+    // A header that vouches for itself but sizes a filter no build would
+    // (a capacity whose bits overflow): refused, no panic.
+    let (vfs, model) = saved_store();
+    let file = vfs.open(&path, false).unwrap();
+    let mut header = [0u8; filter_file::HEADER_BYTES];
+    file.read_at(&mut header, 0).unwrap();
+    let (at, crc_at) = (filter_file::H_CAPACITY, filter_file::H_CRC);
+    header[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..crc_at]);
+    header[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    file.write_at(&header, 0).unwrap();
+    let tree = open(&vfs);
+    assert_ne!(capacity(&tree), u64::MAX, "an absurd capacity is not taken");
+    assert!(!filter_file_exists(&vfs));
+    assert_holds(&tree, &model, "absurd capacity");
     drop(tree);
 
     // Another store's file, saved after the same number of checkpoints.

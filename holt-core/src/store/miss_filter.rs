@@ -106,7 +106,8 @@ fn mask(h: u64) -> u64 {
 /// Words of a filter for `capacity` keys: whole pages, and whole huge
 /// pages from half a huge page up (the memory a huge page holds anyway).
 pub(crate) fn words_for(capacity: u64) -> usize {
-    let bytes = (capacity * BITS_PER_KEY / 8) as usize;
+    // Saturating: a capacity read from a saved filter may be anything.
+    let bytes = (capacity.saturating_mul(BITS_PER_KEY) / 8).min(REGION_BYTES_MAX as u64) as usize;
     let unit = if bytes >= HUGE / 2 { HUGE } else { PAGE };
     bytes.next_multiple_of(unit).min(REGION_BYTES_MAX) / WORD_BYTES
 }
@@ -431,10 +432,29 @@ impl Build<'_> {
         self.filter.building.store(self.idx as u8 + 1, Ordering::Release);
     }
 
-    /// The words being built, zeroed, for a saved filter to be read into
-    /// before `register`.
-    pub(crate) fn words(&self) -> &[AtomicU64] {
-        self.filter.regions[self.idx].words()
+    /// The words being built, as bytes (each word little-endian once
+    /// `words_from_le` ran), for a saved filter to be read straight into.
+    ///
+    /// # Safety
+    /// No other thread may touch the filter while the slice lives: the
+    /// build is not registered, and no lookup has a probe (the tree is
+    /// being opened, not yet shared).
+    pub(crate) unsafe fn bytes_mut(&mut self) -> &mut [u8] {
+        let region = &self.filter.regions[self.idx];
+        let len = region.words.load(Ordering::Acquire) as usize * WORD_BYTES;
+        // SAFETY: the open head of the region, memory this filter owns; the
+        // caller excludes every other access for the slice's life.
+        unsafe { std::slice::from_raw_parts_mut(region.base.as_ptr().cast::<u8>(), len) }
+    }
+
+    /// Turn words read as little-endian bytes (`bytes_mut`) into native
+    /// ones: nothing to do on a little-endian machine.
+    pub(crate) fn words_from_le(&self) {
+        if cfg!(target_endian = "big") {
+            for w in self.filter.regions[self.idx].words() {
+                w.store(u64::from_le(w.load(Ordering::Relaxed)), Ordering::Relaxed);
+            }
+        }
     }
 
     /// Set the bits of a key the scan found.

@@ -184,9 +184,11 @@ impl Region {
             self.open.store(bytes as u64, Ordering::Release);
         }
         for page in (0..bytes / 8).step_by(PAGE / 8) {
-            // SAFETY: inside the open head; a write of nothing that makes
-            // the kernel back the page.
-            unsafe { &*self.base.as_ptr().add(page) }.fetch_or(0, Ordering::Relaxed);
+            // SAFETY: inside the open head. A store of the zero the word
+            // holds (the region is empty until registered) that makes the
+            // kernel back the page: an `or` of nothing compiles to a load
+            // the optimiser may drop, and faults nothing in.
+            unsafe { &*self.base.as_ptr().add(page) }.store(0, Ordering::Relaxed);
         }
         self.words.store(words as u64, Ordering::Release);
         true
@@ -610,6 +612,23 @@ mod tests {
             assert!((0..capacity / 2).step_by(7).all(|i| !absent(&f, &key(i))));
             assert_eq!(f.capacity(), capacity);
         }
+    }
+
+    /// Writers set bits in a build's region from its registration on: its
+    /// pages are backed before (a writer never waits on a page fault there).
+    #[test]
+    fn a_build_region_is_backed_before_writers_set_bits() {
+        let f = MissFilter::new().expect("address space");
+        let b = f.begin(CAPACITY_MIN * 64).expect("memory");
+        let words = f.regions[b.idx].words();
+        let bytes = std::mem::size_of_val(words);
+        let mut resident = vec![0u8; bytes.div_ceil(PAGE)];
+        // SAFETY: the region's open head, page-aligned, and a vector of one
+        // byte per page of it.
+        let r = unsafe { libc::mincore(words.as_ptr() as *mut libc::c_void, bytes, resident.as_mut_ptr()) };
+        assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+        let missing = resident.iter().filter(|&&p| p & 1 == 0).count();
+        assert_eq!(missing, 0, "{missing} of {} pages not backed", resident.len());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::filter_saved::Pending;
 use super::{Engine, Hits, Scan, ScanScratch};
 use crate::layout::FRAME_BYTES;
 use crate::op::LogOp;
@@ -74,12 +75,15 @@ pub(crate) struct FilterKeeper {
     /// past it left bits behind.
     removed_at_build: AtomicU64,
     /// Held through a build: one at a time.
-    build: Mutex<()>,
+    pub(super) build: Mutex<()>,
     /// When a build from a snapshot last failed.
     failed_at: Mutex<Option<Instant>>,
     /// Stale keys of a filter taken from the last close
     /// (`engine::filter_saved`), until a build replaces it.
     pub(super) stale_at_open: AtomicU64,
+    /// The filter saved at the last close, registered at open, until its
+    /// words are read in: the first thing the keeper does.
+    pub(super) pending: Mutex<Option<Pending>>,
 }
 
 /// Where a build reads the tree's keys.
@@ -158,6 +162,10 @@ impl Engine {
     /// Build a filter if one is due, or retire one the keys have outgrown
     /// past use while the tree is too large to build another.
     pub(super) fn filter_upkeep(&self) {
+        if self.filter_keeper.pending.lock().is_some() {
+            let _one_at_a_time = self.filter_keeper.build.lock();
+            return self.finish_saved_filter();
+        }
         if let Some(capacity) = self.filter_build_due() {
             self.build_filter(capacity);
         } else if self.filter_outgrown() {
@@ -231,6 +239,8 @@ impl Engine {
     pub(super) fn build_filter(&self, capacity: u64) {
         let Some(filter) = self.filter.as_ref() else { return };
         let _one_at_a_time = self.filter_keeper.build.lock();
+        // A saved filter registered at open holds the region a build takes.
+        self.finish_saved_filter();
         let Some(source) = self.filter_source(capacity) else { return };
         let Some(build) = filter.begin(capacity) else {
             log::warn!("no memory for a miss filter of {capacity} keys; keeping the current one");

@@ -58,7 +58,7 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("crc32c", H_CRC, 4),
 ];
 
-/// Words written at a time: bounds the buffer, not the file.
+/// Words written or read at a time: bounds the buffer, not the file.
 const CHUNK_WORDS: usize = 128 << 10;
 
 /// The checkpoint a file was saved after.
@@ -156,16 +156,25 @@ pub(crate) fn read_header(file: &dyn FileIo, at: Checkpoint, hash_check: u64) ->
     Ok((header, u32_at(&b, H_WORDS_CRC)))
 }
 
-/// Read the file's words, as stored (little-endian), into `into` (the
-/// header's `words` times 8 bytes) and check them against `crc`; `Err`
-/// says why they do not qualify (what `into` holds then is meaningless).
-/// One read straight into the filter's memory: an open waits for it.
-pub(crate) fn read_words(file: &dyn FileIo, crc: u32, into: &mut [u8]) -> Result<(), String> {
-    let n = file.read_at(into, HEADER_BYTES as u64).map_err(|e| format!("unreadable: {e}"))?;
-    if n < into.len() {
-        return Err(format!("cut short at byte {}", HEADER_BYTES + n));
+/// Read the file's `words` words in chunks, handing each to `each` with
+/// the index of its first word, as stored (little-endian), and check them
+/// against `crc`; `Err` says why they do not qualify, after whatever
+/// chunks were handed over (the caller drops what it made of them).
+pub(crate) fn read_words(file: &dyn FileIo, crc: u32, words: u64, mut each: impl FnMut(usize, &[u8])) -> Result<(), String> {
+    let words = usize::try_from(words).map_err(|_| format!("{words} words"))?;
+    let mut buf = vec![0u8; CHUNK_WORDS.min(words) * 8];
+    let mut sum = 0;
+    for first in (0..words).step_by(CHUNK_WORDS) {
+        let bytes = &mut buf[..(words - first).min(CHUNK_WORDS) * 8];
+        let at = (HEADER_BYTES + first * 8) as u64;
+        let n = file.read_at(bytes, at).map_err(|e| format!("unreadable: {e}"))?;
+        if n < bytes.len() {
+            return Err(format!("cut short at byte {}", at + n as u64));
+        }
+        sum = crc32c::crc32c_append(sum, bytes);
+        each(first, bytes);
     }
-    if crc32c::crc32c(into) != crc {
+    if sum != crc {
         return Err("words checksum mismatch".into());
     }
     Ok(())
@@ -199,9 +208,13 @@ mod tests {
     fn load(file: &dyn FileIo, n: usize) -> Result<Vec<u64>, String> {
         let (h, crc) = read_header(file, AT, 0xabc)?;
         assert_eq!(h, header(n as u64));
-        let mut into = vec![0u8; n * 8];
-        read_words(file, crc, &mut into)?;
-        Ok(into.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect())
+        let mut out = vec![0u64; n];
+        read_words(file, crc, h.words, |first, bytes| {
+            for (i, b) in bytes.chunks_exact(8).enumerate() {
+                out[first + i] = u64::from_le_bytes(b.try_into().unwrap());
+            }
+        })?;
+        Ok(out)
     }
 
     #[test]
@@ -250,7 +263,7 @@ mod tests {
             file.write_at(&[7u8; 24], HEADER_BYTES as u64).unwrap();
             if let Ok((header, crc)) = read_header(&*file, AT, 0xabc) {
                 assert_eq!(header.words, 3, "only a header whose words fill the file is taken");
-                let _ = read_words(&*file, crc, &mut [0u8; 24]);
+                let _ = read_words(&*file, crc, header.words, |_, _| {});
             }
         }
     }

@@ -168,7 +168,7 @@ impl Region {
     /// (so writers setting bits never wait on a page fault). Only the
     /// builder calls this, on a region no writer sets bits in and no
     /// reader trusts.
-    fn prepare(&self, words: usize) -> bool {
+    fn prepare(&self, words: usize, backed: bool) -> bool {
         let bytes = words * WORD_BYTES;
         let open = self.open.load(Ordering::Acquire) as usize;
         if bytes > open {
@@ -183,7 +183,7 @@ impl Region {
             unsafe { libc::madvise(at, bytes, libc::MADV_HUGEPAGE) };
             self.open.store(bytes as u64, Ordering::Release);
         }
-        for page in (0..bytes / 8).step_by(PAGE / 8) {
+        for page in (0..bytes / 8).step_by(PAGE / 8).filter(|_| backed) {
             // SAFETY: inside the open head. A store of the zero the word
             // holds (the region is empty until registered) that makes the
             // kernel back the page: an `or` of nothing compiles to a load
@@ -410,14 +410,41 @@ impl MissFilter {
     /// the commit gate's exclusive side. `None` if its memory could not be
     /// opened.
     pub(crate) fn begin(&self, capacity: u64) -> Option<Build<'_>> {
+        self.begin_in(capacity, true)
+    }
+
+    /// `begin` without backing the region's pages first: for a saved
+    /// filter or-ed in right after (`engine::filter_saved`), which backs
+    /// them itself, off the open's path.
+    pub(crate) fn begin_unbacked(&self, capacity: u64) -> Option<Build<'_>> {
+        self.begin_in(capacity, false)
+    }
+
+    fn begin_in(&self, capacity: u64, backed: bool) -> Option<Build<'_>> {
         let state = self.state.load(Ordering::Acquire);
         let idx = if state & READY == 0 { 0 } else { 1 - (state & IDX) as usize };
         let region = &self.regions[idx];
-        if !region.prepare(words_for(capacity)) {
+        if !region.prepare(words_for(capacity), backed) {
             return None;
         }
         Some(Build { filter: self, idx, capacity })
     }
+
+    /// Take back a build `Build::detach` set aside.
+    pub(crate) fn resume(&self, detached: Detached) -> Build<'_> {
+        Build { filter: self, idx: detached.idx, capacity: detached.capacity }
+    }
+}
+
+/// A build kept across threads without its borrow of the filter (a saved
+/// filter registered at open and read in by the keeper). Not `Clone`: it
+/// stands for the one build of its region. Dropped without `resume`, its
+/// region is neither released nor unregistered: only the filter's own
+/// drop may end it that way.
+#[must_use]
+pub(crate) struct Detached {
+    idx: usize,
+    capacity: u64,
 }
 
 /// A filter being built in one region.
@@ -434,29 +461,23 @@ impl Build<'_> {
         self.filter.building.store(self.idx as u8 + 1, Ordering::Release);
     }
 
-    /// The words being built, as bytes (each word little-endian once
-    /// `words_from_le` ran), for a saved filter to be read straight into.
-    ///
-    /// # Safety
-    /// No other thread may touch the filter while the slice lives: the
-    /// build is not registered, and no lookup has a probe (the tree is
-    /// being opened, not yet shared).
-    pub(crate) unsafe fn bytes_mut(&mut self) -> &mut [u8] {
-        let region = &self.filter.regions[self.idx];
-        let len = region.words.load(Ordering::Acquire) as usize * WORD_BYTES;
-        // SAFETY: the open head of the region, memory this filter owns; the
-        // caller excludes every other access for the slice's life.
-        unsafe { std::slice::from_raw_parts_mut(region.base.as_ptr().cast::<u8>(), len) }
-    }
-
-    /// Turn words read as little-endian bytes (`bytes_mut`) into native
-    /// ones: nothing to do on a little-endian machine.
-    pub(crate) fn words_from_le(&self) {
-        if cfg!(target_endian = "big") {
-            for w in self.filter.regions[self.idx].words() {
-                w.store(u64::from_le(w.load(Ordering::Relaxed)), Ordering::Relaxed);
+    /// Or `bytes` (words as a saved filter stores them, little-endian)
+    /// into the words from `first` on; bits writers set meanwhile stay.
+    pub(crate) fn or_words_le(&self, first: usize, bytes: &[u8]) {
+        let words = self.filter.regions[self.idx].words().get(first..).unwrap_or_default();
+        for (w, b) in words.iter().zip(bytes.chunks_exact(WORD_BYTES)) {
+            let v = u64::from_le_bytes(b.try_into().expect("eight bytes"));
+            if v != 0 {
+                w.fetch_or(v, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Set the build aside, registered or not, to `resume` it later.
+    pub(crate) fn detach(self) -> Detached {
+        let detached = Detached { idx: self.idx, capacity: self.capacity };
+        std::mem::forget(self);
+        detached
     }
 
     /// Set the bits of a key the scan found.

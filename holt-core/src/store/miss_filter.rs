@@ -164,10 +164,10 @@ impl Region {
         self.base.as_ptr().wrapping_add((((h >> 32) * words) >> 32) as usize)
     }
 
-    /// Make room for a filter of `words` words, zeroed and faulted in
-    /// (so writers setting bits never wait on a page fault). Only the
-    /// builder calls this, on a region no writer sets bits in and no
-    /// reader trusts.
+    /// Make room for a filter of `words` words, zeroed, and with `backed`
+    /// faulted in (so writers setting bits never wait on a page fault).
+    /// Only the builder calls this, on a region no writer sets bits in and
+    /// no reader trusts.
     fn prepare(&self, words: usize, backed: bool) -> bool {
         let bytes = words * WORD_BYTES;
         let open = self.open.load(Ordering::Acquire) as usize;

@@ -105,7 +105,7 @@ impl Engine {
     }
 
     /// Save the current filter for the next open, or remove an older file
-    /// when none is current. Call at a clean close, after its checkpoint,
+    /// when none is current or the disk filled. Call at a clean close, after its checkpoint,
     /// with the keeper stopped and no writer left: the filter then holds
     /// exactly the keys of the checkpoint it names (and stale bits). A
     /// filter taken from the last close and not yet read in is read in
@@ -117,7 +117,10 @@ impl Engine {
             self.finish_saved_filter();
         }
         let path = self.cfg.dir.join(FILTER_NAME);
-        let Some((capacity, words)) = filter.current_words() else {
+        // A disk that filled (the space reserve spent) keeps its room for
+        // the store's own files: a filter is only worth a read saved.
+        let current = filter.current_words().filter(|_| !d.reserve.is_low());
+        let Some((capacity, words)) = current else {
             return match d.vfs.remove(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!("{}: cannot remove: {e}", path.display()),
                 _ => {}

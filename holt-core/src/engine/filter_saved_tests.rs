@@ -223,3 +223,20 @@ fn a_damaged_or_foreign_saved_filter_is_ignored_and_removed() {
     assert_ne!(capacity(&tree), SAVED_CAPACITY, "another store's file is not taken");
     assert_holds(&tree, &model, "foreign filter file");
 }
+
+/// A close on a disk that filled (the space reserve released to let the
+/// closing checkpoint through) leaves the room to the store's own files.
+#[test]
+fn a_close_on_a_disk_that_filled_saves_no_filter() {
+    let vfs = MemVfs::new();
+    let tree = open(&vfs);
+    let mut model = Model::new();
+    (0..KEYS).for_each(|i| put(&tree, &mut model, i));
+    tree.engine().build_filter(SAVED_CAPACITY);
+    vfs.set_capacity(Some(vfs.used_bytes() + (256 << 10)));
+    drop(tree);
+    assert!(!filter_file_exists(&vfs), "no filter saved on a full disk");
+    vfs.set_capacity(None);
+    let tree = open(&vfs);
+    assert_holds(&tree, &model, "after a close on a full disk");
+}

@@ -190,3 +190,29 @@ fn stats_of_mounts_without_a_control_socket_fail_with_words() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("--memory mount"), "{stderr}");
 }
+
+/// A clean unmount saves the engine's miss filter beside its tree
+/// (`meta/FILTER`, doc/FORMAT.md) once one was built; after the remount,
+/// which takes it back, names are found, or not, exactly as before.
+#[test]
+fn a_clean_unmount_saves_the_miss_filter_and_the_remount_finds_every_name() {
+    let mut m = Mount::persistent(&[]);
+    let store = m.store.clone().unwrap();
+    workload(&m.path("w"));
+    // The filter is built in the background after the mount.
+    let started = Instant::now();
+    while stats_json(&store)["engine"]["miss_filter_bytes"].as_u64().unwrap() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no miss filter 30 s after the mount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let names: Vec<String> = fs::read_dir(m.path("w")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!names.is_empty());
+    m.unmount();
+    let saved = store.join("meta").join("FILTER");
+    assert!(fs::symlink_metadata(&saved).is_ok_and(|s| s.is_file() && s.len() > 72), "{} saved", saved.display());
+    m.spawn(&[]);
+    for name in &names {
+        assert!(m.path("w").join(name).exists(), "{name} found after the remount");
+        assert!(!m.path("w").join(format!("{name}.absent")).exists(), "{name}.absent is not");
+    }
+}

@@ -201,7 +201,7 @@ fn a_clean_unmount_saves_the_miss_filter_and_the_remount_finds_every_name() {
     workload(&m.path("w"));
     // The filter is built in the background after the mount.
     let started = Instant::now();
-    while stats_json(&store)["engine"]["miss_filter_bytes"].as_u64().unwrap() == 0 {
+    while stats_json(&store)["engine"]["miss_filter_capacity"].as_u64().unwrap() == 0 {
         assert!(started.elapsed() < Duration::from_secs(30), "no miss filter 30 s after the mount");
         std::thread::sleep(Duration::from_millis(50));
     }

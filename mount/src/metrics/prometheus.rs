@@ -114,6 +114,12 @@ const ENGINE: &[EngineMetric] = &[
         |e| e.miss_filter_answers as f64,
     ),
     ("holt_fs_engine_miss_filter_bytes", Kind::Gauge, "Memory the miss filter holds.", |e| e.miss_filter_bytes as f64),
+    (
+        "holt_fs_engine_miss_filter_capacity_keys",
+        Kind::Gauge,
+        "Keys the current miss filter was sized for (0: none current).",
+        |e| e.miss_filter_capacity as f64,
+    ),
 ];
 
 /// A label value with `\`, `"` and newlines escaped.

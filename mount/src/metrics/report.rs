@@ -110,6 +110,9 @@ pub struct EngineStats {
     /// Memory the miss filter holds.
     #[serde(default)]
     pub miss_filter_bytes: u64,
+    /// Keys the current miss filter was sized for; 0 while none is current.
+    #[serde(default)]
+    pub miss_filter_capacity: u64,
 }
 
 impl From<TreeCounters> for EngineStats {
@@ -145,6 +148,7 @@ impl From<TreeCounters> for EngineStats {
             checkpoint_frame_copy_max_ns: c.checkpoint_frame_copy_nanos_max,
             miss_filter_answers: c.miss_filter_answers,
             miss_filter_bytes: c.miss_filter_bytes,
+            miss_filter_capacity: c.miss_filter_capacity,
         }
     }
 }

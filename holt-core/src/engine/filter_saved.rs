@@ -96,20 +96,27 @@ impl Engine {
     }
 
     fn drop_filter_file(&self, why: &str) {
+        log::info!("{}: saved miss filter not used ({why}); building one", self.cfg.dir.join(FILTER_NAME).display());
+        self.remove_filter_file();
+    }
+
+    /// Remove `FILTER` if there is one; a failure is logged (the next
+    /// open refuses a stale file anyway).
+    fn remove_filter_file(&self) {
         let Some(d) = &self.durable else { return };
         let path = self.cfg.dir.join(FILTER_NAME);
-        log::info!("{}: saved miss filter not used ({why}); building one", path.display());
-        if let Err(e) = d.vfs.remove(&path) {
-            log::warn!("{}: cannot remove the unused miss filter: {e}", path.display());
+        match d.vfs.remove(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!("{}: cannot remove: {e}", path.display()),
+            _ => {}
         }
     }
 
     /// Save the current filter for the next open, or remove an older file
-    /// when none is current or the disk filled. Call at a clean close, after its checkpoint,
-    /// with the keeper stopped and no writer left: the filter then holds
-    /// exactly the keys of the checkpoint it names (and stale bits). A
-    /// filter taken from the last close and not yet read in is read in
-    /// first.
+    /// when none is current or the disk filled. Call at a clean close,
+    /// after its checkpoint, with the keeper stopped and no writer left:
+    /// the filter then holds exactly the keys of the checkpoint it names
+    /// (and stale bits). A filter taken from the last close and not yet
+    /// read in is read in first.
     pub(super) fn save_filter(&self) {
         let (Some(filter), Some(d)) = (&self.filter, &self.durable) else { return };
         {
@@ -120,12 +127,7 @@ impl Engine {
         // A disk that filled (the space reserve spent) keeps its room for
         // the store's own files: a filter is only worth a read saved.
         let current = filter.current_words().filter(|_| !d.reserve.is_low());
-        let Some((capacity, words)) = current else {
-            return match d.vfs.remove(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!("{}: cannot remove: {e}", path.display()),
-                _ => {}
-            };
-        };
+        let Some((capacity, words)) = current else { return self.remove_filter_file() };
         let (store_id, seq) = d.store.published_seq();
         let header = Header {
             at: Checkpoint { store_id, seq },
@@ -138,7 +140,7 @@ impl Engine {
         let saved = saved.and_then(|()| d.vfs.sync_dir(&self.cfg.dir));
         if let Err(e) = saved {
             log::warn!("{}: cannot save the miss filter (the next open builds one): {e}", path.display());
-            let _ = d.vfs.remove(&path);
+            self.remove_filter_file();
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::op::{Guard, LogOp, Op};
 use crate::store::pool::Pool;
-use super::write::{hint_for, land_from, Hint, Hints};
+use super::write::{land_from, Hint, Hints, NO_RANK};
 use crate::layout::node::LeafAt;
 use crate::tree::descend::{retry, try_locate, Walk};
 use crate::tree::hits::Hits;
@@ -27,6 +27,9 @@ use crate::tree::scan::{scan, Scan, ScanScratch};
 use crate::tree::Owned;
 
 pub(crate) type Footprint = BTreeMap<FrameId, u64>;
+
+/// A footprint key that is no op's only key (a guard's, a rename's).
+const NO_OP: usize = usize::MAX;
 
 /// Record frame `id` at `version`; false if it was seen at another version.
 fn note(fp: &mut Footprint, id: FrameId, version: Option<u64>) -> bool {
@@ -53,7 +56,7 @@ fn prefix_footprint(reader: &Owned<'_>, prefix: &[u8], fp: &mut Footprint) -> Re
 }
 
 /// Step 1: the frames to latch, and where every key lands (hints sorted
-/// by key, each key once). Keys are walked in key order, so neighbours
+/// by key, each key once, and each op's rank among them). Keys are walked in key order, so neighbours
 /// share the cache lines of their common path. The walks use `reader`,
 /// which the caller keeps across its retries until the frames are latched:
 /// once it pins, a footprint larger than the pool's clean part keeps its
@@ -68,14 +71,29 @@ pub(crate) fn footprint(reader: &Owned<'_>, guards: &[Guard], ops: &[Op]) -> Res
             }
         }
     }
-    let guard_keys = guards.iter().filter(|g| !matches!(g, Guard::PrefixEmpty(_))).map(Guard::key);
-    let mut keys: Vec<&[u8]> = guard_keys.chain(ops.iter().flat_map(Op::keys)).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut hints = Hints::with_capacity(keys.len());
-    for key in keys {
-        let Some(h) = key_footprint(reader, key, &mut fp)? else { return Ok(None) };
-        hints.push((key.to_vec(), h));
+    // Each key with the op it is the only key of, for the op's rank.
+    let guard_keys = guards.iter().filter(|g| !matches!(g, Guard::PrefixEmpty(_))).map(|g| (g.key(), NO_OP));
+    let op_keys = ops.iter().enumerate().flat_map(|(i, op)| {
+        let only = if matches!(op, Op::Rename { .. }) { NO_OP } else { i };
+        op.keys().map(move |k| (k, only))
+    });
+    let mut keys: Vec<(&[u8], usize)> = guard_keys.chain(op_keys).collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut hints = Hints::with_capacity(keys.len(), ops.len());
+    let mut last: Option<(&[u8], u32)> = None;
+    for (key, op) in keys {
+        let rank = match last {
+            Some((k, rank)) if k == key => rank,
+            _ => {
+                let Some(h) = key_footprint(reader, key, &mut fp)? else { return Ok(None) };
+                let rank = hints.push(key, h);
+                last = Some((key, rank));
+                rank
+            }
+        };
+        if op != NO_OP {
+            hints.set_op_rank(op, rank);
+        }
     }
     Ok(Some((fp, hints)))
 }
@@ -101,12 +119,21 @@ pub(crate) fn latch<'p>(pool: &'p Pool, fp: &Footprint, owned: &mut Owned<'p>) -
 /// A batch after step 3.
 pub(crate) struct Resolved {
     pub log: Vec<LogOp>,
+    /// Per log op, its key's rank among the hints (`Hints::op_rank`).
+    pub ranks: Vec<u32>,
     pub prev: Vec<Option<Vec<u8>>>,
+}
+
+impl Resolved {
+    fn push(&mut self, op: LogOp, rank: u32) {
+        self.log.push(op);
+        self.ranks.push(rank);
+    }
 }
 
 /// The record at `key`, read from its landing (the batch holds the frame).
 fn read_hinted<'p>(pool: &'p Pool, owned: &mut Owned<'p>, hints: &Hints, key: &[u8]) -> Result<Option<crate::Record>> {
-    let hint = hint_for(hints, key).expect("every key of a batch has a footprint hint");
+    let hint = hints.get(key).expect("every key of a batch has a footprint hint");
     let land = land_from(pool, owned, hint, key)?;
     Ok(match land.walk {
         Walk::Leaf(off) => {
@@ -166,11 +193,11 @@ pub(crate) fn resolve<'p>(
     hints: &Hints,
 ) -> Result<Resolved> {
     let mut view = View { pool, owned, hints, overlay: HashMap::new() };
-    let mut out = Resolved { log: Vec::with_capacity(ops.len()), prev: Vec::with_capacity(ops.len()) };
+    let n = ops.len();
+    let mut out = Resolved { log: Vec::with_capacity(n), ranks: Vec::with_capacity(n), prev: Vec::with_capacity(n) };
     // Only a delete, a rename or a put asked for its previous value reads
     // the tree; with none of them (a bulk load) no op needs the overlay.
     let reads = want_prev || ops.iter().any(|op| !matches!(op, Op::Put { .. }));
-    let n = ops.len();
     for (i, op) in ops.into_iter().enumerate() {
         // No later op reads what this one writes (it is the last, or
         // nothing reads): spare it the overlay copies.
@@ -181,7 +208,7 @@ pub(crate) fn resolve<'p>(
                 if !unread {
                     view.overlay.insert(key.clone(), Some(value.clone()));
                 }
-                out.log.push(LogOp::Put { key, value });
+                out.push(LogOp::Put { key, value }, hints.op_rank(i));
             }
             Op::Delete { key } => {
                 let prev = view.get(&key)?;
@@ -189,7 +216,7 @@ pub(crate) fn resolve<'p>(
                     if !unread {
                         view.overlay.insert(key.clone(), None);
                     }
-                    out.log.push(LogOp::Delete { key });
+                    out.push(LogOp::Delete { key }, hints.op_rank(i));
                 }
                 out.prev.push(prev);
             }
@@ -206,7 +233,7 @@ pub(crate) fn resolve<'p>(
                     view.overlay.insert(src.clone(), None);
                     view.overlay.insert(dst.clone(), Some(value.clone()));
                 }
-                out.log.push(LogOp::Rename { src, dst, value });
+                out.push(LogOp::Rename { src, dst, value }, NO_RANK);
             }
         }
     }
@@ -257,7 +284,7 @@ mod tests {
         owned.push(mine, mine_cell);
         theirs_cell.latch.lock();
         let guard = [Guard::PrefixEmpty(prefix.clone())];
-        let r = guards_hold(pool, &mut owned, &guard, &Hints::new());
+        let r = guards_hold(pool, &mut owned, &guard, &Hints::default());
         assert!(owned.was_contended(), "the scan backed off: {r:?}");
         assert!(matches!(r, Err(Error::Starved { .. })), "{r:?}");
         owned.release_clean();

@@ -178,7 +178,7 @@ impl Engine {
         for (lsn, ops) in replay {
             self.note_puts(ops);
             let mut owned = Owned::new(&self.pool);
-            let delta = write::apply_ops(&self.pool, &mut owned, ops, *lsn, &Vec::new())?;
+            let delta = write::apply_ops(&self.pool, &mut owned, ops, *lsn, &write::Hints::default(), &[])?;
             owned.release_dirty();
             self.count_keys(delta);
         }
@@ -271,8 +271,8 @@ impl Engine {
                 owned.release_clean();
                 return Ok(Applied::Done { prev: resolved.prev });
             }
-            let log = &resolved.log;
-            self.journal_and_apply(owned, gate, log, |owned, lsn| write::apply_ops(pool, owned, log, lsn, &hints))?;
+            let (log, ranks) = (&resolved.log, &resolved.ranks);
+            self.journal_and_apply(owned, gate, log, |owned, lsn| write::apply_ops(pool, owned, log, lsn, &hints, ranks))?;
             return Ok(Applied::Done { prev: resolved.prev });
         }
         Err(never_latched())

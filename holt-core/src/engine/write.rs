@@ -41,13 +41,74 @@ pub(crate) struct Hint {
     pub entry: (Slot, usize),
 }
 
-/// Hints of every key a batch touches, sorted by key, each key once
-/// (`batch::footprint`), so a lookup is a binary search.
-pub(crate) type Hints = Vec<(Vec<u8>, Hint)>;
+/// Where every key a batch touches landed in its footprint
+/// (`batch::footprint`): each key once, in key order, so a lookup is a
+/// binary search; and, per op, the rank of its key in that order, so a
+/// large batch is put in key order without a search per op. The keys lie
+/// in one buffer: a 10k-op batch makes two allocations, not one per key.
+#[derive(Default)]
+pub(crate) struct Hints {
+    keys: Vec<u8>,
+    /// Sorted by key: where the key ends in `keys` (it starts where the
+    /// previous one ends), and its hint.
+    at: Vec<(usize, Hint)>,
+    /// Per op of the batch, the rank in `at` of its key; `NO_RANK` for a
+    /// rename (two keys).
+    op_rank: Vec<u32>,
+}
 
-pub(crate) fn hint_for(hints: &Hints, key: &[u8]) -> Option<Hint> {
-    let i = hints.binary_search_by(|(k, _)| k.as_slice().cmp(key)).ok()?;
-    Some(hints[i].1)
+/// `Hints::op_rank` of an op with two keys.
+pub(crate) const NO_RANK: u32 = u32::MAX;
+
+impl Hints {
+    /// Room for `keys` keys of `ops` ops.
+    pub(crate) fn with_capacity(keys: usize, ops: usize) -> Hints {
+        Hints { keys: Vec::new(), at: Vec::with_capacity(keys), op_rank: vec![NO_RANK; ops] }
+    }
+
+    /// Add `key`, greater than every key added so far, with its hint;
+    /// returns its rank.
+    pub(crate) fn push(&mut self, key: &[u8], hint: Hint) -> u32 {
+        self.keys.extend_from_slice(key);
+        self.at.push((self.keys.len(), hint));
+        (self.at.len() - 1) as u32
+    }
+
+    /// Op `op`'s single key has rank `rank`.
+    pub(crate) fn set_op_rank(&mut self, op: usize, rank: u32) {
+        self.op_rank[op] = rank;
+    }
+
+    /// Op `op`'s key rank (`NO_RANK` for a rename, or past the ops given).
+    pub(crate) fn op_rank(&self, op: usize) -> u32 {
+        self.op_rank.get(op).copied().unwrap_or(NO_RANK)
+    }
+
+    fn key(&self, rank: usize) -> &[u8] {
+        let start = rank.checked_sub(1).map_or(0, |r| self.at[r].0);
+        &self.keys[start..self.at[rank].0]
+    }
+
+    fn hint(&self, rank: u32) -> Hint {
+        self.at[rank as usize].1
+    }
+
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Hint> {
+        let (mut lo, mut hi) = (0, self.at.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.at[mid].1),
+            }
+        }
+        None
+    }
 }
 
 /// Walk from `hint` to where `key` lands, following links only into frames
@@ -170,9 +231,9 @@ fn delete<'p>(pool: &'p Pool, owned: &mut Owned<'p>, key: &[u8], hint: Option<Hi
     Err(Error::corrupted("frames", 0, "delete kept being redirected"))
 }
 
-/// Apply one op, landing from `hint`; no stamp (see `apply_ops`).
-fn apply_op<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, hints: &Hints) -> Result<KeyDelta> {
-    let h = |key: &[u8]| hint_for(hints, key);
+/// Apply one op, landing each key from its hint `h(key)`; no stamp (see
+/// `apply_ops`).
+fn apply_op<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, h: &dyn Fn(&[u8]) -> Option<Hint>) -> Result<KeyDelta> {
     Ok(match op {
         LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, h(key))?,
         LogOp::Delete { key } => delete(pool, owned, key, h(key))?,
@@ -187,9 +248,9 @@ fn apply_op<'p>(pool: &'p Pool, owned: &mut Owned<'p>, op: &LogOp, lsn: Lsn, hin
 /// Apply `ops` with version `lsn`, landing each key from its hint.
 /// Returns the net key delta. An error leaves some ops applied (the engine
 /// poisons, see `Engine::abandon_half_applied`).
-pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp], lsn: Lsn, hints: &Hints) -> Result<KeyDelta> {
+pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp], lsn: Lsn, hints: &Hints, ranks: &[u32]) -> Result<KeyDelta> {
     let mut delta = 0;
-    match key_order(ops, hints) {
+    match key_order(ops, hints, ranks) {
         Some(order) => {
             for (i, hint) in order {
                 fault::point(Step::BeforeOp)?;
@@ -201,9 +262,12 @@ pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp]
             }
         }
         None => {
-            for op in ops {
+            for (i, op) in ops.iter().enumerate() {
                 fault::point(Step::BeforeOp)?;
-                delta += apply_op(pool, owned, op, lsn, hints)?;
+                delta += match ranks.get(i).copied().filter(|&r| r != NO_RANK) {
+                    Some(r) => apply_op(pool, owned, op, lsn, &|_| Some(hints.hint(r)))?,
+                    None => apply_op(pool, owned, op, lsn, &|key| hints.get(key))?,
+                };
             }
         }
     }
@@ -212,43 +276,37 @@ pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp]
     Ok(delta)
 }
 
-/// Batches with fewer ops are applied in op order. Key order made 10k-op
-/// bulk-load batches 9-13% faster and 1k-op ones 3-5% slower (two quiet
-/// interleaved runs each, benches cells batch1k/batch10k): below a few
-/// thousand keys, neighbours in key order share little of their paths.
-const KEY_ORDER_OPS_MIN: usize = 4096;
+/// Batches with fewer ops are applied in op order (the sort's two
+/// allocations would cost more than the shared paths save). Key order
+/// made bulk loads in batches of 100, 300 and 1000 puts 3-5%, 5-7% and
+/// 4-13% faster (benches/RESULTS.md run 40).
+const KEY_ORDER_OPS_MIN: usize = 64;
 
-/// The order to apply a large batch of puts and deletes in: by key,
+/// The order to apply a batch of puts and deletes in: by key,
 /// stably (each key's ops keep their order), each with its hint. Ops are
 /// resolved before they are applied (nothing is read while applying), so
 /// ops on different keys commute and the result is the op-order one (the
 /// journal keeps op order; replay gets the same tree). In key order
 /// consecutive ops walk neighbouring paths. A counting sort over the
-/// hints' ranks (the hints are sorted by key). `None` (op order) for a
-/// small batch, one with a rename (two keys per op), or replay (no hints).
-fn key_order(ops: &[LogOp], hints: &Hints) -> Option<Vec<(usize, Hint)>> {
-    if ops.len() < KEY_ORDER_OPS_MIN || hints.is_empty() {
+/// ranks of the ops' keys among the hints (`ranks[i]` for `ops[i]`, from
+/// the footprint's sort). `None` (op order) for a small batch, one with a
+/// rename (two keys per op), or replay (no hints).
+fn key_order(ops: &[LogOp], hints: &Hints, ranks: &[u32]) -> Option<Vec<(usize, Hint)>> {
+    if ops.len() < KEY_ORDER_OPS_MIN || ranks.len() != ops.len() || ranks.contains(&NO_RANK) {
         return None;
     }
-    let mut ranks = Vec::with_capacity(ops.len());
-    for op in ops {
-        let key = match op {
-            LogOp::Put { key, .. } | LogOp::Delete { key } => key,
-            LogOp::Rename { .. } => return None,
-        };
-        ranks.push(hints.binary_search_by(|(k, _)| k.as_slice().cmp(key)).ok()?);
-    }
     let mut next = vec![0usize; hints.len() + 1];
-    for &r in &ranks {
-        next[r + 1] += 1;
+    for &r in ranks {
+        next[r as usize + 1] += 1;
     }
     for r in 1..next.len() {
         next[r] += next[r - 1];
     }
-    let mut order = vec![(0, hints[0].1); ops.len()];
+    let mut order = vec![(0, hints.hint(0)); ops.len()];
     for (i, &r) in ranks.iter().enumerate() {
-        order[next[r]] = (i, hints[r].1);
-        next[r] += 1;
+        debug_assert!(matches!(&ops[i], LogOp::Put { key, .. } | LogOp::Delete { key } if hints.key(r as usize) == key.as_slice()));
+        order[next[r as usize]] = (i, hints.hint(r));
+        next[r as usize] += 1;
     }
     Some(order)
 }

@@ -11,8 +11,13 @@
 //! virtual machine, often makes the hypervisor back it), which took
 //! milliseconds here: on the path of the write whose spill needed a new
 //! frame. So a thread of the arena's (`holt-arena`, started at the first
-//! allocation) keeps one chunk touched ahead of need, and a new chunk is
-//! that one whenever it is ready.
+//! allocation) keeps chunks touched ahead of need, and a new chunk is one
+//! of those whenever one is ready. Spills come in bursts (the frames of a
+//! random load fill at the same rate): a 1M-key load asked for a chunk
+//! every 4-7 ms for tens of milliseconds at a time, while touching one
+//! took ~4 ms, so with one spare about one chunk in eight was touched on
+//! a writer's path, 2.6-3.9 ms each (benches/RESULTS.md run 41). A pool
+//! asks for more spares in proportion to its capacity (`keep_spares`).
 //!
 //! Frames held in part (`store::pages`) get plain frames instead
 //! (`alloc_plain_frame`): a mapping of their own that is never backed by
@@ -24,12 +29,14 @@
 //!
 //! Invariants:
 //! - a chunk is zeroed at allocation and freed when the last frame carved
-//!   from it is dropped (each frame holds an `Arc` of its chunk); the
+//!   from it is dropped (each frame holds an `Arc` of its chunk); a
 //!   spare is touched only with zeros, before anyone else can see it;
+//! - at most `SPARES_MAX` spares (8 MiB) are kept, outside any pool's
+//!   budget.
 //! - frames never overlap: each chunk hands out each quarter once.
 
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
 use parking_lot::{Condvar, Mutex};
@@ -107,25 +114,36 @@ impl Chunk {
 
 /// The chunk being carved and how many of its frames are handed out.
 static CURRENT: Mutex<Option<(Arc<Chunk>, usize)>> = Mutex::new(None);
-/// A chunk touched ahead of need by the arena's thread.
-static SPARE: Mutex<Option<Chunk>> = Mutex::new(None);
-/// Set when the spare was taken; the arena's thread waits on `REFILL`.
+/// Chunks touched ahead of need by the arena's thread.
+static SPARE: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
+/// How many spares the arena's thread keeps: the most any pool of the
+/// process asked for (`keep_spares`), at least one.
+static SPARES_WANTED: AtomicUsize = AtomicUsize::new(1);
+/// Most spares kept, whatever pools ask for.
+pub(crate) const SPARES_MAX: usize = 4;
+/// Set when a spare was taken; the arena's thread waits on `REFILL`.
 static REFILL_WANTED: Mutex<bool> = Mutex::new(false);
 static REFILL: Condvar = Condvar::new();
 static START: Once = Once::new();
 
-/// A chunk for the next frames: the spare if it is ready, else a fresh
-/// one (touched by its first frame's user). Asks for the next spare.
+/// Keep at least `n` chunks (up to `SPARES_MAX`) touched ahead of need,
+/// from the next refill on, for the rest of the process.
+pub(crate) fn keep_spares(n: usize) {
+    SPARES_WANTED.fetch_max(n.clamp(1, SPARES_MAX), Ordering::Relaxed);
+}
+
+/// A chunk for the next frames: a spare if one is ready, else a fresh
+/// one (touched by its first frame's user). Asks for more spares.
 fn next_chunk() -> Arc<Chunk> {
     START.call_once(start_refill_thread);
-    let spare = SPARE.lock().take();
+    let spare = SPARE.lock().pop();
     *REFILL_WANTED.lock() = true;
     REFILL.notify_one();
     Arc::new(spare.unwrap_or_else(Chunk::new))
 }
 
-/// Start the thread that keeps the spare; without it (no thread could be
-/// made) every chunk is made on demand, as before.
+/// Start the thread that keeps the spares; without it (no thread could be
+/// made) every chunk is made on demand.
 fn start_refill_thread() {
     let spawned = std::thread::Builder::new().name("holt-arena".into()).spawn(|| loop {
         {
@@ -135,10 +153,10 @@ fn start_refill_thread() {
             }
             *wanted = false;
         }
-        if SPARE.lock().is_none() {
+        while SPARE.lock().len() < SPARES_WANTED.load(Ordering::Relaxed) {
             let chunk = Chunk::new();
             chunk.touch();
-            *SPARE.lock() = Some(chunk);
+            SPARE.lock().push(chunk);
         }
     });
     if let Err(e) = spawned {
@@ -198,6 +216,23 @@ mod tests {
                 let w = unsafe { &*p.as_ptr().add(i) };
                 assert_eq!(w.load(std::sync::atomic::Ordering::Relaxed), 0, "frame word {i} is not zero");
             }
+        }
+    }
+
+    /// A pool may ask for more spares than one; the arena's thread then
+    /// keeps that many touched ahead of need (other tests take spares
+    /// meanwhile, so it is enough to see the count reached once).
+    #[test]
+    fn the_arena_keeps_the_spares_asked_for() {
+        keep_spares(SPARES_MAX + 10);
+        assert_eq!(SPARES_WANTED.load(Ordering::Relaxed), SPARES_MAX, "capped");
+        drop(alloc_frame());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while SPARE.lock().len() < SPARES_MAX {
+            assert!(std::time::Instant::now() < deadline, "{} spares of {SPARES_MAX}", SPARE.lock().len());
+            *REFILL_WANTED.lock() = true;
+            REFILL.notify_one();
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod mapped;
 pub(crate) mod node;
 pub(crate) mod space;
 
+pub(crate) use arena::keep_spares as keep_spare_chunks;
 pub(crate) use buf::{repeat_byte, zero_byte_flags, FrameBuf};
 
 use crate::ids::{FrameId, Lsn};

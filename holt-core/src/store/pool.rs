@@ -199,9 +199,15 @@ pub(crate) struct Pool {
 unsafe impl Send for Pool {}
 unsafe impl Sync for Pool {}
 
+/// Capacity (in frames) for each chunk of new frames the arena keeps
+/// touched ahead of need (`layout::arena`): a default pool (1024 frames,
+/// 512 MiB) keeps four (8 MiB), one of a few hundred frames one.
+const FRAMES_PER_SPARE_CHUNK: usize = 256;
+
 impl Pool {
     /// A pool caching at most `capacity` frames (soft limit; see `alloc_buf`).
     pub(crate) fn new(capacity: usize, source: Option<Arc<dyn FrameSource>>) -> Self {
+        crate::layout::keep_spare_chunks(capacity / FRAMES_PER_SPARE_CHUNK);
         Pool {
             cells: CellTable::new(),
             all: Mutex::new(Vec::new()),

@@ -13,7 +13,7 @@
 //! (`store::ahead`) before one of them must: the spill (and compaction) a
 //! writer would otherwise run on its own path.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::ids::FrameId;
 use crate::layout::space::{compact, free_bytes, INSERT_COMPACT_DEAD_BYTES_MIN};
@@ -146,11 +146,45 @@ pub(crate) fn tidy_resident(pool: &Pool) {
 }
 
 /// `tidy_resident` in a given shape (tests lay out in-memory trees as
-/// trees larger than the cache would be).
+/// trees larger than the cache would be). Frames are tidied by up to
+/// `TIDY_THREADS_MAX` threads at once (the caller's and scoped ones), each
+/// taking the next frame in turn: every tidy is independent (a frame's
+/// own latch, thread-local scratch), and a checkpoint asked for waits on
+/// them (after a 1M-key load, 388 frames at ~1.2 ms each, half of it).
 pub(crate) fn tidy_resident_as(pool: &Pool, shape: Shape) {
-    for id in pool.live_ids() {
-        tidy_frame(pool, id, shape);
+    let ids = pool.live_ids();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        while let Some(&id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+            tidy_frame(pool, id, shape);
+        }
+    };
+    let helpers = tidy_threads(ids.len()) - 1;
+    if helpers == 0 {
+        return work();
     }
+    std::thread::scope(|s| {
+        for _ in 0..helpers {
+            if let Err(e) = std::thread::Builder::new().name("holt-tidy".into()).spawn_scoped(s, work) {
+                log::debug!("tidy helper not started (the others do its share): {e}");
+                break;
+            }
+        }
+        work();
+    });
+}
+
+/// Most threads a tidy of the resident frames uses.
+const TIDY_THREADS_MAX: usize = 4;
+/// Frames per tidy thread below which another thread does not pay for
+/// its start (and its scratch's first growth).
+const FRAMES_PER_TIDY_THREAD: usize = 32;
+
+/// Threads to tidy `frames` frames with: one per core, at most
+/// `TIDY_THREADS_MAX`, each with at least `FRAMES_PER_TIDY_THREAD` frames.
+fn tidy_threads(frames: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.min(TIDY_THREADS_MAX).min(frames / FRAMES_PER_TIDY_THREAD).max(1)
 }
 
 /// Plan the layout from an optimistic copy and take the frame only to

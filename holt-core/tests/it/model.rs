@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use holt_core::{RangeEntry, Tree, TreeBuilder};
+use holt_core::{AtomicBatch, Batch, RangeEntry, Tree, TreeBuilder};
 
 use crate::rng::Rng;
 
@@ -383,6 +383,88 @@ fn rollup_listings_over_many_frames_match_btreemap() {
     assert_same(&tree, &model, seed, usize::MAX);
 }
 
+/// A batch's ops, each (0 put, 1 delete or 2 rename; the key or the
+/// source; the value or the destination).
+type BatchOps = Vec<(u8, Vec<u8>, Vec<u8>)>;
+
+/// How `random_batch` draws each op: a key from `key`, values of 1 to
+/// `value_max` bytes, and out of `of` draws `deletes` deletes, one put of
+/// a key the batch wrote earlier, one rename of the next key present (when
+/// `renames`), puts of the key drawn otherwise.
+struct Mix<'k> {
+    key: &'k dyn Fn(&mut Rng) -> Vec<u8>,
+    value_max: u64,
+    deletes: u64,
+    of: u64,
+    renames: bool,
+}
+
+/// `size` ops drawn as `mix` says, applied one by one to `after`.
+fn random_batch(rng: &mut Rng, after: &mut Model, size: usize, mix: &Mix<'_>) -> BatchOps {
+    let mut ops: BatchOps = Vec::with_capacity(size);
+    for _ in 0..size {
+        let k = (mix.key)(rng);
+        let draw = rng.below(mix.of);
+        if draw < mix.deletes {
+            after.remove(&k);
+            ops.push((1, k, Vec::new()));
+        } else if draw == mix.deletes && !ops.is_empty() {
+            let (_, again, _) = ops[rng.below(ops.len() as u64) as usize].clone();
+            let v = vec![rng.next() as u8; 1 + rng.below(mix.value_max) as usize];
+            after.insert(again.clone(), v.clone());
+            ops.push((0, again, v));
+        } else if draw == mix.deletes + 1 && mix.renames {
+            if let Some(src) = after.range(k.clone()..).next().map(|(s, _)| s.clone()) {
+                let dst = (mix.key)(rng);
+                let v = after.remove(&src).expect("src is in the model");
+                after.insert(dst.clone(), v);
+                ops.push((2, src, dst));
+            }
+        } else {
+            let v = vec![rng.next() as u8; 1 + rng.below(mix.value_max) as usize];
+            after.insert(k.clone(), v.clone());
+            ops.push((0, k, v));
+        }
+    }
+    ops
+}
+
+/// The batches under construction `add_ops` fills: plain and guarded.
+trait Builds {
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    fn delete(&mut self, key: &[u8]);
+    fn rename(&mut self, src: &[u8], dst: &[u8]);
+}
+
+/// `Builds` through the type's own methods of the same names.
+macro_rules! builds {
+    ($t:ty) => {
+        impl Builds for $t {
+            fn put(&mut self, key: &[u8], value: &[u8]) {
+                <$t>::put(self, key, value);
+            }
+            fn delete(&mut self, key: &[u8]) {
+                <$t>::delete(self, key);
+            }
+            fn rename(&mut self, src: &[u8], dst: &[u8]) {
+                <$t>::rename(self, src, dst, true);
+            }
+        }
+    };
+}
+builds!(Batch);
+builds!(AtomicBatch);
+
+fn add_ops(b: &mut impl Builds, ops: &BatchOps) {
+    for (kind, k, v) in ops {
+        match kind {
+            0 => b.put(k, v),
+            1 => b.delete(k),
+            _ => b.rename(k, v),
+        }
+    }
+}
+
 /// Batches of 64 to 400 ops, at and above the size from which a batch is
 /// applied in key order (`write::KEY_ORDER_OPS_MIN`): each op lands through
 /// its key's rank among the footprint's keys, so a key written twice,
@@ -400,36 +482,8 @@ fn key_ordered_small_batches_with_guards_match_btreemap() {
     for round in 0..200 {
         let size = 64 + rng.below(337) as usize;
         let mut after = model.clone();
-        let mut ops: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::with_capacity(size);
-        let renames = round % 5 == 4;
-        for _ in 0..size {
-            let k = key(&mut rng);
-            match rng.below(8) {
-                0 | 1 => {
-                    after.remove(&k);
-                    ops.push((1, k, Vec::new()));
-                }
-                2 if !ops.is_empty() => {
-                    let (_, again, _) = ops[rng.below(ops.len() as u64) as usize].clone();
-                    let v = vec![rng.next() as u8; 1 + rng.below(2000) as usize];
-                    after.insert(again.clone(), v.clone());
-                    ops.push((0, again, v));
-                }
-                3 if renames => {
-                    if let Some(src) = after.range(k.clone()..).next().map(|(s, _)| s.clone()) {
-                        let dst = key(&mut rng);
-                        let v = after.remove(&src).expect("src is in the model");
-                        after.insert(dst.clone(), v);
-                        ops.push((2, src, dst));
-                    }
-                }
-                _ => {
-                    let v = vec![rng.next() as u8; 1 + rng.below(2000) as usize];
-                    after.insert(k.clone(), v.clone());
-                    ops.push((0, k, v));
-                }
-            }
-        }
+        let mix = Mix { key: &key, value_max: 2000, deletes: 2, of: 8, renames: round % 5 == 4 };
+        let ops = random_batch(&mut rng, &mut after, size, &mix);
         // Every other round, a guard on a key some op of the batch
         // writes (present before the batch, where one is): it holds
         // exactly when the key is present.
@@ -443,13 +497,7 @@ fn key_ordered_small_batches_with_guards_match_btreemap() {
                 if let Some(k) = &guarded {
                     b.assert_exists(k);
                 }
-                for (kind, k, v) in &ops {
-                    match kind {
-                        0 => b.put(k, v),
-                        1 => b.delete(k),
-                        _ => b.rename(k, v, true),
-                    };
-                }
+                add_ops(b, &ops);
             })
             .unwrap_or_else(|e| panic!("seed {seed}: round {round}: {e}"));
         assert_eq!(applied, holds, "seed {seed}: round {round}: the guard on {guarded:?}");
@@ -474,46 +522,9 @@ fn batches_of_10k_and_50k_ops_match_btreemap() {
     let key = |rng: &mut Rng| format!("D/{:04}/f{:06}", rng.below(500), rng.below(60_000)).into_bytes();
     for (size, renames) in [(10_000usize, false), (50_000, true), (10_000, true), (50_000, false)] {
         let mut after = model.clone();
-        let mut ops: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::with_capacity(size);
-        for _ in 0..size {
-            let k = key(&mut rng);
-            match rng.below(10) {
-                0 => {
-                    after.remove(&k);
-                    ops.push((1, k, Vec::new()));
-                }
-                1 if !ops.is_empty() => {
-                    // A key this batch wrote earlier, written again.
-                    let (_, again, _) = ops[rng.below(ops.len() as u64) as usize].clone();
-                    let v = vec![rng.next() as u8; 1 + rng.below(100) as usize];
-                    after.insert(again.clone(), v.clone());
-                    ops.push((0, again, v));
-                }
-                2 if renames => {
-                    if let Some(src) = after.range(k.clone()..).next().map(|(s, _)| s.clone()) {
-                        let dst = key(&mut rng);
-                        let v = after.remove(&src).expect("src is in the model");
-                        after.insert(dst.clone(), v);
-                        ops.push((2, src, dst));
-                    }
-                }
-                _ => {
-                    let v = vec![rng.next() as u8; 1 + rng.below(100) as usize];
-                    after.insert(k.clone(), v.clone());
-                    ops.push((0, k, v));
-                }
-            }
-        }
-        tree.txn(|b| {
-            for (kind, k, v) in &ops {
-                match kind {
-                    0 => b.put(k, v),
-                    1 => b.delete(k),
-                    _ => b.rename(k, v, true),
-                };
-            }
-        })
-        .unwrap_or_else(|e| panic!("seed {seed}: batch of {size}: {e}"));
+        let mix = Mix { key: &key, value_max: 100, deletes: 1, of: 10, renames };
+        let ops = random_batch(&mut rng, &mut after, size, &mix);
+        tree.txn(|b| add_ops(b, &ops)).unwrap_or_else(|e| panic!("seed {seed}: batch of {size}: {e}"));
         model = after;
         assert_same(&tree, &model, seed, size);
     }

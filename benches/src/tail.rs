@@ -100,7 +100,7 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
         "{phase}: {} puts, {checkpoints} checkpoints; latency p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; \
          max neither preempted nor stolen {:.1} µs (blocked in the engine: {:.1} µs); longest CPU time of a put {:.1} µs; \
          puts over 1 ms: {preempted} preempted, {blocked} blocked, {stolen} stolen by the host, {on_cpu} on the CPU; \
-         longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}; longest WAL rotation so far {:.1} µs; spills so far {} ({} made ahead of the writer)",
+         longest checkpoint cut so far {:.1} µs, longest frame copy {:.1} µs, frames copied by writers {}; longest WAL rotation so far {:.1} µs; spills so far {} ({} made ahead of the writer; mean {:.1} µs, longest {:.1} µs)",
         puts.len(),
         us(at(0.99)),
         us(at(0.999)),
@@ -114,6 +114,8 @@ fn report(phase: &str, mut puts: Vec<Put>, c: &TreeCounters, checkpoints: u64) {
         us(c.wal_rotation_nanos_max),
         c.spills,
         c.spills_ahead,
+        us(c.spill_nanos.checked_div(c.spills).unwrap_or(0)),
+        us(c.spill_nanos_max),
     );
 }
 

@@ -25,6 +25,12 @@ pub struct TreeStats {
     pub slots: u64,
     /// Subtrees moved into a new child frame.
     pub spills: u64,
+    /// Wall time of all spills so far, in nanoseconds (a spill the
+    /// scheduler interrupted counts whole), and of the longest: a write
+    /// that had to make room waited for its spill (a spill made ahead of
+    /// the writers, `TreeBuilder::make_room_ahead`, counts here too).
+    pub spill_nanos: u64,
+    pub spill_nanos_max: u64,
     /// Child frames folded back into their parent.
     pub merges: u64,
     /// In-frame compactions of dead space.
@@ -87,6 +93,12 @@ pub struct TreeCounters {
     /// in frames an insert had left nearly full
     /// (`TreeBuilder::make_room_ahead`).
     pub spills_ahead: u64,
+    /// Wall time of all spills so far, in nanoseconds (a spill the
+    /// scheduler interrupted counts whole), and of the longest: a write
+    /// that had to make room waited for its spill (a spill made ahead of
+    /// the writers, `TreeBuilder::make_room_ahead`, counts here too).
+    pub spill_nanos: u64,
+    pub spill_nanos_max: u64,
     /// Child frames folded back into their parent.
     pub merges: u64,
     /// In-frame compactions of dead space.

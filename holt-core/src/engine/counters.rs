@@ -72,6 +72,8 @@ impl Engine {
             optimistic_restarts: c.restarts.get(),
             spills: c.spills.get(),
             spills_ahead: c.spills_ahead.get(),
+            spill_nanos: c.spill_nanos.get(),
+            spill_nanos_max: c.spill_nanos_max.load(Relaxed),
             merges: c.merges.get(),
             compactions: c.compactions.get(),
             tidies: c.tidies.get(),
@@ -97,6 +99,19 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use crate::TreeBuilder;
+
+    /// Spills are counted and timed: the longest within the total.
+    #[test]
+    fn spills_are_timed() {
+        let tree = TreeBuilder::new("spills").memory().open().unwrap();
+        assert_eq!((tree.counters().spills, tree.counters().spill_nanos), (0, 0));
+        for i in 0..20_000u32 {
+            tree.put(format!("d{:02}/file-{i:06}", i % 50).as_bytes(), &[7; 60]).unwrap();
+        }
+        let c = tree.counters();
+        assert!(c.spills > 0, "{c:?}");
+        assert!(c.spill_nanos_max > 0 && c.spill_nanos_max <= c.spill_nanos, "{c:?}");
+    }
 
     #[test]
     fn counters_move_with_writes_syncs_and_checkpoints_and_agree_with_stats() {

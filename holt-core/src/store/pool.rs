@@ -130,6 +130,10 @@ pub(crate) struct PoolCounters {
     /// Spills the background thread made ahead of writers (also in
     /// `spills`; `store::ahead`).
     pub spills_ahead: Counter,
+    /// Wall time of every spill, new frame included, in nanoseconds, and
+    /// the longest one (`tree::spill::spill_from`).
+    pub spill_nanos: Counter,
+    pub spill_nanos_max: AtomicU64,
     pub merges: Counter,
     pub compactions: Counter,
     /// Frames laid out again in key order (`tree::tidy`), in memory or as

@@ -18,6 +18,8 @@
 //! them: its depth then grows, as a B-tree's root splits).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::{Forward, Owned};
 use crate::ids::FrameId;
@@ -281,6 +283,18 @@ pub(crate) fn spill<'p>(pool: &'p Pool, owned: &mut Owned<'p>, src: FrameId, nee
 /// frame is owned and unchanged since the copy (`maintenance::spill_ahead`;
 /// forwards then name the frame as they should). Counts nothing.
 pub(crate) fn spill_from<'p>(pool: &'p Pool, owned: &mut Owned<'p>, b: &FrameBuf, src: FrameId, need: usize) -> bool {
+    let started = Instant::now();
+    let spilled = spill_timed(pool, owned, b, src, need);
+    if spilled {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        pool.counters.spill_nanos.add(nanos);
+        pool.counters.spill_nanos_max.fetch_max(nanos, Ordering::Relaxed);
+    }
+    spilled
+}
+
+/// `spill_from`, untimed.
+fn spill_timed<'p>(pool: &'p Pool, owned: &mut Owned<'p>, b: &FrameBuf, src: FrameId, need: usize) -> bool {
     // The walks below read every node of the frame, one dependent miss
     // after another on a frame that has left the cache: streamed in
     // first, a spill of a loading tree took 605-623 µs against 718-720.

@@ -150,7 +150,8 @@ pub(crate) fn tidy_resident(pool: &Pool) {
 /// `TIDY_THREADS_MAX` threads at once (the caller's and scoped ones), each
 /// taking the next frame in turn: every tidy is independent (a frame's
 /// own latch, thread-local scratch), and a checkpoint asked for waits on
-/// them (after a 1M-key load, 388 frames at ~1.2 ms each, half of it).
+/// them (after a 1M-key load, 388 frames: ~150 ms of a ~650 ms checkpoint
+/// on one thread here, 78-92 ms on two; benches/RESULTS.md run 41).
 pub(crate) fn tidy_resident_as(pool: &Pool, shape: Shape) {
     let ids = pool.live_ids();
     let next = AtomicUsize::new(0);

@@ -70,6 +70,13 @@ const ENGINE: &[EngineMetric] = &[
         "Spills the background made ahead of writers in nearly full frames.",
         |e| e.spills_ahead as f64,
     ),
+    ("holt_fs_engine_spill_seconds_total", Kind::Counter, "Time those spills took, summed.", |e| e.spill_ns as f64 / NS_PER_SEC),
+    (
+        "holt_fs_engine_spill_max_seconds",
+        Kind::Gauge,
+        "The longest one spill took: a write that had to make room waited for it.",
+        |e| e.spill_max_ns as f64 / NS_PER_SEC,
+    ),
     ("holt_fs_engine_merges_total", Kind::Counter, "Child frames folded back into their parent.", |e| e.merges as f64),
     ("holt_fs_engine_compactions_total", Kind::Counter, "In-frame compactions of dead space.", |e| e.compactions as f64),
     ("holt_fs_engine_tidies_total", Kind::Counter, "Frames laid out again in key order.", |e| e.tidies as f64),

@@ -84,6 +84,11 @@ pub struct EngineStats {
     /// Of `spills`, those made ahead of writers (absent from older daemons).
     #[serde(default)]
     pub spills_ahead: u64,
+    /// Wall time of all spills, and of the longest (absent from older daemons).
+    #[serde(default)]
+    pub spill_ns: u64,
+    #[serde(default)]
+    pub spill_max_ns: u64,
     pub merges: u64,
     pub compactions: u64,
     /// Frames laid out again in key order (absent from older daemons).
@@ -134,6 +139,8 @@ impl From<TreeCounters> for EngineStats {
             optimistic_restarts: c.optimistic_restarts,
             spills: c.spills,
             spills_ahead: c.spills_ahead,
+            spill_ns: c.spill_nanos,
+            spill_max_ns: c.spill_nanos_max,
             merges: c.merges,
             compactions: c.compactions,
             tidies: c.tidies,

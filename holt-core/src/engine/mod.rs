@@ -535,7 +535,16 @@ impl Engine {
         &self.pool
     }
 
+    /// Check every frame's invariants. The check reads frames without
+    /// their latches, so nothing may change a frame meanwhile: it holds
+    /// the checkpoint lock (no checkpoint tidies, copies or lays out a
+    /// frame) and the commit gate exclusively (no writer, no spill made
+    /// ahead). Without them a check right after an open that replayed the
+    /// WAL (fsck's) could meet a background checkpoint's tidy mid-way and
+    /// report a sound store as corrupt.
     pub fn check_invariants(&self) -> Result<()> {
+        let _serial = self.durable.as_ref().map(|d| d.checkpoint_serial.lock());
+        let _gate = self.gate.write();
         let census = crate::tree::check::check_tree(&self.pool)?;
         let expect = self.key_count();
         if census.keys != expect {

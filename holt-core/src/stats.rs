@@ -107,6 +107,9 @@ pub struct TreeCounters {
     /// `compact()`, or as a checkpoint a bound pressed wrote them, once
     /// inserts had scattered their nodes.
     pub tidies: u64,
+    /// Of those, frames a checkpoint laid out as images and whose frames in
+    /// memory took that layout (no writer came since their copy).
+    pub layouts_adopted: u64,
     /// Bytes the write-ahead log holds now (0 in memory mode).
     pub wal_bytes: u64,
     /// Bytes of WAL records handed to the OS since open.

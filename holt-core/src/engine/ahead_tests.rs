@@ -26,7 +26,13 @@ fn open_alone(vfs: &MemVfs) -> Tree {
 
 /// Put keys 0, 1, ... until a frame is queued; returns how many.
 fn fill_until_queued(tree: &Tree, model: &mut Model) -> u32 {
-    let mut i = 0;
+    fill_from_until_queued(tree, model, 0)
+}
+
+/// Put keys `from`, `from + 1`, ... until a frame is queued; returns the
+/// next key.
+fn fill_from_until_queued(tree: &Tree, model: &mut Model, from: u32) -> u32 {
+    let mut i = from;
     while !tree.engine().pool().ahead.any() {
         put(tree, model, i, 0);
         i += 1;
@@ -128,12 +134,19 @@ fn room_made_in_a_frame_a_checkpoint_cleaned_is_written_by_the_next() {
     let tree = open_alone(&vfs);
     let pool = tree.engine().pool();
     let mut model = Model::new();
-    fill_until_queued(&tree, &mut model);
-    // Pressed: the frame in memory keeps its layout (a tidy could make
-    // its room), and is clean.
+    // Laid out and written, then filled until queued again: too few
+    // inserts since the layout for the pressed checkpoint below to lay
+    // the frame out again (which drops dead bytes and may make its room).
+    let next = fill_until_queued(&tree, &mut model);
+    tree.checkpoint().unwrap();
+    tree.engine().spill_ahead();
+    fill_from_until_queued(&tree, &mut model, next);
+    // Pressed: the frame is clean after it, still short of room.
     tree.engine().checkpoint_now(Start::Now).unwrap();
     assert_eq!(pool.dirty_count(), 0);
     let queued = pool.ahead.queued();
+    let short = |id| free_bytes(pool.cell(id).and_then(|c| c.buf()).expect("resident")) < AHEAD_ROOM_BYTES;
+    assert!(queued.iter().all(|&id| short(id)), "the queued frames still lack room");
     assert!(tree.engine().spill_ahead() >= 1 && spills(&tree).1 >= 1, "{:?}", spills(&tree));
     let frames = tree.stats().unwrap().frames;
     // Pressed again, and no closing checkpoint: a tidy could dirty the

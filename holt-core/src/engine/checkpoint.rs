@@ -21,9 +21,10 @@
 //!    while the tree is larger than the cache (its frames are read back
 //!    by pages, where the layout decides how many a lookup reads: then in
 //!    `tidy::Shape::Pages`), if its frame was never laid out
-//!    (`tidy::tidy_image`: the frame in
-//!    memory keeps its layout; the two hold the same content under the
-//!    same entry slots), sealed, and
+//!    (`tidy::tidy_image`: the two hold the same content under the
+//!    same entry slots, and once the image is written a frame the copier
+//!    claimed takes its layout unless a writer latched it since, staying
+//!    clean: `Pool::adopt_layout`), sealed, and
 //!    written into a shadow slot, which no manifest names yet: as soon as
 //!    it is taken (`Start::Tidy`: a few
 //!    buffers in use at a time), or once the cache's room for them is full
@@ -154,10 +155,11 @@ impl Engine {
         let (held, copied) = pool.copy_pending(&cut, hold, &mut |id, img| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
             written += 1;
-            if tidy_image(img, shape) {
+            let laid_out = tidy_image(img, shape);
+            if laid_out {
                 pool.counters.tidies.add(1);
             }
-            txn.seal_and_write(id, img)
+            txn.seal_and_write(id, img).map(|()| laid_out)
         });
         pool.trim_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();

@@ -77,6 +77,7 @@ impl Engine {
             merges: c.merges.get(),
             compactions: c.compactions.get(),
             tidies: c.tidies.get(),
+            layouts_adopted: c.layouts_adopted.get(),
             wal_bytes: journal.map_or(0, |j| j.bytes()),
             wal_bytes_written: journal.map_or(0, |j| j.bytes_written()),
             wal_syncs: journal.map_or(0, |j| j.syncs()),

@@ -1,7 +1,9 @@
 //! Tidies (`tree::tidy`) as the engine runs them: before each checkpoint's
 //! cut, on frames that readers and writers use meanwhile.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -72,10 +74,13 @@ fn a_checkpoint_publishes_frames_laid_out_in_key_order() {
 }
 
 /// Checkpoints a bound forces (a writer over the WAL or cache bound, or
-/// the checkpointer woken by a mark) capture at once and leave the frames
-/// in memory as they are, but what they write is in key order
-/// (`tidy::tidy_image`); asked-for ones, and those only the timer made due,
-/// tidy the frames in memory first.
+/// the checkpointer woken by a mark) capture at once, without tidying the
+/// frames in memory first (writers would wait), but what they write is in
+/// key order (`tidy::tidy_image`), and each frame no writer touched since
+/// its copy takes that layout (`adopt_layout`), staying clean: the next
+/// asked-for checkpoint has nothing to tidy and nothing to write. Asked-for
+/// ones, and those only the timer made due, tidy the frames in memory
+/// first.
 #[test]
 fn only_checkpoints_no_bound_presses_tidy_first() {
     let (vfs, tree, model) = scattered_store(12);
@@ -84,17 +89,66 @@ fn only_checkpoints_no_bound_presses_tidy_first() {
     assert_eq!(engine.checkpoint_due(true), Some(Start::Tidy));
     let wanting = frames_wanting_tidy(&tree);
     engine.checkpoint_now(Start::Now).unwrap();
-    assert_eq!((engine.pool().counters.tidies.get(), frames_wanting_tidy(&tree)), (wanting as u64, wanting));
+    let counters = &engine.pool().counters;
+    assert_eq!((counters.tidies.get(), counters.layouts_adopted.get()), (wanting as u64, wanting as u64));
+    assert_eq!(frames_wanting_tidy(&tree), 0, "the frames took their images' layout");
+    assert_eq!(engine.pool().dirty_count(), 0, "and stayed clean");
+    engine.check_invariants().unwrap();
+    assert_eq!(contents(&tree), model);
     let published = open_on(&frames_only(&vfs));
     published.engine().check_invariants().unwrap();
     assert_eq!((contents(&published), frames_wanting_tidy(&published)), (model.clone(), 0), "written in key order");
     drop(published);
     assert_eq!(engine.checkpoint_due(true), None, "nothing dirty");
+    let checkpoints = engine.checkpoints_published();
     tree.checkpoint().unwrap();
-    assert_eq!(engine.pool().counters.tidies.get(), 2 * wanting as u64, "clean frames left untidy are tidied too");
-    assert_eq!(frames_wanting_tidy(&tree), 0);
+    assert_eq!(counters.tidies.get(), wanting as u64, "no frame is laid out twice");
+    assert_eq!(engine.checkpoints_published(), checkpoints, "nothing written again");
     let published = open_on(&frames_only(&vfs));
     assert_eq!((contents(&published), frames_wanting_tidy(&published)), (model, 0));
+}
+
+/// A frame a writer changes between the copier's claim and the write of
+/// its image keeps its own layout and its change (the image holds the
+/// frame at the cut, no longer its content); the frames no writer touched
+/// take their images' layout. Everything reads as written, and the
+/// published frames are the tree at the cut.
+#[test]
+fn a_frame_changed_after_its_claim_keeps_its_layout() {
+    let (vfs, tree, model) = scattered_store(13);
+    let engine = tree.engine();
+    let wanting = frames_wanting_tidy(&tree) as u64;
+    let after = Rc::new(RefCell::new(model.clone()));
+    let (writer, written) = (tree.clone(), after.clone());
+    let mut copies = 0;
+    crate::store::pool::on_unheld_copies(move || {
+        copies += 1;
+        if copies < wanting / 2 {
+            return true;
+        }
+        // Half the frames are claimed and none written (a pressed
+        // checkpoint holds its images): change a key in the first three
+        // directories (a frame or two).
+        for d in 0..3 {
+            let k = key(d, 1 << 40);
+            writer.put(&k, b"changed after the claim").unwrap();
+            written.borrow_mut().insert(k, b"changed after the claim".to_vec());
+        }
+        false
+    });
+    engine.checkpoint_now(Start::Now).unwrap();
+    crate::store::pool::on_unheld_copies(|| false);
+    let adopted = engine.pool().counters.layouts_adopted.get();
+    assert!(adopted > 0 && adopted < wanting, "{adopted} of {wanting} frames took their images' layout");
+    assert!(frames_wanting_tidy(&tree) > 0, "the changed ones did not");
+    engine.check_invariants().unwrap();
+    assert!(contents(&tree) == *after.borrow(), "every write reads back");
+    let published = open_on(&frames_only(&vfs));
+    published.engine().check_invariants().unwrap();
+    assert!(contents(&published) == model, "the published frames are the tree at the cut");
+    drop(published);
+    tree.checkpoint().unwrap();
+    assert!(contents(&open_on(&frames_only(&vfs))) == *after.borrow());
 }
 
 /// Readers check every answer against the one value a key ever holds,

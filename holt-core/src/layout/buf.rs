@@ -366,6 +366,19 @@ impl FrameBuf {
         self.copy_out(tail, &mut img[tail..]);
     }
 
+    /// The inverse of `image_into`: make this frame `img` (a frame image:
+    /// header, data area, free gap, slot table), writing its header and
+    /// data area and its slot table; the free gap keeps what it held. The
+    /// caller holds the frame exclusively.
+    pub(crate) fn install_image(&self, img: &[u8]) {
+        assert_eq!(img.len(), FRAME_BYTES, "an image holds one frame");
+        let head = (super::image_u32(img, super::HDR_DATA_END) as usize).clamp(super::HEADER_BYTES, FRAME_BYTES);
+        let table = (super::image_u32(img, super::HDR_SLOT_COUNT) as usize).saturating_mul(super::SLOT_BYTES);
+        let tail = FRAME_BYTES - table.min(FRAME_BYTES - head);
+        self.write(0, &img[..head]);
+        self.write(tail, &img[tail..]);
+    }
+
     /// Copy `dst.len()` bytes starting at byte `off` into `dst`: the
     /// partial first word, whole words, then the partial last word.
     #[inline]

@@ -93,8 +93,14 @@ pub(crate) const SPARES_KEPT: usize = WRITER_SPARES + 1;
 const UNHELD_COPY_TRIES: usize = 4;
 
 /// Where the copier sends each image of a cut: seal and write it (the
-/// buffer is reused once it returns).
-pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8]) -> crate::error::Result<()> + 'a;
+/// buffer is reused once it returns). `Ok(true)` when the sink laid the
+/// image out anew before writing it (`tidy::tidy_image`): the copier then
+/// gives a frame it claimed that layout too (`adopt_layout`).
+pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8]) -> crate::error::Result<bool> + 'a;
+
+/// An image the copier claimed, with its frame and the frame's version at
+/// the claim; `None` for a writer's copy (its frame changed since).
+type Claimed<'p> = Option<(&'p FrameCell, u64)>;
 
 /// What a cut took from the epoch it ended.
 pub(crate) struct Cut {
@@ -246,7 +252,7 @@ impl Pool {
                 self.copy_into(cell, img)
             });
             match self.claim(id, cell, img, &mut held) {
-                Ok(img) => copied.push((id, img)),
+                Ok((img, version)) => copied.push((id, img, Some((cell, version)))),
                 Err(unused) => self.images.spare.lock().push(unused),
             }
             if copied.len() + self.images.taken.lock().len() > hold {
@@ -262,22 +268,45 @@ impl Pool {
 
     /// Hand `img` to `write` unless a write failed already; its buffer goes
     /// back to the spares as zeros (see `copy_into`).
-    fn write_image(&self, id: FrameId, mut img: Image, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
+    fn write_image(&self, id: FrameId, mut img: Image, claimed: Claimed<'_>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
         if written.is_ok() {
-            *written = write(id, &mut img);
+            *written = write(id, &mut img).map(|laid_out| {
+                if let (true, Some((cell, version))) = (laid_out, claimed) {
+                    self.adopt_layout(cell, version, &img);
+                }
+            });
         }
         img.fill(0);
         self.images.spare.lock().push(img);
     }
 
+    /// A frame the copier claimed at `version`, whose image the sink laid
+    /// out anew and wrote, takes that layout, if no writer latched it
+    /// since: the content is the same (no writer came), and the image is
+    /// what the store holds for it once this checkpoint publishes, so the
+    /// frame stays clean (a failed checkpoint makes it dirty again, as
+    /// every frame it claimed). Without this, the next tidy of resident
+    /// frames (`maintenance::tidy_resident`, before a requested checkpoint)
+    /// would lay the frame out again, dirty it, and have that checkpoint
+    /// write it a second time. Writers wait for the install's two writes,
+    /// as for a tidy's.
+    fn adopt_layout(&self, cell: &FrameCell, version: u64, img: &[u8]) {
+        if !cell.latch.try_upgrade(version) {
+            return;
+        }
+        cell.buf().expect("a claimed frame is pinned, so resident").install_image(img);
+        cell.latch.unlock();
+        self.counters.layouts_adopted.add(1);
+    }
+
     /// Write the images the copier holds, then those writers copied so far.
-    fn write_held(&self, copied: &mut Vec<(FrameId, Image)>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
-        for (id, img) in copied.drain(..) {
-            self.write_image(id, img, write, written);
+    fn write_held<'p>(&self, copied: &mut Vec<(FrameId, Image, Claimed<'p>)>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
+        for (id, img, claimed) in copied.drain(..) {
+            self.write_image(id, img, claimed, write, written);
         }
         let taken = std::mem::take(&mut *self.images.taken.lock());
         for (id, img) in taken {
-            self.write_image(id, img, write, written);
+            self.write_image(id, img, None, write, written);
         }
     }
 
@@ -315,21 +344,22 @@ impl Pool {
     /// Under the hold of `cell` the caller took: if the frame is still
     /// pending, `img` (its copy) is the capture's, the frame turns clean
     /// and stays pinned until `release_captured`. Releases the hold;
-    /// `Err` with the buffer, zeroed, when a writer had copied the frame
-    /// first.
+    /// `Ok` with the image and the frame's version (a hold leaves it as it
+    /// is), `Err` with the buffer, zeroed, when a writer had copied the
+    /// frame first.
     fn claim<'p>(
         &'p self,
         id: FrameId,
         cell: &'p FrameCell,
         mut img: Image,
         held: &mut Vec<(FrameId, &'p FrameCell)>,
-    ) -> Result<Image, Image> {
+    ) -> Result<(Image, u64), Image> {
         let claimed = if self.is_pending(cell) {
             cell.pin();
             cell.dirty_epoch.store(0, Ordering::Release);
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
             held.push((id, cell));
-            Ok(img)
+            Ok((img, cell.latch.optimistic().expect("a hold is not a write")))
         } else {
             // Spare buffers are zeros (see `copy_into`).
             img.fill(0);

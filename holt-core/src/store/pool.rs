@@ -139,6 +139,9 @@ pub(crate) struct PoolCounters {
     /// Frames laid out again in key order (`tree::tidy`), in memory or as
     /// images a checkpoint writes (`tidy_image`).
     pub tidies: Counter,
+    /// Frames that took the layout a checkpoint gave their image
+    /// (`store::capture`, `adopt_layout`).
+    pub layouts_adopted: Counter,
     /// Frames a writer copied for a running checkpoint before changing
     /// them (`store::capture`).
     pub copies_on_write: Counter,

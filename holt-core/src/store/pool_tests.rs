@@ -96,7 +96,7 @@ fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> Captured<'p> {
     let mut images = Vec::new();
     let (held, written) = pool.copy_pending(cut, 0, &mut |id, img| {
         images.push((id, img.to_vec()));
-        Ok(())
+        Ok(false)
     });
     written.unwrap();
     images.sort_by_key(|&(id, _)| id);

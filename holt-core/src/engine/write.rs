@@ -252,13 +252,10 @@ pub(crate) fn apply_ops<'p>(pool: &'p Pool, owned: &mut Owned<'p>, ops: &[LogOp]
     let mut delta = 0;
     match key_order(ops, hints, ranks) {
         Some(order) => {
+            // No renames here (`key_order` refuses them): one key, one hint.
             for (i, hint) in order {
                 fault::point(Step::BeforeOp)?;
-                delta += match &ops[i] {
-                    LogOp::Put { key, value } => put(pool, owned, (key, value), lsn, Some(hint))?,
-                    LogOp::Delete { key } => delete(pool, owned, key, Some(hint))?,
-                    LogOp::Rename { .. } => unreachable!("key_order refuses batches with renames"),
-                };
+                delta += apply_op(pool, owned, &ops[i], lsn, &|_| Some(hint))?;
             }
         }
         None => {

@@ -122,6 +122,10 @@ pub struct TreeCounters {
     pub wal_rotation_nanos_max: u64,
     /// Checkpoints that published frames since open.
     pub checkpoints: u64,
+    /// Checkpoints nobody waited for (the checkpointer's, or a writer's
+    /// over a bound) that stopped, publishing nothing, to let one a caller
+    /// asked for (`Tree::checkpoint`, a clean close, a snapshot) cut anew.
+    pub checkpoints_stopped: u64,
     /// Nanoseconds those checkpoints took, summed (capture, writes, publication, trim).
     pub checkpoint_nanos: u64,
     /// Nanoseconds the last of them took; 0 before the first.

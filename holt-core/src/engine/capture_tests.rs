@@ -401,3 +401,60 @@ fn pressed_checkpoint_images_stay_a_fraction_of_a_small_cache() {
     assert_eq!(pool.dirty_count(), 0);
     assert_eq!(contents(&open_on(&frames_only(&vfs))), model, "the published cut");
 }
+
+/// Start a checkpoint on another thread from inside a cut's hook, and
+/// return once it waits for the checkpoint lock: the caller's checkpoint
+/// is then between its cut and its first image.
+fn ask_for_a_checkpoint_mid_way(tree: &Tree) -> Rc<RefCell<Option<std::thread::JoinHandle<()>>>> {
+    let asker = Rc::new(RefCell::new(None));
+    let (handle, tree) = (asker.clone(), tree.clone());
+    on_next_cut(move || {
+        let caller = tree.clone();
+        *handle.borrow_mut() = Some(std::thread::spawn(move || caller.checkpoint().unwrap()));
+        let durable = tree.engine().durable.as_ref().expect("persistent");
+        while !durable.asked_waits() {
+            std::thread::yield_now();
+        }
+    });
+    asker
+}
+
+/// A checkpoint nobody waits for (the checkpointer's, or a writer's over
+/// a bound) gives way to one a caller asks for: once the caller waits it
+/// writes no image and publishes nothing, and puts its frames back; the
+/// caller's checkpoint then publishes every write, those after the first
+/// cut included. A caller's checkpoint gives way to nobody.
+#[test]
+fn a_background_checkpoint_gives_way_to_an_asked_one() {
+    let keys = 30_000;
+    let (vfs, tree, mut model) = checkpointed_then_dirtied(keys, 3);
+    let engine = tree.engine();
+    let (published, stopped) = (engine.checkpoints_published(), || engine.pool.counters.checkpoints_stopped.get());
+    let dirty = engine.pool.dirty_count();
+    assert!(dirty >= 5, "frames to write: {dirty}");
+    let asker = ask_for_a_checkpoint_mid_way(&tree);
+    engine.checkpoint_now(super::checkpoint::Start::Now).unwrap();
+    assert_eq!(stopped(), 1, "the background checkpoint stopped");
+    asker.borrow_mut().take().expect("asked mid-way").join().unwrap();
+    assert_eq!(engine.checkpoints_published(), published + 1, "only the asked one published");
+    assert_eq!(engine.pool.dirty_count(), 0, "the asked cut took every frame the stopped one put back");
+    tree.check_invariants().unwrap();
+    let cut = open_on(&frames_only(&vfs));
+    cut.check_invariants().unwrap();
+    assert!(contents(&cut) == model, "the asked checkpoint's frames hold every write");
+    drop(cut);
+
+    for i in (0..keys).step_by(5) {
+        put(&tree, &mut model, i, 5);
+    }
+    let asker = ask_for_a_checkpoint_mid_way(&tree);
+    tree.checkpoint().unwrap();
+    asker.borrow_mut().take().expect("asked mid-way").join().unwrap();
+    assert_eq!(stopped(), 1, "an asked checkpoint runs to its end");
+    assert_eq!(engine.checkpoints_published(), published + 2, "the second caller found nothing changed");
+    let cut = open_on(&frames_only(&vfs));
+    assert!(contents(&cut) == model);
+    drop(cut);
+    drop(tree);
+    assert!(contents(&open_on(&vfs.crash(CrashMode::DropUnsynced))) == model);
+}

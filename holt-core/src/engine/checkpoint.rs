@@ -39,6 +39,12 @@
 //! 5. unpin the copied frames, free the dropped ids, trim WAL segments
 //!    wholly at or below the cut.
 //!
+//! A checkpoint nobody waits for (the checkpointer's, or one a bound made a
+//! writer run) gives way to one a caller needs (`Owner`): once a caller
+//! waits for the checkpoint lock it writes no more images and ends as a
+//! failed one does, publishing nothing; the caller's cut then covers
+//! every frame it would have written.
+//!
 //! On failure the frames the copier cleaned are marked dirty again (those
 //! a writer copied are dirty already) and the retired ids wait for the
 //! next cut, so nothing is lost from memory and the next checkpoint retries
@@ -57,7 +63,7 @@ use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
-use crate::store::pool::{Cut, Pool, SPARES_KEPT};
+use crate::store::pool::{Copied, Cut, Pool, Sunk, SPARES_KEPT};
 use crate::tree::tidy::{tidy_image, Shape};
 use crate::tree::ROOT_FRAME;
 
@@ -76,6 +82,38 @@ pub(crate) enum Start {
     /// writers press on a bound (WAL, dirty frames, the cache) or wait for
     /// this checkpoint.
     Now,
+}
+
+/// Who needs a checkpoint, which decides whether it gives way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A caller waits for it (asked for, a clean close, a snapshot's):
+    /// it runs to its end.
+    Caller,
+    /// The checkpointer's, or a writer's over a bound: it stops before its
+    /// next image while a caller waits for the checkpoint lock
+    /// (`Durable::asked_waits`).
+    Background,
+}
+
+impl Owner {
+    /// Whether a checkpoint of this owner stops now.
+    fn gives_way(self, d: &Durable) -> bool {
+        self == Owner::Background && d.asked_waits()
+    }
+}
+
+/// How one checkpoint of one cut ended, short of failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Published with the cut's LSN.
+    Published(Lsn),
+    /// Nothing changed since the published checkpoint, which then already
+    /// is this one (nothing written).
+    Unchanged(Lsn),
+    /// Gave way to a checkpoint a caller waits for: nothing published,
+    /// everything put back as after a failure.
+    Stopped,
 }
 
 /// A checkpoint a bound forces holds images in the cache's unused room,
@@ -117,20 +155,18 @@ pub(crate) use cut_hook::{after_cut, on_next_cut};
 impl Engine {
     /// One checkpoint of one cut: the frames' images are written to
     /// shadow slots as the copier takes them, then the WAL is synced
-    /// through the cut and the manifest published. `Ok` with the cut's LSN,
-    /// and false when nothing changed since the published checkpoint,
-    /// which then already is this one (nothing written).
-    /// On `Err` everything is put back for the next cut: the frames the
-    /// copier cleaned are dirty again (those a writer copied are dirty
-    /// already), the retired ids wait, and the shadow slots written stay
-    /// unreferenced.
+    /// through the cut and the manifest published (`Ended`).
+    /// On `Err`, and when it stops, everything is put back for the next
+    /// cut: the frames the copier cleaned are dirty again (those a writer
+    /// copied are dirty already), the retired ids wait, and the shadow
+    /// slots written stay unreferenced.
     ///
     /// `Err(Poisoned)` if the engine was poisoned by the time the cut is
     /// taken: a batch that failed half applied held the gate until it had
     /// raised the poison, so no capture cut after it runs, and one cut
     /// before it holds only images from before it (its writer copied each
     /// pending frame before changing it).
-    fn checkpoint_once(&self, d: &Durable, start: Start) -> Result<(Lsn, bool)> {
+    fn checkpoint_once(&self, d: &Durable, start: Start, owner: Owner) -> Result<Ended> {
         let pool = &self.pool;
         // The transaction first: once the cut is taken, every pending frame
         // must be copied, whatever fails.
@@ -154,23 +190,34 @@ impl Engine {
         let shape = Shape::for_pool(pool);
         let (held, copied) = pool.copy_pending(&cut, hold, &mut |id, img| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
+            if owner.gives_way(d) {
+                return Ok(Sunk::Stopped);
+            }
             written += 1;
             let laid_out = tidy_image(img, shape);
             if laid_out {
                 pool.counters.tidies.add(1);
             }
-            txn.seal_and_write(id, img).map(|()| laid_out)
+            txn.seal_and_write(id, img).map(|()| if laid_out { Sunk::LaidOut } else { Sunk::Written })
         });
         pool.trim_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();
         // Nothing written since the published checkpoint (a clean close of
         // an idle tree): it already is this checkpoint. Its retired ids
         // were never stored.
-        let unchanged = copied.is_ok() && written == 0 && dropped.is_empty() && d.store.checkpoint_lsn() == Some(meta.lsn);
-        let published = copied.and_then(|()| if unchanged { Ok(()) } else { publish(d, txn, &dropped, &meta) });
-        pool.release_captured(&held, published.is_ok());
-        pool.settle_retired(cut.retired, published.is_ok());
-        published.map(|()| (meta.lsn, !unchanged))
+        let unchanged = written == 0 && dropped.is_empty() && d.store.checkpoint_lsn() == Some(meta.lsn);
+        let ended = copied.and_then(|copied| match copied {
+            Copied::Stopped => Ok(Ended::Stopped),
+            Copied::All if unchanged => Ok(Ended::Unchanged(meta.lsn)),
+            Copied::All => publish(d, txn, &dropped, &meta).map(|()| Ended::Published(meta.lsn)),
+        });
+        let published = matches!(ended, Ok(Ended::Published(_) | Ended::Unchanged(_)));
+        if matches!(ended, Ok(Ended::Stopped)) {
+            pool.counters.checkpoints_stopped.add(1);
+        }
+        pool.release_captured(&held, published);
+        pool.settle_retired(cut.retired, published);
+        ended
     }
 
     /// Step 1: no frame is copied here, so writers wait only for a few
@@ -186,17 +233,28 @@ impl Engine {
         Ok((cut, meta))
     }
 
-    /// Write dirty frames and trim the WAL (no-op in memory mode).
+    /// Write dirty frames and trim the WAL (no-op in memory mode), for
+    /// the checkpointer: gives way to a caller's (`Owner::Background`).
     pub(crate) fn checkpoint_now(&self, start: Start) -> Result<()> {
         let Some(d) = &self.durable else { return Ok(()) };
         let _serial = d.checkpoint_serial.lock();
-        self.checkpoint_locked(d, start)
+        self.checkpoint_locked(d, start, Owner::Background)
     }
 
-    /// `checkpoint_now` for a caller holding `checkpoint_serial`.
-    pub(crate) fn checkpoint_locked(&self, d: &Durable, start: Start) -> Result<()> {
+    /// `checkpoint_now` for a caller that needs it done: a checkpoint under
+    /// way that nobody waits for stops for it.
+    pub(crate) fn checkpoint_asked(&self, start: Start) -> Result<()> {
+        let Some(d) = &self.durable else { return Ok(()) };
+        let _serial = d.serial_for_asked();
+        self.checkpoint_locked(d, start, Owner::Caller)
+    }
+
+    /// `checkpoint_now` for a caller holding `checkpoint_serial`. A
+    /// background checkpoint that stopped returns `Ok`: the caller it gave
+    /// way to is about to checkpoint.
+    pub(crate) fn checkpoint_locked(&self, d: &Durable, start: Start, owner: Owner) -> Result<()> {
         let timer = self.checkpoint_time.start(&self.checkpoints);
-        let done = self.checkpoint_and_trim(d, start);
+        let done = self.checkpoint_and_trim(d, start, owner);
         timer.stop(&self.checkpoints);
         if done.is_ok() && d.reserve.is_low() {
             d.reserve.establish();
@@ -204,21 +262,26 @@ impl Engine {
         done
     }
 
-    fn checkpoint_and_trim(&self, d: &Durable, start: Start) -> Result<()> {
+    fn checkpoint_and_trim(&self, d: &Durable, start: Start, owner: Owner) -> Result<()> {
         self.check_poison()?;
+        // Not even a cut: its copies would only be put back.
+        if owner.gives_way(d) {
+            self.pool.counters.checkpoints_stopped.add(1);
+            return Ok(());
+        }
         if start == Start::Tidy {
             maintenance::tidy_resident(&self.pool);
         }
         // A full disk releases the store's space reserve and the whole
         // checkpoint runs again from a new cut (the failed one put every
         // frame back), once.
-        match d.reserve.retry("checkpoint", || self.checkpoint_once(d, start)) {
-            Ok((lsn, published)) => {
-                if published {
-                    self.checkpoints.add(1);
-                }
+        match d.reserve.retry("checkpoint", || self.checkpoint_once(d, start, owner)) {
+            Ok(Ended::Published(lsn)) => {
+                self.checkpoints.add(1);
                 d.journal.trim(lsn)
             }
+            Ok(Ended::Unchanged(lsn)) => d.journal.trim(lsn),
+            Ok(Ended::Stopped) => Ok(()),
             Err(e) => {
                 self.poison_if_durability_unknown(&e);
                 Err(e)

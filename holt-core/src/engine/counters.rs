@@ -83,6 +83,7 @@ impl Engine {
             wal_syncs: journal.map_or(0, |j| j.syncs()),
             wal_rotation_nanos_max: journal.map_or(0, |j| j.rotation_nanos_max()),
             checkpoints: self.checkpoints.get(),
+            checkpoints_stopped: c.checkpoints_stopped.get(),
             checkpoint_nanos: self.checkpoint_time.nanos_total.load(Relaxed),
             checkpoint_last_nanos: self.checkpoint_time.nanos_last.load(Relaxed),
             checkpoint_cut_nanos_max: self.checkpoint_time.cut_nanos_max.load(Relaxed),

@@ -8,9 +8,10 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::sink::Sink;
 use crate::error::{Error, Result};
@@ -39,6 +40,9 @@ pub(crate) struct Durable {
     pub reserve: Arc<SpaceReserve>,
     /// One checkpoint at a time.
     pub checkpoint_serial: Mutex<()>,
+    /// Callers waiting for `checkpoint_serial` to run a checkpoint they
+    /// need (`serial_for_asked`).
+    asked: AtomicUsize,
     /// Held for the engine's life; dropping it lets another opener in.
     pub _lock: StoreLock,
     /// `Vfs::kind` of the files under this store.
@@ -46,6 +50,26 @@ pub(crate) struct Durable {
     /// The file system the store lives on, for the engine's own files
     /// beside the frame store and the WAL (`FILTER`).
     pub vfs: Arc<dyn Vfs>,
+}
+
+impl Durable {
+    /// Take `checkpoint_serial` for a checkpoint a caller needs (asked
+    /// for, a clean close, a snapshot's). While it waits, a checkpoint
+    /// nobody waits for stops before its next image (`asked_waits`): the
+    /// caller's own cut covers every frame that one would still write, and
+    /// after a write burst, when a bound has pressed one, that is most of
+    /// them.
+    pub fn serial_for_asked(&self) -> MutexGuard<'_, ()> {
+        self.asked.fetch_add(1, Ordering::AcqRel);
+        let serial = self.checkpoint_serial.lock();
+        self.asked.fetch_sub(1, Ordering::AcqRel);
+        serial
+    }
+
+    /// Whether a caller waits in `serial_for_asked`.
+    pub fn asked_waits(&self) -> bool {
+        self.asked.load(Ordering::Acquire) > 0
+    }
 }
 
 /// What `open` found on disk.
@@ -142,7 +166,7 @@ pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, lock: StoreLock, cfg: &Config)
         journal.start_flusher();
     }
     reserve.establish_at_open();
-    let durable = Durable { store, journal, reserve, checkpoint_serial: Mutex::new(()), _lock: lock, file_io, vfs };
+    let durable = Durable { store, journal, reserve, checkpoint_serial: Mutex::new(()), asked: AtomicUsize::new(0), _lock: lock, file_io, vfs };
     Ok(Opened { pool, durable, replay, keys, fresh })
 }
 

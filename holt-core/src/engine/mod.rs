@@ -26,7 +26,7 @@ use parking_lot::{RwLock, RwLockReadGuard};
 pub(crate) use config::Config;
 
 use self::background::Background;
-use self::checkpoint::Start;
+use self::checkpoint::{Owner, Start};
 use self::batch::{footprint, guards_hold, latch, resolve};
 use self::durable::{Durable, JournalSink};
 use self::filter::FilterKeeper;
@@ -371,7 +371,7 @@ impl Engine {
         }
         let _serial = d.checkpoint_serial.lock();
         if overdue() {
-            if let Err(e) = self.checkpoint_locked(d, Start::Now) {
+            if let Err(e) = self.checkpoint_locked(d, Start::Now, Owner::Background) {
                 log::warn!("checkpoint over the WAL or cache bound failed (retried later): {e}");
             }
         }
@@ -463,7 +463,7 @@ impl Engine {
     }
 
     pub fn checkpoint(&self) -> Result<()> {
-        self.checkpoint_now(Start::Tidy)
+        self.checkpoint_asked(Start::Tidy)
     }
 
     pub fn compact(&self) -> Result<()> {
@@ -572,7 +572,7 @@ impl Engine {
         if self.durable.is_none() || self.check_poison().is_err() {
             return;
         }
-        match self.checkpoint_now(Start::Tidy) {
+        match self.checkpoint_asked(Start::Tidy) {
             Ok(()) => {
                 self.retire_wal_history();
                 self.save_filter();

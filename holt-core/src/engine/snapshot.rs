@@ -24,7 +24,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::checkpoint::Start;
+use super::checkpoint::{Owner, Start};
 use super::durable::{decode_user, Durable};
 use super::sink::RefusingSink;
 use super::Engine;
@@ -127,8 +127,8 @@ impl Engine {
         d: &Durable,
         origin: Box<dyn Any + Send + Sync>,
     ) -> Result<(Arc<dyn FrameSource>, Vec<FrameId>, u64)> {
-        let _serial = d.checkpoint_serial.lock();
-        self.checkpoint_locked(d, Start::Now)?;
+        let _serial = d.serial_for_asked();
+        self.checkpoint_locked(d, Start::Now, Owner::Caller)?;
         let pinned = d.store.pin_published();
         let source =
             PinnedFrames { store: Arc::clone(&d.store), pin: pinned.id, frames: pinned.frames, _origin: origin };

@@ -93,10 +93,31 @@ pub(crate) const SPARES_KEPT: usize = WRITER_SPARES + 1;
 const UNHELD_COPY_TRIES: usize = 4;
 
 /// Where the copier sends each image of a cut: seal and write it (the
-/// buffer is reused once it returns). `Ok(true)` when the sink laid the
-/// image out anew before writing it (`tidy::tidy_image`): the copier then
-/// gives a frame it claimed that layout too (`adopt_layout`).
-pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8]) -> crate::error::Result<bool> + 'a;
+/// buffer is reused once it returns), and say what it did (`Sunk`).
+pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8]) -> crate::error::Result<Sunk> + 'a;
+
+/// What an `ImageSink` did with an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sunk {
+    /// Wrote it as it was.
+    Written,
+    /// Laid it out anew (`tidy::tidy_image`), then wrote it: the copier
+    /// gives a frame it claimed that layout too (`adopt_layout`).
+    LaidOut,
+    /// Wrote nothing, and wants no more images: its checkpoint gave way
+    /// (to one a caller waits for). Like a failed write, the copier still
+    /// takes every pending frame.
+    Stopped,
+}
+
+/// How far the copier's writes went (`copy_pending`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Copied {
+    /// Every image of the cut was written.
+    All,
+    /// The sink stopped taking images (`Sunk::Stopped`).
+    Stopped,
+}
 
 /// An image the copier claimed, with its frame and the frame's version at
 /// the claim; `None` for a writer's copy (its frame changed since).
@@ -227,18 +248,19 @@ impl Pool {
     /// many frames before writing any: writers meet pending frames, and
     /// copy them on their own path, for as long as those copies take, not
     /// the writes too, while the images' memory stays bounded by `hold`
-    /// (and the writers' share). After a failed write the copier still
-    /// takes every pending frame (a frame left pending would hand a later
-    /// writer's copy to no capture) but writes nothing more. Returns the
-    /// frames it cleaned, for `release_captured`, and the first failure.
+    /// (and the writers' share). After a failed or stopped write the
+    /// copier still takes every pending frame (a frame left pending would
+    /// hand a later writer's copy to no capture) but writes nothing more.
+    /// Returns the frames it cleaned, for `release_captured`, and how far
+    /// the writes went or the first failure.
     pub(crate) fn copy_pending(
         &self,
         cut: &Cut,
         hold: usize,
         write: &mut ImageSink<'_>,
-    ) -> (Vec<(FrameId, &FrameCell)>, crate::error::Result<()>) {
+    ) -> (Vec<(FrameId, &FrameCell)>, crate::error::Result<Copied>) {
         let (mut held, mut copied) = (Vec::new(), Vec::new());
-        let mut written = Ok(());
+        let mut written = Ok(Copied::All);
         for &id in &cut.dirtied {
             let Some(cell) = self.cell(id) else { continue };
             // A look without the latch only skips: a frame stops being
@@ -266,14 +288,15 @@ impl Pool {
         (held, written)
     }
 
-    /// Hand `img` to `write` unless a write failed already; its buffer goes
-    /// back to the spares as zeros (see `copy_into`).
-    fn write_image(&self, id: FrameId, mut img: Image, claimed: Claimed<'_>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
-        if written.is_ok() {
-            *written = write(id, &mut img).map(|laid_out| {
-                if let (true, Some((cell, version))) = (laid_out, claimed) {
+    /// Hand `img` to `write` unless a write failed or stopped already; its
+    /// buffer goes back to the spares as zeros (see `copy_into`).
+    fn write_image(&self, id: FrameId, mut img: Image, claimed: Claimed<'_>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<Copied>) {
+        if matches!(written, Ok(Copied::All)) {
+            *written = write(id, &mut img).map(|sunk| {
+                if let (Sunk::LaidOut, Some((cell, version))) = (sunk, claimed) {
                     self.adopt_layout(cell, version, &img);
                 }
+                if sunk == Sunk::Stopped { Copied::Stopped } else { Copied::All }
             });
         }
         img.fill(0);
@@ -300,7 +323,7 @@ impl Pool {
     }
 
     /// Write the images the copier holds, then those writers copied so far.
-    fn write_held<'p>(&self, copied: &mut Vec<(FrameId, Image, Claimed<'p>)>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<()>) {
+    fn write_held<'p>(&self, copied: &mut Vec<(FrameId, Image, Claimed<'p>)>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<Copied>) {
         for (id, img, claimed) in copied.drain(..) {
             self.write_image(id, img, claimed, write, written);
         }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub(crate) use self::capture::{Cut, SPARES_KEPT};
+pub(crate) use self::capture::{Copied, Cut, Sunk, SPARES_KEPT};
 #[cfg(test)]
 pub(crate) use self::capture::{on_unheld_copies, WRITER_SPARES};
 pub(crate) use super::cell::FrameCell;
@@ -142,6 +142,9 @@ pub(crate) struct PoolCounters {
     /// Frames that took the layout a checkpoint gave their image
     /// (`store::capture`, `adopt_layout`).
     pub layouts_adopted: Counter,
+    /// Checkpoints that gave way to one a caller waited for
+    /// (`engine::checkpoint::Owner`).
+    pub checkpoints_stopped: Counter,
     /// Frames a writer copied for a running checkpoint before changing
     /// them (`store::capture`).
     pub copies_on_write: Counter,

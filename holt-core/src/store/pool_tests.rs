@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Cut, FrameCell, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM};
+use super::{Copied, Cut, FrameCell, Sunk, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM};
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
@@ -96,9 +96,9 @@ fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> Captured<'p> {
     let mut images = Vec::new();
     let (held, written) = pool.copy_pending(cut, 0, &mut |id, img| {
         images.push((id, img.to_vec()));
-        Ok(false)
+        Ok(Sunk::Written)
     });
-    written.unwrap();
+    assert_eq!(written.unwrap(), Copied::All);
     images.sort_by_key(|&(id, _)| id);
     (held, images)
 }

@@ -85,6 +85,12 @@ const ENGINE: &[EngineMetric] = &[
     ("holt_fs_engine_wal_syncs_total", Kind::Counter, "fdatasyncs of the WAL.", |e| e.wal_syncs as f64),
     ("holt_fs_engine_checkpoints_total", Kind::Counter, "Checkpoints that published frames.", |e| e.checkpoints as f64),
     (
+        "holt_fs_engine_checkpoints_stopped_total",
+        Kind::Counter,
+        "Background checkpoints that stopped, publishing nothing, for one asked for.",
+        |e| e.checkpoints_stopped as f64,
+    ),
+    (
         "holt_fs_engine_checkpoint_seconds_total",
         Kind::Counter,
         "Time those checkpoints took, summed.",

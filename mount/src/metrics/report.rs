@@ -98,6 +98,10 @@ pub struct EngineStats {
     pub wal_bytes_written: u64,
     pub wal_syncs: u64,
     pub checkpoints: u64,
+    /// Checkpoints nobody waited for that stopped for an asked one
+    /// (absent from older daemons).
+    #[serde(default)]
+    pub checkpoints_stopped: u64,
     pub checkpoint_ns: u64,
     pub checkpoint_last_ns: u64,
     /// The longest a checkpoint's cut held writers out (absent from older daemons).
@@ -148,6 +152,7 @@ impl From<TreeCounters> for EngineStats {
             wal_bytes_written: c.wal_bytes_written,
             wal_syncs: c.wal_syncs,
             checkpoints: c.checkpoints,
+            checkpoints_stopped: c.checkpoints_stopped,
             checkpoint_ns: c.checkpoint_nanos,
             checkpoint_last_ns: c.checkpoint_last_nanos,
             checkpoint_cut_max_ns: c.checkpoint_cut_nanos_max,

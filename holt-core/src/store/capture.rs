@@ -119,6 +119,18 @@ pub(crate) enum Copied {
     Stopped,
 }
 
+/// Unmap `bufs` on a short-lived thread (inline if none can start: a
+/// failed spawn drops its closure, and `bufs` with it, here).
+fn unmap_aside(bufs: Vec<Mapped>) {
+    if bufs.is_empty() {
+        return;
+    }
+    let unmap = move || drop(bufs);
+    if let Err(e) = std::thread::Builder::new().name("holt-unmap".into()).spawn(unmap) {
+        log::debug!("image buffers unmapped in place: {e}");
+    }
+}
+
 /// An image the copier claimed, with its frame and the frame's version at
 /// the claim; `None` for a writer's copy (its frame changed since).
 type Claimed<'p> = Option<(&'p FrameCell, u64)>;
@@ -422,7 +434,9 @@ impl Pool {
     /// to 6-24 ms (benches/RESULTS.md run 26). Released spares this
     /// capture did not take back are more than the captures need now:
     /// those are unmapped, so a burst's buffers do not outlive the next
-    /// capture.
+    /// capture, on a thread of their own: after a 1M-key load they are
+    /// ~200 MB, ~50 ms of `munmap` that fell on whoever ran the checkpoint
+    /// (a caller of `Tree::checkpoint`, or a writer over a bound).
     pub(crate) fn trim_spare_images(&self) {
         let extra = {
             let mut spare = self.images.spare.lock();
@@ -431,7 +445,7 @@ impl Pool {
         };
         extra.iter().for_each(Mapped::release_lazily);
         let stale = std::mem::replace(&mut *self.images.cold.lock(), extra);
-        drop(stale);
+        unmap_aside(stale);
     }
 
     /// Spare image buffers now, resident and lazily released (tests check

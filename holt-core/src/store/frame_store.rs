@@ -359,15 +359,31 @@ impl FrameStore {
     /// costs space), and count them as holes. Callers pass slots free in
     /// the published mapping and hold the checkpoint mutex (`holes`), so
     /// no checkpoint refills one meanwhile.
+    /// Runs of adjacent slots go in one punch each: the slots a checkpoint
+    /// replaces were mostly handed out in order by the one before it.
     fn release_slots(&self, slots: impl Iterator<Item = u32>, holes: &mut Holes) {
-        for slot in slots {
-            if let Err(e) = self.file.release_slot(slot) {
-                log::warn!("keeping the space of free frame slot {slot}: {e}");
+        for run in slot_runs(slots) {
+            if let Err(e) = self.file.release_slots(run.clone()) {
+                log::warn!("keeping the space of free frame slots {run:?}: {e}");
                 return;
             }
-            holes.punched.insert(slot);
+            holes.punched.extend(run);
         }
     }
+}
+
+/// `slots` as ranges of adjacent slots, in ascending order (repeats merge).
+fn slot_runs(slots: impl Iterator<Item = u32>) -> Vec<std::ops::Range<u32>> {
+    let mut sorted: Vec<u32> = slots.collect();
+    sorted.sort_unstable();
+    let mut runs: Vec<std::ops::Range<u32>> = Vec::new();
+    for slot in sorted {
+        match runs.last_mut() {
+            Some(run) if slot <= run.end => run.end = run.end.max(slot + 1),
+            _ => runs.push(slot..slot + 1),
+        }
+    }
+    runs
 }
 
 /// A checkpoint in progress: frames written so far, invisible to readers

@@ -673,3 +673,30 @@ fn a_refused_direct_read_falls_back_to_the_page_cache() {
     assert!(!store.file.has_direct_reads(), "the refusal turned direct reads off");
     assert!(store.read_frame(FrameId(5)).unwrap() == img);
 }
+
+/// The slots a checkpoint replaces go back in one punch per run of
+/// adjacent slots (a punch is a synchronous discard on a file system
+/// mounted with `discard`): a commit replacing 32 frames written side by
+/// side makes as many writes as one replacing 4.
+#[test]
+fn a_commit_gives_back_adjacent_free_slots_in_one_punch() {
+    let commit_writes = |frames: u64| {
+        let vfs = MemVfs::new();
+        let (store, _) = open_mem(&vfs);
+        for n in 1..=2 {
+            let mut txn = store.begin_checkpoint().unwrap();
+            for id in 1..=frames {
+                txn.write_frame(FrameId(id), &image(id, n)).unwrap();
+            }
+            let before = vfs.writes_count();
+            txn.commit(meta(n)).unwrap();
+            if n == 2 {
+                return vfs.writes_count() - before;
+            }
+        }
+        unreachable!()
+    };
+    assert_eq!(commit_writes(32), commit_writes(4));
+    assert_eq!(slot_runs([7, 3, 4, 5, 9, 8, 1, 4].into_iter()), [1..2, 3..6, 7..10]);
+    assert!(slot_runs(std::iter::empty()).is_empty());
+}

@@ -267,10 +267,31 @@ fn prefix_per_writer(tree: &Tree, writers: u32) -> Vec<u32> {
 /// the store with its WAL holds every write.
 #[test]
 fn checkpoints_under_concurrent_writers_publish_whole_cuts() {
+    whole_cuts_under_writers(false);
+}
+
+/// The same with background checkpoints running back to back beside the
+/// asked ones, each asked one stopping the background one under way:
+/// every cut published is still whole, and no write is lost.
+#[test]
+fn checkpoints_that_give_way_under_concurrent_writers_lose_nothing() {
+    whole_cuts_under_writers(true);
+}
+
+fn whole_cuts_under_writers(background: bool) {
     let vfs = MemVfs::new();
     let tree = open_on(&vfs);
     let writers = 2;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkpointer = background.then(|| {
+        let (tree, stop) = (tree.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tree.engine().checkpoint_now(super::checkpoint::Start::Now).unwrap();
+                std::thread::yield_now();
+            }
+        })
+    });
     let handles: Vec<_> = (0..writers)
         .map(|w| {
             let (tree, stop) = (tree.clone(), stop.clone());
@@ -285,15 +306,23 @@ fn checkpoints_under_concurrent_writers_publish_whole_cuts() {
         })
         .collect();
     let mut cuts = Vec::new();
-    for _ in 0..10 {
+    // Ten cuts, and with background checkpoints more until one of them
+    // has given way (most rounds see one).
+    let gave_way = || tree.engine().pool.counters.checkpoints_stopped.get() > 0;
+    while cuts.len() < 10 || (background && !gave_way() && cuts.len() < 200) {
         std::thread::sleep(std::time::Duration::from_millis(30));
         tree.checkpoint().unwrap();
         cuts.push(frames_only(&vfs));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let copies = tree.engine().pool.counters.copies_on_write.get();
-    eprintln!("writes {written:?}, frames copied by writers {copies}");
+    if let Some(h) = checkpointer {
+        h.join().unwrap();
+    }
+    let counters = &tree.engine().pool.counters;
+    let (copies, stopped) = (counters.copies_on_write.get(), counters.checkpoints_stopped.get());
+    eprintln!("writes {written:?}, frames copied by writers {copies}, checkpoints stopped {stopped}");
+    assert_eq!(stopped > 0, background, "background checkpoints gave way to the asked ones");
     let mut last = vec![0; writers as usize];
     for image in &cuts {
         let cut = open_on(image);

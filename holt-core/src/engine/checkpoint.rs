@@ -237,6 +237,11 @@ impl Engine {
     /// the checkpointer: gives way to a caller's (`Owner::Background`).
     pub(crate) fn checkpoint_now(&self, start: Start) -> Result<()> {
         let Some(d) = &self.durable else { return Ok(()) };
+        // Not even the lock: taken, it would only keep the caller waiting
+        // for a checkpoint that stops at once.
+        if d.asked_waits() {
+            return Ok(());
+        }
         let _serial = d.checkpoint_serial.lock();
         self.checkpoint_locked(d, start, Owner::Background)
     }

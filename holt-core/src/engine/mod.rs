@@ -366,7 +366,8 @@ impl Engine {
             d.journal.bytes() >= cfg.wal_bytes_target.saturating_mul(2)
                 || pool.resident_count() >= cfg.pool_frames_max.saturating_mul(2)
         };
-        if !overdue() {
+        // A caller waiting for its checkpoint covers this one.
+        if !overdue() || d.asked_waits() {
             return;
         }
         let _serial = d.checkpoint_serial.lock();

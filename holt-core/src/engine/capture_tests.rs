@@ -399,6 +399,35 @@ fn a_checkpoint_keeps_a_quiet_ones_buffers_and_releases_the_rest_lazily() {
     assert_eq!(contents(&open_on(&frames_only(&vfs))), model, "the published cut");
 }
 
+/// Writers that copy frames for a quiet checkpoint (a random write load
+/// touches every frame right after the cut) take the buffers an earlier
+/// pressed checkpoint released lazily before they map new ones: a new
+/// mapping faults 128 pages on the writer's path.
+#[test]
+fn writers_copy_into_released_buffers_before_new_ones() {
+    use super::checkpoint::Start;
+    use crate::store::pool::SPARES_KEPT;
+    let vfs = MemVfs::new();
+    let tree = open_on(&vfs);
+    let mut model = Model::new();
+    let pool = &tree.engine().pool;
+    put_scattered(&tree, &mut model, 1);
+    tree.engine().checkpoint_now(Start::Now).unwrap();
+    let (_, released) = pool.spare_images();
+    put_scattered(&tree, &mut model, 2);
+    let dirty = pool.dirty_count();
+    assert!(released >= dirty && dirty > 2 * SPARES_KEPT, "{released} buffers released, {dirty} frames dirty");
+    let (made, copies) = (pool.images_made(), pool.counters.copies_on_write.get());
+    let after = Rc::new(RefCell::new(model));
+    let (writer, written) = (tree.clone(), after.clone());
+    on_next_cut(move || put_scattered(&writer, &mut written.borrow_mut(), 3));
+    tree.engine().checkpoint_now(Start::Tidy).unwrap();
+    let copied = pool.counters.copies_on_write.get() - copies;
+    assert!(copied > 2 * SPARES_KEPT as u64, "writers copied {copied} frames");
+    assert_eq!(pool.images_made(), made, "no buffer mapped: the spares, then the released ones");
+    assert_eq!(contents(&tree), *after.borrow());
+}
+
 /// A checkpoint a bound forces, over more dirty frames than a quarter of
 /// the cache, holds a quarter of the cache in images at a time (writing
 /// them before it copies more), not an image per dirty frame, and

@@ -503,6 +503,36 @@ fn failed_sync_poisons_but_reads_go_on() {
     }
 }
 
+/// A checkpoint syncs the frame file after every `SYNC_EVERY_IMAGES`
+/// images it writes, not only at the commit (one burst of a whole
+/// checkpoint's writeback stalled writers, see the constant); a failed
+/// sync there fails the checkpoint and poisons the store as the commit's
+/// does, and the published mapping stays readable.
+#[test]
+fn a_checkpoint_syncs_every_few_images_and_a_failed_sync_fails_it() {
+    let n = 2 * SYNC_EVERY_IMAGES as u64 + 3;
+    let vfs = MemVfs::new();
+    let (store, _) = store_with(&vfs, 1);
+    let mut txn = store.begin_checkpoint().unwrap();
+    let syncs = vfs.syncs_count();
+    for id in 1..=n {
+        txn.write_frame(FrameId(id), &image(id, 1)).unwrap();
+        assert_eq!(vfs.syncs_count() - syncs, id / SYNC_EVERY_IMAGES as u64, "after {id} images");
+    }
+    txn.commit(meta(2)).unwrap();
+
+    let vfs = MemVfs::new();
+    let (store2, model2) = store_with(&vfs, 3);
+    let mut txn = store2.begin_checkpoint().unwrap();
+    vfs.fail_sync_after(0);
+    let failed = (1..=n).map(|id| txn.write_frame(FrameId(id), &image(id, 2))).find_map(Result::err);
+    assert_eq!(io_errno(failed.expect("the sync after the 16th image fails")), libc::EIO);
+    assert!(txn.commit(meta(2)).is_err(), "a checkpoint whose sync failed does not commit");
+    vfs.clear_faults();
+    assert!(matches!(store2.begin_checkpoint(), Err(Error::Poisoned { .. })));
+    assert_old_mapping_survives(&vfs, &store2, &model2);
+}
+
 /// `image(id, gen)` with a frame header naming `used` bytes of data area
 /// and `slots` table entries, and zeros in the free gap between them.
 fn sparse_image(id: u64, gen: u64, used: usize, slots: u32) -> Vec<u8> {

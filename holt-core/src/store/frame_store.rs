@@ -415,9 +415,10 @@ pub(crate) struct CheckpointTxn<'a> {
 /// after a 1M-key load reached the host at once, and while it worked
 /// through them the writers' virtual CPUs stood still: puts of 4-15 ms
 /// with ~50 µs of CPU and no context switch, only while a checkpoint
-/// wrote; synced every 16 images none was over 1 ms, for ~10% more
-/// checkpoint time (benches/RESULTS.md run 44). Bounding the writeback
-/// in flight without syncing did not help.
+/// wrote. Synced every 16 images, half the loads had no put over 1 ms
+/// and the rest fewer slow ones, the checkpoints no slower within the
+/// noise (benches/RESULTS.md run 44). Bounding the writeback in flight
+/// without syncing did not help.
 const SYNC_EVERY_IMAGES: usize = 16;
 
 fn check_image(id: FrameId, bytes: &[u8]) -> Result<()> {

@@ -221,10 +221,8 @@ impl Pool {
     /// (~0.4 ms).
     #[cold]
     fn copy_on_write(&self, id: FrameId, cell: &FrameCell) {
-        let img = self.images.spare.lock().pop().or_else(|| self.images.cold.lock().pop()).unwrap_or_else(|| {
-            self.images.made.fetch_add(1, Ordering::Relaxed);
-            Mapped::zeroed(FRAME_BYTES)
-        });
+        let spare = self.images.spare.lock().pop();
+        let img = spare.unwrap_or_else(|| self.released_or_new(false));
         self.take_image(id, cell, img);
         // After the image is in: a copier that sees the frame no longer
         // pending may take the images at once.
@@ -418,15 +416,23 @@ impl Pool {
             return spare.pop().expect("more than the writers' share");
         }
         drop(spare);
-        let cold = self.images.cold.lock().pop();
-        match cold {
-            // Faulted in now, not during a copy that holds writers out.
-            Some(mut img) => {
-                img.touch_zeros();
-                img
-            }
-            None => self.new_image(),
+        // Faulted in now, not during a copy that holds writers out.
+        self.released_or_new(true)
+    }
+
+    /// A buffer a capture released lazily, else a new mapping; its pages
+    /// faulted in now with `fault_in` (a copy under a hold), else at the
+    /// copy (a writer's, which faults the same either way).
+    fn released_or_new(&self, fault_in: bool) -> Image {
+        let released = self.images.cold.lock().pop();
+        let mut img = released.unwrap_or_else(|| {
+            self.images.made.fetch_add(1, Ordering::Relaxed);
+            Mapped::zeroed(FRAME_BYTES)
+        });
+        if fault_in {
+            img.touch_zeros();
         }
+        img
     }
 
     fn new_image(&self) -> Image {

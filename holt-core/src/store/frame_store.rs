@@ -329,6 +329,13 @@ impl FrameStore {
         self.poisoned.lock().get_or_insert_with(|| error.to_string());
     }
 
+    /// Sync the frame file; a failure poisons the store (the kernel may
+    /// have dropped dirty pages, and a later sync that succeeds would not
+    /// say so).
+    fn sync_frames(&self) -> Result<()> {
+        self.file.sync().inspect_err(|e| self.poison(e))
+    }
+
     /// Make `next` the published mapping, then cut free slots off the end of
     /// the file (best effort: a failed truncation only wastes space).
     fn install(&self, next: Manifest, slots_total: u32, holes: &mut Holes) {
@@ -471,18 +478,14 @@ impl CheckpointTxn<'_> {
 
     /// Sync the frame file once `SYNC_EVERY_IMAGES` images wait for it.
     /// A failed sync fails the checkpoint and poisons the store, as the
-    /// commit's does: the kernel may have dropped pages of a shadow slot,
-    /// and a later sync that succeeds would not say so.
+    /// commit's does (`FrameStore::sync_frames`).
     fn sync_every_few(&mut self) -> Result<()> {
         self.unsynced += 1;
         if self.unsynced < SYNC_EVERY_IMAGES {
             return Ok(());
         }
         self.unsynced = 0;
-        self.store.file.sync().inspect_err(|e| {
-            self.store.poison(e);
-            self.failed = true;
-        })
+        self.store.sync_frames().inspect_err(|_| self.failed = true)
     }
 
     /// Remove `id` from the store at commit.
@@ -504,10 +507,7 @@ impl CheckpointTxn<'_> {
             return Err(Error::InvalidArgument("checkpoint had a failed frame write; start a new one".into()));
         }
         if !self.written.is_empty() {
-            if let Err(e) = store.file.sync() {
-                store.poison(&e);
-                return Err(e);
-            }
+            store.sync_frames()?;
         }
         let next = self.next_manifest(meta);
         if let Err(PublishError { error, poisons }) = manifest::publish(&*store.vfs, &store.dir, &next) {

@@ -156,14 +156,18 @@ fn round_trip_on(vfs: Arc<dyn Vfs>) {
 }
 
 /// The scenario every crash test runs: creation, then checkpoints that
-/// rewrite, drop, add, and reuse slots freed by earlier ones.
+/// rewrite, drop, add, and reuse slots freed by earlier ones, and last one
+/// writing more images than a sync covers (`SYNC_EVERY_IMAGES`), so a
+/// crash lands before and after a sync in the middle of the writes too.
 fn scenario() -> Vec<Vec<Step>> {
     use Step::*;
+    let many = (10..11 + SYNC_EVERY_IMAGES as u64).map(|id| Write(id, 5)).collect();
     vec![
         vec![Write(1, 0), Write(2, 0), Write(3, 0), Write(4, 0)],
         vec![Write(1, 1), Write(2, 1), Drop(4), Write(5, 1)],
         vec![Write(1, 2), Write(3, 2), Write(5, 2), Write(5, 3), Write(6, 2), Drop(6)],
         vec![Drop(1), Drop(2), Write(3, 4)],
+        many,
     ]
 }
 

@@ -11,7 +11,10 @@
 //!   the log's end (and the spare's first ones) are brought into the page
 //!   cache (`FileIo::will_need`), so the writer's first store to each page
 //!   of the mapping (which reads no page ahead itself: `SharedMap`) finds
-//!   it cached: about 2 µs of put p99 (benches/RESULTS.md run 18);
+//!   it cached: about 2 µs of put p99 (benches/RESULTS.md run 18); and the
+//!   next `MAP_AHEAD_BYTES` are mapped writable in the writer's mapping
+//!   (`SharedMap::populate_write`), so that store takes no page fault at
+//!   all: about 3 µs more of put p99 (run 45);
 //! - writeback: every `WRITEBACK_STEP_BYTES` of log, the active segment's
 //!   whole pages written since the last step are queued for writeback
 //!   (`FileIo::start_writeback`), so the fdatasync that seals the segment
@@ -35,7 +38,9 @@
 //! - Only a seal's fdatasync makes records durable here, and it raises
 //!   `synced_lsn` exactly as a sync would (`sync_seals`, shared with every
 //!   sync, which runs the seals still pending itself). Nothing else changes
-//!   what recovery reads: writeback is a hint (no flush, no metadata); the
+//!   what recovery reads: writeback is a hint (no flush, no metadata);
+//!   mapping pages ahead changes no byte (a sync may write those pages:
+//!   zeros over reserved zeros, which recovery reads as the log's end); the
 //!   spare is not a segment (open ignores the name) until a rotation,
 //!   holding the I/O lock, renames it after the sealed segment's name is
 //!   durable; a directory fsync here clears `dir_dirty` only if the
@@ -76,6 +81,11 @@ const RESERVE_AHEAD_BYTES: u64 = 4 << 20;
 /// Bytes past the log's end brought into the page cache ahead of the
 /// writer, at each writeback step and for a new spare.
 const FAULT_AHEAD_BYTES: u64 = 1 << 20;
+/// Bytes past the log's end mapped writable ahead of the writer, at each
+/// writeback step and for a new spare: two steps, so the writer finds
+/// them mapped while the flusher wakes for the next step, and little
+/// enough that a sync writes few of them before the writer does.
+pub(super) const MAP_AHEAD_BYTES: u64 = 2 * WRITEBACK_STEP_BYTES;
 /// Writeback covers whole pages only: the writer may still be copying
 /// into the page that holds the log's end.
 const PAGE_BYTES: u64 = 4096;
@@ -85,7 +95,7 @@ const POLL_MAX: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub(crate) struct Ahead {
     /// A prepared spare, taken by the next rotation.
-    spare: Mutex<Option<ActiveSegment>>,
+    pub(super) spare: Mutex<Option<ActiveSegment>>,
     /// The spare slot was emptied (open, a rotation's rename) and not yet
     /// refilled: the flusher tries once, so a failing disk costs one try
     /// per rotation. Set only once no spare file is in use under
@@ -208,7 +218,7 @@ impl Journal {
             let a = &io.active;
             (a.file.clone(), a.mapping(), a.first_lsn, a.len, a.reserved())
         };
-        self.reserve_ahead(&file, first, len, reserved)?;
+        let reserved = self.reserve_ahead(&file, first, len, reserved)?;
         let mut done = self.ahead.written_back.lock();
         if done.0 != first {
             *done = (first, 0);
@@ -220,7 +230,7 @@ impl Journal {
         // Cleaning a page the writer still maps flushes its TLB entry on
         // the writer's CPU, one page at a time; dropping the written pages'
         // entries first costs one batched flush.
-        if let (Some(map), Ok(from), Ok(len)) = (map, usize::try_from(done.1), usize::try_from(upto - done.1)) {
+        if let (Some(map), Ok(from), Ok(len)) = (map.as_ref(), usize::try_from(done.1), usize::try_from(upto - done.1)) {
             if let Err(e) = map.drop_ptes(from, len) {
                 log::debug!("WAL pages stay mapped during their writeback: {e}");
             }
@@ -232,34 +242,38 @@ impl Journal {
         if let Err(e) = file.will_need(upto, FAULT_AHEAD_BYTES) {
             log::debug!("{}: pages ahead of the WAL's end not brought in: {e}", path().display());
         }
+        if let Some(map) = map {
+            map_ahead(&map, upto, reserved, &path());
+        }
         Ok(())
     }
 
     /// Reserve the active segment's disk space `RESERVE_AHEAD_BYTES` past
     /// `len` (up to the size it seals at), unless the segment is no longer
-    /// the one to extend, and tell the segment. The `fallocate` runs
-    /// without the I/O lock; a seal cutting the segment meanwhile waits
-    /// for it (`reserving`), then forbids the next.
-    fn reserve_ahead(&self, file: &Arc<dyn FileIo>, first: Lsn, len: u64, reserved: u64) -> Result<()> {
+    /// the one to extend, and tell the segment; returns how far space is
+    /// reserved. The `fallocate` runs without the I/O lock; a seal cutting
+    /// the segment meanwhile waits for it (`reserving`), then forbids the
+    /// next.
+    fn reserve_ahead(&self, file: &Arc<dyn FileIo>, first: Lsn, len: u64, reserved: u64) -> Result<u64> {
         if self.reserve.is_low() {
-            return Ok(());
+            return Ok(reserved);
         }
         let step = active::MAP_GROW_BYTES;
         let to = (len + RESERVE_AHEAD_BYTES).div_ceil(step).saturating_mul(step);
         let to = to.min(active::seal_bytes_for(self.map_bytes()));
         if to <= reserved + step {
-            return Ok(());
+            return Ok(reserved);
         }
         {
             let _reserving = self.ahead.reserving.lock();
             if self.ahead.reservable.load(Ordering::Acquire) != first.0 {
-                return Ok(());
+                return Ok(reserved);
             }
             match file.allocate(reserved, to - reserved) {
                 Ok(()) => {}
                 // The writer reserves (or writes) for itself on a full disk,
                 // and appends with write(2) where nothing can be reserved.
-                Err(e) if io_is_no_space(&e) || e.kind() == std::io::ErrorKind::Unsupported => return Ok(()),
+                Err(e) if io_is_no_space(&e) || e.kind() == std::io::ErrorKind::Unsupported => return Ok(reserved),
                 Err(e) => return Err(Error::io("fallocate", segment::segment_path(&self.dir, first), e)),
             }
         }
@@ -267,7 +281,7 @@ impl Journal {
         if io.active.first_lsn == first {
             io.active.note_reserved(to);
         }
-        Ok(())
+        Ok(to)
     }
 
     /// Create, reserve and map the spare if the slot is empty and wanted.
@@ -282,6 +296,9 @@ impl Journal {
         let spare = ActiveSegment::prepare(file.clone(), path.clone(), self.map_bytes(), !self.reserve.is_low());
         if let Err(e) = file.will_need(0, FAULT_AHEAD_BYTES) {
             log::debug!("{}: the spare's first pages not brought in: {e}", path.display());
+        }
+        if let Some(map) = spare.mapping() {
+            map_ahead(&map, 0, spare.reserved(), &path);
         }
         *self.ahead.spare.lock() = Some(spare);
         Ok(())
@@ -335,6 +352,20 @@ impl Journal {
             if let Err(e) = self.vfs.remove(&path) {
                 log::debug!("{}: could not remove the spare WAL segment: {e}", path.display());
             }
+        }
+    }
+}
+
+/// Map the pages of the `MAP_AHEAD_BYTES` from `from` writable in the
+/// writer's mapping (no further than `reserved`, which lies inside the
+/// file), so its first store to each finds it mapped. A hint: the pages'
+/// bytes do not change, and where it fails the writer's faults map them.
+fn map_ahead(map: &SharedMap, from: u64, reserved: u64, path: &std::path::Path) {
+    let to = (from + MAP_AHEAD_BYTES).min(reserved);
+    let (Ok(from), Ok(to)) = (usize::try_from(from), usize::try_from(to)) else { return };
+    if to > from {
+        if let Err(e) = map.populate_write(from, to - from) {
+            log::debug!("{}: pages ahead of the WAL's end not mapped: {e}", path.display());
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::ahead::SPARE_NAME;
+use super::ahead::{MAP_AHEAD_BYTES, SPARE_NAME};
 use super::writer::tests::{cfg, commit_puts, open, put};
 use super::{segment, Journal, JournalConfig};
 use crate::ids::Lsn;
@@ -83,6 +83,33 @@ fn the_flusher_reserves_space_ahead_and_a_seal_still_cuts_it() {
     drop(j);
     let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
     assert_eq!(replay.len(), i);
+}
+
+/// At each writeback step the flusher maps the pages just past the log's
+/// end writable in the writer's mapping, and the spare's first pages in
+/// its own, so the writer's first store to each takes no fault.
+#[test]
+fn the_flusher_maps_pages_ahead_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+    let mut records = 0;
+    while j.io.lock().active.len < 600 << 10 {
+        commit_puts(&j, 0, 1, |_| false);
+        records += 1;
+    }
+    j.work_ahead();
+    let (map, len) = {
+        let io = j.io.lock();
+        (io.active.mapping().expect("the segment is mapped"), io.active.len as usize)
+    };
+    let (from, ahead) = (len / 4096 * 4096, MAP_AHEAD_BYTES as usize);
+    assert_eq!(map.mapped_pages(from, ahead), ahead / 4096, "pages past the log's end at {len}");
+    assert_eq!(map.mapped_pages(from + 2 * ahead, ahead), 0, "and no further");
+    let spare = j.ahead.spare.lock().as_ref().and_then(|s| s.mapping()).expect("a mapped spare");
+    assert_eq!(spare.mapped_pages(0, ahead), ahead / 4096, "the spare's first pages");
+    drop((map, spare, j));
+    let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
+    assert_eq!(replay.len(), records, "the log reads back whole");
 }
 
 /// While the store's space reserve is spent the flusher reserves no space

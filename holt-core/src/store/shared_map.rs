@@ -14,8 +14,10 @@
 //! - One thread writes through a `SharedMap` (`copy_in` is unsafe for
 //!   that reason: its caller holds the segment's writer lock); others may
 //!   share it (`Arc`) only to drop page-table entries of ranges no one
-//!   writes any more (`drop_ptes`). The mapping is unmapped on drop of
-//!   its last owner.
+//!   writes any more (`drop_ptes`), or to map pages ahead of the writer
+//!   (`populate_write`: the kernel faults them in and changes no byte, so
+//!   it may overlap the writer's copies). The mapping is unmapped on drop
+//!   of its last owner.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -99,6 +101,47 @@ impl SharedMap {
             Err(io::Error::last_os_error())
         }
     }
+    /// Map the pages holding `[offset, offset + len)` writable now, as a
+    /// store to each would (`MADV_POPULATE_WRITE`: page cache page, page
+    /// made dirty, page-table entry), without changing a byte, so a later
+    /// store takes no fault. Pages past the file's end are refused with an
+    /// error (the kernel's SIGBUS becomes `EFAULT` here). In steps of
+    /// `POPULATE_STEP`: each holds the process's memory-map lock (read)
+    /// while it faults, and a map or unmap elsewhere waits for it.
+    pub(crate) fn populate_write(&self, offset: usize, len: usize) -> io::Result<()> {
+        const POPULATE_STEP: usize = 64 << 10;
+        let page = 4096;
+        let mut start = offset / page * page;
+        let end = (offset.saturating_add(len).div_ceil(page) * page).min(self.len);
+        while start < end {
+            let n = (end - start).min(POPULATE_STEP);
+            // SAFETY: a range inside this shared file mapping, below the
+            // file's length (the caller's promise): the advice faults its
+            // pages in writable and changes no byte.
+            let rc = unsafe { libc::madvise(self.ptr.as_ptr().add(start).cast(), n, libc::MADV_POPULATE_WRITE) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            start += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl SharedMap {
+    /// How many of the pages holding `[offset, offset + len)` have a
+    /// page-table entry in this mapping now (`/proc/self/pagemap`, bit 63).
+    pub(crate) fn mapped_pages(&self, offset: usize, len: usize) -> usize {
+        use std::os::unix::fs::FileExt;
+        let page = 4096;
+        let first = (self.ptr.as_ptr() as usize + offset) / page;
+        let last = (self.ptr.as_ptr() as usize + offset + len).div_ceil(page);
+        let pagemap = std::fs::File::open("/proc/self/pagemap").expect("pagemap readable");
+        let mut entries = vec![0u8; (last - first) * 8];
+        pagemap.read_exact_at(&mut entries, first as u64 * 8).expect("pagemap entries");
+        entries.chunks_exact(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap()) >> 63 == 1).count()
+    }
 }
 
 impl Drop for SharedMap {
@@ -148,6 +191,33 @@ mod tests {
         let map = SharedMap::new(&file, 4096).unwrap();
         // SAFETY: this test is the only writer.
         unsafe { map.copy_in(4000, &[1; 100]) };
+    }
+
+    /// Pages mapped ahead are in the mapping's page table and keep their
+    /// bytes (a store into them then finds its page-table entry, where
+    /// the same store elsewhere faults); a range past the file's end is
+    /// refused, not signalled.
+    #[test]
+    fn pages_mapped_ahead_keep_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.path().join("f")).unwrap();
+        let pages = 64;
+        allocate(&file, 0, 2 * pages as u64 * 4096).unwrap();
+        file.write_all_at(b"kept", 4096 + 10).unwrap();
+        let map = SharedMap::new(&file, 4 * pages * 4096).unwrap();
+        assert_eq!(map.mapped_pages(0, 2 * pages * 4096), 0, "a new mapping maps nothing");
+        map.populate_write(100, pages * 4096 - 200).unwrap();
+        assert_eq!(map.mapped_pages(0, 2 * pages * 4096), pages, "exactly the pages asked for");
+        let mut buf = [0u8; 4];
+        file.read_exact_at(&mut buf, 4096 + 10).unwrap();
+        assert_eq!(&buf, b"kept");
+        // SAFETY: this test is the only writer.
+        unsafe { map.copy_in(4096 + 14, b"-on") };
+        let mut buf = [0u8; 7];
+        file.read_exact_at(&mut buf, 4096 + 10).unwrap();
+        assert_eq!(&buf, b"kept-on");
+        let err = map.populate_write(3 * pages * 4096, 4096).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EFAULT), "past the file's end: {err}");
     }
 
     #[test]

@@ -246,21 +246,24 @@ impl ActiveSegment {
         }
     }
 
-    /// Stop appending for good, as `finish` does, except that where the
-    /// file ends at the log's end already (a segment filled past its size,
-    /// see `reserve_through`) the mapping is handed back rather than
-    /// unmapped, for the caller to drop off the writer's path: the file is
-    /// never shrunk again, so the mapping may outlive the segment's use.
+    /// Stop appending for good, as `finish` does, but hand the mapping
+    /// back rather than unmap it, for the caller to drop off the writer's
+    /// path (an unmap there would wait for any memory-map lock holder,
+    /// such as the flusher mapping pages ahead). The file may be cut under
+    /// it: no one copies into a sealed segment again, and what the
+    /// flusher does with its share (drop entries, map pages ahead) changes
+    /// no byte and is refused past the file's end.
     pub(crate) fn seal(&mut self) -> io::Result<Option<Arc<SharedMap>>> {
+        let map = match std::mem::replace(&mut self.mapping, Mapping::Off) {
+            Mapping::Mapped(map) => Some(map),
+            Mapping::Untried | Mapping::Off => None,
+        };
         if self.reserved_any && self.file.len()? > self.len {
             self.finish()?;
-            return Ok(None);
+        } else {
+            self.reserved = self.reserved.min(self.len);
         }
-        self.reserved = self.reserved.min(self.len);
-        match std::mem::replace(&mut self.mapping, Mapping::Off) {
-            Mapping::Mapped(map) => Ok(Some(map)),
-            Mapping::Untried | Mapping::Off => Ok(None),
-        }
+        Ok(map)
     }
 
     /// Stop appending: drop the mapping and cut reserved space past `len`,

@@ -59,7 +59,8 @@ fn rotation_with_a_spare_leaves_the_seal_to_the_flusher() {
 /// The flusher keeps the active segment's space reserved a few MiB past
 /// the log's end, so the writer's appends allocate nothing themselves (a
 /// reservation can wait on the disk); a seal short of the segment's size
-/// still cuts the file to its records.
+/// still cuts the file to its records, and leaves the unmapping to the
+/// flusher.
 #[test]
 fn the_flusher_reserves_space_ahead_and_a_seal_still_cuts_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,6 +79,7 @@ fn the_flusher_reserves_space_ahead_and_a_seal_still_cuts_it() {
     assert!(reserved >= len + (3 << 20) && on_disk >= reserved, "reserved {reserved}, file {on_disk}, log {len}");
     j.seal_active().unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "the sealed segment ends at its last record");
+    assert!(j.ahead.has_retired_map(), "the cut segment's mapping is handed back, not unmapped by the writer");
     j.work_ahead();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "and nothing reserves it again");
     drop(j);

@@ -160,13 +160,36 @@ struct Dirty {
     ids: Mutex<Vec<FrameId>>,
 }
 
+/// Buffers no frame uses, kept for reuse (never freed while the pool
+/// lives). Warm ones still hold their memory and are handed out first: a
+/// load into a cold one faults in and zeroes each of its pages before
+/// its copy.
+#[derive(Default)]
+pub(super) struct FreeBufs {
+    pub(super) warm: Vec<*mut FrameBuf>,
+    /// Memory given back to the kernel (`FrameBuf::release_memory`).
+    pub(super) cold: Vec<*mut FrameBuf>,
+}
+
+impl FreeBufs {
+    fn pop(&mut self) -> Option<*mut FrameBuf> {
+        self.warm.pop().or_else(|| self.cold.pop())
+    }
+
+    /// A cold buffer, if any (tests).
+    #[cfg(test)]
+    pub(super) fn last_cold(&self) -> Option<*mut FrameBuf> {
+        self.cold.last().copied()
+    }
+}
+
 pub(crate) struct Pool {
     cells: CellTable<FrameCell>,
     /// Every buffer ever allocated (owned here, freed on drop).
     all: Mutex<Vec<*mut FrameBuf>>,
-    free_bufs: Mutex<Vec<*mut FrameBuf>>,
+    free_bufs: Mutex<FreeBufs>,
     /// Free plain buffers (for frames held in part).
-    free_plain_bufs: Mutex<Vec<*mut FrameBuf>>,
+    free_plain_bufs: Mutex<FreeBufs>,
     free_ids: Mutex<Vec<FrameId>>,
     /// Ids retired since the last cut, kept from reuse until a checkpoint
     /// has dropped them (`store::capture`); without a backing source a
@@ -218,8 +241,8 @@ impl Pool {
         Pool {
             cells: CellTable::new(),
             all: Mutex::new(Vec::new()),
-            free_bufs: Mutex::new(Vec::new()),
-            free_plain_bufs: Mutex::new(Vec::new()),
+            free_bufs: Mutex::new(FreeBufs::default()),
+            free_plain_bufs: Mutex::new(FreeBufs::default()),
             free_ids: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
@@ -661,21 +684,27 @@ impl Pool {
     /// Keep a buffer no frame uses for reuse. Past `FREE_BUFS_WARM` of
     /// them its memory goes back to the kernel first, so a pool that grew
     /// past its budget (dirty or pinned frames) shrinks in memory too, not
-    /// only in frames. Buffers are never freed while the pool lives:
+    /// only in frames. A plain buffer's always does: the frame held in
+    /// part that takes it next charges the budget only for the pages it
+    /// reads, and pages left over from its last frame would be memory
+    /// nothing counts. Buffers are never freed while the pool lives:
     /// optimistic readers may still hold their pointers.
     fn park_buf(&self, buf: *mut FrameBuf) {
         // SAFETY: every buffer pointer stays valid until the pool drops.
-        let mut free = self.free_list(unsafe { &*buf }.is_plain()).lock();
-        if free.len() >= FREE_BUFS_WARM {
-            // SAFETY: every buffer pointer stays valid until the pool drops.
-            unsafe { &*buf }.release_memory();
-            self.counters.buffers_released.add(1);
+        let plain = unsafe { &*buf }.is_plain();
+        let mut free = self.free_list(plain).lock();
+        if !plain && free.warm.len() < FREE_BUFS_WARM {
+            free.warm.push(buf);
+            return;
         }
-        free.push(buf);
+        // SAFETY: every buffer pointer stays valid until the pool drops.
+        unsafe { &*buf }.release_memory();
+        self.counters.buffers_released.add(1);
+        free.cold.push(buf);
     }
 
     /// The free buffers of one kind (`FrameBuf::plain` or not).
-    fn free_list(&self, plain: bool) -> &Mutex<Vec<*mut FrameBuf>> {
+    fn free_list(&self, plain: bool) -> &Mutex<FreeBufs> {
         if plain {
             &self.free_plain_bufs
         } else {

@@ -252,12 +252,40 @@ fn buffers_shed_past_the_budget_give_their_memory_back() {
     assert!(pool.resident_count() <= 4 + CLEAN_FRAMES_MIN, "clean frames are shed down to the budget");
     let shed = dirty.len() - pool.resident_count();
     assert_eq!(pool.counters.buffers_released.get() as usize, shed.saturating_sub(FREE_BUFS_WARM));
-    let released = *pool.free_bufs.lock().last().expect("a shed buffer is kept for reuse");
+    let released = pool.free_bufs.lock().last_cold().expect("a shed buffer is kept for reuse");
     // SAFETY: buffers stay allocated while the pool lives.
     assert!(unsafe { &*released }.to_image().iter().all(|&b| b == 0), "a released buffer reads as zeros");
     let allocated = pool.all.lock().len();
     dirty_frames(&pool, shed);
     assert_eq!(pool.all.lock().len(), allocated, "new frames reuse the shed buffers, released ones included");
+}
+
+/// Shed buffers that kept their memory are handed out before those that
+/// gave it back (a load into one of those faults in every page), and a
+/// plain buffer gives its memory back when parked: the frame held in part
+/// that takes it next charges the budget only for the pages it reads.
+#[test]
+fn warm_buffers_are_reused_first_and_plain_ones_park_cold() {
+    let (pool, _) = pool_over(4, 0);
+    let dirty = dirty_frames(&pool, 4 + FREE_BUFS_WARM + 8);
+    let captured = capture(&pool);
+    pool.release_captured(&captured, true);
+    pool.shrink_to_budget();
+    let (warm, cold) = {
+        let free = pool.free_bufs.lock();
+        (free.warm.len(), free.cold.len())
+    };
+    assert_eq!(warm, FREE_BUFS_WARM);
+    assert!(cold > 0 && warm + cold == dirty.len() - pool.resident_count(), "{warm} warm, {cold} cold");
+    dirty_frames(&pool, 3);
+    let free = pool.free_bufs.lock();
+    assert!(free.warm.len() < warm && free.cold.len() == cold, "new frames took warm buffers, no cold one");
+    drop(free);
+    let released = pool.counters.buffers_released.get();
+    let plain = pool.alloc_buf(1);
+    pool.park_buf(plain);
+    assert_eq!(pool.counters.buffers_released.get(), released + 1, "a plain buffer parks with its memory given back");
+    assert_eq!(pool.free_plain_bufs.lock().last_cold(), Some(plain));
 }
 
 /// Stored images a test may replace (a checkpoint writing a frame), whose

@@ -101,6 +101,7 @@ impl SharedMap {
             Err(io::Error::last_os_error())
         }
     }
+
     /// Map the pages holding `[offset, offset + len)` writable now, as a
     /// store to each would (`MADV_POPULATE_WRITE`: page cache page, page
     /// made dirty, page-table entry), without changing a byte, so a later
@@ -115,9 +116,9 @@ impl SharedMap {
         let end = (offset.saturating_add(len).div_ceil(page) * page).min(self.len);
         while start < end {
             let n = (end - start).min(POPULATE_STEP);
-            // SAFETY: a range inside this shared file mapping, below the
-            // file's length (the caller's promise): the advice faults its
-            // pages in writable and changes no byte.
+            // SAFETY: a range inside this shared file mapping; the advice
+            // faults its pages in writable and changes no byte (a page
+            // past the file's end is refused with EFAULT, not signalled).
             let rc = unsafe { libc::madvise(self.ptr.as_ptr().add(start).cast(), n, libc::MADV_POPULATE_WRITE) };
             if rc != 0 {
                 return Err(io::Error::last_os_error());

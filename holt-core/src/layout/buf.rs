@@ -368,8 +368,11 @@ impl FrameBuf {
 
     /// The inverse of `image_into`: make this frame `img` (a frame image:
     /// header, data area, free gap, slot table), writing its header and
-    /// data area and its slot table; the free gap keeps what it held. The
-    /// caller holds the frame exclusively.
+    /// data area and its slot table; the free gap keeps what it held
+    /// (nothing reads a frame's gap: a node placed there is written whole,
+    /// as into a reused buffer `format` leaves as it was), and its pages
+    /// are not touched. The caller holds the frame exclusively, or owns
+    /// the buffer alone.
     pub(crate) fn install_image(&self, img: &[u8]) {
         assert_eq!(img.len(), FRAME_BYTES, "an image holds one frame");
         let head = (super::image_u32(img, super::HDR_DATA_END) as usize).clamp(super::HEADER_BYTES, FRAME_BYTES);
@@ -426,14 +429,6 @@ impl FrameBuf {
     pub(crate) fn copy_from(&self, src: &FrameBuf) {
         for i in 0..WORDS {
             self.store_word(i, src.word(i));
-        }
-    }
-
-    /// Overwrite the whole image.
-    pub(crate) fn load(&self, bytes: &[u8]) {
-        assert_eq!(bytes.len(), FRAME_BYTES, "frame image must be exactly one frame");
-        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-            self.store_word(i, u64::from_le_bytes(chunk.try_into().expect("8")));
         }
     }
 }
@@ -517,7 +512,7 @@ mod tests {
         let b = FrameBuf::zeroed();
         b.format(crate::ids::FrameId(9));
         let fill: Vec<u8> = (0..FRAME_BYTES).map(|i| (i % 251) as u8 | 1).collect();
-        b.load(&fill);
+        b.write(0, &fill);
         // Odd bounds on both sides exercise the unaligned copy edges.
         b.set_u32(super::super::HDR_DATA_END, 1003);
         b.set_u32(super::super::HDR_SLOT_COUNT, 7);
@@ -532,6 +527,27 @@ mod tests {
         }
         b.set_u32(super::super::HDR_DATA_END, FRAME_BYTES as u32);
         assert_eq!(super::super::free_gap(&b.to_image()), 0..0, "an inconsistent header names no gap");
+    }
+
+    /// A frame loaded from its image gets the image's used bytes and
+    /// nothing else: the gap keeps what the buffer held (so a cold
+    /// buffer's gap pages are never faulted in), and the image reads back.
+    #[test]
+    fn an_installed_image_writes_its_used_bytes_only() {
+        let src = FrameBuf::zeroed();
+        src.format(crate::ids::FrameId(3));
+        src.write(64, &[7u8; 1000]);
+        src.set_u32(super::super::HDR_DATA_END, 1064);
+        src.write(FRAME_BYTES - 3 * super::super::SLOT_BYTES, &[9u8; 3 * super::super::SLOT_BYTES]);
+        src.set_u32(super::super::HDR_SLOT_COUNT, 3);
+        let img = src.to_image();
+        let b = FrameBuf::zeroed();
+        b.write(0, &vec![0xAA; FRAME_BYTES]);
+        b.install_image(&img);
+        let gap = super::super::free_gap(&img);
+        assert_eq!(gap, 1064..FRAME_BYTES - 3 * super::super::SLOT_BYTES);
+        assert!(b.read_vec(gap.start, gap.len()).iter().all(|&x| x == 0xAA), "the gap is not written");
+        assert_eq!(b.to_image(), img, "the frame reads back as its image");
     }
 
     #[test]

@@ -610,8 +610,9 @@ impl Pool {
             self.held_pages.fetch_add(PAGES - had, Ordering::AcqRel);
             part
         };
-        // SAFETY: fresh pool-owned buffer.
-        unsafe { &*buf }.load(image);
+        // SAFETY: a pool-owned buffer no one else uses yet. Only the used
+        // bytes are copied: a cold buffer's gap pages stay unfaulted.
+        unsafe { &*buf }.install_image(image);
         cell.buf.store(buf, Ordering::Release);
         cell.touch();
         self.counters.misses.add(1);

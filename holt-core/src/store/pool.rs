@@ -165,10 +165,10 @@ struct Dirty {
 /// load into a cold one faults in and zeroes each of its pages before
 /// its copy.
 #[derive(Default)]
-pub(super) struct FreeBufs {
-    pub(super) warm: Vec<*mut FrameBuf>,
+struct FreeBufs {
+    warm: Vec<*mut FrameBuf>,
     /// Memory given back to the kernel (`FrameBuf::release_memory`).
-    pub(super) cold: Vec<*mut FrameBuf>,
+    cold: Vec<*mut FrameBuf>,
 }
 
 impl FreeBufs {
@@ -178,7 +178,7 @@ impl FreeBufs {
 
     /// A cold buffer, if any (tests).
     #[cfg(test)]
-    pub(super) fn last_cold(&self) -> Option<*mut FrameBuf> {
+    fn last_cold(&self) -> Option<*mut FrameBuf> {
         self.cold.last().copied()
     }
 }

@@ -685,10 +685,10 @@ impl Pool {
     /// Keep a buffer no frame uses for reuse. Past `FREE_BUFS_WARM` of
     /// them its memory goes back to the kernel first, so a pool that grew
     /// past its budget (dirty or pinned frames) shrinks in memory too, not
-    /// only in frames. A plain buffer's always does: the frame held in
-    /// part that takes it next charges the budget only for the pages it
-    /// reads, and pages left over from its last frame would be memory
-    /// nothing counts. Buffers are never freed while the pool lives:
+    /// only in frames. A plain buffer's always does: a frame held in part
+    /// gives the memory back before it uses one anyway (`attach_part`),
+    /// so a warm plain buffer only holds memory the budget does not count
+    /// while it waits. Buffers are never freed while the pool lives:
     /// optimistic readers may still hold their pointers.
     fn park_buf(&self, buf: *mut FrameBuf) {
         // SAFETY: every buffer pointer stays valid until the pool drops.

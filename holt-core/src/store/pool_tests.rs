@@ -262,8 +262,8 @@ fn buffers_shed_past_the_budget_give_their_memory_back() {
 
 /// Shed buffers that kept their memory are handed out before those that
 /// gave it back (a load into one of those faults in every page), and a
-/// plain buffer gives its memory back when parked: the frame held in part
-/// that takes it next charges the budget only for the pages it reads.
+/// plain buffer gives its memory back when parked: a frame held in part
+/// gives it back before use anyway, so warm it would only hold memory.
 #[test]
 fn warm_buffers_are_reused_first_and_plain_ones_park_cold() {
     let (pool, _) = pool_over(4, 0);

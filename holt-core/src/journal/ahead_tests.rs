@@ -114,6 +114,40 @@ fn the_flusher_maps_pages_ahead_of_the_log() {
     assert_eq!(replay.len(), records, "the log reads back whole");
 }
 
+/// The flusher maps pages ahead of the writer while seals cut segments
+/// short of their size under it (each cut truncates the file past the
+/// pages it may be mapping) and full segments rotate: no signal, and
+/// every record replays.
+#[test]
+fn pages_mapped_ahead_while_seals_cut_segments_keep_the_log_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(1 << 20, false));
+    let j = Arc::new(j);
+    j.start_flusher();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let nudger = {
+        let (j, stop) = (Arc::clone(&j), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                j.ahead.nudge();
+                std::thread::yield_now();
+            }
+        })
+    };
+    let (rounds, per_round) = (24, 40_000);
+    for round in 0..rounds {
+        commit_puts(&j, round, per_round, |_| false);
+        j.seal_active().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    nudger.join().unwrap();
+    j.stop_flusher();
+    assert!(j.sealed.lock().len() as u64 > rounds, "full segments rotated too");
+    drop(j);
+    let (_, replay) = open(Arc::new(StdVfs), dir.path(), cfg(1 << 20, false));
+    assert_eq!(replay.len() as u64, rounds * per_round);
+}
+
 /// While the store's space reserve is spent the flusher reserves no space
 /// (neither ahead of the log nor for the spare), so that freed space goes
 /// to the reserve first; once the reserve is whole it reserves ahead again.

@@ -165,14 +165,6 @@ pub(super) struct Images {
 /// allocator's heaps, which keep what is freed resident (`Mapped`).
 pub(crate) type Image = Mapped;
 
-/// A zeroed frame image buffer with every page already touched, so its
-/// page faults happen now.
-fn faulted_image() -> Image {
-    let mut img = Mapped::zeroed(FRAME_BYTES);
-    img.touch_zeros();
-    img
-}
-
 impl Pool {
     /// Have spare image buffers for `frames` frames, allocated and faulted
     /// in now, before the cut, so copies after it fault nothing.
@@ -183,9 +175,9 @@ impl Pool {
             let warm = cold.len().saturating_sub(frames.saturating_sub(have));
             cold.split_off(warm)
         };
-        more.iter_mut().for_each(Mapped::touch_zeros);
         let fresh = frames.saturating_sub(have + more.len());
         more.extend((0..fresh).map(|_| self.new_image()));
+        more.iter_mut().for_each(Mapped::touch_zeros);
         self.images.spare.lock().extend(more);
     }
 
@@ -425,19 +417,17 @@ impl Pool {
     /// copy (a writer's, which faults the same either way).
     fn released_or_new(&self, fault_in: bool) -> Image {
         let released = self.images.cold.lock().pop();
-        let mut img = released.unwrap_or_else(|| {
-            self.images.made.fetch_add(1, Ordering::Relaxed);
-            Mapped::zeroed(FRAME_BYTES)
-        });
+        let mut img = released.unwrap_or_else(|| self.new_image());
         if fault_in {
             img.touch_zeros();
         }
         img
     }
 
+    /// A new zeroed mapping, counted; its pages fault at first touch.
     fn new_image(&self) -> Image {
         self.images.made.fetch_add(1, Ordering::Relaxed);
-        faulted_image()
+        Mapped::zeroed(FRAME_BYTES)
     }
 
     /// Image buffers allocated so far (tests bound a capture's memory).

@@ -367,6 +367,7 @@ impl FrameStore {
     /// costs space), and count them as holes. Callers pass slots free in
     /// the published mapping and hold the checkpoint mutex (`holes`), so
     /// no checkpoint refills one meanwhile.
+    ///
     /// Runs of adjacent slots go in one punch each: the slots a checkpoint
     /// replaces were mostly handed out in order by the one before it.
     fn release_slots(&self, slots: impl Iterator<Item = u32>, holes: &mut Holes) {

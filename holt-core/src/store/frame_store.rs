@@ -19,6 +19,14 @@
 //!   truncates them, so its images stay readable whatever is published
 //!   after it. Unpinning frees the slots no other mapping holds, under the
 //!   checkpoint mutex (no checkpoint is handing slots out meanwhile).
+//! - Images may be written ahead of a checkpoint (`stage.rs`): each
+//!   goes to a slot neither published nor pinned, is read in place of the
+//!   published image of its frame, and is published by the next commit
+//!   unless that checkpoint writes the frame anew. Never synced on its
+//!   own: a commit syncs the frame file before publishing anything, and
+//!   an open sees only the manifest, whose slots a staged write never
+//!   touches. Staging takes the checkpoint mutex, so it never runs
+//!   within a checkpoint.
 //! - Frames are opaque bytes here, except that the frame file reads an
 //!   image's free-gap bounds to keep the gap off the disk (frame_file.rs).
 //! - The store does not take the directory lock; its owner does
@@ -92,18 +100,27 @@ struct Published {
     /// Slots of earlier mappings that snapshots still read, by pin id.
     pins: BTreeMap<u64, BTreeSet<u32>>,
     next_pin: u64,
+    /// Images written since the last publication (`stage.rs`), read
+    /// before the manifest's. Invariant: their slots are neither
+    /// published nor pinned.
+    staged: BTreeMap<FrameId, SlotRef>,
+    /// The slot a staged write is filling: neither free nor readable.
+    staging: Option<u32>,
 }
 
 impl Published {
     fn new(manifest: Manifest, slots_total: u32) -> Published {
-        let mut p = Published { manifest, free: BTreeSet::new(), slots_total, pins: BTreeMap::new(), next_pin: 1 };
+        let (pins, staged) = (BTreeMap::new(), BTreeMap::new());
+        let mut p = Published { manifest, free: BTreeSet::new(), slots_total, pins, next_pin: 1, staged, staging: None };
         p.refree();
         p
     }
 
-    /// `manifest` published over `self`, the pins carried over.
+    /// `manifest` published over `self`, the pins carried over; it holds
+    /// or supersedes every staged image.
     fn replaced_by(&mut self, manifest: Manifest, slots_total: u32) {
         self.manifest = manifest;
+        self.staged.clear();
         self.slots_total = slots_total;
         self.refree();
     }
@@ -117,7 +134,14 @@ impl Published {
     fn used_slots(&self) -> BTreeSet<u32> {
         let mut used: BTreeSet<u32> = self.manifest.frames.values().map(|r| r.slot).collect();
         used.extend(self.pins.values().flatten());
+        used.extend(self.staged.values().map(|r| r.slot).chain(self.staging));
         used
+    }
+
+    /// The slot readers take frame `id` from: its staged image, else its
+    /// published one.
+    fn slot_of(&self, id: FrameId) -> Option<&SlotRef> {
+        self.staged.get(&id).or_else(|| self.manifest.frames.get(&id))
     }
 
     /// One past the highest slot a pin holds (0 without pins).
@@ -217,11 +241,11 @@ impl FrameStore {
         self.with_slot(id, |r| self.file.read_pages(r.slot, id, pages, known, buf, via))
     }
 
-    /// Run `read` on the published slot of `id`, under the mapping's read
-    /// lock: the slot stays as published until it returns.
+    /// Run `read` on the slot of `id` (staged, else published), under the
+    /// mapping's read lock: the slot stays as it is until it returns.
     fn with_slot<T>(&self, id: FrameId, read: impl FnOnce(&SlotRef) -> Result<T>) -> Result<T> {
         let published = self.published.read();
-        let Some(r) = published.manifest.frames.get(&id) else {
+        let Some(r) = published.slot_of(id) else {
             let what = format!("frame {} is not in the manifest", id.0);
             return Err(Error::corrupted(self.dir.join(MANIFEST_NAME), 0, what));
         };
@@ -259,8 +283,9 @@ impl FrameStore {
         self.release_slots(freed.into_iter(), &mut holes);
     }
 
+    /// Whether the store holds an image of `id`, published or staged.
     pub(crate) fn contains(&self, id: FrameId) -> bool {
-        self.published.read().manifest.frames.contains_key(&id)
+        self.published.read().slot_of(id).is_some()
     }
 
     /// The store's id and the published manifest's `seq`: which checkpoint
@@ -311,6 +336,11 @@ impl FrameStore {
         let p = self.published.read();
         p.manifest.check_invariants();
         let used = p.used_slots();
+        let held: BTreeSet<u32> = p.manifest.frames.values().map(|r| r.slot).chain(p.pins.values().flatten().copied()).collect();
+        let staged: BTreeSet<u32> = p.staged.values().map(|r| r.slot).collect();
+        assert_eq!(staged.len(), p.staged.len(), "two staged images share a slot");
+        assert!(staged.is_disjoint(&held), "a staged image in a published or pinned slot");
+        assert!(p.staging.is_none_or(|s| !staged.contains(&s) && !held.contains(&s)), "the slot being staged is in use");
         for &slot in &used {
             assert!(slot < p.slots_total, "slot {slot} past the end ({})", p.slots_total);
             assert!(!p.free.contains(&slot), "slot {slot} both free and used");
@@ -352,7 +382,7 @@ impl FrameStore {
             }
         }
         let freed: Vec<u32> = match self.swept.swap(true, Ordering::Relaxed) {
-            true => p.manifest.frames.values().map(|r| r.slot).collect(),
+            true => p.manifest.frames.values().chain(p.staged.values()).map(|r| r.slot).collect(),
             // A crash between a publication and its punches leaves free
             // slots allocated: the first commit after open sweeps them all.
             false => (0..slots_total).collect(),
@@ -507,7 +537,7 @@ impl CheckpointTxn<'_> {
         if self.failed {
             return Err(Error::InvalidArgument("checkpoint had a failed frame write; start a new one".into()));
         }
-        if !self.written.is_empty() {
+        if !self.written.is_empty() || !store.published.read().staged.is_empty() {
             store.sync_frames()?;
         }
         let next = self.next_manifest(meta);
@@ -524,6 +554,7 @@ impl CheckpointTxn<'_> {
     fn next_manifest(&self, meta: ManifestMeta) -> Manifest {
         let p = self.store.published.read();
         let mut frames = p.manifest.frames.clone();
+        frames.extend(p.staged.iter().map(|(id, r)| (*id, *r)));
         for id in &self.dropped {
             frames.remove(id);
         }
@@ -607,5 +638,9 @@ impl FrameStore {
     }
 }
 
+mod stage;
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod stage_tests;

@@ -18,36 +18,36 @@ use crate::store::std_vfs::StdVfs;
 
 /// A recognisable frame image: (id, generation) in the first 16 bytes, a
 /// fill byte derived from both elsewhere.
-fn image(id: u64, gen: u64) -> Vec<u8> {
+pub(super) fn image(id: u64, gen: u64) -> Vec<u8> {
     let mut b = vec![(id.wrapping_mul(13) ^ gen.wrapping_mul(7)) as u8; FRAME_BYTES];
     b[..8].copy_from_slice(&id.to_le_bytes());
     b[8..16].copy_from_slice(&gen.to_le_bytes());
     b
 }
 
-fn gen_of(bytes: &[u8]) -> u64 {
+pub(super) fn gen_of(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(bytes[8..16].try_into().unwrap())
 }
 
-fn meta(n: u64) -> ManifestMeta {
+pub(super) fn meta(n: u64) -> ManifestMeta {
     ManifestMeta { checkpoint_lsn: Lsn(n * 10), next_frame_id: 1000 + n, root: FrameId(1), user: vec![n as u8; 3] }
 }
 
 #[derive(Copy, Clone, Debug)]
-enum Step {
+pub(super) enum Step {
     Write(u64, u64),
     Drop(u64),
 }
 
 /// What the store must hold after a checkpoint: frame -> generation.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Model {
-    frames: BTreeMap<u64, u64>,
-    meta: Option<ManifestMeta>,
+pub(super) struct Model {
+    pub(super) frames: BTreeMap<u64, u64>,
+    pub(super) meta: Option<ManifestMeta>,
 }
 
 impl Model {
-    fn apply(&self, steps: &[Step], n: u64) -> Model {
+    pub(super) fn apply(&self, steps: &[Step], n: u64) -> Model {
         let mut next = self.clone();
         for s in steps {
             match *s {
@@ -60,7 +60,7 @@ impl Model {
     }
 }
 
-fn checkpoint(store: &FrameStore, steps: &[Step], n: u64) -> Result<()> {
+pub(super) fn checkpoint(store: &FrameStore, steps: &[Step], n: u64) -> Result<()> {
     let mut txn = store.begin_checkpoint()?;
     for s in steps {
         match *s {
@@ -71,7 +71,7 @@ fn checkpoint(store: &FrameStore, steps: &[Step], n: u64) -> Result<()> {
     txn.commit(meta(n))
 }
 
-fn verify(store: &FrameStore, model: &Model) {
+pub(super) fn verify(store: &FrameStore, model: &Model) {
     store.check_invariants();
     let ids: Vec<u64> = store.frame_ids().iter().map(|f| f.0).collect();
     assert_eq!(ids, model.frames.keys().copied().collect::<Vec<_>>());
@@ -81,11 +81,11 @@ fn verify(store: &FrameStore, model: &Model) {
     }
 }
 
-fn dir() -> PathBuf {
+pub(super) fn dir() -> PathBuf {
     PathBuf::from("/store")
 }
 
-fn open_mem(vfs: &MemVfs) -> (FrameStore, Option<ManifestMeta>) {
+pub(super) fn open_mem(vfs: &MemVfs) -> (FrameStore, Option<ManifestMeta>) {
     FrameStore::open(Arc::new(vfs.clone()), &dir()).unwrap()
 }
 
@@ -104,7 +104,7 @@ fn corrupted_at(e: Error) -> (PathBuf, u64) {
 }
 
 /// Creates a store and commits `frames` 1..=n at generation 0 as checkpoint 1.
-fn store_with(vfs: &MemVfs, n: u64) -> (FrameStore, Model) {
+pub(super) fn store_with(vfs: &MemVfs, n: u64) -> (FrameStore, Model) {
     let (store, meta0) = open_mem(vfs);
     assert!(meta0.is_none());
     let steps: Vec<Step> = (1..=n).map(|id| Step::Write(id, 0)).collect();

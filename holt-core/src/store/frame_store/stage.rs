@@ -1,0 +1,109 @@
+//! Images written ahead of a checkpoint ("staged"), so that a dirty frame
+//! can leave memory without a checkpoint of its own: a tree larger than
+//! the cache otherwise checkpoints whenever half the cache is dirty.
+//!
+//! Protocol (what a crash at each step leaves):
+//! 1. a staged write takes a slot that is free (neither published nor
+//!    pinned nor staged) and writes the sealed image there, unsynced. A
+//!    crash leaves a free slot holding bytes no manifest names: the next
+//!    open counts it free, and its first commit punches it.
+//! 2. the image is staged for its frame: reads of the frame go to it from
+//!    then on; a frame's earlier staged image, if any, is free again (no
+//!    reader holds it: reads hold the mapping's read lock across their
+//!    I/O, and the swap takes the write lock) and its space is given
+//!    back. Lost in a crash like 1.
+//! 3. the next commit (`CheckpointTxn::commit`) syncs the frame file,
+//!    then publishes every staged image its checkpoint did not write anew
+//!    or drop. Only then do replaced slots become free.
+//!
+//! What makes a staged image right to publish is the caller's to keep
+//! (`engine::write_out`): staging runs only between checkpoints (it takes
+//! the checkpoint mutex), and a frame whose staged image is not its
+//! current state stays dirty, so the next checkpoint's cut writes it anew.
+
+use parking_lot::MutexGuard;
+
+use super::{check_image, FrameStore, Holes, Sealed};
+use crate::error::{Error, Result};
+use crate::ids::FrameId;
+use crate::store::manifest::SlotRef;
+
+/// Staged writes in progress: holds the checkpoint mutex, so no
+/// checkpoint hands out slots, publishes or punches meanwhile.
+pub(crate) struct StageTxn<'a> {
+    store: &'a FrameStore,
+    holes: MutexGuard<'a, Holes>,
+}
+
+impl FrameStore {
+    /// Begin staging images, or `None` while a checkpoint (or another
+    /// staging) holds the checkpoint mutex: it cleans frames itself.
+    /// `Error::Poisoned` after a failed sync.
+    pub(crate) fn try_stage(&self) -> Result<Option<StageTxn<'_>>> {
+        let Some(holes) = self.checkpoint.try_lock() else { return Ok(None) };
+        self.check_poisoned()?;
+        Ok(Some(StageTxn { store: self, holes }))
+    }
+
+    /// Frames with a staged image (reports, tests).
+    pub(crate) fn staged_count(&self) -> usize {
+        self.published.read().staged.len()
+    }
+}
+
+impl StageTxn<'_> {
+    /// Seal `img`, the whole current image of frame `id`, write it into a
+    /// free slot and read the frame from there on; published by the next
+    /// commit (see the module's protocol). On `Err` nothing changed but
+    /// the free slot's bytes.
+    pub(crate) fn seal_and_stage(&mut self, id: FrameId, img: &mut [u8]) -> Result<()> {
+        check_image(id, img)?;
+        let sealed = self.store.file.seal(id, img);
+        self.stage_sealed(id, img, sealed)
+    }
+
+    /// Stage `bytes` as they are (not sealed: tests compare what they
+    /// read back with what they wrote), with checksums computed here.
+    #[cfg(test)]
+    pub(crate) fn stage_frame(&mut self, id: FrameId, bytes: &[u8]) -> Result<()> {
+        check_image(id, bytes)?;
+        let sealed = self.store.file.checksums(id, bytes);
+        self.stage_sealed(id, bytes, sealed)
+    }
+
+    fn stage_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
+        let slot = self.alloc_slot()?;
+        let hole = self.holes.is_hole(slot);
+        self.holes.written(slot);
+        let written = self.store.file.write_slot(slot, bytes, &sealed, hole);
+        let mut p = self.store.published.write();
+        p.staging = None;
+        if let Err(e) = written {
+            p.free.insert(slot);
+            return Err(e);
+        }
+        let replaced = p.staged.insert(id, SlotRef { slot, crc: sealed.crc }).map(|old| old.slot);
+        p.free.extend(replaced);
+        drop(p);
+        self.store.release_slots(replaced.into_iter(), &mut self.holes);
+        Ok(())
+    }
+
+    /// The lowest free slot, else one past the end of the file; marked
+    /// as being staged, so it is neither free nor readable meanwhile.
+    fn alloc_slot(&mut self) -> Result<u32> {
+        let mut p = self.store.published.write();
+        let slot = match p.free.pop_first() {
+            Some(slot) => slot,
+            None => {
+                let slot = p.slots_total;
+                p.slots_total = slot
+                    .checked_add(1)
+                    .ok_or_else(|| Error::InvalidArgument("frame file reached 2^32 slots".into()))?;
+                slot
+            }
+        };
+        p.staging = Some(slot);
+        Ok(slot)
+    }
+}

@@ -1,0 +1,146 @@
+//! Images staged between checkpoints (`stage.rs`): read in place of the
+//! published ones, published by the next commit unless it writes or
+//! drops the frame, never seen by an open before that commit, and their
+//! slots reused rather than piling up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::tests::{checkpoint, gen_of, image, meta, open_mem, store_with, verify, Step};
+use super::*;
+use crate::store::mem_vfs::{CrashMode, MemVfs};
+
+fn stage(store: &FrameStore, id: u64, gen: u64) {
+    let mut txn = store.try_stage().unwrap().expect("no checkpoint runs");
+    txn.stage_frame(FrameId(id), &image(id, gen)).unwrap();
+}
+
+fn gen_read(store: &FrameStore, id: u64) -> u64 {
+    gen_of(&store.read_frame(FrameId(id)).unwrap())
+}
+
+#[test]
+fn a_staged_image_is_read_first_and_published_by_the_next_commit() {
+    let vfs = MemVfs::new();
+    let (store, model) = store_with(&vfs, 2);
+    stage(&store, 1, 5);
+    stage(&store, 3, 1);
+    store.check_invariants();
+    assert_eq!((gen_read(&store, 1), gen_read(&store, 2), gen_read(&store, 3)), (5, 0, 1));
+    assert!(store.contains(FrameId(3)), "a frame staged only is held");
+    assert_eq!(store.frame_ids(), vec![FrameId(1), FrameId(2)], "published frames only");
+    // Not synced, not published: an open sees the last manifest alone.
+    for mode in [CrashMode::DropUnsynced, CrashMode::Torn { seed: 7 }] {
+        let (reopened, found) = open_mem(&vfs.crash(mode));
+        assert_eq!(found, Some(meta(1)));
+        verify(&reopened, &model);
+        assert!(!reopened.contains(FrameId(3)));
+    }
+    let steps = [Step::Write(2, 1)];
+    checkpoint(&store, &steps, 2).unwrap();
+    let published = model.apply(&[Step::Write(1, 5), Step::Write(3, 1), Step::Write(2, 1)], 2);
+    assert_eq!(store.staged_count(), 0);
+    verify(&store, &published);
+    let (reopened, _) = open_mem(&vfs.crash(CrashMode::DropUnsynced));
+    verify(&reopened, &published);
+}
+
+#[test]
+fn a_commit_that_writes_or_drops_a_staged_frame_supersedes_its_image() {
+    let vfs = MemVfs::new();
+    let (store, model) = store_with(&vfs, 3);
+    stage(&store, 1, 4);
+    stage(&store, 2, 4);
+    stage(&store, 4, 4);
+    let steps = [Step::Write(1, 6), Step::Drop(4)];
+    checkpoint(&store, &steps, 2).unwrap();
+    let published = model.apply(&[Step::Write(2, 4), Step::Write(1, 6)], 2);
+    verify(&store, &published);
+    assert!(!store.contains(FrameId(4)));
+    let (reopened, _) = open_mem(&vfs.crash(CrashMode::DropUnsynced));
+    verify(&reopened, &published);
+}
+
+#[test]
+fn restaging_a_frame_frees_its_earlier_slot() {
+    let vfs = MemVfs::new();
+    let (store, _) = store_with(&vfs, 3);
+    let slots = store.slot_count();
+    for gen in 1..40 {
+        stage(&store, 2, gen);
+        store.check_invariants();
+        assert_eq!(gen_read(&store, 2), gen);
+    }
+    assert!(store.slot_count() <= slots + 2, "{} slots for 3 frames, one staged image and the next", store.slot_count());
+}
+
+#[test]
+fn staging_waits_for_no_checkpoint_and_none_waits_for_it() {
+    let vfs = MemVfs::new();
+    let (store, _) = store_with(&vfs, 2);
+    let txn = store.begin_checkpoint().unwrap();
+    assert!(store.try_stage().unwrap().is_none(), "a checkpoint holds the store");
+    drop(txn);
+    let staging = store.try_stage().unwrap().expect("free again");
+    drop(staging);
+}
+
+/// A power loss before any disk operation of staged writes and the
+/// commit after them reopens either the mapping before or the one the
+/// commit published, never a staged image the commit had not published.
+#[test]
+fn a_crash_at_every_step_of_staging_reopens_the_old_or_the_new_mapping() {
+    let run = |vfs: &MemVfs| {
+        let (store, old) = store_with(vfs, 3);
+        let from = vfs.ops_count();
+        stage(&store, 1, 2);
+        stage(&store, 4, 1);
+        stage(&store, 1, 3);
+        checkpoint(&store, &[Step::Write(2, 2)], 2).unwrap();
+        let new = old.apply(&[Step::Write(1, 3), Step::Write(4, 1), Step::Write(2, 2)], 2);
+        (old, new, from..vfs.ops_count())
+    };
+    let (_, _, steps) = run(&MemVfs::new());
+    let mut outcomes = [0u32; 2];
+    for op in steps {
+        for mode in [CrashMode::DropUnsynced, CrashMode::Torn { seed: op }] {
+            let vfs = MemVfs::new();
+            vfs.crash_before_op(op, mode);
+            let (old, new, _) = run(&vfs);
+            let (store, found) = open_mem(&vfs.take_crash_image().expect("the crash point is reached"));
+            let is_new = found == new.meta;
+            verify(&store, if is_new { &new } else { &old });
+            outcomes[usize::from(is_new)] += 1;
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "crashes before and after the publication: {outcomes:?}");
+}
+
+#[test]
+fn readers_see_whole_images_while_a_frame_is_staged_again_and_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = FrameStore::open(Arc::new(crate::store::std_vfs::StdVfs), tmp.path()).unwrap();
+    let store = Arc::new(store);
+    checkpoint(&store, &[Step::Write(1, 0), Step::Write(2, 0)], 1).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut last = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let got = store.read_frame(FrameId(1)).expect("a whole image");
+                let gen = gen_of(&got);
+                assert!(got == image(1, gen) && gen >= last, "generation {gen} after {last}");
+                last = gen;
+            }
+        })
+    };
+    for gen in 1..200 {
+        stage(&store, 1, gen);
+        if gen % 50 == 0 {
+            checkpoint(&store, &[Step::Write(2, gen)], gen).unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+}

@@ -110,6 +110,10 @@ pub struct TreeCounters {
     /// Of those, frames a checkpoint laid out as images and whose frames in
     /// memory took that layout (no writer came since their copy).
     pub layouts_adopted: u64,
+    /// Dirty frames written out between checkpoints so that they could
+    /// be evicted (a tree larger than the cache), published with the next
+    /// checkpoint.
+    pub frames_written_out: u64,
     /// Bytes the write-ahead log holds now (0 in memory mode).
     pub wal_bytes: u64,
     /// Bytes of WAL records handed to the OS since open.

@@ -1,7 +1,9 @@
 //! The background checkpointer: a thread that wakes on a timer or when a
 //! writer nudges it (dirty frames, WAL size or cache budget over their
 //! marks, frames nearly full) and runs a checkpoint when one is due, after
-//! making room in the frames writers found nearly full (`store::ahead`).
+//! making room in the frames writers found nearly full (`store::ahead`)
+//! and writing dirty frames out where the tree outgrows the cache
+//! (`engine::write_out`).
 //! Once per interval while the space reserve is spent, it tries to make it
 //! whole again even when no checkpoint is due (space may come back without
 //! any write to the tree).
@@ -93,6 +95,11 @@ fn run(weak: Weak<Engine>, signal: Arc<Signal>, interval: Duration) {
         signal.wake.store(false, Ordering::Release);
         let Some(engine) = weak.upgrade() else { return };
         engine.spill_ahead();
+        if engine.write_out_due() {
+            if let Err(e) = engine.write_out_dirty() {
+                log::warn!("writing dirty frames out failed (a checkpoint cleans them): {e}");
+            }
+        }
         let timer_due = timer.due(engine.checkpoints_published(), engine.last_logged());
         if let Some(start) = engine.checkpoint_due(timer_due) {
             match engine.checkpoint_now(start) {

@@ -202,10 +202,10 @@ impl Engine {
         });
         pool.trim_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();
-        // Nothing written since the published checkpoint (a clean close of
-        // an idle tree): it already is this checkpoint. Its retired ids
+        // Nothing written or staged since the published checkpoint (a clean
+        // close of an idle tree): it already is this checkpoint. Its retired ids
         // were never stored.
-        let unchanged = written == 0 && dropped.is_empty() && d.store.checkpoint_lsn() == Some(meta.lsn);
+        let unchanged = written == 0 && dropped.is_empty() && d.store.staged_count() == 0 && d.store.checkpoint_lsn() == Some(meta.lsn);
         let ended = copied.and_then(|copied| match copied {
             Copied::Stopped => Ok(Ended::Stopped),
             Copied::All if unchanged => Ok(Ended::Unchanged(meta.lsn)),

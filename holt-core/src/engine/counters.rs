@@ -78,6 +78,7 @@ impl Engine {
             compactions: c.compactions.get(),
             tidies: c.tidies.get(),
             layouts_adopted: c.layouts_adopted.get(),
+            frames_written_out: c.write_outs.get(),
             wal_bytes: journal.map_or(0, |j| j.bytes()),
             wal_bytes_written: journal.map_or(0, |j| j.bytes_written()),
             wal_syncs: journal.map_or(0, |j| j.syncs()),

@@ -17,6 +17,7 @@ mod single;
 mod sink;
 mod snapshot;
 mod write;
+mod write_out;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -370,6 +371,16 @@ impl Engine {
         if !overdue() || d.asked_waits() {
             return;
         }
+        // Where the tree outgrows the cache, dirty frames written out let
+        // the cache shrink without a checkpoint (`write_out`).
+        if self.write_out_due() {
+            if let Err(e) = self.write_out_dirty() {
+                log::warn!("writing dirty frames out over the cache bound failed (a checkpoint follows): {e}");
+            }
+            if !overdue() {
+                return;
+            }
+        }
         let _serial = d.checkpoint_serial.lock();
         if overdue() {
             if let Err(e) = self.checkpoint_locked(d, Start::Now, Owner::Background) {
@@ -621,6 +632,8 @@ mod power_loss_tests;
 mod space_tests;
 #[cfg(test)]
 mod tidy_tests;
+#[cfg(test)]
+mod write_out_tests;
 
 #[cfg(test)]
 mod tests {

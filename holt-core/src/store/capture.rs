@@ -40,13 +40,14 @@
 
 #[cfg(not(test))]
 #[inline(always)]
-fn during_unheld_copy() {}
+pub(super) fn during_unheld_copy() {}
 
 #[cfg(test)]
 pub(crate) use copy_hook::{during_unheld_copy, on_unheld_copies};
 
 /// Tests run writers between the copier's optimistic copy of a frame and
-/// its hold (`copy_unheld`), on the copier's thread.
+/// its hold (`copy_unheld`), or between a write-out's copy and its clean
+/// (`store::write_out`), on the copying thread.
 #[cfg(test)]
 mod copy_hook {
     use std::cell::RefCell;
@@ -149,7 +150,7 @@ pub(crate) struct Cut {
 pub(super) struct Images {
     taken: Mutex<Vec<(FrameId, Image)>>,
     /// Zeroed buffers, every page resident: a copy into one faults nothing.
-    spare: Mutex<Vec<Image>>,
+    pub(super) spare: Mutex<Vec<Image>>,
     /// Zeroed buffers past `SPARES_KEPT` a capture left, released lazily
     /// (`Mapped::release_lazily`): memory the kernel may take back, that
     /// the next capture's `provision_images` touches in again first, and
@@ -232,7 +233,7 @@ impl Pool {
     /// must be zeros (the frame's free gap is left as it is: the image's
     /// checksum covers those zeros). Exact when the caller keeps writers
     /// out; otherwise the caller validates.
-    fn copy_into(&self, cell: &FrameCell, mut img: Image) -> Image {
+    pub(super) fn copy_into(&self, cell: &FrameCell, mut img: Image) -> Image {
         let buf = cell.buf().expect("a dirty frame is never evicted");
         let started = Instant::now();
         buf.image_into(&mut img);
@@ -415,7 +416,7 @@ impl Pool {
     /// A buffer a capture released lazily, else a new mapping; its pages
     /// faulted in now with `fault_in` (a copy under a hold), else at the
     /// copy (a writer's, which faults the same either way).
-    fn released_or_new(&self, fault_in: bool) -> Image {
+    pub(super) fn released_or_new(&self, fault_in: bool) -> Image {
         let released = self.images.cold.lock().pop();
         let mut img = released.unwrap_or_else(|| self.new_image());
         if fault_in {

@@ -150,6 +150,9 @@ pub(crate) struct PoolCounters {
     pub copies_on_write: Counter,
     /// Free buffers whose memory went back to the kernel (see `park_buf`).
     pub buffers_released: Counter,
+    /// Dirty frames written out between checkpoints and cleaned
+    /// (`store::write_out`).
+    pub write_outs: Counter,
 }
 
 /// Live dirty frames: their number, and every frame dirtied in the current
@@ -455,6 +458,13 @@ impl Pool {
     /// does not evict what readers use.
     pub(crate) fn could_hold_tree(&self) -> bool {
         self.source.is_none() || self.live_frames.load(Ordering::Acquire).saturating_mul(2) <= self.capacity
+    }
+
+    /// Whether the tree has more frames than the cache holds: dirty
+    /// frames are then written out between checkpoints
+    /// (`engine::write_out`).
+    pub(crate) fn tree_outgrows_cache(&self) -> bool {
+        self.source.is_some() && self.live_frames.load(Ordering::Acquire) > self.capacity
     }
 
     /// Whether the cache has room for the tree twice over: what room made
@@ -810,6 +820,8 @@ impl Drop for Pool {
 
 #[path = "capture.rs"]
 mod capture;
+#[path = "write_out.rs"]
+mod write_out;
 
 #[cfg(test)]
 #[path = "pool_tests.rs"]

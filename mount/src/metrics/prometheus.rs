@@ -80,6 +80,12 @@ const ENGINE: &[EngineMetric] = &[
     ("holt_fs_engine_merges_total", Kind::Counter, "Child frames folded back into their parent.", |e| e.merges as f64),
     ("holt_fs_engine_compactions_total", Kind::Counter, "In-frame compactions of dead space.", |e| e.compactions as f64),
     ("holt_fs_engine_tidies_total", Kind::Counter, "Frames laid out again in key order.", |e| e.tidies as f64),
+    (
+        "holt_fs_engine_frames_written_out_total",
+        Kind::Counter,
+        "Dirty frames written out between checkpoints so that they could be evicted.",
+        |e| e.frames_written_out as f64,
+    ),
     ("holt_fs_engine_wal_bytes", Kind::Gauge, "Bytes the write-ahead log holds now.", |e| e.wal_bytes as f64),
     ("holt_fs_engine_wal_written_bytes_total", Kind::Counter, "Bytes of WAL records written.", |e| e.wal_bytes_written as f64),
     ("holt_fs_engine_wal_syncs_total", Kind::Counter, "fdatasyncs of the WAL.", |e| e.wal_syncs as f64),

@@ -94,6 +94,10 @@ pub struct EngineStats {
     /// Frames laid out again in key order (absent from older daemons).
     #[serde(default)]
     pub tidies: u64,
+    /// Dirty frames written out between checkpoints so that they could
+    /// be evicted (absent from older daemons).
+    #[serde(default)]
+    pub frames_written_out: u64,
     pub wal_bytes: u64,
     pub wal_bytes_written: u64,
     pub wal_syncs: u64,
@@ -148,6 +152,7 @@ impl From<TreeCounters> for EngineStats {
             merges: c.merges,
             compactions: c.compactions,
             tidies: c.tidies,
+            frames_written_out: c.frames_written_out,
             wal_bytes: c.wal_bytes,
             wal_bytes_written: c.wal_bytes_written,
             wal_syncs: c.wal_syncs,

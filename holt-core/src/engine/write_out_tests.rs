@@ -1,0 +1,181 @@
+//! Dirty frames written out between checkpoints (`engine::write_out`):
+//! they leave memory without a checkpoint, are read back from the slots
+//! they were staged in, and the next checkpoint publishes exactly the
+//! tree at its cut; a power loss at any step keeps every acknowledged
+//! write.
+
+use std::sync::Arc;
+use std::thread;
+
+use super::capture_tests::{delete, frames_only, open_on, open_with, put, Model};
+use super::checkpoint::Start;
+use super::power_loss_tests::contents;
+use crate::store::mem_vfs::{CrashMode, MemVfs};
+use crate::store::pool::on_unheld_copies;
+use crate::Tree;
+
+/// Synced commits, no background thread, and write-outs that clean every
+/// dirty frame (a dirty mark of 1: `write_out_dirty` stops at half of it).
+fn open_writing_out(vfs: &MemVfs) -> Tree {
+    open_with(vfs, |cfg| {
+        cfg.wal_sync_on_commit = true;
+        cfg.checkpoint_interval = None;
+        cfg.wal_flusher = false;
+        cfg.pool_frames_max = 4096;
+        cfg.checkpoint_dirty_frames = Some(1);
+    })
+}
+
+/// Frames the store holds a staged image of.
+fn staged(tree: &Tree) -> usize {
+    tree.engine().durable.as_ref().expect("a durable tree").store.staged_count()
+}
+
+/// Keys of the first `dirs` of the 97 directories `put` spreads keys over.
+fn in_dirs(i: &u32, dirs: u32) -> bool {
+    i % 97 < dirs
+}
+
+#[test]
+fn staged_frames_are_published_as_the_tree_at_the_next_cut() {
+    let vfs = MemVfs::new();
+    let tree = open_writing_out(&vfs);
+    let mut model = Model::new();
+    (0..12_000).for_each(|i| put(&tree, &mut model, i, 0));
+    tree.checkpoint().unwrap();
+    (0..12_000).step_by(5).for_each(|i| put(&tree, &mut model, i, 1));
+    let pool = tree.engine().pool();
+    let cleaned = tree.engine().write_out_dirty().unwrap();
+    assert!(cleaned > 3, "the updates dirtied several frames: {cleaned} written out");
+    assert_eq!((pool.dirty_count(), staged(&tree)), (0, cleaned), "every dirty frame staged and clean");
+    assert_eq!(contents(&tree), model, "the frames are as they were");
+    // Changes before the cut: some staged frames dirty again, new keys.
+    (0..12_000).filter(|i| in_dirs(i, 6)).for_each(|i| put(&tree, &mut model, i, 2));
+    (12_000..12_500).filter(|i| in_dirs(i, 6)).for_each(|i| put(&tree, &mut model, i, 2));
+    assert!(pool.dirty_count() < staged(&tree), "some staged images are the frames' state at the cut");
+    let at_cut = model.clone();
+    tree.engine().checkpoint_now(Start::Now).unwrap();
+    assert_eq!(staged(&tree), 0, "the checkpoint published or superseded every staged image");
+    // Changes after the cut, to frames staged and published.
+    (0..12_000).step_by(3).for_each(|i| put(&tree, &mut model, i, 3));
+    let frames = frames_only(&vfs);
+    assert_eq!(contents(&open_on(&frames)), at_cut, "the published frames alone are the tree at the cut");
+    drop(tree);
+    assert_eq!(contents(&open_on(&vfs.crash(CrashMode::DropUnsynced))), model);
+}
+
+/// Disk operations of one step of `scenario`, and the tree's content
+/// while it ran (no write came during it).
+type Phase = (std::ops::Range<u64>, Model);
+
+/// A checkpointed tree, changes in most of its frames, write-outs, more
+/// changes (to frames written out and others) and write-outs again, more
+/// changes, then a checkpoint. Returns the disk operations of each
+/// write-out and of the checkpoint, with the tree's content meanwhile.
+fn scenario(vfs: &MemVfs) -> Vec<Phase> {
+    let tree = open_writing_out(vfs);
+    let mut model = Model::new();
+    let mut phases = Vec::new();
+    let mut phase = |model: &Model, step: &mut dyn FnMut()| {
+        let from = vfs.ops_count();
+        step();
+        phases.push((from..vfs.ops_count(), model.clone()));
+    };
+    (0..12_000).for_each(|i| put(&tree, &mut model, i, 0));
+    tree.checkpoint().unwrap();
+    (0..12_000).step_by(4).for_each(|i| put(&tree, &mut model, i, 1));
+    phase(&model, &mut || assert!(tree.engine().write_out_dirty().unwrap() > 3));
+    (0..12_000).filter(|i| in_dirs(i, 10)).for_each(|i| put(&tree, &mut model, i, 2));
+    (12_000..13_000).for_each(|i| put(&tree, &mut model, i, 2));
+    (0..12_000).step_by(11).for_each(|i| delete(&tree, &mut model, i));
+    phase(&model, &mut || assert!(tree.engine().write_out_dirty().unwrap() > 0));
+    (0..12_000).filter(|i| in_dirs(i, 3)).for_each(|i| put(&tree, &mut model, i, 3));
+    phase(&model, &mut || tree.engine().checkpoint_now(Start::Now).unwrap());
+    std::mem::forget(tree);
+    phases
+}
+
+#[test]
+fn a_crash_before_any_step_of_write_outs_and_their_checkpoint_keeps_every_acknowledged_write() {
+    let phases = scenario(&MemVfs::new());
+    let steps: u64 = phases.iter().map(|(ops, _)| ops.end - ops.start).sum();
+    assert!(steps > 20, "write-outs and a checkpoint: {steps} disk operations");
+    for (ops, model) in &phases {
+        for op in ops.clone() {
+            for mode in [CrashMode::DropUnsynced, CrashMode::Torn { seed: op }] {
+                let vfs = MemVfs::new();
+                vfs.crash_before_op(op, mode);
+                let again = scenario(&vfs);
+                assert!(again.iter().map(|p| &p.0).eq(phases.iter().map(|p| &p.0)), "the run is deterministic");
+                let image = vfs.take_crash_image().expect("the crash point is reached");
+                let tree = open_writing_out(&image);
+                tree.engine().check_invariants().unwrap();
+                assert!(contents(&tree) == *model, "{mode:?} before op {op} of {ops:?}");
+            }
+        }
+    }
+}
+
+/// A tree eight times its cache, written by two threads while the
+/// background checkpointer runs: the cache bound is kept by writing dirty
+/// frames out, not by checkpointing, and evicted frames come back from
+/// their staged slots as they were.
+#[test]
+fn a_tree_larger_than_its_cache_writes_dirty_frames_out_instead_of_checkpointing() {
+    let vfs = MemVfs::new();
+    let open = |vfs: &MemVfs| {
+        open_with(vfs, |cfg| {
+            cfg.pool_frames_max = crate::POOL_FRAMES_MIN;
+            cfg.checkpoint_interval = Some(std::time::Duration::from_secs(3600));
+        })
+    };
+    let tree = Arc::new(open(&vfs));
+    let mut model = Model::new();
+    (0..60_000).for_each(|i| put(&tree, &mut model, i, 0));
+    tree.checkpoint().unwrap();
+    assert!(tree.engine().pool().tree_outgrows_cache(), "{} frames", tree.engine().pool().live_ids().len());
+    let before = tree.counters();
+    let writers: Vec<_> = (0..2u32)
+        .map(|t| {
+            let tree = Arc::clone(&tree);
+            thread::spawn(move || {
+                let mut mine = Model::new();
+                (0..60_000).filter(|i| i % 2 == t && i % 5 != 0).for_each(|i| put(&tree, &mut mine, i, 1 + t as u8));
+                mine
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|w| model.extend(w.join().unwrap()));
+    let after = tree.counters();
+    assert!(after.frames_written_out > before.frames_written_out, "{after:?}");
+    assert!(after.evictions > before.evictions && after.frames_read > before.frames_read, "{after:?}");
+    assert!(after.checkpoints - before.checkpoints < after.frames_written_out - before.frames_written_out, "{after:?}");
+    assert_eq!(contents(&tree), model);
+    tree.engine().check_invariants().unwrap();
+    drop(Arc::into_inner(tree).expect("the writers are done"));
+    assert_eq!(contents(&open(&vfs)), model, "reopened after a clean close");
+}
+
+/// A write that lands between a write-out's copy and its clean keeps the
+/// frame dirty: the staged image lacks it, so the next checkpoint writes
+/// the frame anew and the published frames hold the write.
+#[test]
+fn a_frame_written_after_its_copy_stays_dirty_and_the_checkpoint_writes_it_anew() {
+    let vfs = MemVfs::new();
+    let tree = Arc::new(open_writing_out(&vfs));
+    let model = Arc::new(std::sync::Mutex::new(Model::new()));
+    (0..12_000).for_each(|i| put(&tree, &mut model.lock().unwrap(), i, 0));
+    tree.checkpoint().unwrap();
+    (0..12_000).filter(|i| in_dirs(i, 1)).for_each(|i| put(&tree, &mut model.lock().unwrap(), i, 1));
+    let (t, m) = (Arc::clone(&tree), Arc::clone(&model));
+    on_unheld_copies(move || {
+        put(&t, &mut m.lock().unwrap(), 97 * 5, 9);
+        false
+    });
+    let cleaned = tree.engine().write_out_dirty().unwrap();
+    assert!(staged(&tree) > cleaned, "{} staged, {cleaned} cleaned", staged(&tree));
+    assert!(tree.engine().pool().dirty_count() > 0, "the frame written after its copy is dirty");
+    tree.engine().checkpoint_now(Start::Now).unwrap();
+    let at_cut = model.lock().unwrap().clone();
+    assert_eq!(contents(&open_on(&frames_only(&vfs))), at_cut);
+}

@@ -61,6 +61,10 @@ impl FileIo for StdFile {
         start_writeback(&self.0, offset, len)
     }
 
+    fn wait_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        wait_writeback(&self.0, offset, len)
+    }
+
     fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
         will_need(&self.0, offset, len)
     }
@@ -166,11 +170,22 @@ pub(crate) fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) ->
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range's dirty pages
 /// for writeback and return (see `FileIo::start_writeback`).
 pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    sync_file_range(file, offset, len, libc::SYNC_FILE_RANGE_WRITE)
+}
+
+/// `sync_file_range` with both waits: write the range's dirty pages back
+/// and wait for them (see `FileIo::wait_writeback`).
+pub(crate) fn wait_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    sync_file_range(file, offset, len, flags)
+}
+
+fn sync_file_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) -> io::Result<()> {
     let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len)) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "range past the largest file offset"));
     };
     // SAFETY: plain syscall on an open descriptor; no memory is passed.
-    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
     if rc == 0 {
         Ok(())
     } else {
@@ -289,6 +304,54 @@ pub(crate) mod tests {
         let mut back = vec![1u8; len];
         assert_eq!(file.read_at(&mut back, 0).unwrap(), len);
         assert!(back.iter().all(|&b| b == 0));
+    }
+
+    /// `wait_writeback` returns with the range's pages written back: none
+    /// dirty, none under writeback (the kernel's `cachestat`), the bytes
+    /// as written.
+    #[test]
+    fn wait_writeback_leaves_no_dirty_page_in_its_range() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("frames");
+        let file = StdVfs.open(&path, true).unwrap();
+        let len = 2usize << 20;
+        file.write_at(&vec![7u8; len], 0).unwrap();
+        assert!(dirty_pages(&path, len).0 > 0, "a buffered write leaves dirty pages");
+        file.wait_writeback(0, len as u64).unwrap();
+        assert_eq!(dirty_pages(&path, len), (0, 0), "dirty and writeback pages after the wait");
+        let mut back = vec![0u8; len];
+        assert_eq!(file.read_at(&mut back, 0).unwrap(), len);
+        assert!(back.iter().all(|&b| b == 7));
+    }
+
+    /// `cachestat`'s number, the same on every architecture (libc does not
+    /// name it yet).
+    const SYS_CACHESTAT: libc::c_long = 451;
+
+    /// Dirty pages and pages under writeback among `path`'s first `len`
+    /// bytes (`cachestat(2)`, Linux 6.5).
+    fn dirty_pages(path: &std::path::Path, len: usize) -> (u64, u64) {
+        use std::os::fd::AsRawFd;
+        #[repr(C)]
+        struct Range {
+            off: u64,
+            len: u64,
+        }
+        #[repr(C)]
+        #[derive(Default)]
+        struct Stat {
+            cache: u64,
+            dirty: u64,
+            writeback: u64,
+            evicted: u64,
+            recently_evicted: u64,
+        }
+        let file = fs::File::open(path).unwrap();
+        let (range, mut stat) = (Range { off: 0, len: len as u64 }, Stat::default());
+        // SAFETY: `cachestat` reads `range` and writes `stat`, both live and laid out as the kernel's.
+        let rc = unsafe { libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &range as *const Range, &mut stat as *mut Stat, 0) };
+        assert_eq!(rc, 0, "cachestat: {}", io::Error::last_os_error());
+        (stat.dirty, stat.writeback)
     }
 
     /// Pages of `path`'s first `len` bytes in the page cache.

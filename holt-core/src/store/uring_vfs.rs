@@ -188,6 +188,10 @@ impl FileIo for UringFile {
         super::std_vfs::start_writeback(&self.file, offset, len)
     }
 
+    fn wait_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        super::std_vfs::wait_writeback(&self.file, offset, len)
+    }
+
     fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
         super::std_vfs::will_need(&self.file, offset, len)
     }

@@ -58,6 +58,16 @@ pub(crate) trait FileIo: Send + Sync {
         Ok(())
     }
 
+    /// Write back the dirty pages of `[offset, offset + len)` and wait
+    /// for them (`sync_file_range` with both waits): bounds the dirty
+    /// page cache a writer leaves behind, and makes nothing durable (no
+    /// flush, no metadata). An error may have been taken from the file's
+    /// writeback error state, so callers treat it as a failed sync. A
+    /// no-op where there is nothing to gain (every simulated file).
+    fn wait_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Bring the pages of `[offset, offset + len)` into the page cache now
     /// (`posix_fadvise(POSIX_FADV_WILLNEED)`), so that a later store into a
     /// mapping of them faults on a cached page instead of allocating and

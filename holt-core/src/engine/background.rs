@@ -96,7 +96,7 @@ fn run(weak: Weak<Engine>, signal: Arc<Signal>, interval: Duration) {
         let Some(engine) = weak.upgrade() else { return };
         engine.spill_ahead();
         if engine.write_out_due() {
-            if let Err(e) = engine.write_out_dirty() {
+            if let Err(e) = engine.write_out_dirty(false) {
                 log::warn!("writing dirty frames out failed (a checkpoint cleans them): {e}");
             }
         }

@@ -374,7 +374,7 @@ impl Engine {
         // Where the tree outgrows the cache, dirty frames written out let
         // the cache shrink without a checkpoint (`write_out`).
         if self.write_out_due() {
-            if let Err(e) = self.write_out_dirty() {
+            if let Err(e) = self.write_out_dirty(true) {
                 log::warn!("writing dirty frames out over the cache bound failed (a checkpoint follows): {e}");
             }
             if !overdue() {
@@ -423,9 +423,9 @@ impl Engine {
         if dirty == 0 || self.check_poison().is_err() {
             return None;
         }
-        let pressed = dirty >= self.cfg.dirty_frames_mark()
-            || self.pool.over_budget()
-            || d.journal.bytes() >= self.cfg.wal_bytes_target;
+        // Where dirty frames are written out, only the WAL presses.
+        let cache_presses = !self.writes_out(d) && (dirty >= self.cfg.dirty_frames_mark() || self.pool.over_budget());
+        let pressed = cache_presses || d.journal.bytes() >= self.cfg.wal_bytes_target;
         match (pressed, interval_elapsed) {
             (true, _) => Some(Start::Now),
             (false, true) => Some(Start::Tidy),

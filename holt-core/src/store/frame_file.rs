@@ -644,6 +644,14 @@ impl FrameFile {
         self.file.set_len(self.slot_offset(slots)).map_err(|e| self.io_err("truncate", e))
     }
 
+    /// Write the pages of `slots` back and wait for them
+    /// (`FileIo::wait_writeback`): bounds the dirty page cache, makes
+    /// nothing durable.
+    pub(crate) fn wait_slots_written(&self, slots: std::ops::Range<u32>) -> Result<()> {
+        let at = self.slot_offset(slots.start);
+        self.file.wait_writeback(at, self.slot_offset(slots.end) - at).map_err(|e| self.io_err("sync_file_range", e))
+    }
+
     pub(crate) fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(|e| self.io_err("fdatasync", e))
     }

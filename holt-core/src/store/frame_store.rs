@@ -23,7 +23,9 @@
 //!   goes to a slot neither published nor pinned, is read in place of the
 //!   published image of its frame, and is published by the next commit
 //!   unless that checkpoint writes the frame anew. Never synced on its
-//!   own: a commit syncs the frame file before publishing anything, and
+//!   own (a staging round only waits for its pages' writeback, which
+//!   makes nothing durable): a commit syncs the frame file before
+//!   publishing anything, and
 //!   an open sees only the manifest, whose slots a staged write never
 //!   touches. Staging takes the checkpoint mutex, so it never runs
 //!   within a checkpoint.
@@ -35,7 +37,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -60,6 +62,9 @@ pub(crate) struct FrameStore {
     poisoned: Mutex<Option<String>>,
     /// Every free slot has been punched since open.
     swept: AtomicBool,
+    /// Images staged since the last commit, restaged frames counted again
+    /// (`stage.rs`).
+    staged_since_commit: AtomicUsize,
 }
 
 /// Free slots that are holes from end to end, so that a write into one
@@ -201,6 +206,7 @@ impl FrameStore {
             published: RwLock::new(Published::new(manifest, slots_total)),
             // A partial slot past the whole ones may hold bytes too.
             checkpoint: Mutex::new(Holes { punched: BTreeSet::new(), written_end: slots_total.saturating_add(1) }),
+            staged_since_commit: AtomicUsize::new(0),
             poisoned: Mutex::new(None),
             swept: AtomicBool::new(false),
         };
@@ -547,6 +553,7 @@ impl CheckpointTxn<'_> {
             }
             return Err(error);
         }
+        store.staged_since_commit.store(0, Ordering::Relaxed);
         store.install(next, self.slots_ext_next, &mut self.holes);
         Ok(())
     }
@@ -639,6 +646,7 @@ impl FrameStore {
 }
 
 mod stage;
+pub(crate) use stage::StageTxn;
 
 #[cfg(test)]
 mod tests;

@@ -21,9 +21,11 @@
 //! the checkpoint mutex), and a frame whose staged image is not its
 //! current state stays dirty, so the next checkpoint's cut writes it anew.
 
+use std::sync::atomic::Ordering;
+
 use parking_lot::MutexGuard;
 
-use super::{check_image, FrameStore, Holes, Sealed};
+use super::{check_image, slot_runs, FrameStore, Holes, Sealed};
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::store::manifest::SlotRef;
@@ -33,6 +35,8 @@ use crate::store::manifest::SlotRef;
 pub(crate) struct StageTxn<'a> {
     store: &'a FrameStore,
     holes: MutexGuard<'a, Holes>,
+    /// Slots written since this began.
+    written: Vec<u32>,
 }
 
 impl FrameStore {
@@ -42,7 +46,19 @@ impl FrameStore {
     pub(crate) fn try_stage(&self) -> Result<Option<StageTxn<'_>>> {
         let Some(holes) = self.checkpoint.try_lock() else { return Ok(None) };
         self.check_poisoned()?;
-        Ok(Some(StageTxn { store: self, holes }))
+        Ok(Some(StageTxn { store: self, holes, written: Vec::new() }))
+    }
+
+    /// `try_stage`, waiting for a checkpoint or staging under way.
+    pub(crate) fn stage(&self) -> Result<StageTxn<'_>> {
+        let holes = self.checkpoint.lock();
+        self.check_poisoned()?;
+        Ok(StageTxn { store: self, holes, written: Vec::new() })
+    }
+
+    /// Images staged since the last commit, restaged frames counted again.
+    pub(crate) fn staged_since_commit(&self) -> usize {
+        self.staged_since_commit.load(Ordering::Relaxed)
     }
 
     /// Frames with a staged image (reports, tests).
@@ -86,6 +102,27 @@ impl StageTxn<'_> {
         p.free.extend(replaced);
         drop(p);
         self.store.release_slots(replaced.into_iter(), &mut self.holes);
+        self.written.push(slot);
+        self.store.staged_since_commit.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// End the staging: wait for the staged images' pages to be written
+    /// back. Not for durability (no manifest names a staged image until a
+    /// commit syncs the file), but so that write-outs do not pile dirty
+    /// pages up in the page cache, which under a memory limit counts
+    /// against the same limit as the cache and which a checkpoint keeps
+    /// bounded by syncing every few images. A failed wait poisons the
+    /// store, as a failed sync of the frame file does (it may have taken
+    /// the file's writeback error from the next sync). Waits after the
+    /// checkpoint mutex is released: a slot a checkpoint frees and fills
+    /// meanwhile only makes the wait cover its new pages.
+    pub(crate) fn finish(self) -> Result<()> {
+        let StageTxn { store, holes, written } = self;
+        drop(holes);
+        for run in slot_runs(written.into_iter()) {
+            store.file.wait_slots_written(run).inspect_err(|e| store.poison(e))?;
+        }
         Ok(())
     }
 

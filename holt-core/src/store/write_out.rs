@@ -37,7 +37,10 @@ impl Pool {
     /// writer latched it after the copy (it stays dirty). The caller holds
     /// the store's checkpoint mutex, so no frame is pending.
     pub(crate) fn write_out(&self, id: FrameId, stage: &mut ImageSink<'_>) -> Result<bool> {
-        let Some(cell) = self.cell(id) else { return Ok(false) };
+        // A look without the latch skips frames cleaned since the list
+        // named them (most of it between checkpoints) without waiting for
+        // a writer; the hold looks again.
+        let Some(cell) = self.cell(id).filter(|c| c.is_dirty()) else { return Ok(false) };
         cell.latch.hold();
         if !cell.is_dirty() || !cell.is_live() {
             cell.latch.release_hold();

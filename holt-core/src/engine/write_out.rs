@@ -4,8 +4,9 @@
 //! checkpoint (a WAL sync, a frame-file sync, a manifest publication and
 //! the punches of the slots it frees) for every half cache of dirty
 //! frames. Checkpoints still come on the WAL (at a quarter of its target
-//! while frames are written out), the timer, a caller or a close, and
-//! publish the staged images with their own.
+//! while frames are written out), after 256 MiB of staged images, on the
+//! timer, for a caller or a close, and publish the staged images with
+//! their own.
 //!
 //! A crash loses nothing: a staged image is never published by anything
 //! but a checkpoint's commit, and then only as the state at that

@@ -23,6 +23,17 @@ fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     segment::list_segments(&StdVfs, dir).unwrap().into_iter().map(|s| s.1).collect()
 }
 
+/// Commit one-put records until the active segment holds 600 KiB (more
+/// than one writeback step); returns the records committed.
+fn fill_600k(j: &Journal) -> usize {
+    let mut records = 0;
+    while j.io.lock().active.len < 600 << 10 {
+        commit_puts(j, 0, 1, |_| false);
+        records += 1;
+    }
+    records
+}
+
 /// With a spare ready, a rotation makes no fdatasync on the writer's path:
 /// the new segment is the spare renamed, its header unsynced, and the
 /// sealed segment's fdatasync is the flusher's; a sync waits for it.
@@ -65,11 +76,7 @@ fn rotation_with_a_spare_leaves_the_seal_to_the_flusher() {
 fn the_flusher_reserves_space_ahead_and_a_seal_still_cuts_it() {
     let dir = tempfile::tempdir().unwrap();
     let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
-    let mut i = 0;
-    while j.io.lock().active.len < 600 << 10 {
-        commit_puts(&j, 0, 1, |_| false);
-        i += 1;
-    }
+    let i = fill_600k(&j);
     j.work_ahead();
     let (path, len, reserved) = {
         let io = j.io.lock();
@@ -94,11 +101,7 @@ fn the_flusher_reserves_space_ahead_and_a_seal_still_cuts_it() {
 fn the_flusher_maps_pages_ahead_of_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (j, _) = open(Arc::new(StdVfs), dir.path(), cfg(16 << 20, false));
-    let mut records = 0;
-    while j.io.lock().active.len < 600 << 10 {
-        commit_puts(&j, 0, 1, |_| false);
-        records += 1;
-    }
+    let records = fill_600k(&j);
     j.work_ahead();
     let (map, len) = {
         let io = j.io.lock();
@@ -161,9 +164,7 @@ fn the_flusher_reserves_nothing_while_the_space_reserve_is_spent() {
     let j = j.with_space_reserve(Arc::clone(&reserve));
     reserve.release(&"a test");
     let before = j.io.lock().active.reserved();
-    while j.io.lock().active.len < 600 << 10 {
-        commit_puts(&j, 0, 1, |_| false);
-    }
+    fill_600k(&j);
     j.work_ahead();
     let (len, reserved) = {
         let io = j.io.lock();

@@ -150,7 +150,7 @@ pub(crate) struct Cut {
 pub(super) struct Images {
     taken: Mutex<Vec<(FrameId, Image)>>,
     /// Zeroed buffers, every page resident: a copy into one faults nothing.
-    pub(super) spare: Mutex<Vec<Image>>,
+    spare: Mutex<Vec<Image>>,
     /// Zeroed buffers past `SPARES_KEPT` a capture left, released lazily
     /// (`Mapped::release_lazily`): memory the kernel may take back, that
     /// the next capture's `provision_images` touches in again first, and
@@ -309,6 +309,11 @@ impl Pool {
                 if sunk == Sunk::Stopped { Copied::Stopped } else { Copied::All }
             });
         }
+        self.return_spare(img);
+    }
+
+    /// Give an image buffer back to the spares, zeroed (see `copy_into`).
+    pub(super) fn return_spare(&self, mut img: Image) {
         img.fill(0);
         self.images.spare.lock().push(img);
     }
@@ -402,8 +407,9 @@ impl Pool {
         claimed
     }
 
-    /// A spare buffer unless only the writers' share is left.
-    fn copier_buffer(&self) -> Image {
+    /// A spare buffer unless only the writers' share is left (all of
+    /// them between checkpoints: a write-out's).
+    pub(super) fn copier_buffer(&self) -> Image {
         let mut spare = self.images.spare.lock();
         if spare.len() > WRITER_SPARES {
             return spare.pop().expect("more than the writers' share");
@@ -416,7 +422,7 @@ impl Pool {
     /// A buffer a capture released lazily, else a new mapping; its pages
     /// faulted in now with `fault_in` (a copy under a hold), else at the
     /// copy (a writer's, which faults the same either way).
-    pub(super) fn released_or_new(&self, fault_in: bool) -> Image {
+    fn released_or_new(&self, fault_in: bool) -> Image {
         let released = self.images.cold.lock().pop();
         let mut img = released.unwrap_or_else(|| self.new_image());
         if fault_in {

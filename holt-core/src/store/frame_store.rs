@@ -25,10 +25,9 @@
 //!   unless that checkpoint writes the frame anew. Never synced on its
 //!   own (a staging round only waits for its pages' writeback, which
 //!   makes nothing durable): a commit syncs the frame file before
-//!   publishing anything, and
-//!   an open sees only the manifest, whose slots a staged write never
-//!   touches. Staging takes the checkpoint mutex, so it never runs
-//!   within a checkpoint.
+//!   publishing anything, and an open sees only the manifest, whose
+//!   slots a staged write never touches. Staging takes the checkpoint
+//!   mutex, so it never runs within a checkpoint.
 //! - Frames are opaque bytes here, except that the frame file reads an
 //!   image's free-gap bounds to keep the gap off the disk (frame_file.rs).
 //! - The store does not take the directory lock; its owner does
@@ -399,6 +398,15 @@ impl FrameStore {
         self.release_slots(freed.into_iter(), holes);
     }
 
+    /// Write a sealed image into `slot`, which no reader reads; its free
+    /// gap is punched out unless the slot is a hole already (`Holes`,
+    /// guarded by the checkpoint mutex the caller holds).
+    fn write_slot(&self, holes: &mut Holes, slot: u32, bytes: &[u8], sealed: &Sealed) -> Result<()> {
+        let hole = holes.is_hole(slot);
+        holes.written(slot);
+        self.file.write_slot(slot, bytes, sealed, hole)
+    }
+
     /// Give the disk space of free slots back (best effort: a failure only
     /// costs space), and count them as holes. Callers pass slots free in
     /// the published mapping and hold the checkpoint mutex (`holes`), so
@@ -501,9 +509,7 @@ impl CheckpointTxn<'_> {
             Some(r) => r.slot,
             None => self.alloc_slot()?,
         };
-        let hole = self.holes.is_hole(slot);
-        self.holes.written(slot);
-        if let Err(e) = self.store.file.write_slot(slot, bytes, &sealed, hole) {
+        if let Err(e) = self.store.write_slot(&mut self.holes, slot, bytes, &sealed) {
             self.written.remove(&id);
             self.released.push(slot);
             self.failed = true;
@@ -579,11 +585,14 @@ impl CheckpointTxn<'_> {
             return Ok(slot);
         }
         let slot = self.slots_ext_next;
-        self.slots_ext_next = slot
-            .checked_add(1)
-            .ok_or_else(|| Error::InvalidArgument("frame file reached 2^32 slots".into()))?;
+        self.slots_ext_next = slot_after(slot)?;
         Ok(slot)
     }
+}
+
+/// The slot after `slot`, past the end of the file.
+fn slot_after(slot: u32) -> Result<u32> {
+    slot.checked_add(1).ok_or_else(|| Error::InvalidArgument("frame file reached 2^32 slots".into()))
 }
 
 /// Validate `frames.dat` against the manifest that references it.

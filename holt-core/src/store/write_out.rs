@@ -47,9 +47,7 @@ impl Pool {
             return Ok(false);
         }
         debug_assert!(!self.is_pending(cell), "no checkpoint runs during a write-out");
-        let spare = self.images.spare.lock().pop();
-        let img = spare.unwrap_or_else(|| self.released_or_new(true));
-        let mut img = self.copy_into(cell, img);
+        let mut img = self.copy_into(cell, self.copier_buffer());
         let version = cell.latch.optimistic().expect("a hold is not a write");
         cell.latch.release_hold();
         during_unheld_copy();
@@ -58,8 +56,7 @@ impl Pool {
             Ok(Sunk::Stopped) | Err(_) => false,
             Ok(sunk) => self.clean_written(id, version, (sunk == Sunk::LaidOut).then_some(&img)),
         };
-        img.fill(0);
-        self.images.spare.lock().push(img);
+        self.return_spare(img);
         sunk.map(|_| cleaned)
     }
 

@@ -25,8 +25,8 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
 
-use super::{check_image, slot_runs, FrameStore, Holes, Sealed};
-use crate::error::{Error, Result};
+use super::{check_image, slot_after, slot_runs, FrameStore, Holes, Sealed};
+use crate::error::Result;
 use crate::ids::FrameId;
 use crate::store::manifest::SlotRef;
 
@@ -89,9 +89,7 @@ impl StageTxn<'_> {
 
     fn stage_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
         let slot = self.alloc_slot()?;
-        let hole = self.holes.is_hole(slot);
-        self.holes.written(slot);
-        let written = self.store.file.write_slot(slot, bytes, &sealed, hole);
+        let written = self.store.write_slot(&mut self.holes, slot, bytes, &sealed);
         let mut p = self.store.published.write();
         p.staging = None;
         if let Err(e) = written {
@@ -134,9 +132,7 @@ impl StageTxn<'_> {
             Some(slot) => slot,
             None => {
                 let slot = p.slots_total;
-                p.slots_total = slot
-                    .checked_add(1)
-                    .ok_or_else(|| Error::InvalidArgument("frame file reached 2^32 slots".into()))?;
+                p.slots_total = slot_after(slot)?;
                 slot
             }
         };

@@ -6,13 +6,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::tests::{checkpoint, gen_of, image, meta, open_mem, store_with, verify, Step};
+use super::tests::{checkpoint, gen_of, image, meta, open_mem, store_with, verify, Model, Step};
 use super::*;
 use crate::store::mem_vfs::{CrashMode, MemVfs};
 
 fn stage(store: &FrameStore, id: u64, gen: u64) {
     let mut txn = store.try_stage().unwrap().expect("no checkpoint runs");
     txn.stage_frame(FrameId(id), &image(id, gen)).unwrap();
+}
+
+/// The store a power loss leaves on `vfs` reopens holding `model`.
+fn verify_after_power_loss(vfs: &MemVfs, model: &Model) {
+    let (reopened, _) = open_mem(&vfs.crash(CrashMode::DropUnsynced));
+    verify(&reopened, model);
 }
 
 fn gen_read(store: &FrameStore, id: u64) -> u64 {
@@ -41,8 +47,7 @@ fn a_staged_image_is_read_first_and_published_by_the_next_commit() {
     let published = model.apply(&[Step::Write(1, 5), Step::Write(3, 1), Step::Write(2, 1)], 2);
     assert_eq!(store.staged_count(), 0);
     verify(&store, &published);
-    let (reopened, _) = open_mem(&vfs.crash(CrashMode::DropUnsynced));
-    verify(&reopened, &published);
+    verify_after_power_loss(&vfs, &published);
 }
 
 #[test]
@@ -57,8 +62,7 @@ fn a_commit_that_writes_or_drops_a_staged_frame_supersedes_its_image() {
     let published = model.apply(&[Step::Write(2, 4), Step::Write(1, 6)], 2);
     verify(&store, &published);
     assert!(!store.contains(FrameId(4)));
-    let (reopened, _) = open_mem(&vfs.crash(CrashMode::DropUnsynced));
-    verify(&reopened, &published);
+    verify_after_power_loss(&vfs, &published);
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::op::{Guard, LogOp, Op};
 use crate::store::pool::Pool;
 use super::write::{land_from, Hint, Hints, NO_RANK};
 use crate::layout::node::LeafAt;
-use crate::tree::descend::{retry, try_locate, Walk};
+use crate::tree::descend::{retry, try_locate, try_locate_paged, Walk};
 use crate::tree::hits::Hits;
 use crate::tree::scan::{scan, Scan, ScanScratch};
 use crate::tree::Owned;
@@ -38,7 +38,7 @@ fn note(fp: &mut Footprint, id: FrameId, version: Option<u64>) -> bool {
 }
 
 fn key_footprint(reader: &Owned<'_>, key: &[u8], fp: &mut Footprint) -> Result<Option<Hint>> {
-    let land = retry(reader, || try_locate(reader.pool(), reader, key))?;
+    let land = retry(reader, || try_locate_paged(reader.pool(), reader, key))?;
     let hint = Hint { frame: land.view.id, entry: land.entry };
     Ok(note(fp, land.view.id, land.view.version).then_some(hint))
 }

@@ -196,6 +196,44 @@ fn a_batch_makes_the_frames_its_guard_read_in_part_whole() {
     tree.check_invariants().unwrap();
 }
 
+/// A writer reads the frames above the one it changes by pages, as a
+/// lookup does, and only the frame it changes whole, into a buffer other
+/// than the one that held its pages (that one's pages were given back:
+/// filling it would fault in the frame). The keys share one prefix, so
+/// the root frame links to a frame of upper nodes above the leaves'
+/// frames; with every frame held in part after the gets, a put that
+/// read the frames it passed through whole read two.
+#[test]
+fn a_writer_reads_whole_only_the_frame_it_changes() {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(0x3717);
+    warm(&tree, &mut rng);
+    let pool = tree.engine().pool();
+    let (mut completed, mut put) = (0, std::collections::HashSet::new());
+    for _ in 0..50 {
+        random_gets(&tree, &mut rng, 20, |i| u8::from(put.contains(&i)));
+        let i = rng.below(KEYS);
+        let reader = crate::tree::Owned::new(pool);
+        let land = crate::tree::descend::retry(&reader, || crate::tree::descend::try_locate_paged(pool, &reader, &key(i))).unwrap();
+        let (id, part) = (land.view.id, land.view.cell.part().map(|b| b as *const FrameBuf));
+        drop(reader);
+        let before = tree.counters().frames_read;
+        tree.put(&key(i), &value(i, 1)).unwrap();
+        put.insert(i);
+        let read = tree.counters().frames_read - before;
+        assert!(read <= 1, "a put read {read} frames whole");
+        let buf = pool.cell(id).unwrap().buf().map(|b| b as *const FrameBuf);
+        if let (Some(part), Some(buf)) = (part, buf) {
+            assert_ne!(part, buf, "frame {} completed in its part buffer", id.0);
+            completed += 1;
+        }
+        assert!(tree.get(&key(i)).unwrap() == Some(value(i, 1)), "key {i}");
+    }
+    assert!(completed > 0, "no put landed in a frame held in part");
+    tree.check_invariants().unwrap();
+}
+
 fn random_gets(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) {
     for _ in 0..gets {
         let i = rng.below(KEYS);

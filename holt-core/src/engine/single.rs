@@ -2,15 +2,16 @@
 //! guards (`Tree::put`, `insert`, `delete`, `remove`). Same steps and the
 //! same guarantees as `Engine::apply`, with one landing instead of a
 //! footprint map, hint list and overlay: the key's optimistic walk finds the
-//! frame, the frame is latched at the version walked, so the walk's result
-//! still holds and the op lands from its entry without walking again first.
+//! frame (reading the frames above it by pages), the frame is latched at the
+//! version walked and made whole, so the walk's result still holds and the
+//! op lands from its entry without walking again first.
 
 use super::write::{apply_single, Hint};
 use super::Engine;
 use crate::error::Result;
 use crate::layout::node::LeafAt;
 use crate::op::{LogOp, Op};
-use crate::tree::descend::{retry, try_locate, Walk};
+use crate::tree::descend::{retry, try_locate_paged, Walk};
 use crate::tree::{Owned, RESTARTS_MAX};
 
 impl Engine {
@@ -35,7 +36,7 @@ impl Engine {
         // Kept across restarts: a restart after a miss makes it pin.
         let reader = Owned::new(pool);
         for _ in 0..RESTARTS_MAX {
-            let land = retry(&reader, || try_locate(pool, &reader, key))?;
+            let land = retry(&reader, || try_locate_paged(pool, &reader, key))?;
             let version = land.view.version.expect("a walk owning no frame observes versions");
             let gate = self.gate.read();
             if !land.view.cell.latch.try_upgrade(version) {
@@ -47,13 +48,15 @@ impl Engine {
             }
             let mut owned = Owned::new(pool);
             owned.push(land.view.id, land.view.cell);
-            if let Err(e) = self.check_poison() {
+            if let Err(e) = self.check_poison().and_then(|()| pool.make_whole(land.view.id, land.view.cell)) {
                 owned.release_clean();
                 return Err(e);
             }
-            // Latched at the version walked: the walk's answer is current.
+            // Latched at the version walked: the walk's answer is current,
+            // at the same offsets in the whole frame as in its pages.
+            let buf = land.view.cell.buf().expect("a frame made whole under its latch is resident");
             let prev = match land.walk {
-                Walk::Leaf(off) if want_prev || is_delete => Some(LeafAt(off).value(land.view.buf)),
+                Walk::Leaf(off) if want_prev || is_delete => Some(LeafAt(off).value(buf)),
                 _ => None,
             };
             if is_delete && prev.is_none() {

@@ -5,9 +5,11 @@
 //! whole frame (hundreds of KiB for a few nodes): it reads the frame's page
 //! checksums and first page (`FrameFile::read_head`) into a buffer kept in
 //! the cell's `part`, and then each page its walk needs, when it needs it
-//! (`Pool::fault_pages`). Everything else (writers, scans, checkpoints,
-//! maintenance) only ever sees whole frames: its load of a frame that is
-//! partly resident reads the rest.
+//! (`Pool::fault_pages`). A writer's walk reads the frames it passes
+//! through the same way, and makes whole the one it lands in once it
+//! holds it. Everything else (writers' changes, checkpoints, maintenance)
+//! only ever sees whole frames: its load of a frame that is partly
+//! resident reads the whole image into a whole buffer.
 //!
 //! Invariants:
 //! - A partly resident frame is clean: writers take a whole frame, and the

@@ -419,7 +419,11 @@ impl Pool {
         if cell.buf().is_some() {
             return Ok(());
         }
-        self.read_image(id, |image| self.install(cell, image))
+        self.read_image(id, |image| self.install(cell, image))?;
+        // The hand drops the entry of a frame it met between its part
+        // buffer's detach and the whole one's install.
+        self.clock.enqueue(id, cell);
+        Ok(())
     }
 
     /// Hand `then` the image of frame `id` from the source, its header
@@ -607,19 +611,23 @@ impl Pool {
         }
     }
 
-    /// Make `image` the frame's buffer if it has none; a frame resident in
-    /// part is completed in its own buffer. Caller holds the latch.
+    /// Make `image` the frame's buffer if it has none. A frame resident in
+    /// part gives its part buffer back and takes a whole one like any
+    /// other load: the part buffer's absent pages were given back to the
+    /// kernel, so filling it would fault in most of a frame, while the
+    /// buffer of a frame evicted to make room is warm. The part buffer is
+    /// parked only after, so it is never the one taken. Caller holds the
+    /// latch (readers of the part buffer fail validation).
     fn install(&self, cell: &FrameCell, image: &[u8]) {
         if cell.buf().is_some() {
             return;
         }
         let (part, had) = cell.take_part();
-        let buf = if part.is_null() {
-            self.alloc_buf(PAGES)
-        } else {
-            self.held_pages.fetch_add(PAGES - had, Ordering::AcqRel);
-            part
-        };
+        self.held_pages.fetch_sub(had, Ordering::AcqRel);
+        let buf = self.alloc_buf(PAGES);
+        if !part.is_null() {
+            self.park_buf(part);
+        }
         // SAFETY: a pool-owned buffer no one else uses yet. Only the used
         // bytes are copied: a cold buffer's gap pages stay unfaulted.
         unsafe { &*buf }.install_image(image);

@@ -330,6 +330,16 @@ pub(crate) fn try_locate<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> R
     try_locate_for(pool, owned, key, Reads::Whole, None)
 }
 
+/// `try_locate` for a writer: the frames it only passes through are read
+/// by pages (`Reads::Pages`), as a lookup reads them; the landing frame
+/// may be resident in part, and the writer makes it whole once it holds
+/// it (`Pool::make_whole`; the version is the same either way). Where the
+/// tree outgrows the cache, a writer's descent through an inner frame the
+/// cache let go costs a few pages, not the frame.
+pub(crate) fn try_locate_paged<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Step<Landing<'p>>> {
+    try_locate_for(pool, owned, key, Reads::Pages, None)
+}
+
 /// `try_locate`, landing in a frame resident in part if `reads` allows.
 /// With a miss filter's `probe`, a walk about to leave the root frame
 /// lands as a miss there if the filter knows the key is absent: the root

@@ -234,6 +234,30 @@ fn a_writer_reads_whole_only_the_frame_it_changes() {
     tree.check_invariants().unwrap();
 }
 
+/// A writer's miss reads by pages only a frame a walk was seen to leave
+/// by a link (`FrameCell::links_out`): right after a reopen no walk has
+/// left any frame yet, so a put reads each frame it misses whole at once,
+/// not its head and pages first and then the whole frame; the frames it
+/// crossed by a link are then read by pages by later writers.
+#[test]
+fn a_writer_reads_a_frame_it_misses_whole_unless_seen_to_link_onward() {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder()).unwrap();
+    let pool = tree.engine().pool();
+    let target = KEYS / 2;
+    tree.put(&key(target), &value(target, 1)).unwrap();
+    let c = tree.counters();
+    assert!(c.cache_misses > 0 && c.cache_misses == c.frames_read && c.pages_read == 0, "{c:?}");
+    let reader = crate::tree::Owned::new(pool);
+    let land = crate::tree::descend::retry(&reader, || crate::tree::descend::try_locate_paged(pool, &reader, &key(target))).unwrap();
+    assert!(land.view.cell.page_state().is_none() && !land.view.cell.links_out(), "the landing frame was read in part");
+    drop(reader);
+    let linked = pool.live_ids().into_iter().filter(|&id| pool.cell(id).is_some_and(|c| c.links_out())).count();
+    assert!(linked >= 1, "the root frame links onward");
+    assert!(tree.get(&key(target)).unwrap() == Some(value(target, 1)));
+    tree.check_invariants().unwrap();
+}
+
 fn random_gets(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) {
     for _ in 0..gets {
         let i = rng.below(KEYS);

@@ -41,6 +41,11 @@ pub(crate) struct FrameCell {
     uses: AtomicU8,
     /// The frame has an entry in the eviction clock's ring.
     pub(super) queued: AtomicBool,
+    /// A walk left the frame by a link (an inner frame): a hint for how a
+    /// writer's walk reads it on a miss (`descend::Reads::PagesAbove`),
+    /// never for what it reads. Kept until the frame is retired: one that
+    /// lost its links since is read in part, then whole.
+    links_out: AtomicBool,
 }
 
 /// Most uses a frame remembers: a frame on every path (an inner frame)
@@ -134,6 +139,26 @@ impl FrameCell {
         if uses < USES_MAX {
             self.uses.store(uses + 1, Ordering::Relaxed);
         }
+    }
+
+    /// Note that a walk left the frame by a link (a load and, the first
+    /// time, a store: inner frames are on every path).
+    #[inline]
+    pub(crate) fn note_links_out(&self) {
+        if !self.links_out.load(Ordering::Relaxed) {
+            self.links_out.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A retired id's next frame starts without the hint.
+    pub(super) fn forget_links_out(&self) {
+        self.links_out.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether a walk was seen to leave the frame by a link.
+    #[inline]
+    pub(crate) fn links_out(&self) -> bool {
+        self.links_out.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_live(&self) -> bool {

@@ -325,6 +325,7 @@ impl Pool {
         if cell.live.swap(false, Ordering::AcqRel) {
             self.live_frames.fetch_sub(1, Ordering::AcqRel);
         }
+        cell.forget_links_out();
         let (mut buf, mut pages) = (cell.buf.swap(std::ptr::null_mut(), Ordering::AcqRel), PAGES);
         if buf.is_null() {
             (buf, pages) = cell.take_part();

@@ -40,6 +40,29 @@ pub(crate) enum Reads {
     /// Read the pages it needs (`store::pages`): point lookups (`lookup`)
     /// and scans (`tree::scan`), which check each read with `ensure`.
     Pages,
+    /// A writer's walk (`try_locate_paged`): a frame resident in part is
+    /// read by pages, and a miss reads by pages a frame a walk was seen
+    /// to leave by a link (`FrameCell::links_out`), else the whole frame:
+    /// the walk most likely ends there, and the writer would then read it
+    /// whole anyway, after the pages.
+    PagesAbove,
+}
+
+impl Reads {
+    /// Whether a frame resident in part is read as it is.
+    fn takes_part(self) -> bool {
+        self != Reads::Whole
+    }
+
+    /// Whether a miss on `cell` loads it in part (where the pool loads
+    /// pages at all).
+    fn loads_part(self, cell: &FrameCell) -> bool {
+        match self {
+            Reads::Whole => false,
+            Reads::Pages => true,
+            Reads::PagesAbove => cell.links_out(),
+        }
+    }
 }
 
 impl FrameView<'_> {
@@ -93,13 +116,13 @@ pub(crate) fn enter_for<'p>(pool: &'p Pool, owned: &Owned<'p>, id: FrameId, read
             cell.touch();
             return Ok(Step::Done(view(buf, None)));
         }
-        if let (Reads::Pages, Some(buf)) = (reads, cell.part()) {
+        if let (true, Some(buf)) = (reads.takes_part(), cell.part()) {
             pool.counters.hits.add(1);
             cell.touch();
             return Ok(Step::Done(view(buf, cell.page_state())));
         }
         owned.pins.note_miss();
-        if reads == Reads::Pages && cell.part().is_none() && pool.loads_pages() {
+        if reads.loads_part(cell) && cell.part().is_none() && pool.loads_pages() {
             pool.load_head(id, cell)?;
         } else {
             pool.load(id, cell)?;
@@ -331,13 +354,13 @@ pub(crate) fn try_locate<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> R
 }
 
 /// `try_locate` for a writer: the frames it only passes through are read
-/// by pages (`Reads::Pages`), as a lookup reads them; the landing frame
-/// may be resident in part, and the writer makes it whole once it holds
-/// it (`Pool::make_whole`; the version is the same either way). Where the
-/// tree outgrows the cache, a writer's descent through an inner frame the
-/// cache let go costs a few pages, not the frame.
+/// by pages (`Reads::PagesAbove`), as a lookup reads them; the landing
+/// frame may be resident in part, and the writer makes it whole once it
+/// holds it (`Pool::make_whole`; the version is the same either way).
+/// Where the tree outgrows the cache, a writer's descent through an inner
+/// frame the cache let go costs a few pages, not the frame.
 pub(crate) fn try_locate_paged<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8]) -> Result<Step<Landing<'p>>> {
-    try_locate_for(pool, owned, key, Reads::Pages, None)
+    try_locate_for(pool, owned, key, Reads::PagesAbove, None)
 }
 
 /// `try_locate`, landing in a frame resident in part if `reads` allows.
@@ -365,6 +388,7 @@ fn try_locate_for<'p>(pool: &'p Pool, owned: &Owned<'p>, key: &[u8], reads: Read
                 return Ok(Step::Done(Landing { view, walk: Walk::Miss, entry: (slot, depth) }));
             }
             Walk::Link(f, s, d) => {
+                view.cell.note_links_out();
                 let Step::Done(next) = follow_for(pool, owned, &view, f, reads)? else { return Ok(Step::Restart) };
                 (view, slot, depth) = (next, s, d);
             }

@@ -181,3 +181,26 @@ fn a_frame_written_after_its_copy_stays_dirty_and_the_checkpoint_writes_it_anew(
     let at_cut = model.lock().unwrap().clone();
     assert_eq!(contents(&open_on(&frames_only(&vfs))), at_cut);
 }
+
+/// A frame written out is the clock's first choice: the uses its writers
+/// gave it are forgotten (a lookup or writer coming back raises them
+/// again), so the frames every walk crosses outlast it.
+#[test]
+fn a_frame_written_out_forgets_its_writers_uses() {
+    let vfs = MemVfs::new();
+    let tree = open_writing_out(&vfs);
+    let mut model = Model::new();
+    (0..12_000).for_each(|i| put(&tree, &mut model, i, 0));
+    tree.checkpoint().unwrap();
+    (0..12_000).filter(|i| in_dirs(i, 3)).for_each(|i| put(&tree, &mut model, i, 1));
+    let pool = tree.engine().pool();
+    let dirty: Vec<_> = pool.dirtied_ids().into_iter().filter(|&id| pool.cell(id).is_some_and(|c| c.is_dirty())).collect();
+    assert!(dirty.iter().any(|&id| pool.cell(id).unwrap().uses() > 0), "writers use the frames they change");
+    let cleaned = tree.engine().write_out_dirty(false).unwrap();
+    let clean: Vec<_> = dirty.iter().filter(|&&id| !pool.cell(id).unwrap().is_dirty()).collect();
+    assert!(cleaned > 0 && !clean.is_empty(), "{cleaned} cleaned");
+    for &&id in &clean {
+        assert_eq!(pool.cell(id).unwrap().uses(), 0, "frame {} written out", id.0);
+    }
+    assert_eq!(contents(&tree), model);
+}

@@ -141,6 +141,18 @@ impl FrameCell {
         }
     }
 
+    /// Forget the frame's uses: the clock's hand takes it at its next
+    /// visit unless it is used again first.
+    pub(super) fn forget_uses(&self) {
+        self.uses.store(0, Ordering::Relaxed);
+    }
+
+    /// Recent uses (tests).
+    #[cfg(test)]
+    pub(crate) fn uses(&self) -> u8 {
+        self.uses.load(Ordering::Relaxed)
+    }
+
     /// Note that a walk left the frame by a link (a load and, the first
     /// time, a store: inner frames are on every path).
     #[inline]

@@ -75,6 +75,11 @@ impl Pool {
         if cell.dirty_epoch.swap(0, Ordering::AcqRel) != 0 {
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
         }
+        // The uses it has were its writers': unless a lookup or writer
+        // comes back to it, it is the first to go, before the frames
+        // every walk crosses, which a burst of write-outs would otherwise
+        // wear down first.
+        cell.forget_uses();
         cell.latch.unlock();
         self.clock.enqueue(id, cell);
         self.counters.write_outs.add(1);

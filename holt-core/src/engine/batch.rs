@@ -21,7 +21,7 @@ use crate::op::{Guard, LogOp, Op};
 use crate::store::pool::Pool;
 use super::write::{land_from, Hint, Hints, NO_RANK};
 use crate::layout::node::LeafAt;
-use crate::tree::descend::{retry, try_locate, try_locate_paged, Walk};
+use crate::tree::descend::{retry, try_locate_paged, Walk};
 use crate::tree::hits::Hits;
 use crate::tree::scan::{scan, Scan, ScanScratch};
 use crate::tree::Owned;
@@ -47,7 +47,7 @@ fn key_footprint(reader: &Owned<'_>, key: &[u8], fp: &mut Footprint) -> Result<O
 /// every frame the scan entered after it.
 fn prefix_footprint(reader: &Owned<'_>, prefix: &[u8], fp: &mut Footprint) -> Result<bool> {
     let pool = reader.pool();
-    let land = retry(reader, || try_locate(pool, reader, prefix))?;
+    let land = retry(reader, || try_locate_paged(pool, reader, prefix))?;
     let mut scratch = ScanScratch::default();
     scan(pool, reader, &Scan::first_key(prefix), &mut scratch, &mut Hits::default())?;
     let frames = &scratch.frames;
@@ -244,6 +244,7 @@ pub(crate) fn resolve<'p>(
 mod tests {
     use super::*;
     use crate::api::TreeBuilder;
+    use crate::tree::descend::try_locate;
     use crate::tree::Step;
 
     fn landing(pool: &Pool, key: &[u8]) -> FrameId {

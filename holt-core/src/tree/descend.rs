@@ -34,8 +34,8 @@ pub(crate) struct FrameView<'p> {
 /// What a walk may do with a frame it finds resident only in part.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reads {
-    /// Read all of it: writers and maintenance, which change frames or
-    /// latch them, and every reader that does not check pages.
+    /// Read all of it: maintenance and replay, which latch the frames
+    /// they walk, and every reader that does not check pages.
     Whole,
     /// Read the pages it needs (`store::pages`): point lookups (`lookup`)
     /// and scans (`tree::scan`), which check each read with `ensure`.

@@ -152,6 +152,18 @@ fn after_cut() {}
 #[cfg(test)]
 pub(crate) use cut_hook::{after_cut, on_next_cut};
 
+/// Lay `img`, a copy of a frame, out as the store keeps frames for
+/// `shape` (`tidy_image`, counted), then hand it to `store` (a
+/// checkpoint's write or a write-out's staging): `Sunk::LaidOut` when
+/// the frame should adopt the layout it was stored in.
+pub(super) fn lay_out_and_store(pool: &Pool, shape: Shape, img: &mut [u8], store: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Sunk> {
+    let laid_out = tidy_image(img, shape);
+    if laid_out {
+        pool.counters.tidies.add(1);
+    }
+    store(img).map(|()| if laid_out { Sunk::LaidOut } else { Sunk::Written })
+}
+
 impl Engine {
     /// One checkpoint of one cut: the frames' images are written to
     /// shadow slots as the copier takes them, then the WAL is synced
@@ -194,11 +206,7 @@ impl Engine {
                 return Ok(Sunk::Stopped);
             }
             written += 1;
-            let laid_out = tidy_image(img, shape);
-            if laid_out {
-                pool.counters.tidies.add(1);
-            }
-            txn.seal_and_write(id, img).map(|()| if laid_out { Sunk::LaidOut } else { Sunk::Written })
+            lay_out_and_store(pool, shape, img, |img| txn.seal_and_write(id, img))
         });
         pool.trim_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();

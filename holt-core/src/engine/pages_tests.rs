@@ -214,10 +214,8 @@ fn a_writer_reads_whole_only_the_frame_it_changes() {
     for _ in 0..50 {
         random_gets(&tree, &mut rng, 20, |i| u8::from(put.contains(&i)));
         let i = rng.below(KEYS);
-        let reader = crate::tree::Owned::new(pool);
-        let land = crate::tree::descend::retry(&reader, || crate::tree::descend::try_locate_paged(pool, &reader, &key(i))).unwrap();
-        let (id, part) = (land.view.id, land.view.cell.part().map(|b| b as *const FrameBuf));
-        drop(reader);
+        let (id, cell) = landing(pool, &key(i));
+        let part = cell.part().map(|b| b as *const FrameBuf);
         let before = tree.counters().frames_read;
         tree.put(&key(i), &value(i, 1)).unwrap();
         put.insert(i);
@@ -248,14 +246,19 @@ fn a_writer_reads_a_frame_it_misses_whole_unless_seen_to_link_onward() {
     tree.put(&key(target), &value(target, 1)).unwrap();
     let c = tree.counters();
     assert!(c.cache_misses > 0 && c.cache_misses == c.frames_read && c.pages_read == 0, "{c:?}");
-    let reader = crate::tree::Owned::new(pool);
-    let land = crate::tree::descend::retry(&reader, || crate::tree::descend::try_locate_paged(pool, &reader, &key(target))).unwrap();
-    assert!(land.view.cell.page_state().is_none() && !land.view.cell.links_out(), "the landing frame was read in part");
-    drop(reader);
+    let (_, cell) = landing(pool, &key(target));
+    assert!(cell.page_state().is_none() && !cell.links_out(), "the landing frame was read in part");
     let linked = pool.live_ids().into_iter().filter(|&id| pool.cell(id).is_some_and(|c| c.links_out())).count();
     assert!(linked >= 1, "the root frame links onward");
     assert!(tree.get(&key(target)).unwrap() == Some(value(target, 1)));
     tree.check_invariants().unwrap();
+}
+
+/// The frame `key` lands in, found as a writer's walk finds it.
+fn landing<'p>(pool: &'p crate::store::pool::Pool, key: &[u8]) -> (crate::ids::FrameId, &'p crate::store::pool::FrameCell) {
+    let reader = crate::tree::Owned::new(pool);
+    let land = crate::tree::descend::retry(&reader, || crate::tree::descend::try_locate_paged(pool, &reader, key)).unwrap();
+    (land.view.id, land.view.cell)
 }
 
 fn random_gets(tree: &Tree, rng: &mut SplitMix64, gets: usize, round: impl Fn(u64) -> u8) {

@@ -13,13 +13,13 @@
 //! checkpoint's cut (see `store::write_out`); recovery reads the last
 //! manifest and replays the WAL from its LSN, as ever.
 
+use super::checkpoint::lay_out_and_store;
 use super::durable::Durable;
 use super::Engine;
 use crate::error::Result;
 use crate::ids::FrameId;
 use crate::store::frame_store::StageTxn;
-use crate::store::pool::Sunk;
-use crate::tree::tidy::{tidy_image, Shape};
+use crate::tree::tidy::Shape;
 
 /// Bytes of images staged between checkpoints, as a multiple of the WAL
 /// target (256 MiB, 512 frames, by default).
@@ -89,13 +89,7 @@ impl Engine {
             if pool.dirty_count() <= target {
                 break;
             }
-            let wrote = pool.write_out(id, &mut |id, img| {
-                let laid_out = tidy_image(img, shape);
-                if laid_out {
-                    pool.counters.tidies.add(1);
-                }
-                stage.seal_and_stage(id, img).map(|()| if laid_out { Sunk::LaidOut } else { Sunk::Written })
-            })?;
+            let wrote = pool.write_out(id, &mut |id, img| lay_out_and_store(pool, shape, img, |img| stage.seal_and_stage(id, img)))?;
             cleaned += usize::from(wrote);
         }
         stage.finish()?;

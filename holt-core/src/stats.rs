@@ -141,6 +141,10 @@ pub struct TreeCounters {
     /// Frames writers copied for a running checkpoint before changing
     /// them (copy-on-write); the checkpoint copied the others itself.
     pub checkpoint_copies_on_write: u64,
+    /// Holes punched in the frame file since open: free slots given back
+    /// (a run of adjacent ones in one) and images' free gaps. On a file
+    /// system mounted with `discard` each is a synchronous discard.
+    pub frame_punches: u64,
     /// Frame buffers the cache no longer needed whose memory went back to
     /// the kernel (the cache had grown past its budget with dirty or
     /// pinned frames, then shrank).

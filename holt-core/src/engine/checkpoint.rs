@@ -288,7 +288,14 @@ impl Engine {
         // A full disk releases the store's space reserve and the whole
         // checkpoint runs again from a new cut (the failed one put every
         // frame back), once.
-        match d.reserve.retry("checkpoint", || self.checkpoint_once(d, start, owner)) {
+        let ended = d.reserve.retry("checkpoint", || self.checkpoint_once(d, start, owner));
+        // A checkpoint a caller waits for is where writes pause (a clean
+        // close, a snapshot, an asked one): the slots kept for the next
+        // images give their space back.
+        if owner == Owner::Caller && matches!(ended, Ok(Ended::Published(_) | Ended::Unchanged(_))) {
+            d.store.give_back_kept();
+        }
+        match ended {
             Ok(Ended::Published(lsn)) => {
                 self.checkpoints.add(1);
                 d.journal.trim(lsn)

@@ -90,6 +90,7 @@ impl Engine {
             checkpoint_cut_nanos_max: self.checkpoint_time.cut_nanos_max.load(Relaxed),
             checkpoint_copies_on_write: c.copies_on_write.get(),
             frame_buffers_released: c.buffers_released.get(),
+            frame_punches: self.durable.as_ref().map_or(0, |d| d.store.punches()),
             checkpoint_frame_copy_nanos_max: self.pool.frame_copy_nanos_max(),
             miss_filter_answers: self.filter.as_ref().map_or(0, |f| f.answered.get()),
             miss_filter_bytes: self.filter.as_ref().map_or(0, MissFilter::bytes),

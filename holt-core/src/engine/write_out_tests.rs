@@ -204,3 +204,32 @@ fn a_frame_written_out_forgets_its_writers_uses() {
     }
     assert_eq!(contents(&tree), model);
 }
+
+/// A checkpoint nobody waits for keeps slots it frees unpunched for the
+/// images that follow (`frame_store::holes`); one a caller asks for gives
+/// their space back. Neither changes what a reopen finds.
+#[test]
+fn an_asked_checkpoint_gives_back_the_slots_kept_for_later_images() {
+    let vfs = MemVfs::new();
+    let tree = open_with(&vfs, |cfg| {
+        cfg.checkpoint_interval = None;
+        cfg.pool_frames_max = 4096;
+    });
+    let mut model = Model::new();
+    (0..150_000).for_each(|i| put(&tree, &mut model, i, 0));
+    tree.checkpoint().unwrap();
+    let store = &tree.engine().durable.as_ref().expect("a durable tree").store;
+    assert!(store.frame_ids().len() >= 32, "{} frames keep fewer than 2 slots", store.frame_ids().len());
+    assert_eq!(store.kept_slots(), 0);
+    // Three directories' frames rewritten: their slots are scattered.
+    (0..150_000).filter(|i| [3, 50, 90].contains(&(i % 97))).for_each(|i| put(&tree, &mut model, i, 1));
+    tree.engine().checkpoint_now(Start::Now).unwrap();
+    assert!(store.kept_slots() > 0, "the background checkpoint kept the slots it freed");
+    let punches = store.punches();
+    (0..150_000).filter(|i| [4, 51].contains(&(i % 97))).for_each(|i| put(&tree, &mut model, i, 2));
+    tree.checkpoint().unwrap();
+    assert_eq!(store.kept_slots(), 0, "the asked checkpoint gave them back");
+    assert!(store.punches() > punches);
+    drop(tree);
+    assert_eq!(contents(&open_on(&vfs.crash(CrashMode::DropUnsynced))), model);
+}

@@ -21,7 +21,7 @@
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::image_buf::{ImageBuf, Via, DIRECT_ALIGN};
@@ -81,6 +81,14 @@ pub(crate) const SLOT_V1_FIELDS: &[(&str, usize, usize)] = &[("frame", 0, FRAME_
 
 /// Granularity of holes: file systems free whole blocks only.
 const HOLE_ALIGN: usize = 4096;
+
+/// The whole blocks of `image`'s free gap: what a write of it leaves
+/// out of its slot (`FrameFile::write_slot`).
+pub(crate) fn gap_blocks(image: &[u8]) -> Range<usize> {
+    let gap = free_gap(image);
+    debug_assert!(image[gap.clone()].iter().all(|&b| b == 0), "an image's free gap is zeros");
+    gap.start.next_multiple_of(HOLE_ALIGN)..gap.end / HOLE_ALIGN * HOLE_ALIGN
+}
 
 /// A page: the unit a paged slot checksums and a partial load reads.
 pub(crate) const PAGE_BYTES: usize = 4096;
@@ -278,6 +286,8 @@ pub(crate) struct FrameFile {
     path: PathBuf,
     /// The file system refused a hole once; stop asking.
     no_holes: AtomicBool,
+    /// Holes punched since open (`punches`).
+    punched: AtomicU64,
 }
 
 impl FrameFile {
@@ -300,7 +310,8 @@ impl FrameFile {
             log::debug!("{}: no direct I/O here; frame loads go through the page cache", path.display());
         }
         let (direct_refused, no_holes) = (AtomicBool::new(false), AtomicBool::new(false));
-        FrameFile { file, format, direct, direct_refused, path: path.to_path_buf(), no_holes }
+        let punched = AtomicU64::new(0);
+        FrameFile { file, format, direct, direct_refused, path: path.to_path_buf(), no_holes, punched }
     }
 
     /// Create (or reset) the file: header only, synced, in this build's
@@ -576,17 +587,18 @@ impl FrameFile {
 
     /// Write a whole frame image into `slot`, with its page checksums in a
     /// paged file (`sealed`, from `seal`): everything but the whole blocks
-    /// of its free gap, which are punched out of the slot unless the slot
-    /// is known to be a hole from end to end (`hole`). The slot's
+    /// of its free gap (`gap_blocks`), of which the ranges in `punch`
+    /// (offsets in the image, whole blocks) are punched out of the slot;
+    /// the caller knows the rest of the gap is a hole already, or lets it
+    /// hold what it held (never read: a read zeros the gap). The slot's
     /// writeback starts at once: a checkpoint writes its frames one after
     /// another, then syncs, and the disk works on the first while it
     /// copies and writes the next (a hint: nothing counts on it).
-    pub(crate) fn write_slot(&self, slot: u32, bytes: &[u8], sealed: &Sealed, hole: bool) -> Result<()> {
+    pub(crate) fn write_slot(&self, slot: u32, bytes: &[u8], sealed: &Sealed, punch: &[Range<usize>]) -> Result<()> {
         assert_eq!(bytes.len(), FRAME_BYTES, "a slot holds exactly one frame image");
         assert_eq!(sealed.table.is_some(), self.format == SlotFormat::Paged, "page checksums go with paged slots only");
-        let gap = free_gap(bytes);
-        debug_assert!(bytes[gap.clone()].iter().all(|&b| b == 0), "an image's free gap is zeros");
-        let gap_blocks = gap.start.next_multiple_of(HOLE_ALIGN)..gap.end / HOLE_ALIGN * HOLE_ALIGN;
+        let gap_blocks = gap_blocks(bytes);
+        debug_assert!(punch.iter().all(|r| r.start >= gap_blocks.start && r.end <= gap_blocks.end), "punches inside the gap");
         // The page checksums (none in a version 1 slot) lie right before
         // the image: they and the image's front go in one request.
         let (at, base) = (self.slot_offset(slot), self.image_offset(slot));
@@ -595,8 +607,8 @@ impl FrameFile {
         self.file.write_all_vectored_at(&[table, front], at).map_err(|e| self.io_err("write", e))?;
         if !gap_blocks.is_empty() {
             self.file.write_at(&bytes[gap_blocks.end..], base + gap_blocks.end as u64).map_err(|e| self.io_err("write", e))?;
-            if !hole {
-                self.punch(base + gap_blocks.start as u64, gap_blocks.len() as u64)?;
+            for r in punch {
+                self.punch(base + r.start as u64, r.len() as u64)?;
             }
         }
         if gap_blocks.end == FRAME_BYTES {
@@ -628,6 +640,7 @@ impl FrameFile {
         if self.no_holes.load(Ordering::Relaxed) {
             return Ok(());
         }
+        self.punched.fetch_add(1, Ordering::Relaxed);
         match self.file.punch_hole(offset, len) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -637,6 +650,13 @@ impl FrameFile {
             }
             Err(e) => Err(self.io_err("punch hole", e)),
         }
+    }
+
+    /// Holes asked of the file system since open (free slots' runs,
+    /// images' free gaps): on a file system mounted with `discard` each is
+    /// a synchronous discard, the cost `FrameStore`'s kept slots save.
+    pub(crate) fn punches(&self) -> u64 {
+        self.punched.load(Ordering::Relaxed)
     }
 
     /// Drop slots at and past `slots`. Only for slots no manifest references.
@@ -831,7 +851,7 @@ mod tests {
         let (vfs, ff) = temp_file(SlotFormat::Paged);
         let mut img = sample_image(&mut crate::store::splitmix::SplitMix64::new(seed));
         let sealed = ff.seal(id, &mut img);
-        ff.write_slot(slot, &img, &sealed, false).unwrap();
+        ff.write_slot(slot, &img, &sealed, &[gap_blocks(&img)]).unwrap();
         (vfs, ff, img, sealed)
     }
 
@@ -896,7 +916,7 @@ mod tests {
             let id = FrameId(6);
             let mut img = sample_image(&mut crate::store::splitmix::SplitMix64::new(0x9aa2));
             let sealed = ff.seal(id, &mut img);
-            ff.write_slot(3, &img, &sealed, false).unwrap();
+            ff.write_slot(3, &img, &sealed, &[gap_blocks(&img)]).unwrap();
             // What a file system without holes, or a lost punch, leaves there.
             let gap = free_gap(&img);
             let raw = vfs.open(Path::new("/s/frames.dat"), false).unwrap();
@@ -919,7 +939,7 @@ mod tests {
         let mut img = sample_image(&mut rng);
         let sealed = ff.seal(FrameId(3), &mut img);
         assert!(sealed.table.is_none());
-        ff.write_slot(1, &img, &sealed, false).unwrap();
+        ff.write_slot(1, &img, &sealed, &[gap_blocks(&img)]).unwrap();
         assert_eq!(ff.slots_in_file().unwrap(), 2);
         assert_eq!(sealed.crc, frame_crc(FrameId(3), &img));
         let (ff, store_id) = FrameFile::open(&*vfs, Path::new("/s/frames.dat")).unwrap();

@@ -41,7 +41,8 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use super::frame_file::{FrameFile, Known, PageCrcs, Sealed, SlotFormat, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
+use self::holes::Holes;
+use super::frame_file::{gap_blocks, FrameFile, Known, PageCrcs, Sealed, SlotFormat, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::manifest::{self, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
 use super::splitmix::SplitMix64;
@@ -64,34 +65,6 @@ pub(crate) struct FrameStore {
     /// Images staged since the last commit, restaged frames counted again
     /// (`stage.rs`).
     staged_since_commit: AtomicUsize,
-}
-
-/// Free slots that are holes from end to end, so that a write into one
-/// need not punch its image's free gap out (`FrameFile::write_slot`): those
-/// punched whole since they were last written, and every slot from
-/// `written_end` on, which no write since open reached. Guarded by the
-/// checkpoint mutex, like every write, punch and truncation of slots.
-/// Only disk space depends on it: a gap left as it was reads as zeros all
-/// the same.
-struct Holes {
-    punched: BTreeSet<u32>,
-    written_end: u32,
-}
-
-impl Holes {
-    fn is_hole(&self, slot: u32) -> bool {
-        slot >= self.written_end || self.punched.contains(&slot)
-    }
-
-    fn written(&mut self, slot: u32) {
-        self.punched.remove(&slot);
-        self.written_end = self.written_end.max(slot + 1);
-    }
-
-    fn truncated(&mut self, slots: u32) {
-        self.written_end = self.written_end.min(slots);
-        self.punched.retain(|&s| s < slots);
-    }
 }
 
 /// The mapping every reader uses: the last durably published manifest.
@@ -204,7 +177,7 @@ impl FrameStore {
             file,
             published: RwLock::new(Published::new(manifest, slots_total)),
             // A partial slot past the whole ones may hold bytes too.
-            checkpoint: Mutex::new(Holes { punched: BTreeSet::new(), written_end: slots_total.saturating_add(1) }),
+            checkpoint: Mutex::new(Holes::new(slots_total.saturating_add(1))),
             staged_since_commit: AtomicUsize::new(0),
             poisoned: Mutex::new(None),
             swept: AtomicBool::new(false),
@@ -285,7 +258,10 @@ impl FrameStore {
         let freed: Vec<u32> = slots.into_iter().filter(|s| !used.contains(s) && *s < p.slots_total).collect();
         p.free.extend(&freed);
         drop(p);
-        self.release_slots(freed.into_iter(), &mut holes);
+        // Held for a snapshot's reads, not freed by writes: given back,
+        // no more kept than before.
+        let cap = holes.kept.len();
+        self.release_slots(freed.into_iter(), &mut holes, cap);
     }
 
     /// Whether the store holds an image of `id`, published or staged.
@@ -329,6 +305,7 @@ impl FrameStore {
             dropped: BTreeSet::new(),
             released: Vec::new(),
             free_cursor: 0,
+            from_kept: BTreeSet::new(),
             slots_ext_next,
             failed: false,
             unsynced: 0,
@@ -351,6 +328,9 @@ impl FrameStore {
             assert!(!p.free.contains(&slot), "slot {slot} both free and used");
         }
         assert_eq!(p.free.len() + used.len(), p.slots_total as usize, "free + used != slots");
+        if let Some(holes) = self.checkpoint.try_lock() {
+            assert!(holes.kept.is_subset(&p.free), "a kept slot is not free");
+        }
     }
 
     fn check_poisoned(&self) -> Result<()> {
@@ -386,42 +366,87 @@ impl FrameStore {
                 Err(e) => log::warn!("keeping free slots at the end of the frame file: {e}"),
             }
         }
-        let freed: Vec<u32> = match self.swept.swap(true, Ordering::Relaxed) {
-            true => p.manifest.frames.values().chain(p.staged.values()).map(|r| r.slot).collect(),
-            // A crash between a publication and its punches leaves free
-            // slots allocated: the first commit after open sweeps them all.
-            false => (0..slots_total).collect(),
+        holes.committed();
+        // A crash between a publication and its punches leaves free slots
+        // allocated: the first commit after open sweeps them all.
+        let (freed, cap): (Vec<u32>, _) = match self.swept.swap(true, Ordering::Relaxed) {
+            true => (p.manifest.frames.values().chain(p.staged.values()).map(|r| r.slot).collect(), holes.kept_cap(next.frames.len())),
+            false => ((0..slots_total).collect(), 0),
         };
         p.replaced_by(next, slots_total);
         let freed: Vec<u32> = freed.into_iter().filter(|s| p.free.contains(s)).collect();
         drop(p);
-        self.release_slots(freed.into_iter(), holes);
+        self.release_slots(freed.into_iter(), holes, cap);
     }
 
-    /// Write a sealed image into `slot`, which no reader reads; its free
-    /// gap is punched out unless the slot is a hole already (`Holes`,
-    /// guarded by the checkpoint mutex the caller holds).
+    /// Write a sealed image into `slot`, which no reader reads; what of
+    /// its free gap is not a hole already is punched out, unless that is
+    /// little (`Holes::plan`, guarded by the checkpoint mutex the caller
+    /// holds). Until the write returns, nothing of the slot counts as a
+    /// hole.
     fn write_slot(&self, holes: &mut Holes, slot: u32, bytes: &[u8], sealed: &Sealed) -> Result<()> {
-        let hole = holes.is_hole(slot);
-        holes.written(slot);
-        self.file.write_slot(slot, bytes, sealed, hole)
+        let plan = holes.plan(slot, &gap_blocks(bytes));
+        holes.writing(slot);
+        self.file.write_slot(slot, bytes, sealed, &plan.punch)?;
+        holes.written_as(slot, plan.hole_after);
+        Ok(())
     }
 
     /// Give the disk space of free slots back (best effort: a failure only
-    /// costs space), and count them as holes. Callers pass slots free in
-    /// the published mapping and hold the checkpoint mutex (`holes`), so
-    /// no checkpoint refills one meanwhile.
+    /// costs space) and count them as holes, except for at most `cap` of
+    /// them and of those kept already, kept for the images that follow.
+    /// Callers pass slots free in the published mapping and hold the
+    /// checkpoint mutex (`holes`), so no checkpoint refills one meanwhile.
     ///
-    /// Runs of adjacent slots go in one punch each: the slots a checkpoint
-    /// replaces were mostly handed out in order by the one before it.
-    fn release_slots(&self, slots: impl Iterator<Item = u32>, holes: &mut Holes) {
-        for run in slot_runs(slots) {
+    /// Runs of adjacent slots go in one punch each (the slots a checkpoint
+    /// replaces were mostly handed out in order by the one before it), so
+    /// the shortest runs are kept first: they save the most punches a
+    /// slot.
+    fn release_slots(&self, slots: impl Iterator<Item = u32>, holes: &mut Holes, cap: usize) {
+        let mut runs = slot_runs(std::mem::take(&mut holes.kept).into_iter().chain(slots));
+        runs.sort_by_key(|run| run.len());
+        let mut punch = Vec::new();
+        for run in runs {
+            match holes.kept.len() + run.len() <= cap {
+                true => holes.kept.extend(run),
+                false => punch.push(run),
+            }
+        }
+        punch.sort_by_key(|run| run.start);
+        self.punch_runs(punch, holes);
+    }
+
+    /// Punch each run out of the frame file and count its slots as holes;
+    /// stops at the first failure (the rest keep their space).
+    fn punch_runs(&self, runs: Vec<Range<u32>>, holes: &mut Holes) {
+        for run in runs {
             if let Err(e) = self.file.release_slots(run.clone()) {
                 log::warn!("keeping the space of free frame slots {run:?}: {e}");
                 return;
             }
-            holes.punched.extend(run);
+            holes.punched_whole(run);
         }
+    }
+
+    /// Give back the space of the free slots kept for the images that
+    /// follow (`Holes::kept`): a checkpoint a caller waited for (asked
+    /// for, a clean close, a snapshot's) leaves the frame file holding
+    /// only the images it maps. Waits for a checkpoint or staging under
+    /// way.
+    pub(crate) fn give_back_kept(&self) {
+        let mut holes = self.checkpoint.lock();
+        self.release_slots(std::iter::empty(), &mut holes, 0);
+    }
+
+    /// Holes asked of the file system since open (`FrameFile::punches`).
+    pub(crate) fn punches(&self) -> u64 {
+        self.file.punches()
+    }
+
+    /// Free slots kept unpunched for the images that follow.
+    #[cfg(test)]
+    pub(crate) fn kept_slots(&self) -> usize {
+        self.checkpoint.lock().kept.len()
     }
 }
 
@@ -454,6 +479,8 @@ pub(crate) struct CheckpointTxn<'a> {
     released: Vec<u32>,
     /// Published free slots below this one are already handed out.
     free_cursor: u32,
+    /// Kept free slots handed out (`Holes::kept`), which the cursor skips.
+    from_kept: BTreeSet<u32>,
     /// Next slot past the end of the file to hand out.
     slots_ext_next: u32,
     /// A write failed: the checkpoint may lack an image, so it cannot commit.
@@ -507,7 +534,7 @@ impl CheckpointTxn<'_> {
         // no manifest references it yet.
         let slot = match self.written.get(&id) {
             Some(r) => r.slot,
-            None => self.alloc_slot()?,
+            None => self.alloc_slot(&gap_blocks(bytes))?,
         };
         if let Err(e) = self.store.write_slot(&mut self.holes, slot, bytes, &sealed) {
             self.written.remove(&id);
@@ -575,15 +602,26 @@ impl CheckpointTxn<'_> {
         Manifest { store_id: p.manifest.store_id, seq: p.manifest.seq + 1, meta: Some(meta), frames }
     }
 
-    /// Lowest free slot first (keeps the file dense), then past the end.
-    fn alloc_slot(&mut self) -> Result<u32> {
+    /// A kept free slot first, the one that leaves the least of `gap` to
+    /// punch (`Holes::take_kept`: no punch freed it), then the lowest
+    /// free slot (keeps the file dense), then past the end.
+    fn alloc_slot(&mut self, gap: &Range<usize>) -> Result<u32> {
         if let Some(slot) = self.released.pop() {
             return Ok(slot);
         }
-        if let Some(&slot) = self.store.published.read().free.range(self.free_cursor..).next() {
+        let p = self.store.published.read();
+        while let Some(slot) = self.holes.take_kept(gap) {
+            debug_assert!(p.free.contains(&slot), "a kept slot is free");
+            if p.free.contains(&slot) {
+                self.from_kept.insert(slot);
+                return Ok(slot);
+            }
+        }
+        if let Some(&slot) = p.free.range(self.free_cursor..).find(|s| !self.from_kept.contains(s)) {
             self.free_cursor = slot + 1;
             return Ok(slot);
         }
+        drop(p);
         let slot = self.slots_ext_next;
         self.slots_ext_next = slot_after(slot)?;
         Ok(slot)
@@ -654,6 +692,7 @@ impl FrameStore {
     }
 }
 
+mod holes;
 mod stage;
 pub(crate) use stage::StageTxn;
 

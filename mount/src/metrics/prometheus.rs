@@ -86,6 +86,12 @@ const ENGINE: &[EngineMetric] = &[
         "Dirty frames written out between checkpoints so that they could be evicted.",
         |e| e.frames_written_out as f64,
     ),
+    (
+        "holt_fs_engine_frame_punches_total",
+        Kind::Counter,
+        "Holes punched in the frame file: free slots and images' free gaps given back.",
+        |e| e.frame_punches as f64,
+    ),
     ("holt_fs_engine_wal_bytes", Kind::Gauge, "Bytes the write-ahead log holds now.", |e| e.wal_bytes as f64),
     ("holt_fs_engine_wal_written_bytes_total", Kind::Counter, "Bytes of WAL records written.", |e| e.wal_bytes_written as f64),
     ("holt_fs_engine_wal_syncs_total", Kind::Counter, "fdatasyncs of the WAL.", |e| e.wal_syncs as f64),

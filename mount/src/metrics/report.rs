@@ -98,6 +98,9 @@ pub struct EngineStats {
     /// be evicted (absent from older daemons).
     #[serde(default)]
     pub frames_written_out: u64,
+    /// Holes punched in the engine's frame file (absent from older daemons).
+    #[serde(default)]
+    pub frame_punches: u64,
     pub wal_bytes: u64,
     pub wal_bytes_written: u64,
     pub wal_syncs: u64,
@@ -153,6 +156,7 @@ impl From<TreeCounters> for EngineStats {
             compactions: c.compactions,
             tidies: c.tidies,
             frames_written_out: c.frames_written_out,
+            frame_punches: c.frame_punches,
             wal_bytes: c.wal_bytes,
             wal_bytes_written: c.wal_bytes_written,
             wal_syncs: c.wal_syncs,

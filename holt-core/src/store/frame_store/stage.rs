@@ -21,10 +21,12 @@
 //! the checkpoint mutex), and a frame whose staged image is not its
 //! current state stays dirty, so the next checkpoint's cut writes it anew.
 
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
 
+use crate::store::frame_file::gap_blocks;
 use super::{check_image, slot_after, slot_runs, FrameStore, Holes, Sealed};
 use crate::error::Result;
 use crate::ids::FrameId;
@@ -88,7 +90,7 @@ impl StageTxn<'_> {
     }
 
     fn stage_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
-        let slot = self.alloc_slot()?;
+        let slot = self.alloc_slot(&gap_blocks(bytes))?;
         let written = self.store.write_slot(&mut self.holes, slot, bytes, &sealed);
         let mut p = self.store.published.write();
         p.staging = None;
@@ -98,8 +100,9 @@ impl StageTxn<'_> {
         }
         let replaced = p.staged.insert(id, SlotRef { slot, crc: sealed.crc }).map(|old| old.slot);
         p.free.extend(replaced);
+        let cap = self.holes.kept_cap(p.manifest.frames.len());
         drop(p);
-        self.store.release_slots(replaced.into_iter(), &mut self.holes);
+        self.store.release_slots(replaced.into_iter(), &mut self.holes, cap);
         self.written.push(slot);
         self.store.staged_since_commit.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -124,11 +127,16 @@ impl StageTxn<'_> {
         Ok(())
     }
 
-    /// The lowest free slot, else one past the end of the file; marked
-    /// as being staged, so it is neither free nor readable meanwhile.
-    fn alloc_slot(&mut self) -> Result<u32> {
+    /// The kept free slot that leaves the least of `gap` to punch
+    /// (`Holes::take_kept`), else the lowest free slot, else one past the
+    /// end of the file; marked as being staged, so it is neither free nor
+    /// readable meanwhile.
+    fn alloc_slot(&mut self, gap: &Range<usize>) -> Result<u32> {
         let mut p = self.store.published.write();
-        let slot = match p.free.pop_first() {
+        let kept = self.holes.take_kept(gap);
+        let free = kept.filter(|slot| p.free.remove(slot));
+        debug_assert_eq!(kept, free, "a kept slot is free");
+        let slot = match free.or_else(|| p.free.pop_first()) {
             Some(slot) => slot,
             None => {
                 let slot = p.slots_total;

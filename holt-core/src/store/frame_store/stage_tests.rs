@@ -89,21 +89,11 @@ fn staging_waits_for_no_checkpoint_and_none_waits_for_it() {
     drop(staging);
 }
 
-/// A power loss before any disk operation of staged writes and the
-/// commit after them reopens either the mapping before or the one the
-/// commit published, never a staged image the commit had not published.
-#[test]
-fn a_crash_at_every_step_of_staging_reopens_the_old_or_the_new_mapping() {
-    let run = |vfs: &MemVfs| {
-        let (store, old) = store_with(vfs, 3);
-        let from = vfs.ops_count();
-        stage(&store, 1, 2);
-        stage(&store, 4, 1);
-        stage(&store, 1, 3);
-        checkpoint(&store, &[Step::Write(2, 2)], 2).unwrap();
-        let new = old.apply(&[Step::Write(1, 3), Step::Write(4, 1), Step::Write(2, 2)], 2);
-        (old, new, from..vfs.ops_count())
-    };
+/// Run `run` once per disk operation in the range it returns, with a
+/// power loss (dropped and torn) before that operation: the store reopens
+/// holding the first model it returns (before the commit) or the second
+/// (after), and both happen.
+fn crash_before_every_step(run: impl Fn(&MemVfs) -> (Model, Model, std::ops::Range<u64>)) {
     let (_, _, steps) = run(&MemVfs::new());
     let mut outcomes = [0u32; 2];
     for op in steps {
@@ -118,6 +108,27 @@ fn a_crash_at_every_step_of_staging_reopens_the_old_or_the_new_mapping() {
         }
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "crashes before and after the publication: {outcomes:?}");
+}
+
+/// A power loss before any disk operation of staged writes and the
+/// commit after them reopens either the mapping before or the one the
+/// commit published, never a staged image the commit had not published.
+#[test]
+fn a_crash_at_every_step_of_staging_reopens_the_old_or_the_new_mapping() {
+    let run = |vfs: &MemVfs| {
+        let (store, old) = store_with(vfs, 3);
+        let from = vfs.ops_count();
+        stage(&store, 1, 2);
+        stage(&store, 4, 1);
+        stage(&store, 1, 3);
+        checkpoint(&store, &[Step::Write(2, 2)], 2).unwrap();
+        // What an asked checkpoint does after its commit: disk operations
+        // after the publication.
+        store.give_back_kept();
+        let new = old.apply(&[Step::Write(1, 3), Step::Write(4, 1), Step::Write(2, 2)], 2);
+        (old, new, from..vfs.ops_count())
+    };
+    crash_before_every_step(run);
 }
 
 #[test]
@@ -147,4 +158,44 @@ fn readers_see_whole_images_while_a_frame_is_staged_again_and_again() {
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
+}
+
+/// A frame staged again leaves its earlier slot unpunched, kept for the
+/// next image staged: no punch and no new slot either time.
+#[test]
+fn a_restaged_frames_earlier_slot_is_kept_and_staged_into_next() {
+    let vfs = MemVfs::new();
+    let (store, _) = store_with(&vfs, 32);
+    let (punches, slots) = (store.punches(), store.slot_count());
+    stage(&store, 1, 1);
+    stage(&store, 1, 2);
+    assert_eq!((store.kept_slots(), store.slot_count()), (1, slots + 2));
+    stage(&store, 2, 1);
+    assert_eq!((store.kept_slots(), store.slot_count()), (0, slots + 2), "the kept slot taken");
+    assert_eq!(store.punches(), punches, "nothing punched");
+    store.check_invariants();
+    assert_eq!((gen_read(&store, 1), gen_read(&store, 2)), (2, 1));
+}
+
+/// A power loss before any disk operation of images written into kept
+/// slots (staged and checkpointed, the kept slots holding the images a
+/// checkpoint superseded) reopens the mapping before them or the one the
+/// commit published.
+#[test]
+fn a_crash_at_every_step_of_writes_into_kept_slots_reopens_the_old_or_the_new_mapping() {
+    let run = |vfs: &MemVfs| {
+        let (store, first) = store_with(vfs, 32);
+        let steps = [Step::Write(1, 1), Step::Write(9, 1), Step::Write(17, 1)];
+        checkpoint(&store, &steps, 2).unwrap();
+        let old = first.apply(&steps, 2);
+        assert_eq!(store.kept_slots(), 3);
+        let from = vfs.ops_count();
+        stage(&store, 3, 2);
+        stage(&store, 3, 3);
+        checkpoint(&store, &[Step::Write(1, 3), Step::Write(5, 3)], 3).unwrap();
+        store.give_back_kept();
+        let new = old.apply(&[Step::Write(3, 3), Step::Write(1, 3), Step::Write(5, 3)], 3);
+        (old, new, from..vfs.ops_count())
+    };
+    crash_before_every_step(run);
 }

@@ -641,7 +641,13 @@ fn free_gaps_and_free_slots_give_their_space_back() {
     // Each live frame keeps its data area and slot table (block-rounded);
     // free slots and gaps hold nothing. Slack covers file-system metadata.
     let live = frames * (used.next_multiple_of(4096) + (slots as usize * 4).next_multiple_of(4096)) as u64;
-    assert!(allocated <= 4096 + live + live / 4, "{allocated} bytes allocated for {live} live ({} apparent)", m.len());
+    // The slots the last commit freed are kept for the next images: at
+    // most as many as it wrote, each holding one image's data at most.
+    assert_eq!(store.kept_slots(), frames as usize);
+    assert!(allocated <= 4096 + 2 * live + live / 4, "{allocated} bytes allocated for {live} live ({} apparent)", m.len());
+    store.give_back_kept();
+    let allocated = std::fs::metadata(tmp.path().join(FRAME_FILE_NAME)).unwrap().blocks() * 512;
+    assert!(allocated <= 4096 + live + live / 4, "{allocated} bytes allocated for {live} live after the kept went back");
     for id in 1..=frames {
         assert!(store.read_frame(FrameId(id)).unwrap() == sparse_image(id, 4, used, slots));
     }
@@ -711,7 +717,7 @@ fn a_refused_direct_read_falls_back_to_the_page_cache() {
 /// The slots a checkpoint replaces go back in one punch per run of
 /// adjacent slots (a punch is a synchronous discard on a file system
 /// mounted with `discard`): a commit replacing 32 frames written side by
-/// side makes as many writes as one replacing 4.
+/// side, and the slots it kept given back, make as many writes as for 4.
 #[test]
 fn a_commit_gives_back_adjacent_free_slots_in_one_punch() {
     let commit_writes = |frames: u64| {
@@ -724,6 +730,10 @@ fn a_commit_gives_back_adjacent_free_slots_in_one_punch() {
             }
             let before = vfs.writes_count();
             txn.commit(meta(n)).unwrap();
+            // The freed slots are kept (as many as the commit wrote) until
+            // given back.
+            assert_eq!(store.kept_slots(), if n == 2 { frames as usize } else { 0 });
+            store.give_back_kept();
             if n == 2 {
                 return vfs.writes_count() - before;
             }
@@ -733,4 +743,46 @@ fn a_commit_gives_back_adjacent_free_slots_in_one_punch() {
     assert_eq!(commit_writes(32), commit_writes(4));
     assert_eq!(slot_runs([7, 3, 4, 5, 9, 8, 1, 4].into_iter()), [1..2, 3..6, 7..10]);
     assert!(slot_runs(std::iter::empty()).is_empty());
+}
+
+/// The slots a checkpoint frees are kept unpunched for the images that
+/// follow: as many as images were written in the cycle the commit ends,
+/// and at least one in `KEPT_SHARE` of the live frames; single slots
+/// before runs (a run costs one punch whatever its length). The next
+/// images go into them before any other slot; `give_back_kept` punches
+/// them.
+#[test]
+fn freed_slots_are_kept_for_the_next_images_as_many_as_the_last_cycle_wrote() {
+    let vfs = MemVfs::new();
+    let (store, mut model) = store_with(&vfs, 64);
+    let mut n = 1;
+    let mut rewrite = |ids: &[u64]| {
+        n += 1;
+        let steps: Vec<Step> = ids.iter().map(|&id| Step::Write(id, n)).collect();
+        let punches = store.punches();
+        checkpoint(&store, &steps, n).unwrap();
+        model = model.apply(&steps, n);
+        verify(&store, &model);
+        (store.punches() - punches, store.kept_slots(), store.slot_count())
+    };
+    // Slots 0, 16, 32, 48 alone and 56..64 in a run: 12 written, 12 kept.
+    let ids: Vec<u64> = [1, 17, 33, 49].into_iter().chain(57..=64).collect();
+    assert_eq!(rewrite(&ids), (0, 12, 76));
+    // Four written into kept slots; of their four single slots and the
+    // run of eight, four fit (at least 64 / 16): the run is punched.
+    assert_eq!(rewrite(&[2, 18, 34, 50]), (1, 4, 76));
+    // Four into the kept slots, four into the punched run; the eight
+    // single slots freed all kept.
+    assert_eq!(rewrite(&[3, 5, 7, 9, 11, 13, 15, 19]), (0, 8, 76));
+    // One written: the kept shrink to four again.
+    let (punched, kept, slots) = rewrite(&[21]);
+    assert!(punched > 0 && (kept, slots) == (4, 76), "{punched} punches, {kept} kept, {slots} slots");
+    let punches = store.punches();
+    store.give_back_kept();
+    assert!(store.punches() > punches);
+    assert_eq!(store.kept_slots(), 0);
+    store.check_invariants();
+    let (reopened, found) = open_mem(&vfs.crash(CrashMode::DropUnsynced));
+    assert_eq!(found, model.meta);
+    verify(&reopened, &model);
 }

@@ -403,6 +403,13 @@ impl FrameStore {
     /// the shortest runs are kept first: they save the most punches a
     /// slot.
     fn release_slots(&self, slots: impl Iterator<Item = u32>, holes: &mut Holes, cap: usize) {
+        let slots: Vec<u32> = slots.collect();
+        if holes.kept.len() + slots.len() <= cap {
+            // All of them kept: no need to weigh runs (a write-out frees one
+            // slot at a time beside thousands kept).
+            holes.kept.extend(slots);
+            return;
+        }
         let mut runs = slot_runs(std::mem::take(&mut holes.kept).into_iter().chain(slots));
         runs.sort_by_key(|run| run.len());
         let mut punch = Vec::new();

@@ -31,6 +31,11 @@ use crate::layout::FRAME_BYTES;
 /// `KEPT_SHARE` of the live frames.
 const KEPT_SHARE: usize = 16;
 
+/// How many kept slots an image's slot is chosen among: a checkpoint of
+/// a large tree keeps thousands, and a search of them all for each image
+/// would cost their square.
+const KEPT_SEARCH: usize = 64;
+
 /// Less of an image's gap than this left to punch is left as it is: the
 /// slot then holds up to this many bytes of an earlier image where the
 /// new one has its gap, against a discard saved.
@@ -128,11 +133,11 @@ impl Holes {
         }
     }
 
-    /// The kept slot that leaves the least of `gap` to punch (the lowest
-    /// of equals), no longer kept.
+    /// Of the lowest `KEPT_SEARCH` kept slots, the one that leaves the
+    /// least of `gap` to punch (the lowest of equals), no longer kept.
     pub(super) fn take_kept(&mut self, gap: &Range<usize>) -> Option<u32> {
         let mut best: Option<(usize, u32)> = None;
-        for &slot in &self.kept {
+        for &slot in self.kept.iter().take(KEPT_SEARCH) {
             let left = minus(gap, &self.hole_of(slot)).iter().map(Range::len).sum();
             if best.is_none_or(|(b, _)| left < b) {
                 best = Some((left, slot));
@@ -205,6 +210,21 @@ mod tests {
         assert!(h.plan(3, &(0..4 * K)).hole_after.is_empty());
         h.punched_whole(3..4);
         assert_eq!(h.plan(3, &gap).punch, Vec::<Range<usize>>::new(), "punched whole");
+    }
+
+    #[test]
+    fn an_image_chooses_among_the_lowest_kept_slots_only() {
+        let mut h = Holes::new(1000);
+        for slot in 0..100 {
+            h.writing(slot);
+            h.kept.insert(slot);
+        }
+        h.punched_whole(99..100);
+        h.kept.insert(99);
+        assert_eq!(h.take_kept(&(64 * K..100 * K)), Some(0), "slot 99 would cover it, but lies past the search");
+        h.punched_whole(10..11);
+        h.kept.insert(10);
+        assert_eq!(h.take_kept(&(64 * K..100 * K)), Some(10), "covered within the search");
     }
 
     #[test]

@@ -652,6 +652,17 @@ impl FrameFile {
         }
     }
 
+    /// The first hole inside the image area of `slot`, in whole blocks
+    /// (offsets in the image); `None` if there is none, or the file system
+    /// cannot tell (a failure to ask only costs a punch later).
+    pub(crate) fn image_hole(&self, slot: u32) -> Option<Range<usize>> {
+        let base = self.image_offset(slot);
+        let hole = self.file.first_hole(base, base + FRAME_BYTES as u64).ok()??;
+        let (start, end) = ((hole.start - base) as usize, (hole.end - base) as usize);
+        let blocks = start.next_multiple_of(HOLE_ALIGN)..end / HOLE_ALIGN * HOLE_ALIGN;
+        (blocks.start < blocks.end).then_some(blocks)
+    }
+
     /// Holes asked of the file system since open (free slots' runs,
     /// images' free gaps): on a file system mounted with `discard` each is
     /// a synchronous discard, the cost `FrameStore`'s kept slots save.

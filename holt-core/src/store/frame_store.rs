@@ -367,16 +367,19 @@ impl FrameStore {
             }
         }
         holes.committed();
+        let cap = holes.kept_cap(next.frames.len());
+        let freed: Vec<u32> = p.manifest.frames.values().chain(p.staged.values()).map(|r| r.slot).collect();
         // A crash between a publication and its punches leaves free slots
-        // allocated: the first commit after open sweeps them all.
-        let (freed, cap): (Vec<u32>, _) = match self.swept.swap(true, Ordering::Relaxed) {
-            true => (p.manifest.frames.values().chain(p.staged.values()).map(|r| r.slot).collect(), holes.kept_cap(next.frames.len())),
-            false => ((0..slots_total).collect(), 0),
-        };
+        // allocated: the first commit after open punches every slot that
+        // was free before it (holes already, after a clean close).
+        let stale = (!self.swept.swap(true, Ordering::Relaxed)).then(|| p.free.clone());
         p.replaced_by(next, slots_total);
         let freed: Vec<u32> = freed.into_iter().filter(|s| p.free.contains(s)).collect();
+        let stale: Vec<u32> = stale.unwrap_or_default().into_iter().filter(|s| p.free.contains(s)).collect();
         drop(p);
         self.release_slots(freed.into_iter(), holes, cap);
+        let stale = stale.into_iter().filter(|s| !holes.kept.contains(s));
+        self.punch_runs(slot_runs(stale), holes);
     }
 
     /// Write a sealed image into `slot`, which no reader reads; what of
@@ -407,9 +410,11 @@ impl FrameStore {
         if holes.kept.len() + slots.len() <= cap {
             // All of them kept: no need to weigh runs (a write-out frees one
             // slot at a time beside thousands kept).
+            self.learn_holes(&slots, holes);
             holes.kept.extend(slots);
             return;
         }
+        self.learn_holes(&slots, holes);
         let mut runs = slot_runs(std::mem::take(&mut holes.kept).into_iter().chain(slots));
         runs.sort_by_key(|run| run.len());
         let mut punch = Vec::new();
@@ -421,6 +426,20 @@ impl FrameStore {
         }
         punch.sort_by_key(|run| run.start);
         self.punch_runs(punch, holes);
+    }
+
+    /// Ask the file system where the holes of freed slots written before
+    /// this open are (their images' gaps), so that an image written into
+    /// one later punches only what of its gap is not a hole already.
+    fn learn_holes(&self, slots: &[u32], holes: &mut Holes) {
+        for &slot in slots {
+            if holes.knows(slot) {
+                continue;
+            }
+            if let Some(hole) = self.file.image_hole(slot) {
+                holes.learnt(slot, hole);
+            }
+        }
     }
 
     /// Punch each run out of the frame file and count its slots as holes;

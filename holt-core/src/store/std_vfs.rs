@@ -53,6 +53,10 @@ impl FileIo for StdFile {
         allocate(&self.0, offset, len)
     }
 
+    fn first_hole(&self, from: u64, to: u64) -> io::Result<Option<std::ops::Range<u64>>> {
+        first_hole(&self.0, from, to)
+    }
+
     fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {
         SharedMap::new(&self.0, len).map(Some)
     }
@@ -140,6 +144,26 @@ pub(crate) fn open_dir(dir: &Path) -> io::Result<File> {
 /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: give back the blocks of the range.
 pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     fallocate(file, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
+}
+
+/// `lseek(SEEK_HOLE)` from `from`, then `lseek(SEEK_DATA)` from the hole
+/// (see `FileIo::first_hole`). The file offset moves; every read and
+/// write here is positioned, so nothing depends on it.
+pub(crate) fn first_hole(file: &File, from: u64, to: u64) -> io::Result<Option<std::ops::Range<u64>>> {
+    let seek = |at: u64, whence: libc::c_int| -> io::Result<Option<u64>> {
+        let at = libc::off_t::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: lseek on an open descriptor this `File` owns.
+        match unsafe { libc::lseek(file.as_raw_fd(), at, whence) } {
+            -1 => match io::Error::last_os_error() {
+                e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+                e => Err(e),
+            },
+            n => Ok(Some(n as u64)),
+        }
+    };
+    let Some(start) = seek(from, libc::SEEK_HOLE)?.filter(|&h| h < to) else { return Ok(None) };
+    let end = seek(start, libc::SEEK_DATA)?.map_or(to, |d| d.min(to));
+    Ok(Some(start..end))
 }
 
 /// `fallocate(mode 0)`: reserve disk blocks for `[offset, offset + len)` and

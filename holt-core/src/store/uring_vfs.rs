@@ -180,6 +180,10 @@ impl FileIo for UringFile {
         super::std_vfs::allocate(&self.file, offset, len)
     }
 
+    fn first_hole(&self, from: u64, to: u64) -> io::Result<Option<std::ops::Range<u64>>> {
+        super::std_vfs::first_hole(&self.file, from, to)
+    }
+
     fn map_shared(&self, len: usize) -> io::Result<Option<SharedMap>> {
         SharedMap::new(&self.file, len).map(Some)
     }

@@ -3,6 +3,7 @@
 //! forgets unsynced writes.
 
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,6 +36,13 @@ pub(crate) trait FileIo: Send + Sync {
     /// is durable only after `sync_data`. `ErrorKind::Unsupported` where the
     /// file system cannot do it; callers treat that as space kept, not data lost.
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// The first hole (bytes that read as zeros and hold no disk space)
+    /// that starts in `[from, to)`, cut at `to`; `None` where there is
+    /// none or the file cannot tell (every simulated one). Only disk
+    /// space may depend on the answer.
+    fn first_hole(&self, _from: u64, _to: u64) -> io::Result<Option<Range<u64>>> {
+        Ok(None)
+    }
     /// Reserve disk space for `[offset, offset + len)` and extend the file
     /// to cover it (`fallocate`), keeping existing bytes. `Unsupported` for
     /// files that cannot (every simulated one).

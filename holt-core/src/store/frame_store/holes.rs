@@ -7,11 +7,13 @@
 //! superseded ones) only to fill as many again in the next cycle. So free
 //! slots are kept as they are, as many as the last cycle wrote images
 //! (single slots first: a run of adjacent ones costs one punch whatever
-//! its length), and an image goes into the kept slot whose hole
-//! already covers most of its free gap (images' gaps are punched or never
-//! written, so a slot's last image left its gap a hole): often nothing is
-//! left to punch (benches/RESULTS.md run 49). A checkpoint a caller waits
-//! for gives them back (`FrameStore::give_back_kept`).
+//! its length), and an image goes into the kept slot whose hole already
+//! covers most of its free gap (images' gaps are punched or never
+//! written, so a slot's last image left its gap a hole; of a slot written
+//! before this open, the file system says where its hole is when it is
+//! freed): often nothing is left to punch (benches/RESULTS.md run 49). A
+//! checkpoint a caller waits for gives them back
+//! (`FrameStore::give_back_kept`).
 //!
 //! Only disk space depends on any of this: the bytes of an image's free
 //! gap are never read from the disk (`FrameFile::write_slot`), so a gap
@@ -32,9 +34,10 @@ use crate::layout::FRAME_BYTES;
 const KEPT_SHARE: usize = 16;
 
 /// How many kept slots an image's slot is chosen among: a checkpoint of
-/// a large tree keeps thousands, and a search of them all for each image
-/// would cost their square.
-const KEPT_SEARCH: usize = 64;
+/// a tree of 10^8 keys keeps tens of thousands, and a search of them all
+/// for each image would cost their square; a search of 64 punched 15%
+/// more than a full one in the capped cell (benches/RESULTS.md run 49).
+const KEPT_SEARCH: usize = 1024;
 
 /// Less of an image's gap than this left to punch is left as it is: the
 /// slot then holds up to this many bytes of an earlier image where the
@@ -105,6 +108,18 @@ impl Holes {
             true => Plan { punch: missing, hole_after: gap.clone() },
             false => Plan { punch: Vec::new(), hole_after: within(gap, &hole) },
         }
+    }
+
+    /// Whether what of `slot` is a hole is known (written or punched
+    /// since open, or learnt).
+    pub(super) fn knows(&self, slot: u32) -> bool {
+        slot >= self.written_end || self.punched.contains(&slot) || self.gaps.contains_key(&slot)
+    }
+
+    /// `hole` of the image in `slot`, written before this open, is a
+    /// hole (`FrameFile::image_hole`).
+    pub(super) fn learnt(&mut self, slot: u32, hole: Range<usize>) {
+        self.gaps.insert(slot, hole.start as u32..hole.end as u32);
     }
 
     /// `slot` is being written: nothing of it is known to be a hole until
@@ -214,17 +229,18 @@ mod tests {
 
     #[test]
     fn an_image_chooses_among_the_lowest_kept_slots_only() {
-        let mut h = Holes::new(1000);
-        for slot in 0..100 {
+        let (past, within) = (KEPT_SEARCH as u32, KEPT_SEARCH as u32 / 2);
+        let mut h = Holes::new(past + 10);
+        for slot in 0..=past {
             h.writing(slot);
             h.kept.insert(slot);
         }
-        h.punched_whole(99..100);
-        h.kept.insert(99);
-        assert_eq!(h.take_kept(&(64 * K..100 * K)), Some(0), "slot 99 would cover it, but lies past the search");
-        h.punched_whole(10..11);
-        h.kept.insert(10);
-        assert_eq!(h.take_kept(&(64 * K..100 * K)), Some(10), "covered within the search");
+        h.punched_whole(past..past + 1);
+        h.kept.insert(past);
+        assert_eq!(h.take_kept(&(64 * K..100 * K)), Some(0), "slot {past} would cover it, but lies past the search");
+        h.punched_whole(within..within + 1);
+        h.kept.insert(within);
+        assert_eq!(h.take_kept(&(64 * K..100 * K)), Some(within), "covered within the search");
     }
 
     #[test]

@@ -786,3 +786,35 @@ fn freed_slots_are_kept_for_the_next_images_as_many_as_the_last_cycle_wrote() {
     assert_eq!(found, model.meta);
     verify(&reopened, &model);
 }
+
+/// A slot written before this open has no recorded hole: once freed and
+/// kept (the first commit after the open keeps what it frees), the file
+/// system says where its hole is (`FrameFile::image_hole`), so an image
+/// whose gap lies within it goes in without a punch.
+#[test]
+fn the_holes_of_slots_written_before_an_open_are_learnt_when_they_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (used, table) = (40_000usize, 500u32);
+    let write = |store: &FrameStore, ids: &[u64], n: u64| {
+        let mut txn = store.begin_checkpoint().unwrap();
+        for &id in ids {
+            txn.write_frame(FrameId(id), &sparse_image(id, n, used, table)).unwrap();
+        }
+        txn.commit(meta(n)).unwrap();
+    };
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    write(&store, &[1, 2, 3, 4], 1);
+    assert!(store.file.image_hole(0).is_some_and(|h| h.start <= used.next_multiple_of(4096)), "{:?}", store.file.image_hole(0));
+    drop(store);
+    let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
+    // The first commit after the open punches the slots free before it,
+    // not slots 0 and 2, which it frees and keeps.
+    write(&store, &[1, 3], 2);
+    assert_eq!(store.kept_slots(), 2);
+    let punches = store.punches();
+    write(&store, &[2, 4], 3); // into slots 0 and 2; slots 1 and 3 kept in turn
+    assert_eq!(store.punches() - punches, 0, "the gaps fell in the learnt holes");
+    for (id, gen) in [(1, 2), (2, 3), (3, 2), (4, 3)] {
+        assert!(store.read_frame(FrameId(id)).unwrap() == sparse_image(id, gen, used, table), "frame {id}");
+    }
+}

@@ -391,7 +391,7 @@ impl FrameStore {
         let plan = holes.plan(slot, &gap_blocks(bytes));
         holes.writing(slot);
         self.file.write_slot(slot, bytes, sealed, &plan.punch)?;
-        holes.written_as(slot, plan.hole_after);
+        holes.hole_is(slot, plan.hole_after);
         Ok(())
     }
 
@@ -407,14 +407,13 @@ impl FrameStore {
     /// slot.
     fn release_slots(&self, slots: impl Iterator<Item = u32>, holes: &mut Holes, cap: usize) {
         let slots: Vec<u32> = slots.collect();
+        self.learn_holes(&slots, holes);
         if holes.kept.len() + slots.len() <= cap {
             // All of them kept: no need to weigh runs (a write-out frees one
             // slot at a time beside thousands kept).
-            self.learn_holes(&slots, holes);
             holes.kept.extend(slots);
             return;
         }
-        self.learn_holes(&slots, holes);
         let mut runs = slot_runs(std::mem::take(&mut holes.kept).into_iter().chain(slots));
         runs.sort_by_key(|run| run.len());
         let mut punch = Vec::new();
@@ -437,7 +436,7 @@ impl FrameStore {
                 continue;
             }
             if let Some(hole) = self.file.image_hole(slot) {
-                holes.learnt(slot, hole);
+                holes.hole_is(slot, hole);
             }
         }
     }

@@ -44,6 +44,7 @@ const KEPT_SEARCH: usize = 1024;
 /// new one has its gap, against a discard saved.
 pub(super) const LEAST_PUNCH: usize = 32 << 10;
 
+/// What of each slot is known to be a hole, and the free slots kept.
 pub(super) struct Holes {
     /// Free slots punched whole since they were last written.
     pub(super) punched: BTreeSet<u32>,
@@ -90,12 +91,23 @@ impl Holes {
         self.written_last_cycle = std::mem::take(&mut self.written_since_commit);
     }
 
-    /// The part of `slot`'s image known to be a hole.
-    fn hole_of(&self, slot: u32) -> Range<usize> {
+    /// The part of `slot`'s image known to be a hole, if what of it is a
+    /// hole is known at all (written or punched since open, or learnt).
+    fn known_hole(&self, slot: u32) -> Option<Range<usize>> {
         if slot >= self.written_end || self.punched.contains(&slot) {
-            return 0..FRAME_BYTES;
+            return Some(0..FRAME_BYTES);
         }
-        self.gaps.get(&slot).map_or(0..0, |g| g.start as usize..g.end as usize)
+        self.gaps.get(&slot).map(|g| g.start as usize..g.end as usize)
+    }
+
+    /// The part of `slot`'s image known to be a hole (empty if unknown).
+    fn hole_of(&self, slot: u32) -> Range<usize> {
+        self.known_hole(slot).unwrap_or(0..0)
+    }
+
+    /// Whether what of `slot` is a hole is known.
+    pub(super) fn knows(&self, slot: u32) -> bool {
+        self.known_hole(slot).is_some()
     }
 
     /// What to punch writing an image whose free gap's whole blocks are
@@ -110,20 +122,8 @@ impl Holes {
         }
     }
 
-    /// Whether what of `slot` is a hole is known (written or punched
-    /// since open, or learnt).
-    pub(super) fn knows(&self, slot: u32) -> bool {
-        slot >= self.written_end || self.punched.contains(&slot) || self.gaps.contains_key(&slot)
-    }
-
-    /// `hole` of the image in `slot`, written before this open, is a
-    /// hole (`FrameFile::image_hole`).
-    pub(super) fn learnt(&mut self, slot: u32, hole: Range<usize>) {
-        self.gaps.insert(slot, hole.start as u32..hole.end as u32);
-    }
-
     /// `slot` is being written: nothing of it is known to be a hole until
-    /// `written_as` says what is.
+    /// `hole_is` says what is.
     pub(super) fn writing(&mut self, slot: u32) {
         self.punched.remove(&slot);
         self.kept.remove(&slot);
@@ -132,8 +132,10 @@ impl Holes {
         self.written_since_commit += 1;
     }
 
-    /// `slot` was written, leaving `hole` of its image a hole.
-    pub(super) fn written_as(&mut self, slot: u32, hole: Range<usize>) {
+    /// `hole` of the image in `slot` is a hole: its last write left it
+    /// one, or the file system says so of a slot written before this
+    /// open (`FrameFile::image_hole`).
+    pub(super) fn hole_is(&mut self, slot: u32, hole: Range<usize>) {
         if !hole.is_empty() {
             self.gaps.insert(slot, hole.start as u32..hole.end as u32);
         }
@@ -215,7 +217,7 @@ mod tests {
         assert_eq!(h.plan(12, &gap), Plan { punch: vec![], hole_after: gap.clone() }, "never written: a hole");
         assert_eq!(h.plan(3, &gap), Plan { punch: vec![gap.clone()], hole_after: gap.clone() }, "unknown: punch it all");
         h.writing(3);
-        h.written_as(3, 60 * K..90 * K);
+        h.hole_is(3, 60 * K..90 * K);
         // 10 blocks left: punched.
         assert_eq!(h.plan(3, &gap), Plan { punch: vec![90 * K..100 * K], hole_after: gap.clone() });
         // 4 blocks left: kept as they are; only the covered part is a hole.
@@ -248,7 +250,7 @@ mod tests {
         let mut h = Holes::new(10);
         for (slot, hole) in [(1, 80 * K..100 * K), (2, 40 * K..120 * K), (3, 50 * K..110 * K)] {
             h.writing(slot);
-            h.written_as(slot, hole);
+            h.hole_is(slot, hole);
             h.kept.insert(slot);
         }
         assert_eq!(h.take_kept(&(60 * K..100 * K)), Some(2), "covered by 2 and 3: the lowest");

@@ -26,9 +26,9 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
 
-use crate::store::frame_file::gap_blocks;
 use super::{check_image, slot_after, slot_runs, FrameStore, Holes, Sealed};
 use crate::error::Result;
+use crate::store::frame_file::gap_blocks;
 use crate::ids::FrameId;
 use crate::store::manifest::SlotRef;
 

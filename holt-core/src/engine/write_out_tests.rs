@@ -31,6 +31,15 @@ fn staged(tree: &Tree) -> usize {
     tree.engine().durable.as_ref().expect("a durable tree").store.staged_count()
 }
 
+/// `open_writing_out` with keys 0..12 000 put and checkpointed.
+fn checkpointed(vfs: &MemVfs) -> (Tree, Model) {
+    let tree = open_writing_out(vfs);
+    let mut model = Model::new();
+    (0..12_000).for_each(|i| put(&tree, &mut model, i, 0));
+    tree.checkpoint().unwrap();
+    (tree, model)
+}
+
 /// Keys of the first `dirs` of the 97 directories `put` spreads keys over.
 fn in_dirs(i: &u32, dirs: u32) -> bool {
     i % 97 < dirs
@@ -39,10 +48,7 @@ fn in_dirs(i: &u32, dirs: u32) -> bool {
 #[test]
 fn staged_frames_are_published_as_the_tree_at_the_next_cut() {
     let vfs = MemVfs::new();
-    let tree = open_writing_out(&vfs);
-    let mut model = Model::new();
-    (0..12_000).for_each(|i| put(&tree, &mut model, i, 0));
-    tree.checkpoint().unwrap();
+    let (tree, mut model) = checkpointed(&vfs);
     (0..12_000).step_by(5).for_each(|i| put(&tree, &mut model, i, 1));
     let pool = tree.engine().pool();
     let cleaned = tree.engine().write_out_dirty(false).unwrap();
@@ -73,16 +79,13 @@ type Phase = (std::ops::Range<u64>, Model);
 /// changes, then a checkpoint. Returns the disk operations of each
 /// write-out and of the checkpoint, with the tree's content meanwhile.
 fn scenario(vfs: &MemVfs) -> Vec<Phase> {
-    let tree = open_writing_out(vfs);
-    let mut model = Model::new();
+    let (tree, mut model) = checkpointed(vfs);
     let mut phases = Vec::new();
     let mut phase = |model: &Model, step: &mut dyn FnMut()| {
         let from = vfs.ops_count();
         step();
         phases.push((from..vfs.ops_count(), model.clone()));
     };
-    (0..12_000).for_each(|i| put(&tree, &mut model, i, 0));
-    tree.checkpoint().unwrap();
     (0..12_000).step_by(4).for_each(|i| put(&tree, &mut model, i, 1));
     phase(&model, &mut || assert!(tree.engine().write_out_dirty(false).unwrap() > 3));
     (0..12_000).filter(|i| in_dirs(i, 10)).for_each(|i| put(&tree, &mut model, i, 2));
@@ -164,10 +167,8 @@ fn a_tree_larger_than_its_cache_writes_dirty_frames_out_instead_of_checkpointing
 #[test]
 fn a_frame_written_after_its_copy_stays_dirty_and_the_checkpoint_writes_it_anew() {
     let vfs = MemVfs::new();
-    let tree = Arc::new(open_writing_out(&vfs));
-    let model = Arc::new(std::sync::Mutex::new(Model::new()));
-    (0..12_000).for_each(|i| put(&tree, &mut model.lock().unwrap(), i, 0));
-    tree.checkpoint().unwrap();
+    let (tree, model) = checkpointed(&vfs);
+    let (tree, model) = (Arc::new(tree), Arc::new(std::sync::Mutex::new(model)));
     (0..12_000).filter(|i| in_dirs(i, 1)).for_each(|i| put(&tree, &mut model.lock().unwrap(), i, 1));
     let (t, m) = (Arc::clone(&tree), Arc::clone(&model));
     on_unheld_copies(move || {
@@ -188,10 +189,7 @@ fn a_frame_written_after_its_copy_stays_dirty_and_the_checkpoint_writes_it_anew(
 #[test]
 fn a_frame_written_out_forgets_its_writers_uses() {
     let vfs = MemVfs::new();
-    let tree = open_writing_out(&vfs);
-    let mut model = Model::new();
-    (0..12_000).for_each(|i| put(&tree, &mut model, i, 0));
-    tree.checkpoint().unwrap();
+    let (tree, mut model) = checkpointed(&vfs);
     (0..12_000).filter(|i| in_dirs(i, 3)).for_each(|i| put(&tree, &mut model, i, 1));
     let pool = tree.engine().pool();
     let dirty: Vec<_> = pool.dirtied_ids().into_iter().filter(|&id| pool.cell(id).is_some_and(|c| c.is_dirty())).collect();

@@ -86,7 +86,6 @@ const HOLE_ALIGN: usize = 4096;
 /// out of its slot (`FrameFile::write_slot`).
 pub(crate) fn gap_blocks(image: &[u8]) -> Range<usize> {
     let gap = free_gap(image);
-    debug_assert!(image[gap.clone()].iter().all(|&b| b == 0), "an image's free gap is zeros");
     gap.start.next_multiple_of(HOLE_ALIGN)..gap.end / HOLE_ALIGN * HOLE_ALIGN
 }
 
@@ -597,6 +596,7 @@ impl FrameFile {
     pub(crate) fn write_slot(&self, slot: u32, bytes: &[u8], sealed: &Sealed, punch: &[Range<usize>]) -> Result<()> {
         assert_eq!(bytes.len(), FRAME_BYTES, "a slot holds exactly one frame image");
         assert_eq!(sealed.table.is_some(), self.format == SlotFormat::Paged, "page checksums go with paged slots only");
+        debug_assert!(bytes[free_gap(bytes)].iter().all(|&b| b == 0), "an image's free gap is zeros");
         let gap_blocks = gap_blocks(bytes);
         debug_assert!(punch.iter().all(|r| r.start >= gap_blocks.start && r.end <= gap_blocks.end), "punches inside the gap");
         // The page checksums (none in a version 1 slot) lie right before

@@ -43,6 +43,16 @@ fn loaded_disk() -> SimDisk {
 
 /// Random gets until the cache is full, so that every later miss is a
 /// partial load.
+/// A loaded disk, its tree reopened with a full cache (`warm`), and the
+/// generator that warmed it, seeded with `seed`.
+fn warmed(seed: u64) -> (SimDisk, Tree, SplitMix64) {
+    let disk = loaded_disk();
+    let tree = disk.open_tree(builder()).unwrap();
+    let mut rng = SplitMix64::new(seed);
+    warm(&tree, &mut rng);
+    (disk, tree, rng)
+}
+
 fn warm(tree: &Tree, rng: &mut SplitMix64) {
     while tree.counters().frames_cached < POOL_FRAMES as u64 {
         let i = rng.below(KEYS);
@@ -52,10 +62,7 @@ fn warm(tree: &Tree, rng: &mut SplitMix64) {
 
 #[test]
 fn point_lookups_into_a_full_cache_read_pages_not_frames() {
-    let disk = loaded_disk();
-    let tree = disk.open_tree(builder()).unwrap();
-    let mut rng = SplitMix64::new(0x9a6e);
-    warm(&tree, &mut rng);
+    let (_disk, tree, mut rng) = warmed(0x9a6e);
     let before = tree.counters();
     let gets = 2_000u64;
     for _ in 0..gets {
@@ -121,10 +128,7 @@ fn a_tree_larger_than_the_cache_is_written_laid_out_for_pages() {
 /// value throughout.
 #[test]
 fn an_unused_frame_held_in_part_is_trimmed_to_its_skeleton_before_it_is_evicted() {
-    let disk = loaded_disk();
-    let tree = disk.open_tree(builder()).unwrap();
-    let mut rng = SplitMix64::new(0x7217);
-    warm(&tree, &mut rng);
+    let (_disk, tree, mut rng) = warmed(0x7217);
     random_gets(&tree, &mut rng, 500, |_| 0);
     let pool = tree.engine().pool();
     let skeleton = |b: &FrameBuf, p: usize| p == 0 || p == PAGES - 1 || (b.in_preorder() && p * PAGE_BYTES < b.runs_from());
@@ -205,10 +209,7 @@ fn a_batch_makes_the_frames_its_guard_read_in_part_whole() {
 /// read the frames it passed through whole read two.
 #[test]
 fn a_writer_reads_whole_only_the_frame_it_changes() {
-    let disk = loaded_disk();
-    let tree = disk.open_tree(builder()).unwrap();
-    let mut rng = SplitMix64::new(0x3717);
-    warm(&tree, &mut rng);
+    let (_disk, tree, mut rng) = warmed(0x3717);
     let pool = tree.engine().pool();
     let (mut completed, mut put) = (0, std::collections::HashSet::new());
     for _ in 0..50 {

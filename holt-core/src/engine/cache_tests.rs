@@ -167,8 +167,9 @@ fn tree_eight_times_the_pool(direct: bool) {
         random_step(&tree, &mut model, &mut rng);
         steps += 1;
         let p = tree.counters();
-        // Writers checkpoint at twice the budget; pins add a chunk's frames.
-        assert!(p.frames_cached <= 3 * POOL_FRAMES as u64, "step {steps}: {p:?}");
+        // Writers clean past an eighth over the budget (at least 4
+        // frames); pins add a chunk's frames.
+        assert!(p.frames_cached <= 2 * POOL_FRAMES as u64, "step {steps}: {p:?}");
     }
     assert_eq!(listing(&tree, b"", true), model_listing(&model, b"", true));
     assert_eq!(listing(&tree, b"d/", true), model_listing(&model, b"d/", true));

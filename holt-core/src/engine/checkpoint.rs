@@ -14,7 +14,7 @@
 //! 2. copy, outside the gate: every frame dirty at the cut is copied once,
 //!    as it was at the cut, by the copier (read optimistically, claimed
 //!    under a short hold at the version read, then clean and pinned until
-//!    step 5) or by a writer about to change it (copy-on-write, under the
+//!    its image is written) or by a writer about to change it (copy-on-write, under the
 //!    writer's latch). A writer waits for at most one claim per frame it
 //!    latches (one copy, where writers kept the copier from a clean read).
 //!    Each image is laid out in key order if its frame wants a tidy, or,
@@ -29,15 +29,19 @@
 //!    it is taken (`Start::Tidy`: a few
 //!    buffers in use at a time), or once the cache's room for them is full
 //!    (`Start::Now`: writers meet pending frames mostly while copies run,
-//!    and the images' memory stays a fraction of the cache's);
+//!    and the images' memory stays within the cache's budget). From its
+//!    write on the store reads the frame from that image
+//!    (`frame_store::shadow`), so the copier unpins the frame: it may
+//!    leave memory before the commit;
 //! 3. sync the WAL through the cut (write-ahead rule: no frame image is
 //!    published before the records that produced it are durable);
 //! 4. drop the frames retired before the cut and publish the manifest with
 //!    the cut LSN. A crash before the publish leaves the previous
 //!    checkpoint in force, and replay from its LSN rebuilds everything;
 //!    after it, replay starts at the cut.
-//! 5. unpin the copied frames, free the dropped ids, trim WAL segments
-//!    wholly at or below the cut.
+//! 5. unpin the frames still pinned (none unless a write failed or
+//!    stopped), free the dropped ids, trim WAL segments wholly at or
+//!    below the cut.
 //!
 //! A checkpoint nobody waits for (the checkpointer's, or one a bound made a
 //! writer run) gives way to one a caller needs (`Owner`): once a caller
@@ -45,12 +49,14 @@
 //! failed one does, publishing nothing; the caller's cut then covers
 //! every frame it would have written.
 //!
-//! On failure the frames the copier cleaned are marked dirty again (those
-//! a writer copied are dirty already) and the retired ids wait for the
-//! next cut, so nothing is lost from memory and the next checkpoint retries
-//! them. A checkpoint that finds the disk full releases the store's space
-//! reserve and runs once more from a new cut (the failed one put its frames
-//! back; its shadow slots stay unreferenced); a checkpoint that succeeds
+//! On failure the frames the copier claimed and did not write are marked
+//! dirty again (those a writer copied are dirty already), the images
+//! written stay staged for the next commit (`frame_store::shadow`: a
+//! frame let go may have left memory), and the retired ids wait for the
+//! next cut, so nothing is lost and the next checkpoint publishes or
+//! retries them. A checkpoint that finds the disk full releases the
+//! store's space reserve and runs once more from a new cut (the failed one
+//! put its frames back or staged their images); a checkpoint that succeeds
 //! while the reserve is spent tries to make it whole again, after the trim
 //! has given back the WAL's space.
 
@@ -116,23 +122,22 @@ enum Ended {
     Stopped,
 }
 
-/// A checkpoint a bound forces holds images in the cache's unused room,
-/// and in at most `1 / HELD_IMAGES_DIVISOR` of the cache beyond it: its
-/// memory on top of the cache stays a fraction of it, however many frames
-/// are dirty (a tree larger than memory, under a memory limit, was killed
-/// when every dirty frame had an image). The price, where the tree
-/// outgrows the cache: the copies take longer (writes in between), and
-/// writers copy more pending frames themselves (benches/RESULTS.md run 22).
-const HELD_IMAGES_DIVISOR: usize = 4;
-
 impl Start {
-    /// Images the copier may hold unwritten (`Pool::copy_pending`).
+    /// Images the copier may hold unwritten (`Pool::copy_pending`). A
+    /// checkpoint a bound forces holds them in the cache's unused room
+    /// only (and the spares kept anyway), so its memory stays within the
+    /// cache's budget however many frames are dirty: a tree larger than
+    /// memory under a memory limit was killed when every dirty frame had
+    /// an image, and still with a quarter of the cache's worth beyond it
+    /// (benches/RESULTS.md runs 22 and 50). The price, where the tree
+    /// outgrows the cache: the copies take longer (writes in between), and
+    /// writers copy more pending frames themselves.
     fn images_held(self, pool: &Pool) -> usize {
         match self {
             Start::Tidy => 0,
             Start::Now => {
                 let room = pool.capacity().saturating_sub(pool.resident_count());
-                (pool.capacity() / HELD_IMAGES_DIVISOR).max(room).max(SPARES_KEPT)
+                room.max(SPARES_KEPT)
             }
         }
     }
@@ -169,9 +174,9 @@ impl Engine {
     /// shadow slots as the copier takes them, then the WAL is synced
     /// through the cut and the manifest published (`Ended`).
     /// On `Err`, and when it stops, everything is put back for the next
-    /// cut: the frames the copier cleaned are dirty again (those a writer
-    /// copied are dirty already), the retired ids wait, and the shadow
-    /// slots written stay unreferenced.
+    /// cut: the frames the copier claimed and did not write are dirty
+    /// again (those a writer copied are dirty already), the retired ids
+    /// wait, and the images written are staged for the next commit.
     ///
     /// `Err(Poisoned)` if the engine was poisoned by the time the cut is
     /// taken: a batch that failed half applied held the gate until it had
@@ -200,7 +205,7 @@ impl Engine {
         after_cut();
         let mut written = 0usize;
         let shape = Shape::for_pool(pool);
-        let (held, copied) = pool.copy_pending(&cut, hold, &mut |id, img| {
+        let (held, copied) = pool.copy_pending(&cut, hold, true, &mut |id, img| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
             if owner.gives_way(d) {
                 return Ok(Sunk::Stopped);

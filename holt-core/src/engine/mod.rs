@@ -55,6 +55,10 @@ use crate::tree::spill::FRAME_DATA_BYTES;
 use crate::tree::{Owned, RESTARTS_MAX, ROOT_FRAME, ROOT_SLOT};
 use crate::Record;
 
+/// A writer past the cache's bound cleans only while at least this share
+/// of the budget (1/N) is dirty (`Engine::nudge_if_due`).
+const OVER_BOUND_DIRTY_DIVISOR: usize = 8;
+
 pub(crate) enum Applied {
     Done { prev: Vec<Option<Vec<u8>>> },
     GuardFailed,
@@ -346,11 +350,16 @@ impl Engine {
     }
 
     /// Wake the checkpointer when a mark is passed; past twice the WAL
-    /// target or twice the cache budget, make this writer wait for (or run)
-    /// a checkpoint, so neither the log nor the cache outgrows its bound
-    /// however slow checkpoints are. The dirty mark is left to the
-    /// checkpointer's own poll: nudging it there made a fast load run
-    /// smaller checkpoints, twice as often, and writers slower. Making
+    /// target, or with the cache past its bound (`Pool::past_bound`) and an
+    /// eighth of it dirty, make this writer write dirty frames out, or
+    /// wait for (or run) a checkpoint, so neither the log nor the cache
+    /// outgrows its bound however slow checkpoints are: the cache's budget
+    /// bounds the memory a write load holds, not only a read load's. The
+    /// dirty share keeps a cache that pins hold past its bound (a scan's,
+    /// a checkpoint's) from making every writer checkpoint for nothing:
+    /// only cleaning dirty frames brings it back. The dirty mark is left
+    /// to the checkpointer's own poll: nudging it there made a fast load
+    /// run smaller checkpoints, twice as often, and writers slower. Making
     /// writers wait at a whole budget of dirty frames, so reads always find
     /// clean frames, waited for every checkpoint's syncs; the pool keeps a
     /// clean floor instead (`store::pool`). Runs after the writer's batch is
@@ -365,7 +374,7 @@ impl Engine {
         }
         let overdue = || {
             d.journal.bytes() >= cfg.wal_bytes_target.saturating_mul(2)
-                || pool.resident_count() >= cfg.pool_frames_max.saturating_mul(2)
+                || (pool.past_bound() && pool.dirty_count() >= pool.capacity() / OVER_BOUND_DIRTY_DIVISOR)
         };
         // A caller waiting for its checkpoint covers this one.
         if !overdue() || d.asked_waits() {
@@ -373,7 +382,7 @@ impl Engine {
         }
         // Where the tree outgrows the cache, dirty frames written out let
         // the cache shrink without a checkpoint (`write_out`).
-        if self.write_out_due() {
+        if self.writes_out(d) {
             if let Err(e) = self.write_out_dirty(true) {
                 log::warn!("writing dirty frames out over the cache bound failed (a checkpoint follows): {e}");
             }

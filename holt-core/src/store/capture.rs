@@ -16,8 +16,10 @@
 //!   is the cut's state) and claims the frame under it — writers wait for
 //!   the claim, not for the copy (a frame the writers keep changing is
 //!   copied under a plain hold, as a last resort); the frame turns clean,
-//!   and stays pinned until `release_captured`, because the store's image
-//!   of it is stale until the checkpoint publishes;
+//!   and stays pinned until its image is written, because until then the
+//!   store's image of it is stale (from the write on the store reads the
+//!   frame from the new image, `frame_store::shadow`; an image that is not
+//!   written keeps its frame pinned until `release_captured`);
 //! - a writer that latches it exclusively (`before_write`, from
 //!   `Owned::push`, before any change): it copies the image first, and the
 //!   frame turns dirty in the new epoch.
@@ -135,6 +137,17 @@ fn unmap_aside(bufs: Vec<Mapped>) {
 /// An image the copier claimed, with its frame and the frame's version at
 /// the claim; `None` for a writer's copy (its frame changed since).
 type Claimed<'p> = Option<(&'p FrameCell, u64)>;
+
+/// The copier's progress through one cut (`Pool::copy_pending`).
+struct Copying<'p> {
+    /// Frames it claimed and still pins: their images are not written, or
+    /// the sink does not let them go.
+    held: Vec<(FrameId, &'p FrameCell)>,
+    /// How far the writes went, or the first failure.
+    written: crate::error::Result<Copied>,
+    /// A claimed frame is unpinned once its image is written.
+    let_go: bool,
+}
 
 /// What a cut took from the epoch it ended.
 pub(crate) struct Cut {
@@ -261,16 +274,22 @@ impl Pool {
     /// (and the writers' share). After a failed or stopped write the
     /// copier still takes every pending frame (a frame left pending would
     /// hand a later writer's copy to no capture) but writes nothing more.
-    /// Returns the frames it cleaned, for `release_captured`, and how far
-    /// the writes went or the first failure.
+    /// With `let_go` (the sink's contract: the store reads a frame from
+    /// the image written from then on, as a checkpoint's does,
+    /// `frame_store::shadow`) a frame it claimed is unpinned once its image
+    /// is written, so it may leave memory before the commit; without, every
+    /// claimed frame stays pinned. Returns the frames it cleaned and still
+    /// pins, for `release_captured`, and how far the writes went or the
+    /// first failure.
     pub(crate) fn copy_pending(
         &self,
         cut: &Cut,
         hold: usize,
+        let_go: bool,
         write: &mut ImageSink<'_>,
     ) -> (Vec<(FrameId, &FrameCell)>, crate::error::Result<Copied>) {
-        let (mut held, mut copied) = (Vec::new(), Vec::new());
-        let mut written = Ok(Copied::All);
+        let mut copied = Vec::new();
+        let mut c = Copying { held: Vec::new(), written: Ok(Copied::All), let_go };
         for &id in &cut.dirtied {
             let Some(cell) = self.cell(id) else { continue };
             // A look without the latch only skips: a frame stops being
@@ -283,31 +302,38 @@ impl Pool {
                 cell.latch.hold();
                 self.copy_into(cell, img)
             });
-            match self.claim(id, cell, img, &mut held) {
+            match self.claim(cell, img) {
                 Ok((img, version)) => copied.push((id, img, Some((cell, version)))),
                 Err(unused) => self.images.spare.lock().push(unused),
             }
             if copied.len() + self.images.taken.lock().len() > hold {
-                self.write_held(&mut copied, write, &mut written);
+                self.write_held(&mut copied, write, &mut c);
             }
         }
         // Every writer's copy is in: a writer puts its image in before the
         // frame stops being pending.
-        self.write_held(&mut copied, write, &mut written);
-        self.captured.fetch_add(held.len(), Ordering::AcqRel);
-        (held, written)
+        self.write_held(&mut copied, write, &mut c);
+        self.captured.fetch_add(c.held.len(), Ordering::AcqRel);
+        (c.held, c.written)
     }
 
     /// Hand `img` to `write` unless a write failed or stopped already; its
-    /// buffer goes back to the spares as zeros (see `copy_into`).
-    fn write_image(&self, id: FrameId, mut img: Image, claimed: Claimed<'_>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<Copied>) {
-        if matches!(written, Ok(Copied::All)) {
-            *written = write(id, &mut img).map(|sunk| {
+    /// buffer goes back to the spares as zeros (see `copy_into`). A frame
+    /// the copier claimed is let go once its image is written, if the sink
+    /// allows (`Copying::let_go`); otherwise it stays pinned, in `held`.
+    fn write_image<'p>(&self, id: FrameId, mut img: Image, claimed: Claimed<'p>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
+        if matches!(c.written, Ok(Copied::All)) {
+            c.written = write(id, &mut img).map(|sunk| {
                 if let (Sunk::LaidOut, Some((cell, version))) = (sunk, claimed) {
                     self.adopt_layout(cell, version, &img);
                 }
                 if sunk == Sunk::Stopped { Copied::Stopped } else { Copied::All }
             });
+        }
+        match claimed {
+            Some((cell, _)) if c.let_go && matches!(c.written, Ok(Copied::All)) => self.unpin(id, cell),
+            Some((cell, _)) => c.held.push((id, cell)),
+            None => {}
         }
         self.return_spare(img);
     }
@@ -338,13 +364,13 @@ impl Pool {
     }
 
     /// Write the images the copier holds, then those writers copied so far.
-    fn write_held<'p>(&self, copied: &mut Vec<(FrameId, Image, Claimed<'p>)>, write: &mut ImageSink<'_>, written: &mut crate::error::Result<Copied>) {
+    fn write_held<'p>(&self, copied: &mut Vec<(FrameId, Image, Claimed<'p>)>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
         for (id, img, claimed) in copied.drain(..) {
-            self.write_image(id, img, claimed, write, written);
+            self.write_image(id, img, claimed, write, c);
         }
         let taken = std::mem::take(&mut *self.images.taken.lock());
         for (id, img) in taken {
-            self.write_image(id, img, None, write, written);
+            self.write_image(id, img, None, write, c);
         }
     }
 
@@ -381,22 +407,16 @@ impl Pool {
 
     /// Under the hold of `cell` the caller took: if the frame is still
     /// pending, `img` (its copy) is the capture's, the frame turns clean
-    /// and stays pinned until `release_captured`. Releases the hold;
+    /// and stays pinned until the image is written (`write_image`).
+    /// Releases the hold;
     /// `Ok` with the image and the frame's version (a hold leaves it as it
     /// is), `Err` with the buffer, zeroed, when a writer had copied the
     /// frame first.
-    fn claim<'p>(
-        &'p self,
-        id: FrameId,
-        cell: &'p FrameCell,
-        mut img: Image,
-        held: &mut Vec<(FrameId, &'p FrameCell)>,
-    ) -> Result<(Image, u64), Image> {
+    fn claim(&self, cell: &FrameCell, mut img: Image) -> Result<(Image, u64), Image> {
         let claimed = if self.is_pending(cell) {
             cell.pin();
             cell.dirty_epoch.store(0, Ordering::Release);
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
-            held.push((id, cell));
             Ok((img, cell.latch.optimistic().expect("a hold is not a write")))
         } else {
             // Spare buffers are zeros (see `copy_into`).

@@ -19,6 +19,10 @@
 //!   truncates them, so its images stay readable whatever is published
 //!   after it. Unpinning frees the slots no other mapping holds, under the
 //!   checkpoint mutex (no checkpoint is handing slots out meanwhile).
+//! - A checkpoint's images are read in place of their frames' published
+//!   ones as soon as they are written (`shadow.rs`), so the frames they
+//!   capture may leave memory before the commit; a checkpoint abandoned
+//!   after writing some leaves them staged (below).
 //! - Images may be written ahead of a checkpoint (`stage.rs`): each
 //!   goes to a slot neither published nor pinned, is read in place of the
 //!   published image of its frame, and is published by the next commit
@@ -83,12 +87,17 @@ struct Published {
     staged: BTreeMap<FrameId, SlotRef>,
     /// The slot a staged write is filling: neither free nor readable.
     staging: Option<u32>,
+    /// Images the checkpoint under way wrote (its `written`), read before
+    /// the staged and the published ones (`shadow.rs`). Invariant: their
+    /// slots are that transaction's (free in the published mapping, or
+    /// past its end), and only it changes them.
+    shadow: BTreeMap<FrameId, SlotRef>,
 }
 
 impl Published {
     fn new(manifest: Manifest, slots_total: u32) -> Published {
-        let (pins, staged) = (BTreeMap::new(), BTreeMap::new());
-        let mut p = Published { manifest, free: BTreeSet::new(), slots_total, pins, next_pin: 1, staged, staging: None };
+        let (pins, staged, shadow) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let mut p = Published { manifest, free: BTreeSet::new(), slots_total, pins, next_pin: 1, staged, staging: None, shadow };
         p.refree();
         p
     }
@@ -98,6 +107,7 @@ impl Published {
     fn replaced_by(&mut self, manifest: Manifest, slots_total: u32) {
         self.manifest = manifest;
         self.staged.clear();
+        self.shadow.clear();
         self.slots_total = slots_total;
         self.refree();
     }
@@ -115,10 +125,10 @@ impl Published {
         used
     }
 
-    /// The slot readers take frame `id` from: its staged image, else its
-    /// published one.
+    /// The slot readers take frame `id` from: the image the checkpoint
+    /// under way wrote, else its staged image, else its published one.
     fn slot_of(&self, id: FrameId) -> Option<&SlotRef> {
-        self.staged.get(&id).or_else(|| self.manifest.frames.get(&id))
+        self.shadow.get(&id).or_else(|| self.staged.get(&id)).or_else(|| self.manifest.frames.get(&id))
     }
 
     /// One past the highest slot a pin holds (0 without pins).
@@ -489,9 +499,10 @@ fn slot_runs(slots: impl Iterator<Item = u32>) -> Vec<std::ops::Range<u32>> {
     runs
 }
 
-/// A checkpoint in progress: frames written so far, invisible to readers
-/// until `commit`. Dropping it without `commit` abandons it; its slots stay
-/// free.
+/// A checkpoint in progress: frames written so far, read in place of the
+/// published images from the write on (`shadow.rs`) and published by
+/// `commit`. Dropping it without a commit leaves the images it wrote
+/// staged, to be published by the next commit; its other slots stay free.
 pub(crate) struct CheckpointTxn<'a> {
     store: &'a FrameStore,
     /// The checkpoint mutex, held for the transaction's life.
@@ -553,21 +564,18 @@ impl CheckpointTxn<'_> {
         self.write_sealed(id, img, sealed)
     }
 
+    /// A frame written twice in one checkpoint goes to a new slot: readers
+    /// may be reading its first image. The first slot is reused after the
+    /// swap (`shadow`).
     fn write_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
         self.dropped.remove(&id);
-        // Rewriting a frame twice in one checkpoint reuses its shadow slot:
-        // no manifest references it yet.
-        let slot = match self.written.get(&id) {
-            Some(r) => r.slot,
-            None => self.alloc_slot(&gap_blocks(bytes))?,
-        };
+        let slot = self.alloc_slot(&gap_blocks(bytes))?;
         if let Err(e) = self.store.write_slot(&mut self.holes, slot, bytes, &sealed) {
-            self.written.remove(&id);
             self.released.push(slot);
             self.failed = true;
             return Err(e);
         }
-        self.written.insert(id, SlotRef { slot, crc: sealed.crc });
+        self.shadow(id, Some(SlotRef { slot, crc: sealed.crc }));
         self.sync_every_few()
     }
 
@@ -585,9 +593,7 @@ impl CheckpointTxn<'_> {
 
     /// Remove `id` from the store at commit.
     pub(crate) fn drop_frame(&mut self, id: FrameId) {
-        if let Some(r) = self.written.remove(&id) {
-            self.released.push(r.slot);
-        }
+        self.shadow(id, None);
         self.dropped.insert(id);
     }
 
@@ -613,6 +619,8 @@ impl CheckpointTxn<'_> {
         }
         store.staged_since_commit.store(0, Ordering::Relaxed);
         store.install(next, self.slots_ext_next, &mut self.holes);
+        // Published: nothing is left to stage when the transaction drops.
+        self.written.clear();
         Ok(())
     }
 
@@ -718,6 +726,7 @@ impl FrameStore {
 }
 
 mod holes;
+mod shadow;
 mod stage;
 pub(crate) use stage::StageTxn;
 
@@ -725,3 +734,5 @@ pub(crate) use stage::StageTxn;
 mod tests;
 #[cfg(test)]
 mod stage_tests;
+#[cfg(test)]
+mod shadow_tests;

@@ -22,8 +22,10 @@
 //!   evictable, or the clean part of the pool at its floor (an eighth of
 //!   the budget), the pool allocates past its budget rather than wait. It
 //!   comes back to the budget as pins are released (`shrink_to_budget`) and
-//!   as checkpoints clean dirty frames (the engine checkpoints when half the
-//!   budget is dirty, and makes writers checkpoint at twice the budget);
+//!   as checkpoints and write-outs clean dirty frames (the engine cleans
+//!   when half the budget is dirty, and makes a writer clean, or wait for
+//!   the checkpoint that does, once the cache is past its bound,
+//!   `past_bound`, with an eighth of the budget dirty);
 //! - a checkpoint captures the frames dirty at its cut without holding up
 //!   writers (`store::capture`): a writer waits for at most one frame's copy
 //!   per frame it latches;
@@ -753,6 +755,17 @@ impl Pool {
         self.charged_frames() > self.capacity
     }
 
+    /// The cache is charged past its bound: its budget and an eighth
+    /// more (`CLEAN_SHARE_DIVISOR`: the clean floor's share, which loads
+    /// keep while dirty or pinned frames fill the rest). Writers clean
+    /// there before they go on (`Engine::nudge_if_due`), so the memory a
+    /// write load holds stays within this bound however fast it writes,
+    /// give or take the frames a checkpoint has captured and not yet
+    /// written.
+    pub(crate) fn past_bound(&self) -> bool {
+        self.charged_frames() > self.capacity + (self.capacity / CLEAN_SHARE_DIVISOR).max(CLEAN_FRAMES_MIN)
+    }
+
     /// What the budget counts, in frames: the resident frames' pages and
     /// the memory set aside for others.
     fn charged_frames(&self) -> usize {
@@ -771,34 +784,10 @@ impl Pool {
         self.cell(id).is_some_and(FrameCell::is_live)
     }
 
-    /// One step of the clock's hand past its floor checks: `Some(true)` if
-    /// it trimmed a frame held in part, `Some(false)` if it evicted one.
-    #[cfg(test)]
-    pub(crate) fn hand_step(&self) -> Option<bool> {
-        let (buf, pages) = self.clock.evict(&self.cells)?;
-        self.held_pages.fetch_sub(pages, Ordering::AcqRel);
-        if !buf.is_null() {
-            self.park_buf(buf);
-        }
-        Some(buf.is_null())
-    }
-
-    /// The clock's entries and the hand's visits so far.
-    #[cfg(test)]
-    pub(super) fn clock_census(&self) -> (usize, u64) {
-        self.clock.census()
-    }
-
     /// Ids of every live frame: a walk over every id, for reports and
     /// maintenance, never for a read or a write.
     pub(crate) fn live_ids(&self) -> Vec<FrameId> {
         (1..self.id_limit()).map(FrameId).filter(|&id| self.is_live(id)).collect()
-    }
-
-    /// The live-frame count `loads_pages` reads (tests hold it to `live_ids`).
-    #[cfg(test)]
-    pub(crate) fn live_frame_count(&self) -> usize {
-        self.live_frames.load(Ordering::Acquire)
     }
 }
 

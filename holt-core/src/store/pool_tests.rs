@@ -4,6 +4,7 @@
 //! can be evicted from grows instead of spinning, then shrinks back.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Copied, Cut, FrameCell, Sunk, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM};
@@ -12,6 +13,35 @@ use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
 use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::pins::Held;
+
+/// What tests look at and drive in any pool, beside its API.
+impl Pool {
+    /// One step of the clock's hand past its floor checks: `Some(true)` if
+    /// it trimmed a frame held in part, `Some(false)` if it evicted one.
+    pub(crate) fn hand_step(&self) -> Option<bool> {
+        let (buf, pages) = self.clock.evict(&self.cells)?;
+        self.held_pages.fetch_sub(pages, Ordering::AcqRel);
+        if !buf.is_null() {
+            self.park_buf(buf);
+        }
+        Some(buf.is_null())
+    }
+
+    /// Whether the clock could evict frame `id` now, its latch aside.
+    pub(crate) fn is_evictable(&self, id: FrameId) -> bool {
+        self.cell(id).is_some_and(FrameCell::evictable)
+    }
+
+    /// The clock's entries and the hand's visits so far.
+    pub(crate) fn clock_census(&self) -> (usize, u64) {
+        self.clock.census()
+    }
+
+    /// The live-frame count `loads_pages` reads (tests hold it to `live_ids`).
+    pub(crate) fn live_frame_count(&self) -> usize {
+        self.live_frames.load(Ordering::Acquire)
+    }
+}
 
 /// Stored frames have ids from here on; ids below are created in memory.
 const STORED_BASE: u64 = 10_000;
@@ -94,7 +124,7 @@ type Captured<'p> = (Vec<(FrameId, &'p FrameCell)>, Vec<(FrameId, Vec<u8>)>);
 
 fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> Captured<'p> {
     let mut images = Vec::new();
-    let (held, written) = pool.copy_pending(cut, 0, &mut |id, img| {
+    let (held, written) = pool.copy_pending(cut, 0, false, &mut |id, img| {
         images.push((id, img.to_vec()));
         Ok(Sunk::Written)
     });

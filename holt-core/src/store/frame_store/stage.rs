@@ -20,6 +20,8 @@
 //! (`engine::write_out`): staging runs only between checkpoints (it takes
 //! the checkpoint mutex), and a frame whose staged image is not its
 //! current state stays dirty, so the next checkpoint's cut writes it anew.
+//! A checkpoint that ends without its commit leaves the images it wrote
+//! staged on the same terms (`shadow.rs`).
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;

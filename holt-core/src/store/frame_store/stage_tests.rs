@@ -93,7 +93,7 @@ fn staging_waits_for_no_checkpoint_and_none_waits_for_it() {
 /// power loss (dropped and torn) before that operation: the store reopens
 /// holding the first model it returns (before the commit) or the second
 /// (after), and both happen.
-fn crash_before_every_step(run: impl Fn(&MemVfs) -> (Model, Model, std::ops::Range<u64>)) {
+pub(super) fn crash_before_every_step(run: impl Fn(&MemVfs) -> (Model, Model, std::ops::Range<u64>)) {
     let (_, _, steps) = run(&MemVfs::new());
     let mut outcomes = [0u32; 2];
     for op in steps {

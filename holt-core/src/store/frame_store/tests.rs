@@ -225,16 +225,16 @@ fn crash_at_every_step_reopens_old_or_new_mapping() {
 }
 
 #[test]
-fn abandoned_checkpoint_changes_nothing() {
+fn an_abandoned_checkpoint_publishes_nothing_and_leaves_its_images_staged() {
     let vfs = MemVfs::new();
     let (store, model) = store_with(&vfs, 3);
     let mut txn = store.begin_checkpoint().unwrap();
     txn.write_frame(FrameId(1), &image(1, 7)).unwrap();
     txn.drop_frame(FrameId(2));
-    assert_eq!(gen_of(&store.read_frame(FrameId(1)).unwrap()), 0, "readers see the published image");
-    assert!(store.contains(FrameId(2)));
+    assert_eq!(gen_of(&store.read_frame(FrameId(1)).unwrap()), 7, "readers see the image written");
+    assert!(store.contains(FrameId(2)), "dropped at the commit only");
     drop(txn);
-    verify(&store, &model);
+    assert_old_mapping_survives(&vfs, &store, &model, &[Step::Write(1, 7)]);
     checkpoint(&store, &[Step::Write(1, 8)], 2).unwrap();
     verify(&store, &model.apply(&[Step::Write(1, 8)], 2));
 }
@@ -448,8 +448,15 @@ fn io_errno(e: Error) -> i32 {
 
 /// After a failed checkpoint: the old mapping reads back now, and after a
 /// power loss.
-fn assert_old_mapping_survives(vfs: &MemVfs, store: &FrameStore, model: &Model) {
-    verify(store, model);
+/// The store publishes `model` and reads it with `staged` applied (the
+/// images an abandoned checkpoint left staged); an open after a power
+/// loss finds `model`.
+fn assert_old_mapping_survives(vfs: &MemVfs, store: &FrameStore, model: &Model, staged: &[Step]) {
+    store.check_invariants();
+    assert_eq!(store.frame_ids().iter().map(|f| f.0).collect::<Vec<_>>(), model.frames.keys().copied().collect::<Vec<_>>());
+    for (&id, &gen) in &model.apply(staged, 0).frames {
+        assert!(store.read_frame(FrameId(id)).unwrap() == image(id, gen), "frame {id} gen {gen}");
+    }
     for mode in [CrashMode::DropUnsynced, CrashMode::Torn { seed: 5 }] {
         let (after, meta) = open_mem(&vfs.crash(mode));
         assert_eq!(meta, model.meta);
@@ -467,10 +474,10 @@ fn enospc_on_frame_write_keeps_old_mapping() {
     txn.write_frame(FrameId(1), &image(1, 1)).unwrap();
     assert_eq!(io_errno(txn.write_frame(FrameId(2), &image(2, 1)).unwrap_err()), libc::ENOSPC);
     assert!(matches!(txn.commit(meta(2)), Err(Error::InvalidArgument(_))), "a checkpoint missing a frame never commits");
-    assert_old_mapping_survives(&vfs, &store, &model);
+    assert_old_mapping_survives(&vfs, &store, &model, &[Step::Write(1, 1)]);
     vfs.clear_faults();
     checkpoint(&store, &[Step::Write(2, 1)], 2).unwrap();
-    verify(&store, &model.apply(&[Step::Write(2, 1)], 2));
+    verify(&store, &model.apply(&[Step::Write(1, 1), Step::Write(2, 1)], 2));
 }
 
 #[test]
@@ -483,7 +490,7 @@ fn write_error_on_manifest_keeps_old_mapping_and_store_usable() {
         vfs.fail_write_after_with(0, errno);
         let err = txn.commit(meta(2)).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(errno), "{err}");
-        assert_old_mapping_survives(&vfs, &store, &model);
+        assert_old_mapping_survives(&vfs, &store, &model, &[Step::Write(1, 1)]);
         vfs.clear_faults();
         checkpoint(&store, &[Step::Write(1, 2)], 2).unwrap();
         verify(&store, &model.apply(&[Step::Write(1, 2)], 2));
@@ -503,7 +510,7 @@ fn failed_sync_poisons_but_reads_go_on() {
         assert_eq!(io_errno(txn.commit(meta(2)).unwrap_err()), libc::EIO);
         vfs.clear_faults();
         assert!(matches!(store.begin_checkpoint(), Err(Error::Poisoned { .. })), "syncs_ok {syncs_ok}");
-        assert_old_mapping_survives(&vfs, &store, &model);
+        assert_old_mapping_survives(&vfs, &store, &model, &[Step::Write(1, 1), Step::Write(4, 1)]);
     }
 }
 
@@ -534,7 +541,9 @@ fn a_checkpoint_syncs_every_few_images_and_a_failed_sync_fails_it() {
     assert!(txn.commit(meta(2)).is_err(), "a checkpoint whose sync failed does not commit");
     vfs.clear_faults();
     assert!(matches!(store2.begin_checkpoint(), Err(Error::Poisoned { .. })));
-    assert_old_mapping_survives(&vfs, &store2, &model2);
+    // Written up to the 16th image, whose sync failed: staged, not published.
+    let staged: Vec<Step> = (1..=SYNC_EVERY_IMAGES as u64).map(|id| Step::Write(id, 2)).collect();
+    assert_old_mapping_survives(&vfs, &store2, &model2, &staged);
 }
 
 /// `image(id, gen)` with a frame header naming `used` bytes of data area
@@ -579,7 +588,7 @@ fn bytes_in_the_free_gap_on_disk_never_matter() {
 /// abandoned checkpoint filled is no hole, so a later image's gap is
 /// punched out of it all the same.
 #[test]
-fn a_slot_an_abandoned_checkpoint_filled_gives_back_its_gap_when_written_again() {
+fn the_slots_an_abandoned_checkpoint_filled_give_their_space_back_once_superseded() {
     use std::os::unix::fs::MetadataExt;
     let tmp = tempfile::tempdir().unwrap();
     let (store, _) = FrameStore::open(Arc::new(StdVfs), tmp.path()).unwrap();
@@ -594,6 +603,9 @@ fn a_slot_an_abandoned_checkpoint_filled_gives_back_its_gap_when_written_again()
         txn.write_frame(FrameId(id), &sparse_image(id, 2, used, slots)).unwrap();
     }
     txn.commit(meta(1)).unwrap();
+    // The staged images the commit superseded are kept free for the next
+    // images until an asked checkpoint gives them back.
+    store.give_back_kept();
     let allocated = std::fs::metadata(tmp.path().join(FRAME_FILE_NAME)).unwrap().blocks() * 512;
     let live = frames * (used.next_multiple_of(4096) + (slots as usize * 4).next_multiple_of(4096) + 4096) as u64;
     assert!(allocated <= 4096 + live + live / 4, "{allocated} bytes allocated for {live} live");

@@ -125,7 +125,8 @@ enum Ended {
 impl Start {
     /// Images the copier may hold unwritten (`Pool::copy_pending`). A
     /// checkpoint a bound forces holds them in the cache's unused room
-    /// only (and the spares kept anyway), so its memory stays within the
+    /// only (`Pool::room`: the memory set aside for the miss filter is not
+    /// room; and the spares kept anyway), so its memory stays within the
     /// cache's budget however many frames are dirty: a tree larger than
     /// memory under a memory limit was killed when every dirty frame had
     /// an image, and still with a quarter of the cache's worth beyond it
@@ -136,8 +137,7 @@ impl Start {
         match self {
             Start::Tidy => 0,
             Start::Now => {
-                let room = pool.capacity().saturating_sub(pool.resident_count());
-                room.max(SPARES_KEPT)
+                pool.room().max(SPARES_KEPT)
             }
         }
     }

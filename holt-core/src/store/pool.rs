@@ -107,9 +107,12 @@ pub(crate) trait FrameSource: Send + Sync {
 /// under the cap, benches/RESULTS.md run 23).
 const PAGES_VIA: Via = Via::PageCache;
 
-/// Free buffers kept with their memory for quick reuse; more are kept
-/// with their memory given back to the kernel.
+/// Free buffers kept with their memory for quick reuse, at most; more are
+/// kept with their memory given back to the kernel. Their memory is
+/// outside the budget, so a small cache keeps fewer (`warm_bufs_max`).
 const FREE_BUFS_WARM: usize = 16;
+/// ... and at most one per this many frames of the budget.
+const WARM_BUFS_DIVISOR: usize = 16;
 
 /// Activity counters, sharded per thread (see `counter`).
 #[derive(Default)]
@@ -703,7 +706,7 @@ impl Pool {
         }
     }
 
-    /// Keep a buffer no frame uses for reuse. Past `FREE_BUFS_WARM` of
+    /// Keep a buffer no frame uses for reuse. Past `warm_bufs_max` of
     /// them its memory goes back to the kernel first, so a pool that grew
     /// past its budget (dirty or pinned frames) shrinks in memory too, not
     /// only in frames. A plain buffer's always does: a frame held in part
@@ -715,7 +718,7 @@ impl Pool {
         // SAFETY: every buffer pointer stays valid until the pool drops.
         let plain = unsafe { &*buf }.is_plain();
         let mut free = self.free_list(plain).lock();
-        if !plain && free.warm.len() < FREE_BUFS_WARM {
+        if !plain && free.warm.len() < self.warm_bufs_max() {
             free.warm.push(buf);
             return;
         }
@@ -743,6 +746,18 @@ impl Pool {
     /// The cache budget, in frames.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Frames' worth of the budget nothing holds: what a checkpoint may
+    /// fill with images before it writes them (`Start::images_held`).
+    pub(crate) fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.charged_frames())
+    }
+
+    /// Free buffers kept warm (`park_buf`): `FREE_BUFS_WARM`, and no more
+    /// than a sixteenth of the budget (at least one).
+    pub(crate) fn warm_bufs_max(&self) -> usize {
+        FREE_BUFS_WARM.min(self.capacity / WARM_BUFS_DIVISOR).max(1)
     }
 
     /// Live frames modified since their last capture (one atomic load).

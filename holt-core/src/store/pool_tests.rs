@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Copied, Cut, FrameCell, Sunk, FrameSource, Pool, CLEAN_FRAMES_MIN, FREE_BUFS_WARM};
+use super::{Copied, Cut, FrameCell, Sunk, FrameSource, Pool, CLEAN_FRAMES_MIN};
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
@@ -273,21 +273,39 @@ fn a_writer_copies_a_pending_frame_once_and_the_copier_skips_it() {
 /// few kept warm; a released buffer reads as zeros and is reused.
 #[test]
 fn buffers_shed_past_the_budget_give_their_memory_back() {
+    assert_eq!(pool_over(4, 0).0.warm_bufs_max(), 1, "a small cache keeps one warm");
+    assert_eq!(pool_over(64, 0).0.warm_bufs_max(), 4, "a sixteenth of the budget");
+    assert_eq!(pool_over(1024, 0).0.warm_bufs_max(), 16);
     let (pool, _) = pool_over(4, 0);
-    let dirty = dirty_frames(&pool, 4 + FREE_BUFS_WARM + 8);
+    let warm_max = pool.warm_bufs_max();
+    let dirty = dirty_frames(&pool, 4 + warm_max + 8);
     assert_eq!(pool.resident_count(), dirty.len(), "dirty frames stay past the budget");
     let captured = capture(&pool);
     pool.release_captured(&captured, true);
     pool.shrink_to_budget();
     assert!(pool.resident_count() <= 4 + CLEAN_FRAMES_MIN, "clean frames are shed down to the budget");
     let shed = dirty.len() - pool.resident_count();
-    assert_eq!(pool.counters.buffers_released.get() as usize, shed.saturating_sub(FREE_BUFS_WARM));
+    assert_eq!(pool.counters.buffers_released.get() as usize, shed.saturating_sub(warm_max));
     let released = pool.free_bufs.lock().last_cold().expect("a shed buffer is kept for reuse");
     // SAFETY: buffers stay allocated while the pool lives.
     assert!(unsafe { &*released }.to_image().iter().all(|&b| b == 0), "a released buffer reads as zeros");
     let allocated = pool.all.lock().len();
     dirty_frames(&pool, shed);
     assert_eq!(pool.all.lock().len(), allocated, "new frames reuse the shed buffers, released ones included");
+}
+
+/// The room a pressed checkpoint may fill with images is the budget
+/// nothing holds: memory set aside for others (the miss filter) is not
+/// room.
+#[test]
+fn room_is_the_budget_neither_frames_nor_memory_set_aside_hold() {
+    let (pool, _) = pool_over(64, 0);
+    dirty_frames(&pool, 10);
+    assert_eq!(pool.room(), 54);
+    pool.set_aside(8 * FRAME_BYTES);
+    assert_eq!(pool.room(), 46);
+    dirty_frames(&pool, 50);
+    assert_eq!(pool.room(), 0, "past the budget: none");
 }
 
 /// Shed buffers that kept their memory are handed out before those that
@@ -297,19 +315,26 @@ fn buffers_shed_past_the_budget_give_their_memory_back() {
 #[test]
 fn warm_buffers_are_reused_first_and_plain_ones_park_cold() {
     let (pool, _) = pool_over(4, 0);
-    let dirty = dirty_frames(&pool, 4 + FREE_BUFS_WARM + 8);
+    let warm_max = pool.warm_bufs_max();
+    let dirty = dirty_frames(&pool, 4 + warm_max + 8);
     let captured = capture(&pool);
     pool.release_captured(&captured, true);
     pool.shrink_to_budget();
-    let (warm, cold) = {
+    let count = || {
         let free = pool.free_bufs.lock();
-        (free.warm.len(), free.cold.len())
+        (free.warm.clone(), free.cold.len())
     };
-    assert_eq!(warm, FREE_BUFS_WARM);
-    assert!(cold > 0 && warm + cold == dirty.len() - pool.resident_count(), "{warm} warm, {cold} cold");
-    dirty_frames(&pool, 3);
+    let (warm, cold) = count();
+    assert_eq!(warm.len(), warm_max);
+    assert!(cold > 0 && warm.len() + cold == dirty.len() - pool.resident_count(), "{} warm, {cold} cold", warm.len());
+    // Room for new frames without evicting (the shed buffers go cold).
+    while pool.resident_count() + warm.len() > pool.capacity() {
+        pool.hand_step().expect("a clean frame to shed");
+    }
+    let (warm, cold) = count();
+    dirty_frames(&pool, warm.len());
     let free = pool.free_bufs.lock();
-    assert!(free.warm.len() < warm && free.cold.len() == cold, "new frames took warm buffers, no cold one");
+    assert!(warm.iter().all(|b| !free.warm.contains(b)) && free.cold.len() == cold, "new frames took the warm buffers, no cold one");
     drop(free);
     let released = pool.counters.buffers_released.get();
     let plain = pool.alloc_buf(1);

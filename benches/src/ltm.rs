@@ -4,7 +4,7 @@
 //! caches through the page cache. With `--ltm-cap` the process runs the
 //! cells under a cgroup memory limit of that budget (`cgroup.rs`), page
 //! cache included, and the cold cells start with the page cache dropped:
-//! the two engines then get the same memory (holt-core's pool is 2/5 of
+//! the two engines then get the same memory (holt-core's pool is half of
 //! it: `CAP_POOL_SHARE`), and misses go to the disk. A process that
 //! goes over the cap is killed by the kernel (`dmesg`: "Memory cgroup out
 //! of memory"), its rows so far on stderr. Each cell reports its rate and what the
@@ -335,17 +335,15 @@ fn inserts(t: &Engine, ds: &Dataset, count: usize) -> Res<u64> {
 
 /// Pool frames holt-core gets of a memory budget under `--ltm-cap`. The
 /// engine holds its cache within the pool and an eighth while writes go
-/// on, and a checkpoint's images within the pool's unused room and a few
-/// spares; the rest is the engine's fixed memory (spare images, the
-/// WAL's mapping, threads), this program's own arrays (a probe order of
-/// every key) and the files' pages. With a third of the budget before
-/// the engine kept those bounds (writers waited only at twice the pool, a
-/// checkpoint held a quarter of the pool in images and every frame it
-/// captured until its commit) the load peaked at the cap, and with half
-/// of it the cgroup killed it in 11 of 14 runs; now half of it was killed
-/// once in 7 runs at 2M keys (61 MiB), and 2/5 peaked at 47-51 MiB in 6
-/// of 6 (benches/RESULTS.md run 50).
-const CAP_POOL_SHARE: (usize, usize) = (2, 5);
+/// on, a checkpoint's images within the pool's unused room and a few
+/// spares, and warm free buffers within a sixteenth of the pool; the rest
+/// is the engine's fixed memory (spare images, the WAL's mapping,
+/// threads), this program's own arrays (a probe order of every key) and
+/// the files' pages. With a third of the budget before the engine kept
+/// those bounds the load peaked at the cap, and with half of it the
+/// cgroup killed it in 11 of 14 runs; with half of it now the 2M-key run
+/// peaks at 43-46 of 61 MiB (benches/RESULTS.md run 50).
+const CAP_POOL_SHARE: (usize, usize) = (1, 2);
 
 /// Opens the run's engine in `dir` with a budget of `pool` frames.
 fn opener(opts: &Opts, dir: &Path, pool: usize) -> Res<impl Fn() -> Res<Engine>> {

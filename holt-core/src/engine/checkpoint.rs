@@ -14,8 +14,8 @@
 //! 2. copy, outside the gate: every frame dirty at the cut is copied once,
 //!    as it was at the cut, by the copier (read optimistically, claimed
 //!    under a short hold at the version read, then clean and pinned until
-//!    its image is written) or by a writer about to change it (copy-on-write, under the
-//!    writer's latch). A writer waits for at most one claim per frame it
+//!    its image is written) or by a writer about to change it
+//!    (copy-on-write, under the writer's latch). A writer waits for at most one claim per frame it
 //!    latches (one copy, where writers kept the copier from a clean read).
 //!    Each image is laid out in key order if its frame wants a tidy, or,
 //!    while the tree is larger than the cache (its frames are read back
@@ -136,9 +136,7 @@ impl Start {
     fn images_held(self, pool: &Pool) -> usize {
         match self {
             Start::Tidy => 0,
-            Start::Now => {
-                pool.room().max(SPARES_KEPT)
-            }
+            Start::Now => pool.room().max(SPARES_KEPT),
         }
     }
 }

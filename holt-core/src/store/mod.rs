@@ -10,6 +10,7 @@ mod cell;
 mod clock;
 pub(crate) mod filter_file;
 pub(crate) mod frame_file;
+mod frame_source;
 pub(crate) mod frame_store;
 pub(crate) mod image_buf;
 mod le;

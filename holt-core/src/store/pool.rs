@@ -45,9 +45,10 @@ pub(crate) use self::capture::{Copied, Cut, Sunk, SPARES_KEPT};
 #[cfg(test)]
 pub(crate) use self::capture::{on_unheld_copies, WRITER_SPARES};
 pub(crate) use super::cell::FrameCell;
+pub(crate) use super::frame_source::FrameSource;
 use super::ahead::Ahead;
 use super::clock::Clock;
-use super::frame_file::{page_in_gap, Known, PageCrcs, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
+use super::frame_file::{page_in_gap, Known, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::table::{CellTable, CELLS_MAX};
 use crate::counter::Counter;
@@ -71,40 +72,15 @@ thread_local! {
     static IMAGE: std::cell::RefCell<Option<ImageBuf>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Where evicted frames are read back from.
-pub(crate) trait FrameSource: Send + Sync {
-    /// Put into `into` the image of frame `id` as last written by a
-    /// checkpoint, verified against a checksum over every byte of it,
-    /// read `via` the page cache or around it. Returns the bytes read from
-    /// storage.
-    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64>;
-
-    /// Whether frames can be read a page at a time (`read_head`, `read_page`).
-    fn paged(&self) -> bool {
-        false
-    }
-
-    /// The page checksums of frame `id` and its first page, into `into`
-    /// (`FrameFile::read_head`). Only asked of a `paged` source.
-    fn read_head(&self, id: FrameId, _into: &mut ImageBuf, _via: Via) -> Result<PageCrcs> {
-        Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
-    }
-
-    /// `pages` of frame `id` into the same pages of `into`, each checked
-    /// against its checksum (`FrameFile::read_pages`). Only asked of a
-    /// `paged` source.
-    fn read_pages(&self, id: FrameId, _pages: Range<usize>, _known: Known<'_>, _into: &mut ImageBuf, _via: Via) -> Result<()> {
-        Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
-    }
-}
-
 /// How pages of frames held in part are read: through the page cache,
 /// even where whole frames are read around it (`read_via`). A page read
 /// fills one page-cache page, not a hundred, and under a memory limit the
 /// page cache then keeps recently read pages in the room the pool leaves:
 /// a second level that turns a quarter of the pages a lookup misses into
 /// copies instead of device requests (gets 3784-3811 -> 4529-4961 ops/s
-/// under the cap, benches/RESULTS.md run 23).
+/// under the cap, benches/RESULTS.md run 23). Read around it instead, the
+/// pages of a 2M-key tree under a 61 MiB limit cost 10-19% less, those of
+/// a 10M-key tree under 307 MiB no less (run 50).
 const PAGES_VIA: Via = Via::PageCache;
 
 /// Free buffers kept with their memory for quick reuse, at most; more are

@@ -1,0 +1,36 @@
+//! `FrameSource`: where the buffer pool reads evicted frames back from (the
+//! frame store of a persistent tree, a pinned mapping for a snapshot).
+
+use std::ops::Range;
+
+use super::frame_file::{Known, PageCrcs};
+use super::image_buf::{ImageBuf, Via};
+use crate::error::{Error, Result};
+use crate::ids::FrameId;
+
+/// Where evicted frames are read back from.
+pub(crate) trait FrameSource: Send + Sync {
+    /// Put into `into` the image of frame `id` as last written by a
+    /// checkpoint, verified against a checksum over every byte of it,
+    /// read `via` the page cache or around it. Returns the bytes read from
+    /// storage.
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64>;
+
+    /// Whether frames can be read a page at a time (`read_head`, `read_page`).
+    fn paged(&self) -> bool {
+        false
+    }
+
+    /// The page checksums of frame `id` and its first page, into `into`
+    /// (`FrameFile::read_head`). Only asked of a `paged` source.
+    fn read_head(&self, id: FrameId, _into: &mut ImageBuf, _via: Via) -> Result<PageCrcs> {
+        Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
+    }
+
+    /// `pages` of frame `id` into the same pages of `into`, each checked
+    /// against its checksum (`FrameFile::read_pages`). Only asked of a
+    /// `paged` source.
+    fn read_pages(&self, id: FrameId, _pages: Range<usize>, _known: Known<'_>, _into: &mut ImageBuf, _via: Via) -> Result<()> {
+        Err(Error::InvalidArgument(format!("frame {}: this source reads frames whole", id.0)))
+    }
+}

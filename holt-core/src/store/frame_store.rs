@@ -87,10 +87,11 @@ struct Published {
     staged: BTreeMap<FrameId, SlotRef>,
     /// The slot a staged write is filling: neither free nor readable.
     staging: Option<u32>,
-    /// Images the checkpoint under way wrote (its `written`), read before
-    /// the staged and the published ones (`shadow.rs`). Invariant: their
-    /// slots are that transaction's (free in the published mapping, or
-    /// past its end), and only it changes them.
+    /// The new images of the checkpoint under way, its only record of
+    /// them: read before the staged and the published ones, published by
+    /// its commit (`shadow.rs`). Invariant: each slot here is that
+    /// transaction's (free in the published mapping, or past its end) and
+    /// appears once, and only it changes them.
     shadow: BTreeMap<FrameId, SlotRef>,
 }
 
@@ -311,7 +312,6 @@ impl FrameStore {
         Ok(CheckpointTxn {
             store: self,
             holes: serial,
-            written: BTreeMap::new(),
             dropped: BTreeSet::new(),
             released: Vec::new(),
             free_cursor: 0,
@@ -507,9 +507,6 @@ pub(crate) struct CheckpointTxn<'a> {
     store: &'a FrameStore,
     /// The checkpoint mutex, held for the transaction's life.
     holes: MutexGuard<'a, Holes>,
-    /// New images: frame -> its shadow slot. Invariant: each slot here is
-    /// free in the published mapping and appears once.
-    written: BTreeMap<FrameId, SlotRef>,
     dropped: BTreeSet<FrameId>,
     /// Shadow slots handed out and given back in this checkpoint.
     released: Vec<u32>,
@@ -607,7 +604,8 @@ impl CheckpointTxn<'_> {
         if self.failed {
             return Err(Error::InvalidArgument("checkpoint had a failed frame write; start a new one".into()));
         }
-        if !self.written.is_empty() || !store.published.read().staged.is_empty() {
+        let writes = |p: &Published| !p.shadow.is_empty() || !p.staged.is_empty();
+        if writes(&store.published.read()) {
             store.sync_frames()?;
         }
         let next = self.next_manifest(meta);
@@ -618,9 +616,9 @@ impl CheckpointTxn<'_> {
             return Err(error);
         }
         store.staged_since_commit.store(0, Ordering::Relaxed);
+        // Empties the shadow images: nothing is left to stage when the
+        // transaction drops.
         store.install(next, self.slots_ext_next, &mut self.holes);
-        // Published: nothing is left to stage when the transaction drops.
-        self.written.clear();
         Ok(())
     }
 
@@ -631,7 +629,7 @@ impl CheckpointTxn<'_> {
         for id in &self.dropped {
             frames.remove(id);
         }
-        frames.extend(self.written.iter().map(|(id, r)| (*id, *r)));
+        frames.extend(p.shadow.iter().map(|(id, r)| (*id, *r)));
         Manifest { store_id: p.manifest.store_id, seq: p.manifest.seq + 1, meta: Some(meta), frames }
     }
 

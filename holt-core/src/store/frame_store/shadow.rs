@@ -28,21 +28,15 @@ use crate::ids::FrameId;
 use crate::store::manifest::SlotRef;
 
 impl CheckpointTxn<'_> {
-    /// Make `r` frame `id`'s image in this checkpoint, or with `None` give
-    /// it none, in what readers see too. A slot this replaces is handed
+    /// Make `r` frame `id`'s image in this checkpoint, read from now on,
+    /// or with `None` give it none. A slot this replaces is handed
     /// out again only after the swap, which takes the mapping's write lock:
     /// readers hold its read lock across their I/O, so none is reading it.
     pub(super) fn shadow(&mut self, id: FrameId, r: Option<SlotRef>) {
         let mut p = self.store.published.write();
         let replaced = match r {
-            Some(r) => {
-                p.shadow.insert(id, r);
-                self.written.insert(id, r)
-            }
-            None => {
-                p.shadow.remove(&id);
-                self.written.remove(&id)
-            }
+            Some(r) => p.shadow.insert(id, r),
+            None => p.shadow.remove(&id),
         };
         drop(p);
         self.released.extend(replaced.map(|old| old.slot));
@@ -54,12 +48,11 @@ impl Drop for CheckpointTxn<'_> {
     /// (see the module); slots taken past the end of the file join the
     /// mapping, free unless staged.
     fn drop(&mut self) {
-        if self.written.is_empty() {
+        let mut p = self.store.published.write();
+        let written = std::mem::take(&mut p.shadow);
+        if written.is_empty() {
             return;
         }
-        let written = std::mem::take(&mut self.written);
-        let mut p = self.store.published.write();
-        p.shadow.clear();
         let (from, end) = (p.slots_total, self.slots_ext_next.max(p.slots_total));
         p.free.extend(from..end);
         p.slots_total = end;

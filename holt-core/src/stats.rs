@@ -145,6 +145,10 @@ pub struct TreeCounters {
     /// (a run of adjacent ones in one) and images' free gaps. On a file
     /// system mounted with `discard` each is a synchronous discard.
     pub frame_punches: u64,
+    /// Frame images written as deltas since open: only the pages that
+    /// changed since the whole image the store keeps of the frame, where
+    /// few did (a tree larger than the cache).
+    pub frame_deltas: u64,
     /// Frame buffers the cache no longer needed whose memory went back to
     /// the kernel (the cache had grown past its budget with dirty or
     /// pinned frames, then shrank).

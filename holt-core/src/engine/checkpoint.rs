@@ -69,6 +69,7 @@ use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
+use crate::store::manifest::Base;
 use crate::store::pool::{Copied, Cut, Pool, Sunk, SPARES_KEPT};
 use crate::tree::tidy::{tidy_image, Shape};
 use crate::tree::ROOT_FRAME;
@@ -159,12 +160,14 @@ pub(crate) use cut_hook::{after_cut, on_next_cut};
 /// `shape` (`tidy_image`, counted), then hand it to `store` (a
 /// checkpoint's write or a write-out's staging): `Sunk::LaidOut` when
 /// the frame should adopt the layout it was stored in.
-pub(super) fn lay_out_and_store(pool: &Pool, shape: Shape, img: &mut [u8], store: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Sunk> {
+/// `base`: what the image may be written over as a delta (`ImageSink`);
+/// an image laid out anew is written whole.
+pub(super) fn lay_out_and_store(pool: &Pool, shape: Shape, img: &mut [u8], base: Option<Base>, store: impl FnOnce(&mut [u8], Option<Base>) -> Result<()>) -> Result<Sunk> {
     let laid_out = tidy_image(img, shape);
     if laid_out {
         pool.counters.tidies.add(1);
     }
-    store(img).map(|()| if laid_out { Sunk::LaidOut } else { Sunk::Written })
+    store(img, base.filter(|_| !laid_out)).map(|()| if laid_out { Sunk::LaidOut } else { Sunk::Written })
 }
 
 impl Engine {
@@ -203,13 +206,16 @@ impl Engine {
         after_cut();
         let mut written = 0usize;
         let shape = Shape::for_pool(pool);
-        let (held, copied) = pool.copy_pending(&cut, hold, true, &mut |id, img| {
+        let (held, copied) = pool.copy_pending(&cut, hold, true, &mut |id, img, base| {
             debug_assert!(!cut.retired.contains(&id), "a frame retired before the cut was not live at it");
             if owner.gives_way(d) {
                 return Ok(Sunk::Stopped);
             }
             written += 1;
-            lay_out_and_store(pool, shape, img, |img| txn.seal_and_write(id, img))
+            lay_out_and_store(pool, shape, img, base, |img, base| match base {
+                Some(base) => txn.seal_and_write_over(id, img, base),
+                None => txn.seal_and_write(id, img),
+            })
         });
         pool.trim_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();

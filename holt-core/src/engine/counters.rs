@@ -91,6 +91,7 @@ impl Engine {
             checkpoint_copies_on_write: c.copies_on_write.get(),
             frame_buffers_released: c.buffers_released.get(),
             frame_punches: self.durable.as_ref().map_or(0, |d| d.store.punches()),
+            frame_deltas: self.durable.as_ref().map_or(0, |d| d.store.deltas()),
             checkpoint_frame_copy_nanos_max: self.pool.frame_copy_nanos_max(),
             miss_filter_answers: self.filter.as_ref().map_or(0, |f| f.answered.get()),
             miss_filter_bytes: self.filter.as_ref().map_or(0, MissFilter::bytes),

@@ -24,7 +24,8 @@ use crate::store::frame_store::FrameStore;
 use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::lock::StoreLock;
 use crate::store::manifest::{ManifestMeta, MANIFEST_NAME};
-use crate::store::pool::{FrameSource, Pool};
+use crate::store::manifest::Base;
+use crate::store::pool::{FrameSource, Loaded, Pool};
 use crate::store::reserve::SpaceReserve;
 use crate::store::vfs::Vfs;
 use crate::tree::ROOT_FRAME;
@@ -85,12 +86,17 @@ pub(crate) struct Opened {
 struct StoreSource(Arc<FrameStore>);
 
 impl FrameSource for StoreSource {
-    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64> {
-        self.0.read_frame_into(id, into, via)
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<Loaded> {
+        let (bytes, r) = self.0.read_frame_ref_into(id, into, via)?;
+        Ok(Loaded { bytes, base: Some(r.base.unwrap_or(Base { slot: r.slot, pages: 0 })) })
     }
 
     fn paged(&self) -> bool {
         self.0.paged()
+    }
+
+    fn delta_base(&self, id: FrameId) -> Option<u32> {
+        self.0.delta_base(id)
     }
 
     fn read_head(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<PageCrcs> {

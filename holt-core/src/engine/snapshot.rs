@@ -34,7 +34,7 @@ use crate::layout::FRAME_BYTES;
 use crate::store::frame_store::FrameStore;
 use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::manifest::{SlotRef, MANIFEST_NAME};
-use crate::store::pool::{FrameSource, Pool};
+use crate::store::pool::{FrameSource, Loaded, Pool};
 use crate::tree::ROOT_FRAME;
 
 /// Frames a snapshot caches: a scan visits each frame about once, so a
@@ -51,11 +51,11 @@ struct PinnedFrames {
 }
 
 impl FrameSource for PinnedFrames {
-    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64> {
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<Loaded> {
         let r = self.frames.get(&id).ok_or_else(|| {
             Error::corrupted(MANIFEST_NAME, 0, format!("frame {} is not in the snapshot's mapping", id.0))
         })?;
-        self.store.read_pinned(id, *r, into, via)
+        Ok(Loaded { bytes: self.store.read_pinned(id, *r, into, via)?, base: None })
     }
 }
 
@@ -71,12 +71,12 @@ struct CopiedFrames {
 }
 
 impl FrameSource for CopiedFrames {
-    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, _via: Via) -> Result<u64> {
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, _via: Via) -> Result<Loaded> {
         let image = self.images.get(&id).ok_or_else(|| {
             Error::corrupted("frames", id.0, format!("frame {} is not in the snapshot", id.0))
         })?;
         into.copy_from_slice(image);
-        Ok(image.len() as u64)
+        Ok(Loaded { bytes: image.len() as u64, base: None })
     }
 }
 

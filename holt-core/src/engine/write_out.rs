@@ -89,7 +89,12 @@ impl Engine {
             if pool.dirty_count() <= target {
                 break;
             }
-            let wrote = pool.write_out(id, &mut |id, img| lay_out_and_store(pool, shape, img, |img| stage.seal_and_stage(id, img)))?;
+            let wrote = pool.write_out(id, &mut |id, img, base| {
+                lay_out_and_store(pool, shape, img, base, |img, base| match base {
+                    Some(base) => stage.seal_and_stage_over(id, img, base),
+                    None => stage.seal_and_stage(id, img),
+                })
+            })?;
             cleaned += usize::from(wrote);
         }
         stage.finish()?;

@@ -14,13 +14,16 @@ use crate::store::mem_vfs::{CrashMode, MemVfs};
 use crate::store::pool::on_unheld_copies;
 use crate::Tree;
 
-/// Synced commits, no background thread, and write-outs that clean every
-/// dirty frame (a dirty mark of 1: `write_out_dirty` stops at half of it).
+/// Synced commits, no background thread (no miss filter either: its
+/// builder reads frames after an open, so a run would not replay the same
+/// disk operations), and write-outs that clean every dirty frame (a dirty
+/// mark of 1: `write_out_dirty` stops at half of it).
 fn open_writing_out(vfs: &MemVfs) -> Tree {
     open_with(vfs, |cfg| {
         cfg.wal_sync_on_commit = true;
         cfg.checkpoint_interval = None;
         cfg.wal_flusher = false;
+        cfg.miss_filter = false;
         cfg.pool_frames_max = 4096;
         cfg.checkpoint_dirty_frames = Some(1);
     })
@@ -74,6 +77,13 @@ fn staged_frames_are_published_as_the_tree_at_the_next_cut() {
 /// while it ran (no write came during it).
 type Phase = (std::ops::Range<u64>, Model);
 
+/// Run `step`, recording its disk operations with `model`.
+fn phase(vfs: &MemVfs, phases: &mut Vec<Phase>, model: &Model, step: impl FnOnce()) {
+    let from = vfs.ops_count();
+    step();
+    phases.push((from..vfs.ops_count(), model.clone()));
+}
+
 /// A checkpointed tree, changes in most of its frames, write-outs, more
 /// changes (to frames written out and others) and write-outs again, more
 /// changes, then a checkpoint. Returns the disk operations of each
@@ -81,19 +91,14 @@ type Phase = (std::ops::Range<u64>, Model);
 fn scenario(vfs: &MemVfs) -> Vec<Phase> {
     let (tree, mut model) = checkpointed(vfs);
     let mut phases = Vec::new();
-    let mut phase = |model: &Model, step: &mut dyn FnMut()| {
-        let from = vfs.ops_count();
-        step();
-        phases.push((from..vfs.ops_count(), model.clone()));
-    };
     (0..12_000).step_by(4).for_each(|i| put(&tree, &mut model, i, 1));
-    phase(&model, &mut || assert!(tree.engine().write_out_dirty(false).unwrap() > 3));
+    phase(vfs, &mut phases, &model, || assert!(tree.engine().write_out_dirty(false).unwrap() > 3));
     (0..12_000).filter(|i| in_dirs(i, 10)).for_each(|i| put(&tree, &mut model, i, 2));
     (12_000..13_000).for_each(|i| put(&tree, &mut model, i, 2));
     (0..12_000).step_by(11).for_each(|i| delete(&tree, &mut model, i));
-    phase(&model, &mut || assert!(tree.engine().write_out_dirty(false).unwrap() > 0));
+    phase(vfs, &mut phases, &model, || assert!(tree.engine().write_out_dirty(false).unwrap() > 0));
     (0..12_000).filter(|i| in_dirs(i, 3)).for_each(|i| put(&tree, &mut model, i, 3));
-    phase(&model, &mut || tree.engine().checkpoint_now(Start::Now).unwrap());
+    phase(vfs, &mut phases, &model, || tree.engine().checkpoint_now(Start::Now).unwrap());
     // Closed, not leaked: a crash image was taken before, if one was asked.
     drop(tree);
     phases
@@ -101,6 +106,50 @@ fn scenario(vfs: &MemVfs) -> Vec<Phase> {
 
 #[test]
 fn a_crash_before_any_step_of_write_outs_and_their_checkpoint_keeps_every_acknowledged_write() {
+    crash_before_every_op(scenario);
+}
+
+/// `scenario` on a tree reopened after its checkpoint, so that each frame
+/// comes back from the store, with a few keys changed in each: write-outs
+/// and the checkpoint write most of them as deltas over the published
+/// images (`store::frame_store::delta`).
+fn scenario_deltas(vfs: &MemVfs) -> Vec<Phase> {
+    let (tree, mut model) = checkpointed(vfs);
+    drop(tree);
+    let tree = open_writing_out(vfs);
+    let deltas = || tree.engine().counters().frame_deltas;
+    let mut phases = Vec::new();
+    (0..12_000).step_by(397).for_each(|i| put(&tree, &mut model, i, 1));
+    phase(vfs, &mut phases, &model, || assert!(tree.engine().write_out_dirty(false).unwrap() > 2));
+    assert!(deltas() > 2, "write-outs of frames with a few keys changed are deltas: {}", deltas());
+    (0..12_000).step_by(353).for_each(|i| put(&tree, &mut model, i, 2));
+    (0..12_000).step_by(1009).for_each(|i| delete(&tree, &mut model, i));
+    let before = deltas();
+    phase(vfs, &mut phases, &model, || tree.engine().checkpoint_now(Start::Now).unwrap());
+    assert!(deltas() > before, "the checkpoint writes deltas too");
+    assert!(contents(&open_on(&frames_only(vfs))) == model, "the published frames, deltas among them, alone are the tree");
+    drop(tree);
+    // Read back from their deltas, the frames count the deltas' pages as
+    // changed: the next deltas over the same bases hold them too.
+    let tree = open_writing_out(vfs);
+    (0..12_000).step_by(331).for_each(|i| put(&tree, &mut model, i, 3));
+    let before = tree.engine().counters().frame_deltas;
+    phase(vfs, &mut phases, &model, || tree.engine().checkpoint_now(Start::Now).unwrap());
+    assert!(tree.engine().counters().frame_deltas > before, "deltas over the same bases");
+    assert!(contents(&open_on(&frames_only(vfs))) == model, "deltas of frames read from deltas");
+    drop(tree);
+    phases
+}
+
+#[test]
+fn a_crash_before_any_step_of_delta_write_outs_and_their_checkpoint_keeps_every_acknowledged_write() {
+    crash_before_every_op(scenario_deltas);
+}
+
+/// Run `scenario` once, then again with a power loss (dropped and torn)
+/// before each of its disk operations: the reopened tree holds what the
+/// tree held while that operation's step ran.
+fn crash_before_every_op(scenario: impl Fn(&MemVfs) -> Vec<Phase>) {
     let phases = scenario(&MemVfs::new());
     let steps: u64 = phases.iter().map(|(ops, _)| ops.end - ops.start).sum();
     assert!(steps > 20, "write-outs and a checkpoint: {steps} disk operations");

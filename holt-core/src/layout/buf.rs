@@ -23,7 +23,17 @@ pub(crate) struct FrameBuf {
     /// `WORDS` words inside `_chunk` (see `arena`), this frame's alone.
     base: NonNull<AtomicU64>,
     _chunk: Arc<Chunk>,
+    /// The 4 KiB pages written since `take_marks` (bit `p`: page `p`),
+    /// set by every store (`store_word`, `store_words`): only writers
+    /// holding the frame exclusively store, so a plain load and store
+    /// suffices.
+    marks: [AtomicU64; 2],
 }
+
+/// Bytes of a page as `marks` counts them.
+const MARK_PAGE_BYTES: usize = 4096;
+/// Words of a page.
+const MARK_PAGE_WORDS: usize = MARK_PAGE_BYTES / 8;
 
 // SAFETY: the buffer is only ever accessed through `AtomicU64`s, and the
 // chunk it lives in is `Send + Sync`.
@@ -46,18 +56,24 @@ pub(crate) const fn zero_byte_flags(x: u64) -> u64 {
     x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
 }
 
+/// The bits of `pages` (below 128).
+fn mask_of(pages: std::ops::Range<usize>) -> u128 {
+    let bits = |n: usize| if n >= 128 { u128::MAX } else { (1u128 << n) - 1 };
+    bits(pages.end) & !bits(pages.start)
+}
+
 impl FrameBuf {
     /// A frame of zeros.
     pub(crate) fn zeroed() -> Self {
         let (base, chunk) = alloc_frame();
-        FrameBuf { base, _chunk: chunk }
+        FrameBuf { base, _chunk: chunk, marks: Default::default() }
     }
 
     /// A frame of zeros that huge pages never back (`arena`): for a
     /// frame held in part, whose memory comes a page at a time.
     pub(crate) fn plain() -> Self {
         let (base, chunk) = alloc_plain_frame();
-        FrameBuf { base, _chunk: chunk }
+        FrameBuf { base, _chunk: chunk, marks: Default::default() }
     }
 
     /// Whether this is a `plain` frame.
@@ -282,6 +298,51 @@ impl FrameBuf {
 
     fn store_word(&self, i: usize, v: u64) {
         self.words()[i].store(v, Relaxed);
+        self.mark_page(i / MARK_PAGE_WORDS);
+    }
+
+    /// Mark page `page` written (see `marks`).
+    #[inline(always)]
+    fn mark_page(&self, page: usize) {
+        let (m, bit) = (&self.marks[(page >> 6) & 1], 1u64 << (page & 63));
+        let had = m.load(Relaxed);
+        if had & bit == 0 {
+            m.store(had | bit, Relaxed);
+        }
+    }
+
+    /// Mark `pages` written (see `marks`).
+    #[inline]
+    fn mark_pages(&self, pages: std::ops::Range<usize>) {
+        let want = mask_of(pages);
+        for (half, m) in self.marks.iter().enumerate() {
+            let bits = (want >> (64 * half)) as u64;
+            let had = m.load(Relaxed);
+            if had & bits != bits {
+                m.store(had | bits, Relaxed);
+            }
+        }
+    }
+
+    /// The pages written since the last call (or since the buffer was
+    /// made), and forget them. Caller holds the frame exclusively or
+    /// holds it against writers.
+    pub(crate) fn take_marks(&self) -> u128 {
+        let lo = self.marks[0].swap(0, Relaxed);
+        let hi = self.marks[1].swap(0, Relaxed);
+        u128::from(lo) | u128::from(hi) << 64
+    }
+
+    /// The pages written since the last `take_marks`, kept.
+    pub(crate) fn marks(&self) -> u128 {
+        u128::from(self.marks[0].load(Relaxed)) | u128::from(self.marks[1].load(Relaxed)) << 64
+    }
+
+    /// Make `marks` the pages counted as written (a frame loaded from a
+    /// delta counts the delta's pages as changed from its base).
+    pub(crate) fn set_marks(&self, marks: u128) {
+        self.marks[0].store(marks as u64, Relaxed);
+        self.marks[1].store((marks >> 64) as u64, Relaxed);
     }
 
     /// Write `bytes` at `off`. Caller holds the frame exclusively.
@@ -305,6 +366,12 @@ impl FrameBuf {
     /// vectorised, so the loop's own overhead is what there is to cut.
     fn store_words(&self, first: usize, bytes: &[u8]) {
         let words = &self.words()[first..first + bytes.len() / 8];
+        let (from, to) = (first / MARK_PAGE_WORDS, (first + words.len()).div_ceil(MARK_PAGE_WORDS));
+        if to == from + 1 {
+            self.mark_page(from);
+        } else {
+            self.mark_pages(from..to);
+        }
         let mut quads = words.chunks_exact(4).zip(bytes.chunks_exact(32));
         for (w, b) in &mut quads {
             for (word, chunk) in w.iter().zip(b.chunks_exact(8)) {
@@ -465,7 +532,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_of_any_length_at_any_offset_match_a_byte_model() {
+    fn writes_of_any_length_at_any_offset_match_a_byte_model_and_mark_their_pages() {
         let b = FrameBuf::zeroed();
         let mut model = vec![0u8; FRAME_BYTES];
         let mut rng = crate::store::splitmix::SplitMix64::new(7);
@@ -478,8 +545,11 @@ mod tests {
             } as usize;
             let off = rng.below((FRAME_BYTES - len + 1) as u64) as usize;
             let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            b.take_marks();
             b.write(off, &bytes);
             model[off..off + len].copy_from_slice(&bytes);
+            let pages = if len == 0 { 0..0 } else { off / 4096..(off + len).div_ceil(4096) };
+            assert_eq!(b.take_marks(), mask_of(pages), "pages marked by a write of {len} bytes at {off}");
             // The words around the write keep their other bytes.
             let (lo, hi) = (off.saturating_sub(16), (off + len + 16).min(FRAME_BYTES));
             assert_eq!(b.read_vec(lo, hi - lo), model[lo..hi], "write of {len} bytes at {off}");

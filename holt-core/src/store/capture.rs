@@ -77,6 +77,8 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::store::frame_file::{page_in_gap, PAGES};
+use crate::store::manifest::Base;
 use super::{FrameCell, Pool};
 use crate::ids::FrameId;
 use crate::layout::mapped::Mapped;
@@ -91,13 +93,18 @@ pub(crate) const WRITER_SPARES: usize = 8;
 /// that it touches no page in again (~0.3 ms a buffer here). 4.5 MiB
 /// outside the cache's budget; the others are released lazily.
 pub(crate) const SPARES_KEPT: usize = WRITER_SPARES + 1;
+/// A frame is written as a delta while at most one page in this many of
+/// those its image uses changed since its base.
+const DELTA_SHARE: usize = 4;
 /// Optimistic copies the copier tries for one frame before it copies
 /// under a hold (writers kept changing the frame).
 const UNHELD_COPY_TRIES: usize = 4;
 
 /// Where the copier sends each image of a cut: seal and write it (the
 /// buffer is reused once it returns), and say what it did (`Sunk`).
-pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8]) -> crate::error::Result<Sunk> + 'a;
+/// With a `Base`, the image may be written as a delta over it
+/// (`frame_store::delta`): its pages outside `Base::pages` are the base's.
+pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8], Option<Base>) -> crate::error::Result<Sunk> + 'a;
 
 /// What an `ImageSink` did with an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +145,10 @@ fn unmap_aside(bufs: Vec<Mapped>) {
 /// the claim; `None` for a writer's copy (its frame changed since).
 type Claimed<'p> = Option<(&'p FrameCell, u64)>;
 
+/// An image the copier holds unwritten: frame, image, what it may be
+/// written over (`delta_of`), and its claim.
+type Held<'p> = (FrameId, Image, Option<Base>, Claimed<'p>);
+
 /// The copier's progress through one cut (`Pool::copy_pending`).
 struct Copying<'p> {
     /// Frames it claimed and still pins: their images are not written, or
@@ -161,7 +172,7 @@ pub(crate) struct Cut {
 /// The images taken since the last cut, and spare buffers for more.
 #[derive(Default)]
 pub(super) struct Images {
-    taken: Mutex<Vec<(FrameId, Image)>>,
+    taken: Mutex<Vec<(FrameId, Image, Option<Base>)>>,
     /// Zeroed buffers, every page resident: a copy into one faults nothing.
     spare: Mutex<Vec<Image>>,
     /// Zeroed buffers past `SPARES_KEPT` a capture left, released lazily
@@ -239,7 +250,34 @@ impl Pool {
 
     fn take_image(&self, id: FrameId, cell: &FrameCell, img: Image) {
         let img = self.copy_into(cell, img);
-        self.images.taken.lock().push((id, img));
+        let base = self.delta_of(id, cell);
+        self.images.taken.lock().push((id, img, base));
+    }
+
+    /// What the image just copied from `cell` (writers kept out) may be
+    /// written over: the stored whole image its buffer's page marks count
+    /// changes from, while the store still publishes it and at most one
+    /// page in `DELTA_SHARE` of those the image uses changed. Otherwise it
+    /// is written whole, and the marks restart from it with no base: no
+    /// delta is written until a load names one again (a whole image's
+    /// slot is known only once written, and a base that is not the one
+    /// the marks count from would fail every page read through it).
+    pub(super) fn delta_of(&self, id: FrameId, cell: &FrameCell) -> Option<Base> {
+        let buf = cell.buf().expect("a captured frame is resident");
+        let published = self.source.as_ref().and_then(|s| s.delta_base(id));
+        // Pages inside the free gap are zeros, read from nowhere.
+        let gap = buf.free_gap();
+        let in_gap = (0..PAGES).filter(|&p| page_in_gap(p, &gap)).fold(0u128, |m, p| m | 1 << p);
+        let pages = (buf.marks() & !in_gap) | 1;
+        let used = PAGES - in_gap.count_ones() as usize;
+        match cell.delta_base() {
+            Some(slot) if published == Some(slot) && pages.count_ones() as usize * DELTA_SHARE <= used => Some(Base { slot, pages }),
+            _ => {
+                buf.take_marks();
+                cell.delta_base.store(0, Ordering::Release);
+                None
+            }
+        }
     }
 
     /// The image of the dirty frame in `cell`, copied into `img`, which
@@ -302,8 +340,8 @@ impl Pool {
                 cell.latch.hold();
                 self.copy_into(cell, img)
             });
-            match self.claim(cell, img) {
-                Ok((img, version)) => copied.push((id, img, Some((cell, version)))),
+            match self.claim(id, cell, img) {
+                Ok((img, version, base)) => copied.push((id, img, base, Some((cell, version)))),
                 Err(unused) => self.images.spare.lock().push(unused),
             }
             if copied.len() + self.images.taken.lock().len() > hold {
@@ -321,9 +359,12 @@ impl Pool {
     /// buffer goes back to the spares as zeros (see `copy_into`). A frame
     /// the copier claimed is let go once its image is written, if the sink
     /// allows (`Copying::let_go`); otherwise it stays pinned, in `held`.
-    fn write_image<'p>(&self, id: FrameId, mut img: Image, claimed: Claimed<'p>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
+    fn write_image<'p>(&self, id: FrameId, mut img: Image, base: Option<Base>, claimed: Claimed<'p>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
         if matches!(c.written, Ok(Copied::All)) {
-            c.written = write(id, &mut img).map(|sunk| {
+            c.written = write(id, &mut img, base).map(|sunk| {
+                if sunk == Sunk::LaidOut {
+                    self.forget_base(id);
+                }
                 if let (Sunk::LaidOut, Some((cell, version))) = (sunk, claimed) {
                     self.adopt_layout(cell, version, &img);
                 }
@@ -364,13 +405,21 @@ impl Pool {
     }
 
     /// Write the images the copier holds, then those writers copied so far.
-    fn write_held<'p>(&self, copied: &mut Vec<(FrameId, Image, Claimed<'p>)>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
-        for (id, img, claimed) in copied.drain(..) {
-            self.write_image(id, img, claimed, write, c);
+    fn write_held<'p>(&self, copied: &mut Vec<Held<'p>>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
+        for (id, img, base, claimed) in copied.drain(..) {
+            self.write_image(id, img, base, claimed, write, c);
         }
         let taken = std::mem::take(&mut *self.images.taken.lock());
-        for (id, img) in taken {
-            self.write_image(id, img, None, write, c);
+        for (id, img, base) in taken {
+            self.write_image(id, img, base, None, write, c);
+        }
+    }
+
+    /// A frame whose image was laid out anew and written whole: its marks
+    /// no longer count changes from its base (see `delta_of`).
+    pub(super) fn forget_base(&self, id: FrameId) {
+        if let Some(cell) = self.cell(id) {
+            cell.delta_base.store(0, Ordering::Release);
         }
     }
 
@@ -412,12 +461,13 @@ impl Pool {
     /// `Ok` with the image and the frame's version (a hold leaves it as it
     /// is), `Err` with the buffer, zeroed, when a writer had copied the
     /// frame first.
-    fn claim(&self, cell: &FrameCell, mut img: Image) -> Result<(Image, u64), Image> {
+    fn claim(&self, id: FrameId, cell: &FrameCell, mut img: Image) -> Result<(Image, u64, Option<Base>), Image> {
         let claimed = if self.is_pending(cell) {
             cell.pin();
             cell.dirty_epoch.store(0, Ordering::Release);
             self.dirty.count.fetch_sub(1, Ordering::AcqRel);
-            Ok((img, cell.latch.optimistic().expect("a hold is not a write")))
+            let base = self.delta_of(id, cell);
+            Ok((img, cell.latch.optimistic().expect("a hold is not a write"), base))
         } else {
             // Spare buffers are zeros (see `copy_into`).
             img.fill(0);

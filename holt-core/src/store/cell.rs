@@ -46,6 +46,12 @@ pub(crate) struct FrameCell {
     /// never for what it reads. Kept until the frame is retired: one that
     /// lost its links since is read in part, then whole.
     links_out: AtomicBool,
+    /// One more than the slot of the stored whole image the buffer's page
+    /// marks (`FrameBuf::take_marks`) count changes from; 0: none (a frame
+    /// made in memory, or read from a source no delta may name). Set by a
+    /// load; what a write of the frame's image makes of it is the
+    /// capture's (`store::capture`).
+    pub(super) delta_base: AtomicU64,
 }
 
 /// Most uses a frame remembers: a frame on every path (an inner frame)
@@ -100,6 +106,12 @@ impl FrameCell {
         let p = self.part.load(Ordering::Acquire);
         // SAFETY: as in `buf`.
         (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The slot of the stored whole image the buffer's page marks count
+    /// changes from, if any (see `delta_base`).
+    pub(crate) fn delta_base(&self) -> Option<u32> {
+        u32::try_from(self.delta_base.load(Ordering::Acquire).checked_sub(1)?).ok()
     }
 
     /// The page state, once the frame was loaded in part.

@@ -31,6 +31,9 @@ use crate::error::{Error, Result};
 use crate::ids::FrameId;
 use crate::layout::{free_gap, HDR_CHECKSUM};
 
+mod delta;
+pub(crate) use delta::{PageMask, Source};
+
 /// Size of one frame image: one slot holds exactly one frame.
 pub(crate) use crate::layout::FRAME_BYTES;
 pub(crate) const FRAME_FILE_NAME: &str = "frames.dat";
@@ -503,27 +506,6 @@ impl FrameFile {
         Ok(crcs)
     }
 
-    /// Read `pages` of the image in the paged `slot` into the same pages
-    /// of `buf` and check each against its checksum. Pages inside the
-    /// image's free gap are zeros, not read: the disk may hold a hole or
-    /// stale bytes there; the others are read in one request per run.
-    pub(crate) fn read_pages(&self, slot: u32, id: FrameId, pages: Range<usize>, known: Known<'_>, buf: &mut ImageBuf, via: Via) -> Result<()> {
-        assert_eq!(self.format, SlotFormat::Paged, "only a paged slot is read a page at a time");
-        let Known { crcs, gap } = known;
-        let mut p = pages.start;
-        while p < pages.end {
-            if page_in_gap(p, gap) {
-                buf[page_range(p)].fill(0);
-                p += 1;
-                continue;
-            }
-            let run_end = (p..pages.end).find(|&q| page_in_gap(q, gap)).unwrap_or(pages.end);
-            self.read_range(slot, id, buf, p * PAGE_BYTES..run_end * PAGE_BYTES, via)?;
-            p = run_end;
-        }
-        pages.into_iter().try_for_each(|p| self.check_page(slot, id, p, &buf[page_range(p)], gap, crcs[p]))
-    }
-
     fn check_page(&self, slot: u32, id: FrameId, page: usize, bytes: &[u8], gap: &Range<usize>, crc_expected: u32) -> Result<()> {
         let crc = if page_in_gap(page, gap) { zero_page_crc() } else { crc32c::crc32c(bytes) };
         if crc != crc_expected {
@@ -817,7 +799,7 @@ mod tests {
     }
 
     /// A sealed image with data on both sides of a free gap.
-    fn sample_image(rng: &mut crate::store::splitmix::SplitMix64) -> Vec<u8> {
+    pub(super) fn sample_image(rng: &mut crate::store::splitmix::SplitMix64) -> Vec<u8> {
         let mut img = vec![0u8; FRAME_BYTES];
         img.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
         let (data_end, slots) = (5 * PAGE_BYTES + 100, 700usize);
@@ -858,7 +840,7 @@ mod tests {
     }
 
     /// A paged file holding a sealed `sample_image` of frame `id` in `slot`.
-    fn written(seed: u64, slot: u32, id: FrameId) -> (Arc<dyn Vfs>, FrameFile, Vec<u8>, Sealed) {
+    pub(super) fn written(seed: u64, slot: u32, id: FrameId) -> (Arc<dyn Vfs>, FrameFile, Vec<u8>, Sealed) {
         let (vfs, ff) = temp_file(SlotFormat::Paged);
         let mut img = sample_image(&mut crate::store::splitmix::SplitMix64::new(seed));
         let sealed = ff.seal(id, &mut img);
@@ -877,14 +859,14 @@ mod tests {
         assert_eq!(gap, free_gap(&img));
         for p in 1..PAGES {
             buf[page_range(p)].fill(0x55);
-            ff.read_pages(2, id, p..p + 1, Known { crcs: &crcs, gap: &gap }, &mut buf, Via::Direct).unwrap();
+            ff.read_pages_from(Source { slot: 2, base: None }, id, p..p + 1, Known { crcs: &crcs, gap: &gap }, &mut buf, Via::Direct).unwrap();
             assert_eq!(buf[page_range(p)], img[page_range(p)], "page {p}");
         }
         // Runs across the gap's edges: one request per run of data pages.
         let (first_gap, last_gap) = (gap.start.div_ceil(PAGE_BYTES), gap.end / PAGE_BYTES - 1);
         for run in [1..first_gap + 2, last_gap - 1..PAGES, 0..PAGES] {
             buf[run.start * PAGE_BYTES..run.end * PAGE_BYTES].fill(0x55);
-            ff.read_pages(2, id, run.clone(), Known { crcs: &crcs, gap: &gap }, &mut buf, Via::Direct).unwrap();
+            ff.read_pages_from(Source { slot: 2, base: None }, id, run.clone(), Known { crcs: &crcs, gap: &gap }, &mut buf, Via::Direct).unwrap();
             assert!(buf[run.start * PAGE_BYTES..run.end * PAGE_BYTES] == img[run.start * PAGE_BYTES..run.end * PAGE_BYTES], "{run:?}");
         }
         assert!(matches!(ff.read_head(2, FrameId(8), sealed.crc, &mut buf, Via::Direct), Err(Error::Corrupted { .. })), "another frame's slot");
@@ -913,7 +895,7 @@ mod tests {
             let at_once = ff.read_slot_into(0, id, sealed.crc, &mut buf, Via::Direct);
             assert!(matches!(at_once, Err(Error::Corrupted { .. })), "whole read at once, flip at {at}");
             let paged = ff.read_head(0, id, sealed.crc, &mut buf, Via::PageCache).and_then(|crcs| {
-                ff.read_pages(0, id, 1..PAGES, Known { crcs: &crcs, gap: &gap }, &mut buf, Via::PageCache)
+                ff.read_pages_from(Source { slot: 0, base: None }, id, 1..PAGES, Known { crcs: &crcs, gap: &gap }, &mut buf, Via::PageCache)
             });
             assert!(matches!(paged, Err(Error::Corrupted { .. })), "paged read, flip at {at}");
             raw.write_at(&byte, at).unwrap();

@@ -5,16 +5,34 @@ use std::ops::Range;
 
 use super::frame_file::{Known, PageCrcs};
 use super::image_buf::{ImageBuf, Via};
+use super::manifest::Base;
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
+
+/// What a whole-frame read brought in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    /// Bytes read from storage.
+    pub bytes: u64,
+    /// Where the store keeps a whole image this one may be written as a
+    /// delta over, and the pages in which the image read differs from it
+    /// (none when it is that image): `None` from a source whose images
+    /// no delta may name (a snapshot's).
+    pub base: Option<Base>,
+}
 
 /// Where evicted frames are read back from.
 pub(crate) trait FrameSource: Send + Sync {
     /// Put into `into` the image of frame `id` as last written by a
     /// checkpoint, verified against a checksum over every byte of it,
-    /// read `via` the page cache or around it. Returns the bytes read from
-    /// storage.
-    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64>;
+    /// read `via` the page cache or around it.
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<Loaded>;
+
+    /// The slot of the stored whole image a delta of frame `id` may name
+    /// now (`FrameStore::delta_base`); `None` where deltas are not written.
+    fn delta_base(&self, _id: FrameId) -> Option<u32> {
+        None
+    }
 
     /// Whether frames can be read a page at a time (`read_head`, `read_page`).
     fn paged(&self) -> bool {

@@ -46,9 +46,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use self::holes::Holes;
-use super::frame_file::{gap_blocks, FrameFile, Known, PageCrcs, Sealed, SlotFormat, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
+use super::frame_file::{gap_blocks, FrameFile, Known, PageCrcs, Sealed, SlotFormat, Source, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
 use super::image_buf::{ImageBuf, Via};
-use super::manifest::{self, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
+use super::manifest::{self, Base, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
 use super::splitmix::SplitMix64;
 use super::vfs::Vfs;
 use crate::error::{Error, Result};
@@ -69,6 +69,8 @@ pub(crate) struct FrameStore {
     /// Images staged since the last commit, restaged frames counted again
     /// (`stage.rs`).
     staged_since_commit: AtomicUsize,
+    /// Images written as deltas since open (`delta.rs`).
+    deltas: std::sync::atomic::AtomicU64,
 }
 
 /// The mapping every reader uses: the last durably published manifest.
@@ -120,9 +122,9 @@ impl Published {
     }
 
     fn used_slots(&self) -> BTreeSet<u32> {
-        let mut used: BTreeSet<u32> = self.manifest.frames.values().map(|r| r.slot).collect();
+        let mut used: BTreeSet<u32> = self.manifest.frames.values().flat_map(SlotRef::slots).collect();
         used.extend(self.pins.values().flatten());
-        used.extend(self.staged.values().map(|r| r.slot).chain(self.staging));
+        used.extend(self.staged.values().flat_map(SlotRef::slots).chain(self.staging));
         used
     }
 
@@ -177,9 +179,11 @@ impl FrameStore {
         manifest: Manifest,
     ) -> Result<(FrameStore, Option<ManifestMeta>)> {
         let slots_total = file.slots_in_file()?;
-        if let Some((id, r)) = manifest.frames.iter().find(|(_, r)| r.slot >= slots_total) {
-            let what = format!("frame {} maps to slot {} but the file holds {slots_total} slots", id.0, r.slot);
-            return Err(Error::corrupted(file.path(), file.slot_offset(r.slot), what));
+        for (id, slot) in manifest.frames.iter().flat_map(|(id, r)| r.slots().map(move |s| (id, s))) {
+            if slot >= slots_total {
+                let what = format!("frame {} maps to slot {slot} but the file holds {slots_total} slots", id.0);
+                return Err(Error::corrupted(file.path(), file.slot_offset(slot), what));
+            }
         }
         let meta = manifest.meta.clone();
         let store = FrameStore {
@@ -190,6 +194,7 @@ impl FrameStore {
             // A partial slot past the whole ones may hold bytes too.
             checkpoint: Mutex::new(Holes::new(slots_total.saturating_add(1))),
             staged_since_commit: AtomicUsize::new(0),
+            deltas: Default::default(),
             poisoned: Mutex::new(None),
             swept: AtomicBool::new(false),
         };
@@ -208,8 +213,24 @@ impl FrameStore {
 
     /// `read_frame` into a reused buffer (see `FrameFile::read_slot_into`);
     /// returns the bytes read from the file (the free gap is not read).
+    #[cfg(test)]
     pub(crate) fn read_frame_into(&self, id: FrameId, buf: &mut ImageBuf, via: Via) -> Result<u64> {
-        self.with_slot(id, |r| self.file.read_slot_into(r.slot, id, r.crc, buf, via))
+        self.read_frame_ref_into(id, buf, via).map(|(bytes, _)| bytes)
+    }
+
+    /// `read_frame_into`, with the reference it read through.
+    pub(crate) fn read_frame_ref_into(&self, id: FrameId, buf: &mut ImageBuf, via: Via) -> Result<(u64, SlotRef)> {
+        self.with_slot(id, |r| Ok((self.read_ref_into(id, r, buf, via)?, *r)))
+    }
+
+    /// The image `r` names: a whole slot, or a delta's head from its slot
+    /// and each other page from the slot that holds it (`frame_file::delta`).
+    fn read_ref_into(&self, id: FrameId, r: &SlotRef, buf: &mut ImageBuf, via: Via) -> Result<u64> {
+        if r.base.is_none() {
+            return self.file.read_slot_into(r.slot, id, r.crc, buf, via);
+        }
+        let crcs = self.file.read_head(r.slot, id, r.crc, buf, via)?;
+        self.file.read_delta_rest(Source::from(r), id, &crcs, buf, via)
     }
 
     /// Whether frames can be read a page at a time (a version 2 file).
@@ -227,7 +248,7 @@ impl FrameStore {
     /// `pages` of frame `id` into the same pages of `buf`, checked against
     /// the checksums from `read_frame_head` (`FrameFile::read_pages`).
     pub(crate) fn read_frame_pages(&self, id: FrameId, pages: Range<usize>, known: Known<'_>, buf: &mut ImageBuf, via: Via) -> Result<()> {
-        self.with_slot(id, |r| self.file.read_pages(r.slot, id, pages, known, buf, via))
+        self.with_slot(id, |r| self.file.read_pages_from(Source::from(r), id, pages, known, buf, via))
     }
 
     /// Run `read` on the slot of `id` (staged, else published), under the
@@ -247,7 +268,7 @@ impl FrameStore {
         let mut p = self.published.write();
         let id = p.next_pin;
         p.next_pin += 1;
-        let slots = p.manifest.frames.values().map(|r| r.slot).collect();
+        let slots = p.manifest.frames.values().flat_map(SlotRef::slots).collect();
         p.pins.insert(id, slots);
         PinnedMapping { id, frames: p.manifest.frames.clone(), meta: p.manifest.meta.clone() }
     }
@@ -255,7 +276,7 @@ impl FrameStore {
     /// The image of frame `id` in slot `r` of a pinned mapping, verified
     /// against its checksum; returns the bytes read.
     pub(crate) fn read_pinned(&self, id: FrameId, r: SlotRef, buf: &mut ImageBuf, via: Via) -> Result<u64> {
-        self.file.read_slot_into(r.slot, id, r.crc, buf, via)
+        self.read_ref_into(id, &r, buf, via)
     }
 
     /// Let the slots of pin `id` go: those no mapping holds become free
@@ -328,7 +349,7 @@ impl FrameStore {
         let p = self.published.read();
         p.manifest.check_invariants();
         let used = p.used_slots();
-        let held: BTreeSet<u32> = p.manifest.frames.values().map(|r| r.slot).chain(p.pins.values().flatten().copied()).collect();
+        let held: BTreeSet<u32> = p.manifest.frames.values().flat_map(SlotRef::slots).chain(p.pins.values().flatten().copied()).collect();
         let staged: BTreeSet<u32> = p.staged.values().map(|r| r.slot).collect();
         assert_eq!(staged.len(), p.staged.len(), "two staged images share a slot");
         assert!(staged.is_disjoint(&held), "a staged image in a published or pinned slot");
@@ -365,7 +386,7 @@ impl FrameStore {
     /// the file (best effort: a failed truncation only wastes space).
     fn install(&self, next: Manifest, slots_total: u32, holes: &mut Holes) {
         let mut p = self.published.write();
-        let slots_used = next.frames.values().map(|r| r.slot + 1).max().unwrap_or(0).max(p.pinned_end());
+        let slots_used = next.frames.values().flat_map(SlotRef::slots).map(|s| s + 1).max().unwrap_or(0).max(p.pinned_end());
         let mut slots_total = slots_total.max(p.slots_total);
         if slots_used < slots_total {
             match self.file.truncate_slots(slots_used) {
@@ -378,7 +399,7 @@ impl FrameStore {
         }
         holes.committed();
         let cap = holes.kept_cap(next.frames.len());
-        let freed: Vec<u32> = p.manifest.frames.values().chain(p.staged.values()).map(|r| r.slot).collect();
+        let freed: Vec<u32> = p.manifest.frames.values().chain(p.staged.values()).flat_map(SlotRef::slots).collect();
         // A crash between a publication and its punches leaves free slots
         // allocated: the first commit after open punches every slot that
         // was free before it (holes already, after a clean close).
@@ -397,6 +418,20 @@ impl FrameStore {
     /// little (`Holes::plan`, guarded by the checkpoint mutex the caller
     /// holds). Until the write returns, nothing of the slot counts as a
     /// hole.
+    fn write_image(&self, holes: &mut Holes, slot: u32, bytes: &[u8], sealed: &Sealed, base: Option<Base>) -> Result<()> {
+        match base {
+            None => self.write_slot(holes, slot, bytes, sealed),
+            Some(base) => {
+                // What a delta leaves of its slot's earlier bytes is never
+                // read; none of it counts as a hole.
+                holes.writing(slot);
+                self.file.write_delta(slot, bytes, sealed, base.pages)?;
+                self.deltas.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
     fn write_slot(&self, holes: &mut Holes, slot: u32, bytes: &[u8], sealed: &Sealed) -> Result<()> {
         let plan = holes.plan(slot, &gap_blocks(bytes));
         holes.writing(slot);
@@ -474,6 +509,11 @@ impl FrameStore {
     }
 
     /// Holes asked of the file system since open (`FrameFile::punches`).
+    /// Images written as deltas since open.
+    pub(crate) fn deltas(&self) -> u64 {
+        self.deltas.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn punches(&self) -> u64 {
         self.file.punches()
     }
@@ -565,14 +605,20 @@ impl CheckpointTxn<'_> {
     /// may be reading its first image. The first slot is reused after the
     /// swap (`shadow`).
     fn write_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
+        self.write_image(id, bytes, sealed, None)
+    }
+
+    /// `write_sealed` of the whole image, or with `base` of its pages
+    /// `base.pages` only (a delta, `frame_file::delta`).
+    pub(super) fn write_image(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed, base: Option<Base>) -> Result<()> {
         self.dropped.remove(&id);
         let slot = self.alloc_slot(&gap_blocks(bytes))?;
-        if let Err(e) = self.store.write_slot(&mut self.holes, slot, bytes, &sealed) {
+        if let Err(e) = self.store.write_image(&mut self.holes, slot, bytes, &sealed, base) {
             self.released.push(slot);
             self.failed = true;
             return Err(e);
         }
-        self.shadow(id, Some(SlotRef { slot, crc: sealed.crc }));
+        self.shadow(id, Some(SlotRef { slot, crc: sealed.crc, base }));
         self.sync_every_few()
     }
 
@@ -723,6 +769,7 @@ impl FrameStore {
     }
 }
 
+mod delta;
 mod holes;
 mod shadow;
 mod stage;
@@ -734,3 +781,5 @@ mod tests;
 mod stage_tests;
 #[cfg(test)]
 mod shadow_tests;
+#[cfg(test)]
+mod delta_tests;

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::frame_file::PageMask;
 use super::le::{put_u32, put_u64, u32_at, u64_at};
 use super::vfs::Vfs;
 use crate::error::{Error, Result};
@@ -19,7 +20,10 @@ use crate::ids::{FrameId, Lsn};
 
 pub(crate) const MANIFEST_NAME: &str = "MANIFEST";
 pub(crate) const MANIFEST_TMP_NAME: &str = "MANIFEST.tmp";
-pub(crate) const MANIFEST_VERSION: u32 = 1;
+/// The version this build writes; it also reads `MANIFEST_VERSION_WHOLE`.
+pub(crate) const MANIFEST_VERSION: u32 = 2;
+/// Version 1: 16-byte entries without a base slot (every image whole).
+pub(crate) const MANIFEST_VERSION_WHOLE: u32 = 1;
 const MANIFEST_MAGIC: [u8; 8] = *b"HOLTMANF";
 /// Flag bit: the checkpoint metadata fields are meaningful. Clear only in the
 /// manifest written when the store is created.
@@ -40,7 +44,14 @@ pub(crate) const MANIFEST_HEADER_BYTES: usize = 80;
 const E_FRAME_ID: usize = 0;
 const E_SLOT: usize = 8;
 const E_CRC: usize = 12;
-pub(crate) const ENTRY_BYTES: usize = 16;
+const E_BASE: usize = 16;
+const E_RESERVED: usize = 20;
+const E_PAGES: usize = 24;
+pub(crate) const ENTRY_BYTES: usize = 40;
+/// Entry size in a version 1 manifest (no base, no reserved word).
+pub(crate) const ENTRY_BYTES_WHOLE: usize = 16;
+/// `base` of an entry whose slot holds the whole image.
+const NO_BASE: u32 = u32::MAX;
 /// The last 4 bytes of the file, in every format version: CRC32C of the rest.
 pub(crate) const TRAILER_BYTES: usize = 4;
 
@@ -60,8 +71,14 @@ pub(crate) const HEADER_FIELDS: &[(&str, usize, usize)] = &[
     ("file_bytes", H_FILE_BYTES, 8),
 ];
 #[cfg(test)]
-pub(crate) const ENTRY_FIELDS: &[(&str, usize, usize)] =
-    &[("frame_id", E_FRAME_ID, 8), ("slot", E_SLOT, 4), ("frame_crc32c", E_CRC, 4)];
+pub(crate) const ENTRY_FIELDS: &[(&str, usize, usize)] = &[
+    ("frame_id", E_FRAME_ID, 8),
+    ("slot", E_SLOT, 4),
+    ("frame_crc32c", E_CRC, 4),
+    ("base", E_BASE, 4),
+    ("reserved", E_RESERVED, 4),
+    ("pages", E_PAGES, 16),
+];
 #[cfg(test)]
 pub(crate) const TRAILER_FIELDS: &[(&str, usize, usize)] = &[("crc32c", 0, TRAILER_BYTES)];
 
@@ -75,11 +92,29 @@ pub(crate) struct ManifestMeta {
     pub user: Vec<u8>,
 }
 
-/// Where a frame lives and the checksum its slot must match.
+/// Where a frame lives and the checksum its slot must match; with a
+/// `base`, the slot holds only some pages of the image, the base slot
+/// the others, and the frame keeps both from reuse.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SlotRef {
     pub slot: u32,
     pub crc: u32,
+    pub base: Option<Base>,
+}
+
+/// The base of a delta: the slot holding a whole image of the frame, and
+/// the pages the delta's own slot holds instead (page 0 always).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Base {
+    pub slot: u32,
+    pub pages: PageMask,
+}
+
+impl SlotRef {
+    /// The slots this reference keeps from reuse: its own and its base.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> {
+        std::iter::once(self.slot).chain(self.base.map(|b| b.slot))
+    }
 }
 
 /// A decoded manifest. Invariants (checked by `decode` and
@@ -97,9 +132,9 @@ pub(crate) struct Manifest {
 impl Manifest {
     pub(crate) fn check_invariants(&self) {
         assert!(!self.frames.contains_key(&FrameId(0)), "FrameId(0) is never stored");
-        let mut slots: Vec<u32> = self.frames.values().map(|r| r.slot).collect();
+        let mut slots: Vec<u32> = self.frames.values().flat_map(SlotRef::slots).collect();
         slots.sort_unstable();
-        assert!(slots.windows(2).all(|w| w[0] != w[1]), "two frames share a slot");
+        assert!(slots.windows(2).all(|w| w[0] != w[1]), "two frames (or a frame and its base) share a slot");
         assert!(self.meta.is_some() || self.frames.is_empty(), "frames without checkpoint metadata");
     }
 
@@ -125,6 +160,8 @@ impl Manifest {
             put_u64(&mut e, E_FRAME_ID, id.0);
             put_u32(&mut e, E_SLOT, r.slot);
             put_u32(&mut e, E_CRC, r.crc);
+            put_u32(&mut e, E_BASE, r.base.map_or(NO_BASE, |b| b.slot));
+            e[E_PAGES..E_PAGES + 16].copy_from_slice(&r.base.map_or(0, |b| b.pages).to_le_bytes());
             b.extend_from_slice(&e);
         }
         b.extend_from_slice(user);
@@ -149,25 +186,27 @@ impl Manifest {
             return Err(bad(body, "manifest checksum mismatch"));
         }
         let version = u32_at(b, H_VERSION);
-        if version != MANIFEST_VERSION {
-            return Err(Error::UnsupportedFormat { path: path.into(), found: version, supported: MANIFEST_VERSION });
-        }
-        let (entries, user_len) = decode_lengths(b, &bad)?;
-        let meta = decode_meta(b, entries, user_len, &bad)?;
-        let frames = decode_entries(b, entries, &bad)?;
+        let entry_bytes = match version {
+            MANIFEST_VERSION => ENTRY_BYTES,
+            MANIFEST_VERSION_WHOLE => ENTRY_BYTES_WHOLE,
+            found => return Err(Error::UnsupportedFormat { path: path.into(), found, supported: MANIFEST_VERSION }),
+        };
+        let (entries, user_len) = decode_lengths(b, entry_bytes, &bad)?;
+        let meta = decode_meta(b, entries * entry_bytes, user_len, &bad)?;
+        let frames = decode_entries(b, entries, entry_bytes, &bad)?;
         Ok(Manifest { store_id: u64_at(b, H_STORE_ID), seq: u64_at(b, H_SEQ), meta, frames })
     }
 }
 
 /// Entry count and user-bytes length, checked against the file length.
-fn decode_lengths(b: &[u8], bad: &dyn Fn(usize, &str) -> Error) -> Result<(usize, usize)> {
+fn decode_lengths(b: &[u8], entry_bytes: usize, bad: &dyn Fn(usize, &str) -> Error) -> Result<(usize, usize)> {
     if u64_at(b, H_FILE_BYTES) != b.len() as u64 {
         return Err(bad(H_FILE_BYTES, "recorded manifest length differs from the file length"));
     }
     let room = (b.len() - MANIFEST_HEADER_BYTES - TRAILER_BYTES) as u64;
     let entries = u64_at(b, H_ENTRY_COUNT);
     let user_len = u64_at(b, H_USER_BYTES);
-    let fits = entries.checked_mul(ENTRY_BYTES as u64).and_then(|e| e.checked_add(user_len)) == Some(room);
+    let fits = entries.checked_mul(entry_bytes as u64).and_then(|e| e.checked_add(user_len)) == Some(room);
     if !fits {
         return Err(bad(H_ENTRY_COUNT, "entry count and user bytes do not fill the manifest"));
     }
@@ -176,7 +215,7 @@ fn decode_lengths(b: &[u8], bad: &dyn Fn(usize, &str) -> Error) -> Result<(usize
 
 fn decode_meta(
     b: &[u8],
-    entries: usize,
+    entries_len: usize,
     user_len: usize,
     bad: &dyn Fn(usize, &str) -> Error,
 ) -> Result<Option<ManifestMeta>> {
@@ -186,12 +225,12 @@ fn decode_meta(
     }
     if flags & FLAG_META == 0 {
         let fields_zero = [H_CHECKPOINT_LSN, H_NEXT_FRAME_ID, H_ROOT].iter().all(|&o| u64_at(b, o) == 0);
-        if !fields_zero || entries != 0 || user_len != 0 {
+        if !fields_zero || entries_len != 0 || user_len != 0 {
             return Err(bad(H_FLAGS, "manifest without checkpoint metadata has contents"));
         }
         return Ok(None);
     }
-    let user_off = MANIFEST_HEADER_BYTES + entries * ENTRY_BYTES;
+    let user_off = MANIFEST_HEADER_BYTES + entries_len;
     Ok(Some(ManifestMeta {
         checkpoint_lsn: Lsn(u64_at(b, H_CHECKPOINT_LSN)),
         next_frame_id: u64_at(b, H_NEXT_FRAME_ID),
@@ -201,17 +240,19 @@ fn decode_meta(
 }
 
 /// Entries must be in strictly increasing frame-id order, never id 0, and
-/// name distinct slots.
+/// name distinct slots: no slot is two frames', or a frame's and a base,
+/// or a frame's own and its base; a reserved word is zero.
 fn decode_entries(
     b: &[u8],
     entries: usize,
+    entry_bytes: usize,
     bad: &dyn Fn(usize, &str) -> Error,
 ) -> Result<BTreeMap<FrameId, SlotRef>> {
     let mut frames = BTreeMap::new();
     let mut slots_seen = std::collections::HashSet::with_capacity(entries);
     let mut id_prev = 0u64;
     for i in 0..entries {
-        let off = MANIFEST_HEADER_BYTES + i * ENTRY_BYTES;
+        let off = MANIFEST_HEADER_BYTES + i * entry_bytes;
         let id = u64_at(b, off + E_FRAME_ID);
         if id <= id_prev {
             return Err(bad(off + E_FRAME_ID, "manifest frame ids not strictly increasing (or zero)"));
@@ -220,10 +261,35 @@ fn decode_entries(
         if !slots_seen.insert(slot) {
             return Err(bad(off + E_SLOT, "two frames mapped to one slot"));
         }
-        frames.insert(FrameId(id), SlotRef { slot, crc: u32_at(b, off + E_CRC) });
+        let base = match entry_bytes {
+            ENTRY_BYTES => decode_base(b, off, &mut slots_seen, bad)?,
+            _ => None,
+        };
+        frames.insert(FrameId(id), SlotRef { slot, crc: u32_at(b, off + E_CRC), base });
         id_prev = id;
     }
     Ok(frames)
+}
+
+/// The base of the version 2 entry at `off`, if any, its slot taken into
+/// `slots_seen`: no pages without a base, page 0 always with one.
+fn decode_base(
+    b: &[u8],
+    off: usize,
+    slots_seen: &mut std::collections::HashSet<u32>,
+    bad: &dyn Fn(usize, &str) -> Error,
+) -> Result<Option<Base>> {
+    if u32_at(b, off + E_RESERVED) != 0 {
+        return Err(bad(off + E_RESERVED, "manifest entry's reserved word is not zero"));
+    }
+    let pages = PageMask::from_le_bytes(b[off + E_PAGES..off + E_PAGES + 16].try_into().expect("16 bytes"));
+    match u32_at(b, off + E_BASE) {
+        NO_BASE if pages == 0 => Ok(None),
+        NO_BASE => Err(bad(off + E_PAGES, "pages named without a base")),
+        _ if pages & 1 == 0 => Err(bad(off + E_PAGES, "a delta without its first page")),
+        slot if slots_seen.insert(slot) => Ok(Some(Base { slot, pages })),
+        _ => Err(bad(off + E_BASE, "a base slot another entry also maps")),
+    }
 }
 
 /// Read `dir/MANIFEST`; `None` if it does not exist.
@@ -286,9 +352,16 @@ mod tests {
     use crate::store::splitmix::SplitMix64;
 
     fn sample() -> Manifest {
-        let frames = (1..=5u64).map(|i| (FrameId(i * 3), SlotRef { slot: (10 - i) as u32, crc: i as u32 * 77 })).collect();
+        let frames = (1..=5u64).map(|i| (FrameId(i * 3), sample_ref(i))).collect();
         let meta = ManifestMeta { checkpoint_lsn: Lsn(99), next_frame_id: 16, root: FrameId(3), user: b"engine".to_vec() };
         Manifest { store_id: 0xABCD, seq: 4, meta: Some(meta), frames }
+    }
+
+    /// Frames 3 and 9 are deltas over bases 20 and 21.
+    fn sample_ref(i: u64) -> SlotRef {
+        let base = [20, 21].get(i.wrapping_sub(1) as usize / 2).copied().filter(|_| i % 2 == 1);
+        let base = base.map(|slot| Base { slot, pages: 1 | 1 << (i + 7) | 1 << 127 });
+        SlotRef { slot: (10 - i) as u32, crc: i as u32 * 77, base }
     }
 
     fn fresh() -> Manifest {
@@ -372,10 +445,69 @@ mod tests {
     #[test]
     fn duplicate_slot_or_unordered_ids_are_corrupted() {
         let mut m = sample();
-        m.frames.insert(FrameId(100), SlotRef { slot: 9, crc: 0 });
+        m.frames.insert(FrameId(100), SlotRef { slot: 9, crc: 0, base: None });
         let b = m.encode();
         let dup_slot_off = MANIFEST_HEADER_BYTES + 5 * ENTRY_BYTES + E_SLOT;
         assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == dup_slot_off as u64));
+    }
+
+    /// `m` as a version 1 manifest: 16-byte entries, no bases.
+    fn encode_whole(m: &Manifest) -> Vec<u8> {
+        let b = m.encode();
+        let entries = m.frames.len();
+        let mut v1 = b[..MANIFEST_HEADER_BYTES].to_vec();
+        for e in b[MANIFEST_HEADER_BYTES..MANIFEST_HEADER_BYTES + entries * ENTRY_BYTES].chunks(ENTRY_BYTES) {
+            v1.extend_from_slice(&e[..ENTRY_BYTES_WHOLE]);
+        }
+        v1.extend_from_slice(&b[MANIFEST_HEADER_BYTES + entries * ENTRY_BYTES..b.len() - TRAILER_BYTES]);
+        put_u32(&mut v1, H_VERSION, MANIFEST_VERSION_WHOLE);
+        let file_bytes = (v1.len() + TRAILER_BYTES) as u64;
+        put_u64(&mut v1, H_FILE_BYTES, file_bytes);
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        v1
+    }
+
+    #[test]
+    fn a_version_1_manifest_reads_as_whole_images() {
+        let mut m = sample();
+        let v1 = encode_whole(&m);
+        m.frames.values_mut().for_each(|r| r.base = None);
+        assert_eq!(Manifest::decode(&v1, path()).unwrap(), m);
+    }
+
+    #[test]
+    fn a_base_another_entry_maps_or_a_reserved_word_is_corrupted() {
+        let reseal = |b: &mut Vec<u8>| {
+            let body = b.len() - TRAILER_BYTES;
+            let crc = crc32c::crc32c(&b[..body]);
+            put_u32(b, body, crc);
+        };
+        // Frame 3's base (20) made frame 6's slot (8): the second entry's slot clashes.
+        let mut b = sample().encode();
+        put_u32(&mut b, MANIFEST_HEADER_BYTES + E_BASE, 8);
+        reseal(&mut b);
+        let at = MANIFEST_HEADER_BYTES + ENTRY_BYTES + E_SLOT;
+        assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at as u64));
+        // Frame 9's base made frame 3's base (20).
+        let mut b = sample().encode();
+        put_u32(&mut b, MANIFEST_HEADER_BYTES + 2 * ENTRY_BYTES + E_BASE, 20);
+        reseal(&mut b);
+        let at = MANIFEST_HEADER_BYTES + 2 * ENTRY_BYTES + E_BASE;
+        assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at as u64));
+        let mut b = sample().encode();
+        put_u32(&mut b, MANIFEST_HEADER_BYTES + E_RESERVED, 1);
+        reseal(&mut b);
+        let at = MANIFEST_HEADER_BYTES + E_RESERVED;
+        assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at as u64));
+        // Pages without a base (frame 6), a delta without page 0 (frame 3).
+        for (entry, page0) in [(1, 0), (0, 1)] {
+            let mut b = sample().encode();
+            b[MANIFEST_HEADER_BYTES + entry * ENTRY_BYTES + E_PAGES] ^= 1;
+            reseal(&mut b);
+            let at = MANIFEST_HEADER_BYTES + entry * ENTRY_BYTES + E_PAGES;
+            assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at as u64), "{page0}");
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub(crate) use self::capture::{Copied, Cut, Sunk, SPARES_KEPT};
 #[cfg(test)]
 pub(crate) use self::capture::{on_unheld_copies, WRITER_SPARES};
 pub(crate) use super::cell::FrameCell;
-pub(crate) use super::frame_source::FrameSource;
+pub(crate) use super::frame_source::{FrameSource, Loaded};
 use super::ahead::Ahead;
 use super::clock::Clock;
 use super::frame_file::{page_in_gap, Known, PAGES, PAGE_BYTES, PAGE_TABLE_BYTES};
@@ -369,9 +369,9 @@ impl Pool {
     /// finds the frame not resident and loads it again.
     pub(crate) fn load(&self, id: FrameId, cell: &FrameCell) -> Result<()> {
         let Some(version) = version_to_load(cell) else { return Ok(()) };
-        self.read_image(id, |image| {
+        self.read_image(id, |image, loaded| {
             if cell.latch.lock_unchanged_since(version) {
-                self.install(cell, image);
+                self.install(cell, image, loaded);
             }
             cell.latch.unlock();
         })?;
@@ -401,7 +401,7 @@ impl Pool {
         if cell.buf().is_some() {
             return Ok(());
         }
-        self.read_image(id, |image| self.install(cell, image))?;
+        self.read_image(id, |image, loaded| self.install(cell, image, loaded))?;
         // The hand drops the entry of a frame it met between its part
         // buffer's detach and the whole one's install.
         self.clock.enqueue(id, cell);
@@ -412,17 +412,17 @@ impl Pool {
     /// checked. The image lives in this thread's buffer, made at its first
     /// load and reused: a fresh 512 KiB allocation per load costs page
     /// faults, zeroing and unmapping.
-    fn read_image(&self, id: FrameId, then: impl FnOnce(&ImageBuf)) -> Result<()> {
+    fn read_image(&self, id: FrameId, then: impl FnOnce(&ImageBuf, Loaded)) -> Result<()> {
         let source = self.source.as_ref().ok_or_else(|| dangling(id))?;
         IMAGE.with_borrow_mut(|image| {
             let image = image.get_or_insert_with(ImageBuf::zeroed);
-            let bytes = source.read_frame(id, image, self.read_via())?;
+            let loaded = source.read_frame(id, image, self.read_via())?;
             self.counters.frames_read.add(1);
-            self.counters.bytes_read.add(bytes);
+            self.counters.bytes_read.add(loaded.bytes);
             // The source checked a checksum over the whole image; the frame's
             // own checksum could only repeat that, so only its header is checked.
             verify_header(image, id).map_err(|what| Error::corrupted("frames", id.0, what))?;
-            then(image);
+            then(image, loaded);
             Ok(())
         })
     }
@@ -600,7 +600,7 @@ impl Pool {
     /// buffer of a frame evicted to make room is warm. The part buffer is
     /// parked only after, so it is never the one taken. Caller holds the
     /// latch (readers of the part buffer fail validation).
-    fn install(&self, cell: &FrameCell, image: &[u8]) {
+    fn install(&self, cell: &FrameCell, image: &[u8], loaded: Loaded) {
         if cell.buf().is_some() {
             return;
         }
@@ -610,9 +610,14 @@ impl Pool {
         if !part.is_null() {
             self.park_buf(part);
         }
-        // SAFETY: a pool-owned buffer no one else uses yet. Only the used
-        // bytes are copied: a cold buffer's gap pages stay unfaulted.
-        unsafe { &*buf }.install_image(image);
+        // SAFETY: a pool-owned buffer no one else uses yet.
+        let b = unsafe { &*buf };
+        // Only the used bytes are copied: a cold buffer's gap pages stay
+        // unfaulted. The marks then count the pages that differ from the
+        // stored whole image (all, without one).
+        b.install_image(image);
+        b.set_marks(loaded.base.map_or(u128::MAX, |b| b.pages));
+        cell.delta_base.store(loaded.base.map_or(0, |b| u64::from(b.slot) + 1), Ordering::Release);
         cell.buf.store(buf, Ordering::Release);
         cell.touch();
         self.counters.misses.add(1);

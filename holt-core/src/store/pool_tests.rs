@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Copied, Cut, FrameCell, Sunk, FrameSource, Pool, CLEAN_FRAMES_MIN};
+use super::{Copied, Cut, FrameCell, Sunk, FrameSource, Loaded, Pool, CLEAN_FRAMES_MIN};
 use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::layout::{FrameBuf, FRAME_BYTES};
@@ -50,10 +50,10 @@ const STORED_BASE: u64 = 10_000;
 struct Images(HashMap<FrameId, Vec<u8>>, parking_lot::Mutex<Vec<Via>>);
 
 impl FrameSource for Images {
-    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<u64> {
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<Loaded> {
         into.copy_from_slice(&self.0[&id]);
         self.1.lock().push(via);
-        Ok(FRAME_BYTES as u64)
+        Ok(Loaded { bytes: FRAME_BYTES as u64, base: None })
     }
 }
 
@@ -124,7 +124,7 @@ type Captured<'p> = (Vec<(FrameId, &'p FrameCell)>, Vec<(FrameId, Vec<u8>)>);
 
 fn copy_all<'p>(pool: &'p Pool, cut: &Cut) -> Captured<'p> {
     let mut images = Vec::new();
-    let (held, written) = pool.copy_pending(cut, 0, false, &mut |id, img| {
+    let (held, written) = pool.copy_pending(cut, 0, false, &mut |id, img, _| {
         images.push((id, img.to_vec()));
         Ok(Sunk::Written)
     });
@@ -354,13 +354,13 @@ struct Gated {
 }
 
 impl FrameSource for Gated {
-    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, _via: Via) -> Result<u64> {
+    fn read_frame(&self, id: FrameId, into: &mut ImageBuf, _via: Via) -> Result<Loaded> {
         into.copy_from_slice(&self.images.lock()[&id]);
         if self.armed.lock().take_if(|armed| *armed == id).is_some() {
             self.read_done.wait();
             self.go.wait();
         }
-        Ok(FRAME_BYTES as u64)
+        Ok(Loaded { bytes: FRAME_BYTES as u64, base: None })
     }
 }
 

@@ -48,10 +48,14 @@ impl Pool {
         }
         debug_assert!(!self.is_pending(cell), "no checkpoint runs during a write-out");
         let mut img = self.copy_into(cell, self.copier_buffer());
+        let base = self.delta_of(id, cell);
         let version = cell.latch.optimistic().expect("a hold is not a write");
         cell.latch.release_hold();
         during_unheld_copy();
-        let sunk = stage(id, &mut img);
+        let sunk = stage(id, &mut img, base);
+        if matches!(sunk, Ok(Sunk::LaidOut)) {
+            self.forget_base(id);
+        }
         let cleaned = match sunk {
             Ok(Sunk::Stopped) | Err(_) => false,
             Ok(sunk) => self.clean_written(id, version, (sunk == Sunk::LaidOut).then_some(&img)),

@@ -92,6 +92,12 @@ const ENGINE: &[EngineMetric] = &[
         "Holes punched in the frame file: free slots and images' free gaps given back.",
         |e| e.frame_punches as f64,
     ),
+    (
+        "holt_fs_engine_frame_deltas_total",
+        Kind::Counter,
+        "Frame images written as the pages changed since the frame's stored whole image.",
+        |e| e.frame_deltas as f64,
+    ),
     ("holt_fs_engine_wal_bytes", Kind::Gauge, "Bytes the write-ahead log holds now.", |e| e.wal_bytes as f64),
     ("holt_fs_engine_wal_written_bytes_total", Kind::Counter, "Bytes of WAL records written.", |e| e.wal_bytes_written as f64),
     ("holt_fs_engine_wal_syncs_total", Kind::Counter, "fdatasyncs of the WAL.", |e| e.wal_syncs as f64),

@@ -101,6 +101,9 @@ pub struct EngineStats {
     /// Holes punched in the engine's frame file (absent from older daemons).
     #[serde(default)]
     pub frame_punches: u64,
+    /// Frame images written as deltas (absent from older daemons).
+    #[serde(default)]
+    pub frame_deltas: u64,
     pub wal_bytes: u64,
     pub wal_bytes_written: u64,
     pub wal_syncs: u64,
@@ -157,6 +160,7 @@ impl From<TreeCounters> for EngineStats {
             tidies: c.tidies,
             frames_written_out: c.frames_written_out,
             frame_punches: c.frame_punches,
+            frame_deltas: c.frame_deltas,
             wal_bytes: c.wal_bytes,
             wal_bytes_written: c.wal_bytes_written,
             wal_syncs: c.wal_syncs,

@@ -32,12 +32,12 @@ use super::{check_image, slot_after, slot_runs, FrameStore, Holes, Sealed};
 use crate::error::Result;
 use crate::store::frame_file::gap_blocks;
 use crate::ids::FrameId;
-use crate::store::manifest::SlotRef;
+use crate::store::manifest::{Base, SlotRef};
 
 /// Staged writes in progress: holds the checkpoint mutex, so no
 /// checkpoint hands out slots, publishes or punches meanwhile.
 pub(crate) struct StageTxn<'a> {
-    store: &'a FrameStore,
+    pub(super) store: &'a FrameStore,
     holes: MutexGuard<'a, Holes>,
     /// Slots written since this began.
     written: Vec<u32>,
@@ -92,15 +92,21 @@ impl StageTxn<'_> {
     }
 
     fn stage_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
+        self.stage_image(id, bytes, sealed, None)
+    }
+
+    /// `stage_sealed` of the whole image, or with `base` of its pages
+    /// `base.pages` only (a delta, `frame_file::delta`).
+    pub(super) fn stage_image(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed, base: Option<Base>) -> Result<()> {
         let slot = self.alloc_slot(&gap_blocks(bytes))?;
-        let written = self.store.write_slot(&mut self.holes, slot, bytes, &sealed);
+        let written = self.store.write_image(&mut self.holes, slot, bytes, &sealed, base);
         let mut p = self.store.published.write();
         p.staging = None;
         if let Err(e) = written {
             p.free.insert(slot);
             return Err(e);
         }
-        let replaced = p.staged.insert(id, SlotRef { slot, crc: sealed.crc }).map(|old| old.slot);
+        let replaced = p.staged.insert(id, SlotRef { slot, crc: sealed.crc, base }).map(|old| old.slot);
         p.free.extend(replaced);
         let cap = self.holes.kept_cap(p.manifest.frames.len());
         drop(p);

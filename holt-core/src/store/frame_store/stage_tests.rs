@@ -94,6 +94,15 @@ fn staging_waits_for_no_checkpoint_and_none_waits_for_it() {
 /// holding the first model it returns (before the commit) or the second
 /// (after), and both happen.
 pub(super) fn crash_before_every_step(run: impl Fn(&MemVfs) -> (Model, Model, std::ops::Range<u64>)) {
+    crash_before_every_step_checked(run, verify);
+}
+
+/// `crash_before_every_step` with `check` for what a reopened store
+/// must hold of a model.
+pub(super) fn crash_before_every_step_checked(
+    run: impl Fn(&MemVfs) -> (Model, Model, std::ops::Range<u64>),
+    check: impl Fn(&FrameStore, &Model),
+) {
     let (_, _, steps) = run(&MemVfs::new());
     let mut outcomes = [0u32; 2];
     for op in steps {
@@ -103,7 +112,7 @@ pub(super) fn crash_before_every_step(run: impl Fn(&MemVfs) -> (Model, Model, st
             let (old, new, _) = run(&vfs);
             let (store, found) = open_mem(&vfs.take_crash_image().expect("the crash point is reached"));
             let is_new = found == new.meta;
-            verify(&store, if is_new { &new } else { &old });
+            check(&store, if is_new { &new } else { &old });
             outcomes[usize::from(is_new)] += 1;
         }
     }

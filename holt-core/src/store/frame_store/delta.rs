@@ -1,0 +1,60 @@
+//! Images written as deltas: the pages of a frame that differ from the
+//! whole image its published entry holds (`frame_file::delta`).
+//!
+//! Invariant: a delta's base is the whole image the PUBLISHED manifest
+//! holds for the frame (its slot, or the base of its published delta).
+//! That slot is published, so no checkpoint or staging writes it, and
+//! every mapping that names the delta (staged, written by the checkpoint
+//! under way, published by its commit) keeps the base from reuse
+//! (`SlotRef::slots`). A delta over a staged image, or over one this
+//! checkpoint wrote, could outlive it: such a frame is written whole.
+//! The caller vouches that the pages outside `pages` equal the base's;
+//! a page that does not fails its checksum when read, never returns
+//! wrong bytes.
+
+use super::stage::StageTxn;
+use super::{check_image, CheckpointTxn, FrameStore};
+use crate::error::Result;
+use crate::ids::FrameId;
+use crate::store::manifest::Base;
+
+impl FrameStore {
+    /// The slot a delta of frame `id` may name as its base (see the
+    /// module), if the store has published an image of it; never in a
+    /// version 1 frame file, whose slots are read whole.
+    pub(crate) fn delta_base(&self, id: FrameId) -> Option<u32> {
+        if !self.paged() {
+            return None;
+        }
+        let p = self.published.read();
+        p.manifest.frames.get(&id).map(|r| r.base.map_or(r.slot, |b| b.slot))
+    }
+
+    /// `base` if a delta over it is allowed now, else `None` (write whole).
+    /// Callers hold the checkpoint mutex, so the published mapping stays.
+    fn allowed(&self, id: FrameId, base: Base) -> Option<Base> {
+        (self.delta_base(id) == Some(base.slot)).then_some(Base { pages: base.pages | 1, ..base })
+    }
+}
+
+impl CheckpointTxn<'_> {
+    /// `seal_and_write` as a delta over `base` (its pages `base.pages`,
+    /// page 0 always), or whole when `base` is no longer the frame's
+    /// published image.
+    pub(crate) fn seal_and_write_over(&mut self, id: FrameId, img: &mut [u8], base: Base) -> Result<()> {
+        check_image(id, img)?;
+        let sealed = self.store.file.seal(id, img);
+        let base = self.store.allowed(id, base);
+        self.write_image(id, img, sealed, base)
+    }
+}
+
+impl StageTxn<'_> {
+    /// `seal_and_stage` as a delta over `base`, as `seal_and_write_over`.
+    pub(crate) fn seal_and_stage_over(&mut self, id: FrameId, img: &mut [u8], base: Base) -> Result<()> {
+        check_image(id, img)?;
+        let sealed = self.store.file.seal(id, img);
+        let base = self.store.allowed(id, base);
+        self.stage_image(id, img, sealed, base)
+    }
+}

@@ -212,10 +212,7 @@ impl Engine {
                 return Ok(Sunk::Stopped);
             }
             written += 1;
-            lay_out_and_store(pool, shape, img, base, |img, base| match base {
-                Some(base) => txn.seal_and_write_over(id, img, base),
-                None => txn.seal_and_write(id, img),
-            })
+            lay_out_and_store(pool, shape, img, base, |img, base| txn.seal_and_write(id, img, base))
         });
         pool.trim_spare_images();
         let dropped: Vec<FrameId> = cut.retired.iter().copied().filter(|&id| d.store.contains(id)).collect();

@@ -90,10 +90,7 @@ impl Engine {
                 break;
             }
             let wrote = pool.write_out(id, &mut |id, img, base| {
-                lay_out_and_store(pool, shape, img, base, |img, base| match base {
-                    Some(base) => stage.seal_and_stage_over(id, img, base),
-                    None => stage.seal_and_stage(id, img),
-                })
+                lay_out_and_store(pool, shape, img, base, |img, base| stage.seal_and_stage(id, img, base))
             })?;
             cleaned += usize::from(wrote);
         }

@@ -594,16 +594,22 @@ impl FrameFile {
             }
         }
         if gap_blocks.end == FRAME_BYTES {
-            // Nothing follows the gap (an image without a slot table): the
-            // slot must still span its stride, or it would neither count as
-            // a slot of the file (`slots_in_file`) nor read back whole.
-            let end = at + self.format.stride();
-            if self.file.len().map_err(|e| self.io_err("stat", e))? < end {
-                self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
-            }
+            // Nothing follows the gap (an image without a slot table).
+            self.span_slot(slot)?;
         }
         if let Err(e) = self.file.start_writeback(at, self.format.stride()) {
             log::debug!("{}: no early writeback of slot {slot}: {e}", self.path.display());
+        }
+        Ok(())
+    }
+
+    /// Extend the file to the end of `slot`, whose last bytes were not
+    /// written: a slot must span its stride, or it would neither count as
+    /// a slot of the file (`slots_in_file`) nor read back whole.
+    fn span_slot(&self, slot: u32) -> Result<()> {
+        let end = self.slot_offset(slot) + self.format.stride();
+        if self.file.len().map_err(|e| self.io_err("stat", e))? < end {
+            self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
         }
         Ok(())
     }

@@ -588,29 +588,27 @@ impl CheckpointTxn<'_> {
     pub(crate) fn write_frame(&mut self, id: FrameId, bytes: &[u8]) -> Result<()> {
         check_image(id, bytes)?;
         let sealed = self.store.file.checksums(id, bytes);
-        self.write_sealed(id, bytes, sealed)
+        self.write_image(id, bytes, sealed, None)
     }
 
     /// Seal `img` (one whole frame image) for the frame file and write it
     /// as the new image of `id`, into a slot the published manifest does
-    /// not reference. The manifest records its slot checksum, and every
-    /// later read of the slot is checked against it.
-    pub(crate) fn seal_and_write(&mut self, id: FrameId, img: &mut [u8]) -> Result<()> {
+    /// not reference: whole, or as a delta over `base` (its pages
+    /// `base.pages`, page 0 always) while `base` is the frame's published
+    /// image (`delta.rs`). The manifest records its slot checksum, and
+    /// every later read of the slot is checked against it.
+    pub(crate) fn seal_and_write(&mut self, id: FrameId, img: &mut [u8], base: Option<Base>) -> Result<()> {
         check_image(id, img)?;
         let sealed = self.store.file.seal(id, img);
-        self.write_sealed(id, img, sealed)
+        let base = self.store.allowed(id, base);
+        self.write_image(id, img, sealed, base)
     }
 
-    /// A frame written twice in one checkpoint goes to a new slot: readers
+    /// Write a sealed image (with `base`, its pages `base.pages` only). A
+    /// frame written twice in one checkpoint goes to a new slot: readers
     /// may be reading its first image. The first slot is reused after the
     /// swap (`shadow`).
-    fn write_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
-        self.write_image(id, bytes, sealed, None)
-    }
-
-    /// `write_sealed` of the whole image, or with `base` of its pages
-    /// `base.pages` only (a delta, `frame_file::delta`).
-    pub(super) fn write_image(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed, base: Option<Base>) -> Result<()> {
+    fn write_image(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed, base: Option<Base>) -> Result<()> {
         self.dropped.remove(&id);
         let slot = self.alloc_slot(&gap_blocks(bytes))?;
         if let Err(e) = self.store.write_image(&mut self.holes, slot, bytes, &sealed, base) {

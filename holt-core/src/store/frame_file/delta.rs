@@ -48,7 +48,7 @@ impl Source {
     /// The slot page `p` is read from.
     fn slot_of(&self, p: usize) -> u32 {
         match self.base {
-            Some((base, mask)) if mask >> p & 1 == 0 => base,
+            Some((base, mask)) if !masked(mask, p) => base,
             _ => self.slot,
         }
     }
@@ -81,11 +81,11 @@ impl FrameFile {
             let image = &bytes[run.start * PAGE_BYTES..run.end * PAGE_BYTES];
             self.file.write_at(image, self.image_offset(slot) + (run.start * PAGE_BYTES) as u64).map_err(|e| self.io_err("write", e))?;
         }
-        let end = at + self.format.stride();
-        if self.file.len().map_err(|e| self.io_err("stat", e))? < end {
-            self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
+        if masked(mask, PAGES - 1) {
+            Ok(())
+        } else {
+            self.span_slot(slot)
         }
-        Ok(())
     }
 
     /// Read the whole image of a delta (`src`, with its head already in

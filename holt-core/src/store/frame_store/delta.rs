@@ -12,9 +12,7 @@
 //! a page that does not fails its checksum when read, never returns
 //! wrong bytes.
 
-use super::stage::StageTxn;
-use super::{check_image, CheckpointTxn, FrameStore};
-use crate::error::Result;
+use super::FrameStore;
 use crate::ids::FrameId;
 use crate::store::manifest::Base;
 
@@ -32,29 +30,7 @@ impl FrameStore {
 
     /// `base` if a delta over it is allowed now, else `None` (write whole).
     /// Callers hold the checkpoint mutex, so the published mapping stays.
-    fn allowed(&self, id: FrameId, base: Base) -> Option<Base> {
-        (self.delta_base(id) == Some(base.slot)).then_some(Base { pages: base.pages | 1, ..base })
-    }
-}
-
-impl CheckpointTxn<'_> {
-    /// `seal_and_write` as a delta over `base` (its pages `base.pages`,
-    /// page 0 always), or whole when `base` is no longer the frame's
-    /// published image.
-    pub(crate) fn seal_and_write_over(&mut self, id: FrameId, img: &mut [u8], base: Base) -> Result<()> {
-        check_image(id, img)?;
-        let sealed = self.store.file.seal(id, img);
-        let base = self.store.allowed(id, base);
-        self.write_image(id, img, sealed, base)
-    }
-}
-
-impl StageTxn<'_> {
-    /// `seal_and_stage` as a delta over `base`, as `seal_and_write_over`.
-    pub(crate) fn seal_and_stage_over(&mut self, id: FrameId, img: &mut [u8], base: Base) -> Result<()> {
-        check_image(id, img)?;
-        let sealed = self.store.file.seal(id, img);
-        let base = self.store.allowed(id, base);
-        self.stage_image(id, img, sealed, base)
+    pub(super) fn allowed(&self, id: FrameId, base: Option<Base>) -> Option<Base> {
+        base.filter(|b| self.delta_base(id) == Some(b.slot)).map(|b| Base { pages: b.pages | 1, ..b })
     }
 }

@@ -45,7 +45,7 @@ fn store_with_paged(vfs: &MemVfs, n: u64) -> (FrameStore, Model) {
     let (store, _) = open_mem(vfs);
     let mut txn = store.begin_checkpoint().unwrap();
     for id in 1..=n {
-        txn.seal_and_write(FrameId(id), &mut paged_image(id, 0)).unwrap();
+        txn.seal_and_write(FrameId(id), &mut paged_image(id, 0), None).unwrap();
     }
     txn.commit(meta(1)).unwrap();
     (store, Model { frames: (1..=n).map(|id| (id, 0)).collect(), meta: Some(meta(1)) })
@@ -56,7 +56,7 @@ fn checkpoint_deltas(store: &FrameStore, ids: &[u64], gen: u64, n: u64) {
     let mut txn = store.begin_checkpoint().unwrap();
     for &id in ids {
         let base = Base { slot: store.delta_base(FrameId(id)).unwrap(), pages: pages_of(gen) };
-        txn.seal_and_write_over(FrameId(id), &mut paged_image(id, gen), base).unwrap();
+        txn.seal_and_write(FrameId(id), &mut paged_image(id, gen), Some(base)).unwrap();
     }
     txn.commit(meta(n)).unwrap();
 }
@@ -88,7 +88,7 @@ fn a_delta_reads_back_whole_and_keeps_its_base_until_a_whole_image_replaces_it()
     check(&reopened, &model);
     // A whole image frees the delta and its base.
     let mut txn = store.begin_checkpoint().unwrap();
-    txn.seal_and_write(FrameId(2), &mut paged_image(2, 0)).unwrap();
+    txn.seal_and_write(FrameId(2), &mut paged_image(2, 0), None).unwrap();
     txn.commit(meta(4)).unwrap();
     assert_eq!(published(&store, 2).base, None);
     assert!(store.published.read().free.contains(&base), "the base slot is free again");
@@ -102,13 +102,13 @@ fn a_delta_over_an_image_not_published_is_written_whole() {
     let (store, _) = store_with_paged(&vfs, 2);
     let stale = published(&store, 1).slot;
     let mut txn = store.try_stage().unwrap().unwrap();
-    txn.seal_and_stage(FrameId(1), &mut paged_image(1, 3)).unwrap();
+    txn.seal_and_stage(FrameId(1), &mut paged_image(1, 3), None).unwrap();
     let staged = store.published.read().staged[&FrameId(1)].slot;
     // Over the staged image: not published, so whole.
-    txn.seal_and_stage_over(FrameId(1), &mut paged_image(1, 4), Base { slot: staged, pages: pages_of(4) }).unwrap();
+    txn.seal_and_stage(FrameId(1), &mut paged_image(1, 4), Some(Base { slot: staged, pages: pages_of(4) })).unwrap();
     assert_eq!(store.published.read().staged[&FrameId(1)].base, None);
     // Over the published image: a delta, staged.
-    txn.seal_and_stage_over(FrameId(2), &mut paged_image(2, 5), Base { slot: published(&store, 2).slot, pages: pages_of(5) }).unwrap();
+    txn.seal_and_stage(FrameId(2), &mut paged_image(2, 5), Some(Base { slot: published(&store, 2).slot, pages: pages_of(5) })).unwrap();
     drop(txn);
     assert!(store.published.read().staged[&FrameId(2)].base.is_some());
     assert_eq!(gen_of(&store.read_frame(FrameId(1)).unwrap()), 4);
@@ -116,7 +116,7 @@ fn a_delta_over_an_image_not_published_is_written_whole() {
     let mut txn = store.begin_checkpoint().unwrap();
     // A stale base (no longer the published one) is written whole too.
     let not_base = stale + 100;
-    txn.seal_and_write_over(FrameId(1), &mut paged_image(1, 6), Base { slot: not_base, pages: pages_of(6) }).unwrap();
+    txn.seal_and_write(FrameId(1), &mut paged_image(1, 6), Some(Base { slot: not_base, pages: pages_of(6) })).unwrap();
     txn.commit(meta(2)).unwrap();
     assert_eq!(published(&store, 1).base, None);
     check(&store, &Model { frames: [(1, 6), (2, 5)].into_iter().collect(), meta: None });
@@ -133,14 +133,14 @@ fn a_crash_at_every_step_of_writing_deltas_reopens_the_old_or_the_new_mapping() 
         let from = vfs.ops_count();
         let mut txn = store.try_stage().unwrap().unwrap();
         let base = Base { slot: store.delta_base(FrameId(4)).unwrap(), pages: pages_of(2) };
-        txn.seal_and_stage_over(FrameId(4), &mut paged_image(4, 2), base).unwrap();
+        txn.seal_and_stage(FrameId(4), &mut paged_image(4, 2), Some(base)).unwrap();
         drop(txn);
         checkpoint_deltas(&store, &[1, 3], 5, 2);
         store.give_back_kept();
         // Disk operations after the publication: a staged image the
         // reopened store never sees.
         let mut txn = store.try_stage().unwrap().unwrap();
-        txn.seal_and_stage(FrameId(2), &mut paged_image(2, 8)).unwrap();
+        txn.seal_and_stage(FrameId(2), &mut paged_image(2, 8), None).unwrap();
         drop(txn);
         let mut new = old.clone();
         new.frames.extend([(1, 5), (3, 5), (4, 2)]);

@@ -74,12 +74,14 @@ impl FrameStore {
 impl StageTxn<'_> {
     /// Seal `img`, the whole current image of frame `id`, write it into a
     /// free slot and read the frame from there on; published by the next
-    /// commit (see the module's protocol). On `Err` nothing changed but
-    /// the free slot's bytes.
-    pub(crate) fn seal_and_stage(&mut self, id: FrameId, img: &mut [u8]) -> Result<()> {
+    /// commit (see the module's protocol): whole, or as a delta over
+    /// `base` as `CheckpointTxn::seal_and_write`. On `Err` nothing changed
+    /// but the free slot's bytes.
+    pub(crate) fn seal_and_stage(&mut self, id: FrameId, img: &mut [u8], base: Option<Base>) -> Result<()> {
         check_image(id, img)?;
         let sealed = self.store.file.seal(id, img);
-        self.stage_sealed(id, img, sealed)
+        let base = self.store.allowed(id, base);
+        self.stage_image(id, img, sealed, base)
     }
 
     /// Stage `bytes` as they are (not sealed: tests compare what they
@@ -88,16 +90,11 @@ impl StageTxn<'_> {
     pub(crate) fn stage_frame(&mut self, id: FrameId, bytes: &[u8]) -> Result<()> {
         check_image(id, bytes)?;
         let sealed = self.store.file.checksums(id, bytes);
-        self.stage_sealed(id, bytes, sealed)
-    }
-
-    fn stage_sealed(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed) -> Result<()> {
         self.stage_image(id, bytes, sealed, None)
     }
 
-    /// `stage_sealed` of the whole image, or with `base` of its pages
-    /// `base.pages` only (a delta, `frame_file::delta`).
-    pub(super) fn stage_image(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed, base: Option<Base>) -> Result<()> {
+    /// Stage a sealed image (with `base`, its pages `base.pages` only).
+    fn stage_image(&mut self, id: FrameId, bytes: &[u8], sealed: Sealed, base: Option<Base>) -> Result<()> {
         let slot = self.alloc_slot(&gap_blocks(bytes))?;
         let written = self.store.write_image(&mut self.holes, slot, bytes, &sealed, base);
         let mut p = self.store.published.write();

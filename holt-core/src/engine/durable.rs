@@ -88,7 +88,7 @@ struct StoreSource(Arc<FrameStore>);
 impl FrameSource for StoreSource {
     fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<Loaded> {
         let (bytes, r) = self.0.read_frame_ref_into(id, into, via)?;
-        Ok(Loaded { bytes, base: Some(r.base.unwrap_or(Base { slot: r.slot, pages: 0 })) })
+        Ok(Loaded { bytes, base: Some(r.base.unwrap_or(Base { slot: r.slot, pages: 0, packed: false })) })
     }
 
     fn paged(&self) -> bool {

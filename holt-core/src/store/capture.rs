@@ -271,7 +271,7 @@ impl Pool {
         let pages = (buf.marks() & !in_gap) | 1;
         let used = PAGES - in_gap.count_ones() as usize;
         match cell.delta_base() {
-            Some(slot) if published == Some(slot) && pages.count_ones() as usize * DELTA_SHARE <= used => Some(Base { slot, pages }),
+            Some(slot) if published == Some(slot) && pages.count_ones() as usize * DELTA_SHARE <= used => Some(Base { slot, pages, packed: true }),
             _ => {
                 buf.take_marks();
                 cell.delta_base.store(0, Ordering::Release);

@@ -33,6 +33,7 @@ use crate::layout::{free_gap, HDR_CHECKSUM};
 
 mod delta;
 pub(crate) use delta::{PageMask, Source};
+use delta::Place;
 
 /// Size of one frame image: one slot holds exactly one frame.
 pub(crate) use crate::layout::FRAME_BYTES;
@@ -454,7 +455,7 @@ impl FrameFile {
         buf[gap.clone()].fill(0);
         match crcs {
             None => self.check_whole(slot, id, buf, crc_expected)?,
-            Some(crcs) => (1..PAGES).try_for_each(|p| self.check_page(slot, id, p, &buf[page_range(p)], &gap, crcs[p]))?,
+            Some(crcs) => (1..PAGES).try_for_each(|p| self.check_page((slot, p), id, p, &buf[page_range(p)], &gap, crcs[p]))?,
         }
         Ok(gap)
     }
@@ -502,17 +503,25 @@ impl FrameFile {
             return Err(Error::corrupted(&self.path, self.slot_offset(slot), what));
         }
         let crcs: PageCrcs = std::array::from_fn(|p| u32_at(used, p * 4));
-        self.check_page(slot, id, 0, &buf[page_range(0)], &(0..0), crcs[0])?;
+        self.check_page((slot, 0), id, 0, &buf[page_range(0)], &(0..0), crcs[0])?;
         Ok(crcs)
     }
 
-    fn check_page(&self, slot: u32, id: FrameId, page: usize, bytes: &[u8], gap: &Range<usize>, crc_expected: u32) -> Result<()> {
+    /// Check image page `page`, read from `at` (its slot, and the page
+    /// of that slot's image area it was read from), against its checksum.
+    fn check_page(&self, at: Place, id: FrameId, page: usize, bytes: &[u8], gap: &Range<usize>, crc_expected: u32) -> Result<()> {
         let crc = if page_in_gap(page, gap) { zero_page_crc() } else { crc32c::crc32c(bytes) };
         if crc != crc_expected {
+            let slot = at.0;
             let what = format!("frame {} in slot {slot}, page {page}: checksum {crc:#010x}, expected {crc_expected:#010x}", id.0);
-            return Err(Error::corrupted(&self.path, self.image_offset(slot) + (page * PAGE_BYTES) as u64, what));
+            return Err(Error::corrupted(&self.path, self.page_offset(at), what));
         }
         Ok(())
+    }
+
+    /// Byte offset of the page at `at` in the file.
+    fn page_offset(&self, at: Place) -> u64 {
+        self.image_offset(at.0) + (at.1 * PAGE_BYTES) as u64
     }
 
     /// Read `range` of the image in `slot` into the same range of `buf`.
@@ -521,8 +530,18 @@ impl FrameFile {
             return Ok(());
         }
         let at = self.image_offset(slot) + range.start as u64;
-        let want = range.len();
-        let n = self.read_at(&mut buf[range], at, via).map_err(|e| self.io_err("read", e))?;
+        self.read_exact(slot, id, &mut [&mut buf[range]], at, via)
+    }
+
+    /// Fill `bufs`, one after another, from byte `at` of the file, in one
+    /// request; reading less (the file ends) is corruption of `slot`.
+    fn read_exact(&self, slot: u32, id: FrameId, bufs: &mut [&mut [u8]], at: u64, via: Via) -> Result<()> {
+        let want: usize = bufs.iter().map(|b| b.len()).sum();
+        let n = match bufs {
+            [one] => self.read_at(one, at, via),
+            _ => self.read_vectored_at(bufs, at, via),
+        };
+        let n = n.map_err(|e| self.io_err("read", e))?;
         if n != want {
             return Err(Error::corrupted(&self.path, at + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
         }
@@ -536,15 +555,29 @@ impl FrameFile {
     fn read_at(&self, buf: &mut [u8], at: u64, via: Via) -> io::Result<usize> {
         if let Some(direct) = self.direct_reader().filter(|_| via == Via::Direct) {
             match direct.read_at(buf, at) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    if !self.direct_refused.swap(true, Ordering::Relaxed) {
-                        log::warn!("{}: direct read refused ({e}); frame loads go through the page cache", self.path.display());
-                    }
-                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.stop_direct_reads(&e),
                 other => return other,
             }
         }
         self.file.read_at(buf, at)
+    }
+
+    /// `read_at` into `bufs`, one after another, in one request.
+    fn read_vectored_at(&self, bufs: &mut [&mut [u8]], at: u64, via: Via) -> io::Result<usize> {
+        if let Some(direct) = self.direct_reader().filter(|_| via == Via::Direct) {
+            match direct.read_vectored_at(bufs, at) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.stop_direct_reads(&e),
+                other => return other,
+            }
+        }
+        self.file.read_vectored_at(bufs, at)
+    }
+
+    /// Turn direct reads off for this file, which refused one.
+    fn stop_direct_reads(&self, e: &io::Error) {
+        if !self.direct_refused.swap(true, Ordering::Relaxed) {
+            log::warn!("{}: direct read refused ({e}); frame loads go through the page cache", self.path.display());
+        }
     }
 
     /// The direct reader, unless there is none or it refused a read.

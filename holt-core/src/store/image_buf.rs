@@ -113,6 +113,18 @@ impl FileIo for AlignedReads {
         self.file.read_at(buf, offset)
     }
 
+    fn read_vectored_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+        if self.refuse {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut at = offset;
+        for b in bufs.iter() {
+            assert!(direct_read_aligned(b, at), "misaligned direct read: {} bytes at {at}", b.len());
+            at += b.len() as u64;
+        }
+        self.file.read_vectored_at(bufs, offset)
+    }
+
     fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
         Err(read_only())
     }

@@ -20,8 +20,12 @@ use crate::ids::{FrameId, Lsn};
 
 pub(crate) const MANIFEST_NAME: &str = "MANIFEST";
 pub(crate) const MANIFEST_TMP_NAME: &str = "MANIFEST.tmp";
-/// The version this build writes; it also reads `MANIFEST_VERSION_WHOLE`.
-pub(crate) const MANIFEST_VERSION: u32 = 2;
+/// The version this build writes; it also reads `MANIFEST_VERSION_IN_PLACE`
+/// and `MANIFEST_VERSION_WHOLE`.
+pub(crate) const MANIFEST_VERSION: u32 = 3;
+/// Version 2: entries as version 3's, every delta's pages at their own
+/// offsets (the `layout` word zero).
+pub(crate) const MANIFEST_VERSION_IN_PLACE: u32 = 2;
 /// Version 1: 16-byte entries without a base slot (every image whole).
 pub(crate) const MANIFEST_VERSION_WHOLE: u32 = 1;
 const MANIFEST_MAGIC: [u8; 8] = *b"HOLTMANF";
@@ -45,13 +49,17 @@ const E_FRAME_ID: usize = 0;
 const E_SLOT: usize = 8;
 const E_CRC: usize = 12;
 const E_BASE: usize = 16;
-const E_RESERVED: usize = 20;
+const E_LAYOUT: usize = 20;
 const E_PAGES: usize = 24;
 pub(crate) const ENTRY_BYTES: usize = 40;
-/// Entry size in a version 1 manifest (no base, no reserved word).
+/// Entry size in a version 1 manifest (no base, layout or pages).
 pub(crate) const ENTRY_BYTES_WHOLE: usize = 16;
 /// `base` of an entry whose slot holds the whole image.
 const NO_BASE: u32 = u32::MAX;
+/// `layout` of a delta whose pages lie each at its own offset.
+const LAYOUT_IN_PLACE: u32 = 0;
+/// `layout` of a delta whose pages are packed (version 3 only).
+const LAYOUT_PACKED: u32 = 1;
 /// The last 4 bytes of the file, in every format version: CRC32C of the rest.
 pub(crate) const TRAILER_BYTES: usize = 4;
 
@@ -76,7 +84,7 @@ pub(crate) const ENTRY_FIELDS: &[(&str, usize, usize)] = &[
     ("slot", E_SLOT, 4),
     ("frame_crc32c", E_CRC, 4),
     ("base", E_BASE, 4),
-    ("reserved", E_RESERVED, 4),
+    ("layout", E_LAYOUT, 4),
     ("pages", E_PAGES, 16),
 ];
 #[cfg(test)]
@@ -103,11 +111,14 @@ pub(crate) struct SlotRef {
 }
 
 /// The base of a delta: the slot holding a whole image of the frame, and
-/// the pages the delta's own slot holds instead (page 0 always).
+/// the pages the delta's own slot holds instead (page 0 always), packed
+/// in ascending order or each at its own offset (`frame_file::delta`).
+/// The store writes packed deltas whatever a caller asks for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Base {
     pub slot: u32,
     pub pages: PageMask,
+    pub packed: bool,
 }
 
 impl SlotRef {
@@ -161,6 +172,7 @@ impl Manifest {
             put_u32(&mut e, E_SLOT, r.slot);
             put_u32(&mut e, E_CRC, r.crc);
             put_u32(&mut e, E_BASE, r.base.map_or(NO_BASE, |b| b.slot));
+            put_u32(&mut e, E_LAYOUT, if r.base.is_some_and(|b| b.packed) { LAYOUT_PACKED } else { LAYOUT_IN_PLACE });
             e[E_PAGES..E_PAGES + 16].copy_from_slice(&r.base.map_or(0, |b| b.pages).to_le_bytes());
             b.extend_from_slice(&e);
         }
@@ -187,13 +199,13 @@ impl Manifest {
         }
         let version = u32_at(b, H_VERSION);
         let entry_bytes = match version {
-            MANIFEST_VERSION => ENTRY_BYTES,
+            MANIFEST_VERSION | MANIFEST_VERSION_IN_PLACE => ENTRY_BYTES,
             MANIFEST_VERSION_WHOLE => ENTRY_BYTES_WHOLE,
             found => return Err(Error::UnsupportedFormat { path: path.into(), found, supported: MANIFEST_VERSION }),
         };
         let (entries, user_len) = decode_lengths(b, entry_bytes, &bad)?;
         let meta = decode_meta(b, entries * entry_bytes, user_len, &bad)?;
-        let frames = decode_entries(b, entries, entry_bytes, &bad)?;
+        let frames = decode_entries(b, entries, version, &bad)?;
         Ok(Manifest { store_id: u64_at(b, H_STORE_ID), seq: u64_at(b, H_SEQ), meta, frames })
     }
 }
@@ -241,13 +253,14 @@ fn decode_meta(
 
 /// Entries must be in strictly increasing frame-id order, never id 0, and
 /// name distinct slots: no slot is two frames', or a frame's and a base,
-/// or a frame's own and its base; a reserved word is zero.
+/// or a frame's own and its base.
 fn decode_entries(
     b: &[u8],
     entries: usize,
-    entry_bytes: usize,
+    version: u32,
     bad: &dyn Fn(usize, &str) -> Error,
 ) -> Result<BTreeMap<FrameId, SlotRef>> {
+    let entry_bytes = if version == MANIFEST_VERSION_WHOLE { ENTRY_BYTES_WHOLE } else { ENTRY_BYTES };
     let mut frames = BTreeMap::new();
     let mut slots_seen = std::collections::HashSet::with_capacity(entries);
     let mut id_prev = 0u64;
@@ -261,9 +274,9 @@ fn decode_entries(
         if !slots_seen.insert(slot) {
             return Err(bad(off + E_SLOT, "two frames mapped to one slot"));
         }
-        let base = match entry_bytes {
-            ENTRY_BYTES => decode_base(b, off, &mut slots_seen, bad)?,
-            _ => None,
+        let base = match version {
+            MANIFEST_VERSION_WHOLE => None,
+            _ => decode_base(b, off, version, &mut slots_seen, bad)?,
         };
         frames.insert(FrameId(id), SlotRef { slot, crc: u32_at(b, off + E_CRC), base });
         id_prev = id;
@@ -271,23 +284,27 @@ fn decode_entries(
     Ok(frames)
 }
 
-/// The base of the version 2 entry at `off`, if any, its slot taken into
-/// `slots_seen`: no pages without a base, page 0 always with one.
+/// The base of the version 2 or 3 entry at `off`, if any, its slot taken
+/// into `slots_seen`: no pages or layout without a base, page 0 always
+/// with one, a packed layout only in version 3.
 fn decode_base(
     b: &[u8],
     off: usize,
+    version: u32,
     slots_seen: &mut std::collections::HashSet<u32>,
     bad: &dyn Fn(usize, &str) -> Error,
 ) -> Result<Option<Base>> {
-    if u32_at(b, off + E_RESERVED) != 0 {
-        return Err(bad(off + E_RESERVED, "manifest entry's reserved word is not zero"));
-    }
+    let packed = match u32_at(b, off + E_LAYOUT) {
+        LAYOUT_IN_PLACE => false,
+        LAYOUT_PACKED if version == MANIFEST_VERSION => true,
+        _ => return Err(bad(off + E_LAYOUT, "manifest entry's layout word is unknown")),
+    };
     let pages = PageMask::from_le_bytes(b[off + E_PAGES..off + E_PAGES + 16].try_into().expect("16 bytes"));
     match u32_at(b, off + E_BASE) {
-        NO_BASE if pages == 0 => Ok(None),
-        NO_BASE => Err(bad(off + E_PAGES, "pages named without a base")),
+        NO_BASE if pages == 0 && !packed => Ok(None),
+        NO_BASE => Err(bad(off + E_PAGES, "pages or a layout named without a base")),
         _ if pages & 1 == 0 => Err(bad(off + E_PAGES, "a delta without its first page")),
-        slot if slots_seen.insert(slot) => Ok(Some(Base { slot, pages })),
+        slot if slots_seen.insert(slot) => Ok(Some(Base { slot, pages, packed })),
         _ => Err(bad(off + E_BASE, "a base slot another entry also maps")),
     }
 }
@@ -357,10 +374,10 @@ mod tests {
         Manifest { store_id: 0xABCD, seq: 4, meta: Some(meta), frames }
     }
 
-    /// Frames 3 and 9 are deltas over bases 20 and 21.
+    /// Frames 3 and 9 are deltas over bases 20 and 21, frame 3's packed.
     fn sample_ref(i: u64) -> SlotRef {
         let base = [20, 21].get(i.wrapping_sub(1) as usize / 2).copied().filter(|_| i % 2 == 1);
-        let base = base.map(|slot| Base { slot, pages: 1 | 1 << (i + 7) | 1 << 127 });
+        let base = base.map(|slot| Base { slot, pages: 1 | 1 << (i + 7) | 1 << 127, packed: i == 1 });
         SlotRef { slot: (10 - i) as u32, crc: i as u32 * 77, base }
     }
 
@@ -468,6 +485,32 @@ mod tests {
         v1
     }
 
+    /// `m`, whose deltas are in place, as a version 2 manifest.
+    fn encode_in_place(m: &Manifest) -> Vec<u8> {
+        assert!(m.frames.values().all(|r| r.base.is_none_or(|b| !b.packed)));
+        let mut b = m.encode();
+        put_u32(&mut b, H_VERSION, MANIFEST_VERSION_IN_PLACE);
+        let body = b.len() - TRAILER_BYTES;
+        let crc = crc32c::crc32c(&b[..body]);
+        put_u32(&mut b, body, crc);
+        b
+    }
+
+    #[test]
+    fn a_version_2_manifest_reads_with_its_deltas_in_place_and_no_packed_one() {
+        let mut m = sample();
+        m.frames.values_mut().filter_map(|r| r.base.as_mut()).for_each(|b| b.packed = false);
+        assert_eq!(Manifest::decode(&encode_in_place(&m), path()).unwrap(), m);
+        // A packed layout word in version 2 is unknown there.
+        let mut b = encode_in_place(&m);
+        put_u32(&mut b, MANIFEST_HEADER_BYTES + E_LAYOUT, LAYOUT_PACKED);
+        let body = b.len() - TRAILER_BYTES;
+        let crc = crc32c::crc32c(&b[..body]);
+        put_u32(&mut b, body, crc);
+        let at = (MANIFEST_HEADER_BYTES + E_LAYOUT) as u64;
+        assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at));
+    }
+
     #[test]
     fn a_version_1_manifest_reads_as_whole_images() {
         let mut m = sample();
@@ -477,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn a_base_another_entry_maps_or_a_reserved_word_is_corrupted() {
+    fn a_base_another_entry_maps_or_an_unknown_layout_is_corrupted() {
         let reseal = |b: &mut Vec<u8>| {
             let body = b.len() - TRAILER_BYTES;
             let crc = crc32c::crc32c(&b[..body]);
@@ -495,11 +538,14 @@ mod tests {
         reseal(&mut b);
         let at = MANIFEST_HEADER_BYTES + 2 * ENTRY_BYTES + E_BASE;
         assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at as u64));
-        let mut b = sample().encode();
-        put_u32(&mut b, MANIFEST_HEADER_BYTES + E_RESERVED, 1);
-        reseal(&mut b);
-        let at = MANIFEST_HEADER_BYTES + E_RESERVED;
-        assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at as u64));
+        // A layout word past the known ones (frame 3), a layout without a base (frame 6).
+        for (entry, layout) in [(0, 2), (1, LAYOUT_PACKED)] {
+            let mut b = sample().encode();
+            put_u32(&mut b, MANIFEST_HEADER_BYTES + entry * ENTRY_BYTES + E_LAYOUT, layout);
+            reseal(&mut b);
+            let at = MANIFEST_HEADER_BYTES + entry * ENTRY_BYTES + if layout == 2 { E_LAYOUT } else { E_PAGES };
+            assert!(matches!(Manifest::decode(&b, path()), Err(Error::Corrupted { offset, .. }) if offset == at as u64), "{entry}");
+        }
         // Pages without a base (frame 6), a delta without page 0 (frame 3).
         for (entry, page0) in [(1, 0), (0, 1)] {
             let mut b = sample().encode();

@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::std_vfs::{open_options, read_full_at, StdVfs};
+use super::std_vfs::{open_options, read_full_at, read_full_vectored_at, StdVfs};
 use super::vfs::{FileIo, Vfs};
 
 /// [`Vfs`] that reads the operating system's files and writes nothing.
@@ -25,6 +25,10 @@ fn refused() -> io::Error {
 impl FileIo for ReadOnlyFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         read_full_at(&self.0, buf, offset)
+    }
+
+    fn read_vectored_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+        read_full_vectored_at(&self.0, bufs, offset)
     }
 
     fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {

@@ -25,6 +25,10 @@ impl FileIo for StdFile {
         read_full_at(&self.0, buf, offset)
     }
 
+    fn read_vectored_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+        read_full_vectored_at(&self.0, bufs, offset)
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
     }
@@ -115,6 +119,44 @@ fn write_all_vectored_at(file: &File, bufs: &[&[u8]], offset: u64) -> io::Result
 }
 
 /// Read at `offset` until `buf` is full or the file ends; returns the bytes read.
+/// `preadv` until `bufs` are full or the file ends; returns bytes read.
+pub(crate) fn read_full_vectored_at(file: &File, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut done = 0;
+    while done < total {
+        // The iovecs of what is still unread: whole buffers after the one
+        // a short read stopped in, and that one's rest.
+        let mut skip = done;
+        let mut iov = Vec::with_capacity(bufs.len());
+        for b in bufs.iter_mut() {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            let rest = &mut b[skip..];
+            skip = 0;
+            iov.push(libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() });
+        }
+        let count = libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let pos = libc::off_t::try_from(offset + done as u64).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: every iovec names a live, exclusively borrowed part of
+        // `bufs`, which outlives the call.
+        let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), count, pos) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        match usize::try_from(n).expect("non-negative") {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}
+
 pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {

@@ -13,6 +13,20 @@ use super::shared_map::SharedMap;
 pub(crate) trait FileIo: Send + Sync {
     /// Read up to `buf.len()` bytes at `offset`; returns bytes read (short at EOF).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Read the bytes from `offset` into `bufs`, one after another: in one
+    /// request where the file can (`preadv`), else one `read_at` each.
+    /// Returns bytes read (short only at EOF).
+    fn read_vectored_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+        let mut done = 0;
+        for buf in bufs.iter_mut() {
+            let n = self.read_at(buf, offset + done as u64)?;
+            done += n;
+            if n < buf.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
     /// Write all of `buf` at `offset`, extending the file if needed.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Write `bufs` one after another from `offset`: in one request where

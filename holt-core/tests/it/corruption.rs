@@ -377,7 +377,7 @@ fn manifest_of_unknown_version_is_unsupported_format() {
     let stored_crc = u32_at(&bytes, bytes.len() - 4);
     reseal_manifest(&mut bytes);
     assert_eq!(u32_at(&bytes, bytes.len() - 4), stored_crc, "trailer CRC as doc/FORMAT.md describes it");
-    bytes[MANIFEST_VERSION_OFFSET..][..4].copy_from_slice(&3u32.to_le_bytes());
+    bytes[MANIFEST_VERSION_OFFSET..][..4].copy_from_slice(&4u32.to_le_bytes());
 
     // With a valid checksum the version is read: UnsupportedFormat.
     let resealed = damaged(root.path(), &clean, "resealed");
@@ -385,9 +385,9 @@ fn manifest_of_unknown_version_is_unsupported_format() {
     reseal_manifest(&mut good_crc);
     std::fs::write(resealed.join("MANIFEST"), &good_crc).unwrap();
     match open_quiet(&resealed) {
-        Err(e @ Error::UnsupportedFormat { found: 3, supported: 2, .. }) => {
+        Err(e @ Error::UnsupportedFormat { found: 4, supported: 3, .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("MANIFEST") && msg.contains("version 3"), "seed {seed}: {msg}");
+            assert!(msg.contains("MANIFEST") && msg.contains("version 4"), "seed {seed}: {msg}");
         }
         other => panic!("seed {seed}: expected UnsupportedFormat, got {:?}", other.err()),
     }

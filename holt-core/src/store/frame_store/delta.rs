@@ -28,9 +28,10 @@ impl FrameStore {
         p.manifest.frames.get(&id).map(|r| r.base.map_or(r.slot, |b| b.slot))
     }
 
-    /// `base` if a delta over it is allowed now, else `None` (write whole).
+    /// `base` if a delta over it is allowed now, else `None` (write whole);
+    /// a delta is written packed.
     /// Callers hold the checkpoint mutex, so the published mapping stays.
     pub(super) fn allowed(&self, id: FrameId, base: Option<Base>) -> Option<Base> {
-        base.filter(|b| self.delta_base(id) == Some(b.slot)).map(|b| Base { pages: b.pages | 1, ..b })
+        base.filter(|b| self.delta_base(id) == Some(b.slot)).map(|b| Base { pages: b.pages | 1, packed: true, ..b })
     }
 }

@@ -422,12 +422,12 @@ fn newer_manifest_version_is_unsupported() {
     store_with(&vfs, 1);
     let path = dir().join(MANIFEST_NAME);
     let mut b = vfs.file_bytes(&path).unwrap();
-    b[8..12].copy_from_slice(&3u32.to_le_bytes());
+    b[8..12].copy_from_slice(&4u32.to_le_bytes());
     let body = b.len() - 4;
     let crc = crc32c::crc32c(&b[..body]);
     b[body..].copy_from_slice(&crc.to_le_bytes());
     vfs.corrupt(&path, 0, &b).unwrap();
-    assert!(matches!(open_err(&vfs), Error::UnsupportedFormat { found: 3, supported: 2, .. }));
+    assert!(matches!(open_err(&vfs), Error::UnsupportedFormat { found: 4, supported: 3, .. }));
 }
 
 #[test]

@@ -229,8 +229,7 @@ impl FrameStore {
         if r.base.is_none() {
             return self.file.read_slot_into(r.slot, id, r.crc, buf, via);
         }
-        let crcs = self.file.read_head(r.slot, id, r.crc, buf, via)?;
-        self.file.read_delta_rest(Source::from(r), id, &crcs, buf, via)
+        self.file.read_delta(Source::from(r), id, r.crc, buf, via)
     }
 
     /// Whether frames can be read a page at a time (a version 2 file).

@@ -15,8 +15,8 @@
 //! bytes.
 //!
 //! Packed, a delta is one write (the block and its pages) and, read whole,
-//! three requests (the block and page 0, the base's pages, the delta's
-//! other pages) however its pages scatter over the image: each request
+//! two requests (the base's pages, then the delta's block and pages)
+//! however its pages scatter over the image: each request
 //! costs a device round trip (~25 µs here) for the first byte and
 //! little for the next, so it is the requests that are counted.
 //!
@@ -104,13 +104,43 @@ impl FrameFile {
         }
     }
 
+    /// Read the whole image of the delta `src` into `buf`, checked
+    /// against the manifest's `crc_expected` for `id`. Packed, in two
+    /// requests: the base's pages up to the last the delta does not hold
+    /// (the free gap's among them: a hole the disk does not read, zeroed
+    /// here), then the delta's block and pages, each page into its place,
+    /// over them. In place, the head first, then `read_delta_rest`.
+    /// Returns the bytes read.
+    pub(crate) fn read_delta(&self, src: Source, id: FrameId, crc_expected: u32, buf: &mut ImageBuf, via: Via) -> Result<u64> {
+        let base = src.base.expect("a delta has a base");
+        if !base.packed {
+            let crcs = self.read_head(src.slot, id, crc_expected, buf, via)?;
+            return self.read_delta_rest(src, id, &crcs, buf, via);
+        }
+        let last = (1..PAGES).rev().find(|&p| !masked(base.pages, p));
+        if let Some(last) = last {
+            self.read_range(base.slot, id, buf, PAGE_BYTES..(last + 1) * PAGE_BYTES, via)?;
+        }
+        let (front, image) = buf.with_front().split_at_mut(super::PAGE_TABLE_BYTES);
+        let mut into: Vec<&mut [u8]> = vec![front];
+        into.extend(image.chunks_mut(PAGE_BYTES).enumerate().filter(|(p, _)| masked(base.pages, *p)).map(|(_, page)| page));
+        self.read_exact(src.slot, id, &mut into, self.slot_offset(src.slot), via)?;
+        let crcs = self.check_head(src.slot, id, crc_expected, buf)?;
+        let gap = free_gap(buf);
+        buf[gap.clone()].fill(0);
+        (1..PAGES).try_for_each(|p| self.check_page(src.place(p), id, p, &buf[page_range(p)], &gap, crcs[p]))?;
+        let from_base = last.map_or(0, |last| (1..=last).filter(|&p| !page_in_gap(p, &gap)).count());
+        Ok((super::PAGE_TABLE_BYTES + (from_base + base.pages.count_ones() as usize) * PAGE_BYTES) as u64)
+    }
+
     /// Read the whole image of a delta (`src`, with its head already in
-    /// `buf` from `read_head` of its slot) into `buf`: the base's pages
+    /// `buf` from `read_head` of its slot; `read_delta`'s way for a delta
+    /// in place, which needs the head's free gap) into `buf`: the base's pages
     /// in one request from the first to the last it holds (the delta's
     /// pages among them read over next), the delta's other pages in one
     /// request a run of places, every page checked, the gap zeroed.
     /// Returns the bytes read.
-    pub(crate) fn read_delta_rest(&self, src: Source, id: FrameId, crcs: &PageCrcs, buf: &mut ImageBuf, via: Via) -> Result<u64> {
+    fn read_delta_rest(&self, src: Source, id: FrameId, crcs: &PageCrcs, buf: &mut ImageBuf, via: Via) -> Result<u64> {
         let base = src.base.expect("a delta has a base");
         let gap = free_gap(buf);
         let used = |p: usize| !page_in_gap(p, &gap);
@@ -270,9 +300,12 @@ mod tests {
         ff.write_delta_in_place(6, &img, &sealed, mask);
         for src in [Source { slot: 5, base: packed(2, mask) }, Source { slot: 6, base: Some(Base { slot: 2, pages: mask, packed: false }) }] {
             let mut buf = ImageBuf::zeroed();
+            ff.read_delta(src, id, sealed.crc, &mut buf, Via::Direct).unwrap();
+            assert!(buf[..] == img[..], "whole image at once, {src:?}");
+            let mut buf = ImageBuf::zeroed();
             let crcs = ff.read_head(src.slot, id, sealed.crc, &mut buf, Via::Direct).unwrap();
             ff.read_delta_rest(src, id, &crcs, &mut buf, Via::PageCache).unwrap();
-            assert!(buf[..] == img[..], "whole image, {src:?}");
+            assert!(buf[..] == img[..], "whole image after its head, {src:?}");
             let gap = free_gap(&img);
             for p in 1..PAGES {
                 buf[page_range(p)].fill(0x55);
@@ -289,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn a_packed_delta_is_one_write_and_three_reads_however_its_pages_scatter() {
+    fn a_packed_delta_is_one_write_and_two_reads_however_its_pages_scatter() {
         let id = FrameId(9);
         let (_vfs, mut ff, base_img, _) = written(0xde17c, 2, id);
         let counted = Arc::new(Counted { inner: Arc::clone(&ff.file), reads: AtomicUsize::new(0), writes: AtomicUsize::new(0) });
@@ -302,15 +335,14 @@ mod tests {
         ff.write_delta(5, &img, &sealed, mask).unwrap();
         assert_eq!(counted.writes.load(Ordering::Relaxed), 1, "the block and every page in one request");
         let mut buf = ImageBuf::zeroed();
-        let crcs = ff.read_head(5, id, sealed.crc, &mut buf, Via::PageCache).unwrap();
-        ff.read_delta_rest(Source { slot: 5, base: packed(2, mask) }, id, &crcs, &mut buf, Via::PageCache).unwrap();
+        ff.read_delta(Source { slot: 5, base: packed(2, mask) }, id, sealed.crc, &mut buf, Via::PageCache).unwrap();
         assert!(buf[..] == img[..]);
-        assert_eq!(counted.reads.load(Ordering::Relaxed), 3, "head, the base's pages, the delta's");
-        // In place, every run of the delta's and every run of the base's between them is a request.
+        assert_eq!(counted.reads.load(Ordering::Relaxed), 2, "the base's pages, the delta's");
+        // In place: the head, the base's pages, and each run of the delta's.
         ff.write_delta_in_place(6, &img, &sealed, mask);
         counted.reads.store(0, Ordering::Relaxed);
-        let crcs = ff.read_head(6, id, sealed.crc, &mut buf, Via::PageCache).unwrap();
-        ff.read_delta_rest(Source { slot: 6, base: Some(Base { slot: 2, pages: mask, packed: false }) }, id, &crcs, &mut buf, Via::PageCache).unwrap();
+        let mut buf = ImageBuf::zeroed();
+        ff.read_delta(Source { slot: 6, base: Some(Base { slot: 2, pages: mask, packed: false }) }, id, sealed.crc, &mut buf, Via::PageCache).unwrap();
         assert!(buf[..] == img[..]);
         assert_eq!(counted.reads.load(Ordering::Relaxed), 5, "head, the base's pages, the delta's three runs");
     }

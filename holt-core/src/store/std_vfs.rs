@@ -84,79 +84,84 @@ impl FileIo for StdFile {
 
 /// `pwritev` at `offset` until every byte of `bufs` is written.
 fn write_all_vectored_at(file: &File, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
-    let mut parts: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
-    let mut at = offset;
-    while !parts.is_empty() {
-        let iov: Vec<libc::iovec> = parts.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
-        let count = libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let pos = libc::off_t::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: every iovec names a live slice of `parts`, which outlives
+    write_all_iov(bufs, offset, |iov, at| {
+        let (count, pos) = iov_args(iov, at)?;
+        // SAFETY: every iovec names a live slice of `bufs`, which outlives
         // the call; the kernel only reads them.
         let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), count, pos) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let mut n = usize::try_from(n).expect("non-negative");
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        at += n as u64;
-        while n > 0 {
-            if n >= parts[0].len() {
-                n -= parts[0].len();
-                parts.remove(0);
-            } else {
-                parts[0] = &parts[0][n..];
-                n = 0;
-            }
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })
+}
+
+/// `preadv` until `bufs` are full or the file ends; returns bytes read.
+pub(crate) fn read_full_vectored_at(file: &File, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+    read_full_iov(bufs, offset, |iov, at| {
+        let (count, pos) = iov_args(iov, at)?;
+        // SAFETY: every iovec names a live, exclusively borrowed part of
+        // `bufs`, which outlives the call.
+        let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), count, pos) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })
+}
+
+/// An iovec array's length and a file offset as the system calls take them.
+fn iov_args(iov: &[libc::iovec], at: u64) -> io::Result<(libc::c_int, libc::off_t)> {
+    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+    Ok((libc::c_int::try_from(iov.len()).map_err(|_| invalid())?, libc::off_t::try_from(at).map_err(|_| invalid())?))
+}
+
+/// Write every byte of `bufs` from `offset` by `one` vectored request at a
+/// time (its iovecs and offset; bytes written), continued after a short
+/// one and retried when interrupted.
+pub(super) fn write_all_iov(bufs: &[&[u8]], offset: u64, mut one: impl FnMut(&[libc::iovec], u64) -> io::Result<usize>) -> io::Result<()> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut done = 0;
+    while done < total {
+        let iov = rest_iov(bufs.iter().map(|b| (b.as_ptr().cast_mut(), b.len())), done);
+        match one(&iov, offset + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
-/// Read at `offset` until `buf` is full or the file ends; returns the bytes read.
-/// `preadv` until `bufs` are full or the file ends; returns bytes read.
-pub(crate) fn read_full_vectored_at(file: &File, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+/// Fill `bufs` from `offset` by `one` vectored request at a time,
+/// continued after a short one, until they are full or the file ends
+/// (a request reads nothing); returns the bytes read.
+pub(super) fn read_full_iov(bufs: &mut [&mut [u8]], offset: u64, mut one: impl FnMut(&[libc::iovec], u64) -> io::Result<usize>) -> io::Result<usize> {
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut done = 0;
     while done < total {
-        // The iovecs of what is still unread: whole buffers after the one
-        // a short read stopped in, and that one's rest.
-        let mut skip = done;
-        let mut iov = Vec::with_capacity(bufs.len());
-        for b in bufs.iter_mut() {
-            if skip >= b.len() {
-                skip -= b.len();
-                continue;
-            }
-            let rest = &mut b[skip..];
-            skip = 0;
-            iov.push(libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() });
-        }
-        let count = libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let pos = libc::off_t::try_from(offset + done as u64).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: every iovec names a live, exclusively borrowed part of
-        // `bufs`, which outlives the call.
-        let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), count, pos) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        match usize::try_from(n).expect("non-negative") {
-            0 => break,
-            n => done += n,
+        let iov = rest_iov(bufs.iter_mut().map(|b| (b.as_mut_ptr(), b.len())), done);
+        match one(&iov, offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(done)
 }
 
+/// The iovecs of the buffers `(start, len)` past their first `skip` bytes.
+fn rest_iov(bufs: impl Iterator<Item = (*mut u8, usize)>, mut skip: usize) -> Vec<libc::iovec> {
+    let mut iov = Vec::new();
+    for (start, len) in bufs {
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        // SAFETY: `skip < len`, so the pointer stays inside the buffer.
+        iov.push(libc::iovec { iov_base: unsafe { start.add(skip) }.cast(), iov_len: len - skip });
+        skip = 0;
+    }
+    iov
+}
+
+/// Read at `offset` until `buf` is full or the file ends; returns the bytes read.
 pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
@@ -336,6 +341,52 @@ pub(crate) mod tests {
         assert!(back[100..100 + a.len()] == a[..] && back[100 + a.len()..] == b[..]);
         file.write_all_vectored_at(&[&[], &[]], 1 << 20).unwrap();
         assert_eq!(file.len().unwrap(), back.len() as u64, "writing nothing does not extend the file");
+    }
+
+    #[test]
+    fn a_vectored_read_fills_its_buffers_in_order_up_to_the_end_of_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = StdVfs.open(&tmp.path().join("f"), true).unwrap();
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        file.write_at(&bytes, 0).unwrap();
+        let (mut a, mut b, mut c) = (vec![0u8; 4096], vec![], vec![0u8; 8192]);
+        assert_eq!(file.read_vectored_at(&mut [&mut a, &mut b, &mut c], 100).unwrap(), 9900, "short only at the end");
+        assert!([&a[..], &c[..9900 - 4096]].concat() == bytes[100..]);
+    }
+
+    /// Requests that move fewer bytes than asked, as a signal or a
+    /// device may make them: the helpers go on from where each stopped.
+    #[test]
+    fn vectored_requests_cut_short_are_continued_where_they_stopped() {
+        let file: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let mut written = vec![0u8; 5000];
+        let parts = [&file[..7], &file[7..3000], &file[3000..]];
+        let mut calls = 0;
+        write_all_iov(&parts, 0, |iov, at| {
+            calls += 1;
+            if calls % 3 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let first = &iov[0];
+            let n = first.iov_len.min(777);
+            // SAFETY: the iovec names `n` readable bytes of `parts`.
+            let src = unsafe { std::slice::from_raw_parts(first.iov_base as *const u8, n) };
+            written[at as usize..at as usize + n].copy_from_slice(src);
+            Ok(n)
+        })
+        .unwrap();
+        assert!(written == file);
+        let (mut a, mut b) = (vec![0u8; 1234], vec![0u8; 5000]);
+        let n = read_full_iov(&mut [&mut a, &mut b], 10, |iov, at| {
+            let at = at as usize;
+            let n = iov[0].iov_len.min(500).min(file.len() - at);
+            // SAFETY: the iovec names `n` writable bytes of `a` or `b`.
+            unsafe { std::ptr::copy_nonoverlapping(file[at..].as_ptr(), iov[0].iov_base.cast(), n) };
+            Ok(n)
+        })
+        .unwrap();
+        assert_eq!(n, 4990);
+        assert!([&a[..], &b[..4990 - 1234]].concat() == file[10..]);
     }
 
     #[test]

@@ -69,7 +69,7 @@ use crate::error::Result;
 use crate::ids::{FrameId, Lsn};
 use crate::store::frame_store::CheckpointTxn;
 use crate::store::manifest::ManifestMeta;
-use crate::store::manifest::Base;
+use crate::store::pool::Over;
 use crate::store::pool::{Copied, Cut, Pool, Sunk, SPARES_KEPT};
 use crate::tree::tidy::{tidy_image, Shape};
 use crate::tree::ROOT_FRAME;
@@ -162,7 +162,7 @@ pub(crate) use cut_hook::{after_cut, on_next_cut};
 /// the frame should adopt the layout it was stored in.
 /// `base`: what the image may be written over as a delta (`ImageSink`);
 /// an image laid out anew is written whole.
-pub(super) fn lay_out_and_store(pool: &Pool, shape: Shape, img: &mut [u8], base: Option<Base>, store: impl FnOnce(&mut [u8], Option<Base>) -> Result<()>) -> Result<Sunk> {
+pub(super) fn lay_out_and_store(pool: &Pool, shape: Shape, img: &mut [u8], base: Option<Over>, store: impl FnOnce(&mut [u8], Option<Over>) -> Result<()>) -> Result<Sunk> {
     let laid_out = tidy_image(img, shape);
     if laid_out {
         pool.counters.tidies.add(1);

@@ -24,8 +24,7 @@ use crate::store::frame_store::FrameStore;
 use crate::store::image_buf::{ImageBuf, Via};
 use crate::store::lock::StoreLock;
 use crate::store::manifest::{ManifestMeta, MANIFEST_NAME};
-use crate::store::manifest::Base;
-use crate::store::pool::{FrameSource, Loaded, Pool};
+use crate::store::pool::{FrameSource, Loaded, Over, Pool};
 use crate::store::reserve::SpaceReserve;
 use crate::store::vfs::Vfs;
 use crate::tree::ROOT_FRAME;
@@ -88,7 +87,8 @@ struct StoreSource(Arc<FrameStore>);
 impl FrameSource for StoreSource {
     fn read_frame(&self, id: FrameId, into: &mut ImageBuf, via: Via) -> Result<Loaded> {
         let (bytes, r) = self.0.read_frame_ref_into(id, into, via)?;
-        Ok(Loaded { bytes, base: Some(r.base.unwrap_or(Base { slot: r.slot, pages: 0, packed: false })) })
+        let over = r.base.map_or(Over { slot: r.slot, pages: 0 }, |b| Over { slot: b.slot, pages: b.pages });
+        Ok(Loaded { bytes, base: Some(over) })
     }
 
     fn paged(&self) -> bool {

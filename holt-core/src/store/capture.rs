@@ -78,7 +78,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::store::frame_file::{page_in_gap, PAGES};
-use crate::store::manifest::Base;
+use crate::store::frame_source::Over;
 use super::{FrameCell, Pool};
 use crate::ids::FrameId;
 use crate::layout::mapped::Mapped;
@@ -102,9 +102,9 @@ const UNHELD_COPY_TRIES: usize = 4;
 
 /// Where the copier sends each image of a cut: seal and write it (the
 /// buffer is reused once it returns), and say what it did (`Sunk`).
-/// With a `Base`, the image may be written as a delta over it
-/// (`frame_store::delta`): its pages outside `Base::pages` are the base's.
-pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8], Option<Base>) -> crate::error::Result<Sunk> + 'a;
+/// With an `Over`, the image may be written as a delta over it
+/// (`frame_store::delta`): its pages outside `Over::pages` are the base's.
+pub(crate) type ImageSink<'a> = dyn FnMut(FrameId, &mut [u8], Option<Over>) -> crate::error::Result<Sunk> + 'a;
 
 /// What an `ImageSink` did with an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +147,7 @@ type Claimed<'p> = Option<(&'p FrameCell, u64)>;
 
 /// An image the copier holds unwritten: frame, image, what it may be
 /// written over (`delta_of`), and its claim.
-type Held<'p> = (FrameId, Image, Option<Base>, Claimed<'p>);
+type Held<'p> = (FrameId, Image, Option<Over>, Claimed<'p>);
 
 /// The copier's progress through one cut (`Pool::copy_pending`).
 struct Copying<'p> {
@@ -172,7 +172,7 @@ pub(crate) struct Cut {
 /// The images taken since the last cut, and spare buffers for more.
 #[derive(Default)]
 pub(super) struct Images {
-    taken: Mutex<Vec<(FrameId, Image, Option<Base>)>>,
+    taken: Mutex<Vec<(FrameId, Image, Option<Over>)>>,
     /// Zeroed buffers, every page resident: a copy into one faults nothing.
     spare: Mutex<Vec<Image>>,
     /// Zeroed buffers past `SPARES_KEPT` a capture left, released lazily
@@ -262,7 +262,7 @@ impl Pool {
     /// delta is written until a load names one again (a whole image's
     /// slot is known only once written, and a base that is not the one
     /// the marks count from would fail every page read through it).
-    pub(super) fn delta_of(&self, id: FrameId, cell: &FrameCell) -> Option<Base> {
+    pub(super) fn delta_of(&self, id: FrameId, cell: &FrameCell) -> Option<Over> {
         let buf = cell.buf().expect("a captured frame is resident");
         let published = self.source.as_ref().and_then(|s| s.delta_base(id));
         // Pages inside the free gap are zeros, read from nowhere.
@@ -271,7 +271,7 @@ impl Pool {
         let pages = (buf.marks() & !in_gap) | 1;
         let used = PAGES - in_gap.count_ones() as usize;
         match cell.delta_base() {
-            Some(slot) if published == Some(slot) && pages.count_ones() as usize * DELTA_SHARE <= used => Some(Base { slot, pages, packed: true }),
+            Some(slot) if published == Some(slot) && pages.count_ones() as usize * DELTA_SHARE <= used => Some(Over { slot, pages }),
             _ => {
                 buf.take_marks();
                 cell.delta_base.store(0, Ordering::Release);
@@ -359,7 +359,7 @@ impl Pool {
     /// buffer goes back to the spares as zeros (see `copy_into`). A frame
     /// the copier claimed is let go once its image is written, if the sink
     /// allows (`Copying::let_go`); otherwise it stays pinned, in `held`.
-    fn write_image<'p>(&self, id: FrameId, mut img: Image, base: Option<Base>, claimed: Claimed<'p>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
+    fn write_image<'p>(&self, id: FrameId, mut img: Image, base: Option<Over>, claimed: Claimed<'p>, write: &mut ImageSink<'_>, c: &mut Copying<'p>) {
         if matches!(c.written, Ok(Copied::All)) {
             c.written = write(id, &mut img, base).map(|sunk| {
                 if sunk == Sunk::LaidOut {
@@ -461,7 +461,7 @@ impl Pool {
     /// `Ok` with the image and the frame's version (a hold leaves it as it
     /// is), `Err` with the buffer, zeroed, when a writer had copied the
     /// frame first.
-    fn claim(&self, id: FrameId, cell: &FrameCell, mut img: Image) -> Result<(Image, u64, Option<Base>), Image> {
+    fn claim(&self, id: FrameId, cell: &FrameCell, mut img: Image) -> Result<(Image, u64, Option<Over>), Image> {
         let claimed = if self.is_pending(cell) {
             cell.pin();
             cell.dirty_epoch.store(0, Ordering::Release);

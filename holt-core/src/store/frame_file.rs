@@ -433,11 +433,7 @@ impl FrameFile {
             SlotFormat::Whole => &mut buf[..],
             SlotFormat::Paged => &mut buf.with_front()[..PAGE_TABLE_BYTES + FRAME_BYTES],
         };
-        let want = slot_bytes.len();
-        let n = self.read_at(slot_bytes, at, Via::Direct).map_err(|e| self.io_err("read", e))?;
-        if n != want {
-            return Err(Error::corrupted(&self.path, at + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
-        }
+        self.read_exact(slot, id, &mut [slot_bytes], at, Via::Direct)?;
         let crcs = match self.format {
             SlotFormat::Whole => None,
             SlotFormat::Paged => Some(self.check_head(slot, id, crc_expected, buf)?),
@@ -484,11 +480,7 @@ impl FrameFile {
     pub(crate) fn read_head(&self, slot: u32, id: FrameId, crc_expected: u32, buf: &mut ImageBuf, via: Via) -> Result<PageCrcs> {
         assert_eq!(self.format, SlotFormat::Paged, "only a paged slot has page checksums");
         let at = self.slot_offset(slot);
-        let want = PAGE_TABLE_BYTES + PAGE_BYTES;
-        let n = self.read_at(&mut buf.with_front()[..want], at, via).map_err(|e| self.io_err("read", e))?;
-        if n != want {
-            return Err(Error::corrupted(&self.path, at + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
-        }
+        self.read_exact(slot, id, &mut [&mut buf.with_front()[..PAGE_TABLE_BYTES + PAGE_BYTES]], at, via)?;
         self.check_head(slot, id, crc_expected, buf)
     }
 
@@ -537,47 +529,30 @@ impl FrameFile {
     /// request; reading less (the file ends) is corruption of `slot`.
     fn read_exact(&self, slot: u32, id: FrameId, bufs: &mut [&mut [u8]], at: u64, via: Via) -> Result<()> {
         let want: usize = bufs.iter().map(|b| b.len()).sum();
-        let n = match bufs {
-            [one] => self.read_at(one, at, via),
-            _ => self.read_vectored_at(bufs, at, via),
-        };
-        let n = n.map_err(|e| self.io_err("read", e))?;
+        let n = self.read_at(bufs, at, via).map_err(|e| self.io_err("read", e))?;
         if n != want {
             return Err(Error::corrupted(&self.path, at + n as u64, format!("slot {slot} of frame {} truncated", id.0)));
         }
         Ok(())
     }
 
-    /// Read `via` the direct reader while the file system takes direct
-    /// reads; the first it refuses (EINVAL: a logical block larger than
-    /// `DIRECT_ALIGN`) turns them off for this file, and the read goes
-    /// through the page cache like every later one.
-    fn read_at(&self, buf: &mut [u8], at: u64, via: Via) -> io::Result<usize> {
-        if let Some(direct) = self.direct_reader().filter(|_| via == Via::Direct) {
-            match direct.read_at(buf, at) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.stop_direct_reads(&e),
-                other => return other,
-            }
-        }
-        self.file.read_at(buf, at)
-    }
-
-    /// `read_at` into `bufs`, one after another, in one request.
-    fn read_vectored_at(&self, bufs: &mut [&mut [u8]], at: u64, via: Via) -> io::Result<usize> {
+    /// Read into `bufs`, one after another, in one request, `via` the
+    /// direct reader while the file system takes direct reads; the first
+    /// it refuses (EINVAL: a logical block larger than `DIRECT_ALIGN`)
+    /// turns them off for this file, and the read goes through the page
+    /// cache like every later one.
+    fn read_at(&self, bufs: &mut [&mut [u8]], at: u64, via: Via) -> io::Result<usize> {
         if let Some(direct) = self.direct_reader().filter(|_| via == Via::Direct) {
             match direct.read_vectored_at(bufs, at) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.stop_direct_reads(&e),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    if !self.direct_refused.swap(true, Ordering::Relaxed) {
+                        log::warn!("{}: direct read refused ({e}); frame loads go through the page cache", self.path.display());
+                    }
+                }
                 other => return other,
             }
         }
         self.file.read_vectored_at(bufs, at)
-    }
-
-    /// Turn direct reads off for this file, which refused one.
-    fn stop_direct_reads(&self, e: &io::Error) {
-        if !self.direct_refused.swap(true, Ordering::Relaxed) {
-            log::warn!("{}: direct read refused ({e}); frame loads go through the page cache", self.path.display());
-        }
     }
 
     /// The direct reader, unless there is none or it refused a read.

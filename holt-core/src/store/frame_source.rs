@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::frame_file::{Known, PageCrcs};
 use super::image_buf::{ImageBuf, Via};
-use super::manifest::Base;
+use super::frame_file::PageMask;
 use crate::error::{Error, Result};
 use crate::ids::FrameId;
 
@@ -18,7 +18,18 @@ pub(crate) struct Loaded {
     /// delta over, and the pages in which the image read differs from it
     /// (none when it is that image): `None` from a source whose images
     /// no delta may name (a snapshot's).
-    pub base: Option<Base>,
+    pub base: Option<Over>,
+}
+
+/// A whole image the store keeps of a frame (its slot), and the pages in
+/// which another image of the frame differs from it: what that image was
+/// read as (`Loaded`), or may be written over as a delta
+/// (`CheckpointTxn::seal_and_write`, which records it as a
+/// `manifest::Base`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Over {
+    pub slot: u32,
+    pub pages: PageMask,
 }
 
 /// Where evicted frames are read back from.

@@ -48,6 +48,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use self::holes::Holes;
 use super::frame_file::{gap_blocks, FrameFile, Known, PageCrcs, Sealed, SlotFormat, Source, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
 use super::image_buf::{ImageBuf, Via};
+use super::frame_source::Over;
 use super::manifest::{self, Base, Manifest, ManifestMeta, PublishError, SlotRef, H_STORE_ID, MANIFEST_NAME};
 use super::splitmix::SplitMix64;
 use super::vfs::Vfs;
@@ -592,14 +593,14 @@ impl CheckpointTxn<'_> {
 
     /// Seal `img` (one whole frame image) for the frame file and write it
     /// as the new image of `id`, into a slot the published manifest does
-    /// not reference: whole, or as a delta over `base` (its pages
-    /// `base.pages`, page 0 always) while `base` is the frame's published
-    /// image (`delta.rs`). The manifest records its slot checksum, and
-    /// every later read of the slot is checked against it.
-    pub(crate) fn seal_and_write(&mut self, id: FrameId, img: &mut [u8], base: Option<Base>) -> Result<()> {
+    /// not reference: whole, or as a delta over `over` (its pages
+    /// `over.pages`, page 0 always) while `over.slot` is the frame's
+    /// published image (`delta.rs`). The manifest records its slot
+    /// checksum, and every later read of the slot is checked against it.
+    pub(crate) fn seal_and_write(&mut self, id: FrameId, img: &mut [u8], over: Option<Over>) -> Result<()> {
         check_image(id, img)?;
         let sealed = self.store.file.seal(id, img);
-        let base = self.store.allowed(id, base);
+        let base = self.store.allowed(id, over);
         self.write_image(id, img, sealed, base)
     }
 

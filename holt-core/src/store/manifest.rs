@@ -113,7 +113,7 @@ pub(crate) struct SlotRef {
 /// The base of a delta: the slot holding a whole image of the frame, and
 /// the pages the delta's own slot holds instead (page 0 always), packed
 /// in ascending order or each at its own offset (`frame_file::delta`).
-/// The store writes packed deltas whatever a caller asks for.
+/// This build writes packed deltas (`FrameStore::allowed`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Base {
     pub slot: u32,
@@ -198,15 +198,20 @@ impl Manifest {
             return Err(bad(body, "manifest checksum mismatch"));
         }
         let version = u32_at(b, H_VERSION);
-        let entry_bytes = match version {
-            MANIFEST_VERSION | MANIFEST_VERSION_IN_PLACE => ENTRY_BYTES,
-            MANIFEST_VERSION_WHOLE => ENTRY_BYTES_WHOLE,
-            found => return Err(Error::UnsupportedFormat { path: path.into(), found, supported: MANIFEST_VERSION }),
-        };
+        let entry_bytes = entry_bytes(version).ok_or_else(|| Error::UnsupportedFormat { path: path.into(), found: version, supported: MANIFEST_VERSION })?;
         let (entries, user_len) = decode_lengths(b, entry_bytes, &bad)?;
         let meta = decode_meta(b, entries * entry_bytes, user_len, &bad)?;
         let frames = decode_entries(b, entries, version, &bad)?;
         Ok(Manifest { store_id: u64_at(b, H_STORE_ID), seq: u64_at(b, H_SEQ), meta, frames })
+    }
+}
+
+/// The size of an entry in a manifest of `version`, if this build reads it.
+fn entry_bytes(version: u32) -> Option<usize> {
+    match version {
+        MANIFEST_VERSION | MANIFEST_VERSION_IN_PLACE => Some(ENTRY_BYTES),
+        MANIFEST_VERSION_WHOLE => Some(ENTRY_BYTES_WHOLE),
+        _ => None,
     }
 }
 
@@ -260,7 +265,7 @@ fn decode_entries(
     version: u32,
     bad: &dyn Fn(usize, &str) -> Error,
 ) -> Result<BTreeMap<FrameId, SlotRef>> {
-    let entry_bytes = if version == MANIFEST_VERSION_WHOLE { ENTRY_BYTES_WHOLE } else { ENTRY_BYTES };
+    let entry_bytes = entry_bytes(version).expect("a version decode reads");
     let mut frames = BTreeMap::new();
     let mut slots_seen = std::collections::HashSet::with_capacity(entries);
     let mut id_prev = 0u64;

@@ -44,7 +44,7 @@ pub(crate) use self::capture::{Copied, Cut, Sunk, SPARES_KEPT};
 #[cfg(test)]
 pub(crate) use self::capture::{on_unheld_copies, WRITER_SPARES};
 pub(crate) use super::cell::FrameCell;
-pub(crate) use super::frame_source::{FrameSource, Loaded};
+pub(crate) use super::frame_source::{FrameSource, Loaded, Over};
 use super::ahead::Ahead;
 use super::clock::Clock;
 use super::frame_file::{PAGES, PAGE_BYTES};

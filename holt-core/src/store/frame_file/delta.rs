@@ -128,7 +128,7 @@ impl FrameFile {
         let crcs = self.check_head(src.slot, id, crc_expected, buf)?;
         let gap = free_gap(buf);
         buf[gap.clone()].fill(0);
-        (1..PAGES).try_for_each(|p| self.check_page(src.place(p), id, p, &buf[page_range(p)], &gap, crcs[p]))?;
+        self.check_pages(src, id, 1..PAGES, Known { crcs: &crcs, gap: &gap }, buf)?;
         let from_base = last.map_or(0, |last| (1..=last).filter(|&p| !page_in_gap(p, &gap)).count());
         Ok((super::PAGE_TABLE_BYTES + (from_base + base.pages.count_ones() as usize) * PAGE_BYTES) as u64)
     }
@@ -159,7 +159,7 @@ impl FrameFile {
             bytes += (run.len() * PAGE_BYTES) as u64;
         }
         buf[gap.clone()].fill(0);
-        (1..PAGES).try_for_each(|p| self.check_page(src.place(p), id, p, &buf[page_range(p)], &gap, crcs[p]))?;
+        self.check_pages(src, id, 1..PAGES, Known { crcs, gap: &gap }, buf)?;
         Ok(bytes)
     }
 
@@ -170,7 +170,7 @@ impl FrameFile {
     /// places.
     pub(crate) fn read_pages_from(&self, src: Source, id: FrameId, pages: Range<usize>, known: Known<'_>, buf: &mut ImageBuf, via: Via) -> Result<()> {
         assert_eq!(self.format, SlotFormat::Paged, "only a paged slot is read a page at a time");
-        let Known { crcs, gap } = known;
+        let gap = known.gap;
         let mut p = pages.start;
         while p < pages.end {
             if page_in_gap(p, gap) {
@@ -183,6 +183,13 @@ impl FrameFile {
             self.read_exact(src.place(p).0, id, &mut [&mut buf[p * PAGE_BYTES..run_end * PAGE_BYTES]], at, via)?;
             p = run_end;
         }
+        self.check_pages(src, id, pages, known, buf)
+    }
+
+    /// Check `pages` of the image `src` names, in `buf`, against their
+    /// checksums; an error names the place each was read from.
+    fn check_pages(&self, src: Source, id: FrameId, pages: Range<usize>, known: Known<'_>, buf: &[u8]) -> Result<()> {
+        let Known { crcs, gap } = known;
         pages.into_iter().try_for_each(|p| self.check_page(src.place(p), id, p, &buf[page_range(p)], gap, crcs[p]))
     }
 }

@@ -14,6 +14,7 @@
 
 use super::FrameStore;
 use crate::ids::FrameId;
+use crate::store::frame_source::Over;
 use crate::store::manifest::Base;
 
 impl FrameStore {
@@ -28,10 +29,10 @@ impl FrameStore {
         p.manifest.frames.get(&id).map(|r| r.base.map_or(r.slot, |b| b.slot))
     }
 
-    /// `base` if a delta over it is allowed now, else `None` (write whole);
-    /// a delta is written packed.
+    /// The base a delta over `over` records, if one is allowed now, else
+    /// `None` (write whole); a delta is written packed, page 0 in it.
     /// Callers hold the checkpoint mutex, so the published mapping stays.
-    pub(super) fn allowed(&self, id: FrameId, base: Option<Base>) -> Option<Base> {
-        base.filter(|b| self.delta_base(id) == Some(b.slot)).map(|b| Base { pages: b.pages | 1, packed: true, ..b })
+    pub(super) fn allowed(&self, id: FrameId, over: Option<Over>) -> Option<Base> {
+        over.filter(|o| self.delta_base(id) == Some(o.slot)).map(|o| Base { slot: o.slot, pages: o.pages | 1, packed: true })
     }
 }

@@ -7,6 +7,7 @@ use super::stage_tests::crash_before_every_step_checked;
 use super::tests::{dir, gen_of, image, meta, open_mem, Model};
 use super::*;
 use crate::store::frame_file::{PageMask, PAGE_BYTES};
+use crate::store::frame_source::Over;
 use crate::store::mem_vfs::{CrashMode, MemVfs};
 
 /// Frame `id`'s image at `gen`: `image(id, 0)` with page `gen % 100 + 1`
@@ -55,7 +56,7 @@ fn store_with_paged(vfs: &MemVfs, n: u64) -> (FrameStore, Model) {
 fn checkpoint_deltas(store: &FrameStore, ids: &[u64], gen: u64, n: u64) {
     let mut txn = store.begin_checkpoint().unwrap();
     for &id in ids {
-        let base = Base { slot: store.delta_base(FrameId(id)).unwrap(), pages: pages_of(gen), packed: false };
+        let base = Over { slot: store.delta_base(FrameId(id)).unwrap(), pages: pages_of(gen) };
         txn.seal_and_write(FrameId(id), &mut paged_image(id, gen), Some(base)).unwrap();
     }
     txn.commit(meta(n)).unwrap();
@@ -164,10 +165,10 @@ fn a_delta_over_an_image_not_published_is_written_whole() {
     txn.seal_and_stage(FrameId(1), &mut paged_image(1, 3), None).unwrap();
     let staged = store.published.read().staged[&FrameId(1)].slot;
     // Over the staged image: not published, so whole.
-    txn.seal_and_stage(FrameId(1), &mut paged_image(1, 4), Some(Base { slot: staged, pages: pages_of(4), packed: true })).unwrap();
+    txn.seal_and_stage(FrameId(1), &mut paged_image(1, 4), Some(Over { slot: staged, pages: pages_of(4) })).unwrap();
     assert_eq!(store.published.read().staged[&FrameId(1)].base, None);
     // Over the published image: a delta, staged.
-    txn.seal_and_stage(FrameId(2), &mut paged_image(2, 5), Some(Base { slot: published(&store, 2).slot, pages: pages_of(5), packed: true })).unwrap();
+    txn.seal_and_stage(FrameId(2), &mut paged_image(2, 5), Some(Over { slot: published(&store, 2).slot, pages: pages_of(5) })).unwrap();
     drop(txn);
     assert!(store.published.read().staged[&FrameId(2)].base.is_some());
     assert_eq!(gen_of(&store.read_frame(FrameId(1)).unwrap()), 4);
@@ -175,7 +176,7 @@ fn a_delta_over_an_image_not_published_is_written_whole() {
     let mut txn = store.begin_checkpoint().unwrap();
     // A stale base (no longer the published one) is written whole too.
     let not_base = stale + 100;
-    txn.seal_and_write(FrameId(1), &mut paged_image(1, 6), Some(Base { slot: not_base, pages: pages_of(6), packed: true })).unwrap();
+    txn.seal_and_write(FrameId(1), &mut paged_image(1, 6), Some(Over { slot: not_base, pages: pages_of(6) })).unwrap();
     txn.commit(meta(2)).unwrap();
     assert_eq!(published(&store, 1).base, None);
     check(&store, &Model { frames: [(1, 6), (2, 5)].into_iter().collect(), meta: None });
@@ -191,7 +192,7 @@ fn a_crash_at_every_step_of_writing_deltas_reopens_the_old_or_the_new_mapping() 
         let (store, old) = store_with_paged(vfs, 4);
         let from = vfs.ops_count();
         let mut txn = store.try_stage().unwrap().unwrap();
-        let base = Base { slot: store.delta_base(FrameId(4)).unwrap(), pages: pages_of(2), packed: true };
+        let base = Over { slot: store.delta_base(FrameId(4)).unwrap(), pages: pages_of(2) };
         txn.seal_and_stage(FrameId(4), &mut paged_image(4, 2), Some(base)).unwrap();
         drop(txn);
         checkpoint_deltas(&store, &[1, 3], 5, 2);

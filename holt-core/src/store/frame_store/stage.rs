@@ -32,6 +32,7 @@ use super::{check_image, slot_after, slot_runs, FrameStore, Holes, Sealed};
 use crate::error::Result;
 use crate::store::frame_file::gap_blocks;
 use crate::ids::FrameId;
+use crate::store::frame_source::Over;
 use crate::store::manifest::{Base, SlotRef};
 
 /// Staged writes in progress: holds the checkpoint mutex, so no
@@ -75,12 +76,12 @@ impl StageTxn<'_> {
     /// Seal `img`, the whole current image of frame `id`, write it into a
     /// free slot and read the frame from there on; published by the next
     /// commit (see the module's protocol): whole, or as a delta over
-    /// `base` as `CheckpointTxn::seal_and_write`. On `Err` nothing changed
+    /// `over` as `CheckpointTxn::seal_and_write`. On `Err` nothing changed
     /// but the free slot's bytes.
-    pub(crate) fn seal_and_stage(&mut self, id: FrameId, img: &mut [u8], base: Option<Base>) -> Result<()> {
+    pub(crate) fn seal_and_stage(&mut self, id: FrameId, img: &mut [u8], over: Option<Over>) -> Result<()> {
         check_image(id, img)?;
         let sealed = self.store.file.seal(id, img);
-        let base = self.store.allowed(id, base);
+        let base = self.store.allowed(id, over);
         self.stage_image(id, img, sealed, base)
     }
 

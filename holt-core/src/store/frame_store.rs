@@ -9,9 +9,12 @@
 //!   the manifest. Only then do the replaced slots become free.
 //! - One checkpoint at a time: `begin_checkpoint` holds a mutex until the
 //!   transaction commits or drops.
-//! - `read_frame_into` holds the published mapping's read lock across its I/O;
-//!   `commit` swaps the mapping under the write lock, so a slot cannot be
-//!   freed (let alone rewritten) while a reader is reading it.
+//! - A read looks its slot up under the published mapping's read lock and
+//!   registers it there (`readers.rs`), then reads with no lock held; a
+//!   slot leaves the mapping only under the write lock, and its bytes are
+//!   changed (written, punched, cut off) only once no read has it
+//!   registered. So no reader ever sees a slot change under it, and no
+//!   writer of the mapping waits for the reads of other frames.
 //! - After a failed sync the store is poisoned: reads go on from the last
 //!   published mapping (whose slots stay intact), checkpoints are refused.
 //! - A pinned mapping (`pin_published`, for a snapshot) keeps its slots
@@ -46,6 +49,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use self::holes::Holes;
+use self::readers::Readers;
 use super::frame_file::{gap_blocks, FrameFile, Known, PageCrcs, Sealed, SlotFormat, Source, FRAME_BYTES, FRAME_FILE_NAME, HEADER_BYTES};
 use super::image_buf::{ImageBuf, Via};
 use super::frame_source::Over;
@@ -61,6 +65,8 @@ pub(crate) struct FrameStore {
     dir: PathBuf,
     file: FrameFile,
     published: RwLock<Published>,
+    /// The slots being read (`readers.rs`).
+    readers: Readers,
     /// Serialises checkpoints; held by the live `CheckpointTxn`.
     checkpoint: Mutex<Holes>,
     /// Why the store refuses checkpoints, if it does.
@@ -192,6 +198,7 @@ impl FrameStore {
             dir: dir.to_path_buf(),
             file,
             published: RwLock::new(Published::new(manifest, slots_total)),
+            readers: Readers::default(),
             // A partial slot past the whole ones may hold bytes too.
             checkpoint: Mutex::new(Holes::new(slots_total.saturating_add(1))),
             staged_since_commit: AtomicUsize::new(0),
@@ -251,15 +258,19 @@ impl FrameStore {
         self.with_slot(id, |r| self.file.read_pages_from(Source::from(r), id, pages, known, buf, via))
     }
 
-    /// Run `read` on the slot of `id` (staged, else published), under the
-    /// mapping's read lock: the slot stays as it is until it returns.
+    /// Run `read` on the slot of `id` (shadow, staged, else published),
+    /// registered as read (`readers.rs`): the slot stays as it is until
+    /// `read` returns, and the mapping is not locked meanwhile.
     fn with_slot<T>(&self, id: FrameId, read: impl FnOnce(&SlotRef) -> Result<T>) -> Result<T> {
-        let published = self.published.read();
-        let Some(r) = published.slot_of(id) else {
-            let what = format!("frame {} is not in the manifest", id.0);
-            return Err(Error::corrupted(self.dir.join(MANIFEST_NAME), 0, what));
+        let (r, _reading) = {
+            let published = self.published.read();
+            let Some(&r) = published.slot_of(id) else {
+                let what = format!("frame {} is not in the manifest", id.0);
+                return Err(Error::corrupted(self.dir.join(MANIFEST_NAME), 0, what));
+            };
+            (r, self.readers.enter(&r))
         };
-        read(r)
+        read(&r)
     }
 
     /// Keep the published mapping's slots from reuse until `unpin(id)`,
@@ -276,6 +287,7 @@ impl FrameStore {
     /// The image of frame `id` in slot `r` of a pinned mapping, verified
     /// against its checksum; returns the bytes read.
     pub(crate) fn read_pinned(&self, id: FrameId, r: SlotRef, buf: &mut ImageBuf, via: Via) -> Result<u64> {
+        let _reading = self.readers.enter(&r);
         self.read_ref_into(id, &r, buf, via)
     }
 
@@ -389,6 +401,7 @@ impl FrameStore {
         let slots_used = next.frames.values().flat_map(SlotRef::slots).map(|s| s + 1).max().unwrap_or(0).max(p.pinned_end());
         let mut slots_total = slots_total.max(p.slots_total);
         if slots_used < slots_total {
+            self.readers.wait_unread(slots_used..slots_total);
             match self.file.truncate_slots(slots_used) {
                 Ok(()) => {
                     slots_total = slots_used;
@@ -413,12 +426,14 @@ impl FrameStore {
         self.punch_runs(slot_runs(stale), holes);
     }
 
-    /// Write a sealed image into `slot`, which no reader reads; what of
+    /// Write a sealed image into `slot`, a free one, once no read that
+    /// started before it was freed is still reading it; what of
     /// its free gap is not a hole already is punched out, unless that is
     /// little (`Holes::plan`, guarded by the checkpoint mutex the caller
     /// holds). Until the write returns, nothing of the slot counts as a
     /// hole.
     fn write_image(&self, holes: &mut Holes, slot: u32, bytes: &[u8], sealed: &Sealed, base: Option<Base>) -> Result<()> {
+        self.readers.wait_unread(slot..slot + 1);
         match base {
             None => self.write_slot(holes, slot, bytes, sealed),
             Some(base) => {
@@ -490,6 +505,7 @@ impl FrameStore {
     /// stops at the first failure (the rest keep their space).
     fn punch_runs(&self, runs: Vec<Range<u32>>, holes: &mut Holes) {
         for run in runs {
+            self.readers.wait_unread(run.clone());
             if let Err(e) = self.file.release_slots(run.clone()) {
                 log::warn!("keeping the space of free frame slots {run:?}: {e}");
                 return;
@@ -769,6 +785,7 @@ impl FrameStore {
 
 mod delta;
 mod holes;
+mod readers;
 mod shadow;
 mod stage;
 pub(crate) use stage::StageTxn;

@@ -77,7 +77,13 @@ struct MemState {
     ops_count: u64,
     crash_point: Option<(u64, CrashMode)>,
     crash_image: Option<Box<MemState>>,
+    /// Called with a read's offset before it reads, outside the lock.
+    read_hook: Option<ReadHook>,
 }
+
+/// What `MemVfs::set_read_hook` runs: it may block, to hold a read in
+/// flight while other threads go on.
+pub(crate) type ReadHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 #[derive(Default)]
 struct Inode {
@@ -124,6 +130,13 @@ impl MemVfs {
     /// with `errno` until [`MemVfs::clear_faults`].
     pub(crate) fn fail_write_after_with(&self, n: u64, errno: i32) {
         self.state.lock().write_fault = Some(Fault { ok_left: n, errno });
+    }
+
+    /// Run `hook` with each read's offset before the read, on the reading
+    /// thread, no lock held; `None` removes it.
+    #[cfg(test)]
+    pub(crate) fn set_read_hook(&self, hook: Option<ReadHook>) {
+        self.state.lock().read_hook = hook;
     }
 
     /// After `n` more successful syncs (`sync_data` or `sync_dir`), every sync
@@ -453,6 +466,10 @@ impl MemFile {
 
 impl FileIo for MemFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let hook = self.state.lock().read_hook.clone();
+        if let Some(hook) = hook {
+            hook(offset);
+        }
         let mut st = self.state.lock();
         let cur = &st.inode_mut(self.ino).current;
         let start = to_usize(offset).min(cur.len());

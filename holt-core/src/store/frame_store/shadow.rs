@@ -30,8 +30,9 @@ use crate::store::manifest::SlotRef;
 impl CheckpointTxn<'_> {
     /// Make `r` frame `id`'s image in this checkpoint, read from now on,
     /// or with `None` give it none. A slot this replaces is handed
-    /// out again only after the swap, which takes the mapping's write lock:
-    /// readers hold its read lock across their I/O, so none is reading it.
+    /// out again only after the swap, which takes the mapping's write
+    /// lock, and written only once no read registered before the swap
+    /// still reads it (`readers.rs`).
     pub(super) fn shadow(&mut self, id: FrameId, r: Option<SlotRef>) {
         let mut p = self.store.published.write();
         let replaced = match r {

@@ -8,10 +8,10 @@
 //!    crash leaves a free slot holding bytes no manifest names: the next
 //!    open counts it free, and its first commit punches it.
 //! 2. the image is staged for its frame: reads of the frame go to it from
-//!    then on; a frame's earlier staged image, if any, is free again (no
-//!    reader holds it: reads hold the mapping's read lock across their
-//!    I/O, and the swap takes the write lock) and its space is given
-//!    back. Lost in a crash like 1.
+//!    then on; a frame's earlier staged image, if any, is free again (the
+//!    swap takes the mapping's write lock, so no read starts on it after;
+//!    reads already on it are waited for before its bytes change,
+//!    `readers.rs`) and its space is given back. Lost in a crash like 1.
 //! 3. the next commit (`CheckpointTxn::commit`) syncs the frame file,
 //!    then publishes every staged image its checkpoint did not write anew
 //!    or drop. Only then do replaced slots become free.

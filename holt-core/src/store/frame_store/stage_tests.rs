@@ -208,3 +208,68 @@ fn a_crash_at_every_step_of_writes_into_kept_slots_reopens_the_old_or_the_new_ma
     };
     crash_before_every_step(run);
 }
+
+/// A read held in its I/O neither holds up the mapping's writers (images
+/// staged, a commit that frees the slot it reads) nor sees that slot
+/// change: an image written into the slot, or a punch of it, waits until
+/// the read is done.
+#[test]
+fn a_read_in_flight_holds_up_only_the_reuse_of_the_slot_it_reads() {
+    let (store, slot) = hold_a_read_while(|store| stage(store, 3, 1));
+    assert_eq!(store.published.read().slot_of(FrameId(3)).unwrap().slot, slot, "frame 3's image went into the slot read");
+    assert_eq!((gen_read(&store, 1), gen_read(&store, 2), gen_read(&store, 3)), (1, 1, 1));
+    let (store, _) = hold_a_read_while(|store| store.give_back_kept());
+    assert_eq!(store.kept_slots(), 0, "the slot read was punched once the read was done");
+}
+
+/// Read frame 1 of a fresh store, holding the read in its I/O while other
+/// threads stage frames 1 and 2 and commit (which frees the slot read),
+/// then run `change`, which must wait for the read; returns the store and
+/// the slot read.
+fn hold_a_read_while(change: impl Fn(&FrameStore) + Send + Sync) -> (FrameStore, u32) {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::store::frame_file::SlotFormat;
+
+    let vfs = MemVfs::new();
+    let (store, _) = store_with(&vfs, 3);
+    let slot = store.published.read().slot_of(FrameId(1)).unwrap().slot;
+    let bytes = SlotFormat::Paged.offset(slot)..SlotFormat::Paged.offset(slot + 1);
+    let (entered_tx, entered) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let (entered_tx, go_rx) = (parking_lot::Mutex::new(entered_tx), parking_lot::Mutex::new(go_rx));
+    let armed = AtomicBool::new(true);
+    vfs.set_read_hook(Some(Arc::new(move |offset| {
+        if bytes.contains(&offset) && armed.swap(false, Ordering::SeqCst) {
+            entered_tx.lock().send(()).unwrap();
+            let _ = go_rx.lock().recv();
+        }
+    })));
+    let store_ref = &store;
+    std::thread::scope(|s| {
+        // Owned here: a failed assertion drops it, letting the read go.
+        let go = go;
+        let reader = s.spawn(|| store_ref.read_frame(FrameId(1)));
+        entered.recv_timeout(Duration::from_secs(20)).expect("the read reached frame 1's slot");
+        let (done_tx, done) = mpsc::channel();
+        s.spawn(move || {
+            stage(store_ref, 1, 1);
+            stage(store_ref, 2, 1);
+            checkpoint(store_ref, &[], 2).unwrap();
+            done_tx.send(()).unwrap();
+        });
+        done.recv_timeout(Duration::from_secs(20)).expect("staging and a commit went on beside a read in flight");
+        assert!(store_ref.published.read().free.contains(&slot), "frame 1's old slot is free");
+        let changing = s.spawn(|| change(store_ref));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!changing.is_finished(), "the slot changed under its reader");
+        go.send(()).unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), image(1, 0), "the read saw the image it looked up");
+        changing.join().unwrap();
+    });
+    vfs.set_read_hook(None);
+    assert_eq!(store.readers.in_flight(), 0);
+    store.check_invariants();
+    (store, slot)
+}

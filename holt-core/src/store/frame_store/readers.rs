@@ -58,8 +58,9 @@ impl Readers {
         Reading { readers: self, slots }
     }
 
-    /// Return once no read has a slot of `slots` registered. Call it with
-    /// those slots free (out of every mapping), so no new read can start.
+    /// Return once no read has a slot of `slots` registered. Call it when
+    /// no new read can register them: they are in no mapping, or the
+    /// caller holds the mapping's write lock (which no read needs to end).
     pub(super) fn wait_unread(&self, slots: Range<u32>) {
         let mut state = self.state.lock();
         while state.reading.range(slots.clone()).next().is_some() {

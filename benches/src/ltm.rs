@@ -14,9 +14,13 @@
 //! process's reads (`rchar` of /proc/self/io: page-cache hits included, so
 //! it measures the engine's reads, not the disk's), bytes written
 //! (`wchar`: checkpoints' frame writes; not WAL appends through its mapping),
-//! bytes the disk read (`read_bytes`: what the page cache did not hold)
-//! and CPU time per operation (all threads), which a loaded machine's
-//! waits do not inflate as they do the rate.
+//! bytes the disk read (`read_bytes`: what the page cache did not hold),
+//! requests the device holding the store completed per operation (reads
+//! and writes of /sys/dev/block/MAJ:MIN/stat: the whole device's, so run
+//! it alone; on this VM each request costs ~25 µs before its first byte,
+//! benches/RESULTS.md runs 51-54) and CPU time per operation (all
+//! threads), which a loaded machine's waits do not inflate as they do the
+//! rate.
 //!
 //! Cells: bulk load in creation order (an untar), checkpoint, then after a
 //! clean close and reopen (cold cache): uniform random gets, Zipfian gets
@@ -30,7 +34,8 @@
 //! waits until the filter answers and is sized for the keys
 //! (`await_miss_filter`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{drop_caches, MemoryCap};
@@ -72,6 +77,8 @@ struct Reads {
     wchar: u64,
     /// Bytes the storage below the page cache read for the process.
     disk: u64,
+    /// Requests the store's device completed (`None`: no block device).
+    requests: Option<u64>,
     /// CPU time of every thread of the process (checkpointer included), in
     /// clock ticks: the work a cell cost, whatever it waited for.
     cpu_ticks: u64,
@@ -87,7 +94,7 @@ impl Reads {
             }
             Engine::Other(_) => (0, 0, None),
         };
-        Ok(Reads { hits, misses, engine, rchar, wchar, disk, cpu_ticks: cpu_ticks()? })
+        Ok(Reads { hits, misses, engine, rchar, wchar, disk, requests: device_requests(), cpu_ticks: cpu_ticks()? })
     }
 
     fn since(self, before: Reads) -> Reads {
@@ -102,6 +109,7 @@ impl Reads {
             rchar: self.rchar - before.rchar,
             wchar: self.wchar - before.wchar,
             disk: self.disk - before.disk,
+            requests: self.requests.zip(before.requests).map(|(r, r0)| r - r0),
             cpu_ticks: self.cpu_ticks - before.cpu_ticks,
         }
     }
@@ -131,6 +139,27 @@ fn io_bytes() -> Res<(u64, u64, u64)> {
             .ok_or_else(|| format!("no {name} in /proc/self/io"))
     };
     Ok((field("rchar:")?, field("wchar:")?, field("read_bytes:")?))
+}
+
+/// The block device statistics of the device holding the run's store,
+/// set once by `run`; `None` where the store is on no block device.
+static DEVICE_STAT: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// The statistics file of the block device `dir` lives on, if it has one.
+fn device_stat_of(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let path = PathBuf::from(format!("/sys/dev/block/{}:{}/stat", libc::major(dev), libc::minor(dev)));
+    path.exists().then_some(path)
+}
+
+/// Reads plus writes the store's device has completed since boot
+/// (fields 1 and 5 of its `stat`: Documentation/block/stat.rst).
+fn device_requests() -> Option<u64> {
+    let path = DEVICE_STAT.get()?.as_ref()?;
+    let stat = std::fs::read_to_string(path).ok()?;
+    let fields: Vec<u64> = stat.split_whitespace().map_while(|f| f.parse().ok()).collect();
+    Some(fields.first()? + fields.get(4)?)
 }
 
 /// Clock ticks per second of /proc times (USER_HZ: 100 on Linux).
@@ -370,6 +399,7 @@ pub fn run(ds: &Dataset, opts: &Opts, root: &Path) -> Res<Vec<Row>> {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    DEVICE_STAT.get_or_init(|| device_stat_of(&dir));
     let budget = pool as u64 * (holt_core::FRAME_BYTES as u64);
     let cap = opts.ltm_cap.then(|| MemoryCap::enter(budget)).transpose()?;
     let open = opener(opts, &dir, pool)?;
@@ -455,7 +485,7 @@ fn row_line(r: &Row) -> String {
     };
     let cpu_us = d.cpu_ticks as f64 / TICKS_PER_SEC * 1e6 / r.ops.max(1) as f64;
     format!(
-        "| {} | {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} | {} | {} |",
         r.name,
         r.ops,
         rate,
@@ -467,6 +497,7 @@ fn row_line(r: &Row) -> String {
         human(per_op(d.rchar, r.ops)),
         human(per_op(d.wchar, r.ops)),
         human(per_op(d.disk, r.ops)),
+        d.requests.map_or("n/a".into(), |n| format!("{:.2}", per_op(n, r.ops))),
     )
 }
 
@@ -474,8 +505,9 @@ fn row_line(r: &Row) -> String {
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
         "| cell | ops | rate | CPU µs / op | hit ratio | frames loaded / op | frames read / miss \
-         | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) | disk bytes read / op |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | bytes read / op (engine) | bytes read / op (rchar) | bytes written / op (wchar) | disk bytes read / op \
+         | device requests / op |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s += &row_line(r);
